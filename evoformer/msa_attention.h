@@ -1,0 +1,56 @@
+// MSA attention modules of the Evoformer and extra-MSA stacks (AF2 supplement 1.6):
+//   MSA row-wise gated self-attention with pair bias (Algorithm 7),
+//   MSA column-wise gated self-attention (Algorithm 8),
+//   MSA column-wise global attention (Algorithm 19, extra-MSA stack).
+// Parameter scopes: `msa_row_attention_with_pair_bias`, `msa_column_attention`,
+// `msa_column_global_attention`.
+#pragma once
+
+#include "evoformer/weights.h"
+#include "kernels/ops.h"
+
+namespace axfold {
+
+struct MsaRowAttentionWeights {
+    LayerNormWeights query_norm;    // [C_m]
+    LayerNormWeights feat_2d_norm;  // [C_z]
+    Tensor feat_2d_weights;         // [C_z, H]
+    AttentionWeights attention;     // query_w [C_m, H, c] ... output_w [H, c, C_m]
+    template <class F> void visit(F&& f) {
+        query_norm.visit(scoped("query_norm", f));
+        feat_2d_norm.visit(scoped("feat_2d_norm", f));
+        f("//feat_2d_weights", feat_2d_weights);
+        attention.visit(scoped("attention", f));
+    }
+};
+
+struct MsaColumnAttentionWeights {
+    LayerNormWeights query_norm;  // [C_m]
+    AttentionWeights attention;
+    template <class F> void visit(F&& f) {
+        query_norm.visit(scoped("query_norm", f));
+        attention.visit(scoped("attention", f));
+    }
+};
+
+struct MsaColumnGlobalAttentionWeights {
+    LayerNormWeights query_norm;  // [C_e]
+    GlobalAttentionWeights attention;
+    template <class F> void visit(F&& f) {
+        query_norm.visit(scoped("query_norm", f));
+        attention.visit(scoped("attention", f));
+    }
+};
+
+// m [S, N_res, C_m], z [N_res, N_res, C_z], msa_mask [S, N_res].
+// out [S, N_res, C_m] = (accumulate ? out : 0) + update; out may be m itself (residual in place).
+void msa_row_attention_forward(const MsaRowAttentionWeights& w, const Tensor& m, const Tensor& z,
+                               const Tensor& msa_mask, Tensor& out, bool accumulate, Context& ctx,
+                               const TrunkConstants& k = {});
+void msa_column_attention_forward(const MsaColumnAttentionWeights& w, const Tensor& m, const Tensor& msa_mask,
+                                  Tensor& out, bool accumulate, Context& ctx, const TrunkConstants& k = {});
+void msa_column_global_attention_forward(const MsaColumnGlobalAttentionWeights& w, const Tensor& m,
+                                         const Tensor& msa_mask, Tensor& out, bool accumulate, Context& ctx,
+                                         const TrunkConstants& k = {});
+
+}  // namespace axfold

@@ -1,0 +1,48 @@
+#include "evoformer/outer_product_mean.h"
+
+#include <algorithm>
+
+namespace axfold {
+
+void outer_product_mean_forward(const OuterProductMeanWeights& w, const Tensor& m, const Tensor& msa_mask,
+                                Tensor& out, bool accumulate, Context& ctx, const TrunkConstants& k,
+                                int64_t chunk_rows) {
+    Workspace& ws = ctx.ws;
+    WorkspaceScope scope(ws);
+    const int64_t S = m.size(0), N = m.size(1), C = w.left_projection.weights.size(1), Cz = w.output_b.size(0);
+    AXF_CHECK(msa_mask.dim() == 2 && msa_mask.size(0) == S && msa_mask.size(1) == N,
+              "outer_product_mean: mask %s for msa %s", msa_mask.desc().c_str(), m.desc().c_str());
+    AXF_CHECK(out.dim() == 3 && out.size(0) == N && out.size(1) == N && out.size(2) == Cz,
+              "outer_product_mean: output %s, expected [%lld, %lld, %lld]", out.desc().c_str(), (long long)N,
+              (long long)N, (long long)Cz);
+    Tensor x = layer_norm(m, w.layer_norm_input.scale, w.layer_norm_input.offset, k.eps, ws);
+    Tensor mask3 = msa_mask.unsqueeze(2).expand({S, N, C});
+    Tensor left = linear(x, w.left_projection.weights, w.left_projection.bias, ws);
+    mul(left, mask3);
+    Tensor right = linear(x, w.right_projection.weights, w.right_projection.bias, ws);
+    mul(right, mask3);
+    // norm[i, j] = number of sequences where both residues are present.
+    Tensor norm = ws.alloc({N, N});
+    matmul(msa_mask.transpose(0, 1), msa_mask, norm);
+    if (chunk_rows <= 0) chunk_rows = std::max<int64_t>(1, (int64_t(1) << 23) / std::max<int64_t>(1, N * C * C));
+    Tensor l2 = left.view({S, N * C}), r2 = right.view({S, N * C});
+    for (int64_t i0 = 0; i0 < N; i0 += chunk_rows) {
+        WorkspaceScope chunk(ws);
+        const int64_t ni = std::min(chunk_rows, N - i0);
+        // outer[(i, a), (j, b)] = sum_s left[s, i, a] right[s, j, b]
+        Tensor outer = ws.alloc({ni * C, N * C});
+        matmul(l2.slice(1, i0 * C, (i0 + ni) * C).transpose(0, 1), r2, outer);
+        Tensor oijab = ws.alloc({ni, N, C, C});
+        copy(oijab, outer.view({ni, C, N, C}).permute({0, 2, 1, 3}));
+        Tensor upd = ws.alloc({ni, N, Cz});
+        linear(oijab.view({ni, N, C * C}), w.output_w, w.output_b, upd);
+        div_eps(upd, norm.slice(0, i0, i0 + ni).unsqueeze(2).expand({ni, N, Cz}), k.opm_eps);
+        Tensor dst = out.slice(0, i0, i0 + ni);
+        if (accumulate)
+            add(dst, upd);
+        else
+            copy(dst, upd);
+    }
+}
+
+}  // namespace axfold

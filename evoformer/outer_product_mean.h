@@ -1,0 +1,32 @@
+// Outer product mean (AF2 supplement, Algorithm 10): the MSA's per-column statistics become a pair
+// update. Parameter scope `outer_product_mean`.
+#pragma once
+
+#include "evoformer/weights.h"
+#include "kernels/ops.h"
+
+namespace axfold {
+
+struct OuterProductMeanWeights {
+    LayerNormWeights layer_norm_input;  // [C_m]
+    LinearWeights left_projection;      // [C_m, c]
+    LinearWeights right_projection;     // [C_m, c]
+    Tensor output_w;                    // [c, c, C_z]
+    Tensor output_b;                    // [C_z]
+    template <class F> void visit(F&& f) {
+        layer_norm_input.visit(scoped("layer_norm_input", f));
+        left_projection.visit(scoped("left_projection", f));
+        right_projection.visit(scoped("right_projection", f));
+        f("//output_w", output_w);
+        f("//output_b", output_b);
+    }
+};
+
+// m [S, N_res, C_m], msa_mask [S, N_res]; out [N_res, N_res, C_z] (accumulate: the pair, in place).
+// The outer products are formed for blocks of `chunk_rows` residues i at a time (0 = automatic) so the
+// [i, j, c, c] intermediate stays bounded.
+void outer_product_mean_forward(const OuterProductMeanWeights& w, const Tensor& m, const Tensor& msa_mask,
+                                Tensor& out, bool accumulate, Context& ctx, const TrunkConstants& k = {},
+                                int64_t chunk_rows = 0);
+
+}  // namespace axfold

@@ -1,0 +1,41 @@
+// Triangular multiplicative update using "outgoing" (AF2 supplement, Algorithm 11) and "incoming"
+// (Algorithm 12) edges. Parameter scopes `triangle_multiplication_outgoing` / `_incoming`.
+//
+// DISCREPANCY: AF2's code (and so its parameters) swaps the roles of the left and right projections in
+// the incoming update relative to the paper; we follow the parameters:
+//   outgoing: x[i,j,c] = sum_k left[i,k,c] right[j,k,c]
+//   incoming: x[i,j,c] = sum_k left[k,j,c] right[k,i,c]
+#pragma once
+
+#include "evoformer/weights.h"
+#include "kernels/ops.h"
+
+namespace axfold {
+
+struct TriangleMultiplicationWeights {
+    LayerNormWeights layer_norm_input;   // [C_z]
+    LinearWeights left_projection;       // [C_z, c]
+    LinearWeights right_projection;      // [C_z, c]
+    LinearWeights left_gate;             // [C_z, c]
+    LinearWeights right_gate;            // [C_z, c]
+    LayerNormWeights center_layer_norm;  // [c]
+    LinearWeights output_projection;     // [c, C_z]
+    LinearWeights gating_linear;         // [C_z, C_z]
+    template <class F> void visit(F&& f) {
+        layer_norm_input.visit(scoped("layer_norm_input", f));
+        left_projection.visit(scoped("left_projection", f));
+        right_projection.visit(scoped("right_projection", f));
+        left_gate.visit(scoped("left_gate", f));
+        right_gate.visit(scoped("right_gate", f));
+        center_layer_norm.visit(scoped("center_layer_norm", f));
+        output_projection.visit(scoped("output_projection", f));
+        gating_linear.visit(scoped("gating_linear", f));
+    }
+};
+
+// z [N_res, N_res, C_z], pair_mask [N_res, N_res]; out as in msa_attention.h (out may be z).
+void triangle_multiplication_forward(const TriangleMultiplicationWeights& w, bool incoming, const Tensor& z,
+                                     const Tensor& pair_mask, Tensor& out, bool accumulate, Context& ctx,
+                                     const TrunkConstants& k = {});
+
+}  // namespace axfold

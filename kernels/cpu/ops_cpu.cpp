@@ -1,0 +1,266 @@
+// CPU ops: Eigen maps over our strided tensors for GEMMs, OpenMP loops for the rest.
+#include "kernels/cpu/ops_cpu.h"
+
+#include <omp.h>
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace axfold::cpu {
+
+namespace {
+
+using Eigen::Dynamic;
+using Eigen::OuterStride;
+using RowMat = Eigen::Matrix<float, Dynamic, Dynamic, Eigen::RowMajor>;
+using ColMat = Eigen::Matrix<float, Dynamic, Dynamic, Eigen::ColMajor>;
+template <class M> using CMap = Eigen::Map<const M, 0, OuterStride<>>;
+template <class M> using MMap = Eigen::Map<M, 0, OuterStride<>>;
+
+// Offsets of every element of a multi-index over `shape` with `strides` (leading dims only).
+void offsets_rec(const int64_t* shape, const int64_t* strides, int nd, int64_t base, std::vector<int64_t>& out) {
+    if (nd == 0) {
+        out.push_back(base);
+        return;
+    }
+    for (int64_t i = 0; i < shape[0]; ++i) offsets_rec(shape + 1, strides + 1, nd - 1, base + i * strides[0], out);
+}
+
+std::vector<int64_t> batch_offsets(const Shape& shape, const Shape& strides, int nd) {
+    std::vector<int64_t> out;
+    out.reserve(static_cast<size_t>(shape_numel(Shape(shape.begin(), shape.begin() + nd))));
+    offsets_rec(shape.data(), strides.data(), nd, 0, out);
+    return out;
+}
+
+struct MatLayout {
+    bool row_major;
+    int64_t ld;
+};
+
+MatLayout layout_of(const Tensor& t) {
+    int64_t rows = t.size(-2), cols = t.size(-1);
+    int64_t s0 = t.stride(-2), s1 = t.stride(-1);
+    if (s1 == 1 || cols == 1) return {true, std::max<int64_t>(rows == 1 ? cols : s0, cols)};
+    if (s0 == 1 || rows == 1) return {false, std::max<int64_t>(cols == 1 ? rows : s1, rows)};
+    AXF_FAIL("matmul operand %s has strides %s: neither rows nor columns are contiguous", t.desc().c_str(),
+             shape_str(t.strides()).c_str());
+}
+
+template <class MA, class MB>
+void gemm_one(const float* a, MatLayout la, const float* b, MatLayout lb, float* c, int64_t ldc, int64_t M,
+              int64_t N, int64_t K, float alpha, float beta) {
+    CMap<MA> A(a, M, K, OuterStride<>(la.ld));
+    CMap<MB> B(b, K, N, OuterStride<>(lb.ld));
+    MMap<RowMat> C(c, M, N, OuterStride<>(ldc));
+    if (beta == 0.f) {
+        if (alpha == 1.f)
+            C.noalias() = A * B;
+        else
+            C.noalias() = alpha * (A * B);
+    } else {
+        if (beta != 1.f) C *= beta;
+        C.noalias() += alpha * (A * B);
+    }
+}
+
+void gemm_dispatch(const float* a, MatLayout la, const float* b, MatLayout lb, float* c, int64_t ldc, int64_t M,
+                   int64_t N, int64_t K, float alpha, float beta) {
+    if (la.row_major && lb.row_major)
+        gemm_one<RowMat, RowMat>(a, la, b, lb, c, ldc, M, N, K, alpha, beta);
+    else if (la.row_major)
+        gemm_one<RowMat, ColMat>(a, la, b, lb, c, ldc, M, N, K, alpha, beta);
+    else if (lb.row_major)
+        gemm_one<ColMat, RowMat>(a, la, b, lb, c, ldc, M, N, K, alpha, beta);
+    else
+        gemm_one<ColMat, ColMat>(a, la, b, lb, c, ldc, M, N, K, alpha, beta);
+}
+
+// Softmax of one row in place, with the optional mask/bias rows (strides ms, bs; 0 = broadcast).
+inline void softmax_row(float* x, int64_t n, float scale, const float* mask, int64_t ms, const float* bias,
+                        int64_t bs, float inf) {
+    float mx = -std::numeric_limits<float>::infinity();
+    for (int64_t k = 0; k < n; ++k) {
+        float v = scale * x[k];
+        if (bias) v += bias[k * bs];
+        if (mask) v += inf * (mask[k * ms] - 1.f);
+        x[k] = v;
+        mx = std::max(mx, v);
+    }
+    float sum = 0.f;
+    for (int64_t k = 0; k < n; ++k) {
+        float e = std::exp(x[k] - mx);
+        x[k] = e;
+        sum += e;
+    }
+    float inv = 1.f / sum;
+    for (int64_t k = 0; k < n; ++k) x[k] *= inv;
+}
+
+}  // namespace
+
+std::vector<int64_t> row_offsets(const Tensor& t) {
+    if (t.dim() == 0) return {0};
+    return batch_offsets(t.shape(), t.strides(), t.dim() - 1);
+}
+
+void matmul(const Tensor& a, const Tensor& b, Tensor& c, float alpha, float beta) {
+    const int nd = c.dim();
+    const int64_t M = c.size(-2), N = c.size(-1), K = a.size(-1);
+    MatLayout la = layout_of(a), lb = layout_of(b);
+    AXF_CHECK(c.stride(-1) == 1 || N == 1, "matmul output %s must have contiguous rows", c.desc().c_str());
+    const int64_t ldc = std::max<int64_t>(M == 1 ? N : c.stride(-2), N);
+    // Broadcast a and b to c's batch dims (missing leading dims and size-1 dims get stride 0).
+    auto batch_strides = [&](const Tensor& t) {
+        Shape st(nd - 2, 0);
+        int off = nd - t.dim();
+        for (int i = 0; i < t.dim() - 2; ++i)
+            st[off + i] = (t.size(i) == 1 && c.size(off + i) != 1) ? 0 : t.stride(i);
+        return st;
+    };
+    Shape bshape(c.shape().begin(), c.shape().end() - 2);
+    std::vector<int64_t> oa = batch_offsets(bshape, batch_strides(a), nd - 2);
+    std::vector<int64_t> ob = batch_offsets(bshape, batch_strides(b), nd - 2);
+    std::vector<int64_t> oc = batch_offsets(bshape, Shape(c.strides().begin(), c.strides().end() - 2), nd - 2);
+    const float* pa = a.f32();
+    const float* pb = b.f32();
+    float* pc = c.f32();
+    const int64_t nb = static_cast<int64_t>(oc.size());
+    if (nb >= 2 && nb >= omp_get_max_threads()) {
+#pragma omp parallel for schedule(dynamic)
+        for (int64_t i = 0; i < nb; ++i)
+            gemm_dispatch(pa + oa[i], la, pb + ob[i], lb, pc + oc[i], ldc, M, N, K, alpha, beta);
+    } else {
+        for (int64_t i = 0; i < nb; ++i)
+            gemm_dispatch(pa + oa[i], la, pb + ob[i], lb, pc + oc[i], ldc, M, N, K, alpha, beta);
+    }
+}
+
+void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, Tensor& y) {
+    const int64_t C = x.size(-1);
+    std::vector<int64_t> ox = row_offsets(x), oy = row_offsets(y);
+    const float* px = x.f32();
+    float* py = y.f32();
+    const float* g = scale.f32();
+    const float* bb = offset.f32();
+    const int64_t rows = static_cast<int64_t>(ox.size());
+#pragma omp parallel for schedule(static) if (rows * C > 32768)
+    for (int64_t r = 0; r < rows; ++r) {
+        const float* xr = px + ox[r];
+        float* yr = py + oy[r];
+        float mean = 0.f;
+        for (int64_t c = 0; c < C; ++c) mean += xr[c];
+        mean /= static_cast<float>(C);
+        float var = 0.f;
+        for (int64_t c = 0; c < C; ++c) {
+            float d = xr[c] - mean;
+            var += d * d;
+        }
+        var /= static_cast<float>(C);
+        float inv = 1.f / std::sqrt(var + eps);
+        for (int64_t c = 0; c < C; ++c) yr[c] = (xr[c] - mean) * inv * g[c] + bb[c];
+    }
+}
+
+void softmax(Tensor& x, float scale, const Tensor& mask, const Tensor& bias, float inf) {
+    const int64_t n = x.size(-1);
+    std::vector<int64_t> ox = row_offsets(x);
+    std::vector<int64_t> om = mask.defined() ? row_offsets(mask) : std::vector<int64_t>();
+    std::vector<int64_t> ob = bias.defined() ? row_offsets(bias) : std::vector<int64_t>();
+    const int64_t ms = mask.defined() ? mask.stride(-1) : 0, bs = bias.defined() ? bias.stride(-1) : 0;
+    float* px = x.f32();
+    const float* pm = mask.defined() ? mask.f32() : nullptr;
+    const float* pb = bias.defined() ? bias.f32() : nullptr;
+    const int64_t rows = static_cast<int64_t>(ox.size());
+#pragma omp parallel for schedule(static) if (rows * n > 32768)
+    for (int64_t r = 0; r < rows; ++r)
+        softmax_row(px + ox[r], n, scale, pm ? pm + om[r] : nullptr, ms, pb ? pb + ob[r] : nullptr, bs, inf);
+}
+
+void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias,
+               float scale, float inf, Tensor& out, Workspace& ws) {
+    const int64_t B = q.size(0), Q = q.size(1), H = q.size(2), C = q.size(3), K = k.size(1);
+    const int nt = omp_get_max_threads();
+    WorkspaceScope scope(ws);
+    Tensor logits_all = ws.alloc({nt, Q, K});
+    float* lbase = logits_all.f32();
+    const float *pq = q.f32(), *pk = k.f32(), *pv = v.f32();
+    float* po = out.f32();
+    const float* pm = mask.defined() ? mask.f32() : nullptr;
+    const float* pb = bias.defined() ? bias.f32() : nullptr;
+    const int64_t mb = pm ? mask.stride(0) : 0, mk = pm ? mask.stride(1) : 0;
+    const int64_t bh = pb ? bias.stride(0) : 0, bq = pb ? bias.stride(1) : 0, bk = pb ? bias.stride(2) : 0;
+    const int64_t total = B * H;
+#pragma omp parallel for schedule(dynamic)
+    for (int64_t t = 0; t < total; ++t) {
+        const int64_t b = t / H, h = t % H;
+        float* L = lbase + static_cast<int64_t>(omp_get_thread_num()) * Q * K;
+        CMap<RowMat> Qm(pq + b * q.stride(0) + h * q.stride(2), Q, C, OuterStride<>(q.stride(1)));
+        CMap<RowMat> Km(pk + b * k.stride(0) + h * k.stride(2), K, C, OuterStride<>(k.stride(1)));
+        CMap<RowMat> Vm(pv + b * v.stride(0) + h * v.stride(2), K, C, OuterStride<>(v.stride(1)));
+        MMap<RowMat> Lm(L, Q, K, OuterStride<>(K));
+        Lm.noalias() = Qm * Km.transpose();
+        const float* mrow = pm ? pm + b * mb : nullptr;
+        for (int64_t i = 0; i < Q; ++i)
+            softmax_row(L + i * K, K, scale, mrow, mk, pb ? pb + h * bh + i * bq : nullptr, bk, inf);
+        MMap<RowMat> Om(po + b * out.stride(0) + h * out.stride(2), Q, C, OuterStride<>(out.stride(1)));
+        Om.noalias() = Lm * Vm;
+    }
+}
+
+void add_bias_rows(Tensor& y, const Tensor& bias) {
+    const int64_t C = y.size(-1);
+    std::vector<int64_t> oy = row_offsets(y);
+    float* py = y.f32();
+    const float* pb = bias.f32();
+    const int64_t rows = static_cast<int64_t>(oy.size());
+#pragma omp parallel for schedule(static) if (rows * C > 32768)
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < C; ++c) py[oy[r] + c] += pb[c];
+}
+
+void unary(Tensor& x, Unary op, float s) {
+    const int64_t C = x.size(-1), cs = x.stride(-1);
+    std::vector<int64_t> ox = row_offsets(x);
+    float* px = x.f32();
+    const int64_t rows = static_cast<int64_t>(ox.size());
+#pragma omp parallel for schedule(static) if (rows * C > 32768)
+    for (int64_t r = 0; r < rows; ++r) {
+        float* xr = px + ox[r];
+        for (int64_t c = 0; c < C; ++c) {
+            float& e = xr[c * cs];
+            switch (op) {
+                case Unary::Sigmoid: e = 1.f / (1.f + std::exp(-e)); break;
+                case Unary::Relu: e = e > 0.f ? e : 0.f; break;
+                case Unary::Scale: e *= s; break;
+            }
+        }
+    }
+}
+
+void binary(Tensor& x, const Tensor& y, Binary op, float alpha) {
+    const int64_t C = x.size(-1), xs = x.stride(-1), ys = y.stride(-1);
+    std::vector<int64_t> ox = row_offsets(x), oy = row_offsets(y);
+    float* px = x.f32();
+    const float* py = y.f32();
+    const int64_t rows = static_cast<int64_t>(ox.size());
+#pragma omp parallel for schedule(static) if (rows * C > 32768)
+    for (int64_t r = 0; r < rows; ++r) {
+        float* xr = px + ox[r];
+        const float* yr = py + oy[r];
+        for (int64_t c = 0; c < C; ++c) {
+            float& e = xr[c * xs];
+            float w = yr[c * ys];
+            switch (op) {
+                case Binary::Add: e += alpha * w; break;
+                case Binary::Mul: e *= w; break;
+                case Binary::SigmoidMul: e *= 1.f / (1.f + std::exp(-w)); break;
+                case Binary::DivEps: e /= (w + alpha); break;
+            }
+        }
+    }
+}
+
+}  // namespace axfold::cpu

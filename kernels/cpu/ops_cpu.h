@@ -1,0 +1,23 @@
+// CPU implementations of kernels/ops.h (Eigen + OpenMP). Called only by the dispatchers in ops.cpp,
+// which have already checked shapes and dtypes.
+#pragma once
+
+#include "kernels/ops.h"
+
+namespace axfold::cpu {
+
+void matmul(const Tensor& a, const Tensor& b, Tensor& c, float alpha, float beta);
+void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, Tensor& y);
+void softmax(Tensor& x, float scale, const Tensor& mask, const Tensor& bias, float inf);
+void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias,
+               float scale, float inf, Tensor& out, Workspace& ws);
+void add_bias_rows(Tensor& y, const Tensor& bias);  // y[..., :] += bias
+enum class Unary { Sigmoid, Relu, Scale };
+void unary(Tensor& x, Unary op, float s);
+enum class Binary { Add, Mul, SigmoidMul, DivEps };
+void binary(Tensor& x, const Tensor& y, Binary op, float alpha);
+
+// Offsets (in elements) of every last-dim row of a tensor, in row-major order of the leading dims.
+std::vector<int64_t> row_offsets(const Tensor& t);
+
+}  // namespace axfold::cpu

@@ -1,0 +1,22 @@
+// Linked when axfold is built without CUDA: every device entry point says so plainly.
+#include "kernels/cuda/ops_cuda.h"
+#include "kernels/device.h"
+
+namespace axfold {
+
+namespace {
+[[noreturn]] void no_cuda() { AXF_FAIL("axfold was built without CUDA (reconfigure with AXFOLD_CUDA=ON on a machine with nvcc)"); }
+}  // namespace
+
+void* device_alloc(size_t) { no_cuda(); }
+void device_free(void*) {}
+void device_memset(void*, int, size_t) { no_cuda(); }
+void device_copy(void*, Device, const void*, Device, size_t) { no_cuda(); }
+bool cuda_available() { return false; }
+
+namespace cuda {
+void layer_norm(const Tensor&, const Tensor&, const Tensor&, float, Tensor&) { no_cuda(); }
+void softmax(Tensor&, float, const Tensor&, const Tensor&, float) { no_cuda(); }
+}  // namespace cuda
+
+}  // namespace axfold

@@ -1,0 +1,257 @@
+// Op dispatch: shape and dtype checks at the boundary, then one branch on the output's device.
+#include "kernels/ops.h"
+
+#include <omp.h>
+
+#include <Eigen/Core>
+
+#include "kernels/cpu/ops_cpu.h"
+#include "kernels/cuda/ops_cuda.h"
+
+namespace axfold {
+
+namespace {
+
+void check_f32(const Tensor& t, const char* op, const char* name) {
+    AXF_CHECK(t.defined(), "%s: %s is undefined", op, name);
+    AXF_CHECK(t.dtype() == DType::F32, "%s: %s must be float32, got %s", op, name, t.desc().c_str());
+}
+
+void check_same_device(const Tensor& a, const Tensor& b, const char* op) {
+    AXF_CHECK(!b.defined() || a.device() == b.device(), "%s: tensors on different devices (%s vs %s)", op,
+              a.desc().c_str(), b.desc().c_str());
+}
+
+void check_last_contiguous(const Tensor& t, const char* op, const char* name) {
+    AXF_CHECK(t.dim() >= 1 && (t.stride(-1) == 1 || t.size(-1) == 1), "%s: %s %s needs a contiguous last dim", op,
+              name, t.desc().c_str());
+}
+
+[[noreturn]] void not_on_cuda(const char* op) {
+    AXF_FAIL("%s is not implemented on CUDA yet; run on the CPU backend", op);
+}
+
+// Leading dims of x merged into one row dim of stride *row_stride when the strides allow it (no copy).
+bool merged_row_stride(const Tensor& x, int64_t* row_stride) {
+    *row_stride = x.size(-1);
+    int prev = -1;
+    for (int i = x.dim() - 2; i >= 0; --i) {
+        if (x.size(i) == 1) continue;
+        if (prev < 0)
+            *row_stride = x.stride(i);
+        else if (x.stride(i) != x.stride(prev) * x.size(prev))
+            return false;
+        prev = i;
+    }
+    return *row_stride >= x.size(-1);
+}
+
+}  // namespace
+
+void set_num_threads(int threads) {
+    if (threads <= 0) return;
+    omp_set_num_threads(threads);
+    Eigen::setNbThreads(threads);
+}
+
+int num_threads() { return omp_get_max_threads(); }
+
+void matmul(const Tensor& a, const Tensor& b, Tensor& c, float alpha, float beta) {
+    check_f32(a, "matmul", "a");
+    check_f32(b, "matmul", "b");
+    check_f32(c, "matmul", "c");
+    AXF_CHECK(a.dim() >= 2 && b.dim() >= 2 && c.dim() >= 2 && a.dim() <= c.dim() && b.dim() <= c.dim(),
+              "matmul: ranks of %s @ %s -> %s", a.desc().c_str(), b.desc().c_str(), c.desc().c_str());
+    AXF_CHECK(a.size(-1) == b.size(-2) && a.size(-2) == c.size(-2) && b.size(-1) == c.size(-1),
+              "matmul: shapes %s @ %s -> %s do not agree", shape_str(a.shape()).c_str(), shape_str(b.shape()).c_str(),
+              shape_str(c.shape()).c_str());
+    for (const Tensor* t : {&a, &b}) {
+        int off = c.dim() - t->dim();
+        for (int i = 0; i < t->dim() - 2; ++i)
+            AXF_CHECK(t->size(i) == c.size(off + i) || t->size(i) == 1,
+                      "matmul: batch dims of %s do not broadcast to %s", t->desc().c_str(), c.desc().c_str());
+    }
+    check_same_device(c, a, "matmul");
+    check_same_device(c, b, "matmul");
+    if (c.numel() == 0) return;
+    if (c.device() == Device::CUDA) not_on_cuda("matmul");
+    cpu::matmul(a, b, c, alpha, beta);
+}
+
+void linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y, float beta) {
+    check_f32(x, "linear", "x");
+    check_f32(w, "linear", "w");
+    check_f32(y, "linear", "y");
+    // AF2 layouts flatten on both sides: [c_in, ...] for projections, [H, c, c_out] for outputs, so the
+    // input width is whichever leading prefix of w's dims multiplies to x's last dim.
+    const int64_t c_in = x.size(-1);
+    AXF_CHECK(w.is_contiguous(), "linear: weights %s must be contiguous", w.desc().c_str());
+    int64_t prefix = 1;
+    for (int i = 0; i < w.dim() && prefix < c_in; ++i) prefix *= w.size(i);
+    AXF_CHECK(prefix == c_in && c_in > 0, "linear: input %s has %lld features, weights %s do not start with that",
+              shape_str(x.shape()).c_str(), (long long)c_in, shape_str(w.shape()).c_str());
+    const int64_t c_out = w.numel() / c_in;
+    AXF_CHECK(y.is_contiguous() && y.numel() == x.numel() / std::max<int64_t>(c_in, 1) * c_out,
+              "linear: output %s does not fit input %s and weights %s", y.desc().c_str(), shape_str(x.shape()).c_str(),
+              shape_str(w.shape()).c_str());
+    if (bias.defined()) {
+        check_f32(bias, "linear", "bias");
+        AXF_CHECK(bias.numel() == c_out, "linear: bias %s for %lld outputs", shape_str(bias.shape()).c_str(),
+                  (long long)c_out);
+    }
+    const int64_t rows = x.numel() / std::max<int64_t>(c_in, 1);
+    int64_t row_stride = 0;
+    Tensor x2;
+    if ((x.stride(-1) == 1 || c_in == 1) && merged_row_stride(x, &row_stride))
+        x2 = Tensor::borrow(x.raw(), {rows, row_stride}, DType::F32, x.device()).slice(1, 0, c_in);
+    else
+        x2 = x.contiguous().view({rows, c_in});
+    Tensor y2 = y.view({rows, c_out});
+    Tensor w2 = w.view({c_in, c_out});
+    if (y.device() == Device::CUDA) not_on_cuda("linear");
+    if (bias.defined()) {
+        if (beta == 0.f) {
+            // y = bias, then accumulate the product: one pass over y instead of two.
+            float* py = y2.f32();
+            const float* pb = bias.f32();
+#pragma omp parallel for schedule(static) if (rows * c_out > 32768)
+            for (int64_t r = 0; r < rows; ++r)
+                for (int64_t c = 0; c < c_out; ++c) py[r * c_out + c] = pb[c];
+        } else {
+            cpu::add_bias_rows(y2, bias.view({c_out}));
+        }
+        cpu::matmul(x2, w2, y2, 1.f, 1.f);
+    } else {
+        cpu::matmul(x2, w2, y2, 1.f, beta);
+    }
+}
+
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, Workspace& ws) {
+    Shape s = x.shape();
+    s.back() = w.numel() / std::max<int64_t>(x.size(-1), 1);
+    Tensor y = ws.alloc(s);
+    linear(x, w, bias, y);
+    return y;
+}
+
+void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, Tensor& y) {
+    check_f32(x, "layer_norm", "x");
+    check_f32(y, "layer_norm", "y");
+    check_f32(scale, "layer_norm", "scale");
+    check_f32(offset, "layer_norm", "offset");
+    AXF_CHECK(x.shape() == y.shape(), "layer_norm: input %s, output %s", x.desc().c_str(), y.desc().c_str());
+    AXF_CHECK(scale.numel() == x.size(-1) && offset.numel() == x.size(-1),
+              "layer_norm: %lld channels but scale %s, offset %s", (long long)x.size(-1),
+              shape_str(scale.shape()).c_str(), shape_str(offset.shape()).c_str());
+    check_last_contiguous(x, "layer_norm", "x");
+    check_last_contiguous(y, "layer_norm", "y");
+    check_same_device(y, x, "layer_norm");
+    if (y.device() == Device::CUDA)
+        cuda::layer_norm(x, scale, offset, eps, y);
+    else
+        cpu::layer_norm(x, scale, offset, eps, y);
+}
+
+Tensor layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, Workspace& ws) {
+    Tensor y = ws.alloc(x.shape());
+    layer_norm(x, scale, offset, eps, y);
+    return y;
+}
+
+void softmax(Tensor& x, float scale, const Tensor& mask, const Tensor& bias, float inf) {
+    check_f32(x, "softmax", "x");
+    check_last_contiguous(x, "softmax", "x");
+    for (const Tensor* t : {&mask, &bias}) {
+        if (!t->defined()) continue;
+        check_f32(*t, "softmax", "mask/bias");
+        AXF_CHECK(t->shape() == x.shape(), "softmax: mask/bias %s must be expanded to %s", t->desc().c_str(),
+                  shape_str(x.shape()).c_str());
+        check_same_device(x, *t, "softmax");
+    }
+    if (x.numel() == 0) return;
+    if (x.device() == Device::CUDA)
+        cuda::softmax(x, scale, mask, bias, inf);
+    else
+        cpu::softmax(x, scale, mask, bias, inf);
+}
+
+void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias,
+               float scale, float inf, Tensor& out, Workspace& ws) {
+    check_f32(q, "attention", "q");
+    check_f32(k, "attention", "k");
+    check_f32(v, "attention", "v");
+    check_f32(out, "attention", "out");
+    AXF_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4 && out.shape() == q.shape(),
+              "attention: q %s, k %s, v %s, out %s must be [B,Q,H,C], [B,K,H,C]", q.desc().c_str(), k.desc().c_str(),
+              v.desc().c_str(), out.desc().c_str());
+    AXF_CHECK(k.shape() == v.shape() && k.size(0) == q.size(0) && k.size(2) == q.size(2) && k.size(3) == q.size(3),
+              "attention: q %s, k %s, v %s disagree", shape_str(q.shape()).c_str(), shape_str(k.shape()).c_str(),
+              shape_str(v.shape()).c_str());
+    for (const Tensor* t : {&q, &k, &v, static_cast<const Tensor*>(&out)}) check_last_contiguous(*t, "attention", "operand");
+    if (mask.defined()) {
+        check_f32(mask, "attention", "mask");
+        AXF_CHECK(mask.dim() == 2 && mask.size(0) == q.size(0) && mask.size(1) == k.size(1),
+                  "attention: mask %s, expected [%lld, %lld]", mask.desc().c_str(), (long long)q.size(0),
+                  (long long)k.size(1));
+    }
+    if (bias.defined()) {
+        check_f32(bias, "attention", "bias");
+        AXF_CHECK(bias.dim() == 3 && bias.size(0) == q.size(2) && bias.size(1) == q.size(1) && bias.size(2) == k.size(1),
+                  "attention: bias %s, expected [%lld, %lld, %lld]", bias.desc().c_str(), (long long)q.size(2),
+                  (long long)q.size(1), (long long)k.size(1));
+    }
+    if (out.numel() == 0) return;
+    if (out.device() == Device::CUDA) not_on_cuda("attention");
+    cpu::attention(q, k, v, mask, bias, scale, inf, out, ws);
+}
+
+namespace {
+void check_binary(const Tensor& x, const Tensor& y, const char* op) {
+    check_f32(x, op, "x");
+    check_f32(y, op, "y");
+    AXF_CHECK(x.shape() == y.shape(), "%s: shapes %s and %s differ (expand y first)", op, x.desc().c_str(),
+              y.desc().c_str());
+    check_same_device(x, y, op);
+    if (x.device() == Device::CUDA) not_on_cuda(op);
+}
+void check_unary(const Tensor& x, const char* op) {
+    check_f32(x, op, "x");
+    if (x.device() == Device::CUDA) not_on_cuda(op);
+}
+}  // namespace
+
+void add(Tensor& x, const Tensor& y, float alpha) {
+    check_binary(x, y, "add");
+    if (x.numel()) cpu::binary(x, y, cpu::Binary::Add, alpha);
+}
+void mul(Tensor& x, const Tensor& y) {
+    check_binary(x, y, "mul");
+    if (x.numel()) cpu::binary(x, y, cpu::Binary::Mul, 1.f);
+}
+void sigmoid_mul(Tensor& x, const Tensor& gate) {
+    check_binary(x, gate, "sigmoid_mul");
+    if (x.numel()) cpu::binary(x, gate, cpu::Binary::SigmoidMul, 1.f);
+}
+void div_eps(Tensor& x, const Tensor& y, float eps) {
+    check_binary(x, y, "div_eps");
+    if (x.numel()) cpu::binary(x, y, cpu::Binary::DivEps, eps);
+}
+void scale(Tensor& x, float s) {
+    check_unary(x, "scale");
+    if (x.numel()) cpu::unary(x, cpu::Unary::Scale, s);
+}
+void sigmoid(Tensor& x) {
+    check_unary(x, "sigmoid");
+    if (x.numel()) cpu::unary(x, cpu::Unary::Sigmoid, 0.f);
+}
+void relu(Tensor& x) {
+    check_unary(x, "relu");
+    if (x.numel()) cpu::unary(x, cpu::Unary::Relu, 0.f);
+}
+void copy(Tensor& dst, const Tensor& src) {
+    AXF_CHECK(dst.shape() == src.shape() && dst.dtype() == src.dtype(), "copy: %s into %s", src.desc().c_str(),
+              dst.desc().c_str());
+    dst.copy_from(src);
+}
+
+}  // namespace axfold

@@ -1,0 +1,64 @@
+// Device-neutral op API. Every op checks shapes and dtypes, then dispatches once on the device of its
+// output to cpu:: (Eigen + OpenMP) or cuda:: (cuBLAS + our kernels). evoformer/ and structure/ are
+// written only in these ops.
+//
+// Conventions: tensors are float32; "last dim contiguous" (stride 1) is required where noted; leading
+// dims may have any strides, including 0 for broadcast views made with Tensor::expand.
+#pragma once
+
+#include "kernels/tensor.h"
+#include "kernels/workspace.h"
+
+namespace axfold {
+
+// Threads used by CPU ops (OpenMP and Eigen). 0 = leave the OpenMP default.
+void set_num_threads(int threads);
+int num_threads();
+
+// Per-run state handed to every module: workspace arena and device.
+struct Context {
+    explicit Context(Device d = Device::CPU) : device(d), ws(d) {}
+    Device device;
+    Workspace ws;
+};
+
+// c = alpha * a @ b + beta * c, batched over leading dims (a, b broadcast to c's batch shape).
+// a [..., M, K], b [..., K, N], c [..., M, N]. Each matrix of a and b is row-major (stride(-1) == 1) or
+// column-major (stride(-2) == 1, e.g. a transposed view); c must be row-major.
+void matmul(const Tensor& a, const Tensor& b, Tensor& c, float alpha = 1.f, float beta = 0.f);
+
+// AF2 Linear: y = x @ w + bias, with w in AF2 layout [c_in, ...] viewed as [c_in, prod(rest)] and y's
+// trailing dims flattened to match. x [..., c_in] (rows may be strided), y [..., c_out] contiguous rows.
+// bias may be undefined; beta = 1 accumulates into y (residual update in place).
+void linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y, float beta = 0.f);
+// Same, allocating y [..., prod(w.shape[1:])] from the workspace.
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, Workspace& ws);
+
+// y = (x - mean) / sqrt(var + eps) * scale + offset over the last dim; y may alias x.
+void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, Tensor& y);
+Tensor layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, Workspace& ws);
+
+// In place over the last dim: x = softmax(scale * x + bias + inf * (mask - 1)).
+// mask and bias are optional (undefined) views with x's shape (broadcast with expand).
+void softmax(Tensor& x, float scale, const Tensor& mask, const Tensor& bias, float inf);
+
+// Multi-head attention core (AF2 Attention without projections):
+//   out[b,q,h,:] = sum_k w[b,h,q,k] v[b,k,h,:],
+//   w = softmax_k(scale * q[b,q,h,:].k[b,k,h,:] + bias[h,q,k] + inf * (mask[b,k] - 1)).
+// q [B,Q,H,C], k and v [B,K,H,C], out [B,Q,H,C]: any batch/row strides, last dim contiguous.
+// mask [B,K] and bias [H,Q,K] are optional (undefined).
+void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias,
+               float scale, float inf, Tensor& out, Workspace& ws);
+
+// Elementwise, in place; y broadcast views allowed where y has x's shape.
+void add(Tensor& x, const Tensor& y, float alpha = 1.f);  // x += alpha * y
+void mul(Tensor& x, const Tensor& y);                     // x *= y
+void scale(Tensor& x, float s);                           // x *= s
+void sigmoid(Tensor& x);
+void relu(Tensor& x);
+void sigmoid_mul(Tensor& x, const Tensor& gate);  // x *= sigmoid(gate)
+void div_eps(Tensor& x, const Tensor& y, float eps);  // x /= (y + eps)
+// Copy with a change of strides (e.g. materialise a permuted view): dst and src same shape.
+void copy(Tensor& dst, const Tensor& src);
+
+}  // namespace axfold

@@ -1,0 +1,309 @@
+#include "kernels/tensor.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/device.h"
+
+namespace axfold {
+
+void throw_error(const char* file, int line, const std::string& msg) {
+    const char* base = std::strrchr(file, '/');
+    throw Error(msg + " [" + (base ? base + 1 : file) + ":" + std::to_string(line) + "]");
+}
+
+size_t dtype_size(DType t) {
+    switch (t) {
+        case DType::F32: return 4;
+        case DType::F64: return 8;
+        case DType::I32: return 4;
+        case DType::I64: return 8;
+        case DType::U8: return 1;
+    }
+    return 0;
+}
+
+const char* dtype_name(DType t) {
+    switch (t) {
+        case DType::F32: return "float32";
+        case DType::F64: return "float64";
+        case DType::I32: return "int32";
+        case DType::I64: return "int64";
+        case DType::U8: return "uint8";
+    }
+    return "?";
+}
+
+const char* device_name(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
+
+std::string shape_str(const Shape& s) {
+    std::string r = "[";
+    for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+    return r + "]";
+}
+
+int64_t shape_numel(const Shape& s) {
+    int64_t n = 1;
+    for (int64_t x : s) n *= x;
+    return n;
+}
+
+Shape contiguous_strides(const Shape& shape) {
+    Shape st(shape.size());
+    int64_t s = 1;
+    for (int i = static_cast<int>(shape.size()) - 1; i >= 0; --i) {
+        st[i] = s;
+        s *= shape[i];
+    }
+    return st;
+}
+
+Storage::~Storage() {
+    if (!owned || !ptr) return;
+    if (device == Device::CPU)
+        std::free(ptr);
+    else
+        device_free(ptr);
+}
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+    for (int64_t s : shape) AXF_CHECK(s >= 0, "negative dimension in shape %s", shape_str(shape).c_str());
+    Tensor t;
+    auto st = std::make_shared<Storage>();
+    st->bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+    st->device = device;
+    size_t alloc = (st->bytes + 63) / 64 * 64;
+    if (alloc == 0) alloc = 64;
+    if (device == Device::CPU) {
+        st->ptr = std::aligned_alloc(64, alloc);
+        AXF_CHECK(st->ptr, "out of host memory allocating %zu bytes for a tensor of shape %s", alloc,
+                  shape_str(shape).c_str());
+    } else {
+        st->ptr = device_alloc(alloc);
+    }
+    t.storage_ = std::move(st);
+    t.shape_ = shape;
+    t.strides_ = contiguous_strides(shape);
+    t.dtype_ = dtype;
+    t.device_ = device;
+    return t;
+}
+
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
+    Tensor t = empty(shape, dtype, device);
+    if (device == Device::CPU)
+        std::memset(t.raw(), 0, t.storage_->bytes);
+    else
+        device_memset(t.raw(), 0, t.storage_->bytes);
+    return t;
+}
+
+Tensor Tensor::full(const Shape& shape, float value) {
+    Tensor t = empty(shape);
+    t.fill(value);
+    return t;
+}
+
+Tensor Tensor::from_vector(const Shape& shape, const std::vector<float>& values) {
+    AXF_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape), "from_vector: %zu values for shape %s",
+              values.size(), shape_str(shape).c_str());
+    Tensor t = empty(shape);
+    std::memcpy(t.raw(), values.data(), values.size() * sizeof(float));
+    return t;
+}
+
+Tensor Tensor::borrow(void* ptr, const Shape& shape, DType dtype, Device device) {
+    Tensor t;
+    auto st = std::make_shared<Storage>();
+    st->ptr = ptr;
+    st->bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+    st->device = device;
+    st->owned = false;
+    t.storage_ = std::move(st);
+    t.shape_ = shape;
+    t.strides_ = contiguous_strides(shape);
+    t.dtype_ = dtype;
+    t.device_ = device;
+    return t;
+}
+
+int Tensor::norm_dim(int d) const {
+    int n = dim();
+    int r = d < 0 ? d + n : d;
+    AXF_CHECK(r >= 0 && r < n, "dimension %d out of range for tensor %s", d, desc().c_str());
+    return r;
+}
+
+bool Tensor::is_contiguous() const {
+    int64_t s = 1;
+    for (int i = dim() - 1; i >= 0; --i) {
+        if (shape_[i] != 1 && strides_[i] != s) return false;
+        s *= shape_[i];
+    }
+    return true;
+}
+
+std::string Tensor::desc() const {
+    if (!defined()) return "undefined tensor";
+    return std::string(dtype_name(dtype_)) + shape_str(shape_) + " " + device_name(device_);
+}
+
+void* Tensor::raw() const {
+    AXF_CHECK(defined(), "access to an undefined tensor");
+    return static_cast<char*>(storage_->ptr) + offset_ * static_cast<int64_t>(dtype_size(dtype_));
+}
+
+Tensor Tensor::view(const Shape& shape) const {
+    AXF_CHECK(is_contiguous(), "view %s of a non-contiguous tensor %s", shape_str(shape).c_str(), desc().c_str());
+    Shape s = shape;
+    int64_t known = 1;
+    int infer = -1;
+    for (size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == -1) {
+            AXF_CHECK(infer < 0, "view %s: more than one -1", shape_str(shape).c_str());
+            infer = static_cast<int>(i);
+        } else {
+            known *= s[i];
+        }
+    }
+    if (infer >= 0) {
+        AXF_CHECK(known > 0 && numel() % known == 0, "view %s of %s", shape_str(shape).c_str(), desc().c_str());
+        s[infer] = numel() / known;
+    }
+    AXF_CHECK(shape_numel(s) == numel(), "view %s of %s: element count differs", shape_str(shape).c_str(),
+              desc().c_str());
+    Tensor t = *this;
+    t.shape_ = s;
+    t.strides_ = contiguous_strides(s);
+    return t;
+}
+
+Tensor Tensor::slice(int d, int64_t begin, int64_t end) const {
+    int k = norm_dim(d);
+    AXF_CHECK(0 <= begin && begin <= end && end <= shape_[k], "slice [%lld, %lld) of dim %d of %s",
+              (long long)begin, (long long)end, d, desc().c_str());
+    Tensor t = *this;
+    t.offset_ += begin * strides_[k];
+    t.shape_[k] = end - begin;
+    return t;
+}
+
+Tensor Tensor::select(int d, int64_t index) const {
+    int k = norm_dim(d);
+    AXF_CHECK(0 <= index && index < shape_[k], "select %lld of dim %d of %s", (long long)index, d,
+              desc().c_str());
+    Tensor t = *this;
+    t.offset_ += index * strides_[k];
+    t.shape_.erase(t.shape_.begin() + k);
+    t.strides_.erase(t.strides_.begin() + k);
+    return t;
+}
+
+Tensor Tensor::permute(const std::vector<int>& dims) const {
+    AXF_CHECK(static_cast<int>(dims.size()) == dim(), "permute with %zu dims of %s", dims.size(), desc().c_str());
+    Tensor t = *this;
+    std::vector<bool> seen(dims.size(), false);
+    for (size_t i = 0; i < dims.size(); ++i) {
+        int k = norm_dim(dims[i]);
+        AXF_CHECK(!seen[k], "permute: dimension %d repeated", k);
+        seen[k] = true;
+        t.shape_[i] = shape_[k];
+        t.strides_[i] = strides_[k];
+    }
+    return t;
+}
+
+Tensor Tensor::transpose(int a, int b) const {
+    std::vector<int> p(dim());
+    for (int i = 0; i < dim(); ++i) p[i] = i;
+    std::swap(p[norm_dim(a)], p[norm_dim(b)]);
+    return permute(p);
+}
+
+Tensor Tensor::unsqueeze(int d) const {
+    int n = dim() + 1;
+    int k = d < 0 ? d + n : d;
+    AXF_CHECK(k >= 0 && k < n, "unsqueeze %d of %s", d, desc().c_str());
+    Tensor t = *this;
+    int64_t st = k < dim() ? strides_[k] * shape_[k] : 1;
+    t.shape_.insert(t.shape_.begin() + k, 1);
+    t.strides_.insert(t.strides_.begin() + k, st);
+    return t;
+}
+
+Tensor Tensor::expand(const Shape& shape) const {
+    AXF_CHECK(shape.size() == shape_.size(), "expand %s of %s: rank differs", shape_str(shape).c_str(),
+              desc().c_str());
+    Tensor t = *this;
+    for (size_t i = 0; i < shape.size(); ++i) {
+        if (shape_[i] == shape[i]) continue;
+        AXF_CHECK(shape_[i] == 1, "expand %s of %s", shape_str(shape).c_str(), desc().c_str());
+        t.shape_[i] = shape[i];
+        t.strides_[i] = 0;
+    }
+    return t;
+}
+
+Tensor Tensor::contiguous() const {
+    if (is_contiguous()) return *this;
+    return clone();
+}
+
+Tensor Tensor::clone() const {
+    Tensor t = empty(shape_, dtype_, device_);
+    t.copy_from(*this);
+    return t;
+}
+
+Tensor Tensor::to(Device device) const {
+    if (device == device_) return *this;
+    Tensor src = contiguous();
+    Tensor t = empty(shape_, dtype_, device);
+    device_copy(t.raw(), device, src.raw(), device_, static_cast<size_t>(numel()) * dtype_size(dtype_));
+    return t;
+}
+
+namespace {
+// Strided copy on the host, recursing over dimensions; the innermost loop is a memcpy when both sides
+// are contiguous in the last dimension.
+void copy_strided(char* dst, const int64_t* dshape, const int64_t* dst_st, const char* src, const int64_t* src_st,
+                  int nd, size_t es) {
+    if (nd == 0) {
+        std::memcpy(dst, src, es);
+        return;
+    }
+    if (nd == 1) {
+        if (dst_st[0] == 1 && src_st[0] == 1) {
+            std::memcpy(dst, src, es * dshape[0]);
+        } else {
+            for (int64_t i = 0; i < dshape[0]; ++i) std::memcpy(dst + i * dst_st[0] * es, src + i * src_st[0] * es, es);
+        }
+        return;
+    }
+    for (int64_t i = 0; i < dshape[0]; ++i)
+        copy_strided(dst + i * dst_st[0] * es, dshape + 1, dst_st + 1, src + i * src_st[0] * es, src_st + 1, nd - 1, es);
+}
+}  // namespace
+
+void Tensor::copy_from(const Tensor& src) {
+    AXF_CHECK(src.shape_ == shape_ && src.dtype_ == dtype_, "copy_from: %s into %s", src.desc().c_str(),
+              desc().c_str());
+    if (device_ != Device::CPU || src.device_ != Device::CPU) {
+        AXF_CHECK(is_contiguous(), "device copy into a non-contiguous tensor %s", desc().c_str());
+        Tensor s = src.device_ == Device::CPU ? src.contiguous() : src;
+        AXF_CHECK(s.is_contiguous(), "device copy from a non-contiguous tensor %s", src.desc().c_str());
+        device_copy(raw(), device_, s.raw(), s.device_, static_cast<size_t>(numel()) * dtype_size(dtype_));
+        return;
+    }
+    if (numel() == 0) return;
+    copy_strided(static_cast<char*>(raw()), shape_.data(), strides_.data(), static_cast<const char*>(src.raw()),
+                 src.strides_.data(), dim(), dtype_size(dtype_));
+}
+
+void Tensor::fill(float value) {
+    AXF_CHECK(dtype_ == DType::F32 && device_ == Device::CPU && is_contiguous(), "fill of %s", desc().c_str());
+    float* p = f32();
+    for (int64_t i = 0, n = numel(); i < n; ++i) p[i] = value;
+}
+
+}  // namespace axfold

@@ -1,0 +1,113 @@
+// Tensor: axfold's small owning n-d array.
+//
+// Row-major with explicit strides (in elements), last dimension contiguous after contiguous(), the
+// PyTorch/OpenFold layout so dumps line up with the reference. Views (slice, select, permute, view,
+// expand) share storage; contiguous(), clone() and to(device) copy. Storage is either owned (heap or
+// device allocation) or borrowed from a Workspace arena.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/error.h"
+
+namespace axfold {
+
+enum class Device : uint8_t { CPU, CUDA };
+enum class DType : uint8_t { F32, F64, I32, I64, U8 };
+
+size_t dtype_size(DType t);
+const char* dtype_name(DType t);
+const char* device_name(Device d);
+
+template <class T> constexpr DType dtype_of();
+template <> constexpr DType dtype_of<float>() { return DType::F32; }
+template <> constexpr DType dtype_of<double>() { return DType::F64; }
+template <> constexpr DType dtype_of<int32_t>() { return DType::I32; }
+template <> constexpr DType dtype_of<int64_t>() { return DType::I64; }
+template <> constexpr DType dtype_of<uint8_t>() { return DType::U8; }
+
+using Shape = std::vector<int64_t>;
+std::string shape_str(const Shape& s);
+int64_t shape_numel(const Shape& s);
+
+// A block of memory on one device. `owned` storage frees itself; borrowed storage (workspace) does not.
+struct Storage {
+    void* ptr = nullptr;
+    size_t bytes = 0;
+    Device device = Device::CPU;
+    bool owned = true;
+    ~Storage();
+};
+
+class Tensor {
+public:
+    Tensor() = default;
+
+    static Tensor empty(const Shape& shape, DType dtype = DType::F32, Device device = Device::CPU);
+    static Tensor zeros(const Shape& shape, DType dtype = DType::F32, Device device = Device::CPU);
+    static Tensor full(const Shape& shape, float value);
+    static Tensor from_vector(const Shape& shape, const std::vector<float>& values);
+    // Wraps memory the caller keeps alive (workspace arenas).
+    static Tensor borrow(void* ptr, const Shape& shape, DType dtype, Device device);
+
+    bool defined() const { return storage_ != nullptr; }
+    const Shape& shape() const { return shape_; }
+    const Shape& strides() const { return strides_; }
+    int dim() const { return static_cast<int>(shape_.size()); }
+    int64_t size(int d) const { return shape_[norm_dim(d)]; }
+    int64_t stride(int d) const { return strides_[norm_dim(d)]; }
+    int64_t numel() const { return shape_numel(shape_); }
+    DType dtype() const { return dtype_; }
+    Device device() const { return device_; }
+    int64_t offset() const { return offset_; }
+    bool is_contiguous() const;
+    std::string desc() const;  // "f32[2, 3] cpu"
+
+    void* raw() const;  // pointer to element 0 of this view
+    template <class T> T* data() const {
+        AXF_CHECK(dtype_ == dtype_of<T>(), "tensor %s accessed as %s", desc().c_str(),
+                  dtype_name(dtype_of<T>()));
+        return static_cast<T*>(raw());
+    }
+    float* f32() const { return data<float>(); }
+
+    // Element access for tests and small host-side code (CPU only, any strides).
+    template <class T = float> T& at(std::initializer_list<int64_t> idx) const {
+        int64_t off = 0;
+        int d = 0;
+        for (int64_t i : idx) off += i * strides_[d++];
+        return data<T>()[off];
+    }
+
+    // Views.
+    Tensor view(const Shape& shape) const;  // contiguous input; one dim may be -1
+    Tensor slice(int d, int64_t begin, int64_t end) const;
+    Tensor select(int d, int64_t index) const;
+    Tensor permute(const std::vector<int>& dims) const;
+    Tensor transpose(int a, int b) const;
+    Tensor unsqueeze(int d) const;
+    Tensor expand(const Shape& shape) const;  // broadcast size-1 dims with stride 0
+
+    // Copies.
+    Tensor contiguous() const;  // self if already contiguous
+    Tensor clone() const;
+    Tensor to(Device device) const;
+    void copy_from(const Tensor& src);  // same shape and dtype, any strides, any devices
+    void fill(float value);
+
+private:
+    int norm_dim(int d) const;
+    std::shared_ptr<Storage> storage_;
+    Shape shape_, strides_;
+    int64_t offset_ = 0;  // in elements
+    DType dtype_ = DType::F32;
+    Device device_ = Device::CPU;
+};
+
+Shape contiguous_strides(const Shape& shape);
+
+}  // namespace axfold

@@ -1,0 +1,91 @@
+// Golden-case harness: finds the sets under AXFOLD_GOLDEN_DIR (default tests/data/golden), runs each
+// case of module_cases.h5 that a registered runner knows, prints one line per case and output with its
+// relative error (max|a-b| / max|golden|), and fails above the golden README's tolerance.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "io/hdf5_file.h"
+#include "io/params.h"
+#include "kernels/ops.h"
+#include "test_util.h"
+
+namespace axfold::test {
+
+inline std::string golden_dir() {
+    const char* env = std::getenv("AXFOLD_GOLDEN_DIR");
+    return env && *env ? env : std::string(AXFOLD_TEST_DATA_DIR) + "/golden";
+}
+
+// Set directories holding `file`, sorted by name.
+inline std::vector<std::string> golden_sets(const std::string& file) {
+    std::vector<std::string> sets;
+    std::filesystem::path root(golden_dir());
+    if (!std::filesystem::is_directory(root)) return sets;
+    for (auto& e : std::filesystem::directory_iterator(root))
+        if (e.is_directory() && std::filesystem::exists(e.path() / file)) sets.push_back(e.path().string());
+    std::sort(sets.begin(), sets.end());
+    return sets;
+}
+
+struct GoldenCase {
+    const io::Hdf5File& file;
+    std::string name;    // group name
+    std::string scope;   // params_relative_to without the trailing '/'
+    const ParamStore& params;
+    Tensor input(const std::string& n) const { return file.read_f32(name + "/inputs/" + n); }
+    Tensor input_raw(const std::string& n) const { return file.read(name + "/inputs/" + n); }
+    bool has_output(const std::string& n) const { return file.has_dataset(name + "/outputs/" + n); }
+    Tensor golden(const std::string& path) const { return file.read_f32(name + "/" + path); }
+    ParamLookup lookup() const {
+        return [this](const std::string& key) { return params.get(key); };
+    }
+};
+
+// Returns a map "outputs/<name>" or "intermediates/<name>" -> our tensor.
+using GoldenRunner = std::function<std::map<std::string, Tensor>(const GoldenCase&, Context&)>;
+
+struct GoldenTolerance {
+    double rel = 1e-4;  // of max|golden|, per tensor
+};
+
+// Runs every case of every set that has a runner; returns the number of cases run.
+inline int run_golden_cases(const std::map<std::string, GoldenRunner>& runners, GoldenTolerance tol = {}) {
+    int ran = 0;
+    for (const std::string& set : golden_sets("module_cases.h5")) {
+        io::Hdf5File f(set + "/module_cases.h5");
+        std::string pfile = std::filesystem::exists(set + "/params.npz") ? set + "/params.npz" : set + "/params.h5";
+        ParamStore params = ParamStore::load(pfile);
+        std::string set_name = std::filesystem::path(set).filename().string();
+        for (const auto& [name, runner] : runners) {
+            if (!f.has(name)) continue;
+            std::string scope = f.read_string_attr(name, "params_relative_to");
+            if (!scope.empty() && scope.back() == '/') scope.pop_back();
+            GoldenCase c{f, name, scope, params};
+            Context ctx;
+            std::map<std::string, Tensor> got = runner(c, ctx);
+            EXPECT_FALSE(got.empty()) << name;
+            for (const auto& [out, t] : got) {
+                Tensor g = c.golden(out);
+                EXPECT_EQ(t.shape(), g.shape()) << set_name << "/" << name << "/" << out;
+                if (t.shape() != g.shape()) continue;
+                auto res = compare(to_f64(t), to_f64(g), 0, 0, name + "/" + out, 0);
+                double rel = res.rel();
+                std::printf("golden %-16s %-36s %-50s rel %.3e %s\n", set_name.c_str(), name.c_str(), out.c_str(), rel,
+                            rel <= tol.rel ? "ok" : "FAIL");
+                EXPECT_LE(rel, tol.rel) << set_name << "/" << name << "/" << out;
+            }
+            ++ran;
+        }
+    }
+    return ran;
+}
+
+}  // namespace axfold::test

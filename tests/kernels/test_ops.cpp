@@ -1,0 +1,207 @@
+// Every CPU op against a naive float64 reference on random, non-trivial inputs.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "kernels/ops.h"
+#include "test_util.h"
+
+using namespace axfold;
+using test::randn;
+
+namespace {
+
+std::vector<double> ref_matmul(const Tensor& a, const Tensor& b) {  // 3-D, batch broadcast via size 1
+    int64_t B = std::max(a.size(0), b.size(0)), M = a.size(1), K = a.size(2), N = b.size(2);
+    std::vector<double> c(B * M * N, 0.0);
+    for (int64_t bi = 0; bi < B; ++bi)
+        for (int64_t i = 0; i < M; ++i)
+            for (int64_t j = 0; j < N; ++j) {
+                double s = 0;
+                for (int64_t k = 0; k < K; ++k)
+                    s += (double)a.at({a.size(0) == 1 ? 0 : bi, i, k}) * b.at({b.size(0) == 1 ? 0 : bi, k, j});
+                c[(bi * M + i) * N + j] = s;
+            }
+    return c;
+}
+
+}  // namespace
+
+TEST(Ops, MatmulAllLayoutsAndBroadcast) {
+    std::mt19937 rng(2);
+    for (int layout = 0; layout < 4; ++layout) {
+        const int64_t B = 3, M = 17, K = 23, N = 19;
+        Tensor a = (layout & 1) ? randn({B, K, M}, rng).transpose(1, 2) : randn({B, M, K}, rng);
+        Tensor b = (layout & 2) ? randn({B, N, K}, rng).transpose(1, 2) : randn({B, K, N}, rng);
+        Tensor c = Tensor::empty({B, M, N});
+        matmul(a, b, c);
+        test::expect_close(c, ref_matmul(a, b), 1e-4, 1e-4, "matmul layout " + std::to_string(layout));
+        // alpha/beta accumulate
+        Tensor c0 = randn({B, M, N}, rng);
+        Tensor c1 = c0.clone();
+        matmul(a, b, c1, 0.5f, 2.f);
+        auto r = ref_matmul(a, b);
+        for (size_t i = 0; i < r.size(); ++i) r[i] = 0.5 * r[i] + 2.0 * c0.f32()[i];
+        test::expect_close(c1, r, 1e-4, 1e-4, "matmul alpha/beta");
+    }
+    // Broadcast a shared 2-D right operand over the batch.
+    Tensor a = randn({4, 5, 6}, rng), w = randn({6, 7}, rng);
+    Tensor c = Tensor::empty({4, 5, 7});
+    matmul(a, w, c);
+    test::expect_close(c, ref_matmul(a, w.unsqueeze(0)), 1e-4, 1e-4, "matmul broadcast");
+    Tensor bad = Tensor::empty({4, 5, 8});
+    EXPECT_THROW(matmul(a, w, bad), Error);
+}
+
+TEST(Ops, LinearWithAf2AttentionLayout) {
+    std::mt19937 rng(3);
+    const int64_t S = 5, N = 7, Cin = 12, H = 3, C = 4;
+    Tensor x = randn({S, N, Cin}, rng);
+    Tensor w = randn({Cin, H, C}, rng);  // AF2 query_w layout
+    Tensor b = randn({H, C}, rng);
+    Workspace ws;
+    for (int strided = 0; strided < 2; ++strided) {
+        Tensor xin = strided ? randn({N, S, Cin}, rng).transpose(0, 1) : x;  // non-mergeable rows → copy path
+        Tensor y = linear(xin, w, b, ws);
+        ASSERT_EQ(y.shape(), (Shape{S, N, H * C}));
+        std::vector<double> r(S * N * H * C);
+        for (int64_t s = 0; s < S; ++s)
+            for (int64_t n = 0; n < N; ++n)
+                for (int64_t o = 0; o < H * C; ++o) {
+                    double acc = b.f32()[o];
+                    for (int64_t i = 0; i < Cin; ++i) acc += (double)xin.at({s, n, i}) * w.f32()[i * H * C + o];
+                    r[(s * N + n) * H * C + o] = acc;
+                }
+        test::expect_close(y, r, 1e-4, 1e-4, "linear");
+        // Accumulate into an existing output (residual update).
+        Tensor y2 = y.clone();
+        linear(xin, w, b, y2, 1.f);
+        for (auto& v : r) v *= 2;
+        test::expect_close(y2, r, 2e-4, 1e-4, "linear accumulate");
+    }
+    Tensor wrong = randn({Cin + 1, 4}, rng);
+    EXPECT_THROW(linear(x, wrong, Tensor(), ws), Error);
+}
+
+TEST(Ops, LayerNormMatchesFloat64) {
+    std::mt19937 rng(4);
+    const int64_t R = 37, C = 96;
+    Tensor x = randn({R, C}, rng, 3.f);
+    for (int64_t i = 0; i < x.numel(); ++i) x.f32()[i] += 5.f;  // non-zero mean
+    Tensor g = randn({C}, rng), b = randn({C}, rng);
+    Tensor y = Tensor::empty({R, C});
+    layer_norm(x, g, b, 1e-5f, y);
+    std::vector<double> r(R * C);
+    for (int64_t i = 0; i < R; ++i) {
+        double mean = 0, var = 0;
+        for (int64_t c = 0; c < C; ++c) mean += x.at({i, c});
+        mean /= C;
+        for (int64_t c = 0; c < C; ++c) var += (x.at({i, c}) - mean) * (x.at({i, c}) - mean);
+        var /= C;
+        for (int64_t c = 0; c < C; ++c)
+            r[i * C + c] = (x.at({i, c}) - mean) / std::sqrt(var + 1e-5) * g.f32()[c] + b.f32()[c];
+    }
+    test::expect_close(y, r, 1e-4, 1e-4, "layer_norm");
+    // In place on a strided (sliced) view.
+    Tensor wide = randn({R, C + 8}, rng);
+    Tensor v = wide.slice(1, 4, 4 + C);
+    Tensor ref_in = v.contiguous();
+    Tensor ref_out = Tensor::empty({R, C});
+    layer_norm(ref_in, g, b, 1e-5f, ref_out);
+    layer_norm(v, g, b, 1e-5f, v);
+    test::expect_close(v, test::to_f64(ref_out), 0, 0, "layer_norm in place strided");
+}
+
+TEST(Ops, SoftmaxWithMaskBiasScale) {
+    std::mt19937 rng(5);
+    const int64_t B = 3, H = 2, Q = 5, K = 11;
+    Tensor x = randn({B, H, Q, K}, rng, 2.f);
+    Tensor mask = test::random_mask({B, 1, 1, K}, rng, 0.3f);
+    mask.at({0, 0, 0, 0}) = 1.f;
+    Tensor bias = randn({1, H, Q, K}, rng);
+    Tensor ref_x = x.clone();
+    softmax(x, 0.7f, mask.expand({B, H, Q, K}), bias.expand({B, H, Q, K}), 1e9f);
+    std::vector<double> r(B * H * Q * K);
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t h = 0; h < H; ++h)
+            for (int64_t q = 0; q < Q; ++q) {
+                std::vector<double> l(K);
+                double mx = -1e300, s = 0;
+                for (int64_t k = 0; k < K; ++k) {
+                    l[k] = 0.7 * ref_x.at({b, h, q, k}) + bias.at({0, h, q, k}) + 1e9 * (mask.at({b, 0, 0, k}) - 1);
+                    mx = std::max(mx, l[k]);
+                }
+                for (int64_t k = 0; k < K; ++k) s += std::exp(l[k] - mx);
+                for (int64_t k = 0; k < K; ++k) r[((b * H + h) * Q + q) * K + k] = std::exp(l[k] - mx) / s;
+            }
+    test::expect_close(x, r, 1e-6, 1e-5, "softmax");
+    // Masked keys get exactly zero weight when any key is unmasked.
+    for (int64_t k = 0; k < K; ++k) {
+        if (mask.at({1, 0, 0, k}) == 0.f) {
+            EXPECT_EQ(x.at({1, 1, 2, k}), 0.f);
+        }
+    }
+}
+
+TEST(Ops, AttentionCoreMatchesFloat64) {
+    std::mt19937 rng(6);
+    const int64_t B = 4, Q = 9, K = 13, H = 3, C = 8;
+    Tensor q = randn({B, Q, H, C}, rng), k = randn({B, K, H, C}, rng), v = randn({B, K, H, C}, rng);
+    Tensor mask = test::random_mask({B, K}, rng, 0.3f);
+    for (int64_t b = 0; b < B; ++b) mask.at({b, 0}) = 1.f;
+    Tensor bias = randn({H, Q, K}, rng);
+    Tensor out = Tensor::empty({B, Q, H, C});
+    Workspace ws;
+    const float scale = 1.f / std::sqrt(8.f);
+    attention(q, k, v, mask, bias, scale, 1e9f, out, ws);
+    std::vector<double> r(B * Q * H * C, 0.0);
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t h = 0; h < H; ++h)
+            for (int64_t i = 0; i < Q; ++i) {
+                std::vector<double> l(K);
+                double mx = -1e300, s = 0;
+                for (int64_t j = 0; j < K; ++j) {
+                    double d = 0;
+                    for (int64_t c = 0; c < C; ++c) d += (double)q.at({b, i, h, c}) * k.at({b, j, h, c});
+                    l[j] = scale * d + bias.at({h, i, j}) + 1e9 * (mask.at({b, j}) - 1);
+                    mx = std::max(mx, l[j]);
+                }
+                for (int64_t j = 0; j < K; ++j) s += std::exp(l[j] - mx);
+                for (int64_t j = 0; j < K; ++j)
+                    for (int64_t c = 0; c < C; ++c)
+                        r[((b * Q + i) * H + h) * C + c] += std::exp(l[j] - mx) / s * v.at({b, j, h, c});
+            }
+    test::expect_close(out, r, 1e-5, 1e-4, "attention");
+    // Transposed (column) views give the same answer as materialised inputs.
+    Tensor qt = q.permute({1, 0, 2, 3}).contiguous().permute({1, 0, 2, 3});
+    Tensor out2 = Tensor::empty({Q, B, H, C}).permute({1, 0, 2, 3});
+    attention(qt, k, v, mask, bias, scale, 1e9f, out2, ws);
+    test::expect_close(out2, r, 1e-5, 1e-4, "attention strided");
+}
+
+TEST(Ops, ElementwiseOps) {
+    std::mt19937 rng(7);
+    Tensor x = randn({6, 10}, rng), y = randn({6, 10}, rng), row = randn({1, 10}, rng);
+    std::vector<double> xs = test::to_f64(x), ys = test::to_f64(y), rs = test::to_f64(row);
+    Tensor a = x.clone();
+    add(a, row.expand({6, 10}), 0.5f);
+    std::vector<double> r(60);
+    for (int i = 0; i < 60; ++i) r[i] = xs[i] + 0.5 * rs[i % 10];
+    test::expect_close(a, r, 1e-6, 1e-6, "add broadcast");
+    Tensor g = x.clone();
+    sigmoid_mul(g, y);
+    for (int i = 0; i < 60; ++i) r[i] = xs[i] / (1 + std::exp(-ys[i]));
+    test::expect_close(g, r, 1e-6, 1e-5, "sigmoid_mul");
+    Tensor re = x.clone();
+    relu(re);
+    for (int i = 0; i < 60; ++i) r[i] = xs[i] > 0 ? xs[i] : 0;
+    test::expect_close(re, r, 0, 0, "relu");
+    Tensor d = x.clone();
+    div_eps(d, y, 1e-3f);
+    for (int i = 0; i < 60; ++i) r[i] = xs[i] / (ys[i] + 1e-3);
+    test::expect_close(d, r, 1e-5, 1e-4, "div_eps");
+    Tensor s = x.clone();
+    sigmoid(s);
+    for (int i = 0; i < 60; ++i) r[i] = 1 / (1 + std::exp(-xs[i]));
+    test::expect_close(s, r, 1e-6, 1e-5, "sigmoid");
+}

@@ -1,0 +1,59 @@
+#include <gtest/gtest.h>
+
+#include "kernels/tensor.h"
+#include "kernels/workspace.h"
+#include "test_util.h"
+
+using namespace axfold;
+
+TEST(Tensor, ViewsShareStorageAndIndexCorrectly) {
+    std::mt19937 rng(1);
+    Tensor t = test::randn({2, 3, 4}, rng);
+    Tensor p = t.permute({2, 0, 1});
+    EXPECT_EQ(p.shape(), (Shape{4, 2, 3}));
+    EXPECT_FALSE(p.is_contiguous());
+    for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 3; ++j)
+            for (int k = 0; k < 4; ++k) EXPECT_EQ(p.at({k, i, j}), t.at({i, j, k}));
+    Tensor c = p.contiguous();
+    EXPECT_TRUE(c.is_contiguous());
+    for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 3; ++j)
+            for (int k = 0; k < 4; ++k) EXPECT_EQ(c.at({k, i, j}), t.at({i, j, k}));
+    Tensor s = t.slice(1, 1, 3).select(2, 2);
+    EXPECT_EQ(s.shape(), (Shape{2, 2}));
+    EXPECT_EQ(s.at({1, 0}), t.at({1, 1, 2}));
+    s.at({1, 0}) = 42.f;  // views write through
+    EXPECT_EQ(t.at({1, 1, 2}), 42.f);
+    Tensor e = t.select(1, 0).unsqueeze(1).expand({2, 5, 4});
+    EXPECT_EQ(e.stride(1), 0);
+    EXPECT_EQ(e.at({1, 4, 3}), t.at({1, 0, 3}));
+}
+
+TEST(Tensor, BadViewsAreClearErrors) {
+    Tensor t = Tensor::zeros({2, 3});
+    EXPECT_THROW(t.view({4, 2}), Error);
+    EXPECT_THROW(t.transpose(0, 1).view({6}), Error);
+    EXPECT_THROW(t.slice(1, 2, 5), Error);
+    EXPECT_THROW(t.select(0, 2), Error);
+    EXPECT_THROW(t.data<double>(), Error);
+    try {
+        t.view({4, 2});
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("[4, 2]"), std::string::npos) << e.what();
+    }
+}
+
+TEST(Workspace, MarkReleaseReusesMemory) {
+    Workspace ws;
+    auto m = ws.mark();
+    Tensor a = ws.alloc({100});
+    void* pa = a.raw();
+    ws.release(m);
+    Tensor b = ws.alloc({100});
+    EXPECT_EQ(b.raw(), pa);
+    Tensor big = ws.alloc({int64_t(1) << 23});  // forces a second chunk
+    big.f32()[0] = 1.f;
+    EXPECT_NE(big.raw(), b.raw());
+    EXPECT_GE(ws.high_water_bytes(), size_t(4) << 23);
+}

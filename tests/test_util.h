@@ -1,0 +1,82 @@
+// Helpers shared by the tests: random tensors, float64 conversion, and tolerance checks that print the
+// first mismatches and a relative-norm summary.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/tensor.h"
+
+namespace axfold::test {
+
+inline Tensor randn(const Shape& shape, std::mt19937& rng, float stddev = 1.f) {
+    Tensor t = Tensor::empty(shape);
+    std::normal_distribution<float> d(0.f, stddev);
+    float* p = t.f32();
+    for (int64_t i = 0; i < t.numel(); ++i) p[i] = d(rng);
+    return t;
+}
+
+// 0/1 mask with roughly `zero_frac` zeros.
+inline Tensor random_mask(const Shape& shape, std::mt19937& rng, float zero_frac = 0.15f) {
+    Tensor t = Tensor::empty(shape);
+    std::uniform_real_distribution<float> u(0.f, 1.f);
+    float* p = t.f32();
+    for (int64_t i = 0; i < t.numel(); ++i) p[i] = u(rng) < zero_frac ? 0.f : 1.f;
+    return t;
+}
+
+inline std::vector<double> to_f64(const Tensor& t) {
+    Tensor c = t.contiguous();
+    std::vector<double> v(static_cast<size_t>(c.numel()));
+    if (c.dtype() == DType::F32) {
+        for (size_t i = 0; i < v.size(); ++i) v[i] = c.f32()[i];
+    } else if (c.dtype() == DType::F64) {
+        for (size_t i = 0; i < v.size(); ++i) v[i] = c.data<double>()[i];
+    } else if (c.dtype() == DType::I64) {
+        for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<double>(c.data<int64_t>()[i]);
+    } else if (c.dtype() == DType::I32) {
+        for (size_t i = 0; i < v.size(); ++i) v[i] = c.data<int32_t>()[i];
+    }
+    return v;
+}
+
+struct CompareResult {
+    double max_abs = 0, max_ref = 0, rel_norm = 0;
+    int64_t bad = 0;
+    double rel() const { return max_ref > 0 ? max_abs / max_ref : max_abs; }
+};
+
+// |a - r| <= atol + rtol * |r| elementwise; prints the first few mismatches.
+inline CompareResult compare(const std::vector<double>& a, const std::vector<double>& r, double atol, double rtol,
+                             const std::string& what, int print = 5) {
+    CompareResult res;
+    EXPECT_EQ(a.size(), r.size()) << what;
+    double num = 0, den = 0;
+    for (size_t i = 0; i < std::min(a.size(), r.size()); ++i) {
+        double d = std::fabs(a[i] - r[i]);
+        if (!(d <= atol + rtol * std::fabs(r[i]))) {
+            if (res.bad < print) std::printf("  %s[%zu]: got %.8g, expected %.8g\n", what.c_str(), i, a[i], r[i]);
+            ++res.bad;
+        }
+        res.max_abs = std::max(res.max_abs, std::isnan(d) ? INFINITY : d);
+        res.max_ref = std::max(res.max_ref, std::fabs(r[i]));
+        num += d * d;
+        den += r[i] * r[i];
+    }
+    res.rel_norm = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+    return res;
+}
+
+inline void expect_close(const Tensor& a, const std::vector<double>& r, double atol, double rtol,
+                         const std::string& what) {
+    auto res = compare(to_f64(a), r, atol, rtol, what);
+    EXPECT_EQ(res.bad, 0) << what << ": max abs err " << res.max_abs << ", rel norm " << res.rel_norm;
+}
+
+}  // namespace axfold::test
