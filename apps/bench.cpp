@@ -48,11 +48,27 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
     // One untimed block sizes the workspace arena.
     evoformer_block_forward(w, m, z, msa_mask, pair_mask, ctx);
     std::vector<double> times;
+    std::vector<std::pair<std::string, double>> stages;  // per sub-module seconds, summed over blocks
     for (int b = 0; b < o.blocks; ++b) {
         auto t0 = std::chrono::steady_clock::now();
-        evoformer_block_forward(w, m, z, msa_mask, pair_mask, ctx);
-        times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        auto last = t0;
+        size_t k = 0;
+        auto observe = [&](const char* name, const Tensor&) {
+            auto now = std::chrono::steady_clock::now();
+            if (stages.size() <= k) stages.push_back({name, 0.0});
+            stages[k++].second += std::chrono::duration<double>(now - last).count();
+            last = now;
+        };
+        evoformer_block_forward(w, m, z, msa_mask, pair_mask, ctx, {}, o.breakdown ? BlockObserver(observe) : nullptr);
+        auto end = std::chrono::steady_clock::now();
+        if (o.breakdown) {
+            if (stages.size() <= k) stages.push_back({"pair_after_transition", 0.0});
+            stages[k].second += std::chrono::duration<double>(end - last).count();
+        }
+        times.push_back(std::chrono::duration<double>(end - t0).count());
     }
+    for (auto& [name, sec] : stages)
+        std::fprintf(stderr, "  %-48s %.3f s/block\n", name.c_str(), sec / o.blocks);
     std::sort(times.begin(), times.end());
     const double median = times[times.size() / 2];
     const double s = static_cast<double>(S), r = static_cast<double>(R);

@@ -12,6 +12,7 @@ struct BenchEvoformerOptions {
     int64_t n_seq = 128, n_res = 256;
     int threads = 0, blocks = 3;
     bool json = false;
+    bool breakdown = false;  // per sub-module times on stderr
 };
 int bench_evoformer_main(const BenchEvoformerOptions& o);
 

@@ -31,7 +31,8 @@ int run_bench(const std::vector<std::string>& args) {
         "n-res", po::value<int64_t>(&o.n_res)->default_value(256), "residues R")(
         "threads", po::value<int>(&o.threads)->default_value(0), "CPU threads (0 = all)")(
         "blocks", po::value<int>(&o.blocks)->default_value(3), "timed blocks (median reported)")(
-        "json", po::bool_switch(&o.json), "print one JSON object");
+        "json", po::bool_switch(&o.json), "print one JSON object")(
+        "breakdown", po::bool_switch(&o.breakdown), "print the time of each sub-module on stderr");
     po::variables_map vm;
     po::store(po::command_line_parser(std::vector<std::string>(args.begin() + 1, args.end())).options(desc).run(), vm);
     if (vm.count("help")) {

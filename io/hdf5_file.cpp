@@ -89,6 +89,13 @@ std::string norm_path(const std::string& p) {
     return p.substr(b, e - b);
 }
 
+// "a/b" -> "/a/b". Built by append: GCC 12 gives a false -Wrestrict for "/" + std::string at -O2.
+std::string abs_path(const std::string& p) {
+    std::string r("/");
+    r.append(norm_path(p));
+    return r;
+}
+
 // H5Lexists fails on a missing intermediate group, so walk the path one link at a time.
 bool path_exists(hid_t loc, const std::string& path) {
     const std::string p = norm_path(path);
@@ -184,7 +191,7 @@ bool Hdf5File::has(const std::string& path) const {
 
 bool Hdf5File::has_dataset(const std::string& path) const {
     if (!has(path)) return false;
-    Id obj(H5Oopen(file_, ("/" + norm_path(path)).c_str(), H5P_DEFAULT));
+    Id obj(H5Oopen(file_, abs_path(path).c_str(), H5P_DEFAULT));
     H5Eclear2(H5E_DEFAULT);
     return obj.valid() && H5Iget_type(obj.get()) == H5I_DATASET;
 }
@@ -192,7 +199,7 @@ bool Hdf5File::has_dataset(const std::string& path) const {
 namespace {
 
 Id open_dataset(hid_t file, const std::string& file_path, const std::string& path) {
-    const std::string p = "/" + norm_path(path);
+    const std::string p = abs_path(path);
     AXF_CHECK(path_exists(file, p), "'%s' has no dataset '%s'", file_path.c_str(), path.c_str());
     Id ds(H5Dopen2(file, p.c_str(), H5P_DEFAULT));
     H5_CHECK(ds.valid(), "'%s': '%s' is not a readable dataset", file_path.c_str(), path.c_str());
@@ -259,7 +266,7 @@ Tensor Hdf5File::read_f32(const std::string& path) const {
 std::vector<std::string> Hdf5File::list(const std::string& group, bool recursive) const {
     const std::string g = norm_path(group);
     AXF_CHECK(path_exists(file_, g), "'%s' has no group '%s'", path_.c_str(), group.c_str());
-    Id grp(H5Gopen2(file_, ("/" + g).c_str(), H5P_DEFAULT));
+    Id grp(H5Gopen2(file_, abs_path(g).c_str(), H5P_DEFAULT));
     H5_CHECK(grp.valid(), "'%s': '%s' is not a group", path_.c_str(), group.c_str());
 
     struct Ctx {
@@ -293,7 +300,7 @@ std::vector<std::string> Hdf5File::list(const std::string& group, bool recursive
 }
 
 bool Hdf5File::has_attr(const std::string& obj_path, const std::string& name) const {
-    const std::string p = "/" + norm_path(obj_path);
+    const std::string p = abs_path(obj_path);
     if (!path_exists(file_, p)) return false;
     const htri_t r = H5Aexists_by_name(file_, p.c_str(), name.c_str(), H5P_DEFAULT);
     H5Eclear2(H5E_DEFAULT);
@@ -301,7 +308,7 @@ bool Hdf5File::has_attr(const std::string& obj_path, const std::string& name) co
 }
 
 std::string Hdf5File::read_string_attr(const std::string& obj_path, const std::string& name) const {
-    const std::string p = "/" + norm_path(obj_path);
+    const std::string p = abs_path(obj_path);
     const std::string what = "attribute '" + name + "' of '" + obj_path + "' in '" + path_ + "'";
     AXF_CHECK(path_exists(file_, p), "'%s' has no object '%s' (looking for its attribute '%s')", path_.c_str(),
               obj_path.c_str(), name.c_str());
@@ -346,7 +353,12 @@ std::string Hdf5File::read_string_attr(const std::string& obj_path, const std::s
 
 Hdf5Writer::Hdf5Writer(const std::string& path) : path_(path), tmp_path_(path + ".tmp") {
     silence_hdf5();
-    file_ = H5Fcreate(tmp_path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    // The 1.8 object format: compact link storage (a fifth smaller than the 1.6 default for parameter
+    // files with hundreds of small groups), still readable by any libhdf5 >= 1.8.
+    Id fapl(H5Pcreate(H5P_FILE_ACCESS));
+    H5_CHECK(fapl.valid() && H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_LATEST) >= 0,
+             "cannot set up HDF5 file access for '%s'", path.c_str());
+    file_ = H5Fcreate(tmp_path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get());
     H5_CHECK(file_ >= 0, "cannot create HDF5 file '%s' (writing '%s'; is the directory writable?)",
              tmp_path_.c_str(), path.c_str());
 }
@@ -410,7 +422,7 @@ void Hdf5Writer::write(const std::string& path, const Tensor& tensor) {
 
 void Hdf5Writer::write_string_attr(const std::string& obj_path, const std::string& name, const std::string& value) {
     AXF_CHECK(file_ >= 0 && !committed_, "Hdf5Writer('%s'): write after commit", path_.c_str());
-    const std::string p = "/" + norm_path(obj_path);
+    const std::string p = abs_path(obj_path);
     const std::string what = "attribute '" + name + "' of '" + obj_path + "' in '" + path_ + "'";
     AXF_CHECK(path_exists(file_, p), "cannot write %s: no such object", what.c_str());
     Id obj(H5Oopen(file_, p.c_str(), H5P_DEFAULT));

@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <set>
 
 #include "io/hdf5_file.h"
 #include "io/npz.h"
@@ -183,11 +182,11 @@ void ParamStore::insert(const std::string& key, Tensor t) {
 }
 
 void ParamStore::save_h5(const std::string& path) const {
-    std::set<std::string> seen;
+    std::map<std::string, std::string> owner;  // HDF5 path -> key
     for (const auto& [key, t] : params_) {
-        AXF_CHECK(seen.insert(key_to_h5_path(key)).second,
-                  "cannot save parameters to '%s': key '%s' maps to HDF5 path '%s', which another key already uses",
-                  path.c_str(), key.c_str(), key_to_h5_path(key).c_str());
+        auto [it, fresh] = owner.emplace(key_to_h5_path(key), key);
+        AXF_CHECK(fresh, "cannot save parameters to '%s': keys '%s' and '%s' both map to HDF5 path '%s'",
+                  path.c_str(), it->second.c_str(), key.c_str(), it->first.c_str());
     }
     io::Hdf5Writer w(path);
     w.write_string_attr("/", "description",

@@ -264,25 +264,44 @@ Tensor Tensor::to(Device device) const {
 }
 
 namespace {
-// Strided copy on the host, recursing over dimensions; the innermost loop is a memcpy when both sides
-// are contiguous in the last dimension.
-void copy_strided(char* dst, const int64_t* dshape, const int64_t* dst_st, const char* src, const int64_t* src_st,
-                  int nd, size_t es) {
-    if (nd == 0) {
-        std::memcpy(dst, src, es);
-        return;
-    }
+
+// Strided copy on the host of elements of type T; the innermost loop is a memcpy when both sides are
+// contiguous in the last dimension, a typed gather/scatter loop otherwise.
+template <class T>
+void copy_rows(T* dst, const T* src, const int64_t* shape, const int64_t* dst_st, const int64_t* src_st, int nd) {
     if (nd == 1) {
-        if (dst_st[0] == 1 && src_st[0] == 1) {
-            std::memcpy(dst, src, es * dshape[0]);
+        const int64_t n = shape[0], ds = dst_st[0], ss = src_st[0];
+        if (ds == 1 && ss == 1) {
+            std::memcpy(dst, src, sizeof(T) * n);
         } else {
-            for (int64_t i = 0; i < dshape[0]; ++i) std::memcpy(dst + i * dst_st[0] * es, src + i * src_st[0] * es, es);
+            for (int64_t i = 0; i < n; ++i) dst[i * ds] = src[i * ss];
         }
         return;
     }
-    for (int64_t i = 0; i < dshape[0]; ++i)
-        copy_strided(dst + i * dst_st[0] * es, dshape + 1, dst_st + 1, src + i * src_st[0] * es, src_st + 1, nd - 1, es);
+    for (int64_t i = 0; i < shape[0]; ++i)
+        copy_rows(dst + i * dst_st[0], src + i * src_st[0], shape + 1, dst_st + 1, src_st + 1, nd - 1);
 }
+
+template <class T>
+void copy_strided(T* dst, const T* src, const Shape& shape, const Shape& dst_st, const Shape& src_st) {
+    const int nd = static_cast<int>(shape.size());
+    if (nd == 0) {
+        *dst = *src;
+        return;
+    }
+    if (nd == 1) {
+        copy_rows(dst, src, shape.data(), dst_st.data(), src_st.data(), 1);
+        return;
+    }
+    // Parallel over the outer dimension when it is worth it.
+    const int64_t n0 = shape[0];
+    const bool par = shape_numel(shape) > (int64_t(1) << 16) && n0 > 1;
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t i = 0; i < n0; ++i)
+        copy_rows(dst + i * dst_st[0], src + i * src_st[0], shape.data() + 1, dst_st.data() + 1, src_st.data() + 1,
+                  nd - 1);
+}
+
 }  // namespace
 
 void Tensor::copy_from(const Tensor& src) {
@@ -296,8 +315,11 @@ void Tensor::copy_from(const Tensor& src) {
         return;
     }
     if (numel() == 0) return;
-    copy_strided(static_cast<char*>(raw()), shape_.data(), strides_.data(), static_cast<const char*>(src.raw()),
-                 src.strides_.data(), dim(), dtype_size(dtype_));
+    switch (dtype_size(dtype_)) {
+        case 1: copy_strided(static_cast<uint8_t*>(raw()), static_cast<const uint8_t*>(src.raw()), shape_, strides_, src.strides_); break;
+        case 4: copy_strided(static_cast<uint32_t*>(raw()), static_cast<const uint32_t*>(src.raw()), shape_, strides_, src.strides_); break;
+        default: copy_strided(static_cast<uint64_t*>(raw()), static_cast<const uint64_t*>(src.raw()), shape_, strides_, src.strides_); break;
+    }
 }
 
 void Tensor::fill(float value) {

@@ -6,6 +6,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 namespace axfold::cpu {
@@ -78,24 +79,61 @@ void gemm_dispatch(const float* a, MatLayout la, const float* b, MatLayout lb, f
         gemm_one<ColMat, ColMat>(a, la, b, lb, c, ldc, M, N, K, alpha, beta);
 }
 
+// exp for float with ~2 ulp error (Cephes polynomial), written so that loops over it vectorise; exact 0
+// below the float range, which masked logits (-1e9) reach.
+inline float fast_exp(float x) {
+    const float xc = std::min(std::max(x, -87.3f), 88.7f);
+    const float n = std::floor(xc * 1.44269504088896341f + 0.5f);
+    const float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
+    const float r2 = r * r;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r2 + r + 1.f;
+    const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+    float scale;
+    std::memcpy(&scale, &bits, sizeof(scale));
+    return x < -87.3f ? 0.f : p * scale;
+}
+
+inline float fast_sigmoid(float x) { return 1.f / (1.f + fast_exp(-x)); }
+
 // Softmax of one row in place, with the optional mask/bias rows (strides ms, bs; 0 = broadcast).
-inline void softmax_row(float* x, int64_t n, float scale, const float* mask, int64_t ms, const float* bias,
+inline void softmax_row(float* __restrict x, int64_t n, float scale, const float* mask, int64_t ms, const float* bias,
                         int64_t bs, float inf) {
-    float mx = -std::numeric_limits<float>::infinity();
-    for (int64_t k = 0; k < n; ++k) {
-        float v = scale * x[k];
-        if (bias) v += bias[k * bs];
-        if (mask) v += inf * (mask[k * ms] - 1.f);
-        x[k] = v;
-        mx = std::max(mx, v);
+#pragma omp simd
+    for (int64_t k = 0; k < n; ++k) x[k] *= scale;
+    if (bias) {
+        if (bs == 1) {
+#pragma omp simd
+            for (int64_t k = 0; k < n; ++k) x[k] += bias[k];
+        } else {
+            for (int64_t k = 0; k < n; ++k) x[k] += bias[k * bs];
+        }
     }
+    if (mask) {
+        if (ms == 1) {
+#pragma omp simd
+            for (int64_t k = 0; k < n; ++k) x[k] += inf * (mask[k] - 1.f);
+        } else {
+            for (int64_t k = 0; k < n; ++k) x[k] += inf * (mask[k * ms] - 1.f);
+        }
+    }
+    float mx = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : mx)
+    for (int64_t k = 0; k < n; ++k) mx = std::max(mx, x[k]);
     float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
     for (int64_t k = 0; k < n; ++k) {
-        float e = std::exp(x[k] - mx);
+        float e = fast_exp(x[k] - mx);
         x[k] = e;
         sum += e;
     }
-    float inv = 1.f / sum;
+    const float inv = 1.f / sum;
+#pragma omp simd
     for (int64_t k = 0; k < n; ++k) x[k] *= inv;
 }
 
@@ -151,15 +189,18 @@ void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, floa
         const float* xr = px + ox[r];
         float* yr = py + oy[r];
         float mean = 0.f;
+#pragma omp simd reduction(+ : mean)
         for (int64_t c = 0; c < C; ++c) mean += xr[c];
         mean /= static_cast<float>(C);
         float var = 0.f;
+#pragma omp simd reduction(+ : var)
         for (int64_t c = 0; c < C; ++c) {
             float d = xr[c] - mean;
             var += d * d;
         }
         var /= static_cast<float>(C);
         float inv = 1.f / std::sqrt(var + eps);
+#pragma omp simd
         for (int64_t c = 0; c < C; ++c) yr[c] = (xr[c] - mean) * inv * g[c] + bb[c];
     }
 }
@@ -221,45 +262,77 @@ void add_bias_rows(Tensor& y, const Tensor& bias) {
         for (int64_t c = 0; c < C; ++c) py[oy[r] + c] += pb[c];
 }
 
-void unary(Tensor& x, Unary op, float s) {
+namespace {
+
+template <class F> void unary_loop(float* __restrict p, int64_t n, int64_t stride, F f) {
+    if (stride == 1) {
+#pragma omp simd
+        for (int64_t i = 0; i < n; ++i) p[i] = f(p[i]);
+    } else {
+        for (int64_t i = 0; i < n; ++i) p[i * stride] = f(p[i * stride]);
+    }
+}
+
+template <class F> void binary_loop(float* __restrict x, const float* __restrict y, int64_t n, int64_t xs, int64_t ys, F f) {
+    if (xs == 1 && ys == 1) {
+#pragma omp simd
+        for (int64_t i = 0; i < n; ++i) x[i] = f(x[i], y[i]);
+    } else if (xs == 1 && ys == 0) {
+        const float w = y[0];
+#pragma omp simd
+        for (int64_t i = 0; i < n; ++i) x[i] = f(x[i], w);
+    } else {
+        for (int64_t i = 0; i < n; ++i) x[i * xs] = f(x[i * xs], y[i * ys]);
+    }
+}
+
+template <class F> void unary_apply(Tensor& x, F f) {
+    float* px = x.f32();
+    if (x.is_contiguous()) {
+        const int64_t n = x.numel(), block = 16384;
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (int64_t b = 0; b < n; b += block) unary_loop(px + b, std::min(block, n - b), 1, f);
+        return;
+    }
     const int64_t C = x.size(-1), cs = x.stride(-1);
     std::vector<int64_t> ox = row_offsets(x);
-    float* px = x.f32();
     const int64_t rows = static_cast<int64_t>(ox.size());
-#pragma omp parallel for schedule(static) if (rows * C > 32768)
-    for (int64_t r = 0; r < rows; ++r) {
-        float* xr = px + ox[r];
-        for (int64_t c = 0; c < C; ++c) {
-            float& e = xr[c * cs];
-            switch (op) {
-                case Unary::Sigmoid: e = 1.f / (1.f + std::exp(-e)); break;
-                case Unary::Relu: e = e > 0.f ? e : 0.f; break;
-                case Unary::Scale: e *= s; break;
-            }
-        }
+#pragma omp parallel for schedule(static) if (rows * C > 65536)
+    for (int64_t r = 0; r < rows; ++r) unary_loop(px + ox[r], C, cs, f);
+}
+
+template <class F> void binary_apply(Tensor& x, const Tensor& y, F f) {
+    float* px = x.f32();
+    const float* py = y.f32();
+    if (x.is_contiguous() && y.is_contiguous()) {
+        const int64_t n = x.numel(), block = 16384;
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (int64_t b = 0; b < n; b += block) binary_loop(px + b, py + b, std::min(block, n - b), 1, 1, f);
+        return;
+    }
+    const int64_t C = x.size(-1), xs = x.stride(-1), ys = y.stride(-1);
+    std::vector<int64_t> ox = row_offsets(x), oy = row_offsets(y);
+    const int64_t rows = static_cast<int64_t>(ox.size());
+#pragma omp parallel for schedule(static) if (rows * C > 65536)
+    for (int64_t r = 0; r < rows; ++r) binary_loop(px + ox[r], py + oy[r], C, xs, ys, f);
+}
+
+}  // namespace
+
+void unary(Tensor& x, Unary op, float s) {
+    switch (op) {
+        case Unary::Sigmoid: unary_apply(x, [](float e) { return fast_sigmoid(e); }); break;
+        case Unary::Relu: unary_apply(x, [](float e) { return e > 0.f ? e : 0.f; }); break;
+        case Unary::Scale: unary_apply(x, [s](float e) { return e * s; }); break;
     }
 }
 
 void binary(Tensor& x, const Tensor& y, Binary op, float alpha) {
-    const int64_t C = x.size(-1), xs = x.stride(-1), ys = y.stride(-1);
-    std::vector<int64_t> ox = row_offsets(x), oy = row_offsets(y);
-    float* px = x.f32();
-    const float* py = y.f32();
-    const int64_t rows = static_cast<int64_t>(ox.size());
-#pragma omp parallel for schedule(static) if (rows * C > 32768)
-    for (int64_t r = 0; r < rows; ++r) {
-        float* xr = px + ox[r];
-        const float* yr = py + oy[r];
-        for (int64_t c = 0; c < C; ++c) {
-            float& e = xr[c * xs];
-            float w = yr[c * ys];
-            switch (op) {
-                case Binary::Add: e += alpha * w; break;
-                case Binary::Mul: e *= w; break;
-                case Binary::SigmoidMul: e *= 1.f / (1.f + std::exp(-w)); break;
-                case Binary::DivEps: e /= (w + alpha); break;
-            }
-        }
+    switch (op) {
+        case Binary::Add: binary_apply(x, y, [alpha](float a, float b) { return a + alpha * b; }); break;
+        case Binary::Mul: binary_apply(x, y, [](float a, float b) { return a * b; }); break;
+        case Binary::SigmoidMul: binary_apply(x, y, [](float a, float b) { return a * fast_sigmoid(b); }); break;
+        case Binary::DivEps: binary_apply(x, y, [alpha](float a, float b) { return a / (b + alpha); }); break;
     }
 }
 

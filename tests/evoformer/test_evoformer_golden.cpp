@@ -100,7 +100,7 @@ std::map<std::string, test::GoldenRunner> trunk_runners() {
 
 }  // namespace
 
-TEST(EvoformerGolden, EveryTrunkModuleCaseMatches) {
+TEST(Evoformer, golden_module_cases_match) {
     int ran = test::run_golden_cases(trunk_runners());
     ASSERT_GT(ran, 0) << "no golden module cases found under " << test::golden_dir();
 }

@@ -26,7 +26,7 @@ const std::string kQueryW =
 // The deflate-compressed templates_seed5 parameters (12 MB) are not copied into the project; use them
 // where the shared golden data is present.
 std::string templates_npz() {
-    for (const std::string dir : {kDataDir + "/golden", std::string(AXFOLD_SHARED_GOLDEN_DIR)}) {
+    for (const std::string& dir : {kDataDir + "/golden", std::string(AXFOLD_SHARED_GOLDEN_DIR)}) {
         const std::string p = dir + "/templates_seed5/params.npz";
         if (fs::exists(p)) return p;
     }

@@ -1,0 +1,338 @@
+// Tests for io/params (ParamStore) and io/hdf5_file: npz and params.h5 agree exactly, round trips,
+// helpful errors for missing keys and wrong shapes, and rejection of bad files.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <random>
+#include <string>
+
+#include "io/hdf5_file.h"
+#include "io/params.h"
+
+namespace axfold {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kDataDir = AXFOLD_TEST_DATA_DIR;
+const std::string kSmallNpz = kDataDir + "/golden/small/params.npz";
+const std::string kSmallH5 = kDataDir + "/golden/small/params.h5";
+const std::string kFeaturesH5 = kDataDir + "/golden/small/features.h5";
+const std::string kQueryW =
+    "alphafold/alphafold_iteration/evoformer/evoformer_iteration/msa_row_attention_with_pair_bias/attention//query_w";
+
+uint32_t random_seed() {
+    const uint32_t s = std::random_device{}();
+    std::printf("random seed %u\n", s);
+    return s;
+}
+
+class TempDir {
+public:
+    TempDir() {
+        std::mt19937_64 rng(std::random_device{}());
+        path_ = fs::temp_directory_path() / ("axfold_test_params_" + std::to_string(rng()));
+        fs::create_directories(path_);
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path_, ec);
+    }
+    std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+private:
+    fs::path path_;
+};
+
+std::string read_bytes(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+void write_bytes(const std::string& path, const std::string& bytes) {
+    std::ofstream f(path, std::ios::binary);
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+Tensor random_tensor(const Shape& shape, std::mt19937& rng) {
+    std::normal_distribution<float> d(0.f, 1.f);
+    std::vector<float> v(static_cast<size_t>(shape_numel(shape)));
+    for (float& x : v) x = d(rng);
+    return Tensor::from_vector(shape, v);
+}
+
+::testing::AssertionResult same_tensor(const Tensor& a, const Tensor& b) {
+    if (a.shape() != b.shape() || a.dtype() != b.dtype())
+        return ::testing::AssertionFailure() << a.desc() << " vs " << b.desc();
+    const size_t n = static_cast<size_t>(a.numel()) * dtype_size(a.dtype());
+    if (n > 0 && std::memcmp(a.contiguous().raw(), b.contiguous().raw(), n) != 0)
+        return ::testing::AssertionFailure() << "contents differ for " << a.desc();
+    return ::testing::AssertionSuccess();
+}
+
+::testing::AssertionResult same_store(const ParamStore& a, const ParamStore& b) {
+    if (a.keys() != b.keys()) return ::testing::AssertionFailure() << "key sets differ";
+    for (const std::string& k : a.keys()) {
+        auto r = same_tensor(a.get(k), b.get(k));
+        if (!r) return r << " (key " << k << ")";
+    }
+    return ::testing::AssertionSuccess();
+}
+
+template <class F>
+void expect_error(F&& f, const std::vector<std::string>& parts) {
+    try {
+        f();
+        ADD_FAILURE() << "expected axfold::Error";
+    } catch (const Error& e) {
+        for (const std::string& p : parts)
+            EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << "message lacks '" << p << "': " << e.what();
+    }
+}
+
+TEST(ParamStore, LoadsNpz) {
+    const ParamStore p = ParamStore::load(kSmallNpz);
+    EXPECT_EQ(p.size(), 267u);
+    const std::vector<std::string> keys = p.keys();
+    EXPECT_EQ(keys.size(), 267u);
+    EXPECT_TRUE(std::is_sorted(keys.begin(), keys.end()));
+    EXPECT_EQ(p.num_scalars(), 84906);
+    EXPECT_EQ(p.path(), kSmallNpz);
+    EXPECT_TRUE(p.has(kQueryW));
+    EXPECT_FALSE(p.has(kQueryW + "x"));
+    const Tensor& q = p.get(kQueryW, {2, 32, 2, 8});
+    EXPECT_EQ(q.dtype(), DType::F32);
+    EXPECT_EQ(q.device(), Device::CPU);
+    EXPECT_EQ(p.get("alphafold/alphafold_iteration/predicted_aligned_error_head/logits//weights").shape(),
+              (Shape{16, 64}));
+}
+
+TEST(ParamStore, NpzAndH5AgreeExactly) {
+    const ParamStore npz = ParamStore::load(kSmallNpz);
+    const ParamStore h5 = ParamStore::load(kSmallH5);
+    EXPECT_EQ(h5.size(), 267u);
+    EXPECT_TRUE(same_store(npz, h5));
+    EXPECT_EQ(h5.get(kQueryW).shape(), (Shape{2, 32, 2, 8}));
+}
+
+TEST(ParamStore, DetectsFormatByContentNotExtension) {
+    TempDir dir;
+    const std::string h5_named_npz = dir.file("params.npz");
+    const std::string npz_named_h5 = dir.file("params.h5");
+    fs::copy_file(kSmallH5, h5_named_npz);
+    fs::copy_file(kSmallNpz, npz_named_h5);
+    EXPECT_TRUE(same_store(ParamStore::load(h5_named_npz), ParamStore::load(npz_named_h5)));
+}
+
+TEST(ParamStore, MissingKeyNamesNearestKeyAndFile) {
+    const ParamStore p = ParamStore::load(kSmallNpz);
+    const std::string typo =
+        "alphafold/alphafold_iteration/evoformer/evoformer_iteration/msa_row_attention_with_pair_bias/attention//qeury_w";
+    expect_error([&] { p.get(typo); }, {typo, kSmallNpz, "nearest existing key: '" + kQueryW + "'"});
+    const std::string wrong_scope = "alphafold/alphafold_iteration/evoformer/evoformer_iteration/msa_row_atention//query_w";
+    expect_error([&] { p.get(wrong_scope); }, {wrong_scope, "nearest existing key: 'alphafold/"});
+}
+
+TEST(ParamStore, WrongShapeNamesBothShapes) {
+    const ParamStore p = ParamStore::load(kSmallNpz);
+    expect_error([&] { p.get(kQueryW, {2, 32, 2, 9}); }, {kQueryW, kSmallNpz, "[2, 32, 2, 8]", "[2, 32, 2, 9]"});
+    expect_error([&] { p.get(kQueryW, {32, 2, 8}); }, {"[2, 32, 2, 8]", "[32, 2, 8]"});
+}
+
+TEST(ParamStore, SaveH5RoundTripMatchesGoldenLayout) {
+    const ParamStore npz = ParamStore::load(kSmallNpz);
+    TempDir dir;
+    const std::string out = dir.file("out.h5");
+    npz.save_h5(out);
+    EXPECT_FALSE(fs::exists(out + ".tmp"));
+    EXPECT_TRUE(same_store(npz, ParamStore::load(out)));
+
+    // Same dataset paths and npz_key attributes as the golden params.h5.
+    const io::Hdf5File mine(out), golden(kSmallH5);
+    const auto paths = mine.list();
+    EXPECT_EQ(paths, golden.list());
+    ASSERT_EQ(paths.size(), 267u);
+    for (const std::string& p : paths) {
+        EXPECT_EQ(mine.read_string_attr(p, "npz_key"), golden.read_string_attr(p, "npz_key")) << p;
+        EXPECT_EQ(mine.shape(p), golden.shape(p)) << p;
+    }
+    EXPECT_TRUE(mine.has("alphafold/alphafold_iteration/evoformer/evoformer_iteration/msa_row_attention_with_pair_bias/"
+                         "attention/query_w"));
+}
+
+TEST(ParamStore, InsertAndSaveNpzRoundTrip) {
+    std::mt19937 rng(random_seed());
+    ParamStore p;
+    p.insert("a/b//weights", random_tensor({3, 4}, rng));
+    p.insert("a/b//bias", random_tensor({4}, rng));
+    p.insert("c//scale", random_tensor({}, rng));
+    Tensor d = Tensor::empty({5}, DType::F64);
+    for (int i = 0; i < 5; ++i) d.data<double>()[i] = 0.1 * i - 0.2;
+    p.insert("d//f64", d);  // converted to float32
+    EXPECT_EQ(p.get("d//f64").dtype(), DType::F32);
+    EXPECT_FLOAT_EQ(p.get("d//f64").f32()[4], 0.2f);
+
+    TempDir dir;
+    p.save_npz(dir.file("p.npz"));
+    p.save_h5(dir.file("p.h5"));
+    EXPECT_TRUE(same_store(p, ParamStore::load(dir.file("p.npz"))));
+    EXPECT_TRUE(same_store(p, ParamStore::load(dir.file("p.h5"))));
+    expect_error([&] { p.get("nope"); }, {"nope", "<in-memory parameters>"});
+}
+
+TEST(ParamStore, RejectsBadFiles) {
+    TempDir dir;
+    expect_error([&] { ParamStore::load(dir.file("absent.npz")); }, {"absent.npz", "not found"});
+
+    const std::string empty = dir.file("empty.npz");
+    write_bytes(empty, "");
+    expect_error([&] { ParamStore::load(empty); }, {empty, "empty"});
+
+    const std::string text = dir.file("text.h5");
+    write_bytes(text, "alphafold params? no, just text\n");
+    expect_error([&] { ParamStore::load(text); }, {text, "neither"});
+
+    const std::string npz = read_bytes(kSmallNpz);
+    const std::string half_npz = dir.file("half.npz");
+    write_bytes(half_npz, npz.substr(0, npz.size() / 2));
+    expect_error([&] { ParamStore::load(half_npz); }, {half_npz, "truncated"});
+
+    const std::string h5 = read_bytes(kSmallH5);
+    const std::string half_h5 = dir.file("half.h5");
+    write_bytes(half_h5, h5.substr(0, h5.size() / 2));
+    expect_error([&] { ParamStore::load(half_h5); }, {half_h5});
+
+    // NaN in a parameter is rejected at load, naming the key.
+    std::mt19937 rng(random_seed());
+    ParamStore p;
+    Tensor bad = random_tensor({2, 3}, rng);
+    bad.f32()[4] = std::numeric_limits<float>::quiet_NaN();
+    p.insert("x//w", bad);
+    p.save_npz(dir.file("nan.npz"));
+    expect_error([&] { ParamStore::load(dir.file("nan.npz")); }, {"x//w", "non-finite", "flat index 4"});
+}
+
+TEST(ParamStore, SaveH5RejectsCollidingKeys) {
+    std::mt19937 rng(random_seed());
+    ParamStore p;
+    p.insert("a//b", random_tensor({2}, rng));
+    p.insert("a/b", random_tensor({2}, rng));
+    TempDir dir;
+    expect_error([&] { p.save_h5(dir.file("c.h5")); }, {"a//b", "a/b", "c.h5"});
+    EXPECT_FALSE(fs::exists(dir.file("c.h5")));
+    EXPECT_FALSE(fs::exists(dir.file("c.h5.tmp")));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Hdf5File / Hdf5Writer
+
+TEST(Hdf5File, ReadsGoldenFeatures) {
+    const io::Hdf5File f(kFeaturesH5);
+    ASSERT_TRUE(f.has_dataset("aatype"));
+    const Tensor aatype = f.read("aatype");
+    EXPECT_EQ(aatype.dtype(), DType::I64);
+    ASSERT_EQ(aatype.dim(), 2);  // [R, N_res]
+    EXPECT_EQ(aatype.size(1), 12);
+    for (int64_t i = 0; i < aatype.numel(); ++i) {
+        EXPECT_GE(aatype.data<int64_t>()[i], 0);
+        EXPECT_LE(aatype.data<int64_t>()[i], 20);
+    }
+    const Tensor a32 = f.read_f32("aatype");
+    EXPECT_EQ(a32.dtype(), DType::F32);
+    EXPECT_EQ(a32.f32()[3], static_cast<float>(aatype.data<int64_t>()[3]));
+    const Tensor seq_mask = f.read("/seq_mask");
+    EXPECT_EQ(seq_mask.dtype(), DType::F32);
+
+    const auto top = f.list("/", false);
+    const auto all = f.list();
+    EXPECT_LT(top.size(), all.size());  // a subgroup holds more datasets
+    EXPECT_NE(std::find(top.begin(), top.end(), "aatype"), top.end());
+    for (const std::string& p : all) EXPECT_TRUE(f.has_dataset(p)) << p;
+    EXPECT_FALSE(f.has("no/such/group"));
+    EXPECT_FALSE(f.has_dataset("/"));
+    EXPECT_TRUE(f.has("/"));
+}
+
+TEST(Hdf5File, StringAttributes) {
+    const io::Hdf5File f(kSmallH5);
+    EXPECT_NE(f.read_string_attr("/", "description").find("one dataset per npz key"), std::string::npos);
+    const std::string ds =
+        "alphafold/alphafold_iteration/evoformer/evoformer_iteration/msa_row_attention_with_pair_bias/attention/query_w";
+    EXPECT_EQ(f.read_string_attr(ds, "npz_key"), kQueryW);
+    expect_error([&] { f.read_string_attr(ds, "nope"); }, {"nope", ds, kSmallH5});
+    expect_error([&] { f.read(ds + "_missing"); }, {ds + "_missing", kSmallH5});
+    expect_error([&] { f.read("alphafold"); }, {"alphafold", kSmallH5});  // a group, not a dataset
+}
+
+TEST(Hdf5File, WriterRoundTripsDtypesAndCompresses) {
+    std::mt19937 rng(random_seed());
+    TempDir dir;
+    const std::string path = dir.file("w.h5");
+    const Tensor big = random_tensor({64, 40}, rng);  // >= 1024 elements: compressed
+    Tensor f64 = Tensor::empty({3}, DType::F64);
+    Tensor i32 = Tensor::empty({2, 2}, DType::I32);
+    Tensor i64 = Tensor::empty({}, DType::I64);
+    Tensor u8 = Tensor::empty({4}, DType::U8);
+    for (int i = 0; i < 3; ++i) f64.data<double>()[i] = std::normal_distribution<double>()(rng);
+    for (int i = 0; i < 4; ++i) i32.data<int32_t>()[i] = static_cast<int32_t>(rng()) / 2;
+    i64.data<int64_t>()[0] = (int64_t{1} << 45) + static_cast<int64_t>(rng());
+    for (int i = 0; i < 4; ++i) u8.data<uint8_t>()[i] = static_cast<uint8_t>(rng());
+    {
+        io::Hdf5Writer w(path);
+        w.write("/g/h/big", big);
+        w.write("g/f64", f64);
+        w.write("i32", i32);
+        w.write("i64", i64);
+        w.write("u8", u8);
+        w.write("t", big.transpose(0, 1));
+        w.write_string_attr("g", "note", "héllo");
+        w.write_string_attr("g", "note", "replaced");
+        expect_error([&] { w.write("i32", i32); }, {"i32", "already exists"});
+        expect_error([&] { w.write("u8/x", i32); }, {"u8/x"});
+        EXPECT_FALSE(fs::exists(path));  // only the temporary exists before commit
+        w.commit();
+    }
+    EXPECT_FALSE(fs::exists(path + ".tmp"));
+    const io::Hdf5File f(path);
+    EXPECT_TRUE(same_tensor(f.read("g/h/big"), big));
+    EXPECT_TRUE(same_tensor(f.read("g/f64"), f64));
+    EXPECT_TRUE(same_tensor(f.read("i32"), i32));
+    EXPECT_TRUE(same_tensor(f.read("i64"), i64));
+    EXPECT_EQ(f.read("i64").shape(), Shape{});
+    EXPECT_TRUE(same_tensor(f.read("u8"), u8));
+    EXPECT_TRUE(same_tensor(f.read("t"), big.transpose(0, 1).contiguous()));
+    EXPECT_EQ(f.read_f32("g/f64").f32()[2], static_cast<float>(f64.data<double>()[2]));
+    EXPECT_EQ(f.read_string_attr("g", "note"), "replaced");
+    EXPECT_EQ(f.list(), (std::vector<std::string>{"g/f64", "g/h/big", "i32", "i64", "t", "u8"}));
+    EXPECT_EQ(f.list("g", false), (std::vector<std::string>{"g/f64"}));
+    // Random floats barely compress, but the shuffle+gzip chunked layout must still be readable and the
+    // file must not be absurdly larger than the raw data.
+    EXPECT_LT(fs::file_size(path), 2 * 64 * 40 * 4 + 16384u);
+}
+
+TEST(Hdf5File, UncommittedWriterLeavesNothing) {
+    TempDir dir;
+    const std::string path = dir.file("never.h5");
+    {
+        io::Hdf5Writer w(path);
+        w.write("x", Tensor::full({3}, 1.5f));
+    }
+    EXPECT_FALSE(fs::exists(path));
+    EXPECT_FALSE(fs::exists(path + ".tmp"));
+}
+
+TEST(Hdf5File, RejectsNonHdf5) {
+    TempDir dir;
+    expect_error([&] { io::Hdf5File f(dir.file("none.h5")); }, {"none.h5", "not found"});
+    const std::string text = dir.file("text.h5");
+    write_bytes(text, "plain text");
+    expect_error([&] { io::Hdf5File f(text); }, {text, "not an HDF5 file"});
+    expect_error([&] { io::Hdf5File f(kSmallNpz); }, {kSmallNpz, "not an HDF5 file"});
+}
+
+}  // namespace
+}  // namespace axfold
