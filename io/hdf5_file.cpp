@@ -39,14 +39,30 @@ public:
     void reset() {
         if (id_ < 0) return;
         switch (H5Iget_type(id_)) {
-            case H5I_FILE: H5Fclose(id_); break;
-            case H5I_GROUP: H5Gclose(id_); break;
-            case H5I_DATASET: H5Dclose(id_); break;
-            case H5I_DATASPACE: H5Sclose(id_); break;
-            case H5I_DATATYPE: H5Tclose(id_); break;
-            case H5I_ATTR: H5Aclose(id_); break;
-            case H5I_GENPROP_LST: H5Pclose(id_); break;
-            default: H5Idec_ref(id_); break;
+            case H5I_FILE:
+                H5Fclose(id_);
+                break;
+            case H5I_GROUP:
+                H5Gclose(id_);
+                break;
+            case H5I_DATASET:
+                H5Dclose(id_);
+                break;
+            case H5I_DATASPACE:
+                H5Sclose(id_);
+                break;
+            case H5I_DATATYPE:
+                H5Tclose(id_);
+                break;
+            case H5I_ATTR:
+                H5Aclose(id_);
+                break;
+            case H5I_GENPROP_LST:
+                H5Pclose(id_);
+                break;
+            default:
+                H5Idec_ref(id_);
+                break;
         }
         id_ = H5I_INVALID_HID;
     }
@@ -55,7 +71,9 @@ private:
     hid_t id_ = H5I_INVALID_HID;
 };
 
-void silence_hdf5() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+void silence_hdf5() {
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+}
 
 // The innermost description on HDF5's error stack (then cleared), e.g. " (HDF5: unable to open file)".
 std::string hdf5_detail() {
@@ -76,8 +94,8 @@ std::string hdf5_detail() {
     throw_error(file, line, msg + hdf5_detail());
 }
 
-#define H5_CHECK(cond, ...)                                                    \
-    do {                                                                       \
+#define H5_CHECK(cond, ...)                                                      \
+    do {                                                                         \
         if (!(cond)) h5_fail(__FILE__, __LINE__, ::axfold::strfmt(__VA_ARGS__)); \
     } while (0)
 
@@ -137,7 +155,7 @@ MemType mem_type_for(hid_t ftype, const std::string& what) {
         return {DType::I64, H5T_NATIVE_INT64};
     }
     if (cls == H5T_ENUM && size == 1) return {DType::U8, H5I_INVALID_HID};  // h5py bool
-    static const char* names[] = {"integer", "float", "time", "string", "bitfield", "opaque",
+    static const char* names[] = {"integer",  "float",     "time", "string",          "bitfield", "opaque",
                                   "compound", "reference", "enum", "variable-length", "array"};
     const char* name = cls >= 0 && cls < static_cast<int>(std::size(names)) ? names[cls] : "unknown";
     AXF_FAIL("%s has HDF5 type class '%s' (%zu bytes); expected a numeric array", what.c_str(), name, size);
@@ -254,11 +272,20 @@ Tensor Hdf5File::read_f32(const std::string& path) const {
     if (t.dtype() == DType::F32) return t;
     Tensor f = Tensor::empty(t.shape(), DType::F32);
     switch (t.dtype()) {
-        case DType::F64: convert_to_f32<double>(t, f); break;
-        case DType::I32: convert_to_f32<int32_t>(t, f); break;
-        case DType::I64: convert_to_f32<int64_t>(t, f); break;
-        case DType::U8: convert_to_f32<uint8_t>(t, f); break;
-        case DType::F32: break;
+        case DType::F64:
+            convert_to_f32<double>(t, f);
+            break;
+        case DType::I32:
+            convert_to_f32<int32_t>(t, f);
+            break;
+        case DType::I64:
+            convert_to_f32<int64_t>(t, f);
+            break;
+        case DType::U8:
+            convert_to_f32<uint8_t>(t, f);
+            break;
+        case DType::F32:
+            break;
     }
     return f;
 }
@@ -359,8 +386,8 @@ Hdf5Writer::Hdf5Writer(const std::string& path) : path_(path), tmp_path_(path + 
     H5_CHECK(fapl.valid() && H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_LATEST) >= 0,
              "cannot set up HDF5 file access for '%s'", path.c_str());
     file_ = H5Fcreate(tmp_path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get());
-    H5_CHECK(file_ >= 0, "cannot create HDF5 file '%s' (writing '%s'; is the directory writable?)",
-             tmp_path_.c_str(), path.c_str());
+    H5_CHECK(file_ >= 0, "cannot create HDF5 file '%s' (writing '%s'; is the directory writable?)", tmp_path_.c_str(),
+             path.c_str());
 }
 
 Hdf5Writer::~Hdf5Writer() {
@@ -379,11 +406,26 @@ void Hdf5Writer::write(const std::string& path, const Tensor& tensor) {
 
     hid_t ftype = H5T_IEEE_F32LE, mtype = H5T_NATIVE_FLOAT;
     switch (t.dtype()) {
-        case DType::F32: ftype = H5T_IEEE_F32LE; mtype = H5T_NATIVE_FLOAT; break;
-        case DType::F64: ftype = H5T_IEEE_F64LE; mtype = H5T_NATIVE_DOUBLE; break;
-        case DType::I32: ftype = H5T_STD_I32LE; mtype = H5T_NATIVE_INT32; break;
-        case DType::I64: ftype = H5T_STD_I64LE; mtype = H5T_NATIVE_INT64; break;
-        case DType::U8: ftype = H5T_STD_U8LE; mtype = H5T_NATIVE_UINT8; break;
+        case DType::F32:
+            ftype = H5T_IEEE_F32LE;
+            mtype = H5T_NATIVE_FLOAT;
+            break;
+        case DType::F64:
+            ftype = H5T_IEEE_F64LE;
+            mtype = H5T_NATIVE_DOUBLE;
+            break;
+        case DType::I32:
+            ftype = H5T_STD_I32LE;
+            mtype = H5T_NATIVE_INT32;
+            break;
+        case DType::I64:
+            ftype = H5T_STD_I64LE;
+            mtype = H5T_NATIVE_INT64;
+            break;
+        case DType::U8:
+            ftype = H5T_STD_U8LE;
+            mtype = H5T_NATIVE_UINT8;
+            break;
     }
     const std::vector<hsize_t> dims(t.shape().begin(), t.shape().end());
     Id space(t.dim() == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(t.dim(), dims.data(), nullptr));
@@ -431,8 +473,7 @@ void Hdf5Writer::write_string_attr(const std::string& obj_path, const std::strin
     H5_CHECK(exists >= 0, "cannot write %s", what.c_str());
     if (exists > 0) H5_CHECK(H5Adelete(obj.get(), name.c_str()) >= 0, "cannot replace %s", what.c_str());
     Id type(H5Tcopy(H5T_C_S1));
-    H5_CHECK(type.valid() && H5Tset_size(type.get(), H5T_VARIABLE) >= 0 &&
-                 H5Tset_cset(type.get(), H5T_CSET_UTF8) >= 0,
+    H5_CHECK(type.valid() && H5Tset_size(type.get(), H5T_VARIABLE) >= 0 && H5Tset_cset(type.get(), H5T_CSET_UTF8) >= 0,
              "cannot make the string type for %s", what.c_str());
     Id space(H5Screate(H5S_SCALAR));
     Id attr(H5Acreate2(obj.get(), name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT));
@@ -446,8 +487,8 @@ void Hdf5Writer::commit() {
     const herr_t rc = H5Fclose(file_);
     file_ = -1;
     H5_CHECK(rc >= 0, "failed to finish writing '%s' (disk full?)", tmp_path_.c_str());
-    AXF_CHECK(std::rename(tmp_path_.c_str(), path_.c_str()) == 0, "cannot rename '%s' to '%s': %s",
-              tmp_path_.c_str(), path_.c_str(), std::strerror(errno));
+    AXF_CHECK(std::rename(tmp_path_.c_str(), path_.c_str()) == 0, "cannot rename '%s' to '%s': %s", tmp_path_.c_str(),
+              path_.c_str(), std::strerror(errno));
     committed_ = true;
 }
 

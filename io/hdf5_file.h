@@ -36,7 +36,7 @@ public:
 
     bool has(const std::string& path) const;          // a group or dataset exists at path
     bool has_dataset(const std::string& path) const;  // a dataset exists at path
-    Shape shape(const std::string& path) const;        // dataset shape; {} for scalars
+    Shape shape(const std::string& path) const;       // dataset shape; {} for scalars
 
     // Dataset in its own dtype (float32/float64/int32/int64/uint8; see DISCREPANCY above).
     Tensor read(const std::string& path) const;

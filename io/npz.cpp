@@ -41,12 +41,16 @@ constexpr uint16_t kMax16 = 0xffffu;
 constexpr uint64_t kMaxDeflateRatio = 1032;
 constexpr size_t kIoChunk = size_t{4} << 20;
 
-uint16_t rd16(const unsigned char* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
+uint16_t rd16(const unsigned char* p) {
+    return static_cast<uint16_t>(p[0] | (p[1] << 8));
+}
 uint32_t rd32(const unsigned char* p) {
     return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) | (static_cast<uint32_t>(p[2]) << 16) |
            (static_cast<uint32_t>(p[3]) << 24);
 }
-uint64_t rd64(const unsigned char* p) { return static_cast<uint64_t>(rd32(p)) | (static_cast<uint64_t>(rd32(p + 4)) << 32); }
+uint64_t rd64(const unsigned char* p) {
+    return static_cast<uint64_t>(rd32(p)) | (static_cast<uint64_t>(rd32(p + 4)) << 32);
+}
 
 void wr16(std::string& s, uint16_t v) {
     s.push_back(static_cast<char>(v & 0xff));
@@ -189,8 +193,9 @@ CentralDirectory find_central_directory(const InputFile& f, const std::string& p
         const uint64_t z64_pos = rd64(loc + 8);
         unsigned char z[kZip64EocdSize];
         f.read_at(z64_pos, z, kZip64EocdSize, "the ZIP64 end-of-central-directory record");
-        AXF_CHECK(rd32(z) == kZip64EocdSig, "'%s' is corrupt: bad ZIP64 end-of-central-directory signature at offset %llu",
-                  path.c_str(), static_cast<unsigned long long>(z64_pos));
+        AXF_CHECK(rd32(z) == kZip64EocdSig,
+                  "'%s' is corrupt: bad ZIP64 end-of-central-directory signature at offset %llu", path.c_str(),
+                  static_cast<unsigned long long>(z64_pos));
         AXF_CHECK(rd32(z + 16) == 0 && rd32(z + 20) == 0, "'%s' is a multi-volume zip archive, which is not supported",
                   path.c_str());
         cd.entries = rd64(z + 32);
@@ -212,8 +217,8 @@ std::vector<ZipEntry> read_central_directory(const InputFile& f, const CentralDi
     size_t p = 0;
     while (p < buf.size()) {
         AXF_CHECK(buf.size() - p >= kCentralHeaderSize && rd32(&buf[p]) == kCentralHeaderSig,
-                  "'%s' is corrupt: bad zip central directory header #%zu at offset %llu", path.c_str(),
-                  entries.size(), static_cast<unsigned long long>(cd.offset + p));
+                  "'%s' is corrupt: bad zip central directory header #%zu at offset %llu", path.c_str(), entries.size(),
+                  static_cast<unsigned long long>(cd.offset + p));
         const unsigned char* h = &buf[p];
         ZipEntry e;
         e.flags = rd16(h + 8);
@@ -256,9 +261,8 @@ std::vector<ZipEntry> read_central_directory(const InputFile& f, const CentralDi
         entries.push_back(std::move(e));
         p += kCentralHeaderSize + name_len + extra_len + comment_len;
     }
-    AXF_CHECK(entries.size() == cd.entries,
-              "'%s' is corrupt: the zip directory announces %llu entries but holds %zu", path.c_str(),
-              static_cast<unsigned long long>(cd.entries), entries.size());
+    AXF_CHECK(entries.size() == cd.entries, "'%s' is corrupt: the zip directory announces %llu entries but holds %zu",
+              path.c_str(), static_cast<unsigned long long>(cd.entries), entries.size());
     return entries;
 }
 
@@ -316,9 +320,10 @@ std::vector<unsigned char> read_entry(const InputFile& f, const ZipEntry& e, uin
             zs.avail_out = room > 0 ? static_cast<uInt>(std::min<size_t>(room, size_t{1} << 30)) : 1;
             const uInt avail_before = zs.avail_out;
             rc = inflate(&zs, Z_NO_FLUSH);
-            AXF_CHECK(rc == Z_OK || rc == Z_STREAM_END || (rc == Z_BUF_ERROR && zs.avail_in == 0 && in_pos < e.comp_size),
-                      "'%s' is corrupt: inflating %s failed (zlib: %s)", path.c_str(), what.c_str(),
-                      zs.msg ? zs.msg : (rc == Z_BUF_ERROR ? "compressed data ends early" : "error"));
+            AXF_CHECK(
+                rc == Z_OK || rc == Z_STREAM_END || (rc == Z_BUF_ERROR && zs.avail_in == 0 && in_pos < e.comp_size),
+                "'%s' is corrupt: inflating %s failed (zlib: %s)", path.c_str(), what.c_str(),
+                zs.msg ? zs.msg : (rc == Z_BUF_ERROR ? "compressed data ends early" : "error"));
             const size_t produced = avail_before - zs.avail_out;
             AXF_CHECK(room > 0 || produced == 0, "'%s' is corrupt: %s inflates to more than its declared %llu bytes",
                       path.c_str(), what.c_str(), static_cast<unsigned long long>(e.uncomp_size));
@@ -329,8 +334,8 @@ std::vector<unsigned char> read_entry(const InputFile& f, const ZipEntry& e, uin
         AXF_CHECK(out_pos == out.size(), "'%s' is corrupt: %s inflates to %zu bytes, its header says %llu",
                   path.c_str(), what.c_str(), out_pos, static_cast<unsigned long long>(e.uncomp_size));
     } else {
-        AXF_FAIL("'%s': %s uses zip compression method %u; only stored (0) and deflate (8) are supported",
-                 path.c_str(), what.c_str(), static_cast<unsigned>(e.method));
+        AXF_FAIL("'%s': %s uses zip compression method %u; only stored (0) and deflate (8) are supported", path.c_str(),
+                 what.c_str(), static_cast<unsigned>(e.method));
     }
     const uint32_t crc = crc32_update(0, out.data(), out.size());
     AXF_CHECK(crc == e.crc, "'%s' is corrupt: CRC-32 mismatch in %s (stored %08x, computed %08x)", path.c_str(),
@@ -433,10 +438,10 @@ DType npy_dtype(const std::string& descr, const std::string& what) {
     const char order = descr[0];
     const std::string code = descr.substr(1);
     AXF_CHECK(order != '>' || code == "u1" || code == "b1",
-              "%s: big-endian .npy dtype '%s' is not supported; re-save the array as little-endian ('<')",
+              "%s: big-endian .npy dtype '%s' is not supported; re-save the array as little-endian ('<')", what.c_str(),
+              descr.c_str());
+    AXF_CHECK(order == '<' || order == '|' || order == '=' || order == '>', "%s: unsupported .npy dtype '%s'",
               what.c_str(), descr.c_str());
-    AXF_CHECK(order == '<' || order == '|' || order == '=' || order == '>',
-              "%s: unsupported .npy dtype '%s'", what.c_str(), descr.c_str());
     if (code == "f4") return DType::F32;
     if (code == "f8") return DType::F64;
     if (code == "i4") return DType::I32;
@@ -447,18 +452,24 @@ DType npy_dtype(const std::string& descr, const std::string& what) {
 
 std::string npy_descr(DType t) {
     switch (t) {
-        case DType::F32: return "<f4";
-        case DType::F64: return "<f8";
-        case DType::I32: return "<i4";
-        case DType::I64: return "<i8";
-        case DType::U8: return "|u1";
+        case DType::F32:
+            return "<f4";
+        case DType::F64:
+            return "<f8";
+        case DType::I32:
+            return "<i4";
+        case DType::I64:
+            return "<i8";
+        case DType::U8:
+            return "|u1";
     }
     AXF_FAIL("no .npy dtype for %s", dtype_name(t));
 }
 
 std::string npy_header(const Tensor& t) {
     std::string dict = "{'descr': '" + npy_descr(t.dtype()) + "', 'fortran_order': False, 'shape': (";
-    for (int d = 0; d < t.dim(); ++d) dict += std::to_string(t.size(d)) + (t.dim() == 1 ? "," : d + 1 < t.dim() ? ", " : "");
+    for (int d = 0; d < t.dim(); ++d)
+        dict += std::to_string(t.size(d)) + (t.dim() == 1 ? "," : d + 1 < t.dim() ? ", " : "");
     dict += "), }";
     // numpy pads with spaces and a final newline so that the data starts 64-byte aligned.
     auto padded = [&](size_t prefix) {
@@ -566,8 +577,8 @@ Tensor parse_npy(const unsigned char* b, size_t size, const std::string& what) {
         if (!p.peek('}')) p.expect(',');
     }
     p.expect('}');
-    AXF_CHECK(have_descr && have_shape && have_order,
-              "%s: .npy header lacks 'descr', 'shape' or 'fortran_order': %s", what.c_str(), header.c_str());
+    AXF_CHECK(have_descr && have_shape && have_order, "%s: .npy header lacks 'descr', 'shape' or 'fortran_order': %s",
+              what.c_str(), header.c_str());
     AXF_CHECK(!fortran,
               "%s: Fortran-order (column-major) arrays are not supported; re-save it with np.ascontiguousarray",
               what.c_str());
@@ -684,10 +695,10 @@ void write_npz(const std::string& path, const std::map<std::string, Tensor>& arr
         wr32(ch, big_size ? kMax32 : static_cast<uint32_t>(w.size));
         wr16(ch, static_cast<uint16_t>(w.name.size()));
         wr16(ch, static_cast<uint16_t>(extra.size()));
-        wr16(ch, 0);             // comment
-        wr16(ch, 0);             // disk
-        wr16(ch, 0);             // internal attributes
-        wr32(ch, 0600u << 16);   // external attributes: rw-------, like np.savez
+        wr16(ch, 0);            // comment
+        wr16(ch, 0);            // disk
+        wr16(ch, 0);            // internal attributes
+        wr32(ch, 0600u << 16);  // external attributes: rw-------, like np.savez
         wr32(ch, big_offset ? kMax32 : static_cast<uint32_t>(w.offset));
         ch += w.name;
         ch += extra;

@@ -24,11 +24,20 @@ Tensor to_f32_cpu(const Tensor& t) {
     float* d = f.f32();
     const int64_t n = c.numel();
     switch (c.dtype()) {
-        case DType::F64: for (int64_t i = 0; i < n; ++i) d[i] = static_cast<float>(c.data<double>()[i]); break;
-        case DType::I32: for (int64_t i = 0; i < n; ++i) d[i] = static_cast<float>(c.data<int32_t>()[i]); break;
-        case DType::I64: for (int64_t i = 0; i < n; ++i) d[i] = static_cast<float>(c.data<int64_t>()[i]); break;
-        case DType::U8: for (int64_t i = 0; i < n; ++i) d[i] = static_cast<float>(c.data<uint8_t>()[i]); break;
-        case DType::F32: break;
+        case DType::F64:
+            for (int64_t i = 0; i < n; ++i) d[i] = static_cast<float>(c.data<double>()[i]);
+            break;
+        case DType::I32:
+            for (int64_t i = 0; i < n; ++i) d[i] = static_cast<float>(c.data<int32_t>()[i]);
+            break;
+        case DType::I64:
+            for (int64_t i = 0; i < n; ++i) d[i] = static_cast<float>(c.data<int64_t>()[i]);
+            break;
+        case DType::U8:
+            for (int64_t i = 0; i < n; ++i) d[i] = static_cast<float>(c.data<uint8_t>()[i]);
+            break;
+        case DType::F32:
+            break;
     }
     return f;
 }
@@ -43,9 +52,10 @@ void check_finite(const Tensor& t, const std::string& key, const std::string& fi
             ++bad;
         }
     }
-    AXF_CHECK(bad == 0, "parameter '%s' in '%s' has %lld non-finite values (first at flat index %lld); the file is "
-              "corrupt or the weights diverged", key.c_str(), file.c_str(), static_cast<long long>(bad),
-              static_cast<long long>(first));
+    AXF_CHECK(bad == 0,
+              "parameter '%s' in '%s' has %lld non-finite values (first at flat index %lld); the file is "
+              "corrupt or the weights diverged",
+              key.c_str(), file.c_str(), static_cast<long long>(bad), static_cast<long long>(first));
 }
 
 size_t edit_distance(const std::string& a, const std::string& b) {
@@ -101,9 +111,10 @@ Format detect_format(const std::string& path) {
     if (n == 8 && std::memcmp(magic, "\x89HDF\r\n\x1a\n", 8) == 0) return Format::Hdf5;
     std::string hex;
     for (size_t i = 0; i < n; ++i) hex += strfmt("%02x", magic[i]);
-    AXF_FAIL("parameter file '%s' is neither a NumPy .npz (zip, starts with 504b0304) nor HDF5 (starts with "
-             "894844460d0a1a0a); its first bytes are %s",
-             path.c_str(), hex.c_str());
+    AXF_FAIL(
+        "parameter file '%s' is neither a NumPy .npz (zip, starts with 504b0304) nor HDF5 (starts with "
+        "894844460d0a1a0a); its first bytes are %s",
+        path.c_str(), hex.c_str());
 }
 
 }  // namespace
@@ -120,7 +131,8 @@ ParamStore ParamStore::load(const std::string& path) {
     } else {
         io::Hdf5File h5(path);
         for (const std::string& ds : h5.list("/", true)) {
-            const std::string key = h5.has_attr(ds, kNpzKeyAttr) ? h5.read_string_attr(ds, kNpzKeyAttr) : h5_path_to_key(ds);
+            const std::string key =
+                h5.has_attr(ds, kNpzKeyAttr) ? h5.read_string_attr(ds, kNpzKeyAttr) : h5_path_to_key(ds);
             Tensor f = h5.read_f32(ds);
             check_finite(f, key, path);
             AXF_CHECK(store.params_.emplace(key, std::move(f)).second,
@@ -132,7 +144,9 @@ ParamStore ParamStore::load(const std::string& path) {
     return store;
 }
 
-bool ParamStore::has(const std::string& key) const { return params_.count(key) > 0; }
+bool ParamStore::has(const std::string& key) const {
+    return params_.count(key) > 0;
+}
 
 const Tensor& ParamStore::get(const std::string& key, const Shape& expected_shape) const {
     const std::string file = path_.empty() ? std::string("<in-memory parameters>") : path_;
@@ -149,15 +163,15 @@ const Tensor& ParamStore::get(const std::string& key, const Shape& expected_shap
                 best_p = p;
             }
         }
-        AXF_FAIL("parameter '%s' not found in '%s' (%zu arrays); nearest existing key: '%s'. Is this a parameter "
-                 "file for the same AlphaFold2 model preset?",
-                 key.c_str(), file.c_str(), params_.size(), best->c_str());
+        AXF_FAIL(
+            "parameter '%s' not found in '%s' (%zu arrays); nearest existing key: '%s'. Is this a parameter "
+            "file for the same AlphaFold2 model preset?",
+            key.c_str(), file.c_str(), params_.size(), best->c_str());
     }
     if (!expected_shape.empty()) {
         AXF_CHECK(it->second.shape() == expected_shape,
                   "parameter '%s' in '%s' has shape %s, expected %s (wrong model preset or channel sizes?)",
-                  key.c_str(), file.c_str(), shape_str(it->second.shape()).c_str(),
-                  shape_str(expected_shape).c_str());
+                  key.c_str(), file.c_str(), shape_str(it->second.shape()).c_str(), shape_str(expected_shape).c_str());
     }
     return it->second;
 }
@@ -185,8 +199,8 @@ void ParamStore::save_h5(const std::string& path) const {
     std::map<std::string, std::string> owner;  // HDF5 path -> key
     for (const auto& [key, t] : params_) {
         auto [it, fresh] = owner.emplace(key_to_h5_path(key), key);
-        AXF_CHECK(fresh, "cannot save parameters to '%s': keys '%s' and '%s' both map to HDF5 path '%s'",
-                  path.c_str(), it->second.c_str(), key.c_str(), it->first.c_str());
+        AXF_CHECK(fresh, "cannot save parameters to '%s': keys '%s' and '%s' both map to HDF5 path '%s'", path.c_str(),
+                  it->second.c_str(), key.c_str(), it->first.c_str());
     }
     io::Hdf5Writer w(path);
     w.write_string_attr("/", "description",
@@ -201,6 +215,8 @@ void ParamStore::save_h5(const std::string& path) const {
     w.commit();
 }
 
-void ParamStore::save_npz(const std::string& path) const { io::write_npz(path, params_); }
+void ParamStore::save_npz(const std::string& path) const {
+    io::write_npz(path, params_);
+}
 
 }  // namespace axfold

@@ -4,6 +4,10 @@
 #include <omp.h>
 
 #include <Eigen/Core>
+
+#ifdef AXFOLD_WITH_OPENBLAS
+#include <cblas.h>
+#endif
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -69,6 +73,11 @@ void gemm_one(const float* a, MatLayout la, const float* b, MatLayout lb, float*
 
 void gemm_dispatch(const float* a, MatLayout la, const float* b, MatLayout lb, float* c, int64_t ldc, int64_t M,
                    int64_t N, int64_t K, float alpha, float beta) {
+#ifdef AXFOLD_WITH_OPENBLAS
+    cblas_sgemm(CblasRowMajor, la.row_major ? CblasNoTrans : CblasTrans, lb.row_major ? CblasNoTrans : CblasTrans,
+                static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), alpha, a, static_cast<int>(la.ld), b,
+                static_cast<int>(lb.ld), beta, c, static_cast<int>(ldc));
+#else
     if (la.row_major && lb.row_major)
         gemm_one<RowMat, RowMat>(a, la, b, lb, c, ldc, M, N, K, alpha, beta);
     else if (la.row_major)
@@ -77,6 +86,7 @@ void gemm_dispatch(const float* a, MatLayout la, const float* b, MatLayout lb, f
         gemm_one<ColMat, RowMat>(a, la, b, lb, c, ldc, M, N, K, alpha, beta);
     else
         gemm_one<ColMat, ColMat>(a, la, b, lb, c, ldc, M, N, K, alpha, beta);
+#endif
 }
 
 // exp for float with ~2 ulp error (Cephes polynomial), written so that loops over it vectorise; exact 0
@@ -238,16 +248,16 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
     for (int64_t t = 0; t < total; ++t) {
         const int64_t b = t / H, h = t % H;
         float* L = lbase + static_cast<int64_t>(omp_get_thread_num()) * Q * K;
-        CMap<RowMat> Qm(pq + b * q.stride(0) + h * q.stride(2), Q, C, OuterStride<>(q.stride(1)));
-        CMap<RowMat> Km(pk + b * k.stride(0) + h * k.stride(2), K, C, OuterStride<>(k.stride(1)));
-        CMap<RowMat> Vm(pv + b * v.stride(0) + h * v.stride(2), K, C, OuterStride<>(v.stride(1)));
-        MMap<RowMat> Lm(L, Q, K, OuterStride<>(K));
-        Lm.noalias() = Qm * Km.transpose();
+        const float* qb = pq + b * q.stride(0) + h * q.stride(2);
+        const float* kb = pk + b * k.stride(0) + h * k.stride(2);
+        const float* vb = pv + b * v.stride(0) + h * v.stride(2);
+        // logits = q k^T: k rows viewed as a column-major [C, K] operand.
+        gemm_dispatch(qb, {true, q.stride(1)}, kb, {false, k.stride(1)}, L, K, Q, K, C, 1.f, 0.f);
         const float* mrow = pm ? pm + b * mb : nullptr;
         for (int64_t i = 0; i < Q; ++i)
             softmax_row(L + i * K, K, scale, mrow, mk, pb ? pb + h * bh + i * bq : nullptr, bk, inf);
-        MMap<RowMat> Om(po + b * out.stride(0) + h * out.stride(2), Q, C, OuterStride<>(out.stride(1)));
-        Om.noalias() = Lm * Vm;
+        gemm_dispatch(L, {true, K}, vb, {true, v.stride(1)}, po + b * out.stride(0) + h * out.stride(2),
+                      out.stride(1), Q, C, K, 1.f, 0.f);
     }
 }
 

@@ -4,6 +4,7 @@
 #include <zlib.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -26,7 +27,10 @@ const std::string kQueryW =
 // The deflate-compressed templates_seed5 parameters (12 MB) are not copied into the project; use them
 // where the shared golden data is present.
 std::string templates_npz() {
-    for (const std::string& dir : {kDataDir + "/golden", std::string(AXFOLD_SHARED_GOLDEN_DIR)}) {
+    const char* env = std::getenv("AXFOLD_GOLDEN_DIR");
+    for (const std::string& dir : {env ? std::string(env) : std::string(), kDataDir + "/golden",
+                                   std::string(AXFOLD_SHARED_GOLDEN_DIR)}) {
+        if (dir.empty()) continue;
         const std::string p = dir + "/templates_seed5/params.npz";
         if (fs::exists(p)) return p;
     }
@@ -220,8 +224,8 @@ void expect_error(F&& f, const std::vector<std::string>& parts) {
         f();
         ADD_FAILURE() << "expected axfold::Error";
     } catch (const Error& e) {
-        for (const std::string& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos)
-                << "message lacks '" << p << "': " << e.what();
+        for (const std::string& p : parts)
+            EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << "message lacks '" << p << "': " << e.what();
     }
 }
 
@@ -327,7 +331,8 @@ TEST(Npz, HandBuiltDeflateAndZip64Archives) {
     const std::vector<std::pair<std::string, std::string>> entries = {
         {"x//w.npy", make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 4), }", float_bytes(v))},
         {"big.npy", make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (5000,), }", float_bytes(big), 2)},
-        {"flag.npy", make_npy("{'descr': '|b1', 'fortran_order': False, 'shape': (3,), }", std::string("\1\0\1", 3), 3)},
+        {"flag.npy",
+         make_npy("{'descr': '|b1', 'fortran_order': False, 'shape': (3,), }", std::string("\1\0\1", 3), 3)},
     };
     TempDir dir;
     for (const bool deflated : {false, true}) {
@@ -355,7 +360,8 @@ TEST(Npz, NpyHeaderVariants) {
         return parse_npy(reinterpret_cast<const unsigned char*>(b.data()), b.size(), "test.npy");
     };
     // Python 2 long dimensions, double quotes, extra keys, no trailing comma.
-    Tensor t = parse(make_npy("{\"descr\": \"<i4\", \"shape\": (2L,), \"fortran_order\": False, \"x\": [1, (2, 'a')]}", d8));
+    Tensor t =
+        parse(make_npy("{\"descr\": \"<i4\", \"shape\": (2L,), \"fortran_order\": False, \"x\": [1, (2, 'a')]}", d8));
     EXPECT_EQ(t.dtype(), DType::I32);
     EXPECT_EQ(t.shape(), Shape{2});
     EXPECT_EQ(parse(make_npy("{'descr': '<f8', 'fortran_order': False, 'shape': (), }", d8)).shape(), Shape{});
@@ -417,8 +423,8 @@ TEST(Npz, ErrorsNameTheFile) {
         uint32_t half = comp / 2;
         std::memcpy(&zip[at], &half, 4);
     };
-    patch_size(18);                                 // local header
-    patch_size(30 + 5 + comp + 20);                 // central header
+    patch_size(18);                  // local header
+    patch_size(30 + 5 + comp + 20);  // central header
     const std::string cut = dir.file("cut.npz");
     write_bytes(cut, zip);
     expect_error([&] { read_npz(cut); }, {cut, "a.npy"});
@@ -433,7 +439,8 @@ TEST(Npz, CorruptArchivesNeverCrash) {
     std::vector<float> v = random_floats(3000, rng);
     const std::string deflated = make_zip(
         {{"a//w.npy", make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (3000,), }", float_bytes(v))},
-         {"b.npy", make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (10, 30), }", float_bytes(v).substr(0, 1200))}},
+         {"b.npy",
+          make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (10, 30), }", float_bytes(v).substr(0, 1200))}},
         true, true);
     const std::string path = dir.file("fuzz.npz");
     int errors = 0;

@@ -131,9 +131,11 @@ TEST(ParamStore, DetectsFormatByContentNotExtension) {
 TEST(ParamStore, MissingKeyNamesNearestKeyAndFile) {
     const ParamStore p = ParamStore::load(kSmallNpz);
     const std::string typo =
-        "alphafold/alphafold_iteration/evoformer/evoformer_iteration/msa_row_attention_with_pair_bias/attention//qeury_w";
+        "alphafold/alphafold_iteration/evoformer/evoformer_iteration/msa_row_attention_with_pair_bias/attention//"
+        "qeury_w";
     expect_error([&] { p.get(typo); }, {typo, kSmallNpz, "nearest existing key: '" + kQueryW + "'"});
-    const std::string wrong_scope = "alphafold/alphafold_iteration/evoformer/evoformer_iteration/msa_row_atention//query_w";
+    const std::string wrong_scope =
+        "alphafold/alphafold_iteration/evoformer/evoformer_iteration/msa_row_atention//query_w";
     expect_error([&] { p.get(wrong_scope); }, {wrong_scope, "nearest existing key: 'alphafold/"});
 }
 
@@ -160,8 +162,9 @@ TEST(ParamStore, SaveH5RoundTripMatchesGoldenLayout) {
         EXPECT_EQ(mine.read_string_attr(p, "npz_key"), golden.read_string_attr(p, "npz_key")) << p;
         EXPECT_EQ(mine.shape(p), golden.shape(p)) << p;
     }
-    EXPECT_TRUE(mine.has("alphafold/alphafold_iteration/evoformer/evoformer_iteration/msa_row_attention_with_pair_bias/"
-                         "attention/query_w"));
+    EXPECT_TRUE(
+        mine.has("alphafold/alphafold_iteration/evoformer/evoformer_iteration/msa_row_attention_with_pair_bias/"
+                 "attention/query_w"));
 }
 
 TEST(ParamStore, InsertAndSaveNpzRoundTrip) {
@@ -261,7 +264,8 @@ TEST(Hdf5File, StringAttributes) {
     const io::Hdf5File f(kSmallH5);
     EXPECT_NE(f.read_string_attr("/", "description").find("one dataset per npz key"), std::string::npos);
     const std::string ds =
-        "alphafold/alphafold_iteration/evoformer/evoformer_iteration/msa_row_attention_with_pair_bias/attention/query_w";
+        "alphafold/alphafold_iteration/evoformer/evoformer_iteration/msa_row_attention_with_pair_bias/attention/"
+        "query_w";
     EXPECT_EQ(f.read_string_attr(ds, "npz_key"), kQueryW);
     expect_error([&] { f.read_string_attr(ds, "nope"); }, {"nope", ds, kSmallH5});
     expect_error([&] { f.read(ds + "_missing"); }, {ds + "_missing", kSmallH5});
