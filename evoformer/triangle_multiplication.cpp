@@ -13,16 +13,23 @@ void triangle_multiplication_forward(const TriangleMultiplicationWeights& w, boo
     AXF_CHECK(pair_mask.dim() == 2 && pair_mask.size(0) == N && pair_mask.size(1) == N,
               "triangle_multiplication: mask %s for pair %s", pair_mask.desc().c_str(), z.desc().c_str());
     Tensor x = layer_norm(z, w.layer_norm_input.scale, w.layer_norm_input.offset, k.eps, ws);
-    Tensor mask3 = pair_mask.unsqueeze(2).expand({N, N, C});
-    // Gated, masked projections, stored channel-major [C, N, N] so each channel is one GEMM operand.
+    const Tensor xt = x.view({N * N, Cz}).transpose(0, 1);  // [C_z, N*N], column-major view
+    const Tensor mask_row = pair_mask.contiguous().view({1, N * N}).expand({C, N * N});
+    // Projections computed channel-major, [C, N*N] = W^T x^T, so each channel is directly one GEMM
+    // operand of the triangle contraction and no transposition of the pair is materialised.
+    auto project_cm = [&](const LinearWeights& lin) {
+        Tensor p = ws.alloc({C, N * N});
+        copy(p, lin.bias.view({C, 1}).expand({C, N * N}));
+        matmul(lin.weights.transpose(0, 1), xt, p, 1.f, 1.f);
+        return p;
+    };
     auto projection = [&](const LinearWeights& proj, const LinearWeights& gate) {
-        Tensor p = linear(x, proj.weights, proj.bias, ws);
-        mul(p, mask3);
-        Tensor g = linear(x, gate.weights, gate.bias, ws);
+        Tensor p = project_cm(proj);
+        mul(p, mask_row);
+        WorkspaceScope gate_scope(ws);
+        Tensor g = project_cm(gate);
         sigmoid_mul(p, g);
-        Tensor cm = ws.alloc({C, N, N});
-        copy(cm, p.permute({2, 0, 1}));
-        return cm;
+        return p.view({C, N, N});
     };
     Tensor left = projection(w.left_projection, w.left_gate);
     Tensor right = projection(w.right_projection, w.right_gate);
@@ -31,13 +38,12 @@ void triangle_multiplication_forward(const TriangleMultiplicationWeights& w, boo
         matmul(right.transpose(1, 2), left, prod);  // sum_k right[k,i] left[k,j]
     else
         matmul(left, right.transpose(1, 2), prod);  // sum_k left[i,k] right[j,k]
-    Tensor act = ws.alloc({N, N, C});
-    copy(act, prod.permute({1, 2, 0}));
+    Tensor act = prod.view({C, N * N}).transpose(0, 1);  // [N*N, C] view of channel-major memory
     layer_norm(act, w.center_layer_norm.scale, w.center_layer_norm.offset, k.eps, act);
-    Tensor upd = linear(act, w.output_projection.weights, w.output_projection.bias, ws);  // [N, N, C_z]
+    Tensor upd = ws.alloc({N, N, Cz});
+    linear(act, w.output_projection.weights, w.output_projection.bias, upd);
     Tensor gate = linear(x, w.gating_linear.weights, w.gating_linear.bias, ws);
     sigmoid_mul(upd, gate);
-    (void)Cz;
     if (accumulate)
         add(out, upd);
     else

@@ -102,7 +102,9 @@ void linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y, flo
     const int64_t rows = x.numel() / std::max<int64_t>(c_in, 1);
     int64_t row_stride = 0;
     Tensor x2;
-    if ((x.stride(-1) == 1 || c_in == 1) && merged_row_stride(x, &row_stride))
+    if (x.dim() == 2 && x.stride(0) == 1 && x.stride(1) >= rows)
+        x2 = x;  // column-major input (a transposed view): the GEMM reads it as is
+    else if ((x.stride(-1) == 1 || c_in == 1) && merged_row_stride(x, &row_stride))
         x2 = Tensor::borrow(x.raw(), {rows, row_stride}, DType::F32, x.device()).slice(1, 0, c_in);
     else
         x2 = x.contiguous().view({rows, c_in});
@@ -143,8 +145,12 @@ void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, floa
     AXF_CHECK(scale.numel() == x.size(-1) && offset.numel() == x.size(-1),
               "layer_norm: %lld channels but scale %s, offset %s", (long long)x.size(-1),
               shape_str(scale.shape()).c_str(), shape_str(offset.shape()).c_str());
-    check_last_contiguous(x, "layer_norm", "x");
-    check_last_contiguous(y, "layer_norm", "y");
+    // Either channels contiguous, or a 2-D [M, C] view of channel-major memory (stride(0) == 1).
+    const bool channels_major = x.dim() == 2 && x.stride(0) == 1 && y.stride(0) == 1 && y.dim() == 2;
+    if (!channels_major) {
+        check_last_contiguous(x, "layer_norm", "x");
+        check_last_contiguous(y, "layer_norm", "y");
+    }
     check_same_device(y, x, "layer_norm");
     if (y.device() == Device::CUDA)
         cuda::layer_norm(x, scale, offset, eps, y);

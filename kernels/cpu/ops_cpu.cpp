@@ -186,7 +186,49 @@ void matmul(const Tensor& a, const Tensor& b, Tensor& c, float alpha, float beta
     }
 }
 
+namespace {
+// Layer norm of a [M, C] view whose channels are the slow axis (memory [C][M], stride(0) == 1): the
+// reductions run across channels with the M axis vectorised.
+void layer_norm_channels_major(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, Tensor& y) {
+    const int64_t M = x.size(0), C = x.size(1), xs = x.stride(1), ys = y.stride(1);
+    const float* px = x.f32();
+    float* py = y.f32();
+    const float* g = scale.f32();
+    const float* bb = offset.f32();
+    const int64_t block = 256;
+#pragma omp parallel for schedule(static) if (M * C > 32768)
+    for (int64_t m0 = 0; m0 < M; m0 += block) {
+        const int64_t n = std::min(block, M - m0);
+        float mean[block], var[block];
+        for (int64_t i = 0; i < n; ++i) mean[i] = var[i] = 0.f;
+        for (int64_t c = 0; c < C; ++c) {
+            const float* xr = px + c * xs + m0;
+#pragma omp simd
+            for (int64_t i = 0; i < n; ++i) mean[i] += xr[i];
+        }
+        for (int64_t i = 0; i < n; ++i) mean[i] /= static_cast<float>(C);
+        for (int64_t c = 0; c < C; ++c) {
+            const float* xr = px + c * xs + m0;
+#pragma omp simd
+            for (int64_t i = 0; i < n; ++i) var[i] += (xr[i] - mean[i]) * (xr[i] - mean[i]);
+        }
+        for (int64_t i = 0; i < n; ++i) var[i] = 1.f / std::sqrt(var[i] / static_cast<float>(C) + eps);
+        for (int64_t c = 0; c < C; ++c) {
+            const float* xr = px + c * xs + m0;
+            float* yr = py + c * ys + m0;
+            const float gc = g[c], bc = bb[c];
+#pragma omp simd
+            for (int64_t i = 0; i < n; ++i) yr[i] = (xr[i] - mean[i]) * var[i] * gc + bc;
+        }
+    }
+}
+}  // namespace
+
 void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, Tensor& y) {
+    if (x.dim() == 2 && x.stride(0) == 1 && y.stride(0) == 1 && x.size(1) > 1) {
+        layer_norm_channels_major(x, scale, offset, eps, y);
+        return;
+    }
     const int64_t C = x.size(-1);
     std::vector<int64_t> ox = row_offsets(x), oy = row_offsets(y);
     const float* px = x.f32();

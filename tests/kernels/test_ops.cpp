@@ -110,6 +110,16 @@ TEST(Ops, LayerNormMatchesFloat64) {
     layer_norm(ref_in, g, b, 1e-5f, ref_out);
     layer_norm(v, g, b, 1e-5f, v);
     test::expect_close(v, test::to_f64(ref_out), 0, 0, "layer_norm in place strided");
+    // Channel-major memory [C][R] seen as an [R, C] view (stride(0) == 1), normalised in place.
+    Tensor cm = x.transpose(0, 1).contiguous().transpose(0, 1);
+    ASSERT_EQ(cm.stride(0), 1);
+    layer_norm(cm, g, b, 1e-5f, cm);
+    test::expect_close(cm, r, 1e-4, 1e-4, "layer_norm channel-major");
+    // ... and a linear reading that column-major view directly.
+    Workspace ws;
+    Tensor w = randn({C, 5}, rng);
+    Tensor y1 = linear(cm, w, Tensor(), ws), y2 = linear(cm.contiguous(), w, Tensor(), ws);
+    test::expect_close(y1, test::to_f64(y2), 1e-5, 1e-5, "linear column-major input");
 }
 
 TEST(Ops, SoftmaxWithMaskBiasScale) {
