@@ -7,6 +7,7 @@
 #pragma once
 
 #include <array>
+#include <span>
 #include <string>
 
 namespace axfold::rc {
@@ -42,5 +43,66 @@ inline int restype_index(char aa) {
         if (kRestypes[i] == aa) return i;
     return 20;
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Literal AF2 tables (residue_constants.cpp). Rows are indexed by restype 0..20 (kRestypes order);
+// where AF2's table has only the 20 standard types, row 20 (UNK) is all zero / empty.
+
+// One atom of `rigid_group_atom_positions`: its name, its rigid group (0 backbone, 3 psi, 4..7 chi1..4)
+// and its position in that group's frame [Å]. Double because AF2 derives the default frames from these
+// in float64 before storing them in float32.
+struct RigidGroupAtom {
+    const char* atom;
+    int group;
+    double pos[3];
+};
+// AF2 `rigid_group_atom_positions[resname]`; empty for UNK.
+std::span<const RigidGroupAtom> rigid_group_atom_positions(int restype);
+
+// AF2 `restype_name_to_atom14_names`, "" where a slot is empty (all slots of UNK).
+extern const std::array<std::array<const char*, kAtom14>, kNumRestypesWithX> kRestypeAtom14Names;
+// AF2 `chi_angles_atoms`: chi1..chi4 as 4 atom names each; "" for chis the residue does not have.
+extern const std::array<std::array<std::array<const char*, 4>, 4>, kNumRestypesWithX> kChiAnglesAtoms;
+// AF2 `chi_angles_mask` [20, 4] plus a zero UNK row (as OpenFold appends), and `chi_pi_periodic` [21, 4].
+extern const std::array<std::array<float, 4>, kNumRestypesWithX> kChiAnglesMask;
+extern const std::array<std::array<float, 4>, kNumRestypesWithX> kChiPiPeriodic;
+
+// AF2 `van_der_waals_radius` [Å] by element ('C', 'N', 'O', 'S'); throws for any other element.
+float van_der_waals_radius(char element);
+
+// atom37 index of an atom name, -1 if it is not an atom37 name.
+int atom37_index(const std::string& name);
+// atom14 slot of an atom name in restype, -1 if the residue has no such atom.
+int atom14_index(int restype, const std::string& name);
+
+// ---------------------------------------------------------------------------------------------------
+// Derived tables, computed once (thread-safe) the way AF2's `_make_rigid_group_constants` does.
+
+struct RigidGroupTables {
+    // Group frame -> parent frame (backbone for groups 0..4, chi(k-1) for chi2..chi4), Gram-Schmidt from
+    // the literature positions (`_make_rigid_transformation_4x4`). Groups 0 and 1 are the identity; groups
+    // a residue lacks, and every group of UNK, are all zero (AF2).
+    float default_frame[kNumRestypesWithX][kNumRigidGroups][4][4];     // restype_rigid_group_default_frame
+    int atom14_to_rigid_group[kNumRestypesWithX][kAtom14];              // 0 where absent
+    float atom14_mask[kNumRestypesWithX][kAtom14];                      // restype_atom14_mask
+    float atom14_rigid_group_positions[kNumRestypesWithX][kAtom14][3];  // [Å], 0 where absent
+    int atom37_to_rigid_group[kNumRestypesWithX][kAtom37];
+    float atom37_mask[kNumRestypesWithX][kAtom37];                      // restype_atom37_mask
+    float atom37_rigid_group_positions[kNumRestypesWithX][kAtom37][3];
+};
+const RigidGroupTables& rigid_group_tables();
+
+// AF2 `data_transforms.make_atom14_masks` maps and OpenFold's ambiguity tables.
+struct AtomIndexTables {
+    int atom14_to_atom37[kNumRestypesWithX][kAtom14];  // restype_atom14_to_atom37, 0 where absent
+    int atom37_to_atom14[kNumRestypesWithX][kAtom37];  // restype_atom37_to_atom14, 0 where absent
+    // atom37 indices of the 4 atoms of each chi (AF2 `chi_angles_atom_indices`, 0 padding; UNK all 0).
+    int chi_angles_atom_indices[kNumRestypesWithX][4][4];
+    // From `residue_atom_renaming_swaps` (ASP, GLU, PHE, TYR): 1 for atoms whose names may swap, and the
+    // atom14 slot each atom maps to under the swap (identity elsewhere).
+    float atom14_is_ambiguous[kNumRestypesWithX][kAtom14];
+    int atom14_ambiguous_swap_index[kNumRestypesWithX][kAtom14];
+};
+const AtomIndexTables& atom_index_tables();
 
 }  // namespace axfold::rc

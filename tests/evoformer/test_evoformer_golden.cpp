@@ -1,4 +1,5 @@
 // Every Evoformer-trunk module case of every golden set against the independent AF2 implementation.
+#include "evoformer/embedders.h"
 #include "evoformer/evoformer_stack.h"
 #include "golden_util.h"
 
@@ -95,6 +96,50 @@ std::map<std::string, test::GoldenRunner> trunk_runners() {
             return got;
         };
     }
+    r["input_embedder"] = [](const GoldenCase& c, Context& ctx) {
+        InputEmbedderWeights w;
+        bind_params(w, "alphafold/alphafold_iteration/evoformer", c.lookup());
+        Tensor tf = c.input("target_feat"), mf = c.input("msa_feat"), ri = c.input_raw("residue_index");
+        const int64_t N = tf.size(0), S = mf.size(0);
+        Tensor msa = Tensor::empty({S, N, w.preprocess_msa.weights.size(1)});
+        Tensor pair = Tensor::empty({N, N, w.pair_activiations.weights.size(1)});
+        input_embedder_forward(w, tf, ri, mf, msa, pair, ctx);
+        return std::map<std::string, Tensor>{{"outputs/msa_act", msa},
+                                             {"outputs/pair_act", pair},
+                                             {"intermediates/relpos_one_hot", relpos_one_hot(ri, w.max_relative_feature())}};
+    };
+    r["recycling_embedder"] = [](const GoldenCase& c, Context& ctx) {
+        RecyclingEmbedderWeights w;
+        bind_params(w, "alphafold/alphafold_iteration/evoformer", c.lookup());
+        Tensor prev_row = c.input("prev_msa_first_row"), prev_pair = c.input("prev_pair");
+        Tensor pos = c.input("prev_pos"), aatype = c.input_raw("aatype");
+        const int64_t N = prev_row.size(0);
+        Tensor pb = Tensor::empty({N, 3});  // CB, CA for glycine
+        for (int64_t i = 0; i < N; ++i)
+            for (int64_t d = 0; d < 3; ++d) pb.at({i, d}) = pos.at({i, aatype.at<int64_t>({i}) == 7 ? 1 : 3, d});
+        Tensor row = Tensor::zeros(prev_row.shape()), pair = Tensor::zeros(prev_pair.shape());
+        recycling_embedder_forward(w, prev_row, prev_pair, pb, row, pair, ctx);
+        return std::map<std::string, Tensor>{{"outputs/msa_first_row_update", row},
+                                             {"outputs/pair_update", pair},
+                                             {"intermediates/prev_pseudo_beta", pb},
+                                             {"intermediates/dgram", recycling_dgram(pb, 15, 3.25f, 20.75f)}};
+    };
+    r["extra_msa_embedder"] = [](const GoldenCase& c, Context& ctx) {
+        ExtraMsaEmbedderWeights w;
+        bind_params(w, "alphafold/alphafold_iteration/evoformer", c.lookup());
+        Tensor em = c.input_raw("extra_msa"), hd = c.input("extra_has_deletion"), dv = c.input("extra_deletion_value");
+        Tensor act = Tensor::empty({em.size(0), em.size(1), w.extra_msa_activations.weights.size(1)});
+        extra_msa_embedder_forward(w, em, hd, dv, act, ctx);
+        return std::map<std::string, Tensor>{{"outputs/extra_msa_act", act},
+                                             {"intermediates/extra_msa_feat", extra_msa_feat(em, hd, dv)}};
+    };
+    r["single_activations"] = [](const GoldenCase& c, Context& ctx) {
+        SingleActivationsWeights w;
+        bind_params(w, "alphafold/alphafold_iteration/evoformer", c.lookup());
+        Tensor row = c.input("msa_first_row");
+        Tensor single = linear(row, w.single_activations.weights, w.single_activations.bias, ctx.ws).clone();
+        return std::map<std::string, Tensor>{{"outputs/single", single}};
+    };
     return r;
 }
 

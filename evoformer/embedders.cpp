@@ -1,0 +1,134 @@
+#include "evoformer/embedders.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace axfold {
+
+namespace {
+
+// Integer-valued tensor (int32/int64/float) read as int64 on the host.
+std::vector<int64_t> host_ints(const Tensor& t, const char* what) {
+    AXF_CHECK(t.device() == Device::CPU, "%s must be on the host", what);
+    Tensor c = t.contiguous();
+    std::vector<int64_t> v(static_cast<size_t>(c.numel()));
+    switch (c.dtype()) {
+        case DType::I64: std::memcpy(v.data(), c.raw(), v.size() * 8); break;
+        case DType::I32:
+            for (size_t i = 0; i < v.size(); ++i) v[i] = c.data<int32_t>()[i];
+            break;
+        case DType::F32:
+            for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<int64_t>(std::lround(c.f32()[i]));
+            break;
+        default: AXF_FAIL("%s: unsupported dtype %s", what, c.desc().c_str());
+    }
+    return v;
+}
+
+}  // namespace
+
+Tensor relpos_one_hot(const Tensor& residue_index, int64_t max_rel) {
+    std::vector<int64_t> ri = host_ints(residue_index, "residue_index");
+    const int64_t N = static_cast<int64_t>(ri.size()), B = 2 * max_rel + 1;
+    Tensor oh = Tensor::zeros({N, N, B});
+    float* p = oh.f32();
+    for (int64_t i = 0; i < N; ++i)
+        for (int64_t j = 0; j < N; ++j) {
+            int64_t d = std::clamp<int64_t>(ri[i] - ri[j], -max_rel, max_rel) + max_rel;
+            p[(i * N + j) * B + d] = 1.f;
+        }
+    return oh;
+}
+
+void input_embedder_forward(const InputEmbedderWeights& w, const Tensor& target_feat, const Tensor& residue_index,
+                            const Tensor& msa_feat, Tensor& msa, Tensor& pair, Context& ctx) {
+    Workspace& ws = ctx.ws;
+    WorkspaceScope scope(ws);
+    const int64_t N = target_feat.size(0), S = msa_feat.size(0);
+    AXF_CHECK(msa_feat.dim() == 3 && msa_feat.size(1) == N, "input_embedder: msa_feat %s for target_feat %s",
+              msa_feat.desc().c_str(), target_feat.desc().c_str());
+    AXF_CHECK(residue_index.numel() == N, "input_embedder: residue_index %s for %lld residues",
+              residue_index.desc().c_str(), (long long)N);
+    const int64_t Cm = msa.size(-1), Cz = pair.size(-1);
+    // msa = preprocess_msa(msa_feat) + preprocess_1d(target_feat)[None]
+    Tensor tf1 = linear(target_feat, w.preprocess_1d.weights, w.preprocess_1d.bias, ws);  // [N, C_m]
+    copy(msa, tf1.unsqueeze(0).expand({S, N, Cm}));
+    linear(msa_feat, w.preprocess_msa.weights, w.preprocess_msa.bias, msa, 1.f);
+    // pair = left[:, None] + right[None, :] + relpos
+    Tensor left = linear(target_feat, w.left_single.weights, w.left_single.bias, ws);
+    Tensor right = linear(target_feat, w.right_single.weights, w.right_single.bias, ws);
+    Tensor rel = relpos_one_hot(residue_index, w.max_relative_feature());
+    linear(rel, w.pair_activiations.weights, w.pair_activiations.bias, pair);
+    add(pair, left.unsqueeze(1).expand({N, N, Cz}));
+    add(pair, right.unsqueeze(0).expand({N, N, Cz}));
+}
+
+Tensor recycling_dgram(const Tensor& positions, int64_t num_bins, float min_bin, float max_bin) {
+    Tensor pos = positions.contiguous();
+    const int64_t N = pos.size(0);
+    std::vector<float> lower(num_bins), upper(num_bins);
+    for (int64_t b = 0; b < num_bins; ++b) {
+        float e = min_bin + (max_bin - min_bin) * static_cast<float>(b) / static_cast<float>(num_bins - 1);
+        lower[b] = e * e;
+    }
+    for (int64_t b = 0; b < num_bins; ++b) upper[b] = b + 1 < num_bins ? lower[b + 1] : 1e8f;
+    Tensor d = Tensor::zeros({N, N, num_bins});
+    const float* p = pos.f32();
+    float* o = d.f32();
+    for (int64_t i = 0; i < N; ++i)
+        for (int64_t j = 0; j < N; ++j) {
+            float d2 = 0.f;
+            for (int c = 0; c < 3; ++c) {
+                float diff = p[i * 3 + c] - p[j * 3 + c];
+                d2 += diff * diff;
+            }
+            for (int64_t b = 0; b < num_bins; ++b)
+                o[(i * N + j) * num_bins + b] = (d2 > lower[b] && d2 < upper[b]) ? 1.f : 0.f;
+        }
+    return d;
+}
+
+void recycling_embedder_forward(const RecyclingEmbedderWeights& w, const Tensor& prev_msa_first_row,
+                                const Tensor& prev_pair, const Tensor& prev_pseudo_beta, Tensor& msa_first_row,
+                                Tensor& pair, Context& ctx) {
+    Workspace& ws = ctx.ws;
+    WorkspaceScope scope(ws);
+    const int64_t bins = w.prev_pos_linear.weights.size(0);
+    Tensor dgram = recycling_dgram(prev_pseudo_beta, bins, 3.25f, 20.75f);
+    linear(dgram, w.prev_pos_linear.weights, w.prev_pos_linear.bias, pair, 1.f);
+    Tensor m = layer_norm(prev_msa_first_row, w.prev_msa_first_row_norm.scale, w.prev_msa_first_row_norm.offset,
+                          1e-5f, ws);
+    add(msa_first_row, m);
+    Tensor z = layer_norm(prev_pair, w.prev_pair_norm.scale, w.prev_pair_norm.offset, 1e-5f, ws);
+    add(pair, z);
+}
+
+Tensor extra_msa_feat(const Tensor& extra_msa, const Tensor& extra_has_deletion, const Tensor& extra_deletion_value) {
+    std::vector<int64_t> tok = host_ints(extra_msa, "extra_msa");
+    const int64_t E = extra_msa.size(0), N = extra_msa.size(1);
+    AXF_CHECK(extra_has_deletion.shape() == extra_msa.shape() && extra_deletion_value.shape() == extra_msa.shape(),
+              "extra_msa %s, extra_has_deletion %s, extra_deletion_value %s must have the same shape",
+              shape_str(extra_msa.shape()).c_str(), shape_str(extra_has_deletion.shape()).c_str(),
+              shape_str(extra_deletion_value.shape()).c_str());
+    Tensor hd = extra_has_deletion.contiguous(), dv = extra_deletion_value.contiguous();
+    Tensor f = Tensor::zeros({E, N, 25});
+    float* p = f.f32();
+    for (int64_t i = 0; i < E * N; ++i) {
+        AXF_CHECK(tok[i] >= 0 && tok[i] < 23, "extra_msa token %lld at [%lld, %lld] is outside 0..22",
+                  (long long)tok[i], (long long)(i / N), (long long)(i % N));
+        p[i * 25 + tok[i]] = 1.f;
+        p[i * 25 + 23] = hd.f32()[i];
+        p[i * 25 + 24] = dv.f32()[i];
+    }
+    return f;
+}
+
+void extra_msa_embedder_forward(const ExtraMsaEmbedderWeights& w, const Tensor& extra_msa,
+                                const Tensor& extra_has_deletion, const Tensor& extra_deletion_value,
+                                Tensor& extra_msa_act, Context&) {
+    Tensor f = extra_msa_feat(extra_msa, extra_has_deletion, extra_deletion_value);
+    linear(f, w.extra_msa_activations.weights, w.extra_msa_activations.bias, extra_msa_act);
+}
+
+}  // namespace axfold

@@ -1,0 +1,78 @@
+// Input embeddings of the AF2 monomer network (AF2 supplement 1.5):
+//   input embedder (Algorithm 3) with relative positions (Algorithm 4, one-hot of the clipped offset),
+//   recycling embedder (Algorithm 32): layer norms of the previous first MSA row and pair, and a
+//     distogram of the previous pseudo-beta positions,
+//   extra-MSA embedder (one-hot MSA, has_deletion, deletion_value -> c_e),
+//   single projection of the first MSA row (`single_activations`).
+// Parameter scope: `alphafold/alphafold_iteration/evoformer/...`.
+#pragma once
+
+#include "evoformer/weights.h"
+#include "kernels/ops.h"
+
+namespace axfold {
+
+struct InputEmbedderWeights {
+    LinearWeights preprocess_1d;      // [22, C_m]
+    LinearWeights preprocess_msa;     // [49, C_m]
+    LinearWeights left_single;        // [22, C_z]
+    LinearWeights right_single;       // [22, C_z]
+    LinearWeights pair_activiations;  // [65, C_z] (sic, AF2's key)
+    template <class F> void visit(F&& f) {
+        preprocess_1d.visit(scoped("preprocess_1d", f));
+        preprocess_msa.visit(scoped("preprocess_msa", f));
+        left_single.visit(scoped("left_single", f));
+        right_single.visit(scoped("right_single", f));
+        pair_activiations.visit(scoped("pair_activiations", f));
+    }
+    int64_t max_relative_feature() const { return (pair_activiations.weights.size(0) - 1) / 2; }
+};
+
+struct RecyclingEmbedderWeights {
+    LinearWeights prev_pos_linear;              // [15, C_z]
+    LayerNormWeights prev_msa_first_row_norm;   // [C_m]
+    LayerNormWeights prev_pair_norm;            // [C_z]
+    template <class F> void visit(F&& f) {
+        prev_pos_linear.visit(scoped("prev_pos_linear", f));
+        prev_msa_first_row_norm.visit(scoped("prev_msa_first_row_norm", f));
+        prev_pair_norm.visit(scoped("prev_pair_norm", f));
+    }
+};
+
+struct ExtraMsaEmbedderWeights {
+    LinearWeights extra_msa_activations;  // [25, C_e]
+    template <class F> void visit(F&& f) { extra_msa_activations.visit(scoped("extra_msa_activations", f)); }
+};
+
+struct SingleActivationsWeights {
+    LinearWeights single_activations;  // [C_m, C_s]
+    template <class F> void visit(F&& f) { single_activations.visit(scoped("single_activations", f)); }
+};
+
+// target_feat [N, 22], residue_index [N] (int64 or float), msa_feat [S, N, 49]
+// -> msa [S, N, C_m], pair [N, N, C_z] (both written).
+void input_embedder_forward(const InputEmbedderWeights& w, const Tensor& target_feat, const Tensor& residue_index,
+                            const Tensor& msa_feat, Tensor& msa, Tensor& pair, Context& ctx);
+
+// Recycling distogram (15 bins, lower edges linspace(3.25, 20.75, 15), compared on squared distances).
+// positions [N, 3] -> [N, N, num_bins].
+Tensor recycling_dgram(const Tensor& positions, int64_t num_bins, float min_bin, float max_bin);
+
+// Adds the recycling updates in place: msa_first_row [N, C_m] += LN(prev_msa_first_row);
+// pair [N, N, C_z] += prev_pos_linear(dgram(prev_pseudo_beta)) + LN(prev_pair).
+// prev_pseudo_beta [N, 3] (CB, CA for glycine, of the previous iteration's atom37 positions).
+void recycling_embedder_forward(const RecyclingEmbedderWeights& w, const Tensor& prev_msa_first_row,
+                                const Tensor& prev_pair, const Tensor& prev_pseudo_beta, Tensor& msa_first_row,
+                                Tensor& pair, Context& ctx);
+
+// extra_msa [E, N] tokens 0..22, extra_has_deletion and extra_deletion_value [E, N] -> [E, N, C_e].
+void extra_msa_embedder_forward(const ExtraMsaEmbedderWeights& w, const Tensor& extra_msa,
+                                const Tensor& extra_has_deletion, const Tensor& extra_deletion_value,
+                                Tensor& extra_msa_act, Context& ctx);
+// The [E, N, 25] feature itself (one-hot over 23 classes, has_deletion, deletion_value).
+Tensor extra_msa_feat(const Tensor& extra_msa, const Tensor& extra_has_deletion, const Tensor& extra_deletion_value);
+
+// The relative-position one-hot [N, N, 2*max_rel+1] of clip(ri_i - ri_j, -max_rel, max_rel).
+Tensor relpos_one_hot(const Tensor& residue_index, int64_t max_relative_feature);
+
+}  // namespace axfold
