@@ -39,7 +39,7 @@ std::string to_pdb(const ProteinStructure& p);
 
 // PDBx/mmCIF with ModelCIF pLDDT. `name` becomes the data block and _entry.id (upper-cased like AF2;
 // characters other than printable non-space ASCII become '_'). Requires residue_index >= 0 and strictly
-// increasing, and a chain id of printable non-space ASCII.
+// increasing, and a chain id of ASCII letters and digits.
 std::string to_mmcif(const ProteinStructure& p, const std::string& name);
 
 // Atomic writers (io/atomic_file.h): the previous file stays in place when anything fails.

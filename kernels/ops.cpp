@@ -56,7 +56,7 @@ void set_num_threads(int threads) {
 
 int num_threads() { return omp_get_max_threads(); }
 
-void matmul(const Tensor& a, const Tensor& b, Tensor& c, float alpha, float beta) {
+void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, float beta) {
     check_f32(a, "matmul", "a");
     check_f32(b, "matmul", "b");
     check_f32(c, "matmul", "c");
@@ -78,7 +78,7 @@ void matmul(const Tensor& a, const Tensor& b, Tensor& c, float alpha, float beta
     cpu::matmul(a, b, c, alpha, beta);
 }
 
-void linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y, float beta) {
+void linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y, float beta) {
     check_f32(x, "linear", "x");
     check_f32(w, "linear", "w");
     check_f32(y, "linear", "y");
@@ -136,7 +136,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, Workspace& w
     return y;
 }
 
-void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, Tensor& y) {
+void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, const Tensor& y) {
     check_f32(x, "layer_norm", "x");
     check_f32(y, "layer_norm", "y");
     check_f32(scale, "layer_norm", "scale");
@@ -164,7 +164,7 @@ Tensor layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, fl
     return y;
 }
 
-void softmax(Tensor& x, float scale, const Tensor& mask, const Tensor& bias, float inf) {
+void softmax(const Tensor& x, float scale, const Tensor& mask, const Tensor& bias, float inf) {
     check_f32(x, "softmax", "x");
     check_last_contiguous(x, "softmax", "x");
     for (const Tensor* t : {&mask, &bias}) {
@@ -182,7 +182,7 @@ void softmax(Tensor& x, float scale, const Tensor& mask, const Tensor& bias, flo
 }
 
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias,
-               float scale, float inf, Tensor& out, Workspace& ws) {
+               float scale, float inf, const Tensor& out, Workspace& ws) {
     check_f32(q, "attention", "q");
     check_f32(k, "attention", "k");
     check_f32(v, "attention", "v");
@@ -226,35 +226,35 @@ void check_unary(const Tensor& x, const char* op) {
 }
 }  // namespace
 
-void add(Tensor& x, const Tensor& y, float alpha) {
+void add(const Tensor& x, const Tensor& y, float alpha) {
     check_binary(x, y, "add");
     if (x.numel()) cpu::binary(x, y, cpu::Binary::Add, alpha);
 }
-void mul(Tensor& x, const Tensor& y) {
+void mul(const Tensor& x, const Tensor& y) {
     check_binary(x, y, "mul");
     if (x.numel()) cpu::binary(x, y, cpu::Binary::Mul, 1.f);
 }
-void sigmoid_mul(Tensor& x, const Tensor& gate) {
+void sigmoid_mul(const Tensor& x, const Tensor& gate) {
     check_binary(x, gate, "sigmoid_mul");
     if (x.numel()) cpu::binary(x, gate, cpu::Binary::SigmoidMul, 1.f);
 }
-void div_eps(Tensor& x, const Tensor& y, float eps) {
+void div_eps(const Tensor& x, const Tensor& y, float eps) {
     check_binary(x, y, "div_eps");
     if (x.numel()) cpu::binary(x, y, cpu::Binary::DivEps, eps);
 }
-void scale(Tensor& x, float s) {
+void scale(const Tensor& x, float s) {
     check_unary(x, "scale");
     if (x.numel()) cpu::unary(x, cpu::Unary::Scale, s);
 }
-void sigmoid(Tensor& x) {
+void sigmoid(const Tensor& x) {
     check_unary(x, "sigmoid");
     if (x.numel()) cpu::unary(x, cpu::Unary::Sigmoid, 0.f);
 }
-void relu(Tensor& x) {
+void relu(const Tensor& x) {
     check_unary(x, "relu");
     if (x.numel()) cpu::unary(x, cpu::Unary::Relu, 0.f);
 }
-void copy(Tensor& dst, const Tensor& src) {
+void copy(const Tensor& dst, const Tensor& src) {
     AXF_CHECK(dst.shape() == src.shape() && dst.dtype() == src.dtype(), "copy: %s into %s", src.desc().c_str(),
               dst.desc().c_str());
     dst.copy_from(src);

@@ -2,6 +2,7 @@
 // output to cpu:: (Eigen + OpenMP) or cuda:: (cuBLAS + our kernels). evoformer/ and structure/ are
 // written only in these ops.
 //
+// Output tensors are passed as const handles (a Tensor is a view; the op writes its elements).
 // Conventions: tensors are float32; "last dim contiguous" (stride 1) is required where noted; leading
 // dims may have any strides, including 0 for broadcast views made with Tensor::expand.
 #pragma once
@@ -25,22 +26,22 @@ struct Context {
 // c = alpha * a @ b + beta * c, batched over leading dims (a, b broadcast to c's batch shape).
 // a [..., M, K], b [..., K, N], c [..., M, N]. Each matrix of a and b is row-major (stride(-1) == 1) or
 // column-major (stride(-2) == 1, e.g. a transposed view); c must be row-major.
-void matmul(const Tensor& a, const Tensor& b, Tensor& c, float alpha = 1.f, float beta = 0.f);
+void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha = 1.f, float beta = 0.f);
 
 // AF2 Linear: y = x @ w + bias, with w in AF2 layout [c_in, ...] viewed as [c_in, prod(rest)] and y's
 // trailing dims flattened to match. x [..., c_in] (rows may be strided), y [..., c_out] contiguous rows.
 // bias may be undefined; beta = 1 accumulates into y (residual update in place).
-void linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y, float beta = 0.f);
+void linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y, float beta = 0.f);
 // Same, allocating y [..., prod(w.shape[1:])] from the workspace.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, Workspace& ws);
 
 // y = (x - mean) / sqrt(var + eps) * scale + offset over the last dim; y may alias x.
-void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, Tensor& y);
+void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, const Tensor& y);
 Tensor layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, Workspace& ws);
 
 // In place over the last dim: x = softmax(scale * x + bias + inf * (mask - 1)).
 // mask and bias are optional (undefined) views with x's shape (broadcast with expand).
-void softmax(Tensor& x, float scale, const Tensor& mask, const Tensor& bias, float inf);
+void softmax(const Tensor& x, float scale, const Tensor& mask, const Tensor& bias, float inf);
 
 // Multi-head attention core (AF2 Attention without projections):
 //   out[b,q,h,:] = sum_k w[b,h,q,k] v[b,k,h,:],
@@ -48,17 +49,17 @@ void softmax(Tensor& x, float scale, const Tensor& mask, const Tensor& bias, flo
 // q [B,Q,H,C], k and v [B,K,H,C], out [B,Q,H,C]: any batch/row strides, last dim contiguous.
 // mask [B,K] and bias [H,Q,K] are optional (undefined).
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias,
-               float scale, float inf, Tensor& out, Workspace& ws);
+               float scale, float inf, const Tensor& out, Workspace& ws);
 
 // Elementwise, in place; y broadcast views allowed where y has x's shape.
-void add(Tensor& x, const Tensor& y, float alpha = 1.f);  // x += alpha * y
-void mul(Tensor& x, const Tensor& y);                     // x *= y
-void scale(Tensor& x, float s);                           // x *= s
-void sigmoid(Tensor& x);
-void relu(Tensor& x);
-void sigmoid_mul(Tensor& x, const Tensor& gate);  // x *= sigmoid(gate)
-void div_eps(Tensor& x, const Tensor& y, float eps);  // x /= (y + eps)
+void add(const Tensor& x, const Tensor& y, float alpha = 1.f);  // x += alpha * y
+void mul(const Tensor& x, const Tensor& y);                     // x *= y
+void scale(const Tensor& x, float s);                           // x *= s
+void sigmoid(const Tensor& x);
+void relu(const Tensor& x);
+void sigmoid_mul(const Tensor& x, const Tensor& gate);  // x *= sigmoid(gate)
+void div_eps(const Tensor& x, const Tensor& y, float eps);  // x /= (y + eps)
 // Copy with a change of strides (e.g. materialise a permuted view): dst and src same shape.
-void copy(Tensor& dst, const Tensor& src);
+void copy(const Tensor& dst, const Tensor& src);
 
 }  // namespace axfold

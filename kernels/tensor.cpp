@@ -304,7 +304,7 @@ void copy_strided(T* dst, const T* src, const Shape& shape, const Shape& dst_st,
 
 }  // namespace
 
-void Tensor::copy_from(const Tensor& src) {
+void Tensor::copy_from(const Tensor& src) const {
     AXF_CHECK(src.shape_ == shape_ && src.dtype_ == dtype_, "copy_from: %s into %s", src.desc().c_str(),
               desc().c_str());
     if (device_ != Device::CPU || src.device_ != Device::CPU) {
@@ -322,7 +322,7 @@ void Tensor::copy_from(const Tensor& src) {
     }
 }
 
-void Tensor::fill(float value) {
+void Tensor::fill(float value) const {
     AXF_CHECK(dtype_ == DType::F32 && device_ == Device::CPU && is_contiguous(), "fill of %s", desc().c_str());
     float* p = f32();
     for (int64_t i = 0, n = numel(); i < n; ++i) p[i] = value;

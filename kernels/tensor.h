@@ -96,8 +96,8 @@ public:
     Tensor contiguous() const;  // self if already contiguous
     Tensor clone() const;
     Tensor to(Device device) const;
-    void copy_from(const Tensor& src);  // same shape and dtype, any strides, any devices
-    void fill(float value);
+    void copy_from(const Tensor& src) const;  // same shape and dtype, any strides, any devices (writes this view)
+    void fill(float value) const;
 
 private:
     int norm_dim(int d) const;

@@ -154,7 +154,7 @@ std::vector<int64_t> row_offsets(const Tensor& t) {
     return batch_offsets(t.shape(), t.strides(), t.dim() - 1);
 }
 
-void matmul(const Tensor& a, const Tensor& b, Tensor& c, float alpha, float beta) {
+void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, float beta) {
     const int nd = c.dim();
     const int64_t M = c.size(-2), N = c.size(-1), K = a.size(-1);
     MatLayout la = layout_of(a), lb = layout_of(b);
@@ -189,7 +189,7 @@ void matmul(const Tensor& a, const Tensor& b, Tensor& c, float alpha, float beta
 namespace {
 // Layer norm of a [M, C] view whose channels are the slow axis (memory [C][M], stride(0) == 1): the
 // reductions run across channels with the M axis vectorised.
-void layer_norm_channels_major(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, Tensor& y) {
+void layer_norm_channels_major(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, const Tensor& y) {
     const int64_t M = x.size(0), C = x.size(1), xs = x.stride(1), ys = y.stride(1);
     const float* px = x.f32();
     float* py = y.f32();
@@ -224,7 +224,7 @@ void layer_norm_channels_major(const Tensor& x, const Tensor& scale, const Tenso
 }
 }  // namespace
 
-void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, Tensor& y) {
+void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, const Tensor& y) {
     if (x.dim() == 2 && x.stride(0) == 1 && y.stride(0) == 1 && x.size(1) > 1) {
         layer_norm_channels_major(x, scale, offset, eps, y);
         return;
@@ -257,7 +257,7 @@ void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, floa
     }
 }
 
-void softmax(Tensor& x, float scale, const Tensor& mask, const Tensor& bias, float inf) {
+void softmax(const Tensor& x, float scale, const Tensor& mask, const Tensor& bias, float inf) {
     const int64_t n = x.size(-1);
     std::vector<int64_t> ox = row_offsets(x);
     std::vector<int64_t> om = mask.defined() ? row_offsets(mask) : std::vector<int64_t>();
@@ -273,7 +273,7 @@ void softmax(Tensor& x, float scale, const Tensor& mask, const Tensor& bias, flo
 }
 
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias,
-               float scale, float inf, Tensor& out, Workspace& ws) {
+               float scale, float inf, const Tensor& out, Workspace& ws) {
     const int64_t B = q.size(0), Q = q.size(1), H = q.size(2), C = q.size(3), K = k.size(1);
     const int nt = omp_get_max_threads();
     WorkspaceScope scope(ws);
@@ -303,7 +303,7 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
     }
 }
 
-void add_bias_rows(Tensor& y, const Tensor& bias) {
+void add_bias_rows(const Tensor& y, const Tensor& bias) {
     const int64_t C = y.size(-1);
     std::vector<int64_t> oy = row_offsets(y);
     float* py = y.f32();
@@ -338,7 +338,7 @@ template <class F> void binary_loop(float* __restrict x, const float* __restrict
     }
 }
 
-template <class F> void unary_apply(Tensor& x, F f) {
+template <class F> void unary_apply(const Tensor& x, F f) {
     float* px = x.f32();
     if (x.is_contiguous()) {
         const int64_t n = x.numel(), block = 16384;
@@ -353,7 +353,7 @@ template <class F> void unary_apply(Tensor& x, F f) {
     for (int64_t r = 0; r < rows; ++r) unary_loop(px + ox[r], C, cs, f);
 }
 
-template <class F> void binary_apply(Tensor& x, const Tensor& y, F f) {
+template <class F> void binary_apply(const Tensor& x, const Tensor& y, F f) {
     float* px = x.f32();
     const float* py = y.f32();
     if (x.is_contiguous() && y.is_contiguous()) {
@@ -371,7 +371,7 @@ template <class F> void binary_apply(Tensor& x, const Tensor& y, F f) {
 
 }  // namespace
 
-void unary(Tensor& x, Unary op, float s) {
+void unary(const Tensor& x, Unary op, float s) {
     switch (op) {
         case Unary::Sigmoid: unary_apply(x, [](float e) { return fast_sigmoid(e); }); break;
         case Unary::Relu: unary_apply(x, [](float e) { return e > 0.f ? e : 0.f; }); break;
@@ -379,7 +379,7 @@ void unary(Tensor& x, Unary op, float s) {
     }
 }
 
-void binary(Tensor& x, const Tensor& y, Binary op, float alpha) {
+void binary(const Tensor& x, const Tensor& y, Binary op, float alpha) {
     switch (op) {
         case Binary::Add: binary_apply(x, y, [alpha](float a, float b) { return a + alpha * b; }); break;
         case Binary::Mul: binary_apply(x, y, [](float a, float b) { return a * b; }); break;

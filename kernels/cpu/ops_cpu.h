@@ -6,16 +6,16 @@
 
 namespace axfold::cpu {
 
-void matmul(const Tensor& a, const Tensor& b, Tensor& c, float alpha, float beta);
-void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, Tensor& y);
-void softmax(Tensor& x, float scale, const Tensor& mask, const Tensor& bias, float inf);
+void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, float beta);
+void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, const Tensor& y);
+void softmax(const Tensor& x, float scale, const Tensor& mask, const Tensor& bias, float inf);
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias,
-               float scale, float inf, Tensor& out, Workspace& ws);
-void add_bias_rows(Tensor& y, const Tensor& bias);  // y[..., :] += bias
+               float scale, float inf, const Tensor& out, Workspace& ws);
+void add_bias_rows(const Tensor& y, const Tensor& bias);  // y[..., :] += bias
 enum class Unary { Sigmoid, Relu, Scale };
-void unary(Tensor& x, Unary op, float s);
+void unary(const Tensor& x, Unary op, float s);
 enum class Binary { Add, Mul, SigmoidMul, DivEps };
-void binary(Tensor& x, const Tensor& y, Binary op, float alpha);
+void binary(const Tensor& x, const Tensor& y, Binary op, float alpha);
 
 // Offsets (in elements) of every last-dim row of a tensor, in row-major order of the leading dims.
 std::vector<int64_t> row_offsets(const Tensor& t);

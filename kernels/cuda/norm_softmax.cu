@@ -82,7 +82,7 @@ constexpr int kWarpsPerBlock = 8;
 
 }  // namespace
 
-void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, Tensor& y) {
+void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, const Tensor& y) {
     std::vector<int64_t> hx = cpu::row_offsets(x), hy = cpu::row_offsets(y);
     DeviceOffsets ox(hx), oy(hy);
     int64_t rows = static_cast<int64_t>(hx.size());
@@ -92,7 +92,7 @@ void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, floa
     AXF_CUDA_LAUNCH();
 }
 
-void softmax(Tensor& x, float scale, const Tensor& mask, const Tensor& bias, float inf) {
+void softmax(const Tensor& x, float scale, const Tensor& mask, const Tensor& bias, float inf) {
     std::vector<int64_t> hx = cpu::row_offsets(x);
     DeviceOffsets ox(hx);
     DeviceOffsets om(mask.defined() ? cpu::row_offsets(mask) : std::vector<int64_t>{0});

@@ -6,7 +6,7 @@
 
 namespace axfold::cuda {
 
-void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, Tensor& y);
-void softmax(Tensor& x, float scale, const Tensor& mask, const Tensor& bias, float inf);
+void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, const Tensor& y);
+void softmax(const Tensor& x, float scale, const Tensor& mask, const Tensor& bias, float inf);
 
 }  // namespace axfold::cuda

@@ -15,8 +15,8 @@ void device_copy(void*, Device, const void*, Device, size_t) { no_cuda(); }
 bool cuda_available() { return false; }
 
 namespace cuda {
-void layer_norm(const Tensor&, const Tensor&, const Tensor&, float, Tensor&) { no_cuda(); }
-void softmax(Tensor&, float, const Tensor&, const Tensor&, float) { no_cuda(); }
+void layer_norm(const Tensor&, const Tensor&, const Tensor&, float, const Tensor&) { no_cuda(); }
+void softmax(const Tensor&, float, const Tensor&, const Tensor&, float) { no_cuda(); }
 }  // namespace cuda
 
 }  // namespace axfold

@@ -1,0 +1,104 @@
+#include "structure/heads.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace axfold {
+
+namespace {
+// Bin centres of breaks linspace(0, max_bin, B - 1): breaks + step/2, plus one more step for the last bin.
+std::vector<float> pae_bin_centres(int64_t B, float max_bin) {
+    const float step = max_bin / static_cast<float>(B - 2);
+    std::vector<float> c(B);
+    for (int64_t b = 0; b < B - 1; ++b) c[b] = static_cast<float>(b) * step + step / 2;
+    c[B - 1] = c[B - 2] + step;
+    return c;
+}
+}  // namespace
+
+Tensor compute_plddt(const Tensor& logits) {
+    Tensor p = logits.clone();
+    softmax(p, 1.f, Tensor(), Tensor(), 0.f);
+    const int64_t N = p.size(0), B = p.size(1);
+    Tensor out = Tensor::empty({N});
+    for (int64_t i = 0; i < N; ++i) {
+        float s = 0.f;
+        for (int64_t b = 0; b < B; ++b) s += p.f32()[i * B + b] * (static_cast<float>(b) + 0.5f) / static_cast<float>(B);
+        out.f32()[i] = 100.f * s;
+    }
+    return out;
+}
+
+float compute_ptm(const Tensor& pae_logits, float max_bin) {
+    Tensor p = pae_logits.clone();
+    softmax(p, 1.f, Tensor(), Tensor(), 0.f);
+    const int64_t N = p.size(0), B = p.size(2);
+    const std::vector<float> centres = pae_bin_centres(B, max_bin);
+    const float n_clip = static_cast<float>(std::max<int64_t>(N, 19));
+    const float d0 = 1.24f * std::cbrt(n_clip - 15.f) - 1.8f;
+    std::vector<float> tm_per_bin(B);
+    for (int64_t b = 0; b < B; ++b) tm_per_bin[b] = 1.f / (1.f + centres[b] * centres[b] / (d0 * d0));
+    float best = -1.f;
+    const float norm = 1.f / (1e-8f + static_cast<float>(N));
+    for (int64_t i = 0; i < N; ++i) {
+        float row = 0.f;
+        for (int64_t j = 0; j < N; ++j) {
+            float t = 0.f;
+            for (int64_t b = 0; b < B; ++b) t += p.f32()[(i * N + j) * B + b] * tm_per_bin[b];
+            row += t * norm;
+        }
+        best = std::max(best, row);
+    }
+    return best;
+}
+
+HeadsOutputs heads_forward(const HeadsWeights& w, const Tensor& msa, const Tensor& pair, const Tensor& single,
+                           const Tensor& sm_act, Context& ctx) {
+    Workspace& ws = ctx.ws;
+    WorkspaceScope scope(ws);
+    const int64_t N = pair.size(0);
+    HeadsOutputs o;
+    // pLDDT
+    Tensor a = layer_norm(sm_act, w.lddt_input_layer_norm.scale, w.lddt_input_layer_norm.offset, 1e-5f, ws);
+    Tensor h0 = linear(a, w.lddt_act_0.weights, w.lddt_act_0.bias, ws);
+    relu(h0);
+    Tensor h1 = linear(h0, w.lddt_act_1.weights, w.lddt_act_1.bias, ws);
+    relu(h1);
+    o.predicted_lddt_logits = Tensor::empty({N, w.lddt_logits.weights.size(1)});
+    linear(h1, w.lddt_logits.weights, w.lddt_logits.bias, o.predicted_lddt_logits);
+    o.plddt = compute_plddt(o.predicted_lddt_logits);
+    // Distogram: symmetric logits.
+    const int64_t Bd = w.distogram_half_logits.weights.size(1);
+    Tensor half = linear(pair, w.distogram_half_logits.weights, w.distogram_half_logits.bias, ws);
+    o.distogram_logits = half.clone();
+    add(o.distogram_logits, half.transpose(0, 1));
+    o.distogram_bin_edges = Tensor::empty({Bd - 1});
+    for (int64_t b = 0; b < Bd - 1; ++b)
+        o.distogram_bin_edges.f32()[b] = 2.3125f + (21.6875f - 2.3125f) * static_cast<float>(b) / static_cast<float>(Bd - 2);
+    // Masked MSA, experimentally resolved.
+    o.masked_msa_logits = Tensor::empty({msa.size(0), msa.size(1), w.masked_msa.weights.size(1)});
+    linear(msa, w.masked_msa.weights, w.masked_msa.bias, o.masked_msa_logits);
+    o.experimentally_resolved_logits = Tensor::empty({single.size(0), w.experimentally_resolved.weights.size(1)});
+    linear(single, w.experimentally_resolved.weights, w.experimentally_resolved.bias, o.experimentally_resolved_logits);
+    // Predicted aligned error and pTM.
+    if (w.has_pae) {
+        o.has_pae = true;
+        const int64_t B = w.predicted_aligned_error.weights.size(1);
+        o.predicted_aligned_error_logits = Tensor::empty({N, N, B});
+        linear(pair, w.predicted_aligned_error.weights, w.predicted_aligned_error.bias, o.predicted_aligned_error_logits);
+        o.aligned_confidence_probs = o.predicted_aligned_error_logits.clone();
+        softmax(o.aligned_confidence_probs, 1.f, Tensor(), Tensor(), 0.f);
+        const std::vector<float> centres = pae_bin_centres(B, 31.f);
+        o.predicted_aligned_error = Tensor::empty({N, N});
+        for (int64_t ij = 0; ij < N * N; ++ij) {
+            float s = 0.f;
+            for (int64_t b = 0; b < B; ++b) s += o.aligned_confidence_probs.f32()[ij * B + b] * centres[b];
+            o.predicted_aligned_error.f32()[ij] = s;
+        }
+        o.max_predicted_aligned_error = centres[B - 1];
+        o.ptm = compute_ptm(o.predicted_aligned_error_logits);
+    }
+    return o;
+}
+
+}  // namespace axfold

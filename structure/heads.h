@@ -1,0 +1,59 @@
+// Output heads of the AF2 monomer network (AF2 supplement 1.9): pLDDT (Algorithm 29), distogram,
+// masked MSA, experimentally resolved, and predicted aligned error with pTM (1.9.7, `_ptm` models).
+// Parameter scopes `*_head` under `alphafold/alphafold_iteration`.
+#pragma once
+
+#include "evoformer/weights.h"
+#include "kernels/ops.h"
+
+namespace axfold {
+
+struct HeadsWeights {
+    LayerNormWeights lddt_input_layer_norm;  // predicted_lddt_head/input_layer_norm [C_s]
+    LinearWeights lddt_act_0, lddt_act_1;    // [C_s, c], [c, c]
+    LinearWeights lddt_logits;               // [c, 50]
+    LinearWeights distogram_half_logits;     // [C_z, 64]
+    LinearWeights experimentally_resolved;   // [C_s, 37]
+    LinearWeights masked_msa;                // [C_m, 23]
+    LinearWeights predicted_aligned_error;   // [C_z, 64]; only in _ptm models
+    bool has_pae = false;
+    template <class F> void visit(F&& f) {
+        lddt_input_layer_norm.visit(scoped("predicted_lddt_head/input_layer_norm", f));
+        lddt_act_0.visit(scoped("predicted_lddt_head/act_0", f));
+        lddt_act_1.visit(scoped("predicted_lddt_head/act_1", f));
+        lddt_logits.visit(scoped("predicted_lddt_head/logits", f));
+        distogram_half_logits.visit(scoped("distogram_head/half_logits", f));
+        experimentally_resolved.visit(scoped("experimentally_resolved_head/logits", f));
+        masked_msa.visit(scoped("masked_msa_head/logits", f));
+        if (has_pae) predicted_aligned_error.visit(scoped("predicted_aligned_error_head/logits", f));
+    }
+};
+
+struct HeadsOutputs {
+    Tensor predicted_lddt_logits;           // [N, 50]
+    Tensor plddt;                           // [N], 0..100
+    Tensor distogram_logits;                // [N, N, 64] (half + half^T)
+    Tensor distogram_bin_edges;             // [63]
+    Tensor masked_msa_logits;               // [S, N, 23]
+    Tensor experimentally_resolved_logits;  // [N, 37]
+    // With the PAE head:
+    Tensor predicted_aligned_error_logits;  // [N, N, 64]
+    Tensor aligned_confidence_probs;        // [N, N, 64]
+    Tensor predicted_aligned_error;         // [N, N], Angstrom
+    float max_predicted_aligned_error = 0.f;
+    float ptm = 0.f;
+    bool has_pae = false;
+};
+
+// msa [S, N, C_m] (cluster rows only), pair [N, N, C_z], single [N, C_s] (Evoformer single
+// representation), sm_act [N, C_s] (structure-module activation).
+HeadsOutputs heads_forward(const HeadsWeights& w, const Tensor& msa, const Tensor& pair, const Tensor& single,
+                           const Tensor& sm_act, Context& ctx);
+
+// pLDDT from logits [N, B]: 100 * sum softmax * bin centres ((b + 0.5) / B).
+Tensor compute_plddt(const Tensor& logits);
+// pTM from PAE logits [N, N, B] with breaks linspace(0, max_bin, B - 1) (AF2 predicted_tm_score, all
+// residues weighted 1, d0 = 1.24 (max(N, 19) - 15)^(1/3) - 1.8, maximised over alignment rows).
+float compute_ptm(const Tensor& pae_logits, float max_bin = 31.f);
+
+}  // namespace axfold

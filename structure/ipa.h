@@ -1,0 +1,45 @@
+// Invariant point attention (AF2 supplement, Algorithm 22). Parameter scope
+// `structure_module/fold_iteration/invariant_point_attention`.
+//
+// Frames are the structure module's internal ones (translations in nm-like units, not yet scaled by 10).
+// DISCREPANCY: the point projections to and from the global frame and the point-distance logits run as
+// host loops over CPU tensors (O(H N^2 P) work, small next to the trunk); the projections, the scalar
+// logits and every weighted sum are ops.
+#pragma once
+
+#include "evoformer/weights.h"
+#include "kernels/ops.h"
+
+namespace axfold {
+
+struct InvariantPointAttentionWeights {
+    LinearWeights q_scalar;           // [C_s, H*c]
+    LinearWeights kv_scalar;          // [C_s, H*(c + c_v)]
+    LinearWeights q_point_local;      // [C_s, 3*H*P_qk] (x | y | z thirds)
+    LinearWeights kv_point_local;     // [C_s, 3*H*(P_qk + P_v)]
+    Tensor trainable_point_weights;   // [H] (softplus applied)
+    LinearWeights attention_2d;       // [C_z, H]
+    LinearWeights output_projection;  // [H*(c_v + 4*P_v + C_z), C_s]
+    template <class F> void visit(F&& f) {
+        q_scalar.visit(scoped("q_scalar", f));
+        kv_scalar.visit(scoped("kv_scalar", f));
+        q_point_local.visit(scoped("q_point_local", f));
+        kv_point_local.visit(scoped("kv_point_local", f));
+        f("//trainable_point_weights", trainable_point_weights);
+        attention_2d.visit(scoped("attention_2d", f));
+        output_projection.visit(scoped("output_projection", f));
+    }
+    int64_t no_heads() const { return trainable_point_weights.size(0); }
+    int64_t c_hidden() const { return q_scalar.weights.size(1) / no_heads(); }
+    int64_t c_v() const { return kv_scalar.weights.size(1) / no_heads() - c_hidden(); }
+    int64_t no_qk_points() const { return q_point_local.weights.size(1) / (3 * no_heads()); }
+    int64_t no_v_points() const { return kv_point_local.weights.size(1) / (3 * no_heads()) - no_qk_points(); }
+};
+
+// s [N, C_s], z [N, N, C_z], rot [N, 3, 3], trans [N, 3], mask [N];
+// out [N, C_s] = (accumulate ? out : 0) + IPA update. mask bias is inf * (m_i m_j - 1), AF2 inf = 1e5.
+void invariant_point_attention_forward(const InvariantPointAttentionWeights& w, const Tensor& s, const Tensor& z,
+                                       const Tensor& rot, const Tensor& trans, const Tensor& mask, Tensor& out,
+                                       bool accumulate, Context& ctx, float inf = 1e5f, float eps = 1e-8f);
+
+}  // namespace axfold

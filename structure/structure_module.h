@@ -1,0 +1,95 @@
+// Structure module (AF2 supplement 1.8, Algorithm 20): IPA, transition, backbone update (Algorithm 23),
+// angle resnet (Algorithm 20 lines 11-14) and all-atom construction (Algorithm 24), iterated with shared
+// weights. Parameter scope `alphafold/alphafold_iteration/structure_module`.
+#pragma once
+
+#include "structure/ipa.h"
+
+namespace axfold {
+
+struct AngleResnetWeights {
+    LinearWeights input_projection;    // [C_s, c] on relu(act)
+    LinearWeights input_projection_1;  // [C_s, c] on relu(initial_act)
+    LinearWeights resblock1, resblock2, resblock1_1, resblock2_1;  // [c, c]
+    LinearWeights unnormalized_angles;  // [c, 14]
+    template <class F> void visit(F&& f) {
+        input_projection.visit(scoped("input_projection", f));
+        input_projection_1.visit(scoped("input_projection_1", f));
+        resblock1.visit(scoped("resblock1", f));
+        resblock2.visit(scoped("resblock2", f));
+        resblock1_1.visit(scoped("resblock1_1", f));
+        resblock2_1.visit(scoped("resblock2_1", f));
+        unnormalized_angles.visit(scoped("unnormalized_angles", f));
+    }
+};
+
+struct FoldIterationWeights {
+    InvariantPointAttentionWeights invariant_point_attention;
+    LayerNormWeights attention_layer_norm;
+    LinearWeights transition, transition_1, transition_2;
+    LayerNormWeights transition_layer_norm;
+    LinearWeights affine_update;  // [C_s, 6]
+    AngleResnetWeights rigid_sidechain;
+    template <class F> void visit(F&& f) {
+        invariant_point_attention.visit(scoped("invariant_point_attention", f));
+        attention_layer_norm.visit(scoped("attention_layer_norm", f));
+        transition.visit(scoped("transition", f));
+        transition_1.visit(scoped("transition_1", f));
+        transition_2.visit(scoped("transition_2", f));
+        transition_layer_norm.visit(scoped("transition_layer_norm", f));
+        affine_update.visit(scoped("affine_update", f));
+        rigid_sidechain.visit(scoped("rigid_sidechain", f));
+    }
+};
+
+struct StructureModuleWeights {
+    LayerNormWeights single_layer_norm;  // [C_s]
+    LinearWeights initial_projection;    // [C_s, C_s]
+    LayerNormWeights pair_layer_norm;    // [C_z]
+    FoldIterationWeights fold_iteration;
+    template <class F> void visit(F&& f) {
+        single_layer_norm.visit(scoped("single_layer_norm", f));
+        initial_projection.visit(scoped("initial_projection", f));
+        pair_layer_norm.visit(scoped("pair_layer_norm", f));
+        fold_iteration.visit(scoped("fold_iteration", f));
+    }
+};
+
+struct StructureModuleConfig {
+    int num_layers = 8;             // fold iterations (shared weights)
+    float position_scale = 10.f;    // internal units -> Angstrom
+    float ipa_inf = 1e5f;
+    float eps = 1e-8f;              // IPA point norm and angle normalisation
+};
+
+// Outputs in the layout of the golden `structure_module/*` datasets.
+struct StructureModuleOutputs {
+    Tensor traj;                          // [L, N, 7] quaternion (w,x,y,z), translation (Angstrom)
+    Tensor sidechain_frames;              // [L, N, 8, 4, 4]
+    Tensor angles_sin_cos;                // [L, N, 7, 2]
+    Tensor unnormalized_angles_sin_cos;   // [L, N, 7, 2]
+    Tensor atom14_positions;              // [L, N, 14, 3]
+    Tensor states;                        // [L, N, C_s]
+    Tensor act;                           // [N, C_s] final activation (representations/structure_module)
+    Tensor final_atom14_positions;        // [N, 14, 3]
+    Tensor final_atom_positions;          // [N, 37, 3]
+    Tensor final_atom_mask;               // [N, 37]
+    Tensor atom14_atom_exists;            // [N, 14]
+};
+
+// Backbone update (Algorithm 23): upd = affine_update(act) [N, 6] = (b, c, d, t);
+// q' = normalize(q + q * (0, b, c, d)), t' = t + R(q) t_upd. quaternion [N, 4], translation [N, 3] in place.
+void backbone_update(const LinearWeights& w, const Tensor& act, Tensor& quaternion, Tensor& translation,
+                     Tensor* affine_update_out, Context& ctx);
+
+// Angle resnet: act, initial_act [N, C_s] -> unnormalized and normalized (sin, cos) [N, 7, 2].
+void angle_resnet_forward(const AngleResnetWeights& w, const Tensor& act, const Tensor& initial_act,
+                          Tensor& unnormalized, Tensor& normalized, Context& ctx, float eps = 1e-8f);
+
+// single [N, C_s], pair [N, N, C_z] (Evoformer outputs, before the module's layer norms), aatype [N],
+// seq_mask [N].
+StructureModuleOutputs structure_module_forward(const StructureModuleWeights& w, const StructureModuleConfig& cfg,
+                                                const Tensor& single, const Tensor& pair, const Tensor& aatype,
+                                                const Tensor& seq_mask, Context& ctx);
+
+}  // namespace axfold
