@@ -7,7 +7,6 @@
 #include <numbers>
 #include <random>
 
-#include "evoformer/weights.h"  // ParamLookup, which golden_util.h uses without including it
 #include "golden_util.h"
 #include "io/hdf5_file.h"
 #include "structure/all_atom.h"

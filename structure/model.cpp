@@ -1,0 +1,323 @@
+#include "structure/model.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include "io/params.h"
+#include "structure/all_atom.h"
+
+namespace axfold {
+
+namespace {
+
+const std::string kRoot = "alphafold/alphafold_iteration";
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Integer feature as int64 (accepts int32/int64 and integral float32).
+Tensor as_int64(const Tensor& t) {
+    if (t.dtype() == DType::I64) return t.contiguous();
+    Tensor c = t.contiguous();
+    Tensor o = Tensor::empty(c.shape(), DType::I64);
+    for (int64_t i = 0; i < c.numel(); ++i) {
+        if (c.dtype() == DType::I32)
+            o.data<int64_t>()[i] = c.data<int32_t>()[i];
+        else
+            o.data<int64_t>()[i] = static_cast<int64_t>(std::lround(c.f32()[i]));
+    }
+    return o;
+}
+
+Tensor as_f32(const Tensor& t) {
+    if (t.dtype() == DType::F32) return t.contiguous();
+    Tensor c = t.contiguous();
+    Tensor o = Tensor::empty(c.shape());
+    for (int64_t i = 0; i < c.numel(); ++i) {
+        switch (c.dtype()) {
+            case DType::F64: o.f32()[i] = static_cast<float>(c.data<double>()[i]); break;
+            case DType::I64: o.f32()[i] = static_cast<float>(c.data<int64_t>()[i]); break;
+            case DType::I32: o.f32()[i] = static_cast<float>(c.data<int32_t>()[i]); break;
+            case DType::U8: o.f32()[i] = c.data<uint8_t>()[i]; break;
+            default: break;
+        }
+    }
+    return o;
+}
+
+struct FeatureSpec {
+    const char* name;
+    std::vector<char> dims;  // R = iterations, N = residues, S = MSA rows, E = extra rows, or a digit-coded size
+    std::vector<int64_t> fixed;  // fixed sizes for dims marked 'F' (in order)
+    bool integer;
+};
+
+const std::vector<FeatureSpec>& model_inputs() {
+    static const std::vector<FeatureSpec> specs = {
+        {"aatype", {'R', 'N'}, {}, true},
+        {"target_feat", {'R', 'N', 'F'}, {22}, false},
+        {"residue_index", {'R', 'N'}, {}, true},
+        {"seq_mask", {'R', 'N'}, {}, false},
+        {"msa_feat", {'R', 'S', 'N', 'F'}, {49}, false},
+        {"msa_mask", {'R', 'S', 'N'}, {}, false},
+        {"extra_msa", {'R', 'E', 'N'}, {}, true},
+        {"extra_has_deletion", {'R', 'E', 'N'}, {}, false},
+        {"extra_deletion_value", {'R', 'E', 'N'}, {}, false},
+        {"extra_msa_mask", {'R', 'E', 'N'}, {}, false},
+    };
+    return specs;
+}
+
+}  // namespace
+
+ModelPreset ModelPreset::from_name(const std::string& name) {
+    ModelPreset p;
+    p.name = name;
+    std::string base = name;
+    const std::string ptm = "_ptm";
+    if (base.size() > ptm.size() && base.compare(base.size() - ptm.size(), ptm.size(), ptm) == 0) {
+        p.ptm = true;
+        base = base.substr(0, base.size() - ptm.size());
+    }
+    AXF_CHECK(base.size() == 7 && base.rfind("model_", 0) == 0 && base[6] >= '1' && base[6] <= '5',
+              "unknown model name '%s': expected model_1 .. model_5, optionally with _ptm", name.c_str());
+    p.index = base[6] - '0';
+    p.templates = p.index <= 2;
+    p.max_extra_msa = (p.index == 2 || p.index == 5) ? 1024 : 5120;
+    p.max_msa_clusters = p.templates ? 508 : 512;
+    return p;
+}
+
+void validate_features(const FeatureDict& f, const ModelConfig&, const std::string& source) {
+    std::map<char, int64_t> sizes;
+    std::map<char, std::string> first;
+    for (const FeatureSpec& s : model_inputs()) {
+        auto it = f.find(s.name);
+        AXF_CHECK(it != f.end(), "%s: missing feature '%s'", source.c_str(), s.name);
+        const Tensor& t = it->second;
+        AXF_CHECK(t.dim() == static_cast<int>(s.dims.size()), "%s: feature '%s' has shape %s, expected %zu dims (%s)",
+                  source.c_str(), s.name, shape_str(t.shape()).c_str(), s.dims.size(),
+                  std::string(s.dims.begin(), s.dims.end()).c_str());
+        size_t fixed_i = 0;
+        for (int d = 0; d < t.dim(); ++d) {
+            const char c = s.dims[d];
+            if (c == 'F') {
+                int64_t want = s.fixed[fixed_i++];
+                AXF_CHECK(t.size(d) == want, "%s: feature '%s' has shape %s, expected size %lld in dim %d",
+                          source.c_str(), s.name, shape_str(t.shape()).c_str(), (long long)want, d);
+                continue;
+            }
+            auto sz = sizes.find(c);
+            if (sz == sizes.end()) {
+                sizes[c] = t.size(d);
+                first[c] = s.name;
+            } else {
+                AXF_CHECK(sz->second == t.size(d),
+                          "%s: feature '%s' has shape %s, but '%s' gives %c = %lld", source.c_str(), s.name,
+                          shape_str(t.shape()).c_str(), first[c].c_str(), c, (long long)sz->second);
+            }
+        }
+        if (s.integer) {
+            AXF_CHECK(t.dtype() == DType::I64 || t.dtype() == DType::I32 || t.dtype() == DType::F32,
+                      "%s: feature '%s' has dtype %s, expected an integer type", source.c_str(), s.name,
+                      dtype_name(t.dtype()));
+        } else {
+            AXF_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F64, "%s: feature '%s' has dtype %s, expected float32",
+                      source.c_str(), s.name, dtype_name(t.dtype()));
+        }
+        Tensor c = as_f32(t);
+        for (int64_t i = 0; i < c.numel(); ++i)
+            AXF_CHECK(std::isfinite(c.f32()[i]), "%s: feature '%s' holds a non-finite value (%g) at flat index %lld",
+                      source.c_str(), s.name, c.f32()[i], (long long)i);
+    }
+    AXF_CHECK(sizes['N'] > 0 && sizes['S'] > 0 && sizes['R'] > 0, "%s: empty features (R=%lld, N=%lld, S=%lld)",
+              source.c_str(), (long long)sizes['R'], (long long)sizes['N'], (long long)sizes['S']);
+    const Tensor aatype = as_int64(f.at("aatype"));
+    for (int64_t i = 0; i < aatype.numel(); ++i)
+        AXF_CHECK(aatype.data<int64_t>()[i] >= 0 && aatype.data<int64_t>()[i] <= 20,
+                  "%s: feature 'aatype' holds %lld at flat index %lld, expected 0..20", source.c_str(),
+                  (long long)aatype.data<int64_t>()[i], (long long)i);
+}
+
+Model Model::load(const std::string& params_path, const std::string& model_name, int structure_module_layers) {
+    auto store = std::make_shared<ParamStore>(ParamStore::load(params_path));
+    return from_store(store, model_name, structure_module_layers);
+}
+
+Model Model::from_store(std::shared_ptr<const ParamStore> params, const std::string& model_name,
+                        int structure_module_layers) {
+    Model m;
+    m.params_ = std::move(params);
+    const ParamStore& ps = *m.params_;
+    ModelConfig& c = m.config_;
+    c.preset = ModelPreset::from_name(model_name);
+    AXF_CHECK(structure_module_layers >= 1, "structure module layers must be >= 1, got %d", structure_module_layers);
+    c.structure_module_layers = structure_module_layers;
+    const bool has_templates = ps.has(kRoot + "/evoformer/template_embedding/single_template_embedding/embedding2d//weights");
+    const bool has_pae = ps.has(kRoot + "/predicted_aligned_error_head/logits//weights");
+    AXF_CHECK(has_pae == c.preset.ptm,
+              "%s: parameters %s a predicted-aligned-error head, but model '%s' %s one (parameters of another model?)",
+              ps.path().c_str(), has_pae ? "have" : "lack", model_name.c_str(), c.preset.ptm ? "needs" : "has no");
+    AXF_CHECK(has_templates == c.preset.templates,
+              "%s: parameters %s template embedding, but model '%s' %s templates (parameters of another model?)",
+              ps.path().c_str(), has_templates ? "have a" : "lack the", model_name.c_str(),
+              c.preset.templates ? "uses" : "does not use");
+    AXF_CHECK(!has_templates,
+              "%s: template models (model_1, model_2) are not supported yet (issue #5); use model_3 .. model_5",
+              ps.path().c_str());
+    ParamLookup get = [&ps](const std::string& k) { return ps.get(k); };
+    ModelWeights& w = m.weights_;
+    const std::string evo = kRoot + "/evoformer";
+    bind_params(w.input_embedder, evo, get);
+    bind_params(w.recycling_embedder, evo, get);
+    bind_params(w.extra_msa_embedder, evo, get);
+    bind_params(w.single_activations, evo, get);
+    w.extra_msa_stack = load_evoformer_stack(get, evo + "/extra_msa_stack", true);
+    w.evoformer = load_evoformer_stack(get, evo + "/evoformer_iteration", false);
+    bind_params(w.structure_module, kRoot + "/structure_module", get);
+    w.heads.has_pae = has_pae;
+    bind_params(w.heads, kRoot, get);
+    c.evoformer_blocks = static_cast<int64_t>(w.evoformer.blocks.size());
+    c.extra_msa_blocks = static_cast<int64_t>(w.extra_msa_stack.blocks.size());
+    c.c_m = w.input_embedder.preprocess_msa.weights.size(1);
+    c.c_z = w.input_embedder.pair_activiations.weights.size(1);
+    c.c_s = w.single_activations.single_activations.weights.size(1);
+    c.c_e = w.extra_msa_embedder.extra_msa_activations.weights.size(1);
+    return m;
+}
+
+Prediction Model::predict(const FeatureDict& features, const PredictOptions& options) const {
+    Context ctx;
+    return predict(features, options, ctx);
+}
+
+Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Context& ctx) const {
+    validate_features(f, config_, "features");
+    const ModelWeights& w = weights_;
+    const int64_t R = f.at("aatype").size(0), N = f.at("aatype").size(1), S = f.at("msa_feat").size(1),
+                  E = f.at("extra_msa").size(1);
+    const int iters = opt.num_recycle < 0 ? static_cast<int>(R) : opt.num_recycle + 1;
+    AXF_CHECK(iters <= R, "%d recycles need %d iterations of features, but the features hold %lld (leading axis)",
+              opt.num_recycle, iters, (long long)R);
+    const int64_t Cm = config_.c_m, Cz = config_.c_z, Ce = config_.c_e;
+
+    Prediction p;
+    p.iterations = iters;
+    std::map<std::string, double> stage_time;
+    std::vector<std::string> stage_order = {"embedders", "extra_msa_stack", "evoformer", "structure_module", "heads"};
+    auto timed = [&](const std::string& stage, int r, auto&& fn) {
+        auto t0 = Clock::now();
+        fn();
+        double s = seconds_since(t0);
+        stage_time[stage] += s;
+        if (opt.progress) opt.progress(stage, r, s);
+    };
+
+    Tensor prev_row = Tensor::zeros({N, Cm}), prev_pair = Tensor::zeros({N, N, Cz}), prev_pb = Tensor::zeros({N, 3});
+    Tensor msa = Tensor::empty({S, N, Cm}), pair = Tensor::empty({N, N, Cz}), extra = Tensor::empty({E, N, Ce});
+    Tensor pair_mask = Tensor::empty({N, N});
+    StructureModuleOutputs sm;
+    Tensor single;
+    for (int r = 0; r < iters; ++r) {
+        auto feat = [&](const char* name) { return as_f32(f.at(name).select(0, r)); };
+        const Tensor aatype = as_int64(f.at("aatype").select(0, r));
+        const Tensor residue_index = as_int64(f.at("residue_index").select(0, r));
+        const Tensor seq_mask = feat("seq_mask"), msa_mask = feat("msa_mask"), extra_mask = feat("extra_msa_mask");
+        for (int64_t i = 0; i < N; ++i)
+            for (int64_t j = 0; j < N; ++j) pair_mask.f32()[i * N + j] = seq_mask.f32()[i] * seq_mask.f32()[j];
+        timed("embedders", r, [&] {
+            input_embedder_forward(w.input_embedder, feat("target_feat"), residue_index, feat("msa_feat"), msa, pair,
+                                   ctx);
+            Tensor row0 = msa.select(0, 0);
+            recycling_embedder_forward(w.recycling_embedder, prev_row, prev_pair, prev_pb, row0, pair, ctx);
+            extra_msa_embedder_forward(w.extra_msa_embedder, as_int64(f.at("extra_msa").select(0, r)),
+                                       feat("extra_has_deletion"), feat("extra_deletion_value"), extra, ctx);
+        });
+        timed("extra_msa_stack", r,
+              [&] { evoformer_stack_forward(w.extra_msa_stack, extra, pair, extra_mask, pair_mask, ctx); });
+        timed("evoformer", r, [&] { evoformer_stack_forward(w.evoformer, msa, pair, msa_mask, pair_mask, ctx); });
+        timed("structure_module", r, [&] {
+            single = Tensor::empty({N, config_.c_s});
+            linear(msa.select(0, 0), w.single_activations.single_activations.weights,
+                   w.single_activations.single_activations.bias, single);
+            StructureModuleConfig sc;
+            sc.num_layers = config_.structure_module_layers;
+            sm = structure_module_forward(w.structure_module, sc, single, pair, aatype, seq_mask, ctx);
+        });
+        prev_row = msa.select(0, 0).clone();
+        prev_pair = pair.clone();
+        prev_pb = pseudo_beta(aatype, sm.final_atom_positions);
+        if (opt.keep_recycles) {
+            IterationRecord rec{prev_row, prev_pair, single, sm.act, sm.final_atom_positions,
+                                sm.final_atom14_positions, sm.traj, prev_pb};
+            p.recycles.push_back(rec);
+        }
+        if (r == iters - 1) {
+            p.aatype = aatype;
+            p.residue_index = residue_index;
+        }
+    }
+    timed("heads", iters - 1, [&] { p.heads = heads_forward(w.heads, msa, pair, single, sm.act, ctx); });
+    p.structure_module = sm;
+    p.msa = msa;
+    p.msa_first_row = prev_row;
+    p.pair = pair;
+    p.single = single;
+    for (const auto& s : stage_order) p.timings.push_back({s, stage_time[s]});
+    return p;
+}
+
+}  // namespace axfold
+
+namespace axfold {
+
+std::map<std::string, Tensor> prediction_output_tensors(const Prediction& p) {
+    std::map<std::string, Tensor> o;
+    const HeadsOutputs& h = p.heads;
+    const StructureModuleOutputs& sm = p.structure_module;
+    o["final_atom_positions"] = sm.final_atom_positions;
+    o["final_atom_mask"] = sm.final_atom_mask;
+    o["final_atom14_positions"] = sm.final_atom14_positions;
+    o["atom14_atom_exists"] = sm.atom14_atom_exists;
+    o["plddt"] = h.plddt;
+    o["predicted_lddt_logits"] = h.predicted_lddt_logits;
+    o["distogram_logits"] = h.distogram_logits;
+    o["distogram_bin_edges"] = h.distogram_bin_edges;
+    o["masked_msa_logits"] = h.masked_msa_logits;
+    o["experimentally_resolved_logits"] = h.experimentally_resolved_logits;
+    if (h.has_pae) {
+        o["predicted_aligned_error_logits"] = h.predicted_aligned_error_logits;
+        o["aligned_confidence_probs"] = h.aligned_confidence_probs;
+        o["predicted_aligned_error"] = h.predicted_aligned_error;
+        o["max_predicted_aligned_error"] = Tensor::full({}, h.max_predicted_aligned_error);
+        o["ptm"] = Tensor::full({}, h.ptm);
+    }
+    o["representations/msa"] = p.msa;
+    o["representations/msa_first_row"] = p.msa_first_row;
+    o["representations/pair"] = p.pair;
+    o["representations/single"] = p.single;
+    o["representations/structure_module"] = sm.act;
+    o["structure_module/traj"] = sm.traj;
+    o["structure_module/final_affine"] = sm.traj.select(0, sm.traj.size(0) - 1);
+    o["structure_module/sidechain_frames"] = sm.sidechain_frames;
+    o["structure_module/angles_sin_cos"] = sm.angles_sin_cos;
+    o["structure_module/unnormalized_angles_sin_cos"] = sm.unnormalized_angles_sin_cos;
+    o["structure_module/atom14_positions"] = sm.atom14_positions;
+    o["structure_module/states"] = sm.states;
+    for (size_t r = 0; r < p.recycles.size(); ++r) {
+        const IterationRecord& rec = p.recycles[r];
+        const std::string g = "recycles/" + std::to_string(r) + "/";
+        o[g + "msa_first_row"] = rec.msa_first_row;
+        o[g + "pair"] = rec.pair;
+        o[g + "single"] = rec.single;
+        o[g + "structure_module"] = rec.structure_module;
+        o[g + "final_atom_positions"] = rec.final_atom_positions;
+        o[g + "final_atom14_positions"] = rec.final_atom14_positions;
+        o[g + "traj"] = rec.traj;
+        o[g + "pseudo_beta"] = rec.pseudo_beta;
+    }
+    return o;
+}
+
+}  // namespace axfold

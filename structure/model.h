@@ -1,0 +1,108 @@
+// The AlphaFold2 monomer network end to end (AF2 supplement Algorithm 2): embedders, recycling, extra-MSA
+// stack, Evoformer stack, structure module and heads; the C++ API behind `axfold predict`.
+//
+//   axfold::Model model = axfold::Model::load("params_model_3_ptm.npz", "model_3_ptm");
+//   axfold::FeatureDict f = axfold::io::read_features("features.h5");
+//   axfold::Prediction p = model.predict(f, {});
+//
+// Features carry a leading iteration axis R (iteration r uses feature[r]), the layout of the golden
+// `features.h5` and of AF2's processed features after its per-iteration sampling.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "evoformer/embedders.h"
+#include "evoformer/evoformer_stack.h"
+#include "structure/heads.h"
+#include "structure/structure_module.h"
+
+namespace axfold {
+
+class ParamStore;
+
+using FeatureDict = std::map<std::string, Tensor>;
+
+// AF2 monomer presets (model_1 .. model_5, with or without _ptm).
+struct ModelPreset {
+    std::string name;       // "model_3_ptm"
+    int index = 0;          // 1..5
+    bool ptm = false;       // predicted-aligned-error head
+    bool templates = false; // model_1 and model_2
+    int64_t max_extra_msa = 5120, max_msa_clusters = 512;
+    static ModelPreset from_name(const std::string& name);  // throws for unknown names
+};
+
+struct ModelConfig {
+    ModelPreset preset;
+    int64_t evoformer_blocks = 48, extra_msa_blocks = 4;  // from the stacked parameter axes
+    int structure_module_layers = 8;
+    int64_t c_m = 256, c_z = 128, c_s = 384, c_e = 64;
+};
+
+struct ModelWeights {
+    InputEmbedderWeights input_embedder;
+    RecyclingEmbedderWeights recycling_embedder;
+    ExtraMsaEmbedderWeights extra_msa_embedder;
+    SingleActivationsWeights single_activations;
+    EvoformerStackWeights extra_msa_stack, evoformer;
+    StructureModuleWeights structure_module;
+    HeadsWeights heads;
+};
+
+struct PredictOptions {
+    int num_recycle = -1;  // -1: every iteration the features hold (R - 1 recycles)
+    bool keep_recycles = true;
+    // Progress callback: (stage, iteration, seconds of that stage).
+    std::function<void(const std::string&, int, double)> progress;
+};
+
+// What one iteration hands to the next, and what the golden `recycles/r` groups hold.
+struct IterationRecord {
+    Tensor msa_first_row, pair, single, structure_module, final_atom_positions, final_atom14_positions, traj,
+        pseudo_beta;
+};
+
+struct Prediction {
+    HeadsOutputs heads;
+    StructureModuleOutputs structure_module;
+    Tensor msa, msa_first_row, pair, single;  // representations of the last iteration
+    Tensor aatype, residue_index;             // [N] int64
+    std::vector<IterationRecord> recycles;
+    std::vector<std::pair<std::string, double>> timings;  // seconds per stage, summed over iterations
+    int iterations = 0;
+};
+
+class Model {
+public:
+    // Parameters from an .npz or .h5 file; the preset is checked against them.
+    static Model load(const std::string& params_path, const std::string& model_name, int structure_module_layers = 8);
+    static Model from_store(std::shared_ptr<const ParamStore> params, const std::string& model_name,
+                            int structure_module_layers = 8);
+
+    const ModelConfig& config() const { return config_; }
+    Prediction predict(const FeatureDict& features, const PredictOptions& options, Context& ctx) const;
+    Prediction predict(const FeatureDict& features, const PredictOptions& options = {}) const;
+
+private:
+    std::shared_ptr<const ParamStore> params_;
+    ModelConfig config_;
+    ModelWeights weights_;
+};
+
+// Checks that `features` holds every model input with consistent shapes, dtypes and finite values;
+// throws naming the feature (and `source`, e.g. the file) with the expected and found shape.
+void validate_features(const FeatureDict& features, const ModelConfig& config, const std::string& source);
+
+}  // namespace axfold
+
+namespace axfold {
+
+// The final outputs of a prediction under the dataset names and layouts of the golden `outputs.h5`
+// (final_atom_positions, plddt, ..., representations/*, structure_module/*, recycles/<r>/*): what
+// `axfold predict --save-outputs` writes and what the full-model golden test compares.
+std::map<std::string, Tensor> prediction_output_tensors(const Prediction& p);
+
+}  // namespace axfold
