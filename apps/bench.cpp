@@ -10,7 +10,9 @@
 #include "apps/commands.h"
 #include "evoformer/evoformer_stack.h"
 #include "evoformer/param_shapes.h"
+#include "io/params.h"
 #include "kernels/ops.h"
+#include "structure/model_params.h"
 
 namespace axfold::apps {
 
@@ -67,6 +69,7 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
         }
         times.push_back(std::chrono::duration<double>(end - t0).count());
     }
+    std::fflush(stdout);
     for (auto& [name, sec] : stages)
         std::fprintf(stderr, "  %-48s %.3f s/block\n", name.c_str(), sec / o.blocks);
     std::sort(times.begin(), times.end());
@@ -87,6 +90,69 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
             "peak RSS %.1f MiB (workspace %.1f MiB)\n",
             (long long)S, (long long)R, num_threads(), o.blocks, median, gflops, rss / 1048576.0,
             ctx.ws.high_water_bytes() / 1048576.0);
+    }
+    return 0;
+}
+
+int bench_model_main(const BenchModelOptions& o) {
+    AXF_CHECK(o.n_res > 0 && o.n_seq > 0 && o.n_extra > 0, "bench model: sizes must be positive");
+    set_num_threads(o.threads);
+    ModelPreset preset = ModelPreset::from_name("model_3_ptm");
+    ModelDims d;
+    d.evoformer_blocks = o.evoformer_blocks;
+    d.extra_msa_blocks = o.extra_msa_blocks;
+    auto store = std::make_shared<ParamStore>();
+    for (auto& [k, t] : init_model_params(preset, d, 1)) store->insert(k, t);
+    Model model = Model::from_store(store, preset.name);
+
+    // Random but well-formed features: one-hot residue types and MSA tokens, all masks 1.
+    const int64_t R = o.num_recycle + 1, N = o.n_res, S = o.n_seq, E = o.n_extra;
+    std::mt19937 rng(3);
+    std::uniform_int_distribution<int> aa(0, 19), tok(0, 21);
+    FeatureDict f;
+    Tensor aatype = Tensor::empty({R, N}, DType::I64), ri = Tensor::empty({R, N}, DType::I64);
+    Tensor tf = Tensor::zeros({R, N, 22}), msa_feat = Tensor::zeros({R, S, N, 49});
+    Tensor extra = Tensor::empty({R, E, N}, DType::I64);
+    for (int64_t i = 0; i < N; ++i) {
+        int a = aa(rng);
+        for (int64_t r = 0; r < R; ++r) {
+            aatype.data<int64_t>()[r * N + i] = a;
+            ri.data<int64_t>()[r * N + i] = i;
+            tf.f32()[(r * N + i) * 22 + 1 + a] = 1.f;
+        }
+    }
+    for (int64_t e = 0; e < R * S * N; ++e) msa_feat.f32()[e * 49 + tok(rng)] = 1.f;
+    for (int64_t e = 0; e < R * E * N; ++e) extra.data<int64_t>()[e] = tok(rng);
+    f["aatype"] = aatype;
+    f["residue_index"] = ri;
+    f["target_feat"] = tf;
+    f["msa_feat"] = msa_feat;
+    f["seq_mask"] = Tensor::full({R, N}, 1.f);
+    f["msa_mask"] = Tensor::full({R, S, N}, 1.f);
+    f["extra_msa"] = extra;
+    f["extra_has_deletion"] = Tensor::zeros({R, E, N});
+    f["extra_deletion_value"] = Tensor::zeros({R, E, N});
+    f["extra_msa_mask"] = Tensor::full({R, E, N}, 1.f);
+
+    auto t0 = std::chrono::steady_clock::now();
+    Context ctx;
+    Prediction p = model.predict(f, {}, ctx);
+    const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const size_t rss = peak_rss_bytes();
+    if (o.json) {
+        std::printf("{\"benchmark\": \"model\", \"n_res\": %lld, \"n_seq\": %lld, \"n_extra\": %lld, "
+                    "\"evoformer_blocks\": %lld, \"extra_msa_blocks\": %lld, \"iterations\": %d, \"threads\": %d",
+                    (long long)N, (long long)S, (long long)E, (long long)d.evoformer_blocks,
+                    (long long)d.extra_msa_blocks, p.iterations, num_threads());
+        for (auto& [stage, sec] : p.timings) std::printf(", \"%s_seconds_per_iteration\": %.4f", stage.c_str(), sec / p.iterations);
+        std::printf(", \"seconds_per_iteration\": %.4f, \"peak_rss_bytes\": %zu}\n", total / p.iterations, rss);
+    } else {
+        std::printf("model N=%lld S=%lld E=%lld blocks %lld+%lld threads=%d: %.3f s per iteration (",
+                    (long long)N, (long long)S, (long long)E, (long long)d.evoformer_blocks,
+                    (long long)d.extra_msa_blocks, num_threads(), total / p.iterations);
+        for (size_t i = 0; i < p.timings.size(); ++i)
+            std::printf("%s%s %.3f s", i ? ", " : "", p.timings[i].first.c_str(), p.timings[i].second / p.iterations);
+        std::printf("), peak RSS %.1f MiB\n", rss / 1048576.0);
     }
     return 0;
 }

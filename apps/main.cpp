@@ -16,12 +16,75 @@ namespace {
 const char* kUsage =
     "usage: axfold <command> [options]\n"
     "commands:\n"
+    "  predict [options]                 structures and confidences from features and parameters\n"
+    "  init-params [options]             random parameters in the AF2 layout (meaningless structures)\n"
     "  convert-params IN.npz OUT.h5      convert official AlphaFold2 parameters to HDF5\n"
-    "  bench evoformer [options]         time Evoformer blocks at AF2 widths (--help for options)\n";
+    "  bench evoformer|model [options]   benchmarks at AF2 widths\n"
+    "Run 'axfold <command> --help' for a command's options.\n";
+
+// Parses args into vm; returns false (after printing help) when --help was asked.
+bool parse(const std::vector<std::string>& args, const po::options_description& desc, po::variables_map& vm) {
+    po::store(po::command_line_parser(args).options(desc).run(), vm);
+    if (vm.count("help")) {
+        std::cout << desc << "\n";
+        return false;
+    }
+    po::notify(vm);
+    return true;
+}
+
+int run_predict(const std::vector<std::string>& args) {
+    PredictOptions o;
+    po::options_description desc("axfold predict options");
+    desc.add_options()("help,h", "show this help")(
+        "features", po::value<std::string>(&o.features)->required(), "processed features (HDF5, leading iteration axis)")(
+        "params", po::value<std::string>(&o.params)->required(), "AlphaFold2 parameters (.npz as published, or .h5)")(
+        "model-name", po::value<std::string>(&o.model_name)->required(), "model_1 .. model_5, optionally _ptm")(
+        "out-dir", po::value<std::string>(&o.out_dir)->required(), "output directory (created if missing)")(
+        "num-recycle", po::value<int>(&o.num_recycle)->default_value(-1), "recycles (-1: every iteration in the features)")(
+        "threads", po::value<int>(&o.threads)->default_value(0), "CPU threads (0 = all)")(
+        "structure-module-layers", po::value<int>(&o.structure_module_layers)->default_value(8),
+        "structure-module iterations (AF2: 8)")(
+        "save-outputs", po::bool_switch(&o.save_outputs), "also write outputs_<name>.h5 (all outputs, per-iteration)")(
+        "overwrite", po::bool_switch(&o.overwrite), "replace existing results");
+    po::variables_map vm;
+    if (!parse(args, desc, vm)) return 0;
+    return predict_main(o);
+}
+
+int run_init_params(const std::vector<std::string>& args) {
+    InitParamsOptions o;
+    po::options_description desc("axfold init-params options");
+    desc.add_options()("help,h", "show this help")(
+        "model-name", po::value<std::string>(&o.model_name)->required(), "model_3 .. model_5, optionally _ptm")(
+        "out", po::value<std::string>(&o.out)->required(), "output file (.npz, or .h5)")(
+        "evoformer-blocks", po::value<int64_t>(&o.evoformer_blocks)->default_value(48), "Evoformer blocks")(
+        "extra-msa-blocks", po::value<int64_t>(&o.extra_msa_blocks)->default_value(4), "extra-MSA blocks")(
+        "seed", po::value<uint64_t>(&o.seed)->default_value(0), "random seed");
+    po::variables_map vm;
+    if (!parse(args, desc, vm)) return 0;
+    return init_params_main(o);
+}
 
 int run_bench(const std::vector<std::string>& args) {
+    if (!args.empty() && args[0] == "model") {
+        BenchModelOptions o;
+        po::options_description desc("axfold bench model options");
+        desc.add_options()("help,h", "show this help")(
+            "n-res", po::value<int64_t>(&o.n_res)->default_value(128), "residues")(
+            "n-seq", po::value<int64_t>(&o.n_seq)->default_value(128), "MSA cluster rows")(
+            "n-extra", po::value<int64_t>(&o.n_extra)->default_value(1024), "extra-MSA rows")(
+            "evoformer-blocks", po::value<int64_t>(&o.evoformer_blocks)->default_value(48), "Evoformer blocks")(
+            "extra-msa-blocks", po::value<int64_t>(&o.extra_msa_blocks)->default_value(4), "extra-MSA blocks")(
+            "num-recycle", po::value<int>(&o.num_recycle)->default_value(0), "recycles (iterations - 1)")(
+            "threads", po::value<int>(&o.threads)->default_value(0), "CPU threads (0 = all)")(
+            "json", po::bool_switch(&o.json), "print one JSON object");
+        po::variables_map vm;
+        if (!parse(std::vector<std::string>(args.begin() + 1, args.end()), desc, vm)) return 0;
+        return bench_model_main(o);
+    }
     if (args.empty() || args[0] != "evoformer") {
-        std::fprintf(stderr, "axfold bench: expected a benchmark name (evoformer)\n");
+        std::fprintf(stderr, "axfold bench: expected a benchmark name (evoformer or model)\n");
         return 2;
     }
     BenchEvoformerOptions o;
@@ -61,6 +124,8 @@ int main(int argc, char** argv) {
             return convert_params_main(args[0], args[1]);
         }
         if (cmd == "bench") return run_bench(args);
+        if (cmd == "predict") return run_predict(args);
+        if (cmd == "init-params") return run_init_params(args);
         std::fprintf(stderr, "axfold: unknown command '%s'\n%s", cmd.c_str(), kUsage);
         return 2;
     } catch (const axfold::Error& e) {

@@ -157,8 +157,9 @@ Model Model::from_store(std::shared_ptr<const ParamStore> params, const std::str
     const bool has_templates = ps.has(kRoot + "/evoformer/template_embedding/single_template_embedding/embedding2d//weights");
     const bool has_pae = ps.has(kRoot + "/predicted_aligned_error_head/logits//weights");
     AXF_CHECK(has_pae == c.preset.ptm,
-              "%s: parameters %s a predicted-aligned-error head, but model '%s' %s one (parameters of another model?)",
-              ps.path().c_str(), has_pae ? "have" : "lack", model_name.c_str(), c.preset.ptm ? "needs" : "has no");
+              "%s: parameters %s a predicted-aligned-error head, but model '%s' %s (parameters of another model?)",
+              ps.path().c_str(), has_pae ? "have" : "lack", model_name.c_str(),
+              c.preset.ptm ? "needs one" : "has none; use the _ptm model name");
     AXF_CHECK(has_templates == c.preset.templates,
               "%s: parameters %s template embedding, but model '%s' %s templates (parameters of another model?)",
               ps.path().c_str(), has_templates ? "have a" : "lack the", model_name.c_str(),

@@ -1,0 +1,111 @@
+// `axfold predict`: features + parameters in; structures, confidences and timings out, in the files
+// AlphaFold users' pipelines already read.
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+
+#include "apps/commands.h"
+#include "io/atomic_file.h"
+#include "io/features.h"
+#include "io/hdf5_file.h"
+#include "io/json_writer.h"
+#include "io/structure_writer.h"
+#include "kernels/ops.h"
+#include "structure/model.h"
+
+namespace axfold::apps {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Per-atom B-factors: the residue's pLDDT on every present atom.
+Tensor plddt_b_factors(const Tensor& plddt, const Tensor& atom_mask) {
+    const int64_t N = plddt.size(0);
+    Tensor b = Tensor::zeros({N, 37});
+    for (int64_t i = 0; i < N; ++i)
+        for (int64_t a = 0; a < 37; ++a) b.f32()[i * 37 + a] = plddt.f32()[i] * atom_mask.f32()[i * 37 + a];
+    return b;
+}
+
+}  // namespace
+
+int predict_main(const PredictOptions& o) {
+    auto t_start = Clock::now();
+    AXF_CHECK(!o.features.empty() && !o.params.empty() && !o.model_name.empty() && !o.out_dir.empty(),
+              "predict: --features, --params, --model-name and --out-dir are required");
+    set_num_threads(o.threads);
+    const std::string name = o.model_name;
+    namespace fs = std::filesystem;
+    fs::create_directories(o.out_dir);
+    auto out = [&](const std::string& f) { return (fs::path(o.out_dir) / f).string(); };
+    const std::string pdb = out(name + "_unrelaxed.pdb"), cif = out(name + "_unrelaxed.cif"),
+                      conf = out("confidence_" + name + ".json"), pae = out("pae_" + name + ".json"),
+                      scores = out("scores_" + name + ".json"), ranking = out("ranking_debug.json"),
+                      timings = out("timings.json"), h5 = out("outputs_" + name + ".h5");
+    if (!o.overwrite) {
+        for (const std::string& f : {pdb, cif, conf, pae, ranking, timings, h5})
+            AXF_CHECK(!io::file_exists(f), "%s already exists; pass --overwrite to replace results", f.c_str());
+    }
+
+    std::vector<std::pair<std::string, double>> stages;
+    auto t0 = Clock::now();
+    FeatureDict features = io::read_features_h5(o.features);
+    stages.push_back({"load_features", since(t0)});
+    t0 = Clock::now();
+    Model model = Model::load(o.params, name, o.structure_module_layers);
+    stages.push_back({"load_params_" + name, since(t0)});
+    validate_features(features, model.config(), o.features);  // names the file in every message
+    const ModelConfig& cfg = model.config();
+    std::fprintf(stderr,
+                 "axfold predict: %s, %lld Evoformer / %lld extra-MSA blocks, %d structure-module layers, %d threads\n",
+                 name.c_str(), (long long)cfg.evoformer_blocks, (long long)cfg.extra_msa_blocks,
+                 cfg.structure_module_layers, num_threads());
+
+    axfold::PredictOptions po;
+    po.num_recycle = o.num_recycle;
+    po.keep_recycles = o.save_outputs;
+    po.progress = [&](const std::string& stage, int r, double s) {
+        std::fprintf(stderr, "  iteration %d  %-18s %8.3f s   (elapsed %.1f s)\n", r, stage.c_str(), s, since(t_start));
+    };
+    t0 = Clock::now();
+    Context ctx;
+    Prediction p = model.predict(features, po, ctx);
+    const double predict_s = since(t0);
+    stages.push_back({"predict_" + name, predict_s});
+    for (const auto& [s, sec] : p.timings) stages.push_back({s + "_" + name, sec});
+
+    t0 = Clock::now();
+    const HeadsOutputs& h = p.heads;
+    io::ProteinStructure prot;
+    prot.aatype = p.aatype;
+    prot.residue_index = p.residue_index;
+    prot.atom_positions = p.structure_module.final_atom_positions;
+    prot.atom_mask = p.structure_module.final_atom_mask;
+    prot.b_factors = plddt_b_factors(h.plddt, prot.atom_mask);
+    io::write_pdb(pdb, prot);
+    io::write_mmcif(cif, prot, name);
+    io::write_file_atomic(conf, io::confidence_json(h.plddt));
+    double mean_plddt = 0;
+    for (int64_t i = 0; i < h.plddt.numel(); ++i) mean_plddt += h.plddt.f32()[i];
+    mean_plddt /= static_cast<double>(std::max<int64_t>(h.plddt.numel(), 1));
+    double ptm = h.ptm;
+    if (h.has_pae) io::write_file_atomic(pae, io::pae_json(h.predicted_aligned_error, h.max_predicted_aligned_error));
+    io::write_file_atomic(scores, io::colabfold_scores_json(h.plddt, h.has_pae ? &h.predicted_aligned_error : nullptr,
+                                                            h.max_predicted_aligned_error, h.has_pae ? &ptm : nullptr));
+    io::write_file_atomic(ranking, io::ranking_debug_json({{name, mean_plddt}}, "plddts"));
+    if (o.save_outputs) {
+        io::Hdf5Writer w(h5);
+        for (const auto& [key, t] : prediction_output_tensors(p)) w.write(key, t.contiguous());
+        w.commit();
+    }
+    stages.push_back({"write_outputs_" + name, since(t0)});
+    io::write_file_atomic(timings, io::timings_json(stages));
+    std::printf("axfold predict: %s  N=%lld  iterations=%d  mean pLDDT %.2f%s  predict %.2f s  total %.2f s  -> %s\n",
+                name.c_str(), (long long)p.aatype.numel(), p.iterations, mean_plddt,
+                h.has_pae ? strfmt("  pTM %.4f", h.ptm).c_str() : "", predict_s, since(t_start), o.out_dir.c_str());
+    return 0;
+}
+
+}  // namespace axfold::apps
