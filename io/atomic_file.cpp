@@ -48,23 +48,25 @@ void write_file_atomic(const std::string& path, const std::string& content) {
         const ssize_t n = ::write(fd, p, left);
         if (n < 0) {
             if (errno == EINTR) continue;
-            fail_and_cleanup(fd, tmp,
-                             strfmt("cannot write %s: writing temporary file %s failed after %zu of %zu bytes: %s",
-                                    path.c_str(), tmp.c_str(), content.size() - left, content.size(),
-                                    std::strerror(errno)));
+            fail_and_cleanup(
+                fd, tmp,
+                strfmt("cannot write %s: writing temporary file %s failed after %zu of %zu bytes: %s", path.c_str(),
+                       tmp.c_str(), content.size() - left, content.size(), std::strerror(errno)));
         }
         p += n;
         left -= static_cast<size_t>(n);
     }
     if (::fsync(fd) != 0)
-        fail_and_cleanup(fd, tmp, strfmt("cannot write %s: fsync of %s failed: %s", path.c_str(), tmp.c_str(),
-                                         std::strerror(errno)));
+        fail_and_cleanup(
+            fd, tmp,
+            strfmt("cannot write %s: fsync of %s failed: %s", path.c_str(), tmp.c_str(), std::strerror(errno)));
     if (::close(fd) != 0)
-        fail_and_cleanup(-1, tmp, strfmt("cannot write %s: closing %s failed: %s", path.c_str(), tmp.c_str(),
-                                         std::strerror(errno)));
+        fail_and_cleanup(
+            -1, tmp, strfmt("cannot write %s: closing %s failed: %s", path.c_str(), tmp.c_str(), std::strerror(errno)));
     if (::rename(tmp.c_str(), path.c_str()) != 0)
-        fail_and_cleanup(-1, tmp, strfmt("cannot write %s: renaming %s over it failed: %s", path.c_str(),
-                                         tmp.c_str(), std::strerror(errno)));
+        fail_and_cleanup(
+            -1, tmp,
+            strfmt("cannot write %s: renaming %s over it failed: %s", path.c_str(), tmp.c_str(), std::strerror(errno)));
 
     // Make the rename itself durable. Best effort: some file systems refuse fsync on directories, and
     // the new file is already complete and in place.

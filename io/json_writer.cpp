@@ -108,13 +108,27 @@ std::string json_string(const std::string& s) {
     std::string out = "\"";
     for (unsigned char c : s) {
         switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
-            case '\b': out += "\\b"; break;
-            case '\f': out += "\\f"; break;
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
+            case '\b':
+                out += "\\b";
+                break;
+            case '\f':
+                out += "\\f";
+                break;
             default:
                 if (c < 0x20 || c == 0x7f) {
                     out += strfmt("\\u%04x", c);
@@ -135,7 +149,10 @@ std::string confidence_json(const Tensor& plddt) {
     std::string out;
     out.reserve(static_cast<size_t>(n) * 16 + 96);
     out += "{\"residueNumber\":[";
-    for (int64_t i = 0; i < n; ++i) out += (i ? "," : "") + std::to_string(i + 1);
+    for (int64_t i = 0; i < n; ++i) {
+        if (i) out += ',';
+        out += std::to_string(i + 1);
+    }
     out += "],\"confidenceScore\":";
     append_rounded_list(out, v.data(), n, 2, ",", "confidence_json: plddt");
     out += ",\"confidenceCategory\":[";

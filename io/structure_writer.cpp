@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <set>
 #include <vector>
@@ -100,7 +101,9 @@ HostStructure load(const ProteinStructure& p) {
     return s;
 }
 
-void append(std::string& out, const char* fmt, auto... args) { out += strfmt(fmt, args...); }
+void append(std::string& out, const char* fmt, auto... args) {
+    out += strfmt(fmt, args...);
+}
 
 // ------------------------------------------------------------------ PDB
 
@@ -116,8 +119,7 @@ void check_pdb_field(double v, double lo, double hi, const char* what, int64_t r
 bool is_cif_reserved(const std::string& v) {
     std::string l(v.size(), ' ');
     std::transform(v.begin(), v.end(), l.begin(), [](unsigned char c) { return std::tolower(c); });
-    return l.rfind("data_", 0) == 0 || l.rfind("save_", 0) == 0 || l == "loop_" || l == "global_" ||
-           l == "stop_";
+    return l.rfind("data_", 0) == 0 || l.rfind("save_", 0) == 0 || l == "loop_" || l == "global_" || l == "stop_";
 }
 
 // A CIF value as a token: bare where possible, else quoted, else a ;-text field on its own lines (any
@@ -155,9 +157,9 @@ std::string sanitize_name(const std::string& name) {
 
 const char* chem_comp_name(int restype) {
     static constexpr const char* kNames[rc::kNumRestypesWithX] = {
-        "ALANINE",   "ARGININE",   "ASPARAGINE",    "ASPARTIC ACID", "CYSTEINE", "GLUTAMINE", "GLUTAMIC ACID",
-        "GLYCINE",   "HISTIDINE",  "ISOLEUCINE",    "LEUCINE",       "LYSINE",   "METHIONINE", "PHENYLALANINE",
-        "PROLINE",   "SERINE",     "THREONINE",     "TRYPTOPHAN",    "TYROSINE", "VALINE",    "UNKNOWN"};
+        "ALANINE", "ARGININE",  "ASPARAGINE", "ASPARTIC ACID", "CYSTEINE", "GLUTAMINE",  "GLUTAMIC ACID",
+        "GLYCINE", "HISTIDINE", "ISOLEUCINE", "LEUCINE",       "LYSINE",   "METHIONINE", "PHENYLALANINE",
+        "PROLINE", "SERINE",    "THREONINE",  "TRYPTOPHAN",    "TYROSINE", "VALINE",     "UNKNOWN"};
     return kNames[restype];
 }
 
@@ -218,11 +220,12 @@ std::string to_pdb(const ProteinStructure& p) {
             check_pdb_field(s.b(i, a), -99.995, 999.995, "B-factor", resnum, a);
             const char* atom = rc::kAtomTypes[a];
             // AF2: names of length 4 start in column 13, shorter ones in column 14.
-            const std::string name = std::strlen(atom) == 4 ? std::string(atom) : " " + std::string(atom);
+            char name[6];
+            std::snprintf(name, sizeof(name), std::strlen(atom) == 4 ? "%s" : " %s", atom);
             const char element[2] = {rc::atom_element(a), '\0'};
             append(out, "%-6s%5lld %-4s%1s%3s %1c%4lld%1s   %8.3f%8.3f%8.3f%6.2f%6.2f          %2s%2s\n", "ATOM",
-                   (long long)serial, name.c_str(), "", resname, chain, (long long)resnum, "", s.x(i, a, 0),
-                   s.x(i, a, 1), s.x(i, a, 2), 1.00, s.b(i, a), element, "");
+                   (long long)serial, name, "", resname, chain, (long long)resnum, "", s.x(i, a, 0), s.x(i, a, 1),
+                   s.x(i, a, 2), 1.00, s.b(i, a), element, "");
             ++serial;
         }
     }
@@ -240,8 +243,8 @@ std::string to_mmcif(const ProteinStructure& p, const std::string& name) {
         AXF_CHECK(std::isalnum(c), "cannot write mmCIF: chain id '%s' must be ASCII letters and digits",
                   p.chain_id.c_str());
     for (int64_t i = 0; i < s.n; ++i) {
-        AXF_CHECK(s.residue_index[i] >= 0, "cannot write mmCIF: residue_index[%lld] = %lld is negative",
-                  (long long)i, (long long)s.residue_index[i]);
+        AXF_CHECK(s.residue_index[i] >= 0, "cannot write mmCIF: residue_index[%lld] = %lld is negative", (long long)i,
+                  (long long)s.residue_index[i]);
         AXF_CHECK(i == 0 || s.residue_index[i] > s.residue_index[i - 1],
                   "cannot write mmCIF: residue_index must increase strictly, but residue_index[%lld] = %lld follows "
                   "%lld",
@@ -276,8 +279,8 @@ std::string to_mmcif(const ProteinStructure& p, const std::string& name) {
     // Chemical components, in AF2 residue order; GLY is 'peptide linking' as in AF2 and the CCD.
     cif_loop_header(out, "_chem_comp", {"id", "type", "name"});
     for (int r : comps)
-        out += std::string(rc::kRestype3[r]) + " " + cif_value(r == 7 ? "peptide linking" : "L-peptide linking") +
-               " " + cif_value(chem_comp_name(r)) + "\n";
+        out += std::string(rc::kRestype3[r]) + " " + cif_value(r == 7 ? "peptide linking" : "L-peptide linking") + " " +
+               cif_value(chem_comp_name(r)) + "\n";
     out += "#\n";
 
     cif_pairs(out, {{"_entity.id", "1"}, {"_entity.type", "polymer"}});
@@ -305,9 +308,9 @@ std::string to_mmcif(const ProteinStructure& p, const std::string& name) {
                     {"_ma_software_group.group_id", "1"},
                     {"_ma_software_group.software_id", "1"}});
     cif_pairs(out, {{"_ma_data.id", "1"}, {"_ma_data.name", "Model"}, {"_ma_data.content_type", "model coordinates"}});
-    cif_pairs(out, {{"_ma_target_entity.entity_id", "1"},
-                    {"_ma_target_entity.data_id", "1"},
-                    {"_ma_target_entity.origin", "."}});
+    cif_pairs(
+        out,
+        {{"_ma_target_entity.entity_id", "1"}, {"_ma_target_entity.data_id", "1"}, {"_ma_target_entity.origin", "."}});
     cif_pairs(out, {{"_ma_target_entity_instance.asym_id", chain},
                     {"_ma_target_entity_instance.entity_id", "1"},
                     {"_ma_target_entity_instance.details", "."}});
@@ -325,11 +328,17 @@ std::string to_mmcif(const ProteinStructure& p, const std::string& name) {
     std::set<char> elements;
     std::vector<double> res_plddt(static_cast<size_t>(s.n), 0.0);
     std::vector<bool> res_present(static_cast<size_t>(s.n), false);
-    cif_loop_header(out, "_atom_site",
-                    {"group_PDB", "id", "type_symbol", "label_atom_id", "label_alt_id", "label_comp_id",
-                     "label_asym_id", "label_entity_id", "label_seq_id", "pdbx_PDB_ins_code", "Cartn_x", "Cartn_y",
-                     "Cartn_z", "occupancy", "B_iso_or_equiv", "pdbx_formal_charge", "auth_seq_id", "auth_comp_id",
-                     "auth_asym_id", "auth_atom_id", "pdbx_PDB_model_num"});
+    cif_loop_header(out, "_atom_site", {"group_PDB",         "id",
+                                        "type_symbol",       "label_atom_id",
+                                        "label_alt_id",      "label_comp_id",
+                                        "label_asym_id",     "label_entity_id",
+                                        "label_seq_id",      "pdbx_PDB_ins_code",
+                                        "Cartn_x",           "Cartn_y",
+                                        "Cartn_z",           "occupancy",
+                                        "B_iso_or_equiv",    "pdbx_formal_charge",
+                                        "auth_seq_id",       "auth_comp_id",
+                                        "auth_asym_id",      "auth_atom_id",
+                                        "pdbx_PDB_model_num"});
     int64_t serial = 1;
     for (int64_t i = 0; i < s.n; ++i) {
         const long long num = static_cast<long long>(s.residue_index[i] + 1);
@@ -341,7 +350,7 @@ std::string to_mmcif(const ProteinStructure& p, const std::string& name) {
             const char* atom = rc::kAtomTypes[a];
             const char element = rc::atom_element(a);
             elements.insert(element);
-            append(out, "ATOM %lld %c %s . %s %s 1 %lld ? %.3f %.3f %.3f 1.00 %.2f ? %lld %s %s %s 1\n",
+            append(out, "ATOM %lld %c %s . %s %s 1 %lld . %.3f %.3f %.3f 1.00 %.2f ? %lld %s %s %s 1\n",
                    (long long)serial, element, atom, resname, chain.c_str(), num, s.x(i, a, 0), s.x(i, a, 1),
                    s.x(i, a, 2), s.b(i, a), num, resname, chain.c_str(), atom);
             ++serial;
@@ -374,9 +383,9 @@ std::string to_mmcif(const ProteinStructure& p, const std::string& name) {
                     {"_ma_qa_metric_global.model_id", "1"},
                     {"_ma_qa_metric_global.metric_id", "1"},
                     {"_ma_qa_metric_global.metric_value", strfmt("%.2f", gcount ? gsum / gcount : 0.0)}});
-    cif_loop_header(out, "_ma_qa_metric_local",
-                    {"ordinal_id", "model_id", "label_asym_id", "label_seq_id", "label_comp_id", "metric_id",
-                     "metric_value"});
+    cif_loop_header(
+        out, "_ma_qa_metric_local",
+        {"ordinal_id", "model_id", "label_asym_id", "label_seq_id", "label_comp_id", "metric_id", "metric_value"});
     int64_t ordinal = 1;
     for (int64_t i = 0; i < s.n; ++i) {
         if (!res_present[i]) continue;
@@ -387,7 +396,9 @@ std::string to_mmcif(const ProteinStructure& p, const std::string& name) {
     return out;
 }
 
-void write_pdb(const std::string& path, const ProteinStructure& p) { write_file_atomic(path, to_pdb(p)); }
+void write_pdb(const std::string& path, const ProteinStructure& p) {
+    write_file_atomic(path, to_pdb(p));
+}
 
 void write_mmcif(const std::string& path, const ProteinStructure& p, const std::string& name) {
     write_file_atomic(path, to_mmcif(p, name));

@@ -1,0 +1,166 @@
+// The `axfold` command end to end: predict on the small golden set writes every file, the files parse
+// back to the prediction, existing results are protected, bad inputs fail with a clear message; and
+// init-params writes parameters that predict accepts.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "io/hdf5_file.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+using namespace axfold;
+
+namespace {
+
+const std::string kBin = AXFOLD_BINARY;
+const std::string kSmall = std::string(AXFOLD_TEST_DATA_DIR) + "/golden/small";
+
+struct RunResult {
+    int rc;
+    std::string out;
+};
+
+RunResult run(const std::string& args) {
+    std::string cmd = kBin + " " + args + " 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    std::string out;
+    char buf[4096];
+    while (p && fgets(buf, sizeof buf, p)) out += buf;
+    int st = p ? pclose(p) : -1;
+    return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+std::string slurp(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+fs::path fresh_dir(const std::string& name) {
+    fs::path d = fs::temp_directory_path() / ("axfold_cli_" + name + "_" + std::to_string(::getpid()));
+    fs::remove_all(d);
+    return d;
+}
+
+}  // namespace
+
+TEST(Cli, PredictWritesEveryOutputAndTheyParseBack) {
+    fs::path out = fresh_dir("predict");
+    const std::string args = "predict --features " + kSmall + "/features.h5 --params " + kSmall +
+                             "/params.npz --model-name model_3_ptm --structure-module-layers 2 --threads 1 --out-dir " +
+                             out.string();
+    RunResult r = run(args + " --save-outputs");
+    ASSERT_EQ(r.rc, 0) << r.out;
+    for (const char* f : {"model_3_ptm_unrelaxed.pdb", "model_3_ptm_unrelaxed.cif", "confidence_model_3_ptm.json",
+                          "pae_model_3_ptm.json", "ranking_debug.json", "timings.json", "outputs_model_3_ptm.h5"})
+        EXPECT_TRUE(fs::exists(out / f)) << f;
+    for (auto& e : fs::directory_iterator(out))
+        EXPECT_EQ(e.path().string().find(".tmp"), std::string::npos) << "temporary file left: " << e.path();
+
+    // The saved outputs equal the golden outputs (same tolerance as the full-model golden test).
+    io::Hdf5File ours((out / "outputs_model_3_ptm.h5").string()), golden(kSmall + "/outputs.h5");
+    auto pos = test::to_f64(ours.read_f32("final_atom_positions"));
+    auto gpos = test::to_f64(golden.read_f32("final_atom_positions"));
+    auto res = test::compare(pos, gpos, 1e-2, 0, "final_atom_positions");
+    EXPECT_EQ(res.bad, 0);
+
+    // PDB ATOM records parse back to the saved atom37 positions and carry pLDDT as B-factor.
+    Tensor mask = ours.read_f32("final_atom_mask"), plddt = ours.read_f32("plddt");
+    std::istringstream pdb(slurp((out / "model_3_ptm_unrelaxed.pdb").string()));
+    std::string line;
+    std::vector<double> xyz, bf;
+    while (std::getline(pdb, line))
+        if (line.rfind("ATOM", 0) == 0) {
+            for (int c = 0; c < 3; ++c) xyz.push_back(std::stod(line.substr(30 + 8 * c, 8)));
+            bf.push_back(std::stod(line.substr(60, 6)));
+        }
+    std::vector<double> expect_xyz, expect_bf;
+    const int64_t N = mask.size(0);
+    for (int64_t i = 0; i < N; ++i)
+        for (int64_t a = 0; a < 37; ++a)
+            if (mask.at({i, a}) > 0.5f) {
+                for (int c = 0; c < 3; ++c) expect_xyz.push_back(pos[(i * 37 + a) * 3 + c]);
+                expect_bf.push_back(plddt.f32()[i]);
+            }
+    ASSERT_EQ(xyz.size(), expect_xyz.size());
+    EXPECT_EQ(test::compare(xyz, expect_xyz, 6e-4, 0, "pdb xyz").bad, 0);
+    EXPECT_EQ(test::compare(bf, expect_bf, 6e-3, 0, "pdb b-factor").bad, 0);
+
+    std::string pae = slurp((out / "pae_model_3_ptm.json").string());
+    EXPECT_NE(pae.find("\"max_predicted_aligned_error\":31.75"), std::string::npos) << pae.substr(0, 200);
+    EXPECT_NE(slurp((out / "ranking_debug.json").string()).find("\"plddts\""), std::string::npos);
+    EXPECT_NE(slurp((out / "model_3_ptm_unrelaxed.cif").string()).find("_ma_qa_metric_local"), std::string::npos);
+
+    // Existing results are not overwritten without --overwrite.
+    RunResult again = run(args);
+    EXPECT_NE(again.rc, 0);
+    EXPECT_NE(again.out.find("--overwrite"), std::string::npos) << again.out;
+    EXPECT_EQ(run(args + " --overwrite").rc, 0);
+    fs::remove_all(out);
+}
+
+TEST(Cli, BadInputsAreClearErrors) {
+    fs::path out = fresh_dir("bad");
+    // Parameters of another model.
+    RunResult r = run("predict --features " + kSmall + "/features.h5 --params " + kSmall +
+                "/params.npz --model-name model_4 --out-dir " + out.string());
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("params.npz"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("predicted-aligned-error"), std::string::npos) << r.out;
+    // Features that are not features.
+    r = run("predict --features " + kSmall + "/params.h5 --params " + kSmall +
+            "/params.npz --model-name model_3_ptm --out-dir " + out.string());
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("params.h5"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("features"), std::string::npos) << r.out;
+    // A feature with a wrong shape.
+    fs::create_directories(out);
+    {
+        io::Hdf5File f(kSmall + "/features.h5");
+        io::Hdf5Writer w((out / "bad.h5").string());
+        for (const std::string& k : f.list("/", false)) {
+            Tensor t = f.read(k);
+            if (k == "msa_feat") t = t.slice(3, 0, 48).contiguous();
+            w.write(k, t);
+        }
+        w.commit();
+    }
+    r = run("predict --features " + (out / "bad.h5").string() + " --params " + kSmall +
+            "/params.npz --model-name model_3_ptm --out-dir " + out.string());
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("msa_feat"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("49"), std::string::npos) << r.out;
+    // And one missing a feature (the file with only the wrong shape fixed would report extra_msa).
+    {
+        io::Hdf5File f(kSmall + "/features.h5");
+        io::Hdf5Writer w((out / "missing.h5").string());
+        for (const std::string& k : f.list("/", false))
+            if (k != "extra_msa") w.write(k, f.read(k));
+        w.commit();
+    }
+    r = run("predict --features " + (out / "missing.h5").string() + " --params " + kSmall +
+            "/params.npz --model-name model_3_ptm --out-dir " + out.string());
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("missing feature 'extra_msa'"), std::string::npos) << r.out;
+    EXPECT_FALSE(fs::exists(out / "model_3_ptm_unrelaxed.pdb"));
+    fs::remove_all(out);
+}
+
+TEST(Cli, InitParamsWritesAf2LayoutThatPredictAccepts) {
+    fs::path out = fresh_dir("init");
+    fs::create_directories(out);
+    const std::string params = (out / "p.npz").string();
+    RunResult r = run("init-params --model-name model_5_ptm --out " + params + " --evoformer-blocks 1 --extra-msa-blocks 1");
+    ASSERT_EQ(r.rc, 0) << r.out;
+    r = run("predict --features " + std::string(AXFOLD_TEST_DATA_DIR) + "/../../data/example/features.h5 --params " +
+            params + " --model-name model_5_ptm --num-recycle 0 --structure-module-layers 2 --out-dir " +
+            (out / "o").string());
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_TRUE(fs::exists(out / "o" / "model_5_ptm_unrelaxed.pdb"));
+    fs::remove_all(out);
+}
