@@ -89,11 +89,13 @@ void gemm_dispatch(const float* a, MatLayout la, const float* b, MatLayout lb, f
 #endif
 }
 
-// exp for float with ~2 ulp error (Cephes polynomial), written so that loops over it vectorise; exact 0
-// below the float range, which masked logits (-1e9) reach.
+// exp for float with ~2 ulp error (Cephes polynomial), written so that loops over it vectorise (no
+// floorf, no std::min/max references: either stops GCC's vectoriser); exact 0 below the float range,
+// which masked logits (-1e9) reach.
 inline float fast_exp(float x) {
-    const float xc = std::min(std::max(x, -87.3f), 88.7f);
-    const float n = std::floor(xc * 1.44269504088896341f + 0.5f);
+    const float xl = x < -87.3f ? -87.3f : x;
+    const float xc = xl > 88.7f ? 88.7f : xl;
+    const float n = (xc * 1.44269504088896341f + 12582912.f) - 12582912.f;  // round to nearest
     const float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
     const float r2 = r * r;
     float p = 1.9875691500e-4f;
@@ -103,9 +105,7 @@ inline float fast_exp(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r2 + r + 1.f;
-    const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-    float scale;
-    std::memcpy(&scale, &bits, sizeof(scale));
+    const float scale = __builtin_bit_cast(float, (static_cast<int32_t>(n) + 127) << 23);
     return x < -87.3f ? 0.f : p * scale;
 }
 
@@ -134,14 +134,12 @@ inline void softmax_row(float* __restrict x, int64_t n, float scale, const float
     }
     float mx = -std::numeric_limits<float>::infinity();
 #pragma omp simd reduction(max : mx)
-    for (int64_t k = 0; k < n; ++k) mx = std::max(mx, x[k]);
+    for (int64_t k = 0; k < n; ++k) mx = x[k] > mx ? x[k] : mx;
+#pragma omp simd
+    for (int64_t k = 0; k < n; ++k) x[k] = fast_exp(x[k] - mx);
     float sum = 0.f;
 #pragma omp simd reduction(+ : sum)
-    for (int64_t k = 0; k < n; ++k) {
-        float e = fast_exp(x[k] - mx);
-        x[k] = e;
-        sum += e;
-    }
+    for (int64_t k = 0; k < n; ++k) sum += x[k];
     const float inv = 1.f / sum;
 #pragma omp simd
     for (int64_t k = 0; k < n; ++k) x[k] *= inv;
