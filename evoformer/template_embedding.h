@@ -1,0 +1,139 @@
+// Template embedding of the AF2 monomer network (AF2 supplement 1.7.1, Algorithms 16 and 17; AF2
+// `TemplateEmbedding`, `SingleTemplateEmbedding`, `TemplatePairStack` and the template torsion rows of
+// `EmbeddingsAndEvoformer`):
+//   per template: pair features (distogram of the pseudo-beta positions, masks, residue types) ->
+//     `embedding2d` -> template pair stack (triangle attention around the starting and ending node,
+//     triangle multiplication outgoing and incoming, pair transition; any block count) ->
+//     `output_layer_norm`;
+//   template pointwise attention: each pair position (i, j) attends from the pair activation over the T
+//     template activations at (i, j) (no gating, bias 1e9 * (template_mask - 1)); the result, times
+//     (sum(template_mask) > 0), is added to the pair activations;
+//   template angle rows: `template_projection(relu(template_single_embedding(feat)))` with feat = concat(
+//     one_hot(template_aatype, 22), torsion sin/cos [14], alt sin/cos [14], torsion mask [7]), appended
+//     to the MSA after the cluster rows with mask rows = torsion mask of psi.
+// Parameter scopes under `alphafold/alphafold_iteration/evoformer/`: `template_embedding/...`,
+// `template_single_embedding`, `template_projection`.
+//
+// DISCREPANCY: the template pair and angle features are built by host loops (like the recycling
+// distogram): they are one-hot/distogram tables read from small integer and coordinate features, with no
+// op to express them. Everything after the features runs in kernels/ ops.
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include "evoformer/transition.h"
+#include "evoformer/triangle_attention.h"
+#include "evoformer/triangle_multiplication.h"
+#include "evoformer/weights.h"
+#include "kernels/ops.h"
+
+namespace axfold {
+
+// One block of `template_pair_stack/__layer_stack_no_state` (stacked, leading layer axis).
+struct TemplatePairStackBlockWeights {
+    TriangleAttentionWeights triangle_attention_starting_node;
+    TriangleAttentionWeights triangle_attention_ending_node;
+    TriangleMultiplicationWeights triangle_multiplication_outgoing;
+    TriangleMultiplicationWeights triangle_multiplication_incoming;
+    TransitionWeights pair_transition;
+    template <class F> void visit(F&& f) {
+        triangle_attention_starting_node.visit(scoped("triangle_attention_starting_node", f));
+        triangle_attention_ending_node.visit(scoped("triangle_attention_ending_node", f));
+        triangle_multiplication_outgoing.visit(scoped("triangle_multiplication_outgoing", f));
+        triangle_multiplication_incoming.visit(scoped("triangle_multiplication_incoming", f));
+        pair_transition.visit(scoped("pair_transition", f));
+    }
+};
+
+// `template_embedding/`: the single-template embedding (shared by all templates) and the pointwise
+// attention.
+struct TemplateEmbeddingWeights {
+    LinearWeights embedding2d;                                  // [88, c_t]
+    std::vector<TemplatePairStackBlockWeights> template_pair_stack;  // blocks
+    LayerNormWeights output_layer_norm;                         // [c_t]
+    AttentionWeights attention;  // query_w [c_z, H, c], key_w/value_w [c_t, H, c], output_w [H, c, c_z]; no gating
+    int64_t c_t() const { return embedding2d.weights.size(1); }
+};
+
+// `template_single_embedding` [57, c_m] and `template_projection` [c_m, c_m].
+struct TemplateAngleEmbedderWeights {
+    LinearWeights template_single_embedding;
+    LinearWeights template_projection;
+    template <class F> void visit(F&& f) {
+        template_single_embedding.visit(scoped("template_single_embedding", f));
+        template_projection.visit(scoped("template_projection", f));
+    }
+};
+
+// Loads `scope` = ".../evoformer/template_embedding"; the block count is the stacked leading axis.
+TemplateEmbeddingWeights load_template_embedding(const ParamLookup& get, const std::string& scope);
+
+// Template distogram and feature sizes (AF2 monomer config; golden README "Constants").
+struct TemplatePairFeatConfig {
+    int64_t num_bins = 39;
+    float min_bin = 3.25f, max_bin = 50.75f;  // lower edges linspace(min, max, num_bins) on squared distances
+    bool use_unit_vector = false;             // AF2 monomer: the unit vector channels are zero
+    static constexpr int64_t kAatypeClasses = 22;
+    int64_t channels() const { return num_bins + 1 + 2 * kAatypeClasses + 3 + 1; }  // 88
+};
+
+// Pair features of one template: concat(dgram [B], pb_mask_2d [1], one_hot(aatype_j) [22],
+// one_hot(aatype_i) [22], unit vector [3] (0), bb_mask_2d [1]) * bb_mask_2d, with bb_mask = N, CA and C
+// present. Optional outputs pb_mask_2d / bb_mask_2d [N, N].
+Tensor template_pair_feat(const Tensor& template_aatype,            // [N] int (0..21)
+                          const Tensor& template_all_atom_mask,     // [N, 37]
+                          const Tensor& template_pseudo_beta,       // [N, 3]
+                          const Tensor& template_pseudo_beta_mask,  // [N]
+                          const TemplatePairFeatConfig& cfg = {}, Tensor* pb_mask_2d = nullptr,
+                          Tensor* bb_mask_2d = nullptr);  // -> [N, N, 88]
+
+// Called with the stage names of the golden intermediates and the template index.
+using TemplateObserver = std::function<void(const char* name, int64_t template_index, const Tensor& t)>;
+
+// One template pair stack block in place: act [N, N, c_t], pair_mask [N, N]. Observer names:
+// "pair_after_triangle_attention_starting_node", ..._ending_node, "pair_after_triangle_multiplication_outgoing",
+// ..._incoming (template index -1).
+void template_pair_stack_block_forward(const TemplatePairStackBlockWeights& w, Tensor& act, const Tensor& pair_mask,
+                                       Context& ctx, const TrunkConstants& k = {},
+                                       const TemplateObserver& observe = nullptr);
+
+// Pointwise attention (Algorithm 17): pair [N, N, c_z] (query, not normed), template_act [T, N, N, c_t],
+// template_mask [T]. out [N, N, c_z] = (accumulate ? out : 0) + (sum(template_mask) > 0) * attention.
+void template_pointwise_attention_forward(const AttentionWeights& w, const Tensor& pair, const Tensor& template_act,
+                                          const Tensor& template_mask, Tensor& out, bool accumulate, Context& ctx,
+                                          const TrunkConstants& k = {});
+
+// The processed template features the pair embedding reads (one iteration, T templates).
+struct TemplatePairInputs {
+    Tensor template_aatype;             // [T, N] int (0..21)
+    Tensor template_all_atom_mask;      // [T, N, 37]
+    Tensor template_pseudo_beta;        // [T, N, 3]
+    Tensor template_pseudo_beta_mask;   // [T, N]
+    Tensor template_mask;               // [T]
+};
+
+// Full template pair embedding (Algorithm 16 lines 1-4 + pointwise attention): pair [N, N, c_z] is the
+// query; out [N, N, c_z] = (accumulate ? out : 0) + embedding (out may be pair: the update is computed
+// before it is added). Observer names: "template_pair_act_embedded" and "template_pair_act_after_stack"
+// ([N, N, c_t] per template; the latter after the output layer norm).
+void template_embedding_forward(const TemplateEmbeddingWeights& w, const TemplatePairInputs& in, const Tensor& pair,
+                                const Tensor& pair_mask, Tensor& out, bool accumulate, Context& ctx,
+                                const TrunkConstants& k = {}, const TemplatePairFeatConfig& cfg = {},
+                                const TemplateObserver& observe = nullptr);
+
+// Template angle features [T, N, 57] = concat(one_hot(aatype, 22), sin_cos [14], alt_sin_cos [14], mask [7]).
+Tensor template_angle_feat(const Tensor& template_aatype,                       // [T, N] int
+                           const Tensor& template_torsion_angles_sin_cos,      // [T, N, 7, 2]
+                           const Tensor& template_alt_torsion_angles_sin_cos,  // [T, N, 7, 2]
+                           const Tensor& template_torsion_angles_mask);        // [T, N, 7]
+
+// act [T, N, c_m] = template_projection(relu(template_single_embedding(feat [T, N, 57]))), written into
+// `act` (e.g. the template rows of the MSA activations).
+void template_angle_embedder_forward(const TemplateAngleEmbedderWeights& w, const Tensor& feat, Tensor& act,
+                                     Context& ctx);
+
+// MSA mask rows of the template rows: torsion mask of psi (index 2) -> [T, N].
+Tensor template_msa_mask(const Tensor& template_torsion_angles_mask /* [T, N, 7] */);
+
+}  // namespace axfold
