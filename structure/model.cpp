@@ -89,10 +89,44 @@ ModelPreset ModelPreset::from_name(const std::string& name) {
     return p;
 }
 
-void validate_features(const FeatureDict& f, const ModelConfig&, const std::string& source) {
+namespace {
+
+const std::vector<FeatureSpec>& template_inputs() {
+    static const std::vector<FeatureSpec> specs = {
+        {"template_aatype", {'R', 'T', 'N'}, {}, true},
+        {"template_all_atom_positions", {'R', 'T', 'N', 'F', 'F'}, {37, 3}, false},
+        {"template_all_atom_mask", {'R', 'T', 'N', 'F'}, {37}, false},
+        {"template_pseudo_beta", {'R', 'T', 'N', 'F'}, {3}, false},
+        {"template_pseudo_beta_mask", {'R', 'T', 'N'}, {}, false},
+        {"template_mask", {'R', 'T'}, {}, false},
+        {"template_torsion_angles_sin_cos", {'R', 'T', 'N', 'F', 'F'}, {7, 2}, false},
+        {"template_alt_torsion_angles_sin_cos", {'R', 'T', 'N', 'F', 'F'}, {7, 2}, false},
+        {"template_torsion_angles_mask", {'R', 'T', 'N', 'F'}, {7}, false},
+    };
+    return specs;
+}
+
+// Whether the features hold the template inputs (all of them, or none: anything else is an error).
+bool has_template_features(const FeatureDict& f, const std::string& source) {
+    int present = 0;
+    std::string missing;
+    for (const FeatureSpec& s : template_inputs()) {
+        if (f.count(s.name))
+            ++present;
+        else
+            missing += std::string(missing.empty() ? "" : ", ") + s.name;
+    }
+    AXF_CHECK(present == 0 || missing.empty(), "%s: incomplete template features: missing %s", source.c_str(),
+              missing.c_str());
+    return present > 0;
+}
+
+}  // namespace
+
+void validate_features(const FeatureDict& f, const ModelConfig& config, const std::string& source) {
     std::map<char, int64_t> sizes;
     std::map<char, std::string> first;
-    for (const FeatureSpec& s : model_inputs()) {
+    auto check = [&](const FeatureSpec& s) {
         auto it = f.find(s.name);
         AXF_CHECK(it != f.end(), "%s: missing feature '%s'", source.c_str(), s.name);
         const Tensor& t = it->second;
@@ -130,7 +164,8 @@ void validate_features(const FeatureDict& f, const ModelConfig&, const std::stri
         for (int64_t i = 0; i < c.numel(); ++i)
             AXF_CHECK(std::isfinite(c.f32()[i]), "%s: feature '%s' holds a non-finite value (%g) at flat index %lld",
                       source.c_str(), s.name, c.f32()[i], (long long)i);
-    }
+    };
+    for (const FeatureSpec& s : model_inputs()) check(s);
     AXF_CHECK(sizes['N'] > 0 && sizes['S'] > 0 && sizes['R'] > 0, "%s: empty features (R=%lld, N=%lld, S=%lld)",
               source.c_str(), (long long)sizes['R'], (long long)sizes['N'], (long long)sizes['S']);
     const Tensor aatype = as_int64(f.at("aatype"));
@@ -138,6 +173,14 @@ void validate_features(const FeatureDict& f, const ModelConfig&, const std::stri
         AXF_CHECK(aatype.data<int64_t>()[i] >= 0 && aatype.data<int64_t>()[i] <= 20,
                   "%s: feature 'aatype' holds %lld at flat index %lld, expected 0..20", source.c_str(),
                   (long long)aatype.data<int64_t>()[i], (long long)i);
+    if (config.preset.templates && has_template_features(f, source)) {
+        for (const FeatureSpec& s : template_inputs()) check(s);
+        const Tensor ta = as_int64(f.at("template_aatype"));
+        for (int64_t i = 0; i < ta.numel(); ++i)
+            AXF_CHECK(ta.data<int64_t>()[i] >= 0 && ta.data<int64_t>()[i] <= 21,
+                      "%s: feature 'template_aatype' holds %lld at flat index %lld, expected 0..21 (21 = gap)",
+                      source.c_str(), (long long)ta.data<int64_t>()[i], (long long)i);
+    }
 }
 
 Model Model::load(const std::string& params_path, const std::string& model_name, int structure_module_layers) {
@@ -164,9 +207,6 @@ Model Model::from_store(std::shared_ptr<const ParamStore> params, const std::str
               "%s: parameters %s template embedding, but model '%s' %s templates (parameters of another model?)",
               ps.path().c_str(), has_templates ? "have a" : "lack the", model_name.c_str(),
               c.preset.templates ? "uses" : "does not use");
-    AXF_CHECK(!has_templates,
-              "%s: template models (model_1, model_2) are not supported yet (issue #5); use model_3 .. model_5",
-              ps.path().c_str());
     ParamLookup get = [&ps](const std::string& k) { return ps.get(k); };
     ModelWeights& w = m.weights_;
     const std::string evo = kRoot + "/evoformer";
@@ -177,6 +217,13 @@ Model Model::from_store(std::shared_ptr<const ParamStore> params, const std::str
     w.extra_msa_stack = load_evoformer_stack(get, evo + "/extra_msa_stack", true);
     w.evoformer = load_evoformer_stack(get, evo + "/evoformer_iteration", false);
     bind_params(w.structure_module, kRoot + "/structure_module", get);
+    if (has_templates) {
+        w.has_templates = true;
+        w.template_embedding = load_template_embedding(get, evo + "/template_embedding");
+        bind_params(w.template_angle_embedder, evo, get);
+        c.template_pair_blocks = static_cast<int64_t>(w.template_embedding.template_pair_stack.size());
+        c.c_t = w.template_embedding.c_t();
+    }
     w.heads.has_pae = has_pae;
     bind_params(w.heads, kRoot, get);
     c.evoformer_blocks = static_cast<int64_t>(w.evoformer.blocks.size());
@@ -202,11 +249,15 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
     AXF_CHECK(iters <= R, "%d recycles need %d iterations of features, but the features hold %lld (leading axis)",
               opt.num_recycle, iters, (long long)R);
     const int64_t Cm = config_.c_m, Cz = config_.c_z, Ce = config_.c_e;
+    // Template rows follow the S cluster rows of the MSA activations (AF2 EmbeddingsAndEvoformer).
+    const bool use_templates = w.has_templates && f.count("template_aatype");
+    const int64_t T = use_templates ? f.at("template_aatype").size(1) : 0;
 
     Prediction p;
     p.iterations = iters;
     std::map<std::string, double> stage_time;
-    std::vector<std::string> stage_order = {"embedders", "extra_msa_stack", "evoformer", "structure_module", "heads"};
+    std::vector<std::string> stage_order = {"embedders", "templates", "extra_msa_stack", "evoformer",
+                                            "structure_module", "heads"};
     auto timed = [&](const std::string& stage, int r, auto&& fn) {
         auto t0 = Clock::now();
         fn();
@@ -216,7 +267,9 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
     };
 
     Tensor prev_row = Tensor::zeros({N, Cm}), prev_pair = Tensor::zeros({N, N, Cz}), prev_pb = Tensor::zeros({N, 3});
-    Tensor msa = Tensor::empty({S, N, Cm}), pair = Tensor::empty({N, N, Cz}), extra = Tensor::empty({E, N, Ce});
+    Tensor msa = Tensor::empty({S + T, N, Cm}), pair = Tensor::empty({N, N, Cz}), extra = Tensor::empty({E, N, Ce});
+    Tensor msa_mask = Tensor::empty({S + T, N});
+    Tensor msa_clusters = msa.slice(0, 0, S);
     Tensor pair_mask = Tensor::empty({N, N});
     StructureModuleOutputs sm;
     Tensor single;
@@ -224,19 +277,41 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
         auto feat = [&](const char* name) { return as_f32(f.at(name).select(0, r)); };
         const Tensor aatype = as_int64(f.at("aatype").select(0, r));
         const Tensor residue_index = as_int64(f.at("residue_index").select(0, r));
-        const Tensor seq_mask = feat("seq_mask"), msa_mask = feat("msa_mask"), extra_mask = feat("extra_msa_mask");
+        const Tensor seq_mask = feat("seq_mask"), extra_mask = feat("extra_msa_mask");
+        msa_mask.slice(0, 0, S).copy_from(feat("msa_mask"));
         for (int64_t i = 0; i < N; ++i)
             for (int64_t j = 0; j < N; ++j) pair_mask.f32()[i * N + j] = seq_mask.f32()[i] * seq_mask.f32()[j];
         timed("embedders", r, [&] {
-            input_embedder_forward(w.input_embedder, feat("target_feat"), residue_index, feat("msa_feat"), msa, pair,
-                                   ctx);
+            input_embedder_forward(w.input_embedder, feat("target_feat"), residue_index, feat("msa_feat"),
+                                   msa_clusters, pair, ctx);
             Tensor row0 = msa.select(0, 0);
             recycling_embedder_forward(w.recycling_embedder, prev_row, prev_pair, prev_pb, row0, pair, ctx);
             extra_msa_embedder_forward(w.extra_msa_embedder, as_int64(f.at("extra_msa").select(0, r)),
                                        feat("extra_has_deletion"), feat("extra_deletion_value"), extra, ctx);
         });
+        Tensor template_pair_update, template_rows;
+        if (use_templates) {
+            timed("templates", r, [&] {
+                TemplatePairInputs in{as_int64(f.at("template_aatype").select(0, r)), feat("template_all_atom_mask"),
+                                      feat("template_pseudo_beta"), feat("template_pseudo_beta_mask"),
+                                      feat("template_mask")};
+                template_pair_update = Tensor::empty({N, N, Cz});
+                template_embedding_forward(w.template_embedding, in, pair, pair_mask, template_pair_update, false, ctx);
+                add(pair, template_pair_update);
+                const Tensor torsion_mask = feat("template_torsion_angles_mask");
+                Tensor angle_feat =
+                    template_angle_feat(in.template_aatype, feat("template_torsion_angles_sin_cos"),
+                                        feat("template_alt_torsion_angles_sin_cos"), torsion_mask);
+                template_rows = msa.slice(0, S, S + T);
+                template_angle_embedder_forward(w.template_angle_embedder, angle_feat, template_rows, ctx);
+                msa_mask.slice(0, S, S + T).copy_from(template_msa_mask(torsion_mask));
+            });
+        }
         timed("extra_msa_stack", r,
               [&] { evoformer_stack_forward(w.extra_msa_stack, extra, pair, extra_mask, pair_mask, ctx); });
+        // AF2 appends the angle rows after the extra-MSA stack; they do not depend on the pair, so computing
+        // them with the other template work above gives the same result.
+        if (use_templates && opt.keep_recycles) template_rows = template_rows.clone();
         timed("evoformer", r, [&] { evoformer_stack_forward(w.evoformer, msa, pair, msa_mask, pair_mask, ctx); });
         timed("structure_module", r, [&] {
             single = Tensor::empty({N, config_.c_s});
@@ -251,7 +326,11 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
         prev_pb = pseudo_beta(aatype, sm.final_atom_positions);
         if (opt.keep_recycles) {
             IterationRecord rec{prev_row, prev_pair, single, sm.act, sm.final_atom_positions,
-                                sm.final_atom14_positions, sm.traj, prev_pb};
+                                sm.final_atom14_positions, sm.traj, prev_pb, Tensor(), Tensor()};
+            if (use_templates) {
+                rec.template_pair_embedding = template_pair_update;
+                rec.template_angle_embedding = template_rows;
+            }
             p.recycles.push_back(rec);
         }
         if (r == iters - 1) {
@@ -259,13 +338,14 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
             p.residue_index = residue_index;
         }
     }
-    timed("heads", iters - 1, [&] { p.heads = heads_forward(w.heads, msa, pair, single, sm.act, ctx); });
+    timed("heads", iters - 1, [&] { p.heads = heads_forward(w.heads, msa_clusters, pair, single, sm.act, ctx); });
     p.structure_module = sm;
-    p.msa = msa;
+    p.msa = T > 0 ? msa_clusters.clone() : msa;
     p.msa_first_row = prev_row;
     p.pair = pair;
     p.single = single;
-    for (const auto& s : stage_order) p.timings.push_back({s, stage_time[s]});
+    for (const auto& s : stage_order)
+        if (s != "templates" || use_templates) p.timings.push_back({s, stage_time[s]});
     return p;
 }
 
@@ -317,6 +397,8 @@ std::map<std::string, Tensor> prediction_output_tensors(const Prediction& p) {
         o[g + "final_atom14_positions"] = rec.final_atom14_positions;
         o[g + "traj"] = rec.traj;
         o[g + "pseudo_beta"] = rec.pseudo_beta;
+        if (rec.template_pair_embedding.defined()) o[g + "template_pair_embedding"] = rec.template_pair_embedding;
+        if (rec.template_angle_embedding.defined()) o[g + "template_angle_embedding"] = rec.template_angle_embedding;
     }
     return o;
 }

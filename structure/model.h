@@ -16,6 +16,7 @@
 
 #include "evoformer/embedders.h"
 #include "evoformer/evoformer_stack.h"
+#include "evoformer/template_embedding.h"
 #include "structure/heads.h"
 #include "structure/structure_module.h"
 
@@ -40,6 +41,7 @@ struct ModelConfig {
     int64_t evoformer_blocks = 48, extra_msa_blocks = 4;  // from the stacked parameter axes
     int structure_module_layers = 8;
     int64_t c_m = 256, c_z = 128, c_s = 384, c_e = 64;
+    int64_t template_pair_blocks = 0, c_t = 0;  // template models (model_1, model_2) only
 };
 
 struct ModelWeights {
@@ -50,6 +52,9 @@ struct ModelWeights {
     EvoformerStackWeights extra_msa_stack, evoformer;
     StructureModuleWeights structure_module;
     HeadsWeights heads;
+    bool has_templates = false;  // model_1, model_2
+    TemplateEmbeddingWeights template_embedding;
+    TemplateAngleEmbedderWeights template_angle_embedder;
 };
 
 struct PredictOptions {
@@ -63,12 +68,15 @@ struct PredictOptions {
 struct IterationRecord {
     Tensor msa_first_row, pair, single, structure_module, final_atom_positions, final_atom14_positions, traj,
         pseudo_beta;
+    // Template models: what the template embedding added to the pair [N, N, c_z], and the template rows
+    // appended to the MSA [T, N, c_m] (undefined without templates).
+    Tensor template_pair_embedding, template_angle_embedding;
 };
 
 struct Prediction {
     HeadsOutputs heads;
     StructureModuleOutputs structure_module;
-    Tensor msa, msa_first_row, pair, single;  // representations of the last iteration
+    Tensor msa, msa_first_row, pair, single;  // representations of the last iteration (msa: cluster rows only)
     Tensor aatype, residue_index;             // [N] int64
     std::vector<IterationRecord> recycles;
     std::vector<std::pair<std::string, double>> timings;  // seconds per stage, summed over iterations
@@ -94,6 +102,11 @@ private:
 
 // Checks that `features` holds every model input with consistent shapes, dtypes and finite values;
 // throws naming the feature (and `source`, e.g. the file) with the expected and found shape.
+// Template models also read the processed template features (leading axes [R, T]): template_aatype
+// (0..21), template_all_atom_positions, template_all_atom_mask, template_pseudo_beta,
+// template_pseudo_beta_mask, template_mask, template_torsion_angles_sin_cos,
+// template_alt_torsion_angles_sin_cos, template_torsion_angles_mask. They are all present or all absent;
+// absent, the model runs without template rows, which is what AF2 computes with every template_mask 0.
 void validate_features(const FeatureDict& features, const ModelConfig& config, const std::string& source);
 
 }  // namespace axfold

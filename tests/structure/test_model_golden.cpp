@@ -44,10 +44,6 @@ TEST(Model, golden_full_model_matches) {
         std::string params = std::filesystem::exists(set + "/params.npz") ? set + "/params.npz" : set + "/params.h5";
         io::Hdf5File golden(set + "/outputs.h5");
         const int layers = static_cast<int>(golden.shape("structure_module/traj")[0]);
-        if (ModelPreset::from_name(preset).templates) {
-            std::printf("golden %-16s full model: SKIPPED (template models arrive with issue #5)\n", name.c_str());
-            continue;
-        }
         Model model = Model::load(params, preset, layers);
         FeatureDict features = io::read_features_h5(set + "/features.h5");
         Prediction p = model.predict(features);
