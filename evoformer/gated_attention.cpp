@@ -1,36 +1,60 @@
 #include "evoformer/gated_attention.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace axfold {
 
-void gated_self_attention(const AttentionWeights& w, const Tensor& x, bool along_axis0, const Tensor& mask,
-                          const Tensor& bias, float inf, Tensor& out, bool accumulate, Context& ctx) {
+void gated_self_attention(const AttentionWeights& w, const LayerNormWeights& norm, const Tensor& act,
+                          bool along_axis0, const Tensor& mask, const Tensor& bias, float inf, float eps,
+                          const Tensor& out, bool accumulate, Context& ctx) {
     Workspace& ws = ctx.ws;
-    WorkspaceScope scope(ws);
-    const int64_t A0 = x.size(0), A1 = x.size(1), H = w.no_heads(), C = w.c_hidden();
-    AXF_CHECK(x.dim() == 3 && x.size(2) == w.query_w.size(0), "attention input %s does not match query_w %s",
-              x.desc().c_str(), shape_str(w.query_w.shape()).c_str());
+    const int64_t A0 = act.size(0), A1 = act.size(1), H = w.no_heads(), C = w.c_hidden();
+    const int64_t Cout = w.output_b.size(0);
+    AXF_CHECK(act.dim() == 3 && act.size(2) == w.query_w.size(0), "attention input %s does not match query_w %s",
+              act.desc().c_str(), shape_str(w.query_w.shape()).c_str());
     AXF_CHECK(mask.dim() == 2 && mask.size(0) == A0 && mask.size(1) == A1, "attention mask %s for input %s",
-              mask.desc().c_str(), x.desc().c_str());
-    Tensor q = linear(x, w.query_w, Tensor(), ws).view({A0, A1, H, C});
-    Tensor k = linear(x, w.key_w, Tensor(), ws).view({A0, A1, H, C});
-    Tensor v = linear(x, w.value_w, Tensor(), ws).view({A0, A1, H, C});
-    Tensor o = ws.alloc({A0, A1, H, C});
-    Tensor m = mask;
-    if (along_axis0) {
-        Tensor qt = q.permute({1, 0, 2, 3}), kt = k.permute({1, 0, 2, 3}), vt = v.permute({1, 0, 2, 3});
-        Tensor ot = o.permute({1, 0, 2, 3});
-        attention(qt, kt, vt, mask.transpose(0, 1), bias, 1.f / std::sqrt(static_cast<float>(C)), inf, ot, ws);
-    } else {
-        attention(q, k, v, mask, bias, 1.f / std::sqrt(static_cast<float>(C)), inf, o, ws);
+              mask.desc().c_str(), act.desc().c_str());
+    AXF_CHECK(out.dim() == 3 && out.size(0) == A0 && out.size(1) == A1 && out.size(2) == Cout,
+              "attention output %s for input %s", out.desc().c_str(), act.desc().c_str());
+    const int bdim = along_axis0 ? 1 : 0;  // the batch axis in act's layout
+    const int64_t nb = act.size(bdim), cs = chunk_rows(ctx, nb);
+    const float scale = 1.f / std::sqrt(static_cast<float>(C));
+    for (int64_t b0 = 0; b0 < nb; b0 += cs) {
+        WorkspaceScope scope(ws);
+        const int64_t b1 = std::min(nb, b0 + cs), n = b1 - b0;
+        const Tensor a = act.slice(bdim, b0, b1);
+        const Shape cshape = along_axis0 ? Shape{A0, n, act.size(2)} : Shape{n, A1, act.size(2)};
+        Tensor x = ws.alloc(cshape);
+        layer_norm(a, norm.scale, norm.offset, eps, x);
+        const int64_t R0 = cshape[0], R1 = cshape[1];
+        Tensor q = linear(x, w.query_w, Tensor(), ws).view({R0, R1, H, C});
+        Tensor k = linear(x, w.key_w, Tensor(), ws).view({R0, R1, H, C});
+        Tensor v = linear(x, w.value_w, Tensor(), ws).view({R0, R1, H, C});
+        Tensor o = ws.alloc({R0, R1, H, C});
+        const Tensor m = mask.slice(bdim, b0, b1);
+        if (along_axis0) {
+            attention(q.permute({1, 0, 2, 3}), k.permute({1, 0, 2, 3}), v.permute({1, 0, 2, 3}), m.transpose(0, 1),
+                      bias, scale, inf, o.permute({1, 0, 2, 3}), ws);
+        } else {
+            attention(q, k, v, m, bias, scale, inf, o, ws);
+        }
+        Tensor o3 = o.view({R0, R1, H * C});
+        if (w.gating) {
+            Tensor g = linear(x, w.gating_w, w.gating_b, ws);
+            sigmoid_mul(o3, g);
+        }
+        const Tensor dst = out.slice(bdim, b0, b1);
+        if (dst.is_contiguous()) {
+            linear(o3, w.output_w, w.output_b, dst, accumulate ? 1.f : 0.f);
+        } else {
+            Tensor upd = linear(o3, w.output_w, w.output_b, ws);
+            if (accumulate)
+                add(dst, upd);
+            else
+                copy(dst, upd);
+        }
     }
-    Tensor o3 = o.view({A0, A1, H * C});
-    if (w.gating) {
-        Tensor g = linear(x, w.gating_w, w.gating_b, ws);
-        sigmoid_mul(o3, g);
-    }
-    linear(o3, w.output_w, w.output_b, out, accumulate ? 1.f : 0.f);
 }
 
 }  // namespace axfold

@@ -1,65 +1,94 @@
 #include "evoformer/msa_attention.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "evoformer/gated_attention.h"
 
 namespace axfold {
 
+// Pair bias [H, N, N] = LN(z) @ feat_2d_weights, permuted to the attending frame; computed in row chunks
+// of z so no pair-sized normalised copy exists. `ending` gives bias[h, q, k] from z[k, q].
+Tensor pair_bias(const LayerNormWeights& norm, const Tensor& feat_2d_weights, const Tensor& z, bool ending, float eps,
+                 Context& ctx) {
+    const int64_t N = z.size(0), H = feat_2d_weights.size(1);
+    Tensor bias = ctx.ws.alloc({H, N, N});
+    const int64_t cs = chunk_rows(ctx, N);
+    for (int64_t i0 = 0; i0 < N; i0 += cs) {
+        WorkspaceScope scope(ctx.ws);
+        const int64_t i1 = std::min(N, i0 + cs);
+        Tensor zn = layer_norm(z.slice(0, i0, i1), norm.scale, norm.offset, eps, ctx.ws);
+        Tensor b = linear(zn, feat_2d_weights, Tensor(), ctx.ws);  // [ci, N, H]
+        if (ending)
+            copy(bias.slice(2, i0, i1), b.permute({2, 1, 0}));
+        else
+            copy(bias.slice(1, i0, i1), b.permute({2, 0, 1}));
+    }
+    return bias;
+}
+
 void msa_row_attention_forward(const MsaRowAttentionWeights& w, const Tensor& m, const Tensor& z,
-                               const Tensor& msa_mask, Tensor& out, bool accumulate, Context& ctx,
+                               const Tensor& msa_mask, const Tensor& out, bool accumulate, Context& ctx,
                                const TrunkConstants& k) {
     WorkspaceScope scope(ctx.ws);
     AXF_CHECK(z.dim() == 3 && m.dim() == 3 && z.size(0) == m.size(1) && z.size(1) == m.size(1),
               "msa_row_attention: msa %s and pair %s disagree on N_res", m.desc().c_str(), z.desc().c_str());
-    Tensor x = layer_norm(m, w.query_norm.scale, w.query_norm.offset, k.eps, ctx.ws);
-    Tensor zn = layer_norm(z, w.feat_2d_norm.scale, w.feat_2d_norm.offset, k.eps, ctx.ws);
-    Tensor b = linear(zn, w.feat_2d_weights, Tensor(), ctx.ws);  // [N, N, H]
-    Tensor bias = ctx.ws.alloc({b.size(2), b.size(0), b.size(1)});
-    copy(bias, b.permute({2, 0, 1}));
-    gated_self_attention(w.attention, x, false, msa_mask, bias, k.inf, out, accumulate, ctx);
+    Tensor bias = pair_bias(w.feat_2d_norm, w.feat_2d_weights, z, false, k.eps, ctx);
+    gated_self_attention(w.attention, w.query_norm, m, false, msa_mask, bias, k.inf, k.eps, out, accumulate, ctx);
 }
 
 void msa_column_attention_forward(const MsaColumnAttentionWeights& w, const Tensor& m, const Tensor& msa_mask,
-                                  Tensor& out, bool accumulate, Context& ctx, const TrunkConstants& k) {
-    WorkspaceScope scope(ctx.ws);
-    Tensor x = layer_norm(m, w.query_norm.scale, w.query_norm.offset, k.eps, ctx.ws);
-    gated_self_attention(w.attention, x, true, msa_mask, Tensor(), k.inf, out, accumulate, ctx);
+                                  const Tensor& out, bool accumulate, Context& ctx, const TrunkConstants& k) {
+    gated_self_attention(w.attention, w.query_norm, m, true, msa_mask, Tensor(), k.inf, k.eps, out, accumulate, ctx);
 }
 
 void msa_column_global_attention_forward(const MsaColumnGlobalAttentionWeights& w, const Tensor& m,
-                                         const Tensor& msa_mask, Tensor& out, bool accumulate, Context& ctx,
+                                         const Tensor& msa_mask, const Tensor& out, bool accumulate, Context& ctx,
                                          const TrunkConstants& k) {
     Workspace& ws = ctx.ws;
-    WorkspaceScope scope(ws);
     const GlobalAttentionWeights& a = w.attention;
     const int64_t E = m.size(0), N = m.size(1), Cin = m.size(2), H = a.no_heads(), C = a.c_hidden();
     AXF_CHECK(msa_mask.dim() == 2 && msa_mask.size(0) == E && msa_mask.size(1) == N,
               "msa_column_global_attention: mask %s for msa %s", msa_mask.desc().c_str(), m.desc().c_str());
-    Tensor x = layer_norm(m, w.query_norm.scale, w.query_norm.offset, k.eps, ws);  // [E, N, Cin]
-    Tensor mask_t = msa_mask.transpose(0, 1);                                      // [N, E]
-    // Masked mean of the normalised activations over the sequences of each column.
-    Tensor q_avg = ws.alloc({N, 1, Cin});
-    matmul(mask_t.unsqueeze(1), x.permute({1, 0, 2}), q_avg);
-    Tensor ones = ws.alloc({E, 1});
-    ones.fill(1.f);
-    Tensor msum = ws.alloc({N, 1});
-    matmul(mask_t, ones, msum);
-    Tensor q_avg2 = q_avg.view({N, Cin});
-    div_eps(q_avg2, msum.expand({N, Cin}), k.global_eps);
-    Tensor q = linear(q_avg2, a.query_w, Tensor(), ws);  // [N, H*C]
-    scale(q, 1.f / std::sqrt(static_cast<float>(C)));
-    Tensor kk = linear(x, a.key_w, Tensor(), ws);  // [E, N, C]
-    Tensor v = linear(x, a.value_w, Tensor(), ws);  // [E, N, C]
-    Tensor logits = ws.alloc({N, H, E});
-    matmul(q.view({N, H, C}), kk.permute({1, 2, 0}), logits);
-    softmax(logits, 1.f, mask_t.unsqueeze(1).expand({N, H, E}), Tensor(), k.inf);
-    Tensor wavg = ws.alloc({N, H, C});
-    matmul(logits, v.permute({1, 0, 2}), wavg);
-    Tensor g = linear(x, a.gating_w, a.gating_b, ws);  // [E, N, H*C]
-    sigmoid(g);
-    mul(g, wavg.view({1, N, H * C}).expand({E, N, H * C}));
-    linear(g, a.output_w, a.output_b, out, accumulate ? 1.f : 0.f);
+    const int64_t cs = chunk_rows(ctx, N);
+    for (int64_t n0 = 0; n0 < N; n0 += cs) {  // columns are independent: chunk over them
+        WorkspaceScope scope(ws);
+        const int64_t n1 = std::min(N, n0 + cs), n = n1 - n0;
+        Tensor x = ws.alloc({E, n, Cin});
+        layer_norm(m.slice(1, n0, n1), w.query_norm.scale, w.query_norm.offset, k.eps, x);
+        const Tensor mask_t = msa_mask.slice(1, n0, n1).transpose(0, 1);  // [n, E]
+        // Masked mean of the normalised activations over the sequences of each column.
+        Tensor q_avg = ws.alloc({n, 1, Cin});
+        matmul(mask_t.unsqueeze(1), x.permute({1, 0, 2}), q_avg);
+        Tensor ones = ws.alloc({E, 1});
+        ones.fill(1.f);
+        Tensor msum = ws.alloc({n, 1});
+        matmul(mask_t, ones, msum);
+        Tensor q_avg2 = q_avg.view({n, Cin});
+        div_eps(q_avg2, msum.expand({n, Cin}), k.global_eps);
+        Tensor q = linear(q_avg2, a.query_w, Tensor(), ws);  // [n, H*C]
+        scale(q, 1.f / std::sqrt(static_cast<float>(C)));
+        Tensor kk = linear(x, a.key_w, Tensor(), ws);  // [E, n, C]
+        Tensor v = linear(x, a.value_w, Tensor(), ws);  // [E, n, C]
+        Tensor logits = ws.alloc({n, H, E});
+        matmul(q.view({n, H, C}), kk.permute({1, 2, 0}), logits);
+        softmax(logits, 1.f, mask_t.unsqueeze(1).expand({n, H, E}), Tensor(), k.inf);
+        Tensor wavg = ws.alloc({n, H, C});
+        matmul(logits, v.permute({1, 0, 2}), wavg);
+        Tensor g = linear(x, a.gating_w, a.gating_b, ws);  // [E, n, H*C]
+        sigmoid(g);
+        mul(g, wavg.view({1, n, H * C}).expand({E, n, H * C}));
+        const Tensor dst = out.slice(1, n0, n1);
+        if (dst.is_contiguous()) {
+            linear(g, a.output_w, a.output_b, dst, accumulate ? 1.f : 0.f);
+        } else {
+            Tensor upd = linear(g, a.output_w, a.output_b, ws);
+            if (accumulate)
+                add(dst, upd);
+            else
+                copy(dst, upd);
+        }
+    }
 }
 
 }  // namespace axfold

@@ -45,12 +45,16 @@ struct MsaColumnGlobalAttentionWeights {
 // m [S, N_res, C_m], z [N_res, N_res, C_z], msa_mask [S, N_res].
 // out [S, N_res, C_m] = (accumulate ? out : 0) + update; out may be m itself (residual in place).
 void msa_row_attention_forward(const MsaRowAttentionWeights& w, const Tensor& m, const Tensor& z,
-                               const Tensor& msa_mask, Tensor& out, bool accumulate, Context& ctx,
+                               const Tensor& msa_mask, const Tensor& out, bool accumulate, Context& ctx,
                                const TrunkConstants& k = {});
+// The pair bias of row attention and triangle attention: [H, N, N] = LN(z) @ feat_2d_weights in the
+// attending frame (ending: bias[h, q, k] from z[k, q]), from the workspace.
+Tensor pair_bias(const LayerNormWeights& norm, const Tensor& feat_2d_weights, const Tensor& z, bool ending, float eps,
+                 Context& ctx);
 void msa_column_attention_forward(const MsaColumnAttentionWeights& w, const Tensor& m, const Tensor& msa_mask,
-                                  Tensor& out, bool accumulate, Context& ctx, const TrunkConstants& k = {});
+                                  const Tensor& out, bool accumulate, Context& ctx, const TrunkConstants& k = {});
 void msa_column_global_attention_forward(const MsaColumnGlobalAttentionWeights& w, const Tensor& m,
-                                         const Tensor& msa_mask, Tensor& out, bool accumulate, Context& ctx,
+                                         const Tensor& msa_mask, const Tensor& out, bool accumulate, Context& ctx,
                                          const TrunkConstants& k = {});
 
 }  // namespace axfold

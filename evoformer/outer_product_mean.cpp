@@ -5,7 +5,7 @@
 namespace axfold {
 
 void outer_product_mean_forward(const OuterProductMeanWeights& w, const Tensor& m, const Tensor& msa_mask,
-                                Tensor& out, bool accumulate, Context& ctx, const TrunkConstants& k,
+                                const Tensor& out, bool accumulate, Context& ctx, const TrunkConstants& k,
                                 int64_t chunk_rows) {
     Workspace& ws = ctx.ws;
     WorkspaceScope scope(ws);
@@ -24,6 +24,9 @@ void outer_product_mean_forward(const OuterProductMeanWeights& w, const Tensor& 
     // norm[i, j] = number of sequences where both residues are present.
     Tensor norm = ws.alloc({N, N});
     matmul(msa_mask.transpose(0, 1), msa_mask, norm);
+    // Residues i per block: the caller's, else ctx.chunk_size, else a block of the [i, j, c, c] outer
+    // products of about 32 MB.
+    if (chunk_rows <= 0) chunk_rows = ctx.chunk_size;
     if (chunk_rows <= 0) chunk_rows = std::max<int64_t>(1, (int64_t(1) << 23) / std::max<int64_t>(1, N * C * C));
     Tensor l2 = left.view({S, N * C}), r2 = right.view({S, N * C});
     for (int64_t i0 = 0; i0 < N; i0 += chunk_rows) {

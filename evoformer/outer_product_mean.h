@@ -26,7 +26,7 @@ struct OuterProductMeanWeights {
 // The outer products are formed for blocks of `chunk_rows` residues i at a time (0 = automatic) so the
 // [i, j, c, c] intermediate stays bounded.
 void outer_product_mean_forward(const OuterProductMeanWeights& w, const Tensor& m, const Tensor& msa_mask,
-                                Tensor& out, bool accumulate, Context& ctx, const TrunkConstants& k = {},
+                                const Tensor& out, bool accumulate, Context& ctx, const TrunkConstants& k = {},
                                 int64_t chunk_rows = 0);
 
 }  // namespace axfold

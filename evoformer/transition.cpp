@@ -1,14 +1,27 @@
 #include "evoformer/transition.h"
 
+#include <algorithm>
+
 namespace axfold {
 
-void transition_forward(const TransitionWeights& w, const Tensor& act, Tensor& out, bool accumulate, Context& ctx,
+void transition_forward(const TransitionWeights& w, const Tensor& act, const Tensor& out, bool accumulate, Context& ctx,
                         const TrunkConstants& k) {
-    WorkspaceScope scope(ctx.ws);
-    Tensor x = layer_norm(act, w.input_layer_norm.scale, w.input_layer_norm.offset, k.eps, ctx.ws);
-    Tensor h = linear(x, w.transition1.weights, w.transition1.bias, ctx.ws);
-    relu(h);
-    linear(h, w.transition2.weights, w.transition2.bias, out, accumulate ? 1.f : 0.f);
+    const int64_t C = act.size(-1), rows = act.numel() / std::max<int64_t>(C, 1);
+    AXF_CHECK(act.is_contiguous() && out.is_contiguous() && out.numel() == act.numel(),
+              "transition: input %s and output %s must be contiguous and of one size", act.desc().c_str(),
+              out.desc().c_str());
+    const Tensor a2 = act.view({rows, C}), o2 = out.view({rows, C});
+    // Rows are independent; ctx.chunk_size counts rows of the leading axis.
+    const int64_t per_lead = act.dim() > 1 ? rows / act.size(0) : 1;
+    const int64_t cs = ctx.chunk_size > 0 ? std::max<int64_t>(1, ctx.chunk_size) * per_lead : rows;
+    for (int64_t r0 = 0; r0 < rows; r0 += cs) {
+        WorkspaceScope scope(ctx.ws);
+        const int64_t r1 = std::min(rows, r0 + cs);
+        Tensor x = layer_norm(a2.slice(0, r0, r1), w.input_layer_norm.scale, w.input_layer_norm.offset, k.eps, ctx.ws);
+        Tensor h = linear(x, w.transition1.weights, w.transition1.bias, ctx.ws);
+        relu(h);
+        linear(h, w.transition2.weights, w.transition2.bias, o2.slice(0, r0, r1), accumulate ? 1.f : 0.f);
+    }
 }
 
 }  // namespace axfold

@@ -20,7 +20,7 @@ struct TransitionWeights {
 };
 
 // act [..., C]; out as in msa_attention.h.
-void transition_forward(const TransitionWeights& w, const Tensor& act, Tensor& out, bool accumulate, Context& ctx,
+void transition_forward(const TransitionWeights& w, const Tensor& act, const Tensor& out, bool accumulate, Context& ctx,
                         const TrunkConstants& k = {});
 
 }  // namespace axfold

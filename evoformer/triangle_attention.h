@@ -22,7 +22,7 @@ struct TriangleAttentionWeights {
 // z [N_res, N_res, C_z], pair_mask [N_res, N_res]; `ending_node` selects Algorithm 14 (AF2 computes it
 // on the transposed pair; here the transposition is a view). out as in msa_attention.h.
 void triangle_attention_forward(const TriangleAttentionWeights& w, bool ending_node, const Tensor& z,
-                                const Tensor& pair_mask, Tensor& out, bool accumulate, Context& ctx,
+                                const Tensor& pair_mask, const Tensor& out, bool accumulate, Context& ctx,
                                 const TrunkConstants& k = {});
 
 }  // namespace axfold

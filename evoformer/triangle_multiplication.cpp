@@ -1,53 +1,76 @@
 #include "evoformer/triangle_multiplication.h"
 
+#include <algorithm>
+
 namespace axfold {
 
 void triangle_multiplication_forward(const TriangleMultiplicationWeights& w, bool incoming, const Tensor& z,
-                                     const Tensor& pair_mask, Tensor& out, bool accumulate, Context& ctx,
+                                     const Tensor& pair_mask, const Tensor& out, bool accumulate, Context& ctx,
                                      const TrunkConstants& k) {
     Workspace& ws = ctx.ws;
     WorkspaceScope scope(ws);
-    AXF_CHECK(z.dim() == 3 && z.size(0) == z.size(1), "triangle_multiplication: pair %s must be [N, N, C_z]",
-              z.desc().c_str());
-    const int64_t N = z.size(0), Cz = z.size(2), C = w.left_projection.weights.size(1);
+    AXF_CHECK(z.dim() == 3 && z.size(0) == z.size(1) && z.is_contiguous(),
+              "triangle_multiplication: pair %s must be a contiguous [N, N, C_z]", z.desc().c_str());
+    const int64_t N = z.size(0), Cz = z.size(2), C = w.left_projection.weights.size(1), M = N * N;
     AXF_CHECK(pair_mask.dim() == 2 && pair_mask.size(0) == N && pair_mask.size(1) == N,
               "triangle_multiplication: mask %s for pair %s", pair_mask.desc().c_str(), z.desc().c_str());
-    Tensor x = layer_norm(z, w.layer_norm_input.scale, w.layer_norm_input.offset, k.eps, ws);
-    const Tensor xt = x.view({N * N, Cz}).transpose(0, 1);  // [C_z, N*N], column-major view
-    const Tensor mask_row = pair_mask.contiguous().view({1, N * N}).expand({C, N * N});
-    // Projections computed channel-major, [C, N*N] = W^T x^T, so each channel is directly one GEMM
-    // operand of the triangle contraction and no transposition of the pair is materialised.
-    auto project_cm = [&](const LinearWeights& lin) {
-        Tensor p = ws.alloc({C, N * N});
-        copy(p, lin.bias.view({C, 1}).expand({C, N * N}));
-        matmul(lin.weights.transpose(0, 1), xt, p, 1.f, 1.f);
-        return p;
-    };
-    auto projection = [&](const LinearWeights& proj, const LinearWeights& gate) {
-        Tensor p = project_cm(proj);
-        mul(p, mask_row);
-        WorkspaceScope gate_scope(ws);
-        Tensor g = project_cm(gate);
-        sigmoid_mul(p, g);
-        return p.view({C, N, N});
-    };
-    Tensor left = projection(w.left_projection, w.left_gate);
-    Tensor right = projection(w.right_projection, w.right_gate);
+    AXF_CHECK(out.is_contiguous() && out.shape() == z.shape(), "triangle_multiplication: output %s for pair %s",
+              out.desc().c_str(), z.desc().c_str());
+    const Tensor z2 = z.view({M, Cz});
+    const Tensor mask_flat = pair_mask.contiguous().view({1, M});
+    // Chunking: rows of the flattened pair in blocks of chunk_size * N (layer norms, projections,
+    // output), channels in blocks of the same memory fraction (projections and contraction).
+    const int64_t rows = ctx.chunk_size > 0 ? std::min(M, ctx.chunk_size * N) : M;
+    const int64_t chans = ctx.chunk_size > 0 ? std::clamp<int64_t>(C * ctx.chunk_size / N, 1, C) : C;
+
+    // Gated, masked projections computed channel-major, [c, rows] = W^T x^T, so each channel is directly
+    // one GEMM operand of the triangle contraction and no transposition of the pair is materialised.
     Tensor prod = ws.alloc({C, N, N});
-    if (incoming)
-        matmul(right.transpose(1, 2), left, prod);  // sum_k right[k,i] left[k,j]
-    else
-        matmul(left, right.transpose(1, 2), prod);  // sum_k left[i,k] right[j,k]
-    Tensor act = prod.view({C, N * N}).transpose(0, 1);  // [N*N, C] view of channel-major memory
+    for (int64_t c0 = 0; c0 < C; c0 += chans) {
+        WorkspaceScope cscope(ws);
+        const int64_t c1 = std::min(C, c0 + chans), cn = c1 - c0;
+        Tensor left = ws.alloc({cn, M}), right = ws.alloc({cn, M});
+        for (int64_t r0 = 0; r0 < M; r0 += rows) {
+            WorkspaceScope rscope(ws);
+            const int64_t r1 = std::min(M, r0 + rows), rn = r1 - r0;
+            Tensor x = layer_norm(z2.slice(0, r0, r1), w.layer_norm_input.scale, w.layer_norm_input.offset, k.eps, ws);
+            const Tensor xt = x.transpose(0, 1);  // [C_z, rn], column-major view
+            auto project = [&](const LinearWeights& lin, const Tensor& dst) {
+                copy(dst, lin.bias.slice(0, c0, c1).view({cn, 1}).expand({cn, rn}));
+                matmul(lin.weights.slice(1, c0, c1).transpose(0, 1), xt, dst, 1.f, 1.f);
+            };
+            Tensor g = ws.alloc({cn, rn});
+            for (int side = 0; side < 2; ++side) {
+                const Tensor dst = (side == 0 ? left : right).slice(1, r0, r1);
+                project(side == 0 ? w.left_projection : w.right_projection, dst);
+                mul(dst, mask_flat.slice(1, r0, r1).expand({cn, rn}));
+                project(side == 0 ? w.left_gate : w.right_gate, g);
+                sigmoid_mul(dst, g);
+            }
+        }
+        const Tensor l3 = left.view({cn, N, N}), r3 = right.view({cn, N, N}), p3 = prod.slice(0, c0, c1);
+        if (incoming)
+            matmul(r3.transpose(1, 2), l3, p3);  // sum_k right[k,i] left[k,j]
+        else
+            matmul(l3, r3.transpose(1, 2), p3);  // sum_k left[i,k] right[j,k]
+    }
+    const Tensor act = prod.view({C, M}).transpose(0, 1);  // [M, C] view of channel-major memory
     layer_norm(act, w.center_layer_norm.scale, w.center_layer_norm.offset, k.eps, act);
-    Tensor upd = ws.alloc({N, N, Cz});
-    linear(act, w.output_projection.weights, w.output_projection.bias, upd);
-    Tensor gate = linear(x, w.gating_linear.weights, w.gating_linear.bias, ws);
-    sigmoid_mul(upd, gate);
-    if (accumulate)
-        add(out, upd);
-    else
-        copy(out, upd);
+    const Tensor out2 = out.view({M, Cz});
+    for (int64_t r0 = 0; r0 < M; r0 += rows) {
+        WorkspaceScope rscope(ws);
+        const int64_t r1 = std::min(M, r0 + rows);
+        Tensor upd = linear(act.slice(0, r0, r1), w.output_projection.weights, w.output_projection.bias, ws);
+        // The gate reads z rows r0..r1 before this block writes them (out may be z).
+        Tensor x = layer_norm(z2.slice(0, r0, r1), w.layer_norm_input.scale, w.layer_norm_input.offset, k.eps, ws);
+        Tensor gate = linear(x, w.gating_linear.weights, w.gating_linear.bias, ws);
+        sigmoid_mul(upd, gate);
+        const Tensor dst = out2.slice(0, r0, r1);
+        if (accumulate)
+            add(dst, upd);
+        else
+            copy(dst, upd);
+    }
 }
 
 }  // namespace axfold

@@ -35,7 +35,7 @@ struct TriangleMultiplicationWeights {
 
 // z [N_res, N_res, C_z], pair_mask [N_res, N_res]; out as in msa_attention.h (out may be z).
 void triangle_multiplication_forward(const TriangleMultiplicationWeights& w, bool incoming, const Tensor& z,
-                                     const Tensor& pair_mask, Tensor& out, bool accumulate, Context& ctx,
+                                     const Tensor& pair_mask, const Tensor& out, bool accumulate, Context& ctx,
                                      const TrunkConstants& k = {});
 
 }  // namespace axfold

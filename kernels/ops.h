@@ -21,6 +21,9 @@ struct Context {
     explicit Context(Device d = Device::CPU) : device(d), ws(d) {}
     Device device;
     Workspace ws;
+    // Rows of the batch-like axis each memory-heavy module processes at a time (OpenFold's chunk_size);
+    // 0 = unchunked. Results do not depend on it beyond rounding. Set by the planner or --chunk-size.
+    int64_t chunk_size = 0;
 };
 
 // c = alpha * a @ b + beta * c, batched over leading dims (a, b broadcast to c's batch shape).
