@@ -27,10 +27,6 @@ void check_last_contiguous(const Tensor& t, const char* op, const char* name) {
               name, t.desc().c_str());
 }
 
-[[noreturn]] void not_on_cuda(const char* op) {
-    AXF_FAIL("%s is not implemented on CUDA yet; run on the CPU backend", op);
-}
-
 // Leading dims of x merged into one row dim of stride *row_stride when the strides allow it (no copy).
 bool merged_row_stride(const Tensor& x, int64_t* row_stride) {
     *row_stride = x.size(-1);
@@ -74,8 +70,10 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, floa
     check_same_device(c, a, "matmul");
     check_same_device(c, b, "matmul");
     if (c.numel() == 0) return;
-    if (c.device() == Device::CUDA) not_on_cuda("matmul");
-    cpu::matmul(a, b, c, alpha, beta);
+    if (c.device() == Device::CUDA)
+        cuda::matmul(a, b, c, alpha, beta);
+    else
+        cpu::matmul(a, b, c, alpha, beta);
 }
 
 void linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y, float beta) {
@@ -99,6 +97,9 @@ void linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& 
         AXF_CHECK(bias.numel() == c_out, "linear: bias %s for %lld outputs", shape_str(bias.shape()).c_str(),
                   (long long)c_out);
     }
+    check_same_device(y, x, "linear");
+    check_same_device(y, w, "linear");
+    check_same_device(y, bias, "linear");
     const int64_t rows = x.numel() / std::max<int64_t>(c_in, 1);
     int64_t row_stride = 0;
     Tensor x2;
@@ -110,7 +111,22 @@ void linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& 
         x2 = x.contiguous().view({rows, c_in});
     Tensor y2 = y.view({rows, c_out});
     Tensor w2 = w.view({c_in, c_out});
-    if (y.device() == Device::CUDA) not_on_cuda("linear");
+    if (y.device() == Device::CUDA) {
+        if (rows == 0) return;
+        if (bias.defined()) {
+            // y = bias (or y += bias), then accumulate the product, as on the CPU.
+            AXF_CHECK(bias.is_contiguous(), "linear: bias %s must be contiguous", bias.desc().c_str());
+            Tensor b2 = bias.view({1, c_out}).expand({rows, c_out});
+            if (beta == 0.f)
+                cuda::copy(y2, b2);
+            else
+                cuda::binary(y2, b2, cuda::Binary::Add, 1.f);
+            cuda::matmul(x2, w2, y2, 1.f, 1.f);
+        } else {
+            cuda::matmul(x2, w2, y2, 1.f, beta);
+        }
+        return;
+    }
     if (bias.defined()) {
         if (beta == 0.f) {
             // y = bias, then accumulate the product: one pass over y instead of two.
@@ -206,9 +222,12 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
                   "attention: bias %s, expected [%lld, %lld, %lld]", bias.desc().c_str(), (long long)q.size(2),
                   (long long)q.size(1), (long long)k.size(1));
     }
+    for (const Tensor* t : {&q, &k, &v, &mask, &bias}) check_same_device(out, *t, "attention");
     if (out.numel() == 0) return;
-    if (out.device() == Device::CUDA) not_on_cuda("attention");
-    cpu::attention(q, k, v, mask, bias, scale, inf, out, ws);
+    if (out.device() == Device::CUDA)
+        cuda::attention(q, k, v, mask, bias, scale, inf, out, ws);
+    else
+        cpu::attention(q, k, v, mask, bias, scale, inf, out, ws);
 }
 
 namespace {
@@ -218,42 +237,43 @@ void check_binary(const Tensor& x, const Tensor& y, const char* op) {
     AXF_CHECK(x.shape() == y.shape(), "%s: shapes %s and %s differ (expand y first)", op, x.desc().c_str(),
               y.desc().c_str());
     check_same_device(x, y, op);
-    if (x.device() == Device::CUDA) not_on_cuda(op);
 }
-void check_unary(const Tensor& x, const char* op) {
+void run_binary(const Tensor& x, const Tensor& y, cpu::Binary cpu_op, cuda::Binary cuda_op, float a) {
+    if (x.numel() == 0) return;
+    if (x.device() == Device::CUDA)
+        cuda::binary(x, y, cuda_op, a);
+    else
+        cpu::binary(x, y, cpu_op, a);
+}
+void run_unary(const Tensor& x, const char* op, cpu::Unary cpu_op, cuda::Unary cuda_op, float s) {
     check_f32(x, op, "x");
-    if (x.device() == Device::CUDA) not_on_cuda(op);
+    if (x.numel() == 0) return;
+    if (x.device() == Device::CUDA)
+        cuda::unary(x, cuda_op, s);
+    else
+        cpu::unary(x, cpu_op, s);
 }
 }  // namespace
 
 void add(const Tensor& x, const Tensor& y, float alpha) {
     check_binary(x, y, "add");
-    if (x.numel()) cpu::binary(x, y, cpu::Binary::Add, alpha);
+    run_binary(x, y, cpu::Binary::Add, cuda::Binary::Add, alpha);
 }
 void mul(const Tensor& x, const Tensor& y) {
     check_binary(x, y, "mul");
-    if (x.numel()) cpu::binary(x, y, cpu::Binary::Mul, 1.f);
+    run_binary(x, y, cpu::Binary::Mul, cuda::Binary::Mul, 1.f);
 }
 void sigmoid_mul(const Tensor& x, const Tensor& gate) {
     check_binary(x, gate, "sigmoid_mul");
-    if (x.numel()) cpu::binary(x, gate, cpu::Binary::SigmoidMul, 1.f);
+    run_binary(x, gate, cpu::Binary::SigmoidMul, cuda::Binary::SigmoidMul, 1.f);
 }
 void div_eps(const Tensor& x, const Tensor& y, float eps) {
     check_binary(x, y, "div_eps");
-    if (x.numel()) cpu::binary(x, y, cpu::Binary::DivEps, eps);
+    run_binary(x, y, cpu::Binary::DivEps, cuda::Binary::DivEps, eps);
 }
-void scale(const Tensor& x, float s) {
-    check_unary(x, "scale");
-    if (x.numel()) cpu::unary(x, cpu::Unary::Scale, s);
-}
-void sigmoid(const Tensor& x) {
-    check_unary(x, "sigmoid");
-    if (x.numel()) cpu::unary(x, cpu::Unary::Sigmoid, 0.f);
-}
-void relu(const Tensor& x) {
-    check_unary(x, "relu");
-    if (x.numel()) cpu::unary(x, cpu::Unary::Relu, 0.f);
-}
+void scale(const Tensor& x, float s) { run_unary(x, "scale", cpu::Unary::Scale, cuda::Unary::Scale, s); }
+void sigmoid(const Tensor& x) { run_unary(x, "sigmoid", cpu::Unary::Sigmoid, cuda::Unary::Sigmoid, 0.f); }
+void relu(const Tensor& x) { run_unary(x, "relu", cpu::Unary::Relu, cuda::Unary::Relu, 0.f); }
 void copy(const Tensor& dst, const Tensor& src) {
     AXF_CHECK(dst.shape() == src.shape() && dst.dtype() == src.dtype(), "copy: %s into %s", src.desc().c_str(),
               dst.desc().c_str());

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "kernels/device.h"
+#include "kernels/cuda/ops_cuda.h"
 
 namespace axfold {
 
@@ -307,14 +308,22 @@ void copy_strided(T* dst, const T* src, const Shape& shape, const Shape& dst_st,
 void Tensor::copy_from(const Tensor& src) const {
     AXF_CHECK(src.shape_ == shape_ && src.dtype_ == dtype_, "copy_from: %s into %s", src.desc().c_str(),
               desc().c_str());
+    if (numel() == 0) return;
     if (device_ != Device::CPU || src.device_ != Device::CPU) {
-        AXF_CHECK(is_contiguous(), "device copy into a non-contiguous tensor %s", desc().c_str());
-        Tensor s = src.device_ == Device::CPU ? src.contiguous() : src;
-        AXF_CHECK(s.is_contiguous(), "device copy from a non-contiguous tensor %s", src.desc().c_str());
-        device_copy(raw(), device_, s.raw(), s.device_, static_cast<size_t>(numel()) * dtype_size(dtype_));
+        if (device_ == Device::CUDA && src.device_ == Device::CUDA) {
+            cuda::copy(*this, src);  // any strides, on the device
+            return;
+        }
+        // Across devices: make the source contiguous on its own device, transfer, and scatter on the
+        // destination device when this view is strided.
+        Tensor s = src.contiguous();
+        if (is_contiguous()) {
+            device_copy(raw(), device_, s.raw(), s.device_, static_cast<size_t>(numel()) * dtype_size(dtype_));
+        } else {
+            copy_from(s.to(device_));
+        }
         return;
     }
-    if (numel() == 0) return;
     switch (dtype_size(dtype_)) {
         case 1: copy_strided(static_cast<uint8_t*>(raw()), static_cast<const uint8_t*>(src.raw()), shape_, strides_, src.strides_); break;
         case 4: copy_strided(static_cast<uint32_t*>(raw()), static_cast<const uint32_t*>(src.raw()), shape_, strides_, src.strides_); break;

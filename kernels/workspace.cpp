@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "kernels/device.h"
+
 namespace axfold {
 
 namespace {
@@ -40,8 +42,11 @@ Tensor Workspace::alloc(const Shape& shape, DType dtype) {
 
 Tensor Workspace::zeros(const Shape& shape) {
     Tensor t = alloc(shape);
-    AXF_CHECK(device_ == Device::CPU, "Workspace::zeros on a device workspace");
-    std::memset(t.raw(), 0, static_cast<size_t>(t.numel()) * sizeof(float));
+    const size_t bytes = static_cast<size_t>(t.numel()) * sizeof(float);
+    if (device_ == Device::CPU)
+        std::memset(t.raw(), 0, bytes);
+    else
+        device_memset(t.raw(), 0, bytes);
     return t;
 }
 

@@ -1,5 +1,14 @@
-// Device memory for Tensor storage, and the CUDA error helper.
+// Device memory for Tensor storage and workspace chunks, the CUDA/cuBLAS error helpers and the cuBLAS
+// handle.
+//
+// Allocation goes through the device's default stream-ordered memory pool (cudaMallocAsync on stream 0)
+// with its release threshold raised to "never", so freed blocks stay cached in the pool: once a run has
+// reached its high-water mark, later Tensor::empty / Workspace chunks on the device are served from the
+// pool without cudaMalloc or an implicit device synchronisation. Devices without memory-pool support
+// fall back to plain cudaMalloc/cudaFree.
 #include <cuda_runtime.h>
+
+#include <cstdint>
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/device.h"
@@ -7,20 +16,57 @@
 namespace axfold {
 
 void cuda_fail(cudaError_t e, const char* what, const char* file, int line) {
-    throw_error(file, line, strfmt("CUDA error in %s: %s", what, cudaGetErrorString(e)));
+    throw_error(file, line, strfmt("CUDA error in %s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e)));
 }
+
+void cublas_fail(cublasStatus_t s, const char* what, const char* file, int line) {
+    throw_error(file, line, strfmt("cuBLAS error in %s: %s (%s)", what, cublasGetStatusString(s),
+                                   cublasGetStatusName(s)));
+}
+
+namespace {
+
+// Decided once per process, on the device current at first allocation.
+bool use_pool() {
+    static const bool pool = [] {
+        int dev = 0, supported = 0;
+        cudaMemPool_t mp = nullptr;
+        uint64_t threshold = UINT64_MAX;
+        const bool ok = cudaGetDevice(&dev) == cudaSuccess &&
+                        cudaDeviceGetAttribute(&supported, cudaDevAttrMemoryPoolsSupported, dev) == cudaSuccess &&
+                        supported != 0 && cudaDeviceGetDefaultMemPool(&mp, dev) == cudaSuccess &&
+                        cudaMemPoolSetAttribute(mp, cudaMemPoolAttrReleaseThreshold, &threshold) == cudaSuccess;
+        (void)cudaGetLastError();  // a failed probe must not surface later as a kernel launch error
+        return ok;
+    }();
+    return pool;
+}
+
+}  // namespace
 
 void* device_alloc(size_t bytes) {
     void* p = nullptr;
-    AXF_CUDA(cudaMalloc(&p, bytes));
+    if (use_pool())
+        AXF_CUDA(cudaMallocAsync(&p, bytes, 0));
+    else
+        AXF_CUDA(cudaMalloc(&p, bytes));
     return p;
 }
 
-void device_free(void* ptr) { cudaFree(ptr); }
+// Called from destructors: never throws. A failure here (e.g. at process exit, after the context is
+// gone) is cleared so that it is not reported by the next, unrelated launch check.
+void device_free(void* ptr) {
+    if (!ptr) return;
+    cudaError_t e = use_pool() ? cudaFreeAsync(ptr, 0) : cudaFree(ptr);
+    if (e != cudaSuccess) (void)cudaGetLastError();
+}
 
-void device_memset(void* ptr, int value, size_t bytes) { AXF_CUDA(cudaMemset(ptr, value, bytes)); }
+void device_memset(void* ptr, int value, size_t bytes) {
+    if (bytes) AXF_CUDA(cudaMemsetAsync(ptr, value, bytes, 0));
+}
 
 void device_copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {
+    if (bytes == 0) return;
     cudaMemcpyKind kind = dst_dev == Device::CUDA ? (src_dev == Device::CUDA ? cudaMemcpyDeviceToDevice
                                                                              : cudaMemcpyHostToDevice)
                                                   : (src_dev == Device::CUDA ? cudaMemcpyDeviceToHost
@@ -30,7 +76,29 @@ void device_copy(void* dst, Device dst_dev, const void* src, Device src_dev, siz
 
 bool cuda_available() {
     int n = 0;
-    return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    return n > 0;
 }
+
+namespace cuda {
+
+cublasHandle_t cublas_handle() {
+    // 32 MiB: NVIDIA's recommended cuBLAS workspace for Hopper (more than enough for Ampere).
+    constexpr size_t kWorkspaceBytes = size_t(32) << 20;
+    static const cublasHandle_t handle = [] {
+        cublasHandle_t h = nullptr;
+        AXF_CUBLAS(cublasCreate(&h));
+        AXF_CUBLAS(cublasSetStream(h, 0));
+        AXF_CUBLAS(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH));
+        AXF_CUBLAS(cublasSetWorkspace(h, device_alloc(kWorkspaceBytes), kWorkspaceBytes));
+        return h;
+    }();
+    return handle;
+}
+
+}  // namespace cuda
 
 }  // namespace axfold

@@ -1,108 +1,299 @@
-// Fused layer norm and softmax (mask, bias, scale) kernels. Rows are contiguous in the last dim; row
-// starts come from a device array of offsets so strided/broadcast leading dims work as on the CPU.
+// Fused layer norm and softmax (scale, additive bias, mask) kernels over the last dim. Rows are
+// contiguous in the last dim (mask and bias rows may have any last-dim stride, 0 for broadcast); row
+// starts come from a StridedIndex over the leading dims, so strided and broadcast views work as on the
+// CPU. Warp per row up to 1024 elements (the row lives in registers), block per row beyond. Layer norm
+// also has the channel-major [M, C] path (stride(0) == 1) that triangle multiplication uses.
+//
+// Numerics mirror kernels/cpu: fp32 throughout, IEEE expf / sqrtf / division (no fast-math), logits
+// formed as scale * x + bias + inf * (mask - 1).
 #include <cuda_runtime.h>
 
-#include <vector>
+#include <cstdint>
 
-#include "kernels/cpu/ops_cpu.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/ops_cuda.h"
+#include "kernels/cuda/strided.cuh"
 
 namespace axfold::cuda {
 
 namespace {
 
-__inline__ __device__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-__inline__ __device__ float warp_max(float v) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
+constexpr int kWarpsPerBlock = 8;    // warp-per-row kernels: 256 threads
+constexpr int kRowThreads = 256;     // block-per-row kernels
+constexpr int kMaxWarpRow = 1024;    // longest row handled by one warp (32 values per lane)
 
-// Warp per row: rows up to a few thousand elements.
-__global__ void layer_norm_warp(const float* x, const int64_t* ox, float* y, const int64_t* oy, const float* g,
-                                const float* b, int64_t rows, int64_t C, float eps) {
-    int64_t r = blockIdx.x * (int64_t)(blockDim.x / 32) + threadIdx.x / 32;
-    int lane = threadIdx.x % 32;
-    if (r >= rows) return;
-    const float* xr = x + ox[r];
-    float* yr = y + oy[r];
+// --- layer norm ----------------------------------------------------------------------------------------
+
+// One warp per row of C <= 32 * kPerLane channels; operand 0 is x, 1 is y.
+template <int kPerLane>
+__global__ void layer_norm_warp(const float* x, float* y, const float* g, const float* b, StridedIndex<2> ix,
+                                int64_t rows, int C, float eps) {
+    const int64_t r = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+    const int lane = threadIdx.x & 31;
+    if (r >= rows) return;  // warp-uniform
+    int64_t off[2];
+    ix.offsets(r, off);
+    const float* xr = x + off[0];
+    float* yr = y + off[1];
+    float v[kPerLane];
     float s = 0.f;
-    for (int64_t c = lane; c < C; c += 32) s += xr[c];
-    float mean = warp_sum(s) / (float)C;
-    float v = 0.f;
-    for (int64_t c = lane; c < C; c += 32) {
-        float d = xr[c] - mean;
-        v += d * d;
+#pragma unroll
+    for (int j = 0; j < kPerLane; ++j) {
+        const int c = lane + 32 * j;
+        v[j] = c < C ? xr[c] : 0.f;
+        s += v[j];
     }
-    float inv = rsqrtf(warp_sum(v) / (float)C + eps);
-    for (int64_t c = lane; c < C; c += 32) yr[c] = (xr[c] - mean) * inv * g[c] + b[c];
+    const float mean = warp_sum(s) / static_cast<float>(C);
+    float q = 0.f;
+#pragma unroll
+    for (int j = 0; j < kPerLane; ++j) {
+        const int c = lane + 32 * j;
+        const float d = c < C ? v[j] - mean : 0.f;
+        q += d * d;
+    }
+    const float inv = 1.f / sqrtf(warp_sum(q) / static_cast<float>(C) + eps);
+#pragma unroll
+    for (int j = 0; j < kPerLane; ++j) {
+        const int c = lane + 32 * j;
+        if (c < C) yr[c] = (v[j] - mean) * inv * g[c] + b[c];
+    }
 }
 
-__global__ void softmax_warp(float* x, const int64_t* ox, const float* mask, const int64_t* om, int64_t ms,
-                             const float* bias, const int64_t* ob, int64_t bs, int64_t rows, int64_t n, float scale,
-                             float inf) {
-    int64_t r = blockIdx.x * (int64_t)(blockDim.x / 32) + threadIdx.x / 32;
-    int lane = threadIdx.x % 32;
-    if (r >= rows) return;
-    float* xr = x + ox[r];
-    const float* mr = mask ? mask + om[r] : nullptr;
-    const float* br = bias ? bias + ob[r] : nullptr;
+// One block per row, any C. In place (y == x) is safe: the last pass reads and writes the same element
+// in the same thread, after the barriers inside block_sum.
+__global__ void layer_norm_block(const float* x, float* y, const float* g, const float* b, StridedIndex<2> ix,
+                                 int64_t C, float eps) {
+    __shared__ float scratch[32];
+    int64_t off[2];
+    ix.offsets(blockIdx.x, off);
+    const float* xr = x + off[0];
+    float* yr = y + off[1];
+    float s = 0.f;
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += xr[c];
+    const float mean = block_sum(s, scratch) / static_cast<float>(C);
+    float q = 0.f;
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+        const float d = xr[c] - mean;
+        q += d * d;
+    }
+    const float inv = 1.f / sqrtf(block_sum(q, scratch) / static_cast<float>(C) + eps);
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) yr[c] = (xr[c] - mean) * inv * g[c] + b[c];
+}
+
+// [M, C] views of channel-major memory: element (m, c) at m + c * xs. One thread per m, so every channel
+// pass reads consecutive m across a warp (coalesced).
+__global__ void layer_norm_channels_major(const float* x, int64_t xs, float* y, int64_t ys, const float* g,
+                                          const float* b, int64_t M, int64_t C, float eps) {
+    const int64_t m = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (m >= M) return;
+    float mean = 0.f;
+    for (int64_t c = 0; c < C; ++c) mean += x[c * xs + m];
+    mean /= static_cast<float>(C);
+    float var = 0.f;
+    for (int64_t c = 0; c < C; ++c) {
+        const float d = x[c * xs + m] - mean;
+        var += d * d;
+    }
+    const float inv = 1.f / sqrtf(var / static_cast<float>(C) + eps);
+    for (int64_t c = 0; c < C; ++c) y[c * ys + m] = (x[c * xs + m] - mean) * inv * g[c] + b[c];
+}
+
+// --- softmax -----------------------------------------------------------------------------------------
+
+struct SoftmaxArgs {
+    float* x;
+    const float* mask;  // nullptr when absent
+    const float* bias;  // nullptr when absent
+    int64_t ms, bs;     // last-dim strides of mask and bias
+    int64_t rows, n;
+    float scale, inf;
+    StridedIndex<3> ix;  // operands: x, mask, bias
+};
+
+__device__ __forceinline__ float softmax_logit(const SoftmaxArgs& a, const float* xr, const float* mr,
+                                               const float* br, int64_t k) {
+    // Explicit rounding (no FMA contraction), in the CPU's order: a logit next to -inf (1e9, ulp 64)
+    // must round identically on both backends, or fully masked rows would differ by factors of e^64.
+    float t = __fmul_rn(a.scale, xr[k]);
+    if (br) t = __fadd_rn(t, br[k * a.bs]);
+    if (mr) t = __fadd_rn(t, __fmul_rn(a.inf, mr[k * a.ms] - 1.f));
+    return t;
+}
+
+// One warp per row of n <= 32 * kPerLane; the row stays in registers between the passes.
+template <int kPerLane> __global__ void softmax_warp(SoftmaxArgs a) {
+    const int64_t r = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+    const int lane = threadIdx.x & 31;
+    if (r >= a.rows) return;  // warp-uniform
+    int64_t off[3];
+    a.ix.offsets(r, off);
+    float* xr = a.x + off[0];
+    const float* mr = a.mask ? a.mask + off[1] : nullptr;
+    const float* br = a.bias ? a.bias + off[2] : nullptr;
+    const int n = static_cast<int>(a.n);
+    float v[kPerLane];
     float mx = -INFINITY;
-    for (int64_t k = lane; k < n; k += 32) {
-        float v = scale * xr[k];
-        if (br) v += br[k * bs];
-        if (mr) v += inf * (mr[k * ms] - 1.f);
-        xr[k] = v;
-        mx = fmaxf(mx, v);
+#pragma unroll
+    for (int j = 0; j < kPerLane; ++j) {
+        const int k = lane + 32 * j;
+        v[j] = k < n ? softmax_logit(a, xr, mr, br, k) : -INFINITY;
+        mx = fmaxf(mx, v[j]);
     }
     mx = warp_max(mx);
     float s = 0.f;
-    for (int64_t k = lane; k < n; k += 32) {
-        float e = __expf(xr[k] - mx);
-        xr[k] = e;
-        s += e;
+#pragma unroll
+    for (int j = 0; j < kPerLane; ++j) {
+        const int k = lane + 32 * j;
+        v[j] = k < n ? expf(v[j] - mx) : 0.f;
+        s += v[j];
     }
-    float inv = 1.f / warp_sum(s);
-    for (int64_t k = lane; k < n; k += 32) xr[k] *= inv;
+    const float inv = 1.f / warp_sum(s);
+#pragma unroll
+    for (int j = 0; j < kPerLane; ++j) {
+        const int k = lane + 32 * j;
+        if (k < n) xr[k] = v[j] * inv;
+    }
 }
 
-struct DeviceOffsets {
-    int64_t* ptr = nullptr;
-    explicit DeviceOffsets(const std::vector<int64_t>& v) {
-        AXF_CUDA(cudaMalloc(&ptr, v.size() * sizeof(int64_t)));
-        AXF_CUDA(cudaMemcpy(ptr, v.data(), v.size() * sizeof(int64_t), cudaMemcpyHostToDevice));
+// One block per row, any n: logits written back to x, then exp and normalise in place, with float4
+// accesses when the row is 16-byte aligned and n % 4 == 0 (decided per row, uniform over the block).
+__global__ void softmax_block(SoftmaxArgs a) {
+    __shared__ float scratch[32];
+    int64_t off[3];
+    a.ix.offsets(blockIdx.x, off);
+    float* xr = a.x + off[0];
+    const float* mr = a.mask ? a.mask + off[1] : nullptr;
+    const float* br = a.bias ? a.bias + off[2] : nullptr;
+    const int64_t n = a.n;
+    float mx = -INFINITY;
+    for (int64_t k = threadIdx.x; k < n; k += blockDim.x) {
+        const float t = softmax_logit(a, xr, mr, br, k);
+        xr[k] = t;
+        mx = fmaxf(mx, t);
     }
-    ~DeviceOffsets() { cudaFree(ptr); }
-};
+    mx = block_max(mx, scratch);  // its barriers publish the logits to the whole block
+    const bool vec = (reinterpret_cast<uintptr_t>(xr) & 15u) == 0 && (n & 3) == 0;
+    float s = 0.f;
+    if (vec) {
+        float4* x4 = reinterpret_cast<float4*>(xr);
+        for (int64_t k = threadIdx.x; k < n / 4; k += blockDim.x) {
+            float4 e = x4[k];
+            e.x = expf(e.x - mx);
+            e.y = expf(e.y - mx);
+            e.z = expf(e.z - mx);
+            e.w = expf(e.w - mx);
+            x4[k] = e;
+            s += (e.x + e.y) + (e.z + e.w);
+        }
+    } else {
+        for (int64_t k = threadIdx.x; k < n; k += blockDim.x) {
+            const float e = expf(xr[k] - mx);
+            xr[k] = e;
+            s += e;
+        }
+    }
+    const float inv = 1.f / block_sum(s, scratch);
+    if (vec) {
+        float4* x4 = reinterpret_cast<float4*>(xr);
+        for (int64_t k = threadIdx.x; k < n / 4; k += blockDim.x) {
+            float4 e = x4[k];
+            e.x *= inv;
+            e.y *= inv;
+            e.z *= inv;
+            e.w *= inv;
+            x4[k] = e;
+        }
+    } else {
+        for (int64_t k = threadIdx.x; k < n; k += blockDim.x) xr[k] *= inv;
+    }
+}
 
-constexpr int kWarpsPerBlock = 8;
+// Lanes' register count for a row of n <= kMaxWarpRow: the smallest power of two with 32 * p >= n.
+int per_lane(int64_t n) {
+    int p = 1;
+    while (32 * p < n) p *= 2;
+    return p;
+}
+
+unsigned warp_grid(int64_t rows) { return static_cast<unsigned>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock); }
+
+template <int kPerLane>
+void launch_layer_norm_warp(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, const Tensor& y,
+                            const StridedIndex<2>& ix, int64_t rows) {
+    layer_norm_warp<kPerLane><<<warp_grid(rows), kWarpsPerBlock * 32>>>(
+        x.f32(), y.f32(), scale.f32(), offset.f32(), ix, rows, static_cast<int>(x.size(-1)), eps);
+}
+
+template <int kPerLane> void launch_softmax_warp(const SoftmaxArgs& a) {
+    softmax_warp<kPerLane><<<warp_grid(a.rows), kWarpsPerBlock * 32>>>(a);
+}
 
 }  // namespace
 
 void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, const Tensor& y) {
-    std::vector<int64_t> hx = cpu::row_offsets(x), hy = cpu::row_offsets(y);
-    DeviceOffsets ox(hx), oy(hy);
-    int64_t rows = static_cast<int64_t>(hx.size());
-    dim3 grid(static_cast<unsigned>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock));
-    layer_norm_warp<<<grid, kWarpsPerBlock * 32>>>(x.f32(), ox.ptr, y.f32(), oy.ptr, scale.f32(), offset.f32(), rows,
-                                                   x.size(-1), eps);
+    if (x.numel() == 0) return;
+    AXF_CHECK(scale.is_contiguous() && offset.is_contiguous(), "layer_norm: scale %s and offset %s must be contiguous",
+              scale.desc().c_str(), offset.desc().c_str());
+    const int64_t C = x.size(-1);
+    // Same condition as the CPU backend's channel-major path.
+    if (x.dim() == 2 && x.stride(0) == 1 && y.stride(0) == 1 && x.size(1) > 1) {
+        const int64_t M = x.size(0);
+        constexpr int threads = 256;
+        const unsigned blocks = static_cast<unsigned>((M + threads - 1) / threads);
+        layer_norm_channels_major<<<blocks, threads>>>(x.f32(), x.stride(1), y.f32(), y.stride(1), scale.f32(),
+                                                       offset.f32(), M, C, eps);
+        AXF_CUDA_LAUNCH();
+        return;
+    }
+    const StridedIndex<2> ix = make_index<2>(x.shape(), {&x.strides(), &y.strides()}, x.dim() - 1);
+    const int64_t rows = leading_rows(x);
+    if (C <= kMaxWarpRow) {
+        switch (per_lane(C)) {
+            case 1: launch_layer_norm_warp<1>(x, scale, offset, eps, y, ix, rows); break;
+            case 2: launch_layer_norm_warp<2>(x, scale, offset, eps, y, ix, rows); break;
+            case 4: launch_layer_norm_warp<4>(x, scale, offset, eps, y, ix, rows); break;
+            case 8: launch_layer_norm_warp<8>(x, scale, offset, eps, y, ix, rows); break;
+            case 16: launch_layer_norm_warp<16>(x, scale, offset, eps, y, ix, rows); break;
+            default: launch_layer_norm_warp<32>(x, scale, offset, eps, y, ix, rows); break;
+        }
+    } else {
+        AXF_CHECK(rows <= INT32_MAX, "layer_norm: %lld rows exceed the CUDA grid", (long long)rows);
+        layer_norm_block<<<static_cast<unsigned>(rows), kRowThreads>>>(x.f32(), y.f32(), scale.f32(), offset.f32(),
+                                                                        ix, C, eps);
+    }
     AXF_CUDA_LAUNCH();
 }
 
 void softmax(const Tensor& x, float scale, const Tensor& mask, const Tensor& bias, float inf) {
-    std::vector<int64_t> hx = cpu::row_offsets(x);
-    DeviceOffsets ox(hx);
-    DeviceOffsets om(mask.defined() ? cpu::row_offsets(mask) : std::vector<int64_t>{0});
-    DeviceOffsets ob(bias.defined() ? cpu::row_offsets(bias) : std::vector<int64_t>{0});
-    int64_t rows = static_cast<int64_t>(hx.size());
-    dim3 grid(static_cast<unsigned>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock));
-    softmax_warp<<<grid, kWarpsPerBlock * 32>>>(x.f32(), ox.ptr, mask.defined() ? mask.f32() : nullptr, om.ptr,
-                                                mask.defined() ? mask.stride(-1) : 0,
-                                                bias.defined() ? bias.f32() : nullptr, ob.ptr,
-                                                bias.defined() ? bias.stride(-1) : 0, rows, x.size(-1), scale, inf);
+    if (x.numel() == 0) return;
+    SoftmaxArgs a;
+    a.x = x.f32();
+    a.mask = mask.defined() ? mask.f32() : nullptr;
+    a.bias = bias.defined() ? bias.f32() : nullptr;
+    a.ms = mask.defined() ? mask.stride(-1) : 0;
+    a.bs = bias.defined() ? bias.stride(-1) : 0;
+    a.rows = leading_rows(x);
+    a.n = x.size(-1);
+    a.scale = scale;
+    a.inf = inf;
+    // Absent operands walk x's strides; their pointers are null so the offsets are never used.
+    a.ix = make_index<3>(x.shape(),
+                         {&x.strides(), mask.defined() ? &mask.strides() : &x.strides(),
+                          bias.defined() ? &bias.strides() : &x.strides()},
+                         x.dim() - 1);
+    if (a.n <= kMaxWarpRow) {
+        switch (per_lane(a.n)) {
+            case 1: launch_softmax_warp<1>(a); break;
+            case 2: launch_softmax_warp<2>(a); break;
+            case 4: launch_softmax_warp<4>(a); break;
+            case 8: launch_softmax_warp<8>(a); break;
+            case 16: launch_softmax_warp<16>(a); break;
+            default: launch_softmax_warp<32>(a); break;
+        }
+    } else {
+        AXF_CHECK(a.rows <= INT32_MAX, "softmax: %lld rows exceed the CUDA grid", (long long)a.rows);
+        softmax_block<<<static_cast<unsigned>(a.rows), kRowThreads>>>(a);
+    }
     AXF_CUDA_LAUNCH();
 }
 

@@ -1,12 +1,29 @@
 // CUDA implementations of kernels/ops.h. Built from the .cu files in this folder when AXFOLD_CUDA is on;
-// otherwise stub.cpp provides versions that throw "built without CUDA".
+// otherwise stub.cpp provides versions that throw "built without CUDA". Called only by the dispatchers in
+// ops.cpp (and Tensor::copy_from), which have already checked shapes, dtypes and devices.
+//
+// All work is queued on the legacy default stream; results are visible to the host after the next
+// device-to-host copy (Tensor::to), which synchronises.
 #pragma once
 
 #include "kernels/ops.h"
 
 namespace axfold::cuda {
 
+// cuBLAS SGEMM; batch dims with uniform strides become one strided-batched call, others a loop of them.
+void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, float beta);
 void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, const Tensor& y);
 void softmax(const Tensor& x, float scale, const Tensor& mask, const Tensor& bias, float inf);
+// Logits GEMM + fused masked softmax + value GEMM, chunked over the batch; scratch from ws (a CUDA
+// workspace).
+void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias,
+               float scale, float inf, const Tensor& out, Workspace& ws);
+
+enum class Unary { Sigmoid, Relu, Scale };
+void unary(const Tensor& x, Unary op, float s);
+enum class Binary { Add, Mul, SigmoidMul, DivEps };
+void binary(const Tensor& x, const Tensor& y, Binary op, float alpha);  // x = op(x, y); y may broadcast
+// dst = src, both on the device, same shape and dtype, any strides (elements of 1, 4 or 8 bytes).
+void copy(const Tensor& dst, const Tensor& src);
 
 }  // namespace axfold::cuda

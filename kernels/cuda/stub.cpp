@@ -15,8 +15,16 @@ void device_copy(void*, Device, const void*, Device, size_t) { no_cuda(); }
 bool cuda_available() { return false; }
 
 namespace cuda {
+void matmul(const Tensor&, const Tensor&, const Tensor&, float, float) { no_cuda(); }
 void layer_norm(const Tensor&, const Tensor&, const Tensor&, float, const Tensor&) { no_cuda(); }
 void softmax(const Tensor&, float, const Tensor&, const Tensor&, float) { no_cuda(); }
+void attention(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, float, float, const Tensor&,
+               Workspace&) {
+    no_cuda();
+}
+void unary(const Tensor&, Unary, float) { no_cuda(); }
+void binary(const Tensor&, const Tensor&, Binary, float) { no_cuda(); }
+void copy(const Tensor&, const Tensor&) { no_cuda(); }
 }  // namespace cuda
 
 }  // namespace axfold

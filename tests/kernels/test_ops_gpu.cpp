@@ -1,5 +1,14 @@
-// CUDA ops equal the CPU ops (label gpu; skips itself without a GPU).
+// CUDA ops equal the CPU ops (label gpu; every test skips itself without a GPU).
+//
+// Each test draws random inputs on the host, builds the same views (strided rows, transposes, permutes,
+// broadcasts) over a host tensor and its device copy, runs the op on both backends and compares; for
+// in-place ops the whole underlying buffer is compared, so writes outside the view are caught too.
+// Tolerance: |gpu - cpu| <= 1e-5 * (|cpu| + max|cpu|), fp32 with different summation orders.
 #include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
 
 #include "kernels/device.h"
 #include "kernels/ops.h"
@@ -7,21 +16,347 @@
 
 using namespace axfold;
 
-TEST(GpuOps, LayerNormAndSoftmaxMatchCpu) {
-    if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
-    std::mt19937 rng(11);
-    Tensor x = test::randn({64, 96}, rng, 2.f), g = test::randn({96}, rng), b = test::randn({96}, rng);
-    Tensor y = Tensor::empty({64, 96});
-    layer_norm(x, g, b, 1e-5f, y);
-    Tensor xd = x.to(Device::CUDA), yd = Tensor::empty({64, 96}, DType::F32, Device::CUDA);
-    layer_norm(xd, g.to(Device::CUDA), b.to(Device::CUDA), 1e-5f, yd);
-    test::expect_close(yd.to(Device::CPU), test::to_f64(y), 1e-5, 1e-5, "cuda layer_norm");
+namespace {
 
-    Tensor s = test::randn({8, 4, 300}, rng), mask = test::random_mask({8, 1, 300}, rng);
-    Tensor bias = test::randn({1, 4, 300}, rng);
-    Tensor sd = s.to(Device::CUDA);
-    softmax(s, 0.5f, mask.expand({8, 4, 300}), bias.expand({8, 4, 300}), 1e9f);
-    Tensor md = mask.to(Device::CUDA), bd = bias.to(Device::CUDA);
-    softmax(sd, 0.5f, md.expand({8, 4, 300}), bd.expand({8, 4, 300}), 1e9f);
-    test::expect_close(sd.to(Device::CPU), test::to_f64(s), 1e-6, 1e-4, "cuda softmax");
+#define REQUIRE_GPU() \
+    if (!cuda_available()) GTEST_SKIP() << "no CUDA device"
+
+using View = std::function<Tensor(const Tensor&)>;
+
+Tensor dev(const Tensor& h) { return h.to(Device::CUDA); }
+
+void expect_match(const Tensor& gpu, const Tensor& cpu, const std::string& what, double rtol = 1e-5) {
+    ASSERT_EQ(gpu.device(), Device::CUDA) << what;
+    std::vector<double> r = test::to_f64(cpu);
+    double mx = 0;
+    for (double v : r) mx = std::max(mx, std::fabs(v));
+    test::expect_close(gpu.to(Device::CPU), r, rtol * mx, rtol, what);
+}
+
+Tensor positive(const Shape& shape, std::mt19937& rng) {
+    Tensor t = test::randn(shape, rng);
+    for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = std::fabs(t.f32()[i]) + 0.25f;
+    return t;
+}
+
+}  // namespace
+
+TEST(GpuOps, MatmulAllLayoutsAlphaBeta) {
+    REQUIRE_GPU();
+    std::mt19937 rng(1);
+    const int64_t M = 37, K = 29, N = 53;
+    for (int ta = 0; ta < 2; ++ta) {
+        for (int tb = 0; tb < 2; ++tb) {
+            Tensor a = ta ? test::randn({K, M}, rng) : test::randn({M, K}, rng);
+            Tensor b = tb ? test::randn({N, K}, rng) : test::randn({K, N}, rng);
+            View va = [&](const Tensor& t) { return ta ? t.transpose(0, 1) : t; };
+            View vb = [&](const Tensor& t) { return tb ? t.transpose(0, 1) : t; };
+            Tensor c = test::randn({M, N}, rng), cd = dev(c);
+            matmul(va(a), vb(b), c, 0.7f, 0.3f);
+            matmul(va(dev(a)), vb(dev(b)), cd, 0.7f, 0.3f);
+            expect_match(cd, c, "matmul ta=" + std::to_string(ta) + " tb=" + std::to_string(tb));
+        }
+    }
+}
+
+TEST(GpuOps, MatmulBatchedStridedAndBroadcast) {
+    REQUIRE_GPU();
+    std::mt19937 rng(2);
+    const int64_t M = 9, K = 13, N = 11;
+    // a [2, 3, M, K] with non-uniform batch strides; b [3, K, N] transposed, broadcast over dim 0;
+    // c [2, 3, M, N] rows padded to N + 3.
+    Tensor a = test::randn({2, M, 3, K}, rng), b = test::randn({3, N, K}, rng);
+    Tensor c = test::randn({2, 3, M, N + 3}, rng), cd = dev(c);
+    View va = [](const Tensor& t) { return t.permute({0, 2, 1, 3}); };
+    View vb = [](const Tensor& t) { return t.transpose(1, 2); };
+    View vc = [&](const Tensor& t) { return t.slice(3, 0, N); };
+    matmul(va(a), vb(b), vc(c), 1.f, 0.5f);
+    matmul(va(dev(a)), vb(dev(b)), vc(cd), 1.f, 0.5f);
+    expect_match(cd, c, "matmul batched strided");
+
+    // a broadcast with expand (batch stride 0), b with a size-1 batch dim; uniform batch strides in c.
+    Tensor a1 = test::randn({1, 3, M, K}, rng), b1 = test::randn({1, 3, K, N}, rng);
+    Tensor c1 = test::randn({4, 3, M, N}, rng), c1d = dev(c1);
+    matmul(a1.expand({4, 3, M, K}), b1, c1);
+    matmul(dev(a1).expand({4, 3, M, K}), dev(b1), c1d);
+    expect_match(c1d, c1, "matmul broadcast batch");
+
+    // Rank-2 b against a rank-3 a (the linear layout), plus a single-row and single-column case.
+    Tensor a2 = test::randn({5, M, K}, rng), b2 = test::randn({K, N}, rng), c2 = Tensor::empty({5, M, N});
+    Tensor c2d = Tensor::empty({5, M, N}, DType::F32, Device::CUDA);
+    matmul(a2, b2, c2);
+    matmul(dev(a2), dev(b2), c2d);
+    expect_match(c2d, c2, "matmul rank-2 b");
+    Tensor r = test::randn({1, K}, rng), col = test::randn({K, 1}, rng), o = Tensor::empty({1, 1});
+    Tensor od = Tensor::empty({1, 1}, DType::F32, Device::CUDA);
+    matmul(r, col, o);
+    matmul(dev(r), dev(col), od);
+    expect_match(od, o, "matmul 1x1");
+}
+
+TEST(GpuOps, LinearLayoutsBiasAndAccumulate) {
+    REQUIRE_GPU();
+    std::mt19937 rng(3);
+    const int64_t c_in = 24;
+    Tensor w = test::randn({c_in, 4, 8}, rng, 0.3f), bias = test::randn({4, 8}, rng);
+    Tensor wd = dev(w), bd = dev(bias);
+    struct Case {
+        const char* name;
+        Shape base;
+        View view;  // -> [5, 7, c_in]
+    };
+    const Case cases[] = {
+        {"strided rows", {5, 7, 30}, [](const Tensor& t) { return t.slice(2, 3, 3 + 24); }},
+        {"permuted", {7, 5, 24}, [](const Tensor& t) { return t.permute({1, 0, 2}); }},
+        {"contiguous", {5, 7, 24}, [](const Tensor& t) { return t; }},
+    };
+    for (const Case& cs : cases) {
+        Tensor x = test::randn(cs.base, rng), xd = dev(x);
+        for (float beta : {0.f, 1.f}) {
+            for (bool with_bias : {true, false}) {
+                Tensor y = test::randn({5, 7, 4, 8}, rng), yd = dev(y);
+                linear(cs.view(x), w, with_bias ? bias : Tensor(), y, beta);
+                linear(cs.view(xd), wd, with_bias ? bd : Tensor(), yd, beta);
+                expect_match(yd, y, std::string("linear ") + cs.name + (with_bias ? " bias" : "") + " beta=" +
+                                        std::to_string(beta));
+            }
+        }
+    }
+    // Column-major input (a transposed view) and an output-projection weight [H, c, c_out].
+    Tensor xt = test::randn({c_in, 35}, rng), wo = test::randn({4, 6, 10}, rng), bo = test::randn({10}, rng);
+    Tensor y = Tensor::empty({35, 10}), yd = Tensor::empty({35, 10}, DType::F32, Device::CUDA);
+    linear(xt.transpose(0, 1), wo, bo, y);
+    linear(dev(xt).transpose(0, 1), dev(wo), dev(bo), yd);
+    expect_match(yd, y, "linear column-major x");
+    // Workspace-allocating overload on a CUDA context.
+    Context cpu_ctx, gpu_ctx(Device::CUDA);
+    Tensor x = test::randn({3, 11, c_in}, rng);
+    Tensor ya = linear(x, w, bias, cpu_ctx.ws), yad = linear(dev(x), wd, bd, gpu_ctx.ws);
+    expect_match(yad, ya, "linear workspace overload");
+}
+
+TEST(GpuOps, LayerNormRowsBlockInPlaceChannelsMajor) {
+    REQUIRE_GPU();
+    std::mt19937 rng(4);
+    for (int64_t C : {1, 3, 96, 128, 1000, 1024, 1025, 1500}) {
+        Tensor g = test::randn({C}, rng), b = test::randn({C}, rng), gd = dev(g), bd = dev(b);
+        // Strided rows: [6, 10, C] inside [6, 10, C + 4].
+        Tensor x = test::randn({6, 10, C + 4}, rng, 2.f), xd = dev(x);
+        View v = [&](const Tensor& t) { return t.slice(2, 1, 1 + C); };
+        Tensor y = test::randn({6, 10, C}, rng), yd = dev(y);
+        layer_norm(v(x), g, b, 1e-5f, y);
+        layer_norm(v(xd), gd, bd, 1e-5f, yd);
+        expect_match(yd, y, "layer_norm C=" + std::to_string(C));
+        // In place over the strided view (y aliases x); the padding columns must stay untouched.
+        layer_norm(v(x), g, b, 1e-5f, v(x));
+        layer_norm(v(xd), gd, bd, 1e-5f, v(xd));
+        expect_match(xd, x, "layer_norm in place C=" + std::to_string(C));
+        // Broadcast input rows (stride 0).
+        Tensor x1 = test::randn({1, 4, C}, rng), y1 = Tensor::empty({3, 4, C});
+        Tensor y1d = Tensor::empty({3, 4, C}, DType::F32, Device::CUDA);
+        layer_norm(x1.expand({3, 4, C}), g, b, 1e-5f, y1);
+        layer_norm(dev(x1).expand({3, 4, C}), gd, bd, 1e-5f, y1d);
+        expect_match(y1d, y1, "layer_norm broadcast rows C=" + std::to_string(C));
+    }
+    // Channel-major [M, C] views (stride(0) == 1) of [C, M] memory.
+    const int64_t M = 300, C = 64;
+    Tensor g = test::randn({C}, rng), b = test::randn({C}, rng);
+    Tensor x = test::randn({C, M}, rng, 3.f), y = test::randn({C, M + 5}, rng), yd = dev(y);
+    View vx = [](const Tensor& t) { return t.transpose(0, 1); };
+    View vy = [&](const Tensor& t) { return t.slice(1, 0, M).transpose(0, 1); };
+    layer_norm(vx(x), g, b, 1e-5f, vy(y));
+    layer_norm(vx(dev(x)), dev(g), dev(b), 1e-5f, vy(yd));
+    expect_match(yd, y, "layer_norm channels-major");
+}
+
+TEST(GpuOps, SoftmaxWarpAndBlockWithMaskBias) {
+    REQUIRE_GPU();
+    std::mt19937 rng(5);
+    for (int64_t n : {1, 17, 32, 33, 300, 1024, 1025, 1100, 2000, 4104}) {
+        const std::string tag = " n=" + std::to_string(n);
+        Tensor mask = test::random_mask({3, 1, n}, rng), bias = test::randn({1, 5, n}, rng);
+        for (int i = 0; i < n; ++i) mask.f32()[i] = 0.f;  // a fully masked row
+        Tensor md = dev(mask), bd = dev(bias);
+        // Contiguous x with broadcast mask and bias.
+        Tensor x = test::randn({3, 5, n}, rng, 3.f), xd = dev(x);
+        softmax(x, 0.5f, mask.expand({3, 5, n}), bias.expand({3, 5, n}), 1e9f);
+        softmax(xd, 0.5f, md.expand({3, 5, n}), bd.expand({3, 5, n}), 1e9f);
+        expect_match(xd, x, "softmax contiguous" + tag);
+        // Misaligned strided rows, mask broadcast along the last dim (stride 0), no bias.
+        Tensor x2 = test::randn({3, 5, n + 4}, rng, 3.f), x2d = dev(x2);
+        Tensor m2 = test::random_mask({3, 5, 1}, rng, 0.3f);
+        View v = [&](const Tensor& t) { return t.slice(2, 1, 1 + n); };
+        softmax(v(x2), 1.f, m2.expand({3, 5, n}), Tensor(), 1e9f);
+        softmax(v(x2d), 1.f, dev(m2).expand({3, 5, n}), Tensor(), 1e9f);
+        expect_match(x2d, x2, "softmax strided" + tag);
+        // Plain, no mask or bias.
+        Tensor x3 = test::randn({7, n}, rng), x3d = dev(x3);
+        softmax(x3, 1.f, Tensor(), Tensor(), 1e9f);
+        softmax(x3d, 1.f, Tensor(), Tensor(), 1e9f);
+        expect_match(x3d, x3, "softmax plain" + tag);
+    }
+}
+
+namespace {
+void attention_case(int64_t B, int64_t Q, int64_t K, int64_t H, int64_t C, bool masked, uint32_t seed) {
+    std::mt19937 rng(seed);
+    // q from a fused [B, Q, 3, H, C] projection, k and v from [B, K, 2, H, C]: strided rows and batches.
+    Tensor qkv = test::randn({B, Q, 3, H, C}, rng), kv = test::randn({B, K, 2, H, C}, rng);
+    Tensor qkvd = dev(qkv), kvd = dev(kv);
+    Tensor mask = test::random_mask({B, K}, rng), bias_mem = test::randn({Q, H, K}, rng);
+    View vbias = [](const Tensor& t) { return t.permute({1, 0, 2}); };  // [H, Q, K], non-contiguous
+    Tensor out = test::randn({B, Q, H, C + 3}, rng), outd = dev(out);
+    View vout = [&](const Tensor& t) { return t.slice(3, 0, C); };
+    const float scale = 1.f / std::sqrt(static_cast<float>(C));
+    Context cpu_ctx, gpu_ctx(Device::CUDA);
+    attention(qkv.select(2, 0), kv.select(2, 0), kv.select(2, 1), masked ? mask : Tensor(),
+              masked ? vbias(bias_mem) : Tensor(), scale, 1e9f, vout(out), cpu_ctx.ws);
+    attention(qkvd.select(2, 0), kvd.select(2, 0), kvd.select(2, 1), masked ? dev(mask) : Tensor(),
+              masked ? vbias(dev(bias_mem)) : Tensor(), scale, 1e9f, vout(outd), gpu_ctx.ws);
+    expect_match(outd, out,
+                 "attention B=" + std::to_string(B) + " Q=" + std::to_string(Q) + " K=" + std::to_string(K) +
+                     (masked ? " masked" : ""));
+}
+}  // namespace
+
+TEST(GpuOps, AttentionMatchesCpu) {
+    REQUIRE_GPU();
+    attention_case(3, 17, 23, 4, 16, true, 6);
+    attention_case(3, 17, 23, 4, 16, false, 7);
+    attention_case(2, 1, 40, 8, 8, true, 8);
+}
+
+TEST(GpuOps, AttentionChunkedLongRows) {
+    REQUIRE_GPU();
+    // 8 * 1000 * 1100 logits per batch element: the 64 Mi-float budget holds 7, so 10 runs as 7 + 3,
+    // and rows of 1100 take the block-per-row softmax.
+    attention_case(10, 1000, 1100, 8, 8, true, 9);
+}
+
+namespace {
+using Op = std::function<void(const Tensor& x, const Tensor& y)>;
+
+void elementwise_case(const std::string& name, const Op& op, std::mt19937& rng) {
+    const Shape s = {4, 33, 65};
+    // Contiguous (aligned and misaligned by one element).
+    for (int64_t shift : {0, 1}) {
+        const int64_t n = shape_numel(s);
+        Tensor xb = test::randn({n + 1}, rng), yb = positive({n + 1}, rng), xbd = dev(xb);
+        View v = [&](const Tensor& t) { return t.slice(0, shift, shift + n).view(s); };
+        op(v(xb), v(yb));
+        op(v(xbd), v(dev(yb)));
+        expect_match(xbd, xb, name + " contiguous shift=" + std::to_string(shift));
+    }
+    // Permuted x, y broadcast with stride 0.
+    {
+        Tensor x = test::randn({65, 4, 33}, rng), y = positive({1, 33, 1}, rng), xd = dev(x);
+        View vx = [](const Tensor& t) { return t.permute({1, 2, 0}); };
+        op(vx(x), y.expand(s));
+        op(vx(xd), dev(y).expand(s));
+        expect_match(xd, x, name + " permuted/broadcast");
+    }
+    // Seven dims that collapse to three; on the device x aliases y (the CPU reference reads a clone).
+    {
+        Tensor x = test::randn({2, 3, 2, 3, 2, 3, 4}, rng), xd = dev(x);
+        View vx = [](const Tensor& t) { return t.permute({0, 1, 2, 3, 4, 6, 5}); };
+        op(vx(x), vx(x.clone()));
+        op(vx(xd), vx(xd));
+        expect_match(xd, x, name + " 7-d aliased");
+    }
+}
+}  // namespace
+
+TEST(GpuOps, ElementwiseMatchCpu) {
+    REQUIRE_GPU();
+    std::mt19937 rng(10);
+    elementwise_case("add", [](const Tensor& x, const Tensor& y) { add(x, y, 0.3f); }, rng);
+    elementwise_case("mul", [](const Tensor& x, const Tensor& y) { mul(x, y); }, rng);
+    elementwise_case("sigmoid_mul", [](const Tensor& x, const Tensor& y) { sigmoid_mul(x, y); }, rng);
+    elementwise_case("div_eps", [](const Tensor& x, const Tensor& y) { div_eps(x, y, 1e-3f); }, rng);
+    elementwise_case("scale", [](const Tensor& x, const Tensor&) { scale(x, 1.7f); }, rng);
+    elementwise_case("sigmoid", [](const Tensor& x, const Tensor&) { sigmoid(x); }, rng);
+    elementwise_case("relu", [](const Tensor& x, const Tensor&) { relu(x); }, rng);
+}
+
+TEST(GpuOps, ElementwiseTooManyDimsIsAnError) {
+    REQUIRE_GPU();
+    std::mt19937 rng(11);
+    // Fully reversed 7-d strides cannot be merged below 7 dims.
+    Tensor x = dev(test::randn({2, 3, 2, 3, 2, 3, 4}, rng)).permute({6, 5, 4, 3, 2, 1, 0});
+    EXPECT_THROW(scale(x, 2.f), Error);
+}
+
+TEST(GpuOps, CopyStridedAndAcrossDevices) {
+    REQUIRE_GPU();
+    std::mt19937 rng(12);
+    Tensor base = test::randn({5, 7, 12}, rng), based = dev(base);
+    // Materialise a permuted view on the device.
+    Tensor p = based.permute({2, 0, 1}).contiguous();
+    ASSERT_EQ(p.device(), Device::CUDA);
+    expect_match(p, base.permute({2, 0, 1}).contiguous(), "copy permuted -> contiguous");
+    // Permuted source into a strided destination; the rest of the destination is untouched.
+    Tensor dst = test::randn({12, 5, 9}, rng), dstd = dev(dst);
+    View vd = [](const Tensor& t) { return t.slice(2, 1, 8); };
+    copy(vd(dst), base.permute({2, 0, 1}).slice(2, 0, 7));
+    copy(vd(dstd), based.permute({2, 0, 1}).slice(2, 0, 7));
+    expect_match(dstd, dst, "copy strided -> strided");
+    // Broadcast source.
+    Tensor row = test::randn({1, 12}, rng), e = Tensor::empty({6, 12});
+    Tensor ed = Tensor::empty({6, 12}, DType::F32, Device::CUDA);
+    copy(e, row.expand({6, 12}));
+    copy(ed, dev(row).expand({6, 12}));
+    expect_match(ed, e, "copy broadcast");
+    // Host strided -> device strided and device strided -> host strided.
+    Tensor d2 = Tensor::zeros({12, 5, 9}, DType::F32, Device::CUDA), h2 = Tensor::zeros({12, 5, 9});
+    copy(vd(d2), base.permute({2, 0, 1}).slice(2, 0, 7));
+    copy(vd(h2), base.permute({2, 0, 1}).slice(2, 0, 7));
+    expect_match(d2, h2, "copy host -> device strided");
+    Tensor h3 = Tensor::zeros({12, 5, 9});
+    copy(vd(h3), based.permute({2, 0, 1}).slice(2, 0, 7));
+    test::expect_close(h3, test::to_f64(h2), 0, 0, "copy device -> host strided");
+    // Integer dtypes of 8 and 1 bytes.
+    Tensor i64 = Tensor::empty({4, 6}, DType::I64);
+    Tensor u8 = Tensor::empty({4, 6}, DType::U8);
+    for (int64_t i = 0; i < 24; ++i) {
+        i64.data<int64_t>()[i] = (int64_t(1) << 40) + i * 7919;
+        u8.data<uint8_t>()[i] = static_cast<uint8_t>(i * 37);
+    }
+    Tensor i64t = i64.to(Device::CUDA).transpose(0, 1).contiguous().to(Device::CPU);
+    Tensor u8t = u8.to(Device::CUDA).transpose(0, 1).contiguous().to(Device::CPU);
+    for (int64_t r = 0; r < 6; ++r)
+        for (int64_t c = 0; c < 4; ++c) {
+            EXPECT_EQ(i64t.at<int64_t>({r, c}), i64.at<int64_t>({c, r}));
+            EXPECT_EQ(u8t.at<uint8_t>({r, c}), u8.at<uint8_t>({c, r}));
+        }
+}
+
+TEST(GpuOps, DeviceWorkspaceReusesItsChunks) {
+    REQUIRE_GPU();
+    Workspace ws(Device::CUDA);
+    void* first = nullptr;
+    size_t capacity = 0;
+    for (int round = 0; round < 3; ++round) {
+        WorkspaceScope scope(ws);
+        Tensor a = ws.alloc({1000, 100});
+        Tensor z = ws.zeros({333, 7});
+        EXPECT_EQ(a.device(), Device::CUDA);
+        test::expect_close(z.to(Device::CPU), std::vector<double>(333 * 7, 0.0), 0, 0, "workspace zeros");
+        if (round == 0) {
+            first = a.raw();
+            capacity = ws.capacity_bytes();
+        } else {
+            EXPECT_EQ(a.raw(), first);
+            EXPECT_EQ(ws.capacity_bytes(), capacity);
+        }
+    }
+}
+
+TEST(GpuOps, MixedDevicesAreAnError) {
+    REQUIRE_GPU();
+    std::mt19937 rng(13);
+    Tensor a = test::randn({4, 5}, rng), b = test::randn({5, 3}, rng);
+    Tensor c = Tensor::empty({4, 3}, DType::F32, Device::CUDA);
+    EXPECT_THROW(matmul(a, dev(b), c), Error);
+    EXPECT_THROW(add(c, Tensor::empty({4, 3})), Error);
+    EXPECT_THROW(linear(dev(a), b, Tensor(), c), Error);
 }

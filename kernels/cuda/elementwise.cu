@@ -1,0 +1,192 @@
+// Elementwise ops (in place on x, with y possibly a broadcast view) and the strided device copy.
+// One generic kernel walks up to kMaxDims collapsed dims with per-operand strides (0 for broadcast); a
+// flat path handles the common case of contiguous operands, with float4 accesses when both are 16-byte
+// aligned.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/ops_cuda.h"
+#include "kernels/cuda/strided.cuh"
+
+namespace axfold::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+// Numerics as in kernels/cpu: IEEE expf, sigmoid(x) = 1 / (1 + exp(-x)), relu maps NaN to 0.
+__device__ __forceinline__ float sigmoidf(float x) { return 1.f / (1.f + expf(-x)); }
+
+struct SigmoidOp {
+    __device__ float operator()(float a) const { return sigmoidf(a); }
+};
+struct ReluOp {
+    __device__ float operator()(float a) const { return a > 0.f ? a : 0.f; }
+};
+struct ScaleOp {
+    float s;
+    __device__ float operator()(float a) const { return a * s; }
+};
+struct AddOp {
+    float alpha;
+    __device__ float operator()(float a, float b) const { return a + alpha * b; }
+};
+struct MulOp {
+    __device__ float operator()(float a, float b) const { return a * b; }
+};
+struct SigmoidMulOp {
+    __device__ float operator()(float a, float b) const { return a * sigmoidf(b); }
+};
+struct DivEpsOp {
+    float eps;
+    __device__ float operator()(float a, float b) const { return a / (b + eps); }
+};
+
+__device__ __forceinline__ int64_t grid_stride() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
+__device__ __forceinline__ int64_t global_id() { return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; }
+
+template <class Op, bool kVec> __global__ void unary_flat(float* x, int64_t n, Op op) {
+    int64_t tail = 0;
+    if (kVec) {
+        float4* x4 = reinterpret_cast<float4*>(x);
+        for (int64_t i = global_id(); i < n / 4; i += grid_stride()) {
+            float4 e = x4[i];
+            e.x = op(e.x);
+            e.y = op(e.y);
+            e.z = op(e.z);
+            e.w = op(e.w);
+            x4[i] = e;
+        }
+        tail = n / 4 * 4;
+    }
+    for (int64_t i = tail + global_id(); i < n; i += grid_stride()) x[i] = op(x[i]);
+}
+
+template <class Op> __global__ void unary_strided(float* x, StridedIndex<1> ix, int64_t n, Op op) {
+    for (int64_t i = global_id(); i < n; i += grid_stride()) {
+        int64_t off[1];
+        ix.offsets(i, off);
+        x[off[0]] = op(x[off[0]]);
+    }
+}
+
+// x and y may be the same memory (mul(x, x)): each element is read and written by one thread only.
+template <class Op, bool kVec> __global__ void binary_flat(float* x, const float* y, int64_t n, Op op) {
+    int64_t tail = 0;
+    if (kVec) {
+        float4* x4 = reinterpret_cast<float4*>(x);
+        const float4* y4 = reinterpret_cast<const float4*>(y);
+        for (int64_t i = global_id(); i < n / 4; i += grid_stride()) {
+            float4 a = x4[i];
+            const float4 b = y4[i];
+            a.x = op(a.x, b.x);
+            a.y = op(a.y, b.y);
+            a.z = op(a.z, b.z);
+            a.w = op(a.w, b.w);
+            x4[i] = a;
+        }
+        tail = n / 4 * 4;
+    }
+    for (int64_t i = tail + global_id(); i < n; i += grid_stride()) x[i] = op(x[i], y[i]);
+}
+
+template <class Op> __global__ void binary_strided(float* x, const float* y, StridedIndex<2> ix, int64_t n, Op op) {
+    for (int64_t i = global_id(); i < n; i += grid_stride()) {
+        int64_t off[2];
+        ix.offsets(i, off);
+        x[off[0]] = op(x[off[0]], y[off[1]]);
+    }
+}
+
+template <class T> __global__ void copy_strided(T* dst, const T* src, StridedIndex<2> ix, int64_t n) {
+    for (int64_t i = global_id(); i < n; i += grid_stride()) {
+        int64_t off[2];
+        ix.offsets(i, off);
+        dst[off[0]] = src[off[1]];
+    }
+}
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+template <class Op> void run_unary(const Tensor& x, Op op) {
+    const int64_t n = x.numel();
+    float* px = x.f32();
+    if (x.is_contiguous()) {
+        if (aligned16(px))
+            unary_flat<Op, true><<<grid_for(n / 4 + 1, kThreads), kThreads>>>(px, n, op);
+        else
+            unary_flat<Op, false><<<grid_for(n, kThreads), kThreads>>>(px, n, op);
+    } else {
+        const StridedIndex<1> ix = make_index<1>(x.shape(), {&x.strides()}, x.dim());
+        unary_strided<Op><<<grid_for(n, kThreads), kThreads>>>(px, ix, n, op);
+    }
+    AXF_CUDA_LAUNCH();
+}
+
+template <class Op> void run_binary(const Tensor& x, const Tensor& y, Op op) {
+    const int64_t n = x.numel();
+    float* px = x.f32();
+    const float* py = y.f32();
+    if (x.is_contiguous() && y.is_contiguous()) {
+        if (aligned16(px) && aligned16(py))
+            binary_flat<Op, true><<<grid_for(n / 4 + 1, kThreads), kThreads>>>(px, py, n, op);
+        else
+            binary_flat<Op, false><<<grid_for(n, kThreads), kThreads>>>(px, py, n, op);
+    } else {
+        const StridedIndex<2> ix = make_index<2>(x.shape(), {&x.strides(), &y.strides()}, x.dim());
+        binary_strided<Op><<<grid_for(n, kThreads), kThreads>>>(px, py, ix, n, op);
+    }
+    AXF_CUDA_LAUNCH();
+}
+
+template <class T> void run_copy(const Tensor& dst, const Tensor& src) {
+    const int64_t n = dst.numel();
+    const StridedIndex<2> ix = make_index<2>(dst.shape(), {&dst.strides(), &src.strides()}, dst.dim());
+    copy_strided<T><<<grid_for(n, kThreads), kThreads>>>(static_cast<T*>(dst.raw()), static_cast<const T*>(src.raw()),
+                                                         ix, n);
+    AXF_CUDA_LAUNCH();
+}
+
+}  // namespace
+
+void unary(const Tensor& x, Unary op, float s) {
+    if (x.numel() == 0) return;
+    switch (op) {
+        case Unary::Sigmoid: run_unary(x, SigmoidOp{}); break;
+        case Unary::Relu: run_unary(x, ReluOp{}); break;
+        case Unary::Scale: run_unary(x, ScaleOp{s}); break;
+    }
+}
+
+void binary(const Tensor& x, const Tensor& y, Binary op, float alpha) {
+    if (x.numel() == 0) return;
+    switch (op) {
+        case Binary::Add: run_binary(x, y, AddOp{alpha}); break;
+        case Binary::Mul: run_binary(x, y, MulOp{}); break;
+        case Binary::SigmoidMul: run_binary(x, y, SigmoidMulOp{}); break;
+        case Binary::DivEps: run_binary(x, y, DivEpsOp{alpha}); break;
+    }
+}
+
+void copy(const Tensor& dst, const Tensor& src) {
+    AXF_CHECK(dst.device() == Device::CUDA && src.device() == Device::CUDA && dst.shape() == src.shape() &&
+                  dst.dtype() == src.dtype(),
+              "cuda::copy: %s into %s", src.desc().c_str(), dst.desc().c_str());
+    if (dst.numel() == 0) return;
+    const size_t es = dtype_size(dst.dtype());
+    if (dst.is_contiguous() && src.is_contiguous()) {
+        AXF_CUDA(cudaMemcpyAsync(dst.raw(), src.raw(), static_cast<size_t>(dst.numel()) * es, cudaMemcpyDeviceToDevice,
+                                 0));
+        return;
+    }
+    switch (es) {
+        case 1: run_copy<uint8_t>(dst, src); break;
+        case 4: run_copy<uint32_t>(dst, src); break;
+        case 8: run_copy<uint64_t>(dst, src); break;
+        default: AXF_FAIL("cuda::copy: unsupported element size %zu of %s", es, dst.desc().c_str());
+    }
+}
+
+}  // namespace axfold::cuda
