@@ -4,6 +4,10 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include "io/raw_features.h"
+#include "io/transforms.h"
 
 namespace axfold::apps {
 
@@ -17,8 +21,38 @@ struct BenchEvoformerOptions {
 };
 int bench_evoformer_main(const BenchEvoformerOptions& o);
 
+// Where the model inputs come from: a FASTA file with its alignments, or a raw or processed feature file.
+struct InputOptions {
+    std::string fasta;              // one sequence
+    std::vector<std::string> msas;  // A3M / Stockholm files, merged in this order
+    std::string features;           // raw (features.pkl layout) or processed HDF5, told apart by their keys
+    uint64_t seed = 0;              // MSA sampling and masking
+    int64_t max_msa_clusters = -1, max_extra_msa = -1;  // -1: the model preset's
+    bool no_msa_padding = false;    // keep only real MSA rows (AF2 pads to the maxima with zero masks)
+};
+
+// Raw features from --fasta/--msa (or a raw feature file); prints what it read on stderr.
+io::RawFeatures build_raw_features(const InputOptions& in);
+// The transform settings of model_name with the overrides of `in`; iterations = num_recycle + 1 (AF2's 3
+// recycles when num_recycle < 0).
+io::TransformConfig transform_config(const InputOptions& in, const std::string& model_name, int num_recycle);
+// Processed model features from any input: FASTA + alignments, raw features (transformed) or processed
+// features (read as they are).
+io::ProcessedFeatures model_features(const InputOptions& in, const std::string& model_name, int num_recycle);
+
+struct FeaturesOptions {
+    InputOptions in;
+    std::string out;
+    std::string model_name = "model_1_ptm";  // presets for --processed
+    int num_recycle = 3;
+    int threads = 0;
+    bool processed = false;  // write the processed layout (for inspection) instead of raw features
+};
+int features_main(const FeaturesOptions& o);
+
 struct PredictOptions {
-    std::string features, params, model_name, out_dir;
+    InputOptions in;
+    std::string params, model_name, out_dir;
     int num_recycle = -1;  // -1: every iteration in the features
     int threads = 0;
     int structure_module_layers = 8;

@@ -16,7 +16,8 @@ namespace {
 const char* kUsage =
     "usage: axfold <command> [options]\n"
     "commands:\n"
-    "  predict [options]                 structures and confidences from features and parameters\n"
+    "  predict [options]                 structures and confidences from a FASTA file (+ alignments) or features\n"
+    "  features [options]                AlphaFold2 input features from a FASTA file and its alignments\n"
     "  init-params [options]             random parameters in the AF2 layout (meaningless structures)\n"
     "  convert-params IN.npz OUT.h5      convert official AlphaFold2 parameters to HDF5\n"
     "  bench evoformer|model [options]   benchmarks at AF2 widths\n"
@@ -33,15 +34,47 @@ bool parse(const std::vector<std::string>& args, const po::options_description& 
     return true;
 }
 
+// The input options `features` and `predict` share.
+void add_input_options(po::options_description& desc, InputOptions& in) {
+    desc.add_options()("fasta", po::value<std::string>(&in.fasta), "query sequence (FASTA, one record)")(
+        "msa", po::value<std::vector<std::string>>(&in.msas)->composing(),
+        "alignment of the query (A3M or Stockholm; repeatable, merged in order: uniref90, BFD/UniRef30, mgnify)")(
+        "features", po::value<std::string>(&in.features),
+        "raw (features.pkl layout) or processed feature HDF5 instead of --fasta")(
+        "seed", po::value<uint64_t>(&in.seed)->default_value(0), "random seed of MSA sampling and masking")(
+        "max-msa-clusters", po::value<int64_t>(&in.max_msa_clusters)->default_value(-1),
+        "MSA cluster rows (-1: the preset's, 512, 508 with templates)")(
+        "max-extra-msa", po::value<int64_t>(&in.max_extra_msa)->default_value(-1),
+        "extra MSA rows (-1: the preset's, 5120 or 1024)")(
+        "no-msa-padding", po::bool_switch(&in.no_msa_padding), "keep only real MSA rows (AF2 pads to the maxima)");
+}
+
+int run_features(const std::vector<std::string>& args) {
+    FeaturesOptions o;
+    po::options_description desc("axfold features options");
+    desc.add_options()("help,h", "show this help")("out,o", po::value<std::string>(&o.out)->required(),
+                                                   "output HDF5 file")(
+        "processed", po::bool_switch(&o.processed), "write the processed model inputs (leading iteration axis)")(
+        "model-name", po::value<std::string>(&o.model_name)->default_value("model_1_ptm"),
+        "preset for --processed (MSA sizes, templates)")(
+        "num-recycle", po::value<int>(&o.num_recycle)->default_value(3), "recycles for --processed (iterations - 1)")(
+        "threads", po::value<int>(&o.threads)->default_value(0), "CPU threads (0 = all)");
+    add_input_options(desc, o.in);
+    po::variables_map vm;
+    if (!parse(args, desc, vm)) return 0;
+    return features_main(o);
+}
+
 int run_predict(const std::vector<std::string>& args) {
     PredictOptions o;
     po::options_description desc("axfold predict options");
+    add_input_options(desc, o.in);
     desc.add_options()("help,h", "show this help")(
-        "features", po::value<std::string>(&o.features)->required(), "processed features (HDF5, leading iteration axis)")(
         "params", po::value<std::string>(&o.params)->required(), "AlphaFold2 parameters (.npz as published, or .h5)")(
         "model-name", po::value<std::string>(&o.model_name)->required(), "model_1 .. model_5, optionally _ptm")(
         "out-dir", po::value<std::string>(&o.out_dir)->required(), "output directory (created if missing)")(
-        "num-recycle", po::value<int>(&o.num_recycle)->default_value(-1), "recycles (-1: every iteration in the features)")(
+        "num-recycle", po::value<int>(&o.num_recycle)->default_value(-1),
+        "recycles (-1: every iteration of processed features; 3 when features are built here)")(
         "threads", po::value<int>(&o.threads)->default_value(0), "CPU threads (0 = all)")(
         "structure-module-layers", po::value<int>(&o.structure_module_layers)->default_value(8),
         "structure-module iterations (AF2: 8)")(
@@ -125,6 +158,7 @@ int main(int argc, char** argv) {
         }
         if (cmd == "bench") return run_bench(args);
         if (cmd == "predict") return run_predict(args);
+        if (cmd == "features") return run_features(args);
         if (cmd == "init-params") return run_init_params(args);
         std::fprintf(stderr, "axfold: unknown command '%s'\n%s", cmd.c_str(), kUsage);
         return 2;

@@ -33,8 +33,9 @@ Tensor plddt_b_factors(const Tensor& plddt, const Tensor& atom_mask) {
 
 int predict_main(const PredictOptions& o) {
     auto t_start = Clock::now();
-    AXF_CHECK(!o.features.empty() && !o.params.empty() && !o.model_name.empty() && !o.out_dir.empty(),
-              "predict: --features, --params, --model-name and --out-dir are required");
+    AXF_CHECK((!o.in.features.empty() || !o.in.fasta.empty()) && !o.params.empty() && !o.model_name.empty() &&
+                  !o.out_dir.empty(),
+              "predict: --fasta (or --features), --params, --model-name and --out-dir are required");
     set_num_threads(o.threads);
     const std::string name = o.model_name;
     namespace fs = std::filesystem;
@@ -51,12 +52,13 @@ int predict_main(const PredictOptions& o) {
 
     std::vector<std::pair<std::string, double>> stages;
     auto t0 = Clock::now();
-    FeatureDict features = io::read_features_h5(o.features);
-    stages.push_back({"load_features", since(t0)});
+    const std::string source = o.in.fasta.empty() ? o.in.features : o.in.fasta;
+    FeatureDict features = model_features(o.in, name, o.num_recycle);
+    stages.push_back({"features", since(t0)});
     t0 = Clock::now();
     Model model = Model::load(o.params, name, o.structure_module_layers);
     stages.push_back({"load_params_" + name, since(t0)});
-    validate_features(features, model.config(), o.features);  // names the file in every message
+    validate_features(features, model.config(), source);  // names the file in every message
     const ModelConfig& cfg = model.config();
     std::fprintf(stderr,
                  "axfold predict: %s, %lld Evoformer / %lld extra-MSA blocks, %d structure-module layers, %d threads\n",

@@ -290,6 +290,54 @@ Tensor Hdf5File::read_f32(const std::string& path) const {
     return f;
 }
 
+bool Hdf5File::is_string_dataset(const std::string& path) const {
+    if (!has_dataset(path)) return false;
+    Id ds = open_dataset(file_, path_, path);
+    Id ftype(H5Dget_type(ds.get()));
+    H5_CHECK(ftype.valid(), "dataset '%s' in '%s': cannot get datatype", path.c_str(), path_.c_str());
+    return H5Tget_class(ftype.get()) == H5T_STRING;
+}
+
+std::vector<std::string> Hdf5File::read_strings(const std::string& path) const {
+    const std::string what = "dataset '" + path + "' in '" + path_ + "'";
+    Id ds = open_dataset(file_, path_, path);
+    const Shape shape = dataset_shape(ds.get(), what);
+    const size_t n = static_cast<size_t>(shape_numel(shape));
+    Id ftype(H5Dget_type(ds.get()));
+    H5_CHECK(ftype.valid(), "%s: cannot get datatype", what.c_str());
+    AXF_CHECK(H5Tget_class(ftype.get()) == H5T_STRING, "%s is not a string dataset", what.c_str());
+    std::vector<std::string> out(n);
+    if (n == 0) return out;
+    const htri_t is_var = H5Tis_variable_str(ftype.get());
+    H5_CHECK(is_var >= 0, "%s: cannot inspect string type", what.c_str());
+    if (is_var > 0) {
+        Id mem(H5Tcopy(H5T_C_S1));
+        H5_CHECK(mem.valid() && H5Tset_size(mem.get(), H5T_VARIABLE) >= 0 &&
+                     H5Tset_cset(mem.get(), H5Tget_cset(ftype.get())) >= 0,
+                 "%s: cannot make string type", what.c_str());
+        std::vector<char*> ptrs(n, nullptr);
+        H5_CHECK(H5Dread(ds.get(), mem.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()) >= 0, "failed to read %s",
+                 what.c_str());
+        for (size_t i = 0; i < n; ++i) {
+            out[i] = ptrs[i] ? ptrs[i] : "";
+            if (ptrs[i]) H5free_memory(ptrs[i]);
+        }
+        return out;
+    }
+    const size_t w = H5Tget_size(ftype.get());
+    std::string buf(w * n, '\0');
+    H5_CHECK(H5Dread(ds.get(), ftype.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()) >= 0, "failed to read %s",
+             what.c_str());
+    for (size_t i = 0; i < n; ++i) {
+        std::string s = buf.substr(i * w, w);
+        s.resize(std::strlen(s.c_str()));
+        if (H5Tget_strpad(ftype.get()) == H5T_STR_SPACEPAD)
+            while (!s.empty() && s.back() == ' ') s.pop_back();
+        out[i] = s;
+    }
+    return out;
+}
+
 std::vector<std::string> Hdf5File::list(const std::string& group, bool recursive) const {
     const std::string g = norm_path(group);
     AXF_CHECK(path_exists(file_, g), "'%s' has no group '%s'", path_.c_str(), group.c_str());
@@ -460,6 +508,29 @@ void Hdf5Writer::write(const std::string& path, const Tensor& tensor) {
         H5_CHECK(H5Dwrite(ds.get(), mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.raw()) >= 0,
                  "failed to write %s (disk full?)", what.c_str());
     }
+}
+
+void Hdf5Writer::write_strings(const std::string& path, const std::vector<std::string>& values) {
+    AXF_CHECK(file_ >= 0 && !committed_, "Hdf5Writer('%s'): write after commit", path_.c_str());
+    const std::string p = norm_path(path);
+    const std::string what = "dataset '" + path + "' in '" + path_ + "'";
+    AXF_CHECK(!p.empty(), "Hdf5Writer('%s'): empty dataset path", path_.c_str());
+    AXF_CHECK(!path_exists(file_, p), "cannot write %s: the path already exists", what.c_str());
+    Id type(H5Tcopy(H5T_C_S1));
+    H5_CHECK(type.valid() && H5Tset_size(type.get(), H5T_VARIABLE) >= 0 && H5Tset_cset(type.get(), H5T_CSET_UTF8) >= 0,
+             "cannot make the string type for %s", what.c_str());
+    const hsize_t dims[1] = {values.size()};
+    Id space(H5Screate_simple(1, dims, nullptr));
+    Id lcpl(H5Pcreate(H5P_LINK_CREATE));
+    H5_CHECK(space.valid() && lcpl.valid() && H5Pset_create_intermediate_group(lcpl.get(), 1) >= 0,
+             "cannot set up %s", what.c_str());
+    Id ds(H5Dcreate2(file_, p.c_str(), type.get(), space.get(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT));
+    H5_CHECK(ds.valid(), "cannot create %s", what.c_str());
+    std::vector<const char*> ptrs;
+    for (const std::string& s : values) ptrs.push_back(s.c_str());
+    if (!ptrs.empty())
+        H5_CHECK(H5Dwrite(ds.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()) >= 0, "failed to write %s",
+                 what.c_str());
 }
 
 void Hdf5Writer::write_string_attr(const std::string& obj_path, const std::string& name, const std::string& value) {

@@ -43,6 +43,10 @@ public:
     // Any numeric dataset converted to float32.
     Tensor read_f32(const std::string& path) const;
 
+    // A dataset of strings (variable or fixed length, any shape), flattened in row-major order.
+    bool is_string_dataset(const std::string& path) const;
+    std::vector<std::string> read_strings(const std::string& path) const;
+
     // Dataset paths under group ("/" for all), sorted, e.g. "alphafold/x/weights". With recursive false,
     // only the datasets directly in group.
     std::vector<std::string> list(const std::string& group = "/", bool recursive = true) const;
@@ -70,6 +74,8 @@ public:
     // Writes t (any device, any strides) as a new dataset at path, creating intermediate groups. Datasets
     // of >= 1024 elements are chunked and compressed with shuffle + gzip level 4.
     void write(const std::string& path, const Tensor& t);
+    // Writes a 1-d dataset of variable-length UTF-8 strings (h5py's string_dtype layout).
+    void write_strings(const std::string& path, const std::vector<std::string>& values);
     // Creates (or replaces) a variable-length UTF-8 string attribute on the group or dataset at obj_path.
     void write_string_attr(const std::string& obj_path, const std::string& name, const std::string& value);
     void commit();

@@ -27,7 +27,7 @@ template <int N> struct StridedIndex {
     int64_t stride[N][kMaxDims] = {};
 
     // Element offsets of each operand for linear index i (row-major over the indexed dims).
-    __device__ __forceinline__ void offsets(int64_t i, int64_t (&off)[N]) const {
+    __host__ __device__ __forceinline__ void offsets(int64_t i, int64_t (&off)[N]) const {
 #pragma unroll
         for (int o = 0; o < N; ++o) off[o] = 0;
 #pragma unroll

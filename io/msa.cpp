@@ -1,0 +1,308 @@
+// FASTA, A3M and Stockholm parsers; see msa.h.
+#include "io/msa.h"
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "kernels/error.h"
+
+namespace axfold::io {
+
+namespace {
+
+std::string read_text(const std::string& path, const char* what) {
+    std::error_code ec;
+    AXF_CHECK(std::filesystem::exists(path, ec), "%s file '%s' not found", what, path.c_str());
+    AXF_CHECK(!std::filesystem::is_directory(path, ec), "%s file '%s' is a directory", what, path.c_str());
+    std::ifstream in(path, std::ios::binary);
+    AXF_CHECK(in.good(), "cannot open %s file '%s'", what, path.c_str());
+    std::stringstream ss;
+    ss << in.rdbuf();
+    AXF_CHECK(!in.bad(), "error reading %s file '%s'", what, path.c_str());
+    return ss.str();
+}
+
+// Splits into lines (\n, \r\n), trimming surrounding whitespace and dropping NUL bytes.
+std::vector<std::string> split_lines(const std::string& text) {
+    std::vector<std::string> lines;
+    std::string cur;
+    auto flush = [&] {
+        size_t b = 0, e = cur.size();
+        while (b < e && std::isspace(static_cast<unsigned char>(cur[b]))) ++b;
+        while (e > b && std::isspace(static_cast<unsigned char>(cur[e - 1]))) --e;
+        lines.push_back(cur.substr(b, e - b));
+        cur.clear();
+    };
+    for (char c : text) {
+        if (c == '\n') {
+            flush();
+        } else if (c != '\0') {
+            cur.push_back(c);
+        }
+    }
+    if (!cur.empty()) flush();
+    return lines;
+}
+
+std::string printable(char c) {
+    if (std::isprint(static_cast<unsigned char>(c))) return std::string("'") + c + "'";
+    return strfmt("byte 0x%02x", static_cast<unsigned>(static_cast<unsigned char>(c)));
+}
+
+// A record with the line number of every sequence chunk, so errors point at the offending line.
+struct RawRecord {
+    std::string description;
+    int header_line = 0;
+    std::vector<std::pair<int, std::string>> chunks;  // (1-based line, text without whitespace)
+};
+
+std::vector<RawRecord> parse_records(const std::string& text, const std::string& source, const char* format) {
+    const std::vector<std::string> lines = split_lines(text);
+    std::vector<RawRecord> recs;
+    for (size_t i = 0; i < lines.size(); ++i) {
+        const std::string& l = lines[i];
+        const int line_no = static_cast<int>(i) + 1;
+        if (l.empty() || l[0] == '#') continue;
+        if (l[0] == '>') {
+            recs.push_back({l.substr(1), line_no, {}});
+            continue;
+        }
+        AXF_CHECK(!recs.empty(), "%s:%d: %s sequence data before the first '>' header line", source.c_str(), line_no,
+                  format);
+        std::string s;
+        for (char c : l)
+            if (!std::isspace(static_cast<unsigned char>(c))) s.push_back(c);
+        recs.back().chunks.push_back({line_no, s});
+    }
+    AXF_CHECK(!recs.empty(), "%s: no %s records (empty file, or no '>' header line)", source.c_str(), format);
+    for (const RawRecord& r : recs) {
+        size_t len = 0;
+        for (const auto& c : r.chunks) len += c.second.size();
+        AXF_CHECK(len > 0, "%s:%d: %s record '%s' has no sequence", source.c_str(), r.header_line, format,
+                  r.description.c_str());
+    }
+    return recs;
+}
+
+bool has_suffix(const std::string& s, const std::string& suf) {
+    return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
+}
+
+std::string lower(std::string s) {
+    for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+}
+
+}  // namespace
+
+int hhblits_index(char c) {
+    switch (c) {
+        case 'A': return 0;
+        case 'B': return 2;
+        case 'C': return 1;
+        case 'D': return 2;
+        case 'E': return 3;
+        case 'F': return 4;
+        case 'G': return 5;
+        case 'H': return 6;
+        case 'I': return 7;
+        case 'J': return 20;
+        case 'K': return 8;
+        case 'L': return 9;
+        case 'M': return 10;
+        case 'N': return 11;
+        case 'O': return 20;
+        case 'P': return 12;
+        case 'Q': return 13;
+        case 'R': return 14;
+        case 'S': return 15;
+        case 'T': return 16;
+        case 'U': return 1;
+        case 'V': return 17;
+        case 'W': return 18;
+        case 'X': return 20;
+        case 'Y': return 19;
+        case 'Z': return 3;
+        case '-': return 21;
+        default: return -1;
+    }
+}
+
+std::vector<FastaRecord> parse_fasta(const std::string& text, const std::string& source) {
+    std::vector<FastaRecord> out;
+    for (const RawRecord& r : parse_records(text, source, "FASTA")) {
+        FastaRecord f{r.description, {}, r.header_line};
+        for (const auto& [line, chunk] : r.chunks) {
+            for (char c : chunk) {
+                const char u = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+                AXF_CHECK(u >= 'A' && u <= 'Z', "%s:%d: FASTA sequence '%s' holds %s, expected amino-acid letters",
+                          source.c_str(), line, r.description.c_str(), printable(c).c_str());
+                f.sequence.push_back(u);
+            }
+        }
+        out.push_back(std::move(f));
+    }
+    return out;
+}
+
+std::vector<FastaRecord> read_fasta(const std::string& path) { return parse_fasta(read_text(path, "FASTA"), path); }
+
+Msa parse_a3m(const std::string& text, const std::string& source) {
+    Msa msa;
+    msa.source = source;
+    size_t width = 0;
+    int first_line = 0;
+    for (const RawRecord& r : parse_records(text, source, "A3M")) {
+        std::string aligned;
+        std::vector<int32_t> del;
+        int32_t count = 0;
+        for (const auto& [line, chunk] : r.chunks) {
+            for (char c : chunk) {
+                if (std::islower(static_cast<unsigned char>(c))) {
+                    ++count;
+                } else if (c == '.') {
+                    continue;  // gap in an insert column
+                } else {
+                    AXF_CHECK(hhblits_index(c) >= 0,
+                              "%s:%d: A3M row '%s' holds %s, expected amino-acid letters, '-' or lower-case insertions",
+                              source.c_str(), line, r.description.c_str(), printable(c).c_str());
+                    aligned.push_back(c);
+                    del.push_back(count);
+                    count = 0;
+                }
+            }
+        }
+        if (msa.sequences.empty()) {
+            width = aligned.size();
+            first_line = r.header_line;
+            AXF_CHECK(width > 0, "%s:%d: the A3M query row '%s' has no match columns (all lower case?)", source.c_str(),
+                      r.header_line, r.description.c_str());
+        }
+        AXF_CHECK(aligned.size() == width,
+                  "%s:%d: A3M row '%s' has %zu match columns (upper case or '-'), but the query (line %d) has %zu",
+                  source.c_str(), r.header_line, r.description.c_str(), aligned.size(), first_line, width);
+        msa.sequences.push_back(std::move(aligned));
+        msa.deletion_matrix.push_back(std::move(del));
+        msa.descriptions.push_back(r.description);
+    }
+    return msa;
+}
+
+Msa parse_stockholm(const std::string& text, const std::string& source) {
+    const std::vector<std::string> lines = split_lines(text);
+    std::vector<std::string> names;
+    std::map<std::string, size_t> index;
+    std::vector<std::string> rows;
+    std::vector<int> first_line;
+    bool saw_header = false;
+    for (size_t i = 0; i < lines.size(); ++i) {
+        const std::string& l = lines[i];
+        const int line_no = static_cast<int>(i) + 1;
+        if (l.rfind("# STOCKHOLM", 0) == 0) saw_header = true;
+        if (l.empty() || l[0] == '#' || l.rfind("//", 0) == 0) continue;
+        std::istringstream ss(l);
+        std::string name, seq, extra;
+        ss >> name >> seq;
+        AXF_CHECK(!seq.empty() && !(ss >> extra),
+                  "%s:%d: malformed Stockholm line (expected '<name> <aligned sequence>'): '%.60s'", source.c_str(),
+                  line_no, l.c_str());
+        for (char c : seq) {
+            const char u = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+            AXF_CHECK(u == '.' || hhblits_index(u) >= 0,
+                      "%s:%d: Stockholm row '%s' holds %s, expected amino-acid letters, '-' or '.'", source.c_str(),
+                      line_no, name.c_str(), printable(c).c_str());
+        }
+        auto it = index.find(name);
+        if (it == index.end()) {
+            index[name] = names.size();
+            names.push_back(name);
+            rows.push_back(seq);
+            first_line.push_back(line_no);
+        } else {
+            rows[it->second] += seq;
+        }
+    }
+    AXF_CHECK(!rows.empty(), "%s: no Stockholm sequences%s", source.c_str(),
+              saw_header ? "" : " (empty file, or not Stockholm: no '# STOCKHOLM 1.0' header)");
+    Msa msa;
+    msa.source = source;
+    const std::string& query = rows[0];
+    for (size_t k = 0; k < rows.size(); ++k) {
+        AXF_CHECK(rows[k].size() == query.size(),
+                  "%s:%d: Stockholm row '%s' has %zu columns in total, but the first row '%s' has %zu (truncated "
+                  "block?)",
+                  source.c_str(), first_line[k], names[k].c_str(), rows[k].size(), names[0].c_str(), query.size());
+        std::string aligned;
+        std::vector<int32_t> del;
+        int32_t count = 0;
+        for (size_t c = 0; c < query.size(); ++c) {
+            const bool query_gap = query[c] == '-' || query[c] == '.';
+            char r = static_cast<char>(std::toupper(static_cast<unsigned char>(rows[k][c])));
+            if (r == '.') r = '-';
+            if (query_gap) {
+                if (r != '-') ++count;
+            } else {
+                aligned.push_back(r);
+                del.push_back(count);
+                count = 0;
+            }
+        }
+        if (k == 0)
+            AXF_CHECK(!aligned.empty(), "%s:%d: the Stockholm query row '%s' is all gaps", source.c_str(), first_line[0],
+                      names[0].c_str());
+        msa.sequences.push_back(std::move(aligned));
+        msa.deletion_matrix.push_back(std::move(del));
+        msa.descriptions.push_back(names[k]);
+    }
+    return msa;
+}
+
+Msa read_msa(const std::string& path) {
+    const std::string text = read_text(path, "alignment");
+    const std::string l = lower(path);
+    if (has_suffix(l, ".sto") || has_suffix(l, ".stockholm") || has_suffix(l, ".sth")) return parse_stockholm(text, path);
+    if (has_suffix(l, ".a3m")) return parse_a3m(text, path);
+    size_t b = 0;
+    while (b < text.size() && std::isspace(static_cast<unsigned char>(text[b]))) ++b;
+    if (text.compare(b, 11, "# STOCKHOLM") == 0) return parse_stockholm(text, path);
+    return parse_a3m(text, path);
+}
+
+int64_t default_max_hits(const std::string& path) {
+    const std::string name = lower(std::filesystem::path(path).filename().string());
+    if (name.find("uniref90") != std::string::npos) return 10000;
+    if (name.find("mgnify") != std::string::npos) return 501;
+    if (name.find("uniprot") != std::string::npos) return 50000;
+    return 0;
+}
+
+Msa truncate_msa(const Msa& msa, int64_t max_rows) {
+    if (max_rows <= 0 || msa.depth() <= max_rows) return msa;
+    Msa out;
+    out.source = msa.source;
+    out.sequences.assign(msa.sequences.begin(), msa.sequences.begin() + max_rows);
+    out.deletion_matrix.assign(msa.deletion_matrix.begin(), msa.deletion_matrix.begin() + max_rows);
+    out.descriptions.assign(msa.descriptions.begin(), msa.descriptions.begin() + max_rows);
+    return out;
+}
+
+void check_msa_query(const Msa& msa, const std::string& query) {
+    AXF_CHECK(msa.depth() > 0, "%s: the alignment has no rows", msa.source.c_str());
+    const std::string& q = msa.sequences[0];
+    AXF_CHECK(q.size() == query.size(),
+              "%s: the alignment's query row '%s' has %zu residues, but the FASTA sequence has %zu (alignment of "
+              "another sequence?)",
+              msa.source.c_str(), msa.descriptions[0].c_str(), q.size(), query.size());
+    for (size_t i = 0; i < q.size(); ++i) {
+        AXF_CHECK(q[i] == query[i],
+                  "%s: the alignment's query row '%s' differs from the FASTA sequence at residue %zu ('%c' vs '%c'; "
+                  "alignment of another sequence?)",
+                  msa.source.c_str(), msa.descriptions[0].c_str(), i + 1, q[i], query[i]);
+    }
+}
+
+}  // namespace axfold::io

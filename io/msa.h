@@ -1,0 +1,61 @@
+// Sequence and alignment parsers (FASTA, A3M, Stockholm) and AlphaFold2's merge of several alignments
+// into the raw MSA features (AF2 `data/parsers.py` parse_fasta / parse_a3m / parse_stockholm and
+// `data/pipeline.py` make_msa_features).
+//
+// Every alignment is reduced to the query's columns: row 0 is the query; each row has one letter per
+// query residue (upper case or '-'), and deletion_matrix[i][j] counts the residues row i inserts before
+// column j (A3M lower-case letters; Stockholm residues in columns where the query has a gap).
+//
+// DISCREPANCY: AF2 raises KeyError on '.' and lower-case letters in Stockholm rows and on '.' in A3M rows;
+// here '.' is a gap (insert-column padding, as HMMER writes it) and lower-case Stockholm letters are read as
+// upper case. Lines starting with '#' in FASTA/A3M (ColabFold's "#<lengths>\t<cardinalities>" header) and
+// NUL bytes (ColabFold's record separators) are skipped. Letters outside the IUPAC amino-acid alphabet
+// (e.g. '*', digits) are errors naming the file and line, where AF2 raises a bare KeyError.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace axfold::io {
+
+struct FastaRecord {
+    std::string description;  // header without '>'
+    std::string sequence;     // as written, whitespace removed
+    int line = 0;             // 1-based line of the header
+};
+
+// Parses FASTA text (multi-record, blank lines, long headers). `source` names the file in errors.
+std::vector<FastaRecord> parse_fasta(const std::string& text, const std::string& source);
+std::vector<FastaRecord> read_fasta(const std::string& path);
+
+struct Msa {
+    std::string source;                                // file it came from
+    std::vector<std::string> sequences;                // [S] aligned rows, length N each
+    std::vector<std::vector<int32_t>> deletion_matrix;  // [S][N]
+    std::vector<std::string> descriptions;             // [S]
+    int64_t depth() const { return static_cast<int64_t>(sequences.size()); }
+};
+
+Msa parse_a3m(const std::string& text, const std::string& source);
+Msa parse_stockholm(const std::string& text, const std::string& source);
+// Reads an alignment file, choosing the format by extension (.a3m, .sto/.stockholm) or, failing that, by
+// content ("# STOCKHOLM" header).
+Msa read_msa(const std::string& path);
+
+// AF2's default per-source depth limit (rows including the query) for a file name: uniref90 10000,
+// mgnify 501, uniprot 50000; 0 (unlimited) for everything else (BFD/UniRef30 A3M, ColabFold A3M).
+int64_t default_max_hits(const std::string& path);
+
+// Keeps the first max_rows rows (AF2 Msa.truncate); max_rows <= 0 keeps all.
+Msa truncate_msa(const Msa& msa, int64_t max_rows);
+
+// Checks that msa's first row is `query` (the FASTA sequence) and every row has its length; throws naming
+// the file (and the row's header) otherwise.
+void check_msa_query(const Msa& msa, const std::string& query);
+
+// HHblits alphabet index of a letter (A0 C1 D2 E3 F4 G5 H6 I7 K8 L9 M10 N11 P12 Q13 R14 S15 T16 V17 W18 Y19
+// X20 -21; B->D, Z->E, U->C, J/O->X), or -1 if the letter is not in AF2's HHBLITS_AA_TO_ID.
+int hhblits_index(char c);
+
+}  // namespace axfold::io
