@@ -15,12 +15,20 @@ void outer_product_mean_forward(const OuterProductMeanWeights& w, const Tensor& 
     AXF_CHECK(out.dim() == 3 && out.size(0) == N && out.size(1) == N && out.size(2) == Cz,
               "outer_product_mean: output %s, expected [%lld, %lld, %lld]", out.desc().c_str(), (long long)N,
               (long long)N, (long long)Cz);
-    Tensor x = layer_norm(m, w.layer_norm_input.scale, w.layer_norm_input.offset, k.eps, ws);
-    Tensor mask3 = msa_mask.unsqueeze(2).expand({S, N, C});
-    Tensor left = linear(x, w.left_projection.weights, w.left_projection.bias, ws);
-    mul(left, mask3);
-    Tensor right = linear(x, w.right_projection.weights, w.right_projection.bias, ws);
-    mul(right, mask3);
+    // Projections in chunks of MSA rows, so no normalised copy of the whole MSA exists.
+    Tensor left = ws.alloc({S, N, C}), right = ws.alloc({S, N, C});
+    const int64_t sc = ctx.chunk_size > 0 ? std::min(S, ctx.chunk_size) : S;
+    for (int64_t s0 = 0; s0 < S; s0 += sc) {
+        WorkspaceScope rows(ws);
+        const int64_t s1 = std::min(S, s0 + sc);
+        Tensor x = layer_norm(m.slice(0, s0, s1), w.layer_norm_input.scale, w.layer_norm_input.offset, k.eps, ws);
+        const Tensor mask3 = msa_mask.slice(0, s0, s1).unsqueeze(2).expand({s1 - s0, N, C});
+        const Tensor l = left.slice(0, s0, s1), r = right.slice(0, s0, s1);
+        linear(x, w.left_projection.weights, w.left_projection.bias, l);
+        mul(l, mask3);
+        linear(x, w.right_projection.weights, w.right_projection.bias, r);
+        mul(r, mask3);
+    }
     // norm[i, j] = number of sequences where both residues are present.
     Tensor norm = ws.alloc({N, N});
     matmul(msa_mask.transpose(0, 1), msa_mask, norm);

@@ -9,6 +9,7 @@
 
 #include "structure/model.h"
 #include "structure/residue_constants.h"
+#include "structure/template_features.h"
 
 namespace axfold::io {
 
@@ -97,57 +98,6 @@ struct MsaInputs {
     std::vector<float> deletion;       // [S, N]
     std::vector<float> profile;        // [N, 22] hhblits_profile
 };
-
-// The template basics of AF2's nonensembled pipeline (fix_templates_aatype, make_template_mask,
-// make_pseudo_beta('template_')), cut or padded to max_templates, without the iteration axis.
-void template_features(const RawFeatures& raw, const TransformConfig& cfg, int64_t N, ProcessedFeatures& out) {
-    const Tensor& ta = raw.at("template_aatype");
-    AXF_CHECK(ta.dim() == 3 && ta.size(1) == N && ta.size(2) == 22,
-              "%s: raw feature 'template_aatype' has shape %s, expected [T, %lld, 22]", raw.source.c_str(),
-              shape_str(ta.shape()).c_str(), (long long)N);
-    const int64_t T_raw = ta.size(0), T_keep = std::min(T_raw, cfg.max_templates);
-    const int64_t T = cfg.pad_to_fixed_size ? cfg.max_templates : T_keep;
-    const char* mask_key = raw.has("template_all_atom_mask") ? "template_all_atom_mask" : "template_all_atom_masks";
-    const Tensor& pos_t = raw.at("template_all_atom_positions");
-    const Tensor& mask_t = raw.at(mask_key);
-    AXF_CHECK(pos_t.shape() == Shape({T_raw, N, 37, 3}), "%s: raw feature 'template_all_atom_positions' has shape %s, "
-              "expected [%lld, %lld, 37, 3]", raw.source.c_str(), shape_str(pos_t.shape()).c_str(), (long long)T_raw,
-              (long long)N);
-    AXF_CHECK(mask_t.shape() == Shape({T_raw, N, 37}), "%s: raw feature '%s' has shape %s, expected [%lld, %lld, 37]",
-              raw.source.c_str(), mask_key, shape_str(mask_t.shape()).c_str(), (long long)T_raw, (long long)N);
-    const std::vector<float> onehot = as_f32_values(ta), pos = as_f32_values(pos_t), mask = as_f32_values(mask_t);
-    std::vector<float> probs(static_cast<size_t>(T_raw), 1.f);
-    if (raw.has("template_sum_probs")) probs = as_f32_values(raw.at("template_sum_probs"));
-
-    Tensor aatype = Tensor::zeros({T, N}, DType::I64), positions = Tensor::zeros({T, N, 37, 3}),
-           atom_mask = Tensor::zeros({T, N, 37}), sum_probs = Tensor::zeros({T, 1}), tmask = Tensor::zeros({T}),
-           pb = Tensor::zeros({T, N, 3}), pb_mask = Tensor::zeros({T, N});
-    for (int64_t t = 0; t < T_keep; ++t) {
-        tmask.f32()[t] = 1.f;
-        sum_probs.f32()[t] = probs[std::min<size_t>(t, probs.size() - 1)];
-        for (int64_t i = 0; i < N; ++i) {
-            const float* oh = &onehot[(t * N + i) * 22];
-            const int hh = static_cast<int>(std::max_element(oh, oh + 22) - oh);
-            const int af = hhblits_to_af(hh);
-            aatype.data<int64_t>()[t * N + i] = af;
-            for (int a = 0; a < 37; ++a) {
-                atom_mask.f32()[(t * N + i) * 37 + a] = mask[(t * N + i) * 37 + a];
-                for (int x = 0; x < 3; ++x)
-                    positions.f32()[((t * N + i) * 37 + a) * 3 + x] = pos[((t * N + i) * 37 + a) * 3 + x];
-            }
-            const int atom = af == 7 ? rc::kAtomCA : rc::kAtomCB;  // glycine: CA
-            pb_mask.f32()[t * N + i] = mask[(t * N + i) * 37 + atom];
-            for (int x = 0; x < 3; ++x) pb.f32()[(t * N + i) * 3 + x] = pos[((t * N + i) * 37 + atom) * 3 + x];
-        }
-    }
-    out["template_aatype"] = aatype;
-    out["template_all_atom_positions"] = positions;
-    out["template_all_atom_mask"] = atom_mask;
-    out["template_sum_probs"] = sum_probs;
-    out["template_mask"] = tmask;
-    out["template_pseudo_beta"] = pb;
-    out["template_pseudo_beta_mask"] = pb_mask;
-}
 
 struct IterationOutput {
     Tensor msa_feat, msa_mask, msa_row_mask, bert_mask, true_msa, extra_msa, extra_has_deletion, extra_deletion_value,
@@ -406,10 +356,9 @@ ProcessedFeatures process_features(const RawFeatures& raw, const TransformConfig
     if (cfg.keep_intermediates)
         out["extra_cluster_assignment"] = stack<int64_t>(gather(&IterationOutput::extra_cluster_assignment));
 
-    if (cfg.use_templates && raw.has("template_aatype")) {
-        ProcessedFeatures t;
-        template_features(raw, cfg, N, t);
-        for (auto& [k, v] : t) out[k] = tile(v, R);
+    if (cfg.use_templates) {
+        // structure/template_features.h (issue #5): selection, padding to max_templates, pseudo-beta, torsions.
+        for (auto& [k, v] : make_template_features(raw.arrays, N, cfg.max_templates)) out[k] = tile(v.contiguous(), R);
     }
     if (cfg.template_hook) cfg.template_hook(raw, out, cfg);
     return out;

@@ -38,12 +38,12 @@ namespace axfold::io {
 using ProcessedFeatures = std::map<std::string, Tensor>;  // = axfold::FeatureDict
 struct TransformConfig;
 
-// Template feature processing (issue #5) plugs in here: called once after the MSA features are built with
-// the raw features and the processed dict, which already holds (when the raw features have templates and
-// use_templates is set) template_aatype [R, T, N] (AF order), template_all_atom_positions [R, T, N, 37, 3],
-// template_all_atom_mask [R, T, N, 37], template_sum_probs [R, T, 1], template_mask [R, T],
-// template_pseudo_beta [R, T, N, 3], template_pseudo_beta_mask [R, T, N], with T = max_templates. A hook
-// adds what the network needs beyond these (torsion angles, ...).
+// Templates: with use_templates, the processed dict gets structure/template_features.h's
+// make_template_features (issue #5) of the raw template_* arrays, tiled over R: template_aatype [R, T, N]
+// (AF order), template_all_atom_positions, template_all_atom_mask, template_sum_probs, template_mask,
+// template_pseudo_beta(_mask), template_(alt_)torsion_angles_sin_cos, template_torsion_angles_mask, with
+// T = max_templates (zero templates with mask 0 when the raw features have none). A hook, called last with
+// the raw features and the processed dict, can add or replace template features.
 using TemplateFeatureHook = std::function<void(const RawFeatures&, ProcessedFeatures&, const TransformConfig&)>;
 
 struct TransformConfig {

@@ -50,6 +50,14 @@ Tensor Workspace::zeros(const Shape& shape) {
     return t;
 }
 
+void Workspace::reserve(size_t bytes) {
+    AXF_CHECK(current_ == 0 && offset_ == 0, "Workspace::reserve with allocations outstanding");
+    if (capacity_bytes() >= bytes) return;
+    chunks_.clear();
+    const size_t size = round_up(bytes);
+    chunks_.push_back({Tensor::empty({static_cast<int64_t>(size)}, DType::U8, device_), size});
+}
+
 size_t Workspace::capacity_bytes() const {
     size_t s = 0;
     for (auto& c : chunks_) s += c.bytes;

@@ -26,6 +26,10 @@ public:
     Tensor alloc(const Shape& shape, DType dtype = DType::F32);
     Tensor zeros(const Shape& shape);
 
+    // Grows the arena to at least `bytes` in one block (the planner's predicted peak), so later
+    // allocations neither grow it nor fragment it. Call with nothing allocated.
+    void reserve(size_t bytes);
+
     size_t capacity_bytes() const;
     size_t high_water_bytes() const { return high_water_; }
     Device device() const { return device_; }

@@ -191,7 +191,8 @@ TEST(Transforms, AlphaFoldFeatureDictGivesGoldenLayout) {
         {"template_aatype", {3, 4, 73}}, {"template_all_atom_mask", {3, 4, 73, 37}},
         {"template_all_atom_positions", {3, 4, 73, 37, 3}}, {"template_mask", {3, 4}},
         {"template_pseudo_beta", {3, 4, 73, 3}}, {"template_pseudo_beta_mask", {3, 4, 73}},
-        {"template_sum_probs", {3, 4, 1}}};
+        {"template_sum_probs", {3, 4, 1}}, {"template_torsion_angles_sin_cos", {3, 4, 73, 7, 2}},
+        {"template_alt_torsion_angles_sin_cos", {3, 4, 73, 7, 2}}, {"template_torsion_angles_mask", {3, 4, 73, 7}}};
     for (const auto& [k, shape] : golden) {
         ASSERT_TRUE(f.count(k)) << k;
         EXPECT_EQ(f.at(k).shape(), shape) << k;

@@ -1,0 +1,49 @@
+// Memory planner: an analytic model of the peak memory of each trunk module as a function of the sizes
+// (S, N_res, widths), the chunk size and the thread count, and the choice of the fastest chunk size whose
+// predicted peak fits a budget. The model counts the persistent activations and every workspace
+// temporary the module code allocates (evoformer/*.cpp); Workspace::reserve() sizes the arena to the
+// prediction so that the measured peak follows it.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "evoformer/param_shapes.h"
+
+namespace axfold {
+
+struct BlockSizes {
+    int64_t n_seq = 128, n_res = 256;
+    EvoformerDims dims = EvoformerDims::af2_evoformer();
+    bool is_extra_msa = false;
+    int threads = 1;
+};
+
+// Peak workspace bytes of each module of one block for `chunk` (0 = unchunked), in block order.
+std::vector<std::pair<std::string, size_t>> block_workspace_bytes(const BlockSizes& b, int64_t chunk);
+// max over modules.
+size_t block_peak_workspace_bytes(const BlockSizes& b, int64_t chunk);
+// The MSA and pair activations themselves.
+size_t block_activation_bytes(const BlockSizes& b);
+
+struct ChunkPlan {
+    int64_t chunk_size = 0;             // 0 = unchunked
+    size_t predicted_workspace_bytes = 0;
+    size_t predicted_peak_bytes = 0;    // fixed + activations + workspace
+    std::vector<std::pair<std::string, size_t>> modules;  // workspace per module at this chunk size
+};
+
+// Candidate chunk sizes, fastest first: unchunked, then N/2, N/4, ... down to 1.
+std::vector<int64_t> chunk_candidates(int64_t n);
+
+// The fastest chunk size whose predicted peak (fixed_bytes + activations + workspace) fits `budget`
+// (0 = no budget: unchunked). Throws when nothing fits, naming the smallest budget that would.
+ChunkPlan plan_blocks(const std::vector<BlockSizes>& blocks, size_t fixed_bytes, size_t budget,
+                      int64_t forced_chunk = -1);
+
+// "8G", "512M", "1.5G", "123456" -> bytes.
+size_t parse_bytes(const std::string& s);
+std::string format_bytes(size_t b);
+
+}  // namespace axfold
