@@ -18,6 +18,8 @@ struct BenchEvoformerOptions {
     int threads = 0, blocks = 3;
     bool json = false;
     bool breakdown = false;  // per sub-module times on stderr
+    int64_t chunk_size = -1;  // -1: planner (unchunked without --max-memory)
+    std::string max_memory;   // "8G"; empty: no budget
 };
 int bench_evoformer_main(const BenchEvoformerOptions& o);
 
@@ -74,5 +76,16 @@ struct BenchModelOptions {
     bool json = false;
 };
 int bench_model_main(const BenchModelOptions& o);
+
+struct PlanOptions {
+    int64_t n_res = 256, n_seq = 512, n_extra = 5120;
+    int threads = 0;
+    int64_t chunk_size = -1;
+    std::string max_memory;
+};
+int plan_main(const PlanOptions& o);
+// Bytes a full-model run holds besides the trunk's MSA, pair and workspace (planner input).
+size_t model_fixed_bytes(int64_t n_res, int64_t n_seq, int64_t n_extra, int64_t evoformer_blocks,
+                         int64_t extra_msa_blocks);
 
 }  // namespace axfold::apps

@@ -21,6 +21,7 @@ const char* kUsage =
     "  init-params [options]             random parameters in the AF2 layout (meaningless structures)\n"
     "  convert-params IN.npz OUT.h5      convert official AlphaFold2 parameters to HDF5\n"
     "  bench evoformer|model [options]   benchmarks at AF2 widths\n"
+    "  plan --n-res R [options]          the memory plan (chunk size, predicted peak) for a protein\n"
     "Run 'axfold <command> --help' for a command's options.\n";
 
 // Parses args into vm; returns false (after printing help) when --help was asked.
@@ -128,7 +129,10 @@ int run_bench(const std::vector<std::string>& args) {
         "threads", po::value<int>(&o.threads)->default_value(0), "CPU threads (0 = all)")(
         "blocks", po::value<int>(&o.blocks)->default_value(3), "timed blocks (median reported)")(
         "json", po::bool_switch(&o.json), "print one JSON object")(
-        "breakdown", po::bool_switch(&o.breakdown), "print the time of each sub-module on stderr");
+        "breakdown", po::bool_switch(&o.breakdown), "print the time of each sub-module on stderr")(
+        "chunk-size", po::value<int64_t>(&o.chunk_size)->default_value(-1),
+        "rows per chunk in every module (0 = unchunked; default: the planner's choice)")(
+        "max-memory", po::value<std::string>(&o.max_memory), "memory budget, e.g. 8G: the planner picks the chunk size");
     po::variables_map vm;
     po::store(po::command_line_parser(std::vector<std::string>(args.begin() + 1, args.end())).options(desc).run(), vm);
     if (vm.count("help")) {
@@ -160,6 +164,20 @@ int main(int argc, char** argv) {
         if (cmd == "predict") return run_predict(args);
         if (cmd == "features") return run_features(args);
         if (cmd == "init-params") return run_init_params(args);
+        if (cmd == "plan") {
+            PlanOptions o;
+            po::options_description desc("axfold plan options");
+            desc.add_options()("help,h", "show this help")(
+                "n-res", po::value<int64_t>(&o.n_res)->required(), "residues")(
+                "n-seq", po::value<int64_t>(&o.n_seq)->default_value(512), "MSA cluster rows")(
+                "n-extra", po::value<int64_t>(&o.n_extra)->default_value(5120), "extra-MSA rows")(
+                "threads", po::value<int>(&o.threads)->default_value(0), "CPU threads")(
+                "chunk-size", po::value<int64_t>(&o.chunk_size)->default_value(-1), "force a chunk size")(
+                "max-memory", po::value<std::string>(&o.max_memory), "memory budget, e.g. 24G");
+            po::variables_map vm;
+            if (!parse(args, desc, vm)) return 0;
+            return plan_main(o);
+        }
         std::fprintf(stderr, "axfold: unknown command '%s'\n%s", cmd.c_str(), kUsage);
         return 2;
     } catch (const axfold::Error& e) {
