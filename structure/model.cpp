@@ -6,6 +6,7 @@
 
 #include "io/params.h"
 #include "structure/all_atom.h"
+#include "structure/template_features.h"
 
 namespace axfold {
 
@@ -106,18 +107,29 @@ const std::vector<FeatureSpec>& template_inputs() {
     return specs;
 }
 
-// Whether the features hold the template inputs (all of them, or none: anything else is an error).
+bool is_torsion_feature(const std::string& name) { return name.find("torsion_angles") != std::string::npos; }
+
+// Whether the features hold the template inputs: all of them or none, except that the three torsion
+// features may be absent together (the model then computes them from the template atoms, as AF2 does).
 bool has_template_features(const FeatureDict& f, const std::string& source) {
-    int present = 0;
+    int present = 0, torsions = 0;
     std::string missing;
     for (const FeatureSpec& s : template_inputs()) {
-        if (f.count(s.name))
+        const bool has = f.count(s.name) > 0;
+        if (is_torsion_feature(s.name)) {
+            torsions += has;
+            continue;
+        }
+        if (has)
             ++present;
         else
             missing += std::string(missing.empty() ? "" : ", ") + s.name;
     }
     AXF_CHECK(present == 0 || missing.empty(), "%s: incomplete template features: missing %s", source.c_str(),
               missing.c_str());
+    AXF_CHECK(torsions == 0 || (torsions == 3 && present > 0),
+              "%s: template torsion features must come all three together with the other template features",
+              source.c_str());
     return present > 0;
 }
 
@@ -174,7 +186,8 @@ void validate_features(const FeatureDict& f, const ModelConfig& config, const st
                   "%s: feature 'aatype' holds %lld at flat index %lld, expected 0..20", source.c_str(),
                   (long long)aatype.data<int64_t>()[i], (long long)i);
     if (config.preset.templates && has_template_features(f, source)) {
-        for (const FeatureSpec& s : template_inputs()) check(s);
+        for (const FeatureSpec& s : template_inputs())
+            if (!is_torsion_feature(s.name) || f.count(s.name)) check(s);
         const Tensor ta = as_int64(f.at("template_aatype"));
         for (int64_t i = 0; i < ta.numel(); ++i)
             AXF_CHECK(ta.data<int64_t>()[i] >= 0 && ta.data<int64_t>()[i] <= 21,
@@ -298,10 +311,16 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
                 template_pair_update = Tensor::empty({N, N, Cz});
                 template_embedding_forward(w.template_embedding, in, pair, pair_mask, template_pair_update, false, ctx);
                 add(pair, template_pair_update);
-                const Tensor torsion_mask = feat("template_torsion_angles_mask");
-                Tensor angle_feat =
-                    template_angle_feat(in.template_aatype, feat("template_torsion_angles_sin_cos"),
-                                        feat("template_alt_torsion_angles_sin_cos"), torsion_mask);
+                TorsionAngles ta;
+                if (f.count("template_torsion_angles_sin_cos")) {
+                    ta = {feat("template_torsion_angles_sin_cos"), feat("template_alt_torsion_angles_sin_cos"),
+                          feat("template_torsion_angles_mask")};
+                } else {  // AF2 computes them inside the model (float64 here: template_features.h)
+                    ta = atom37_to_torsion_angles(in.template_aatype, feat("template_all_atom_positions"),
+                                                  in.template_all_atom_mask);
+                }
+                const Tensor torsion_mask = ta.mask;
+                Tensor angle_feat = template_angle_feat(in.template_aatype, ta.sin_cos, ta.alt_sin_cos, torsion_mask);
                 template_rows = msa.slice(0, S, S + T);
                 template_angle_embedder_forward(w.template_angle_embedder, angle_feat, template_rows, ctx);
                 msa_mask.slice(0, S, S + T).copy_from(template_msa_mask(torsion_mask));

@@ -105,8 +105,10 @@ private:
 // Template models also read the processed template features (leading axes [R, T]): template_aatype
 // (0..21), template_all_atom_positions, template_all_atom_mask, template_pseudo_beta,
 // template_pseudo_beta_mask, template_mask, template_torsion_angles_sin_cos,
-// template_alt_torsion_angles_sin_cos, template_torsion_angles_mask. They are all present or all absent;
-// absent, the model runs without template rows, which is what AF2 computes with every template_mask 0.
+// template_alt_torsion_angles_sin_cos, template_torsion_angles_mask. They are all present or all absent
+// (absent, the model runs without template rows, which is what AF2 computes with every template_mask 0),
+// except the three torsion features: without them the model computes them from the template atoms in
+// float64, as AF2 does inside its model (structure/template_features.h).
 void validate_features(const FeatureDict& features, const ModelConfig& config, const std::string& source);
 
 }  // namespace axfold

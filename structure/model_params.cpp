@@ -11,8 +11,6 @@ bool ends_with(const std::string& s, const std::string& t) {
 }  // namespace
 
 ParamShapes model_param_shapes(const ModelPreset& preset, const ModelDims& d) {
-    AXF_CHECK(!preset.templates, "init-params: template models (%s) arrive with issue #5; use model_3 .. model_5",
-              preset.name.c_str());
     ParamShapes p;
     const EvoformerDims& e = d.evoformer;
     const int64_t cm = e.c_m, cz = e.c_z, cs = d.c_s, ce = d.extra_msa.c_m;
@@ -78,6 +76,59 @@ ParamShapes model_param_shapes(const ModelPreset& preset, const ModelDims& d) {
     lin(kRoot + "/experimentally_resolved_head/logits", cs, 37);
     lin(kRoot + "/masked_msa_head/logits", cm, 23);
     if (preset.ptm) lin(kRoot + "/predicted_aligned_error_head/logits", cz, 64);
+    if (preset.templates) {
+        const int64_t ct = d.c_t, nb = d.template_pair_blocks;
+        lin(evo + "/template_single_embedding", 57, cm);
+        lin(evo + "/template_projection", cm, cm);
+        const std::string te = evo + "/template_embedding", st = te + "/single_template_embedding";
+        lin(st + "/embedding2d", 88, ct);
+        ln(st + "/output_layer_norm", ct);
+        const std::string stack = st + "/template_pair_stack/__layer_stack_no_state";
+        auto attention = [&](const std::string& s, int64_t cq, int64_t ckv, int64_t h, int64_t hd, bool gating,
+                             int64_t layers) {
+            auto add = [&](const std::string& k, Shape shape) {
+                if (layers > 0) shape.insert(shape.begin(), layers);
+                p.push_back({s + "//" + k, shape});
+            };
+            add("query_w", {cq, h, hd});
+            add("key_w", {ckv, h, hd});
+            add("value_w", {ckv, h, hd});
+            if (gating) {
+                add("gating_w", {cq, h, hd});
+                add("gating_b", {h, hd});
+            }
+            add("output_w", {h, hd, cq});
+            add("output_b", {cq});
+        };
+        auto slin = [&](const std::string& s, int64_t in, int64_t out) {
+            p.push_back({s + "//weights", {nb, in, out}});
+            p.push_back({s + "//bias", {nb, out}});
+        };
+        auto sln = [&](const std::string& s, int64_t c) {
+            p.push_back({s + "//scale", {nb, c}});
+            p.push_back({s + "//offset", {nb, c}});
+        };
+        for (const char* node : {"triangle_attention_starting_node", "triangle_attention_ending_node"}) {
+            const std::string s = stack + "/" + node;
+            sln(s + "/query_norm", ct);
+            p.push_back({s + "//feat_2d_weights", {nb, ct, d.template_pair_heads}});
+            attention(s + "/attention", ct, ct, d.template_pair_heads, d.template_pair_head_dim, true, nb);
+        }
+        for (const char* dir : {"triangle_multiplication_outgoing", "triangle_multiplication_incoming"}) {
+            const std::string s = stack + "/" + dir;
+            const int64_t m = d.template_tri_mul_dim;
+            sln(s + "/layer_norm_input", ct);
+            for (const char* proj : {"left_projection", "right_projection", "left_gate", "right_gate"})
+                slin(s + "/" + proj, ct, m);
+            sln(s + "/center_layer_norm", m);
+            slin(s + "/output_projection", m, ct);
+            slin(s + "/gating_linear", ct, ct);
+        }
+        sln(stack + "/pair_transition/input_layer_norm", ct);
+        slin(stack + "/pair_transition/transition1", ct, d.template_transition_factor * ct);
+        slin(stack + "/pair_transition/transition2", d.template_transition_factor * ct, ct);
+        attention(te + "/attention", cz, ct, d.template_pointwise_heads, d.template_pointwise_head_dim, false, 0);
+    }
     return p;
 }
 

@@ -1,4 +1,4 @@
-// Every parameter of an AF2 monomer model (no templates) with its shape, under DeepMind's keys, for
+// Every parameter of an AF2 monomer model (model_1/model_2 with the template embedding) with its shape, under DeepMind's keys, for
 // given widths and block counts; `axfold init-params` fills them with random values.
 #pragma once
 
@@ -14,6 +14,11 @@ struct ModelDims {
     int64_t c_s = 384;
     int64_t ipa_heads = 12, ipa_c = 16, ipa_qk_points = 4, ipa_v_points = 8;
     int64_t angle_resnet_c = 128, lddt_c = 128;
+    // Template models (model_1, model_2): AF2 monomer template sizes.
+    int64_t c_t = 64, template_pair_blocks = 2;
+    int64_t template_pair_heads = 4, template_pair_head_dim = 16;  // template pair stack triangle attention
+    int64_t template_tri_mul_dim = 64, template_transition_factor = 2;
+    int64_t template_pointwise_heads = 4, template_pointwise_head_dim = 16;
 };
 
 // Full keys ("alphafold/alphafold_iteration/...//name") and shapes, stacked blocks with their leading axis.

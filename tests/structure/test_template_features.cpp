@@ -115,3 +115,103 @@ TEST(TemplateFeatures, torsion_angle_invariants) {
     EXPECT_EQ(hhblits_to_af2_aatype(1), 4);   // C
     EXPECT_EQ(hhblits_to_af2_aatype(21), 21);  // gap
 }
+
+#include "io/features.h"
+#include "structure/model.h"
+#include "structure/model_params.h"
+
+// init-params for model_1_ptm has exactly the keys and shapes of the golden template model's parameters.
+TEST(TemplateFeatures, golden_init_params_template_shapes_match) {
+    int ran = 0;
+    for (const std::string& set : test::golden_sets("params.npz")) {
+        ParamStore golden = ParamStore::load(set + "/params.npz");
+        if (!golden.has("alphafold/alphafold_iteration/evoformer/template_embedding/attention//query_w")) continue;
+        ModelDims d;
+        d.evoformer_blocks = golden.get("alphafold/alphafold_iteration/evoformer/evoformer_iteration/"
+                                        "msa_transition/input_layer_norm//scale").size(0);
+        d.extra_msa_blocks = golden.get("alphafold/alphafold_iteration/evoformer/extra_msa_stack/"
+                                        "msa_transition/input_layer_norm//scale").size(0);
+        ParamShapes shapes = model_param_shapes(ModelPreset::from_name("model_1_ptm"), d);
+        EXPECT_EQ(shapes.size(), golden.size());
+        for (const auto& [key, shape] : shapes) {
+            ASSERT_TRUE(golden.has(key)) << key;
+            EXPECT_EQ(shape, golden.get(key).shape()) << key;
+        }
+        std::printf("golden %-16s init-params model_1_ptm: %zu arrays, keys and shapes match\n",
+                    std::filesystem::path(set).filename().string().c_str(), shapes.size());
+        ++ran;
+    }
+    if (ran == 0) GTEST_SKIP() << "no golden template-model params under " << test::golden_dir();
+}
+
+// A template model end to end on the bundled small features with random AF2-layout parameters: template
+// features from raw ones (the template rows are left out of the MSA outputs), and AF2's "no template
+// found" input (all-zero templates, template_mask 0) gives the same result as no template features.
+TEST(TemplateFeatures, template_model_runs_and_empty_templates_change_nothing) {
+    const std::string feat_path = std::string(AXFOLD_TEST_DATA_DIR) + "/golden/small/features.h5";
+    if (!std::filesystem::exists(feat_path)) GTEST_SKIP() << feat_path << " missing";
+    FeatureDict f = io::read_features_h5(feat_path);
+    const int64_t R = f.at("aatype").size(0), N = f.at("aatype").size(1), S = f.at("msa_feat").size(1);
+    ModelDims d;
+    d.evoformer.c_m = 32;
+    d.evoformer.c_z = 16;
+    d.extra_msa.c_m = 16;
+    d.c_s = 32;
+    d.c_t = 8;
+    d.evoformer_blocks = 1;
+    d.extra_msa_blocks = 1;
+    ModelPreset preset = ModelPreset::from_name("model_1_ptm");
+    auto store = std::make_shared<ParamStore>();
+    for (auto& [k, t] : init_model_params(preset, d, 3)) store->insert(k, t);
+    Model model = Model::from_store(store, "model_1_ptm", 2);
+    EXPECT_EQ(model.config().template_pair_blocks, 2);
+    EXPECT_EQ(model.config().c_t, 8);
+
+    auto with_templates = [&](const std::map<std::string, Tensor>& raw) {
+        FeatureDict g = f;
+        std::map<std::string, Tensor> t = make_template_features(raw, N, 4);
+        for (const auto& [k, v] : t) {
+            Shape s = v.shape();
+            s.insert(s.begin(), R);
+            Tensor stacked = Tensor::empty(s, v.dtype());
+            for (int64_t r = 0; r < R; ++r) stacked.select(0, r).copy_from(v);
+            g[k] = stacked;
+        }
+        return g;
+    };
+    // Two random templates covering part of the chain.
+    std::mt19937 rng(17);
+    const int64_t T0 = 2;
+    std::map<std::string, Tensor> raw;
+    raw["template_aatype"] = Tensor::zeros({T0, N, 22});
+    raw["template_all_atom_positions"] = test::randn({T0, N, 37, 3}, rng, 4.f);
+    raw["template_all_atom_masks"] = Tensor::zeros({T0, N, 37});
+    raw["template_sum_probs"] = Tensor::from_vector({T0, 1}, {3.f, 7.f});
+    for (int64_t t = 0; t < T0; ++t)
+        for (int64_t i = 0; i < N; ++i) {
+            raw["template_aatype"].at({t, i, static_cast<int64_t>(rng() % 22)}) = 1.f;
+            if (i >= 2 + t)
+                for (int64_t a = 0; a < 37; ++a) raw["template_all_atom_masks"].at({t, i, a}) = 1.f;
+        }
+    Prediction p = model.predict(with_templates(raw));
+    std::map<std::string, Tensor> o = prediction_output_tensors(p);
+    EXPECT_EQ(o.at("representations/msa").shape(), Shape({S, N, 32}));
+    EXPECT_EQ(o.at("masked_msa_logits").shape(), Shape({S, N, 23}));
+    EXPECT_EQ(o.at("recycles/0/template_angle_embedding").shape(), Shape({4, N, 32}));
+    EXPECT_EQ(o.at("recycles/0/template_pair_embedding").shape(), Shape({N, N, 16}));
+    for (const auto& [k, t] : o)
+        for (double v : test::to_f64(t)) ASSERT_TRUE(std::isfinite(v)) << k;
+    EXPECT_GT(test::compare(test::to_f64(o.at("recycles/0/template_pair_embedding")),
+                            std::vector<double>(N * N * 16, 0.0), 0, 0, "template pair embedding", 0)
+                  .max_abs,
+              1e-4);
+
+    Prediction none = model.predict(f);  // no template features: no template rows
+    Prediction empty = model.predict(with_templates({}));
+    std::map<std::string, Tensor> a = prediction_output_tensors(none), b = prediction_output_tensors(empty);
+    for (const char* k : {"representations/pair", "representations/msa", "final_atom_positions", "masked_msa_logits"}) {
+        auto res = test::compare(test::to_f64(b.at(k)), test::to_f64(a.at(k)), 0, 0, k, 0);
+        EXPECT_LE(res.rel(), 1e-4) << k;
+    }
+    EXPECT_EQ(a.count("recycles/0/template_pair_embedding"), 0u);
+}
