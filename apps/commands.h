@@ -59,6 +59,8 @@ struct PredictOptions {
     int threads = 0;
     int structure_module_layers = 8;
     bool save_outputs = false, overwrite = false;
+    int64_t chunk_size = -1;  // -1: the planner's choice (unchunked without --max-memory)
+    std::string max_memory;   // budget for the planner, e.g. "24G"
 };
 int predict_main(const PredictOptions& o);
 

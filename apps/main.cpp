@@ -80,7 +80,10 @@ int run_predict(const std::vector<std::string>& args) {
         "structure-module-layers", po::value<int>(&o.structure_module_layers)->default_value(8),
         "structure-module iterations (AF2: 8)")(
         "save-outputs", po::bool_switch(&o.save_outputs), "also write outputs_<name>.h5 (all outputs, per-iteration)")(
-        "overwrite", po::bool_switch(&o.overwrite), "replace existing results");
+        "overwrite", po::bool_switch(&o.overwrite), "replace existing results")(
+        "chunk-size", po::value<int64_t>(&o.chunk_size)->default_value(-1),
+        "rows per chunk in every module (0 = unchunked; default: the planner's choice)")(
+        "max-memory", po::value<std::string>(&o.max_memory), "memory budget, e.g. 24G: the planner picks the chunk size");
     po::variables_map vm;
     if (!parse(args, desc, vm)) return 0;
     return predict_main(o);

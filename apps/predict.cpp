@@ -1,5 +1,7 @@
 // `axfold predict`: features + parameters in; structures, confidences and timings out, in the files
 // AlphaFold users' pipelines already read.
+#include <sys/resource.h>
+
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -10,6 +12,7 @@
 #include "io/hdf5_file.h"
 #include "io/json_writer.h"
 #include "io/structure_writer.h"
+#include "evoformer/memory_plan.h"
 #include "kernels/ops.h"
 #include "structure/model.h"
 
@@ -71,8 +74,30 @@ int predict_main(const PredictOptions& o) {
     po.progress = [&](const std::string& stage, int r, double s) {
         std::fprintf(stderr, "  iteration %d  %-18s %8.3f s   (elapsed %.1f s)\n", r, stage.c_str(), s, since(t_start));
     };
-    t0 = Clock::now();
+    // Memory plan: the fastest chunk size whose predicted peak fits --max-memory (or --chunk-size).
     Context ctx;
+    const int64_t n_res = features.at("aatype").size(1), n_extra = features.at("extra_msa").size(1);
+    const int64_t n_seq = features.at("msa_feat").size(1) + (cfg.preset.templates ? 4 : 0);
+    BlockSizes evo, extra;
+    evo.n_seq = n_seq;
+    evo.n_res = n_res;
+    evo.threads = num_threads();
+    extra.n_seq = n_extra;
+    extra.n_res = n_res;
+    extra.dims = EvoformerDims::af2_extra_msa();
+    extra.dims.c_m = cfg.c_e;
+    extra.dims.c_z = evo.dims.c_z = cfg.c_z;
+    evo.dims.c_m = cfg.c_m;
+    extra.is_extra_msa = true;
+    extra.threads = evo.threads;
+    const ChunkPlan plan = plan_blocks({evo, extra},
+                                       model_fixed_bytes(n_res, n_seq, n_extra, cfg.evoformer_blocks, cfg.extra_msa_blocks),
+                                       o.max_memory.empty() ? 0 : parse_bytes(o.max_memory), o.chunk_size);
+    ctx.chunk_size = plan.chunk_size;
+    ctx.ws.reserve(plan.predicted_workspace_bytes);
+    std::fprintf(stderr, "  memory plan: chunk size %lld, predicted peak %s\n", (long long)plan.chunk_size,
+                 format_bytes(plan.predicted_peak_bytes).c_str());
+    t0 = Clock::now();
     Prediction p = model.predict(features, po, ctx);
     const double predict_s = since(t0);
     stages.push_back({"predict_" + name, predict_s});
@@ -104,9 +129,15 @@ int predict_main(const PredictOptions& o) {
     }
     stages.push_back({"write_outputs_" + name, since(t0)});
     io::write_file_atomic(timings, io::timings_json(stages));
-    std::printf("axfold predict: %s  N=%lld  iterations=%d  mean pLDDT %.2f%s  predict %.2f s  total %.2f s  -> %s\n",
-                name.c_str(), (long long)p.aatype.numel(), p.iterations, mean_plddt,
-                h.has_pae ? strfmt("  pTM %.4f", h.ptm).c_str() : "", predict_s, since(t_start), o.out_dir.c_str());
+    struct rusage ru {};
+    getrusage(RUSAGE_SELF, &ru);
+    std::printf(
+        "axfold predict: %s  N=%lld  iterations=%d  mean pLDDT %.2f%s  predict %.2f s  total %.2f s  "
+        "peak %s (predicted %s)  -> %s\n",
+        name.c_str(), (long long)p.aatype.numel(), p.iterations, mean_plddt,
+        h.has_pae ? strfmt("  pTM %.4f", h.ptm).c_str() : "", predict_s, since(t_start),
+        format_bytes(static_cast<size_t>(ru.ru_maxrss) * 1024).c_str(), format_bytes(plan.predicted_peak_bytes).c_str(),
+        o.out_dir.c_str());
     return 0;
 }
 
