@@ -29,4 +29,14 @@ void outer_product_mean_forward(const OuterProductMeanWeights& w, const Tensor& 
                                 const Tensor& out, bool accumulate, Context& ctx, const TrunkConstants& k = {},
                                 int64_t chunk_rows = 0);
 
+// The two halves of outer_product_mean_forward, for callers that hold only some residues (DAP):
+// masked projections of m [S, N, C_m] into left and right [S, N, c] (contiguous; either may be undefined
+// to skip it), and the outer products of left [S, N_i, c] with right [S, N_j, c] (contiguous), divided by
+// norm [N_i, N_j] (+ opm_eps), into out [N_i, N_j, C_z] (any row strides).
+void outer_product_mean_project(const OuterProductMeanWeights& w, const Tensor& m, const Tensor& msa_mask,
+                                const Tensor& left, const Tensor& right, Context& ctx, const TrunkConstants& k = {});
+void outer_product_mean_combine(const OuterProductMeanWeights& w, const Tensor& left, const Tensor& right,
+                                const Tensor& norm, const Tensor& out, bool accumulate, Context& ctx,
+                                const TrunkConstants& k = {}, int64_t chunk_rows = 0);
+
 }  // namespace axfold
