@@ -8,28 +8,10 @@ namespace axfold {
 
 namespace {
 
-// Integer-valued tensor (int32/int64/float) read as int64 on the host.
-std::vector<int64_t> host_ints(const Tensor& t, const char* what) {
-    AXF_CHECK(t.device() == Device::CPU, "%s must be on the host", what);
-    Tensor c = t.contiguous();
-    std::vector<int64_t> v(static_cast<size_t>(c.numel()));
-    switch (c.dtype()) {
-        case DType::I64: std::memcpy(v.data(), c.raw(), v.size() * 8); break;
-        case DType::I32:
-            for (size_t i = 0; i < v.size(); ++i) v[i] = c.data<int32_t>()[i];
-            break;
-        case DType::F32:
-            for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<int64_t>(std::lround(c.f32()[i]));
-            break;
-        default: AXF_FAIL("%s: unsupported dtype %s", what, c.desc().c_str());
-    }
-    return v;
-}
-
 }  // namespace
 
 Tensor relpos_one_hot(const Tensor& residue_index, int64_t max_rel) {
-    std::vector<int64_t> ri = host_ints(residue_index, "residue_index");
+    std::vector<int64_t> ri = host_int64(residue_index);
     const int64_t N = static_cast<int64_t>(ri.size()), B = 2 * max_rel + 1;
     Tensor oh = Tensor::zeros({N, N, B});
     float* p = oh.f32();
@@ -105,7 +87,7 @@ void recycling_embedder_forward(const RecyclingEmbedderWeights& w, const Tensor&
 }
 
 Tensor extra_msa_feat(const Tensor& extra_msa, const Tensor& extra_has_deletion, const Tensor& extra_deletion_value) {
-    std::vector<int64_t> tok = host_ints(extra_msa, "extra_msa");
+    std::vector<int64_t> tok = host_int64(extra_msa);
     const int64_t E = extra_msa.size(0), N = extra_msa.size(1);
     AXF_CHECK(extra_has_deletion.shape() == extra_msa.shape() && extra_deletion_value.shape() == extra_msa.shape(),
               "extra_msa %s, extra_has_deletion %s, extra_deletion_value %s must have the same shape",

@@ -7,24 +7,6 @@ namespace axfold {
 
 namespace {
 
-// Integer-valued tensor (int32/int64/float) read as int64 on the host.
-std::vector<int64_t> host_ints(const Tensor& t, const char* what) {
-    AXF_CHECK(t.device() == Device::CPU, "%s must be on the host", what);
-    Tensor c = t.contiguous();
-    std::vector<int64_t> v(static_cast<size_t>(c.numel()));
-    switch (c.dtype()) {
-        case DType::I64: std::memcpy(v.data(), c.raw(), v.size() * 8); break;
-        case DType::I32:
-            for (size_t i = 0; i < v.size(); ++i) v[i] = c.data<int32_t>()[i];
-            break;
-        case DType::F32:
-            for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<int64_t>(std::lround(c.f32()[i]));
-            break;
-        default: AXF_FAIL("%s: unsupported dtype %s", what, c.desc().c_str());
-    }
-    return v;
-}
-
 Tensor host_f32(const Tensor& t, const char* what) {
     AXF_CHECK(t.dtype() == DType::F32, "%s must be float32, got %s", what, t.desc().c_str());
     return t.to(Device::CPU).contiguous();
@@ -60,7 +42,7 @@ TemplateEmbeddingWeights load_template_embedding(const ParamLookup& get, const s
 Tensor template_pair_feat(const Tensor& template_aatype, const Tensor& template_all_atom_mask,
                           const Tensor& template_pseudo_beta, const Tensor& template_pseudo_beta_mask,
                           const TemplatePairFeatConfig& cfg, Tensor* pb_mask_2d, Tensor* bb_mask_2d) {
-    const std::vector<int64_t> aa = host_ints(template_aatype, "template_aatype");
+    const std::vector<int64_t> aa = host_int64(template_aatype);
     const int64_t N = static_cast<int64_t>(aa.size());
     AXF_CHECK(template_all_atom_mask.dim() == 2 && template_all_atom_mask.size(0) == N &&
                   template_all_atom_mask.size(1) == 37,
@@ -207,7 +189,7 @@ void template_embedding_forward(const TemplateEmbeddingWeights& w, const Templat
 
 Tensor template_angle_feat(const Tensor& template_aatype, const Tensor& sin_cos, const Tensor& alt_sin_cos,
                            const Tensor& torsion_mask) {
-    const std::vector<int64_t> aa = host_ints(template_aatype, "template_aatype");
+    const std::vector<int64_t> aa = host_int64(template_aatype);
     AXF_CHECK(template_aatype.dim() == 2, "template_aatype %s, expected [T, N]", template_aatype.desc().c_str());
     const int64_t T = template_aatype.size(0), N = template_aatype.size(1), A = TemplatePairFeatConfig::kAatypeClasses;
     const Shape sc{T, N, 7, 2};

@@ -20,22 +20,6 @@ int af_index_with_x(char c) {
 
 Tensor int32_tensor(const Shape& shape) { return Tensor::zeros(shape, DType::I32); }
 
-// Any integer/float array as int64 values (for checks), keeping shape.
-std::vector<int64_t> int_values(const Tensor& t) {
-    const Tensor c = t.contiguous();
-    std::vector<int64_t> v(static_cast<size_t>(c.numel()));
-    for (int64_t i = 0; i < c.numel(); ++i) {
-        switch (c.dtype()) {
-            case DType::I32: v[i] = c.data<int32_t>()[i]; break;
-            case DType::I64: v[i] = c.data<int64_t>()[i]; break;
-            case DType::U8: v[i] = c.data<uint8_t>()[i]; break;
-            case DType::F32: v[i] = static_cast<int64_t>(c.f32()[i]); break;
-            case DType::F64: v[i] = static_cast<int64_t>(c.data<double>()[i]); break;
-        }
-    }
-    return v;
-}
-
 }  // namespace
 
 int64_t RawFeatures::num_res() const { return at("aatype").size(0); }
@@ -114,7 +98,7 @@ void validate_raw_features(const RawFeatures& raw) {
     AXF_CHECK(aatype.dim() == 2 && aatype.size(1) == 21 && aatype.size(0) > 0,
               "%s: raw feature 'aatype' has shape %s, expected [N, 21] (one-hot)", src, shape_str(aatype.shape()).c_str());
     const int64_t N = aatype.size(0);
-    const std::vector<int64_t> a = int_values(aatype);
+    const std::vector<int64_t> a = host_int64(aatype);
     for (int64_t i = 0; i < N; ++i) {
         int64_t sum = 0;
         for (int k = 0; k < 21; ++k) {
@@ -130,7 +114,7 @@ void validate_raw_features(const RawFeatures& raw) {
     AXF_CHECK(msa.dim() == 2 && msa.size(1) == N && msa.size(0) > 0,
               "%s: raw feature 'msa' has shape %s, expected [S, %lld] with S >= 1", src, shape_str(msa.shape()).c_str(),
               (long long)N);
-    const std::vector<int64_t> m = int_values(msa);
+    const std::vector<int64_t> m = host_int64(msa);
     for (size_t i = 0; i < m.size(); ++i)
         AXF_CHECK(m[i] >= 0 && m[i] <= 21, "%s: raw feature 'msa' holds %lld at row %lld, column %lld; expected 0..21 "
                   "(HHblits alphabet)", src, (long long)m[i], (long long)(i / N), (long long)(i % N));
@@ -139,7 +123,7 @@ void validate_raw_features(const RawFeatures& raw) {
     const Tensor& del = raw.at(del_key);
     AXF_CHECK(del.shape() == msa.shape(), "%s: raw feature '%s' has shape %s, but 'msa' has %s", src, del_key,
               shape_str(del.shape()).c_str(), shape_str(msa.shape()).c_str());
-    for (int64_t v : int_values(del)) AXF_CHECK(v >= 0, "%s: raw feature '%s' holds a negative count", src, del_key);
+    for (int64_t v : host_int64(del)) AXF_CHECK(v >= 0, "%s: raw feature '%s' holds a negative count", src, del_key);
     for (const char* key : {"residue_index", "between_segment_residues", "seq_length", "num_alignments"}) {
         if (!raw.has(key) && (std::strcmp(key, "residue_index") != 0)) continue;
         const Tensor& t = raw.at(key);

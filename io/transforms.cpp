@@ -59,21 +59,6 @@ Tensor tile(const Tensor& t, int R) {
     return t.dtype() == DType::I64 ? stack<int64_t>(v) : stack<float>(v);
 }
 
-std::vector<int64_t> as_i64_values(const Tensor& t) {
-    const Tensor c = t.contiguous();
-    std::vector<int64_t> v(static_cast<size_t>(c.numel()));
-    for (int64_t i = 0; i < c.numel(); ++i) {
-        switch (c.dtype()) {
-            case DType::I32: v[i] = c.data<int32_t>()[i]; break;
-            case DType::I64: v[i] = c.data<int64_t>()[i]; break;
-            case DType::U8: v[i] = c.data<uint8_t>()[i]; break;
-            case DType::F32: v[i] = std::llround(c.f32()[i]); break;
-            case DType::F64: v[i] = std::llround(c.data<double>()[i]); break;
-        }
-    }
-    return v;
-}
-
 std::vector<float> as_f32_values(const Tensor& t) {
     const Tensor c = t.contiguous();
     std::vector<float> v(static_cast<size_t>(c.numel()));
@@ -276,11 +261,11 @@ ProcessedFeatures process_features(const RawFeatures& raw, const TransformConfig
     const int64_t N = raw.num_res();
 
     // Once per protein.
-    const std::vector<int64_t> onehot = as_i64_values(raw.at("aatype"));
+    const std::vector<int64_t> onehot = host_int64(raw.at("aatype"));
     Tensor aatype = Tensor::zeros({N}, DType::I64), residue_index = Tensor::zeros({N}, DType::I64);
-    const std::vector<int64_t> ri = as_i64_values(raw.at("residue_index"));
+    const std::vector<int64_t> ri = host_int64(raw.at("residue_index"));
     std::vector<int64_t> bsr(static_cast<size_t>(N), 0);
-    if (raw.has("between_segment_residues")) bsr = as_i64_values(raw.at("between_segment_residues"));
+    if (raw.has("between_segment_residues")) bsr = host_int64(raw.at("between_segment_residues"));
     Tensor target_feat = Tensor::zeros({N, 22}), seq_mask = Tensor::full({N}, 1.f);
     for (int64_t i = 0; i < N; ++i) {
         int64_t a = 0;
@@ -293,7 +278,7 @@ ProcessedFeatures process_features(const RawFeatures& raw, const TransformConfig
     MsaInputs in;
     in.N = N;
     in.S = raw.msa_depth();
-    const std::vector<int64_t> msa = as_i64_values(raw.at("msa"));
+    const std::vector<int64_t> msa = host_int64(raw.at("msa"));
     in.msa.resize(msa.size());
     for (size_t i = 0; i < msa.size(); ++i) in.msa[i] = static_cast<uint8_t>(hhblits_to_af(static_cast<int>(msa[i])));
     in.deletion = as_f32_values(raw.at(raw.has("deletion_matrix_int") ? "deletion_matrix_int" : "deletion_matrix"));

@@ -1,5 +1,6 @@
 #include "kernels/tensor.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 
@@ -335,6 +336,56 @@ void Tensor::fill(float value) const {
     AXF_CHECK(dtype_ == DType::F32 && device_ == Device::CPU && is_contiguous(), "fill of %s", desc().c_str());
     float* p = f32();
     for (int64_t i = 0, n = numel(); i < n; ++i) p[i] = value;
+}
+
+namespace {
+template <class T> double element(const Tensor& c, int64_t i) { return static_cast<double>(c.data<T>()[i]); }
+double element_as_double(const Tensor& c, int64_t i) {
+    switch (c.dtype()) {
+        case DType::F32: return element<float>(c, i);
+        case DType::F64: return element<double>(c, i);
+        case DType::I32: return element<int32_t>(c, i);
+        case DType::I64: return element<int64_t>(c, i);
+        case DType::U8: return element<uint8_t>(c, i);
+    }
+    return 0;
+}
+}  // namespace
+
+std::vector<int64_t> host_int64(const Tensor& t) {
+    const Tensor c = t.to(Device::CPU).contiguous();
+    std::vector<int64_t> v(static_cast<size_t>(c.numel()));
+    if (c.dtype() == DType::I64) {
+        if (!v.empty()) std::memcpy(v.data(), c.raw(), v.size() * sizeof(int64_t));
+        return v;
+    }
+    const bool floating = c.dtype() == DType::F32 || c.dtype() == DType::F64;
+    for (int64_t i = 0; i < c.numel(); ++i) {
+        const double x = element_as_double(c, i);
+        v[i] = floating ? static_cast<int64_t>(std::llround(x)) : static_cast<int64_t>(x);
+    }
+    return v;
+}
+
+Tensor host_cast(const Tensor& t, DType dtype) {
+    const Tensor c = t.to(Device::CPU).contiguous();
+    if (c.dtype() == dtype) return c;
+    Tensor o = Tensor::empty(c.shape(), dtype);
+    if (dtype == DType::I64 || dtype == DType::I32 || dtype == DType::U8) {
+        const std::vector<int64_t> v = host_int64(c);
+        for (int64_t i = 0; i < c.numel(); ++i) {
+            if (dtype == DType::I64) o.data<int64_t>()[i] = v[i];
+            else if (dtype == DType::I32) o.data<int32_t>()[i] = static_cast<int32_t>(v[i]);
+            else o.data<uint8_t>()[i] = static_cast<uint8_t>(v[i]);
+        }
+    } else {
+        for (int64_t i = 0; i < c.numel(); ++i) {
+            const double x = element_as_double(c, i);
+            if (dtype == DType::F32) o.f32()[i] = static_cast<float>(x);
+            else o.data<double>()[i] = x;
+        }
+    }
+    return o;
 }
 
 }  // namespace axfold

@@ -110,4 +110,12 @@ private:
 
 Shape contiguous_strides(const Shape& shape);
 
+// Values of any tensor as int64 on the host, in row-major order (integers exact, floats rounded to
+// nearest): feature indices such as aatype or residue_index, whatever dtype a file stored them in.
+std::vector<int64_t> host_int64(const Tensor& t);
+// A contiguous host tensor of `dtype` with t's values (t itself when it already is one).
+Tensor host_cast(const Tensor& t, DType dtype);
+inline Tensor to_int64(const Tensor& t) { return host_cast(t, DType::I64); }
+inline Tensor to_f32(const Tensor& t) { return host_cast(t, DType::F32); }
+
 }  // namespace axfold

@@ -12,22 +12,6 @@ namespace axfold {
 
 namespace {
 
-std::vector<int64_t> host_ints(const Tensor& t, const char* what) {
-    Tensor c = t.to(Device::CPU).contiguous();
-    std::vector<int64_t> v(static_cast<size_t>(c.numel()));
-    switch (c.dtype()) {
-        case DType::I64: std::memcpy(v.data(), c.raw(), v.size() * 8); break;
-        case DType::I32:
-            for (size_t i = 0; i < v.size(); ++i) v[i] = c.data<int32_t>()[i];
-            break;
-        case DType::F32:
-            for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<int64_t>(std::lround(c.f32()[i]));
-            break;
-        default: AXF_FAIL("%s: unsupported dtype %s", what, c.desc().c_str());
-    }
-    return v;
-}
-
 Tensor host_f32(const Tensor& t, const char* what) {
     AXF_CHECK(t.dtype() == DType::F32, "%s must be float32, got %s", what, t.desc().c_str());
     return t.to(Device::CPU).contiguous();
@@ -73,7 +57,7 @@ TorsionAngles atom37_to_torsion_angles(const Tensor& aatype, const Tensor& all_a
               "atom37_to_torsion_angles: positions %s and mask %s for aatype %s (expected %s and %s)",
               all_atom_positions.desc().c_str(), all_atom_mask.desc().c_str(), aatype.desc().c_str(),
               shape_str(pos_shape).c_str(), shape_str(mask_shape).c_str());
-    const std::vector<int64_t> aa = host_ints(aatype, "aatype");
+    const std::vector<int64_t> aa = host_int64(aatype);
     const Tensor pos = host_f32(all_atom_positions, "all_atom_positions");
     const Tensor msk = host_f32(all_atom_mask, "all_atom_mask");
     const int64_t N = aatype.size(-1), B = N > 0 ? aatype.numel() / N : 0;
@@ -149,7 +133,7 @@ PseudoBeta pseudo_beta_with_mask(const Tensor& aatype, const Tensor& all_atom_po
     AXF_CHECK(all_atom_positions.shape() == pos_shape && all_atom_mask.shape() == mask_shape,
               "pseudo_beta: positions %s and mask %s for aatype %s", all_atom_positions.desc().c_str(),
               all_atom_mask.desc().c_str(), aatype.desc().c_str());
-    const std::vector<int64_t> aa = host_ints(aatype, "aatype");
+    const std::vector<int64_t> aa = host_int64(aatype);
     const Tensor pos = host_f32(all_atom_positions, "all_atom_positions");
     const Tensor msk = host_f32(all_atom_mask, "all_atom_mask");
     Shape pb_shape = aatype.shape();
