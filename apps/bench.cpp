@@ -8,6 +8,7 @@
 #include <random>
 
 #include "apps/commands.h"
+#include "evoformer/evoformer_dap.h"
 #include "evoformer/evoformer_stack.h"
 #include "evoformer/memory_plan.h"
 #include "evoformer/param_shapes.h"
@@ -72,10 +73,28 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
     const ChunkPlan plan = plan_blocks({bs}, fixed, budget, o.chunk_size);
     ctx.chunk_size = plan.chunk_size;
     ctx.ws.reserve(plan.predicted_workspace_bytes);
+    // DAP: under an MPI launcher the block runs over every rank (rank 0 reports); --dap forces it on one.
+    Comm& comm = world_comm();
+    const bool dap = comm.size() > 1 || o.dap;
+    DapActivations act;
+    if (dap) act = dap_scatter(comm, m, z, msa_mask, pair_mask);
+    auto run_block = [&](const BlockObserver& observe) {
+        if (dap)
+            dap_evoformer_block_forward(w, act, ctx, {}, observe);
+        else
+            evoformer_block_forward(w, m, z, msa_mask, pair_mask, ctx, {}, observe);
+    };
     // One untimed block sizes the workspace arena.
-    evoformer_block_forward(w, m, z, msa_mask, pair_mask, ctx);
+    run_block(nullptr);
+    if (dap) {
+        dap_m_to_rows(act);
+        comm.barrier();
+    }
+    comm.stats().reset();
     std::vector<double> times;
     std::vector<std::pair<std::string, double>> stages;  // per sub-module seconds, summed over blocks
+    // Blocks run back to back, as in a stack: a block's last re-sharding (m back to rows) is waited for
+    // by the next block, so it is timed there.
     for (int b = 0; b < o.blocks; ++b) {
         auto t0 = std::chrono::steady_clock::now();
         auto last = t0;
@@ -86,7 +105,8 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
             stages[k++].second += std::chrono::duration<double>(now - last).count();
             last = now;
         };
-        evoformer_block_forward(w, m, z, msa_mask, pair_mask, ctx, {}, o.breakdown ? BlockObserver(observe) : nullptr);
+        run_block(o.breakdown ? BlockObserver(observe) : nullptr);
+        if (dap && b == o.blocks - 1) dap_m_to_rows(act);
         auto end = std::chrono::steady_clock::now();
         if (o.breakdown) {
             if (stages.size() <= k) stages.push_back({"pair_after_transition", 0.0});
@@ -94,6 +114,16 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
         }
         times.push_back(std::chrono::duration<double>(end - t0).count());
     }
+    const CommStats cs = comm.stats();
+    // The slowest rank's time of each block.
+    Tensor mine = Tensor::zeros({1, o.blocks}), all = Tensor::empty({comm.size(), o.blocks});
+    for (int b = 0; b < o.blocks; ++b) mine.f32()[b] = static_cast<float>(times[b]);
+    comm.all_gather(mine, all)->wait();
+    Tensor exposed = Tensor::full({1}, static_cast<float>(cs.exposed_seconds));
+    comm.all_reduce_sum(exposed)->wait();
+    for (int b = 0; b < o.blocks; ++b)
+        for (int r = 0; r < comm.size(); ++r) times[b] = std::max<double>(times[b], all.f32()[r * o.blocks + b]);
+    if (comm.rank() != 0) return 0;
     std::fflush(stdout);
     for (auto& [name, sec] : stages)
         std::fprintf(stderr, "  %-48s %.3f s/block\n", name.c_str(), sec / o.blocks);
@@ -103,21 +133,42 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
     const double flop = 2.39e6 * s * r + 3072 * s * r * r + 1024 * s * s * r + 1.25e6 * r * r + 1536 * r * r * r;
     const double gflops = flop / median / 1e9;
     const size_t rss = peak_rss_bytes();
+    const double nb = static_cast<double>(o.blocks);
+    // Communication per block and rank: bytes this rank sent per collective kind; exposed = time the
+    // block waited for collectives (mean over ranks), in flight = time they took start to completion.
+    std::string bytes_json, bytes_text;
+    for (int kind = 0; kind < static_cast<int>(CollectiveKind::Count); ++kind) {
+        const double bpb = static_cast<double>(cs.bytes[kind]) / nb;
+        const double calls = static_cast<double>(cs.calls[kind]) / nb;
+        if (cs.calls[kind] == 0) continue;
+        const char* name = collective_name(static_cast<CollectiveKind>(kind));
+        bytes_json += strfmt("%s\"%s\": %.0f", bytes_json.empty() ? "" : ", ", name, bpb);
+        bytes_text += strfmt("%s%s %.0fx %.2f MiB", bytes_text.empty() ? "" : ", ", name, calls, bpb / 1048576.0);
+    }
+    const double exposed_s = exposed.f32()[0] / comm.size() / nb, in_flight_s = cs.in_flight_seconds / nb;
+    const double bytes_pb = static_cast<double>(cs.total_bytes()) / nb;
     if (o.json) {
         std::printf(
             "{\"benchmark\": \"evoformer\", \"n_seq\": %lld, \"n_res\": %lld, \"threads\": %d, \"blocks\": %d, "
+            "\"ranks\": %d, \"dap\": %s, \"comm_backend\": \"%s\", "
             "\"seconds_per_block\": %.6f, \"gflop_per_s\": %.2f, \"peak_rss_bytes\": %zu, "
             "\"workspace_bytes\": %zu, \"chunk_size\": %lld, \"predicted_peak_bytes\": %zu, "
-            "\"predicted_workspace_bytes\": %zu}\n",
-            (long long)S, (long long)R, num_threads(), o.blocks, median, gflops, rss, ctx.ws.high_water_bytes(),
-            (long long)plan.chunk_size, plan.predicted_peak_bytes, plan.predicted_workspace_bytes);
+            "\"predicted_workspace_bytes\": %zu, \"comm_bytes\": {%s}, \"comm_bytes_per_block\": %.0f, "
+            "\"exposed_comm_seconds\": %.6f, \"comm_in_flight_seconds\": %.6f}\n",
+            (long long)S, (long long)R, num_threads(), o.blocks, comm.size(), dap ? "true" : "false",
+            comm.backend().c_str(), median, gflops, rss, ctx.ws.high_water_bytes(), (long long)plan.chunk_size,
+            plan.predicted_peak_bytes, plan.predicted_workspace_bytes, bytes_json.c_str(), bytes_pb, exposed_s,
+            in_flight_s);
     } else {
         std::printf(
-            "evoformer block S=%lld R=%lld threads=%d blocks=%d chunk=%lld: median %.3f s/block, %.1f GFLOP/s, "
+            "evoformer block S=%lld R=%lld threads=%d ranks=%d%s blocks=%d chunk=%lld: median %.3f s/block, %.1f GFLOP/s, "
             "peak RSS %.1f MiB (predicted %.1f MiB; workspace %.1f MiB, predicted %.1f MiB)\n",
-            (long long)S, (long long)R, num_threads(), o.blocks, (long long)plan.chunk_size, median, gflops,
-            rss / 1048576.0, plan.predicted_peak_bytes / 1048576.0, ctx.ws.high_water_bytes() / 1048576.0,
-            plan.predicted_workspace_bytes / 1048576.0);
+            (long long)S, (long long)R, num_threads(), comm.size(), dap ? " (DAP)" : "", o.blocks,
+            (long long)plan.chunk_size, median, gflops, rss / 1048576.0, plan.predicted_peak_bytes / 1048576.0,
+            ctx.ws.high_water_bytes() / 1048576.0, plan.predicted_workspace_bytes / 1048576.0);
+        if (dap)
+            std::printf("  communication per block and rank: %.2f MiB (%s); in flight %.4f s, exposed %.4f s\n",
+                        bytes_pb / 1048576.0, bytes_text.c_str(), in_flight_s, exposed_s);
     }
     return 0;
 }

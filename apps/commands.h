@@ -18,6 +18,7 @@ struct BenchEvoformerOptions {
     int threads = 0, blocks = 3;
     bool json = false;
     bool breakdown = false;  // per sub-module times on stderr
+    bool dap = false;        // run the DAP block even on one rank (under mpirun it always does)
     int64_t chunk_size = -1;  // -1: planner (unchunked without --max-memory)
     std::string max_memory;   // "8G"; empty: no budget
 };

@@ -7,6 +7,7 @@
 
 #include "apps/commands.h"
 #include "kernels/error.h"
+#include "parallel/comm.h"
 
 namespace po = boost::program_options;
 using namespace axfold::apps;
@@ -133,6 +134,7 @@ int run_bench(const std::vector<std::string>& args) {
         "blocks", po::value<int>(&o.blocks)->default_value(3), "timed blocks (median reported)")(
         "json", po::bool_switch(&o.json), "print one JSON object")(
         "breakdown", po::bool_switch(&o.breakdown), "print the time of each sub-module on stderr")(
+        "dap", po::bool_switch(&o.dap), "run the distributed (DAP) block on one rank too (always on under mpirun)")(
         "chunk-size", po::value<int64_t>(&o.chunk_size)->default_value(-1),
         "rows per chunk in every module (0 = unchunked; default: the planner's choice)")(
         "max-memory", po::value<std::string>(&o.max_memory), "memory budget, e.g. 8G: the planner picks the chunk size");
@@ -146,6 +148,36 @@ int run_bench(const std::vector<std::string>& args) {
     return bench_evoformer_main(o);
 }
 
+int run_command(const std::string& cmd, const std::vector<std::string>& args) {
+    if (cmd == "convert-params") {
+        if (args.size() != 2) {
+            std::fprintf(stderr, "usage: axfold convert-params IN.npz OUT.h5\n");
+            return 2;
+        }
+        return convert_params_main(args[0], args[1]);
+    }
+    if (cmd == "bench") return run_bench(args);
+    if (cmd == "predict") return run_predict(args);
+    if (cmd == "features") return run_features(args);
+    if (cmd == "init-params") return run_init_params(args);
+    if (cmd == "plan") {
+        PlanOptions o;
+        po::options_description desc("axfold plan options");
+        desc.add_options()("help,h", "show this help")(
+            "n-res", po::value<int64_t>(&o.n_res)->required(), "residues")(
+            "n-seq", po::value<int64_t>(&o.n_seq)->default_value(512), "MSA cluster rows")(
+            "n-extra", po::value<int64_t>(&o.n_extra)->default_value(5120), "extra-MSA rows")(
+            "threads", po::value<int>(&o.threads)->default_value(0), "CPU threads")(
+            "chunk-size", po::value<int64_t>(&o.chunk_size)->default_value(-1), "force a chunk size")(
+            "max-memory", po::value<std::string>(&o.max_memory), "memory budget, e.g. 24G");
+        po::variables_map vm;
+        if (!parse(args, desc, vm)) return 0;
+        return plan_main(o);
+    }
+    std::fprintf(stderr, "axfold: unknown command '%s'\n%s", cmd.c_str(), kUsage);
+    return 2;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -155,42 +187,24 @@ int main(int argc, char** argv) {
     }
     const std::string cmd = argv[1];
     std::vector<std::string> args(argv + 2, argv + argc);
+    // Under an MPI launcher (mpirun, srun) every rank runs the command; an error on any rank ends the
+    // whole job through report_fatal_error (MPI_Abort), so no rank is left waiting in a collective.
+    int rc = 1;
     try {
-        if (cmd == "convert-params") {
-            if (args.size() != 2) {
-                std::fprintf(stderr, "usage: axfold convert-params IN.npz OUT.h5\n");
-                return 2;
-            }
-            return convert_params_main(args[0], args[1]);
-        }
-        if (cmd == "bench") return run_bench(args);
-        if (cmd == "predict") return run_predict(args);
-        if (cmd == "features") return run_features(args);
-        if (cmd == "init-params") return run_init_params(args);
-        if (cmd == "plan") {
-            PlanOptions o;
-            po::options_description desc("axfold plan options");
-            desc.add_options()("help,h", "show this help")(
-                "n-res", po::value<int64_t>(&o.n_res)->required(), "residues")(
-                "n-seq", po::value<int64_t>(&o.n_seq)->default_value(512), "MSA cluster rows")(
-                "n-extra", po::value<int64_t>(&o.n_extra)->default_value(5120), "extra-MSA rows")(
-                "threads", po::value<int>(&o.threads)->default_value(0), "CPU threads")(
-                "chunk-size", po::value<int64_t>(&o.chunk_size)->default_value(-1), "force a chunk size")(
-                "max-memory", po::value<std::string>(&o.max_memory), "memory budget, e.g. 24G");
-            po::variables_map vm;
-            if (!parse(args, desc, vm)) return 0;
-            return plan_main(o);
-        }
-        std::fprintf(stderr, "axfold: unknown command '%s'\n%s", cmd.c_str(), kUsage);
-        return 2;
+        axfold::world_comm();
+        rc = run_command(cmd, args);
     } catch (const axfold::Error& e) {
-        std::fprintf(stderr, "axfold %s: error: %s\n", cmd.c_str(), e.what());
+        axfold::report_fatal_error(cmd.c_str(), e.what(), 1);
         return 1;
     } catch (const po::error& e) {
+        axfold::end_job_if_parallel(cmd.c_str(), e.what(), 2);
         std::fprintf(stderr, "axfold %s: %s\n", cmd.c_str(), e.what());
         return 2;
     } catch (const std::exception& e) {
+        axfold::end_job_if_parallel(cmd.c_str(), e.what(), 1);
         std::fprintf(stderr, "axfold %s: unexpected error: %s\n", cmd.c_str(), e.what());
         return 1;
     }
+    axfold::finalize_world_comm();
+    return rc;
 }

@@ -15,6 +15,7 @@
 #include "evoformer/memory_plan.h"
 #include "kernels/ops.h"
 #include "structure/model.h"
+#include "parallel/comm.h"
 
 namespace axfold::apps {
 
@@ -98,7 +99,13 @@ int predict_main(const PredictOptions& o) {
     std::fprintf(stderr, "  memory plan: chunk size %lld, predicted peak %s\n", (long long)plan.chunk_size,
                  format_bytes(plan.predicted_peak_bytes).c_str());
     t0 = Clock::now();
+    // DAP: under an MPI launcher the stacks run over every rank; rank 0 writes the outputs.
+    axfold::Comm& comm = axfold::world_comm();
+    po.comm = &comm;
+    if (comm.size() > 1 && comm.rank() == 0)
+        std::fprintf(stderr, "  DAP: trunk stacks over %d ranks (%s)\n", comm.size(), comm.backend().c_str());
     Prediction p = model.predict(features, po, ctx);
+    if (comm.rank() != 0) return 0;
     const double predict_s = since(t0);
     stages.push_back({"predict_" + name, predict_s});
     for (const auto& [s, sec] : p.timings) stages.push_back({s + "_" + name, sec});

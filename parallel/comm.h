@@ -94,5 +94,8 @@ void finalize_world_comm();
 // on stderr and, when more than one rank runs, ends the whole job (MPI_Abort) so no rank is left waiting
 // in a collective. Returns (single rank) so main can return `code`.
 void report_fatal_error(const char* what, const char* message, int code);
+// The multi-rank half of it: with more than one rank prints the message with the rank and ends the job;
+// with one rank (or no world communicator yet) does nothing, so the caller prints in its own format.
+void end_job_if_parallel(const char* what, const char* message, int code);
 
 }  // namespace axfold

@@ -46,13 +46,17 @@ void finalize_world_comm() {
     world_slot().reset();
 }
 
-void report_fatal_error(const char* what, const char* message, int code) {
+void end_job_if_parallel(const char* what, const char* message, int code) {
     Comm* c = world_slot().get();
     if (c && c->size() > 1) {
         std::fprintf(stderr, "axfold [rank %d/%d] %s: error: %s\naxfold [rank %d/%d]: ending every rank of the job\n",
                      c->rank(), c->size(), what, message, c->rank(), c->size());
         c->abort(code == 0 ? 1 : code);
     }
+}
+
+void report_fatal_error(const char* what, const char* message, int code) {
+    end_job_if_parallel(what, message, code);
     std::fprintf(stderr, "axfold %s: error: %s\n", what, message);
 }
 

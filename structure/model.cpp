@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "evoformer/evoformer_dap.h"
 #include "io/params.h"
 #include "structure/all_atom.h"
 #include "structure/template_features.h"
@@ -271,6 +272,13 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
     std::map<std::string, double> stage_time;
     std::vector<std::string> stage_order = {"embedders", "templates", "extra_msa_stack", "evoformer",
                                             "structure_module", "heads"};
+    // The trunk stacks, distributed over the ranks of opt.comm when it has more than one (DAP).
+    auto run_stack = [&](const EvoformerStackWeights& st, Tensor& m, Tensor& z, const Tensor& mm, const Tensor& pm) {
+        if (opt.comm && opt.comm->size() > 1)
+            dap_evoformer_stack_forward(st, *opt.comm, m, z, mm, pm, ctx);
+        else
+            evoformer_stack_forward(st, m, z, mm, pm, ctx);
+    };
     auto timed = [&](const std::string& stage, int r, auto&& fn) {
         auto t0 = Clock::now();
         fn();
@@ -327,11 +335,11 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
             });
         }
         timed("extra_msa_stack", r,
-              [&] { evoformer_stack_forward(w.extra_msa_stack, extra, pair, extra_mask, pair_mask, ctx); });
+              [&] { run_stack(w.extra_msa_stack, extra, pair, extra_mask, pair_mask); });
         // AF2 appends the angle rows after the extra-MSA stack; they do not depend on the pair, so computing
         // them with the other template work above gives the same result.
         if (use_templates && opt.keep_recycles) template_rows = template_rows.clone();
-        timed("evoformer", r, [&] { evoformer_stack_forward(w.evoformer, msa, pair, msa_mask, pair_mask, ctx); });
+        timed("evoformer", r, [&] { run_stack(w.evoformer, msa, pair, msa_mask, pair_mask); });
         timed("structure_module", r, [&] {
             single = Tensor::empty({N, config_.c_s});
             linear(msa.select(0, 0), w.single_activations.single_activations.weights,

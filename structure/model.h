@@ -23,6 +23,7 @@
 namespace axfold {
 
 class ParamStore;
+class Comm;
 
 using FeatureDict = std::map<std::string, Tensor>;
 
@@ -59,6 +60,10 @@ struct ModelWeights {
 
 struct PredictOptions {
     int num_recycle = -1;  // -1: every iteration the features hold (R - 1 recycles)
+    // DAP (parallel/comm.h): with a communicator of more than one rank the extra-MSA and Evoformer stacks
+    // run distributed over its ranks; everything else runs on the gathered representations on every rank,
+    // so every rank ends with the same prediction. nullptr or one rank: the single-rank stacks.
+    Comm* comm = nullptr;
     bool keep_recycles = true;
     // Progress callback: (stage, iteration, seconds of that stage).
     std::function<void(const std::string&, int, double)> progress;

@@ -1,0 +1,95 @@
+// `axfold predict` under mpiexec -n 2 and -n 3 writes the same structures as on one rank: the final atom
+// positions within 1e-3 A (HDF5 outputs) and in the PDB file, rank 0 alone writes, and every golden
+// full-model tolerance is met by the multi-rank outputs.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "golden_util.h"
+#include "io/hdf5_file.h"
+
+using namespace axfold;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kSmall = std::string(AXFOLD_TEST_DATA_DIR) + "/golden/small";
+
+int run(const std::string& cmd) {
+    std::printf("$ %s\n", cmd.c_str());
+    std::fflush(stdout);
+    int rc = std::system(cmd.c_str());
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+}
+
+std::string predict_args(const fs::path& out, int layers) {
+    fs::create_directories(out);
+    return " predict --features " + kSmall + "/features.h5 --params " + kSmall +
+           "/params.npz --model-name model_3_ptm --threads 1 --save-outputs --overwrite --structure-module-layers " +
+           std::to_string(layers) + " --out-dir " + out.string() + " > " + (out / "log.txt").string() + " 2>&1";
+}
+
+std::vector<double> pdb_coords(const fs::path& pdb) {
+    std::ifstream in(pdb);
+    std::vector<double> xyz;
+    for (std::string line; std::getline(in, line);)
+        if (line.rfind("ATOM", 0) == 0)
+            for (int c : {30, 38, 46}) xyz.push_back(std::stod(line.substr(c, 8)));
+    return xyz;
+}
+
+double tol_for(const std::string& key, bool* absolute) {
+    const std::string name = key.substr(key.rfind('/') + 1);
+    *absolute = true;
+    if (name.find("final_atom_positions") != std::string::npos || name.find("atom14_positions") != std::string::npos)
+        return 1e-2;
+    if (name == "plddt") return 1e-2;
+    if (name == "ptm") return 1e-4;
+    *absolute = false;
+    return 1e-3;
+}
+
+}  // namespace
+
+TEST(DapPredict, TwoAndThreeRanksWriteTheSameStructures) {
+    io::Hdf5File golden(kSmall + "/outputs.h5");
+    const int layers = static_cast<int>(golden.shape("structure_module/traj")[0]);
+    const fs::path root = fs::temp_directory_path() / ("axfold_dap_predict_" + std::to_string(::getpid()));
+    fs::remove_all(root);
+    ASSERT_EQ(run(std::string(AXFOLD_EXE) + predict_args(root / "np1", layers)), 0);
+    io::Hdf5File one((root / "np1" / "outputs_model_3_ptm.h5").string());
+    const Tensor x1 = one.read_f32("final_atom_positions");
+    const std::vector<double> pdb1 = pdb_coords(root / "np1" / "model_3_ptm_unrelaxed.pdb");
+    for (int np : {2, 3}) {
+        const fs::path dir = root / ("np" + std::to_string(np));
+        const std::string cmd = std::string(AXFOLD_MPIEXEC) + " -n " + std::to_string(np) +
+                                " --oversubscribe --allow-run-as-root " + AXFOLD_EXE + predict_args(dir, layers);
+        ASSERT_EQ(run(cmd), 0) << "see " << (dir / "log.txt");
+        io::Hdf5File many((dir / "outputs_model_3_ptm.h5").string());
+        auto res = test::compare(test::to_f64(many.read_f32("final_atom_positions")), test::to_f64(x1), 0, 0,
+                                 "final_atom_positions", 0);
+        std::printf("%d ranks vs 1: final_atom_positions max abs %.3e A\n", np, res.max_abs);
+        EXPECT_LE(res.max_abs, 1e-3) << np << " ranks";
+        const std::vector<double> pdb = pdb_coords(dir / "model_3_ptm_unrelaxed.pdb");
+        ASSERT_EQ(pdb.size(), pdb1.size());
+        double worst = 0;
+        for (size_t i = 0; i < pdb.size(); ++i) worst = std::max(worst, std::fabs(pdb[i] - pdb1[i]));
+        EXPECT_LE(worst, 1e-3 + 1e-6) << np << " ranks: PDB coordinates (3 decimals)";
+        int compared = 0;
+        for (const std::string& key : golden.list("/", true)) {
+            Tensor g = golden.read_f32(key);
+            Tensor o = many.read_f32(key);
+            ASSERT_EQ(o.shape(), g.shape()) << key;
+            auto r = test::compare(test::to_f64(o), test::to_f64(g), 0, 0, key, 0);
+            bool absolute = false;
+            const double t = tol_for(key, &absolute);
+            EXPECT_LE(absolute ? r.max_abs : r.rel(), t) << np << " ranks, golden " << key;
+            ++compared;
+        }
+        EXPECT_GT(compared, 40);
+    }
+    fs::remove_all(root);
+}
