@@ -23,36 +23,32 @@ void gated_self_attention(const AttentionWeights& w, const LayerNormWeights& nor
     for (int64_t b0 = 0; b0 < nb; b0 += cs) {
         WorkspaceScope scope(ws);
         const int64_t b1 = std::min(nb, b0 + cs), n = b1 - b0;
-        const Tensor a = act.slice(bdim, b0, b1);
-        const Shape cshape = along_axis0 ? Shape{A0, n, act.size(2)} : Shape{n, A1, act.size(2)};
-        Tensor x = ws.alloc(cshape);
+        // The chunk is normalised straight into the attending layout [batch, query, c_in] (a transposed
+        // read when attending along axis 0), so every GEMM below works on contiguous rows.
+        const Tensor a = along_axis0 ? act.slice(1, b0, b1).permute({1, 0, 2}) : act.slice(0, b0, b1);
+        const int64_t R0 = a.size(0), R1 = a.size(1);
+        Tensor x = ws.alloc({R0, R1, act.size(2)});
         layer_norm(a, norm.scale, norm.offset, eps, x);
-        const int64_t R0 = cshape[0], R1 = cshape[1];
         Tensor q = linear(x, w.query_w, Tensor(), ws).view({R0, R1, H, C});
         Tensor k = linear(x, w.key_w, Tensor(), ws).view({R0, R1, H, C});
         Tensor v = linear(x, w.value_w, Tensor(), ws).view({R0, R1, H, C});
         Tensor o = ws.alloc({R0, R1, H, C});
-        const Tensor m = mask.slice(bdim, b0, b1);
-        if (along_axis0) {
-            attention(q.permute({1, 0, 2, 3}), k.permute({1, 0, 2, 3}), v.permute({1, 0, 2, 3}), m.transpose(0, 1),
-                      bias, scale, inf, o.permute({1, 0, 2, 3}), ws);
-        } else {
-            attention(q, k, v, m, bias, scale, inf, o, ws);
-        }
+        const Tensor m = along_axis0 ? mask.slice(1, b0, b1).transpose(0, 1) : mask.slice(0, b0, b1);
+        attention(q, k, v, m, bias, scale, inf, o, ws);
         Tensor o3 = o.view({R0, R1, H * C});
         if (w.gating) {
             Tensor g = linear(x, w.gating_w, w.gating_b, ws);
             sigmoid_mul(o3, g);
         }
-        const Tensor dst = out.slice(bdim, b0, b1);
-        if (dst.is_contiguous()) {
-            linear(o3, w.output_w, w.output_b, dst, accumulate ? 1.f : 0.f);
+        if (!along_axis0) {
+            linear(o3, w.output_w, w.output_b, out.slice(0, b0, b1), accumulate ? 1.f : 0.f);
         } else {
-            Tensor upd = linear(o3, w.output_w, w.output_b, ws);
+            Tensor upd = linear(o3, w.output_w, w.output_b, ws);  // [batch, query, c_out]
+            const Tensor dst = out.slice(1, b0, b1), src = upd.permute({1, 0, 2});
             if (accumulate)
-                add(dst, upd);
+                add(dst, src);
             else
-                copy(dst, upd);
+                copy(dst, src);
         }
     }
 }

@@ -29,7 +29,7 @@ std::vector<std::pair<std::string, size_t>> block_workspace_bytes(const BlockSiz
         return al(H * N * N) + al(ci * N * cz) + al(ci * N * H);
     };
     // One chunk of gated self-attention: x, q, k, v, o (+ gate) and the logits of each thread, plus an
-    // update temporary when the destination slice is strided (attention along axis 0).
+    // update temporary in the attending layout when attending along axis 0 (columns).
     auto attention = [&](int64_t nb, int64_t other, int64_t cin, int64_t hc, bool strided_out) {
         const int64_t bc = chunk_of(chunk, nb);
         size_t s = al(bc * other * cin) + 5 * al(bc * other * hc) + al(T * other * other);
@@ -46,7 +46,7 @@ std::vector<std::pair<std::string, size_t>> block_workspace_bytes(const BlockSiz
         if (bc < N) s += al(S * bc * cm);
         r.push_back({"msa_column_global_attention", s});
     } else {
-        r.push_back({"msa_column_attention", attention(N, S, cm, msa_hc, chunk_of(chunk, N) < N)});
+        r.push_back({"msa_column_attention", attention(N, S, cm, msa_hc, true)});
     }
     {
         const int64_t rows = chunk > 0 ? std::min(S, chunk) * N : S * N;
@@ -70,7 +70,7 @@ std::vector<std::pair<std::string, size_t>> block_workspace_bytes(const BlockSiz
         const size_t outp = 3 * al(rows * cz);
         r.push_back({"triangle_multiplication", al(C * M) + std::max(proj, outp)});
     }
-    r.push_back({"triangle_attention", pair_bias(d.pair_heads) + attention(N, N, cz, pair_hc, chunk_of(chunk, N) < N)});
+    r.push_back({"triangle_attention", pair_bias(d.pair_heads) + attention(N, N, cz, pair_hc, true)});
     {
         const int64_t rows = chunk > 0 ? std::min(N, chunk) * N : N * N;
         r.push_back({"pair_transition", al(rows * cz) + al(rows * d.transition_factor * cz)});
