@@ -22,7 +22,7 @@ void gated_self_attention(const AttentionWeights& w, const LayerNormWeights& nor
     const float scale = 1.f / std::sqrt(static_cast<float>(C));
     for (int64_t b0 = 0; b0 < nb; b0 += cs) {
         WorkspaceScope scope(ws);
-        const int64_t b1 = std::min(nb, b0 + cs), n = b1 - b0;
+        const int64_t b1 = std::min(nb, b0 + cs);
         // The chunk is normalised straight into the attending layout [batch, query, c_in] (a transposed
         // read when attending along axis 0), so every GEMM below works on contiguous rows.
         const Tensor a = along_axis0 ? act.slice(1, b0, b1).permute({1, 0, 2}) : act.slice(0, b0, b1);
@@ -40,8 +40,15 @@ void gated_self_attention(const AttentionWeights& w, const LayerNormWeights& nor
             Tensor g = linear(x, w.gating_w, w.gating_b, ws);
             sigmoid_mul(o3, g);
         }
-        if (!along_axis0) {
+        if (!along_axis0 && out.slice(0, b0, b1).is_contiguous()) {
             linear(o3, w.output_w, w.output_b, out.slice(0, b0, b1), accumulate ? 1.f : 0.f);
+        } else if (!along_axis0) {  // a strided view of a larger activation (DAP's real rows and columns)
+            Tensor upd = linear(o3, w.output_w, w.output_b, ws);
+            const Tensor dst = out.slice(0, b0, b1);
+            if (accumulate)
+                add(dst, upd);
+            else
+                copy(dst, upd);
         } else {
             Tensor upd = linear(o3, w.output_w, w.output_b, ws);  // [batch, query, c_out]
             const Tensor dst = out.slice(1, b0, b1), src = upd.permute({1, 0, 2});

@@ -32,7 +32,9 @@ public:
 enum class CollectiveKind : int { AllToAll = 0, AllGather, ReduceScatter, AllReduce, Broadcast, Count };
 const char* collective_name(CollectiveKind k);  // "all_to_all", ...
 
-// Per-communicator counters; reset with reset(). bytes: what this rank sent (its payload).
+// Per-communicator counters; reset with reset(). bytes: what this rank sends under the usual algorithms
+// (all-to-all: (P-1)/P of its buffer; ring all-gather: P-1 shards; reduce-scatter: (P-1)/P of its input;
+// all-reduce: twice that; broadcast: the root's buffer), the figures scripts/dap_model.py uses.
 struct CommStats {
     std::array<uint64_t, static_cast<int>(CollectiveKind::Count)> bytes{}, calls{};
     double in_flight_seconds = 0;  // summed over collectives: start to completion (communication thread)

@@ -146,7 +146,7 @@ public:
         void* s = in.raw();
         void* r = out.raw();
         MPI_Comm c = comm_;
-        count(CollectiveKind::AllGather, in.numel() * dtype_size(in.dtype()));
+        count(CollectiveKind::AllGather, in.numel() * dtype_size(in.dtype()) * (size_ - 1));
         return submit("all_gather", {in, out},
                       [=](MPI_Request* q) { return MPI_Iallgather(s, n, MPI_BYTE, r, n, MPI_BYTE, c, q); });
     }

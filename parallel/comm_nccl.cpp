@@ -106,7 +106,7 @@ public:
         begin();
         nccl_check(ncclAllGather(in.raw(), out.raw(), in.numel() * dtype_size(in.dtype()), ncclUint8, comm_, stream_),
                    "ncclAllGather");
-        count(CollectiveKind::AllGather, in.numel() * dtype_size(in.dtype()));
+        count(CollectiveKind::AllGather, in.numel() * dtype_size(in.dtype()) * (size_ - 1));
         return end();
     }
     std::unique_ptr<CommHandle> reduce_scatter_sum(const Tensor& in, const Tensor& out) override {
