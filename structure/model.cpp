@@ -18,36 +18,6 @@ const std::string kRoot = "alphafold/alphafold_iteration";
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// Integer feature as int64 (accepts int32/int64 and integral float32).
-Tensor as_int64(const Tensor& t) {
-    if (t.dtype() == DType::I64) return t.contiguous();
-    Tensor c = t.contiguous();
-    Tensor o = Tensor::empty(c.shape(), DType::I64);
-    for (int64_t i = 0; i < c.numel(); ++i) {
-        if (c.dtype() == DType::I32)
-            o.data<int64_t>()[i] = c.data<int32_t>()[i];
-        else
-            o.data<int64_t>()[i] = static_cast<int64_t>(std::lround(c.f32()[i]));
-    }
-    return o;
-}
-
-Tensor as_f32(const Tensor& t) {
-    if (t.dtype() == DType::F32) return t.contiguous();
-    Tensor c = t.contiguous();
-    Tensor o = Tensor::empty(c.shape());
-    for (int64_t i = 0; i < c.numel(); ++i) {
-        switch (c.dtype()) {
-            case DType::F64: o.f32()[i] = static_cast<float>(c.data<double>()[i]); break;
-            case DType::I64: o.f32()[i] = static_cast<float>(c.data<int64_t>()[i]); break;
-            case DType::I32: o.f32()[i] = static_cast<float>(c.data<int32_t>()[i]); break;
-            case DType::U8: o.f32()[i] = c.data<uint8_t>()[i]; break;
-            default: break;
-        }
-    }
-    return o;
-}
-
 struct FeatureSpec {
     const char* name;
     std::vector<char> dims;  // R = iterations, N = residues, S = MSA rows, E = extra rows, or a digit-coded size
@@ -173,7 +143,7 @@ void validate_features(const FeatureDict& f, const ModelConfig& config, const st
             AXF_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F64, "%s: feature '%s' has dtype %s, expected float32",
                       source.c_str(), s.name, dtype_name(t.dtype()));
         }
-        Tensor c = as_f32(t);
+        Tensor c = to_f32(t);
         for (int64_t i = 0; i < c.numel(); ++i)
             AXF_CHECK(std::isfinite(c.f32()[i]), "%s: feature '%s' holds a non-finite value (%g) at flat index %lld",
                       source.c_str(), s.name, c.f32()[i], (long long)i);
@@ -181,7 +151,7 @@ void validate_features(const FeatureDict& f, const ModelConfig& config, const st
     for (const FeatureSpec& s : model_inputs()) check(s);
     AXF_CHECK(sizes['N'] > 0 && sizes['S'] > 0 && sizes['R'] > 0, "%s: empty features (R=%lld, N=%lld, S=%lld)",
               source.c_str(), (long long)sizes['R'], (long long)sizes['N'], (long long)sizes['S']);
-    const Tensor aatype = as_int64(f.at("aatype"));
+    const Tensor aatype = to_int64(f.at("aatype"));
     for (int64_t i = 0; i < aatype.numel(); ++i)
         AXF_CHECK(aatype.data<int64_t>()[i] >= 0 && aatype.data<int64_t>()[i] <= 20,
                   "%s: feature 'aatype' holds %lld at flat index %lld, expected 0..20", source.c_str(),
@@ -189,7 +159,7 @@ void validate_features(const FeatureDict& f, const ModelConfig& config, const st
     if (config.preset.templates && has_template_features(f, source)) {
         for (const FeatureSpec& s : template_inputs())
             if (!is_torsion_feature(s.name) || f.count(s.name)) check(s);
-        const Tensor ta = as_int64(f.at("template_aatype"));
+        const Tensor ta = to_int64(f.at("template_aatype"));
         for (int64_t i = 0; i < ta.numel(); ++i)
             AXF_CHECK(ta.data<int64_t>()[i] >= 0 && ta.data<int64_t>()[i] <= 21,
                       "%s: feature 'template_aatype' holds %lld at flat index %lld, expected 0..21 (21 = gap)",
@@ -295,9 +265,9 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
     StructureModuleOutputs sm;
     Tensor single;
     for (int r = 0; r < iters; ++r) {
-        auto feat = [&](const char* name) { return as_f32(f.at(name).select(0, r)); };
-        const Tensor aatype = as_int64(f.at("aatype").select(0, r));
-        const Tensor residue_index = as_int64(f.at("residue_index").select(0, r));
+        auto feat = [&](const char* name) { return to_f32(f.at(name).select(0, r)); };
+        const Tensor aatype = to_int64(f.at("aatype").select(0, r));
+        const Tensor residue_index = to_int64(f.at("residue_index").select(0, r));
         const Tensor seq_mask = feat("seq_mask"), extra_mask = feat("extra_msa_mask");
         msa_mask.slice(0, 0, S).copy_from(feat("msa_mask"));
         for (int64_t i = 0; i < N; ++i)
@@ -307,13 +277,13 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
                                    msa_clusters, pair, ctx);
             Tensor row0 = msa.select(0, 0);
             recycling_embedder_forward(w.recycling_embedder, prev_row, prev_pair, prev_pb, row0, pair, ctx);
-            extra_msa_embedder_forward(w.extra_msa_embedder, as_int64(f.at("extra_msa").select(0, r)),
+            extra_msa_embedder_forward(w.extra_msa_embedder, to_int64(f.at("extra_msa").select(0, r)),
                                        feat("extra_has_deletion"), feat("extra_deletion_value"), extra, ctx);
         });
         Tensor template_pair_update, template_rows;
         if (use_templates) {
             timed("templates", r, [&] {
-                TemplatePairInputs in{as_int64(f.at("template_aatype").select(0, r)), feat("template_all_atom_mask"),
+                TemplatePairInputs in{to_int64(f.at("template_aatype").select(0, r)), feat("template_all_atom_mask"),
                                       feat("template_pseudo_beta"), feat("template_pseudo_beta_mask"),
                                       feat("template_mask")};
                 template_pair_update = Tensor::empty({N, N, Cz});
