@@ -90,5 +90,7 @@ int plan_main(const PlanOptions& o);
 // Bytes a full-model run holds besides the trunk's MSA, pair and workspace (planner input).
 size_t model_fixed_bytes(int64_t n_res, int64_t n_seq, int64_t n_extra, int64_t evoformer_blocks,
                          int64_t extra_msa_blocks);
+// Workspace of the structure module and heads on the final pair (the peak after the trunk).
+size_t post_trunk_bytes(int64_t n_res, int64_t c_z, bool pae);
 
 }  // namespace axfold::apps

@@ -16,11 +16,20 @@ size_t model_fixed_bytes(int64_t n_res, int64_t n_seq, int64_t n_extra, int64_t 
     for (auto& [k, s] : model_param_shapes(ModelPreset::from_name("model_3_ptm"), d)) params += shape_numel(s) * 4;
     const size_t N = n_res, S = n_seq, E = n_extra;
     const size_t pair = N * N * 128 * 4;
-    // One iteration's features (msa_feat dominates), the extra-MSA activations, the recycled pair and
-    // first row, masks, and about 150 MB of code, libraries and BLAS buffers.
-    const size_t features = (S * N * 49 + 4 * E * N + 2 * S * N + N * 22) * 4;
-    const size_t extra_act = E * N * 64 * 4;
-    return params + features + extra_act + pair + N * N * 4 + (size_t(150) << 20);
+    // The features of 4 iterations (msa_feat and the extra MSA dominate), the recycled pair and first row,
+    // masks, and about 150 MB of code and libraries.
+    const size_t features = 4 * (S * N * 49 + 5 * E * N + 2 * S * N + N * 22) * 4;  // 4 iterations
+    // (The extra-MSA activations count with the extra-MSA blocks' activations: they are freed after them.)
+    return params + features + pair + N * N * 4 + (size_t(150) << 20);
+}
+
+size_t post_trunk_bytes(int64_t n_res, int64_t c_z, bool pae) {
+    const size_t N = n_res, n2 = N * N;
+    // Structure module: LN(pair) copy, IPA 2-D bias and logits (12 heads); heads: distogram half logits and
+    // symmetric logits, PAE logits and probabilities (64 bins each), all [N, N, .] fp32.
+    const size_t sm = n2 * c_z * 4 + 2 * n2 * 12 * 4;
+    const size_t heads = 2 * n2 * 64 * 4 + (pae ? 2 * n2 * 64 * 4 : 0);
+    return std::max(sm, heads);
 }
 
 int plan_main(const PlanOptions& o) {
@@ -44,7 +53,15 @@ int plan_main(const PlanOptions& o) {
     std::printf("  fixed               %s (parameters, features, recycled state, runtime)\n", format_bytes(fixed).c_str());
     std::printf("  MSA + pair          %s\n", format_bytes(std::max(block_activation_bytes(evo), block_activation_bytes(extra))).c_str());
     for (auto& [name, bytes] : p.modules) std::printf("  %-36s %s\n", name.c_str(), format_bytes(bytes).c_str());
-    std::printf("  predicted peak      %s\n", format_bytes(p.predicted_peak_bytes).c_str());
+    // After the trunk: structure module and heads on the final pair (the MSA activations are freed by then
+    // only in part, so the pair and the fixed part count in full).
+    const size_t post = fixed + static_cast<size_t>(o.n_res) * o.n_res * 128 * 4 + post_trunk_bytes(o.n_res, 128, true);
+    std::printf("  structure module and heads   %s\n", format_bytes(post).c_str());
+    const size_t peak = std::max(p.predicted_peak_bytes, post);
+    std::printf("  predicted peak      %s\n", format_bytes(peak).c_str());
+    AXF_CHECK(budget == 0 || peak <= budget,
+              "memory budget %s is too small: the structure module and heads need %s after the trunk",
+              format_bytes(budget).c_str(), format_bytes(peak).c_str());
     return 0;
 }
 

@@ -32,6 +32,11 @@ Tensor compute_plddt(const Tensor& logits) {
 float compute_ptm(const Tensor& pae_logits, float max_bin) {
     Tensor p = pae_logits.clone();
     softmax(p, 1.f, Tensor(), Tensor(), 0.f);
+    return ptm_from_probs(p, max_bin);
+}
+
+float ptm_from_probs(const Tensor& probs, float max_bin) {
+    const Tensor p = probs.contiguous();
     const int64_t N = p.size(0), B = p.size(2);
     const std::vector<float> centres = pae_bin_centres(B, max_bin);
     const float n_clip = static_cast<float>(std::max<int64_t>(N, 19));
@@ -96,7 +101,7 @@ HeadsOutputs heads_forward(const HeadsWeights& w, const Tensor& msa, const Tenso
             o.predicted_aligned_error.f32()[ij] = s;
         }
         o.max_predicted_aligned_error = centres[B - 1];
-        o.ptm = compute_ptm(o.predicted_aligned_error_logits);
+        o.ptm = ptm_from_probs(o.aligned_confidence_probs);  // no second copy of the [N, N, 64] logits
     }
     return o;
 }

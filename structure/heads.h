@@ -55,5 +55,7 @@ Tensor compute_plddt(const Tensor& logits);
 // pTM from PAE logits [N, N, B] with breaks linspace(0, max_bin, B - 1) (AF2 predicted_tm_score, all
 // residues weighted 1, d0 = 1.24 (max(N, 19) - 15)^(1/3) - 1.8, maximised over alignment rows).
 float compute_ptm(const Tensor& pae_logits, float max_bin = 31.f);
+// The same from the softmax probabilities [N, N, B].
+float ptm_from_probs(const Tensor& probs, float max_bin = 31.f);
 
 }  // namespace axfold

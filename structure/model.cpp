@@ -258,7 +258,7 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
     };
 
     Tensor prev_row = Tensor::zeros({N, Cm}), prev_pair = Tensor::zeros({N, N, Cz}), prev_pb = Tensor::zeros({N, 3});
-    Tensor msa = Tensor::empty({S + T, N, Cm}), pair = Tensor::empty({N, N, Cz}), extra = Tensor::empty({E, N, Ce});
+    Tensor msa = Tensor::empty({S + T, N, Cm}), pair = Tensor::empty({N, N, Cz}), extra;
     Tensor msa_mask = Tensor::empty({S + T, N});
     Tensor msa_clusters = msa.slice(0, 0, S);
     Tensor pair_mask = Tensor::empty({N, N});
@@ -277,6 +277,7 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
                                    msa_clusters, pair, ctx);
             Tensor row0 = msa.select(0, 0);
             recycling_embedder_forward(w.recycling_embedder, prev_row, prev_pair, prev_pb, row0, pair, ctx);
+            extra = Tensor::empty({E, N, Ce});  // lives only until the extra-MSA stack is done
             extra_msa_embedder_forward(w.extra_msa_embedder, to_int64(f.at("extra_msa").select(0, r)),
                                        feat("extra_has_deletion"), feat("extra_deletion_value"), extra, ctx);
         });
@@ -306,6 +307,7 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
         }
         timed("extra_msa_stack", r,
               [&] { run_stack(w.extra_msa_stack, extra, pair, extra_mask, pair_mask); });
+        extra = Tensor();  // the extra-MSA activations are not needed past their stack
         // AF2 appends the angle rows after the extra-MSA stack; they do not depend on the pair, so computing
         // them with the other template work above gives the same result.
         if (use_templates && opt.keep_recycles) template_rows = template_rows.clone();
