@@ -10,15 +10,19 @@ namespace {
 
 }  // namespace
 
-Tensor relpos_one_hot(const Tensor& residue_index, int64_t max_rel) {
+Tensor relpos_one_hot(const Tensor& residue_index, int64_t max_rel, int64_t row_begin, int64_t row_end) {
     std::vector<int64_t> ri = host_int64(residue_index);
     const int64_t N = static_cast<int64_t>(ri.size()), B = 2 * max_rel + 1;
-    Tensor oh = Tensor::zeros({N, N, B});
+    if (row_end < 0) row_end = N;
+    AXF_CHECK(0 <= row_begin && row_begin <= row_end && row_end <= N, "relpos rows [%lld, %lld) of %lld residues",
+              (long long)row_begin, (long long)row_end, (long long)N);
+    const int64_t n = row_end - row_begin;
+    Tensor oh = Tensor::zeros({n, N, B});
     float* p = oh.f32();
-    for (int64_t i = 0; i < N; ++i)
+    for (int64_t i = row_begin; i < row_end; ++i)
         for (int64_t j = 0; j < N; ++j) {
             int64_t d = std::clamp<int64_t>(ri[i] - ri[j], -max_rel, max_rel) + max_rel;
-            p[(i * N + j) * B + d] = 1.f;
+            p[((i - row_begin) * N + j) * B + d] = 1.f;
         }
     return oh;
 }
@@ -40,8 +44,15 @@ void input_embedder_forward(const InputEmbedderWeights& w, const Tensor& target_
     // pair = left[:, None] + right[None, :] + relpos
     Tensor left = linear(target_feat, w.left_single.weights, w.left_single.bias, ws);
     Tensor right = linear(target_feat, w.right_single.weights, w.right_single.bias, ws);
-    Tensor rel = relpos_one_hot(residue_index, w.max_relative_feature());
-    linear(rel, w.pair_activiations.weights, w.pair_activiations.bias, pair);
+    // The relative-position one-hot [rows, N, 65] is built and projected in chunks of rows i.
+    const int64_t max_rel = w.max_relative_feature(), B = 2 * max_rel + 1;
+    int64_t cs = ctx.chunk_size > 0 ? ctx.chunk_size : std::max<int64_t>(1, (int64_t(1) << 24) / std::max<int64_t>(1, N * B));
+    cs = std::min(cs, N);
+    for (int64_t i0 = 0; i0 < N; i0 += cs) {
+        const int64_t i1 = std::min(N, i0 + cs);
+        Tensor rel = relpos_one_hot(residue_index, max_rel, i0, i1);
+        linear(rel, w.pair_activiations.weights, w.pair_activiations.bias, pair.slice(0, i0, i1));
+    }
     add(pair, left.unsqueeze(1).expand({N, N, Cz}));
     add(pair, right.unsqueeze(0).expand({N, N, Cz}));
 }

@@ -72,7 +72,9 @@ void extra_msa_embedder_forward(const ExtraMsaEmbedderWeights& w, const Tensor& 
 // The [E, N, 25] feature itself (one-hot over 23 classes, has_deletion, deletion_value).
 Tensor extra_msa_feat(const Tensor& extra_msa, const Tensor& extra_has_deletion, const Tensor& extra_deletion_value);
 
-// The relative-position one-hot [N, N, 2*max_rel+1] of clip(ri_i - ri_j, -max_rel, max_rel).
-Tensor relpos_one_hot(const Tensor& residue_index, int64_t max_relative_feature);
+// The relative-position one-hot [rows, N, 2*max_rel+1] of clip(ri_i - ri_j, -max_rel, max_rel) for rows i
+// in [row_begin, row_end) (default: all).
+Tensor relpos_one_hot(const Tensor& residue_index, int64_t max_relative_feature, int64_t row_begin = 0,
+                      int64_t row_end = -1);
 
 }  // namespace axfold

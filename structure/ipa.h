@@ -38,8 +38,12 @@ struct InvariantPointAttentionWeights {
 
 // s [N, C_s], z [N, N, C_z], rot [N, 3, 3], trans [N, 3], mask [N];
 // out [N, C_s] = (accumulate ? out : 0) + IPA update. mask bias is inf * (m_i m_j - 1), AF2 inf = 1e5.
+// Attention runs in chunks of ctx.chunk_size query rows. With z_norm, z is the raw pair and each chunk's
+// rows are layer-normed on the fly (the structure module's pair_layer_norm), so no normalised copy of the
+// pair is needed.
 void invariant_point_attention_forward(const InvariantPointAttentionWeights& w, const Tensor& s, const Tensor& z,
-                                       const Tensor& rot, const Tensor& trans, const Tensor& mask, Tensor& out,
-                                       bool accumulate, Context& ctx, float inf = 1e5f, float eps = 1e-8f);
+                                       const Tensor& rot, const Tensor& trans, const Tensor& mask, const Tensor& out,
+                                       bool accumulate, Context& ctx, float inf = 1e5f, float eps = 1e-8f,
+                                       const LayerNormWeights* z_norm = nullptr);
 
 }  // namespace axfold

@@ -85,15 +85,15 @@ StructureModuleOutputs structure_module_forward(const StructureModuleWeights& w,
     const FoldIterationWeights& f = w.fold_iteration;
     Tensor initial_act = layer_norm(single, w.single_layer_norm.scale, w.single_layer_norm.offset, 1e-5f, ws);
     Tensor act = linear(initial_act, w.initial_projection.weights, w.initial_projection.bias, ws);
-    Tensor act_2d = layer_norm(pair, w.pair_layer_norm.scale, w.pair_layer_norm.offset, 1e-5f, ws);
+    // The pair's layer norm is applied by IPA per chunk of rows (no normalised copy of the pair).
     Tensor quat = Tensor::zeros({N, 4}), trans = Tensor::zeros({N, 3});
     for (int64_t n = 0; n < N; ++n) quat.f32()[n * 4] = 1.f;
     Tensor mask = seq_mask.contiguous();
     Tensor h1 = ws.alloc({N, f.transition.weights.size(1)}), h2 = ws.alloc({N, f.transition_1.weights.size(1)});
     for (int64_t l = 0; l < L; ++l) {
         Tensor rot = quaternion_to_rotation(quat);
-        invariant_point_attention_forward(f.invariant_point_attention, act, act_2d, rot, trans, mask, act, true, ctx,
-                                          cfg.ipa_inf, cfg.eps);
+        invariant_point_attention_forward(f.invariant_point_attention, act, pair, rot, trans, mask, act, true, ctx,
+                                          cfg.ipa_inf, cfg.eps, &w.pair_layer_norm);
         layer_norm(act, f.attention_layer_norm.scale, f.attention_layer_norm.offset, 1e-5f, act);
         linear(act, f.transition.weights, f.transition.bias, h1);
         relu(h1);

@@ -2,6 +2,7 @@
 // do not divide the axis, including in-place residual updates.
 #include <gtest/gtest.h>
 
+#include "evoformer/embedders.h"
 #include "evoformer/evoformer_stack.h"
 #include "io/params.h"
 #include "test_util.h"
@@ -62,4 +63,15 @@ TEST(Chunking, EveryModuleChunkedEqualsUnchunked) {
                     << (extra ? "extra" : "evoformer") << " chunk " << chunk << " step " << i;
         }
     }
+}
+
+TEST(Chunking, RelativePositionRowsEqualTheWholeOneHot) {
+    Tensor ri = Tensor::empty({9}, DType::I64);
+    for (int64_t i = 0; i < 9; ++i) ri.data<int64_t>()[i] = i < 5 ? i : i + 40;  // a chain break
+    Tensor whole = relpos_one_hot(ri, 32);
+    for (int64_t b : {0, 3, 7}) {
+        Tensor part = relpos_one_hot(ri, 32, b, 9);
+        EXPECT_EQ(test::to_f64(part), test::to_f64(whole.slice(0, b, 9))) << "rows from " << b;
+    }
+    EXPECT_THROW(relpos_one_hot(ri, 32, 5, 10), Error);
 }

@@ -78,3 +78,32 @@ TEST(Ipa, InvariantToGlobalRigidMotion) {
     auto res = test::compare(test::to_f64(out3), ref, 0, 0, "IPA after moving one frame", 0);
     EXPECT_GT(res.max_abs, 1e-3 * scale);
 }
+
+TEST(Ipa, ChunkedEqualsUnchunkedAndNormalisesOnTheFly) {
+    ParamStore ps = ParamStore::load(std::string(AXFOLD_TEST_DATA_DIR) + "/golden/small/params.npz");
+    InvariantPointAttentionWeights w;
+    LayerNormWeights pair_norm;
+    auto get = [&](const std::string& k) { return ps.get(k); };
+    bind_params(w, "alphafold/alphafold_iteration/structure_module/fold_iteration/invariant_point_attention", get);
+    bind_params(pair_norm, "alphafold/alphafold_iteration/structure_module/pair_layer_norm", get);
+    std::mt19937 rng(43);
+    const int64_t N = 13, Cs = w.q_scalar.weights.size(0), Cz = w.attention_2d.weights.size(0);
+    Tensor s = test::randn({N, Cs}, rng), z = test::randn({N, N, Cz}, rng, 2.f), mask = test::random_mask({N}, rng);
+    mask.at({0}) = 1.f;
+    Tensor rot = quaternion_to_rotation(random_unit_quaternions(N, rng)), trans = test::randn({N, 3}, rng, 3.f);
+    Context ctx;
+    Tensor zn = Tensor::empty(z.shape());
+    layer_norm(z, pair_norm.scale, pair_norm.offset, 1e-5f, zn);
+    Tensor ref = Tensor::empty({N, Cs});
+    invariant_point_attention_forward(w, s, zn, rot, trans, mask, ref, false, ctx);
+    auto r = test::to_f64(ref);
+    double scale = 0;
+    for (double v : r) scale = std::max(scale, std::fabs(v));
+    for (int64_t chunk : {0, 1, 4, 100}) {
+        Context c;
+        c.chunk_size = chunk;
+        Tensor out = Tensor::empty({N, Cs});
+        invariant_point_attention_forward(w, s, z, rot, trans, mask, out, false, c, 1e5f, 1e-8f, &pair_norm);
+        test::expect_close(out, r, 1e-6 * scale, 0, "IPA chunk " + std::to_string(chunk));
+    }
+}
