@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <string>
+
+#include "evoformer/memory_plan.h"
 #include <vector>
 
 #include "io/raw_features.h"
@@ -92,5 +94,9 @@ size_t model_fixed_bytes(int64_t n_res, int64_t n_seq, int64_t n_extra, int64_t 
                          int64_t extra_msa_blocks);
 // Workspace of the structure module and heads on the final pair (the peak after the trunk).
 size_t post_trunk_bytes(int64_t n_res, int64_t c_z, bool pae);
+// Peak of a whole prediction: max of parameter loading, the trunk under `trunk`, and the structure module
+// and heads after it.
+size_t model_peak_bytes(const ChunkPlan& trunk, int64_t n_res, int64_t evoformer_blocks, int64_t extra_msa_blocks,
+                        size_t fixed, bool pae);
 
 }  // namespace axfold::apps

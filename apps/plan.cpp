@@ -32,6 +32,21 @@ size_t post_trunk_bytes(int64_t n_res, int64_t c_z, bool pae) {
     return std::max(sm, heads);
 }
 
+size_t model_peak_bytes(const ChunkPlan& trunk, int64_t n_res, int64_t evoformer_blocks, int64_t extra_msa_blocks,
+                        size_t fixed, bool pae) {
+    ModelDims d;
+    d.evoformer_blocks = evoformer_blocks;
+    d.extra_msa_blocks = extra_msa_blocks;
+    size_t params = 0;
+    for (auto& [k, s] : model_param_shapes(ModelPreset::from_name("model_3_ptm"), d)) params += shape_numel(s) * 4;
+    const size_t pair = static_cast<size_t>(n_res) * n_res * 128 * 4;
+    // Loading: the .npz is read whole, then its arrays are parsed, so parameters exist twice for a moment.
+    const size_t load = fixed - pair + params;
+    // After the trunk: structure module and heads on the final pair.
+    const size_t post = fixed + pair + post_trunk_bytes(n_res, 128, pae);
+    return std::max({trunk.predicted_peak_bytes, load, post});
+}
+
 int plan_main(const PlanOptions& o) {
     AXF_CHECK(o.n_res > 0 && o.n_seq > 0 && o.n_extra > 0, "plan: sizes must be positive");
     BlockSizes evo, extra;
@@ -53,11 +68,10 @@ int plan_main(const PlanOptions& o) {
     std::printf("  fixed               %s (parameters, features, recycled state, runtime)\n", format_bytes(fixed).c_str());
     std::printf("  MSA + pair          %s\n", format_bytes(std::max(block_activation_bytes(evo), block_activation_bytes(extra))).c_str());
     for (auto& [name, bytes] : p.modules) std::printf("  %-36s %s\n", name.c_str(), format_bytes(bytes).c_str());
-    // After the trunk: structure module and heads on the final pair (the MSA activations are freed by then
-    // only in part, so the pair and the fixed part count in full).
-    const size_t post = fixed + static_cast<size_t>(o.n_res) * o.n_res * 128 * 4 + post_trunk_bytes(o.n_res, 128, true);
-    std::printf("  structure module and heads   %s\n", format_bytes(post).c_str());
-    const size_t peak = std::max(p.predicted_peak_bytes, post);
+    const size_t peak = model_peak_bytes(p, o.n_res, 48, 4, fixed, true);
+    std::printf("  structure module and heads   %s\n",
+                format_bytes(fixed + static_cast<size_t>(o.n_res) * o.n_res * 128 * 4 + post_trunk_bytes(o.n_res, 128, true))
+                    .c_str());
     std::printf("  predicted peak      %s\n", format_bytes(peak).c_str());
     AXF_CHECK(budget == 0 || peak <= budget,
               "memory budget %s is too small: the structure module and heads need %s after the trunk",

@@ -91,13 +91,18 @@ int predict_main(const PredictOptions& o) {
     evo.dims.c_m = cfg.c_m;
     extra.is_extra_msa = true;
     extra.threads = evo.threads;
-    const ChunkPlan plan = plan_blocks({evo, extra},
-                                       model_fixed_bytes(n_res, n_seq, n_extra, cfg.evoformer_blocks, cfg.extra_msa_blocks),
-                                       o.max_memory.empty() ? 0 : parse_bytes(o.max_memory), o.chunk_size);
+    const size_t fixed = model_fixed_bytes(n_res, n_seq, n_extra, cfg.evoformer_blocks, cfg.extra_msa_blocks);
+    const size_t budget = o.max_memory.empty() ? 0 : parse_bytes(o.max_memory);
+    const ChunkPlan plan = plan_blocks({evo, extra}, fixed, budget, o.chunk_size);
+    const size_t predicted_peak =
+        model_peak_bytes(plan, n_res, cfg.evoformer_blocks, cfg.extra_msa_blocks, fixed, cfg.preset.ptm);
+    AXF_CHECK(budget == 0 || predicted_peak <= budget,
+              "memory budget %s is too small: this prediction needs %s (structure module and heads after the trunk)",
+              format_bytes(budget).c_str(), format_bytes(predicted_peak).c_str());
     ctx.chunk_size = plan.chunk_size;
     ctx.ws.reserve(plan.predicted_workspace_bytes);
     std::fprintf(stderr, "  memory plan: chunk size %lld, predicted peak %s\n", (long long)plan.chunk_size,
-                 format_bytes(plan.predicted_peak_bytes).c_str());
+                 format_bytes(predicted_peak).c_str());
     t0 = Clock::now();
     // DAP: under an MPI launcher the stacks run over every rank; rank 0 writes the outputs.
     axfold::Comm& comm = axfold::world_comm();
@@ -143,7 +148,7 @@ int predict_main(const PredictOptions& o) {
         "peak %s (predicted %s)  -> %s\n",
         name.c_str(), (long long)p.aatype.numel(), p.iterations, mean_plddt,
         h.has_pae ? strfmt("  pTM %.4f", h.ptm).c_str() : "", predict_s, since(t_start),
-        format_bytes(static_cast<size_t>(ru.ru_maxrss) * 1024).c_str(), format_bytes(plan.predicted_peak_bytes).c_str(),
+        format_bytes(static_cast<size_t>(ru.ru_maxrss) * 1024).c_str(), format_bytes(predicted_peak).c_str(),
         o.out_dir.c_str());
     return 0;
 }
