@@ -213,8 +213,12 @@ int bench_model_main(const BenchModelOptions& o) {
     f["extra_deletion_value"] = Tensor::zeros({R, E, N});
     f["extra_msa_mask"] = Tensor::full({R, E, N}, 1.f);
 
+    size_t predicted_peak = 0;
+    const ChunkPlan plan = plan_prediction(model.config(), N, S, E, o.max_memory, o.chunk_size, &predicted_peak);
     auto t0 = std::chrono::steady_clock::now();
     Context ctx;
+    ctx.chunk_size = plan.chunk_size;
+    ctx.ws.reserve(plan.predicted_workspace_bytes);
     Prediction p = model.predict(f, {}, ctx);
     const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const size_t rss = peak_rss_bytes();
@@ -224,14 +228,17 @@ int bench_model_main(const BenchModelOptions& o) {
                     (long long)N, (long long)S, (long long)E, (long long)d.evoformer_blocks,
                     (long long)d.extra_msa_blocks, p.iterations, num_threads());
         for (auto& [stage, sec] : p.timings) std::printf(", \"%s_seconds_per_iteration\": %.4f", stage.c_str(), sec / p.iterations);
-        std::printf(", \"seconds_per_iteration\": %.4f, \"peak_rss_bytes\": %zu}\n", total / p.iterations, rss);
+        std::printf(", \"seconds_per_iteration\": %.4f, \"peak_rss_bytes\": %zu, \"chunk_size\": %lld, "
+                    "\"predicted_peak_bytes\": %zu}\n",
+                    total / p.iterations, rss, (long long)plan.chunk_size, predicted_peak);
     } else {
         std::printf("model N=%lld S=%lld E=%lld blocks %lld+%lld threads=%d: %.3f s per iteration (",
                     (long long)N, (long long)S, (long long)E, (long long)d.evoformer_blocks,
                     (long long)d.extra_msa_blocks, num_threads(), total / p.iterations);
         for (size_t i = 0; i < p.timings.size(); ++i)
             std::printf("%s%s %.3f s", i ? ", " : "", p.timings[i].first.c_str(), p.timings[i].second / p.iterations);
-        std::printf("), peak RSS %.1f MiB\n", rss / 1048576.0);
+        std::printf("), chunk %lld, peak RSS %.1f MiB (predicted %.1f MiB)\n", (long long)plan.chunk_size,
+                    rss / 1048576.0, predicted_peak / 1048576.0);
     }
     return 0;
 }

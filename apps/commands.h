@@ -6,6 +6,7 @@
 #include <string>
 
 #include "evoformer/memory_plan.h"
+#include "structure/model.h"
 #include <vector>
 
 #include "io/raw_features.h"
@@ -79,6 +80,8 @@ struct BenchModelOptions {
     int64_t evoformer_blocks = 48, extra_msa_blocks = 4;
     int threads = 0, num_recycle = 0;
     bool json = false;
+    int64_t chunk_size = -1;
+    std::string max_memory;
 };
 int bench_model_main(const BenchModelOptions& o);
 
@@ -96,6 +99,10 @@ size_t model_fixed_bytes(int64_t n_res, int64_t n_seq, int64_t n_extra, int64_t 
 size_t post_trunk_bytes(int64_t n_res, int64_t c_z, bool pae);
 // Peak of a whole prediction: max of parameter loading, the trunk under `trunk`, and the structure module
 // and heads after it.
+// The chunk plan of a prediction (trunk) and its predicted whole-model peak; throws when `max_memory` is
+// too small, naming what would fit.
+ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_cluster_rows, int64_t n_extra,
+                          const std::string& max_memory, int64_t chunk_size, size_t* predicted_peak);
 size_t model_peak_bytes(const ChunkPlan& trunk, int64_t n_res, int64_t evoformer_blocks, int64_t extra_msa_blocks,
                         size_t fixed, bool pae);
 

@@ -3,6 +3,7 @@
 
 #include "apps/commands.h"
 #include "evoformer/memory_plan.h"
+#include "kernels/ops.h"
 #include "structure/model_params.h"
 
 namespace axfold::apps {
@@ -45,6 +46,32 @@ size_t model_peak_bytes(const ChunkPlan& trunk, int64_t n_res, int64_t evoformer
     // After the trunk: structure module and heads on the final pair.
     const size_t post = fixed + pair + post_trunk_bytes(n_res, 128, pae);
     return std::max({trunk.predicted_peak_bytes, load, post});
+}
+
+ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_cluster_rows, int64_t n_extra,
+                          const std::string& max_memory, int64_t chunk_size, size_t* predicted_peak) {
+    BlockSizes evo, extra;
+    evo.n_seq = n_cluster_rows + (cfg.preset.templates ? 4 : 0);  // template angle rows join the MSA
+    evo.n_res = n_res;
+    evo.threads = num_threads();
+    evo.dims.c_m = cfg.c_m;
+    evo.dims.c_z = cfg.c_z;
+    extra.n_seq = n_extra;
+    extra.n_res = n_res;
+    extra.dims = EvoformerDims::af2_extra_msa();
+    extra.dims.c_m = cfg.c_e;
+    extra.dims.c_z = cfg.c_z;
+    extra.is_extra_msa = true;
+    extra.threads = evo.threads;
+    const size_t fixed = model_fixed_bytes(n_res, evo.n_seq, n_extra, cfg.evoformer_blocks, cfg.extra_msa_blocks);
+    const size_t budget = max_memory.empty() ? 0 : parse_bytes(max_memory);
+    const ChunkPlan plan = plan_blocks({evo, extra}, fixed, budget, chunk_size);
+    const size_t peak = model_peak_bytes(plan, n_res, cfg.evoformer_blocks, cfg.extra_msa_blocks, fixed, cfg.preset.ptm);
+    AXF_CHECK(budget == 0 || peak <= budget,
+              "memory budget %s is too small: this prediction needs %s (structure module and heads after the trunk)",
+              format_bytes(budget).c_str(), format_bytes(peak).c_str());
+    if (predicted_peak) *predicted_peak = peak;
+    return plan;
 }
 
 int plan_main(const PlanOptions& o) {

@@ -77,28 +77,10 @@ int predict_main(const PredictOptions& o) {
     };
     // Memory plan: the fastest chunk size whose predicted peak fits --max-memory (or --chunk-size).
     Context ctx;
-    const int64_t n_res = features.at("aatype").size(1), n_extra = features.at("extra_msa").size(1);
-    const int64_t n_seq = features.at("msa_feat").size(1) + (cfg.preset.templates ? 4 : 0);
-    BlockSizes evo, extra;
-    evo.n_seq = n_seq;
-    evo.n_res = n_res;
-    evo.threads = num_threads();
-    extra.n_seq = n_extra;
-    extra.n_res = n_res;
-    extra.dims = EvoformerDims::af2_extra_msa();
-    extra.dims.c_m = cfg.c_e;
-    extra.dims.c_z = evo.dims.c_z = cfg.c_z;
-    evo.dims.c_m = cfg.c_m;
-    extra.is_extra_msa = true;
-    extra.threads = evo.threads;
-    const size_t fixed = model_fixed_bytes(n_res, n_seq, n_extra, cfg.evoformer_blocks, cfg.extra_msa_blocks);
-    const size_t budget = o.max_memory.empty() ? 0 : parse_bytes(o.max_memory);
-    const ChunkPlan plan = plan_blocks({evo, extra}, fixed, budget, o.chunk_size);
-    const size_t predicted_peak =
-        model_peak_bytes(plan, n_res, cfg.evoformer_blocks, cfg.extra_msa_blocks, fixed, cfg.preset.ptm);
-    AXF_CHECK(budget == 0 || predicted_peak <= budget,
-              "memory budget %s is too small: this prediction needs %s (structure module and heads after the trunk)",
-              format_bytes(budget).c_str(), format_bytes(predicted_peak).c_str());
+    size_t predicted_peak = 0;
+    const ChunkPlan plan = plan_prediction(cfg, features.at("aatype").size(1), features.at("msa_feat").size(1),
+                                           features.at("extra_msa").size(1), o.max_memory, o.chunk_size,
+                                           &predicted_peak);
     ctx.chunk_size = plan.chunk_size;
     ctx.ws.reserve(plan.predicted_workspace_bytes);
     std::fprintf(stderr, "  memory plan: chunk size %lld, predicted peak %s\n", (long long)plan.chunk_size,
