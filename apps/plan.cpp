@@ -63,7 +63,11 @@ ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_clust
     extra.dims.c_z = cfg.c_z;
     extra.is_extra_msa = true;
     extra.threads = evo.threads;
-    const size_t fixed = model_fixed_bytes(n_res, evo.n_seq, n_extra, cfg.evoformer_blocks, cfg.extra_msa_blocks);
+    // The main MSA activations are allocated before the extra-MSA stack runs, so they are resident during
+    // it as well (counted twice during the Evoformer phase: conservative).
+    const size_t msa = static_cast<size_t>(evo.n_seq) * n_res * cfg.c_m * 4;
+    const size_t fixed =
+        model_fixed_bytes(n_res, evo.n_seq, n_extra, cfg.evoformer_blocks, cfg.extra_msa_blocks) + msa;
     const size_t budget = max_memory.empty() ? 0 : parse_bytes(max_memory);
     const ChunkPlan plan = plan_blocks({evo, extra}, fixed, budget, chunk_size);
     const size_t peak = model_peak_bytes(plan, n_res, cfg.evoformer_blocks, cfg.extra_msa_blocks, fixed, cfg.preset.ptm);
