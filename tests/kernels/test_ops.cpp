@@ -53,6 +53,19 @@ TEST(Ops, MatmulAllLayoutsAndBroadcast) {
     EXPECT_THROW(matmul(a, w, bad), Error);
 }
 
+TEST(Ops, TallMatmulRunsInRowBlocks) {
+    // More rows than one GEMM block (16384), with row-major and transposed (column-major) left operands.
+    std::mt19937 rng(12);
+    const int64_t M = 40000, K = 7, N = 5;
+    for (int transposed = 0; transposed < 2; ++transposed) {
+        Tensor a = transposed ? randn({K, M}, rng).transpose(0, 1) : randn({M, K}, rng);
+        Tensor b = randn({K, N}, rng);
+        Tensor c = Tensor::empty({M, N});
+        matmul(a, b, c);
+        test::expect_close(c, ref_matmul(a.unsqueeze(0), b.unsqueeze(0)), 1e-4, 1e-4, "tall matmul");
+    }
+}
+
 TEST(Ops, LinearWithAf2AttentionLayout) {
     std::mt19937 rng(3);
     const int64_t S = 5, N = 7, Cin = 12, H = 3, C = 4;
