@@ -16,14 +16,7 @@ std::vector<double> host_values(const Tensor& t, const char* what, const Shape& 
               shape_str(expected).c_str());
     AXF_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F64, "%s must be float32 or float64, got %s", what,
               t.desc().c_str());
-    const Tensor h = t.device() == Device::CPU ? t.contiguous() : t.to(Device::CPU).contiguous();
-    std::vector<double> out(static_cast<size_t>(h.numel()));
-    if (h.dtype() == DType::F32) {
-        std::copy(h.data<float>(), h.data<float>() + h.numel(), out.begin());
-    } else {
-        std::copy(h.data<double>(), h.data<double>() + h.numel(), out.begin());
-    }
-    return out;
+    return host_float64(t);
 }
 
 int64_t vector_length(const Tensor& t, const char* what) {

@@ -29,10 +29,6 @@ struct HostStructure {
     double b(int64_t i, int a) const { return bf[i * kA + a]; }
 };
 
-Tensor host_contiguous(const Tensor& t) {
-    return t.device() == Device::CPU ? t.contiguous() : t.to(Device::CPU).contiguous();
-}
-
 void check_shape(const Tensor& t, const char* field, const Shape& expected) {
     AXF_CHECK(t.defined(), "ProteinStructure.%s is not set (expected shape %s)", field, shape_str(expected).c_str());
     AXF_CHECK(t.shape() == expected, "ProteinStructure.%s has shape %s, expected %s", field,
@@ -43,28 +39,14 @@ std::vector<int64_t> host_ints(const Tensor& t, const char* field, const Shape& 
     check_shape(t, field, expected);
     AXF_CHECK(t.dtype() == DType::I64 || t.dtype() == DType::I32, "ProteinStructure.%s must be int64 or int32, got %s",
               field, t.desc().c_str());
-    const Tensor h = host_contiguous(t);
-    std::vector<int64_t> out(static_cast<size_t>(h.numel()));
-    if (h.dtype() == DType::I64) {
-        std::copy(h.data<int64_t>(), h.data<int64_t>() + h.numel(), out.begin());
-    } else {
-        std::copy(h.data<int32_t>(), h.data<int32_t>() + h.numel(), out.begin());
-    }
-    return out;
+    return host_int64(t);
 }
 
 std::vector<double> host_floats(const Tensor& t, const char* field, const Shape& expected) {
     check_shape(t, field, expected);
     AXF_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F64,
               "ProteinStructure.%s must be float32 or float64, got %s", field, t.desc().c_str());
-    const Tensor h = host_contiguous(t);
-    std::vector<double> out(static_cast<size_t>(h.numel()));
-    if (h.dtype() == DType::F32) {
-        std::copy(h.data<float>(), h.data<float>() + h.numel(), out.begin());
-    } else {
-        std::copy(h.data<double>(), h.data<double>() + h.numel(), out.begin());
-    }
-    return out;
+    return host_float64(t);
 }
 
 HostStructure load(const ProteinStructure& p) {

@@ -367,6 +367,11 @@ std::vector<int64_t> host_int64(const Tensor& t) {
     return v;
 }
 
+std::vector<double> host_float64(const Tensor& t) {
+    const Tensor c = host_cast(t, DType::F64);
+    return std::vector<double>(c.data<double>(), c.data<double>() + c.numel());
+}
+
 Tensor host_cast(const Tensor& t, DType dtype) {
     const Tensor c = t.to(Device::CPU).contiguous();
     if (c.dtype() == dtype) return c;

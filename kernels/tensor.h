@@ -113,6 +113,8 @@ Shape contiguous_strides(const Shape& shape);
 // Values of any tensor as int64 on the host, in row-major order (integers exact, floats rounded to
 // nearest): feature indices such as aatype or residue_index, whatever dtype a file stored them in.
 std::vector<int64_t> host_int64(const Tensor& t);
+// Values of any tensor as float64 on the host, in row-major order.
+std::vector<double> host_float64(const Tensor& t);
 // A contiguous host tensor of `dtype` with t's values (t itself when it already is one).
 Tensor host_cast(const Tensor& t, DType dtype);
 inline Tensor to_int64(const Tensor& t) { return host_cast(t, DType::I64); }
