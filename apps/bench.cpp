@@ -219,22 +219,27 @@ int bench_model_main(const BenchModelOptions& o) {
     Context ctx;
     ctx.chunk_size = plan.chunk_size;
     ctx.ws.reserve(plan.predicted_workspace_bytes);
-    Prediction p = model.predict(f, {}, ctx);
+    axfold::PredictOptions po;
+    po.run_blocks = o.run_blocks;
+    Prediction p = model.predict(f, po, ctx);
     const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const size_t rss = peak_rss_bytes();
     if (o.json) {
         std::printf("{\"benchmark\": \"model\", \"n_res\": %lld, \"n_seq\": %lld, \"n_extra\": %lld, "
-                    "\"evoformer_blocks\": %lld, \"extra_msa_blocks\": %lld, \"iterations\": %d, \"threads\": %d",
+                    "\"evoformer_blocks\": %lld, \"extra_msa_blocks\": %lld, \"run_blocks\": %d, \"iterations\": %d, "
+                    "\"threads\": %d",
                     (long long)N, (long long)S, (long long)E, (long long)d.evoformer_blocks,
-                    (long long)d.extra_msa_blocks, p.iterations, num_threads());
+                    (long long)d.extra_msa_blocks, o.run_blocks, p.iterations, num_threads());
         for (auto& [stage, sec] : p.timings) std::printf(", \"%s_seconds_per_iteration\": %.4f", stage.c_str(), sec / p.iterations);
         std::printf(", \"seconds_per_iteration\": %.4f, \"peak_rss_bytes\": %zu, \"chunk_size\": %lld, "
                     "\"predicted_peak_bytes\": %zu}\n",
                     total / p.iterations, rss, (long long)plan.chunk_size, predicted_peak);
     } else {
-        std::printf("model N=%lld S=%lld E=%lld blocks %lld+%lld threads=%d: %.3f s per iteration (",
+        std::printf("model N=%lld S=%lld E=%lld blocks %lld+%lld%s threads=%d: %.3f s per iteration (",
                     (long long)N, (long long)S, (long long)E, (long long)d.evoformer_blocks,
-                    (long long)d.extra_msa_blocks, num_threads(), total / p.iterations);
+                    (long long)d.extra_msa_blocks,
+                    o.run_blocks >= 0 ? strfmt(" (first %d of each run)", o.run_blocks).c_str() : "", num_threads(),
+                    total / p.iterations);
         for (size_t i = 0; i < p.timings.size(); ++i)
             std::printf("%s%s %.3f s", i ? ", " : "", p.timings[i].first.c_str(), p.timings[i].second / p.iterations);
         std::printf("), chunk %lld, peak RSS %.1f MiB (predicted %.1f MiB)\n", (long long)plan.chunk_size,

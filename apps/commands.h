@@ -79,6 +79,7 @@ struct BenchModelOptions {
     int64_t n_res = 128, n_seq = 128, n_extra = 1024;
     int64_t evoformer_blocks = 48, extra_msa_blocks = 4;
     int threads = 0, num_recycle = 0;
+    int run_blocks = -1;  // PredictOptions::run_blocks
     bool json = false;
     int64_t chunk_size = -1;
     std::string max_memory;

@@ -115,6 +115,8 @@ int run_bench(const std::vector<std::string>& args) {
             "evoformer-blocks", po::value<int64_t>(&o.evoformer_blocks)->default_value(48), "Evoformer blocks")(
             "extra-msa-blocks", po::value<int64_t>(&o.extra_msa_blocks)->default_value(4), "extra-MSA blocks")(
             "num-recycle", po::value<int>(&o.num_recycle)->default_value(0), "recycles (iterations - 1)")(
+            "run-blocks", po::value<int>(&o.run_blocks)->default_value(-1),
+            "run only the first N blocks of each stack, all parameters loaded (peak memory as the full run)")(
             "chunk-size", po::value<int64_t>(&o.chunk_size)->default_value(-1), "rows per chunk (default: planner)")(
             "max-memory", po::value<std::string>(&o.max_memory), "memory budget for the planner, e.g. 8G")(
             "threads", po::value<int>(&o.threads)->default_value(0), "CPU threads (0 = all)")(

@@ -243,7 +243,11 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
     std::vector<std::string> stage_order = {"embedders", "templates", "extra_msa_stack", "evoformer",
                                             "structure_module", "heads"};
     // The trunk stacks, distributed over the ranks of opt.comm when it has more than one (DAP).
-    auto run_stack = [&](const EvoformerStackWeights& st, Tensor& m, Tensor& z, const Tensor& mm, const Tensor& pm) {
+    auto run_stack = [&](const EvoformerStackWeights& full, Tensor& m, Tensor& z, const Tensor& mm, const Tensor& pm) {
+        EvoformerStackWeights first;
+        const bool truncate = opt.run_blocks >= 0 && static_cast<size_t>(opt.run_blocks) < full.blocks.size();
+        if (truncate) first.blocks.assign(full.blocks.begin(), full.blocks.begin() + opt.run_blocks);
+        const EvoformerStackWeights& st = truncate ? first : full;
         if (opt.comm && opt.comm->size() > 1)
             dap_evoformer_stack_forward(st, *opt.comm, m, z, mm, pm, ctx);
         else

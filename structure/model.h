@@ -65,6 +65,10 @@ struct PredictOptions {
     // so every rank ends with the same prediction. nullptr or one rank: the single-rank stacks.
     Comm* comm = nullptr;
     bool keep_recycles = true;
+    // Runs only the first N blocks of each trunk stack (-1: all). For memory and time measurements at real
+    // depths that would take too long in full (`axfold bench model --run-blocks`): every parameter stays
+    // loaded and each block frees its workspace, so the peak equals the full run's; the prediction does not.
+    int run_blocks = -1;
     // Progress callback: (stage, iteration, seconds of that stage).
     std::function<void(const std::string&, int, double)> progress;
 };

@@ -7,6 +7,7 @@
 
 #include "golden_util.h"
 #include "io/features.h"
+#include "io/params.h"
 #include "structure/model.h"
 
 using namespace axfold;
@@ -69,4 +70,35 @@ TEST(Model, golden_full_model_matches) {
         ++ran;
     }
     ASSERT_GT(ran, 0) << "no full-model golden set under " << test::golden_dir();
+}
+
+// PredictOptions::run_blocks (the depth-truncated runs of `axfold bench model --run-blocks`) runs exactly
+// the first blocks of each stack: it equals a model whose stacked parameters hold only those blocks.
+TEST(Model, run_blocks_runs_the_first_blocks_of_each_stack) {
+    const std::string set = std::string(AXFOLD_TEST_DATA_DIR) + "/golden/small";
+    auto full = std::make_shared<ParamStore>(ParamStore::load(set + "/params.npz"));
+    auto cut = std::make_shared<ParamStore>();
+    int64_t stacked = 0;
+    for (const std::string& k : full->keys()) {
+        const Tensor& t = full->get(k);
+        const bool in_stack = k.find("/evoformer_iteration/") != std::string::npos ||
+                              k.find("/extra_msa_stack/") != std::string::npos;
+        if (in_stack && t.size(0) > 1) ++stacked;
+        cut->insert(k, in_stack ? t.slice(0, 0, 1).contiguous() : t);
+    }
+    ASSERT_GT(stacked, 0) << "the small set needs a stack of two or more blocks for this test";
+    const std::string preset = preset_of(set);
+    FeatureDict f = io::read_features_h5(set + "/features.h5");
+    PredictOptions one;
+    one.num_recycle = 0;
+    one.run_blocks = 1;
+    PredictOptions all = one;
+    all.run_blocks = -1;
+    const Prediction a = Model::from_store(full, preset).predict(f, one);
+    const Prediction b = Model::from_store(cut, preset).predict(f, all);
+    const Prediction c = Model::from_store(full, preset).predict(f, all);
+    auto rel = [](const Tensor& x, const Tensor& y) { return test::compare(test::to_f64(x), test::to_f64(y), 0, 0, "pair", 0); };
+    EXPECT_EQ(rel(a.pair, b.pair).max_abs, 0.0);
+    EXPECT_EQ(rel(a.heads.plddt, b.heads.plddt).max_abs, 0.0);
+    EXPECT_GT(rel(a.pair, c.pair).max_abs, 1e-3);  // the second blocks did run in the full model
 }
