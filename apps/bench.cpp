@@ -13,6 +13,7 @@
 #include "evoformer/memory_plan.h"
 #include "evoformer/param_shapes.h"
 #include "io/params.h"
+#include "kernels/device.h"
 #include "kernels/ops.h"
 #include "structure/model_params.h"
 
@@ -47,17 +48,20 @@ Tensor random_tensor(const Shape& shape, std::mt19937& rng, float stddev) {
 int bench_evoformer_main(const BenchEvoformerOptions& o) {
     AXF_CHECK(o.n_seq > 0 && o.n_res > 0 && o.blocks > 0, "bench evoformer: --n-seq, --n-res and --blocks must be positive");
     set_num_threads(o.threads);
+    const Device device = select_device(o.device);
+    select_precision(o.precision, device);
     const EvoformerDims d = EvoformerDims::af2_evoformer();
     std::map<std::string, Tensor> params;
-    for (auto& [key, shape] : evoformer_block_param_shapes(d, false)) params[key] = init_param(key, shape, 1234);
+    for (auto& [key, shape] : evoformer_block_param_shapes(d, false))
+        params[key] = init_param(key, shape, 1234).to(device);
     EvoformerBlockWeights w;
     bind_params(w, "", [&](const std::string& k) { return params.at(k); });
 
     std::mt19937 rng(7);
     const int64_t S = o.n_seq, R = o.n_res;
-    Tensor m = random_tensor({S, R, d.c_m}, rng, 1.f), z = random_tensor({R, R, d.c_z}, rng, 1.f);
-    Tensor msa_mask = Tensor::full({S, R}, 1.f), pair_mask = Tensor::full({R, R}, 1.f);
-    Context ctx;
+    Tensor m = random_tensor({S, R, d.c_m}, rng, 1.f).to(device), z = random_tensor({R, R, d.c_z}, rng, 1.f).to(device);
+    Tensor msa_mask = Tensor::full({S, R}, 1.f).to(device), pair_mask = Tensor::full({R, R}, 1.f).to(device);
+    Context ctx(device);
     BlockSizes bs;
     bs.n_seq = S;
     bs.n_res = R;
@@ -68,7 +72,9 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
         Tensor a = Tensor::full({256, 256}, 1.f), c = Tensor::empty({256, 256});
         matmul(a, a, c);
     }
-    const size_t fixed = current_rss_bytes() - block_activation_bytes(bs);
+    // On a GPU the budget covers the device's MSA, pair and workspace (the weights are a few MB).
+    const size_t rss_now = current_rss_bytes(), activations = block_activation_bytes(bs);
+    const size_t fixed = device == Device::CPU && rss_now > activations ? rss_now - activations : 0;
     const size_t budget = o.max_memory.empty() ? 0 : parse_bytes(o.max_memory);
     const ChunkPlan plan = plan_blocks({bs}, fixed, budget, o.chunk_size);
     ctx.chunk_size = plan.chunk_size;
@@ -76,6 +82,7 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
     // DAP: under an MPI launcher the block runs over every rank (rank 0 reports); --dap forces it on one.
     Comm& comm = world_comm();
     const bool dap = comm.size() > 1 || o.dap;
+    AXF_CHECK(!dap || device == Device::CPU, "bench evoformer: DAP runs on the CPU only for now (NCCL is not wired)");
     DapActivations act;
     if (dap) act = dap_scatter(comm, m, z, msa_mask, pair_mask);
     auto run_block = [&](const BlockObserver& observe) {
@@ -86,6 +93,7 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
     };
     // One untimed block sizes the workspace arena.
     run_block(nullptr);
+    if (device != Device::CPU) device_synchronize();
     if (dap) {
         dap_m_to_rows(act);
         comm.barrier();
@@ -107,6 +115,7 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
         };
         run_block(o.breakdown ? BlockObserver(observe) : nullptr);
         if (dap && b == o.blocks - 1) dap_m_to_rows(act);
+        if (device != Device::CPU) device_synchronize();  // CUDA work is queued asynchronously
         auto end = std::chrono::steady_clock::now();
         if (o.breakdown) {
             if (stages.size() <= k) stages.push_back({"pair_after_transition", 0.0});
@@ -154,16 +163,18 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
             "\"seconds_per_block\": %.6f, \"gflop_per_s\": %.2f, \"peak_rss_bytes\": %zu, "
             "\"workspace_bytes\": %zu, \"chunk_size\": %lld, \"predicted_peak_bytes\": %zu, "
             "\"predicted_workspace_bytes\": %zu, \"comm_bytes\": {%s}, \"comm_bytes_per_block\": %.0f, "
-            "\"exposed_comm_seconds\": %.6f, \"comm_in_flight_seconds\": %.6f}\n",
+            "\"exposed_comm_seconds\": %.6f, \"comm_in_flight_seconds\": %.6f, \"device\": \"%s\", "
+            "\"precision\": \"%s\", \"device_peak_bytes\": %zu}\n",
             (long long)S, (long long)R, num_threads(), o.blocks, comm.size(), dap ? "true" : "false",
             comm.backend().c_str(), median, gflops, rss, ctx.ws.high_water_bytes(), (long long)plan.chunk_size,
             plan.predicted_peak_bytes, plan.predicted_workspace_bytes, bytes_json.c_str(), bytes_pb, exposed_s,
-            in_flight_s);
+            in_flight_s, device_name(device), o.precision.c_str(), device_peak_bytes());
     } else {
         std::printf(
-            "evoformer block S=%lld R=%lld threads=%d ranks=%d%s blocks=%d chunk=%lld: median %.3f s/block, %.1f GFLOP/s, "
-            "peak RSS %.1f MiB (predicted %.1f MiB; workspace %.1f MiB, predicted %.1f MiB)\n",
-            (long long)S, (long long)R, num_threads(), comm.size(), dap ? " (DAP)" : "", o.blocks,
+            "evoformer block S=%lld R=%lld %s %s threads=%d ranks=%d%s blocks=%d chunk=%lld: median %.3f s/block, "
+            "%.1f GFLOP/s, peak RSS %.1f MiB (predicted %.1f MiB; workspace %.1f MiB, predicted %.1f MiB)\n",
+            (long long)S, (long long)R, device_name(device), o.precision.c_str(), num_threads(), comm.size(),
+            dap ? " (DAP)" : "", o.blocks,
             (long long)plan.chunk_size, median, gflops, rss / 1048576.0, plan.predicted_peak_bytes / 1048576.0,
             ctx.ws.high_water_bytes() / 1048576.0, plan.predicted_workspace_bytes / 1048576.0);
         if (dap)
@@ -176,6 +187,8 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
 int bench_model_main(const BenchModelOptions& o) {
     AXF_CHECK(o.n_res > 0 && o.n_seq > 0 && o.n_extra > 0, "bench model: sizes must be positive");
     set_num_threads(o.threads);
+    const Device device = select_device(o.device);
+    select_precision(o.precision, device);
     ModelPreset preset = ModelPreset::from_name("model_3_ptm");
     ModelDims d;
     d.evoformer_blocks = o.evoformer_blocks;
@@ -216,7 +229,7 @@ int bench_model_main(const BenchModelOptions& o) {
     size_t predicted_peak = 0;
     const ChunkPlan plan = plan_prediction(model.config(), N, S, E, o.max_memory, o.chunk_size, &predicted_peak);
     auto t0 = std::chrono::steady_clock::now();
-    Context ctx;
+    Context ctx(device);
     ctx.chunk_size = plan.chunk_size;
     ctx.ws.reserve(plan.predicted_workspace_bytes);
     axfold::PredictOptions po;

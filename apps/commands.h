@@ -24,6 +24,7 @@ struct BenchEvoformerOptions {
     bool dap = false;        // run the DAP block even on one rank (under mpirun it always does)
     int64_t chunk_size = -1;  // -1: planner (unchunked without --max-memory)
     std::string max_memory;   // "8G"; empty: no budget
+    std::string device = "cpu", precision = "fp32";
 };
 int bench_evoformer_main(const BenchEvoformerOptions& o);
 
@@ -65,8 +66,14 @@ struct PredictOptions {
     bool save_outputs = false, overwrite = false;
     int64_t chunk_size = -1;  // -1: the planner's choice (unchunked without --max-memory)
     std::string max_memory;   // budget for the planner, e.g. "24G"
+    std::string device = "cpu", precision = "fp32";  // --device, --precision
 };
 int predict_main(const PredictOptions& o);
+
+// --device and --precision: the device the trunk runs on ("cpu" or "cuda", which must be built and present)
+// and the process's GEMM precision (kernels/ops.h); throws with what was asked and what is possible.
+Device select_device(const std::string& name);
+void select_precision(const std::string& name, Device device);
 
 struct InitParamsOptions {
     std::string model_name, out;
@@ -83,6 +90,7 @@ struct BenchModelOptions {
     bool json = false;
     int64_t chunk_size = -1;
     std::string max_memory;
+    std::string device = "cpu", precision = "fp32";
 };
 int bench_model_main(const BenchModelOptions& o);
 

@@ -84,7 +84,10 @@ int run_predict(const std::vector<std::string>& args) {
         "overwrite", po::bool_switch(&o.overwrite), "replace existing results")(
         "chunk-size", po::value<int64_t>(&o.chunk_size)->default_value(-1),
         "rows per chunk in every module (0 = unchunked; default: the planner's choice)")(
-        "max-memory", po::value<std::string>(&o.max_memory), "memory budget, e.g. 24G: the planner picks the chunk size");
+        "max-memory", po::value<std::string>(&o.max_memory), "memory budget, e.g. 24G: the planner picks the chunk size")(
+        "device", po::value<std::string>(&o.device)->default_value("cpu"), "where the trunk runs: cpu or cuda")(
+        "precision", po::value<std::string>(&o.precision)->default_value("fp32"),
+        "GEMM arithmetic: fp32, tf32 or bf16 (fp32 accumulation; emulated, slower, on the CPU)");
     po::variables_map vm;
     if (!parse(args, desc, vm)) return 0;
     return predict_main(o);
@@ -120,7 +123,10 @@ int run_bench(const std::vector<std::string>& args) {
             "chunk-size", po::value<int64_t>(&o.chunk_size)->default_value(-1), "rows per chunk (default: planner)")(
             "max-memory", po::value<std::string>(&o.max_memory), "memory budget for the planner, e.g. 8G")(
             "threads", po::value<int>(&o.threads)->default_value(0), "CPU threads (0 = all)")(
-            "json", po::bool_switch(&o.json), "print one JSON object");
+            "json", po::bool_switch(&o.json), "print one JSON object")(
+            "device", po::value<std::string>(&o.device)->default_value("cpu"), "where the trunk runs: cpu or cuda")(
+            "precision", po::value<std::string>(&o.precision)->default_value("fp32"),
+            "GEMM arithmetic: fp32, tf32 or bf16 (fp32 accumulation; emulated, slower, on the CPU)");
         po::variables_map vm;
         if (!parse(std::vector<std::string>(args.begin() + 1, args.end()), desc, vm)) return 0;
         return bench_model_main(o);
@@ -141,7 +147,10 @@ int run_bench(const std::vector<std::string>& args) {
         "dap", po::bool_switch(&o.dap), "run the distributed (DAP) block on one rank too (always on under mpirun)")(
         "chunk-size", po::value<int64_t>(&o.chunk_size)->default_value(-1),
         "rows per chunk in every module (0 = unchunked; default: the planner's choice)")(
-        "max-memory", po::value<std::string>(&o.max_memory), "memory budget, e.g. 8G: the planner picks the chunk size");
+        "max-memory", po::value<std::string>(&o.max_memory), "memory budget, e.g. 8G: the planner picks the chunk size")(
+        "device", po::value<std::string>(&o.device)->default_value("cpu"), "where the block runs: cpu or cuda")(
+        "precision", po::value<std::string>(&o.precision)->default_value("fp32"),
+        "GEMM arithmetic: fp32, tf32 or bf16 (fp32 accumulation; emulated, slower, on the CPU)");
     po::variables_map vm;
     po::store(po::command_line_parser(std::vector<std::string>(args.begin() + 1, args.end())).options(desc).run(), vm);
     if (vm.count("help")) {

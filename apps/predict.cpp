@@ -13,6 +13,7 @@
 #include "io/json_writer.h"
 #include "io/structure_writer.h"
 #include "evoformer/memory_plan.h"
+#include "kernels/device.h"
 #include "kernels/ops.h"
 #include "structure/model.h"
 #include "parallel/comm.h"
@@ -35,12 +36,31 @@ Tensor plddt_b_factors(const Tensor& plddt, const Tensor& atom_mask) {
 
 }  // namespace
 
+Device select_device(const std::string& name) {
+    if (name == "cpu") return Device::CPU;
+    AXF_CHECK(name == "cuda", "--device %s: expected cpu or cuda", name.c_str());
+    AXF_CHECK(cuda_built(), "--device cuda: this axfold was built without CUDA (configure with -DAXFOLD_CUDA=ON "
+                            "where nvcc is installed)");
+    AXF_CHECK(cuda_available(), "--device cuda: no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)");
+    return Device::CUDA;
+}
+
+void select_precision(const std::string& name, Device device) {
+    const MatmulPrecision p = parse_precision(name);
+    set_matmul_precision(p);
+    if (p != MatmulPrecision::Fp32 && device == Device::CPU)
+        std::fprintf(stderr, "axfold: --precision %s on the CPU is emulated (operands rounded, fp32 GEMMs): slower than "
+                             "fp32, for checking what the GPU mode does to a prediction\n", name.c_str());
+}
+
 int predict_main(const PredictOptions& o) {
     auto t_start = Clock::now();
     AXF_CHECK((!o.in.features.empty() || !o.in.fasta.empty()) && !o.params.empty() && !o.model_name.empty() &&
                   !o.out_dir.empty(),
               "predict: --fasta (or --features), --params, --model-name and --out-dir are required");
     set_num_threads(o.threads);
+    const Device device = select_device(o.device);
+    select_precision(o.precision, device);
     const std::string name = o.model_name;
     namespace fs = std::filesystem;
     fs::create_directories(o.out_dir);
@@ -65,9 +85,10 @@ int predict_main(const PredictOptions& o) {
     validate_features(features, model.config(), source);  // names the file in every message
     const ModelConfig& cfg = model.config();
     std::fprintf(stderr,
-                 "axfold predict: %s, %lld Evoformer / %lld extra-MSA blocks, %d structure-module layers, %d threads\n",
+                 "axfold predict: %s, %lld Evoformer / %lld extra-MSA blocks, %d structure-module layers, %d threads, "
+                 "trunk on %s, %s GEMMs\n",
                  name.c_str(), (long long)cfg.evoformer_blocks, (long long)cfg.extra_msa_blocks,
-                 cfg.structure_module_layers, num_threads());
+                 cfg.structure_module_layers, num_threads(), device_name(device), o.precision.c_str());
 
     axfold::PredictOptions po;
     po.num_recycle = o.num_recycle;
@@ -76,7 +97,7 @@ int predict_main(const PredictOptions& o) {
         std::fprintf(stderr, "  iteration %d  %-18s %8.3f s   (elapsed %.1f s)\n", r, stage.c_str(), s, since(t_start));
     };
     // Memory plan: the fastest chunk size whose predicted peak fits --max-memory (or --chunk-size).
-    Context ctx;
+    Context ctx(device);
     size_t predicted_peak = 0;
     const ChunkPlan plan = plan_prediction(cfg, features.at("aatype").size(1), features.at("msa_feat").size(1),
                                            features.at("extra_msa").size(1), o.max_memory, o.chunk_size,

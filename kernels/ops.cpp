@@ -5,6 +5,11 @@
 
 #include <Eigen/Core>
 
+#include <atomic>
+#include <bit>
+#include <cstdint>
+#include <string>
+
 #include "kernels/cpu/ops_cpu.h"
 #include "kernels/cuda/ops_cuda.h"
 
@@ -51,6 +56,38 @@ void set_num_threads(int threads) {
 }
 
 int num_threads() { return omp_get_max_threads(); }
+
+namespace {
+std::atomic<MatmulPrecision> g_matmul_precision{MatmulPrecision::Fp32};
+}
+
+void set_matmul_precision(MatmulPrecision p) { g_matmul_precision.store(p); }
+MatmulPrecision matmul_precision() { return g_matmul_precision.load(); }
+
+const char* precision_name(MatmulPrecision p) {
+    switch (p) {
+        case MatmulPrecision::Fp32: return "fp32";
+        case MatmulPrecision::Tf32: return "tf32";
+        case MatmulPrecision::Bf16: return "bf16";
+    }
+    return "?";
+}
+
+MatmulPrecision parse_precision(const std::string& name) {
+    for (MatmulPrecision p : {MatmulPrecision::Fp32, MatmulPrecision::Tf32, MatmulPrecision::Bf16})
+        if (name == precision_name(p)) return p;
+    AXF_FAIL("precision '%s': expected fp32, tf32 or bf16", name.c_str());
+}
+
+float round_mantissa(float x, int mantissa_bits) {
+    uint32_t u = std::bit_cast<uint32_t>(x);
+    if ((u & 0x7f800000u) == 0x7f800000u) return x;  // inf and NaN unchanged
+    const int drop = 23 - mantissa_bits;
+    if (drop <= 0) return x;  // float32 keeps 23 bits
+    const uint32_t half = (1u << (drop - 1)) - 1u + ((u >> drop) & 1u);  // ties to even
+    u = (u + half) & ~((1u << drop) - 1u);
+    return std::bit_cast<float>(u);
+}
 
 void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, float beta) {
     check_f32(a, "matmul", "a");

@@ -16,6 +16,20 @@ namespace axfold {
 void set_num_threads(int threads);
 int num_threads();
 
+// GEMM arithmetic, process-wide (PyTorch's float32_matmul_precision). Fp32: exact fp32 products. Tf32 and
+// Bf16: every GEMM operand (weights, activations, attention logits' q and k, attention probabilities) is
+// rounded to nearest-even with 10 (TF32) or 7 (bfloat16) mantissa bits, products accumulate in fp32; softmax
+// and layer-norm statistics stay fp32. On CUDA this is cuBLAS's CUBLAS_COMPUTE_32F_FAST_TF32 /
+// _FAST_16BF (tensor cores); on the CPU it is emulated (operands rounded, then SGEMM): slower than Fp32,
+// for checking what the GPU modes do to a prediction. Activations are stored in fp32 either way.
+enum class MatmulPrecision : uint8_t { Fp32, Tf32, Bf16 };
+void set_matmul_precision(MatmulPrecision p);
+MatmulPrecision matmul_precision();
+const char* precision_name(MatmulPrecision p);       // "fp32", "tf32", "bf16"
+MatmulPrecision parse_precision(const std::string& name);  // throws naming the accepted values
+// x rounded to nearest-even with `mantissa_bits` explicit mantissa bits (7: bfloat16, 10: TF32).
+float round_mantissa(float x, int mantissa_bits);
+
 // Per-run state handed to every module: workspace arena and device.
 struct Context {
     explicit Context(Device d = Device::CPU) : device(d), ws(d) {}

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 namespace axfold::cpu {
 
@@ -71,8 +72,8 @@ void gemm_one(const float* a, MatLayout la, const float* b, MatLayout lb, float*
     }
 }
 
-void gemm_dispatch(const float* a, MatLayout la, const float* b, MatLayout lb, float* c, int64_t ldc, int64_t M,
-                   int64_t N, int64_t K, float alpha, float beta) {
+void gemm_fp32(const float* a, MatLayout la, const float* b, MatLayout lb, float* c, int64_t ldc, int64_t M,
+               int64_t N, int64_t K, float alpha, float beta) {
 #ifdef AXFOLD_WITH_OPENBLAS
     // OpenBLAS's working memory grows with the row count (~0.5 KB per row measured for K=256: +156 MB at
     // 524288 rows), so tall products run in blocks of rows; each block is still a large GEMM.
@@ -94,6 +95,37 @@ void gemm_dispatch(const float* a, MatLayout la, const float* b, MatLayout lb, f
     else
         gemm_one<ColMat, ColMat>(a, la, b, lb, c, ldc, M, N, K, alpha, beta);
 #endif
+}
+
+// A rows x cols operand (row-major or column-major with leading dimension ld) copied densely, every
+// element rounded to `bits` mantissa bits; returns the copy's layout.
+MatLayout round_operand(const float* src, MatLayout l, int64_t rows, int64_t cols, int bits, std::vector<float>& dst) {
+    const int64_t outer = l.row_major ? rows : cols, inner = l.row_major ? cols : rows;
+    dst.resize(static_cast<size_t>(outer * inner));
+    for (int64_t o = 0; o < outer; ++o)
+        for (int64_t i = 0; i < inner; ++i) dst[o * inner + i] = round_mantissa(src[o * l.ld + i], bits);
+    return {l.row_major, std::max<int64_t>(inner, 1)};
+}
+
+// One GEMM under the process's matmul precision: TF32 and BF16 emulate tensor-core arithmetic by rounding
+// both operands, then multiplying in fp32 (products of such numbers are exact in fp32, as on the GPU).
+void gemm_dispatch(const float* a, MatLayout la, const float* b, MatLayout lb, float* c, int64_t ldc, int64_t M,
+                   int64_t N, int64_t K, float alpha, float beta) {
+    const MatmulPrecision p = matmul_precision();
+    if (p == MatmulPrecision::Fp32 || M == 0 || N == 0 || K == 0) {
+        gemm_fp32(a, la, b, lb, c, ldc, M, N, K, alpha, beta);
+        return;
+    }
+    const int bits = p == MatmulPrecision::Bf16 ? 7 : 10;
+    std::vector<float> ra, rb;
+    const MatLayout lrb = round_operand(b, lb, K, N, bits, rb);
+    // A in blocks of rows, so the rounded copy stays small (a row block of either layout starts at row m0).
+    constexpr int64_t kRows = 4096;
+    for (int64_t m0 = 0; m0 < M; m0 += kRows) {
+        const int64_t mb = std::min(kRows, M - m0);
+        const MatLayout lra = round_operand(a + (la.row_major ? m0 * la.ld : m0), la, mb, K, bits, ra);
+        gemm_fp32(ra.data(), lra, rb.data(), lrb, c + m0 * ldc, ldc, mb, N, K, alpha, beta);
+    }
 }
 
 // exp for float with ~2 ulp error (Cephes polynomial), written so that loops over it vectorise (no

@@ -1,10 +1,11 @@
-// matmul on cuBLAS (SGEMM, fp32 math).
+// matmul on cuBLAS: fp32 operands and results, arithmetic by the process's MatmulPrecision (fp32, or TF32 /
+// bfloat16 tensor cores with fp32 accumulation).
 //
 // Our matrices are row-major (or column-major views); cuBLAS is column-major. A row-major [M, N] C with
 // leading dimension ldc is, read column-major, the [N, M] matrix C^T, so we ask cuBLAS for
 // C^T = B^T A^T: m = N, n = M, k = K, first operand B, second A. A row-major operand read column-major is
 // already its transpose (op N); a column-major one needs op T. Batch dims (a and b broadcast to c's) are
-// collapsed jointly; the longest remaining batch dim becomes one cublasSgemmStridedBatched call (stride 0
+// collapsed jointly; the longest remaining batch dim becomes one cublasGemmStridedBatchedEx call (stride 0
 // for a broadcast operand) and the others, if any, a host loop over such calls.
 #include <cuda_runtime.h>
 
@@ -87,6 +88,10 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, floa
     const int m = as_int(N, "N", c), n = as_int(M, "M", c), k = as_int(K, "K", c);
     const int lda = as_int(la.ld, "lda", c), ldb = as_int(lb.ld, "ldb", c), ldcc = as_int(ldc, "ldc", c);
     cublasHandle_t h = cublas_handle();
+    // fp32 storage throughout; the precision picks the arithmetic (ops.h: MatmulPrecision).
+    const cublasComputeType_t compute = matmul_precision() == MatmulPrecision::Bf16   ? CUBLAS_COMPUTE_32F_FAST_16BF
+                                        : matmul_precision() == MatmulPrecision::Tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                                                      : CUBLAS_COMPUTE_32F;
     const float* pa = a.f32();
     const float* pb = b.f32();
     float* pc = c.f32();
@@ -102,10 +107,12 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, floa
             ob += idx[d] * dims[d].stride[2];
         }
         if (count == 1)
-            AXF_CUBLAS(cublasSgemm(h, op_b, op_a, m, n, k, &alpha, pb + ob, ldb, pa + oa, lda, &beta, pc + oc, ldcc));
+            AXF_CUBLAS(cublasGemmEx(h, op_b, op_a, m, n, k, &alpha, pb + ob, CUDA_R_32F, ldb, pa + oa, CUDA_R_32F, lda,
+                                    &beta, pc + oc, CUDA_R_32F, ldcc, compute, CUBLAS_GEMM_DEFAULT));
         else
-            AXF_CUBLAS(cublasSgemmStridedBatched(h, op_b, op_a, m, n, k, &alpha, pb + ob, ldb, stride_b, pa + oa, lda,
-                                                 stride_a, &beta, pc + oc, ldcc, stride_c, count));
+            AXF_CUBLAS(cublasGemmStridedBatchedEx(h, op_b, op_a, m, n, k, &alpha, pb + ob, CUDA_R_32F, ldb, stride_b,
+                                                  pa + oa, CUDA_R_32F, lda, stride_a, &beta, pc + oc, CUDA_R_32F, ldcc,
+                                                  stride_c, count, compute, CUBLAS_GEMM_DEFAULT));
         size_t d = 0;
         for (; d < dims.size(); ++d) {
             if (static_cast<int>(d) == inner) continue;

@@ -8,7 +8,10 @@
 // fall back to plain cudaMalloc/cudaFree.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <mutex>
+#include <unordered_map>
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/device.h"
@@ -42,6 +45,17 @@ bool use_pool() {
     return pool;
 }
 
+// Bytes held by live allocations (benchmarks report the high-water mark).
+struct Usage {
+    std::mutex mu;
+    std::unordered_map<void*, size_t> sizes;
+    size_t in_use = 0, peak = 0;
+};
+Usage& usage() {
+    static Usage* u = new Usage;  // never destroyed: frees may come from static destructors
+    return *u;
+}
+
 }  // namespace
 
 void* device_alloc(size_t bytes) {
@@ -50,13 +64,39 @@ void* device_alloc(size_t bytes) {
         AXF_CUDA(cudaMallocAsync(&p, bytes, 0));
     else
         AXF_CUDA(cudaMalloc(&p, bytes));
+    Usage& u = usage();
+    std::lock_guard<std::mutex> lock(u.mu);
+    u.sizes[p] = bytes;
+    u.in_use += bytes;
+    u.peak = std::max(u.peak, u.in_use);
     return p;
 }
+
+size_t device_bytes_in_use() {
+    std::lock_guard<std::mutex> lock(usage().mu);
+    return usage().in_use;
+}
+
+size_t device_peak_bytes() {
+    std::lock_guard<std::mutex> lock(usage().mu);
+    return usage().peak;
+}
+
+void device_synchronize() { AXF_CUDA(cudaDeviceSynchronize()); }
 
 // Called from destructors: never throws. A failure here (e.g. at process exit, after the context is
 // gone) is cleared so that it is not reported by the next, unrelated launch check.
 void device_free(void* ptr) {
     if (!ptr) return;
+    {
+        Usage& u = usage();
+        std::lock_guard<std::mutex> lock(u.mu);
+        auto it = u.sizes.find(ptr);
+        if (it != u.sizes.end()) {
+            u.in_use -= it->second;
+            u.sizes.erase(it);
+        }
+    }
     cudaError_t e = use_pool() ? cudaFreeAsync(ptr, 0) : cudaFree(ptr);
     if (e != cudaSuccess) (void)cudaGetLastError();
 }
@@ -73,6 +113,8 @@ void device_copy(void* dst, Device dst_dev, const void* src, Device src_dev, siz
                                                                              : cudaMemcpyHostToHost);
     AXF_CUDA(cudaMemcpy(dst, src, bytes, kind));
 }
+
+bool cuda_built() { return true; }
 
 bool cuda_available() {
     int n = 0;

@@ -13,6 +13,10 @@ void device_free(void*) {}
 void device_memset(void*, int, size_t) { no_cuda(); }
 void device_copy(void*, Device, const void*, Device, size_t) { no_cuda(); }
 bool cuda_available() { return false; }
+bool cuda_built() { return false; }
+void device_synchronize() {}
+size_t device_bytes_in_use() { return 0; }
+size_t device_peak_bytes() { return 0; }
 
 namespace cuda {
 void matmul(const Tensor&, const Tensor&, const Tensor&, float, float) { no_cuda(); }

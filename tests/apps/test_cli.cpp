@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "io/hdf5_file.h"
+#include "kernels/device.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -148,6 +149,36 @@ TEST(Cli, BadInputsAreClearErrors) {
     EXPECT_NE(r.rc, 0);
     EXPECT_NE(r.out.find("missing feature 'extra_msa'"), std::string::npos) << r.out;
     EXPECT_FALSE(fs::exists(out / "model_3_ptm_unrelaxed.pdb"));
+    fs::remove_all(out);
+}
+
+// --precision bf16 runs (emulated on the CPU) and stays within a pLDDT point of fp32; --device names what is
+// missing when CUDA is not there, and unknown devices and precisions are rejected before any work.
+TEST(Cli, PrecisionAndDeviceOptions) {
+    fs::path out = fresh_dir("precision");
+    const std::string args = "predict --features " + kSmall + "/features.h5 --params " + kSmall +
+                             "/params.npz --model-name model_3_ptm --threads 1 --overwrite --save-outputs --out-dir ";
+    ASSERT_EQ(run(args + (out / "fp32").string()).rc, 0);
+    RunResult r = run(args + (out / "bf16").string() + " --precision bf16");
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find("bf16 GEMMs"), std::string::npos) << r.out;
+    io::Hdf5File a((out / "fp32" / "outputs_model_3_ptm.h5").string()), b((out / "bf16" / "outputs_model_3_ptm.h5").string());
+    auto d = test::compare(test::to_f64(b.read_f32("plddt")), test::to_f64(a.read_f32("plddt")), 1.0, 0, "plddt");
+    EXPECT_EQ(d.bad, 0);
+    EXPECT_GT(d.max_abs, 0.0) << "bf16 changed nothing";
+
+    r = run(args + (out / "x").string() + " --precision fp16");
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("expected fp32, tf32 or bf16"), std::string::npos) << r.out;
+    r = run(args + (out / "x").string() + " --device tpu");
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("--device tpu: expected cpu or cuda"), std::string::npos) << r.out;
+    if (!cuda_available()) {
+        r = run(args + (out / "x").string() + " --device cuda");
+        EXPECT_NE(r.rc, 0);
+        EXPECT_NE(r.out.find("--device cuda: "), std::string::npos) << r.out;
+        EXPECT_FALSE(fs::exists(out / "x" / "model_3_ptm_unrelaxed.pdb"));
+    }
     fs::remove_all(out);
 }
 

@@ -228,3 +228,87 @@ TEST(Ops, ElementwiseOps) {
     for (int i = 0; i < 60; ++i) r[i] = 1 / (1 + std::exp(-xs[i]));
     test::expect_close(s, r, 1e-6, 1e-5, "sigmoid");
 }
+
+namespace {
+// Restores fp32 GEMMs when a precision test ends, whatever it asserted.
+struct PrecisionScope {
+    explicit PrecisionScope(MatmulPrecision p) { set_matmul_precision(p); }
+    ~PrecisionScope() { set_matmul_precision(MatmulPrecision::Fp32); }
+};
+Tensor rounded(const Tensor& t, int bits) {
+    Tensor r = t.contiguous().clone();
+    for (int64_t i = 0; i < r.numel(); ++i) r.f32()[i] = round_mantissa(r.f32()[i], bits);
+    return r;
+}
+}  // namespace
+
+TEST(Ops, RoundMantissaIsNearestEven) {
+    const float u = std::ldexp(1.f, -7);  // bfloat16 ulp at 1
+    EXPECT_EQ(round_mantissa(1.f + u / 2, 7), 1.f);                       // tie, to even
+    EXPECT_EQ(round_mantissa(1.f + 3 * u / 2, 7), 1.f + 2 * u);           // tie, to even
+    EXPECT_EQ(round_mantissa(1.f + u / 2 + std::ldexp(1.f, -20), 7), 1.f + u);
+    EXPECT_EQ(round_mantissa(-1.f - u / 4, 7), -1.f);
+    EXPECT_EQ(round_mantissa(1.f + std::ldexp(1.f, -11), 10), 1.f);       // TF32 tie to even
+    EXPECT_EQ(round_mantissa(3.1415926f, 23), 3.1415926f);
+    EXPECT_TRUE(std::isinf(round_mantissa(INFINITY, 7)));
+    EXPECT_EQ(parse_precision("bf16"), MatmulPrecision::Bf16);
+    EXPECT_THROW(parse_precision("fp16"), Error);
+}
+
+// TF32 and BF16 GEMMs: exactly the fp32-accumulated product of the rounded operands (what tensor cores
+// compute), for every operand layout, tall row-blocked products and the attention core's two GEMMs.
+TEST(Ops, ReducedPrecisionMatmulRoundsOperands) {
+    std::mt19937 rng(21);
+    for (auto [p, bits] : {std::pair{MatmulPrecision::Bf16, 7}, std::pair{MatmulPrecision::Tf32, 10}}) {
+        for (int layout = 0; layout < 4; ++layout) {
+            const int64_t B = 2, M = (layout == 3 ? 9000 : 17), K = 64, N = 19;
+            Tensor a = (layout & 1) ? randn({B, K, M}, rng).transpose(1, 2) : randn({B, M, K}, rng);
+            Tensor b = (layout & 2) ? randn({B, N, K}, rng).transpose(1, 2) : randn({B, K, N}, rng);
+            Tensor c = Tensor::empty({B, M, N});
+            {
+                PrecisionScope scope(p);
+                matmul(a, b, c);
+            }
+            const std::string what = std::string(precision_name(p)) + " layout " + std::to_string(layout);
+            test::expect_close(c, ref_matmul(rounded(a, bits), rounded(b, bits)), 1e-5, 1e-5, what);
+            // ... and measurably not the fp32 product (the rounding is really applied).
+            const std::vector<double> exact = ref_matmul(a, b);
+            double worst = 0;
+            for (size_t i = 0; i < exact.size(); ++i) worst = std::max(worst, std::abs(c.f32()[i] - exact[i]));
+            EXPECT_GT(worst, bits == 7 ? 1e-2 : 1e-3) << what;
+        }
+    }
+    // Attention in bf16: q, k, the probabilities and v enter their GEMMs rounded.
+    const int64_t B = 2, Q = 5, K = 7, H = 2, C = 16;
+    Tensor q = randn({B, Q, H, C}, rng), k = randn({B, K, H, C}, rng), v = randn({B, K, H, C}, rng);
+    Tensor out = Tensor::empty({B, Q, H, C}), out32 = Tensor::empty({B, Q, H, C});
+    Workspace ws;
+    attention(q, k, v, Tensor(), Tensor(), 0.25f, 1e9f, out32, ws);
+    {
+        PrecisionScope scope(MatmulPrecision::Bf16);
+        attention(q, k, v, Tensor(), Tensor(), 0.25f, 1e9f, out, ws);
+    }
+    std::vector<double> r(B * Q * H * C, 0.0);
+    const Tensor qr = rounded(q, 7), kr = rounded(k, 7), vr = rounded(v, 7);
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t h = 0; h < H; ++h)
+            for (int64_t i = 0; i < Q; ++i) {
+                std::vector<double> l(K);
+                double mx = -1e300, s = 0;
+                for (int64_t j = 0; j < K; ++j) {
+                    double d = 0;
+                    for (int64_t c = 0; c < C; ++c) d += (double)qr.at({b, i, h, c}) * kr.at({b, j, h, c});
+                    l[j] = 0.25 * static_cast<float>(d);
+                    mx = std::max(mx, l[j]);
+                }
+                for (int64_t j = 0; j < K; ++j) s += std::exp(l[j] - mx);
+                for (int64_t j = 0; j < K; ++j)
+                    for (int64_t c = 0; c < C; ++c)
+                        r[((b * Q + i) * H + h) * C + c] +=
+                            round_mantissa(static_cast<float>(std::exp(l[j] - mx) / s), 7) * vr.at({b, j, h, c});
+            }
+    test::expect_close(out, r, 1e-5, 1e-4, "bf16 attention");
+    double diff = 0;
+    for (int64_t i = 0; i < out.numel(); ++i) diff = std::max(diff, (double)std::abs(out.f32()[i] - out32.f32()[i]));
+    EXPECT_GT(diff, 1e-4) << "bf16 attention equals fp32";
+}

@@ -102,3 +102,36 @@ TEST(Model, run_blocks_runs_the_first_blocks_of_each_stack) {
     EXPECT_EQ(rel(a.heads.plddt, b.heads.plddt).max_abs, 0.0);
     EXPECT_GT(rel(a.pair, c.pair).max_abs, 1e-3);  // the second blocks did run in the full model
 }
+
+// bf16 GEMMs (MatmulPrecision::Bf16, what `--precision bf16` runs) move the full model's pLDDT by less than
+// one point against fp32 on every golden set (issue #8's bf16 criterion), and move it at all.
+TEST(Model, bf16_matmuls_keep_plddt_within_one_point) {
+    int ran = 0;
+    for (const std::string& set : test::golden_sets("outputs.h5")) {
+        const std::string name = std::filesystem::path(set).filename().string();
+        std::string params = std::filesystem::exists(set + "/params.npz") ? set + "/params.npz" : set + "/params.h5";
+        io::Hdf5File golden(set + "/outputs.h5");
+        const int layers = static_cast<int>(golden.shape("structure_module/traj")[0]);
+        Model model = Model::load(params, preset_of(set), layers);
+        FeatureDict features = io::read_features_h5(set + "/features.h5");
+        const Prediction fp32 = model.predict(features);
+        set_matmul_precision(MatmulPrecision::Bf16);
+        Prediction bf16;
+        try {
+            bf16 = model.predict(features);
+        } catch (...) {
+            set_matmul_precision(MatmulPrecision::Fp32);
+            throw;
+        }
+        set_matmul_precision(MatmulPrecision::Fp32);
+        auto d = test::compare(test::to_f64(bf16.heads.plddt), test::to_f64(fp32.heads.plddt), 0, 0, "plddt", 0);
+        auto x = test::compare(test::to_f64(bf16.structure_module.final_atom_positions),
+                               test::to_f64(fp32.structure_module.final_atom_positions), 0, 0, "positions", 0);
+        std::printf("golden %-16s bf16 vs fp32: pLDDT max |diff| %.4f, positions max |diff| %.4f A\n", name.c_str(),
+                    d.max_abs, x.max_abs);
+        EXPECT_LE(d.max_abs, 1.0) << name;
+        EXPECT_GT(d.max_abs + x.max_abs, 0.0) << name << ": bf16 changed nothing";
+        ++ran;
+    }
+    ASSERT_GT(ran, 0);
+}
