@@ -211,6 +211,40 @@ void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, floa
         cpu::layer_norm(x, scale, offset, eps, y);
 }
 
+void layer_norm_backward(const Tensor& x, const Tensor& scale, float eps, const Tensor& dy, const Tensor& dx,
+                         const Tensor& dscale, const Tensor& doffset) {
+    for (const Tensor* t : {&x, &scale, &dy, &dx, &dscale, &doffset}) {
+        check_f32(*t, "layer_norm_backward", "operand");
+        AXF_CHECK(t->is_contiguous(), "layer_norm_backward: operand %s must be contiguous", t->desc().c_str());
+        check_same_device(x, *t, "layer_norm_backward");
+    }
+    AXF_CHECK(dy.shape() == x.shape() && dx.shape() == x.shape(), "layer_norm_backward: x %s, dy %s, dx %s",
+              x.desc().c_str(), dy.desc().c_str(), dx.desc().c_str());
+    const int64_t C = x.size(-1);
+    AXF_CHECK(scale.numel() == C && dscale.numel() == C && doffset.numel() == C,
+              "layer_norm_backward: %lld channels but scale %s, dscale %s, doffset %s", (long long)C,
+              scale.desc().c_str(), dscale.desc().c_str(), doffset.desc().c_str());
+    if (x.numel() == 0) return;
+    if (x.device() == Device::CUDA)
+        cuda::layer_norm_backward(x, scale, eps, dy, dx, dscale, doffset);
+    else
+        cpu::layer_norm_backward(x, scale, eps, dy, dx, dscale, doffset);
+}
+
+void softmax_backward(const Tensor& y, const Tensor& dy, float scale, const Tensor& dx) {
+    for (const Tensor* t : {&y, &dy, &dx}) {
+        check_f32(*t, "softmax_backward", "operand");
+        AXF_CHECK(t->is_contiguous(), "softmax_backward: operand %s must be contiguous", t->desc().c_str());
+        AXF_CHECK(t->shape() == y.shape(), "softmax_backward: y %s, operand %s", y.desc().c_str(), t->desc().c_str());
+        check_same_device(y, *t, "softmax_backward");
+    }
+    if (y.numel() == 0) return;
+    if (y.device() == Device::CUDA)
+        cuda::softmax_backward(y, dy, scale, dx);
+    else
+        cpu::softmax_backward(y, dy, scale, dx);
+}
+
 Tensor layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, Workspace& ws) {
     Tensor y = ws.alloc(x.shape());
     layer_norm(x, scale, offset, eps, y);

@@ -60,6 +60,15 @@ Tensor layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, fl
 // mask and bias are optional (undefined) views with x's shape (broadcast with expand).
 void softmax(const Tensor& x, float scale, const Tensor& mask, const Tensor& bias, float inf);
 
+// Backward passes (training). Rows contiguous (x, y, dy, dx of the same shape; dx may alias dy).
+// softmax_backward: y = softmax(scale * x + bias + mask term) as the forward op left it, dy = dL/dy;
+// writes dx = dL/dx = scale * y * (dy - sum_k dy y). dL/dbias is dx / scale; the mask has no gradient.
+void softmax_backward(const Tensor& y, const Tensor& dy, float scale, const Tensor& dx);
+// layer_norm_backward: x the forward input, dy = dL/dy; writes dx and ADDS dL/dscale and dL/doffset ([C])
+// into dscale and doffset, so chunked callers accumulate over chunks (zero them first).
+void layer_norm_backward(const Tensor& x, const Tensor& scale, float eps, const Tensor& dy, const Tensor& dx,
+                         const Tensor& dscale, const Tensor& doffset);
+
 // Multi-head attention core (AF2 Attention without projections):
 //   out[b,q,h,:] = sum_k w[b,h,q,k] v[b,k,h,:],
 //   w = softmax_k(scale * q[b,q,h,:].k[b,k,h,:] + bias[h,q,k] + inf * (mask[b,k] - 1)).

@@ -340,6 +340,66 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
     }
 }
 
+void softmax_backward(const Tensor& y, const Tensor& dy, float scale, const Tensor& dx) {
+    const int64_t n = y.size(-1), rows = y.numel() / std::max<int64_t>(n, 1);
+    const float *py = y.f32(), *pdy = dy.f32();
+    float* pdx = dx.f32();
+#pragma omp parallel for schedule(static) if (rows * n > 32768)
+    for (int64_t r = 0; r < rows; ++r) {
+        const float *yr = py + r * n, *gr = pdy + r * n;
+        float* dr = pdx + r * n;
+        float dot = 0.f;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t k = 0; k < n; ++k) dot += yr[k] * gr[k];
+#pragma omp simd
+        for (int64_t k = 0; k < n; ++k) dr[k] = scale * yr[k] * (gr[k] - dot);
+    }
+}
+
+void layer_norm_backward(const Tensor& x, const Tensor& scale, float eps, const Tensor& dy, const Tensor& dx,
+                         const Tensor& dscale, const Tensor& doffset) {
+    const int64_t C = x.size(-1), rows = x.numel() / std::max<int64_t>(C, 1);
+    const float *px = x.f32(), *g = scale.f32(), *pdy = dy.f32();
+    float* pdx = dx.f32();
+    const int nt = omp_get_max_threads();
+    // Per-thread partial sums of dscale and doffset, reduced at the end (deterministic for a thread count).
+    std::vector<float> part(static_cast<size_t>(nt) * 2 * C, 0.f);
+#pragma omp parallel if (rows * C > 32768)
+    {
+        float* ds = part.data() + static_cast<size_t>(omp_get_thread_num()) * 2 * C;
+        float* db = ds + C;
+        std::vector<float> xhat(static_cast<size_t>(C));
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; ++r) {
+            const float *xr = px + r * C, *gr = pdy + r * C;
+            float* dr = pdx + r * C;
+            float mean = 0.f, var = 0.f;
+            for (int64_t c = 0; c < C; ++c) mean += xr[c];
+            mean /= static_cast<float>(C);
+            for (int64_t c = 0; c < C; ++c) var += (xr[c] - mean) * (xr[c] - mean);
+            const float inv = 1.f / std::sqrt(var / static_cast<float>(C) + eps);
+            float sg = 0.f, sgx = 0.f;
+            for (int64_t c = 0; c < C; ++c) {
+                xhat[c] = (xr[c] - mean) * inv;
+                const float gc = gr[c] * g[c];
+                sg += gc;
+                sgx += gc * xhat[c];
+                ds[c] += gr[c] * xhat[c];
+                db[c] += gr[c];
+            }
+            sg /= static_cast<float>(C);
+            sgx /= static_cast<float>(C);
+            for (int64_t c = 0; c < C; ++c) dr[c] = inv * (gr[c] * g[c] - sg - xhat[c] * sgx);
+        }
+    }
+    float *ps = dscale.f32(), *pb = doffset.f32();
+    for (int t = 0; t < nt; ++t)
+        for (int64_t c = 0; c < C; ++c) {
+            ps[c] += part[(static_cast<size_t>(t) * 2) * C + c];
+            pb[c] += part[(static_cast<size_t>(t) * 2 + 1) * C + c];
+        }
+}
+
 void add_bias_rows(const Tensor& y, const Tensor& bias) {
     const int64_t C = y.size(-1);
     std::vector<int64_t> oy = row_offsets(y);

@@ -22,6 +22,11 @@ namespace cuda {
 void matmul(const Tensor&, const Tensor&, const Tensor&, float, float) { no_cuda(); }
 void layer_norm(const Tensor&, const Tensor&, const Tensor&, float, const Tensor&) { no_cuda(); }
 void softmax(const Tensor&, float, const Tensor&, const Tensor&, float) { no_cuda(); }
+void softmax_backward(const Tensor&, const Tensor&, float, const Tensor&) { no_cuda(); }
+void layer_norm_backward(const Tensor&, const Tensor&, float, const Tensor&, const Tensor&, const Tensor&,
+                         const Tensor&) {
+    no_cuda();
+}
 void attention(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, float, float, const Tensor&,
                Workspace&) {
     no_cuda();

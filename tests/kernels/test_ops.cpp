@@ -312,3 +312,96 @@ TEST(Ops, ReducedPrecisionMatmulRoundsOperands) {
     for (int64_t i = 0; i < out.numel(); ++i) diff = std::max(diff, (double)std::abs(out.f32()[i] - out32.f32()[i]));
     EXPECT_GT(diff, 1e-4) << "bf16 attention equals fp32";
 }
+
+// Backward passes against float64 derivatives of the forward ops, and against central differences of the
+// float64 forward (so a wrong formula in both places would still be caught).
+TEST(Ops, SoftmaxBackwardMatchesFloat64) {
+    std::mt19937 rng(31);
+    const int64_t rows = 7, n = 37;
+    const float scale = 0.7f;
+    Tensor x = randn({rows, n}, rng), dy = randn({rows, n}, rng);
+    Tensor y = x.clone();
+    softmax(y, scale, Tensor(), Tensor(), 1e9f);
+    Tensor dx = Tensor::empty({rows, n});
+    softmax_backward(y, dy, scale, dx);
+    auto fwd = [&](const std::vector<double>& row) {  // float64 softmax(scale * row)
+        double mx = -1e300, s = 0;
+        for (double v : row) mx = std::max(mx, scale * v);
+        std::vector<double> o(row.size());
+        for (size_t k = 0; k < row.size(); ++k) s += o[k] = std::exp(scale * row[k] - mx);
+        for (double& v : o) v /= s;
+        return o;
+    };
+    std::vector<double> ref(rows * n), fd(rows * n);
+    for (int64_t r = 0; r < rows; ++r) {
+        std::vector<double> row(n);
+        for (int64_t k = 0; k < n; ++k) row[k] = x.at({r, k});
+        const std::vector<double> p = fwd(row);
+        double dot = 0;
+        for (int64_t k = 0; k < n; ++k) dot += p[k] * dy.at({r, k});
+        for (int64_t k = 0; k < n; ++k) {
+            ref[r * n + k] = scale * p[k] * (dy.at({r, k}) - dot);
+            const double h = 1e-6;
+            std::vector<double> a = row, b = row;
+            a[k] += h;
+            b[k] -= h;
+            const std::vector<double> pa = fwd(a), pb = fwd(b);
+            double d = 0;
+            for (int64_t j = 0; j < n; ++j) d += (pa[j] - pb[j]) / (2 * h) * dy.at({r, j});
+            fd[r * n + k] = d;
+        }
+    }
+    test::expect_close(dx, ref, 1e-6, 1e-5, "softmax backward");
+    test::expect_close(dx, fd, 1e-5, 1e-4, "softmax backward vs differences");
+    softmax_backward(y, dy, scale, dy);  // in place over dy
+    test::expect_close(dy, ref, 1e-6, 1e-5, "softmax backward in place");
+}
+
+TEST(Ops, LayerNormBackwardMatchesFloat64) {
+    std::mt19937 rng(32);
+    for (int64_t C : {7, 128, 1500}) {
+        const int64_t rows = 300;  // enough rows for the threaded path with C=128
+        const float eps = 1e-5f;
+        Tensor x = randn({rows, C}, rng, 2.f), g = randn({C}, rng), b = randn({C}, rng), dy = randn({rows, C}, rng);
+        Tensor dx = Tensor::empty({rows, C}), dg = Tensor::full({C}, 0.5f), db = Tensor::full({C}, -0.25f);
+        layer_norm_backward(x, g, eps, dy, dx, dg, db);
+        std::vector<double> rdx(rows * C), rdg(C, 0.5), rdb(C, -0.25);
+        for (int64_t r = 0; r < rows; ++r) {
+            double mean = 0, var = 0;
+            for (int64_t c = 0; c < C; ++c) mean += x.at({r, c});
+            mean /= C;
+            for (int64_t c = 0; c < C; ++c) var += (x.at({r, c}) - mean) * (x.at({r, c}) - mean);
+            const double inv = 1 / std::sqrt(var / C + eps);
+            double sg = 0, sgx = 0;
+            for (int64_t c = 0; c < C; ++c) {
+                const double xh = (x.at({r, c}) - mean) * inv, gc = (double)dy.at({r, c}) * g.at({c});
+                sg += gc;
+                sgx += gc * xh;
+                rdg[c] += dy.at({r, c}) * xh;
+                rdb[c] += dy.at({r, c});
+            }
+            for (int64_t c = 0; c < C; ++c) {
+                const double xh = (x.at({r, c}) - mean) * inv;
+                rdx[r * C + c] = inv * ((double)dy.at({r, c}) * g.at({c}) - sg / C - xh * sgx / C);
+            }
+        }
+        const std::string what = "layer norm backward C=" + std::to_string(C);
+        test::expect_close(dx, rdx, 1e-5, 1e-4, what + " dx");
+        test::expect_close(dg, rdg, 1e-4, 1e-4, what + " dscale (accumulated)");
+        test::expect_close(db, rdb, 1e-4, 1e-4, what + " doffset (accumulated)");
+        // Central difference of sum(dy * layer_norm(x)) in one coordinate, in float64.
+        const int64_t r0 = 3, c0 = C / 2;
+        auto loss = [&](double delta) {
+            double mean = 0, var = 0, l = 0;
+            std::vector<double> row(C);
+            for (int64_t c = 0; c < C; ++c) row[c] = x.at({r0, c}) + (c == c0 ? delta : 0);
+            for (double v : row) mean += v;
+            mean /= C;
+            for (double v : row) var += (v - mean) * (v - mean);
+            const double inv = 1 / std::sqrt(var / C + eps);
+            for (int64_t c = 0; c < C; ++c) l += dy.at({r0, c}) * ((row[c] - mean) * inv * g.at({c}) + b.at({c}));
+            return l;
+        };
+        EXPECT_NEAR(dx.at({r0, c0}), (loss(1e-5) - loss(-1e-5)) / 2e-5, 1e-3) << what;
+    }
+}

@@ -360,3 +360,49 @@ TEST(GpuOps, MixedDevicesAreAnError) {
     EXPECT_THROW(add(c, Tensor::empty({4, 3})), Error);
     EXPECT_THROW(linear(dev(a), b, Tensor(), c), Error);
 }
+
+TEST(GpuOps, SoftmaxAndLayerNormBackward) {
+    REQUIRE_GPU();
+    std::mt19937 rng(41);
+    for (int64_t n : {5, 128, 1024, 3000}) {
+        Tensor x = test::randn({33, n}, rng), dy = test::randn({33, n}, rng);
+        Tensor y = x.clone();
+        softmax(y, 0.5f, Tensor(), Tensor(), 1e9f);
+        Tensor dx = Tensor::empty({33, n}), dxd = dev(dx);
+        softmax_backward(y, dy, 0.5f, dx);
+        softmax_backward(dev(y), dev(dy), 0.5f, dxd);
+        expect_match(dxd, dx, "softmax_backward n=" + std::to_string(n));
+
+        Tensor g = test::randn({n}, rng), dg = Tensor::zeros({n}), db = Tensor::zeros({n});
+        Tensor dgd = dev(dg), dbd = dev(db);
+        Tensor big = test::randn({700, n}, rng), dbig = test::randn({700, n}, rng);  // several row slices
+        Tensor lx = Tensor::empty({700, n}), lxd = dev(lx);
+        layer_norm_backward(big, g, 1e-5f, dbig, lx, dg, db);
+        layer_norm_backward(dev(big), dev(g), 1e-5f, dev(dbig), lxd, dgd, dbd);
+        expect_match(lxd, lx, "layer_norm_backward dx C=" + std::to_string(n), 1e-4);
+        expect_match(dgd, dg, "layer_norm_backward dscale C=" + std::to_string(n), 1e-4);
+        expect_match(dbd, db, "layer_norm_backward doffset C=" + std::to_string(n), 1e-4);
+    }
+}
+
+// cuBLAS's TF32 and BF16 compute types equal the CPU emulation (operands rounded, fp32 accumulation) up to
+// summation order, and differ from fp32.
+TEST(GpuOps, ReducedPrecisionMatmulMatchesCpuEmulation) {
+    REQUIRE_GPU();
+    std::mt19937 rng(42);
+    Tensor a = test::randn({3, 200, 256}, rng), b = test::randn({256, 96}, rng);
+    Tensor exact = Tensor::empty({3, 200, 96});
+    matmul(a, b, exact);
+    for (MatmulPrecision p : {MatmulPrecision::Tf32, MatmulPrecision::Bf16}) {
+        set_matmul_precision(p);
+        Tensor cpu = Tensor::empty({3, 200, 96}), gpu = dev(cpu);
+        matmul(a, b, cpu);
+        matmul(dev(a), dev(b), gpu);
+        set_matmul_precision(MatmulPrecision::Fp32);
+        expect_match(gpu, cpu, std::string("matmul ") + precision_name(p), 1e-4);
+        Tensor h = gpu.to(Device::CPU);
+        double diff = 0;
+        for (int64_t i = 0; i < h.numel(); ++i) diff = std::max(diff, (double)std::fabs(h.f32()[i] - exact.f32()[i]));
+        EXPECT_GT(diff, p == MatmulPrecision::Bf16 ? 1e-2 : 1e-3) << precision_name(p) << " equals fp32";
+    }
+}
