@@ -231,6 +231,20 @@ void layer_norm_backward(const Tensor& x, const Tensor& scale, float eps, const 
         cpu::layer_norm_backward(x, scale, eps, dy, dx, dscale, doffset);
 }
 
+void sigmoid_mul_backward(const Tensor& x, const Tensor& gate, const Tensor& dy, const Tensor& dx, const Tensor& dgate) {
+    for (const Tensor* t : {&x, &gate, &dy, &dx, &dgate}) {
+        check_f32(*t, "sigmoid_mul_backward", "operand");
+        AXF_CHECK(t->is_contiguous(), "sigmoid_mul_backward: operand %s must be contiguous", t->desc().c_str());
+        AXF_CHECK(t->shape() == x.shape(), "sigmoid_mul_backward: x %s, operand %s", x.desc().c_str(), t->desc().c_str());
+        check_same_device(x, *t, "sigmoid_mul_backward");
+    }
+    if (x.numel() == 0) return;
+    if (x.device() == Device::CUDA)
+        cuda::sigmoid_mul_backward(x, gate, dy, dx, dgate);
+    else
+        cpu::sigmoid_mul_backward(x, gate, dy, dx, dgate);
+}
+
 void softmax_backward(const Tensor& y, const Tensor& dy, float scale, const Tensor& dx) {
     for (const Tensor* t : {&y, &dy, &dx}) {
         check_f32(*t, "softmax_backward", "operand");

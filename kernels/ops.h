@@ -69,6 +69,10 @@ void softmax_backward(const Tensor& y, const Tensor& dy, float scale, const Tens
 void layer_norm_backward(const Tensor& x, const Tensor& scale, float eps, const Tensor& dy, const Tensor& dx,
                          const Tensor& dscale, const Tensor& doffset);
 
+// sigmoid_mul_backward: y = x * sigmoid(gate) forward, dy = dL/dy; writes dx = dy * sigmoid(gate) and
+// dgate = dy * x * sigmoid(gate) * (1 - sigmoid(gate)). All contiguous, same shape; dx may alias dy.
+void sigmoid_mul_backward(const Tensor& x, const Tensor& gate, const Tensor& dy, const Tensor& dx, const Tensor& dgate);
+
 // Multi-head attention core (AF2 Attention without projections):
 //   out[b,q,h,:] = sum_k w[b,h,q,k] v[b,k,h,:],
 //   w = softmax_k(scale * q[b,q,h,:].k[b,k,h,:] + bias[h,q,k] + inf * (mask[b,k] - 1)).

@@ -400,6 +400,18 @@ void layer_norm_backward(const Tensor& x, const Tensor& scale, float eps, const 
         }
 }
 
+void sigmoid_mul_backward(const Tensor& x, const Tensor& gate, const Tensor& dy, const Tensor& dx, const Tensor& dgate) {
+    const int64_t n = x.numel();
+    const float *px = x.f32(), *pg = gate.f32(), *pdy = dy.f32();
+    float *pdx = dx.f32(), *pdg = dgate.f32();
+#pragma omp parallel for simd schedule(static) if (n > 32768)
+    for (int64_t i = 0; i < n; ++i) {
+        const float s = fast_sigmoid(pg[i]), g = pdy[i];
+        pdg[i] = g * px[i] * s * (1.f - s);
+        pdx[i] = g * s;
+    }
+}
+
 void add_bias_rows(const Tensor& y, const Tensor& bias) {
     const int64_t C = y.size(-1);
     std::vector<int64_t> oy = row_offsets(y);

@@ -4,6 +4,7 @@
 // aligned.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "kernels/cuda/cuda_check.h"
@@ -187,6 +188,23 @@ void copy(const Tensor& dst, const Tensor& src) {
         case 8: run_copy<uint64_t>(dst, src); break;
         default: AXF_FAIL("cuda::copy: unsupported element size %zu of %s", es, dst.desc().c_str());
     }
+}
+
+namespace {
+__global__ void sigmoid_mul_backward_flat(const float* x, const float* gate, const float* dy, float* dx, float* dgate,
+                                          int64_t n) {
+    for (int64_t i = global_id(); i < n; i += grid_stride()) {
+        const float s = sigmoidf(gate[i]), g = dy[i];
+        dgate[i] = g * x[i] * s * (1.f - s);
+        dx[i] = g * s;
+    }
+}
+}  // namespace
+
+void sigmoid_mul_backward(const Tensor& x, const Tensor& gate, const Tensor& dy, const Tensor& dx, const Tensor& dgate) {
+    const int64_t n = x.numel();
+    sigmoid_mul_backward_flat<<<grid_for(n, kThreads), kThreads>>>(x.f32(), gate.f32(), dy.f32(), dx.f32(), dgate.f32(), n);
+    AXF_CUDA_LAUNCH();
 }
 
 }  // namespace axfold::cuda

@@ -405,3 +405,18 @@ TEST(Ops, LayerNormBackwardMatchesFloat64) {
         EXPECT_NEAR(dx.at({r0, c0}), (loss(1e-5) - loss(-1e-5)) / 2e-5, 1e-3) << what;
     }
 }
+
+TEST(Ops, SigmoidMulBackwardMatchesFloat64) {
+    std::mt19937 rng(33);
+    Tensor x = randn({5, 40000}, rng), g = randn({5, 40000}, rng, 3.f), dy = randn({5, 40000}, rng);
+    Tensor dx = Tensor::empty({5, 40000}), dg = Tensor::empty({5, 40000});
+    sigmoid_mul_backward(x, g, dy, dx, dg);
+    std::vector<double> rdx(x.numel()), rdg(x.numel());
+    for (int64_t i = 0; i < x.numel(); ++i) {
+        const double s = 1 / (1 + std::exp(-(double)g.f32()[i]));
+        rdx[i] = dy.f32()[i] * s;
+        rdg[i] = dy.f32()[i] * x.f32()[i] * s * (1 - s);
+    }
+    test::expect_close(dx, rdx, 1e-6, 1e-5, "sigmoid_mul backward dx");
+    test::expect_close(dg, rdg, 1e-6, 1e-5, "sigmoid_mul backward dgate");
+}

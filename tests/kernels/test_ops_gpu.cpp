@@ -406,3 +406,14 @@ TEST(GpuOps, ReducedPrecisionMatmulMatchesCpuEmulation) {
         EXPECT_GT(diff, p == MatmulPrecision::Bf16 ? 1e-2 : 1e-3) << precision_name(p) << " equals fp32";
     }
 }
+
+TEST(GpuOps, SigmoidMulBackward) {
+    REQUIRE_GPU();
+    std::mt19937 rng(43);
+    Tensor x = test::randn({3, 1001}, rng), g = test::randn({3, 1001}, rng, 3.f), dy = test::randn({3, 1001}, rng);
+    Tensor dx = Tensor::empty({3, 1001}), dg = Tensor::empty({3, 1001}), dxd = dev(dx), dgd = dev(dg);
+    sigmoid_mul_backward(x, g, dy, dx, dg);
+    sigmoid_mul_backward(dev(x), dev(g), dev(dy), dxd, dgd);
+    expect_match(dxd, dx, "sigmoid_mul_backward dx");
+    expect_match(dgd, dg, "sigmoid_mul_backward dgate");
+}
