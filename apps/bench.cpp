@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <random>
 
@@ -257,6 +258,70 @@ int bench_model_main(const BenchModelOptions& o) {
             std::printf("%s%s %.3f s", i ? ", " : "", p.timings[i].first.c_str(), p.timings[i].second / p.iterations);
         std::printf("), chunk %lld, peak RSS %.1f MiB (predicted %.1f MiB)\n", (long long)plan.chunk_size,
                     rss / 1048576.0, predicted_peak / 1048576.0);
+    }
+    return 0;
+}
+
+int bench_kernels_main(const BenchKernelsOptions& o) {
+    AXF_CHECK(o.rows > 0 && o.cols > 0 && o.reps > 0, "bench kernels: --rows, --cols and --reps must be positive");
+    set_num_threads(o.threads);
+    const Device device = select_device(o.device);
+    std::mt19937 rng(5);
+    const int64_t R = o.rows, C = o.cols;
+    const double n = static_cast<double>(R * C);
+    Tensor x = random_tensor({R, C}, rng, 1.f).to(device), y = random_tensor({R, C}, rng, 1.f).to(device);
+    Tensor bias = random_tensor({R, C}, rng, 1.f).to(device);
+    Tensor mask = Tensor::full({1, C}, 1.f).to(device).expand({R, C});
+    Tensor g = random_tensor({C}, rng, 1.f).to(device), b = random_tensor({C}, rng, 1.f).to(device);
+    Tensor dx = Tensor::empty({R, C}, DType::F32, device), dg = Tensor::zeros({C}, DType::F32, device);
+    Tensor db = Tensor::zeros({C}, DType::F32, device);
+    auto median_seconds = [&](const std::function<void()>& fn) {
+        fn();  // warm-up (first touch, pool growth)
+        if (device != Device::CPU) device_synchronize();
+        std::vector<double> t;
+        for (int r = 0; r < o.reps; ++r) {
+            auto t0 = std::chrono::steady_clock::now();
+            fn();
+            if (device != Device::CPU) device_synchronize();
+            t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        }
+        std::sort(t.begin(), t.end());
+        return t[t.size() / 2];
+    };
+    // Bytes each kernel must move at least (fp32 reads + writes of the [R, C] operands; broadcast
+    // parameters and masks are negligible).
+    struct Row {
+        const char* name;
+        double bytes;
+        std::function<void()> fn;
+    };
+    const std::vector<Row> kernels = {
+        {"copy", 8 * n, [&] { copy(y, x); }},
+        {"softmax_mask_bias", 12 * n, [&] { softmax(x, 0.125f, mask, bias, 1e9f); }},
+        {"layer_norm", 8 * n, [&] { layer_norm(x, g, b, 1e-5f, y); }},
+        {"sigmoid_mul", 12 * n, [&] { sigmoid_mul(x, bias); }},
+        {"residual_add", 12 * n, [&] { add(x, y); }},
+        {"softmax_backward", 12 * n, [&] { softmax_backward(x, y, 0.125f, dx); }},
+        {"layer_norm_backward", 12 * n, [&] { layer_norm_backward(x, g, 1e-5f, y, dx, dg, db); }},
+        {"sigmoid_mul_backward", 20 * n, [&] { sigmoid_mul_backward(x, bias, y, dx, dx); }},
+    };
+    std::vector<std::pair<const char*, double>> gbps;
+    for (const Row& k : kernels) {
+        // Softmax and residual updates change x; keep it O(1) by refreshing it from y between kernels.
+        copy(x, y);
+        gbps.push_back({k.name, k.bytes / median_seconds(k.fn) / 1e9});
+    }
+    const double copy_gbps = gbps[0].second;
+    if (o.json) {
+        std::printf("{\"benchmark\": \"kernels\", \"device\": \"%s\", \"rows\": %lld, \"cols\": %lld, \"threads\": %d",
+                    device_name(device), (long long)R, (long long)C, num_threads());
+        for (auto& [name, v] : gbps)
+            std::printf(", \"%s_gb_per_s\": %.2f, \"%s_of_copy\": %.3f", name, v, name, v / copy_gbps);
+        std::printf("}\n");
+    } else {
+        std::printf("kernels on %s, [%lld, %lld] fp32, %d threads (GB/s; fraction of copy):\n", device_name(device),
+                    (long long)R, (long long)C, num_threads());
+        for (auto& [name, v] : gbps) std::printf("  %-22s %8.2f GB/s  %5.1f %%\n", name, v, 100 * v / copy_gbps);
     }
     return 0;
 }

@@ -28,6 +28,15 @@ struct BenchEvoformerOptions {
 };
 int bench_evoformer_main(const BenchEvoformerOptions& o);
 
+// `axfold bench kernels`: achieved memory bandwidth of the fused kernels against a plain copy.
+struct BenchKernelsOptions {
+    int64_t rows = 65536, cols = 128;
+    int reps = 20, threads = 0;
+    bool json = false;
+    std::string device = "cpu";
+};
+int bench_kernels_main(const BenchKernelsOptions& o);
+
 // Where the model inputs come from: a FASTA file with its alignments, or a raw or processed feature file.
 struct InputOptions {
     std::string fasta;              // one sequence

@@ -108,6 +108,20 @@ int run_init_params(const std::vector<std::string>& args) {
 }
 
 int run_bench(const std::vector<std::string>& args) {
+    if (!args.empty() && args[0] == "kernels") {
+        BenchKernelsOptions o;
+        po::options_description desc("axfold bench kernels options");
+        desc.add_options()("help,h", "show this help")(
+            "rows", po::value<int64_t>(&o.rows)->default_value(65536), "rows of the [rows, cols] operands")(
+            "cols", po::value<int64_t>(&o.cols)->default_value(128), "row length (softmax/layer-norm axis)")(
+            "reps", po::value<int>(&o.reps)->default_value(20), "timed repetitions per kernel (median reported)")(
+            "threads", po::value<int>(&o.threads)->default_value(0), "CPU threads (0 = all)")(
+            "device", po::value<std::string>(&o.device)->default_value("cpu"), "cpu or cuda")(
+            "json", po::bool_switch(&o.json), "print one JSON object");
+        po::variables_map vm;
+        if (!parse(std::vector<std::string>(args.begin() + 1, args.end()), desc, vm)) return 0;
+        return bench_kernels_main(o);
+    }
     if (!args.empty() && args[0] == "model") {
         BenchModelOptions o;
         po::options_description desc("axfold bench model options");
@@ -132,7 +146,7 @@ int run_bench(const std::vector<std::string>& args) {
         return bench_model_main(o);
     }
     if (args.empty() || args[0] != "evoformer") {
-        std::fprintf(stderr, "axfold bench: expected a benchmark name (evoformer or model)\n");
+        std::fprintf(stderr, "axfold bench: expected a benchmark name (evoformer, model or kernels)\n");
         return 2;
     }
     BenchEvoformerOptions o;

@@ -325,6 +325,19 @@ void Tensor::copy_from(const Tensor& src) const {
         }
         return;
     }
+    if (is_contiguous() && src.is_contiguous()) {  // one memcpy per thread's share
+        const size_t bytes = static_cast<size_t>(numel()) * dtype_size(dtype_);
+        auto* d = static_cast<char*>(raw());
+        const auto* s = static_cast<const char*>(src.raw());
+        const int64_t parts = bytes >= (size_t(1) << 20) ? 64 : 1;
+        const size_t step = (bytes + parts - 1) / parts;
+#pragma omp parallel for schedule(static) if (parts > 1)
+        for (int64_t p = 0; p < parts; ++p) {
+            const size_t b0 = static_cast<size_t>(p) * step;
+            if (b0 < bytes) std::memcpy(d + b0, s + b0, std::min(step, bytes - b0));
+        }
+        return;
+    }
     switch (dtype_size(dtype_)) {
         case 1: copy_strided(static_cast<uint8_t*>(raw()), static_cast<const uint8_t*>(src.raw()), shape_, strides_, src.strides_); break;
         case 4: copy_strided(static_cast<uint32_t*>(raw()), static_cast<const uint32_t*>(src.raw()), shape_, strides_, src.strides_); break;
