@@ -6,35 +6,13 @@
 #include <regex>
 
 #include "golden_util.h"
+#include "model_golden_util.h"
 #include "io/features.h"
 #include "io/params.h"
 #include "structure/model.h"
 
 using namespace axfold;
-
-namespace {
-
-std::string preset_of(const std::string& set) {
-    std::ifstream in(set + "/config.json");
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    std::smatch m;
-    if (std::regex_search(text, m, std::regex("\"openfold_preset\": \"(model_[1-5](_ptm)?)\""))) return m[1];
-    return "";
-}
-
-// Tolerances of the golden README for full-model outputs.
-struct Tol {
-    double rel = 1e-3, atol = 0;
-};
-Tol tolerance_for(const std::string& name) {
-    if (name.find("final_atom_positions") != std::string::npos || name.find("atom14_positions") != std::string::npos)
-        return {0, 1e-2};
-    if (name == "plddt") return {0, 1e-2};
-    if (name == "ptm") return {0, 1e-4};
-    return {1e-3, 0};
-}
-
-}  // namespace
+using test::preset_of;
 
 TEST(Model, golden_full_model_matches) {
     int ran = 0;
@@ -48,24 +26,7 @@ TEST(Model, golden_full_model_matches) {
         Model model = Model::load(params, preset, layers);
         FeatureDict features = io::read_features_h5(set + "/features.h5");
         Prediction p = model.predict(features);
-        std::map<std::string, Tensor> ours = prediction_output_tensors(p);
-        int compared = 0;
-        for (const std::string& key : golden.list("/", true)) {
-            auto it = ours.find(key);
-            if (it == ours.end()) {
-                ADD_FAILURE() << name << ": golden output " << key << " has no counterpart";
-                continue;
-            }
-            Tensor g = golden.read_f32(key);
-            ASSERT_EQ(it->second.shape(), g.shape()) << name << "/" << key;
-            auto res = test::compare(test::to_f64(it->second), test::to_f64(g), 0, 0, key, 0);
-            Tol t = tolerance_for(key.substr(key.rfind('/') + 1));
-            const bool ok = t.atol > 0 ? res.max_abs <= t.atol : res.rel() <= t.rel;
-            std::printf("golden %-16s model %-46s rel %.3e  max abs %.3e %s\n", name.c_str(), key.c_str(), res.rel(),
-                        res.max_abs, ok ? "ok" : "FAIL");
-            EXPECT_TRUE(ok) << name << "/" << key << ": rel " << res.rel() << ", max abs " << res.max_abs;
-            ++compared;
-        }
+        const int compared = test::expect_matches_golden(prediction_output_tensors(p), golden, name, "model");
         EXPECT_GT(compared, 40) << name;
         ++ran;
     }
