@@ -228,7 +228,10 @@ int bench_model_main(const BenchModelOptions& o) {
     f["extra_msa_mask"] = Tensor::full({R, E, N}, 1.f);
 
     size_t predicted_peak = 0;
-    const ChunkPlan plan = plan_prediction(model.config(), N, S, E, o.max_memory, o.chunk_size, &predicted_peak);
+    const ChunkPlan plan = device == Device::CPU
+                               ? plan_prediction(model.config(), N, S, E, o.max_memory, o.chunk_size, &predicted_peak)
+                               : plan_device_trunk(model.config(), N, S, E, o.max_memory, o.chunk_size);
+    if (device != Device::CPU) predicted_peak = plan.predicted_peak_bytes;
     auto t0 = std::chrono::steady_clock::now();
     Context ctx(device);
     ctx.chunk_size = plan.chunk_size;
@@ -246,8 +249,10 @@ int bench_model_main(const BenchModelOptions& o) {
                     (long long)d.extra_msa_blocks, o.run_blocks, p.iterations, num_threads());
         for (auto& [stage, sec] : p.timings) std::printf(", \"%s_seconds_per_iteration\": %.4f", stage.c_str(), sec / p.iterations);
         std::printf(", \"seconds_per_iteration\": %.4f, \"peak_rss_bytes\": %zu, \"chunk_size\": %lld, "
-                    "\"predicted_peak_bytes\": %zu}\n",
-                    total / p.iterations, rss, (long long)plan.chunk_size, predicted_peak);
+                    "\"predicted_peak_bytes\": %zu, \"device\": \"%s\", \"precision\": \"%s\", "
+                    "\"device_peak_bytes\": %zu}\n",
+                    total / p.iterations, rss, (long long)plan.chunk_size, predicted_peak, device_name(device),
+                    o.precision.c_str(), device_peak_bytes());
     } else {
         std::printf("model N=%lld S=%lld E=%lld blocks %lld+%lld%s threads=%d: %.3f s per iteration (",
                     (long long)N, (long long)S, (long long)E, (long long)d.evoformer_blocks,

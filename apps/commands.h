@@ -123,5 +123,10 @@ ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_clust
                           const std::string& max_memory, int64_t chunk_size, size_t* predicted_peak);
 size_t model_peak_bytes(const ChunkPlan& trunk, int64_t n_res, int64_t evoformer_blocks, int64_t extra_msa_blocks,
                         size_t fixed, bool pae);
+// With the trunk on a GPU (--device cuda) the device holds only the stacks' weights and the running stack's
+// activations and workspace; features, recycling state and the other representations stay in host memory
+// between stacks. The plan that fits `max_memory`, or without one 90 % of the device's free memory.
+ChunkPlan plan_device_trunk(const ModelConfig& cfg, int64_t n_res, int64_t n_cluster_rows, int64_t n_extra,
+                            const std::string& max_memory, int64_t chunk_size);
 
 }  // namespace axfold::apps

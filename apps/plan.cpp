@@ -3,6 +3,7 @@
 
 #include "apps/commands.h"
 #include "evoformer/memory_plan.h"
+#include "kernels/device.h"
 #include "kernels/ops.h"
 #include "structure/model_params.h"
 
@@ -76,6 +77,40 @@ ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_clust
               format_bytes(budget).c_str(), format_bytes(peak).c_str());
     if (predicted_peak) *predicted_peak = peak;
     return plan;
+}
+
+ChunkPlan plan_device_trunk(const ModelConfig& cfg, int64_t n_res, int64_t n_cluster_rows, int64_t n_extra,
+                            const std::string& max_memory, int64_t chunk_size) {
+    BlockSizes evo, extra;
+    evo.n_seq = n_cluster_rows + (cfg.preset.templates ? 4 : 0);
+    evo.n_res = n_res;
+    evo.threads = 1;  // one cuBLAS workspace (32 MiB), about the CPU model's per-thread BLAS term
+    evo.dims.c_m = cfg.c_m;
+    evo.dims.c_z = cfg.c_z;
+    extra.n_seq = n_extra;
+    extra.n_res = n_res;
+    extra.dims = EvoformerDims::af2_extra_msa();
+    extra.dims.c_m = cfg.c_e;
+    extra.dims.c_z = cfg.c_z;
+    extra.is_extra_msa = true;
+    extra.threads = 1;
+    ModelDims d;
+    d.evoformer_blocks = cfg.evoformer_blocks;
+    d.extra_msa_blocks = cfg.extra_msa_blocks;
+    size_t weights = 0;  // the two stacks' share of the parameters, copied to the device
+    for (auto& [k, s] : model_param_shapes(ModelPreset::from_name("model_3_ptm"), d))
+        if (k.find("/evoformer_iteration/") != std::string::npos || k.find("/extra_msa_stack/") != std::string::npos)
+            weights += shape_numel(s) * 4;
+    const size_t masks = static_cast<size_t>(n_res) * (n_res + std::max(evo.n_seq, n_extra)) * 4;
+    size_t budget = 0;
+    if (!max_memory.empty()) {
+        budget = parse_bytes(max_memory);
+    } else {
+        size_t free_bytes = 0, total = 0;
+        device_memory_info(&free_bytes, &total);
+        budget = free_bytes / 10 * 9;
+    }
+    return plan_blocks({evo, extra}, weights + masks, budget, chunk_size);
 }
 
 int plan_main(const PlanOptions& o) {

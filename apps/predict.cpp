@@ -99,13 +99,22 @@ int predict_main(const PredictOptions& o) {
     // Memory plan: the fastest chunk size whose predicted peak fits --max-memory (or --chunk-size).
     Context ctx(device);
     size_t predicted_peak = 0;
-    const ChunkPlan plan = plan_prediction(cfg, features.at("aatype").size(1), features.at("msa_feat").size(1),
-                                           features.at("extra_msa").size(1), o.max_memory, o.chunk_size,
-                                           &predicted_peak);
-    ctx.chunk_size = plan.chunk_size;
-    ctx.ws.reserve(plan.predicted_workspace_bytes);
-    std::fprintf(stderr, "  memory plan: chunk size %lld, predicted peak %s\n", (long long)plan.chunk_size,
-                 format_bytes(predicted_peak).c_str());
+    const int64_t n_res = features.at("aatype").size(1), n_msa = features.at("msa_feat").size(1),
+                  n_extra = features.at("extra_msa").size(1);
+    if (device == Device::CPU) {
+        const ChunkPlan plan = plan_prediction(cfg, n_res, n_msa, n_extra, o.max_memory, o.chunk_size, &predicted_peak);
+        ctx.chunk_size = plan.chunk_size;
+        ctx.ws.reserve(plan.predicted_workspace_bytes);
+        std::fprintf(stderr, "  memory plan: chunk size %lld, predicted peak %s\n", (long long)plan.chunk_size,
+                     format_bytes(predicted_peak).c_str());
+    } else {  // --max-memory is the GPU's budget; host memory is not planned
+        const ChunkPlan plan = plan_device_trunk(cfg, n_res, n_msa, n_extra, o.max_memory, o.chunk_size);
+        ctx.chunk_size = plan.chunk_size;
+        ctx.ws.reserve(plan.predicted_workspace_bytes);
+        predicted_peak = plan.predicted_peak_bytes;
+        std::fprintf(stderr, "  memory plan (GPU): chunk size %lld, predicted device peak %s\n",
+                     (long long)plan.chunk_size, format_bytes(predicted_peak).c_str());
+    }
     t0 = Clock::now();
     // DAP: under an MPI launcher the stacks run over every rank; rank 0 writes the outputs.
     axfold::Comm& comm = axfold::world_comm();

@@ -84,6 +84,8 @@ size_t device_peak_bytes() {
 
 void device_synchronize() { AXF_CUDA(cudaDeviceSynchronize()); }
 
+void device_memory_info(size_t* free_bytes, size_t* total_bytes) { AXF_CUDA(cudaMemGetInfo(free_bytes, total_bytes)); }
+
 // Called from destructors: never throws. A failure here (e.g. at process exit, after the context is
 // gone) is cleared so that it is not reported by the next, unrelated launch check.
 void device_free(void* ptr) {

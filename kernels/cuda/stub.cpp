@@ -15,6 +15,7 @@ void device_copy(void*, Device, const void*, Device, size_t) { no_cuda(); }
 bool cuda_available() { return false; }
 bool cuda_built() { return false; }
 void device_synchronize() {}
+void device_memory_info(size_t*, size_t*) { no_cuda(); }
 size_t device_bytes_in_use() { return 0; }
 size_t device_peak_bytes() { return 0; }
 
