@@ -15,9 +15,10 @@ namespace axfold {
 [[noreturn]] void cublas_fail(cublasStatus_t s, const char* what, const char* file, int line);
 
 namespace cuda {
-// Process-wide cuBLAS handle on stream 0, created on first use with fp32 math (no TF32, so results
-// match the CPU backend) and a workspace from the device pool. Never destroyed: tearing it down at exit,
-// after the CUDA context may be gone, is riskier than leaking it. Use from one host thread at a time.
+// Process-wide cuBLAS handle on stream 0, created on first use with default math (each GEMM names its
+// compute type: fp32 unless the MatmulPrecision asks for TF32 or bf16 tensor cores) and a workspace from
+// the device pool. Never destroyed: tearing it down at exit, after the CUDA context may be gone, is
+// riskier than leaking it. Use from one host thread at a time.
 cublasHandle_t cublas_handle();
 }  // namespace cuda
 }  // namespace axfold
