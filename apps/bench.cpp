@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <random>
@@ -29,6 +30,12 @@ size_t current_rss_bytes() {
         std::fclose(f);
     }
     return static_cast<size_t>(resident) * 4096;
+}
+
+// AXFOLD_FUSED_ATTENTION=1: CUDA attention runs the flash-style kernel (kernels/cuda/attention.cu).
+bool fused_attention_requested() {
+    const char* e = std::getenv("AXFOLD_FUSED_ATTENTION");
+    return e && std::string(e) == "1";
 }
 
 size_t peak_rss_bytes() {
@@ -165,11 +172,12 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
             "\"workspace_bytes\": %zu, \"chunk_size\": %lld, \"predicted_peak_bytes\": %zu, "
             "\"predicted_workspace_bytes\": %zu, \"comm_bytes\": {%s}, \"comm_bytes_per_block\": %.0f, "
             "\"exposed_comm_seconds\": %.6f, \"comm_in_flight_seconds\": %.6f, \"device\": \"%s\", "
-            "\"precision\": \"%s\", \"device_peak_bytes\": %zu}\n",
+            "\"precision\": \"%s\", \"device_peak_bytes\": %zu, \"fused_attention\": %s}\n",
             (long long)S, (long long)R, num_threads(), o.blocks, comm.size(), dap ? "true" : "false",
             comm.backend().c_str(), median, gflops, rss, ctx.ws.high_water_bytes(), (long long)plan.chunk_size,
             plan.predicted_peak_bytes, plan.predicted_workspace_bytes, bytes_json.c_str(), bytes_pb, exposed_s,
-            in_flight_s, device_name(device), o.precision.c_str(), device_peak_bytes());
+            in_flight_s, device_name(device), o.precision.c_str(), device_peak_bytes(),
+            device != Device::CPU && fused_attention_requested() ? "true" : "false");
     } else {
         std::printf(
             "evoformer block S=%lld R=%lld %s %s threads=%d ranks=%d%s blocks=%d chunk=%lld: median %.3f s/block, "

@@ -3,9 +3,10 @@
 # scripts/device-prepare.sh, carried with the working tree:
 #   run(command="bash scripts/gpu-check.sh", carry=[".device"], timeout_s=600)
 # Steps, most important first, each logged under $OUT (or gpu-results/ elsewhere): build with CUDA for
-# sm_90; the gpu-labelled tests (every CUDA op equals the CPU op, backward kernels, bf16/TF32 GEMMs); the
-# golden sets with the trunk on the GPU in fp32 and bf16; the benchmarks (kernel bandwidth against a
-# device copy, Evoformer block fp32/TF32/bf16 at R=256 and 1024, full model at R=256 and 1024).
+# sm_90; the gpu-labelled tests (every CUDA op equals the CPU op, backward kernels, bf16/TF32 GEMMs, the
+# fused attention); the golden sets with the trunk on the GPU in fp32 and bf16, and with the fused
+# attention; the benchmarks (kernel bandwidth against a device copy, Evoformer block fp32/TF32/bf16 and
+# fused at R=256 and 1024, full model at R=256 and 1024).
 # CONFIGURE_ONLY=1 stops after CMake (to check the dependency set-up on any machine).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -57,6 +58,9 @@ timeout 300 ctest --test-dir "$build" -L gpu -E golden --output-on-failure >"$ou
 echo "ctest -L gpu (ops): rc=$?"; grep -E "tests passed|FAILED|Failed|\*\*\*" "$out/ctest-gpu.log" | head -20
 AXFOLD_GOLDEN_DIR=$PWD/.device/golden timeout 300 "$build/tests/structure/test_structure_gpu" >"$out/golden-gpu.log" 2>&1
 echo "golden on cuda: rc=$?"; grep -E "FAIL|cuda bf16|PASSED|SKIPPED" "$out/golden-gpu.log" | head -20
+AXFOLD_FUSED_ATTENTION=1 AXFOLD_GOLDEN_DIR=$PWD/.device/golden timeout 300 "$build/tests/structure/test_structure_gpu" \
+  >"$out/golden-gpu-fused.log" 2>&1
+echo "golden on cuda, fused attention: rc=$?"; grep -E "FAIL|PASSED" "$out/golden-gpu-fused.log" | head -10
 
 # --- benchmarks (one JSON object a line) -------------------------------------------------------------------
 ax=$build/apps/axfold
@@ -66,6 +70,7 @@ bench kernels --device cuda --rows 131072 --cols 1024
 bench kernels --device cuda --rows 65536 --cols 2048
 for p in fp32 tf32 bf16; do bench evoformer --device cuda --precision $p --n-seq 128 --n-res 256 --blocks 5; done
 for p in fp32 bf16; do bench evoformer --device cuda --precision $p --n-seq 128 --n-res 1024 --blocks 3; done
+for r in 256 1024; do AXFOLD_FUSED_ATTENTION=1 bench evoformer --device cuda --n-seq 128 --n-res $r --blocks 3; done
 bench evoformer --n-seq 128 --n-res 256 --blocks 2 --threads "$(nproc)"   # the host CPU, same machine
 bench model --device cuda --n-res 256 --n-seq 128 --n-extra 1024
 bench model --device cuda --precision bf16 --n-res 256 --n-seq 128 --n-extra 1024

@@ -1,19 +1,136 @@
-// Attention core on CUDA, unfused: per chunk of the batch, logits = q k^T by cuBLAS (batched over
-// (b, h)), the fused masked softmax kernel (scale, bias[h,q,k], inf * (mask[b,k] - 1)), then out = w v by
-// cuBLAS, writing straight into out's [B, Q, H, C] layout. The logits live in the workspace; the batch is
-// chunked so that they stay under kLogitsBudget floats (one batch element at least).
+// Attention core on CUDA, two paths.
 //
-// DISCREPANCY: none in results; a fused flash-style kernel (no logits in memory) is future work
-// (docs/GPU.md).
+// Unfused (default): per chunk of the batch, logits = q k^T by cuBLAS (batched over (b, h)), the fused masked
+// softmax kernel (scale, bias[h,q,k], inf * (mask[b,k] - 1)), then out = w v by cuBLAS, writing straight
+// into out's [B, Q, H, C] layout. The logits live in the workspace; the batch is chunked so that they stay
+// under kLogitsBudget floats (one batch element at least).
+//
+// Fused (attention_fused; used when AXFOLD_FUSED_ATTENTION=1 and C <= 64): one warp per (b, h, query row),
+// lanes striding over the keys with an online softmax (running max, sum and weighted value sum per lane,
+// merged across the warp at the end), so the logits never reach memory. Each lane keeps q and its value
+// accumulator in registers (C each). Logits are formed as in the CPU op: scale * (q.k) + bias + inf * (mask - 1).
+// Opt-in until it has run against the parity tests on a GPU (docs/GPU.md).
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
+#include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/ops_cuda.h"
+#include "kernels/cuda/strided.cuh"
 
 namespace axfold::cuda {
 
 namespace {
 constexpr int64_t kLogitsBudget = int64_t(64) << 20;  // floats (256 MiB)
+
+struct FusedArgs {
+    const float *q, *k, *v, *mask, *bias;
+    float* out;
+    int64_t qb, qq, qh, kb, kk, kh, vb, vk, vh, ob, oq, oh;  // element strides (batch, row, head)
+    int64_t mb, mk, bh, bq, bk;                            // mask [B, K], bias [H, Q, K] strides
+    int64_t B, Q, H, K;
+    int C;
+    float scale, inf;
+};
+
+constexpr int kFusedWarps = 8;
+
+template <int kC> __global__ void attention_fused_kernel(FusedArgs a) {
+    const int64_t w = static_cast<int64_t>(blockIdx.x) * kFusedWarps + threadIdx.x / 32;
+    const int lane = threadIdx.x & 31;
+    if (w >= a.B * a.H * a.Q) return;  // warp-uniform
+    const int64_t i = w % a.Q, h = (w / a.Q) % a.H, b = w / (a.Q * a.H);
+    const float* qr = a.q + b * a.qb + i * a.qq + h * a.qh;
+    float qv[kC], acc[kC];
+#pragma unroll
+    for (int c = 0; c < kC; ++c) {
+        qv[c] = c < a.C ? qr[c] : 0.f;
+        acc[c] = 0.f;
+    }
+    float m = -INFINITY, l = 0.f;
+    const float* kbase = a.k + b * a.kb + h * a.kh;
+    const float* vbase = a.v + b * a.vb + h * a.vh;
+    for (int64_t j = lane; j < a.K; j += 32) {
+        const float* kr = kbase + j * a.kk;
+        float dot = 0.f;
+#pragma unroll
+        for (int c = 0; c < kC; ++c)
+            if (c < a.C) dot += qv[c] * kr[c];
+        float logit = a.scale * dot;
+        if (a.bias) logit += a.bias[h * a.bh + i * a.bq + j * a.bk];
+        if (a.mask) logit += a.inf * (a.mask[b * a.mb + j * a.mk] - 1.f);
+        if (logit > m) {  // rescale what was accumulated under the old maximum
+            const float corr = expf(m - logit);
+            l *= corr;
+#pragma unroll
+            for (int c = 0; c < kC; ++c) acc[c] *= corr;
+            m = logit;
+        }
+        const float p = expf(logit - m);
+        l += p;
+        const float* vr = vbase + j * a.vk;
+#pragma unroll
+        for (int c = 0; c < kC; ++c)
+            if (c < a.C) acc[c] += p * vr[c];
+    }
+    // Merge the lanes: each lane's sums are relative to its own maximum.
+    const float mx = warp_max(m);
+    const float f = m == -INFINITY ? 0.f : expf(m - mx);
+    const float total = warp_sum(l * f);
+    float* orow = a.out + b * a.ob + i * a.oq + h * a.oh;
+#pragma unroll
+    for (int c = 0; c < kC; ++c) {
+        const float s = warp_sum(acc[c] * f);
+        if (lane == 0 && c < a.C) orow[c] = s / total;
+    }
+}
+
+bool fused_attention_enabled() {
+    static const bool on = [] {
+        const char* e = std::getenv("AXFOLD_FUSED_ATTENTION");
+        return e && std::strcmp(e, "1") == 0;
+    }();
+    return on;
+}
+}  // namespace
+
+void attention_fused(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias,
+                     float scale, float inf, const Tensor& out) {
+    const int64_t C = q.size(3);
+    AXF_CHECK(C >= 1 && C <= 64, "fused attention: head width %lld not in 1..64", (long long)C);
+    FusedArgs a{};
+    a.q = q.f32();
+    a.k = k.f32();
+    a.v = v.f32();
+    a.out = out.f32();
+    a.mask = mask.defined() ? mask.f32() : nullptr;
+    a.bias = bias.defined() ? bias.f32() : nullptr;
+    a.qb = q.stride(0), a.qq = q.stride(1), a.qh = q.stride(2);
+    a.kb = k.stride(0), a.kk = k.stride(1), a.kh = k.stride(2);
+    a.vb = v.stride(0), a.vk = v.stride(1), a.vh = v.stride(2);
+    a.ob = out.stride(0), a.oq = out.stride(1), a.oh = out.stride(2);
+    if (a.mask) a.mb = mask.stride(0), a.mk = mask.stride(1);
+    if (a.bias) a.bh = bias.stride(0), a.bq = bias.stride(1), a.bk = bias.stride(2);
+    a.B = q.size(0), a.Q = q.size(1), a.H = q.size(2), a.K = k.size(1);
+    a.C = static_cast<int>(C);
+    a.scale = scale;
+    a.inf = inf;
+    const int64_t warps = a.B * a.H * a.Q;
+    if (warps == 0) return;
+    const int64_t blocks = (warps + kFusedWarps - 1) / kFusedWarps;
+    AXF_CHECK(blocks <= INT32_MAX, "fused attention: %lld query rows exceed the CUDA grid", (long long)warps);
+    const unsigned grid = static_cast<unsigned>(blocks);
+    if (C <= 8)
+        attention_fused_kernel<8><<<grid, kFusedWarps * 32>>>(a);
+    else if (C <= 16)
+        attention_fused_kernel<16><<<grid, kFusedWarps * 32>>>(a);
+    else if (C <= 32)
+        attention_fused_kernel<32><<<grid, kFusedWarps * 32>>>(a);
+    else
+        attention_fused_kernel<64><<<grid, kFusedWarps * 32>>>(a);
+    AXF_CUDA_LAUNCH();
 }
 
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias,
@@ -22,6 +139,10 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
               device_name(ws.device()));
     const int64_t B = q.size(0), Q = q.size(1), H = q.size(2), K = k.size(1);
     if (out.numel() == 0) return;
+    if (fused_attention_enabled() && q.size(3) <= 64 && K > 0) {
+        attention_fused(q, k, v, mask, bias, scale, inf, out);
+        return;
+    }
     const int64_t per_batch = std::max<int64_t>(H * Q * K, 1);
     const int64_t chunk = std::clamp<int64_t>(kLogitsBudget / per_batch, 1, B);
     WorkspaceScope scope(ws);

@@ -23,6 +23,11 @@ void layer_norm_backward(const Tensor& x, const Tensor& scale, float eps, const 
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias,
                float scale, float inf, const Tensor& out, Workspace& ws);
 
+// Flash-style fused attention (no logits in memory) for head widths up to 64; what `attention` runs when
+// AXFOLD_FUSED_ATTENTION=1. Same arguments and results as attention, without the workspace.
+void attention_fused(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias,
+                     float scale, float inf, const Tensor& out);
+
 enum class Unary { Sigmoid, Relu, Scale };
 void unary(const Tensor& x, Unary op, float s);
 enum class Binary { Add, Mul, SigmoidMul, DivEps };

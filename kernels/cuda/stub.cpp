@@ -33,6 +33,10 @@ void attention(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const
                Workspace&) {
     no_cuda();
 }
+void attention_fused(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, float, float,
+                     const Tensor&) {
+    no_cuda();
+}
 void unary(const Tensor&, Unary, float) { no_cuda(); }
 void binary(const Tensor&, const Tensor&, Binary, float) { no_cuda(); }
 void copy(const Tensor&, const Tensor&) { no_cuda(); }

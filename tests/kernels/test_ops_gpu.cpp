@@ -11,6 +11,7 @@
 #include <functional>
 
 #include "kernels/device.h"
+#include "kernels/cuda/ops_cuda.h"
 #include "kernels/ops.h"
 #include "test_util.h"
 
@@ -198,7 +199,8 @@ TEST(GpuOps, SoftmaxWarpAndBlockWithMaskBias) {
 }
 
 namespace {
-void attention_case(int64_t B, int64_t Q, int64_t K, int64_t H, int64_t C, bool masked, uint32_t seed) {
+void attention_case(int64_t B, int64_t Q, int64_t K, int64_t H, int64_t C, bool masked, uint32_t seed,
+                    bool fused = false) {
     std::mt19937 rng(seed);
     // q from a fused [B, Q, 3, H, C] projection, k and v from [B, K, 2, H, C]: strided rows and batches.
     Tensor qkv = test::randn({B, Q, 3, H, C}, rng), kv = test::randn({B, K, 2, H, C}, rng);
@@ -211,11 +213,22 @@ void attention_case(int64_t B, int64_t Q, int64_t K, int64_t H, int64_t C, bool 
     Context cpu_ctx, gpu_ctx(Device::CUDA);
     attention(qkv.select(2, 0), kv.select(2, 0), kv.select(2, 1), masked ? mask : Tensor(),
               masked ? vbias(bias_mem) : Tensor(), scale, 1e9f, vout(out), cpu_ctx.ws);
-    attention(qkvd.select(2, 0), kvd.select(2, 0), kvd.select(2, 1), masked ? dev(mask) : Tensor(),
-              masked ? vbias(dev(bias_mem)) : Tensor(), scale, 1e9f, vout(outd), gpu_ctx.ws);
+    if (fused) {
+        if (masked) {  // one batch element fully masked: every logit near -1e9, softmax still uniform-ish
+            Tensor m0 = mask.select(0, 0);
+            for (int64_t j = 0; j < K; ++j) m0.at({j}) = 0.f;
+            attention(qkv.select(2, 0), kv.select(2, 0), kv.select(2, 1), mask, vbias(bias_mem), scale, 1e9f,
+                      vout(out), cpu_ctx.ws);
+        }
+        cuda::attention_fused(qkvd.select(2, 0), kvd.select(2, 0), kvd.select(2, 1), masked ? dev(mask) : Tensor(),
+                              masked ? vbias(dev(bias_mem)) : Tensor(), scale, 1e9f, vout(outd));
+    } else {
+        attention(qkvd.select(2, 0), kvd.select(2, 0), kvd.select(2, 1), masked ? dev(mask) : Tensor(),
+                  masked ? vbias(dev(bias_mem)) : Tensor(), scale, 1e9f, vout(outd), gpu_ctx.ws);
+    }
     expect_match(outd, out,
-                 "attention B=" + std::to_string(B) + " Q=" + std::to_string(Q) + " K=" + std::to_string(K) +
-                     (masked ? " masked" : ""));
+                 std::string(fused ? "fused " : "") + "attention B=" + std::to_string(B) + " Q=" + std::to_string(Q) +
+                     " K=" + std::to_string(K) + " C=" + std::to_string(C) + (masked ? " masked" : ""));
 }
 }  // namespace
 
@@ -224,6 +237,18 @@ TEST(GpuOps, AttentionMatchesCpu) {
     attention_case(3, 17, 23, 4, 16, true, 6);
     attention_case(3, 17, 23, 4, 16, false, 7);
     attention_case(2, 1, 40, 8, 8, true, 8);
+}
+
+// The flash-style kernel (AXFOLD_FUSED_ATTENTION=1) against the CPU op: every head width template (8, 16,
+// 32, 64, and 20 and 48 between them), fewer keys than a warp's lanes, long rows, masks and biases.
+TEST(GpuOps, FusedAttentionMatchesCpu) {
+    REQUIRE_GPU();
+    uint32_t seed = 20;
+    for (int64_t C : {8, 16, 20, 32, 48, 64})
+        for (bool masked : {true, false}) attention_case(3, 17, 23, 4, C, masked, ++seed, true);
+    attention_case(2, 5, 7, 2, 32, true, ++seed, true);
+    attention_case(2, 64, 1100, 4, 32, true, ++seed, true);
+    attention_case(1, 300, 3000, 4, 32, true, ++seed, true);
 }
 
 TEST(GpuOps, AttentionChunkedLongRows) {
