@@ -49,12 +49,14 @@ size_t model_peak_bytes(const ChunkPlan& trunk, int64_t n_res, int64_t evoformer
     return std::max({trunk.predicted_peak_bytes, load, post});
 }
 
-ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_cluster_rows, int64_t n_extra,
-                          const std::string& max_memory, int64_t chunk_size, size_t* predicted_peak) {
+namespace {
+// The Evoformer and extra-MSA blocks of a model at these sizes, as the planner sees them.
+std::pair<BlockSizes, BlockSizes> trunk_blocks(const ModelConfig& cfg, int64_t n_res, int64_t n_cluster_rows,
+                                               int64_t n_extra, int threads) {
     BlockSizes evo, extra;
     evo.n_seq = n_cluster_rows + (cfg.preset.templates ? 4 : 0);  // template angle rows join the MSA
     evo.n_res = n_res;
-    evo.threads = num_threads();
+    evo.threads = threads;
     evo.dims.c_m = cfg.c_m;
     evo.dims.c_z = cfg.c_z;
     extra.n_seq = n_extra;
@@ -63,7 +65,14 @@ ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_clust
     extra.dims.c_m = cfg.c_e;
     extra.dims.c_z = cfg.c_z;
     extra.is_extra_msa = true;
-    extra.threads = evo.threads;
+    extra.threads = threads;
+    return {evo, extra};
+}
+}  // namespace
+
+ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_cluster_rows, int64_t n_extra,
+                          const std::string& max_memory, int64_t chunk_size, size_t* predicted_peak) {
+    const auto [evo, extra] = trunk_blocks(cfg, n_res, n_cluster_rows, n_extra, num_threads());
     // The main MSA activations are allocated before the extra-MSA stack runs, so they are resident during
     // it as well (counted twice during the Evoformer phase: conservative).
     const size_t msa = static_cast<size_t>(evo.n_seq) * n_res * cfg.c_m * 4;
@@ -81,19 +90,8 @@ ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_clust
 
 ChunkPlan plan_device_trunk(const ModelConfig& cfg, int64_t n_res, int64_t n_cluster_rows, int64_t n_extra,
                             const std::string& max_memory, int64_t chunk_size) {
-    BlockSizes evo, extra;
-    evo.n_seq = n_cluster_rows + (cfg.preset.templates ? 4 : 0);
-    evo.n_res = n_res;
-    evo.threads = 1;  // one cuBLAS workspace (32 MiB), about the CPU model's per-thread BLAS term
-    evo.dims.c_m = cfg.c_m;
-    evo.dims.c_z = cfg.c_z;
-    extra.n_seq = n_extra;
-    extra.n_res = n_res;
-    extra.dims = EvoformerDims::af2_extra_msa();
-    extra.dims.c_m = cfg.c_e;
-    extra.dims.c_z = cfg.c_z;
-    extra.is_extra_msa = true;
-    extra.threads = 1;
+    // One thread: one cuBLAS workspace (32 MiB), about the CPU model's per-thread BLAS term.
+    const auto [evo, extra] = trunk_blocks(cfg, n_res, n_cluster_rows, n_extra, 1);
     ModelDims d;
     d.evoformer_blocks = cfg.evoformer_blocks;
     d.extra_msa_blocks = cfg.extra_msa_blocks;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/ops.h"
 #include "kernels/tensor.h"
 
 namespace axfold::test {
@@ -78,5 +79,13 @@ inline void expect_close(const Tensor& a, const std::vector<double>& r, double a
     auto res = compare(to_f64(a), r, atol, rtol, what);
     EXPECT_EQ(res.bad, 0) << what << ": max abs err " << res.max_abs << ", rel norm " << res.rel_norm;
 }
+
+// Sets the process's GEMM precision for a scope and restores fp32 at its end, whatever the test asserted.
+struct PrecisionScope {
+    explicit PrecisionScope(MatmulPrecision p) { set_matmul_precision(p); }
+    ~PrecisionScope() { set_matmul_precision(MatmulPrecision::Fp32); }
+    PrecisionScope(const PrecisionScope&) = delete;
+    PrecisionScope& operator=(const PrecisionScope&) = delete;
+};
 
 }  // namespace axfold::test

@@ -25,6 +25,36 @@ std::vector<double> ref_matmul(const Tensor& a, const Tensor& b) {  // 3-D, batc
     return c;
 }
 
+// float64 attention core (ops.h's formula). bits > 0 models reduced-precision GEMMs on already rounded
+// q, k, v: the logits come out of their GEMM as floats and the probabilities enter theirs rounded.
+std::vector<double> ref_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
+                                  const Tensor& bias, double scale, int bits = 0) {
+    const int64_t B = q.size(0), Q = q.size(1), H = q.size(2), C = q.size(3), K = k.size(1);
+    std::vector<double> r(B * Q * H * C, 0.0);
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t h = 0; h < H; ++h)
+            for (int64_t i = 0; i < Q; ++i) {
+                std::vector<double> l(K);
+                double mx = -1e300, s = 0;
+                for (int64_t j = 0; j < K; ++j) {
+                    double d = 0;
+                    for (int64_t c = 0; c < C; ++c) d += (double)q.at({b, i, h, c}) * k.at({b, j, h, c});
+                    if (bits > 0) d = static_cast<float>(d);
+                    l[j] = scale * d;
+                    if (bias.defined()) l[j] += bias.at({h, i, j});
+                    if (mask.defined()) l[j] += 1e9 * (mask.at({b, j}) - 1);
+                    mx = std::max(mx, l[j]);
+                }
+                for (int64_t j = 0; j < K; ++j) s += std::exp(l[j] - mx);
+                for (int64_t j = 0; j < K; ++j) {
+                    double p = std::exp(l[j] - mx) / s;
+                    if (bits > 0) p = round_mantissa(static_cast<float>(p), bits);
+                    for (int64_t c = 0; c < C; ++c) r[((b * Q + i) * H + h) * C + c] += p * v.at({b, j, h, c});
+                }
+            }
+    return r;
+}
+
 }  // namespace
 
 TEST(Ops, MatmulAllLayoutsAndBroadcast) {
@@ -177,23 +207,7 @@ TEST(Ops, AttentionCoreMatchesFloat64) {
     Workspace ws;
     const float scale = 1.f / std::sqrt(8.f);
     attention(q, k, v, mask, bias, scale, 1e9f, out, ws);
-    std::vector<double> r(B * Q * H * C, 0.0);
-    for (int64_t b = 0; b < B; ++b)
-        for (int64_t h = 0; h < H; ++h)
-            for (int64_t i = 0; i < Q; ++i) {
-                std::vector<double> l(K);
-                double mx = -1e300, s = 0;
-                for (int64_t j = 0; j < K; ++j) {
-                    double d = 0;
-                    for (int64_t c = 0; c < C; ++c) d += (double)q.at({b, i, h, c}) * k.at({b, j, h, c});
-                    l[j] = scale * d + bias.at({h, i, j}) + 1e9 * (mask.at({b, j}) - 1);
-                    mx = std::max(mx, l[j]);
-                }
-                for (int64_t j = 0; j < K; ++j) s += std::exp(l[j] - mx);
-                for (int64_t j = 0; j < K; ++j)
-                    for (int64_t c = 0; c < C; ++c)
-                        r[((b * Q + i) * H + h) * C + c] += std::exp(l[j] - mx) / s * v.at({b, j, h, c});
-            }
+    const std::vector<double> r = ref_attention(q, k, v, mask, bias, scale);
     test::expect_close(out, r, 1e-5, 1e-4, "attention");
     // Transposed (column) views give the same answer as materialised inputs.
     Tensor qt = q.permute({1, 0, 2, 3}).contiguous().permute({1, 0, 2, 3});
@@ -230,11 +244,6 @@ TEST(Ops, ElementwiseOps) {
 }
 
 namespace {
-// Restores fp32 GEMMs when a precision test ends, whatever it asserted.
-struct PrecisionScope {
-    explicit PrecisionScope(MatmulPrecision p) { set_matmul_precision(p); }
-    ~PrecisionScope() { set_matmul_precision(MatmulPrecision::Fp32); }
-};
 Tensor rounded(const Tensor& t, int bits) {
     Tensor r = t.contiguous().clone();
     for (int64_t i = 0; i < r.numel(); ++i) r.f32()[i] = round_mantissa(r.f32()[i], bits);
@@ -266,7 +275,7 @@ TEST(Ops, ReducedPrecisionMatmulRoundsOperands) {
             Tensor b = (layout & 2) ? randn({B, N, K}, rng).transpose(1, 2) : randn({B, K, N}, rng);
             Tensor c = Tensor::empty({B, M, N});
             {
-                PrecisionScope scope(p);
+                test::PrecisionScope scope(p);
                 matmul(a, b, c);
             }
             const std::string what = std::string(precision_name(p)) + " layout " + std::to_string(layout);
@@ -285,28 +294,11 @@ TEST(Ops, ReducedPrecisionMatmulRoundsOperands) {
     Workspace ws;
     attention(q, k, v, Tensor(), Tensor(), 0.25f, 1e9f, out32, ws);
     {
-        PrecisionScope scope(MatmulPrecision::Bf16);
+        test::PrecisionScope scope(MatmulPrecision::Bf16);
         attention(q, k, v, Tensor(), Tensor(), 0.25f, 1e9f, out, ws);
     }
-    std::vector<double> r(B * Q * H * C, 0.0);
-    const Tensor qr = rounded(q, 7), kr = rounded(k, 7), vr = rounded(v, 7);
-    for (int64_t b = 0; b < B; ++b)
-        for (int64_t h = 0; h < H; ++h)
-            for (int64_t i = 0; i < Q; ++i) {
-                std::vector<double> l(K);
-                double mx = -1e300, s = 0;
-                for (int64_t j = 0; j < K; ++j) {
-                    double d = 0;
-                    for (int64_t c = 0; c < C; ++c) d += (double)qr.at({b, i, h, c}) * kr.at({b, j, h, c});
-                    l[j] = 0.25 * static_cast<float>(d);
-                    mx = std::max(mx, l[j]);
-                }
-                for (int64_t j = 0; j < K; ++j) s += std::exp(l[j] - mx);
-                for (int64_t j = 0; j < K; ++j)
-                    for (int64_t c = 0; c < C; ++c)
-                        r[((b * Q + i) * H + h) * C + c] +=
-                            round_mantissa(static_cast<float>(std::exp(l[j] - mx) / s), 7) * vr.at({b, j, h, c});
-            }
+    const std::vector<double> r =
+        ref_attention(rounded(q, 7), rounded(k, 7), rounded(v, 7), Tensor(), Tensor(), 0.25, 7);
     test::expect_close(out, r, 1e-5, 1e-4, "bf16 attention");
     double diff = 0;
     for (int64_t i = 0; i < out.numel(); ++i) diff = std::max(diff, (double)std::abs(out.f32()[i] - out32.f32()[i]));

@@ -2,6 +2,7 @@
 // golden README's tolerances for full-model outputs.
 #pragma once
 
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <regex>
@@ -9,7 +10,9 @@
 #include <string>
 
 #include "golden_util.h"
+#include "io/features.h"
 #include "io/hdf5_file.h"
+#include "structure/model.h"
 
 namespace axfold::test {
 
@@ -31,6 +34,19 @@ inline Tol tolerance_for(const std::string& name) {
     if (name == "plddt") return {0, 1e-2};
     if (name == "ptm") return {0, 1e-4};
     return {1e-3, 0};
+}
+
+// A golden set's model (its parameters and preset, with the structure-module depth of its outputs) and
+// its features.
+struct GoldenModel {
+    Model model;
+    FeatureDict features;
+};
+inline GoldenModel load_golden_model(const std::string& set, const io::Hdf5File& golden) {
+    const std::string params =
+        std::filesystem::exists(set + "/params.npz") ? set + "/params.npz" : set + "/params.h5";
+    const int layers = static_cast<int>(golden.shape("structure_module/traj")[0]);
+    return {Model::load(params, preset_of(set), layers), io::read_features_h5(set + "/features.h5")};
 }
 
 // Every output in the golden outputs.h5 against ours (prediction_output_tensors), each within its

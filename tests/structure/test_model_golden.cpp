@@ -20,12 +20,9 @@ TEST(Model, golden_full_model_matches) {
         const std::string name = std::filesystem::path(set).filename().string();
         const std::string preset = preset_of(set);
         ASSERT_FALSE(preset.empty()) << set << "/config.json names no preset";
-        std::string params = std::filesystem::exists(set + "/params.npz") ? set + "/params.npz" : set + "/params.h5";
         io::Hdf5File golden(set + "/outputs.h5");
-        const int layers = static_cast<int>(golden.shape("structure_module/traj")[0]);
-        Model model = Model::load(params, preset, layers);
-        FeatureDict features = io::read_features_h5(set + "/features.h5");
-        Prediction p = model.predict(features);
+        const test::GoldenModel g = test::load_golden_model(set, golden);
+        const Prediction p = g.model.predict(g.features);
         const int compared = test::expect_matches_golden(prediction_output_tensors(p), golden, name, "model");
         EXPECT_GT(compared, 40) << name;
         ++ran;
@@ -70,21 +67,14 @@ TEST(Model, bf16_matmuls_keep_plddt_within_one_point) {
     int ran = 0;
     for (const std::string& set : test::golden_sets("outputs.h5")) {
         const std::string name = std::filesystem::path(set).filename().string();
-        std::string params = std::filesystem::exists(set + "/params.npz") ? set + "/params.npz" : set + "/params.h5";
         io::Hdf5File golden(set + "/outputs.h5");
-        const int layers = static_cast<int>(golden.shape("structure_module/traj")[0]);
-        Model model = Model::load(params, preset_of(set), layers);
-        FeatureDict features = io::read_features_h5(set + "/features.h5");
-        const Prediction fp32 = model.predict(features);
-        set_matmul_precision(MatmulPrecision::Bf16);
+        const test::GoldenModel g = test::load_golden_model(set, golden);
+        const Prediction fp32 = g.model.predict(g.features);
         Prediction bf16;
-        try {
-            bf16 = model.predict(features);
-        } catch (...) {
-            set_matmul_precision(MatmulPrecision::Fp32);
-            throw;
+        {
+            test::PrecisionScope scope(MatmulPrecision::Bf16);
+            bf16 = g.model.predict(g.features);
         }
-        set_matmul_precision(MatmulPrecision::Fp32);
         auto d = test::compare(test::to_f64(bf16.heads.plddt), test::to_f64(fp32.heads.plddt), 0, 0, "plddt", 0);
         auto x = test::compare(test::to_f64(bf16.structure_module.final_atom_positions),
                                test::to_f64(fp32.structure_module.final_atom_positions), 0, 0, "positions", 0);

@@ -15,25 +15,18 @@ TEST(ModelGpu, golden_full_model_matches_on_cuda) {
     int ran = 0;
     for (const std::string& set : test::golden_sets("outputs.h5")) {
         const std::string name = std::filesystem::path(set).filename().string();
-        std::string params = std::filesystem::exists(set + "/params.npz") ? set + "/params.npz" : set + "/params.h5";
         io::Hdf5File golden(set + "/outputs.h5");
-        const int layers = static_cast<int>(golden.shape("structure_module/traj")[0]);
-        Model model = Model::load(params, test::preset_of(set), layers);
-        FeatureDict features = io::read_features_h5(set + "/features.h5");
+        const test::GoldenModel g = test::load_golden_model(set, golden);
         Context gpu(Device::CUDA);
-        const Prediction p = model.predict(features, {}, gpu);
+        const Prediction p = g.model.predict(g.features, {}, gpu);
         EXPECT_GT(test::expect_matches_golden(prediction_output_tensors(p), golden, name, "cuda"), 40) << name;
 
-        set_matmul_precision(MatmulPrecision::Bf16);
-        Context gpu_bf16(Device::CUDA);
         Prediction b;
-        try {
-            b = model.predict(features, {}, gpu_bf16);
-        } catch (...) {
-            set_matmul_precision(MatmulPrecision::Fp32);
-            throw;
+        {
+            test::PrecisionScope scope(MatmulPrecision::Bf16);
+            Context gpu_bf16(Device::CUDA);
+            b = g.model.predict(g.features, {}, gpu_bf16);
         }
-        set_matmul_precision(MatmulPrecision::Fp32);
         auto d = test::compare(test::to_f64(b.heads.plddt), test::to_f64(p.heads.plddt), 0, 0, "plddt", 0);
         std::printf("golden %-16s cuda bf16 vs fp32: pLDDT max |diff| %.4f\n", name.c_str(), d.max_abs);
         EXPECT_LE(d.max_abs, 1.0) << name;
