@@ -63,7 +63,7 @@ TEST(Model, run_blocks_runs_the_first_blocks_of_each_stack) {
 
 // bf16 GEMMs (MatmulPrecision::Bf16, what `--precision bf16` runs) move the full model's pLDDT by less than
 // one point against fp32 on every golden set (issue #8's bf16 criterion), and move it at all.
-TEST(Model, bf16_matmuls_keep_plddt_within_one_point) {
+TEST(Model, golden_bf16_matmuls_keep_plddt_within_one_point) {
     int ran = 0;
     for (const std::string& set : test::golden_sets("outputs.h5")) {
         const std::string name = std::filesystem::path(set).filename().string();
