@@ -61,7 +61,7 @@ void msa_column_global_attention_forward(const MsaColumnGlobalAttentionWeights& 
         Tensor q_avg = ws.alloc({n, 1, Cin});
         matmul(mask_t.unsqueeze(1), x.permute({1, 0, 2}), q_avg);
         Tensor ones = ws.alloc({E, 1});
-        ones.fill(1.f);
+        fill(ones, 1.f);
         Tensor msum = ws.alloc({n, 1});
         matmul(mask_t, ones, msum);
         Tensor q_avg2 = q_avg.view({n, Cin});

@@ -129,7 +129,7 @@ void template_pointwise_attention_forward(const AttentionWeights& w, const Tenso
     float sum = 0.f;
     for (int64_t t = 0; t < T; ++t) sum += tm.f32()[t];
     if (!(sum > 0.f)) {  // AF2: embedding *= (sum(template_mask) > 0)
-        if (!accumulate) out.fill(0.f);
+        if (!accumulate) fill(out, 0.f);
         return;
     }
     Workspace& ws = ctx.ws;

@@ -357,6 +357,7 @@ void div_eps(const Tensor& x, const Tensor& y, float eps) {
     run_binary(x, y, cpu::Binary::DivEps, cuda::Binary::DivEps, eps);
 }
 void scale(const Tensor& x, float s) { run_unary(x, "scale", cpu::Unary::Scale, cuda::Unary::Scale, s); }
+void fill(const Tensor& x, float value) { run_unary(x, "fill", cpu::Unary::Fill, cuda::Unary::Fill, value); }
 void sigmoid(const Tensor& x) { run_unary(x, "sigmoid", cpu::Unary::Sigmoid, cuda::Unary::Sigmoid, 0.f); }
 void relu(const Tensor& x) { run_unary(x, "relu", cpu::Unary::Relu, cuda::Unary::Relu, 0.f); }
 void copy(const Tensor& dst, const Tensor& src) {

@@ -85,6 +85,7 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
 void add(const Tensor& x, const Tensor& y, float alpha = 1.f);  // x += alpha * y
 void mul(const Tensor& x, const Tensor& y);                     // x *= y
 void scale(const Tensor& x, float s);                           // x *= s
+void fill(const Tensor& x, float value);                        // x = value (any device)
 void sigmoid(const Tensor& x);
 void relu(const Tensor& x);
 void sigmoid_mul(const Tensor& x, const Tensor& gate);  // x *= sigmoid(gate)

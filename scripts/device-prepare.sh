@@ -4,7 +4,7 @@
 # files, the shared libraries they link (used there only where the image lacks them), and the golden sets
 # that fit the transfer limit. Everything goes to .device/, which git ignores (.git/info/exclude); the run
 # then names it in `carry`:
-#   run(command="bash scripts/gpu-check.sh", carry=[".device"], timeout_s=600)
+#   run(command="bash scripts/gpu-check.sh test", carry=[".device"], timeout_s=600)   then  ... bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exclude=.git/info/exclude
@@ -16,7 +16,7 @@ build_pkgs="libeigen3-dev libhdf5-dev libhdf5-103-1 libhdf5-hl-100 libhdf5-cpp-1
 # What libhdf5 and the OpenMP runtime link, beyond glibc (ldd of libhdf5.so on Debian 12).
 runtime_pkgs="libcurl4 libnghttp2-14 libidn2-0 librtmp1 libssh2-1 libpsl5 libssl3 libgssapi-krb5-2 libldap-2.5-0
   libzstd1 libbrotli1 libunistring2 libgnutls30 libhogweed6 libnettle8 libgmp10 libkrb5-3 libk5crypto3 libcom-err2
-  libkrb5support0 libsasl2-2 libp11-kit0 libtasn1-6 libkeyutils1 libffi8 libgomp1 libaec0 libsz2"
+  libkrb5support0 libsasl2-2 libp11-kit0 libtasn1-6 libkeyutils1 libffi8 libgomp1"
 
 rm -rf .device
 mkdir -p .device/debs .device/runtime .device/golden

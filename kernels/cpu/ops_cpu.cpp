@@ -485,6 +485,7 @@ void unary(const Tensor& x, Unary op, float s) {
         case Unary::Sigmoid: unary_apply(x, [](float e) { return fast_sigmoid(e); }); break;
         case Unary::Relu: unary_apply(x, [](float e) { return e > 0.f ? e : 0.f; }); break;
         case Unary::Scale: unary_apply(x, [s](float e) { return e * s; }); break;
+        case Unary::Fill: unary_apply(x, [s](float) { return s; }); break;
     }
 }
 

@@ -16,7 +16,7 @@ void layer_norm_backward(const Tensor& x, const Tensor& scale, float eps, const 
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias,
                float scale, float inf, const Tensor& out, Workspace& ws);
 void add_bias_rows(const Tensor& y, const Tensor& bias);  // y[..., :] += bias
-enum class Unary { Sigmoid, Relu, Scale };
+enum class Unary { Sigmoid, Relu, Scale, Fill };
 void unary(const Tensor& x, Unary op, float s);
 enum class Binary { Add, Mul, SigmoidMul, DivEps };
 void binary(const Tensor& x, const Tensor& y, Binary op, float alpha);

@@ -5,7 +5,7 @@
 // into out's [B, Q, H, C] layout. The logits live in the workspace; the batch is chunked so that they stay
 // under kLogitsBudget floats (one batch element at least).
 //
-// Fused (attention_fused; used when AXFOLD_FUSED_ATTENTION=1 and C <= 64): one warp per (b, h, query row),
+// Fused (attention_fused; used when AXFOLD_FUSED_ATTENTION=1, C <= 64 and fp32 GEMMs): one warp per (b, h, query row),
 // lanes striding over the keys with an online softmax (running max, sum and weighted value sum per lane,
 // merged across the warp at the end), so the logits never reach memory. Each lane keeps q and its value
 // accumulator in registers (C each). Logits are formed as in the CPU op: scale * (q.k) + bias + inf * (mask - 1).
@@ -58,9 +58,11 @@ template <int kC> __global__ void attention_fused_kernel(FusedArgs a) {
 #pragma unroll
         for (int c = 0; c < kC; ++c)
             if (c < a.C) dot += qv[c] * kr[c];
-        float logit = a.scale * dot;
-        if (a.bias) logit += a.bias[h * a.bh + i * a.bq + j * a.bk];
-        if (a.mask) logit += a.inf * (a.mask[b * a.mb + j * a.mk] - 1.f);
+        // Explicit rounding in the CPU's order, as in the softmax kernel: next to -1e9 (ulp 64) a contracted
+        // FMA would move masked logits by 64.
+        float logit = __fmul_rn(a.scale, dot);
+        if (a.bias) logit = __fadd_rn(logit, a.bias[h * a.bh + i * a.bq + j * a.bk]);
+        if (a.mask) logit = __fadd_rn(logit, __fmul_rn(a.inf, a.mask[b * a.mb + j * a.mk] - 1.f));
         if (logit > m) {  // rescale what was accumulated under the old maximum
             const float corr = expf(m - logit);
             l *= corr;
@@ -139,7 +141,9 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
               device_name(ws.device()));
     const int64_t B = q.size(0), Q = q.size(1), H = q.size(2), K = k.size(1);
     if (out.numel() == 0) return;
-    if (fused_attention_enabled() && q.size(3) <= 64 && K > 0) {
+    // The fused kernel computes in fp32 throughout: under TF32/bf16 GEMMs the unfused path keeps the op's
+    // reduced-precision contract (operands and probabilities rounded), so it runs instead.
+    if (fused_attention_enabled() && matmul_precision() == MatmulPrecision::Fp32 && q.size(3) <= 64 && K > 0) {
         attention_fused(q, k, v, mask, bias, scale, inf, out);
         return;
     }

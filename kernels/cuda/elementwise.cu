@@ -30,6 +30,10 @@ struct ScaleOp {
     float s;
     __device__ float operator()(float a) const { return a * s; }
 };
+struct FillOp {
+    float v;
+    __device__ float operator()(float) const { return v; }
+};
 struct AddOp {
     float alpha;
     __device__ float operator()(float a, float b) const { return a + alpha * b; }
@@ -158,6 +162,7 @@ void unary(const Tensor& x, Unary op, float s) {
         case Unary::Sigmoid: run_unary(x, SigmoidOp{}); break;
         case Unary::Relu: run_unary(x, ReluOp{}); break;
         case Unary::Scale: run_unary(x, ScaleOp{s}); break;
+        case Unary::Fill: run_unary(x, FillOp{s}); break;
     }
 }
 

@@ -317,21 +317,34 @@ __global__ void softmax_backward_warp(const float* y, const float* dy, float* dx
     for (int64_t k = lane; k < n; k += 32) dr[k] = scale * yr[k] * (gr[k] - dot);
 }
 
-// dx for each row, and the row's mean and 1/std into stats[2 * r] for the parameter gradients.
-__global__ void layer_norm_backward_rows(const float* x, const float* g, const float* dy, float* dx, float* stats,
-                                         int64_t rows, int64_t C, float eps) {
+// The row's mean and 1/std into stats[2 * r] (read by the parameter and dx kernels).
+__global__ void layer_norm_row_stats(const float* x, float* stats, int64_t rows, int64_t C, float eps) {
     const int64_t r = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
     const int lane = threadIdx.x & 31;
     if (r >= rows) return;
     const float* xr = x + r * C;
-    const float* gr = dy + r * C;
-    float* dr = dx + r * C;
     float s = 0.f;
     for (int64_t c = lane; c < C; c += 32) s += xr[c];
     const float mean = warp_sum(s) / static_cast<float>(C);
     float q = 0.f;
     for (int64_t c = lane; c < C; c += 32) q += (xr[c] - mean) * (xr[c] - mean);
     const float inv = 1.f / sqrtf(warp_sum(q) / static_cast<float>(C) + eps);
+    if (lane == 0) {
+        stats[2 * r] = mean;
+        stats[2 * r + 1] = inv;
+    }
+}
+
+// dx for each row from the stats. Runs after the parameter kernel, because dx may alias dy.
+__global__ void layer_norm_backward_dx(const float* x, const float* g, const float* dy, float* dx,
+                                       const float* stats, int64_t rows, int64_t C) {
+    const int64_t r = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+    const int lane = threadIdx.x & 31;
+    if (r >= rows) return;
+    const float* xr = x + r * C;
+    const float* gr = dy + r * C;
+    float* dr = dx + r * C;
+    const float mean = stats[2 * r], inv = stats[2 * r + 1];
     float sg = 0.f, sgx = 0.f;
     for (int64_t c = lane; c < C; c += 32) {
         const float gc = gr[c] * g[c];
@@ -341,10 +354,6 @@ __global__ void layer_norm_backward_rows(const float* x, const float* g, const f
     sg = warp_sum(sg) / static_cast<float>(C);
     sgx = warp_sum(sgx) / static_cast<float>(C);
     for (int64_t c = lane; c < C; c += 32) dr[c] = inv * (gr[c] * g[c] - sg - (xr[c] - mean) * inv * sgx);
-    if (lane == 0) {
-        stats[2 * r] = mean;
-        stats[2 * r + 1] = inv;
-    }
 }
 
 // dscale[c] += sum_r dy[r,c] xhat[r,c], doffset[c] += sum_r dy[r,c]: a thread per channel (coalesced along a
@@ -377,14 +386,17 @@ void softmax_backward(const Tensor& y, const Tensor& dy, float scale, const Tens
 void layer_norm_backward(const Tensor& x, const Tensor& scale, float eps, const Tensor& dy, const Tensor& dx,
                          const Tensor& dscale, const Tensor& doffset) {
     const int64_t C = x.size(-1), rows = x.numel() / C;
-    Tensor stats = Tensor::empty({rows, 2}, DType::F32, Device::CUDA);  // from the pool
-    layer_norm_backward_rows<<<warp_grid(rows), kWarpsPerBlock * 32>>>(x.f32(), scale.f32(), dy.f32(), dx.f32(),
-                                                                       stats.f32(), rows, C, eps);
-    AXF_CUDA_LAUNCH();
     const int64_t slices = (rows + kRowsPerSlice - 1) / kRowsPerSlice;
     AXF_CHECK(slices <= 65535, "layer_norm_backward: %lld rows exceed the CUDA grid's y limit", (long long)rows);
+    Tensor stats = Tensor::empty({rows, 2}, DType::F32, Device::CUDA);  // from the pool
+    layer_norm_row_stats<<<warp_grid(rows), kWarpsPerBlock * 32>>>(x.f32(), stats.f32(), rows, C, eps);
+    AXF_CUDA_LAUNCH();
+    // Parameter gradients read dy, so they run before dx (which may overwrite it).
     const dim3 grid(static_cast<unsigned>((C + 255) / 256), static_cast<unsigned>(slices));
     layer_norm_backward_params<<<grid, 256>>>(x.f32(), dy.f32(), stats.f32(), dscale.f32(), doffset.f32(), rows, C);
+    AXF_CUDA_LAUNCH();
+    layer_norm_backward_dx<<<warp_grid(rows), kWarpsPerBlock * 32>>>(x.f32(), scale.f32(), dy.f32(), dx.f32(),
+                                                                     stats.f32(), rows, C);
     AXF_CUDA_LAUNCH();
 }
 

@@ -28,7 +28,7 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
 void attention_fused(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias,
                      float scale, float inf, const Tensor& out);
 
-enum class Unary { Sigmoid, Relu, Scale };
+enum class Unary { Sigmoid, Relu, Scale, Fill };
 void unary(const Tensor& x, Unary op, float s);
 enum class Binary { Add, Mul, SigmoidMul, DivEps };
 void binary(const Tensor& x, const Tensor& y, Binary op, float alpha);  // x = op(x, y); y may broadcast

@@ -395,6 +395,11 @@ TEST(Ops, LayerNormBackwardMatchesFloat64) {
             return l;
         };
         EXPECT_NEAR(dx.at({r0, c0}), (loss(1e-5) - loss(-1e-5)) / 2e-5, 1e-3) << what;
+        // dx aliasing dy: same results, parameter sums from the original dy.
+        Tensor dy2 = dy.clone(), dg2 = Tensor::full({C}, 0.5f), db2 = Tensor::full({C}, -0.25f);
+        layer_norm_backward(x, g, eps, dy2, dy2, dg2, db2);
+        test::expect_close(dy2, rdx, 1e-5, 1e-4, what + " dx in place");
+        test::expect_close(dg2, rdg, 1e-4, 1e-4, what + " dscale in place");
     }
 }
 
@@ -411,4 +416,11 @@ TEST(Ops, SigmoidMulBackwardMatchesFloat64) {
     }
     test::expect_close(dx, rdx, 1e-6, 1e-5, "sigmoid_mul backward dx");
     test::expect_close(dg, rdg, 1e-6, 1e-5, "sigmoid_mul backward dgate");
+}
+
+TEST(Ops, FillWritesOnlyTheView) {
+    Tensor t = Tensor::zeros({4, 6});
+    fill(t.slice(1, 1, 4).transpose(0, 1), 2.5f);  // strided view: columns 1..3
+    for (int64_t i = 0; i < 4; ++i)
+        for (int64_t j = 0; j < 6; ++j) EXPECT_EQ(t.at({i, j}), (j >= 1 && j < 4) ? 2.5f : 0.f) << i << "," << j;
 }

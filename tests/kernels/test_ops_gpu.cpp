@@ -407,6 +407,11 @@ TEST(GpuOps, SoftmaxAndLayerNormBackward) {
         expect_match(lxd, lx, "layer_norm_backward dx C=" + std::to_string(n), 1e-4);
         expect_match(dgd, dg, "layer_norm_backward dscale C=" + std::to_string(n), 1e-4);
         expect_match(dbd, db, "layer_norm_backward doffset C=" + std::to_string(n), 1e-4);
+        // dx aliasing dy (allowed by ops.h): same dx, and the parameter sums still see the original dy.
+        Tensor dyd = dev(dbig), dg2 = Tensor::zeros({n}).to(Device::CUDA), db2 = Tensor::zeros({n}).to(Device::CUDA);
+        layer_norm_backward(dev(big), dev(g), 1e-5f, dyd, dyd, dg2, db2);
+        expect_match(dyd, lx, "layer_norm_backward in place dx C=" + std::to_string(n), 1e-4);
+        expect_match(dg2, dg, "layer_norm_backward in place dscale C=" + std::to_string(n), 1e-4);
     }
 }
 
@@ -441,4 +446,13 @@ TEST(GpuOps, SigmoidMulBackward) {
     sigmoid_mul_backward(dev(x), dev(g), dev(dy), dxd, dgd);
     expect_match(dxd, dx, "sigmoid_mul_backward dx");
     expect_match(dgd, dg, "sigmoid_mul_backward dgate");
+}
+
+TEST(GpuOps, FillWritesOnlyTheView) {
+    REQUIRE_GPU();
+    std::mt19937 rng(44);
+    Tensor h = test::randn({5, 70}, rng), d = dev(h);
+    fill(h.slice(1, 3, 60).transpose(0, 1), -1.5f);
+    fill(d.slice(1, 3, 60).transpose(0, 1), -1.5f);
+    expect_match(d, h, "fill strided view");
 }
