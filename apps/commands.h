@@ -108,6 +108,7 @@ struct PlanOptions {
     int threads = 0;
     int64_t chunk_size = -1;
     std::string max_memory;
+    std::string device = "cpu";
 };
 int plan_main(const PlanOptions& o);
 // Bytes a full-model run holds besides the trunk's MSA, pair and workspace (planner input).

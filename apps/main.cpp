@@ -196,7 +196,10 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
             "n-extra", po::value<int64_t>(&o.n_extra)->default_value(5120), "extra-MSA rows")(
             "threads", po::value<int>(&o.threads)->default_value(0), "CPU threads")(
             "chunk-size", po::value<int64_t>(&o.chunk_size)->default_value(-1), "force a chunk size")(
-            "max-memory", po::value<std::string>(&o.max_memory), "memory budget, e.g. 24G");
+            "max-memory", po::value<std::string>(&o.max_memory), "memory budget, e.g. 24G")(
+            "device", po::value<std::string>(&o.device)->default_value("cpu"),
+            "plan for the CPU (whole process) or for the GPU trunk of --device cuda (needs --max-memory "
+            "without a GPU)");
         po::variables_map vm;
         if (!parse(args, desc, vm)) return 0;
         return plan_main(o);

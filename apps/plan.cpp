@@ -113,6 +113,22 @@ ChunkPlan plan_device_trunk(const ModelConfig& cfg, int64_t n_res, int64_t n_clu
 
 int plan_main(const PlanOptions& o) {
     AXF_CHECK(o.n_res > 0 && o.n_seq > 0 && o.n_extra > 0, "plan: sizes must be positive");
+    AXF_CHECK(o.device == "cpu" || o.device == "cuda", "plan: --device %s: expected cpu or cuda", o.device.c_str());
+    if (o.device == "cuda") {  // the GPU's share of a --device cuda run (plan_device_trunk)
+        AXF_CHECK(!o.max_memory.empty() || cuda_available(),
+                  "plan --device cuda: give the GPU's memory with --max-memory (no GPU is visible here)");
+        ModelConfig cfg;
+        cfg.preset = ModelPreset::from_name("model_3_ptm");
+        const ChunkPlan p = plan_device_trunk(cfg, o.n_res, o.n_seq, o.n_extra, o.max_memory, o.chunk_size);
+        std::printf("GPU plan for N_res=%lld, %lld MSA rows, %lld extra rows (AF2 widths; trunk on the GPU)%s:\n",
+                    (long long)o.n_res, (long long)o.n_seq, (long long)o.n_extra,
+                    o.max_memory.empty() ? "" : (" within " + format_bytes(parse_bytes(o.max_memory))).c_str());
+        std::printf("  chunk size          %lld%s\n", (long long)p.chunk_size, p.chunk_size == 0 ? " (unchunked)" : "");
+        for (auto& [name, bytes] : p.modules) std::printf("  %-36s %s\n", name.c_str(), format_bytes(bytes).c_str());
+        std::printf("  predicted device peak %s (stack weights, masks, MSA + pair, workspace)\n",
+                    format_bytes(p.predicted_peak_bytes).c_str());
+        return 0;
+    }
     BlockSizes evo, extra;
     evo.n_seq = o.n_seq;
     evo.n_res = o.n_res;

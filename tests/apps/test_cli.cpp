@@ -195,3 +195,23 @@ TEST(Cli, InitParamsWritesAf2LayoutThatPredictAccepts) {
     EXPECT_TRUE(fs::exists(out / "o" / "model_5_ptm_unrelaxed.pdb"));
     fs::remove_all(out);
 }
+
+// `axfold plan --device cuda` plans the GPU's share of a --device cuda run (no GPU needed with
+// --max-memory): below the whole-process CPU plan, which also holds features and recycling state.
+TEST(Cli, PlanForTheGpuTrunk) {
+    auto peak_after = [](const std::string& out, const std::string& label) {
+        const size_t at = out.find(label);
+        EXPECT_NE(at, std::string::npos) << out;
+        return at == std::string::npos ? 0.0 : std::stod(out.substr(at + label.size()));
+    };
+    RunResult gpu = run("plan --n-res 3000 --device cuda --max-memory 60G");
+    ASSERT_EQ(gpu.rc, 0) << gpu.out;
+    RunResult cpu = run("plan --n-res 3000 --max-memory 60G");
+    ASSERT_EQ(cpu.rc, 0) << cpu.out;
+    const double g = peak_after(gpu.out, "predicted device peak "), c = peak_after(cpu.out, "predicted peak ");
+    EXPECT_GT(g, 5.0) << gpu.out;  // GiB: MSA + pair alone are ~7 GiB at this size
+    EXPECT_LT(g, c) << gpu.out << cpu.out;
+    RunResult small = run("plan --n-res 3000 --device cuda --max-memory 4G");
+    EXPECT_NE(small.rc, 0);
+    EXPECT_NE(small.out.find("too small"), std::string::npos) << small.out;
+}
