@@ -115,15 +115,18 @@ int plan_main(const PlanOptions& o);
 size_t model_fixed_bytes(int64_t n_res, int64_t n_seq, int64_t n_extra, int64_t evoformer_blocks,
                          int64_t extra_msa_blocks);
 // Workspace of the structure module and heads on the final pair (the peak after the trunk).
-size_t post_trunk_bytes(int64_t n_res, int64_t c_z, bool pae);
-// Peak of a whole prediction: max of parameter loading, the trunk under `trunk`, and the structure module
-// and heads after it.
+size_t post_trunk_bytes(int64_t n_res, int64_t n_seq, int64_t c_z, bool pae);
 // The chunk plan of a prediction (trunk) and its predicted whole-model peak; throws when `max_memory` is
 // too small, naming what would fit.
 ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_cluster_rows, int64_t n_extra,
                           const std::string& max_memory, int64_t chunk_size, size_t* predicted_peak);
-size_t model_peak_bytes(const ChunkPlan& trunk, int64_t n_res, int64_t evoformer_blocks, int64_t extra_msa_blocks,
-                        size_t fixed, bool pae);
+// Peak of a whole prediction: max of parameter loading, the embedders, the trunk under `trunk`, and the
+// structure module and heads after it.
+size_t model_peak_bytes(const ChunkPlan& trunk, int64_t n_res, int64_t n_seq, int64_t n_extra,
+                        int64_t evoformer_blocks, int64_t extra_msa_blocks, size_t fixed, bool pae, int threads);
+// Bytes the embedders hold besides the pair and MSA: the larger of the recycling, extra-MSA and
+// relative-position buffers (at `chunk` rows per block).
+size_t embedder_bytes(int64_t n_res, int64_t n_extra, int64_t chunk);
 // With the trunk on a GPU (--device cuda) the device holds only the stacks' weights and the running stack's
 // activations and workspace; features, recycling state and the other representations stay in host memory
 // between stacks. The plan that fits `max_memory`, or without one 90 % of the device's free memory.

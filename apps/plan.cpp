@@ -25,17 +25,31 @@ size_t model_fixed_bytes(int64_t n_res, int64_t n_seq, int64_t n_extra, int64_t 
     return params + features + pair + N * N * 4 + (size_t(150) << 20);
 }
 
-size_t post_trunk_bytes(int64_t n_res, int64_t c_z, bool pae) {
-    const size_t N = n_res, n2 = N * N;
-    // Structure module: LN(pair) copy, IPA 2-D bias and logits (12 heads); heads: distogram half logits and
-    // symmetric logits, PAE logits and probabilities (64 bins each), all [N, N, .] fp32.
+size_t post_trunk_bytes(int64_t n_res, int64_t n_seq, int64_t c_z, bool pae) {
+    const size_t N = n_res, n2 = N * N, S = n_seq;
+    // Structure module: LN(pair) copy, IPA 2-D bias and logits (12 heads); heads: distogram logits
+    // (symmetrised in place), PAE logits and probabilities (64 bins each), all [N, N, .] fp32, and the row
+    // offsets (8 bytes per row) the CPU softmax walks over the [N, N, 64] probabilities, the PAE map
+    // [N, N], and the masked-MSA logits [S, N, 23].
     const size_t sm = n2 * c_z * 4 + 2 * n2 * 12 * 4;
-    const size_t heads = 2 * n2 * 64 * 4 + (pae ? 2 * n2 * 64 * 4 : 0);
+    const size_t heads = n2 * 64 * 4 + S * N * 23 * 4 + (pae ? 2 * n2 * 64 * 4 + n2 * 8 + n2 * 4 : 0);
     return std::max(sm, heads);
 }
 
-size_t model_peak_bytes(const ChunkPlan& trunk, int64_t n_res, int64_t evoformer_blocks, int64_t extra_msa_blocks,
-                        size_t fixed, bool pae) {
+size_t embedder_bytes(int64_t n_res, int64_t n_extra, int64_t chunk) {
+    const size_t N = n_res, E = n_extra, rows = chunk > 0 ? std::min<size_t>(N, chunk) : N;
+    // Recycling: the [N, N, 15] distance one-hot, and LN(prev_pair) over a block of rows. Extra-MSA
+    // embedder: its activations [E, N, 64] (which stay for the stack) and the [E, N, 25] one-hot.
+    // Input embedder: a block of rows of the [N, N, 65] relative-position one-hot.
+    const size_t recycling = N * N * 15 * 4 + rows * N * 128 * 4;
+    // (+ the iteration's copies of extra_msa as int64 and of the two deletion features as fp32.)
+    const size_t extra = E * N * (64 + 25) * 4 + E * N * 16;
+    const size_t relpos = rows * N * 65 * 4;
+    return std::max({recycling, extra, relpos});
+}
+
+size_t model_peak_bytes(const ChunkPlan& trunk, int64_t n_res, int64_t n_seq, int64_t n_extra,
+                        int64_t evoformer_blocks, int64_t extra_msa_blocks, size_t fixed, bool pae, int threads) {
     ModelDims d;
     d.evoformer_blocks = evoformer_blocks;
     d.extra_msa_blocks = extra_msa_blocks;
@@ -44,9 +58,14 @@ size_t model_peak_bytes(const ChunkPlan& trunk, int64_t n_res, int64_t evoformer
     const size_t pair = static_cast<size_t>(n_res) * n_res * 128 * 4;
     // Loading: the .npz is read whole, then its arrays are parsed, so parameters exist twice for a moment.
     const size_t load = fixed - pair + params;
+    // Each phase starts from an empty workspace arena (Model::predict trims it between phases); the BLAS
+    // library's per-thread buffers (as in plan_blocks) stay through all of them.
+    const size_t blas = static_cast<size_t>(std::max(1, threads)) * (size_t(24) << 20);
+    // Embedders: the pair being built and the embedders' own buffers.
+    const size_t embed = fixed + pair + embedder_bytes(n_res, n_extra, trunk.chunk_size) + blas;
     // After the trunk: structure module and heads on the final pair.
-    const size_t post = fixed + pair + post_trunk_bytes(n_res, 128, pae);
-    return std::max({trunk.predicted_peak_bytes, load, post});
+    const size_t post = fixed + pair + post_trunk_bytes(n_res, n_seq, 128, pae) + blas;
+    return std::max({trunk.predicted_peak_bytes, load, embed, post});
 }
 
 namespace {
@@ -80,7 +99,9 @@ ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_clust
         model_fixed_bytes(n_res, evo.n_seq, n_extra, cfg.evoformer_blocks, cfg.extra_msa_blocks) + msa;
     const size_t budget = max_memory.empty() ? 0 : parse_bytes(max_memory);
     const ChunkPlan plan = plan_blocks({evo, extra}, fixed, budget, chunk_size);
-    const size_t peak = model_peak_bytes(plan, n_res, cfg.evoformer_blocks, cfg.extra_msa_blocks, fixed, cfg.preset.ptm);
+    const size_t peak =
+        model_peak_bytes(plan, n_res, evo.n_seq, n_extra, cfg.evoformer_blocks, cfg.extra_msa_blocks, fixed,
+                         cfg.preset.ptm, evo.threads);
     AXF_CHECK(budget == 0 || peak <= budget,
               "memory budget %s is too small: this prediction needs %s (structure module and heads after the trunk)",
               format_bytes(budget).c_str(), format_bytes(peak).c_str());
@@ -148,9 +169,13 @@ int plan_main(const PlanOptions& o) {
     std::printf("  fixed               %s (parameters, features, recycled state, runtime)\n", format_bytes(fixed).c_str());
     std::printf("  MSA + pair          %s\n", format_bytes(std::max(block_activation_bytes(evo), block_activation_bytes(extra))).c_str());
     for (auto& [name, bytes] : p.modules) std::printf("  %-36s %s\n", name.c_str(), format_bytes(bytes).c_str());
-    const size_t peak = model_peak_bytes(p, o.n_res, 48, 4, fixed, true);
+    const size_t peak = model_peak_bytes(p, o.n_res, o.n_seq, o.n_extra, 48, 4, fixed, true, evo.threads);
+    std::printf("  embedders           %s\n",
+                format_bytes(fixed + static_cast<size_t>(o.n_res) * o.n_res * 128 * 4 +
+                             embedder_bytes(o.n_res, o.n_extra, p.chunk_size))
+                    .c_str());
     std::printf("  structure module and heads   %s\n",
-                format_bytes(fixed + static_cast<size_t>(o.n_res) * o.n_res * 128 * 4 + post_trunk_bytes(o.n_res, 128, true))
+                format_bytes(fixed + static_cast<size_t>(o.n_res) * o.n_res * 128 * 4 + post_trunk_bytes(o.n_res, o.n_seq, 128, true))
                     .c_str());
     std::printf("  predicted peak      %s\n", format_bytes(peak).c_str());
     AXF_CHECK(budget == 0 || peak <= budget,

@@ -93,8 +93,14 @@ void recycling_embedder_forward(const RecyclingEmbedderWeights& w, const Tensor&
     Tensor m = layer_norm(prev_msa_first_row, w.prev_msa_first_row_norm.scale, w.prev_msa_first_row_norm.offset,
                           1e-5f, ws);
     add(msa_first_row, m);
-    Tensor z = layer_norm(prev_pair, w.prev_pair_norm.scale, w.prev_pair_norm.offset, 1e-5f, ws);
-    add(pair, z);
+    // LN(prev_pair) in row blocks of the chunk size, so no normalised copy of the whole pair exists.
+    const int64_t N = pair.size(0), rows = ctx.chunk_size > 0 ? std::min(N, ctx.chunk_size) : N;
+    for (int64_t i0 = 0; i0 < N; i0 += rows) {
+        WorkspaceScope block(ws);
+        const int64_t i1 = std::min(N, i0 + rows);
+        Tensor z = layer_norm(prev_pair.slice(0, i0, i1), w.prev_pair_norm.scale, w.prev_pair_norm.offset, 1e-5f, ws);
+        add(pair.slice(0, i0, i1), z);
+    }
 }
 
 Tensor extra_msa_feat(const Tensor& extra_msa, const Tensor& extra_has_deletion, const Tensor& extra_deletion_value) {

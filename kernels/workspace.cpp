@@ -30,6 +30,7 @@ Tensor Workspace::alloc(const Shape& shape, DType dtype) {
     if (current_ == chunks_.size()) {
         size_t total = capacity_bytes();
         size_t size = std::max(bytes, std::max<size_t>(total, size_t(1) << 24));
+        if (chunks_.empty()) size = std::max(size, reserved_);  // first block after trim(): the reserved size
         chunks_.push_back({Tensor::empty({static_cast<int64_t>(size)}, DType::U8, device_), size});
     }
     char* base = static_cast<char*>(chunks_[current_].mem.raw());
@@ -50,8 +51,15 @@ Tensor Workspace::zeros(const Shape& shape) {
     return t;
 }
 
+void Workspace::trim() {
+    AXF_CHECK(current_ == 0 && offset_ == 0, "Workspace::trim with allocations outstanding");
+    chunks_.clear();
+    in_use_ = 0;
+}
+
 void Workspace::reserve(size_t bytes) {
     AXF_CHECK(current_ == 0 && offset_ == 0, "Workspace::reserve with allocations outstanding");
+    reserved_ = std::max(reserved_, round_up(bytes));
     if (capacity_bytes() >= bytes) return;
     chunks_.clear();
     const size_t size = round_up(bytes);

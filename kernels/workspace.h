@@ -29,6 +29,11 @@ public:
     // Grows the arena to at least `bytes` in one block (the planner's predicted peak), so later
     // allocations neither grow it nor fragment it. Call with nothing allocated.
     void reserve(size_t bytes);
+    // Returns the arena's memory to the system (nothing may be allocated). Pages a phase touched otherwise
+    // stay resident through every later phase; callers trim between phases whose peaks the planner adds
+    // separately (trunk, structure module, heads). The next allocation takes one block of the reserved
+    // size again.
+    void trim();
 
     size_t capacity_bytes() const;
     size_t high_water_bytes() const { return high_water_; }
@@ -42,6 +47,7 @@ private:
     Device device_;
     std::vector<Chunk> chunks_;
     size_t current_ = 0, offset_ = 0, in_use_ = 0, high_water_ = 0;
+    size_t reserved_ = 0;  // the largest reserve() asked for
 };
 
 // RAII mark/release.

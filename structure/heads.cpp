@@ -74,9 +74,19 @@ HeadsOutputs heads_forward(const HeadsWeights& w, const Tensor& msa, const Tenso
     o.plddt = compute_plddt(o.predicted_lddt_logits);
     // Distogram: symmetric logits.
     const int64_t Bd = w.distogram_half_logits.weights.size(1);
-    Tensor half = linear(pair, w.distogram_half_logits.weights, w.distogram_half_logits.bias, ws);
-    o.distogram_logits = half.clone();
-    add(o.distogram_logits, half.transpose(0, 1));
+    // logits = half + half^T, symmetrised in place (no second [N, N, Bd] buffer; the same sums as AF2's).
+    o.distogram_logits = Tensor::empty({N, N, Bd});
+    linear(pair, w.distogram_half_logits.weights, w.distogram_half_logits.bias, o.distogram_logits);
+    float* dl = o.distogram_logits.f32();
+    for (int64_t i = 0; i < N; ++i) {
+        for (int64_t b = 0; b < Bd; ++b) dl[(i * N + i) * Bd + b] *= 2.f;
+        for (int64_t j = i + 1; j < N; ++j)
+            for (int64_t b = 0; b < Bd; ++b) {
+                const float s = dl[(i * N + j) * Bd + b] + dl[(j * N + i) * Bd + b];
+                dl[(i * N + j) * Bd + b] = s;
+                dl[(j * N + i) * Bd + b] = s;
+            }
+    }
     o.distogram_bin_edges = Tensor::empty({Bd - 1});
     for (int64_t b = 0; b < Bd - 1; ++b)
         o.distogram_bin_edges.f32()[b] = 2.3125f + (21.6875f - 2.3125f) * static_cast<float>(b) / static_cast<float>(Bd - 2);

@@ -341,6 +341,10 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
                 msa_mask.slice(0, S, S + T).copy_from(template_msa_mask(torsion_mask));
             });
         }
+        // Each phase starts from an empty arena: pages an earlier phase touched would otherwise stay resident
+        // under this one's peak, which the planner counts phase by phase (apps/plan.cpp).
+        host.ws.trim();
+        ctx.ws.trim();
         timed("extra_msa_stack", r,
               [&] { run_stack(extra_stack, extra, pair, extra_mask, pair_mask); });
         extra = Tensor();  // the extra-MSA activations are not needed past their stack
@@ -348,6 +352,8 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
         // them with the other template work above gives the same result.
         if (use_templates && opt.keep_recycles) template_rows = template_rows.clone();
         timed("evoformer", r, [&] { run_stack(evo_stack, msa, pair, msa_mask, pair_mask); });
+        ctx.ws.trim();
+        host.ws.trim();
         timed("structure_module", r, [&] {
             single = Tensor::empty({N, config_.c_s});
             linear(msa.select(0, 0), w.single_activations.single_activations.weights,
@@ -356,6 +362,7 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
             sc.num_layers = config_.structure_module_layers;
             sm = structure_module_forward(w.structure_module, sc, single, pair, aatype, seq_mask, host);
         });
+        host.ws.trim();
         prev_row = msa.select(0, 0).clone();
         prev_pair = pair.clone();
         prev_pb = pseudo_beta(aatype, sm.final_atom_positions);
