@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <functional>
 #include <map>
 #include <random>
@@ -30,12 +29,6 @@ size_t current_rss_bytes() {
         std::fclose(f);
     }
     return static_cast<size_t>(resident) * 4096;
-}
-
-// AXFOLD_FUSED_ATTENTION=1: CUDA attention runs the flash-style kernel (kernels/cuda/attention.cu).
-bool fused_attention_requested() {
-    const char* e = std::getenv("AXFOLD_FUSED_ATTENTION");
-    return e && std::string(e) == "1";
 }
 
 size_t peak_rss_bytes() {

@@ -9,13 +9,25 @@
 
 namespace axfold::apps {
 
-size_t model_fixed_bytes(int64_t n_res, int64_t n_seq, int64_t n_extra, int64_t evoformer_blocks,
-                         int64_t extra_msa_blocks) {
+namespace {
+// fp32 bytes of the AF2 monomer parameters at these depths; with `stacks_only`, just the extra-MSA and
+// Evoformer stacks' (what --device cuda copies to the GPU).
+size_t param_bytes(int64_t evoformer_blocks, int64_t extra_msa_blocks, bool stacks_only = false) {
     ModelDims d;
     d.evoformer_blocks = evoformer_blocks;
     d.extra_msa_blocks = extra_msa_blocks;
-    size_t params = 0;
-    for (auto& [k, s] : model_param_shapes(ModelPreset::from_name("model_3_ptm"), d)) params += shape_numel(s) * 4;
+    size_t bytes = 0;
+    for (auto& [k, s] : model_param_shapes(ModelPreset::from_name("model_3_ptm"), d))
+        if (!stacks_only || k.find("/evoformer_iteration/") != std::string::npos ||
+            k.find("/extra_msa_stack/") != std::string::npos)
+            bytes += shape_numel(s) * 4;
+    return bytes;
+}
+}  // namespace
+
+size_t model_fixed_bytes(int64_t n_res, int64_t n_seq, int64_t n_extra, int64_t evoformer_blocks,
+                         int64_t extra_msa_blocks) {
+    const size_t params = param_bytes(evoformer_blocks, extra_msa_blocks);
     const size_t N = n_res, S = n_seq, E = n_extra;
     const size_t pair = N * N * 128 * 4;
     // The features of 4 iterations (msa_feat and the extra MSA dominate), the recycled pair and first row,
@@ -50,11 +62,7 @@ size_t embedder_bytes(int64_t n_res, int64_t n_extra, int64_t chunk) {
 
 size_t model_peak_bytes(const ChunkPlan& trunk, int64_t n_res, int64_t n_seq, int64_t n_extra,
                         int64_t evoformer_blocks, int64_t extra_msa_blocks, size_t fixed, bool pae, int threads) {
-    ModelDims d;
-    d.evoformer_blocks = evoformer_blocks;
-    d.extra_msa_blocks = extra_msa_blocks;
-    size_t params = 0;
-    for (auto& [k, s] : model_param_shapes(ModelPreset::from_name("model_3_ptm"), d)) params += shape_numel(s) * 4;
+    const size_t params = param_bytes(evoformer_blocks, extra_msa_blocks);
     const size_t pair = static_cast<size_t>(n_res) * n_res * 128 * 4;
     // Loading: the .npz is read whole, then its arrays are parsed, so parameters exist twice for a moment.
     const size_t load = fixed - pair + params;
@@ -113,13 +121,7 @@ ChunkPlan plan_device_trunk(const ModelConfig& cfg, int64_t n_res, int64_t n_clu
                             const std::string& max_memory, int64_t chunk_size) {
     // One thread: one cuBLAS workspace (32 MiB), about the CPU model's per-thread BLAS term.
     const auto [evo, extra] = trunk_blocks(cfg, n_res, n_cluster_rows, n_extra, 1);
-    ModelDims d;
-    d.evoformer_blocks = cfg.evoformer_blocks;
-    d.extra_msa_blocks = cfg.extra_msa_blocks;
-    size_t weights = 0;  // the two stacks' share of the parameters, copied to the device
-    for (auto& [k, s] : model_param_shapes(ModelPreset::from_name("model_3_ptm"), d))
-        if (k.find("/evoformer_iteration/") != std::string::npos || k.find("/extra_msa_stack/") != std::string::npos)
-            weights += shape_numel(s) * 4;
+    const size_t weights = param_bytes(cfg.evoformer_blocks, cfg.extra_msa_blocks, true);
     const size_t masks = static_cast<size_t>(n_res) * (n_res + std::max(evo.n_seq, n_extra)) * 4;
     size_t budget = 0;
     if (!max_memory.empty()) {

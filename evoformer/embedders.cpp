@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "evoformer/gated_attention.h"
+
 namespace axfold {
 
 namespace {
@@ -94,7 +96,7 @@ void recycling_embedder_forward(const RecyclingEmbedderWeights& w, const Tensor&
                           1e-5f, ws);
     add(msa_first_row, m);
     // LN(prev_pair) in row blocks of the chunk size, so no normalised copy of the whole pair exists.
-    const int64_t N = pair.size(0), rows = ctx.chunk_size > 0 ? std::min(N, ctx.chunk_size) : N;
+    const int64_t N = pair.size(0), rows = chunk_rows(ctx, N);
     for (int64_t i0 = 0; i0 < N; i0 += rows) {
         WorkspaceScope block(ws);
         const int64_t i1 = std::min(N, i0 + rows);

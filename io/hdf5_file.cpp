@@ -169,6 +169,15 @@ void convert_to_f32(const Tensor& src, Tensor& dst) {
     for (int64_t i = 0; i < n; ++i) d[i] = static_cast<float>(s[i]);
 }
 
+// The in-memory type for reading a variable-length string stored with file type `ftype` (same charset).
+Id variable_string_type(const Id& ftype, const std::string& what) {
+    Id mem(H5Tcopy(H5T_C_S1));
+    H5_CHECK(mem.valid() && H5Tset_size(mem.get(), H5T_VARIABLE) >= 0 &&
+                 H5Tset_cset(mem.get(), H5Tget_cset(ftype.get())) >= 0,
+             "%s: cannot make string type", what.c_str());
+    return mem;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------
@@ -311,10 +320,7 @@ std::vector<std::string> Hdf5File::read_strings(const std::string& path) const {
     const htri_t is_var = H5Tis_variable_str(ftype.get());
     H5_CHECK(is_var >= 0, "%s: cannot inspect string type", what.c_str());
     if (is_var > 0) {
-        Id mem(H5Tcopy(H5T_C_S1));
-        H5_CHECK(mem.valid() && H5Tset_size(mem.get(), H5T_VARIABLE) >= 0 &&
-                     H5Tset_cset(mem.get(), H5Tget_cset(ftype.get())) >= 0,
-                 "%s: cannot make string type", what.c_str());
+        const Id mem = variable_string_type(ftype, what);
         std::vector<char*> ptrs(n, nullptr);
         H5_CHECK(H5Dread(ds.get(), mem.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()) >= 0, "failed to read %s",
                  what.c_str());
@@ -402,10 +408,7 @@ std::string Hdf5File::read_string_attr(const std::string& obj_path, const std::s
     const htri_t is_var = H5Tis_variable_str(ftype.get());
     H5_CHECK(is_var >= 0, "%s: cannot inspect string type", what.c_str());
     if (is_var > 0) {
-        Id mem(H5Tcopy(H5T_C_S1));
-        H5_CHECK(mem.valid() && H5Tset_size(mem.get(), H5T_VARIABLE) >= 0 &&
-                     H5Tset_cset(mem.get(), H5Tget_cset(ftype.get())) >= 0,
-                 "%s: cannot make string type", what.c_str());
+        const Id mem = variable_string_type(ftype, what);
         char* s = nullptr;
         H5_CHECK(H5Aread(attr.get(), mem.get(), &s) >= 0, "failed to read %s", what.c_str());
         std::string r = s ? s : "";

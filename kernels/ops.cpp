@@ -8,6 +8,7 @@
 #include <atomic>
 #include <bit>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include "kernels/cpu/ops_cpu.h"
@@ -59,6 +60,14 @@ int num_threads() { return omp_get_max_threads(); }
 
 namespace {
 std::atomic<MatmulPrecision> g_matmul_precision{MatmulPrecision::Fp32};
+}
+
+bool fused_attention_requested() {
+    static const bool on = [] {
+        const char* e = std::getenv("AXFOLD_FUSED_ATTENTION");
+        return e && std::string(e) == "1";
+    }();
+    return on;
 }
 
 void set_matmul_precision(MatmulPrecision p) { g_matmul_precision.store(p); }

@@ -73,6 +73,10 @@ void layer_norm_backward(const Tensor& x, const Tensor& scale, float eps, const 
 // dgate = dy * x * sigmoid(gate) * (1 - sigmoid(gate)). All contiguous, same shape; dx may alias dy.
 void sigmoid_mul_backward(const Tensor& x, const Tensor& gate, const Tensor& dy, const Tensor& dx, const Tensor& dgate);
 
+// AXFOLD_FUSED_ATTENTION=1: CUDA attention runs the flash-style kernel (kernels/cuda/attention.cu) where
+// it applies (fp32 GEMMs, head width <= 64). Read once per process.
+bool fused_attention_requested();
+
 // Multi-head attention core (AF2 Attention without projections):
 //   out[b,q,h,:] = sum_k w[b,h,q,k] v[b,k,h,:],
 //   w = softmax_k(scale * q[b,q,h,:].k[b,k,h,:] + bias[h,q,k] + inf * (mask[b,k] - 1)).

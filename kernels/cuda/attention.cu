@@ -13,8 +13,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/ops_cuda.h"
@@ -88,14 +86,6 @@ template <int kC> __global__ void attention_fused_kernel(FusedArgs a) {
         if (lane == 0 && c < a.C) orow[c] = s / total;
     }
 }
-
-bool fused_attention_enabled() {
-    static const bool on = [] {
-        const char* e = std::getenv("AXFOLD_FUSED_ATTENTION");
-        return e && std::strcmp(e, "1") == 0;
-    }();
-    return on;
-}
 }  // namespace
 
 void attention_fused(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias,
@@ -143,7 +133,7 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
     if (out.numel() == 0) return;
     // The fused kernel computes in fp32 throughout: under TF32/bf16 GEMMs the unfused path keeps the op's
     // reduced-precision contract (operands and probabilities rounded), so it runs instead.
-    if (fused_attention_enabled() && matmul_precision() == MatmulPrecision::Fp32 && q.size(3) <= 64 && K > 0) {
+    if (fused_attention_requested() && matmul_precision() == MatmulPrecision::Fp32 && q.size(3) <= 64 && K > 0) {
         attention_fused(q, k, v, mask, bias, scale, inf, out);
         return;
     }

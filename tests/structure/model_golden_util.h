@@ -49,6 +49,18 @@ inline GoldenModel load_golden_model(const std::string& set, const io::Hdf5File&
     return {Model::load(params, preset_of(set), layers), io::read_features_h5(set + "/features.h5")};
 }
 
+// Calls fn(name, golden outputs.h5, model and features) for every golden set with full-model outputs;
+// returns how many there were.
+template <class F> int for_each_golden_model(F&& fn) {
+    int ran = 0;
+    for (const std::string& set : golden_sets("outputs.h5")) {
+        const io::Hdf5File golden(set + "/outputs.h5");
+        fn(std::filesystem::path(set).filename().string(), golden, load_golden_model(set, golden));
+        ++ran;
+    }
+    return ran;
+}
+
 // Every output in the golden outputs.h5 against ours (prediction_output_tensors), each within its
 // tolerance; prints one line per output and returns how many were compared.
 inline int expect_matches_golden(const std::map<std::string, Tensor>& ours, const io::Hdf5File& golden,

@@ -64,11 +64,8 @@ TEST(Model, run_blocks_runs_the_first_blocks_of_each_stack) {
 // bf16 GEMMs (MatmulPrecision::Bf16, what `--precision bf16` runs) move the full model's pLDDT by less than
 // one point against fp32 on every golden set (issue #8's bf16 criterion), and move it at all.
 TEST(Model, golden_bf16_matmuls_keep_plddt_within_one_point) {
-    int ran = 0;
-    for (const std::string& set : test::golden_sets("outputs.h5")) {
-        const std::string name = std::filesystem::path(set).filename().string();
-        io::Hdf5File golden(set + "/outputs.h5");
-        const test::GoldenModel g = test::load_golden_model(set, golden);
+    const int ran = test::for_each_golden_model([](const std::string& name, const io::Hdf5File&,
+                                                   const test::GoldenModel& g) {
         const Prediction fp32 = g.model.predict(g.features);
         Prediction bf16;
         {
@@ -82,7 +79,6 @@ TEST(Model, golden_bf16_matmuls_keep_plddt_within_one_point) {
                     d.max_abs, x.max_abs);
         EXPECT_LE(d.max_abs, 1.0) << name;
         EXPECT_GT(d.max_abs + x.max_abs, 0.0) << name << ": bf16 changed nothing";
-        ++ran;
-    }
+    });
     ASSERT_GT(ran, 0);
 }

@@ -12,26 +12,19 @@ using namespace axfold;
 
 TEST(ModelGpu, golden_full_model_matches_on_cuda) {
     if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
-    int ran = 0;
-    for (const std::string& set : test::golden_sets("outputs.h5")) {
-        const std::string name = std::filesystem::path(set).filename().string();
-        io::Hdf5File golden(set + "/outputs.h5");
-        const test::GoldenModel g = test::load_golden_model(set, golden);
+    const int ran = test::for_each_golden_model([](const std::string& name, const io::Hdf5File& golden,
+                                                   const test::GoldenModel& g) {
         Context gpu(Device::CUDA);
         const Prediction p = g.model.predict(g.features, {}, gpu);
         EXPECT_GT(test::expect_matches_golden(prediction_output_tensors(p), golden, name, "cuda"), 40) << name;
-        ++ran;
-    }
+    });
     ASSERT_GT(ran, 0);
 }
 
 TEST(ModelGpu, golden_bf16_keeps_plddt_within_one_point_on_cuda) {
     if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
-    int ran = 0;
-    for (const std::string& set : test::golden_sets("outputs.h5")) {
-        const std::string name = std::filesystem::path(set).filename().string();
-        io::Hdf5File golden(set + "/outputs.h5");
-        const test::GoldenModel g = test::load_golden_model(set, golden);
+    const int ran = test::for_each_golden_model([](const std::string& name, const io::Hdf5File&,
+                                                   const test::GoldenModel& g) {
         Context gpu(Device::CUDA);
         const Prediction p = g.model.predict(g.features, {}, gpu);
         Prediction b;
@@ -44,7 +37,6 @@ TEST(ModelGpu, golden_bf16_keeps_plddt_within_one_point_on_cuda) {
         std::printf("golden %-16s cuda bf16 vs fp32: pLDDT max |diff| %.4f\n", name.c_str(), d.max_abs);
         EXPECT_LE(d.max_abs, 1.0) << name;
         EXPECT_GT(d.max_abs, 0.0) << name << ": bf16 changed nothing";
-        ++ran;
-    }
+    });
     ASSERT_GT(ran, 0);
 }
