@@ -50,7 +50,7 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
     AXF_CHECK(o.n_seq > 0 && o.n_res > 0 && o.blocks > 0, "bench evoformer: --n-seq, --n-res and --blocks must be positive");
     set_num_threads(o.threads);
     const Device device = select_device(o.device);
-    select_precision(o.precision, device);
+    const DType act_dtype = select_precision(o.precision, device);
     const EvoformerDims d = EvoformerDims::af2_evoformer();
     std::map<std::string, Tensor> params;
     for (auto& [key, shape] : evoformer_block_param_shapes(d, false))
@@ -76,6 +76,11 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
     // On a GPU the budget covers the device's MSA, pair and workspace (the weights are a few MB).
     const size_t rss_now = current_rss_bytes(), activations = block_activation_bytes(bs);
     const size_t fixed = device == Device::CPU && rss_now > activations ? rss_now - activations : 0;
+    // --precision bf16: the block's MSA and pair are stored in bfloat16 (the float32 originals freed).
+    m = to_dtype(m, act_dtype);
+    z = to_dtype(z, act_dtype);
+    bs.act_bytes = static_cast<int>(dtype_size(act_dtype));
+    ctx.activation_dtype = act_dtype;
     const size_t budget = o.max_memory.empty() ? 0 : parse_bytes(o.max_memory);
     const ChunkPlan plan = plan_blocks({bs}, fixed, budget, o.chunk_size);
     ctx.chunk_size = plan.chunk_size;
@@ -190,7 +195,7 @@ int bench_model_main(const BenchModelOptions& o) {
     AXF_CHECK(o.n_res > 0 && o.n_seq > 0 && o.n_extra > 0, "bench model: sizes must be positive");
     set_num_threads(o.threads);
     const Device device = select_device(o.device);
-    select_precision(o.precision, device);
+    const DType act_dtype = select_precision(o.precision, device);
     ModelPreset preset = ModelPreset::from_name("model_3_ptm");
     ModelDims d;
     d.evoformer_blocks = o.evoformer_blocks;
@@ -230,11 +235,13 @@ int bench_model_main(const BenchModelOptions& o) {
 
     size_t predicted_peak = 0;
     const ChunkPlan plan = device == Device::CPU
-                               ? plan_prediction(model.config(), N, S, E, o.max_memory, o.chunk_size, &predicted_peak)
-                               : plan_device_trunk(model.config(), N, S, E, o.max_memory, o.chunk_size);
+                               ? plan_prediction(model.config(), N, S, E, o.max_memory, o.chunk_size, &predicted_peak,
+                                                 act_dtype)
+                               : plan_device_trunk(model.config(), N, S, E, o.max_memory, o.chunk_size, act_dtype);
     if (device != Device::CPU) predicted_peak = plan.predicted_peak_bytes;
     auto t0 = std::chrono::steady_clock::now();
     Context ctx(device);
+    ctx.activation_dtype = act_dtype;
     ctx.chunk_size = plan.chunk_size;
     ctx.ws.reserve(plan.predicted_workspace_bytes);
     axfold::PredictOptions po;

@@ -82,7 +82,11 @@ int predict_main(const PredictOptions& o);
 // --device and --precision: the device the trunk runs on ("cpu" or "cuda", which must be built and present)
 // and the process's GEMM precision (kernels/ops.h); throws with what was asked and what is possible.
 Device select_device(const std::string& name);
-void select_precision(const std::string& name, Device device);
+// Returns the activation storage the precision implies (activation_dtype).
+DType select_precision(const std::string& name, Device device);
+// bfloat16 GEMMs also store the trunk's MSA and pair in bfloat16 (Context::activation_dtype); fp32 and tf32
+// store float32.
+DType activation_dtype(MatmulPrecision p);
 
 struct InitParamsOptions {
     std::string model_name, out;
@@ -108,29 +112,41 @@ struct PlanOptions {
     int threads = 0;
     int64_t chunk_size = -1;
     std::string max_memory;
-    std::string device = "cpu";
+    std::string device = "cpu", precision = "fp32";
 };
 int plan_main(const PlanOptions& o);
-// Bytes a full-model run holds besides the trunk's MSA, pair and workspace (planner input).
+// Bytes a full-model run holds through every phase (parameters, features, masks, runtime): planner input.
 size_t model_fixed_bytes(int64_t n_res, int64_t n_seq, int64_t n_extra, int64_t evoformer_blocks,
                          int64_t extra_msa_blocks);
-// Workspace of the structure module and heads on the final pair (the peak after the trunk).
-size_t post_trunk_bytes(int64_t n_res, int64_t n_seq, int64_t c_z, bool pae);
-// The chunk plan of a prediction (trunk) and its predicted whole-model peak; throws when `max_memory` is
-// too small, naming what would fit.
-ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_cluster_rows, int64_t n_extra,
-                          const std::string& max_memory, int64_t chunk_size, size_t* predicted_peak);
-// Peak of a whole prediction: max of parameter loading, the embedders, the trunk under `trunk`, and the
-// structure module and heads after it.
-size_t model_peak_bytes(const ChunkPlan& trunk, int64_t n_res, int64_t n_seq, int64_t n_extra,
-                        int64_t evoformer_blocks, int64_t extra_msa_blocks, size_t fixed, bool pae, int threads);
+// Workspace of the structure module and heads on the final pair (the peak after the trunk); held_during_sm:
+// what else is held through the structure module only (the bfloat16 recycled pair).
+size_t post_trunk_bytes(int64_t n_res, int64_t n_seq, int64_t c_z, bool pae, size_t held_during_sm = 0);
 // Bytes the embedders hold besides the pair and MSA: the larger of the recycling, extra-MSA and
 // relative-position buffers (at `chunk` rows per block).
 size_t embedder_bytes(int64_t n_res, int64_t n_extra, int64_t chunk);
+// Predicted peak of each phase of a prediction (Model::predict trims the workspace between them).
+struct ModelMemoryPhases {
+    size_t load = 0, embedders = 0, convert = 0 /* bfloat16 rounding before the stacks */, trunk = 0, heads = 0;
+    size_t peak() const { return std::max({load, embedders, convert, trunk, heads}); }
+    const char* peak_phase() const {
+        const size_t p = peak();
+        return p == trunk ? "trunk" : p == heads ? "structure module and heads" : p == embedders ? "embedders"
+               : p == convert ? "bfloat16 conversion" : "parameter loading";
+    }
+};
+// The phases of a whole prediction whose trunk runs under `trunk`; act_bytes: 4 (float32 activations) or 2.
+ModelMemoryPhases model_memory_phases(const ChunkPlan& trunk, int64_t n_res, int64_t n_seq, int64_t n_extra,
+                                      int64_t evoformer_blocks, int64_t extra_msa_blocks, size_t fixed, bool pae,
+                                      int threads, int act_bytes);
+// The chunk plan of a prediction (trunk) and its predicted whole-model peak; throws when `max_memory` is
+// too small, naming what would fit. `act`: Context::activation_dtype.
+ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_cluster_rows, int64_t n_extra,
+                          const std::string& max_memory, int64_t chunk_size, size_t* predicted_peak,
+                          DType act = DType::F32, ModelMemoryPhases* phases = nullptr);
 // With the trunk on a GPU (--device cuda) the device holds only the stacks' weights and the running stack's
 // activations and workspace; features, recycling state and the other representations stay in host memory
 // between stacks. The plan that fits `max_memory`, or without one 90 % of the device's free memory.
 ChunkPlan plan_device_trunk(const ModelConfig& cfg, int64_t n_res, int64_t n_cluster_rows, int64_t n_extra,
-                            const std::string& max_memory, int64_t chunk_size);
+                            const std::string& max_memory, int64_t chunk_size, DType act = DType::F32);
 
 }  // namespace axfold::apps

@@ -199,7 +199,9 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
             "max-memory", po::value<std::string>(&o.max_memory), "memory budget, e.g. 24G")(
             "device", po::value<std::string>(&o.device)->default_value("cpu"),
             "plan for the CPU (whole process) or for the GPU trunk of --device cuda (needs --max-memory "
-            "without a GPU)");
+            "without a GPU)")(
+            "precision", po::value<std::string>(&o.precision)->default_value("fp32"),
+            "fp32, tf32 or bf16 (bf16 stores the trunk's MSA and pair in bfloat16)");
         po::variables_map vm;
         if (!parse(args, desc, vm)) return 0;
         return plan_main(o);

@@ -45,12 +45,16 @@ Device select_device(const std::string& name) {
     return Device::CUDA;
 }
 
-void select_precision(const std::string& name, Device device) {
+DType activation_dtype(MatmulPrecision p) { return p == MatmulPrecision::Bf16 ? DType::BF16 : DType::F32; }
+
+DType select_precision(const std::string& name, Device device) {
     const MatmulPrecision p = parse_precision(name);
     set_matmul_precision(p);
     if (p != MatmulPrecision::Fp32 && device == Device::CPU)
-        std::fprintf(stderr, "axfold: --precision %s on the CPU is emulated (operands rounded, fp32 GEMMs): slower than "
-                             "fp32, for checking what the GPU mode does to a prediction\n", name.c_str());
+        std::fprintf(stderr, "axfold: --precision %s GEMMs on the CPU are emulated (operands rounded, fp32 GEMMs): slower "
+                             "than fp32, for checking what the GPU mode does to a prediction%s\n", name.c_str(),
+                     p == MatmulPrecision::Bf16 ? "; the bfloat16 MSA and pair storage is real (half their memory)" : "");
+    return activation_dtype(p);
 }
 
 int predict_main(const PredictOptions& o) {
@@ -60,7 +64,7 @@ int predict_main(const PredictOptions& o) {
               "predict: --fasta (or --features), --params, --model-name and --out-dir are required");
     set_num_threads(o.threads);
     const Device device = select_device(o.device);
-    select_precision(o.precision, device);
+    const DType act = select_precision(o.precision, device);
     const std::string name = o.model_name;
     namespace fs = std::filesystem;
     fs::create_directories(o.out_dir);
@@ -86,9 +90,9 @@ int predict_main(const PredictOptions& o) {
     const ModelConfig& cfg = model.config();
     std::fprintf(stderr,
                  "axfold predict: %s, %lld Evoformer / %lld extra-MSA blocks, %d structure-module layers, %d threads, "
-                 "trunk on %s, %s GEMMs\n",
+                 "trunk on %s, %s GEMMs, %s activations\n",
                  name.c_str(), (long long)cfg.evoformer_blocks, (long long)cfg.extra_msa_blocks,
-                 cfg.structure_module_layers, num_threads(), device_name(device), o.precision.c_str());
+                 cfg.structure_module_layers, num_threads(), device_name(device), o.precision.c_str(), dtype_name(act));
 
     axfold::PredictOptions po;
     po.num_recycle = o.num_recycle;
@@ -98,17 +102,18 @@ int predict_main(const PredictOptions& o) {
     };
     // Memory plan: the fastest chunk size whose predicted peak fits --max-memory (or --chunk-size).
     Context ctx(device);
+    ctx.activation_dtype = act;
     size_t predicted_peak = 0;
     const int64_t n_res = features.at("aatype").size(1), n_msa = features.at("msa_feat").size(1),
                   n_extra = features.at("extra_msa").size(1);
     if (device == Device::CPU) {
-        const ChunkPlan plan = plan_prediction(cfg, n_res, n_msa, n_extra, o.max_memory, o.chunk_size, &predicted_peak);
+        const ChunkPlan plan = plan_prediction(cfg, n_res, n_msa, n_extra, o.max_memory, o.chunk_size, &predicted_peak, act);
         ctx.chunk_size = plan.chunk_size;
         ctx.ws.reserve(plan.predicted_workspace_bytes);
         std::fprintf(stderr, "  memory plan: chunk size %lld, predicted peak %s\n", (long long)plan.chunk_size,
                      format_bytes(predicted_peak).c_str());
     } else {  // --max-memory is the GPU's budget; host memory is not planned
-        const ChunkPlan plan = plan_device_trunk(cfg, n_res, n_msa, n_extra, o.max_memory, o.chunk_size);
+        const ChunkPlan plan = plan_device_trunk(cfg, n_res, n_msa, n_extra, o.max_memory, o.chunk_size, act);
         ctx.chunk_size = plan.chunk_size;
         ctx.ws.reserve(plan.predicted_workspace_bytes);
         predicted_peak = plan.predicted_peak_bytes;

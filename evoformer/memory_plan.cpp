@@ -28,25 +28,23 @@ std::vector<std::pair<std::string, size_t>> block_workspace_bytes(const BlockSiz
         const int64_t ci = chunk_of(chunk, N);
         return al(H * N * N) + al(ci * N * cz) + al(ci * N * H);
     };
-    // One chunk of gated self-attention: x, q, k, v, o (+ gate) and the logits of each thread, plus an
-    // update temporary in the attending layout when attending along axis 0 (columns).
-    auto attention = [&](int64_t nb, int64_t other, int64_t cin, int64_t hc, bool strided_out) {
+    // One chunk of gated self-attention: x, q, k, v, o (+ gate) and the logits of each thread. (The output
+    // projection goes through x where it cannot be written straight into the activation.)
+    auto attention = [&](int64_t nb, int64_t other, int64_t cin, int64_t hc) {
         const int64_t bc = chunk_of(chunk, nb);
-        size_t s = al(bc * other * cin) + 5 * al(bc * other * hc) + al(T * other * other);
-        if (strided_out) s += al(bc * other * cin);
-        return s;
+        return al(bc * other * cin) + 5 * al(bc * other * hc) + al(T * other * other);
     };
     const int64_t msa_hc = d.msa_heads * d.msa_head_dim, pair_hc = d.pair_heads * d.pair_head_dim;
-    r.push_back({"msa_row_attention", pair_bias(d.msa_heads) + attention(S, N, cm, msa_hc, false)});
+    r.push_back({"msa_row_attention", pair_bias(d.msa_heads) + attention(S, N, cm, msa_hc)});
     if (b.is_extra_msa) {
         const int64_t bc = chunk_of(chunk, N), gh = d.global_heads * d.global_head_dim;
-        // x, q_avg, ones, msum, q, k, v, logits, wavg, gate (+ update temporary: strided slice)
-        size_t s = al(S * bc * cm) + al(bc * cm) + al(S) + al(bc) + al(bc * gh) + 2 * al(S * bc * d.global_head_dim) +
-                   al(bc * d.global_heads * S) + al(bc * gh) + al(S * bc * gh);
-        if (bc < N) s += al(S * bc * cm);
+        // x, q_avg, ones, msum, q, k, v, logits, wavg, gate (the update goes through x)
+        const size_t s = al(S * bc * cm) + al(bc * cm) + al(S) + al(bc) + al(bc * gh) +
+                         2 * al(S * bc * d.global_head_dim) + al(bc * d.global_heads * S) + al(bc * gh) +
+                         al(S * bc * gh);
         r.push_back({"msa_column_global_attention", s});
     } else {
-        r.push_back({"msa_column_attention", attention(N, S, cm, msa_hc, true)});
+        r.push_back({"msa_column_attention", attention(N, S, cm, msa_hc)});
     }
     {
         const int64_t rows = chunk > 0 ? std::min(S, chunk) * N : S * N;
@@ -70,7 +68,7 @@ std::vector<std::pair<std::string, size_t>> block_workspace_bytes(const BlockSiz
         const size_t outp = 3 * al(rows * cz);
         r.push_back({"triangle_multiplication", al(C * M) + std::max(proj, outp)});
     }
-    r.push_back({"triangle_attention", pair_bias(d.pair_heads) + attention(N, N, cz, pair_hc, true)});
+    r.push_back({"triangle_attention", pair_bias(d.pair_heads) + attention(N, N, cz, pair_hc)});
     {
         const int64_t rows = chunk > 0 ? std::min(N, chunk) * N : N * N;
         r.push_back({"pair_transition", al(rows * cz) + al(rows * d.transition_factor * cz)});
@@ -86,7 +84,7 @@ size_t block_peak_workspace_bytes(const BlockSizes& b, int64_t chunk) {
 
 size_t block_activation_bytes(const BlockSizes& b) {
     return (static_cast<size_t>(b.n_seq) * b.n_res * b.dims.c_m + static_cast<size_t>(b.n_res) * b.n_res * b.dims.c_z) *
-           kF;
+           static_cast<size_t>(b.act_bytes);
 }
 
 std::vector<int64_t> chunk_candidates(int64_t n) {

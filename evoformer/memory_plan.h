@@ -18,13 +18,14 @@ struct BlockSizes {
     EvoformerDims dims = EvoformerDims::af2_evoformer();
     bool is_extra_msa = false;
     int threads = 1;
+    int act_bytes = 4;  // bytes per stored MSA / pair element: 4 (float32) or 2 (bfloat16, --precision bf16)
 };
 
 // Peak workspace bytes of each module of one block for `chunk` (0 = unchunked), in block order.
 std::vector<std::pair<std::string, size_t>> block_workspace_bytes(const BlockSizes& b, int64_t chunk);
 // max over modules.
 size_t block_peak_workspace_bytes(const BlockSizes& b, int64_t chunk);
-// The MSA and pair activations themselves.
+// The MSA and pair activations themselves (at b.act_bytes per element).
 size_t block_activation_bytes(const BlockSizes& b);
 
 struct ChunkPlan {

@@ -62,10 +62,7 @@ void outer_product_mean_combine(const OuterProductMeanWeights& w, const Tensor& 
         linear(oijab.view({ni, Nj, C * C}), w.output_w, w.output_b, upd);
         div_eps(upd, norm.slice(0, i0, i0 + ni).unsqueeze(2).expand({ni, Nj, Cz}), k.opm_eps);
         Tensor dst = out.slice(0, i0, i0 + ni);
-        if (accumulate)
-            add(dst, upd);
-        else
-            copy(dst, upd);
+        write_update(dst, upd, accumulate);
     }
 }
 

@@ -66,10 +66,7 @@ void triangle_multiplication_forward(const TriangleMultiplicationWeights& w, boo
         Tensor gate = linear(x, w.gating_linear.weights, w.gating_linear.bias, ws);
         sigmoid_mul(upd, gate);
         const Tensor dst = out2.slice(0, r0, r1);
-        if (accumulate)
-            add(dst, upd);
-        else
-            copy(dst, upd);
+        write_update(dst, upd, accumulate);
     }
 }
 

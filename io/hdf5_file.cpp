@@ -161,13 +161,6 @@ MemType mem_type_for(hid_t ftype, const std::string& what) {
     AXF_FAIL("%s has HDF5 type class '%s' (%zu bytes); expected a numeric array", what.c_str(), name, size);
 }
 
-template <class T>
-void convert_to_f32(const Tensor& src, Tensor& dst) {
-    const T* s = src.data<T>();
-    float* d = dst.f32();
-    const int64_t n = src.numel();
-    for (int64_t i = 0; i < n; ++i) d[i] = static_cast<float>(s[i]);
-}
 
 // The in-memory type for reading a variable-length string stored with file type `ftype` (same charset).
 Id variable_string_type(const Id& ftype, const std::string& what) {
@@ -276,28 +269,7 @@ Tensor Hdf5File::read(const std::string& path) const {
     return t;
 }
 
-Tensor Hdf5File::read_f32(const std::string& path) const {
-    Tensor t = read(path);
-    if (t.dtype() == DType::F32) return t;
-    Tensor f = Tensor::empty(t.shape(), DType::F32);
-    switch (t.dtype()) {
-        case DType::F64:
-            convert_to_f32<double>(t, f);
-            break;
-        case DType::I32:
-            convert_to_f32<int32_t>(t, f);
-            break;
-        case DType::I64:
-            convert_to_f32<int64_t>(t, f);
-            break;
-        case DType::U8:
-            convert_to_f32<uint8_t>(t, f);
-            break;
-        case DType::F32:
-            break;
-    }
-    return f;
-}
+Tensor Hdf5File::read_f32(const std::string& path) const { return host_cast(read(path), DType::F32); }
 
 bool Hdf5File::is_string_dataset(const std::string& path) const {
     if (!has_dataset(path)) return false;
@@ -453,7 +425,8 @@ void Hdf5Writer::write(const std::string& path, const Tensor& tensor) {
     AXF_CHECK(!p.empty(), "Hdf5Writer('%s'): empty dataset path", path_.c_str());
     AXF_CHECK(tensor.defined(), "cannot write %s: undefined tensor", what.c_str());
     AXF_CHECK(!path_exists(file_, p), "cannot write %s: the path already exists", what.c_str());
-    const Tensor t = tensor.to(Device::CPU).contiguous();
+    // bfloat16 activations are written as float32 (HDF5 has no standard bfloat16 type).
+    const Tensor t = tensor.dtype() == DType::BF16 ? host_cast(tensor, DType::F32) : tensor.to(Device::CPU).contiguous();
 
     hid_t ftype = H5T_IEEE_F32LE, mtype = H5T_NATIVE_FLOAT;
     switch (t.dtype()) {
@@ -477,6 +450,8 @@ void Hdf5Writer::write(const std::string& path, const Tensor& tensor) {
             ftype = H5T_STD_U8LE;
             mtype = H5T_NATIVE_UINT8;
             break;
+        case DType::BF16:
+            AXF_FAIL("internal: %s reached the writer as bfloat16", what.c_str());
     }
     const std::vector<hsize_t> dims(t.shape().begin(), t.shape().end());
     Id space(t.dim() == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(t.dim(), dims.data(), nullptr));

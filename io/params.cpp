@@ -17,30 +17,7 @@ namespace {
 
 constexpr char kNpzKeyAttr[] = "npz_key";
 
-Tensor to_f32_cpu(const Tensor& t) {
-    Tensor c = t.to(Device::CPU).contiguous();
-    if (c.dtype() == DType::F32) return c;
-    Tensor f = Tensor::empty(c.shape(), DType::F32);
-    float* d = f.f32();
-    const int64_t n = c.numel();
-    switch (c.dtype()) {
-        case DType::F64:
-            for (int64_t i = 0; i < n; ++i) d[i] = static_cast<float>(c.data<double>()[i]);
-            break;
-        case DType::I32:
-            for (int64_t i = 0; i < n; ++i) d[i] = static_cast<float>(c.data<int32_t>()[i]);
-            break;
-        case DType::I64:
-            for (int64_t i = 0; i < n; ++i) d[i] = static_cast<float>(c.data<int64_t>()[i]);
-            break;
-        case DType::U8:
-            for (int64_t i = 0; i < n; ++i) d[i] = static_cast<float>(c.data<uint8_t>()[i]);
-            break;
-        case DType::F32:
-            break;
-    }
-    return f;
-}
+Tensor to_f32_cpu(const Tensor& t) { return host_cast(t, DType::F32); }
 
 void check_finite(const Tensor& t, const std::string& key, const std::string& file) {
     const float* p = t.f32();

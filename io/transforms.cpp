@@ -60,18 +60,8 @@ Tensor tile(const Tensor& t, int R) {
 }
 
 std::vector<float> as_f32_values(const Tensor& t) {
-    const Tensor c = t.contiguous();
-    std::vector<float> v(static_cast<size_t>(c.numel()));
-    for (int64_t i = 0; i < c.numel(); ++i) {
-        switch (c.dtype()) {
-            case DType::I32: v[i] = static_cast<float>(c.data<int32_t>()[i]); break;
-            case DType::I64: v[i] = static_cast<float>(c.data<int64_t>()[i]); break;
-            case DType::U8: v[i] = c.data<uint8_t>()[i]; break;
-            case DType::F32: v[i] = c.f32()[i]; break;
-            case DType::F64: v[i] = static_cast<float>(c.data<double>()[i]); break;
-        }
-    }
-    return v;
+    const Tensor c = host_cast(t, DType::F32);
+    return std::vector<float>(c.f32(), c.f32() + c.numel());
 }
 
 float deletion_value(float d) { return static_cast<float>(std::atan(d / 3.0) * (2.0 / std::numbers::pi)); }

@@ -23,6 +23,13 @@ void check_f32(const Tensor& t, const char* op, const char* name) {
     AXF_CHECK(t.dtype() == DType::F32, "%s: %s must be float32, got %s", op, name, t.desc().c_str());
 }
 
+// float32, or bfloat16 where a stored activation (the MSA or pair residual stream) may be read or updated.
+void check_activation(const Tensor& t, const char* op, const char* name) {
+    AXF_CHECK(t.defined(), "%s: %s is undefined", op, name);
+    AXF_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::BF16, "%s: %s must be float32 or bfloat16, got %s", op,
+              name, t.desc().c_str());
+}
+
 void check_same_device(const Tensor& a, const Tensor& b, const char* op) {
     AXF_CHECK(!b.defined() || a.device() == b.device(), "%s: tensors on different devices (%s vs %s)", op,
               a.desc().c_str(), b.desc().c_str());
@@ -199,7 +206,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, Workspace& w
 }
 
 void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, const Tensor& y) {
-    check_f32(x, "layer_norm", "x");
+    check_activation(x, "layer_norm", "x");
     check_f32(y, "layer_norm", "y");
     check_f32(scale, "layer_norm", "scale");
     check_f32(offset, "layer_norm", "offset");
@@ -350,6 +357,18 @@ void run_unary(const Tensor& x, const char* op, cpu::Unary cpu_op, cuda::Unary c
 }  // namespace
 
 void add(const Tensor& x, const Tensor& y, float alpha) {
+    if (x.defined() && x.dtype() == DType::BF16) {  // a bfloat16 residual stream += a float32 update
+        check_f32(y, "add", "y");
+        AXF_CHECK(x.shape() == y.shape(), "add: shapes %s and %s differ (expand y first)", x.desc().c_str(),
+                  y.desc().c_str());
+        check_same_device(x, y, "add");
+        if (x.numel() == 0) return;
+        if (x.device() == Device::CUDA)
+            cuda::add_to_bf16(x, y, alpha);
+        else
+            cpu::add_to_bf16(x, y, alpha);
+        return;
+    }
     check_binary(x, y, "add");
     run_binary(x, y, cpu::Binary::Add, cuda::Binary::Add, alpha);
 }
@@ -370,9 +389,33 @@ void fill(const Tensor& x, float value) { run_unary(x, "fill", cpu::Unary::Fill,
 void sigmoid(const Tensor& x) { run_unary(x, "sigmoid", cpu::Unary::Sigmoid, cuda::Unary::Sigmoid, 0.f); }
 void relu(const Tensor& x) { run_unary(x, "relu", cpu::Unary::Relu, cuda::Unary::Relu, 0.f); }
 void copy(const Tensor& dst, const Tensor& src) {
-    AXF_CHECK(dst.shape() == src.shape() && dst.dtype() == src.dtype(), "copy: %s into %s", src.desc().c_str(),
-              dst.desc().c_str());
-    dst.copy_from(src);
+    AXF_CHECK(dst.shape() == src.shape(), "copy: %s into %s", src.desc().c_str(), dst.desc().c_str());
+    if (dst.dtype() == src.dtype()) {
+        dst.copy_from(src);
+        return;
+    }
+    check_activation(dst, "copy", "destination");
+    check_activation(src, "copy", "source");
+    check_same_device(dst, src, "copy");
+    if (dst.numel() == 0) return;
+    if (dst.device() == Device::CUDA)
+        cuda::convert(dst, src);
+    else
+        cpu::convert(dst, src);
+}
+
+void write_update(const Tensor& dst, const Tensor& src, bool accumulate) {
+    if (accumulate)
+        add(dst, src);
+    else
+        copy(dst, src);
+}
+
+Tensor to_dtype(const Tensor& x, DType dtype) {
+    if (x.dtype() == dtype) return x;
+    Tensor y = Tensor::empty(x.shape(), dtype, x.device());
+    copy(y, x);
+    return y;
 }
 
 }  // namespace axfold

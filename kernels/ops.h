@@ -35,6 +35,10 @@ struct Context {
     explicit Context(Device d = Device::CPU) : device(d), ws(d) {}
     Device device;
     Workspace ws;
+    // Storage of the trunk's MSA and pair activations (the residual streams) between modules: F32, or BF16
+    // (--precision bf16: half the memory; each residual update is rounded once to bfloat16, every module
+    // computes in float32 from the widened values). Workspace temporaries are float32 either way.
+    DType activation_dtype = DType::F32;
     // Rows of the batch-like axis each memory-heavy module processes at a time (OpenFold's chunk_size);
     // 0 = unchunked. Results do not depend on it beyond rounding. Set by the planner or --chunk-size.
     int64_t chunk_size = 0;
@@ -52,7 +56,8 @@ void linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& 
 // Same, allocating y [..., prod(w.shape[1:])] from the workspace.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, Workspace& ws);
 
-// y = (x - mean) / sqrt(var + eps) * scale + offset over the last dim; y may alias x.
+// y = (x - mean) / sqrt(var + eps) * scale + offset over the last dim; y may alias x. x may be bfloat16
+// (a stored activation; y is float32 then).
 void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, const Tensor& y);
 Tensor layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, Workspace& ws);
 
@@ -85,7 +90,8 @@ bool fused_attention_requested();
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias,
                float scale, float inf, const Tensor& out, Workspace& ws);
 
-// Elementwise, in place; y broadcast views allowed where y has x's shape.
+// Elementwise, in place; y broadcast views allowed where y has x's shape. float32, except that add's x
+// may be a bfloat16 activation (each sum rounded once to nearest-even).
 void add(const Tensor& x, const Tensor& y, float alpha = 1.f);  // x += alpha * y
 void mul(const Tensor& x, const Tensor& y);                     // x *= y
 void scale(const Tensor& x, float s);                           // x *= s
@@ -94,7 +100,13 @@ void sigmoid(const Tensor& x);
 void relu(const Tensor& x);
 void sigmoid_mul(const Tensor& x, const Tensor& gate);  // x *= sigmoid(gate)
 void div_eps(const Tensor& x, const Tensor& y, float eps);  // x /= (y + eps)
-// Copy with a change of strides (e.g. materialise a permuted view): dst and src same shape.
+// Copy with a change of strides (e.g. materialise a permuted view): dst and src same shape; same dtype, or
+// float32 <-> bfloat16 (rounded to nearest-even; widening is exact).
 void copy(const Tensor& dst, const Tensor& src);
+// A module's update into its output: dst += src (accumulate, a residual update) or dst = src. dst float32 or a
+// bfloat16 activation; src float32.
+void write_update(const Tensor& dst, const Tensor& src, bool accumulate);
+// x in `dtype` on x's device (x itself when it already is).
+Tensor to_dtype(const Tensor& x, DType dtype);
 
 }  // namespace axfold

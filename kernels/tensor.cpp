@@ -21,6 +21,7 @@ size_t dtype_size(DType t) {
         case DType::I32: return 4;
         case DType::I64: return 8;
         case DType::U8: return 1;
+        case DType::BF16: return 2;
     }
     return 0;
 }
@@ -32,6 +33,7 @@ const char* dtype_name(DType t) {
         case DType::I32: return "int32";
         case DType::I64: return "int64";
         case DType::U8: return "uint8";
+        case DType::BF16: return "bfloat16";
     }
     return "?";
 }
@@ -340,6 +342,7 @@ void Tensor::copy_from(const Tensor& src) const {
     }
     switch (dtype_size(dtype_)) {
         case 1: copy_strided(static_cast<uint8_t*>(raw()), static_cast<const uint8_t*>(src.raw()), shape_, strides_, src.strides_); break;
+        case 2: copy_strided(static_cast<uint16_t*>(raw()), static_cast<const uint16_t*>(src.raw()), shape_, strides_, src.strides_); break;
         case 4: copy_strided(static_cast<uint32_t*>(raw()), static_cast<const uint32_t*>(src.raw()), shape_, strides_, src.strides_); break;
         default: copy_strided(static_cast<uint64_t*>(raw()), static_cast<const uint64_t*>(src.raw()), shape_, strides_, src.strides_); break;
     }
@@ -360,6 +363,7 @@ double element_as_double(const Tensor& c, int64_t i) {
         case DType::I32: return element<int32_t>(c, i);
         case DType::I64: return element<int64_t>(c, i);
         case DType::U8: return element<uint8_t>(c, i);
+        case DType::BF16: return bf16_to_float(c.data<bf16_t>()[i].bits);
     }
     return 0;
 }
@@ -372,7 +376,7 @@ std::vector<int64_t> host_int64(const Tensor& t) {
         if (!v.empty()) std::memcpy(v.data(), c.raw(), v.size() * sizeof(int64_t));
         return v;
     }
-    const bool floating = c.dtype() == DType::F32 || c.dtype() == DType::F64;
+    const bool floating = c.dtype() == DType::F32 || c.dtype() == DType::F64 || c.dtype() == DType::BF16;
     for (int64_t i = 0; i < c.numel(); ++i) {
         const double x = element_as_double(c, i);
         v[i] = floating ? static_cast<int64_t>(std::llround(x)) : static_cast<int64_t>(x);
@@ -400,6 +404,7 @@ Tensor host_cast(const Tensor& t, DType dtype) {
         for (int64_t i = 0; i < c.numel(); ++i) {
             const double x = element_as_double(c, i);
             if (dtype == DType::F32) o.f32()[i] = static_cast<float>(x);
+            else if (dtype == DType::BF16) o.data<bf16_t>()[i].bits = bf16_from_float(static_cast<float>(x));
             else o.data<double>()[i] = x;
         }
     }

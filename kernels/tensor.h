@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
 #include <memory>
 #include <string>
@@ -17,7 +18,27 @@
 namespace axfold {
 
 enum class Device : uint8_t { CPU, CUDA };
-enum class DType : uint8_t { F32, F64, I32, I64, U8 };
+enum class DType : uint8_t { F32, F64, I32, I64, U8, BF16 };
+
+// bfloat16 storage: the upper half of a float32 (8 exponent bits, 7 mantissa bits). Used for the trunk's
+// MSA and pair activations under --precision bf16; arithmetic always widens to float32 first.
+struct bf16_t {
+    uint16_t bits;
+};
+// Rounded to nearest-even (NaN stays a quiet NaN, infinities stay infinite).
+inline uint16_t bf16_from_float(float x) {
+    uint32_t u;
+    std::memcpy(&u, &x, sizeof u);
+    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu) != 0) return static_cast<uint16_t>((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return static_cast<uint16_t>(u >> 16);
+}
+inline float bf16_to_float(uint16_t b) {
+    const uint32_t u = static_cast<uint32_t>(b) << 16;
+    float x;
+    std::memcpy(&x, &u, sizeof x);
+    return x;
+}
 
 size_t dtype_size(DType t);
 const char* dtype_name(DType t);
@@ -29,6 +50,7 @@ template <> constexpr DType dtype_of<double>() { return DType::F64; }
 template <> constexpr DType dtype_of<int32_t>() { return DType::I32; }
 template <> constexpr DType dtype_of<int64_t>() { return DType::I64; }
 template <> constexpr DType dtype_of<uint8_t>() { return DType::U8; }
+template <> constexpr DType dtype_of<bf16_t>() { return DType::BF16; }
 
 using Shape = std::vector<int64_t>;
 std::string shape_str(const Shape& s);

@@ -39,6 +39,7 @@ ncclDataType_t nccl_type(DType t, const char* what) {
         case DType::I32: return ncclInt32;
         case DType::I64: return ncclInt64;
         case DType::U8: return ncclUint8;
+        case DType::BF16: break;  // activations move as bytes; nothing sums them
     }
     nccl_fail(ncclInvalidArgument, what);
 }

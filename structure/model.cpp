@@ -293,14 +293,26 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
         if (opt.progress) opt.progress(stage, r, s);
     };
 
-    Tensor prev_row = Tensor::zeros({N, Cm}), prev_pair = Tensor::zeros({N, N, Cz}), prev_pb = Tensor::zeros({N, 3});
-    Tensor msa = Tensor::empty({S + T, N, Cm}), pair = Tensor::empty({N, N, Cz}), extra;
+    // With bfloat16 activations (ctx.activation_dtype), the embedders still build float32 MSA and pair
+    // representations; they are rounded to bfloat16 just before the stacks (the float32 buffers freed), widened
+    // back to float32 after them for the structure module and heads, and the recycled pair is the stacks'
+    // bfloat16 output itself. The trunk's resident activations and the recycled pair take half the memory.
+    const DType act = ctx.activation_dtype;
+    AXF_CHECK(act == DType::F32 || act == DType::BF16, "activation dtype %s: expected float32 or bfloat16",
+              dtype_name(act));
+    // Each iteration builds a new MSA and pair; the recycled pair is the previous iteration's trunk output
+    // itself (no copy), held only while the embedders need it unless the iterations are kept.
+    Tensor prev_row = Tensor::zeros({N, Cm}), prev_pair = Tensor::zeros({N, N, Cz}, act), prev_pb = Tensor::zeros({N, 3});
+    Tensor msa, pair, extra;
     Tensor msa_mask = Tensor::empty({S + T, N});
-    Tensor msa_clusters = msa.slice(0, 0, S);
+    Tensor msa_clusters;
     Tensor pair_mask = Tensor::empty({N, N});
     StructureModuleOutputs sm;
     Tensor single;
     for (int r = 0; r < iters; ++r) {
+        msa = Tensor::empty({S + T, N, Cm});
+        msa_clusters = msa.slice(0, 0, S);
+        pair = Tensor::empty({N, N, Cz});
         auto feat = [&](const char* name) { return to_f32(f.at(name).select(0, r)); };
         const Tensor aatype = to_int64(f.at("aatype").select(0, r));
         const Tensor residue_index = to_int64(f.at("residue_index").select(0, r));
@@ -317,6 +329,7 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
             extra_msa_embedder_forward(w.extra_msa_embedder, to_int64(f.at("extra_msa").select(0, r)),
                                        feat("extra_has_deletion"), feat("extra_deletion_value"), extra, host);
         });
+        if (!opt.keep_recycles) prev_pair = Tensor();
         Tensor template_pair_update, template_rows;
         if (use_templates) {
             timed("templates", r, [&] {
@@ -345,13 +358,21 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
         // under this one's peak, which the planner counts phase by phase (apps/plan.cpp).
         host.ws.trim();
         ctx.ws.trim();
+        if (!opt.keep_recycles) template_pair_update = Tensor();  // added to the pair already
+        extra = to_dtype(extra, act);
+        pair = to_dtype(pair, act);
         timed("extra_msa_stack", r,
               [&] { run_stack(extra_stack, extra, pair, extra_mask, pair_mask); });
         extra = Tensor();  // the extra-MSA activations are not needed past their stack
         // AF2 appends the angle rows after the extra-MSA stack; they do not depend on the pair, so computing
         // them with the other template work above gives the same result.
-        if (use_templates && opt.keep_recycles) template_rows = template_rows.clone();
+        template_rows = use_templates && opt.keep_recycles ? template_rows.clone() : Tensor();  // not a view of msa
+        msa = to_dtype(msa, act);
         timed("evoformer", r, [&] { run_stack(evo_stack, msa, pair, msa_mask, pair_mask); });
+        const Tensor trunk_pair = pair;  // the next iteration's recycled pair (float32 or bfloat16)
+        msa = to_dtype(msa, DType::F32);
+        msa_clusters = msa.slice(0, 0, S);
+        pair = to_dtype(trunk_pair, DType::F32);
         ctx.ws.trim();
         host.ws.trim();
         timed("structure_module", r, [&] {
@@ -364,10 +385,10 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
         });
         host.ws.trim();
         prev_row = msa.select(0, 0).clone();
-        prev_pair = pair.clone();
+        prev_pair = r + 1 < iters ? trunk_pair : Tensor();
         prev_pb = pseudo_beta(aatype, sm.final_atom_positions);
         if (opt.keep_recycles) {
-            IterationRecord rec{prev_row, prev_pair, single, sm.act, sm.final_atom_positions,
+            IterationRecord rec{prev_row, pair, single, sm.act, sm.final_atom_positions,
                                 sm.final_atom14_positions, sm.traj, prev_pb, Tensor(), Tensor()};
             if (use_templates) {
                 rec.template_pair_embedding = template_pair_update;

@@ -32,20 +32,8 @@ inline Tensor random_mask(const Shape& shape, std::mt19937& rng, float zero_frac
     return t;
 }
 
-inline std::vector<double> to_f64(const Tensor& t) {
-    Tensor c = t.contiguous();
-    std::vector<double> v(static_cast<size_t>(c.numel()));
-    if (c.dtype() == DType::F32) {
-        for (size_t i = 0; i < v.size(); ++i) v[i] = c.f32()[i];
-    } else if (c.dtype() == DType::F64) {
-        for (size_t i = 0; i < v.size(); ++i) v[i] = c.data<double>()[i];
-    } else if (c.dtype() == DType::I64) {
-        for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<double>(c.data<int64_t>()[i]);
-    } else if (c.dtype() == DType::I32) {
-        for (size_t i = 0; i < v.size(); ++i) v[i] = c.data<int32_t>()[i];
-    }
-    return v;
-}
+// Values of any tensor (any dtype, any device, any strides) as float64, row-major.
+inline std::vector<double> to_f64(const Tensor& t) { return host_float64(t); }
 
 struct CompareResult {
     double max_abs = 0, max_ref = 0, rel_norm = 0;

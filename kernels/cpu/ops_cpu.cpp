@@ -224,11 +224,17 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, floa
 }
 
 namespace {
+// Elements of x as float: float32 as is, bfloat16 widened. Stored activations may be either (the residual
+// streams under --precision bf16); everything computed from them is float32.
+inline float ld(const float* p, int64_t i) { return p[i]; }
+inline float ld(const bf16_t* p, int64_t i) { return bf16_to_float(p[i].bits); }
+
 // Layer norm of a [M, C] view whose channels are the slow axis (memory [C][M], stride(0) == 1): the
 // reductions run across channels with the M axis vectorised.
-void layer_norm_channels_major(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, const Tensor& y) {
+template <class T>
+void layer_norm_channels_major(const T* px, const Tensor& x, const Tensor& scale, const Tensor& offset, float eps,
+                               const Tensor& y) {
     const int64_t M = x.size(0), C = x.size(1), xs = x.stride(1), ys = y.stride(1);
-    const float* px = x.f32();
     float* py = y.f32();
     const float* g = scale.f32();
     const float* bb = offset.f32();
@@ -239,58 +245,69 @@ void layer_norm_channels_major(const Tensor& x, const Tensor& scale, const Tenso
         float mean[block], var[block];
         for (int64_t i = 0; i < n; ++i) mean[i] = var[i] = 0.f;
         for (int64_t c = 0; c < C; ++c) {
-            const float* xr = px + c * xs + m0;
+            const T* xr = px + c * xs + m0;
 #pragma omp simd
-            for (int64_t i = 0; i < n; ++i) mean[i] += xr[i];
+            for (int64_t i = 0; i < n; ++i) mean[i] += ld(xr, i);
         }
         for (int64_t i = 0; i < n; ++i) mean[i] /= static_cast<float>(C);
         for (int64_t c = 0; c < C; ++c) {
-            const float* xr = px + c * xs + m0;
+            const T* xr = px + c * xs + m0;
 #pragma omp simd
-            for (int64_t i = 0; i < n; ++i) var[i] += (xr[i] - mean[i]) * (xr[i] - mean[i]);
+            for (int64_t i = 0; i < n; ++i) var[i] += (ld(xr, i) - mean[i]) * (ld(xr, i) - mean[i]);
         }
         for (int64_t i = 0; i < n; ++i) var[i] = 1.f / std::sqrt(var[i] / static_cast<float>(C) + eps);
         for (int64_t c = 0; c < C; ++c) {
-            const float* xr = px + c * xs + m0;
+            const T* xr = px + c * xs + m0;
             float* yr = py + c * ys + m0;
             const float gc = g[c], bc = bb[c];
 #pragma omp simd
-            for (int64_t i = 0; i < n; ++i) yr[i] = (xr[i] - mean[i]) * var[i] * gc + bc;
+            for (int64_t i = 0; i < n; ++i) yr[i] = (ld(xr, i) - mean[i]) * var[i] * gc + bc;
         }
     }
 }
-}  // namespace
 
-void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, const Tensor& y) {
-    if (x.dim() == 2 && x.stride(0) == 1 && y.stride(0) == 1 && x.size(1) > 1) {
-        layer_norm_channels_major(x, scale, offset, eps, y);
-        return;
-    }
+template <class T>
+void layer_norm_rows(const T* px, const Tensor& x, const Tensor& scale, const Tensor& offset, float eps,
+                     const Tensor& y) {
     const int64_t C = x.size(-1);
     std::vector<int64_t> ox = row_offsets(x), oy = row_offsets(y);
-    const float* px = x.f32();
     float* py = y.f32();
     const float* g = scale.f32();
     const float* bb = offset.f32();
     const int64_t rows = static_cast<int64_t>(ox.size());
 #pragma omp parallel for schedule(static) if (rows * C > 32768)
     for (int64_t r = 0; r < rows; ++r) {
-        const float* xr = px + ox[r];
+        const T* xr = px + ox[r];
         float* yr = py + oy[r];
         float mean = 0.f;
 #pragma omp simd reduction(+ : mean)
-        for (int64_t c = 0; c < C; ++c) mean += xr[c];
+        for (int64_t c = 0; c < C; ++c) mean += ld(xr, c);
         mean /= static_cast<float>(C);
         float var = 0.f;
 #pragma omp simd reduction(+ : var)
         for (int64_t c = 0; c < C; ++c) {
-            float d = xr[c] - mean;
+            float d = ld(xr, c) - mean;
             var += d * d;
         }
         var /= static_cast<float>(C);
         float inv = 1.f / std::sqrt(var + eps);
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) yr[c] = (xr[c] - mean) * inv * g[c] + bb[c];
+        for (int64_t c = 0; c < C; ++c) yr[c] = (ld(xr, c) - mean) * inv * g[c] + bb[c];
+    }
+}
+}  // namespace
+
+void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, const Tensor& y) {
+    const bool channels_major = x.dim() == 2 && x.stride(0) == 1 && y.stride(0) == 1 && x.size(1) > 1;
+    if (x.dtype() == DType::BF16) {
+        if (channels_major)
+            layer_norm_channels_major(x.data<bf16_t>(), x, scale, offset, eps, y);
+        else
+            layer_norm_rows(x.data<bf16_t>(), x, scale, offset, eps, y);
+    } else if (channels_major) {
+        layer_norm_channels_major(x.f32(), x, scale, offset, eps, y);
+    } else {
+        layer_norm_rows(x.f32(), x, scale, offset, eps, y);
     }
 }
 
@@ -495,6 +512,42 @@ void binary(const Tensor& x, const Tensor& y, Binary op, float alpha) {
         case Binary::Mul: binary_apply(x, y, [](float a, float b) { return a * b; }); break;
         case Binary::SigmoidMul: binary_apply(x, y, [](float a, float b) { return a * fast_sigmoid(b); }); break;
         case Binary::DivEps: binary_apply(x, y, [alpha](float a, float b) { return a / (b + alpha); }); break;
+    }
+}
+
+void add_to_bf16(const Tensor& x, const Tensor& y, float alpha) {
+    bf16_t* px = x.data<bf16_t>();
+    const float* py = y.f32();
+    const int64_t C = x.size(-1), xs = x.stride(-1), ys = y.stride(-1);
+    std::vector<int64_t> ox = row_offsets(x), oy = row_offsets(y);
+    const int64_t rows = static_cast<int64_t>(ox.size());
+#pragma omp parallel for schedule(static) if (rows * C > 65536)
+    for (int64_t r = 0; r < rows; ++r) {
+        bf16_t* xr = px + ox[r];
+        const float* yr = py + oy[r];
+        for (int64_t c = 0; c < C; ++c) {
+            bf16_t& e = xr[c * xs];
+            e.bits = bf16_from_float(bf16_to_float(e.bits) + alpha * yr[c * ys]);
+        }
+    }
+}
+
+void convert(const Tensor& dst, const Tensor& src) {
+    const int64_t C = dst.size(-1), ds = dst.stride(-1), ss = src.stride(-1);
+    std::vector<int64_t> od = row_offsets(dst), os = row_offsets(src);
+    const int64_t rows = static_cast<int64_t>(od.size());
+    const bool to_bf16 = dst.dtype() == DType::BF16;
+#pragma omp parallel for schedule(static) if (rows * C > 65536)
+    for (int64_t r = 0; r < rows; ++r) {
+        if (to_bf16) {
+            bf16_t* d = dst.data<bf16_t>() + od[r];
+            const float* s = src.f32() + os[r];
+            for (int64_t c = 0; c < C; ++c) d[c * ds].bits = bf16_from_float(s[c * ss]);
+        } else {
+            float* d = dst.f32() + od[r];
+            const bf16_t* s = src.data<bf16_t>() + os[r];
+            for (int64_t c = 0; c < C; ++c) d[c * ds] = bf16_to_float(s[c * ss].bits);
+        }
     }
 }
 

@@ -20,6 +20,10 @@ enum class Unary { Sigmoid, Relu, Scale, Fill };
 void unary(const Tensor& x, Unary op, float s);
 enum class Binary { Add, Mul, SigmoidMul, DivEps };
 void binary(const Tensor& x, const Tensor& y, Binary op, float alpha);
+// x (bfloat16) += alpha * y (float32), each sum rounded once to bfloat16.
+void add_to_bf16(const Tensor& x, const Tensor& y, float alpha);
+// dst = src between float32 and bfloat16 (either way), any strides.
+void convert(const Tensor& dst, const Tensor& src);
 
 // Offsets (in elements) of every last-dim row of a tensor, in row-major order of the leading dims.
 std::vector<int64_t> row_offsets(const Tensor& t);

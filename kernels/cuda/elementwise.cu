@@ -113,6 +113,23 @@ template <class T> __global__ void copy_strided(T* dst, const T* src, StridedInd
     }
 }
 
+// x (bfloat16) += alpha * y (float32).
+__global__ void add_to_bf16_strided(bf16_t* x, const float* y, StridedIndex<2> ix, int64_t n, float alpha) {
+    for (int64_t i = global_id(); i < n; i += grid_stride()) {
+        int64_t off[2];
+        ix.offsets(i, off);
+        store_f32(x + off[0], load_f32(x + off[0]) + alpha * y[off[1]]);
+    }
+}
+
+template <class D, class S> __global__ void convert_strided(D* dst, const S* src, StridedIndex<2> ix, int64_t n) {
+    for (int64_t i = global_id(); i < n; i += grid_stride()) {
+        int64_t off[2];
+        ix.offsets(i, off);
+        store_f32(dst + off[0], load_f32(src + off[1]));
+    }
+}
+
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 template <class Op> void run_unary(const Tensor& x, Op op) {
@@ -189,10 +206,30 @@ void copy(const Tensor& dst, const Tensor& src) {
     }
     switch (es) {
         case 1: run_copy<uint8_t>(dst, src); break;
+        case 2: run_copy<uint16_t>(dst, src); break;
         case 4: run_copy<uint32_t>(dst, src); break;
         case 8: run_copy<uint64_t>(dst, src); break;
         default: AXF_FAIL("cuda::copy: unsupported element size %zu of %s", es, dst.desc().c_str());
     }
+}
+
+void add_to_bf16(const Tensor& x, const Tensor& y, float alpha) {
+    const int64_t n = x.numel();
+    if (n == 0) return;
+    const StridedIndex<2> ix = make_index<2>(x.shape(), {&x.strides(), &y.strides()}, x.dim());
+    add_to_bf16_strided<<<grid_for(n, kThreads), kThreads>>>(x.data<bf16_t>(), y.f32(), ix, n, alpha);
+    AXF_CUDA_LAUNCH();
+}
+
+void convert(const Tensor& dst, const Tensor& src) {
+    const int64_t n = dst.numel();
+    if (n == 0) return;
+    const StridedIndex<2> ix = make_index<2>(dst.shape(), {&dst.strides(), &src.strides()}, dst.dim());
+    if (dst.dtype() == DType::BF16)
+        convert_strided<<<grid_for(n, kThreads), kThreads>>>(dst.data<bf16_t>(), src.f32(), ix, n);
+    else
+        convert_strided<<<grid_for(n, kThreads), kThreads>>>(dst.f32(), src.data<bf16_t>(), ix, n);
+    AXF_CUDA_LAUNCH();
 }
 
 namespace {

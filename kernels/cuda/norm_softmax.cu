@@ -25,22 +25,22 @@ constexpr int kMaxWarpRow = 1024;    // longest row handled by one warp (32 valu
 // --- layer norm ----------------------------------------------------------------------------------------
 
 // One warp per row of C <= 32 * kPerLane channels; operand 0 is x, 1 is y.
-template <int kPerLane>
-__global__ void layer_norm_warp(const float* x, float* y, const float* g, const float* b, StridedIndex<2> ix,
+template <int kPerLane, class T>
+__global__ void layer_norm_warp(const T* x, float* y, const float* g, const float* b, StridedIndex<2> ix,
                                 int64_t rows, int C, float eps) {
     const int64_t r = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
     const int lane = threadIdx.x & 31;
     if (r >= rows) return;  // warp-uniform
     int64_t off[2];
     ix.offsets(r, off);
-    const float* xr = x + off[0];
+    const T* xr = x + off[0];
     float* yr = y + off[1];
     float v[kPerLane];
     float s = 0.f;
 #pragma unroll
     for (int j = 0; j < kPerLane; ++j) {
         const int c = lane + 32 * j;
-        v[j] = c < C ? xr[c] : 0.f;
+        v[j] = c < C ? load_f32(xr + c) : 0.f;
         s += v[j];
     }
     const float mean = warp_sum(s) / static_cast<float>(C);
@@ -61,41 +61,43 @@ __global__ void layer_norm_warp(const float* x, float* y, const float* g, const 
 
 // One block per row, any C. In place (y == x) is safe: the last pass reads and writes the same element
 // in the same thread, after the barriers inside block_sum.
-__global__ void layer_norm_block(const float* x, float* y, const float* g, const float* b, StridedIndex<2> ix,
+template <class T>
+__global__ void layer_norm_block(const T* x, float* y, const float* g, const float* b, StridedIndex<2> ix,
                                  int64_t C, float eps) {
     __shared__ float scratch[32];
     int64_t off[2];
     ix.offsets(blockIdx.x, off);
-    const float* xr = x + off[0];
+    const T* xr = x + off[0];
     float* yr = y + off[1];
     float s = 0.f;
-    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += xr[c];
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += load_f32(xr + c);
     const float mean = block_sum(s, scratch) / static_cast<float>(C);
     float q = 0.f;
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-        const float d = xr[c] - mean;
+        const float d = load_f32(xr + c) - mean;
         q += d * d;
     }
     const float inv = 1.f / sqrtf(block_sum(q, scratch) / static_cast<float>(C) + eps);
-    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) yr[c] = (xr[c] - mean) * inv * g[c] + b[c];
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) yr[c] = (load_f32(xr + c) - mean) * inv * g[c] + b[c];
 }
 
 // [M, C] views of channel-major memory: element (m, c) at m + c * xs. One thread per m, so every channel
 // pass reads consecutive m across a warp (coalesced).
-__global__ void layer_norm_channels_major(const float* x, int64_t xs, float* y, int64_t ys, const float* g,
+template <class T>
+__global__ void layer_norm_channels_major(const T* x, int64_t xs, float* y, int64_t ys, const float* g,
                                           const float* b, int64_t M, int64_t C, float eps) {
     const int64_t m = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (m >= M) return;
     float mean = 0.f;
-    for (int64_t c = 0; c < C; ++c) mean += x[c * xs + m];
+    for (int64_t c = 0; c < C; ++c) mean += load_f32(x + c * xs + m);
     mean /= static_cast<float>(C);
     float var = 0.f;
     for (int64_t c = 0; c < C; ++c) {
-        const float d = x[c * xs + m] - mean;
+        const float d = load_f32(x + c * xs + m) - mean;
         var += d * d;
     }
     const float inv = 1.f / sqrtf(var / static_cast<float>(C) + eps);
-    for (int64_t c = 0; c < C; ++c) y[c * ys + m] = (x[c * xs + m] - mean) * inv * g[c] + b[c];
+    for (int64_t c = 0; c < C; ++c) y[c * ys + m] = (load_f32(x + c * xs + m) - mean) * inv * g[c] + b[c];
 }
 
 // --- softmax -----------------------------------------------------------------------------------------
@@ -217,11 +219,11 @@ int per_lane(int64_t n) {
 
 unsigned warp_grid(int64_t rows) { return static_cast<unsigned>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock); }
 
-template <int kPerLane>
-void launch_layer_norm_warp(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, const Tensor& y,
-                            const StridedIndex<2>& ix, int64_t rows) {
-    layer_norm_warp<kPerLane><<<warp_grid(rows), kWarpsPerBlock * 32>>>(
-        x.f32(), y.f32(), scale.f32(), offset.f32(), ix, rows, static_cast<int>(x.size(-1)), eps);
+template <int kPerLane, class T>
+void launch_layer_norm_warp(const T* px, const Tensor& x, const Tensor& scale, const Tensor& offset, float eps,
+                            const Tensor& y, const StridedIndex<2>& ix, int64_t rows) {
+    layer_norm_warp<kPerLane, T><<<warp_grid(rows), kWarpsPerBlock * 32>>>(
+        px, y.f32(), scale.f32(), offset.f32(), ix, rows, static_cast<int>(x.size(-1)), eps);
 }
 
 template <int kPerLane> void launch_softmax_warp(const SoftmaxArgs& a) {
@@ -230,18 +232,19 @@ template <int kPerLane> void launch_softmax_warp(const SoftmaxArgs& a) {
 
 }  // namespace
 
-void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, const Tensor& y) {
-    if (x.numel() == 0) return;
-    AXF_CHECK(scale.is_contiguous() && offset.is_contiguous(), "layer_norm: scale %s and offset %s must be contiguous",
-              scale.desc().c_str(), offset.desc().c_str());
+namespace {
+// x float32 or bfloat16 (a stored activation); y float32.
+template <class T>
+void layer_norm_typed(const T* px, const Tensor& x, const Tensor& scale, const Tensor& offset, float eps,
+                      const Tensor& y) {
     const int64_t C = x.size(-1);
     // Same condition as the CPU backend's channel-major path.
     if (x.dim() == 2 && x.stride(0) == 1 && y.stride(0) == 1 && x.size(1) > 1) {
         const int64_t M = x.size(0);
         constexpr int threads = 256;
         const unsigned blocks = static_cast<unsigned>((M + threads - 1) / threads);
-        layer_norm_channels_major<<<blocks, threads>>>(x.f32(), x.stride(1), y.f32(), y.stride(1), scale.f32(),
-                                                       offset.f32(), M, C, eps);
+        layer_norm_channels_major<T><<<blocks, threads>>>(px, x.stride(1), y.f32(), y.stride(1), scale.f32(),
+                                                          offset.f32(), M, C, eps);
         AXF_CUDA_LAUNCH();
         return;
     }
@@ -249,19 +252,30 @@ void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, floa
     const int64_t rows = leading_rows(x);
     if (C <= kMaxWarpRow) {
         switch (per_lane(C)) {
-            case 1: launch_layer_norm_warp<1>(x, scale, offset, eps, y, ix, rows); break;
-            case 2: launch_layer_norm_warp<2>(x, scale, offset, eps, y, ix, rows); break;
-            case 4: launch_layer_norm_warp<4>(x, scale, offset, eps, y, ix, rows); break;
-            case 8: launch_layer_norm_warp<8>(x, scale, offset, eps, y, ix, rows); break;
-            case 16: launch_layer_norm_warp<16>(x, scale, offset, eps, y, ix, rows); break;
-            default: launch_layer_norm_warp<32>(x, scale, offset, eps, y, ix, rows); break;
+            case 1: launch_layer_norm_warp<1>(px, x, scale, offset, eps, y, ix, rows); break;
+            case 2: launch_layer_norm_warp<2>(px, x, scale, offset, eps, y, ix, rows); break;
+            case 4: launch_layer_norm_warp<4>(px, x, scale, offset, eps, y, ix, rows); break;
+            case 8: launch_layer_norm_warp<8>(px, x, scale, offset, eps, y, ix, rows); break;
+            case 16: launch_layer_norm_warp<16>(px, x, scale, offset, eps, y, ix, rows); break;
+            default: launch_layer_norm_warp<32>(px, x, scale, offset, eps, y, ix, rows); break;
         }
     } else {
         AXF_CHECK(rows <= INT32_MAX, "layer_norm: %lld rows exceed the CUDA grid", (long long)rows);
-        layer_norm_block<<<static_cast<unsigned>(rows), kRowThreads>>>(x.f32(), y.f32(), scale.f32(), offset.f32(),
-                                                                        ix, C, eps);
+        layer_norm_block<T><<<static_cast<unsigned>(rows), kRowThreads>>>(px, y.f32(), scale.f32(), offset.f32(), ix,
+                                                                           C, eps);
     }
     AXF_CUDA_LAUNCH();
+}
+}  // namespace
+
+void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, const Tensor& y) {
+    if (x.numel() == 0) return;
+    AXF_CHECK(scale.is_contiguous() && offset.is_contiguous(), "layer_norm: scale %s and offset %s must be contiguous",
+              scale.desc().c_str(), offset.desc().c_str());
+    if (x.dtype() == DType::BF16)
+        layer_norm_typed(x.data<bf16_t>(), x, scale, offset, eps, y);
+    else
+        layer_norm_typed(x.f32(), x, scale, offset, eps, y);
 }
 
 void softmax(const Tensor& x, float scale, const Tensor& mask, const Tensor& bias, float inf) {

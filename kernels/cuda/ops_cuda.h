@@ -32,7 +32,11 @@ enum class Unary { Sigmoid, Relu, Scale, Fill };
 void unary(const Tensor& x, Unary op, float s);
 enum class Binary { Add, Mul, SigmoidMul, DivEps };
 void binary(const Tensor& x, const Tensor& y, Binary op, float alpha);  // x = op(x, y); y may broadcast
-// dst = src, both on the device, same shape and dtype, any strides (elements of 1, 4 or 8 bytes).
+// dst = src, both on the device, same shape and dtype, any strides (elements of 1, 2, 4 or 8 bytes).
 void copy(const Tensor& dst, const Tensor& src);
+// x (bfloat16) += alpha * y (float32, may broadcast), each sum rounded once to bfloat16.
+void add_to_bf16(const Tensor& x, const Tensor& y, float alpha);
+// dst = src between float32 and bfloat16, any strides.
+void convert(const Tensor& dst, const Tensor& src);
 
 }  // namespace axfold::cuda

@@ -19,6 +19,21 @@
 
 namespace axfold::cuda {
 
+// float32 values of stored elements (bfloat16 activations widened exactly), and bfloat16 rounding to
+// nearest-even as kernels/tensor.h's bf16_from_float does on the host.
+__device__ __forceinline__ float load_f32(const float* p) { return *p; }
+__device__ __forceinline__ float load_f32(const bf16_t* p) {
+    return __uint_as_float(static_cast<uint32_t>(p->bits) << 16);
+}
+__device__ __forceinline__ uint16_t bf16_round(float x) {
+    uint32_t u = __float_as_uint(x);
+    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu) != 0) return static_cast<uint16_t>((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return static_cast<uint16_t>(u >> 16);
+}
+__device__ __forceinline__ void store_f32(float* p, float v) { *p = v; }
+__device__ __forceinline__ void store_f32(bf16_t* p, float v) { p->bits = bf16_round(v); }
+
 constexpr int kMaxDims = 6;
 
 template <int N> struct StridedIndex {

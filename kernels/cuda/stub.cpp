@@ -40,6 +40,8 @@ void attention_fused(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
 void unary(const Tensor&, Unary, float) { no_cuda(); }
 void binary(const Tensor&, const Tensor&, Binary, float) { no_cuda(); }
 void copy(const Tensor&, const Tensor&) { no_cuda(); }
+void add_to_bf16(const Tensor&, const Tensor&, float) { no_cuda(); }
+void convert(const Tensor&, const Tensor&) { no_cuda(); }
 }  // namespace cuda
 
 }  // namespace axfold

@@ -215,3 +215,28 @@ TEST(Cli, PlanForTheGpuTrunk) {
     EXPECT_NE(small.rc, 0);
     EXPECT_NE(small.out.find("too small"), std::string::npos) << small.out;
 }
+
+// `--precision bf16` stores the trunk's MSA and pair in bfloat16: at one chunk size the planned trunk peak
+// drops by exactly half the larger stack's activations (the extra-MSA stack here: 5120 x 3000 x 64 and
+// 3000 x 3000 x 128 elements, 2 bytes each saved = 3.977 GiB), on the GPU and on the CPU.
+TEST(Cli, PlanWithBf16ActivationsHalvesTheTrunkActivations) {
+    auto gib_after = [](const std::string& out, const std::string& label) {
+        const size_t at = out.find(label);
+        EXPECT_NE(at, std::string::npos) << out;
+        return at == std::string::npos ? 0.0 : std::stod(out.substr(at + label.size()));
+    };
+    const double saved = (5120.0 * 3000 * 64 + 3000.0 * 3000 * 128) * 2 / (1u << 30);
+    for (const std::string device : {"cuda", "cpu"}) {
+        const std::string base = "plan --n-res 3000 --n-seq 512 --n-extra 5120 --chunk-size 128 --threads 1 "
+                                 "--max-memory 60G --device " + device;
+        RunResult f = run(base), b = run(base + " --precision bf16");
+        ASSERT_EQ(f.rc, 0) << f.out;
+        ASSERT_EQ(b.rc, 0) << b.out;
+        EXPECT_NE(b.out.find("bfloat16 activations"), std::string::npos) << b.out;
+        const std::string label = device == "cuda" ? "predicted device peak " : " trunk ";
+        EXPECT_NEAR(gib_after(f.out, label) - gib_after(b.out, label), saved, 0.011) << f.out << b.out;
+    }
+    RunResult bad = run("plan --n-res 100 --precision fp16");
+    EXPECT_NE(bad.rc, 0);
+    EXPECT_NE(bad.out.find("expected fp32, tf32 or bf16"), std::string::npos) << bad.out;
+}

@@ -26,16 +26,22 @@ double rel_diff(const Tensor& a, const Tensor& b) {
     return m / r;
 }
 
+// The first block of the small golden Evoformer (or extra-MSA) stack.
+EvoformerBlockWeights first_block(bool extra) {
+    ParamLookup get = [](const std::string& k) { return small_params().get(k); };
+    EvoformerBlockWeights w;
+    w.is_extra_msa = extra;
+    bind_params(w, std::string("alphafold/alphafold_iteration/evoformer/") +
+                       (extra ? "extra_msa_stack" : "evoformer_iteration"), get, 0);
+    return w;
+}
+
 }  // namespace
 
 TEST(Chunking, EveryModuleChunkedEqualsUnchunked) {
     std::mt19937 rng(31);
-    ParamLookup get = [](const std::string& k) { return small_params().get(k); };
     for (bool extra : {false, true}) {
-        EvoformerBlockWeights w;
-        w.is_extra_msa = extra;
-        bind_params(w, std::string("alphafold/alphafold_iteration/evoformer/") +
-                           (extra ? "extra_msa_stack" : "evoformer_iteration"), get, 0);
+        const EvoformerBlockWeights w = first_block(extra);
         const int64_t S = 7, N = 13, Cm = w.msa_transition.input_layer_norm.scale.size(0),
                       Cz = w.pair_transition.input_layer_norm.scale.size(0);
         Tensor m0 = test::randn({S, N, Cm}, rng), z0 = test::randn({N, N, Cz}, rng);
@@ -96,5 +102,37 @@ TEST(Chunking, RecyclingEmbedderChunkedEqualsUnchunked) {
         recycling_embedder_forward(w, prev_row, prev_pair, prev_pb, row, pair, c);
         EXPECT_LE(rel_diff(pair, pair_ref), 1e-6) << "chunk " << chunk;
         EXPECT_LE(rel_diff(row, row_ref), 1e-6) << "chunk " << chunk;
+    }
+}
+
+// bfloat16 activations (--precision bf16): the block keeps its MSA and pair in bfloat16, lands within
+// bfloat16 rounding of the float32 block (and does move), and chunking changes it only by rounding flips.
+TEST(Chunking, Bf16ActivationsStayWithinRoundingOfFloat32) {
+    std::mt19937 rng(32);
+    for (bool extra : {false, true}) {
+        const EvoformerBlockWeights w = first_block(extra);
+        const int64_t S = 7, N = 13, Cm = w.msa_transition.input_layer_norm.scale.size(0),
+                      Cz = w.pair_transition.input_layer_norm.scale.size(0);
+        // Inputs representable in bfloat16, so both runs start from the same values.
+        const Tensor m0 = to_dtype(to_dtype(test::randn({S, N, Cm}, rng), DType::BF16), DType::F32);
+        const Tensor z0 = to_dtype(to_dtype(test::randn({N, N, Cz}, rng), DType::BF16), DType::F32);
+        Tensor msa_mask = test::random_mask({S, N}, rng), pair_mask = test::random_mask({N, N}, rng);
+        Tensor m = m0.clone(), z = z0.clone();
+        Context ctx;
+        evoformer_block_forward(w, m, z, msa_mask, pair_mask, ctx);
+        for (int64_t chunk : {0, 3}) {
+            Context c;
+            c.chunk_size = chunk;
+            c.activation_dtype = DType::BF16;
+            Tensor mb = to_dtype(m0, DType::BF16), zb = to_dtype(z0, DType::BF16);
+            evoformer_block_forward(w, mb, zb, msa_mask, pair_mask, c);
+            ASSERT_EQ(mb.dtype(), DType::BF16);
+            ASSERT_EQ(zb.dtype(), DType::BF16);
+            const char* what = extra ? "extra" : "evoformer";
+            // About 2^-9 per rounding, a few roundings per element across the block's residual updates.
+            EXPECT_LE(rel_diff(mb, m), 1e-2) << what << " msa, chunk " << chunk;
+            EXPECT_LE(rel_diff(zb, z), 1e-2) << what << " pair, chunk " << chunk;
+            EXPECT_GT(rel_diff(zb, z), 0.0) << what << ": bfloat16 storage changed nothing";
+        }
     }
 }

@@ -424,3 +424,106 @@ TEST(Ops, FillWritesOnlyTheView) {
     for (int64_t i = 0; i < 4; ++i)
         for (int64_t j = 0; j < 6; ++j) EXPECT_EQ(t.at({i, j}), (j >= 1 && j < 4) ? 2.5f : 0.f) << i << "," << j;
 }
+
+// bfloat16 storage: rounding to nearest-even (the same rounding round_mantissa(x, 7) gives, which the GEMM
+// emulation uses), exact widening, NaN and infinities kept.
+TEST(Ops, Bf16RoundsToNearestEvenAndWidensExactly) {
+    std::mt19937 rng(21);
+    std::normal_distribution<float> d(0.f, 3.f);
+    for (int i = 0; i < 100000; ++i) {
+        const float x = d(rng) * std::ldexp(1.f, static_cast<int>(rng() % 40) - 20);
+        const float r = bf16_to_float(bf16_from_float(x));
+        ASSERT_EQ(r, round_mantissa(x, 7)) << x;
+        ASSERT_LE(std::fabs(r - x), std::ldexp(std::fabs(x), -8)) << x;  // half an ulp of 7 mantissa bits
+    }
+    // Ties go to the even neighbour: 1 + 2^-8 lies halfway between 1 and 1 + 2^-7.
+    EXPECT_EQ(bf16_to_float(bf16_from_float(1.f + std::ldexp(1.f, -8))), 1.f);
+    EXPECT_EQ(bf16_to_float(bf16_from_float(1.f + 3 * std::ldexp(1.f, -8))), 1.f + 2 * std::ldexp(1.f, -7));
+    EXPECT_TRUE(std::isnan(bf16_to_float(bf16_from_float(std::nanf("")))));
+    EXPECT_EQ(bf16_to_float(bf16_from_float(INFINITY)), INFINITY);
+    EXPECT_EQ(bf16_to_float(bf16_from_float(-INFINITY)), -INFINITY);
+    EXPECT_EQ(bf16_to_float(bf16_from_float(3.4e38f)), INFINITY);  // past bfloat16's largest finite value
+    EXPECT_EQ(dtype_size(DType::BF16), 2u);
+}
+
+// copy converts float32 <-> bfloat16 through any strides; widening back is exact.
+TEST(Ops, CopyConvertsBetweenFloat32AndBf16) {
+    std::mt19937 rng(22);
+    Tensor x = randn({5, 7, 6}, rng, 10.f);
+    Tensor h = Tensor::empty({6, 5, 7}, DType::BF16);
+    copy(h.permute({1, 2, 0}), x);  // strided destination
+    Tensor back = Tensor::empty({5, 7, 6});
+    copy(back, h.permute({1, 2, 0}));  // strided source
+    std::vector<double> want(static_cast<size_t>(x.numel()));
+    for (int64_t i = 0; i < x.numel(); ++i) want[i] = round_mantissa(x.f32()[i], 7);
+    test::expect_close(back, want, 0, 0, "f32 -> bf16 -> f32");
+    test::expect_close(h.permute({1, 2, 0}), want, 0, 0, "bf16 view read as float64");
+    // to_dtype and host_cast agree, and a same-dtype to_dtype is the tensor itself.
+    test::expect_close(to_dtype(x, DType::BF16), want, 0, 0, "to_dtype");
+    test::expect_close(host_cast(x, DType::BF16), want, 0, 0, "host_cast");
+    EXPECT_EQ(to_dtype(x, DType::F32).raw(), x.raw());
+    // Strided same-dtype bfloat16 copies move 2-byte elements.
+    Tensor h2 = Tensor::empty({5, 7, 6}, DType::BF16);
+    h2.copy_from(h.permute({1, 2, 0}));
+    test::expect_close(h2, want, 0, 0, "bf16 strided copy");
+    EXPECT_THROW(copy(Tensor::empty({5, 7, 6}, DType::I64), x), Error);
+}
+
+// add into a bfloat16 activation: each element is widened, the float32 sum is formed, then rounded once.
+TEST(Ops, AddIntoBf16RoundsEachSumOnce) {
+    std::mt19937 rng(23);
+    Tensor x32 = randn({4, 9, 8}, rng, 2.f), y = randn({4, 9, 8}, rng, 0.5f), bias = randn({8}, rng);
+    Tensor x = to_dtype(x32, DType::BF16);
+    std::vector<double> base = test::to_f64(x), want(base.size());
+    add(x, y, 0.75f);
+    for (size_t i = 0; i < want.size(); ++i)
+        want[i] = round_mantissa(static_cast<float>(base[i]) + 0.75f * y.f32()[i], 7);
+    test::expect_close(x, want, 0, 0, "bf16 += f32");
+    // Broadcast updates and strided (transposed) activations, as the trunk's modules make them.
+    base = test::to_f64(x);
+    const Tensor xt = x.permute({1, 0, 2});
+    write_update(xt, bias.view({1, 1, 8}).expand({9, 4, 8}), true);
+    for (size_t i = 0; i < want.size(); ++i) want[i] = round_mantissa(static_cast<float>(base[i]) + bias.f32()[i % 8], 7);
+    test::expect_close(x, want, 0, 0, "bf16 += broadcast bias");
+    write_update(x, y, false);
+    for (size_t i = 0; i < want.size(); ++i) want[i] = round_mantissa(y.f32()[i], 7);
+    test::expect_close(x, want, 0, 0, "bf16 = f32");
+    EXPECT_THROW(mul(x, y), Error);  // only add takes a bfloat16 destination
+    EXPECT_THROW(add(y, x), Error);  // and only as the destination
+}
+
+// Layer norm reads bfloat16 activations (rows, strided rows, channel-major) and matches float64 on the
+// widened values.
+TEST(Ops, LayerNormReadsBf16Activations) {
+    std::mt19937 rng(24);
+    const int64_t R = 37, C = 24;
+    Tensor x = to_dtype(randn({R, C}, rng, 3.f), DType::BF16), g = randn({C}, rng), b = randn({C}, rng);
+    auto ref = [&](const Tensor& xv) {  // xv [rows, C] (any strides)
+        std::vector<double> xs = test::to_f64(xv), r(xs.size());
+        const int64_t rows = xv.size(0);
+        for (int64_t i = 0; i < rows; ++i) {
+            double m = 0, v = 0;
+            for (int64_t c = 0; c < C; ++c) m += xs[i * C + c];
+            m /= C;
+            for (int64_t c = 0; c < C; ++c) v += (xs[i * C + c] - m) * (xs[i * C + c] - m);
+            v /= C;
+            for (int64_t c = 0; c < C; ++c)
+                r[i * C + c] = (xs[i * C + c] - m) / std::sqrt(v + 1e-5) * g.f32()[c] + b.f32()[c];
+        }
+        return r;
+    };
+    Tensor y = Tensor::empty({R, C});
+    layer_norm(x, g, b, 1e-5f, y);
+    test::expect_close(y, ref(x), 1e-5, 1e-5, "bf16 rows");
+    // Rows of stride 2C (a column slice of a wider activation, as DAP's padded shards are).
+    const Tensor wide = to_dtype(randn({R, 2 * C}, rng, 3.f), DType::BF16), xs = wide.slice(1, 0, C);
+    Tensor ys = Tensor::empty({R, C});
+    layer_norm(xs, g, b, 1e-5f, ys);
+    test::expect_close(ys, ref(xs), 1e-5, 1e-5, "bf16 strided rows");
+    // Channel-major [M, C] view of [C, M] memory (triangle multiplication's layout).
+    Tensor cm = to_dtype(randn({C, R}, rng, 2.f), DType::BF16);
+    Tensor ycm = Tensor::empty({C, R});
+    layer_norm(cm.transpose(0, 1), g, b, 1e-5f, ycm.transpose(0, 1));
+    test::expect_close(ycm.transpose(0, 1), ref(cm.transpose(0, 1)), 1e-5, 1e-5, "bf16 channel-major");
+    EXPECT_THROW(layer_norm(x, g, b, 1e-5f, Tensor::empty({R, C}, DType::BF16)), Error);  // y is float32
+}

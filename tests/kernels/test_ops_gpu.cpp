@@ -456,3 +456,45 @@ TEST(GpuOps, FillWritesOnlyTheView) {
     fill(d.slice(1, 3, 60).transpose(0, 1), -1.5f);
     expect_match(d, h, "fill strided view");
 }
+
+// bfloat16 activations on the device: conversions both ways (strided), the residual add (each sum rounded
+// once, with broadcast and transposed views) and layer norm reading bfloat16 (warp, block and
+// channel-major paths) equal the CPU ops bit for bit, or to fp32 rounding for layer norm.
+TEST(GpuOps, Bf16StorageOpsMatchCpu) {
+    REQUIRE_GPU();
+    std::mt19937 rng(31);
+    Tensor x = test::randn({6, 9, 40}, rng, 4.f);
+    Tensor h = Tensor::empty({40, 6, 9}, DType::BF16), hd = Tensor::empty({40, 6, 9}, DType::BF16, Device::CUDA);
+    copy(h.permute({1, 2, 0}), x);
+    copy(hd.permute({1, 2, 0}), dev(x));
+    test::expect_close(hd.to(Device::CPU), test::to_f64(h), 0, 0, "f32 -> bf16 (strided)");
+    Tensor back = Tensor::empty({6, 9, 40}, DType::F32, Device::CUDA);
+    copy(back, hd.permute({1, 2, 0}));
+    test::expect_close(back.to(Device::CPU), test::to_f64(h.permute({1, 2, 0})), 0, 0, "bf16 -> f32 (strided)");
+    Tensor hs = Tensor::empty({6, 9, 40}, DType::BF16, Device::CUDA);
+    copy(hs, hd.permute({1, 2, 0}));  // same-dtype strided copy of 2-byte elements
+    test::expect_close(hs.to(Device::CPU), test::to_f64(h.permute({1, 2, 0})), 0, 0, "bf16 strided copy");
+
+    Tensor a = to_dtype(test::randn({9, 6, 40}, rng, 2.f), DType::BF16), ad = a.to(Device::CUDA);
+    Tensor y = test::randn({6, 9, 40}, rng), b = test::randn({40}, rng);
+    add(a.permute({1, 0, 2}), y, 0.5f);
+    add(ad.permute({1, 0, 2}), dev(y), 0.5f);
+    write_update(a, b.view({1, 1, 40}).expand({9, 6, 40}), true);
+    write_update(ad, dev(b).view({1, 1, 40}).expand({9, 6, 40}), true);
+    test::expect_close(ad.to(Device::CPU), test::to_f64(a), 0, 0, "bf16 += f32");
+
+    Tensor g = test::randn({40}, rng), o = test::randn({40}, rng);
+    for (int64_t C : {40, 1500}) {  // warp per row, block per row
+        Tensor xb = to_dtype(test::randn({7, 2 * C}, rng, 3.f), DType::BF16), xbd = xb.to(Device::CUDA);
+        Tensor gc = test::randn({C}, rng), oc = test::randn({C}, rng);
+        Tensor yc = Tensor::empty({7, C}), ycd = Tensor::empty({7, C}, DType::F32, Device::CUDA);
+        layer_norm(xb.slice(1, 0, C), gc, oc, 1e-5f, yc);
+        layer_norm(xbd.slice(1, 0, C), dev(gc), dev(oc), 1e-5f, ycd);
+        expect_match(ycd, yc, "layer_norm bf16 C=" + std::to_string(C));
+    }
+    Tensor cm = to_dtype(test::randn({40, 300}, rng), DType::BF16), ycm = Tensor::empty({40, 300});
+    Tensor ycmd = Tensor::empty({40, 300}, DType::F32, Device::CUDA);
+    layer_norm(cm.transpose(0, 1), g, o, 1e-5f, ycm.transpose(0, 1));
+    layer_norm(cm.to(Device::CUDA).transpose(0, 1), dev(g), dev(o), 1e-5f, ycmd.transpose(0, 1));
+    expect_match(ycmd, ycm, "layer_norm bf16 channel-major");
+}

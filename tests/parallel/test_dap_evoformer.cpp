@@ -189,3 +189,30 @@ TEST(Dap, StackOfEveryBlock) {
         EXPECT_LE(rel_diff(z, z_ref), 1e-5) << (extra ? "extra-MSA" : "Evoformer") << " stack of " << st.blocks.size();
     }
 }
+
+// bfloat16 activations: the shards keep the dtype through every re-sharding, and DAP on P ranks equals one
+// rank up to the bfloat16 rounding flips that a different summation order can cause.
+TEST(Dap, Bf16ActivationsBlock) {
+    Comm& comm = world_comm();
+    for (bool extra : {false, true}) {
+        const EvoformerBlockWeights w = block_weights(extra);
+        const int64_t Cm = w.msa_transition.input_layer_norm.scale.size(0), Cz = w.pair_transition.input_layer_norm.scale.size(0);
+        const Inputs in = make_inputs(7, 13, Cm, Cz, 91);
+        Tensor m_ref = to_dtype(in.m, DType::BF16), z_ref = to_dtype(in.z, DType::BF16);
+        Context c1;
+        c1.activation_dtype = DType::BF16;
+        evoformer_block_forward(w, m_ref, z_ref, in.msa_mask, in.pair_mask, c1);
+        Context c2;
+        c2.activation_dtype = DType::BF16;
+        DapActivations a = dap_scatter(comm, to_dtype(in.m, DType::BF16), to_dtype(in.z, DType::BF16), in.msa_mask,
+                                       in.pair_mask);
+        ASSERT_EQ(a.z_row.dtype(), DType::BF16);
+        dap_evoformer_block_forward(w, a, c2);
+        Tensor m = Tensor::empty(in.m.shape(), DType::BF16), z = Tensor::empty(in.z.shape(), DType::BF16);
+        dap_gather(a, m, z);
+        EXPECT_LE(rel_diff(m, m_ref), 1e-2) << (extra ? "extra-MSA" : "Evoformer") << " msa on " << comm.size() << " ranks";
+        EXPECT_LE(rel_diff(z, z_ref), 1e-2) << (extra ? "extra-MSA" : "Evoformer") << " pair on " << comm.size() << " ranks";
+        // Not a trivially passing comparison: the block moved the pair.
+        EXPECT_GT(rel_diff(z, to_dtype(in.z, DType::BF16)), 1e-2);
+    }
+}

@@ -31,6 +31,7 @@ TEST(ModelGpu, golden_bf16_keeps_plddt_within_one_point_on_cuda) {
         {
             test::PrecisionScope scope(MatmulPrecision::Bf16);
             Context gpu_bf16(Device::CUDA);
+            gpu_bf16.activation_dtype = DType::BF16;  // what --precision bf16 runs
             b = g.model.predict(g.features, {}, gpu_bf16);
         }
         auto d = test::compare(test::to_f64(b.heads.plddt), test::to_f64(p.heads.plddt), 0, 0, "plddt", 0);
