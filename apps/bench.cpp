@@ -246,6 +246,8 @@ int bench_model_main(const BenchModelOptions& o) {
     ctx.ws.reserve(plan.predicted_workspace_bytes);
     axfold::PredictOptions po;
     po.run_blocks = o.run_blocks;
+    po.keep_recycles = false;  // as `axfold predict` without --save-outputs
+    po.keep_pair_logits = false;
     Prediction p = model.predict(f, po, ctx);
     const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const size_t rss = peak_rss_bytes();

@@ -113,36 +113,38 @@ struct PlanOptions {
     int64_t chunk_size = -1;
     std::string max_memory;
     std::string device = "cpu", precision = "fp32";
+    bool save_outputs = false;  // plan for `predict --save-outputs` (the heads' [N, N, 64] tensors kept)
 };
 int plan_main(const PlanOptions& o);
 // Bytes a full-model run holds through every phase (parameters, features, masks, runtime): planner input.
 size_t model_fixed_bytes(int64_t n_res, int64_t n_seq, int64_t n_extra, int64_t evoformer_blocks,
                          int64_t extra_msa_blocks);
-// Workspace of the structure module and heads on the final pair (the peak after the trunk); held_during_sm:
-// what else is held through the structure module only (the bfloat16 recycled pair).
-size_t post_trunk_bytes(int64_t n_res, int64_t n_seq, int64_t c_z, bool pae, size_t held_during_sm = 0);
+// Workspace of the structure module and heads on the final pair (the peak after the trunk) at the trunk's
+// chunk size; keep_pair_logits: PredictOptions::keep_pair_logits.
+size_t post_trunk_bytes(int64_t n_res, int64_t n_seq, int64_t c_z, bool pae, int64_t chunk, bool keep_pair_logits);
 // Bytes the embedders hold besides the pair and MSA: the larger of the recycling, extra-MSA and
-// relative-position buffers (at `chunk` rows per block).
-size_t embedder_bytes(int64_t n_res, int64_t n_extra, int64_t chunk);
+// relative-position buffers (at `chunk` rows per block), for activations of act_bytes (4 or 2).
+size_t embedder_bytes(int64_t n_res, int64_t n_extra, int64_t chunk, int act_bytes);
 // Predicted peak of each phase of a prediction (Model::predict trims the workspace between them).
 struct ModelMemoryPhases {
-    size_t load = 0, embedders = 0, convert = 0 /* bfloat16 rounding before the stacks */, trunk = 0, heads = 0;
-    size_t peak() const { return std::max({load, embedders, convert, trunk, heads}); }
+    size_t load = 0, embedders = 0, trunk = 0, heads = 0;
+    size_t peak() const { return std::max({load, embedders, trunk, heads}); }
     const char* peak_phase() const {
         const size_t p = peak();
         return p == trunk ? "trunk" : p == heads ? "structure module and heads" : p == embedders ? "embedders"
-               : p == convert ? "bfloat16 conversion" : "parameter loading";
+                                                                                      : "parameter loading";
     }
 };
 // The phases of a whole prediction whose trunk runs under `trunk`; act_bytes: 4 (float32 activations) or 2.
 ModelMemoryPhases model_memory_phases(const ChunkPlan& trunk, int64_t n_res, int64_t n_seq, int64_t n_extra,
                                       int64_t evoformer_blocks, int64_t extra_msa_blocks, size_t fixed, bool pae,
-                                      int threads, int act_bytes);
+                                      int threads, int act_bytes, bool keep_pair_logits);
 // The chunk plan of a prediction (trunk) and its predicted whole-model peak; throws when `max_memory` is
-// too small, naming what would fit. `act`: Context::activation_dtype.
+// too small, naming what would fit. `act`: Context::activation_dtype; keep_pair_logits: as PredictOptions
+// (--save-outputs; the per-iteration records it also keeps are not counted).
 ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_cluster_rows, int64_t n_extra,
                           const std::string& max_memory, int64_t chunk_size, size_t* predicted_peak,
-                          DType act = DType::F32, ModelMemoryPhases* phases = nullptr);
+                          DType act = DType::F32, bool keep_pair_logits = false, ModelMemoryPhases* phases = nullptr);
 // With the trunk on a GPU (--device cuda) the device holds only the stacks' weights and the running stack's
 // activations and workspace; features, recycling state and the other representations stay in host memory
 // between stacks. The plan that fits `max_memory`, or without one 90 % of the device's free memory.

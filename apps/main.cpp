@@ -201,7 +201,9 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
             "plan for the CPU (whole process) or for the GPU trunk of --device cuda (needs --max-memory "
             "without a GPU)")(
             "precision", po::value<std::string>(&o.precision)->default_value("fp32"),
-            "fp32, tf32 or bf16 (bf16 stores the trunk's MSA and pair in bfloat16)");
+            "fp32, tf32 or bf16 (bf16 stores the trunk's MSA and pair in bfloat16)")(
+            "save-outputs", po::bool_switch(&o.save_outputs),
+            "plan for predict --save-outputs (keeps the heads' [N, N, 64] tensors)");
         po::variables_map vm;
         if (!parse(args, desc, vm)) return 0;
         return plan_main(o);

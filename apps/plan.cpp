@@ -37,49 +37,58 @@ size_t model_fixed_bytes(int64_t n_res, int64_t n_seq, int64_t n_extra, int64_t 
     return params + features + N * N * 4 + (size_t(150) << 20);
 }
 
-size_t post_trunk_bytes(int64_t n_res, int64_t n_seq, int64_t c_z, bool pae, size_t held_during_sm) {
+size_t post_trunk_bytes(int64_t n_res, int64_t n_seq, int64_t c_z, bool pae, int64_t chunk, bool keep_pair_logits) {
     const size_t N = n_res, n2 = N * N, S = n_seq;
-    // Structure module: LN(pair) copy, IPA 2-D bias and logits (12 heads); heads: distogram logits
-    // (symmetrised in place), PAE logits and probabilities (64 bins each), all [N, N, .] fp32, and the row
-    // offsets (8 bytes per row) the CPU softmax walks over the [N, N, 64] probabilities, the PAE map
-    // [N, N], and the masked-MSA logits [S, N, 23].
-    const size_t sm = n2 * c_z * 4 + 2 * n2 * 12 * 4;
-    const size_t heads = n2 * 64 * 4 + S * N * 23 * 4 + (pae ? 2 * n2 * 64 * 4 + n2 * 8 + n2 * 4 : 0);
-    return std::max(sm + held_during_sm, heads);
+    const size_t ci = chunk > 0 ? std::min<size_t>(N, chunk) : N;  // the structure module's IPA row blocks
+    // The heads' row blocks (structure/heads.cpp head_rows).
+    const size_t hr = chunk > 0 ? ci : std::clamp<size_t>((size_t(1) << 18) / std::max<size_t>(N, 1), 1, N);
+    // Structure module: per block of IPA query rows, LN(pair rows), the 2-D bias and the logits (12 heads).
+    const size_t sm = ci * N * (c_z + 2 * 12) * 4;
+    // Heads: masked-MSA logits [S, N, 23], the PAE map [N, N]; per block of rows, the pair rows widened to
+    // float32 (bfloat16 activations), the 64-bin logits and the softmax's row offsets (8 bytes a row); kept
+    // logits: the [N, N, 64] distogram, PAE logits and probabilities.
+    size_t heads = S * N * 23 * 4 + hr * N * c_z * 4;
+    if (pae) heads += n2 * 4 + hr * N * (64 * 4 + 8);
+    if (keep_pair_logits) heads += n2 * 64 * 4 * (pae ? 3 : 1);
+    return std::max(sm, heads);
 }
 
-size_t embedder_bytes(int64_t n_res, int64_t n_extra, int64_t chunk) {
-    const size_t N = n_res, E = n_extra, rows = chunk > 0 ? std::min<size_t>(N, chunk) : N;
-    // Recycling: the [N, N, 15] distance one-hot, and LN(prev_pair) over a block of rows. Extra-MSA
-    // embedder: its activations [E, N, 64] (which stay for the stack) and the [E, N, 25] one-hot.
-    // Input embedder: a block of rows of the [N, N, 65] relative-position one-hot.
-    const size_t recycling = N * N * 15 * 4 + rows * N * 128 * 4;
-    // (+ the iteration's copies of extra_msa as int64 and of the two deletion features as fp32.)
-    const size_t extra = E * N * (64 + 25) * 4 + E * N * 16;
-    const size_t relpos = rows * N * 65 * 4;
+size_t embedder_bytes(int64_t n_res, int64_t n_extra, int64_t chunk, int act_bytes) {
+    const size_t N = n_res, E = n_extra, a = static_cast<size_t>(act_bytes);
+    // Rows per block (evoformer/embedders.cpp embed_rows): the chunk size, else ~64 MiB of the widest
+    // per-row temporary.
+    auto rows = [&](size_t n, size_t row_floats) {
+        return chunk > 0 ? std::min<size_t>(n, chunk) : std::clamp<size_t>((size_t(1) << 24) / std::max<size_t>(1, row_floats), 1, std::max<size_t>(n, 1));
+    };
+    const size_t tmp = a == 4 ? 0 : 1;  // bfloat16 outputs: each block is formed in float32 first
+    // Input embedder: a block of the [N, N, 65] relative-position one-hot (+ the float32 pair rows).
+    const size_t rp = rows(N, N * 65), relpos = rp * N * (65 + tmp * 128) * 4;
+    // Recycling: per block of rows, the distance one-hot [rows, N, 15], LN(prev_pair) and the update rows.
+    const size_t rr = rows(N, N * 128), recycling = rr * N * (15 + 128 + tmp * 128) * 4;
+    // Extra-MSA embedder: its activations [E, N, 64] (which stay for the stack), a block of the [E, N, 25]
+    // one-hot (+ float32 rows), and the iteration's copies of extra_msa (int64) and the deletion features.
+    const size_t re = rows(E, N * 25), extra = E * N * 64 * a + re * N * (25 + tmp * 64) * 4 + E * N * 16;
     return std::max({recycling, extra, relpos});
 }
 
 ModelMemoryPhases model_memory_phases(const ChunkPlan& trunk, int64_t n_res, int64_t n_seq, int64_t n_extra,
                                       int64_t evoformer_blocks, int64_t extra_msa_blocks, size_t fixed, bool pae,
-                                      int threads, int act_bytes) {
+                                      int threads, int act_bytes, bool keep_pair_logits) {
     const size_t params = param_bytes(evoformer_blocks, extra_msa_blocks);
     const size_t n2 = static_cast<size_t>(n_res) * n_res;
-    const size_t pair = n2 * 128 * 4, stored_pair = n2 * 128 * static_cast<size_t>(act_bytes);
+    const size_t stored_pair = n2 * 128 * static_cast<size_t>(act_bytes);
     // Each phase starts from an empty workspace arena (Model::predict trims it between phases); the BLAS
     // library's per-thread buffers (as in plan_blocks) stay through all of them.
     const size_t blas = static_cast<size_t>(std::max(1, threads)) * (size_t(24) << 20);
     ModelMemoryPhases ph;
     // Loading: the .npz is read whole, then its arrays are parsed, so parameters exist twice for a moment.
     ph.load = fixed + params;
-    // Embedders: the float32 pair being built, the recycled pair, and the embedders' own buffers.
-    ph.embedders = fixed + pair + stored_pair + embedder_bytes(n_res, n_extra, trunk.chunk_size) + blas;
-    // bfloat16: the pair is rounded into a new buffer (after the extra-MSA activations) before the stacks.
-    if (act_bytes != 4) ph.convert = fixed + pair + stored_pair + static_cast<size_t>(n_extra) * n_res * 64 * act_bytes + blas;
+    // Embedders: the pair being built and the recycled pair (both as the trunk stores them), and the
+    // embedders' own buffers. (Template models build a float32 pair: templates are not planned.)
+    ph.embedders = fixed + 2 * stored_pair + embedder_bytes(n_res, n_extra, trunk.chunk_size, act_bytes) + blas;
     ph.trunk = trunk.predicted_peak_bytes;
-    // After the trunk: structure module and heads on the float32 pair (plus, with bfloat16 activations and
-    // through the structure module, the trunk's own pair, which is the next iteration's recycled pair).
-    ph.heads = fixed + pair + post_trunk_bytes(n_res, n_seq, 128, pae, act_bytes == 4 ? 0 : stored_pair) + blas;
+    // After the trunk: structure module and heads on the trunk's pair as it was stored.
+    ph.heads = fixed + stored_pair + post_trunk_bytes(n_res, n_seq, 128, pae, trunk.chunk_size, keep_pair_logits) + blas;
     return ph;
 }
 
@@ -107,7 +116,7 @@ std::pair<BlockSizes, BlockSizes> trunk_blocks(const ModelConfig& cfg, int64_t n
 
 ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_cluster_rows, int64_t n_extra,
                           const std::string& max_memory, int64_t chunk_size, size_t* predicted_peak, DType act,
-                          ModelMemoryPhases* phases) {
+                          bool keep_pair_logits, ModelMemoryPhases* phases) {
     const auto [evo, extra] = trunk_blocks(cfg, n_res, n_cluster_rows, n_extra, num_threads(), act);
     // The main MSA activations are allocated (float32) before the extra-MSA stack runs, so they are resident
     // during it as well (counted twice during the Evoformer phase: conservative).
@@ -118,7 +127,7 @@ ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_clust
     const ChunkPlan plan = plan_blocks({evo, extra}, fixed, budget, chunk_size);
     const ModelMemoryPhases ph = model_memory_phases(plan, n_res, evo.n_seq, n_extra, cfg.evoformer_blocks,
                                                      cfg.extra_msa_blocks, fixed, cfg.preset.ptm, evo.threads,
-                                                     evo.act_bytes);
+                                                     evo.act_bytes, keep_pair_logits);
     const size_t peak = ph.peak();
     if (phases) *phases = ph;
     AXF_CHECK(budget == 0 || peak <= budget,
@@ -170,16 +179,16 @@ int plan_main(const PlanOptions& o) {
     cfg.preset = ModelPreset::from_name("model_3_ptm");
     ModelMemoryPhases ph;
     size_t peak = 0;
-    const ChunkPlan p = plan_prediction(cfg, o.n_res, o.n_seq, o.n_extra, o.max_memory, o.chunk_size, &peak, act, &ph);
+    const ChunkPlan p = plan_prediction(cfg, o.n_res, o.n_seq, o.n_extra, o.max_memory, o.chunk_size, &peak, act,
+                                        o.save_outputs, &ph);
     std::printf("plan for N_res=%lld, %lld MSA rows, %lld extra rows (AF2 widths, %d threads, %s activations)%s:\n",
                 (long long)o.n_res, (long long)o.n_seq, (long long)o.n_extra, num_threads(), dtype_name(act),
                 o.max_memory.empty() ? "" : (" within " + format_bytes(parse_bytes(o.max_memory))).c_str());
     std::printf("  chunk size          %lld%s\n", (long long)p.chunk_size, p.chunk_size == 0 ? " (unchunked)" : "");
     for (auto& [name, bytes] : p.modules) std::printf("  %-36s %s\n", name.c_str(), format_bytes(bytes).c_str());
-    std::printf("  phase peaks: load %s, embedders %s, %strunk %s, structure module and heads %s\n",
-                format_bytes(ph.load).c_str(), format_bytes(ph.embedders).c_str(),
-                ph.convert ? ("bfloat16 conversion " + format_bytes(ph.convert) + ", ").c_str() : "",
-                format_bytes(ph.trunk).c_str(), format_bytes(ph.heads).c_str());
+    std::printf("  phase peaks: load %s, embedders %s, trunk %s, structure module and heads %s\n",
+                format_bytes(ph.load).c_str(), format_bytes(ph.embedders).c_str(), format_bytes(ph.trunk).c_str(),
+                format_bytes(ph.heads).c_str());
     std::printf("  predicted peak      %s (%s)\n", format_bytes(peak).c_str(), ph.peak_phase());
     return 0;
 }

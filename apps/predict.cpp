@@ -97,6 +97,7 @@ int predict_main(const PredictOptions& o) {
     axfold::PredictOptions po;
     po.num_recycle = o.num_recycle;
     po.keep_recycles = o.save_outputs;
+    po.keep_pair_logits = o.save_outputs;  // PDB, mmCIF and the JSON files need only the PAE map and pTM
     po.progress = [&](const std::string& stage, int r, double s) {
         std::fprintf(stderr, "  iteration %d  %-18s %8.3f s   (elapsed %.1f s)\n", r, stage.c_str(), s, since(t_start));
     };
@@ -107,7 +108,8 @@ int predict_main(const PredictOptions& o) {
     const int64_t n_res = features.at("aatype").size(1), n_msa = features.at("msa_feat").size(1),
                   n_extra = features.at("extra_msa").size(1);
     if (device == Device::CPU) {
-        const ChunkPlan plan = plan_prediction(cfg, n_res, n_msa, n_extra, o.max_memory, o.chunk_size, &predicted_peak, act);
+        const ChunkPlan plan = plan_prediction(cfg, n_res, n_msa, n_extra, o.max_memory, o.chunk_size, &predicted_peak, act,
+                                                   o.save_outputs);
         ctx.chunk_size = plan.chunk_size;
         ctx.ws.reserve(plan.predicted_workspace_bytes);
         std::fprintf(stderr, "  memory plan: chunk size %lld, predicted peak %s\n", (long long)plan.chunk_size,

@@ -10,6 +10,27 @@ namespace axfold {
 
 namespace {
 
+// Rows of the pair (or of the extra MSA) the embedders build at a time: ctx.chunk_size, else blocks of about
+// 64 MiB of the widest per-row temporary (`row_floats` floats a row).
+int64_t embed_rows(const Context& ctx, int64_t n, int64_t row_floats) {
+    if (ctx.chunk_size > 0) return std::min(n, ctx.chunk_size);
+    return std::clamp<int64_t>((int64_t(1) << 24) / std::max<int64_t>(1, row_floats), 1, std::max<int64_t>(n, 1));
+}
+
+// dst (float32, or a bfloat16 activation) = or += the float32 block computed by fill(target): straight into
+// dst when it is float32, else into a workspace block and then rounded into dst once.
+template <class Fill>
+void write_block(const Tensor& dst, bool accumulate, Workspace& ws, Fill&& fill) {
+    if (dst.dtype() == DType::F32) {
+        fill(dst, accumulate);
+        return;
+    }
+    WorkspaceScope scope(ws);
+    const Tensor tmp = ws.alloc(dst.shape());
+    fill(tmp, false);
+    write_update(dst, tmp, accumulate);
+}
+
 }  // namespace
 
 Tensor relpos_one_hot(const Tensor& residue_index, int64_t max_rel, int64_t row_begin, int64_t row_end) {
@@ -43,35 +64,40 @@ void input_embedder_forward(const InputEmbedderWeights& w, const Tensor& target_
     Tensor tf1 = linear(target_feat, w.preprocess_1d.weights, w.preprocess_1d.bias, ws);  // [N, C_m]
     copy(msa, tf1.unsqueeze(0).expand({S, N, Cm}));
     linear(msa_feat, w.preprocess_msa.weights, w.preprocess_msa.bias, msa, 1.f);
-    // pair = left[:, None] + right[None, :] + relpos
+    // pair = relpos + left[:, None] + right[None, :], in blocks of rows i: the relative-position one-hot
+    // [rows, N, 65] and, for a bfloat16 pair, the float32 rows before they are rounded.
     Tensor left = linear(target_feat, w.left_single.weights, w.left_single.bias, ws);
     Tensor right = linear(target_feat, w.right_single.weights, w.right_single.bias, ws);
-    // The relative-position one-hot [rows, N, 65] is built and projected in chunks of rows i.
     const int64_t max_rel = w.max_relative_feature(), B = 2 * max_rel + 1;
-    int64_t cs = ctx.chunk_size > 0 ? ctx.chunk_size : std::max<int64_t>(1, (int64_t(1) << 24) / std::max<int64_t>(1, N * B));
-    cs = std::min(cs, N);
+    const int64_t cs = embed_rows(ctx, N, N * B);
     for (int64_t i0 = 0; i0 < N; i0 += cs) {
-        const int64_t i1 = std::min(N, i0 + cs);
-        Tensor rel = relpos_one_hot(residue_index, max_rel, i0, i1);
-        linear(rel, w.pair_activiations.weights, w.pair_activiations.bias, pair.slice(0, i0, i1));
+        const int64_t i1 = std::min(N, i0 + cs), n = i1 - i0;
+        write_block(pair.slice(0, i0, i1), false, ws, [&](const Tensor& rows, bool) {
+            Tensor rel = relpos_one_hot(residue_index, max_rel, i0, i1);
+            linear(rel, w.pair_activiations.weights, w.pair_activiations.bias, rows);
+            add(rows, left.slice(0, i0, i1).unsqueeze(1).expand({n, N, Cz}));
+            add(rows, right.unsqueeze(0).expand({n, N, Cz}));
+        });
     }
-    add(pair, left.unsqueeze(1).expand({N, N, Cz}));
-    add(pair, right.unsqueeze(0).expand({N, N, Cz}));
 }
 
-Tensor recycling_dgram(const Tensor& positions, int64_t num_bins, float min_bin, float max_bin) {
+Tensor recycling_dgram(const Tensor& positions, int64_t num_bins, float min_bin, float max_bin, int64_t row_begin,
+                       int64_t row_end) {
     Tensor pos = positions.contiguous();
     const int64_t N = pos.size(0);
+    if (row_end < 0) row_end = N;
+    AXF_CHECK(0 <= row_begin && row_begin <= row_end && row_end <= N, "recycling dgram rows [%lld, %lld) of %lld",
+              (long long)row_begin, (long long)row_end, (long long)N);
     std::vector<float> lower(num_bins), upper(num_bins);
     for (int64_t b = 0; b < num_bins; ++b) {
         float e = min_bin + (max_bin - min_bin) * static_cast<float>(b) / static_cast<float>(num_bins - 1);
         lower[b] = e * e;
     }
     for (int64_t b = 0; b < num_bins; ++b) upper[b] = b + 1 < num_bins ? lower[b + 1] : 1e8f;
-    Tensor d = Tensor::zeros({N, N, num_bins});
+    Tensor d = Tensor::zeros({row_end - row_begin, N, num_bins});
     const float* p = pos.f32();
-    float* o = d.f32();
-    for (int64_t i = 0; i < N; ++i)
+    float* o = d.f32() - row_begin * N * num_bins;  // indexed by the absolute row i
+    for (int64_t i = row_begin; i < row_end; ++i)
         for (int64_t j = 0; j < N; ++j) {
             float d2 = 0.f;
             for (int c = 0; c < 3; ++c) {
@@ -90,18 +116,21 @@ void recycling_embedder_forward(const RecyclingEmbedderWeights& w, const Tensor&
     Workspace& ws = ctx.ws;
     WorkspaceScope scope(ws);
     const int64_t bins = w.prev_pos_linear.weights.size(0);
-    Tensor dgram = recycling_dgram(prev_pseudo_beta, bins, 3.25f, 20.75f);
-    linear(dgram, w.prev_pos_linear.weights, w.prev_pos_linear.bias, pair, 1.f);
     Tensor m = layer_norm(prev_msa_first_row, w.prev_msa_first_row_norm.scale, w.prev_msa_first_row_norm.offset,
                           1e-5f, ws);
     add(msa_first_row, m);
-    // LN(prev_pair) in row blocks of the chunk size, so no normalised copy of the whole pair exists.
-    const int64_t N = pair.size(0), rows = chunk_rows(ctx, N);
+    // pair += prev_pos_linear(dgram) + LN(prev_pair), in blocks of rows: no pair-sized distogram, normalised
+    // copy or float32 copy of a bfloat16 pair exists.
+    const int64_t N = pair.size(0), Cz = pair.size(2), rows = embed_rows(ctx, N, N * Cz);
     for (int64_t i0 = 0; i0 < N; i0 += rows) {
         WorkspaceScope block(ws);
         const int64_t i1 = std::min(N, i0 + rows);
-        Tensor z = layer_norm(prev_pair.slice(0, i0, i1), w.prev_pair_norm.scale, w.prev_pair_norm.offset, 1e-5f, ws);
-        add(pair.slice(0, i0, i1), z);
+        write_block(pair.slice(0, i0, i1), true, ws, [&](const Tensor& dst, bool accumulate) {
+            Tensor dgram = recycling_dgram(prev_pseudo_beta, bins, 3.25f, 20.75f, i0, i1);
+            linear(dgram, w.prev_pos_linear.weights, w.prev_pos_linear.bias, dst, accumulate ? 1.f : 0.f);
+            Tensor z = layer_norm(prev_pair.slice(0, i0, i1), w.prev_pair_norm.scale, w.prev_pair_norm.offset, 1e-5f, ws);
+            add(dst, z);
+        });
     }
 }
 
@@ -127,9 +156,20 @@ Tensor extra_msa_feat(const Tensor& extra_msa, const Tensor& extra_has_deletion,
 
 void extra_msa_embedder_forward(const ExtraMsaEmbedderWeights& w, const Tensor& extra_msa,
                                 const Tensor& extra_has_deletion, const Tensor& extra_deletion_value,
-                                Tensor& extra_msa_act, Context&) {
-    Tensor f = extra_msa_feat(extra_msa, extra_has_deletion, extra_deletion_value);
-    linear(f, w.extra_msa_activations.weights, w.extra_msa_activations.bias, extra_msa_act);
+                                Tensor& extra_msa_act, Context& ctx) {
+    const int64_t E = extra_msa.size(0), N = extra_msa.dim() > 1 ? extra_msa.size(1) : 0;
+    AXF_CHECK(extra_msa_act.dim() == 3 && extra_msa_act.size(0) == E && extra_msa_act.size(1) == N,
+              "extra_msa_embedder: output %s for extra_msa %s", extra_msa_act.desc().c_str(), extra_msa.desc().c_str());
+    // In blocks of rows: the [rows, N, 25] feature (and, for bfloat16 activations, the float32 rows).
+    const int64_t rows = embed_rows(ctx, E, N * 25);
+    for (int64_t e0 = 0; e0 < E; e0 += rows) {
+        const int64_t e1 = std::min(E, e0 + rows);
+        write_block(extra_msa_act.slice(0, e0, e1), false, ctx.ws, [&](const Tensor& dst, bool) {
+            Tensor f = extra_msa_feat(extra_msa.slice(0, e0, e1), extra_has_deletion.slice(0, e0, e1),
+                                      extra_deletion_value.slice(0, e0, e1));
+            linear(f, w.extra_msa_activations.weights, w.extra_msa_activations.bias, dst);
+        });
+    }
 }
 
 }  // namespace axfold

@@ -50,22 +50,26 @@ struct SingleActivationsWeights {
 };
 
 // target_feat [N, 22], residue_index [N] (int64 or float), msa_feat [S, N, 49]
-// -> msa [S, N, C_m], pair [N, N, C_z] (both written).
+// -> msa [S, N, C_m], pair [N, N, C_z] (both written; the pair may be a bfloat16 activation). The pair is built
+// in blocks of rows (ctx.chunk_size, else ~64 MiB of relative-position one-hot).
 void input_embedder_forward(const InputEmbedderWeights& w, const Tensor& target_feat, const Tensor& residue_index,
                             const Tensor& msa_feat, Tensor& msa, Tensor& pair, Context& ctx);
 
 // Recycling distogram (15 bins, lower edges linspace(3.25, 20.75, 15), compared on squared distances).
-// positions [N, 3] -> [N, N, num_bins].
-Tensor recycling_dgram(const Tensor& positions, int64_t num_bins, float min_bin, float max_bin);
+// positions [N, 3] -> [rows, N, num_bins] for rows i in [row_begin, row_end) (default: all).
+Tensor recycling_dgram(const Tensor& positions, int64_t num_bins, float min_bin, float max_bin, int64_t row_begin = 0,
+                       int64_t row_end = -1);
 
 // Adds the recycling updates in place: msa_first_row [N, C_m] += LN(prev_msa_first_row);
 // pair [N, N, C_z] += prev_pos_linear(dgram(prev_pseudo_beta)) + LN(prev_pair).
-// prev_pseudo_beta [N, 3] (CB, CA for glycine, of the previous iteration's atom37 positions).
+// prev_pseudo_beta [N, 3] (CB, CA for glycine, of the previous iteration's atom37 positions). pair and
+// prev_pair may be bfloat16 activations; the pair update runs in blocks of rows.
 void recycling_embedder_forward(const RecyclingEmbedderWeights& w, const Tensor& prev_msa_first_row,
                                 const Tensor& prev_pair, const Tensor& prev_pseudo_beta, Tensor& msa_first_row,
                                 Tensor& pair, Context& ctx);
 
-// extra_msa [E, N] tokens 0..22, extra_has_deletion and extra_deletion_value [E, N] -> [E, N, C_e].
+// extra_msa [E, N] tokens 0..22, extra_has_deletion and extra_deletion_value [E, N] -> [E, N, C_e] (float32
+// or bfloat16), in blocks of rows (ctx.chunk_size, else ~64 MiB of the one-hot feature).
 void extra_msa_embedder_forward(const ExtraMsaEmbedderWeights& w, const Tensor& extra_msa,
                                 const Tensor& extra_has_deletion, const Tensor& extra_deletion_value,
                                 Tensor& extra_msa_act, Context& ctx);

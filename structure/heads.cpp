@@ -35,21 +35,28 @@ float compute_ptm(const Tensor& pae_logits, float max_bin) {
     return ptm_from_probs(p, max_bin);
 }
 
-float ptm_from_probs(const Tensor& probs, float max_bin) {
-    const Tensor p = probs.contiguous();
-    const int64_t N = p.size(0), B = p.size(2);
+namespace {
+// pTM's per-bin weights for N residues (AF2 predicted_tm_score: d0 from max(N, 19)).
+std::vector<float> tm_per_bin(int64_t N, int64_t B, float max_bin) {
     const std::vector<float> centres = pae_bin_centres(B, max_bin);
     const float n_clip = static_cast<float>(std::max<int64_t>(N, 19));
     const float d0 = 1.24f * std::cbrt(n_clip - 15.f) - 1.8f;
-    std::vector<float> tm_per_bin(B);
-    for (int64_t b = 0; b < B; ++b) tm_per_bin[b] = 1.f / (1.f + centres[b] * centres[b] / (d0 * d0));
-    float best = -1.f;
+    std::vector<float> t(B);
+    for (int64_t b = 0; b < B; ++b) t[b] = 1.f / (1.f + centres[b] * centres[b] / (d0 * d0));
+    return t;
+}
+
+// The best alignment row's predicted TM over rows of probs [rows, N, B] (contiguous).
+float best_tm_row(const Tensor& probs, const std::vector<float>& tm) {
+    const int64_t rows = probs.size(0), N = probs.size(1), B = probs.size(2);
     const float norm = 1.f / (1e-8f + static_cast<float>(N));
-    for (int64_t i = 0; i < N; ++i) {
+    const float* p = probs.f32();
+    float best = -1.f;
+    for (int64_t i = 0; i < rows; ++i) {
         float row = 0.f;
         for (int64_t j = 0; j < N; ++j) {
             float t = 0.f;
-            for (int64_t b = 0; b < B; ++b) t += p.f32()[(i * N + j) * B + b] * tm_per_bin[b];
+            for (int64_t b = 0; b < B; ++b) t += p[(i * N + j) * B + b] * tm[b];
             row += t * norm;
         }
         best = std::max(best, row);
@@ -57,8 +64,31 @@ float ptm_from_probs(const Tensor& probs, float max_bin) {
     return best;
 }
 
+// out[rows, N, B] = pair[rows] @ lin, the pair read in row blocks (float32, or a bfloat16 activation widened
+// block by block).
+void pair_rows_linear(const Tensor& pair, const LinearWeights& lin, int64_t i0, int64_t i1, const Tensor& out,
+                      Workspace& ws) {
+    WorkspaceScope scope(ws);
+    const Tensor rows = pair.slice(0, i0, i1);
+    const Tensor x = rows.dtype() == DType::F32 ? rows : ws.alloc(rows.shape());
+    if (rows.dtype() != DType::F32) copy(x, rows);
+    linear(x, lin.weights, lin.bias, out);
+}
+
+// Rows of a [N, N, .] head per block: ctx.chunk_size, else blocks of about 64 MiB of 64-bin logits.
+int64_t head_rows(const Context& ctx, int64_t N) {
+    if (ctx.chunk_size > 0) return std::min(N, ctx.chunk_size);
+    return std::clamp<int64_t>((int64_t(1) << 18) / std::max<int64_t>(N, 1), 1, N);
+}
+}  // namespace
+
+float ptm_from_probs(const Tensor& probs, float max_bin) {
+    const Tensor p = probs.contiguous();
+    return best_tm_row(p, tm_per_bin(p.size(0), p.size(2), max_bin));
+}
+
 HeadsOutputs heads_forward(const HeadsWeights& w, const Tensor& msa, const Tensor& pair, const Tensor& single,
-                           const Tensor& sm_act, Context& ctx) {
+                           const Tensor& sm_act, Context& ctx, bool keep_pair_logits) {
     Workspace& ws = ctx.ws;
     WorkspaceScope scope(ws);
     const int64_t N = pair.size(0);
@@ -72,20 +102,25 @@ HeadsOutputs heads_forward(const HeadsWeights& w, const Tensor& msa, const Tenso
     o.predicted_lddt_logits = Tensor::empty({N, w.lddt_logits.weights.size(1)});
     linear(h1, w.lddt_logits.weights, w.lddt_logits.bias, o.predicted_lddt_logits);
     o.plddt = compute_plddt(o.predicted_lddt_logits);
-    // Distogram: symmetric logits.
+    const int64_t hr = head_rows(ctx, N);
+    // Distogram: symmetric logits (only when the [N, N, 64] logits are kept: nothing else reads them).
     const int64_t Bd = w.distogram_half_logits.weights.size(1);
-    // logits = half + half^T, symmetrised in place (no second [N, N, Bd] buffer; the same sums as AF2's).
-    o.distogram_logits = Tensor::empty({N, N, Bd});
-    linear(pair, w.distogram_half_logits.weights, w.distogram_half_logits.bias, o.distogram_logits);
-    float* dl = o.distogram_logits.f32();
-    for (int64_t i = 0; i < N; ++i) {
-        for (int64_t b = 0; b < Bd; ++b) dl[(i * N + i) * Bd + b] *= 2.f;
-        for (int64_t j = i + 1; j < N; ++j)
-            for (int64_t b = 0; b < Bd; ++b) {
-                const float s = dl[(i * N + j) * Bd + b] + dl[(j * N + i) * Bd + b];
-                dl[(i * N + j) * Bd + b] = s;
-                dl[(j * N + i) * Bd + b] = s;
-            }
+    if (keep_pair_logits) {
+        // logits = half + half^T, symmetrised in place (no second [N, N, Bd] buffer; the same sums as AF2's).
+        o.distogram_logits = Tensor::empty({N, N, Bd});
+        for (int64_t i0 = 0; i0 < N; i0 += hr)
+            pair_rows_linear(pair, w.distogram_half_logits, i0, std::min(N, i0 + hr),
+                             o.distogram_logits.slice(0, i0, std::min(N, i0 + hr)), ws);
+        float* dl = o.distogram_logits.f32();
+        for (int64_t i = 0; i < N; ++i) {
+            for (int64_t b = 0; b < Bd; ++b) dl[(i * N + i) * Bd + b] *= 2.f;
+            for (int64_t j = i + 1; j < N; ++j)
+                for (int64_t b = 0; b < Bd; ++b) {
+                    const float s = dl[(i * N + j) * Bd + b] + dl[(j * N + i) * Bd + b];
+                    dl[(i * N + j) * Bd + b] = s;
+                    dl[(j * N + i) * Bd + b] = s;
+                }
+        }
     }
     o.distogram_bin_edges = Tensor::empty({Bd - 1});
     for (int64_t b = 0; b < Bd - 1; ++b)
@@ -99,19 +134,35 @@ HeadsOutputs heads_forward(const HeadsWeights& w, const Tensor& msa, const Tenso
     if (w.has_pae) {
         o.has_pae = true;
         const int64_t B = w.predicted_aligned_error.weights.size(1);
-        o.predicted_aligned_error_logits = Tensor::empty({N, N, B});
-        linear(pair, w.predicted_aligned_error.weights, w.predicted_aligned_error.bias, o.predicted_aligned_error_logits);
-        o.aligned_confidence_probs = o.predicted_aligned_error_logits.clone();
-        softmax(o.aligned_confidence_probs, 1.f, Tensor(), Tensor(), 0.f);
-        const std::vector<float> centres = pae_bin_centres(B, 31.f);
+        const std::vector<float> centres = pae_bin_centres(B, 31.f), tm = tm_per_bin(N, B, 31.f);
         o.predicted_aligned_error = Tensor::empty({N, N});
-        for (int64_t ij = 0; ij < N * N; ++ij) {
-            float s = 0.f;
-            for (int64_t b = 0; b < B; ++b) s += o.aligned_confidence_probs.f32()[ij * B + b] * centres[b];
-            o.predicted_aligned_error.f32()[ij] = s;
+        if (keep_pair_logits) {
+            o.predicted_aligned_error_logits = Tensor::empty({N, N, B});
+            o.aligned_confidence_probs = Tensor::empty({N, N, B});
+        }
+        // Row blocks: logits, probabilities, the expected error and each row's predicted TM; the [N, N, B]
+        // tensors exist only when they are kept.
+        float best = -1.f;
+        for (int64_t i0 = 0; i0 < N; i0 += hr) {
+            WorkspaceScope block(ws);
+            const int64_t i1 = std::min(N, i0 + hr), ci = i1 - i0;
+            const Tensor logits = keep_pair_logits ? o.predicted_aligned_error_logits.slice(0, i0, i1)
+                                                   : ws.alloc({ci, N, B});
+            pair_rows_linear(pair, w.predicted_aligned_error, i0, i1, logits, ws);
+            const Tensor probs = keep_pair_logits ? o.aligned_confidence_probs.slice(0, i0, i1) : logits;
+            if (keep_pair_logits) copy(probs, logits);
+            softmax(probs, 1.f, Tensor(), Tensor(), 0.f);
+            const float* pp = probs.f32();
+            float* pae = o.predicted_aligned_error.f32() + i0 * N;
+            for (int64_t ij = 0; ij < ci * N; ++ij) {
+                float s = 0.f;
+                for (int64_t b = 0; b < B; ++b) s += pp[ij * B + b] * centres[b];
+                pae[ij] = s;
+            }
+            best = std::max(best, best_tm_row(probs, tm));
         }
         o.max_predicted_aligned_error = centres[B - 1];
-        o.ptm = ptm_from_probs(o.aligned_confidence_probs);  // no second copy of the [N, N, 64] logits
+        o.ptm = best;
     }
     return o;
 }

@@ -32,23 +32,26 @@ struct HeadsWeights {
 struct HeadsOutputs {
     Tensor predicted_lddt_logits;           // [N, 50]
     Tensor plddt;                           // [N], 0..100
-    Tensor distogram_logits;                // [N, N, 64] (half + half^T)
+    Tensor distogram_logits;                // [N, N, 64] (half + half^T); kept logits only
     Tensor distogram_bin_edges;             // [63]
     Tensor masked_msa_logits;               // [S, N, 23]
     Tensor experimentally_resolved_logits;  // [N, 37]
     // With the PAE head:
-    Tensor predicted_aligned_error_logits;  // [N, N, 64]
-    Tensor aligned_confidence_probs;        // [N, N, 64]
+    Tensor predicted_aligned_error_logits;  // [N, N, 64]; kept logits only
+    Tensor aligned_confidence_probs;        // [N, N, 64]; kept logits only
     Tensor predicted_aligned_error;         // [N, N], Angstrom
     float max_predicted_aligned_error = 0.f;
     float ptm = 0.f;
     bool has_pae = false;
 };
 
-// msa [S, N, C_m] (cluster rows only), pair [N, N, C_z], single [N, C_s] (Evoformer single
-// representation), sm_act [N, C_s] (structure-module activation).
+// msa [S, N, C_m] (cluster rows only), pair [N, N, C_z] (float32 or bfloat16), single [N, C_s] (Evoformer
+// single representation), sm_act [N, C_s] (structure-module activation). The pair heads run in row blocks
+// (ctx.chunk_size, else ~64 MiB of logits); without keep_pair_logits the [N, N, 64] distogram logits and PAE
+// logits and probabilities are not kept (the distogram is not computed at all): the PAE map, its maximum
+// and pTM are, from the same blocks.
 HeadsOutputs heads_forward(const HeadsWeights& w, const Tensor& msa, const Tensor& pair, const Tensor& single,
-                           const Tensor& sm_act, Context& ctx);
+                           const Tensor& sm_act, Context& ctx, bool keep_pair_logits = true);
 
 // pLDDT from logits [N, B]: 100 * sum softmax * bin centres ((b + 0.5) / B).
 Tensor compute_plddt(const Tensor& logits);

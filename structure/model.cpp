@@ -293,10 +293,11 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
         if (opt.progress) opt.progress(stage, r, s);
     };
 
-    // With bfloat16 activations (ctx.activation_dtype), the embedders still build float32 MSA and pair
-    // representations; they are rounded to bfloat16 just before the stacks (the float32 buffers freed), widened
-    // back to float32 after them for the structure module and heads, and the recycled pair is the stacks'
-    // bfloat16 output itself. The trunk's resident activations and the recycled pair take half the memory.
+    // With bfloat16 activations (ctx.activation_dtype) the embedders write the pair and the extra-MSA
+    // activations in bfloat16 directly, block by block (template models build the pair in float32, which the
+    // template embedding reads, and round it before the stacks). The MSA is built in float32, rounded before
+    // the Evoformer and widened back after it; the pair stays bfloat16: the structure module and the heads
+    // read it through layer norms and row blocks, and it is the next iteration's recycled pair as it is.
     const DType act = ctx.activation_dtype;
     AXF_CHECK(act == DType::F32 || act == DType::BF16, "activation dtype %s: expected float32 or bfloat16",
               dtype_name(act));
@@ -312,7 +313,7 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
     for (int r = 0; r < iters; ++r) {
         msa = Tensor::empty({S + T, N, Cm});
         msa_clusters = msa.slice(0, 0, S);
-        pair = Tensor::empty({N, N, Cz});
+        pair = Tensor::empty({N, N, Cz}, use_templates ? DType::F32 : act);
         auto feat = [&](const char* name) { return to_f32(f.at(name).select(0, r)); };
         const Tensor aatype = to_int64(f.at("aatype").select(0, r));
         const Tensor residue_index = to_int64(f.at("residue_index").select(0, r));
@@ -325,7 +326,7 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
                                    msa_clusters, pair, host);
             Tensor row0 = msa.select(0, 0);
             recycling_embedder_forward(w.recycling_embedder, prev_row, prev_pair, prev_pb, row0, pair, host);
-            extra = Tensor::empty({E, N, Ce});  // lives only until the extra-MSA stack is done
+            extra = Tensor::empty({E, N, Ce}, act);  // lives only until the extra-MSA stack is done
             extra_msa_embedder_forward(w.extra_msa_embedder, to_int64(f.at("extra_msa").select(0, r)),
                                        feat("extra_has_deletion"), feat("extra_deletion_value"), extra, host);
         });
@@ -359,8 +360,7 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
         host.ws.trim();
         ctx.ws.trim();
         if (!opt.keep_recycles) template_pair_update = Tensor();  // added to the pair already
-        extra = to_dtype(extra, act);
-        pair = to_dtype(pair, act);
+        pair = to_dtype(pair, act);  // template models: the float32 pair rounded (otherwise itself)
         timed("extra_msa_stack", r,
               [&] { run_stack(extra_stack, extra, pair, extra_mask, pair_mask); });
         extra = Tensor();  // the extra-MSA activations are not needed past their stack
@@ -369,10 +369,8 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
         template_rows = use_templates && opt.keep_recycles ? template_rows.clone() : Tensor();  // not a view of msa
         msa = to_dtype(msa, act);
         timed("evoformer", r, [&] { run_stack(evo_stack, msa, pair, msa_mask, pair_mask); });
-        const Tensor trunk_pair = pair;  // the next iteration's recycled pair (float32 or bfloat16)
         msa = to_dtype(msa, DType::F32);
         msa_clusters = msa.slice(0, 0, S);
-        pair = to_dtype(trunk_pair, DType::F32);
         ctx.ws.trim();
         host.ws.trim();
         timed("structure_module", r, [&] {
@@ -385,7 +383,7 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
         });
         host.ws.trim();
         prev_row = msa.select(0, 0).clone();
-        prev_pair = r + 1 < iters ? trunk_pair : Tensor();
+        prev_pair = r + 1 < iters ? pair : Tensor();  // the next embedders build a new pair
         prev_pb = pseudo_beta(aatype, sm.final_atom_positions);
         if (opt.keep_recycles) {
             IterationRecord rec{prev_row, pair, single, sm.act, sm.final_atom_positions,
@@ -401,7 +399,9 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
             p.residue_index = residue_index;
         }
     }
-    timed("heads", iters - 1, [&] { p.heads = heads_forward(w.heads, msa_clusters, pair, single, sm.act, host); });
+    timed("heads", iters - 1, [&] {
+        p.heads = heads_forward(w.heads, msa_clusters, pair, single, sm.act, host, opt.keep_pair_logits);
+    });
     p.structure_module = sm;
     p.msa = T > 0 ? msa_clusters.clone() : msa;
     p.msa_first_row = prev_row;
@@ -418,6 +418,7 @@ namespace axfold {
 
 std::map<std::string, Tensor> prediction_output_tensors(const Prediction& p) {
     std::map<std::string, Tensor> o;
+    // Heads' tensors that were not kept (PredictOptions::keep_pair_logits) are left out below.
     const HeadsOutputs& h = p.heads;
     const StructureModuleOutputs& sm = p.structure_module;
     o["final_atom_positions"] = sm.final_atom_positions;
@@ -449,6 +450,7 @@ std::map<std::string, Tensor> prediction_output_tensors(const Prediction& p) {
     o["structure_module/unnormalized_angles_sin_cos"] = sm.unnormalized_angles_sin_cos;
     o["structure_module/atom14_positions"] = sm.atom14_positions;
     o["structure_module/states"] = sm.states;
+    for (auto it = o.begin(); it != o.end();) it = it->second.defined() ? std::next(it) : o.erase(it);
     for (size_t r = 0; r < p.recycles.size(); ++r) {
         const IterationRecord& rec = p.recycles[r];
         const std::string g = "recycles/" + std::to_string(r) + "/";

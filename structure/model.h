@@ -65,6 +65,11 @@ struct PredictOptions {
     // so every rank ends with the same prediction. nullptr or one rank: the single-rank stacks.
     Comm* comm = nullptr;
     bool keep_recycles = true;
+    // Keep the heads' [N, N, 64] tensors (distogram logits, PAE logits and probabilities). Without them the
+    // distogram is skipped and the PAE head runs in row blocks: the PAE map and pTM are still computed, and
+    // the peak after the trunk drops by up to 3 x N^2 x 256 bytes (`axfold predict` keeps them only with
+    // --save-outputs).
+    bool keep_pair_logits = true;
     // Runs only the first N blocks of each trunk stack (-1: all). For memory and time measurements at real
     // depths that would take too long in full (`axfold bench model --run-blocks`): every parameter stays
     // loaded and each block frees its workspace, so the peak equals the full run's; the prediction does not.
@@ -85,7 +90,9 @@ struct IterationRecord {
 struct Prediction {
     HeadsOutputs heads;
     StructureModuleOutputs structure_module;
-    Tensor msa, msa_first_row, pair, single;  // representations of the last iteration (msa: cluster rows only)
+    // Representations of the last iteration (msa: cluster rows only). pair is in the trunk's activation dtype
+    // (Context::activation_dtype: bfloat16 under --precision bf16), the others float32.
+    Tensor msa, msa_first_row, pair, single;
     Tensor aatype, residue_index;             // [N] int64
     std::vector<IterationRecord> recycles;
     std::vector<std::pair<std::string, double>> timings;  // seconds per stage, summed over iterations

@@ -136,3 +136,50 @@ TEST(Chunking, Bf16ActivationsStayWithinRoundingOfFloat32) {
         }
     }
 }
+
+// The embedders write bfloat16 activations block by block: the input and extra-MSA embedders give exactly
+// the float32 results rounded once, at every block size; the recycling embedder's bfloat16 pair (one
+// rounding of the summed update) is within one bfloat16 rounding of the float32 result.
+TEST(Chunking, EmbeddersWriteBf16Activations) {
+    std::mt19937 rng(33);
+    ParamLookup get = [](const std::string& k) { return small_params().get(k); };
+    const std::string scope = "alphafold/alphafold_iteration/evoformer";
+    InputEmbedderWeights in;
+    RecyclingEmbedderWeights rec;
+    ExtraMsaEmbedderWeights ex;
+    bind_params(in, scope, get);
+    bind_params(rec, scope, get);
+    bind_params(ex, scope, get);
+    const int64_t N = 11, S = 3, E = 9, Cm = in.preprocess_1d.weights.size(1), Cz = in.left_single.weights.size(1),
+                  Ce = ex.extra_msa_activations.weights.size(1);
+    Tensor tf = test::randn({N, 22}, rng), mf = test::randn({S, N, 49}, rng), ri = Tensor::empty({N}, DType::I64);
+    for (int64_t i = 0; i < N; ++i) ri.data<int64_t>()[i] = i < 6 ? i : i + 50;
+    Tensor em = Tensor::empty({E, N}, DType::I64), hd = test::random_mask({E, N}, rng), dv = test::randn({E, N}, rng);
+    for (int64_t i = 0; i < E * N; ++i) em.data<int64_t>()[i] = static_cast<int64_t>(rng() % 23);
+    Context ref;
+    Tensor msa32 = Tensor::empty({S, N, Cm}), pair32 = Tensor::empty({N, N, Cz}), extra32 = Tensor::empty({E, N, Ce});
+    input_embedder_forward(in, tf, ri, mf, msa32, pair32, ref);
+    extra_msa_embedder_forward(ex, em, hd, dv, extra32, ref);
+    Tensor prev_row = test::randn({N, Cm}, rng), prev_pair = to_dtype(test::randn({N, N, Cz}, rng), DType::BF16);
+    Tensor prev_pb = test::randn({N, 3}, rng, 8.f), row32 = test::randn({N, Cm}, rng);
+    Tensor rec32 = to_dtype(to_dtype(pair32, DType::BF16), DType::F32), row_ref = row32.clone();
+    recycling_embedder_forward(rec, prev_row, prev_pair, prev_pb, row_ref, rec32, ref);
+    std::vector<double> pair_rounded = test::to_f64(to_dtype(pair32, DType::BF16));
+    for (int64_t chunk : {0, 1, 4}) {
+        Context c;
+        c.chunk_size = chunk;
+        Tensor msa = Tensor::empty({S, N, Cm}), pair = Tensor::empty({N, N, Cz}, DType::BF16);
+        Tensor extra = Tensor::empty({E, N, Ce}, DType::BF16);
+        input_embedder_forward(in, tf, ri, mf, msa, pair, c);
+        extra_msa_embedder_forward(ex, em, hd, dv, extra, c);
+        test::expect_close(pair, pair_rounded, 0, 0, "input embedder pair, chunk " + std::to_string(chunk));
+        test::expect_close(extra, test::to_f64(to_dtype(extra32, DType::BF16)), 0, 0, "extra-MSA embedder");
+        test::expect_close(msa, test::to_f64(msa32), 0, 0, "input embedder msa");
+        Tensor row = row32.clone();
+        recycling_embedder_forward(rec, prev_row, prev_pair, prev_pb, row, pair, c);
+        // One bfloat16 rounding (relative 2^-8) of the float32 sum.
+        test::expect_close(pair, test::to_f64(rec32), 1e-6, std::ldexp(1.0, -8), "recycled pair, chunk " + std::to_string(chunk));
+        EXPECT_GT(rel_diff(pair, pair32), 1e-2);  // the recycling update did change the pair
+        test::expect_close(row, test::to_f64(row_ref), 0, 0, "recycled first row");
+    }
+}

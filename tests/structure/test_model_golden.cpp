@@ -87,8 +87,47 @@ TEST(Model, golden_bf16_keeps_plddt_within_one_point) {
                         name.c_str(), v.label, d.max_abs, x.max_abs);
             EXPECT_LE(d.max_abs, 1.0) << name << ", " << v.label;
             EXPECT_GT(d.max_abs + x.max_abs, 0.0) << name << ", " << v.label << ": changed nothing";
-            EXPECT_EQ(bf16.pair.dtype(), DType::F32) << "outputs are float32 whatever the storage";
+            EXPECT_EQ(bf16.pair.dtype(), v.storage) << "the pair representation is returned as the trunk stored it";
         }
     });
     ASSERT_GT(ran, 0);
+}
+
+// Without keep_pair_logits (`axfold predict` unless --save-outputs) the heads run in row blocks and drop the
+// [N, N, 64] tensors: the PAE map, its maximum and pTM equal the kept run's, nothing else changes, and the
+// dropped tensors are left out of the outputs. Row blocks of 3 residues exercise the blocking; a bfloat16
+// pair (--precision bf16) goes through the same blocks.
+TEST(Model, lean_heads_match_kept_heads) {
+    const std::string set = std::string(AXFOLD_TEST_DATA_DIR) + "/golden/small";
+    const Model model = Model::load(set + "/params.npz", preset_of(set));
+    const FeatureDict f = io::read_features_h5(set + "/features.h5");
+    for (DType storage : {DType::F32, DType::BF16}) {
+        Context c1, c2;
+        c1.activation_dtype = c2.activation_dtype = storage;
+        c2.chunk_size = 3;  // also chunks the trunk: compared within the chunking tolerance below
+        PredictOptions lean;
+        lean.keep_pair_logits = false;
+        lean.keep_recycles = false;
+        const Prediction kept = model.predict(f, PredictOptions{}, c1);
+        const Prediction p = model.predict(f, lean, c2);
+        ASSERT_TRUE(kept.heads.has_pae && p.heads.has_pae);
+        EXPECT_FALSE(p.heads.distogram_logits.defined());
+        EXPECT_FALSE(p.heads.predicted_aligned_error_logits.defined());
+        EXPECT_FALSE(p.heads.aligned_confidence_probs.defined());
+        const double tol = storage == DType::F32 ? 1e-4 : 5e-2;  // chunking flips bfloat16 roundings
+        const auto pae = test::compare(test::to_f64(p.heads.predicted_aligned_error),
+                                       test::to_f64(kept.heads.predicted_aligned_error), tol, 0, "pae");
+        EXPECT_EQ(pae.bad, 0) << dtype_name(storage) << ": max |diff| " << pae.max_abs;
+        EXPECT_NEAR(p.heads.ptm, kept.heads.ptm, tol * 1e-2) << dtype_name(storage);
+        EXPECT_EQ(p.heads.max_predicted_aligned_error, kept.heads.max_predicted_aligned_error);
+        const auto plddt = test::compare(test::to_f64(p.heads.plddt), test::to_f64(kept.heads.plddt), tol, 0, "plddt");
+        EXPECT_EQ(plddt.bad, 0) << dtype_name(storage);
+        // pTM from the kept probabilities is the blocked computation's, row for row.
+        EXPECT_NEAR(ptm_from_probs(kept.heads.aligned_confidence_probs), kept.heads.ptm, 1e-7);
+        const auto out = prediction_output_tensors(p);
+        EXPECT_EQ(out.count("distogram_logits"), 0u);
+        EXPECT_EQ(out.count("aligned_confidence_probs"), 0u);
+        EXPECT_EQ(out.count("predicted_aligned_error"), 1u);
+        EXPECT_EQ(p.pair.dtype(), storage);
+    }
 }
