@@ -50,7 +50,7 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
     AXF_CHECK(o.n_seq > 0 && o.n_res > 0 && o.blocks > 0, "bench evoformer: --n-seq, --n-res and --blocks must be positive");
     set_num_threads(o.threads);
     const Device device = select_device(o.device);
-    const DType act_dtype = select_precision(o.precision, device);
+    const DType act_dtype = select_precision(o.precision, o.activations, device);
     const EvoformerDims d = EvoformerDims::af2_evoformer();
     std::map<std::string, Tensor> params;
     for (auto& [key, shape] : evoformer_block_param_shapes(d, false))
@@ -76,7 +76,8 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
     // On a GPU the budget covers the device's MSA, pair and workspace (the weights are a few MB).
     const size_t rss_now = current_rss_bytes(), activations = block_activation_bytes(bs);
     const size_t fixed = device == Device::CPU && rss_now > activations ? rss_now - activations : 0;
-    // --precision bf16: the block's MSA and pair are stored in bfloat16 (the float32 originals freed).
+    // bfloat16 activations (--precision bf16 or --activations bf16): the block's MSA and pair are stored in
+    // bfloat16 (the float32 originals freed).
     m = to_dtype(m, act_dtype);
     z = to_dtype(z, act_dtype);
     bs.act_bytes = static_cast<int>(dtype_size(act_dtype));
@@ -170,11 +171,11 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
             "\"workspace_bytes\": %zu, \"chunk_size\": %lld, \"predicted_peak_bytes\": %zu, "
             "\"predicted_workspace_bytes\": %zu, \"comm_bytes\": {%s}, \"comm_bytes_per_block\": %.0f, "
             "\"exposed_comm_seconds\": %.6f, \"comm_in_flight_seconds\": %.6f, \"device\": \"%s\", "
-            "\"precision\": \"%s\", \"device_peak_bytes\": %zu, \"fused_attention\": %s}\n",
+            "\"precision\": \"%s\", \"activations\": \"%s\", \"device_peak_bytes\": %zu, \"fused_attention\": %s}\n",
             (long long)S, (long long)R, num_threads(), o.blocks, comm.size(), dap ? "true" : "false",
             comm.backend().c_str(), median, gflops, rss, ctx.ws.high_water_bytes(), (long long)plan.chunk_size,
             plan.predicted_peak_bytes, plan.predicted_workspace_bytes, bytes_json.c_str(), bytes_pb, exposed_s,
-            in_flight_s, device_name(device), o.precision.c_str(), device_peak_bytes(),
+            in_flight_s, device_name(device), o.precision.c_str(), dtype_name(act_dtype), device_peak_bytes(),
             device != Device::CPU && fused_attention_requested() ? "true" : "false");
     } else {
         std::printf(
@@ -195,7 +196,7 @@ int bench_model_main(const BenchModelOptions& o) {
     AXF_CHECK(o.n_res > 0 && o.n_seq > 0 && o.n_extra > 0, "bench model: sizes must be positive");
     set_num_threads(o.threads);
     const Device device = select_device(o.device);
-    const DType act_dtype = select_precision(o.precision, device);
+    const DType act_dtype = select_precision(o.precision, o.activations, device);
     ModelPreset preset = ModelPreset::from_name("model_3_ptm");
     ModelDims d;
     d.evoformer_blocks = o.evoformer_blocks;
@@ -259,10 +260,10 @@ int bench_model_main(const BenchModelOptions& o) {
                     (long long)d.extra_msa_blocks, o.run_blocks, p.iterations, num_threads());
         for (auto& [stage, sec] : p.timings) std::printf(", \"%s_seconds_per_iteration\": %.4f", stage.c_str(), sec / p.iterations);
         std::printf(", \"seconds_per_iteration\": %.4f, \"peak_rss_bytes\": %zu, \"chunk_size\": %lld, "
-                    "\"predicted_peak_bytes\": %zu, \"device\": \"%s\", \"precision\": \"%s\", "
+                    "\"predicted_peak_bytes\": %zu, \"device\": \"%s\", \"precision\": \"%s\", \"activations\": \"%s\", "
                     "\"device_peak_bytes\": %zu}\n",
                     total / p.iterations, rss, (long long)plan.chunk_size, predicted_peak, device_name(device),
-                    o.precision.c_str(), device_peak_bytes());
+                    o.precision.c_str(), dtype_name(act_dtype), device_peak_bytes());
     } else {
         std::printf("model N=%lld S=%lld E=%lld blocks %lld+%lld%s threads=%d: %.3f s per iteration (",
                     (long long)N, (long long)S, (long long)E, (long long)d.evoformer_blocks,

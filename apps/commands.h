@@ -24,7 +24,7 @@ struct BenchEvoformerOptions {
     bool dap = false;        // run the DAP block even on one rank (under mpirun it always does)
     int64_t chunk_size = -1;  // -1: planner (unchunked without --max-memory)
     std::string max_memory;   // "8G"; empty: no budget
-    std::string device = "cpu", precision = "fp32";
+    std::string device = "cpu", precision = "fp32", activations;
 };
 int bench_evoformer_main(const BenchEvoformerOptions& o);
 
@@ -75,18 +75,20 @@ struct PredictOptions {
     bool save_outputs = false, overwrite = false;
     int64_t chunk_size = -1;  // -1: the planner's choice (unchunked without --max-memory)
     std::string max_memory;   // budget for the planner, e.g. "24G"
-    std::string device = "cpu", precision = "fp32";  // --device, --precision
+    std::string device = "cpu", precision = "fp32", activations;  // --device, --precision
 };
 int predict_main(const PredictOptions& o);
 
 // --device and --precision: the device the trunk runs on ("cpu" or "cuda", which must be built and present)
 // and the process's GEMM precision (kernels/ops.h); throws with what was asked and what is possible.
 Device select_device(const std::string& name);
-// Returns the activation storage the precision implies (activation_dtype).
-DType select_precision(const std::string& name, Device device);
+// --activations (fp32 or bf16; empty: what the precision implies) is the trunk's activation storage, which
+// this returns (Context::activation_dtype).
+DType select_precision(const std::string& name, const std::string& activations, Device device);
 // bfloat16 GEMMs also store the trunk's MSA and pair in bfloat16 (Context::activation_dtype); fp32 and tf32
 // store float32.
-DType activation_dtype(MatmulPrecision p);
+// A non-empty `activations` ("fp32" or "bf16") overrides that.
+DType activation_dtype(MatmulPrecision p, const std::string& activations = "");
 
 struct InitParamsOptions {
     std::string model_name, out;
@@ -103,7 +105,7 @@ struct BenchModelOptions {
     bool json = false;
     int64_t chunk_size = -1;
     std::string max_memory;
-    std::string device = "cpu", precision = "fp32";
+    std::string device = "cpu", precision = "fp32", activations;
 };
 int bench_model_main(const BenchModelOptions& o);
 
@@ -112,7 +114,7 @@ struct PlanOptions {
     int threads = 0;
     int64_t chunk_size = -1;
     std::string max_memory;
-    std::string device = "cpu", precision = "fp32";
+    std::string device = "cpu", precision = "fp32", activations;
     bool save_outputs = false;  // plan for `predict --save-outputs` (the heads' [N, N, 64] tensors kept)
 };
 int plan_main(const PlanOptions& o);

@@ -87,7 +87,9 @@ int run_predict(const std::vector<std::string>& args) {
         "max-memory", po::value<std::string>(&o.max_memory), "memory budget, e.g. 24G: the planner picks the chunk size")(
         "device", po::value<std::string>(&o.device)->default_value("cpu"), "where the trunk runs: cpu or cuda")(
         "precision", po::value<std::string>(&o.precision)->default_value("fp32"),
-        "GEMM arithmetic: fp32, tf32 or bf16 (fp32 accumulation; emulated, slower, on the CPU)");
+        "GEMM arithmetic: fp32, tf32 or bf16 (fp32 accumulation; emulated, slower, on the CPU)")(
+        "activations", po::value<std::string>(&o.activations),
+        "storage of the trunk's MSA and pair: fp32 or bf16 (default: bf16 with --precision bf16, else fp32)");
     po::variables_map vm;
     if (!parse(args, desc, vm)) return 0;
     return predict_main(o);
@@ -140,7 +142,9 @@ int run_bench(const std::vector<std::string>& args) {
             "json", po::bool_switch(&o.json), "print one JSON object")(
             "device", po::value<std::string>(&o.device)->default_value("cpu"), "where the trunk runs: cpu or cuda")(
             "precision", po::value<std::string>(&o.precision)->default_value("fp32"),
-            "GEMM arithmetic: fp32, tf32 or bf16 (fp32 accumulation; emulated, slower, on the CPU)");
+            "GEMM arithmetic: fp32, tf32 or bf16 (fp32 accumulation; emulated, slower, on the CPU)")(
+        "activations", po::value<std::string>(&o.activations),
+        "storage of the trunk's MSA and pair: fp32 or bf16 (default: bf16 with --precision bf16, else fp32)");
         po::variables_map vm;
         if (!parse(std::vector<std::string>(args.begin() + 1, args.end()), desc, vm)) return 0;
         return bench_model_main(o);
@@ -164,7 +168,9 @@ int run_bench(const std::vector<std::string>& args) {
         "max-memory", po::value<std::string>(&o.max_memory), "memory budget, e.g. 8G: the planner picks the chunk size")(
         "device", po::value<std::string>(&o.device)->default_value("cpu"), "where the block runs: cpu or cuda")(
         "precision", po::value<std::string>(&o.precision)->default_value("fp32"),
-        "GEMM arithmetic: fp32, tf32 or bf16 (fp32 accumulation; emulated, slower, on the CPU)");
+        "GEMM arithmetic: fp32, tf32 or bf16 (fp32 accumulation; emulated, slower, on the CPU)")(
+        "activations", po::value<std::string>(&o.activations),
+        "storage of the trunk's MSA and pair: fp32 or bf16 (default: bf16 with --precision bf16, else fp32)");
     po::variables_map vm;
     po::store(po::command_line_parser(std::vector<std::string>(args.begin() + 1, args.end())).options(desc).run(), vm);
     if (vm.count("help")) {
@@ -202,6 +208,8 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
             "without a GPU)")(
             "precision", po::value<std::string>(&o.precision)->default_value("fp32"),
             "fp32, tf32 or bf16 (bf16 stores the trunk's MSA and pair in bfloat16)")(
+        "activations", po::value<std::string>(&o.activations),
+        "storage of the trunk's MSA and pair: fp32 or bf16 (default: bf16 with --precision bf16, else fp32)")(
             "save-outputs", po::bool_switch(&o.save_outputs),
             "plan for predict --save-outputs (keeps the heads' [N, N, 64] tensors)");
         po::variables_map vm;

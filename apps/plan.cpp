@@ -157,7 +157,7 @@ ChunkPlan plan_device_trunk(const ModelConfig& cfg, int64_t n_res, int64_t n_clu
 int plan_main(const PlanOptions& o) {
     AXF_CHECK(o.n_res > 0 && o.n_seq > 0 && o.n_extra > 0, "plan: sizes must be positive");
     AXF_CHECK(o.device == "cpu" || o.device == "cuda", "plan: --device %s: expected cpu or cuda", o.device.c_str());
-    const DType act = activation_dtype(parse_precision(o.precision));
+    const DType act = activation_dtype(parse_precision(o.precision), o.activations);
     if (o.device == "cuda") {  // the GPU's share of a --device cuda run (plan_device_trunk)
         AXF_CHECK(!o.max_memory.empty() || cuda_available(),
                   "plan --device cuda: give the GPU's memory with --max-memory (no GPU is visible here)");

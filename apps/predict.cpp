@@ -45,16 +45,22 @@ Device select_device(const std::string& name) {
     return Device::CUDA;
 }
 
-DType activation_dtype(MatmulPrecision p) { return p == MatmulPrecision::Bf16 ? DType::BF16 : DType::F32; }
+DType activation_dtype(MatmulPrecision p, const std::string& activations) {
+    if (activations.empty()) return p == MatmulPrecision::Bf16 ? DType::BF16 : DType::F32;
+    AXF_CHECK(activations == "fp32" || activations == "bf16", "--activations %s: expected fp32 or bf16",
+              activations.c_str());
+    return activations == "bf16" ? DType::BF16 : DType::F32;
+}
 
-DType select_precision(const std::string& name, Device device) {
+DType select_precision(const std::string& name, const std::string& activations, Device device) {
     const MatmulPrecision p = parse_precision(name);
     set_matmul_precision(p);
     if (p != MatmulPrecision::Fp32 && device == Device::CPU)
         std::fprintf(stderr, "axfold: --precision %s GEMMs on the CPU are emulated (operands rounded, fp32 GEMMs): slower "
-                             "than fp32, for checking what the GPU mode does to a prediction%s\n", name.c_str(),
-                     p == MatmulPrecision::Bf16 ? "; the bfloat16 MSA and pair storage is real (half their memory)" : "");
-    return activation_dtype(p);
+                             "than fp32, for checking what the GPU mode does to a prediction (for bfloat16 storage alone, "
+                             "half the trunk's activation memory at fp32 speed: --precision fp32 --activations bf16)\n",
+                     name.c_str());
+    return activation_dtype(p, activations);
 }
 
 int predict_main(const PredictOptions& o) {
@@ -64,7 +70,7 @@ int predict_main(const PredictOptions& o) {
               "predict: --fasta (or --features), --params, --model-name and --out-dir are required");
     set_num_threads(o.threads);
     const Device device = select_device(o.device);
-    const DType act = select_precision(o.precision, device);
+    const DType act = select_precision(o.precision, o.activations, device);
     const std::string name = o.model_name;
     namespace fs = std::filesystem;
     fs::create_directories(o.out_dir);
