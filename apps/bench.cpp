@@ -86,12 +86,17 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
     const ChunkPlan plan = plan_blocks({bs}, fixed, budget, o.chunk_size);
     ctx.chunk_size = plan.chunk_size;
     ctx.ws.reserve(plan.predicted_workspace_bytes);
-    // DAP: under an MPI launcher the block runs over every rank (rank 0 reports); --dap forces it on one.
+    // DAP: under an MPI launcher the block runs over every rank (rank 0 reports); --dap forces it on one (on
+    // the CPU). On GPUs the block's collectives go over NCCL (gpu_dap_comm); the timings are gathered over
+    // the MPI world either way.
     Comm& comm = world_comm();
+    const std::unique_ptr<Comm> nccl = device == Device::CUDA ? gpu_dap_comm(comm) : nullptr;
+    Comm& dap_comm = nccl ? *nccl : comm;
     const bool dap = comm.size() > 1 || o.dap;
-    AXF_CHECK(!dap || device == Device::CPU, "bench evoformer: DAP runs on the CPU only for now (NCCL is not wired)");
+    AXF_CHECK(!(o.dap && comm.size() == 1 && device != Device::CPU),
+              "bench evoformer: --dap on one rank runs on the CPU only (on GPUs DAP needs NCCL and two or more ranks)");
     DapActivations act;
-    if (dap) act = dap_scatter(comm, m, z, msa_mask, pair_mask);
+    if (dap) act = dap_scatter(dap_comm, m, z, msa_mask, pair_mask);
     auto run_block = [&](const BlockObserver& observe) {
         if (dap)
             dap_evoformer_block_forward(w, act, ctx, {}, observe);
@@ -105,7 +110,7 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
         dap_m_to_rows(act);
         comm.barrier();
     }
-    comm.stats().reset();
+    dap_comm.stats().reset();
     std::vector<double> times;
     std::vector<std::pair<std::string, double>> stages;  // per sub-module seconds, summed over blocks
     // Blocks run back to back, as in a stack: a block's last re-sharding (m back to rows) is waited for
@@ -130,7 +135,7 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
         }
         times.push_back(std::chrono::duration<double>(end - t0).count());
     }
-    const CommStats cs = comm.stats();
+    const CommStats cs = dap_comm.stats();
     // The slowest rank's time of each block.
     Tensor mine = Tensor::zeros({1, o.blocks}), all = Tensor::empty({comm.size(), o.blocks});
     for (int b = 0; b < o.blocks; ++b) mine.f32()[b] = static_cast<float>(times[b]);
@@ -173,7 +178,7 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
             "\"exposed_comm_seconds\": %.6f, \"comm_in_flight_seconds\": %.6f, \"device\": \"%s\", "
             "\"precision\": \"%s\", \"activations\": \"%s\", \"device_peak_bytes\": %zu, \"fused_attention\": %s}\n",
             (long long)S, (long long)R, num_threads(), o.blocks, comm.size(), dap ? "true" : "false",
-            comm.backend().c_str(), median, gflops, rss, ctx.ws.high_water_bytes(), (long long)plan.chunk_size,
+            dap_comm.backend().c_str(), median, gflops, rss, ctx.ws.high_water_bytes(), (long long)plan.chunk_size,
             plan.predicted_peak_bytes, plan.predicted_workspace_bytes, bytes_json.c_str(), bytes_pb, exposed_s,
             in_flight_s, device_name(device), o.precision.c_str(), dtype_name(act_dtype), device_peak_bytes(),
             device != Device::CPU && fused_attention_requested() ? "true" : "false");

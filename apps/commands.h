@@ -3,11 +3,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "evoformer/memory_plan.h"
+#include "parallel/comm.h"
 #include "structure/model.h"
-#include <vector>
 
 #include "io/raw_features.h"
 #include "io/transforms.h"
@@ -82,6 +84,9 @@ int predict_main(const PredictOptions& o);
 // --device and --precision: the device the trunk runs on ("cpu" or "cuda", which must be built and present)
 // and the process's GEMM precision (kernels/ops.h); throws with what was asked and what is possible.
 Device select_device(const std::string& name);
+// The communicator of DAP with the trunk on GPUs: NCCL bootstrapped from the MPI world, one GPU per rank (the
+// launcher's node-local rank modulo the visible devices); nullptr on one rank.
+std::unique_ptr<Comm> gpu_dap_comm(Comm& world);
 // --activations (fp32 or bf16; empty: what the precision implies) is the trunk's activation storage, which
 // this returns (Context::activation_dtype).
 DType select_precision(const std::string& name, const std::string& activations, Device device);

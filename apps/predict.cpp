@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #include "apps/commands.h"
@@ -43,6 +44,21 @@ Device select_device(const std::string& name) {
                             "where nvcc is installed)");
     AXF_CHECK(cuda_available(), "--device cuda: no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)");
     return Device::CUDA;
+}
+
+std::unique_ptr<Comm> gpu_dap_comm(Comm& world) {
+    if (world.size() <= 1) return nullptr;
+    const int devices = cuda_device_count();
+    AXF_CHECK(devices > 0, "DAP with --device cuda: no CUDA device is visible on rank %d", world.rank());
+    // One GPU per rank: the node-local rank the launcher exports, modulo the visible devices.
+    int local = world.rank();
+    for (const char* v : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID", "MV2_COMM_WORLD_LOCAL_RANK",
+                          "PMI_LOCAL_RANK"})
+        if (const char* e = std::getenv(v)) {
+            local = std::atoi(e);
+            break;
+        }
+    return make_nccl_comm(world, local % devices);
 }
 
 DType activation_dtype(MatmulPrecision p, const std::string& activations) {
@@ -129,11 +145,13 @@ int predict_main(const PredictOptions& o) {
                      (long long)plan.chunk_size, format_bytes(predicted_peak).c_str());
     }
     t0 = Clock::now();
-    // DAP: under an MPI launcher the stacks run over every rank; rank 0 writes the outputs.
+    // DAP: under an MPI launcher the stacks run over every rank; rank 0 writes the outputs. With the trunk on
+    // GPUs the stacks' collectives go over NCCL (bootstrapped from the MPI world), one GPU per rank.
     axfold::Comm& comm = axfold::world_comm();
-    po.comm = &comm;
+    const std::unique_ptr<Comm> nccl = device == Device::CUDA ? gpu_dap_comm(comm) : nullptr;
+    po.comm = nccl ? nccl.get() : &comm;
     if (comm.size() > 1 && comm.rank() == 0)
-        std::fprintf(stderr, "  DAP: trunk stacks over %d ranks (%s)\n", comm.size(), comm.backend().c_str());
+        std::fprintf(stderr, "  DAP: trunk stacks over %d ranks (%s)\n", comm.size(), po.comm->backend().c_str());
     Prediction p = model.predict(features, po, ctx);
     if (comm.rank() != 0) return 0;
     const double predict_s = since(t0);

@@ -63,19 +63,21 @@ DapActivations dap_scatter(Comm& comm, const Tensor& m, const Tensor& z, const T
     const int64_t S = m.size(0), N = m.size(1), Cm = m.size(2), Cz = z.size(2);
     a.s = DapAxis(S, a.P, a.rank);
     a.r = DapAxis(N, a.P, a.rank);
-    // The shards keep the activations' dtype (float32, or bfloat16 with --precision bf16).
-    a.m_row = Tensor::zeros({a.s.local, a.r.n_pad, Cm}, m.dtype());
-    a.m_col = Tensor::zeros({a.s.n_pad, a.r.local, Cm}, m.dtype());
-    a.z_row = Tensor::zeros({a.r.local, a.r.n_pad, Cz}, z.dtype());
-    a.z_col = Tensor::zeros({a.r.n_pad, a.r.local, Cz}, z.dtype());
+    // The shards keep the activations' dtype (float32, or bfloat16 with --precision bf16) and device (the
+    // communicator's: CPU for MPI, CUDA for NCCL).
+    const Device dev = m.device();
+    a.m_row = Tensor::zeros({a.s.local, a.r.n_pad, Cm}, m.dtype(), dev);
+    a.m_col = Tensor::zeros({a.s.n_pad, a.r.local, Cm}, m.dtype(), dev);
+    a.z_row = Tensor::zeros({a.r.local, a.r.n_pad, Cz}, z.dtype(), dev);
+    a.z_col = Tensor::zeros({a.r.n_pad, a.r.local, Cz}, z.dtype(), dev);
     if (a.s.real > 0) real_view(a.m_row, a.s.real, N).copy_from(m.slice(0, a.s.begin, a.s.begin + a.s.real));
     if (a.r.real > 0) real_view(a.z_row, a.r.real, N).copy_from(z.slice(0, a.r.begin, a.r.begin + a.r.real));
     a.msa_mask = msa_mask.contiguous();
     a.pair_mask = pair_mask.contiguous();
-    a.pair_mask_pad = Tensor::zeros({a.r.n_pad, a.r.n_pad});
+    a.pair_mask_pad = Tensor::zeros({a.r.n_pad, a.r.n_pad}, DType::F32, dev);
     real_view(a.pair_mask_pad, N, N).copy_from(a.pair_mask);
-    a.m_scratch = Tensor::empty({a.m_row.numel()}, m.dtype());
-    a.z_scratch = Tensor::empty({a.z_row.numel()}, z.dtype());
+    a.m_scratch = Tensor::empty({a.m_row.numel()}, m.dtype(), dev);
+    a.z_scratch = Tensor::empty({a.z_row.numel()}, z.dtype(), dev);
     return a;
 }
 
@@ -113,9 +115,9 @@ void dap_gather(DapActivations& a, const Tensor& m, const Tensor& z) {
                   z.size(0) == N && z.size(1) == N && z.size(2) == a.z_row.size(2),
               "dap_gather: outputs %s and %s for S=%lld N=%lld", m.desc().c_str(), z.desc().c_str(), (long long)S,
               (long long)N);
-    Tensor mf = Tensor::empty({a.s.n_pad, a.r.n_pad, a.m_row.size(2)}, a.m_row.dtype());
+    Tensor mf = Tensor::empty({a.s.n_pad, a.r.n_pad, a.m_row.size(2)}, a.m_row.dtype(), a.m_row.device());
     auto hm = a.comm->all_gather(a.m_row, mf);
-    Tensor zf = Tensor::empty({a.r.n_pad, a.r.n_pad, a.z_row.size(2)}, a.z_row.dtype());
+    Tensor zf = Tensor::empty({a.r.n_pad, a.r.n_pad, a.z_row.size(2)}, a.z_row.dtype(), a.z_row.device());
     auto hz = a.comm->all_gather(a.z_row, zf);
     hm->wait();
     m.copy_from(real_view(mf, S, N));

@@ -14,6 +14,7 @@ void device_memset(void* ptr, int value, size_t bytes);
 void device_copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
 bool cuda_available();  // built with CUDA and a device is present
 bool cuda_built();      // built with the CUDA backend (a device may still be absent)
+int cuda_device_count();  // visible CUDA devices (0 without CUDA)
 void device_synchronize();  // waits for all queued device work (benchmarks' timers); no-op without CUDA
 // Free and total bytes of the current device (cudaMemGetInfo; memory cached in axfold's pool counts as
 // used); throws without CUDA.

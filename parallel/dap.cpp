@@ -50,12 +50,12 @@ DapPending dap_cols_to_rows_start(Comm& comm, const Tensor& cols, const Tensor& 
 }
 
 void dap_rows_to_cols(Comm& comm, const Tensor& rows, const Tensor& cols) {
-    Tensor send = Tensor::empty(rows.shape(), rows.dtype());
+    Tensor send = Tensor::empty(rows.shape(), rows.dtype(), rows.device());
     dap_rows_to_cols_start(comm, rows, cols, send).wait();
 }
 
 void dap_cols_to_rows(Comm& comm, const Tensor& cols, const Tensor& rows) {
-    Tensor recv = Tensor::empty(cols.shape(), cols.dtype());
+    Tensor recv = Tensor::empty(cols.shape(), cols.dtype(), cols.device());
     dap_cols_to_rows_start(comm, cols, rows, recv).wait();
 }
 
@@ -88,7 +88,7 @@ void dap_zero_tail(const Tensor& t, int64_t from0, int64_t from1) {
     auto zero = [](const Tensor& v) {
         if (v.numel() == 0) return;
         Shape ones(v.dim(), 1);
-        copy(v, Tensor::zeros(ones, v.dtype()).expand(v.shape()));
+        copy(v, Tensor::zeros(ones, v.dtype(), v.device()).expand(v.shape()));
     };
     if (from0 < t.size(0)) zero(t.slice(0, from0, t.size(0)));
     if (t.dim() > 1 && from1 < t.size(1)) zero(t.slice(1, from1, t.size(1)));

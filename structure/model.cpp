@@ -260,13 +260,15 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
     // The trunk stacks, distributed over the ranks of opt.comm when it has more than one (DAP).
     // The trunk stacks run on ctx's device; everything else (embedders, templates, structure module, heads:
     // under 10 % of the time at every size measured) runs on the host with `host`'s workspace. The stacks'
-    // inputs go to the device before each stack and their outputs come back after it.
+    // inputs go to the device before each stack and their outputs come back after it. DAP with the trunk on
+    // a GPU needs a communicator of device tensors (NCCL, one GPU per rank).
     const Device dev = ctx.device;
+    const bool dap = opt.comm && opt.comm->size() > 1;
     std::unique_ptr<Context> host_ctx;
     if (dev != Device::CPU) {
-        AXF_CHECK(!(opt.comm && opt.comm->size() > 1),
-                  "DAP with the trunk on %s is not available yet (NCCL): run DAP on the CPU or one rank per GPU",
-                  device_name(dev));
+        AXF_CHECK(!dap || opt.comm->backend() == "nccl",
+                  "DAP with the trunk on %s needs the NCCL communicator, not %s (run DAP on the CPU, or build with "
+                  "NCCL)", device_name(dev), opt.comm->backend().c_str());
         host_ctx = std::make_unique<Context>(Device::CPU);
         host_ctx->chunk_size = ctx.chunk_size;
     }
@@ -274,13 +276,13 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
     const EvoformerStackWeights extra_stack = stack_on(w.extra_msa_stack, opt.run_blocks, dev);
     const EvoformerStackWeights evo_stack = stack_on(w.evoformer, opt.run_blocks, dev);
     auto run_stack = [&](const EvoformerStackWeights& st, Tensor& m, Tensor& z, const Tensor& mm, const Tensor& pm) {
-        if (opt.comm && opt.comm->size() > 1) {
-            dap_evoformer_stack_forward(st, *opt.comm, m, z, mm, pm, ctx);
-        } else if (dev == Device::CPU) {
-            evoformer_stack_forward(st, m, z, mm, pm, ctx);
-        } else {
-            Tensor md = m.to(dev), zd = z.to(dev);
-            evoformer_stack_forward(st, md, zd, mm.to(dev), pm.to(dev), ctx);
+        Tensor md = m.to(dev), zd = z.to(dev);  // m and z themselves on the CPU
+        const Tensor mmd = mm.to(dev), pmd = pm.to(dev);
+        if (dap)
+            dap_evoformer_stack_forward(st, *opt.comm, md, zd, mmd, pmd, ctx);
+        else
+            evoformer_stack_forward(st, md, zd, mmd, pmd, ctx);
+        if (dev != Device::CPU) {
             m.copy_from(md);
             z.copy_from(zd);
         }

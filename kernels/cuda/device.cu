@@ -118,14 +118,16 @@ void device_copy(void* dst, Device dst_dev, const void* src, Device src_dev, siz
 
 bool cuda_built() { return true; }
 
-bool cuda_available() {
+int cuda_device_count() {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess) {
         (void)cudaGetLastError();
-        return false;
+        return 0;
     }
-    return n > 0;
+    return n;
 }
+
+bool cuda_available() { return cuda_device_count() > 0; }
 
 namespace cuda {
 

@@ -14,6 +14,7 @@ void device_memset(void*, int, size_t) { no_cuda(); }
 void device_copy(void*, Device, const void*, Device, size_t) { no_cuda(); }
 bool cuda_available() { return false; }
 bool cuda_built() { return false; }
+int cuda_device_count() { return 0; }
 void device_synchronize() {}
 void device_memory_info(size_t*, size_t*) { no_cuda(); }
 size_t device_bytes_in_use() { return 0; }

@@ -235,8 +235,17 @@ TEST(Cli, PlanWithBf16ActivationsHalvesTheTrunkActivations) {
         EXPECT_NE(b.out.find("bfloat16 activations"), std::string::npos) << b.out;
         const std::string label = device == "cuda" ? "predicted device peak " : " trunk ";
         EXPECT_NEAR(gib_after(f.out, label) - gib_after(b.out, label), saved, 0.011) << f.out << b.out;
+        // --activations bf16 with fp32 GEMMs stores the same, and --activations fp32 undoes --precision bf16.
+        RunResult s = run(base + " --activations bf16"), u = run(base + " --precision bf16 --activations fp32");
+        ASSERT_EQ(s.rc, 0) << s.out;
+        ASSERT_EQ(u.rc, 0) << u.out;
+        EXPECT_EQ(gib_after(s.out, label), gib_after(b.out, label)) << s.out;
+        EXPECT_EQ(gib_after(u.out, label), gib_after(f.out, label)) << u.out;
     }
     RunResult bad = run("plan --n-res 100 --precision fp16");
     EXPECT_NE(bad.rc, 0);
     EXPECT_NE(bad.out.find("expected fp32, tf32 or bf16"), std::string::npos) << bad.out;
+    RunResult bad_act = run("plan --n-res 100 --activations fp16");
+    EXPECT_NE(bad_act.rc, 0);
+    EXPECT_NE(bad_act.out.find("--activations fp16: expected fp32 or bf16"), std::string::npos) << bad_act.out;
 }
