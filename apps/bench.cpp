@@ -51,6 +51,12 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
     set_num_threads(o.threads);
     const Device device = select_device(o.device);
     const DType act_dtype = select_precision(o.precision, o.activations, device);
+    // DAP: under an MPI launcher the block runs over every rank (rank 0 reports); --dap forces it on one (on
+    // the CPU). On GPUs the block's collectives go over NCCL (gpu_dap_comm, made before anything touches a
+    // device: it selects this rank's GPU); the timings are gathered over the MPI world either way.
+    Comm& comm = world_comm();
+    const std::unique_ptr<Comm> nccl = device == Device::CUDA ? gpu_dap_comm(comm) : nullptr;
+    Comm& dap_comm = nccl ? *nccl : comm;
     const EvoformerDims d = EvoformerDims::af2_evoformer();
     std::map<std::string, Tensor> params;
     for (auto& [key, shape] : evoformer_block_param_shapes(d, false))
@@ -86,12 +92,6 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
     const ChunkPlan plan = plan_blocks({bs}, fixed, budget, o.chunk_size);
     ctx.chunk_size = plan.chunk_size;
     ctx.ws.reserve(plan.predicted_workspace_bytes);
-    // DAP: under an MPI launcher the block runs over every rank (rank 0 reports); --dap forces it on one (on
-    // the CPU). On GPUs the block's collectives go over NCCL (gpu_dap_comm); the timings are gathered over
-    // the MPI world either way.
-    Comm& comm = world_comm();
-    const std::unique_ptr<Comm> nccl = device == Device::CUDA ? gpu_dap_comm(comm) : nullptr;
-    Comm& dap_comm = nccl ? *nccl : comm;
     const bool dap = comm.size() > 1 || o.dap;
     AXF_CHECK(!(o.dap && comm.size() == 1 && device != Device::CPU),
               "bench evoformer: --dap on one rank runs on the CPU only (on GPUs DAP needs NCCL and two or more ranks)");

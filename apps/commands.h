@@ -120,7 +120,7 @@ struct PlanOptions {
     int64_t chunk_size = -1;
     std::string max_memory;
     std::string device = "cpu", precision = "fp32", activations;
-    bool save_outputs = false;  // plan for `predict --save-outputs` (the heads' [N, N, 64] tensors kept)
+    bool save_outputs = false;  // plan for `predict --save-outputs` with 4 iterations (heads' tensors, pairs kept)
 };
 int plan_main(const PlanOptions& o);
 // Bytes a full-model run holds through every phase (parameters, features, masks, runtime): planner input.
@@ -147,11 +147,11 @@ ModelMemoryPhases model_memory_phases(const ChunkPlan& trunk, int64_t n_res, int
                                       int64_t evoformer_blocks, int64_t extra_msa_blocks, size_t fixed, bool pae,
                                       int threads, int act_bytes, bool keep_pair_logits);
 // The chunk plan of a prediction (trunk) and its predicted whole-model peak; throws when `max_memory` is
-// too small, naming what would fit. `act`: Context::activation_dtype; keep_pair_logits: as PredictOptions
-// (--save-outputs; the per-iteration records it also keeps are not counted).
+// too small, naming what would fit. `act`: Context::activation_dtype; kept_iterations: how many iterations
+// `predict --save-outputs` keeps (0 without it: no [N, N, 64] head tensors, no earlier pairs).
 ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_cluster_rows, int64_t n_extra,
                           const std::string& max_memory, int64_t chunk_size, size_t* predicted_peak,
-                          DType act = DType::F32, bool keep_pair_logits = false, ModelMemoryPhases* phases = nullptr);
+                          DType act = DType::F32, int kept_iterations = 0, ModelMemoryPhases* phases = nullptr);
 // With the trunk on a GPU (--device cuda) the device holds only the stacks' weights and the running stack's
 // activations and workspace; features, recycling state and the other representations stay in host memory
 // between stacks. The plan that fits `max_memory`, or without one 90 % of the device's free memory.

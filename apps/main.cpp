@@ -211,7 +211,8 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
         "activations", po::value<std::string>(&o.activations),
         "storage of the trunk's MSA and pair: fp32 or bf16 (default: bf16 with --precision bf16, else fp32)")(
             "save-outputs", po::bool_switch(&o.save_outputs),
-            "plan for predict --save-outputs (keeps the heads' [N, N, 64] tensors)");
+            "plan for predict --save-outputs with 4 iterations (keeps the heads' [N, N, 64] tensors and every "
+            "iteration's pair)");
         po::variables_map vm;
         if (!parse(args, desc, vm)) return 0;
         return plan_main(o);

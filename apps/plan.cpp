@@ -116,18 +116,23 @@ std::pair<BlockSizes, BlockSizes> trunk_blocks(const ModelConfig& cfg, int64_t n
 
 ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_cluster_rows, int64_t n_extra,
                           const std::string& max_memory, int64_t chunk_size, size_t* predicted_peak, DType act,
-                          bool keep_pair_logits, ModelMemoryPhases* phases) {
+                          int kept_iterations, ModelMemoryPhases* phases) {
     const auto [evo, extra] = trunk_blocks(cfg, n_res, n_cluster_rows, n_extra, num_threads(), act);
     // The main MSA activations are allocated (float32) before the extra-MSA stack runs, so they are resident
     // during it as well (counted twice during the Evoformer phase: conservative).
     const size_t msa = static_cast<size_t>(evo.n_seq) * n_res * cfg.c_m * 4;
+    // Kept iterations (--save-outputs): the earlier iterations' pairs stay (each IterationRecord holds its
+    // pair as the trunk stored it; the last iteration's is the pair every phase already counts).
+    const size_t kept = kept_iterations > 1 ? static_cast<size_t>(kept_iterations - 1) * n_res * n_res * cfg.c_z *
+                                                  static_cast<size_t>(evo.act_bytes)
+                                            : 0;
     const size_t fixed =
-        model_fixed_bytes(n_res, evo.n_seq, n_extra, cfg.evoformer_blocks, cfg.extra_msa_blocks) + msa;
+        model_fixed_bytes(n_res, evo.n_seq, n_extra, cfg.evoformer_blocks, cfg.extra_msa_blocks) + msa + kept;
     const size_t budget = max_memory.empty() ? 0 : parse_bytes(max_memory);
     const ChunkPlan plan = plan_blocks({evo, extra}, fixed, budget, chunk_size);
     const ModelMemoryPhases ph = model_memory_phases(plan, n_res, evo.n_seq, n_extra, cfg.evoformer_blocks,
                                                      cfg.extra_msa_blocks, fixed, cfg.preset.ptm, evo.threads,
-                                                     evo.act_bytes, keep_pair_logits);
+                                                     evo.act_bytes, kept_iterations > 0);
     const size_t peak = ph.peak();
     if (phases) *phases = ph;
     AXF_CHECK(budget == 0 || peak <= budget,
@@ -180,7 +185,7 @@ int plan_main(const PlanOptions& o) {
     ModelMemoryPhases ph;
     size_t peak = 0;
     const ChunkPlan p = plan_prediction(cfg, o.n_res, o.n_seq, o.n_extra, o.max_memory, o.chunk_size, &peak, act,
-                                        o.save_outputs, &ph);
+                                        o.save_outputs ? 4 : 0, &ph);
     std::printf("plan for N_res=%lld, %lld MSA rows, %lld extra rows (AF2 widths, %d threads, %s activations)%s:\n",
                 (long long)o.n_res, (long long)o.n_seq, (long long)o.n_extra, num_threads(), dtype_name(act),
                 o.max_memory.empty() ? "" : (" within " + format_bytes(parse_bytes(o.max_memory))).c_str());

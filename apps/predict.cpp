@@ -87,6 +87,11 @@ int predict_main(const PredictOptions& o) {
     set_num_threads(o.threads);
     const Device device = select_device(o.device);
     const DType act = select_precision(o.precision, o.activations, device);
+    // DAP: under an MPI launcher the stacks run over every rank; rank 0 writes the outputs. With the trunk on
+    // GPUs the stacks' collectives go over NCCL (bootstrapped from the MPI world), one GPU per rank: made
+    // before anything touches a device, since it selects this rank's GPU.
+    axfold::Comm& comm = axfold::world_comm();
+    const std::unique_ptr<Comm> nccl = device == Device::CUDA ? gpu_dap_comm(comm) : nullptr;
     const std::string name = o.model_name;
     namespace fs = std::filesystem;
     fs::create_directories(o.out_dir);
@@ -130,8 +135,10 @@ int predict_main(const PredictOptions& o) {
     const int64_t n_res = features.at("aatype").size(1), n_msa = features.at("msa_feat").size(1),
                   n_extra = features.at("extra_msa").size(1);
     if (device == Device::CPU) {
+        const int iterations =
+            o.num_recycle < 0 ? static_cast<int>(features.at("aatype").size(0)) : o.num_recycle + 1;
         const ChunkPlan plan = plan_prediction(cfg, n_res, n_msa, n_extra, o.max_memory, o.chunk_size, &predicted_peak, act,
-                                                   o.save_outputs);
+                                               o.save_outputs ? iterations : 0);
         ctx.chunk_size = plan.chunk_size;
         ctx.ws.reserve(plan.predicted_workspace_bytes);
         std::fprintf(stderr, "  memory plan: chunk size %lld, predicted peak %s\n", (long long)plan.chunk_size,
@@ -145,10 +152,6 @@ int predict_main(const PredictOptions& o) {
                      (long long)plan.chunk_size, format_bytes(predicted_peak).c_str());
     }
     t0 = Clock::now();
-    // DAP: under an MPI launcher the stacks run over every rank; rank 0 writes the outputs. With the trunk on
-    // GPUs the stacks' collectives go over NCCL (bootstrapped from the MPI world), one GPU per rank.
-    axfold::Comm& comm = axfold::world_comm();
-    const std::unique_ptr<Comm> nccl = device == Device::CUDA ? gpu_dap_comm(comm) : nullptr;
     po.comm = nccl ? nccl.get() : &comm;
     if (comm.size() > 1 && comm.rank() == 0)
         std::fprintf(stderr, "  DAP: trunk stacks over %d ranks (%s)\n", comm.size(), po.comm->backend().c_str());

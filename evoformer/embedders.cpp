@@ -96,7 +96,7 @@ Tensor recycling_dgram(const Tensor& positions, int64_t num_bins, float min_bin,
     for (int64_t b = 0; b < num_bins; ++b) upper[b] = b + 1 < num_bins ? lower[b + 1] : 1e8f;
     Tensor d = Tensor::zeros({row_end - row_begin, N, num_bins});
     const float* p = pos.f32();
-    float* o = d.f32() - row_begin * N * num_bins;  // indexed by the absolute row i
+    float* o = d.f32();
     for (int64_t i = row_begin; i < row_end; ++i)
         for (int64_t j = 0; j < N; ++j) {
             float d2 = 0.f;
@@ -105,7 +105,7 @@ Tensor recycling_dgram(const Tensor& positions, int64_t num_bins, float min_bin,
                 d2 += diff * diff;
             }
             for (int64_t b = 0; b < num_bins; ++b)
-                o[(i * N + j) * num_bins + b] = (d2 > lower[b] && d2 < upper[b]) ? 1.f : 0.f;
+                o[((i - row_begin) * N + j) * num_bins + b] = (d2 > lower[b] && d2 < upper[b]) ? 1.f : 0.f;
         }
     return d;
 }

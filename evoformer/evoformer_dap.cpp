@@ -50,6 +50,11 @@ void transition_real(const TransitionWeights& w, const Tensor& t, int64_t n0, in
 
 DapActivations dap_scatter(Comm& comm, const Tensor& m, const Tensor& z, const Tensor& msa_mask,
                            const Tensor& pair_mask) {
+    return dap_scatter(comm, m, z, msa_mask, pair_mask, m.device());
+}
+
+DapActivations dap_scatter(Comm& comm, const Tensor& m, const Tensor& z, const Tensor& msa_mask,
+                           const Tensor& pair_mask, Device dev) {
     AXF_CHECK(m.dim() == 3 && z.dim() == 3 && z.size(0) == m.size(1) && z.size(1) == m.size(1),
               "dap_scatter: msa %s and pair %s disagree on N_res", m.desc().c_str(), z.desc().c_str());
     AXF_CHECK(msa_mask.dim() == 2 && msa_mask.size(0) == m.size(0) && msa_mask.size(1) == m.size(1) &&
@@ -63,17 +68,16 @@ DapActivations dap_scatter(Comm& comm, const Tensor& m, const Tensor& z, const T
     const int64_t S = m.size(0), N = m.size(1), Cm = m.size(2), Cz = z.size(2);
     a.s = DapAxis(S, a.P, a.rank);
     a.r = DapAxis(N, a.P, a.rank);
-    // The shards keep the activations' dtype (float32, or bfloat16 with --precision bf16) and device (the
-    // communicator's: CPU for MPI, CUDA for NCCL).
-    const Device dev = m.device();
+    // The shards keep the activations' dtype (float32, or bfloat16 with --precision bf16) and live on `dev`
+    // (the communicator's: CPU for MPI, CUDA for NCCL); m and z may be on the host either way.
     a.m_row = Tensor::zeros({a.s.local, a.r.n_pad, Cm}, m.dtype(), dev);
     a.m_col = Tensor::zeros({a.s.n_pad, a.r.local, Cm}, m.dtype(), dev);
     a.z_row = Tensor::zeros({a.r.local, a.r.n_pad, Cz}, z.dtype(), dev);
     a.z_col = Tensor::zeros({a.r.n_pad, a.r.local, Cz}, z.dtype(), dev);
     if (a.s.real > 0) real_view(a.m_row, a.s.real, N).copy_from(m.slice(0, a.s.begin, a.s.begin + a.s.real));
     if (a.r.real > 0) real_view(a.z_row, a.r.real, N).copy_from(z.slice(0, a.r.begin, a.r.begin + a.r.real));
-    a.msa_mask = msa_mask.contiguous();
-    a.pair_mask = pair_mask.contiguous();
+    a.msa_mask = msa_mask.to(dev).contiguous();
+    a.pair_mask = pair_mask.to(dev).contiguous();
     a.pair_mask_pad = Tensor::zeros({a.r.n_pad, a.r.n_pad}, DType::F32, dev);
     real_view(a.pair_mask_pad, N, N).copy_from(a.pair_mask);
     a.m_scratch = Tensor::empty({a.m_row.numel()}, m.dtype(), dev);
@@ -119,10 +123,12 @@ void dap_gather(DapActivations& a, const Tensor& m, const Tensor& z) {
     auto hm = a.comm->all_gather(a.m_row, mf);
     Tensor zf = Tensor::empty({a.r.n_pad, a.r.n_pad, a.z_row.size(2)}, a.z_row.dtype(), a.z_row.device());
     auto hz = a.comm->all_gather(a.z_row, zf);
+    // Outputs on another device (the host, with the shards on a GPU) take the whole padded tensor across
+    // first: a strided cross-device copy would stage a second full copy on the device.
     hm->wait();
-    m.copy_from(real_view(mf, S, N));
+    m.copy_from(real_view(mf.to(m.device()), S, N));
     hz->wait();
-    z.copy_from(real_view(zf, N, N));
+    z.copy_from(real_view(zf.to(z.device()), N, N));
 }
 
 void dap_msa_row_attention(const MsaRowAttentionWeights& w, DapActivations& a, Context& ctx,
@@ -305,7 +311,7 @@ void dap_evoformer_stack_forward(const EvoformerStackWeights& w, Comm& comm, Ten
                                  const Tensor& msa_mask, const Tensor& pair_mask, Context& ctx,
                                  const TrunkConstants& k) {
     if (w.blocks.empty()) return;
-    DapActivations a = dap_scatter(comm, m, z, msa_mask, pair_mask);
+    DapActivations a = dap_scatter(comm, m, z, msa_mask, pair_mask, ctx.device);
     for (const auto& b : w.blocks) dap_evoformer_block_forward(b, a, ctx, k);
     dap_gather(a, m, z);
 }

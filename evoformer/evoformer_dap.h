@@ -50,10 +50,15 @@ struct DapActivations {
     Tensor m_scratch, z_scratch;        // all-to-all buffers
 };
 
-// Shards the full (replicated) m [S, N, C_m], z [N, N, C_z] and masks; m and z rows layout.
+// Shards the full (replicated) m [S, N, C_m], z [N, N, C_z] and masks; m and z rows layout. The shards live
+// on `device` (default: m's), which must be the communicator's (CPU for MPI, CUDA for NCCL); m, z and the
+// masks may be on the host either way, so a GPU holds only the shards, not the full activations.
 DapActivations dap_scatter(Comm& comm, const Tensor& m, const Tensor& z, const Tensor& msa_mask,
                            const Tensor& pair_mask);
-// Completes pending work and all-gathers the activations into m [S, N, C_m] and z [N, N, C_z].
+DapActivations dap_scatter(Comm& comm, const Tensor& m, const Tensor& z, const Tensor& msa_mask,
+                           const Tensor& pair_mask, Device device);
+// Completes pending work and all-gathers the activations into m [S, N, C_m] and z [N, N, C_z] (on any
+// device).
 void dap_gather(DapActivations& a, const Tensor& m, const Tensor& z);
 
 // Layout changes (synchronous; the block starts m's return asynchronously itself).

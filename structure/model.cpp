@@ -276,12 +276,12 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
     const EvoformerStackWeights extra_stack = stack_on(w.extra_msa_stack, opt.run_blocks, dev);
     const EvoformerStackWeights evo_stack = stack_on(w.evoformer, opt.run_blocks, dev);
     auto run_stack = [&](const EvoformerStackWeights& st, Tensor& m, Tensor& z, const Tensor& mm, const Tensor& pm) {
+        if (dap) {  // scatters the host activations into shards on ctx's device and gathers them back
+            dap_evoformer_stack_forward(st, *opt.comm, m, z, mm, pm, ctx);
+            return;
+        }
         Tensor md = m.to(dev), zd = z.to(dev);  // m and z themselves on the CPU
-        const Tensor mmd = mm.to(dev), pmd = pm.to(dev);
-        if (dap)
-            dap_evoformer_stack_forward(st, *opt.comm, md, zd, mmd, pmd, ctx);
-        else
-            evoformer_stack_forward(st, md, zd, mmd, pmd, ctx);
+        evoformer_stack_forward(st, md, zd, mm.to(dev), pm.to(dev), ctx);
         if (dev != Device::CPU) {
             m.copy_from(md);
             z.copy_from(zd);
@@ -326,8 +326,10 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
         timed("embedders", r, [&] {
             input_embedder_forward(w.input_embedder, feat("target_feat"), residue_index, feat("msa_feat"),
                                    msa_clusters, pair, host);
+            host.ws.trim();  // each embedder's blocks start from an empty arena (planned one at a time)
             Tensor row0 = msa.select(0, 0);
             recycling_embedder_forward(w.recycling_embedder, prev_row, prev_pair, prev_pb, row0, pair, host);
+            host.ws.trim();
             extra = Tensor::empty({E, N, Ce}, act);  // lives only until the extra-MSA stack is done
             extra_msa_embedder_forward(w.extra_msa_embedder, to_int64(f.at("extra_msa").select(0, r)),
                                        feat("extra_has_deletion"), feat("extra_deletion_value"), extra, host);
@@ -369,12 +371,13 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
         // AF2 appends the angle rows after the extra-MSA stack; they do not depend on the pair, so computing
         // them with the other template work above gives the same result.
         template_rows = use_templates && opt.keep_recycles ? template_rows.clone() : Tensor();  // not a view of msa
+        msa_clusters = Tensor();  // a view: it would keep the float32 MSA alive under its bfloat16 copy
         msa = to_dtype(msa, act);
         timed("evoformer", r, [&] { run_stack(evo_stack, msa, pair, msa_mask, pair_mask); });
-        msa = to_dtype(msa, DType::F32);
-        msa_clusters = msa.slice(0, 0, S);
         ctx.ws.trim();
         host.ws.trim();
+        msa = to_dtype(msa, DType::F32);
+        msa_clusters = msa.slice(0, 0, S);
         timed("structure_module", r, [&] {
             single = Tensor::empty({N, config_.c_s});
             linear(msa.select(0, 0), w.single_activations.single_activations.weights,

@@ -242,6 +242,13 @@ TEST(Cli, PlanWithBf16ActivationsHalvesTheTrunkActivations) {
         EXPECT_EQ(gib_after(s.out, label), gib_after(b.out, label)) << s.out;
         EXPECT_EQ(gib_after(u.out, label), gib_after(f.out, label)) << u.out;
     }
+    // --save-outputs keeps every iteration's pair (3 more at 4 iterations) and the heads' [N, N, 64] tensors.
+    RunResult lean = run("plan --n-res 1000 --threads 1"), kept = run("plan --n-res 1000 --threads 1 --save-outputs");
+    ASSERT_EQ(lean.rc, 0) << lean.out;
+    ASSERT_EQ(kept.rc, 0) << kept.out;
+    EXPECT_GE(gib_after(kept.out, "predicted peak ") - gib_after(lean.out, "predicted peak "),
+              3 * 1000.0 * 1000 * 128 * 4 / (1u << 30) - 0.011)  // printed to 0.01 GiB
+        << lean.out << kept.out;
     RunResult bad = run("plan --n-res 100 --precision fp16");
     EXPECT_NE(bad.rc, 0);
     EXPECT_NE(bad.out.find("expected fp32, tf32 or bf16"), std::string::npos) << bad.out;
