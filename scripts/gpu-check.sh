@@ -5,10 +5,10 @@
 #   run(command="bash scripts/gpu-check.sh bench", carry=[".device"], timeout_s=600)
 # Needs .device/ from scripts/device-prepare.sh. Logs and JSON lines go to $OUT (or gpu-results/).
 #   test:  build for sm_90; ctest -L gpu (every CUDA op equals the CPU op, backward kernels, TF32/bf16 GEMMs,
-#          fused attention); the golden sets with the trunk on the GPU (fp32; bf16 within a pLDDT point;
+#          bf16 activation storage, fused attention); the golden sets with the trunk on the GPU (fp32; bf16 within a pLDDT point;
 #          fp32 again with the fused attention).
 #   bench: kernel bandwidth against a device copy; Evoformer block fp32/TF32/bf16 and fused at R=256 and
-#          1024, and the host CPU for comparison; the full model at R=256 (fp32, bf16) and R=1024.
+#          1024, and the host CPU for comparison; the full model at R=256 and R=1024 (fp32, bf16).
 # CONFIGURE_ONLY=1 stops after CMake (to check the dependency set-up on any machine).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -84,6 +84,7 @@ elif [ "$stage" = bench ]; then
   bench model --device cuda --n-res 256 --n-seq 128 --n-extra 1024
   bench model --device cuda --precision bf16 --n-res 256 --n-seq 128 --n-extra 1024
   bench model --device cuda --n-res 1024 --n-seq 128 --n-extra 1024
+  bench model --device cuda --precision bf16 --n-res 1024 --n-seq 128 --n-extra 1024  # bf16 GEMMs + storage
 else
   echo "gpu-check: stage '$stage': expected test or bench" >&2; exit 2
 fi
