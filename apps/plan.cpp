@@ -2,9 +2,11 @@
 #include <cstdio>
 
 #include "apps/commands.h"
+#include "evoformer/embedders.h"
 #include "evoformer/memory_plan.h"
 #include "kernels/device.h"
 #include "kernels/ops.h"
+#include "structure/heads.h"
 #include "structure/model_params.h"
 
 namespace axfold::apps {
@@ -40,8 +42,7 @@ size_t model_fixed_bytes(int64_t n_res, int64_t n_seq, int64_t n_extra, int64_t 
 size_t post_trunk_bytes(int64_t n_res, int64_t n_seq, int64_t c_z, bool pae, int64_t chunk, bool keep_pair_logits) {
     const size_t N = n_res, n2 = N * N, S = n_seq;
     const size_t ci = chunk > 0 ? std::min<size_t>(N, chunk) : N;  // the structure module's IPA row blocks
-    // The heads' row blocks (structure/heads.cpp head_rows).
-    const size_t hr = chunk > 0 ? ci : std::clamp<size_t>((size_t(1) << 18) / std::max<size_t>(N, 1), 1, N);
+    const size_t hr = static_cast<size_t>(head_block_rows(chunk, n_res));  // the heads' row blocks
     // Structure module: per block of IPA query rows, LN(pair rows), the 2-D bias and the logits (12 heads).
     const size_t sm = ci * N * (c_z + 2 * 12) * 4;
     // Heads: masked-MSA logits [S, N, 23], the PAE map [N, N]; per block of rows, the pair rows widened to
@@ -55,10 +56,9 @@ size_t post_trunk_bytes(int64_t n_res, int64_t n_seq, int64_t c_z, bool pae, int
 
 size_t embedder_bytes(int64_t n_res, int64_t n_extra, int64_t chunk, int act_bytes) {
     const size_t N = n_res, E = n_extra, a = static_cast<size_t>(act_bytes);
-    // Rows per block (evoformer/embedders.cpp embed_rows): the chunk size, else ~64 MiB of the widest
-    // per-row temporary.
+    // Rows per block, as the embedders take them.
     auto rows = [&](size_t n, size_t row_floats) {
-        return chunk > 0 ? std::min<size_t>(n, chunk) : std::clamp<size_t>((size_t(1) << 24) / std::max<size_t>(1, row_floats), 1, std::max<size_t>(n, 1));
+        return static_cast<size_t>(embed_block_rows(chunk, static_cast<int64_t>(n), static_cast<int64_t>(row_floats)));
     };
     const size_t tmp = a == 4 ? 0 : 1;  // bfloat16 outputs: each block is formed in float32 first
     // Input embedder: a block of the [N, N, 65] relative-position one-hot (+ the float32 pair rows).

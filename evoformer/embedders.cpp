@@ -10,13 +10,6 @@ namespace axfold {
 
 namespace {
 
-// Rows of the pair (or of the extra MSA) the embedders build at a time: ctx.chunk_size, else blocks of about
-// 64 MiB of the widest per-row temporary (`row_floats` floats a row).
-int64_t embed_rows(const Context& ctx, int64_t n, int64_t row_floats) {
-    if (ctx.chunk_size > 0) return std::min(n, ctx.chunk_size);
-    return std::clamp<int64_t>((int64_t(1) << 24) / std::max<int64_t>(1, row_floats), 1, std::max<int64_t>(n, 1));
-}
-
 // dst (float32, or a bfloat16 activation) = or += the float32 block computed by fill(target): straight into
 // dst when it is float32, else into a workspace block and then rounded into dst once.
 template <class Fill>
@@ -32,6 +25,11 @@ void write_block(const Tensor& dst, bool accumulate, Workspace& ws, Fill&& fill)
 }
 
 }  // namespace
+
+int64_t embed_block_rows(int64_t chunk_size, int64_t n, int64_t row_floats) {
+    if (chunk_size > 0) return std::min(n, chunk_size);
+    return std::clamp<int64_t>((int64_t(1) << 24) / std::max<int64_t>(1, row_floats), 1, std::max<int64_t>(n, 1));
+}
 
 Tensor relpos_one_hot(const Tensor& residue_index, int64_t max_rel, int64_t row_begin, int64_t row_end) {
     std::vector<int64_t> ri = host_int64(residue_index);
@@ -69,7 +67,7 @@ void input_embedder_forward(const InputEmbedderWeights& w, const Tensor& target_
     Tensor left = linear(target_feat, w.left_single.weights, w.left_single.bias, ws);
     Tensor right = linear(target_feat, w.right_single.weights, w.right_single.bias, ws);
     const int64_t max_rel = w.max_relative_feature(), B = 2 * max_rel + 1;
-    const int64_t cs = embed_rows(ctx, N, N * B);
+    const int64_t cs = embed_block_rows(ctx.chunk_size, N, N * B);
     for (int64_t i0 = 0; i0 < N; i0 += cs) {
         const int64_t i1 = std::min(N, i0 + cs), n = i1 - i0;
         write_block(pair.slice(0, i0, i1), false, ws, [&](const Tensor& rows, bool) {
@@ -121,7 +119,7 @@ void recycling_embedder_forward(const RecyclingEmbedderWeights& w, const Tensor&
     add(msa_first_row, m);
     // pair += prev_pos_linear(dgram) + LN(prev_pair), in blocks of rows: no pair-sized distogram, normalised
     // copy or float32 copy of a bfloat16 pair exists.
-    const int64_t N = pair.size(0), Cz = pair.size(2), rows = embed_rows(ctx, N, N * Cz);
+    const int64_t N = pair.size(0), Cz = pair.size(2), rows = embed_block_rows(ctx.chunk_size, N, N * Cz);
     for (int64_t i0 = 0; i0 < N; i0 += rows) {
         WorkspaceScope block(ws);
         const int64_t i1 = std::min(N, i0 + rows);
@@ -161,7 +159,7 @@ void extra_msa_embedder_forward(const ExtraMsaEmbedderWeights& w, const Tensor& 
     AXF_CHECK(extra_msa_act.dim() == 3 && extra_msa_act.size(0) == E && extra_msa_act.size(1) == N,
               "extra_msa_embedder: output %s for extra_msa %s", extra_msa_act.desc().c_str(), extra_msa.desc().c_str());
     // In blocks of rows: the [rows, N, 25] feature (and, for bfloat16 activations, the float32 rows).
-    const int64_t rows = embed_rows(ctx, E, N * 25);
+    const int64_t rows = embed_block_rows(ctx.chunk_size, E, N * 25);
     for (int64_t e0 = 0; e0 < E; e0 += rows) {
         const int64_t e1 = std::min(E, e0 + rows);
         write_block(extra_msa_act.slice(0, e0, e1), false, ctx.ws, [&](const Tensor& dst, bool) {

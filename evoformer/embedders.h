@@ -73,6 +73,9 @@ void recycling_embedder_forward(const RecyclingEmbedderWeights& w, const Tensor&
 void extra_msa_embedder_forward(const ExtraMsaEmbedderWeights& w, const Tensor& extra_msa,
                                 const Tensor& extra_has_deletion, const Tensor& extra_deletion_value,
                                 Tensor& extra_msa_act, Context& ctx);
+// Rows the embedders build at a time: chunk_size (Context::chunk_size), else blocks of about 64 MiB of the
+// widest per-row temporary (`row_floats` floats a row). The memory planner counts blocks of this size.
+int64_t embed_block_rows(int64_t chunk_size, int64_t n, int64_t row_floats);
 // The [E, N, 25] feature itself (one-hot over 23 classes, has_deletion, deletion_value).
 Tensor extra_msa_feat(const Tensor& extra_msa, const Tensor& extra_has_deletion, const Tensor& extra_deletion_value);
 

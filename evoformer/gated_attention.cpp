@@ -40,17 +40,10 @@ void gated_self_attention(const AttentionWeights& w, const LayerNormWeights& nor
             Tensor g = linear(x, w.gating_w, w.gating_b, ws);
             sigmoid_mul(o3, g);
         }
-        // The output projection goes straight into a contiguous float32 output; otherwise (bfloat16
-        // activations, DAP's strided views, the transposed layout of column attention) into x, which is
-        // dead once q, k, v and the gate exist, and from there into the output.
+        // The output projection goes through x (dead once q, k, v and the gate exist) where it cannot be
+        // written straight into the output: bfloat16 activations, DAP's strided views, column attention.
         const Tensor dst = along_axis0 ? out.slice(1, b0, b1).permute({1, 0, 2}) : out.slice(0, b0, b1);
-        if (!along_axis0 && dst.is_contiguous() && dst.dtype() == DType::F32) {
-            linear(o3, w.output_w, w.output_b, dst, accumulate ? 1.f : 0.f);
-        } else {
-            const Tensor upd = Cout == act.size(2) ? x : ws.alloc({R0, R1, Cout});
-            linear(o3, w.output_w, w.output_b, upd);
-            write_update(dst, upd, accumulate);
-        }
+        linear_update(o3, w.output_w, w.output_b, dst, accumulate, Cout == act.size(2) ? x : ws.alloc({R0, R1, Cout}));
     }
 }
 

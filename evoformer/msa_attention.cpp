@@ -78,14 +78,10 @@ void msa_column_global_attention_forward(const MsaColumnGlobalAttentionWeights& 
         Tensor g = linear(x, a.gating_w, a.gating_b, ws);  // [E, n, H*C]
         sigmoid(g);
         mul(g, wavg.view({1, n, H * C}).expand({E, n, H * C}));
-        const Tensor dst = out.slice(1, n0, n1);
-        if (dst.is_contiguous() && dst.dtype() == DType::F32) {
-            linear(g, a.output_w, a.output_b, dst, accumulate ? 1.f : 0.f);
-        } else {  // through x (dead by now): a strided chunk of columns, or bfloat16 activations
-            const Tensor upd = a.output_b.size(0) == Cin ? x : ws.alloc({E, n, a.output_b.size(0)});
-            linear(g, a.output_w, a.output_b, upd);
-            write_update(dst, upd, accumulate);
-        }
+        // Through x (dead by now) for a strided chunk of columns or bfloat16 activations.
+        const int64_t Cout = a.output_b.size(0);
+        linear_update(g, a.output_w, a.output_b, out.slice(1, n0, n1), accumulate,
+                      Cout == Cin ? x : ws.alloc({E, n, Cout}));
     }
 }
 

@@ -20,13 +20,8 @@ void transition_forward(const TransitionWeights& w, const Tensor& act, const Ten
         Tensor x = layer_norm(a2.slice(0, r0, r1), w.input_layer_norm.scale, w.input_layer_norm.offset, k.eps, ctx.ws);
         Tensor h = linear(x, w.transition1.weights, w.transition1.bias, ctx.ws);
         relu(h);
-        const Tensor dst = o2.slice(0, r0, r1);
-        if (dst.dtype() == DType::F32) {
-            linear(h, w.transition2.weights, w.transition2.bias, dst, accumulate ? 1.f : 0.f);
-        } else {  // bfloat16 activations: through x, which is dead once h exists
-            linear(h, w.transition2.weights, w.transition2.bias, x);
-            write_update(dst, x, accumulate);
-        }
+        // (bfloat16 activations go through x, which is dead once h exists)
+        linear_update(h, w.transition2.weights, w.transition2.bias, o2.slice(0, r0, r1), accumulate, x);
     }
 }
 

@@ -411,6 +411,19 @@ void write_update(const Tensor& dst, const Tensor& src, bool accumulate) {
         copy(dst, src);
 }
 
+void linear_update(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& dst, bool accumulate,
+                   const Tensor& scratch) {
+    if (dst.dtype() == DType::F32 && dst.is_contiguous()) {
+        linear(x, w, bias, dst, accumulate ? 1.f : 0.f);
+        return;
+    }
+    AXF_CHECK(scratch.is_contiguous() && scratch.numel() == dst.numel(),
+              "linear_update: scratch %s for output %s", scratch.desc().c_str(), dst.desc().c_str());
+    const Tensor s = scratch.view(dst.shape());
+    linear(x, w, bias, s);
+    write_update(dst, s, accumulate);
+}
+
 Tensor to_dtype(const Tensor& x, DType dtype) {
     if (x.dtype() == dtype) return x;
     Tensor y = Tensor::empty(x.shape(), dtype, x.device());

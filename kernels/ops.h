@@ -106,6 +106,11 @@ void copy(const Tensor& dst, const Tensor& src);
 // A module's update into its output: dst += src (accumulate, a residual update) or dst = src. dst float32 or a
 // bfloat16 activation; src float32.
 void write_update(const Tensor& dst, const Tensor& src, bool accumulate);
+// A module's output projection as an update: dst = or += x @ w + bias (accumulate). Straight into dst when it
+// is a contiguous float32 tensor; otherwise (bfloat16 activations, strided or permuted views) into `scratch`
+// (float32, contiguous, dst.numel() elements: a buffer the caller no longer needs) and from there into dst.
+void linear_update(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& dst, bool accumulate,
+                   const Tensor& scratch);
 // x in `dtype` on x's device (x itself when it already is).
 Tensor to_dtype(const Tensor& x, DType dtype);
 

@@ -75,12 +75,12 @@ void pair_rows_linear(const Tensor& pair, const LinearWeights& lin, int64_t i0, 
     linear(x, lin.weights, lin.bias, out);
 }
 
-// Rows of a [N, N, .] head per block: ctx.chunk_size, else blocks of about 64 MiB of 64-bin logits.
-int64_t head_rows(const Context& ctx, int64_t N) {
-    if (ctx.chunk_size > 0) return std::min(N, ctx.chunk_size);
+}  // namespace
+
+int64_t head_block_rows(int64_t chunk_size, int64_t N) {
+    if (chunk_size > 0) return std::min(N, chunk_size);
     return std::clamp<int64_t>((int64_t(1) << 18) / std::max<int64_t>(N, 1), 1, N);
 }
-}  // namespace
 
 float ptm_from_probs(const Tensor& probs, float max_bin) {
     const Tensor p = probs.contiguous();
@@ -102,7 +102,7 @@ HeadsOutputs heads_forward(const HeadsWeights& w, const Tensor& msa, const Tenso
     o.predicted_lddt_logits = Tensor::empty({N, w.lddt_logits.weights.size(1)});
     linear(h1, w.lddt_logits.weights, w.lddt_logits.bias, o.predicted_lddt_logits);
     o.plddt = compute_plddt(o.predicted_lddt_logits);
-    const int64_t hr = head_rows(ctx, N);
+    const int64_t hr = head_block_rows(ctx.chunk_size, N);
     // Distogram: symmetric logits (only when the [N, N, 64] logits are kept: nothing else reads them).
     const int64_t Bd = w.distogram_half_logits.weights.size(1);
     if (keep_pair_logits) {

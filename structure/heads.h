@@ -53,6 +53,10 @@ struct HeadsOutputs {
 HeadsOutputs heads_forward(const HeadsWeights& w, const Tensor& msa, const Tensor& pair, const Tensor& single,
                            const Tensor& sm_act, Context& ctx, bool keep_pair_logits = true);
 
+// Rows of a [N, N, .] head per block: chunk_size (Context::chunk_size), else blocks of about 64 MiB of
+// 64-bin logits. The memory planner counts blocks of this size.
+int64_t head_block_rows(int64_t chunk_size, int64_t N);
+
 // pLDDT from logits [N, B]: 100 * sum softmax * bin centres ((b + 0.5) / B).
 Tensor compute_plddt(const Tensor& logits);
 // pTM from PAE logits [N, N, B] with breaks linspace(0, max_bin, B - 1) (AF2 predicted_tm_score, all
