@@ -120,6 +120,7 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
         auto last = t0;
         size_t k = 0;
         auto observe = [&](const char* name, const Tensor&) {
+            if (device != Device::CPU) device_synchronize();  // time the sub-module's queued kernels
             auto now = std::chrono::steady_clock::now();
             if (stages.size() <= k) stages.push_back({name, 0.0});
             stages[k++].second += std::chrono::duration<double>(now - last).count();
@@ -296,15 +297,19 @@ int bench_kernels_main(const BenchKernelsOptions& o) {
     Tensor g = random_tensor({C}, rng, 1.f).to(device), b = random_tensor({C}, rng, 1.f).to(device);
     Tensor dx = Tensor::empty({R, C}, DType::F32, device), dg = Tensor::zeros({C}, DType::F32, device);
     Tensor db = Tensor::zeros({C}, DType::F32, device);
+    // On a GPU, a timed sample is `reps` launches back to back, one synchronisation, divided by reps (a lone
+    // launch would time the launch and the synchronisation too); the median of 5 samples. On the CPU, the
+    // median of reps single calls.
     auto median_seconds = [&](const std::function<void()>& fn) {
         fn();  // warm-up (first touch, pool growth)
         if (device != Device::CPU) device_synchronize();
+        const int samples = device == Device::CPU ? o.reps : 5, calls = device == Device::CPU ? 1 : o.reps;
         std::vector<double> t;
-        for (int r = 0; r < o.reps; ++r) {
+        for (int r = 0; r < samples; ++r) {
             auto t0 = std::chrono::steady_clock::now();
-            fn();
+            for (int c = 0; c < calls; ++c) fn();
             if (device != Device::CPU) device_synchronize();
-            t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+            t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / calls);
         }
         std::sort(t.begin(), t.end());
         return t[t.size() / 2];

@@ -25,6 +25,17 @@ int num_threads();
 enum class MatmulPrecision : uint8_t { Fp32, Tf32, Bf16 };
 void set_matmul_precision(MatmulPrecision p);
 MatmulPrecision matmul_precision();
+// Sets the GEMM precision for a scope and restores the previous one.
+class MatmulPrecisionScope {
+public:
+    explicit MatmulPrecisionScope(MatmulPrecision p) : saved_(matmul_precision()) { set_matmul_precision(p); }
+    ~MatmulPrecisionScope() { set_matmul_precision(saved_); }
+    MatmulPrecisionScope(const MatmulPrecisionScope&) = delete;
+    MatmulPrecisionScope& operator=(const MatmulPrecisionScope&) = delete;
+
+private:
+    MatmulPrecision saved_;
+};
 const char* precision_name(MatmulPrecision p);       // "fp32", "tf32", "bf16"
 MatmulPrecision parse_precision(const std::string& name);  // throws naming the accepted values
 // x rounded to nearest-even with `mantissa_bits` explicit mantissa bits (7: bfloat16, 10: TF32).

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Issue #8's GPU checks on a lent `device` machine (docs/GPU.md), in two calls that each fit the tool's
-# 10-minute limit; the second reuses the first's build while the machine is warm (and rebuilds if not):
-#   run(command="bash scripts/gpu-check.sh test",  carry=[".device"], timeout_s=600)
-#   run(command="bash scripts/gpu-check.sh bench", carry=[".device"], timeout_s=600)
-# Needs .device/ from scripts/device-prepare.sh. Logs and JSON lines go to $OUT (or gpu-results/).
-#   test:  build for sm_90; ctest -L gpu (every CUDA op equals the CPU op, backward kernels, TF32/bf16 GEMMs,
-#          bf16 activation storage, fused attention); the golden sets with the trunk on the GPU (fp32; bf16 within a pLDDT point;
-#          fp32 again with the fused attention).
+# Issue #8's GPU checks on a lent `device` machine (docs/GPU.md). One call does everything that fits:
+#   run(command="bash scripts/gpu-check.sh all", carry=[".device"], timeout_s=600)
+# (`test` or `bench` alone; `bench` reuses the build while the machine is warm.) Needs .device/ from
+# scripts/device-prepare.sh. Summaries on stdout; every log packed into $OUT/logs.tgz (or gpu-results/).
+#   test:  build for sm_90; the op parity tests (every CUDA op equals the CPU op, backward kernels, TF32/bf16
+#          GEMMs, bf16 activation storage, fused attention); the golden sets with the trunk on the GPU (fp32;
+#          bf16 within a pLDDT point; fp32 again with the fused attention).
 #   bench: kernel bandwidth against a device copy; Evoformer block fp32/TF32/bf16 and fused at R=256 and
 #          1024, and the host CPU for comparison; the full model at R=256 and R=1024 (fp32, bf16).
+# BUDGET (seconds, default 540) bounds the whole run: a step that would pass it is skipped.
 # CONFIGURE_ONLY=1 stops after CMake (to check the dependency set-up on any machine).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -46,46 +46,111 @@ export LD_LIBRARY_PATH=$lib:$lib/hdf5/serial/lib:$deps/fallback${LD_LIBRARY_PATH
   g++ --version | head -1; cmake --version | head -1; } 2>&1 | tee "$out/machine.txt"
 
 # --- build (skipped when a warm machine still has it) ------------------------------------------------------
-if [ "$stage" = test ] || [ ! -x "$build/apps/axfold" ]; then
+if [ "$stage" != bench ] || [ ! -x "$build/apps/axfold" ]; then
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DAXFOLD_BUILD_TESTS=ON -DAXFOLD_CUDA=ON \
     -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_PREFIX_PATH="$deps/usr;$lib/cmake" \
     -DEigen3_DIR="$deps/usr/share/eigen3/cmake" -DHDF5_ROOT="$lib/hdf5/serial" -DHDF5_NO_FIND_PACKAGE_CONFIG_FILE=ON \
     -DHDF5_C_COMPILER_EXECUTABLE=/nonexistent -DBoost_DIR="$lib/cmake/Boost-1.74.0" -DGTest_DIR="$lib/cmake/GTest" \
     -DZLIB_ROOT="$deps/usr" >"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; }
   [ "${CONFIGURE_ONLY:-0}" = 1 ] && { grep -E "^-- axfold" "$out/build.log"; exit 0; }
-  cmake --build "$build" -j"$(nproc)" >>"$out/build.log" 2>&1 || { grep -E "error|Error" "$out/build.log" | head -40; exit 1; }
+  cmake --build "$build" -j"$(nproc)" --target axfold test_kernels_gpu test_structure_gpu >>"$out/build.log" 2>&1 || { grep -E "error|Error" "$out/build.log" | head -40; exit 1; }
   echo "build: $(( $(date +%s) - t0 )) s"
 fi
 
-if [ "$stage" = test ]; then
-  timeout 150 ctest --test-dir "$build" -L gpu -E golden --output-on-failure >"$out/ctest-gpu.log" 2>&1
-  echo "ctest -L gpu (ops): rc=$?"; grep -E "tests passed|Failed|\*\*\*|Error" "$out/ctest-gpu.log" | head -20
-  golden() {  # $1: log name, then environment and gtest filter
-    local name=$1; shift
-    env AXFOLD_GOLDEN_DIR="$PWD/.device/golden" "$@" timeout 120 "$build/tests/structure/test_structure_gpu" \
-      --gtest_filter="${FILTER:-*}" >"$out/$name.log" 2>&1
-    echo "$name: rc=$?"; grep -E "FAIL|bf16 vs fp32|PASSED|SKIPPED" "$out/$name.log" | head -12
-  }
-  FILTER='*matches_on_cuda' golden golden-cuda
-  FILTER='*bf16*' golden golden-cuda-bf16
-  FILTER='*matches_on_cuda' golden golden-cuda-fused AXFOLD_FUSED_ATTENTION=1
-elif [ "$stage" = bench ]; then
-  ax=$build/apps/axfold
-  bench() { timeout 120 "$ax" bench "$@" --json 2>>"$out/bench.err" | tee -a "$out/bench.jsonl"; }
-  fused() { AXFOLD_FUSED_ATTENTION=1 bench "$@"; }
-  bench kernels --device cuda --rows 1048576 --cols 128
-  bench kernels --device cuda --rows 131072 --cols 1024
-  bench kernels --device cuda --rows 65536 --cols 2048
-  for p in fp32 tf32 bf16; do bench evoformer --device cuda --precision $p --n-seq 128 --n-res 256 --blocks 5; done
-  fused evoformer --device cuda --n-seq 128 --n-res 256 --blocks 5
-  for p in fp32 bf16; do bench evoformer --device cuda --precision $p --n-seq 128 --n-res 1024 --blocks 3; done
-  fused evoformer --device cuda --n-seq 128 --n-res 1024 --blocks 3
-  bench evoformer --n-seq 128 --n-res 256 --blocks 2 --threads "$(nproc)"  # the host CPU, same machine
-  bench model --device cuda --n-res 256 --n-seq 128 --n-extra 1024
-  bench model --device cuda --precision bf16 --n-res 256 --n-seq 128 --n-extra 1024
-  bench model --device cuda --n-res 1024 --n-seq 128 --n-extra 1024
-  bench model --device cuda --precision bf16 --n-res 1024 --n-seq 128 --n-extra 1024  # bf16 GEMMs + storage
-else
-  echo "gpu-check: stage '$stage': expected test or bench" >&2; exit 2
-fi
+# Every step has its own timeout and is skipped when it would run past the deadline (BUDGET seconds from
+# the start, default 540, under the tool's 600-second limit), so that what ran always comes back. Logs go
+# to /tmp/gpu-logs and are packed into $out/logs.tgz after each step (the tool returns at most 8 files).
+budget=${BUDGET:-540}
+logs=/tmp/gpu-logs; rm -rf "$logs"; mkdir -p "$logs"
+cp "$out/build.log" "$out/machine.txt" "$out/deps.txt" "$logs/" 2>/dev/null; rm -f "$out/build.log"
+pack() { tar -czf "$out/logs.tgz" -C "$logs" . 2>/dev/null; }
+step() {  # $1: seconds the step may take, $2: log name, then the command
+  local secs=$1 name=$2; shift 2
+  local left=$(( budget - ($(date +%s) - t0) ))
+  if [ "$left" -lt "$secs" ]; then echo "SKIP $name (${left} s left, needs $secs)"; return 0; fi
+  local s0=$(date +%s)
+  timeout "$secs" "$@" >"$logs/$name.log" 2>&1
+  local rc=$?
+  echo "== $name: rc=$rc, $(( $(date +%s) - s0 )) s"
+  grep -E "FAILED|Failure|Expected|Which is|actual|max \|diff|bf16 vs fp32|PASSED|SKIPPED|error|Error|\{\"" \
+    "$logs/$name.log" | head -${LINES_PER_STEP:-25}
+  pack
+}
+ax=$build/apps/axfold
+kt=$build/tests/kernels/test_kernels_gpu
+st=$build/tests/structure/test_structure_gpu
+# timeout runs programs, not shell functions: hence env in front of the golden and fused runs.
+gold=(env AXFOLD_GOLDEN_DIR="$PWD/.device/golden")
+fused=(env AXFOLD_FUSED_ATTENTION=1)
+c=(--device cuda --json)
+ops() { step 120 ops "$kt"; }
+golden() { golden_fp32; golden_bf16; golden_fused; }
+golden_fp32() { step 150 golden-cuda "${gold[@]}" "$st" --gtest_filter='*matches_on_cuda'; }
+golden_bf16() { step 150 golden-cuda-bf16 "${gold[@]}" "$st" --gtest_filter='*bf16*'; }
+golden_fused() { step 150 golden-cuda-fused "${gold[@]}" AXFOLD_FUSED_ATTENTION=1 "$st" --gtest_filter='*matches_on_cuda'; }
+memcheck() {  # out-of-bounds accesses and launch errors the parity tests could miss
+  step 150 memcheck "$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)" --tool memcheck --print-limit 20 "$kt" --gtest_brief=1
+}
+kernels() {
+  step 40 kernels-128 "$ax" bench kernels --rows 1048576 --cols 128 "${c[@]}"
+  step 40 kernels-1024 "$ax" bench kernels --rows 131072 --cols 1024 "${c[@]}"
+  step 40 kernels-2048 "$ax" bench kernels --rows 65536 --cols 2048 "${c[@]}"
+}
+block256() { for p in fp32 tf32 bf16; do block $p 256; done
+  step 60 evo256-fused "${fused[@]}" "$ax" bench evoformer --n-seq 128 --n-res 256 --blocks 5 "${c[@]}"
+}
+block1024() { for p in fp32 bf16; do block $p 1024; done
+  step 120 evo1024-fused "${fused[@]}" "$ax" bench evoformer --n-seq 128 --n-res 1024 --blocks 3 "${c[@]}"
+}
+block() {  # $1 precision, $2 residues: Evoformer block with the per-module breakdown
+  step $(( $2 > 256 ? 120 : 60 )) evo$2-$1 "$ax" bench evoformer --precision $1 --n-seq 128 --n-res $2 \
+    --blocks $(( $2 > 256 ? 3 : 5 )) --breakdown "${c[@]}"
+}
+models() { for p in fp32 bf16; do model $p 256; done; for p in fp32 bf16; do model $p 1024; done; }
+model() {  # $1 precision, $2 residues: one full-model iteration
+  step $(( $2 > 256 ? 150 : 90 )) model$2-$1 "$ax" bench model --precision $1 --n-res $2 --n-seq 128 --n-extra 1024 "${c[@]}"
+}
+bf16() { golden_bf16; block bf16 256; block bf16 1024; model bf16 256; model bf16 1024; }
+cli() {  # the user's command on the bundled example (full depth, random weights): CPU against the GPU trunk
+  local d=/tmp/axfold-cli f=data/example/features.h5
+  rm -rf $d && mkdir -p $d
+  step 60 cli-params "$ax" init-params --model-name model_3_ptm --out $d/params.npz --seed 1
+  local run=("$ax" predict --features $f --params $d/params.npz --model-name model_3_ptm --save-outputs)
+  step 120 cli-cpu "${run[@]}" --out-dir $d/cpu
+  step 60 cli-cuda "${run[@]}" --device cuda --out-dir $d/cuda
+  step 60 cli-cuda-bf16 "${run[@]}" --device cuda --precision bf16 --out-dir $d/bf16
+  step 20 cli-compare python3 - $d <<'PY'
+import json, sys
+d = sys.argv[1]
+def load(r):
+    c = json.load(open(f"{d}/{r}/confidence_model_3_ptm.json"))["confidenceScore"]
+    t = json.load(open(f"{d}/{r}/timings.json"))["predict_model_3_ptm"]
+    return c, t
+cpu, tc = load("cpu")
+for r in ("cuda", "bf16"):
+    c, t = load(r)
+    print(json.dumps({"cli": r, "plddt_max_abs_diff_vs_cpu": max(abs(a - b) for a, b in zip(c, cpu)),
+                      "predict_seconds": t, "cpu_predict_seconds": tc}))
+PY
+}
+host() { step 90 evo256-host-cpu "$ax" bench evoformer --n-seq 128 --n-res 256 --blocks 2 --threads "$(nproc)" --json; }
+profile() {  # time per kernel of one Evoformer block (R=512; PROFILE_PRECISIONS, default fp32) under Nsight Compute
+  local ncu; ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  for p in ${PROFILE_PRECISIONS:-fp32}; do
+    LINES_PER_STEP=0 step 120 profile-$p "$ncu" --metrics gpu__time_duration.sum --print-summary per-kernel \
+      "$ax" bench evoformer --precision $p --n-seq 128 --n-res 512 --blocks 1 "${c[@]}"
+  done
+}
+# A stage is test, bench, all, or a comma-separated list of the functions above (e.g. ops,memcheck,profile).
+case $stage in
+  test) ops; golden; memcheck ;;
+  bench) kernels; block256; block1024; models; host ;;
+  # the order of `all` puts what a fix would need first, and the longest benchmarks last
+  all) ops; golden_fp32; kernels; block256; golden_bf16; golden_fused; memcheck; block1024; models; host ;;
+  *) for f in ${stage//,/ }; do
+       declare -F "$f" >/dev/null || { echo "gpu-check: '$f': expected test, bench, all or a step function" >&2; exit 2; }
+       "$f"
+     done ;;
+esac
+pack
 echo "gpu-check $stage done in $(( $(date +%s) - t0 )) s; results in $out"

@@ -68,12 +68,7 @@ inline void expect_close(const Tensor& a, const std::vector<double>& r, double a
     EXPECT_EQ(res.bad, 0) << what << ": max abs err " << res.max_abs << ", rel norm " << res.rel_norm;
 }
 
-// Sets the process's GEMM precision for a scope and restores fp32 at its end, whatever the test asserted.
-struct PrecisionScope {
-    explicit PrecisionScope(MatmulPrecision p) { set_matmul_precision(p); }
-    ~PrecisionScope() { set_matmul_precision(MatmulPrecision::Fp32); }
-    PrecisionScope(const PrecisionScope&) = delete;
-    PrecisionScope& operator=(const PrecisionScope&) = delete;
-};
+// Sets the process's GEMM precision for a scope and restores the previous one, whatever the test asserted.
+using PrecisionScope = MatmulPrecisionScope;
 
 }  // namespace axfold::test

@@ -133,13 +133,20 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
     if (out.numel() == 0) return;
     // The fused kernel computes in fp32 throughout: under TF32/bf16 GEMMs the unfused path keeps the op's
     // reduced-precision contract (operands and probabilities rounded), so it runs instead.
+    WorkspaceScope scope(ws);
+    // Every batch element reads the whole bias. A permuted view (the triangle attentions' [Q, K, H] pair
+    // projection read as [H, Q, K]) would make each of those reads a strided gather: copy it once instead.
+    Tensor bias_c = bias;
+    if (bias.defined() && B > 1 && !bias.is_contiguous()) {
+        bias_c = ws.alloc({H, Q, K});
+        cuda::copy(bias_c, bias);
+    }
     if (fused_attention_requested() && matmul_precision() == MatmulPrecision::Fp32 && q.size(3) <= 64 && K > 0) {
-        attention_fused(q, k, v, mask, bias, scale, inf, out);
+        attention_fused(q, k, v, mask, bias_c, scale, inf, out);
         return;
     }
     const int64_t per_batch = std::max<int64_t>(H * Q * K, 1);
     const int64_t chunk = std::clamp<int64_t>(kLogitsBudget / per_batch, 1, B);
-    WorkspaceScope scope(ws);
     Tensor logits = ws.alloc({chunk, H, Q, K});  // [chunk, H, Q, K] contiguous
     for (int64_t b0 = 0; b0 < B; b0 += chunk) {
         const int64_t nb = std::min(chunk, B - b0);
@@ -150,7 +157,7 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
         Tensor ob = out.slice(0, b0, b0 + nb).permute({0, 2, 1, 3});  // [nb, H, Q, C] row-major
         Tensor m, bb;
         if (mask.defined()) m = mask.slice(0, b0, b0 + nb).unsqueeze(1).unsqueeze(1).expand({nb, H, Q, K});
-        if (bias.defined()) bb = bias.unsqueeze(0).expand({nb, H, Q, K});
+        if (bias_c.defined()) bb = bias_c.unsqueeze(0).expand({nb, H, Q, K});
         cuda::matmul(qb, kt, L, 1.f, 0.f);
         if (L.numel()) cuda::softmax(L, scale, m, bb, inf);
         cuda::matmul(L, vb, ob, 1.f, 0.f);

@@ -1,5 +1,9 @@
-// matmul on cuBLAS: fp32 operands and results, arithmetic by the process's MatmulPrecision (fp32, or TF32 /
-// bfloat16 tensor cores with fp32 accumulation).
+// matmul on cuBLAS: fp32 operands and results, arithmetic by the process's MatmulPrecision: fp32
+// (CUBLAS_COMPUTE_32F), TF32 tensor cores (CUBLAS_COMPUTE_32F_FAST_TF32, which rounds the operands to nearest as
+// the CPU emulation does), or bfloat16 tensor cores with fp32 accumulation. For bfloat16 the operands are
+// converted to bfloat16 copies (rounded to nearest-even, the CPU emulation's rounding) and cuBLAS multiplies
+// those: CUBLAS_COMPUTE_32F_FAST_16BF on fp32 operands only *allows* bfloat16, and on an H200 (cuBLAS 13.0)
+// it was measured to compute at TF32 accuracy instead (GpuOps.ReducedPrecisionMatmulMatchesCpuEmulation).
 //
 // Our matrices are row-major (or column-major views); cuBLAS is column-major. A row-major [M, N] C with
 // leading dimension ldc is, read column-major, the [N, M] matrix C^T, so we ask cuBLAS for
@@ -50,9 +54,10 @@ int as_int(int64_t v, const char* what, const Tensor& c) {
     return static_cast<int>(v);
 }
 
-}  // namespace
-
-void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, float beta) {
+// c = alpha a b + beta c. a and b give the layouts; their elements are read from pa and pb, of type ab (float32,
+// or bfloat16 copies laid out with a's and b's own strides), c is float32.
+void gemm(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, float beta, cublasComputeType_t compute,
+          const void* a_data, const void* b_data, DType ab) {
     const int nd = c.dim();
     const int64_t M = c.size(-2), N = c.size(-1), K = a.size(-1);
     if (M == 0 || N == 0) return;
@@ -88,12 +93,10 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, floa
     const int m = as_int(N, "N", c), n = as_int(M, "M", c), k = as_int(K, "K", c);
     const int lda = as_int(la.ld, "lda", c), ldb = as_int(lb.ld, "ldb", c), ldcc = as_int(ldc, "ldc", c);
     cublasHandle_t h = cublas_handle();
-    // fp32 storage throughout; the precision picks the arithmetic (ops.h: MatmulPrecision).
-    const cublasComputeType_t compute = matmul_precision() == MatmulPrecision::Bf16   ? CUBLAS_COMPUTE_32F_FAST_16BF
-                                        : matmul_precision() == MatmulPrecision::Tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
-                                                                                      : CUBLAS_COMPUTE_32F;
-    const float* pa = a.f32();
-    const float* pb = b.f32();
+    const cudaDataType ab_type = ab == DType::BF16 ? CUDA_R_16BF : CUDA_R_32F;
+    const int64_t esize = static_cast<int64_t>(dtype_size(ab));
+    const char* pa = static_cast<const char*>(a_data);
+    const char* pb = static_cast<const char*>(b_data);
     float* pc = c.f32();
 
     // Odometer over the looped dims (every dim except `inner`).
@@ -107,12 +110,12 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, floa
             ob += idx[d] * dims[d].stride[2];
         }
         if (count == 1)
-            AXF_CUBLAS(cublasGemmEx(h, op_b, op_a, m, n, k, &alpha, pb + ob, CUDA_R_32F, ldb, pa + oa, CUDA_R_32F, lda,
-                                    &beta, pc + oc, CUDA_R_32F, ldcc, compute, CUBLAS_GEMM_DEFAULT));
+            AXF_CUBLAS(cublasGemmEx(h, op_b, op_a, m, n, k, &alpha, pb + ob * esize, ab_type, ldb, pa + oa * esize,
+                                    ab_type, lda, &beta, pc + oc, CUDA_R_32F, ldcc, compute, CUBLAS_GEMM_DEFAULT));
         else
-            AXF_CUBLAS(cublasGemmStridedBatchedEx(h, op_b, op_a, m, n, k, &alpha, pb + ob, CUDA_R_32F, ldb, stride_b,
-                                                  pa + oa, CUDA_R_32F, lda, stride_a, &beta, pc + oc, CUDA_R_32F, ldcc,
-                                                  stride_c, count, compute, CUBLAS_GEMM_DEFAULT));
+            AXF_CUBLAS(cublasGemmStridedBatchedEx(h, op_b, op_a, m, n, k, &alpha, pb + ob * esize, ab_type, ldb,
+                                                  stride_b, pa + oa * esize, ab_type, lda, stride_a, &beta, pc + oc,
+                                                  CUDA_R_32F, ldcc, stride_c, count, compute, CUBLAS_GEMM_DEFAULT));
         size_t d = 0;
         for (; d < dims.size(); ++d) {
             if (static_cast<int>(d) == inner) continue;
@@ -120,6 +123,50 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, floa
             idx[d] = 0;
         }
         if (d == dims.size()) break;
+    }
+}
+
+// Elements from t's first to its last (strides are never negative).
+int64_t span_of(const Tensor& t) {
+    int64_t span = 1;
+    for (int d = 0; d < t.dim(); ++d)
+        if (t.size(d) > 1) span += (t.size(d) - 1) * t.stride(d);
+    return span;
+}
+
+// A bfloat16 copy of an operand (rounded to nearest-even) that the GEMM reads with the operand's own layout:
+// the operand's whole memory span converted flat (cheap, and no gather through permuted strides) when the
+// view covers at least half of it, else a compact row-major copy of the view. Buffers come from the pool.
+struct Bf16Operand {
+    Tensor layout;  // the view the GEMM's layout is taken from
+    Tensor buffer;  // its bfloat16 elements
+};
+Bf16Operand to_bf16(const Tensor& t) {
+    const int64_t span = span_of(t);
+    if (span <= 2 * t.numel()) {
+        Tensor buf = Tensor::empty({span}, DType::BF16, Device::CUDA);
+        convert(buf, Tensor::borrow(t.raw(), {span}, DType::F32, Device::CUDA));
+        return {t, buf};
+    }
+    Tensor compact = Tensor::empty(t.shape(), DType::BF16, Device::CUDA);
+    convert(compact, t);
+    return {compact, compact};
+}
+
+}  // namespace
+
+void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, float beta) {
+    switch (matmul_precision()) {
+        case MatmulPrecision::Fp32: gemm(a, b, c, alpha, beta, CUBLAS_COMPUTE_32F, a.raw(), b.raw(), DType::F32); return;
+        case MatmulPrecision::Tf32:
+            gemm(a, b, c, alpha, beta, CUBLAS_COMPUTE_32F_FAST_TF32, a.raw(), b.raw(), DType::F32);
+            return;
+        case MatmulPrecision::Bf16: {
+            const Bf16Operand a16 = to_bf16(a), b16 = to_bf16(b);
+            gemm(a16.layout, b16.layout, c, alpha, beta, CUBLAS_COMPUTE_32F, a16.buffer.raw(), b16.buffer.raw(),
+                 DType::BF16);
+            return;
+        }
     }
 }
 

@@ -145,6 +145,13 @@ cublasHandle_t cublas_handle() {
     return handle;
 }
 
+int multiprocessor_count() {
+    int dev = 0, n = 0;
+    AXF_CUDA(cudaGetDevice(&dev));
+    AXF_CUDA(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+    return n;
+}
+
 }  // namespace cuda
 
 }  // namespace axfold

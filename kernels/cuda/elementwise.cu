@@ -122,6 +122,34 @@ __global__ void add_to_bf16_strided(bf16_t* x, const float* y, StridedIndex<2> i
     }
 }
 
+// dst[a + b * db] = src[a * sa + b] for every batch offset pair of ix: a batched transpose through 32 x 32
+// tiles in shared memory, so that both the reads (along b) and the writes (along a) are coalesced.
+// blockDim (32, 8); grid (tiles along a, tiles along b, batches, grid-strided).
+template <class T>
+__global__ void transpose_tiles(T* dst, const T* src, int64_t na, int64_t nb, int64_t sa, int64_t db,
+                                StridedIndex<2> ix, int64_t batches) {
+    __shared__ T tile[32][33];
+    const int64_t a0 = static_cast<int64_t>(blockIdx.x) * 32, b0 = static_cast<int64_t>(blockIdx.y) * 32;
+    for (int64_t z = blockIdx.z; z < batches; z += gridDim.z) {
+        int64_t off[2];
+        ix.offsets(z, off);
+        for (int r = threadIdx.y; r < 32; r += 8) {
+            const int64_t a = a0 + r, b = b0 + threadIdx.x;
+            if (a < na && b < nb) tile[r][threadIdx.x] = src[off[1] + a * sa + b];
+        }
+        __syncthreads();
+        for (int r = threadIdx.y; r < 32; r += 8) {
+            const int64_t a = a0 + threadIdx.x, b = b0 + r;
+            if (a < na && b < nb) dst[off[0] + a + b * db] = tile[threadIdx.x][r];
+        }
+        __syncthreads();
+    }
+}
+
+template <class D, class S> __global__ void convert_flat(D* dst, const S* src, int64_t n) {
+    for (int64_t i = global_id(); i < n; i += grid_stride()) store_f32(dst + i, load_f32(src + i));
+}
+
 template <class D, class S> __global__ void convert_strided(D* dst, const S* src, StridedIndex<2> ix, int64_t n) {
     for (int64_t i = global_id(); i < n; i += grid_stride()) {
         int64_t off[2];
@@ -163,7 +191,41 @@ template <class Op> void run_binary(const Tensor& x, const Tensor& y, Op op) {
     AXF_CUDA_LAUNCH();
 }
 
+// A copy whose destination is contiguous along one dim and the source along another (a permute being
+// materialised, e.g. [N, N, C] -> [C, N, N]) runs as a batched tiled transpose; anything else as a gather.
+template <class T> bool try_transpose(const Tensor& dst, const Tensor& src) {
+    const std::vector<CollapsedDim<2>> dims = collapse_dims<2>(dst.shape(), {&dst.strides(), &src.strides()}, dst.dim());
+    if (dims.size() < 2 || dims.size() > static_cast<size_t>(kMaxDims) + 2) return false;
+    if (dims[0].stride[0] != 1 || dims[0].stride[1] == 1) return false;  // dims are innermost first
+    size_t j = 1;
+    while (j < dims.size() && dims[j].stride[1] != 1) ++j;
+    if (j == dims.size()) return false;
+    const int64_t na = dims[0].size, nb = dims[j].size;
+    if (na < 16 || nb < 16 || (nb + 31) / 32 > 65535) return false;
+    StridedIndex<2> ix;  // the other dims, innermost first, as make_index builds them
+    int64_t batches = 1;
+    for (size_t d = 1; d < dims.size(); ++d) {
+        if (d == j) continue;
+        ix.size[ix.nd] = dims[d].size;
+        ix.stride[0][ix.nd] = dims[d].stride[0];
+        ix.stride[1][ix.nd] = dims[d].stride[1];
+        ++ix.nd;
+        batches *= dims[d].size;
+    }
+    if (ix.nd == 0) {
+        ix.nd = 1;
+        ix.size[0] = 1;
+    }
+    const dim3 grid(static_cast<unsigned>((na + 31) / 32), static_cast<unsigned>((nb + 31) / 32),
+                    static_cast<unsigned>(std::min<int64_t>(batches, 65535)));
+    transpose_tiles<T><<<grid, dim3(32, 8)>>>(static_cast<T*>(dst.raw()), static_cast<const T*>(src.raw()), na, nb,
+                                              dims[0].stride[1], dims[j].stride[0], ix, batches);
+    AXF_CUDA_LAUNCH();
+    return true;
+}
+
 template <class T> void run_copy(const Tensor& dst, const Tensor& src) {
+    if (try_transpose<T>(dst, src)) return;
     const int64_t n = dst.numel();
     const StridedIndex<2> ix = make_index<2>(dst.shape(), {&dst.strides(), &src.strides()}, dst.dim());
     copy_strided<T><<<grid_for(n, kThreads), kThreads>>>(static_cast<T*>(dst.raw()), static_cast<const T*>(src.raw()),
@@ -224,6 +286,14 @@ void add_to_bf16(const Tensor& x, const Tensor& y, float alpha) {
 void convert(const Tensor& dst, const Tensor& src) {
     const int64_t n = dst.numel();
     if (n == 0) return;
+    if (dst.is_contiguous() && src.is_contiguous()) {
+        if (dst.dtype() == DType::BF16)
+            convert_flat<<<grid_for(n, kThreads), kThreads>>>(dst.data<bf16_t>(), src.f32(), n);
+        else
+            convert_flat<<<grid_for(n, kThreads), kThreads>>>(dst.f32(), src.data<bf16_t>(), n);
+        AXF_CUDA_LAUNCH();
+        return;
+    }
     const StridedIndex<2> ix = make_index<2>(dst.shape(), {&dst.strides(), &src.strides()}, dst.dim());
     if (dst.dtype() == DType::BF16)
         convert_strided<<<grid_for(n, kThreads), kThreads>>>(dst.data<bf16_t>(), src.f32(), ix, n);

@@ -147,6 +147,9 @@ inline unsigned grid_for(int64_t n, int threads) {
     return static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, 65536));
 }
 
+// Streaming multiprocessors of the current device (kernels/cuda/device.cu).
+int multiprocessor_count();
+
 // Row count over the leading dims of t (all dims but the last).
 inline int64_t leading_rows(const Tensor& t) { return t.dim() == 0 ? 1 : t.numel() / std::max<int64_t>(t.size(-1), 1); }
 
