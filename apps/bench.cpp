@@ -73,6 +73,8 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
     bs.n_seq = S;
     bs.n_res = R;
     bs.threads = num_threads();
+    bs.cuda = device == Device::CUDA;
+    bs.bf16_gemm_copies = bs.cuda && matmul_precision() == MatmulPrecision::Bf16;
     // Fixed: what the process holds besides the block's activations and workspace (code, libraries,
     // weights, masks, and the BLAS library's own buffers, which a first GEMM allocates).
     {
@@ -81,7 +83,7 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
     }
     // On a GPU the budget covers the device's MSA, pair and workspace (the weights are a few MB).
     const size_t rss_now = current_rss_bytes(), activations = block_activation_bytes(bs);
-    const size_t fixed = device == Device::CPU && rss_now > activations ? rss_now - activations : 0;
+    const size_t fixed = device == Device::CPU ? (rss_now > activations ? rss_now - activations : 0) : kCublasWorkspaceBytes;
     // bfloat16 activations (--precision bf16 or --activations bf16): the block's MSA and pair are stored in
     // bfloat16 (the float32 originals freed).
     m = to_dtype(m, act_dtype);

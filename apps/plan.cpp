@@ -145,9 +145,17 @@ ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_clust
 ChunkPlan plan_device_trunk(const ModelConfig& cfg, int64_t n_res, int64_t n_cluster_rows, int64_t n_extra,
                             const std::string& max_memory, int64_t chunk_size, DType act) {
     // One thread: one cuBLAS workspace (32 MiB), about the CPU model's per-thread BLAS term.
-    const auto [evo, extra] = trunk_blocks(cfg, n_res, n_cluster_rows, n_extra, 1, act);
+    auto [evo, extra] = trunk_blocks(cfg, n_res, n_cluster_rows, n_extra, 1, act);
+    for (BlockSizes* b : {&evo, &extra}) {
+        b->cuda = true;
+        b->bf16_gemm_copies = matmul_precision() == MatmulPrecision::Bf16;
+    }
     const size_t weights = param_bytes(cfg.evoformer_blocks, cfg.extra_msa_blocks, true);
-    const size_t masks = static_cast<size_t>(n_res) * (n_res + std::max(evo.n_seq, n_extra)) * 4;
+    // Masks, cuBLAS's workspace, and 256 MiB of device memory the module terms do not explain: on an H200 the
+    // full model at N=256 (128 MSA rows, 1024 extra) peaked ~150 MB above stack weights + activations +
+    // workspace + cuBLAS, while one Evoformer block and the model at N=1024 stayed within them (docs/GPU.md).
+    const size_t masks = static_cast<size_t>(n_res) * (n_res + std::max(evo.n_seq, n_extra)) * 4 +
+                         kCublasWorkspaceBytes + (size_t(256) << 20);
     size_t budget = 0;
     if (!max_memory.empty()) {
         budget = parse_bytes(max_memory);
@@ -162,6 +170,7 @@ ChunkPlan plan_device_trunk(const ModelConfig& cfg, int64_t n_res, int64_t n_clu
 int plan_main(const PlanOptions& o) {
     AXF_CHECK(o.n_res > 0 && o.n_seq > 0 && o.n_extra > 0, "plan: sizes must be positive");
     AXF_CHECK(o.device == "cpu" || o.device == "cuda", "plan: --device %s: expected cpu or cuda", o.device.c_str());
+    set_matmul_precision(parse_precision(o.precision));  // the device plan counts bf16 GEMM operand copies
     const DType act = activation_dtype(parse_precision(o.precision), o.activations);
     if (o.device == "cuda") {  // the GPU's share of a --device cuda run (plan_device_trunk)
         AXF_CHECK(!o.max_memory.empty() || cuda_available(),

@@ -15,6 +15,8 @@ constexpr size_t kF = sizeof(float);
 // Workspace allocations are rounded up to 64 bytes.
 size_t al(int64_t floats) { return (static_cast<size_t>(std::max<int64_t>(floats, 1)) * kF + 63) / 64 * 64; }
 int64_t chunk_of(int64_t chunk, int64_t n) { return chunk > 0 && chunk < n ? chunk : n; }
+// The CUDA attention's logits chunk, in floats (kernels/cuda/attention.cu: kLogitsBudget).
+constexpr int64_t kCudaLogits = int64_t(64) << 20;
 
 }  // namespace
 
@@ -23,19 +25,23 @@ std::vector<std::pair<std::string, size_t>> block_workspace_bytes(const BlockSiz
     const int64_t S = b.n_seq, N = b.n_res, T = std::max(1, b.threads);
     const int64_t cm = d.c_m, cz = d.c_z;
     std::vector<std::pair<std::string, size_t>> r;
-    // Pair bias [H, N, N] plus one chunk of LN(z) rows and their projection.
+    // Pair bias [H, N, N] plus one chunk of LN(z) rows and their projection (and on CUDA the contiguous copy
+    // the attention makes of the bias).
     auto pair_bias = [&](int64_t H) {
         const int64_t ci = chunk_of(chunk, N);
-        return al(H * N * N) + al(ci * N * cz) + al(ci * N * H);
+        return al(H * N * N) + al(ci * N * cz) + al(ci * N * H) + (b.cuda ? al(H * N * N) : 0);
     };
-    // One chunk of gated self-attention: x, q, k, v, o (+ gate) and the logits of each thread. (The output
-    // projection goes through x where it cannot be written straight into the activation.)
-    auto attention = [&](int64_t nb, int64_t other, int64_t cin, int64_t hc) {
+    // One chunk of gated self-attention: x, q, k, v, o (+ gate) and the logits: each thread's rows on the CPU,
+    // one chunk of up to 64 Mi floats on CUDA (kernels/cuda/attention.cu). (The output projection goes through
+    // x where it cannot be written straight into the activation.)
+    auto attention = [&](int64_t nb, int64_t other, int64_t cin, int64_t hc, int64_t H) {
         const int64_t bc = chunk_of(chunk, nb);
-        return al(bc * other * cin) + 5 * al(bc * other * hc) + al(T * other * other);
+        const int64_t logits = b.cuda ? std::min(bc * H * other * other, std::max(H * other * other, kCudaLogits))
+                                      : T * other * other;
+        return al(bc * other * cin) + 5 * al(bc * other * hc) + al(logits);
     };
     const int64_t msa_hc = d.msa_heads * d.msa_head_dim, pair_hc = d.pair_heads * d.pair_head_dim;
-    r.push_back({"msa_row_attention", pair_bias(d.msa_heads) + attention(S, N, cm, msa_hc)});
+    r.push_back({"msa_row_attention", pair_bias(d.msa_heads) + attention(S, N, cm, msa_hc, d.msa_heads)});
     if (b.is_extra_msa) {
         const int64_t bc = chunk_of(chunk, N), gh = d.global_heads * d.global_head_dim;
         // x, q_avg, ones, msum, q, k, v, logits, wavg, gate (the update goes through x)
@@ -44,7 +50,7 @@ std::vector<std::pair<std::string, size_t>> block_workspace_bytes(const BlockSiz
                          al(S * bc * gh);
         r.push_back({"msa_column_global_attention", s});
     } else {
-        r.push_back({"msa_column_attention", attention(N, S, cm, msa_hc)});
+        r.push_back({"msa_column_attention", attention(N, S, cm, msa_hc, d.msa_heads)});
     }
     {
         const int64_t rows = chunk > 0 ? std::min(S, chunk) * N : S * N;
@@ -68,12 +74,35 @@ std::vector<std::pair<std::string, size_t>> block_workspace_bytes(const BlockSiz
         const size_t outp = 3 * al(rows * cz);
         r.push_back({"triangle_multiplication", al(C * M) + std::max(proj, outp)});
     }
-    r.push_back({"triangle_attention", pair_bias(d.pair_heads) + attention(N, N, cz, pair_hc)});
+    r.push_back({"triangle_attention", pair_bias(d.pair_heads) + attention(N, N, cz, pair_hc, d.pair_heads)});
     {
         const int64_t rows = chunk > 0 ? std::min(N, chunk) * N : N * N;
         r.push_back({"pair_transition", al(rows * cz) + al(rows * d.transition_factor * cz)});
     }
     return r;
+}
+
+size_t block_gemm_copy_bytes(const BlockSizes& b, int64_t chunk) {
+    if (!b.bf16_gemm_copies) return 0;
+    const EvoformerDims& d = b.dims;
+    const int64_t S = b.n_seq, N = b.n_res, cm = d.c_m, cz = d.c_z, M = N * N;
+    const int64_t hc = std::max(d.msa_heads * d.msa_head_dim, d.pair_heads * d.pair_head_dim);
+    // The largest operands of each module's GEMMs, in elements (weights are small): attention projections'
+    // input rows and the value GEMM's probabilities (one logits chunk); the transitions' hidden rows; the outer
+    // product's operands and its projection's input; triangle multiplication's two channel-major operands.
+    const int64_t bs = chunk_of(chunk, S), bn = chunk_of(chunk, N);
+    auto logits = [](int64_t B, int64_t H, int64_t L) { return std::min(B * H * L * L, std::max(H * L * L, kCudaLogits)); };
+    int64_t e = std::max({bs * N * std::max(cm, hc), bn * S * std::max(cm, hc), bn * N * std::max(cz, hc),
+                          logits(bs, d.msa_heads, N), logits(bn, d.msa_heads, S), logits(bn, d.pair_heads, N)});
+    const int64_t srows = chunk > 0 ? std::min(S, chunk) * N : S * N, prows = chunk > 0 ? std::min(N, chunk) * N : M;
+    e = std::max({e, srows * d.transition_factor * cm, prows * d.transition_factor * cz});
+    const int64_t c = d.opm_dim;
+    int64_t ci = chunk > 0 ? chunk : std::max<int64_t>(1, (int64_t(1) << 23) / std::max<int64_t>(1, N * c * c));
+    ci = std::min(ci, N);
+    e = std::max({e, ci * c * S + S * N * c, ci * N * c * c});
+    const int64_t chans = chunk > 0 ? std::clamp<int64_t>(d.tri_mul_dim * chunk / N, 1, d.tri_mul_dim) : d.tri_mul_dim;
+    e = std::max(e, 2 * chans * M);
+    return static_cast<size_t>(e) * 2;
 }
 
 size_t block_peak_workspace_bytes(const BlockSizes& b, int64_t chunk) {
@@ -109,6 +138,8 @@ ChunkPlan plan_blocks(const std::vector<BlockSizes>& blocks, size_t fixed_bytes,
     auto make = [&](int64_t chunk) {
         ChunkPlan p;
         p.chunk_size = chunk;
+        size_t copies = 0;  // bf16 GEMM operand copies on CUDA: from the device pool, beside the arena
+        for (const auto& b : blocks) copies = std::max(copies, block_gemm_copy_bytes(b, chunk));
         for (const auto& b : blocks) {
             auto mods = block_workspace_bytes(b, chunk);
             for (auto& m : mods) {
@@ -117,7 +148,7 @@ ChunkPlan plan_blocks(const std::vector<BlockSizes>& blocks, size_t fixed_bytes,
                 p.predicted_workspace_bytes = std::max(p.predicted_workspace_bytes, m.second);
             }
         }
-        p.predicted_peak_bytes = fixed_bytes + acts + p.predicted_workspace_bytes + blas_bytes;
+        p.predicted_peak_bytes = fixed_bytes + acts + p.predicted_workspace_bytes + blas_bytes + copies;
         return p;
     };
     if (forced_chunk >= 0) return make(forced_chunk);

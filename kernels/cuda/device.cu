@@ -132,7 +132,8 @@ bool cuda_available() { return cuda_device_count() > 0; }
 namespace cuda {
 
 cublasHandle_t cublas_handle() {
-    // 32 MiB: NVIDIA's recommended cuBLAS workspace for Hopper (more than enough for Ampere).
+    // 32 MiB: NVIDIA's recommended cuBLAS workspace for Hopper (more than enough for Ampere); the device plans
+    // count it (evoformer/memory_plan.h: kCublasWorkspaceBytes).
     constexpr size_t kWorkspaceBytes = size_t(32) << 20;
     static const cublasHandle_t handle = [] {
         cublasHandle_t h = nullptr;

@@ -4,6 +4,7 @@
 
 #include "evoformer/embedders.h"
 #include "evoformer/evoformer_stack.h"
+#include "evoformer/memory_plan.h"
 #include "io/params.h"
 #include "test_util.h"
 
@@ -182,4 +183,38 @@ TEST(Chunking, EmbeddersWriteBf16Activations) {
         EXPECT_GT(rel_diff(pair, pair32), 1e-2);  // the recycling update did change the pair
         test::expect_close(row, test::to_f64(row_ref), 0, 0, "recycled first row");
     }
+}
+
+// The device plan's terms for CUDA: bfloat16 GEMM operand copies sit beside the workspace arena (plan peak
+// minus workspace grows by exactly them), and at S=128, N=1024 unchunked the largest is the pair transition's
+// hidden rows, [N*N, 4*128] in bfloat16 = 1 GiB, which is what an H200 measured (bf16 GEMMs raised one block's
+// device peak by 1 GiB + 128 KiB over bf16 storage alone, docs/GPU.md). The CUDA attention's logits chunk is
+// at most 64 Mi floats, where the CPU holds one [N, N] row per thread.
+TEST(Chunking, DevicePlanCountsBf16GemmCopiesAndTheLogitsChunk) {
+    BlockSizes b;
+    b.n_seq = 128;
+    b.n_res = 1024;
+    b.threads = 1;
+    b.act_bytes = 2;
+    b.cuda = true;
+    EXPECT_EQ(block_gemm_copy_bytes(b, 0), 0u);
+    const ChunkPlan storage = plan_blocks({b}, 0, 0, 0);
+    b.bf16_gemm_copies = true;
+    EXPECT_EQ(block_gemm_copy_bytes(b, 0), size_t(1) << 30);
+    const ChunkPlan gemms = plan_blocks({b}, 0, 0, 0);
+    EXPECT_EQ(gemms.predicted_workspace_bytes, storage.predicted_workspace_bytes);
+    EXPECT_EQ(gemms.predicted_peak_bytes - storage.predicted_peak_bytes, size_t(1) << 30);
+    // Chunked, the copies shrink with the rows (pair transition at 64 rows of N: 64 * 1024 * 512 elements).
+    EXPECT_LT(block_gemm_copy_bytes(b, 64), block_gemm_copy_bytes(b, 0) / 4);
+    // Triangle attention's workspace: the CPU's per-thread logits rows against the CUDA chunk (N=1024, 4 heads:
+    // 4 Mi floats per query row block of 1, all 1024 rows = 4 Gi floats > the 64 Mi cap).
+    auto tri = [](const BlockSizes& s) {
+        for (auto& [name, bytes] : block_workspace_bytes(s, 0))
+            if (name == "triangle_attention") return bytes;
+        return size_t(0);
+    };
+    BlockSizes cpu = b;
+    cpu.cuda = false;
+    const size_t bias = size_t(4) * 1024 * 1024 * 4;  // the CUDA attention's contiguous copy of the bias
+    EXPECT_EQ(tri(b) - tri(cpu), (size_t(64) << 20) * 4 - size_t(1024) * 1024 * 4 + bias);
 }
