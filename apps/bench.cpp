@@ -81,9 +81,11 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
         Tensor a = Tensor::full({256, 256}, 1.f), c = Tensor::empty({256, 256});
         matmul(a, a, c);
     }
-    // On a GPU the budget covers the device's MSA, pair and workspace (the weights are a few MB).
+    // On a GPU: the block's weights, the masks and cuBLAS's workspace beside the MSA, pair and workspace.
     const size_t rss_now = current_rss_bytes(), activations = block_activation_bytes(bs);
-    const size_t fixed = device == Device::CPU ? (rss_now > activations ? rss_now - activations : 0) : kCublasWorkspaceBytes;
+    size_t device_fixed = kCublasWorkspaceBytes + (msa_mask.numel() + pair_mask.numel()) * 4;
+    for (auto& [key, t] : params) device_fixed += static_cast<size_t>(t.numel()) * 4;
+    const size_t fixed = device == Device::CPU ? (rss_now > activations ? rss_now - activations : 0) : device_fixed;
     // bfloat16 activations (--precision bf16 or --activations bf16): the block's MSA and pair are stored in
     // bfloat16 (the float32 originals freed).
     m = to_dtype(m, act_dtype);
