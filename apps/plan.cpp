@@ -144,7 +144,7 @@ ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_clust
 
 ChunkPlan plan_device_trunk(const ModelConfig& cfg, int64_t n_res, int64_t n_cluster_rows, int64_t n_extra,
                             const std::string& max_memory, int64_t chunk_size, DType act) {
-    // One thread: one cuBLAS workspace (32 MiB), about the CPU model's per-thread BLAS term.
+    // One thread (plan_blocks' 24 MiB per-thread BLAS term stays: conservative beside cuBLAS's own 32 MiB).
     auto [evo, extra] = trunk_blocks(cfg, n_res, n_cluster_rows, n_extra, 1, act);
     for (BlockSizes* b : {&evo, &extra}) {
         b->cuda = true;

@@ -25,11 +25,11 @@ std::vector<std::pair<std::string, size_t>> block_workspace_bytes(const BlockSiz
     const int64_t S = b.n_seq, N = b.n_res, T = std::max(1, b.threads);
     const int64_t cm = d.c_m, cz = d.c_z;
     std::vector<std::pair<std::string, size_t>> r;
-    // Pair bias [H, N, N] plus one chunk of LN(z) rows and their projection (and on CUDA the contiguous copy
-    // the attention makes of the bias).
+    // Pair bias [H, N, N] plus one chunk of LN(z) rows and their projection. (The bias is built contiguous,
+    // so the CUDA attention's copy of a permuted bias never happens here.)
     auto pair_bias = [&](int64_t H) {
         const int64_t ci = chunk_of(chunk, N);
-        return al(H * N * N) + al(ci * N * cz) + al(ci * N * H) + (b.cuda ? al(H * N * N) : 0);
+        return al(H * N * N) + al(ci * N * cz) + al(ci * N * H);
     };
     // One chunk of gated self-attention: x, q, k, v, o (+ gate) and the logits: each thread's rows on the CPU,
     // one chunk of up to 64 Mi floats on CUDA (kernels/cuda/attention.cu). (The output projection goes through

@@ -20,8 +20,8 @@ struct BlockSizes {
     int threads = 1;
     int act_bytes = 4;  // bytes per stored MSA / pair element: 4 (float32) or 2 (bfloat16, --precision bf16)
     // The block runs on a CUDA device: attention keeps its logits in one chunk of up to 256 MiB (not the CPU's
-    // per-thread rows) and copies a permuted pair bias contiguous; with bf16_gemm_copies (--precision bf16)
-    // every GEMM also holds bfloat16 copies of its operands (kernels/cuda/blas.cu).
+    // per-thread rows); with bf16_gemm_copies (--precision bf16) every GEMM also holds bfloat16 copies of its
+    // operands (kernels/cuda/blas.cu).
     bool cuda = false;
     bool bf16_gemm_copies = false;
 };

@@ -25,7 +25,8 @@ int num_threads();
 enum class MatmulPrecision : uint8_t { Fp32, Tf32, Bf16 };
 void set_matmul_precision(MatmulPrecision p);
 MatmulPrecision matmul_precision();
-// Sets the GEMM precision for a scope and restores the previous one.
+// Sets the GEMM precision for a scope and restores the previous one. The precision is process-wide: two
+// predictions running at once in one process would see each other's settings.
 class MatmulPrecisionScope {
 public:
     explicit MatmulPrecisionScope(MatmulPrecision p) : saved_(matmul_precision()) { set_matmul_precision(p); }

@@ -134,8 +134,9 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
     // The fused kernel computes in fp32 throughout: under TF32/bf16 GEMMs the unfused path keeps the op's
     // reduced-precision contract (operands and probabilities rounded), so it runs instead.
     WorkspaceScope scope(ws);
-    // Every batch element reads the whole bias. A permuted view (the triangle attentions' [Q, K, H] pair
-    // projection read as [H, Q, K]) would make each of those reads a strided gather: copy it once instead.
+    // Every batch element reads the whole bias, so a permuted view would make each of those reads a strided
+    // gather: copy it once instead. (The model's modules build their biases contiguous; callers of the op
+    // need not.)
     Tensor bias_c = bias;
     if (bias.defined() && B > 1 && !bias.is_contiguous()) {
         bias_c = ws.alloc({H, Q, K});

@@ -65,35 +65,42 @@ TEST(GpuOps, MatmulBatchedStridedAndBroadcast) {
     REQUIRE_GPU();
     std::mt19937 rng(2);
     const int64_t M = 9, K = 13, N = 11;
-    // a [2, 3, M, K] with non-uniform batch strides; b [3, K, N] transposed, broadcast over dim 0;
-    // c [2, 3, M, N] rows padded to N + 3.
-    Tensor a = test::randn({2, M, 3, K}, rng), b = test::randn({3, N, K}, rng);
-    Tensor c = test::randn({2, 3, M, N + 3}, rng), cd = dev(c);
-    View va = [](const Tensor& t) { return t.permute({0, 2, 1, 3}); };
-    View vb = [](const Tensor& t) { return t.transpose(1, 2); };
-    View vc = [&](const Tensor& t) { return t.slice(3, 0, N); };
-    matmul(va(a), vb(b), vc(c), 1.f, 0.5f);
-    matmul(va(dev(a)), vb(dev(b)), vc(cd), 1.f, 0.5f);
-    expect_match(cd, c, "matmul batched strided");
+    // fp32, and bf16: there the operands are converted over their memory spans (stride-0 batch dims included)
+    // and read with their own strides, against the CPU's emulation.
+    for (MatmulPrecision p : {MatmulPrecision::Fp32, MatmulPrecision::Bf16}) {
+        MatmulPrecisionScope scope(p);
+        const double tol = p == MatmulPrecision::Fp32 ? 1e-5 : 1e-4;
+        const std::string tag = std::string(" ") + precision_name(p);
+        // a [2, 3, M, K] with non-uniform batch strides; b [3, K, N] transposed, broadcast over dim 0;
+        // c [2, 3, M, N] rows padded to N + 3.
+        Tensor a = test::randn({2, M, 3, K}, rng), b = test::randn({3, N, K}, rng);
+        Tensor c = test::randn({2, 3, M, N + 3}, rng), cd = dev(c);
+        View va = [](const Tensor& t) { return t.permute({0, 2, 1, 3}); };
+        View vb = [](const Tensor& t) { return t.transpose(1, 2); };
+        View vc = [&](const Tensor& t) { return t.slice(3, 0, N); };
+        matmul(va(a), vb(b), vc(c), 1.f, 0.5f);
+        matmul(va(dev(a)), vb(dev(b)), vc(cd), 1.f, 0.5f);
+        expect_match(cd, c, "matmul batched strided" + tag, tol);
 
-    // a broadcast with expand (batch stride 0), b with a size-1 batch dim; uniform batch strides in c.
-    Tensor a1 = test::randn({1, 3, M, K}, rng), b1 = test::randn({1, 3, K, N}, rng);
-    Tensor c1 = test::randn({4, 3, M, N}, rng), c1d = dev(c1);
-    matmul(a1.expand({4, 3, M, K}), b1, c1);
-    matmul(dev(a1).expand({4, 3, M, K}), dev(b1), c1d);
-    expect_match(c1d, c1, "matmul broadcast batch");
+        // a broadcast with expand (batch stride 0), b with a size-1 batch dim; uniform batch strides in c.
+        Tensor a1 = test::randn({1, 3, M, K}, rng), b1 = test::randn({1, 3, K, N}, rng);
+        Tensor c1 = test::randn({4, 3, M, N}, rng), c1d = dev(c1);
+        matmul(a1.expand({4, 3, M, K}), b1, c1);
+        matmul(dev(a1).expand({4, 3, M, K}), dev(b1), c1d);
+        expect_match(c1d, c1, "matmul broadcast batch" + tag, tol);
 
-    // Rank-2 b against a rank-3 a (the linear layout), plus a single-row and single-column case.
-    Tensor a2 = test::randn({5, M, K}, rng), b2 = test::randn({K, N}, rng), c2 = Tensor::empty({5, M, N});
-    Tensor c2d = Tensor::empty({5, M, N}, DType::F32, Device::CUDA);
-    matmul(a2, b2, c2);
-    matmul(dev(a2), dev(b2), c2d);
-    expect_match(c2d, c2, "matmul rank-2 b");
-    Tensor r = test::randn({1, K}, rng), col = test::randn({K, 1}, rng), o = Tensor::empty({1, 1});
-    Tensor od = Tensor::empty({1, 1}, DType::F32, Device::CUDA);
-    matmul(r, col, o);
-    matmul(dev(r), dev(col), od);
-    expect_match(od, o, "matmul 1x1");
+        // Rank-2 b against a rank-3 a (the linear layout), plus a single-row and single-column case.
+        Tensor a2 = test::randn({5, M, K}, rng), b2 = test::randn({K, N}, rng), c2 = Tensor::empty({5, M, N});
+        Tensor c2d = Tensor::empty({5, M, N}, DType::F32, Device::CUDA);
+        matmul(a2, b2, c2);
+        matmul(dev(a2), dev(b2), c2d);
+        expect_match(c2d, c2, "matmul rank-2 b" + tag, tol);
+        Tensor r = test::randn({1, K}, rng), col = test::randn({K, 1}, rng), o = Tensor::empty({1, 1});
+        Tensor od = Tensor::empty({1, 1}, DType::F32, Device::CUDA);
+        matmul(r, col, o);
+        matmul(dev(r), dev(col), od);
+        expect_match(od, o, "matmul 1x1" + tag, tol);
+    }
 }
 
 TEST(GpuOps, LinearLayoutsBiasAndAccumulate) {
@@ -348,12 +355,13 @@ TEST(GpuOps, CopyStridedAndAcrossDevices) {
     Tensor h3 = Tensor::zeros({12, 5, 9});
     copy(vd(h3), based.permute({2, 0, 1}).slice(2, 0, 7));
     test::expect_close(h3, test::to_f64(h2), 0, 0, "copy device -> host strided");
-    // Permutes large enough for the tiled transpose (both sides coalesced), with edge tiles, a batch dim, a
-    // strided destination and 2-byte elements.
+    // Permutes large enough for the tiled transpose (both sides coalesced), with edge tiles, with and without
+    // a batch dim, a strided destination and 2-byte elements; and two the gather takes ({3, 1, 2, 0}: only 4
+    // rows of the source's contiguous dim; {0, 2, 1, 3}: the last dim contiguous on both sides).
     Tensor big = test::randn({4, 37, 45, 70}, rng), bigd = dev(big);
-    for (const std::vector<int>& perm : {std::vector<int>{0, 3, 1, 2}, std::vector<int>{3, 1, 2, 0},
-                                         std::vector<int>{0, 2, 1, 3}}) {
-        expect_match(bigd.permute(perm).contiguous(), big.permute(perm).contiguous(), "copy transpose (tiled)");
+    for (const std::vector<int>& perm : {std::vector<int>{0, 3, 1, 2}, std::vector<int>{3, 0, 1, 2},
+                                         std::vector<int>{3, 1, 2, 0}, std::vector<int>{0, 2, 1, 3}}) {
+        expect_match(bigd.permute(perm).contiguous(), big.permute(perm).contiguous(), "copy permute");
     }
     Tensor wide = test::randn({70, 4, 37, 50}, rng), wided = dev(wide);
     View vw = [](const Tensor& t) { return t.slice(3, 2, 47); };
