@@ -3,7 +3,7 @@
 #   run(command="bash scripts/gpu-check.sh all", carry=[".device"], timeout_s=600)
 # (`test` or `bench` alone; `bench` reuses the build while the machine is warm.) Needs .device/ from
 # scripts/device-prepare.sh. Summaries on stdout; every log packed into $OUT/logs.tgz (or gpu-results/).
-#   test:  build for sm_90; the op parity tests (every CUDA op equals the CPU op, backward kernels, TF32/bf16
+#   test:  build for sm_90; ctest -L gpu; the op parity tests (every CUDA op equals the CPU op, backward kernels, TF32/bf16
 #          GEMMs, bf16 activation storage, fused attention); the golden sets with the trunk on the GPU (fp32;
 #          bf16 within a pLDDT point; fp32 again with the fused attention).
 #   bench: kernel bandwidth against a device copy; Evoformer block fp32/TF32/bf16 and fused at R=256 and
@@ -72,7 +72,7 @@ step() {  # $1: seconds the step may take, $2: log name, then the command
   timeout "$secs" "$@" >"$logs/$name.log" 2>&1
   local rc=$?
   echo "== $name: rc=$rc, $(( $(date +%s) - s0 )) s"
-  grep -E "FAILED|Failure|Expected|Which is|actual|max \|diff|bf16 vs fp32|PASSED|SKIPPED|error|Error|\{\"" \
+  grep -E "tests passed|tests failed|FAILED|Failure|Expected|Which is|actual|max \|diff|bf16 vs fp32|PASSED|SKIPPED|error|Error|\{\"" \
     "$logs/$name.log" | head -${LINES_PER_STEP:-25}
   pack
 }
@@ -84,6 +84,9 @@ gold=(env AXFOLD_GOLDEN_DIR="$PWD/.device/golden")
 fused=(env AXFOLD_FUSED_ATTENTION=1)
 c=(--device cuda --json)
 ops() { step 120 ops "$kt"; }
+ctest_gpu() {  # the issue's acceptance command: every gpu-labelled test through ctest (golden sets from .device)
+  step 200 ctest-gpu "${gold[@]}" ctest --test-dir "$build" -L gpu --output-on-failure
+}
 golden() { golden_fp32; golden_bf16; golden_fused; }
 golden_fp32() { step 150 golden-cuda "${gold[@]}" "$st" --gtest_filter='*matches_on_cuda'; }
 golden_bf16() { step 150 golden-cuda-bf16 "${gold[@]}" "$st" --gtest_filter='*bf16*'; }
@@ -143,7 +146,7 @@ profile() {  # time per kernel of one Evoformer block (R=512; PROFILE_PRECISIONS
 }
 # A stage is test, bench, all, or a comma-separated list of the functions above (e.g. ops,memcheck,profile).
 case $stage in
-  test) ops; golden; memcheck ;;
+  test) ops; golden; memcheck; ctest_gpu ;;
   bench) kernels; block256; block1024; models; host ;;
   # the order of `all` puts what a fix would need first, and the longest benchmarks last
   all) ops; golden_fp32; kernels; block256; golden_bf16; golden_fused; memcheck; block1024; models; host ;;
