@@ -231,13 +231,14 @@ struct SoftmaxArgs {
     StridedIndex<3> ix;  // operands: x, mask, bias
 };
 
-__device__ __forceinline__ float softmax_logit(const SoftmaxArgs& a, const float* xr, const float* mr,
-                                               const float* br, int64_t k) {
-    // Explicit rounding (no FMA contraction), in the CPU's order: a logit next to -inf (1e9, ulp 64)
-    // must round identically on both backends, or fully masked rows would differ by factors of e^64.
-    float t = __fmul_rn(a.scale, xr[k]);
-    if (br) t = __fadd_rn(t, br[k * a.bs]);
-    if (mr) t = __fadd_rn(t, __fmul_rn(a.inf, mr[k * a.ms] - 1.f));
+// scale * x + bias + inf * (mask - 1) for one element (bias and mask used where present). Explicit rounding
+// (no FMA contraction), in the CPU's order: a logit next to -inf (1e9, ulp 64) must round identically on both
+// backends, or fully masked rows would differ by factors of e^64.
+__device__ __forceinline__ float softmax_logit(const SoftmaxArgs& a, float x, bool has_bias, float bias, bool has_mask,
+                                               float mask) {
+    float t = __fmul_rn(a.scale, x);
+    if (has_bias) t = __fadd_rn(t, bias);
+    if (has_mask) t = __fadd_rn(t, __fmul_rn(a.inf, mask - 1.f));
     return t;
 }
 
@@ -265,12 +266,8 @@ template <int kThreads, int kVec, int kChunks> __global__ void __launch_bounds__
             if (mr) load_chunk<kVec>(mr, k0, a.ms, mv);
 #pragma unroll
             for (int e = 0; e < kVec; ++e) {
-                // Explicit rounding in the CPU's order, as softmax_logit.
-                float l = __fmul_rn(a.scale, v[j][e]);
-                if (br) l = __fadd_rn(l, bv[e]);
-                if (mr) l = __fadd_rn(l, __fmul_rn(a.inf, mv[e] - 1.f));
-                v[j][e] = l;
-                mx = fmaxf(mx, l);
+                v[j][e] = softmax_logit(a, v[j][e], br, bv[e], mr, mv[e]);
+                mx = fmaxf(mx, v[j][e]);
             }
         } else {
 #pragma unroll
@@ -311,7 +308,7 @@ __global__ void softmax_block(SoftmaxArgs a) {
     const int64_t n = a.n;
     float mx = -INFINITY;
     for (int64_t k = threadIdx.x; k < n; k += blockDim.x) {
-        const float t = softmax_logit(a, xr, mr, br, k);
+        const float t = softmax_logit(a, xr[k], br, br ? br[k * a.bs] : 0.f, mr, mr ? mr[k * a.ms] : 0.f);
         xr[k] = t;
         mx = fmaxf(mx, t);
     }
