@@ -31,21 +31,39 @@ int64_t embed_block_rows(int64_t chunk_size, int64_t n, int64_t row_floats) {
     return std::clamp<int64_t>((int64_t(1) << 24) / std::max<int64_t>(1, row_floats), 1, std::max<int64_t>(n, 1));
 }
 
-Tensor relpos_one_hot(const Tensor& residue_index, int64_t max_rel, int64_t row_begin, int64_t row_end) {
+namespace {
+
+// [n, classes] one-hot rows of a host int64 index (no 1 where the index is negative).
+Tensor one_hot(const Tensor& index, int64_t classes) {
+    const int64_t n = index.numel();
+    Tensor oh = Tensor::zeros({n, classes});
+    for (int64_t i = 0; i < n; ++i) {
+        const int64_t c = index.data<int64_t>()[i];
+        if (c >= 0) oh.f32()[i * classes + c] = 1.f;
+    }
+    return oh;
+}
+
+}  // namespace
+
+Tensor relpos_index(const Tensor& residue_index, int64_t max_rel, int64_t row_begin, int64_t row_end) {
     std::vector<int64_t> ri = host_int64(residue_index);
-    const int64_t N = static_cast<int64_t>(ri.size()), B = 2 * max_rel + 1;
+    const int64_t N = static_cast<int64_t>(ri.size());
     if (row_end < 0) row_end = N;
     AXF_CHECK(0 <= row_begin && row_begin <= row_end && row_end <= N, "relpos rows [%lld, %lld) of %lld residues",
               (long long)row_begin, (long long)row_end, (long long)N);
-    const int64_t n = row_end - row_begin;
-    Tensor oh = Tensor::zeros({n, N, B});
-    float* p = oh.f32();
+    Tensor idx = Tensor::empty({(row_end - row_begin) * N}, DType::I64);
+    int64_t* p = idx.data<int64_t>();
     for (int64_t i = row_begin; i < row_end; ++i)
-        for (int64_t j = 0; j < N; ++j) {
-            int64_t d = std::clamp<int64_t>(ri[i] - ri[j], -max_rel, max_rel) + max_rel;
-            p[((i - row_begin) * N + j) * B + d] = 1.f;
-        }
-    return oh;
+        for (int64_t j = 0; j < N; ++j)
+            p[(i - row_begin) * N + j] = std::clamp<int64_t>(ri[i] - ri[j], -max_rel, max_rel) + max_rel;
+    return idx;
+}
+
+Tensor relpos_one_hot(const Tensor& residue_index, int64_t max_rel, int64_t row_begin, int64_t row_end) {
+    const Tensor idx = relpos_index(residue_index, max_rel, row_begin, row_end);
+    const int64_t N = residue_index.numel();
+    return one_hot(idx, 2 * max_rel + 1).view({idx.numel() / std::max<int64_t>(N, 1), N, 2 * max_rel + 1});
 }
 
 void input_embedder_forward(const InputEmbedderWeights& w, const Tensor& target_feat, const Tensor& residue_index,
@@ -62,8 +80,8 @@ void input_embedder_forward(const InputEmbedderWeights& w, const Tensor& target_
     Tensor tf1 = linear(target_feat, w.preprocess_1d.weights, w.preprocess_1d.bias, ws);  // [N, C_m]
     copy(msa, tf1.unsqueeze(0).expand({S, N, Cm}));
     linear(msa_feat, w.preprocess_msa.weights, w.preprocess_msa.bias, msa, 1.f);
-    // pair = relpos + left[:, None] + right[None, :], in blocks of rows i: the relative-position one-hot
-    // [rows, N, 65] and, for a bfloat16 pair, the float32 rows before they are rounded.
+    // pair = relpos + left[:, None] + right[None, :], in blocks of rows i: the relative-position bins
+    // [rows, N] and, for a bfloat16 pair, the float32 rows before they are rounded.
     Tensor left = linear(target_feat, w.left_single.weights, w.left_single.bias, ws);
     Tensor right = linear(target_feat, w.right_single.weights, w.right_single.bias, ws);
     const int64_t max_rel = w.max_relative_feature(), B = 2 * max_rel + 1;
@@ -71,17 +89,19 @@ void input_embedder_forward(const InputEmbedderWeights& w, const Tensor& target_
     for (int64_t i0 = 0; i0 < N; i0 += cs) {
         const int64_t i1 = std::min(N, i0 + cs), n = i1 - i0;
         write_block(pair.slice(0, i0, i1), false, ws, [&](const Tensor& rows, bool) {
-            Tensor rel = relpos_one_hot(residue_index, max_rel, i0, i1);
-            linear(rel, w.pair_activiations.weights, w.pair_activiations.bias, rows);
+            // The one-hot's product with the weights is a row lookup: bias + W[bin], the same single rounding.
+            const Tensor rel = relpos_index(residue_index, max_rel, i0, i1).to(rows.device());
+            copy(rows, w.pair_activiations.bias.unsqueeze(0).unsqueeze(0).expand({n, N, Cz}));
+            gather_rows(w.pair_activiations.weights, rel, rows.view({n * N, Cz}), true);
             add(rows, left.slice(0, i0, i1).unsqueeze(1).expand({n, N, Cz}));
             add(rows, right.unsqueeze(0).expand({n, N, Cz}));
         });
     }
 }
 
-Tensor recycling_dgram(const Tensor& positions, int64_t num_bins, float min_bin, float max_bin, int64_t row_begin,
-                       int64_t row_end) {
-    Tensor pos = positions.contiguous();
+Tensor recycling_dgram_index(const Tensor& positions, int64_t num_bins, float min_bin, float max_bin,
+                             int64_t row_begin, int64_t row_end) {
+    Tensor pos = host_cast(positions, DType::F32);
     const int64_t N = pos.size(0);
     if (row_end < 0) row_end = N;
     AXF_CHECK(0 <= row_begin && row_begin <= row_end && row_end <= N, "recycling dgram rows [%lld, %lld) of %lld",
@@ -92,9 +112,9 @@ Tensor recycling_dgram(const Tensor& positions, int64_t num_bins, float min_bin,
         lower[b] = e * e;
     }
     for (int64_t b = 0; b < num_bins; ++b) upper[b] = b + 1 < num_bins ? lower[b + 1] : 1e8f;
-    Tensor d = Tensor::zeros({row_end - row_begin, N, num_bins});
+    Tensor idx = Tensor::empty({(row_end - row_begin) * N}, DType::I64);
     const float* p = pos.f32();
-    float* o = d.f32();
+    int64_t* o = idx.data<int64_t>();
     for (int64_t i = row_begin; i < row_end; ++i)
         for (int64_t j = 0; j < N; ++j) {
             float d2 = 0.f;
@@ -102,10 +122,19 @@ Tensor recycling_dgram(const Tensor& positions, int64_t num_bins, float min_bin,
                 float diff = p[i * 3 + c] - p[j * 3 + c];
                 d2 += diff * diff;
             }
+            int64_t bin = -1;
             for (int64_t b = 0; b < num_bins; ++b)
-                o[((i - row_begin) * N + j) * num_bins + b] = (d2 > lower[b] && d2 < upper[b]) ? 1.f : 0.f;
+                if (d2 > lower[b] && d2 < upper[b]) bin = b;
+            o[(i - row_begin) * N + j] = bin;
         }
-    return d;
+    return idx;
+}
+
+Tensor recycling_dgram(const Tensor& positions, int64_t num_bins, float min_bin, float max_bin, int64_t row_begin,
+                       int64_t row_end) {
+    const Tensor idx = recycling_dgram_index(positions, num_bins, min_bin, max_bin, row_begin, row_end);
+    const int64_t N = positions.size(0);
+    return one_hot(idx, num_bins).view({idx.numel() / std::max<int64_t>(N, 1), N, num_bins});
 }
 
 void recycling_embedder_forward(const RecyclingEmbedderWeights& w, const Tensor& prev_msa_first_row,
@@ -124,8 +153,16 @@ void recycling_embedder_forward(const RecyclingEmbedderWeights& w, const Tensor&
         WorkspaceScope block(ws);
         const int64_t i1 = std::min(N, i0 + rows);
         write_block(pair.slice(0, i0, i1), true, ws, [&](const Tensor& dst, bool accumulate) {
-            Tensor dgram = recycling_dgram(prev_pseudo_beta, bins, 3.25f, 20.75f, i0, i1);
-            linear(dgram, w.prev_pos_linear.weights, w.prev_pos_linear.bias, dst, accumulate ? 1.f : 0.f);
+            // prev_pos_linear of the distogram one-hot as a row lookup: dst (+)= bias, then += W[bin] (no bin:
+            // nothing), the one-hot GEMM's roundings.
+            const int64_t n = i1 - i0;
+            const Tensor bin = recycling_dgram_index(prev_pseudo_beta, bins, 3.25f, 20.75f, i0, i1).to(dst.device());
+            const Tensor bias = w.prev_pos_linear.bias.unsqueeze(0).unsqueeze(0).expand({n, N, Cz});
+            if (accumulate)
+                add(dst, bias);
+            else
+                copy(dst, bias);
+            gather_rows(w.prev_pos_linear.weights, bin, dst.view({n * N, Cz}), true);
             Tensor z = layer_norm(prev_pair.slice(0, i0, i1), w.prev_pair_norm.scale, w.prev_pair_norm.offset, 1e-5f, ws);
             add(dst, z);
         });
@@ -158,14 +195,33 @@ void extra_msa_embedder_forward(const ExtraMsaEmbedderWeights& w, const Tensor& 
     const int64_t E = extra_msa.size(0), N = extra_msa.dim() > 1 ? extra_msa.size(1) : 0;
     AXF_CHECK(extra_msa_act.dim() == 3 && extra_msa_act.size(0) == E && extra_msa_act.size(1) == N,
               "extra_msa_embedder: output %s for extra_msa %s", extra_msa_act.desc().c_str(), extra_msa.desc().c_str());
-    // In blocks of rows: the [rows, N, 25] feature (and, for bfloat16 activations, the float32 rows).
+    // In blocks of rows: the feature as tokens and the two deletion values (and, for bfloat16 activations, the
+    // float32 rows). extra_msa_activations(feat) = bias + W[token] + (has_deletion, deletion_value) @ W[23:25]:
+    // the one-hot part is a row lookup, the two values a K = 2 GEMM, all on the activations' device.
+    const Device dev = extra_msa_act.device();
+    const Tensor& W = w.extra_msa_activations.weights;  // [25, C_e]
+    const int64_t Ce = W.size(1);
+    const std::vector<int64_t> tok = host_int64(extra_msa);
+    const Tensor hd = host_cast(extra_has_deletion, DType::F32), dv = host_cast(extra_deletion_value, DType::F32);
     const int64_t rows = embed_block_rows(ctx.chunk_size, E, N * 25);
     for (int64_t e0 = 0; e0 < E; e0 += rows) {
-        const int64_t e1 = std::min(E, e0 + rows);
+        const int64_t e1 = std::min(E, e0 + rows), M = (e1 - e0) * N;
+        Tensor index = Tensor::empty({M}, DType::I64), values = Tensor::empty({M, 2});
+        for (int64_t m = 0; m < M; ++m) {
+            const int64_t i = e0 * N + m;
+            AXF_CHECK(tok[i] >= 0 && tok[i] < 23, "extra_msa token %lld at [%lld, %lld] is outside 0..22",
+                      (long long)tok[i], (long long)(i / N), (long long)(i % N));
+            index.data<int64_t>()[m] = tok[i];
+            values.f32()[m * 2] = hd.f32()[i];
+            values.f32()[m * 2 + 1] = dv.f32()[i];
+        }
+        index = index.to(dev);
+        values = values.to(dev);
         write_block(extra_msa_act.slice(0, e0, e1), false, ctx.ws, [&](const Tensor& dst, bool) {
-            Tensor f = extra_msa_feat(extra_msa.slice(0, e0, e1), extra_has_deletion.slice(0, e0, e1),
-                                      extra_deletion_value.slice(0, e0, e1));
-            linear(f, w.extra_msa_activations.weights, w.extra_msa_activations.bias, dst);
+            const Tensor d = dst.view({M, Ce});
+            copy(d, w.extra_msa_activations.bias.unsqueeze(0).expand({M, Ce}));
+            gather_rows(W.slice(0, 0, 23), index, d, true);
+            matmul(values, W.slice(0, 23, 25), d, 1.f, 1.f);
         });
     }
 }

@@ -49,9 +49,14 @@ struct SingleActivationsWeights {
     template <class F> void visit(F&& f) { single_activations.visit(scoped("single_activations", f)); }
 };
 
+// Devices: the activations, the weights and the float features live on one device (the model's: every
+// GEMM and every [N, N, .] or [E, N, .] tensor is built there); integer features (residue_index, extra_msa)
+// and positions may be anywhere: the bins and tokens are computed on the host and sent up as int64 indices.
+//
 // target_feat [N, 22], residue_index [N] (int64 or float), msa_feat [S, N, 49]
 // -> msa [S, N, C_m], pair [N, N, C_z] (both written; the pair may be a bfloat16 activation). The pair is built
-// in blocks of rows (ctx.chunk_size, else ~64 MiB of relative-position one-hot).
+// in blocks of rows (ctx.chunk_size, else ~64 MiB of relative-position one-hot, which the planner counts,
+// although only the bins exist now).
 void input_embedder_forward(const InputEmbedderWeights& w, const Tensor& target_feat, const Tensor& residue_index,
                             const Tensor& msa_feat, Tensor& msa, Tensor& pair, Context& ctx);
 
@@ -59,6 +64,9 @@ void input_embedder_forward(const InputEmbedderWeights& w, const Tensor& target_
 // positions [N, 3] -> [rows, N, num_bins] for rows i in [row_begin, row_end) (default: all).
 Tensor recycling_dgram(const Tensor& positions, int64_t num_bins, float min_bin, float max_bin, int64_t row_begin = 0,
                        int64_t row_end = -1);
+// Its bins: int64 [rows * N] (host), the bin of each pair or -1 where none holds the squared distance.
+Tensor recycling_dgram_index(const Tensor& positions, int64_t num_bins, float min_bin, float max_bin,
+                             int64_t row_begin = 0, int64_t row_end = -1);
 
 // Adds the recycling updates in place: msa_first_row [N, C_m] += LN(prev_msa_first_row);
 // pair [N, N, C_z] += prev_pos_linear(dgram(prev_pseudo_beta)) + LN(prev_pair).
@@ -83,5 +91,8 @@ Tensor extra_msa_feat(const Tensor& extra_msa, const Tensor& extra_has_deletion,
 // in [row_begin, row_end) (default: all).
 Tensor relpos_one_hot(const Tensor& residue_index, int64_t max_relative_feature, int64_t row_begin = 0,
                       int64_t row_end = -1);
+// Its bins: int64 [rows * N] (host), clip(ri_i - ri_j, -max_rel, max_rel) + max_rel.
+Tensor relpos_index(const Tensor& residue_index, int64_t max_relative_feature, int64_t row_begin = 0,
+                    int64_t row_end = -1);
 
 }  // namespace axfold

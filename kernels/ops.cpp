@@ -331,6 +331,78 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
         cpu::attention(q, k, v, mask, bias, scale, inf, out, ws);
 }
 
+void gather_rows(const Tensor& table, const Tensor& index, const Tensor& out, bool accumulate) {
+    check_f32(table, "gather_rows", "table");
+    check_f32(out, "gather_rows", "out");
+    AXF_CHECK(index.defined() && index.dtype() == DType::I64 && index.dim() == 1 && index.is_contiguous(),
+              "gather_rows: index %s must be contiguous int64 [M]", index.desc().c_str());
+    AXF_CHECK(table.dim() == 2 && (table.stride(1) == 1 || table.size(1) <= 1) && table.stride(0) == table.size(1),
+              "gather_rows: table %s must be a contiguous [V, C]", table.desc().c_str());
+    AXF_CHECK(out.dim() == 2 && out.size(0) == index.size(0) && out.size(1) == table.size(1),
+              "gather_rows: out %s for index %s and table %s, expected [M, C]", out.desc().c_str(),
+              index.desc().c_str(), table.desc().c_str());
+    check_last_contiguous(out, "gather_rows", "out");
+    check_same_device(out, table, "gather_rows");
+    check_same_device(out, index, "gather_rows");
+    if (out.numel() == 0) return;
+    if (out.device() == Device::CUDA)
+        cuda::gather_rows(table, index, out, accumulate);
+    else
+        cpu::gather_rows(table, index, out, accumulate);
+}
+
+void apply_frames(const Tensor& rot, const Tensor& trans, const Tensor& x, const Tensor& y, bool inverse,
+                  const Tensor& norms, float eps) {
+    for (const Tensor* t : {&rot, &trans, &x, &y}) check_f32(*t, "apply_frames", "operand");
+    const int64_t N = x.dim() == 3 ? x.size(0) : -1;
+    AXF_CHECK(rot.is_contiguous() && trans.is_contiguous() && rot.numel() == N * 9 && trans.numel() == N * 3 &&
+                  rot.size(-1) == 3 && trans.size(-1) == 3,
+              "apply_frames: frames %s / %s must be contiguous [N, 3, 3] / [N, 3] for points %s", rot.desc().c_str(),
+              trans.desc().c_str(), x.desc().c_str());
+    AXF_CHECK(x.dim() == 3 && x.size(2) == 3 && y.shape() == x.shape(), "apply_frames: points %s -> %s, expected [N, K, 3]",
+              x.desc().c_str(), y.desc().c_str());
+    if (norms.defined()) {
+        check_f32(norms, "apply_frames", "norms");
+        AXF_CHECK(norms.dim() == 2 && norms.size(0) == N && norms.size(1) == x.size(1),
+                  "apply_frames: norms %s for points %s, expected [N, K]", norms.desc().c_str(), x.desc().c_str());
+    }
+    for (const Tensor* t : {&rot, &trans, &x, &norms}) check_same_device(y, *t, "apply_frames");
+    if (y.numel() == 0) return;
+    if (y.device() == Device::CUDA)
+        cuda::apply_frames(rot, trans, x, y, inverse, norms, eps);
+    else
+        cpu::apply_frames(rot, trans, x, y, inverse, norms, eps);
+}
+
+void weighted_sq_distances(const Tensor& a, const Tensor& c, const Tensor& weight, const Tensor& out) {
+    for (const Tensor* t : {&a, &c, &weight, &out}) check_f32(*t, "weighted_sq_distances", "operand");
+    AXF_CHECK(a.dim() == 3 && c.dim() == 3 && out.dim() == 3 && a.size(0) == c.size(0) && a.size(2) == c.size(2) &&
+                  out.size(0) == a.size(0) && out.size(1) == a.size(1) && out.size(2) == c.size(1),
+              "weighted_sq_distances: %s and %s -> %s, expected [B, I, D], [B, J, D] -> [B, I, J]", a.desc().c_str(),
+              c.desc().c_str(), out.desc().c_str());
+    AXF_CHECK(weight.dim() == 1 && weight.size(0) == a.size(0) && weight.is_contiguous(),
+              "weighted_sq_distances: weight %s, expected contiguous [%lld]", weight.desc().c_str(),
+              (long long)a.size(0));
+    for (const Tensor* t : {&a, &c, &out}) check_last_contiguous(*t, "weighted_sq_distances", "operand");
+    for (const Tensor* t : {&a, &c, &weight}) check_same_device(out, *t, "weighted_sq_distances");
+    if (out.numel() == 0) return;
+    if (out.device() == Device::CUDA)
+        cuda::weighted_sq_distances(a, c, weight, out);
+    else
+        cpu::weighted_sq_distances(a, c, weight, out);
+}
+
+void add_transpose(const Tensor& x) {
+    check_f32(x, "add_transpose", "x");
+    AXF_CHECK(x.dim() == 3 && x.size(0) == x.size(1) && x.is_contiguous(),
+              "add_transpose: %s must be a contiguous [N, N, C]", x.desc().c_str());
+    if (x.numel() == 0) return;
+    if (x.device() == Device::CUDA)
+        cuda::add_transpose(x);
+    else
+        cpu::add_transpose(x);
+}
+
 namespace {
 void check_binary(const Tensor& x, const Tensor& y, const char* op) {
     check_f32(x, op, "x");

@@ -102,6 +102,28 @@ bool fused_attention_requested();
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias,
                float scale, float inf, const Tensor& out, Workspace& ws);
 
+// Structure-module, embedding and head ops: the model's former per-pair host loops, so that every pair-sized
+// computation runs on the model's device (only per-residue frame algebra stays on the host).
+//
+// Embedding lookup (a one-hot feature times a weight matrix, without the one-hot): out[m, :] = (accumulate ?
+// out[m, :] : 0) + table[index[m], :]; rows with index[m] < 0 get nothing added (0 when not accumulating).
+// table [V, C] float32 with contiguous rows; index int64 [M] contiguous, each < V (checked on the CPU; the
+// caller's contract on CUDA); out [M, C] float32 with contiguous rows (any row stride).
+void gather_rows(const Tensor& table, const Tensor& index, const Tensor& out, bool accumulate);
+// Rigid frames applied to points: y[n, k, :] = R[n] x[n, k, :] + t[n], or with inverse R[n]^T (x[n, k, :] - t[n]).
+// rot [N, 3, 3] and trans [N, 3] contiguous float32; x and y [N, K, 3] float32 with any strides (y must not
+// overlap x). With norms [N, K] (any strides) defined, also norms[n, k] = sqrt(eps + |y[n, k, :]|^2).
+// Sums run in the order written (row by row of R; for the inverse, column by column), as the CPU loops did.
+void apply_frames(const Tensor& rot, const Tensor& trans, const Tensor& x, const Tensor& y, bool inverse,
+                  const Tensor& norms = Tensor(), float eps = 0.f);
+// Weighted squared distances between two point sets: out[b, i, j] = weight[b] * sum_d (a[b, i, d] - c[b, j, d])^2,
+// the sum in order of d. a [B, I, D] and c [B, J, D] with contiguous last dims and any other strides; weight [B]
+// contiguous; out [B, I, J] with a contiguous last dim. (IPA's point logits, D = 3 * points per head.)
+void weighted_sq_distances(const Tensor& a, const Tensor& c, const Tensor& weight, const Tensor& out);
+// In place over square leading dims: x[i, j, :] = x[j, i, :] = x[i, j, :] + x[j, i, :] (so x[i, i, :] doubles).
+// x [N, N, C] contiguous float32. (The distogram's symmetric logits from its half logits.)
+void add_transpose(const Tensor& x);
+
 // Elementwise, in place; y broadcast views allowed where y has x's shape. float32, except that add's x
 // may be a bfloat16 activation (each sum rounded once to nearest-even).
 void add(const Tensor& x, const Tensor& y, float alpha = 1.f);  // x += alpha * y

@@ -1,5 +1,6 @@
 #include "kernels/tensor.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -224,6 +225,25 @@ Tensor Tensor::transpose(int a, int b) const {
     return permute(p);
 }
 
+Tensor Tensor::unflatten(int d, const Shape& sizes) const {
+    const int k = norm_dim(d);
+    AXF_CHECK(!sizes.empty() && shape_numel(sizes) == shape_[k] &&
+                  std::all_of(sizes.begin(), sizes.end(), [](int64_t s) { return s >= 0; }),
+              "unflatten dim %d of %s into %s", d, desc().c_str(), shape_str(sizes).c_str());
+    Tensor t = *this;
+    Shape st(sizes.size());
+    int64_t inner = strides_[k];
+    for (size_t i = sizes.size(); i-- > 0;) {
+        st[i] = inner;
+        inner *= sizes[i];
+    }
+    t.shape_.erase(t.shape_.begin() + k);
+    t.strides_.erase(t.strides_.begin() + k);
+    t.shape_.insert(t.shape_.begin() + k, sizes.begin(), sizes.end());
+    t.strides_.insert(t.strides_.begin() + k, st.begin(), st.end());
+    return t;
+}
+
 Tensor Tensor::unsqueeze(int d) const {
     int n = dim() + 1;
     int k = d < 0 ? d + n : d;
@@ -257,6 +277,12 @@ Tensor Tensor::clone() const {
     Tensor t = empty(shape_, dtype_, device_);
     t.copy_from(*this);
     return t;
+}
+
+Tensor host_copy(const Tensor& t) {
+    Tensor h = Tensor::empty(t.shape(), t.dtype());
+    h.copy_from(t);
+    return h;
 }
 
 Tensor Tensor::to(Device device) const {

@@ -112,6 +112,9 @@ public:
     Tensor permute(const std::vector<int>& dims) const;
     Tensor transpose(int a, int b) const;
     Tensor unsqueeze(int d) const;
+    // Dim d split into `sizes` (their product is size(d)), for any strides: a strided column block [N, 3K]
+    // unflattened to [N, 3, K] (view() needs a contiguous input).
+    Tensor unflatten(int d, const Shape& sizes) const;
     Tensor expand(const Shape& shape) const;  // broadcast size-1 dims with stride 0
 
     // Copies.
@@ -139,6 +142,9 @@ std::vector<int64_t> host_int64(const Tensor& t);
 std::vector<double> host_float64(const Tensor& t);
 // A contiguous host tensor of `dtype` with t's values (t itself when it already is one).
 Tensor host_cast(const Tensor& t, DType dtype);
+// A new contiguous host tensor with t's values and dtype: a copy even when t is on the host already (results
+// that must outlive a workspace scope or a device).
+Tensor host_copy(const Tensor& t);
 inline Tensor to_int64(const Tensor& t) { return host_cast(t, DType::I64); }
 inline Tensor to_f32(const Tensor& t) { return host_cast(t, DType::F32); }
 

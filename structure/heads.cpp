@@ -46,21 +46,20 @@ std::vector<float> tm_per_bin(int64_t N, int64_t B, float max_bin) {
     return t;
 }
 
-// The best alignment row's predicted TM over rows of probs [rows, N, B] (contiguous).
+// The best alignment row's predicted TM over rows of probs [rows, N, B] (row-major rows, on any device):
+// sum_j norm * sum_b p[i, j, b] tm[b] by two GEMMs in float32 on probs' device, the maximum on the host.
 float best_tm_row(const Tensor& probs, const std::vector<float>& tm) {
     const int64_t rows = probs.size(0), N = probs.size(1), B = probs.size(2);
-    const float norm = 1.f / (1e-8f + static_cast<float>(N));
-    const float* p = probs.f32();
+    const Device dev = probs.device();
+    MatmulPrecisionScope fp32(MatmulPrecision::Fp32);  // reductions of probabilities, not trunk arithmetic
+    const Tensor tm_col = Tensor::from_vector({B, 1}, tm).to(dev);
+    const Tensor norm_col = Tensor::full({N, 1}, 1.f / (1e-8f + static_cast<float>(N))).to(dev);
+    Tensor per_pair = Tensor::empty({rows, N, 1}, DType::F32, dev), per_row = Tensor::empty({rows, 1}, DType::F32, dev);
+    matmul(probs, tm_col, per_pair);
+    matmul(per_pair.view({rows, N}), norm_col, per_row);
+    const Tensor r = per_row.to(Device::CPU);
     float best = -1.f;
-    for (int64_t i = 0; i < rows; ++i) {
-        float row = 0.f;
-        for (int64_t j = 0; j < N; ++j) {
-            float t = 0.f;
-            for (int64_t b = 0; b < B; ++b) t += p[(i * N + j) * B + b] * tm[b];
-            row += t * norm;
-        }
-        best = std::max(best, row);
-    }
+    for (int64_t i = 0; i < rows; ++i) best = std::max(best, r.f32()[i]);
     return best;
 }
 
@@ -92,6 +91,8 @@ HeadsOutputs heads_forward(const HeadsWeights& w, const Tensor& msa, const Tenso
     Workspace& ws = ctx.ws;
     WorkspaceScope scope(ws);
     const int64_t N = pair.size(0);
+    const Device dev = pair.device();
+    // Every [N, N, .] tensor and GEMM on the pair's device; the outputs come back to the host.
     HeadsOutputs o;
     // pLDDT
     Tensor a = layer_norm(sm_act, w.lddt_input_layer_norm.scale, w.lddt_input_layer_norm.offset, 1e-5f, ws);
@@ -99,46 +100,40 @@ HeadsOutputs heads_forward(const HeadsWeights& w, const Tensor& msa, const Tenso
     relu(h0);
     Tensor h1 = linear(h0, w.lddt_act_1.weights, w.lddt_act_1.bias, ws);
     relu(h1);
-    o.predicted_lddt_logits = Tensor::empty({N, w.lddt_logits.weights.size(1)});
-    linear(h1, w.lddt_logits.weights, w.lddt_logits.bias, o.predicted_lddt_logits);
+    o.predicted_lddt_logits = host_copy(linear(h1, w.lddt_logits.weights, w.lddt_logits.bias, ws));
     o.plddt = compute_plddt(o.predicted_lddt_logits);
     const int64_t hr = head_block_rows(ctx.chunk_size, N);
     // Distogram: symmetric logits (only when the [N, N, 64] logits are kept: nothing else reads them).
     const int64_t Bd = w.distogram_half_logits.weights.size(1);
     if (keep_pair_logits) {
         // logits = half + half^T, symmetrised in place (no second [N, N, Bd] buffer; the same sums as AF2's).
-        o.distogram_logits = Tensor::empty({N, N, Bd});
+        const Tensor logits = Tensor::empty({N, N, Bd}, DType::F32, dev);
         for (int64_t i0 = 0; i0 < N; i0 += hr)
             pair_rows_linear(pair, w.distogram_half_logits, i0, std::min(N, i0 + hr),
-                             o.distogram_logits.slice(0, i0, std::min(N, i0 + hr)), ws);
-        float* dl = o.distogram_logits.f32();
-        for (int64_t i = 0; i < N; ++i) {
-            for (int64_t b = 0; b < Bd; ++b) dl[(i * N + i) * Bd + b] *= 2.f;
-            for (int64_t j = i + 1; j < N; ++j)
-                for (int64_t b = 0; b < Bd; ++b) {
-                    const float s = dl[(i * N + j) * Bd + b] + dl[(j * N + i) * Bd + b];
-                    dl[(i * N + j) * Bd + b] = s;
-                    dl[(j * N + i) * Bd + b] = s;
-                }
-        }
+                             logits.slice(0, i0, std::min(N, i0 + hr)), ws);
+        add_transpose(logits);
+        o.distogram_logits = logits.to(Device::CPU);
     }
     o.distogram_bin_edges = Tensor::empty({Bd - 1});
     for (int64_t b = 0; b < Bd - 1; ++b)
         o.distogram_bin_edges.f32()[b] = 2.3125f + (21.6875f - 2.3125f) * static_cast<float>(b) / static_cast<float>(Bd - 2);
     // Masked MSA, experimentally resolved.
-    o.masked_msa_logits = Tensor::empty({msa.size(0), msa.size(1), w.masked_msa.weights.size(1)});
+    o.masked_msa_logits = Tensor::empty({msa.size(0), msa.size(1), w.masked_msa.weights.size(1)}, DType::F32, dev);
     linear(msa, w.masked_msa.weights, w.masked_msa.bias, o.masked_msa_logits);
-    o.experimentally_resolved_logits = Tensor::empty({single.size(0), w.experimentally_resolved.weights.size(1)});
-    linear(single, w.experimentally_resolved.weights, w.experimentally_resolved.bias, o.experimentally_resolved_logits);
+    o.masked_msa_logits = o.masked_msa_logits.to(Device::CPU);
+    o.experimentally_resolved_logits = host_copy(
+        linear(single, w.experimentally_resolved.weights, w.experimentally_resolved.bias, ws));
     // Predicted aligned error and pTM.
     if (w.has_pae) {
         o.has_pae = true;
         const int64_t B = w.predicted_aligned_error.weights.size(1);
         const std::vector<float> centres = pae_bin_centres(B, 31.f), tm = tm_per_bin(N, B, 31.f);
-        o.predicted_aligned_error = Tensor::empty({N, N});
+        const Tensor centres_col = Tensor::from_vector({B, 1}, centres).to(dev);
+        const Tensor pae = Tensor::empty({N, N}, DType::F32, dev);
+        Tensor logits_all, probs_all;
         if (keep_pair_logits) {
-            o.predicted_aligned_error_logits = Tensor::empty({N, N, B});
-            o.aligned_confidence_probs = Tensor::empty({N, N, B});
+            logits_all = Tensor::empty({N, N, B}, DType::F32, dev);
+            probs_all = Tensor::empty({N, N, B}, DType::F32, dev);
         }
         // Row blocks: logits, probabilities, the expected error and each row's predicted TM; the [N, N, B]
         // tensors exist only when they are kept.
@@ -146,20 +141,21 @@ HeadsOutputs heads_forward(const HeadsWeights& w, const Tensor& msa, const Tenso
         for (int64_t i0 = 0; i0 < N; i0 += hr) {
             WorkspaceScope block(ws);
             const int64_t i1 = std::min(N, i0 + hr), ci = i1 - i0;
-            const Tensor logits = keep_pair_logits ? o.predicted_aligned_error_logits.slice(0, i0, i1)
-                                                   : ws.alloc({ci, N, B});
+            const Tensor logits = keep_pair_logits ? logits_all.slice(0, i0, i1) : ws.alloc({ci, N, B});
             pair_rows_linear(pair, w.predicted_aligned_error, i0, i1, logits, ws);
-            const Tensor probs = keep_pair_logits ? o.aligned_confidence_probs.slice(0, i0, i1) : logits;
+            const Tensor probs = keep_pair_logits ? probs_all.slice(0, i0, i1) : logits;
             if (keep_pair_logits) copy(probs, logits);
             softmax(probs, 1.f, Tensor(), Tensor(), 0.f);
-            const float* pp = probs.f32();
-            float* pae = o.predicted_aligned_error.f32() + i0 * N;
-            for (int64_t ij = 0; ij < ci * N; ++ij) {
-                float s = 0.f;
-                for (int64_t b = 0; b < B; ++b) s += pp[ij * B + b] * centres[b];
-                pae[ij] = s;
+            {
+                MatmulPrecisionScope fp32(MatmulPrecision::Fp32);  // an expectation, not trunk arithmetic
+                matmul(probs, centres_col, pae.slice(0, i0, i1).view({ci, N, 1}));
             }
             best = std::max(best, best_tm_row(probs, tm));
+        }
+        o.predicted_aligned_error = pae.to(Device::CPU);
+        if (keep_pair_logits) {
+            o.predicted_aligned_error_logits = logits_all.to(Device::CPU);
+            o.aligned_confidence_probs = probs_all.to(Device::CPU);
         }
         o.max_predicted_aligned_error = centres[B - 1];
         o.ptm = best;

@@ -2,9 +2,8 @@
 // `structure_module/fold_iteration/invariant_point_attention`.
 //
 // Frames are the structure module's internal ones (translations in nm-like units, not yet scaled by 10).
-// DISCREPANCY: the point projections to and from the global frame and the point-distance logits run as
-// host loops over CPU tensors (O(H N^2 P) work, small next to the trunk); the projections, the scalar
-// logits and every weighted sum are ops.
+// Every step is an op on the device of s (frames to and from the global frame: apply_frames; the point
+// logits: weighted_sq_distances), so IPA runs where the model runs.
 #pragma once
 
 #include "evoformer/weights.h"
@@ -36,7 +35,7 @@ struct InvariantPointAttentionWeights {
     int64_t no_v_points() const { return kv_point_local.weights.size(1) / (3 * no_heads()) - no_qk_points(); }
 };
 
-// s [N, C_s], z [N, N, C_z], rot [N, 3, 3], trans [N, 3], mask [N];
+// s [N, C_s], z [N, N, C_z], rot [N, 3, 3], trans [N, 3], mask [N], all on one device with the weights;
 // out [N, C_s] = (accumulate ? out : 0) + IPA update. mask bias is inf * (m_i m_j - 1), AF2 inf = 1e5.
 // Attention runs in chunks of ctx.chunk_size query rows. With z_norm, z is the raw pair and each chunk's
 // rows are layer-normed on the fly (the structure module's pair_layer_norm), so no normalised copy of the

@@ -8,6 +8,7 @@
 
 #include "evoformer/evoformer_dap.h"
 #include "io/params.h"
+#include "kernels/device.h"
 #include "structure/all_atom.h"
 #include "structure/template_features.h"
 
@@ -20,17 +21,31 @@ const std::string kRoot = "alphafold/alphafold_iteration";
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// A trunk stack's weights on `device` (the first `blocks` of them; -1: all). On the CPU these are the
-// parameters themselves; on a GPU, copies made once per prediction.
+// Weights on `device`: the parameters themselves on the CPU; on a GPU, copies made once per prediction.
+template <class W> W weights_on(const W& w, Device device) {
+    W c = w;
+    if (device != Device::CPU)
+        c.visit([device](const std::string&, Tensor& t) {
+            if (t.defined()) t = t.to(device);
+        });
+    return c;
+}
+
+TemplateEmbeddingWeights template_weights_on(const TemplateEmbeddingWeights& w, Device device) {
+    TemplateEmbeddingWeights c;
+    c.embedding2d = weights_on(w.embedding2d, device);
+    for (const TemplatePairStackBlockWeights& b : w.template_pair_stack)
+        c.template_pair_stack.push_back(weights_on(b, device));
+    c.output_layer_norm = weights_on(w.output_layer_norm, device);
+    c.attention = weights_on(w.attention, device);
+    return c;
+}
+
+// A trunk stack's weights on `device` (the first `blocks` of them; -1: all).
 EvoformerStackWeights stack_on(const EvoformerStackWeights& full, int blocks, Device device) {
     EvoformerStackWeights st;
     const size_t n = blocks < 0 ? full.blocks.size() : std::min(full.blocks.size(), static_cast<size_t>(blocks));
-    st.blocks.assign(full.blocks.begin(), full.blocks.begin() + static_cast<std::ptrdiff_t>(n));
-    if (device != Device::CPU)
-        for (EvoformerBlockWeights& b : st.blocks)
-            b.visit([device](const std::string&, Tensor& t) {
-                if (t.defined()) t = t.to(device);
-            });
+    for (size_t i = 0; i < n; ++i) st.blocks.push_back(weights_on(full.blocks[i], device));
     return st;
 }
 
@@ -259,49 +274,61 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
     std::vector<std::string> stage_order = {"embedders", "templates", "extra_msa_stack", "evoformer",
                                             "structure_module", "heads"};
     // The trunk stacks, distributed over the ranks of opt.comm when it has more than one (DAP).
-    // The trunk stacks run on ctx's device; everything else (embedders, templates, structure module, heads:
-    // under 10 % of the time at every size measured) runs on the host with `host`'s workspace. The stacks'
-    // inputs go to the device before each stack and their outputs come back after it. DAP with the trunk on
-    // a GPU needs a communicator of device tensors (NCCL, one GPU per rank).
+    // On one device the whole model runs there: embedders, templates, both stacks, the structure module and the
+    // heads, with the representations and the recycled state resident on it. What stays on the host is O(N):
+    // feature checks, residue indices and bins, the structure module's frame algebra and all-atom
+    // construction; the features go up once per iteration and the outputs come back at the end.
+    // With DAP on GPUs (NCCL) only the stacks' shards live on the devices: every rank keeps the full
+    // representations on the host, where the rest of the model runs, so no GPU holds a second full pair.
     const Device dev = ctx.device;
     const bool dap = opt.comm && opt.comm->size() > 1;
+    const Device model_dev = dap ? Device::CPU : dev;
     std::unique_ptr<Context> host_ctx;
-    if (dev != Device::CPU) {
-        AXF_CHECK(!dap || opt.comm->backend() == "nccl",
+    if (dev != model_dev) {
+        AXF_CHECK(opt.comm->backend() == "nccl",
                   "DAP with the trunk on %s needs the NCCL communicator, not %s (run DAP on the CPU, or build with "
                   "NCCL)", device_name(dev), opt.comm->backend().c_str());
         host_ctx = std::make_unique<Context>(Device::CPU);
         host_ctx->chunk_size = ctx.chunk_size;
     }
-    Context& host = host_ctx ? *host_ctx : ctx;
-    // With the trunk on a GPU, the precision asked for (--precision) is the device GEMMs' arithmetic; the host
-    // parts compute in float32, since the CPU's emulation of TF32/bf16 would only slow them down (5x for the
-    // structure module at 1024 residues on an H200's host).
+    Context& mc = host_ctx ? *host_ctx : ctx;  // the context of everything but the stacks
+    // With the model on a GPU, the precision asked for (--precision) is the trunk stacks' GEMM arithmetic; the
+    // embedders, templates, structure module and heads compute in float32 (AF2 too runs its structure module in
+    // float32; on the host, the CPU's emulation of TF32/bf16 would only slow them down).
     const MatmulPrecision trunk_precision = matmul_precision();
-    std::optional<MatmulPrecisionScope> host_fp32;
-    if (dev != Device::CPU) host_fp32.emplace(MatmulPrecision::Fp32);
+    std::optional<MatmulPrecisionScope> rest_fp32;
+    if (dev != Device::CPU) rest_fp32.emplace(MatmulPrecision::Fp32);
     const EvoformerStackWeights extra_stack = stack_on(w.extra_msa_stack, opt.run_blocks, dev);
     const EvoformerStackWeights evo_stack = stack_on(w.evoformer, opt.run_blocks, dev);
+    const InputEmbedderWeights w_input = weights_on(w.input_embedder, model_dev);
+    const RecyclingEmbedderWeights w_recycle = weights_on(w.recycling_embedder, model_dev);
+    const ExtraMsaEmbedderWeights w_extra = weights_on(w.extra_msa_embedder, model_dev);
+    const SingleActivationsWeights w_single = weights_on(w.single_activations, model_dev);
+    const StructureModuleWeights w_sm = weights_on(w.structure_module, model_dev);
+    const HeadsWeights w_heads = weights_on(w.heads, model_dev);
+    TemplateEmbeddingWeights w_templates;
+    TemplateAngleEmbedderWeights w_template_angles;
+    if (use_templates) {
+        w_templates = template_weights_on(w.template_embedding, model_dev);
+        w_template_angles = weights_on(w.template_angle_embedder, model_dev);
+    }
     auto run_stack = [&](const EvoformerStackWeights& st, Tensor& m, Tensor& z, const Tensor& mm, const Tensor& pm) {
         MatmulPrecisionScope trunk(trunk_precision);
-        if (dap) {  // scatters the host activations into shards on ctx's device and gathers them back
+        if (dap)  // scatters the host activations into shards on ctx's device and gathers them back
             dap_evoformer_stack_forward(st, *opt.comm, m, z, mm, pm, ctx);
-            return;
-        }
-        Tensor md = m.to(dev), zd = z.to(dev);  // m and z themselves on the CPU
-        evoformer_stack_forward(st, md, zd, mm.to(dev), pm.to(dev), ctx);
-        if (dev != Device::CPU) {
-            m.copy_from(md);
-            z.copy_from(zd);
-        }
+        else
+            evoformer_stack_forward(st, m, z, mm, pm, ctx);
     };
     auto timed = [&](const std::string& stage, int r, auto&& fn) {
         auto t0 = Clock::now();
         fn();
+        if (model_dev != Device::CPU) device_synchronize();  // the stage's kernels, not just their launches
         double s = seconds_since(t0);
         stage_time[stage] += s;
         if (opt.progress) opt.progress(stage, r, s);
     };
+    // Host copies of what the prediction returns (the tensors themselves on the CPU).
+    auto host = [](const Tensor& t) { return t.defined() ? t.to(Device::CPU) : t; };
 
     // With bfloat16 activations (ctx.activation_dtype) the embedders write the pair and the extra-MSA
     // activations in bfloat16 directly, block by block (template models build the pair in float32, which the
@@ -313,34 +340,41 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
               dtype_name(act));
     // Each iteration builds a new MSA and pair; the recycled pair is the previous iteration's trunk output
     // itself (no copy), held only while the embedders need it unless the iterations are kept.
-    Tensor prev_row = Tensor::zeros({N, Cm}), prev_pair = Tensor::zeros({N, N, Cz}, act), prev_pb = Tensor::zeros({N, 3});
+    Tensor prev_row = Tensor::zeros({N, Cm}, DType::F32, model_dev), prev_pair = Tensor::zeros({N, N, Cz}, act, model_dev);
+    Tensor prev_pb = Tensor::zeros({N, 3});  // host: the recycling bins are computed there
     Tensor msa, pair, extra;
-    Tensor msa_mask = Tensor::empty({S + T, N});
+    Tensor msa_mask = Tensor::empty({S + T, N}, DType::F32, model_dev);
     Tensor msa_clusters;
-    Tensor pair_mask = Tensor::empty({N, N});
+    Tensor pair_mask = Tensor::empty({N, N}, DType::F32, model_dev);
     StructureModuleOutputs sm;
     Tensor single;
     for (int r = 0; r < iters; ++r) {
-        msa = Tensor::empty({S + T, N, Cm});
+        msa = Tensor::empty({S + T, N, Cm}, DType::F32, model_dev);
         msa_clusters = msa.slice(0, 0, S);
-        pair = Tensor::empty({N, N, Cz}, use_templates ? DType::F32 : act);
+        pair = Tensor::empty({N, N, Cz}, use_templates ? DType::F32 : act, model_dev);
         auto feat = [&](const char* name) { return to_f32(f.at(name).select(0, r)); };
+        auto feat_dev = [&](const char* name) { return feat(name).to(model_dev); };
         const Tensor aatype = to_int64(f.at("aatype").select(0, r));
         const Tensor residue_index = to_int64(f.at("residue_index").select(0, r));
-        const Tensor seq_mask = feat("seq_mask"), extra_mask = feat("extra_msa_mask");
+        const Tensor seq_mask = feat("seq_mask");
+        const Tensor extra_mask = feat_dev("extra_msa_mask");
         msa_mask.slice(0, 0, S).copy_from(feat("msa_mask"));
-        for (int64_t i = 0; i < N; ++i)
-            for (int64_t j = 0; j < N; ++j) pair_mask.f32()[i * N + j] = seq_mask.f32()[i] * seq_mask.f32()[j];
+        {
+            Tensor pm = Tensor::empty({N, N});
+            for (int64_t i = 0; i < N; ++i)
+                for (int64_t j = 0; j < N; ++j) pm.f32()[i * N + j] = seq_mask.f32()[i] * seq_mask.f32()[j];
+            pair_mask.copy_from(pm);
+        }
         timed("embedders", r, [&] {
-            input_embedder_forward(w.input_embedder, feat("target_feat"), residue_index, feat("msa_feat"),
-                                   msa_clusters, pair, host);
-            host.ws.trim();  // each embedder's blocks start from an empty arena (planned one at a time)
+            input_embedder_forward(w_input, feat_dev("target_feat"), residue_index, feat_dev("msa_feat"), msa_clusters,
+                                   pair, mc);
+            mc.ws.trim();  // each embedder's blocks start from an empty arena (planned one at a time)
             Tensor row0 = msa.select(0, 0);
-            recycling_embedder_forward(w.recycling_embedder, prev_row, prev_pair, prev_pb, row0, pair, host);
-            host.ws.trim();
-            extra = Tensor::empty({E, N, Ce}, act);  // lives only until the extra-MSA stack is done
-            extra_msa_embedder_forward(w.extra_msa_embedder, to_int64(f.at("extra_msa").select(0, r)),
-                                       feat("extra_has_deletion"), feat("extra_deletion_value"), extra, host);
+            recycling_embedder_forward(w_recycle, prev_row, prev_pair, prev_pb, row0, pair, mc);
+            mc.ws.trim();
+            extra = Tensor::empty({E, N, Ce}, act, model_dev);  // lives only until the extra-MSA stack is done
+            extra_msa_embedder_forward(w_extra, to_int64(f.at("extra_msa").select(0, r)), feat("extra_has_deletion"),
+                                       feat("extra_deletion_value"), extra, mc);
         });
         if (!opt.keep_recycles) prev_pair = Tensor();
         Tensor template_pair_update, template_rows;
@@ -349,8 +383,8 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
                 TemplatePairInputs in{to_int64(f.at("template_aatype").select(0, r)), feat("template_all_atom_mask"),
                                       feat("template_pseudo_beta"), feat("template_pseudo_beta_mask"),
                                       feat("template_mask")};
-                template_pair_update = Tensor::empty({N, N, Cz});
-                template_embedding_forward(w.template_embedding, in, pair, pair_mask, template_pair_update, false, host);
+                template_pair_update = Tensor::empty({N, N, Cz}, DType::F32, model_dev);
+                template_embedding_forward(w_templates, in, pair, pair_mask, template_pair_update, false, mc);
                 add(pair, template_pair_update);
                 TorsionAngles ta;
                 if (f.count("template_torsion_angles_sin_cos")) {
@@ -363,46 +397,44 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
                 const Tensor torsion_mask = ta.mask;
                 Tensor angle_feat = template_angle_feat(in.template_aatype, ta.sin_cos, ta.alt_sin_cos, torsion_mask);
                 template_rows = msa.slice(0, S, S + T);
-                template_angle_embedder_forward(w.template_angle_embedder, angle_feat, template_rows, host);
+                template_angle_embedder_forward(w_template_angles, angle_feat.to(model_dev), template_rows, mc);
                 msa_mask.slice(0, S, S + T).copy_from(template_msa_mask(torsion_mask));
             });
         }
         // Each phase starts from an empty arena: pages an earlier phase touched would otherwise stay resident
         // under this one's peak, which the planner counts phase by phase (apps/plan.cpp).
-        host.ws.trim();
+        mc.ws.trim();
         ctx.ws.trim();
         if (!opt.keep_recycles) template_pair_update = Tensor();  // added to the pair already
         pair = to_dtype(pair, act);  // template models: the float32 pair rounded (otherwise itself)
-        timed("extra_msa_stack", r,
-              [&] { run_stack(extra_stack, extra, pair, extra_mask, pair_mask); });
+        timed("extra_msa_stack", r, [&] { run_stack(extra_stack, extra, pair, extra_mask, pair_mask); });
         extra = Tensor();  // the extra-MSA activations are not needed past their stack
         // AF2 appends the angle rows after the extra-MSA stack; they do not depend on the pair, so computing
         // them with the other template work above gives the same result.
-        template_rows = use_templates && opt.keep_recycles ? template_rows.clone() : Tensor();  // not a view of msa
+        template_rows = use_templates && opt.keep_recycles ? host_copy(template_rows) : Tensor();  // not a view of msa
         msa_clusters = Tensor();  // a view: it would keep the float32 MSA alive under its bfloat16 copy
         msa = to_dtype(msa, act);
         timed("evoformer", r, [&] { run_stack(evo_stack, msa, pair, msa_mask, pair_mask); });
         ctx.ws.trim();
-        host.ws.trim();
+        mc.ws.trim();
         msa = to_dtype(msa, DType::F32);
         msa_clusters = msa.slice(0, 0, S);
         timed("structure_module", r, [&] {
-            single = Tensor::empty({N, config_.c_s});
-            linear(msa.select(0, 0), w.single_activations.single_activations.weights,
-                   w.single_activations.single_activations.bias, single);
+            single = Tensor::empty({N, config_.c_s}, DType::F32, model_dev);
+            linear(msa.select(0, 0), w_single.single_activations.weights, w_single.single_activations.bias, single);
             StructureModuleConfig sc;
             sc.num_layers = config_.structure_module_layers;
-            sm = structure_module_forward(w.structure_module, sc, single, pair, aatype, seq_mask, host);
+            sm = structure_module_forward(w_sm, sc, single, pair, aatype, seq_mask, mc);
         });
-        host.ws.trim();
+        mc.ws.trim();
         prev_row = msa.select(0, 0).clone();
         prev_pair = r + 1 < iters ? pair : Tensor();  // the next embedders build a new pair
         prev_pb = pseudo_beta(aatype, sm.final_atom_positions);
         if (opt.keep_recycles) {
-            IterationRecord rec{prev_row, pair, single, sm.act, sm.final_atom_positions,
+            IterationRecord rec{host(prev_row), host(pair), host(single), sm.act, sm.final_atom_positions,
                                 sm.final_atom14_positions, sm.traj, prev_pb, Tensor(), Tensor()};
             if (use_templates) {
-                rec.template_pair_embedding = template_pair_update;
+                rec.template_pair_embedding = host(template_pair_update);
                 rec.template_angle_embedding = template_rows;
             }
             p.recycles.push_back(rec);
@@ -413,13 +445,13 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
         }
     }
     timed("heads", iters - 1, [&] {
-        p.heads = heads_forward(w.heads, msa_clusters, pair, single, sm.act, host, opt.keep_pair_logits);
+        p.heads = heads_forward(w_heads, msa_clusters, pair, single, sm.act.to(model_dev), mc, opt.keep_pair_logits);
     });
     p.structure_module = sm;
-    p.msa = T > 0 ? msa_clusters.clone() : msa;
-    p.msa_first_row = prev_row;
-    p.pair = pair;
-    p.single = single;
+    p.msa = host(T > 0 ? msa_clusters.clone() : msa);
+    p.msa_first_row = host(prev_row);
+    p.pair = host(pair);
+    p.single = host(single);
     for (const auto& s : stage_order)
         if (s != "templates" || use_templates) p.timings.push_back({s, stage_time[s]});
     return p;

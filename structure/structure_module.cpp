@@ -10,10 +10,12 @@ void backbone_update(const LinearWeights& w, const Tensor& act, Tensor& quaterni
                      Tensor* affine_update_out, Context& ctx) {
     WorkspaceScope scope(ctx.ws);
     const int64_t N = act.size(0);
-    Tensor upd = linear(act, w.weights, w.bias, ctx.ws);  // [N, 6]
-    AXF_CHECK(quaternion.is_contiguous() && translation.is_contiguous() && quaternion.size(-1) == 4,
-              "backbone_update: quaternion %s / translation %s", quaternion.desc().c_str(),
-              translation.desc().c_str());
+    AXF_CHECK(quaternion.is_contiguous() && translation.is_contiguous() && quaternion.size(-1) == 4 &&
+                  quaternion.device() == Device::CPU && translation.device() == Device::CPU,
+              "backbone_update: quaternion %s / translation %s must be contiguous host tensors",
+              quaternion.desc().c_str(), translation.desc().c_str());
+    // The [N, 6] update is computed on act's device; the frame algebra (O(N)) runs on the host.
+    const Tensor upd = host_copy(linear(act, w.weights, w.bias, ctx.ws));  // [N, 6]
     Tensor rot = quaternion_to_rotation(quaternion);  // rotation of the old frame
     float* q = quaternion.f32();
     float* t = translation.f32();
@@ -31,7 +33,7 @@ void backbone_update(const LinearWeights& w, const Tensor& act, Tensor& quaterni
         const float* rn = r + n * 9;
         for (int k = 0; k < 3; ++k) t[n * 3 + k] += rn[k * 3] * un[3] + rn[k * 3 + 1] * un[4] + rn[k * 3 + 2] * un[5];
     }
-    if (affine_update_out) *affine_update_out = upd.clone();
+    if (affine_update_out) *affine_update_out = upd;
 }
 
 void angle_resnet_forward(const AngleResnetWeights& w, const Tensor& act, const Tensor& initial_act,
@@ -54,8 +56,10 @@ void angle_resnet_forward(const AngleResnetWeights& w, const Tensor& act, const 
         linear(h, blk[1]->weights, blk[1]->bias, a, 1.f);  // residual
     }
     Tensor un = linear(relu_copy(a), w.unnormalized_angles.weights, w.unnormalized_angles.bias, ws);  // [N, 14]
-    copy(unnormalized, un.view({N, 7, 2}));
-    copy(normalized, unnormalized);
+    unnormalized.copy_from(un.view({N, 7, 2}));  // the outputs are host tensors: normalised there
+    AXF_CHECK(normalized.device() == Device::CPU && normalized.is_contiguous(),
+              "angle_resnet: normalized output %s must be a contiguous host tensor", normalized.desc().c_str());
+    normalized.copy_from(unnormalized);
     float* p = normalized.f32();
     for (int64_t i = 0; i < N * 7; ++i) {
         float s = p[2 * i] * p[2 * i] + p[2 * i + 1] * p[2 * i + 1];
@@ -82,17 +86,22 @@ StructureModuleOutputs structure_module_forward(const StructureModuleWeights& w,
     o.atom14_positions = Tensor::empty({L, N, 14, 3});
     o.states = Tensor::empty({L, N, Cs});
 
+    // The activations, the pair and every GEMM stay on single's device (the model's); the frames
+    // (quaternions, translations) and the all-atom construction are O(N) host work: each layer sends the
+    // rotations and translations up and brings the [N, 6] update and [N, 14] angles down.
+    const Device dev = single.device();
     const FoldIterationWeights& f = w.fold_iteration;
     Tensor initial_act = layer_norm(single, w.single_layer_norm.scale, w.single_layer_norm.offset, 1e-5f, ws);
     Tensor act = linear(initial_act, w.initial_projection.weights, w.initial_projection.bias, ws);
     // The pair's layer norm is applied by IPA per chunk of rows (no normalised copy of the pair).
     Tensor quat = Tensor::zeros({N, 4}), trans = Tensor::zeros({N, 3});
     for (int64_t n = 0; n < N; ++n) quat.f32()[n * 4] = 1.f;
-    Tensor mask = seq_mask.contiguous();
+    const Tensor mask = seq_mask.contiguous().to(dev);
+    const Tensor aatype_h = aatype.to(Device::CPU);
     Tensor h1 = ws.alloc({N, f.transition.weights.size(1)}), h2 = ws.alloc({N, f.transition_1.weights.size(1)});
     for (int64_t l = 0; l < L; ++l) {
-        Tensor rot = quaternion_to_rotation(quat);
-        invariant_point_attention_forward(f.invariant_point_attention, act, pair, rot, trans, mask, act, true, ctx,
+        const Tensor rot = quaternion_to_rotation(quat).to(dev), trans_d = trans.to(dev);
+        invariant_point_attention_forward(f.invariant_point_attention, act, pair, rot, trans_d, mask, act, true, ctx,
                                           cfg.ipa_inf, cfg.eps, &w.pair_layer_norm);
         layer_norm(act, f.attention_layer_norm.scale, f.attention_layer_norm.offset, 1e-5f, act);
         linear(act, f.transition.weights, f.transition.bias, h1);
@@ -108,8 +117,8 @@ StructureModuleOutputs structure_module_forward(const StructureModuleWeights& w,
         Tensor trans_a = trans.clone();
         scale(trans_a, cfg.position_scale);
         Tensor rot_new = quaternion_to_rotation(quat);
-        Tensor frames = torsion_angles_to_frames(aatype, rot_new, trans_a, an);
-        Tensor atom14 = frames_and_literature_positions_to_atom14_pos(aatype, frames);
+        Tensor frames = torsion_angles_to_frames(aatype_h, rot_new, trans_a, an);
+        Tensor atom14 = frames_and_literature_positions_to_atom14_pos(aatype_h, frames);
         Tensor sf = o.sidechain_frames.select(0, l), ap = o.atom14_positions.select(0, l);
         copy(sf, frames);
         copy(ap, atom14);
@@ -117,14 +126,13 @@ StructureModuleOutputs structure_module_forward(const StructureModuleWeights& w,
         Tensor tr_q = tr.slice(1, 0, 4), tr_t = tr.slice(1, 4, 7);
         copy(tr_q, quat);
         copy(tr_t, trans_a);
-        Tensor st = o.states.select(0, l);
-        copy(st, act);
+        o.states.select(0, l).copy_from(act);
     }
-    o.act = act.clone();
+    o.act = host_copy(act);
     o.final_atom14_positions = o.atom14_positions.select(0, L - 1).clone();
-    o.final_atom_positions = atom14_to_atom37(o.final_atom14_positions, aatype);
-    o.final_atom_mask = atom37_mask(aatype);
-    o.atom14_atom_exists = atom14_mask(aatype);
+    o.final_atom_positions = atom14_to_atom37(o.final_atom14_positions, aatype_h);
+    o.final_atom_mask = atom37_mask(aatype_h);
+    o.atom14_atom_exists = atom14_mask(aatype_h);
     return o;
 }
 

@@ -78,16 +78,19 @@ struct StructureModuleOutputs {
 };
 
 // Backbone update (Algorithm 23): upd = affine_update(act) [N, 6] = (b, c, d, t);
-// q' = normalize(q + q * (0, b, c, d)), t' = t + R(q) t_upd. quaternion [N, 4], translation [N, 3] in place.
+// q' = normalize(q + q * (0, b, c, d)), t' = t + R(q) t_upd. quaternion [N, 4], translation [N, 3] in place:
+// host tensors (the GEMM runs on act's device, the frame algebra on the host); the update comes back on the host.
 void backbone_update(const LinearWeights& w, const Tensor& act, Tensor& quaternion, Tensor& translation,
                      Tensor* affine_update_out, Context& ctx);
 
-// Angle resnet: act, initial_act [N, C_s] -> unnormalized and normalized (sin, cos) [N, 7, 2].
+// Angle resnet: act, initial_act [N, C_s] (on the weights' device) -> unnormalized and normalized (sin, cos)
+// [N, 7, 2] (host tensors; normalized contiguous).
 void angle_resnet_forward(const AngleResnetWeights& w, const Tensor& act, const Tensor& initial_act,
                           Tensor& unnormalized, Tensor& normalized, Context& ctx, float eps = 1e-8f);
 
-// single [N, C_s], pair [N, N, C_z] (Evoformer outputs, before the module's layer norms), aatype [N],
-// seq_mask [N].
+// single [N, C_s], pair [N, N, C_z] (Evoformer outputs, before the module's layer norms) on the weights'
+// device, where IPA, the transitions and every GEMM run; aatype [N], seq_mask [N] anywhere. The frames and
+// the all-atom construction (O(N)) run on the host; the outputs are host tensors.
 StructureModuleOutputs structure_module_forward(const StructureModuleWeights& w, const StructureModuleConfig& cfg,
                                                 const Tensor& single, const Tensor& pair, const Tensor& aatype,
                                                 const Tensor& seq_mask, Context& ctx);

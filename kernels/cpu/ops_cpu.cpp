@@ -551,4 +551,87 @@ void convert(const Tensor& dst, const Tensor& src) {
     }
 }
 
+void gather_rows(const Tensor& table, const Tensor& index, const Tensor& out, bool accumulate) {
+    const int64_t M = out.size(0), C = out.size(1), V = table.size(0), os = out.stride(0);
+    const int64_t* idx = index.data<int64_t>();
+    for (int64_t m = 0; m < M; ++m)
+        AXF_CHECK(idx[m] < V, "gather_rows: index %lld at row %lld is outside a table of %lld rows", (long long)idx[m],
+                  (long long)m, (long long)V);
+    const float* pt = table.f32();
+    float* po = out.f32();
+#pragma omp parallel for schedule(static) if (M * C > 65536)
+    for (int64_t m = 0; m < M; ++m) {
+        float* o = po + m * os;
+        if (idx[m] < 0) {
+            if (!accumulate) std::fill(o, o + C, 0.f);
+            continue;
+        }
+        const float* t = pt + idx[m] * C;
+        for (int64_t c = 0; c < C; ++c) o[c] = accumulate ? o[c] + t[c] : t[c];
+    }
+}
+
+void apply_frames(const Tensor& rot, const Tensor& trans, const Tensor& x, const Tensor& y, bool inverse,
+                  const Tensor& norms, float eps) {
+    const int64_t N = x.size(0), K = x.size(1);
+    const float *R = rot.f32(), *T = trans.f32(), *px = x.f32();
+    float* py = y.f32();
+    float* pn = norms.defined() ? norms.f32() : nullptr;
+#pragma omp parallel for schedule(static) if (N * K > 16384)
+    for (int64_t n = 0; n < N; ++n) {
+        const float* r = R + n * 9;
+        const float* t = T + n * 3;
+        for (int64_t k = 0; k < K; ++k) {
+            const float* xi = px + n * x.stride(0) + k * x.stride(1);
+            const float x0 = xi[0], x1 = xi[x.stride(2)], x2 = xi[2 * x.stride(2)];
+            float v[3];
+            if (inverse) {
+                const float e0 = x0 - t[0], e1 = x1 - t[1], e2 = x2 - t[2];
+                for (int a = 0; a < 3; ++a) v[a] = r[0 * 3 + a] * e0 + r[1 * 3 + a] * e1 + r[2 * 3 + a] * e2;
+            } else {
+                for (int d = 0; d < 3; ++d) v[d] = r[d * 3 + 0] * x0 + r[d * 3 + 1] * x1 + r[d * 3 + 2] * x2 + t[d];
+            }
+            float* yi = py + n * y.stride(0) + k * y.stride(1);
+            for (int d = 0; d < 3; ++d) yi[d * y.stride(2)] = v[d];
+            if (pn) pn[n * norms.stride(0) + k * norms.stride(1)] = std::sqrt(eps + v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
+        }
+    }
+}
+
+void weighted_sq_distances(const Tensor& a, const Tensor& c, const Tensor& weight, const Tensor& out) {
+    const int64_t B = a.size(0), I = a.size(1), J = c.size(1), D = a.size(2);
+    const float *pa = a.f32(), *pc = c.f32(), *pw = weight.f32();
+    float* po = out.f32();
+#pragma omp parallel for collapse(2) schedule(static) if (B * I * J > 16384)
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t i = 0; i < I; ++i) {
+            const float* ai = pa + b * a.stride(0) + i * a.stride(1);
+            float* o = po + b * out.stride(0) + i * out.stride(1);
+            for (int64_t j = 0; j < J; ++j) {
+                const float* cj = pc + b * c.stride(0) + j * c.stride(1);
+                float d2 = 0.f;
+                for (int64_t d = 0; d < D; ++d) {
+                    const float e = ai[d] - cj[d];
+                    d2 += e * e;
+                }
+                o[j] = pw[b] * d2;
+            }
+        }
+}
+
+void add_transpose(const Tensor& x) {
+    const int64_t N = x.size(0), C = x.size(2);
+    float* p = x.f32();
+#pragma omp parallel for schedule(dynamic, 8) if (N * N * C > 65536)
+    for (int64_t i = 0; i < N; ++i) {
+        for (int64_t c = 0; c < C; ++c) p[(i * N + i) * C + c] *= 2.f;
+        for (int64_t j = i + 1; j < N; ++j)
+            for (int64_t c = 0; c < C; ++c) {
+                const float s = p[(i * N + j) * C + c] + p[(j * N + i) * C + c];
+                p[(i * N + j) * C + c] = s;
+                p[(j * N + i) * C + c] = s;
+            }
+    }
+}
+
 }  // namespace axfold::cpu

@@ -25,6 +25,12 @@ void add_to_bf16(const Tensor& x, const Tensor& y, float alpha);
 // dst = src between float32 and bfloat16 (either way), any strides.
 void convert(const Tensor& dst, const Tensor& src);
 
+void gather_rows(const Tensor& table, const Tensor& index, const Tensor& out, bool accumulate);
+void apply_frames(const Tensor& rot, const Tensor& trans, const Tensor& x, const Tensor& y, bool inverse,
+                  const Tensor& norms, float eps);
+void weighted_sq_distances(const Tensor& a, const Tensor& c, const Tensor& weight, const Tensor& out);
+void add_transpose(const Tensor& x);
+
 // Offsets (in elements) of every last-dim row of a tensor, in row-major order of the leading dims.
 std::vector<int64_t> row_offsets(const Tensor& t);
 

@@ -39,4 +39,11 @@ void add_to_bf16(const Tensor& x, const Tensor& y, float alpha);
 // dst = src between float32 and bfloat16, any strides.
 void convert(const Tensor& dst, const Tensor& src);
 
+// Structure-module, embedding and head ops (ops.h), arguments checked by the dispatchers.
+void gather_rows(const Tensor& table, const Tensor& index, const Tensor& out, bool accumulate);
+void apply_frames(const Tensor& rot, const Tensor& trans, const Tensor& x, const Tensor& y, bool inverse,
+                  const Tensor& norms, float eps);
+void weighted_sq_distances(const Tensor& a, const Tensor& c, const Tensor& weight, const Tensor& out);
+void add_transpose(const Tensor& x);
+
 }  // namespace axfold::cuda

@@ -43,6 +43,12 @@ void binary(const Tensor&, const Tensor&, Binary, float) { no_cuda(); }
 void copy(const Tensor&, const Tensor&) { no_cuda(); }
 void add_to_bf16(const Tensor&, const Tensor&, float) { no_cuda(); }
 void convert(const Tensor&, const Tensor&) { no_cuda(); }
+void gather_rows(const Tensor&, const Tensor&, const Tensor&, bool) { no_cuda(); }
+void apply_frames(const Tensor&, const Tensor&, const Tensor&, const Tensor&, bool, const Tensor&, float) {
+    no_cuda();
+}
+void weighted_sq_distances(const Tensor&, const Tensor&, const Tensor&, const Tensor&) { no_cuda(); }
+void add_transpose(const Tensor&) { no_cuda(); }
 }  // namespace cuda
 
 }  // namespace axfold

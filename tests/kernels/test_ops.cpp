@@ -527,3 +527,107 @@ TEST(Ops, LayerNormReadsBf16Activations) {
     test::expect_close(ycm.transpose(0, 1), ref(cm.transpose(0, 1)), 1e-5, 1e-5, "bf16 channel-major");
     EXPECT_THROW(layer_norm(x, g, b, 1e-5f, Tensor::empty({R, C}, DType::BF16)), Error);  // y is float32
 }
+
+TEST(Ops, GatherRowsIsAOneHotProduct) {
+    std::mt19937 rng(31);
+    const Tensor table = randn({7, 5}, rng);
+    Tensor index = Tensor::empty({6}, DType::I64);
+    const int64_t idx[6] = {3, -1, 0, 6, 3, -2};
+    for (int m = 0; m < 6; ++m) index.data<int64_t>()[m] = idx[m];
+    Tensor wide = randn({6, 9}, rng);
+    const Tensor before = wide.clone();
+    const Tensor out = wide.slice(1, 2, 7);  // row stride 9
+    gather_rows(table, index, out, true);
+    for (int m = 0; m < 6; ++m)
+        for (int c = 0; c < 9; ++c) {
+            float want = before.at({m, c});
+            if (c >= 2 && c < 7 && idx[m] >= 0) want += table.at({idx[m], c - 2});
+            EXPECT_EQ(wide.at({m, c}), want) << m << "," << c;  // one rounding, the columns outside untouched
+        }
+    gather_rows(table, index, out, false);
+    for (int m = 0; m < 6; ++m)
+        for (int c = 0; c < 5; ++c) EXPECT_EQ(out.at({m, c}), idx[m] >= 0 ? table.at({idx[m], c}) : 0.f);
+    index.data<int64_t>()[2] = 7;
+    EXPECT_THROW(gather_rows(table, index, out, false), Error);
+}
+
+TEST(Ops, ApplyFramesAndInverseMatchFloat64) {
+    std::mt19937 rng(32);
+    const int64_t N = 5, K = 4;
+    // Rotations from random quaternions.
+    Tensor rot = Tensor::empty({N, 3, 3}), trans = randn({N, 3}, rng, 3.f);
+    for (int64_t n = 0; n < N; ++n) {
+        Tensor q = randn({4}, rng);
+        double w = q.at({0}), x = q.at({1}), y = q.at({2}), z = q.at({3});
+        const double s = std::sqrt(w * w + x * x + y * y + z * z);
+        w /= s, x /= s, y /= s, z /= s;
+        const double r[9] = {1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+                             2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+                             2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)};
+        for (int i = 0; i < 9; ++i) rot.f32()[n * 9 + i] = static_cast<float>(r[i]);
+    }
+    const Tensor local = randn({N, 3, K}, rng);  // the x | y | z layout of IPA's point projections
+    const Tensor x = local.permute({0, 2, 1});   // [N, K, 3], coordinate stride K
+    Tensor g = Tensor::empty({N, K, 3});
+    apply_frames(rot, trans, x, g, false);
+    for (int64_t n = 0; n < N; ++n)
+        for (int64_t k = 0; k < K; ++k)
+            for (int d = 0; d < 3; ++d) {
+                double want = trans.at({n, d});
+                for (int e = 0; e < 3; ++e) want += (double)rot.at({n, d, e}) * x.at({n, k, e});
+                EXPECT_NEAR(g.at({n, k, d}), want, 1e-5 * (1 + std::abs(want)));
+            }
+    // Back to the local frame, into a strided block with the norms beside it (IPA's output features).
+    Tensor feat = Tensor::zeros({N, 4 * K + 2});
+    const Tensor y = feat.slice(1, 1, 1 + 3 * K).unflatten(1, {3, K}).permute({0, 2, 1});
+    const Tensor norms = feat.slice(1, 1 + 3 * K, 1 + 4 * K);
+    apply_frames(rot, trans, g, y, true, norms, 1e-8f);
+    for (int64_t n = 0; n < N; ++n)
+        for (int64_t k = 0; k < K; ++k) {
+            double n2 = 0;
+            for (int d = 0; d < 3; ++d) {
+                EXPECT_NEAR(y.at({n, k, d}), x.at({n, k, d}), 1e-5 * (1 + std::abs(x.at({n, k, d}))));
+                n2 += (double)y.at({n, k, d}) * y.at({n, k, d});
+            }
+            EXPECT_NEAR(norms.at({n, k}), std::sqrt(1e-8 + n2), 1e-6);
+        }
+    for (int64_t n = 0; n < N; ++n) {
+        EXPECT_EQ(feat.at({n, 0}), 0.f);  // the columns outside the views untouched
+        EXPECT_EQ(feat.at({n, 4 * K + 1}), 0.f);
+    }
+    EXPECT_THROW(apply_frames(rot, trans, x, Tensor::empty({N, K + 1, 3}), false), Error);
+}
+
+TEST(Ops, WeightedSqDistancesMatchFloat64) {
+    std::mt19937 rng(33);
+    const int64_t B = 3, I = 6, J = 9, D = 12;
+    const Tensor a = randn({I, B, D}, rng, 4.f).permute({1, 0, 2});  // [B, I, D], batch stride D
+    const Tensor c = randn({J, B, D}, rng, 4.f).permute({1, 0, 2});
+    const Tensor w = randn({B}, rng);
+    Tensor out = Tensor::empty({B, I, J});
+    weighted_sq_distances(a, c, w, out);
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t i = 0; i < I; ++i)
+            for (int64_t j = 0; j < J; ++j) {
+                double d2 = 0;
+                for (int64_t d = 0; d < D; ++d) {
+                    const double e = (double)a.at({b, i, d}) - c.at({b, j, d});
+                    d2 += e * e;
+                }
+                const double want = w.at({b}) * d2;
+                EXPECT_NEAR(out.at({b, i, j}), want, 1e-5 * std::abs(want) + 1e-6);
+            }
+    EXPECT_THROW(weighted_sq_distances(a, c, randn({B + 1}, rng), out), Error);
+}
+
+TEST(Ops, AddTransposeSymmetrises) {
+    std::mt19937 rng(34);
+    const int64_t N = 7, C = 3;
+    Tensor x = randn({N, N, C}, rng);
+    const Tensor x0 = x.clone();
+    add_transpose(x);
+    for (int64_t i = 0; i < N; ++i)
+        for (int64_t j = 0; j < N; ++j)
+            for (int64_t c = 0; c < C; ++c) EXPECT_EQ(x.at({i, j, c}), x0.at({i, j, c}) + x0.at({j, i, c}));
+    EXPECT_THROW(add_transpose(Tensor::zeros({3, 4, 2})), Error);
+}

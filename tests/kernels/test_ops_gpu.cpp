@@ -590,3 +590,111 @@ TEST(GpuOps, Bf16StorageOpsMatchCpu) {
     layer_norm(cm.to(Device::CUDA).transpose(0, 1), dev(g), dev(o), 1e-5f, ycmd.transpose(0, 1));
     expect_match(ycmd, ycm, "layer_norm bf16 channel-major");
 }
+
+// Embedding lookup: negative indices (rows left alone when accumulating, zeroed otherwise), into a strided out
+// (a column slice of a wider tensor, so writes outside the view are caught) and a contiguous one. One float add
+// per element on either side: exact.
+TEST(GpuOps, GatherRowsMatchesCpu) {
+    REQUIRE_GPU();
+    std::mt19937 rng(51);
+    for (int64_t C : {1, 37, 128}) {
+        const int64_t V = 21, M = 1001;
+        Tensor table = test::randn({V, C}, rng), index = Tensor::empty({M}, DType::I64);
+        std::uniform_int_distribution<int64_t> pick(-3, V - 1);
+        for (int64_t m = 0; m < M; ++m) index.data<int64_t>()[m] = pick(rng);
+        index.data<int64_t>()[0] = -1, index.data<int64_t>()[1] = V - 1, index.data<int64_t>()[2] = 0;
+        Tensor tabled = dev(table), indexd = index.to(Device::CUDA);
+        for (bool accumulate : {false, true}) {
+            const std::string tag = " C=" + std::to_string(C) + (accumulate ? " accumulate" : "");
+            Tensor wide = test::randn({M, C + 5}, rng), wided = dev(wide);
+            View v = [&](const Tensor& t) { return t.slice(1, 2, 2 + C); };
+            gather_rows(table, index, v(wide), accumulate);
+            gather_rows(tabled, indexd, v(wided), accumulate);
+            expect_match(wided, wide, "gather_rows strided out" + tag, 0.0);
+            Tensor out = test::randn({M, C}, rng), outd = dev(out);
+            gather_rows(table, index, out, accumulate);
+            gather_rows(tabled, indexd, outd, accumulate);
+            expect_match(outd, out, "gather_rows contiguous" + tag, 0.0);
+        }
+    }
+}
+
+// Frames applied forward and inverse to permuted / strided point views, with and without norms (a transposed
+// column slice); y and norms are compared over their whole buffers.
+TEST(GpuOps, ApplyFramesMatchesCpu) {
+    REQUIRE_GPU();
+    std::mt19937 rng(52);
+    for (int64_t N : {1, 23, 300}) {
+        const int64_t K = 17;
+        Tensor rot = test::randn({N, 3, 3}, rng), trans = test::randn({N, 3}, rng, 5.f);
+        Tensor rotd = dev(rot), transd = dev(trans);
+        Tensor xm = test::randn({N * 3 * K}, rng, 3.f), xmd = dev(xm);
+        View vx = [&](const Tensor& t) { return t.view({N, 3, K}).permute({0, 2, 1}); };  // [N, K, 3], stride(2) = K
+        View vy = [&](const Tensor& t) { return t.permute({1, 0, 2}).slice(2, 1, 4); };   // [N, K, 3] of [K, N, 5]
+        View vn = [&](const Tensor& t) { return t.slice(1, 2, 2 + N).transpose(0, 1); };  // [N, K] of [K, N + 4]
+        for (bool inverse : {false, true}) {
+            for (bool with_norms : {false, true}) {
+                const std::string tag =
+                    " N=" + std::to_string(N) + (inverse ? " inverse" : " forward") + (with_norms ? " norms" : "");
+                Tensor y = test::randn({K, N, 5}, rng), yd = dev(y);
+                Tensor nm = test::randn({K, N + 4}, rng), nmd = dev(nm);
+                apply_frames(rot, trans, vx(xm), vy(y), inverse, with_norms ? vn(nm) : Tensor(), 1e-3f);
+                apply_frames(rotd, transd, vx(xmd), vy(yd), inverse, with_norms ? vn(nmd) : Tensor(), 1e-3f);
+                expect_match(yd, y, "apply_frames y" + tag);
+                expect_match(nmd, nm, "apply_frames norms" + tag);
+            }
+        }
+        // Contiguous points.
+        Tensor x = test::randn({N, K, 3}, rng), y = Tensor::empty({N, K, 3}), n = Tensor::empty({N, K});
+        Tensor yd = Tensor::empty({N, K, 3}, DType::F32, Device::CUDA),
+               nd = Tensor::empty({N, K}, DType::F32, Device::CUDA);
+        apply_frames(rot, trans, x, y, false, n, 1e-8f);
+        apply_frames(rotd, transd, dev(x), yd, false, nd, 1e-8f);
+        expect_match(yd, y, "apply_frames contiguous y N=" + std::to_string(N));
+        expect_match(nd, n, "apply_frames contiguous norms N=" + std::to_string(N));
+    }
+}
+
+// IPA's point logits: a and c per head out of [N, H, D] memory (permuted to [H, N, D]), D = 12, into a contiguous
+// and a row-padded out; then sizes that are multiples of no block size, D = 1 and a long D.
+TEST(GpuOps, WeightedSqDistancesMatchesCpu) {
+    REQUIRE_GPU();
+    std::mt19937 rng(53);
+    struct Case {
+        int64_t B, I, J, D;
+    };
+    for (const Case& cs : {Case{12, 37, 45, 12}, Case{12, 300, 300, 12}, Case{3, 261, 1001, 5}, Case{2, 9, 33, 1},
+                           Case{2, 19, 70, 300}}) {
+        const std::string tag = " B=" + std::to_string(cs.B) + " I=" + std::to_string(cs.I) +
+                                " J=" + std::to_string(cs.J) + " D=" + std::to_string(cs.D);
+        Tensor am = test::randn({cs.I, cs.B, cs.D}, rng, 4.f), cm = test::randn({cs.J, cs.B, cs.D}, rng, 4.f);
+        Tensor w = positive({cs.B}, rng), amd = dev(am), cmd = dev(cm), wd = dev(w);
+        View vp = [](const Tensor& t) { return t.permute({1, 0, 2}); };
+        Tensor out = Tensor::empty({cs.B, cs.I, cs.J}),
+               outd = Tensor::empty({cs.B, cs.I, cs.J}, DType::F32, Device::CUDA);
+        weighted_sq_distances(vp(am), vp(cm), w, out);
+        weighted_sq_distances(vp(amd), vp(cmd), wd, outd);
+        expect_match(outd, out, "weighted_sq_distances" + tag);
+        // out as [B, I, J] inside [I, B, J + 3] (permuted and padded), a contiguous.
+        Tensor ac = vp(am).contiguous();
+        Tensor po = test::randn({cs.I, cs.B, cs.J + 3}, rng), pod = dev(po);
+        View vo = [&](const Tensor& t) { return t.slice(2, 1, 1 + cs.J).permute({1, 0, 2}); };
+        weighted_sq_distances(ac, vp(cm), w, vo(po));
+        weighted_sq_distances(dev(ac), vp(cmd), wd, vo(pod));
+        expect_match(pod, po, "weighted_sq_distances strided out" + tag);
+    }
+}
+
+// Symmetrisation in place: odd sizes, a single residue, one channel, and rows long enough that each block loops.
+TEST(GpuOps, AddTransposeMatchesCpu) {
+    REQUIRE_GPU();
+    std::mt19937 rng(54);
+    for (const std::pair<int64_t, int64_t>& nc :
+         {std::pair<int64_t, int64_t>{37, 5}, {1, 3}, {40, 1}, {300, 64}, {1100, 7}}) {
+        const int64_t N = nc.first, C = nc.second;
+        Tensor x = test::randn({N, N, C}, rng), xd = dev(x);
+        add_transpose(x);
+        add_transpose(xd);
+        expect_match(xd, x, "add_transpose N=" + std::to_string(N) + " C=" + std::to_string(C), 0.0);
+    }
+}

@@ -30,6 +30,22 @@ TEST(Tensor, ViewsShareStorageAndIndexCorrectly) {
     EXPECT_EQ(e.at({1, 4, 3}), t.at({1, 0, 3}));
 }
 
+TEST(Tensor, UnflattenSplitsAStridedDim) {
+    std::mt19937 rng(2);
+    Tensor t = test::randn({4, 10}, rng);
+    Tensor cols = t.slice(1, 2, 8);          // [4, 6], row stride 10: view() would refuse it
+    Tensor u = cols.unflatten(1, {3, 2});    // [4, 3, 2]
+    EXPECT_EQ(u.shape(), (Shape{4, 3, 2}));
+    for (int i = 0; i < 4; ++i)
+        for (int a = 0; a < 3; ++a)
+            for (int b = 0; b < 2; ++b) EXPECT_EQ(u.at({i, a, b}), t.at({i, 2 + a * 2 + b}));
+    Tensor p = t.transpose(0, 1).unflatten(1, {2, 2});  // a transposed dim splits with its own stride
+    for (int j = 0; j < 10; ++j)
+        for (int a = 0; a < 2; ++a)
+            for (int b = 0; b < 2; ++b) EXPECT_EQ(p.at({j, a, b}), t.at({a * 2 + b, j}));
+    EXPECT_THROW(cols.unflatten(1, {4, 2}), Error);
+}
+
 TEST(Tensor, BadViewsAreClearErrors) {
     Tensor t = Tensor::zeros({2, 3});
     EXPECT_THROW(t.view({4, 2}), Error);
