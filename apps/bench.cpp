@@ -248,8 +248,8 @@ int bench_model_main(const BenchModelOptions& o) {
     const ChunkPlan plan = device == Device::CPU
                                ? plan_prediction(model.config(), N, S, E, o.max_memory, o.chunk_size, &predicted_peak,
                                                  act_dtype)
-                               : plan_device_trunk(model.config(), N, S, E, o.max_memory, o.chunk_size, act_dtype);
-    if (device != Device::CPU) predicted_peak = plan.predicted_peak_bytes;
+                               : plan_device_model(model.config(), N, S, E, o.max_memory, o.chunk_size,
+                                                   &predicted_peak, act_dtype);
     auto t0 = std::chrono::steady_clock::now();
     Context ctx(device);
     ctx.activation_dtype = act_dtype;

@@ -152,10 +152,12 @@ ModelMemoryPhases model_memory_phases(const ChunkPlan& trunk, int64_t n_res, int
 ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_cluster_rows, int64_t n_extra,
                           const std::string& max_memory, int64_t chunk_size, size_t* predicted_peak,
                           DType act = DType::F32, int kept_iterations = 0, ModelMemoryPhases* phases = nullptr);
-// With the trunk on a GPU (--device cuda) the device holds only the stacks' weights and the running stack's
-// activations and workspace; features, recycling state and the other representations stay in host memory
-// between stacks. The plan that fits `max_memory`, or without one 90 % of the device's free memory.
-ChunkPlan plan_device_trunk(const ModelConfig& cfg, int64_t n_res, int64_t n_cluster_rows, int64_t n_extra,
-                            const std::string& max_memory, int64_t chunk_size, DType act = DType::F32);
+// With the model on a GPU (--device cuda) the device holds every parameter, the representations and the
+// recycled state, and each phase's working memory (embedders, trunk stacks, structure module and heads); the
+// features and the outputs live in host memory. The trunk's chunk plan that fits `max_memory` (without one, 90 %
+// of the device's free memory) and the whole model's predicted device peak; throws when it does not fit.
+ChunkPlan plan_device_model(const ModelConfig& cfg, int64_t n_res, int64_t n_cluster_rows, int64_t n_extra,
+                            const std::string& max_memory, int64_t chunk_size, size_t* predicted_peak,
+                            DType act = DType::F32, bool keep_pair_logits = false, ModelMemoryPhases* phases = nullptr);
 
 }  // namespace axfold::apps

@@ -142,20 +142,26 @@ ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_clust
     return plan;
 }
 
-ChunkPlan plan_device_trunk(const ModelConfig& cfg, int64_t n_res, int64_t n_cluster_rows, int64_t n_extra,
-                            const std::string& max_memory, int64_t chunk_size, DType act) {
+ChunkPlan plan_device_model(const ModelConfig& cfg, int64_t n_res, int64_t n_cluster_rows, int64_t n_extra,
+                            const std::string& max_memory, int64_t chunk_size, size_t* predicted_peak, DType act,
+                            bool keep_pair_logits, ModelMemoryPhases* phases) {
     // One thread (plan_blocks' 24 MiB per-thread BLAS term stays: conservative beside cuBLAS's own 32 MiB).
     auto [evo, extra] = trunk_blocks(cfg, n_res, n_cluster_rows, n_extra, 1, act);
     for (BlockSizes* b : {&evo, &extra}) {
         b->cuda = true;
         b->bf16_gemm_copies = matmul_precision() == MatmulPrecision::Bf16;
     }
-    const size_t weights = param_bytes(cfg.evoformer_blocks, cfg.extra_msa_blocks, true);
-    // Masks, cuBLAS's workspace, and 256 MiB of device memory the module terms do not explain: on an H200 the
-    // full model at N=256 (128 MSA rows, 1024 extra) peaked ~150 MB above stack weights + activations +
-    // workspace + cuBLAS, while one Evoformer block and the model at N=1024 stayed within them (docs/GPU.md).
-    const size_t masks = static_cast<size_t>(n_res) * (n_res + std::max(evo.n_seq, n_extra)) * 4 +
-                         kCublasWorkspaceBytes + (size_t(256) << 20);
+    const size_t N = static_cast<size_t>(n_res), S = static_cast<size_t>(evo.n_seq), E = static_cast<size_t>(n_extra);
+    const size_t a = dtype_size(act);
+    // Resident through every phase: every parameter (copied once per prediction), the masks, the float32 MSA
+    // (built by the embedders, read by the structure module and the heads), cuBLAS's workspace, and 256 MiB of
+    // device memory the module terms do not explain: on an H200 the full model at N=256 (128 MSA rows, 1024
+    // extra) peaked ~150 MB above stack weights + activations + workspace + cuBLAS, while one Evoformer block
+    // and the model at N=1024 stayed within them (docs/GPU.md).
+    const size_t weights = param_bytes(cfg.evoformer_blocks, cfg.extra_msa_blocks);
+    const size_t masks = (S * N + N * N + E * N) * 4;
+    const size_t msa = S * N * static_cast<size_t>(cfg.c_m) * 4;
+    const size_t fixed = weights + masks + msa + kCublasWorkspaceBytes + (size_t(256) << 20);
     size_t budget = 0;
     if (!max_memory.empty()) {
         budget = parse_bytes(max_memory);
@@ -164,7 +170,23 @@ ChunkPlan plan_device_trunk(const ModelConfig& cfg, int64_t n_res, int64_t n_clu
         device_memory_info(&free_bytes, &total);
         budget = free_bytes / 10 * 9;
     }
-    return plan_blocks({evo, extra}, weights + masks, budget, chunk_size);
+    const ChunkPlan plan = plan_blocks({evo, extra}, fixed, budget, chunk_size);
+    const size_t stored_pair = N * N * static_cast<size_t>(cfg.c_z) * a;
+    ModelMemoryPhases ph;
+    ph.load = 0;  // parameters and features are read on the host
+    // Embedders: the pair being built and the recycled pair, their blocks, and the iteration's msa_feat.
+    ph.embedders = fixed + 2 * stored_pair + embedder_bytes(n_res, n_extra, plan.chunk_size, static_cast<int>(a)) +
+                   S * N * 49 * 4;
+    ph.trunk = plan.predicted_peak_bytes;
+    // Structure module and heads on the stored pair; the kept [N, N, 64] head tensors are formed on the device.
+    ph.heads = fixed + stored_pair + post_trunk_bytes(n_res, evo.n_seq, cfg.c_z, cfg.preset.ptm, plan.chunk_size,
+                                                      keep_pair_logits);
+    const size_t peak = ph.peak();
+    AXF_CHECK(peak <= budget, "GPU memory budget %s is too small: this prediction needs %s on the device (%s phase)",
+              format_bytes(budget).c_str(), format_bytes(peak).c_str(), ph.peak_phase());
+    if (phases) *phases = ph;
+    if (predicted_peak) *predicted_peak = peak;
+    return plan;
 }
 
 int plan_main(const PlanOptions& o) {
@@ -172,20 +194,25 @@ int plan_main(const PlanOptions& o) {
     AXF_CHECK(o.device == "cpu" || o.device == "cuda", "plan: --device %s: expected cpu or cuda", o.device.c_str());
     set_matmul_precision(parse_precision(o.precision));  // the device plan counts bf16 GEMM operand copies
     const DType act = activation_dtype(parse_precision(o.precision), o.activations);
-    if (o.device == "cuda") {  // the GPU's share of a --device cuda run (plan_device_trunk)
+    if (o.device == "cuda") {  // the GPU's share of a --device cuda run (plan_device_model)
         AXF_CHECK(!o.max_memory.empty() || cuda_available(),
                   "plan --device cuda: give the GPU's memory with --max-memory (no GPU is visible here)");
         ModelConfig cfg;
         cfg.preset = ModelPreset::from_name("model_3_ptm");
-        const ChunkPlan p = plan_device_trunk(cfg, o.n_res, o.n_seq, o.n_extra, o.max_memory, o.chunk_size, act);
-        std::printf("GPU plan for N_res=%lld, %lld MSA rows, %lld extra rows (AF2 widths; trunk on the GPU, %s "
+        ModelMemoryPhases ph;
+        size_t peak = 0;
+        const ChunkPlan p = plan_device_model(cfg, o.n_res, o.n_seq, o.n_extra, o.max_memory, o.chunk_size, &peak, act,
+                                              o.save_outputs, &ph);
+        std::printf("GPU plan for N_res=%lld, %lld MSA rows, %lld extra rows (AF2 widths; the model on the GPU, %s "
                     "activations)%s:\n",
                     (long long)o.n_res, (long long)o.n_seq, (long long)o.n_extra, dtype_name(act),
                     o.max_memory.empty() ? "" : (" within " + format_bytes(parse_bytes(o.max_memory))).c_str());
         std::printf("  chunk size          %lld%s\n", (long long)p.chunk_size, p.chunk_size == 0 ? " (unchunked)" : "");
         for (auto& [name, bytes] : p.modules) std::printf("  %-36s %s\n", name.c_str(), format_bytes(bytes).c_str());
-        std::printf("  predicted device peak %s (stack weights, masks, MSA + pair, workspace)\n",
-                    format_bytes(p.predicted_peak_bytes).c_str());
+        std::printf("  phase peaks: embedders %s, trunk %s, structure module and heads %s\n",
+                    format_bytes(ph.embedders).c_str(), format_bytes(ph.trunk).c_str(), format_bytes(ph.heads).c_str());
+        std::printf("  predicted device peak %s (%s; weights, masks, MSA, pair, workspace)\n", format_bytes(peak).c_str(),
+                    ph.peak_phase());
         return 0;
     }
     if (o.threads > 0) set_num_threads(o.threads);

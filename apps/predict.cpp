@@ -144,10 +144,10 @@ int predict_main(const PredictOptions& o) {
         std::fprintf(stderr, "  memory plan: chunk size %lld, predicted peak %s\n", (long long)plan.chunk_size,
                      format_bytes(predicted_peak).c_str());
     } else {  // --max-memory is the GPU's budget; host memory is not planned
-        const ChunkPlan plan = plan_device_trunk(cfg, n_res, n_msa, n_extra, o.max_memory, o.chunk_size, act);
+        const ChunkPlan plan = plan_device_model(cfg, n_res, n_msa, n_extra, o.max_memory, o.chunk_size,
+                                                 &predicted_peak, act, o.save_outputs);
         ctx.chunk_size = plan.chunk_size;
         ctx.ws.reserve(plan.predicted_workspace_bytes);
-        predicted_peak = plan.predicted_peak_bytes;
         std::fprintf(stderr, "  memory plan (GPU): chunk size %lld, predicted device peak %s\n",
                      (long long)plan.chunk_size, format_bytes(predicted_peak).c_str());
     }

@@ -197,8 +197,8 @@ TEST(Cli, InitParamsWritesAf2LayoutThatPredictAccepts) {
 }
 
 // `axfold plan --device cuda` plans the GPU's share of a --device cuda run (no GPU needed with
-// --max-memory): below the whole-process CPU plan, which also holds features and recycling state.
-TEST(Cli, PlanForTheGpuTrunk) {
+// --max-memory): below the whole-process CPU plan, which also holds the features and the parameters' load.
+TEST(Cli, PlanForTheGpuModel) {
     auto peak_after = [](const std::string& out, const std::string& label) {
         const size_t at = out.find(label);
         EXPECT_NE(at, std::string::npos) << out;
@@ -233,7 +233,7 @@ TEST(Cli, PlanWithBf16ActivationsHalvesTheTrunkActivations) {
         ASSERT_EQ(f.rc, 0) << f.out;
         ASSERT_EQ(s.rc, 0) << s.out;
         EXPECT_NE(s.out.find("bfloat16 activations"), std::string::npos) << s.out;
-        const std::string label = device == "cuda" ? "predicted device peak " : " trunk ";
+        const std::string label = " trunk ";
         EXPECT_NEAR(gib_after(f.out, label) - gib_after(s.out, label), saved, 0.011) << f.out << s.out;
         // --precision bf16 stores the same as --activations bf16, and --activations fp32 undoes its storage. On
         // a GPU its GEMMs also hold bfloat16 operand copies (the same with either storage); the CPU's emulation
