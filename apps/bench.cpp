@@ -249,7 +249,7 @@ int bench_model_main(const BenchModelOptions& o) {
                                ? plan_prediction(model.config(), N, S, E, o.max_memory, o.chunk_size, &predicted_peak,
                                                  act_dtype)
                                : plan_device_model(model.config(), N, S, E, o.max_memory, o.chunk_size,
-                                                   &predicted_peak, act_dtype);
+                                                   &predicted_peak, act_dtype, false, nullptr, o.offload);
     auto t0 = std::chrono::steady_clock::now();
     Context ctx(device);
     ctx.activation_dtype = act_dtype;
@@ -259,6 +259,7 @@ int bench_model_main(const BenchModelOptions& o) {
     po.run_blocks = o.run_blocks;
     po.keep_recycles = false;  // as `axfold predict` without --save-outputs
     po.keep_pair_logits = false;
+    po.offload_msa = plan.offload_msa;
     Prediction p = model.predict(f, po, ctx);
     const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const size_t rss = peak_rss_bytes();

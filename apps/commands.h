@@ -78,6 +78,7 @@ struct PredictOptions {
     int64_t chunk_size = -1;  // -1: the planner's choice (unchunked without --max-memory)
     std::string max_memory;   // budget for the planner, e.g. "24G"
     std::string device = "cpu", precision = "fp32", activations;  // --device, --precision
+    std::string offload = "auto";  // --offload: auto (the GPU plan decides), on, off
 };
 int predict_main(const PredictOptions& o);
 
@@ -111,6 +112,7 @@ struct BenchModelOptions {
     int64_t chunk_size = -1;
     std::string max_memory;
     std::string device = "cpu", precision = "fp32", activations;
+    std::string offload = "auto";
 };
 int bench_model_main(const BenchModelOptions& o);
 
@@ -121,6 +123,7 @@ struct PlanOptions {
     std::string max_memory;
     std::string device = "cpu", precision = "fp32", activations;
     bool save_outputs = false;  // plan for `predict --save-outputs` with 4 iterations (heads' tensors, pairs kept)
+    std::string offload = "auto";
 };
 int plan_main(const PlanOptions& o);
 // Bytes a full-model run holds through every phase (parameters, features, masks, runtime): planner input.
@@ -156,8 +159,11 @@ ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_clust
 // recycled state, and each phase's working memory (embedders, trunk stacks, structure module and heads); the
 // features and the outputs live in host memory. The trunk's chunk plan that fits `max_memory` (without one, 90 %
 // of the device's free memory) and the whole model's predicted device peak; throws when it does not fit.
+// Offload (`offload`: "auto", "on" or "off"): parking the MSA in host memory during the extra-MSA stack takes
+// it out of that stack's peak; "auto" parks it only when that lets a faster chunk size fit (ChunkPlan::offload_msa).
 ChunkPlan plan_device_model(const ModelConfig& cfg, int64_t n_res, int64_t n_cluster_rows, int64_t n_extra,
                             const std::string& max_memory, int64_t chunk_size, size_t* predicted_peak,
-                            DType act = DType::F32, bool keep_pair_logits = false, ModelMemoryPhases* phases = nullptr);
+                            DType act = DType::F32, bool keep_pair_logits = false, ModelMemoryPhases* phases = nullptr,
+                            const std::string& offload = "auto");
 
 }  // namespace axfold::apps

@@ -89,7 +89,10 @@ int run_predict(const std::vector<std::string>& args) {
         "precision", po::value<std::string>(&o.precision)->default_value("fp32"),
         "GEMM arithmetic: fp32, tf32 or bf16 (fp32 accumulation; emulated, slower, on the CPU)")(
         "activations", po::value<std::string>(&o.activations),
-        "storage of the trunk's MSA and pair: fp32 or bf16 (default: bf16 with --precision bf16, else fp32)");
+        "storage of the trunk's MSA and pair: fp32 or bf16 (default: bf16 with --precision bf16, else fp32)")(
+        "offload", po::value<std::string>(&o.offload)->default_value("auto"),
+        "with --device cuda, park the MSA in host memory during the extra-MSA stack: auto (when the plan needs it), "
+        "on or off");
     po::variables_map vm;
     if (!parse(args, desc, vm)) return 0;
     return predict_main(o);
@@ -144,7 +147,10 @@ int run_bench(const std::vector<std::string>& args) {
             "precision", po::value<std::string>(&o.precision)->default_value("fp32"),
             "GEMM arithmetic: fp32, tf32 or bf16 (fp32 accumulation; emulated, slower, on the CPU)")(
         "activations", po::value<std::string>(&o.activations),
-        "storage of the trunk's MSA and pair: fp32 or bf16 (default: bf16 with --precision bf16, else fp32)");
+        "storage of the trunk's MSA and pair: fp32 or bf16 (default: bf16 with --precision bf16, else fp32)")(
+        "offload", po::value<std::string>(&o.offload)->default_value("auto"),
+        "with --device cuda, park the MSA in host memory during the extra-MSA stack: auto (when the plan needs it), "
+        "on or off");
         po::variables_map vm;
         if (!parse(std::vector<std::string>(args.begin() + 1, args.end()), desc, vm)) return 0;
         return bench_model_main(o);
@@ -210,6 +216,9 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
             "fp32, tf32 or bf16 (bf16 stores the trunk's MSA and pair in bfloat16)")(
         "activations", po::value<std::string>(&o.activations),
         "storage of the trunk's MSA and pair: fp32 or bf16 (default: bf16 with --precision bf16, else fp32)")(
+        "offload", po::value<std::string>(&o.offload)->default_value("auto"),
+        "with --device cuda, park the MSA in host memory during the extra-MSA stack: auto (when the plan needs it), "
+        "on or off")(
             "save-outputs", po::bool_switch(&o.save_outputs),
             "plan for predict --save-outputs with 4 iterations (keeps the heads' [N, N, 64] tensors and every "
             "iteration's pair)");

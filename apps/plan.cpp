@@ -144,7 +144,9 @@ ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_clust
 
 ChunkPlan plan_device_model(const ModelConfig& cfg, int64_t n_res, int64_t n_cluster_rows, int64_t n_extra,
                             const std::string& max_memory, int64_t chunk_size, size_t* predicted_peak, DType act,
-                            bool keep_pair_logits, ModelMemoryPhases* phases) {
+                            bool keep_pair_logits, ModelMemoryPhases* phases, const std::string& offload) {
+    AXF_CHECK(offload == "auto" || offload == "on" || offload == "off", "--offload %s: expected auto, on or off",
+              offload.c_str());
     // One thread (plan_blocks' 24 MiB per-thread BLAS term stays: conservative beside cuBLAS's own 32 MiB).
     auto [evo, extra] = trunk_blocks(cfg, n_res, n_cluster_rows, n_extra, 1, act);
     for (BlockSizes* b : {&evo, &extra}) {
@@ -170,7 +172,27 @@ ChunkPlan plan_device_model(const ModelConfig& cfg, int64_t n_res, int64_t n_clu
         device_memory_info(&free_bytes, &total);
         budget = free_bytes / 10 * 9;
     }
-    const ChunkPlan plan = plan_blocks({evo, extra}, fixed, budget, chunk_size);
+    // Parked, the MSA leaves the extra-MSA stack's peak; the Evoformer's activations count it themselves (the
+    // fixed bytes with the MSA count it twice there: conservative).
+    auto fits = [&](size_t fixed_bytes, ChunkPlan* out) {
+        try {
+            *out = plan_blocks({evo, extra}, fixed_bytes, budget, chunk_size);
+            return true;
+        } catch (const Error&) {
+            return false;
+        }
+    };
+    ChunkPlan plan, parked;
+    const bool kept_fits = offload != "on" && fits(fixed, &plan);
+    const bool parked_fits = offload != "off" && fits(fixed - msa, &parked);
+    // "auto": park when only parking fits, or when it fits a faster (larger; 0 = unchunked) chunk size.
+    auto faster = [](int64_t a, int64_t b) { return (a == 0 ? INT64_MAX : a) > (b == 0 ? INT64_MAX : b); };
+    if (parked_fits && (!kept_fits || faster(parked.chunk_size, plan.chunk_size))) {
+        plan = parked;
+        plan.offload_msa = true;
+    } else if (!kept_fits) {
+        plan = plan_blocks({evo, extra}, offload == "on" ? fixed - msa : fixed, budget, chunk_size);  // the error
+    }
     const size_t stored_pair = N * N * static_cast<size_t>(cfg.c_z) * a;
     ModelMemoryPhases ph;
     ph.load = 0;  // parameters and features are read on the host
@@ -202,12 +224,14 @@ int plan_main(const PlanOptions& o) {
         ModelMemoryPhases ph;
         size_t peak = 0;
         const ChunkPlan p = plan_device_model(cfg, o.n_res, o.n_seq, o.n_extra, o.max_memory, o.chunk_size, &peak, act,
-                                              o.save_outputs, &ph);
+                                              o.save_outputs, &ph, o.offload);
         std::printf("GPU plan for N_res=%lld, %lld MSA rows, %lld extra rows (AF2 widths; the model on the GPU, %s "
                     "activations)%s:\n",
                     (long long)o.n_res, (long long)o.n_seq, (long long)o.n_extra, dtype_name(act),
                     o.max_memory.empty() ? "" : (" within " + format_bytes(parse_bytes(o.max_memory))).c_str());
         std::printf("  chunk size          %lld%s\n", (long long)p.chunk_size, p.chunk_size == 0 ? " (unchunked)" : "");
+        std::printf("  offload             %s\n", p.offload_msa ? "the MSA parked in host memory during the extra-MSA stack"
+                                                               : "none");
         for (auto& [name, bytes] : p.modules) std::printf("  %-36s %s\n", name.c_str(), format_bytes(bytes).c_str());
         std::printf("  phase peaks: embedders %s, trunk %s, structure module and heads %s\n",
                     format_bytes(ph.embedders).c_str(), format_bytes(ph.trunk).c_str(), format_bytes(ph.heads).c_str());

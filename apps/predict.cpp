@@ -145,11 +145,13 @@ int predict_main(const PredictOptions& o) {
                      format_bytes(predicted_peak).c_str());
     } else {  // --max-memory is the GPU's budget; host memory is not planned
         const ChunkPlan plan = plan_device_model(cfg, n_res, n_msa, n_extra, o.max_memory, o.chunk_size,
-                                                 &predicted_peak, act, o.save_outputs);
+                                                 &predicted_peak, act, o.save_outputs, nullptr, o.offload);
         ctx.chunk_size = plan.chunk_size;
         ctx.ws.reserve(plan.predicted_workspace_bytes);
-        std::fprintf(stderr, "  memory plan (GPU): chunk size %lld, predicted device peak %s\n",
-                     (long long)plan.chunk_size, format_bytes(predicted_peak).c_str());
+        po.offload_msa = plan.offload_msa;
+        std::fprintf(stderr, "  memory plan (GPU): chunk size %lld, predicted device peak %s%s\n",
+                     (long long)plan.chunk_size, format_bytes(predicted_peak).c_str(),
+                     plan.offload_msa ? ", the MSA parked in host memory during the extra-MSA stack" : "");
     }
     t0 = Clock::now();
     po.comm = nccl ? nccl.get() : &comm;

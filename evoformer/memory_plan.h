@@ -41,6 +41,8 @@ struct ChunkPlan {
     size_t predicted_workspace_bytes = 0;
     size_t predicted_peak_bytes = 0;    // fixed + activations + workspace
     std::vector<std::pair<std::string, size_t>> modules;  // workspace per module at this chunk size
+    // Device plans: the MSA is parked in host memory during the extra-MSA stack (PredictOptions::offload_msa).
+    bool offload_msa = false;
 };
 
 // Candidate chunk sizes, fastest first: unchunked, then N/2, N/4, ... down to 1.

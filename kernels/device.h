@@ -23,4 +23,32 @@ void device_memory_info(size_t* free_bytes, size_t* total_bytes);
 size_t device_bytes_in_use();
 size_t device_peak_bytes();
 
+// Page-locked host memory (cudaHostAlloc), which asynchronous copies need; *pinned says whether it is (plain
+// aligned host memory without CUDA or without a device). Free with host_free_pinned(ptr, *pinned).
+void* host_alloc_pinned(size_t bytes, bool* pinned);
+void host_free_pinned(void* ptr, bool pinned);
+
+// Completion of one asynchronous copy (copy_async). Destroying it waits for the copy if it is still running.
+class CopyEvent {
+public:
+    CopyEvent() = default;
+    explicit CopyEvent(void* event) : event_(event) {}
+    ~CopyEvent();
+    CopyEvent(CopyEvent&& o) noexcept : event_(o.event_) { o.event_ = nullptr; }
+    CopyEvent& operator=(CopyEvent&& o) noexcept;
+    CopyEvent(const CopyEvent&) = delete;
+    CopyEvent& operator=(const CopyEvent&) = delete;
+    // Work queued on the default stream from now on runs after the copy; the host does not block.
+    void order_default_stream() const;
+    // Blocks the host until the copy is done.
+    void wait() const;
+
+private:
+    void* event_ = nullptr;  // cudaEvent_t; null: nothing pending
+};
+// A copy between device memory and pinned host memory on the copy stream, a side stream of its own, started after
+// everything queued on the default stream so far: it overlaps the compute queued after it. The source must not be
+// written, nor the destination read, until the returned event is ordered or waited for. Host to host: done at once.
+CopyEvent copy_async(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
+
 }  // namespace axfold

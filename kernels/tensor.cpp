@@ -65,7 +65,9 @@ Shape contiguous_strides(const Shape& shape) {
 
 Storage::~Storage() {
     if (!owned || !ptr) return;
-    if (device == Device::CPU)
+    if (pinned)
+        host_free_pinned(ptr, true);
+    else if (device == Device::CPU)
         std::free(ptr);
     else
         device_free(ptr);
@@ -91,6 +93,23 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
     t.strides_ = contiguous_strides(shape);
     t.dtype_ = dtype;
     t.device_ = device;
+    return t;
+}
+
+Tensor Tensor::empty_pinned(const Shape& shape, DType dtype) {
+    for (int64_t s : shape) AXF_CHECK(s >= 0, "negative dimension in shape %s", shape_str(shape).c_str());
+    Tensor t;
+    auto st = std::make_shared<Storage>();
+    st->bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+    st->device = Device::CPU;
+    bool pinned = false;
+    st->ptr = host_alloc_pinned(st->bytes, &pinned);
+    st->pinned = pinned;  // unpinned: aligned host memory, freed as any host tensor's
+    t.storage_ = std::move(st);
+    t.shape_ = shape;
+    t.strides_ = contiguous_strides(shape);
+    t.dtype_ = dtype;
+    t.device_ = Device::CPU;
     return t;
 }
 

@@ -62,6 +62,7 @@ struct Storage {
     size_t bytes = 0;
     Device device = Device::CPU;
     bool owned = true;
+    bool pinned = false;  // page-locked host memory (Tensor::empty_pinned)
     ~Storage();
 };
 
@@ -73,6 +74,8 @@ public:
     static Tensor zeros(const Shape& shape, DType dtype = DType::F32, Device device = Device::CPU);
     static Tensor full(const Shape& shape, float value);
     static Tensor from_vector(const Shape& shape, const std::vector<float>& values);
+    // Host tensor in page-locked memory where CUDA has a device (for asynchronous copies), else plain host memory.
+    static Tensor empty_pinned(const Shape& shape, DType dtype = DType::F32);
     // Wraps memory the caller keeps alive (workspace arenas).
     static Tensor borrow(void* ptr, const Shape& shape, DType dtype, Device device);
 
@@ -87,6 +90,8 @@ public:
     Device device() const { return device_; }
     int64_t offset() const { return offset_; }
     bool is_contiguous() const;
+    // Tensors (this one and its views, wherever they are) sharing this storage: 1 when this handle is the only one.
+    long storage_refs() const { return storage_.use_count(); }
     std::string desc() const;  // "f32[2, 3] cpu"
 
     void* raw() const;  // pointer to element 0 of this view

@@ -9,6 +9,7 @@
 #include "evoformer/evoformer_dap.h"
 #include "io/params.h"
 #include "kernels/device.h"
+#include "kernels/offload.h"
 #include "structure/all_atom.h"
 #include "structure/template_features.h"
 
@@ -348,6 +349,7 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
     Tensor pair_mask = Tensor::empty({N, N}, DType::F32, model_dev);
     StructureModuleOutputs sm;
     Tensor single;
+    ParkedTensor parked_msa;  // opt.offload_msa: the MSA while the extra-MSA stack runs
     for (int r = 0; r < iters; ++r) {
         msa = Tensor::empty({S + T, N, Cm}, DType::F32, model_dev);
         msa_clusters = msa.slice(0, 0, S);
@@ -372,6 +374,8 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
             Tensor row0 = msa.select(0, 0);
             recycling_embedder_forward(w_recycle, prev_row, prev_pair, prev_pb, row0, pair, mc);
             mc.ws.trim();
+            // Without templates the MSA is final here: its copy out overlaps the extra-MSA embedder.
+            if (opt.offload_msa && !use_templates) parked_msa = ParkedTensor(msa);
             extra = Tensor::empty({E, N, Ce}, act, model_dev);  // lives only until the extra-MSA stack is done
             extra_msa_embedder_forward(w_extra, to_int64(f.at("extra_msa").select(0, r)), feat("extra_has_deletion"),
                                        feat("extra_deletion_value"), extra, mc);
@@ -383,9 +387,8 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
                 TemplatePairInputs in{to_int64(f.at("template_aatype").select(0, r)), feat("template_all_atom_mask"),
                                       feat("template_pseudo_beta"), feat("template_pseudo_beta_mask"),
                                       feat("template_mask")};
-                template_pair_update = Tensor::empty({N, N, Cz}, DType::F32, model_dev);
-                template_embedding_forward(w_templates, in, pair, pair_mask, template_pair_update, false, mc);
-                add(pair, template_pair_update);
+                // The angle rows first: they complete the MSA, whose copy out (offload) then overlaps the template
+                // pair stacks. (AF2 appends them after the extra-MSA stack; they depend on neither.)
                 TorsionAngles ta;
                 if (f.count("template_torsion_angles_sin_cos")) {
                     ta = {feat("template_torsion_angles_sin_cos"), feat("template_alt_torsion_angles_sin_cos"),
@@ -399,6 +402,11 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
                 template_rows = msa.slice(0, S, S + T);
                 template_angle_embedder_forward(w_template_angles, angle_feat.to(model_dev), template_rows, mc);
                 msa_mask.slice(0, S, S + T).copy_from(template_msa_mask(torsion_mask));
+                template_rows = opt.keep_recycles ? host_copy(template_rows) : Tensor();  // not a view of msa
+                if (opt.offload_msa) parked_msa = ParkedTensor(msa);
+                template_pair_update = Tensor::empty({N, N, Cz}, DType::F32, model_dev);
+                template_embedding_forward(w_templates, in, pair, pair_mask, template_pair_update, false, mc);
+                add(pair, template_pair_update);
             });
         }
         // Each phase starts from an empty arena: pages an earlier phase touched would otherwise stay resident
@@ -407,11 +415,13 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
         ctx.ws.trim();
         if (!opt.keep_recycles) template_pair_update = Tensor();  // added to the pair already
         pair = to_dtype(pair, act);  // template models: the float32 pair rounded (otherwise itself)
+        if (parked_msa.parked()) {  // its device memory goes back to the pool for the extra-MSA stack
+            msa = msa_clusters = Tensor();
+            parked_msa.release();
+        }
         timed("extra_msa_stack", r, [&] { run_stack(extra_stack, extra, pair, extra_mask, pair_mask); });
         extra = Tensor();  // the extra-MSA activations are not needed past their stack
-        // AF2 appends the angle rows after the extra-MSA stack; they do not depend on the pair, so computing
-        // them with the other template work above gives the same result.
-        template_rows = use_templates && opt.keep_recycles ? host_copy(template_rows) : Tensor();  // not a view of msa
+        if (parked_msa.parked()) msa = parked_msa.restore();  // the next park replaces parked_msa
         msa_clusters = Tensor();  // a view: it would keep the float32 MSA alive under its bfloat16 copy
         msa = to_dtype(msa, act);
         timed("evoformer", r, [&] { run_stack(evo_stack, msa, pair, msa_mask, pair_mask); });

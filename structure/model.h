@@ -74,6 +74,10 @@ struct PredictOptions {
     // depths that would take too long in full (`axfold bench model --run-blocks`): every parameter stays
     // loaded and each block frees its workspace, so the peak equals the full run's; the prediction does not.
     int run_blocks = -1;
+    // Offload: park the MSA in pinned host memory while the extra-MSA stack runs (the copies overlap compute on a
+    // side stream; kernels/offload.h). The GPU memory plan turns it on when it lets a faster chunk size fit
+    // (ChunkPlan::offload_msa); on the CPU it only copies (tests).
+    bool offload_msa = false;
     // Progress callback: (stage, iteration, seconds of that stage).
     std::function<void(const std::string&, int, double)> progress;
 };

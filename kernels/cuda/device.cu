@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <unordered_map>
 
@@ -117,6 +119,78 @@ void device_copy(void* dst, Device dst_dev, const void* src, Device src_dev, siz
 }
 
 bool cuda_built() { return true; }
+
+void* host_alloc_pinned(size_t bytes, bool* pinned) {
+    void* p = nullptr;
+    *pinned = cuda_available() && cudaHostAlloc(&p, std::max<size_t>(bytes, 1), cudaHostAllocDefault) == cudaSuccess;
+    if (*pinned) return p;
+    (void)cudaGetLastError();
+    p = std::aligned_alloc(64, (std::max<size_t>(bytes, 1) + 63) / 64 * 64);
+    AXF_CHECK(p, "out of host memory allocating %zu bytes", bytes);
+    return p;
+}
+
+void host_free_pinned(void* ptr, bool pinned) {
+    if (!ptr) return;
+    if (pinned)
+        (void)cudaFreeHost(ptr);
+    else
+        std::free(ptr);
+}
+
+namespace {
+// The side stream of copy_async: non-blocking, so it does not synchronise with the legacy default stream.
+cudaStream_t copy_stream() {
+    static const cudaStream_t s = [] {
+        cudaStream_t st = nullptr;
+        AXF_CUDA(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+        return st;
+    }();
+    return s;
+}
+}  // namespace
+
+CopyEvent::~CopyEvent() {
+    if (!event_) return;
+    (void)cudaEventSynchronize(static_cast<cudaEvent_t>(event_));
+    (void)cudaEventDestroy(static_cast<cudaEvent_t>(event_));
+}
+
+CopyEvent& CopyEvent::operator=(CopyEvent&& o) noexcept {
+    if (this != &o) {
+        CopyEvent old(event_);  // waits for and destroys the previous event
+        event_ = o.event_;
+        o.event_ = nullptr;
+    }
+    return *this;
+}
+
+void CopyEvent::order_default_stream() const {
+    if (event_) AXF_CUDA(cudaStreamWaitEvent(0, static_cast<cudaEvent_t>(event_), 0));
+}
+
+void CopyEvent::wait() const {
+    if (event_) AXF_CUDA(cudaEventSynchronize(static_cast<cudaEvent_t>(event_)));
+}
+
+CopyEvent copy_async(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {
+    if (dst_dev == Device::CPU && src_dev == Device::CPU) {
+        if (bytes) std::memcpy(dst, src, bytes);
+        return CopyEvent();
+    }
+    const cudaMemcpyKind kind = dst_dev == Device::CUDA
+                                    ? (src_dev == Device::CUDA ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
+                                    : cudaMemcpyDeviceToHost;
+    cudaEvent_t queued = nullptr, done = nullptr;
+    AXF_CUDA(cudaEventCreateWithFlags(&queued, cudaEventDisableTiming));
+    AXF_CUDA(cudaEventRecord(queued, 0));  // everything on the default stream so far (the source's producers)
+    AXF_CUDA(cudaStreamWaitEvent(copy_stream(), queued, 0));
+    AXF_CUDA(cudaEventDestroy(queued));  // released once the wait is satisfied
+    AXF_CUDA(cudaMemcpyAsync(dst, src, bytes, kind, copy_stream()));
+    AXF_CUDA(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+    AXF_CUDA(cudaEventRecord(done, copy_stream()));
+    return CopyEvent(done);
+}
 
 int cuda_device_count() {
     int n = 0;

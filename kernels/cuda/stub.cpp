@@ -1,4 +1,8 @@
 // Linked when axfold is built without CUDA: every device entry point says so plainly.
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
 #include "kernels/cuda/ops_cuda.h"
 #include "kernels/device.h"
 
@@ -19,6 +23,27 @@ void device_synchronize() {}
 void device_memory_info(size_t*, size_t*) { no_cuda(); }
 size_t device_bytes_in_use() { return 0; }
 size_t device_peak_bytes() { return 0; }
+
+void* host_alloc_pinned(size_t bytes, bool* pinned) {
+    *pinned = false;
+    void* p = std::aligned_alloc(64, (std::max<size_t>(bytes, 1) + 63) / 64 * 64);
+    AXF_CHECK(p, "out of host memory allocating %zu bytes", bytes);
+    return p;
+}
+void host_free_pinned(void* ptr, bool) { std::free(ptr); }
+CopyEvent::~CopyEvent() = default;
+CopyEvent& CopyEvent::operator=(CopyEvent&& o) noexcept {
+    event_ = o.event_;
+    o.event_ = nullptr;
+    return *this;
+}
+void CopyEvent::order_default_stream() const {}
+void CopyEvent::wait() const {}
+CopyEvent copy_async(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {
+    if (dst_dev != Device::CPU || src_dev != Device::CPU) no_cuda();
+    if (bytes) std::memcpy(dst, src, bytes);
+    return CopyEvent();
+}
 
 namespace cuda {
 void matmul(const Tensor&, const Tensor&, const Tensor&, float, float) { no_cuda(); }

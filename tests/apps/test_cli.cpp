@@ -214,6 +214,20 @@ TEST(Cli, PlanForTheGpuModel) {
     RunResult small = run("plan --n-res 3000 --device cuda --max-memory 4G");
     EXPECT_NE(small.rc, 0);
     EXPECT_NE(small.out.find("too small"), std::string::npos) << small.out;
+    // Offload: parking the MSA (512 x 1024 x 256 floats = 0.5 GiB) during the extra-MSA stack lowers that stack's
+    // peak by exactly its size; "auto" parks only when that lets a faster chunk size fit (here: unchunked in 11G).
+    RunResult roomy = run("plan --n-res 1024 --device cuda --max-memory 80G");
+    RunResult tight = run("plan --n-res 1024 --device cuda --max-memory 11G");
+    RunResult forced = run("plan --n-res 1024 --device cuda --max-memory 80G --offload on");
+    for (const RunResult* r : {&roomy, &tight, &forced}) ASSERT_EQ(r->rc, 0) << r->out;
+    EXPECT_NE(roomy.out.find("offload             none"), std::string::npos) << roomy.out;
+    EXPECT_NE(tight.out.find("the MSA parked"), std::string::npos) << tight.out;
+    EXPECT_NE(tight.out.find("(unchunked)"), std::string::npos) << tight.out;
+    EXPECT_NEAR(peak_after(roomy.out, "predicted device peak ") - peak_after(forced.out, "predicted device peak "), 0.5,
+                0.011);
+    RunResult bad = run("plan --n-res 1024 --device cuda --max-memory 80G --offload maybe");
+    EXPECT_NE(bad.rc, 0);
+    EXPECT_NE(bad.out.find("expected auto, on or off"), std::string::npos) << bad.out;
 }
 
 // `--precision bf16` stores the trunk's MSA and pair in bfloat16: at one chunk size the planned trunk peak

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "kernels/offload.h"
 #include "kernels/tensor.h"
 #include "kernels/workspace.h"
 #include "test_util.h"
@@ -58,6 +59,28 @@ TEST(Tensor, BadViewsAreClearErrors) {
     } catch (const Error& e) {
         EXPECT_NE(std::string(e.what()).find("[4, 2]"), std::string::npos) << e.what();
     }
+}
+
+TEST(Offload, ParkReleaseRestoreKeepsTheValues) {
+    std::mt19937 rng(3);
+    Tensor t = test::randn({5, 7}, rng);
+    const Tensor want = t.clone();
+    Tensor view = t.slice(0, 1, 3);
+    ParkedTensor p(t);
+    EXPECT_TRUE(p.parked());
+    EXPECT_EQ(p.bytes(), size_t(5 * 7 * 4));
+    t = Tensor();
+    EXPECT_THROW(p.release(), Error);  // `view` would keep the memory
+    view = Tensor();
+    p.release();
+    const Tensor back = p.restore();
+    EXPECT_FALSE(p.parked());
+    ASSERT_EQ(back.shape(), want.shape());
+    for (int64_t i = 0; i < want.numel(); ++i) EXPECT_EQ(back.f32()[i], want.f32()[i]);
+    EXPECT_THROW(ParkedTensor(want.transpose(0, 1)), Error);  // parks contiguous tensors only
+    const Tensor pinned = Tensor::empty_pinned({3, 2}, DType::I64);
+    EXPECT_EQ(pinned.device(), Device::CPU);
+    EXPECT_EQ(pinned.numel(), 6);
 }
 
 TEST(Workspace, MarkReleaseReusesMemory) {

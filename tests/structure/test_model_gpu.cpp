@@ -41,3 +41,23 @@ TEST(ModelGpu, golden_bf16_keeps_plddt_within_one_point_on_cuda) {
     });
     ASSERT_GT(ran, 0);
 }
+
+// Offload on the GPU: the MSA parked in pinned host memory during the extra-MSA stack (copies on the side stream)
+// gives the same prediction to the bit.
+TEST(ModelGpu, offload_msa_changes_nothing_on_cuda) {
+    if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+    const int ran = test::for_each_golden_model([](const std::string& name, const io::Hdf5File&,
+                                                   const test::GoldenModel& g) {
+        Context c1(Device::CUDA), c2(Device::CUDA);
+        PredictOptions parked;
+        parked.offload_msa = true;
+        const Prediction a = g.model.predict(g.features, {}, c1);
+        const Prediction b = g.model.predict(g.features, parked, c2);
+        const auto oa = prediction_output_tensors(a), ob = prediction_output_tensors(b);
+        for (const auto& [key, t] : oa) {
+            const auto d = test::compare(test::to_f64(ob.at(key)), test::to_f64(t), 0, 0, key, 0);
+            EXPECT_EQ(d.max_abs, 0.0) << name << ": " << key;
+        }
+    });
+    ASSERT_GT(ran, 0);
+}
