@@ -88,7 +88,7 @@ ctest_gpu() {  # the issue's acceptance command: every gpu-labelled test through
   step 200 ctest-gpu "${gold[@]}" ctest --test-dir "$build" -L gpu --output-on-failure
 }
 golden() { golden_fp32; golden_bf16; golden_fused; }
-golden_fp32() { step 150 golden-cuda "${gold[@]}" "$st" --gtest_filter='*matches_on_cuda'; }
+golden_fp32() { step 150 golden-cuda "${gold[@]}" "$st" --gtest_filter='*matches_on_cuda:*offload*'; }
 golden_bf16() { step 150 golden-cuda-bf16 "${gold[@]}" "$st" --gtest_filter='*bf16*'; }
 golden_fused() { step 150 golden-cuda-fused "${gold[@]}" AXFOLD_FUSED_ATTENTION=1 "$st" --gtest_filter='*matches_on_cuda'; }
 memcheck() {  # out-of-bounds accesses and launch errors the parity tests could miss
@@ -110,9 +110,11 @@ block() {  # $1 precision, $2 residues: Evoformer block with the per-module brea
     --blocks $(( $2 > 256 ? 3 : 5 )) --breakdown "${c[@]}"
 }
 models() { for p in fp32 bf16; do model $p 256; done; for p in fp32 bf16; do model $p 1024; done; }
-model() {  # $1 precision, $2 residues: one full-model iteration
-  step $(( $2 > 256 ? 150 : 90 )) model$2-$1 "$ax" bench model --precision $1 --n-res $2 --n-seq 128 --n-extra 1024 "${c[@]}"
+model() {  # $1 precision, $2 residues[, more options]: one full-model iteration
+  local p=$1 n=$2; shift 2
+  step $(( n > 256 ? 150 : 90 )) model$n-$p${1:+-offload} "$ax" bench model --precision $p --n-res $n --n-seq 128 --n-extra 1024 "${c[@]}" "$@"
 }
+offload() { model fp32 1024 --offload on; }  # the MSA parked during the extra-MSA stack: time and device peak
 bf16() { golden_bf16; block bf16 256; block bf16 1024; model bf16 256; model bf16 1024; }
 cli() {  # the user's command on the bundled example (full depth, random weights): CPU against the GPU trunk
   local d=/tmp/axfold-cli f=data/example/features.h5
@@ -149,7 +151,7 @@ case $stage in
   test) ops; golden; memcheck; ctest_gpu ;;
   bench) kernels; block256; block1024; models; host ;;
   # the order of `all` puts what a fix would need first, and the longest benchmarks last
-  all) ops; golden_fp32; kernels; block256; golden_bf16; golden_fused; memcheck; block1024; models; host ;;
+  all) ops; golden_fp32; kernels; block256; golden_bf16; golden_fused; memcheck; block1024; models; offload; host ;;
   *) for f in ${stage//,/ }; do
        declare -F "$f" >/dev/null || { echo "gpu-check: '$f': expected test, bench, all or a step function" >&2; exit 2; }
        "$f"
