@@ -43,8 +43,9 @@ size_t post_trunk_bytes(int64_t n_res, int64_t n_seq, int64_t c_z, bool pae, int
     const size_t N = n_res, n2 = N * N, S = n_seq;
     const size_t ci = chunk > 0 ? std::min<size_t>(N, chunk) : N;  // the structure module's IPA row blocks
     const size_t hr = static_cast<size_t>(head_block_rows(chunk, n_res));  // the heads' row blocks
-    // Structure module: per block of IPA query rows, LN(pair rows), the 2-D bias and the logits (12 heads).
-    const size_t sm = ci * N * (c_z + 2 * 12) * 4;
+    // Structure module: per block of IPA query rows, LN(pair rows), the 2-D bias, the logits and the point-logit
+    // bias (12 heads); the pair mask m_i m_j.
+    const size_t sm = ci * N * (c_z + 3 * 12) * 4 + N * N * 4;
     // Heads: masked-MSA logits [S, N, 23], the PAE map [N, N]; per block of rows, the pair rows widened to
     // float32 (bfloat16 activations), the 64-bin logits and the softmax's row offsets (8 bytes a row); kept
     // logits: the [N, N, 64] distogram, PAE logits and probabilities.
@@ -203,6 +204,20 @@ ChunkPlan plan_device_model(const ModelConfig& cfg, int64_t n_res, int64_t n_clu
     // Structure module and heads on the stored pair; the kept [N, N, 64] head tensors are formed on the device.
     ph.heads = fixed + stored_pair + post_trunk_bytes(n_res, evo.n_seq, cfg.c_z, cfg.preset.ptm, plan.chunk_size,
                                                       keep_pair_logits);
+    if (cfg.preset.templates) {
+        // Templates (4, c_t = 64), counted in the embedders' phase: the float32 pair, the extra-MSA activations,
+        // the templates' pair activations [T, N, N, c_t], the pointwise attention's q, k, v and output (64
+        // channels each), one template's [N, N, 88] features, the update [N, N, c_z], and the template pair stack's
+        // workspace, at most a trunk pair module's (c_z = 128 > c_t).
+        const size_t T = 4, n2 = N * N;
+        size_t pair_ws = 0;
+        for (const auto& [name, bytes] : plan.modules)
+            if (name == "triangle_attention" || name == "triangle_multiplication" || name == "pair_transition")
+                pair_ws = std::max(pair_ws, bytes);
+        const size_t templates = fixed + n2 * cfg.c_z * 4 + E * N * cfg.c_e * a + T * n2 * 64 * 4 +
+                                 (2 * T + 2) * n2 * 64 * 4 + n2 * 88 * 4 + n2 * cfg.c_z * 4 + pair_ws;
+        ph.embedders = std::max(ph.embedders, templates);
+    }
     const size_t peak = ph.peak();
     AXF_CHECK(peak <= budget, "GPU memory budget %s is too small: this prediction needs %s on the device (%s phase)",
               format_bytes(budget).c_str(), format_bytes(peak).c_str(), ph.peak_phase());

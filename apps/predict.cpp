@@ -148,7 +148,9 @@ int predict_main(const PredictOptions& o) {
                                                  &predicted_peak, act, o.save_outputs, nullptr, o.offload);
         ctx.chunk_size = plan.chunk_size;
         ctx.ws.reserve(plan.predicted_workspace_bytes);
-        po.offload_msa = plan.offload_msa;
+        // With DAP the model runs on the host (only the stacks' shards are on the GPUs): nothing to park, and the
+        // whole-model plan over-counts a rank's GPU (conservative).
+        po.offload_msa = plan.offload_msa && comm.size() == 1;
         std::fprintf(stderr, "  memory plan (GPU): chunk size %lld, predicted device peak %s%s\n",
                      (long long)plan.chunk_size, format_bytes(predicted_peak).c_str(),
                      plan.offload_msa ? ", the MSA parked in host memory during the extra-MSA stack" : "");

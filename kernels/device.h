@@ -16,6 +16,10 @@ bool cuda_available();  // built with CUDA and a device is present
 bool cuda_built();      // built with the CUDA backend (a device may still be absent)
 int cuda_device_count();  // visible CUDA devices (0 without CUDA)
 void device_synchronize();  // waits for all queued device work (benchmarks' timers); no-op without CUDA
+// Synchronises, then returns the memory pool's cached unused blocks to the driver (cudaMemPoolTrimTo): called
+// between phases whose allocations differ in size, so one phase's freed blocks do not sit beside the next
+// phase's (the pool otherwise keeps them: its release threshold is "never"). No-op without CUDA.
+void device_release_cached();
 // Free and total bytes of the current device (cudaMemGetInfo; memory cached in axfold's pool counts as
 // used); throws without CUDA.
 void device_memory_info(size_t* free_bytes, size_t* total_bytes);

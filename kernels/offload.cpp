@@ -2,13 +2,22 @@
 
 namespace axfold {
 
-ParkedTensor::ParkedTensor(Tensor t) : tensor_(std::move(t)) {
-    AXF_CHECK(tensor_.defined() && tensor_.is_contiguous(), "offload: parking %s: expected a contiguous tensor",
-              tensor_.desc().c_str());
+void ParkedTensor::park(Tensor t) {
+    AXF_CHECK(t.defined() && t.is_contiguous(), "offload: parking %s: expected a contiguous tensor", t.desc().c_str());
+    AXF_CHECK(!tensor_.defined(), "offload: parking %s while %s is still held (release or restore it first)",
+              t.desc().c_str(), tensor_.desc().c_str());
+    copy_.wait();  // a copy in from an earlier park may still read the buffer
+    if (host_.defined() && host_.dtype() == t.dtype() && host_.numel() == t.numel())
+        host_ = host_.view(t.shape());
+    else
+        host_ = Tensor::empty_pinned(t.shape(), t.dtype());
+    tensor_ = std::move(t);
     device_ = tensor_.device();
-    host_ = Tensor::empty_pinned(tensor_.shape(), tensor_.dtype());
+    restored_ = false;
     copy_ = copy_async(host_.raw(), Device::CPU, tensor_.raw(), device_, bytes());
 }
+
+ParkedTensor::~ParkedTensor() { copy_.wait(); }
 
 size_t ParkedTensor::bytes() const {
     return host_.defined() ? static_cast<size_t>(host_.numel()) * dtype_size(host_.dtype()) : 0;

@@ -14,7 +14,13 @@ public:
     ParkedTensor() = default;
     // Starts copying t (contiguous) into pinned host memory, after the work queued on the default stream so far.
     // t keeps its memory until release(); it must not be written before then.
-    explicit ParkedTensor(Tensor t);
+    explicit ParkedTensor(Tensor t) { park(std::move(t)); }
+    // The same for another tensor (after a restore): the pinned buffer is reused when it has the same size
+    // (page-locking is slow), so a model parks its MSA every iteration at the cost of one allocation.
+    void park(Tensor t);
+    ~ParkedTensor();  // waits for a copy still running before its pinned buffer is freed
+    ParkedTensor(const ParkedTensor&) = delete;
+    ParkedTensor& operator=(const ParkedTensor&) = delete;
     // Frees the original: later default-stream work waits for the copy out, then the memory returns to the pool
     // (stream-ordered). Throws when other views of the tensor are still alive, since they would keep the memory.
     void release();

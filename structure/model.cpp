@@ -284,15 +284,26 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
     const Device dev = ctx.device;
     const bool dap = opt.comm && opt.comm->size() > 1;
     const Device model_dev = dap ? Device::CPU : dev;
-    std::unique_ptr<Context> host_ctx;
-    if (dev != model_dev) {
-        AXF_CHECK(opt.comm->backend() == "nccl",
+    // On a GPU everything but the stacks has a workspace of its own: ctx's arena is reserved at the trunk's size
+    // (the planner's), and after each trim its first block takes that size again, which the device cannot spare
+    // for the embedders or heads (on the CPU untouched pages cost nothing, and one arena serves every phase).
+    std::unique_ptr<Context> rest_ctx;
+    if (dev != Device::CPU) {
+        AXF_CHECK(dev == model_dev || opt.comm->backend() == "nccl",
                   "DAP with the trunk on %s needs the NCCL communicator, not %s (run DAP on the CPU, or build with "
                   "NCCL)", device_name(dev), opt.comm->backend().c_str());
-        host_ctx = std::make_unique<Context>(Device::CPU);
-        host_ctx->chunk_size = ctx.chunk_size;
+        rest_ctx = std::make_unique<Context>(model_dev);
+        rest_ctx->chunk_size = ctx.chunk_size;
+        rest_ctx->activation_dtype = ctx.activation_dtype;
     }
-    Context& mc = host_ctx ? *host_ctx : ctx;  // the context of everything but the stacks
+    Context& mc = rest_ctx ? *rest_ctx : ctx;  // the context of everything but the stacks
+    // Between phases: empty arenas and, on a GPU, the memory pool's cached blocks returned to the driver, so that
+    // one phase's freed blocks (of other sizes) do not sit beside the next phase's allocations.
+    auto end_phase = [&] {
+        mc.ws.trim();
+        ctx.ws.trim();
+        if (dev != Device::CPU) device_release_cached();
+    };
     // With the model on a GPU, the precision asked for (--precision) is the trunk stacks' GEMM arithmetic; the
     // embedders, templates, structure module and heads compute in float32 (AF2 too runs its structure module in
     // float32; on the host, the CPU's emulation of TF32/bf16 would only slow them down).
@@ -375,12 +386,12 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
             recycling_embedder_forward(w_recycle, prev_row, prev_pair, prev_pb, row0, pair, mc);
             mc.ws.trim();
             // Without templates the MSA is final here: its copy out overlaps the extra-MSA embedder.
-            if (opt.offload_msa && !use_templates) parked_msa = ParkedTensor(msa);
+            if (opt.offload_msa && !use_templates) parked_msa.park(msa);
             extra = Tensor::empty({E, N, Ce}, act, model_dev);  // lives only until the extra-MSA stack is done
             extra_msa_embedder_forward(w_extra, to_int64(f.at("extra_msa").select(0, r)), feat("extra_has_deletion"),
                                        feat("extra_deletion_value"), extra, mc);
         });
-        if (!opt.keep_recycles) prev_pair = Tensor();
+        prev_pair = Tensor();  // kept iterations hold their own (host) copy of it
         Tensor template_pair_update, template_rows;
         if (use_templates) {
             timed("templates", r, [&] {
@@ -403,30 +414,28 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
                 template_angle_embedder_forward(w_template_angles, angle_feat.to(model_dev), template_rows, mc);
                 msa_mask.slice(0, S, S + T).copy_from(template_msa_mask(torsion_mask));
                 template_rows = opt.keep_recycles ? host_copy(template_rows) : Tensor();  // not a view of msa
-                if (opt.offload_msa) parked_msa = ParkedTensor(msa);
+                if (opt.offload_msa) parked_msa.park(msa);
                 template_pair_update = Tensor::empty({N, N, Cz}, DType::F32, model_dev);
                 template_embedding_forward(w_templates, in, pair, pair_mask, template_pair_update, false, mc);
                 add(pair, template_pair_update);
+                template_pair_update = opt.keep_recycles ? host(template_pair_update) : Tensor();
             });
         }
         // Each phase starts from an empty arena: pages an earlier phase touched would otherwise stay resident
         // under this one's peak, which the planner counts phase by phase (apps/plan.cpp).
-        mc.ws.trim();
-        ctx.ws.trim();
-        if (!opt.keep_recycles) template_pair_update = Tensor();  // added to the pair already
         pair = to_dtype(pair, act);  // template models: the float32 pair rounded (otherwise itself)
-        if (parked_msa.parked()) {  // its device memory goes back to the pool for the extra-MSA stack
+        if (parked_msa.parked()) {  // its device memory goes back for the extra-MSA stack
             msa = msa_clusters = Tensor();
             parked_msa.release();
         }
+        end_phase();
         timed("extra_msa_stack", r, [&] { run_stack(extra_stack, extra, pair, extra_mask, pair_mask); });
         extra = Tensor();  // the extra-MSA activations are not needed past their stack
         if (parked_msa.parked()) msa = parked_msa.restore();  // the next park replaces parked_msa
         msa_clusters = Tensor();  // a view: it would keep the float32 MSA alive under its bfloat16 copy
         msa = to_dtype(msa, act);
         timed("evoformer", r, [&] { run_stack(evo_stack, msa, pair, msa_mask, pair_mask); });
-        ctx.ws.trim();
-        mc.ws.trim();
+        end_phase();
         msa = to_dtype(msa, DType::F32);
         msa_clusters = msa.slice(0, 0, S);
         timed("structure_module", r, [&] {
@@ -436,7 +445,7 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
             sc.num_layers = config_.structure_module_layers;
             sm = structure_module_forward(w_sm, sc, single, pair, aatype, seq_mask, mc);
         });
-        mc.ws.trim();
+        end_phase();
         prev_row = msa.select(0, 0).clone();
         prev_pair = r + 1 < iters ? pair : Tensor();  // the next embedders build a new pair
         prev_pb = pseudo_beta(aatype, sm.final_atom_positions);

@@ -120,6 +120,16 @@ void device_copy(void* dst, Device dst_dev, const void* src, Device src_dev, siz
 
 bool cuda_built() { return true; }
 
+void device_release_cached() {
+    if (!use_pool() || !cuda_available()) return;
+    AXF_CUDA(cudaDeviceSynchronize());  // frees queued in stream order have completed
+    int dev = 0;
+    cudaMemPool_t mp = nullptr;
+    AXF_CUDA(cudaGetDevice(&dev));
+    AXF_CUDA(cudaDeviceGetDefaultMemPool(&mp, dev));
+    AXF_CUDA(cudaMemPoolTrimTo(mp, 0));
+}
+
 void* host_alloc_pinned(size_t bytes, bool* pinned) {
     void* p = nullptr;
     *pinned = cuda_available() && cudaHostAlloc(&p, std::max<size_t>(bytes, 1), cudaHostAllocDefault) == cudaSuccess;
@@ -132,10 +142,11 @@ void* host_alloc_pinned(size_t bytes, bool* pinned) {
 
 void host_free_pinned(void* ptr, bool pinned) {
     if (!ptr) return;
-    if (pinned)
-        (void)cudaFreeHost(ptr);
-    else
+    if (!pinned) {
         std::free(ptr);
+        return;
+    }
+    if (cudaFreeHost(ptr) != cudaSuccess) (void)cudaGetLastError();  // a destructor: never throws, leaves no error behind
 }
 
 namespace {
@@ -152,8 +163,9 @@ cudaStream_t copy_stream() {
 
 CopyEvent::~CopyEvent() {
     if (!event_) return;
-    (void)cudaEventSynchronize(static_cast<cudaEvent_t>(event_));
-    (void)cudaEventDestroy(static_cast<cudaEvent_t>(event_));
+    const cudaError_t a = cudaEventSynchronize(static_cast<cudaEvent_t>(event_));
+    const cudaError_t b = cudaEventDestroy(static_cast<cudaEvent_t>(event_));
+    if (a != cudaSuccess || b != cudaSuccess) (void)cudaGetLastError();  // never throws, leaves no error behind
 }
 
 CopyEvent& CopyEvent::operator=(CopyEvent&& o) noexcept {

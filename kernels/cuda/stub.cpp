@@ -20,6 +20,7 @@ bool cuda_available() { return false; }
 bool cuda_built() { return false; }
 int cuda_device_count() { return 0; }
 void device_synchronize() {}
+void device_release_cached() {}
 void device_memory_info(size_t*, size_t*) { no_cuda(); }
 size_t device_bytes_in_use() { return 0; }
 size_t device_peak_bytes() { return 0; }

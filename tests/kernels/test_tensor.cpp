@@ -77,6 +77,14 @@ TEST(Offload, ParkReleaseRestoreKeepsTheValues) {
     EXPECT_FALSE(p.parked());
     ASSERT_EQ(back.shape(), want.shape());
     for (int64_t i = 0; i < want.numel(); ++i) EXPECT_EQ(back.f32()[i], want.f32()[i]);
+    // Parked again (the next iteration's MSA): the pinned buffer is reused, the values are the new tensor's.
+    Tensor again = test::randn({5, 7}, rng);
+    const Tensor want2 = again.clone();
+    p.park(again);
+    EXPECT_THROW(p.park(want2), Error);  // still holding `again`
+    again = Tensor();
+    const Tensor back2 = p.restore();
+    for (int64_t i = 0; i < want2.numel(); ++i) EXPECT_EQ(back2.f32()[i], want2.f32()[i]);
     EXPECT_THROW(ParkedTensor(want.transpose(0, 1)), Error);  // parks contiguous tensors only
     const Tensor pinned = Tensor::empty_pinned({3, 2}, DType::I64);
     EXPECT_EQ(pinned.device(), Device::CPU);
