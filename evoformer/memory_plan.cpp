@@ -32,13 +32,14 @@ std::vector<std::pair<std::string, size_t>> block_workspace_bytes(const BlockSiz
         return al(H * N * N) + al(ci * N * cz) + al(ci * N * H);
     };
     // One chunk of gated self-attention: x, q, k, v, o (+ gate) and the logits: each thread's rows on the CPU,
-    // one chunk of up to 64 Mi floats on CUDA (kernels/cuda/attention.cu). (The output projection goes through
-    // x where it cannot be written straight into the activation.)
+    // one chunk of up to 64 Mi floats on CUDA (kernels/cuda/attention.cu), where a transposed mask is also
+    // copied contiguous ([rows, keys]). (The output projection goes through x where it cannot be written
+    // straight into the activation.)
     auto attention = [&](int64_t nb, int64_t other, int64_t cin, int64_t hc, int64_t H) {
         const int64_t bc = chunk_of(chunk, nb);
         const int64_t logits = b.cuda ? std::min(bc * H * other * other, std::max(H * other * other, kCudaLogits))
                                       : T * other * other;
-        return al(bc * other * cin) + 5 * al(bc * other * hc) + al(logits);
+        return al(bc * other * cin) + 5 * al(bc * other * hc) + al(logits) + (b.cuda ? al(bc * other) : 0);
     };
     const int64_t msa_hc = d.msa_heads * d.msa_head_dim, pair_hc = d.pair_heads * d.pair_head_dim;
     r.push_back({"msa_row_attention", pair_bias(d.msa_heads) + attention(S, N, cm, msa_hc, d.msa_heads)});

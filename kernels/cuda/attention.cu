@@ -142,8 +142,15 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
         bias_c = ws.alloc({H, Q, K});
         cuda::copy(bias_c, bias);
     }
+    // A transposed mask (the attentions along the other axis read it so) would keep every softmax row of the
+    // unfused path off the 16-byte loads, which need unit stride: a contiguous [B, K] copy costs B K floats.
+    Tensor mask_c = mask;
+    if (mask.defined() && mask.stride(1) != 1 && K > 1) {
+        mask_c = ws.alloc({B, K});
+        cuda::copy(mask_c, mask);
+    }
     if (fused_attention_requested() && matmul_precision() == MatmulPrecision::Fp32 && q.size(3) <= 64 && K > 0) {
-        attention_fused(q, k, v, mask, bias_c, scale, inf, out);
+        attention_fused(q, k, v, mask_c, bias_c, scale, inf, out);
         return;
     }
     const int64_t per_batch = std::max<int64_t>(H * Q * K, 1);
@@ -157,7 +164,7 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
         Tensor vb = v.slice(0, b0, b0 + nb).permute({0, 2, 1, 3});  // [nb, H, K, C] row-major
         Tensor ob = out.slice(0, b0, b0 + nb).permute({0, 2, 1, 3});  // [nb, H, Q, C] row-major
         Tensor m, bb;
-        if (mask.defined()) m = mask.slice(0, b0, b0 + nb).unsqueeze(1).unsqueeze(1).expand({nb, H, Q, K});
+        if (mask_c.defined()) m = mask_c.slice(0, b0, b0 + nb).unsqueeze(1).unsqueeze(1).expand({nb, H, Q, K});
         if (bias_c.defined()) bb = bias_c.unsqueeze(0).expand({nb, H, Q, K});
         cuda::matmul(qb, kt, L, 1.f, 0.f);
         if (L.numel()) cuda::softmax(L, scale, m, bb, inf);

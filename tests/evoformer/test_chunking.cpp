@@ -207,7 +207,8 @@ TEST(Chunking, DevicePlanCountsBf16GemmCopiesAndTheLogitsChunk) {
     // Chunked, the copies shrink with the rows (pair transition at 64 rows of N: 64 * 1024 * 512 elements).
     EXPECT_LT(block_gemm_copy_bytes(b, 64), block_gemm_copy_bytes(b, 0) / 4);
     // Triangle attention's workspace: the CPU's per-thread logits rows against the CUDA chunk (N=1024, 4 heads:
-    // 4 Mi floats per query row block of 1, all 1024 rows = 4 Gi floats > the 64 Mi cap).
+    // 4 Mi floats per query row block of 1, all 1024 rows = 4 Gi floats > the 64 Mi cap) and the CUDA
+    // attention's contiguous copy of a transposed mask (1024 x 1024 floats).
     auto tri = [](const BlockSizes& s) {
         for (auto& [name, bytes] : block_workspace_bytes(s, 0))
             if (name == "triangle_attention") return bytes;
@@ -215,5 +216,6 @@ TEST(Chunking, DevicePlanCountsBf16GemmCopiesAndTheLogitsChunk) {
     };
     BlockSizes cpu = b;
     cpu.cuda = false;
-    EXPECT_EQ(tri(b) - tri(cpu), (size_t(64) << 20) * 4 - size_t(1024) * 1024 * 4);
+    EXPECT_EQ(tri(b) - tri(cpu), (size_t(64) << 20) * 4 /* logits chunk */ - size_t(1024) * 1024 * 4 /* CPU rows */ +
+                                     size_t(1024) * 1024 * 4 /* mask copy */);
 }

@@ -217,12 +217,14 @@ TEST(GpuOps, SoftmaxWarpAndBlockWithMaskBias) {
 
 namespace {
 void attention_case(int64_t B, int64_t Q, int64_t K, int64_t H, int64_t C, bool masked, uint32_t seed,
-                    bool fused = false) {
+                    bool fused = false, bool transposed_mask = false) {
     std::mt19937 rng(seed);
     // q from a fused [B, Q, 3, H, C] projection, k and v from [B, K, 2, H, C]: strided rows and batches.
     Tensor qkv = test::randn({B, Q, 3, H, C}, rng), kv = test::randn({B, K, 2, H, C}, rng);
     Tensor qkvd = dev(qkv), kvd = dev(kv);
-    Tensor mask = test::random_mask({B, K}, rng), bias_mem = test::randn({Q, H, K}, rng);
+    // A transposed mask (as the attentions along the other axis pass it): the CUDA op copies it contiguous.
+    Tensor mask = transposed_mask ? test::random_mask({K, B}, rng).transpose(0, 1) : test::random_mask({B, K}, rng);
+    Tensor bias_mem = test::randn({Q, H, K}, rng);
     View vbias = [](const Tensor& t) { return t.permute({1, 0, 2}); };  // [H, Q, K], non-contiguous
     Tensor out = test::randn({B, Q, H, C + 3}, rng), outd = dev(out);
     View vout = [&](const Tensor& t) { return t.slice(3, 0, C); };
@@ -240,12 +242,14 @@ void attention_case(int64_t B, int64_t Q, int64_t K, int64_t H, int64_t C, bool 
         cuda::attention_fused(qkvd.select(2, 0), kvd.select(2, 0), kvd.select(2, 1), masked ? dev(mask) : Tensor(),
                               masked ? vbias(dev(bias_mem)) : Tensor(), scale, 1e9f, vout(outd));
     } else {
-        attention(qkvd.select(2, 0), kvd.select(2, 0), kvd.select(2, 1), masked ? dev(mask) : Tensor(),
+        const Tensor mask_d = transposed_mask ? dev(mask.transpose(0, 1).contiguous()).transpose(0, 1) : dev(mask);
+        attention(qkvd.select(2, 0), kvd.select(2, 0), kvd.select(2, 1), masked ? mask_d : Tensor(),
                   masked ? vbias(dev(bias_mem)) : Tensor(), scale, 1e9f, vout(outd), gpu_ctx.ws);
     }
     expect_match(outd, out,
                  std::string(fused ? "fused " : "") + "attention B=" + std::to_string(B) + " Q=" + std::to_string(Q) +
-                     " K=" + std::to_string(K) + " C=" + std::to_string(C) + (masked ? " masked" : ""));
+                     " K=" + std::to_string(K) + " C=" + std::to_string(C) + (masked ? " masked" : "") +
+                     (transposed_mask ? " (transposed mask)" : ""));
 }
 }  // namespace
 
@@ -254,6 +258,7 @@ TEST(GpuOps, AttentionMatchesCpu) {
     attention_case(3, 17, 23, 4, 16, true, 6);
     attention_case(3, 17, 23, 4, 16, false, 7);
     attention_case(2, 1, 40, 8, 8, true, 8);
+    attention_case(3, 17, 24, 4, 16, true, 9, false, true);  // transposed mask, rows of 24 (16-byte softmax)
 }
 
 // The flash-style kernel (AXFOLD_FUSED_ATTENTION=1) against the CPU op: every head width template (8, 16,
