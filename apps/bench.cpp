@@ -272,9 +272,9 @@ int bench_model_main(const BenchModelOptions& o) {
         for (auto& [stage, sec] : p.timings) std::printf(", \"%s_seconds_per_iteration\": %.4f", stage.c_str(), sec / p.iterations);
         std::printf(", \"seconds_per_iteration\": %.4f, \"peak_rss_bytes\": %zu, \"chunk_size\": %lld, "
                     "\"predicted_peak_bytes\": %zu, \"device\": \"%s\", \"precision\": \"%s\", \"activations\": \"%s\", "
-                    "\"device_peak_bytes\": %zu}\n",
+                    "\"device_peak_bytes\": %zu, \"offload_msa\": %s}\n",
                     total / p.iterations, rss, (long long)plan.chunk_size, predicted_peak, device_name(device),
-                    o.precision.c_str(), dtype_name(act_dtype), device_peak_bytes());
+                    o.precision.c_str(), dtype_name(act_dtype), device_peak_bytes(), po.offload_msa ? "true" : "false");
     } else {
         std::printf("model N=%lld S=%lld E=%lld blocks %lld+%lld%s threads=%d: %.3f s per iteration (",
                     (long long)N, (long long)S, (long long)E, (long long)d.evoformer_blocks,

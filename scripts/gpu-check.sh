@@ -90,7 +90,17 @@ ctest_gpu() {  # the issue's acceptance command: every gpu-labelled test through
 golden() { golden_fp32; golden_bf16; golden_fused; }
 golden_fp32() { step 150 golden-cuda "${gold[@]}" "$st" --gtest_filter='*matches_on_cuda:*offload*'; }
 golden_bf16() { step 150 golden-cuda-bf16 "${gold[@]}" "$st" --gtest_filter='*bf16*'; }
-golden_fused() { step 150 golden-cuda-fused "${gold[@]}" AXFOLD_FUSED_ATTENTION=1 "$st" --gtest_filter='*matches_on_cuda'; }
+golden_fused() {  # fp32: the CUDA-core fused kernel; bf16: the tensor-core flash kernel
+  step 150 golden-cuda-fused "${gold[@]}" AXFOLD_FUSED_ATTENTION=1 "$st" --gtest_filter='*matches_on_cuda'
+  step 150 golden-cuda-flash-bf16 "${gold[@]}" AXFOLD_FUSED_ATTENTION=1 "$st" --gtest_filter='*bf16*'
+}
+flash() {  # the tensor-core flash attention (TF32) against the unfused TF32 block, at 256 and 1024 residues
+  for n in 256 1024; do
+    block tf32 $n
+    step 120 evo$n-flash-tf32 "${fused[@]}" "$ax" bench evoformer --precision tf32 --n-seq 128 --n-res $n \
+      --blocks $(( n > 256 ? 3 : 5 )) --breakdown "${c[@]}"
+  done
+}
 memcheck() {  # out-of-bounds accesses and launch errors the parity tests could miss
   step 150 memcheck "$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)" --tool memcheck --print-limit 20 "$kt" --gtest_brief=1
 }
@@ -149,9 +159,9 @@ profile() {  # time per kernel of one Evoformer block (R=512; PROFILE_PRECISIONS
 # A stage is test, bench, all, or a comma-separated list of the functions above (e.g. ops,memcheck,profile).
 case $stage in
   test) ops; golden; memcheck; ctest_gpu ;;
-  bench) kernels; block256; block1024; models; host ;;
+  bench) kernels; block256; block1024; flash; models; host ;;
   # the order of `all` puts what a fix would need first, and the longest benchmarks last
-  all) ops; golden_fp32; kernels; block256; golden_bf16; golden_fused; memcheck; block1024; models; offload; host ;;
+  all) ops; golden_fp32; kernels; block256; golden_bf16; golden_fused; memcheck; block1024; flash; models; offload; host ;;
   *) for f in ${stage//,/ }; do
        declare -F "$f" >/dev/null || { echo "gpu-check: '$f': expected test, bench, all or a step function" >&2; exit 2; }
        "$f"

@@ -5,7 +5,8 @@
 // into out's [B, Q, H, C] layout. The logits live in the workspace; the batch is chunked so that they stay
 // under kLogitsBudget floats (one batch element at least).
 //
-// Fused (attention_fused; used when AXFOLD_FUSED_ATTENTION=1, C <= 64 and fp32 GEMMs): one warp per (b, h, query row),
+// Fused, when AXFOLD_FUSED_ATTENTION=1 and C <= 64: with TF32 or bf16 GEMMs the tensor-core flash kernel
+// (flash_attention.cu); with fp32 GEMMs attention_fused: one warp per (b, h, query row),
 // lanes striding over the keys with an online softmax (running max, sum and weighted value sum per lane,
 // merged across the warp at the end), so the logits never reach memory. Each lane keeps q and its value
 // accumulator in registers (C each). Logits are formed as in the CPU op: scale * (q.k) + bias + inf * (mask - 1).
@@ -131,8 +132,6 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
               device_name(ws.device()));
     const int64_t B = q.size(0), Q = q.size(1), H = q.size(2), K = k.size(1);
     if (out.numel() == 0) return;
-    // The fused kernel computes in fp32 throughout: under TF32/bf16 GEMMs the unfused path keeps the op's
-    // reduced-precision contract (operands and probabilities rounded), so it runs instead.
     WorkspaceScope scope(ws);
     // Every batch element reads the whole bias, so a permuted view would make each of those reads a strided
     // gather: copy it once instead. (The model's modules build their biases contiguous; callers of the op
@@ -149,8 +148,11 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
         mask_c = ws.alloc({B, K});
         cuda::copy(mask_c, mask);
     }
-    if (fused_attention_requested() && matmul_precision() == MatmulPrecision::Fp32 && q.size(3) <= 64 && K > 0) {
-        attention_fused(q, k, v, mask_c, bias_c, scale, inf, out);
+    if (fused_attention_requested() && q.size(3) <= 64 && K > 0) {
+        if (matmul_precision() == MatmulPrecision::Fp32)
+            attention_fused(q, k, v, mask_c, bias_c, scale, inf, out);  // CUDA cores, fp32 throughout
+        else
+            attention_flash_tc(q, k, v, mask_c, bias_c, scale, inf, out);  // tensor cores, TF32 operands
         return;
     }
     const int64_t per_batch = std::max<int64_t>(H * Q * K, 1);

@@ -39,6 +39,11 @@ void add_to_bf16(const Tensor& x, const Tensor& y, float alpha);
 // dst = src between float32 and bfloat16, any strides.
 void convert(const Tensor& dst, const Tensor& src);
 
+// Tensor-core flash attention (TF32 WMMA, fp32 accumulation) for head widths up to 64: what `attention` runs
+// when AXFOLD_FUSED_ATTENTION=1 and the GEMM precision is TF32 or bf16 (kernels/cuda/flash_attention.cu).
+void attention_flash_tc(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias,
+                        float scale, float inf, const Tensor& out);
+
 // Structure-module, embedding and head ops (ops.h), arguments checked by the dispatchers.
 void gather_rows(const Tensor& table, const Tensor& index, const Tensor& out, bool accumulate);
 void apply_frames(const Tensor& rot, const Tensor& trans, const Tensor& x, const Tensor& y, bool inverse,

@@ -69,6 +69,10 @@ void binary(const Tensor&, const Tensor&, Binary, float) { no_cuda(); }
 void copy(const Tensor&, const Tensor&) { no_cuda(); }
 void add_to_bf16(const Tensor&, const Tensor&, float) { no_cuda(); }
 void convert(const Tensor&, const Tensor&) { no_cuda(); }
+void attention_flash_tc(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, float, float,
+                        const Tensor&) {
+    no_cuda();
+}
 void gather_rows(const Tensor&, const Tensor&, const Tensor&, bool) { no_cuda(); }
 void apply_frames(const Tensor&, const Tensor&, const Tensor&, const Tensor&, bool, const Tensor&, float) {
     no_cuda();

@@ -273,6 +273,36 @@ TEST(GpuOps, FusedAttentionMatchesCpu) {
     attention_case(1, 300, 3000, 4, 32, true, ++seed, true);
 }
 
+// The tensor-core flash kernel (AXFOLD_FUSED_ATTENTION=1 under --precision tf32/bf16) against the CPU op with
+// TF32 GEMMs (operands and probabilities rounded to TF32, as the kernel rounds them, though its probabilities
+// are unnormalised and its sums run in another order): head widths padded to 16, 32 and 64, key counts that are
+// not multiples of the 32-key tile, query counts not multiples of the 32-row block, masks (one batch element
+// fully masked) and permuted biases.
+TEST(GpuOps, FlashAttentionTensorCoresMatchCpuTf32) {
+    REQUIRE_GPU();
+    test::PrecisionScope tf32(MatmulPrecision::Tf32);
+    uint32_t seed = 40;
+    struct Case { int64_t B, Q, K, H, C; };
+    for (const Case& t : {Case{3, 17, 23, 4, 16}, Case{2, 33, 70, 4, 32}, Case{2, 64, 96, 2, 64}, Case{1, 5, 7, 3, 8},
+                          Case{2, 40, 300, 4, 20}, Case{1, 130, 1100, 4, 32}}) {
+        std::mt19937 rng(++seed);
+        Tensor qkv = test::randn({t.B, t.Q, 3, t.H, t.C}, rng), kv = test::randn({t.B, t.K, 2, t.H, t.C}, rng);
+        Tensor mask = test::random_mask({t.B, t.K}, rng), bias = test::randn({t.Q, t.H, t.K}, rng).permute({1, 0, 2});
+        for (int64_t j = 0; j < t.K; ++j) mask.at({0, j}) = 0.f;  // a fully masked batch element
+        Tensor out = Tensor::empty({t.B, t.Q, t.H, t.C}), outd = Tensor::empty({t.B, t.Q, t.H, t.C}, DType::F32, Device::CUDA);
+        const float scale = 1.f / std::sqrt(static_cast<float>(t.C));
+        Context cpu_ctx;
+        attention(qkv.select(2, 0), kv.select(2, 0), kv.select(2, 1), mask, bias, scale, 1e9f, out, cpu_ctx.ws);
+        const Tensor qkvd = dev(qkv), kvd = dev(kv);
+        cuda::attention_flash_tc(qkvd.select(2, 0), kvd.select(2, 0), kvd.select(2, 1), dev(mask),
+                                 dev(bias.contiguous()), scale, 1e9f, outd);
+        expect_match(outd, out,
+                     "flash tc B=" + std::to_string(t.B) + " Q=" + std::to_string(t.Q) + " K=" + std::to_string(t.K) +
+                         " C=" + std::to_string(t.C),
+                     5e-3);
+    }
+}
+
 TEST(GpuOps, AttentionChunkedLongRows) {
     REQUIRE_GPU();
     // 8 * 1000 * 1100 logits per batch element: the 64 Mi-float budget holds 7, so 10 runs as 7 + 3,

@@ -1,0 +1,206 @@
+// Tensor-core flash attention (TF32 WMMA, fp32 accumulation): the fused attention of `attention` when
+// AXFOLD_FUSED_ATTENTION=1 and the GEMMs run in reduced precision (--precision tf32 or bf16), where rounding
+// the operands is already the op's contract. The logits never reach memory.
+//
+// A block of 2 warps takes 32 query rows of one (batch, head); each warp owns 16 rows. Per tile of 32 keys:
+// K and V tiles go to shared memory (zero-padded to the head width kC in {16, 32, 64}, and beyond the last key);
+// each warp forms its 16 x 32 scores with WMMA (q row-major, K^T as a column-major B operand), then an online
+// softmax over them, a lane per key: the logits in the CPU op's order with explicit rounding (scale * q.k, +
+// bias, + inf * (mask - 1)), the row maximum and sum by warp reductions, the running output rescaled; then
+// O += P V with WMMA, O kept in shared memory (the accumulator fragments' layout is opaque, so the per-row
+// rescale happens there). Operands are rounded to TF32 (round to nearest) as they enter the tensor cores, the
+// probabilities unnormalised; the division by the row sum comes last.
+#include <mma.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/ops_cuda.h"
+#include "kernels/cuda/strided.cuh"
+
+namespace axfold::cuda {
+
+namespace {
+
+using namespace nvcuda;
+
+constexpr int kRowsPerWarp = 16;
+constexpr int kWarps = 2;
+constexpr int kBlockRows = kRowsPerWarp * kWarps;  // query rows per block
+constexpr int kKeys = 32;                           // keys per tile (one per lane in the softmax)
+constexpr int kScoreLd = kKeys + 4;                 // shared-memory row pitch of the scores (a multiple of 4)
+
+struct FlashArgs {
+    const float *q, *k, *v, *mask, *bias;
+    float* out;
+    int64_t qb, qq, qh, kb, kk, kh, vb, vk, vh, ob, oq, oh;  // element strides (batch, row, head)
+    int64_t mb, mk, bh, bq, bk;                            // mask [B, K], bias [H, Q, K] strides
+    int64_t B, Q, H, K, q_tiles;
+    int C;
+    float scale, inf;
+};
+
+using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
+using FragBCol = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::col_major>;
+using FragBRow = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
+using FragAcc = wmma::fragment<wmma::accumulator, 16, 16, 8, float>;
+
+template <class Frag> __device__ __forceinline__ void to_tf32(Frag& f) {
+#pragma unroll
+    for (int t = 0; t < f.num_elements; ++t) f.x[t] = wmma::__float_to_tf32(f.x[t]);
+}
+
+template <int kC> __global__ void __launch_bounds__(kWarps * 32) flash_attention_tc_kernel(FlashArgs a) {
+    constexpr int ld = kC + 4;  // row pitch of q, K, V and O in shared memory (a multiple of 4 floats)
+    __shared__ __align__(32) float sQ[kBlockRows * ld];
+    __shared__ __align__(32) float sK[kKeys * ld];
+    __shared__ __align__(32) float sV[kKeys * ld];
+    __shared__ __align__(32) float sO[kBlockRows * ld];
+    __shared__ __align__(32) float sS[kBlockRows * kScoreLd];
+    __shared__ float sM[kBlockRows], sL[kBlockRows];  // each row's running maximum and sum
+
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid & 31;
+    const int64_t tile = blockIdx.x % a.q_tiles, bh = blockIdx.x / a.q_tiles;
+    const int64_t h = bh % a.H, b = bh / a.H, q0 = tile * kBlockRows;
+    const float* kbase = a.k + b * a.kb + h * a.kh;
+    const float* vbase = a.v + b * a.vb + h * a.vh;
+
+    for (int e = tid; e < kBlockRows * kC; e += kWarps * 32) {
+        const int r = e / kC, c = e % kC;
+        const int64_t i = q0 + r;
+        sQ[r * ld + c] = (i < a.Q && c < a.C) ? a.q[b * a.qb + i * a.qq + h * a.qh + c] : 0.f;
+        sO[r * ld + c] = 0.f;
+    }
+    if (tid < kBlockRows) {
+        sM[tid] = -INFINITY;
+        sL[tid] = 0.f;
+    }
+    float* sSw = sS + warp * kRowsPerWarp * kScoreLd;
+    float* sOw = sO + warp * kRowsPerWarp * ld;
+    const float* sQw = sQ + warp * kRowsPerWarp * ld;
+
+    for (int64_t j0 = 0; j0 < a.K; j0 += kKeys) {
+        __syncthreads();  // the previous tile's K and V are no longer read (and sQ, sO are written, first time)
+        for (int e = tid; e < kKeys * kC; e += kWarps * 32) {
+            const int r = e / kC, c = e % kC;
+            const int64_t j = j0 + r;
+            const bool in = j < a.K && c < a.C;
+            sK[r * ld + c] = in ? kbase[j * a.kk + c] : 0.f;
+            sV[r * ld + c] = in ? vbase[j * a.vk + c] : 0.f;
+        }
+        __syncthreads();
+        // Scores S = q K^T for this warp's 16 rows and the tile's 32 keys.
+#pragma unroll
+        for (int nt = 0; nt < kKeys / 16; ++nt) {
+            FragAcc acc;
+            wmma::fill_fragment(acc, 0.f);
+#pragma unroll
+            for (int kc = 0; kc < kC / 8; ++kc) {
+                FragA fa;
+                FragBCol fb;
+                wmma::load_matrix_sync(fa, sQw + kc * 8, ld);
+                wmma::load_matrix_sync(fb, sK + nt * 16 * ld + kc * 8, ld);
+                to_tf32(fa);
+                to_tf32(fb);
+                wmma::mma_sync(acc, fa, fb, acc);
+            }
+            wmma::store_matrix_sync(sSw + nt * 16, acc, kScoreLd, wmma::mem_row_major);
+        }
+        __syncwarp();
+        // Online softmax, a lane per key, row by row.
+        const int64_t j = j0 + lane;
+        const bool key = j < a.K;
+        const float mask_term = (key && a.mask) ? __fmul_rn(a.inf, a.mask[b * a.mb + j * a.mk] - 1.f) : 0.f;
+#pragma unroll 2
+        for (int r = 0; r < kRowsPerWarp; ++r) {
+            const int row = warp * kRowsPerWarp + r;
+            const int64_t i = q0 + row;
+            float logit = -INFINITY;
+            if (key) {
+                logit = __fmul_rn(a.scale, sSw[r * kScoreLd + lane]);
+                if (a.bias && i < a.Q) logit = __fadd_rn(logit, a.bias[h * a.bh + i * a.bq + j * a.bk]);
+                if (a.mask) logit = __fadd_rn(logit, mask_term);
+            }
+            const float m_old = sM[row];
+            const float m_new = fmaxf(m_old, warp_max(logit));  // finite: the tile has a key
+            const float corr = expf(m_old - m_new);               // 0 on the first tile
+            const float p = key ? expf(logit - m_new) : 0.f;
+            sSw[r * kScoreLd + lane] = p;
+            const float l_new = sL[row] * corr + warp_sum(p);  // every lane has the same values
+            __syncwarp();  // every lane has read sM[row] and sL[row]
+            if (lane == 0) {
+                sM[row] = m_new;
+                sL[row] = l_new;
+            }
+            for (int c = lane; c < kC; c += 32) sOw[r * ld + c] *= corr;
+        }
+        __syncwarp();
+        // O += P V.
+#pragma unroll
+        for (int nt = 0; nt < kC / 16; ++nt) {
+            FragAcc acc;
+            wmma::load_matrix_sync(acc, sOw + nt * 16, ld, wmma::mem_row_major);
+#pragma unroll
+            for (int kc = 0; kc < kKeys / 8; ++kc) {
+                FragA fa;
+                FragBRow fb;
+                wmma::load_matrix_sync(fa, sSw + kc * 8, kScoreLd);
+                wmma::load_matrix_sync(fb, sV + kc * 8 * ld + nt * 16, ld);
+                to_tf32(fa);
+                to_tf32(fb);
+                wmma::mma_sync(acc, fa, fb, acc);
+            }
+            wmma::store_matrix_sync(sOw + nt * 16, acc, ld, wmma::mem_row_major);
+        }
+        __syncwarp();
+    }
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) {
+        const int64_t i = q0 + warp * kRowsPerWarp + r;
+        if (i >= a.Q) continue;  // warp-uniform
+        float* orow = a.out + b * a.ob + i * a.oq + h * a.oh;
+        const float l = sL[warp * kRowsPerWarp + r];
+        for (int c = lane; c < a.C; c += 32) orow[c] = sOw[r * ld + c] / l;
+    }
+}
+
+}  // namespace
+
+void attention_flash_tc(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias,
+                        float scale, float inf, const Tensor& out) {
+    const int64_t C = q.size(3);
+    AXF_CHECK(C >= 1 && C <= 64, "tensor-core attention: head width %lld not in 1..64", (long long)C);
+    FlashArgs a{};
+    a.q = q.f32();
+    a.k = k.f32();
+    a.v = v.f32();
+    a.out = out.f32();
+    a.mask = mask.defined() ? mask.f32() : nullptr;
+    a.bias = bias.defined() ? bias.f32() : nullptr;
+    a.qb = q.stride(0), a.qq = q.stride(1), a.qh = q.stride(2);
+    a.kb = k.stride(0), a.kk = k.stride(1), a.kh = k.stride(2);
+    a.vb = v.stride(0), a.vk = v.stride(1), a.vh = v.stride(2);
+    a.ob = out.stride(0), a.oq = out.stride(1), a.oh = out.stride(2);
+    if (a.mask) a.mb = mask.stride(0), a.mk = mask.stride(1);
+    if (a.bias) a.bh = bias.stride(0), a.bq = bias.stride(1), a.bk = bias.stride(2);
+    a.B = q.size(0), a.Q = q.size(1), a.H = q.size(2), a.K = k.size(1);
+    a.C = static_cast<int>(C);
+    a.scale = scale;
+    a.inf = inf;
+    a.q_tiles = (a.Q + kBlockRows - 1) / kBlockRows;
+    const int64_t blocks = a.B * a.H * a.q_tiles;
+    if (blocks == 0 || a.K == 0) return;
+    AXF_CHECK(blocks <= INT32_MAX, "tensor-core attention: %lld blocks exceed the CUDA grid", (long long)blocks);
+    const unsigned grid = static_cast<unsigned>(blocks);
+    if (C <= 16)
+        flash_attention_tc_kernel<16><<<grid, kWarps * 32>>>(a);
+    else if (C <= 32)
+        flash_attention_tc_kernel<32><<<grid, kWarps * 32>>>(a);
+    else
+        flash_attention_tc_kernel<64><<<grid, kWarps * 32>>>(a);
+    AXF_CUDA_LAUNCH();
+}
+
+}  // namespace axfold::cuda
