@@ -8,8 +8,9 @@
 // softmax over them, a lane per key: the logits in the CPU op's order with explicit rounding (scale * q.k, +
 // bias, + inf * (mask - 1)), the row maximum and sum by warp reductions, the running output rescaled; then
 // O += P V with WMMA, O kept in shared memory (the accumulator fragments' layout is opaque, so the per-row
-// rescale happens there). Operands are rounded to TF32 (round to nearest) as they enter the tensor cores, the
-// probabilities unnormalised; the division by the row sum comes last.
+// rescale happens there). Operands are rounded to TF32 (cvt.rna: to nearest, ties away from zero, where the CPU's
+// emulation rounds ties to even) as they enter the tensor cores, the probabilities unnormalised (and the row
+// sums add the rounded values); the division by the row sum comes last.
 #include <mma.h>
 
 #include <algorithm>
@@ -124,9 +125,12 @@ template <int kC> __global__ void __launch_bounds__(kWarps * 32) flash_attention
                 if (a.mask) logit = __fadd_rn(logit, mask_term);
             }
             const float m_old = sM[row];
-            const float m_new = fmaxf(m_old, warp_max(logit));  // finite: the tile has a key
-            const float corr = expf(m_old - m_new);               // 0 on the first tile
-            const float p = key ? expf(logit - m_new) : 0.f;
+            const float m_new = fmaxf(m_old, warp_max(logit));
+            // -inf while every logit so far is -inf (a -inf bias): then nothing has accumulated and p is 0.
+            const float m_use = m_new == -INFINITY ? 0.f : m_new;
+            const float corr = expf(m_old - m_use);  // 0 on the first tile
+            // Rounded to TF32 here, as the tensor cores will read it, so the normaliser sums the same weights.
+            const float p = key ? wmma::__float_to_tf32(expf(logit - m_use)) : 0.f;
             sSw[r * kScoreLd + lane] = p;
             const float l_new = sL[row] * corr + warp_sum(p);  // every lane has the same values
             __syncwarp();  // every lane has read sM[row] and sL[row]
@@ -146,9 +150,8 @@ template <int kC> __global__ void __launch_bounds__(kWarps * 32) flash_attention
             for (int kc = 0; kc < kKeys / 8; ++kc) {
                 FragA fa;
                 FragBRow fb;
-                wmma::load_matrix_sync(fa, sSw + kc * 8, kScoreLd);
+                wmma::load_matrix_sync(fa, sSw + kc * 8, kScoreLd);  // already TF32 values
                 wmma::load_matrix_sync(fb, sV + kc * 8 * ld + nt * 16, ld);
-                to_tf32(fa);
                 to_tf32(fb);
                 wmma::mma_sync(acc, fa, fb, acc);
             }
@@ -172,6 +175,10 @@ void attention_flash_tc(const Tensor& q, const Tensor& k, const Tensor& v, const
                         float scale, float inf, const Tensor& out) {
     const int64_t C = q.size(3);
     AXF_CHECK(C >= 1 && C <= 64, "tensor-core attention: head width %lld not in 1..64", (long long)C);
+    for (const Tensor* t : {&q, &k, &v, &out})
+        AXF_CHECK(t->stride(3) == 1 || C == 1, "tensor-core attention: %s needs a contiguous last dim",
+                  t->desc().c_str());
+    AXF_CHECK(k.size(1) > 0, "tensor-core attention: no keys (the caller handles K = 0)");
     FlashArgs a{};
     a.q = q.f32();
     a.k = k.f32();
@@ -191,7 +198,7 @@ void attention_flash_tc(const Tensor& q, const Tensor& k, const Tensor& v, const
     a.inf = inf;
     a.q_tiles = (a.Q + kBlockRows - 1) / kBlockRows;
     const int64_t blocks = a.B * a.H * a.q_tiles;
-    if (blocks == 0 || a.K == 0) return;
+    if (blocks == 0) return;
     AXF_CHECK(blocks <= INT32_MAX, "tensor-core attention: %lld blocks exceed the CUDA grid", (long long)blocks);
     const unsigned grid = static_cast<unsigned>(blocks);
     if (C <= 16)
