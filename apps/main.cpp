@@ -85,7 +85,7 @@ int run_predict(const std::vector<std::string>& args) {
         "chunk-size", po::value<int64_t>(&o.chunk_size)->default_value(-1),
         "rows per chunk in every module (0 = unchunked; default: the planner's choice)")(
         "max-memory", po::value<std::string>(&o.max_memory), "memory budget, e.g. 24G: the planner picks the chunk size")(
-        "device", po::value<std::string>(&o.device)->default_value("cpu"), "where the trunk runs: cpu or cuda")(
+        "device", po::value<std::string>(&o.device)->default_value("cpu"), "where the model runs: cpu or cuda")(
         "precision", po::value<std::string>(&o.precision)->default_value("fp32"),
         "GEMM arithmetic: fp32, tf32 or bf16 (fp32 accumulation; emulated, slower, on the CPU)")(
         "activations", po::value<std::string>(&o.activations),
@@ -143,7 +143,7 @@ int run_bench(const std::vector<std::string>& args) {
             "max-memory", po::value<std::string>(&o.max_memory), "memory budget for the planner, e.g. 8G")(
             "threads", po::value<int>(&o.threads)->default_value(0), "CPU threads (0 = all)")(
             "json", po::bool_switch(&o.json), "print one JSON object")(
-            "device", po::value<std::string>(&o.device)->default_value("cpu"), "where the trunk runs: cpu or cuda")(
+            "device", po::value<std::string>(&o.device)->default_value("cpu"), "where the model runs: cpu or cuda")(
             "precision", po::value<std::string>(&o.precision)->default_value("fp32"),
             "GEMM arithmetic: fp32, tf32 or bf16 (fp32 accumulation; emulated, slower, on the CPU)")(
         "activations", po::value<std::string>(&o.activations),

@@ -117,9 +117,11 @@ int predict_main(const PredictOptions& o) {
     const ModelConfig& cfg = model.config();
     std::fprintf(stderr,
                  "axfold predict: %s, %lld Evoformer / %lld extra-MSA blocks, %d structure-module layers, %d threads, "
-                 "trunk on %s, %s GEMMs, %s activations\n",
+                 "on %s%s, %s GEMMs, %s activations\n",
                  name.c_str(), (long long)cfg.evoformer_blocks, (long long)cfg.extra_msa_blocks,
-                 cfg.structure_module_layers, num_threads(), device_name(device), o.precision.c_str(), dtype_name(act));
+                 cfg.structure_module_layers, num_threads(), device_name(device),
+                 device != Device::CPU && comm.size() > 1 ? " (the stacks; the rest on the host)" : "",
+                 o.precision.c_str(), dtype_name(act));
 
     axfold::PredictOptions po;
     po.num_recycle = o.num_recycle;

@@ -4,9 +4,9 @@
 # (`test` or `bench` alone; `bench` reuses the build while the machine is warm.) Needs .device/ from
 # scripts/device-prepare.sh. Summaries on stdout; every log packed into $OUT/logs.tgz (or gpu-results/).
 #   test:  build for sm_90; ctest -L gpu; the op parity tests (every CUDA op equals the CPU op, backward kernels, TF32/bf16
-#          GEMMs, bf16 activation storage, fused attention); the golden sets with the trunk on the GPU (fp32;
-#          bf16 within a pLDDT point; fp32 again with the fused attention).
-#   bench: kernel bandwidth against a device copy; Evoformer block fp32/TF32/bf16 and fused at R=256 and
+#          GEMMs, bf16 activation storage, fused and flash attention, geometry ops, offload); the golden sets with the
+#          model on the GPU (fp32, also with the MSA offloaded; bf16 within a pLDDT point; fused and flash attention).
+#   bench: kernel bandwidth against a device copy; Evoformer block fp32/TF32/bf16, fused and flash at R=256 and
 #          1024, and the host CPU for comparison; the full model at R=256 and R=1024 (fp32, bf16).
 # BUDGET (seconds, default 540) bounds the whole run: a step that would pass it is skipped.
 # CONFIGURE_ONLY=1 stops after CMake (to check the dependency set-up on any machine).

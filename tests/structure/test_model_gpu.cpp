@@ -1,4 +1,4 @@
-// The whole model with its trunk on the GPU (`axfold predict --device cuda`) against every golden set, with
+// The whole model on the GPU (`axfold predict --device cuda`) against every golden set, with
 // the CPU golden test's tolerances; and bf16 GEMMs on the GPU within a pLDDT point of fp32 (label gpu;
 // skips without a device).
 #include <filesystem>
