@@ -53,7 +53,9 @@ if [ "$stage" != bench ] || [ ! -x "$build/apps/axfold" ]; then
     -DHDF5_C_COMPILER_EXECUTABLE=/nonexistent -DBoost_DIR="$lib/cmake/Boost-1.74.0" -DGTest_DIR="$lib/cmake/GTest" \
     -DZLIB_ROOT="$deps/usr" >"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; }
   [ "${CONFIGURE_ONLY:-0}" = 1 ] && { grep -E "^-- axfold" "$out/build.log"; exit 0; }
-  cmake --build "$build" -j"$(nproc)" --target axfold test_kernels_gpu test_structure_gpu >>"$out/build.log" 2>&1 || { grep -E "error|Error" "$out/build.log" | head -40; exit 1; }
+  targets=(axfold test_kernels_gpu test_structure_gpu)
+  grep -q "NCCL ON" "$out/build.log" && targets+=(test_nccl_gpu)  # the one-rank NCCL tests, where NCCL is found
+  cmake --build "$build" -j"$(nproc)" --target "${targets[@]}" >>"$out/build.log" 2>&1 || { grep -E "error|Error" "$out/build.log" | head -40; exit 1; }
   echo "build: $(( $(date +%s) - t0 )) s"
 fi
 
@@ -84,6 +86,10 @@ gold=(env AXFOLD_GOLDEN_DIR="$PWD/.device/golden")
 fused=(env AXFOLD_FUSED_ATTENTION=1)
 c=(--device cuda --json)
 ops() { step 120 ops "$kt"; }
+nccl() {  # the NCCL communicator and DAP's device shards on one GPU (a one-rank communicator)
+  if [ -x "$build/tests/parallel/test_nccl_gpu" ]; then step 120 nccl "$build/tests/parallel/test_nccl_gpu"
+  else echo "SKIP nccl (not built: no NCCL found at configure time)"; fi
+}
 ctest_gpu() {  # the acceptance command: every gpu-labelled test through ctest (golden sets from .device)
   step 200 ctest-gpu "${gold[@]}" ctest --test-dir "$build" -L gpu --output-on-failure
 }
@@ -158,10 +164,10 @@ profile() {  # time per kernel of one Evoformer block (R=512; PROFILE_PRECISIONS
 }
 # A stage is test, bench, all, or a comma-separated list of the functions above (e.g. ops,memcheck,profile).
 case $stage in
-  test) ops; golden; memcheck; ctest_gpu ;;
+  test) ops; nccl; golden; memcheck; ctest_gpu ;;
   bench) kernels; block256; block1024; flash; models; host ;;
   # the order of `all` puts what a fix would need first, and the longest benchmarks last
-  all) ops; golden_fp32; kernels; block256; golden_bf16; golden_fused; memcheck; block1024; flash; models; offload; host ;;
+  all) ops; nccl; golden_fp32; kernels; block256; golden_bf16; golden_fused; memcheck; block1024; flash; models; offload; host ;;
   *) for f in ${stage//,/ }; do
        declare -F "$f" >/dev/null || { echo "gpu-check: '$f': expected test, bench, all or a step function" >&2; exit 2; }
        "$f"
