@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/cuda/attention_args.cuh"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/ops_cuda.h"
 #include "kernels/cuda/strided.cuh"
@@ -24,19 +25,9 @@ namespace axfold::cuda {
 namespace {
 constexpr int64_t kLogitsBudget = int64_t(64) << 20;  // floats (256 MiB)
 
-struct FusedArgs {
-    const float *q, *k, *v, *mask, *bias;
-    float* out;
-    int64_t qb, qq, qh, kb, kk, kh, vb, vk, vh, ob, oq, oh;  // element strides (batch, row, head)
-    int64_t mb, mk, bh, bq, bk;                            // mask [B, K], bias [H, Q, K] strides
-    int64_t B, Q, H, K;
-    int C;
-    float scale, inf;
-};
-
 constexpr int kFusedWarps = 8;
 
-template <int kC> __global__ void attention_fused_kernel(FusedArgs a) {
+template <int kC> __global__ void attention_fused_kernel(AttentionArgs a) {
     const int64_t w = static_cast<int64_t>(blockIdx.x) * kFusedWarps + threadIdx.x / 32;
     const int lane = threadIdx.x & 31;
     if (w >= a.B * a.H * a.Q) return;  // warp-uniform
@@ -93,23 +84,7 @@ void attention_fused(const Tensor& q, const Tensor& k, const Tensor& v, const Te
                      float scale, float inf, const Tensor& out) {
     const int64_t C = q.size(3);
     AXF_CHECK(C >= 1 && C <= 64, "fused attention: head width %lld not in 1..64", (long long)C);
-    FusedArgs a{};
-    a.q = q.f32();
-    a.k = k.f32();
-    a.v = v.f32();
-    a.out = out.f32();
-    a.mask = mask.defined() ? mask.f32() : nullptr;
-    a.bias = bias.defined() ? bias.f32() : nullptr;
-    a.qb = q.stride(0), a.qq = q.stride(1), a.qh = q.stride(2);
-    a.kb = k.stride(0), a.kk = k.stride(1), a.kh = k.stride(2);
-    a.vb = v.stride(0), a.vk = v.stride(1), a.vh = v.stride(2);
-    a.ob = out.stride(0), a.oq = out.stride(1), a.oh = out.stride(2);
-    if (a.mask) a.mb = mask.stride(0), a.mk = mask.stride(1);
-    if (a.bias) a.bh = bias.stride(0), a.bq = bias.stride(1), a.bk = bias.stride(2);
-    a.B = q.size(0), a.Q = q.size(1), a.H = q.size(2), a.K = k.size(1);
-    a.C = static_cast<int>(C);
-    a.scale = scale;
-    a.inf = inf;
+    const AttentionArgs a = attention_args(q, k, v, mask, bias, scale, inf, out);
     const int64_t warps = a.B * a.H * a.Q;
     if (warps == 0) return;
     const int64_t blocks = (warps + kFusedWarps - 1) / kFusedWarps;

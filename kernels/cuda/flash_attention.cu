@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/cuda/attention_args.cuh"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/ops_cuda.h"
 #include "kernels/cuda/strided.cuh"
@@ -33,16 +34,6 @@ constexpr int kBlockRows = kRowsPerWarp * kWarps;  // query rows per block
 constexpr int kKeys = 32;                           // keys per tile (one per lane in the softmax)
 constexpr int kScoreLd = kKeys + 4;                 // shared-memory row pitch of the scores (a multiple of 4)
 
-struct FlashArgs {
-    const float *q, *k, *v, *mask, *bias;
-    float* out;
-    int64_t qb, qq, qh, kb, kk, kh, vb, vk, vh, ob, oq, oh;  // element strides (batch, row, head)
-    int64_t mb, mk, bh, bq, bk;                            // mask [B, K], bias [H, Q, K] strides
-    int64_t B, Q, H, K, q_tiles;
-    int C;
-    float scale, inf;
-};
-
 using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
 using FragBCol = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::col_major>;
 using FragBRow = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
@@ -53,7 +44,7 @@ template <class Frag> __device__ __forceinline__ void to_tf32(Frag& f) {
     for (int t = 0; t < f.num_elements; ++t) f.x[t] = wmma::__float_to_tf32(f.x[t]);
 }
 
-template <int kC> __global__ void __launch_bounds__(kWarps * 32) flash_attention_tc_kernel(FlashArgs a) {
+template <int kC> __global__ void __launch_bounds__(kWarps * 32) flash_attention_tc_kernel(AttentionArgs a, int64_t q_tiles) {
     constexpr int ld = kC + 4;  // row pitch of q, K, V and O in shared memory (a multiple of 4 floats)
     __shared__ __align__(32) float sQ[kBlockRows * ld];
     __shared__ __align__(32) float sK[kKeys * ld];
@@ -63,7 +54,7 @@ template <int kC> __global__ void __launch_bounds__(kWarps * 32) flash_attention
     __shared__ float sM[kBlockRows], sL[kBlockRows];  // each row's running maximum and sum
 
     const int tid = threadIdx.x, warp = tid / 32, lane = tid & 31;
-    const int64_t tile = blockIdx.x % a.q_tiles, bh = blockIdx.x / a.q_tiles;
+    const int64_t tile = blockIdx.x % q_tiles, bh = blockIdx.x / q_tiles;
     const int64_t h = bh % a.H, b = bh / a.H, q0 = tile * kBlockRows;
     const float* kbase = a.k + b * a.kb + h * a.kh;
     const float* vbase = a.v + b * a.vb + h * a.vh;
@@ -179,34 +170,18 @@ void attention_flash_tc(const Tensor& q, const Tensor& k, const Tensor& v, const
         AXF_CHECK(t->stride(3) == 1 || C == 1, "tensor-core attention: %s needs a contiguous last dim",
                   t->desc().c_str());
     AXF_CHECK(k.size(1) > 0, "tensor-core attention: no keys (the caller handles K = 0)");
-    FlashArgs a{};
-    a.q = q.f32();
-    a.k = k.f32();
-    a.v = v.f32();
-    a.out = out.f32();
-    a.mask = mask.defined() ? mask.f32() : nullptr;
-    a.bias = bias.defined() ? bias.f32() : nullptr;
-    a.qb = q.stride(0), a.qq = q.stride(1), a.qh = q.stride(2);
-    a.kb = k.stride(0), a.kk = k.stride(1), a.kh = k.stride(2);
-    a.vb = v.stride(0), a.vk = v.stride(1), a.vh = v.stride(2);
-    a.ob = out.stride(0), a.oq = out.stride(1), a.oh = out.stride(2);
-    if (a.mask) a.mb = mask.stride(0), a.mk = mask.stride(1);
-    if (a.bias) a.bh = bias.stride(0), a.bq = bias.stride(1), a.bk = bias.stride(2);
-    a.B = q.size(0), a.Q = q.size(1), a.H = q.size(2), a.K = k.size(1);
-    a.C = static_cast<int>(C);
-    a.scale = scale;
-    a.inf = inf;
-    a.q_tiles = (a.Q + kBlockRows - 1) / kBlockRows;
-    const int64_t blocks = a.B * a.H * a.q_tiles;
+    const AttentionArgs a = attention_args(q, k, v, mask, bias, scale, inf, out);
+    const int64_t q_tiles = (a.Q + kBlockRows - 1) / kBlockRows;
+    const int64_t blocks = a.B * a.H * q_tiles;
     if (blocks == 0) return;
     AXF_CHECK(blocks <= INT32_MAX, "tensor-core attention: %lld blocks exceed the CUDA grid", (long long)blocks);
     const unsigned grid = static_cast<unsigned>(blocks);
     if (C <= 16)
-        flash_attention_tc_kernel<16><<<grid, kWarps * 32>>>(a);
+        flash_attention_tc_kernel<16><<<grid, kWarps * 32>>>(a, q_tiles);
     else if (C <= 32)
-        flash_attention_tc_kernel<32><<<grid, kWarps * 32>>>(a);
+        flash_attention_tc_kernel<32><<<grid, kWarps * 32>>>(a, q_tiles);
     else
-        flash_attention_tc_kernel<64><<<grid, kWarps * 32>>>(a);
+        flash_attention_tc_kernel<64><<<grid, kWarps * 32>>>(a, q_tiles);
     AXF_CUDA_LAUNCH();
 }
 
