@@ -26,6 +26,16 @@ const char* kUsage =
     "Run 'axfold <command> --help' for a command's options.\n";
 
 // Parses args into vm; returns false (after printing help) when --help was asked.
+// --activations, and --offload for the commands that run or plan the whole model.
+void add_storage_options(po::options_description& desc, std::string& activations, std::string* offload) {
+    desc.add_options()("activations", po::value<std::string>(&activations),
+                       "storage of the trunk's MSA and pair: fp32 or bf16 (default: bf16 with --precision bf16, else fp32)");
+    if (offload)
+        desc.add_options()("offload", po::value<std::string>(offload)->default_value("auto"),
+                           "with --device cuda, park the MSA in host memory during the extra-MSA stack: auto (when the "
+                           "plan needs it), on or off");
+}
+
 bool parse(const std::vector<std::string>& args, const po::options_description& desc, po::variables_map& vm) {
     po::store(po::command_line_parser(args).options(desc).run(), vm);
     if (vm.count("help")) {
@@ -87,12 +97,8 @@ int run_predict(const std::vector<std::string>& args) {
         "max-memory", po::value<std::string>(&o.max_memory), "memory budget, e.g. 24G: the planner picks the chunk size")(
         "device", po::value<std::string>(&o.device)->default_value("cpu"), "where the model runs: cpu or cuda")(
         "precision", po::value<std::string>(&o.precision)->default_value("fp32"),
-        "GEMM arithmetic: fp32, tf32 or bf16 (fp32 accumulation; emulated, slower, on the CPU)")(
-        "activations", po::value<std::string>(&o.activations),
-        "storage of the trunk's MSA and pair: fp32 or bf16 (default: bf16 with --precision bf16, else fp32)")(
-        "offload", po::value<std::string>(&o.offload)->default_value("auto"),
-        "with --device cuda, park the MSA in host memory during the extra-MSA stack: auto (when the plan needs it), "
-        "on or off");
+        "GEMM arithmetic: fp32, tf32 or bf16 (fp32 accumulation; emulated, slower, on the CPU)");
+    add_storage_options(desc, o.activations, &o.offload);
     po::variables_map vm;
     if (!parse(args, desc, vm)) return 0;
     return predict_main(o);
@@ -145,12 +151,8 @@ int run_bench(const std::vector<std::string>& args) {
             "json", po::bool_switch(&o.json), "print one JSON object")(
             "device", po::value<std::string>(&o.device)->default_value("cpu"), "where the model runs: cpu or cuda")(
             "precision", po::value<std::string>(&o.precision)->default_value("fp32"),
-            "GEMM arithmetic: fp32, tf32 or bf16 (fp32 accumulation; emulated, slower, on the CPU)")(
-        "activations", po::value<std::string>(&o.activations),
-        "storage of the trunk's MSA and pair: fp32 or bf16 (default: bf16 with --precision bf16, else fp32)")(
-        "offload", po::value<std::string>(&o.offload)->default_value("auto"),
-        "with --device cuda, park the MSA in host memory during the extra-MSA stack: auto (when the plan needs it), "
-        "on or off");
+            "GEMM arithmetic: fp32, tf32 or bf16 (fp32 accumulation; emulated, slower, on the CPU)");
+        add_storage_options(desc, o.activations, &o.offload);
         po::variables_map vm;
         if (!parse(std::vector<std::string>(args.begin() + 1, args.end()), desc, vm)) return 0;
         return bench_model_main(o);
@@ -174,9 +176,8 @@ int run_bench(const std::vector<std::string>& args) {
         "max-memory", po::value<std::string>(&o.max_memory), "memory budget, e.g. 8G: the planner picks the chunk size")(
         "device", po::value<std::string>(&o.device)->default_value("cpu"), "where the block runs: cpu or cuda")(
         "precision", po::value<std::string>(&o.precision)->default_value("fp32"),
-        "GEMM arithmetic: fp32, tf32 or bf16 (fp32 accumulation; emulated, slower, on the CPU)")(
-        "activations", po::value<std::string>(&o.activations),
-        "storage of the trunk's MSA and pair: fp32 or bf16 (default: bf16 with --precision bf16, else fp32)");
+        "GEMM arithmetic: fp32, tf32 or bf16 (fp32 accumulation; emulated, slower, on the CPU)");
+    add_storage_options(desc, o.activations, nullptr);
     po::variables_map vm;
     po::store(po::command_line_parser(std::vector<std::string>(args.begin() + 1, args.end())).options(desc).run(), vm);
     if (vm.count("help")) {
@@ -214,14 +215,10 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
             "without a GPU)")(
             "precision", po::value<std::string>(&o.precision)->default_value("fp32"),
             "fp32, tf32 or bf16 (bf16 stores the trunk's MSA and pair in bfloat16)")(
-        "activations", po::value<std::string>(&o.activations),
-        "storage of the trunk's MSA and pair: fp32 or bf16 (default: bf16 with --precision bf16, else fp32)")(
-        "offload", po::value<std::string>(&o.offload)->default_value("auto"),
-        "with --device cuda, park the MSA in host memory during the extra-MSA stack: auto (when the plan needs it), "
-        "on or off")(
             "save-outputs", po::bool_switch(&o.save_outputs),
             "plan for predict --save-outputs with 4 iterations (keeps the heads' [N, N, 64] tensors and every "
             "iteration's pair)");
+        add_storage_options(desc, o.activations, &o.offload);
         po::variables_map vm;
         if (!parse(args, desc, vm)) return 0;
         return plan_main(o);

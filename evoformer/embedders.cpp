@@ -24,15 +24,6 @@ void write_block(const Tensor& dst, bool accumulate, Workspace& ws, Fill&& fill)
     write_update(dst, tmp, accumulate);
 }
 
-}  // namespace
-
-int64_t embed_block_rows(int64_t chunk_size, int64_t n, int64_t row_floats) {
-    if (chunk_size > 0) return std::min(n, chunk_size);
-    return std::clamp<int64_t>((int64_t(1) << 24) / std::max<int64_t>(1, row_floats), 1, std::max<int64_t>(n, 1));
-}
-
-namespace {
-
 // [n, classes] one-hot rows of a host int64 index (no 1 where the index is negative).
 Tensor one_hot(const Tensor& index, int64_t classes) {
     const int64_t n = index.numel();
@@ -44,7 +35,23 @@ Tensor one_hot(const Tensor& index, int64_t classes) {
     return oh;
 }
 
+// A Linear of a one-hot feature as a row lookup: dst [M, C] = (accumulate ? dst : 0) + bias + W[index] (rows
+// with a negative index get the bias only), the same roundings as the one-hot GEMM (bias first, then W[bin]).
+void lookup_linear(const Tensor& W, const Tensor& bias, const Tensor& index, const Tensor& dst, bool accumulate) {
+    const Tensor b = bias.unsqueeze(0).expand(dst.shape());
+    if (accumulate)
+        add(dst, b);
+    else
+        copy(dst, b);
+    gather_rows(W, index, dst, true);
+}
+
 }  // namespace
+
+int64_t embed_block_rows(int64_t chunk_size, int64_t n, int64_t row_floats) {
+    if (chunk_size > 0) return std::min(n, chunk_size);
+    return std::clamp<int64_t>((int64_t(1) << 24) / std::max<int64_t>(1, row_floats), 1, std::max<int64_t>(n, 1));
+}
 
 Tensor relpos_index(const Tensor& residue_index, int64_t max_rel, int64_t row_begin, int64_t row_end) {
     std::vector<int64_t> ri = host_int64(residue_index);
@@ -89,10 +96,8 @@ void input_embedder_forward(const InputEmbedderWeights& w, const Tensor& target_
     for (int64_t i0 = 0; i0 < N; i0 += cs) {
         const int64_t i1 = std::min(N, i0 + cs), n = i1 - i0;
         write_block(pair.slice(0, i0, i1), false, ws, [&](const Tensor& rows, bool) {
-            // The one-hot's product with the weights is a row lookup: bias + W[bin], the same single rounding.
             const Tensor rel = relpos_index(residue_index, max_rel, i0, i1).to(rows.device());
-            copy(rows, w.pair_activiations.bias.unsqueeze(0).unsqueeze(0).expand({n, N, Cz}));
-            gather_rows(w.pair_activiations.weights, rel, rows.view({n * N, Cz}), true);
+            lookup_linear(w.pair_activiations.weights, w.pair_activiations.bias, rel, rows.view({n * N, Cz}), false);
             add(rows, left.slice(0, i0, i1).unsqueeze(1).expand({n, N, Cz}));
             add(rows, right.unsqueeze(0).expand({n, N, Cz}));
         });
@@ -153,16 +158,9 @@ void recycling_embedder_forward(const RecyclingEmbedderWeights& w, const Tensor&
         WorkspaceScope block(ws);
         const int64_t i1 = std::min(N, i0 + rows);
         write_block(pair.slice(0, i0, i1), true, ws, [&](const Tensor& dst, bool accumulate) {
-            // prev_pos_linear of the distogram one-hot as a row lookup: dst (+)= bias, then += W[bin] (no bin:
-            // nothing), the one-hot GEMM's roundings.
-            const int64_t n = i1 - i0;
             const Tensor bin = recycling_dgram_index(prev_pseudo_beta, bins, 3.25f, 20.75f, i0, i1).to(dst.device());
-            const Tensor bias = w.prev_pos_linear.bias.unsqueeze(0).unsqueeze(0).expand({n, N, Cz});
-            if (accumulate)
-                add(dst, bias);
-            else
-                copy(dst, bias);
-            gather_rows(w.prev_pos_linear.weights, bin, dst.view({n * N, Cz}), true);
+            lookup_linear(w.prev_pos_linear.weights, w.prev_pos_linear.bias, bin, dst.view({(i1 - i0) * N, Cz}),
+                          accumulate);
             Tensor z = layer_norm(prev_pair.slice(0, i0, i1), w.prev_pair_norm.scale, w.prev_pair_norm.offset, 1e-5f, ws);
             add(dst, z);
         });
@@ -219,8 +217,7 @@ void extra_msa_embedder_forward(const ExtraMsaEmbedderWeights& w, const Tensor& 
         values = values.to(dev);
         write_block(extra_msa_act.slice(0, e0, e1), false, ctx.ws, [&](const Tensor& dst, bool) {
             const Tensor d = dst.view({M, Ce});
-            copy(d, w.extra_msa_activations.bias.unsqueeze(0).expand({M, Ce}));
-            gather_rows(W.slice(0, 0, 23), index, d, true);
+            lookup_linear(W.slice(0, 0, 23), w.extra_msa_activations.bias, index, d, false);
             matmul(values, W.slice(0, 23, 25), d, 1.f, 1.f);
         });
     }

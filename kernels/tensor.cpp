@@ -73,7 +73,7 @@ Storage::~Storage() {
         device_free(ptr);
 }
 
-Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+Tensor Tensor::allocate(const Shape& shape, DType dtype, Device device, bool pinned) {
     for (int64_t s : shape) AXF_CHECK(s >= 0, "negative dimension in shape %s", shape_str(shape).c_str());
     Tensor t;
     auto st = std::make_shared<Storage>();
@@ -81,7 +81,9 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
     st->device = device;
     size_t alloc = (st->bytes + 63) / 64 * 64;
     if (alloc == 0) alloc = 64;
-    if (device == Device::CPU) {
+    if (pinned) {
+        st->ptr = host_alloc_pinned(st->bytes, &st->pinned);  // unpinned: aligned host memory, freed as any host tensor's
+    } else if (device == Device::CPU) {
         st->ptr = std::aligned_alloc(64, alloc);
         AXF_CHECK(st->ptr, "out of host memory allocating %zu bytes for a tensor of shape %s", alloc,
                   shape_str(shape).c_str());
@@ -96,22 +98,9 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
     return t;
 }
 
-Tensor Tensor::empty_pinned(const Shape& shape, DType dtype) {
-    for (int64_t s : shape) AXF_CHECK(s >= 0, "negative dimension in shape %s", shape_str(shape).c_str());
-    Tensor t;
-    auto st = std::make_shared<Storage>();
-    st->bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
-    st->device = Device::CPU;
-    bool pinned = false;
-    st->ptr = host_alloc_pinned(st->bytes, &pinned);
-    st->pinned = pinned;  // unpinned: aligned host memory, freed as any host tensor's
-    t.storage_ = std::move(st);
-    t.shape_ = shape;
-    t.strides_ = contiguous_strides(shape);
-    t.dtype_ = dtype;
-    t.device_ = Device::CPU;
-    return t;
-}
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) { return allocate(shape, dtype, device, false); }
+
+Tensor Tensor::empty_pinned(const Shape& shape, DType dtype) { return allocate(shape, dtype, Device::CPU, true); }
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
     Tensor t = empty(shape, dtype, device);

@@ -130,6 +130,7 @@ public:
     void fill(float value) const;
 
 private:
+    static Tensor allocate(const Shape& shape, DType dtype, Device device, bool pinned);
     int norm_dim(int d) const;
     std::shared_ptr<Storage> storage_;
     Shape shape_, strides_;

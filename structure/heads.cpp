@@ -46,17 +46,24 @@ std::vector<float> tm_per_bin(int64_t N, int64_t B, float max_bin) {
     return t;
 }
 
-// The best alignment row's predicted TM over rows of probs [rows, N, B] (row-major rows, on any device):
-// sum_j norm * sum_b p[i, j, b] tm[b] by two GEMMs in float32 on probs' device, the maximum on the host.
-float best_tm_row(const Tensor& probs, const std::vector<float>& tm) {
-    const int64_t rows = probs.size(0), N = probs.size(1), B = probs.size(2);
+// pTM's reduction weights on a device: the per-bin TM weights [B, 1] and the per-residue 1 / N [N, 1].
+struct TmWeights {
+    Tensor per_bin, per_residue;
+};
+TmWeights tm_weights(int64_t N, int64_t B, float max_bin, Device dev) {
+    return {Tensor::from_vector({B, 1}, tm_per_bin(N, B, max_bin)).to(dev),
+            Tensor::full({N, 1}, 1.f / (1e-8f + static_cast<float>(N))).to(dev)};
+}
+
+// The best alignment row's predicted TM over rows of probs [rows, N, B] (row-major rows, on tm's device):
+// sum_j norm * sum_b p[i, j, b] tm[b] by two GEMMs in float32, the maximum on the host.
+float best_tm_row(const Tensor& probs, const TmWeights& tm) {
+    const int64_t rows = probs.size(0), N = probs.size(1);
     const Device dev = probs.device();
     MatmulPrecisionScope fp32(MatmulPrecision::Fp32);  // reductions of probabilities, not trunk arithmetic
-    const Tensor tm_col = Tensor::from_vector({B, 1}, tm).to(dev);
-    const Tensor norm_col = Tensor::full({N, 1}, 1.f / (1e-8f + static_cast<float>(N))).to(dev);
     Tensor per_pair = Tensor::empty({rows, N, 1}, DType::F32, dev), per_row = Tensor::empty({rows, 1}, DType::F32, dev);
-    matmul(probs, tm_col, per_pair);
-    matmul(per_pair.view({rows, N}), norm_col, per_row);
+    matmul(probs, tm.per_bin, per_pair);
+    matmul(per_pair.view({rows, N}), tm.per_residue, per_row);
     const Tensor r = per_row.to(Device::CPU);
     float best = -1.f;
     for (int64_t i = 0; i < rows; ++i) best = std::max(best, r.f32()[i]);
@@ -83,7 +90,7 @@ int64_t head_block_rows(int64_t chunk_size, int64_t N) {
 
 float ptm_from_probs(const Tensor& probs, float max_bin) {
     const Tensor p = probs.contiguous();
-    return best_tm_row(p, tm_per_bin(p.size(0), p.size(2), max_bin));
+    return best_tm_row(p, tm_weights(p.size(0), p.size(2), max_bin, p.device()));
 }
 
 HeadsOutputs heads_forward(const HeadsWeights& w, const Tensor& msa, const Tensor& pair, const Tensor& single,
@@ -127,7 +134,8 @@ HeadsOutputs heads_forward(const HeadsWeights& w, const Tensor& msa, const Tenso
     if (w.has_pae) {
         o.has_pae = true;
         const int64_t B = w.predicted_aligned_error.weights.size(1);
-        const std::vector<float> centres = pae_bin_centres(B, 31.f), tm = tm_per_bin(N, B, 31.f);
+        const std::vector<float> centres = pae_bin_centres(B, 31.f);
+        const TmWeights tm = tm_weights(N, B, 31.f, dev);  // sent up once for every row block
         const Tensor centres_col = Tensor::from_vector({B, 1}, centres).to(dev);
         const Tensor pae = Tensor::empty({N, N}, DType::F32, dev);
         Tensor logits_all, probs_all;

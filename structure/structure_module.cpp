@@ -99,10 +99,10 @@ StructureModuleOutputs structure_module_forward(const StructureModuleWeights& w,
     const Tensor mask = seq_mask.contiguous().to(dev);
     const Tensor aatype_h = aatype.to(Device::CPU);
     Tensor h1 = ws.alloc({N, f.transition.weights.size(1)}), h2 = ws.alloc({N, f.transition_1.weights.size(1)});
+    Tensor rot = quaternion_to_rotation(quat);  // the current frames' rotations (host)
     for (int64_t l = 0; l < L; ++l) {
-        const Tensor rot = quaternion_to_rotation(quat).to(dev), trans_d = trans.to(dev);
-        invariant_point_attention_forward(f.invariant_point_attention, act, pair, rot, trans_d, mask, act, true, ctx,
-                                          cfg.ipa_inf, cfg.eps, &w.pair_layer_norm);
+        invariant_point_attention_forward(f.invariant_point_attention, act, pair, rot.to(dev), trans.to(dev), mask, act,
+                                          true, ctx, cfg.ipa_inf, cfg.eps, &w.pair_layer_norm);
         layer_norm(act, f.attention_layer_norm.scale, f.attention_layer_norm.offset, 1e-5f, act);
         linear(act, f.transition.weights, f.transition.bias, h1);
         relu(h1);
@@ -116,8 +116,8 @@ StructureModuleOutputs structure_module_forward(const StructureModuleWeights& w,
         angle_resnet_forward(f.rigid_sidechain, act, initial_act, un, an, ctx, cfg.eps);
         Tensor trans_a = trans.clone();
         scale(trans_a, cfg.position_scale);
-        Tensor rot_new = quaternion_to_rotation(quat);
-        Tensor frames = torsion_angles_to_frames(aatype_h, rot_new, trans_a, an);
+        rot = quaternion_to_rotation(quat);  // the updated frames: this layer's atoms, the next layer's IPA
+        Tensor frames = torsion_angles_to_frames(aatype_h, rot, trans_a, an);
         Tensor atom14 = frames_and_literature_positions_to_atom14_pos(aatype_h, frames);
         Tensor sf = o.sidechain_frames.select(0, l), ap = o.atom14_positions.select(0, l);
         copy(sf, frames);

@@ -109,13 +109,16 @@ void device_memset(void* ptr, int value, size_t bytes) {
     if (bytes) AXF_CUDA(cudaMemsetAsync(ptr, value, bytes, 0));
 }
 
+namespace {
+cudaMemcpyKind memcpy_kind(Device dst, Device src) {
+    if (dst == Device::CUDA) return src == Device::CUDA ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice;
+    return src == Device::CUDA ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost;
+}
+}  // namespace
+
 void device_copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {
     if (bytes == 0) return;
-    cudaMemcpyKind kind = dst_dev == Device::CUDA ? (src_dev == Device::CUDA ? cudaMemcpyDeviceToDevice
-                                                                             : cudaMemcpyHostToDevice)
-                                                  : (src_dev == Device::CUDA ? cudaMemcpyDeviceToHost
-                                                                             : cudaMemcpyHostToHost);
-    AXF_CUDA(cudaMemcpy(dst, src, bytes, kind));
+    AXF_CUDA(cudaMemcpy(dst, src, bytes, memcpy_kind(dst_dev, src_dev)));
 }
 
 bool cuda_built() { return true; }
@@ -190,15 +193,12 @@ CopyEvent copy_async(void* dst, Device dst_dev, const void* src, Device src_dev,
         if (bytes) std::memcpy(dst, src, bytes);
         return CopyEvent();
     }
-    const cudaMemcpyKind kind = dst_dev == Device::CUDA
-                                    ? (src_dev == Device::CUDA ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
-                                    : cudaMemcpyDeviceToHost;
     cudaEvent_t queued = nullptr, done = nullptr;
     AXF_CUDA(cudaEventCreateWithFlags(&queued, cudaEventDisableTiming));
     AXF_CUDA(cudaEventRecord(queued, 0));  // everything on the default stream so far (the source's producers)
     AXF_CUDA(cudaStreamWaitEvent(copy_stream(), queued, 0));
     AXF_CUDA(cudaEventDestroy(queued));  // released once the wait is satisfied
-    AXF_CUDA(cudaMemcpyAsync(dst, src, bytes, kind, copy_stream()));
+    AXF_CUDA(cudaMemcpyAsync(dst, src, bytes, memcpy_kind(dst_dev, src_dev), copy_stream()));
     AXF_CUDA(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
     AXF_CUDA(cudaEventRecord(done, copy_stream()));
     return CopyEvent(done);

@@ -49,9 +49,6 @@ struct DivEpsOp {
     __device__ float operator()(float a, float b) const { return a / (b + eps); }
 };
 
-__device__ __forceinline__ int64_t grid_stride() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
-__device__ __forceinline__ int64_t global_id() { return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; }
-
 template <class Op, bool kVec> __global__ void unary_flat(float* x, int64_t n, Op op) {
     int64_t tail = 0;
     if (kVec) {

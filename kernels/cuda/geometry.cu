@@ -31,13 +31,6 @@ constexpr int kDistTileI = 8;   // ... times 8 along i
 constexpr int kDistThreads = kDistTileJ * kDistTileI;
 constexpr unsigned kMaxGridYZ = 65535;
 
-__device__ __forceinline__ int64_t grid_stride() {
-    return static_cast<int64_t>(gridDim.x) * blockDim.x;
-}
-__device__ __forceinline__ int64_t global_id() {
-    return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-
 // out[m, c] = (accumulate ? out[m, c] : 0) + table[index[m], c]; rows with index[m] < 0 get nothing added.
 // table [V, C] contiguous; out rows contiguous, row stride os.
 __global__ void gather_rows_kernel(const float* __restrict__ table, const int64_t* __restrict__ index,

@@ -141,6 +141,10 @@ __device__ __forceinline__ float block_max(float v, float* scratch) {
     return warp_max(lane < nw ? scratch[lane] : -INFINITY);
 }
 
+// A grid-stride loop's start and step (int64: element counts past 2^31).
+__device__ __forceinline__ int64_t grid_stride() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
+__device__ __forceinline__ int64_t global_id() { return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; }
+
 // Blocks for a grid-stride loop over n items.
 inline unsigned grid_for(int64_t n, int threads) {
     const int64_t blocks = (n + threads - 1) / threads;
