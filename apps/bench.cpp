@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <map>
@@ -207,7 +208,9 @@ int bench_model_main(const BenchModelOptions& o) {
     set_num_threads(o.threads);
     const Device device = select_device(o.device);
     const DType act_dtype = select_precision(o.precision, o.activations, device);
-    ModelPreset preset = ModelPreset::from_name("model_3_ptm");
+    AXF_CHECK(o.templates >= 0, "bench model: --templates must be >= 0, got %d", o.templates);
+    // model_1_ptm with templates (its template embedding and angle rows), model_3_ptm without.
+    ModelPreset preset = ModelPreset::from_name(o.templates > 0 ? "model_1_ptm" : "model_3_ptm");
     ModelDims d;
     d.evoformer_blocks = o.evoformer_blocks;
     d.extra_msa_blocks = o.extra_msa_blocks;
@@ -243,6 +246,34 @@ int bench_model_main(const BenchModelOptions& o) {
     f["extra_has_deletion"] = Tensor::zeros({R, E, N});
     f["extra_deletion_value"] = Tensor::zeros({R, E, N});
     f["extra_msa_mask"] = Tensor::full({R, E, N}, 1.f);
+    if (o.templates > 0) {
+        // Templates: a random walk of 3.8 A steps as every atom's position (all present), so the pseudo-beta
+        // distances fill the distogram's bins; the torsions are computed by the model.
+        const int64_t T = o.templates;
+        std::normal_distribution<float> step(0.f, 3.8f / std::sqrt(3.f));
+        Tensor pos = Tensor::empty({R, T, N, 37, 3}), pb = Tensor::empty({R, T, N, 3});
+        Tensor taa = Tensor::empty({R, T, N}, DType::I64);
+        for (int64_t t = 0; t < T; ++t) {
+            float x[3] = {0.f, 0.f, 0.f};
+            for (int64_t i = 0; i < N; ++i) {
+                for (float& c : x) c += step(rng);
+                const int a = aa(rng);
+                for (int64_t r = 0; r < R; ++r) {
+                    taa.data<int64_t>()[(r * T + t) * N + i] = a;
+                    for (int k = 0; k < 3; ++k) pb.f32()[((r * T + t) * N + i) * 3 + k] = x[k];
+                    for (int64_t atom = 0; atom < 37; ++atom)
+                        for (int k = 0; k < 3; ++k)
+                            pos.f32()[(((r * T + t) * N + i) * 37 + atom) * 3 + k] = x[k] + 0.5f * step(rng);
+                }
+            }
+        }
+        f["template_aatype"] = taa;
+        f["template_all_atom_positions"] = pos;
+        f["template_all_atom_mask"] = Tensor::full({R, T, N, 37}, 1.f);
+        f["template_pseudo_beta"] = pb;
+        f["template_pseudo_beta_mask"] = Tensor::full({R, T, N}, 1.f);
+        f["template_mask"] = Tensor::full({R, T}, 1.f);
+    }
 
     size_t predicted_peak = 0;
     const ChunkPlan plan = device == Device::CPU
@@ -266,9 +297,9 @@ int bench_model_main(const BenchModelOptions& o) {
     if (o.json) {
         std::printf("{\"benchmark\": \"model\", \"n_res\": %lld, \"n_seq\": %lld, \"n_extra\": %lld, "
                     "\"evoformer_blocks\": %lld, \"extra_msa_blocks\": %lld, \"run_blocks\": %d, \"iterations\": %d, "
-                    "\"threads\": %d",
+                    "\"threads\": %d, \"templates\": %d",
                     (long long)N, (long long)S, (long long)E, (long long)d.evoformer_blocks,
-                    (long long)d.extra_msa_blocks, o.run_blocks, p.iterations, num_threads());
+                    (long long)d.extra_msa_blocks, o.run_blocks, p.iterations, num_threads(), o.templates);
         for (auto& [stage, sec] : p.timings) std::printf(", \"%s_seconds_per_iteration\": %.4f", stage.c_str(), sec / p.iterations);
         std::printf(", \"seconds_per_iteration\": %.4f, \"peak_rss_bytes\": %zu, \"chunk_size\": %lld, "
                     "\"predicted_peak_bytes\": %zu, \"device\": \"%s\", \"precision\": \"%s\", \"activations\": \"%s\", "
@@ -276,8 +307,8 @@ int bench_model_main(const BenchModelOptions& o) {
                     total / p.iterations, rss, (long long)plan.chunk_size, predicted_peak, device_name(device),
                     o.precision.c_str(), dtype_name(act_dtype), device_peak_bytes(), po.offload_msa ? "true" : "false");
     } else {
-        std::printf("model N=%lld S=%lld E=%lld blocks %lld+%lld%s threads=%d: %.3f s per iteration (",
-                    (long long)N, (long long)S, (long long)E, (long long)d.evoformer_blocks,
+        std::printf("model N=%lld S=%lld E=%lld T=%d blocks %lld+%lld%s threads=%d: %.3f s per iteration (",
+                    (long long)N, (long long)S, (long long)E, o.templates, (long long)d.evoformer_blocks,
                     (long long)d.extra_msa_blocks,
                     o.run_blocks >= 0 ? strfmt(" (first %d of each run)", o.run_blocks).c_str() : "", num_threads(),
                     total / p.iterations);

@@ -107,6 +107,7 @@ struct BenchModelOptions {
     int64_t n_res = 128, n_seq = 128, n_extra = 1024;
     int64_t evoformer_blocks = 48, extra_msa_blocks = 4;
     int threads = 0, num_recycle = 0;
+    int templates = 0;    // > 0: model_1_ptm with that many random templates
     int run_blocks = -1;  // PredictOptions::run_blocks
     bool json = false;
     int64_t chunk_size = -1;
@@ -123,6 +124,7 @@ struct PlanOptions {
     std::string max_memory;
     std::string device = "cpu", precision = "fp32", activations;
     bool save_outputs = false;  // plan for `predict --save-outputs` with 4 iterations (heads' tensors, pairs kept)
+    std::string model_name = "model_3_ptm";  // model_1 and model_2 add the template embedding
     std::string offload = "auto";
 };
 int plan_main(const PlanOptions& o);
@@ -137,14 +139,24 @@ size_t post_trunk_bytes(int64_t n_res, int64_t n_seq, int64_t c_z, bool pae, int
 size_t embedder_bytes(int64_t n_res, int64_t n_extra, int64_t chunk, int act_bytes);
 // Predicted peak of each phase of a prediction (Model::predict trims the workspace between them).
 struct ModelMemoryPhases {
-    size_t load = 0, embedders = 0, trunk = 0, heads = 0;
-    size_t peak() const { return std::max({load, embedders, trunk, heads}); }
+    size_t load = 0, embedders = 0, templates = 0, trunk = 0, heads = 0;  // templates: 0 without
+    size_t peak() const { return std::max({load, embedders, templates, trunk, heads}); }
     const char* peak_phase() const {
         const size_t p = peak();
-        return p == trunk ? "trunk" : p == heads ? "structure module and heads" : p == embedders ? "embedders"
-                                                                                      : "parameter loading";
+        return p == trunk       ? "trunk"
+               : p == heads     ? "structure module and heads"
+               : p == embedders ? "embedders"
+               : p == templates ? "templates"
+                                : "parameter loading";
     }
 };
+// AF2's template count (max_templates), which the plans of template models assume.
+constexpr int64_t kPlannedTemplates = 4;
+// The template embedding's own bytes (template models): the templates' activations [T, N, N, c_t] and the
+// largest of its blocks (a block of the [N, N, 88] features, a block of the pointwise attention, the
+// template pair stack's workspace: `trunk`'s pair modules at the template widths), plus the [N, N, c_z]
+// update when it is kept (`keep_update`, predict --save-outputs).
+size_t template_embedding_bytes(const BlockSizes& trunk, int64_t chunk, int64_t c_t, bool keep_update);
 // The phases of a whole prediction whose trunk runs under `trunk`; act_bytes: 4 (float32 activations) or 2.
 ModelMemoryPhases model_memory_phases(const ChunkPlan& trunk, int64_t n_res, int64_t n_seq, int64_t n_extra,
                                       int64_t evoformer_blocks, int64_t extra_msa_blocks, size_t fixed, bool pae,

@@ -143,6 +143,8 @@ int run_bench(const std::vector<std::string>& args) {
             "evoformer-blocks", po::value<int64_t>(&o.evoformer_blocks)->default_value(48), "Evoformer blocks")(
             "extra-msa-blocks", po::value<int64_t>(&o.extra_msa_blocks)->default_value(4), "extra-MSA blocks")(
             "num-recycle", po::value<int>(&o.num_recycle)->default_value(0), "recycles (iterations - 1)")(
+            "templates", po::value<int>(&o.templates)->default_value(0),
+            "random templates (> 0: model_1_ptm, with its template embedding; 0: model_3_ptm)")(
             "run-blocks", po::value<int>(&o.run_blocks)->default_value(-1),
             "run only the first N blocks of each stack, all parameters loaded (peak memory as the full run)")(
             "chunk-size", po::value<int64_t>(&o.chunk_size)->default_value(-1), "rows per chunk (default: planner)")(
@@ -215,6 +217,8 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
             "without a GPU)")(
             "precision", po::value<std::string>(&o.precision)->default_value("fp32"),
             "fp32, tf32 or bf16 (bf16 stores the trunk's MSA and pair in bfloat16)")(
+            "model-name", po::value<std::string>(&o.model_name)->default_value("model_3_ptm"),
+            "model_1 .. model_5, optionally _ptm (model_1 and model_2 plan their template embedding too)")(
             "save-outputs", po::bool_switch(&o.save_outputs),
             "plan for predict --save-outputs with 4 iterations (keeps the heads' [N, N, 64] tensors and every "
             "iteration's pair)");

@@ -4,6 +4,7 @@
 #include "apps/commands.h"
 #include "evoformer/embedders.h"
 #include "evoformer/memory_plan.h"
+#include "evoformer/template_embedding.h"
 #include "kernels/device.h"
 #include "kernels/ops.h"
 #include "structure/heads.h"
@@ -72,6 +73,35 @@ size_t embedder_bytes(int64_t n_res, int64_t n_extra, int64_t chunk, int act_byt
     return std::max({recycling, extra, relpos});
 }
 
+size_t template_embedding_bytes(const BlockSizes& trunk, int64_t chunk, int64_t c_t, bool keep_update) {
+    const size_t N = trunk.n_res, n2 = N * N, T = kPlannedTemplates, Ct = c_t, Cz = trunk.dims.c_z;
+    const size_t act = T * n2 * Ct * 4;
+    auto rows = [&](size_t row_floats) {
+        return static_cast<size_t>(embed_block_rows(chunk, trunk.n_res, static_cast<int64_t>(row_floats)));
+    };
+    const size_t C = TemplatePairFeatConfig{}.channels();
+    const size_t features = rows(N * C) * N * C * 4;
+    // Pointwise attention per block of rows: q and o, T keys and values, the update, and the attention's
+    // [T]-wide logits.
+    const ModelDims md;
+    const size_t H = md.template_pointwise_heads, hc = H * md.template_pointwise_head_dim;
+    const size_t pw_row = (2 * T + 2) * hc + Cz + Ct;
+    const size_t pointwise = rows(N * pw_row) * N * (pw_row + H * T) * 4;
+    // The template pair stack: the trunk's pair modules at the template widths.
+    BlockSizes stack = trunk;
+    stack.dims.c_z = c_t;
+    stack.dims.pair_heads = md.template_pair_heads;
+    stack.dims.pair_head_dim = md.template_pair_head_dim;
+    stack.dims.tri_mul_dim = md.template_tri_mul_dim;
+    stack.dims.transition_factor = md.template_transition_factor;
+    stack.act_bytes = 4;
+    size_t pair_ws = 0;
+    for (const auto& [name, bytes] : block_workspace_bytes(stack, chunk))
+        if (name == "triangle_attention" || name == "triangle_multiplication" || name == "pair_transition")
+            pair_ws = std::max(pair_ws, bytes);
+    return act + std::max({features, pointwise, pair_ws}) + (keep_update ? n2 * Cz * 4 : 0);
+}
+
 ModelMemoryPhases model_memory_phases(const ChunkPlan& trunk, int64_t n_res, int64_t n_seq, int64_t n_extra,
                                       int64_t evoformer_blocks, int64_t extra_msa_blocks, size_t fixed, bool pae,
                                       int threads, int act_bytes, bool keep_pair_logits) {
@@ -85,7 +115,7 @@ ModelMemoryPhases model_memory_phases(const ChunkPlan& trunk, int64_t n_res, int
     // Loading: the .npz is read whole, then its arrays are parsed, so parameters exist twice for a moment.
     ph.load = fixed + params;
     // Embedders: the pair being built and the recycled pair (both as the trunk stores them), and the
-    // embedders' own buffers. (Template models build a float32 pair: templates are not planned.)
+    // embedders' own buffers. (The template embedding is a phase of its own: plan_prediction.)
     ph.embedders = fixed + 2 * stored_pair + embedder_bytes(n_res, n_extra, trunk.chunk_size, act_bytes) + blas;
     ph.trunk = trunk.predicted_peak_bytes;
     // After the trunk: structure module and heads on the trunk's pair as it was stored.
@@ -98,7 +128,7 @@ namespace {
 std::pair<BlockSizes, BlockSizes> trunk_blocks(const ModelConfig& cfg, int64_t n_res, int64_t n_cluster_rows,
                                                int64_t n_extra, int threads, DType act) {
     BlockSizes evo, extra;
-    evo.n_seq = n_cluster_rows + (cfg.preset.templates ? 4 : 0);  // template angle rows join the MSA
+    evo.n_seq = n_cluster_rows + (cfg.preset.templates ? kPlannedTemplates : 0);  // template angle rows join the MSA
     evo.n_res = n_res;
     evo.threads = threads;
     evo.dims.c_m = cfg.c_m;
@@ -131,9 +161,17 @@ ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_clust
         model_fixed_bytes(n_res, evo.n_seq, n_extra, cfg.evoformer_blocks, cfg.extra_msa_blocks) + msa + kept;
     const size_t budget = max_memory.empty() ? 0 : parse_bytes(max_memory);
     const ChunkPlan plan = plan_blocks({evo, extra}, fixed, budget, chunk_size);
-    const ModelMemoryPhases ph = model_memory_phases(plan, n_res, evo.n_seq, n_extra, cfg.evoformer_blocks,
-                                                     cfg.extra_msa_blocks, fixed, cfg.preset.ptm, evo.threads,
-                                                     evo.act_bytes, kept_iterations > 0);
+    ModelMemoryPhases ph = model_memory_phases(plan, n_res, evo.n_seq, n_extra, cfg.evoformer_blocks,
+                                               cfg.extra_msa_blocks, fixed, cfg.preset.ptm, evo.threads, evo.act_bytes,
+                                               kept_iterations > 0);
+    if (cfg.preset.templates) {
+        // Beside the template embedding: the float32 pair it updates, the extra-MSA activations (built before it)
+        // and the BLAS library's per-thread buffers.
+        const size_t N = n_res;
+        ph.templates = fixed + N * N * cfg.c_z * 4 + static_cast<size_t>(n_extra) * N * cfg.c_e * evo.act_bytes +
+                       template_embedding_bytes(evo, plan.chunk_size, cfg.c_t > 0 ? cfg.c_t : 64, kept_iterations > 0) +
+                       static_cast<size_t>(std::max(1, evo.threads)) * (size_t(24) << 20);
+    }
     const size_t peak = ph.peak();
     if (phases) *phases = ph;
     AXF_CHECK(budget == 0 || peak <= budget,
@@ -204,20 +242,9 @@ ChunkPlan plan_device_model(const ModelConfig& cfg, int64_t n_res, int64_t n_clu
     // Structure module and heads on the stored pair; the kept [N, N, 64] head tensors are formed on the device.
     ph.heads = fixed + stored_pair + post_trunk_bytes(n_res, evo.n_seq, cfg.c_z, cfg.preset.ptm, plan.chunk_size,
                                                       keep_pair_logits);
-    if (cfg.preset.templates) {
-        // Templates (4, c_t = 64), counted in the embedders' phase: the float32 pair, the extra-MSA activations,
-        // the templates' pair activations [T, N, N, c_t], the pointwise attention's q, k, v and output (64
-        // channels each), one template's [N, N, 88] features, the update [N, N, c_z], and the template pair stack's
-        // workspace, at most a trunk pair module's (c_z = 128 > c_t).
-        const size_t T = 4, n2 = N * N;
-        size_t pair_ws = 0;
-        for (const auto& [name, bytes] : plan.modules)
-            if (name == "triangle_attention" || name == "triangle_multiplication" || name == "pair_transition")
-                pair_ws = std::max(pair_ws, bytes);
-        const size_t templates = fixed + n2 * cfg.c_z * 4 + E * N * cfg.c_e * a + T * n2 * 64 * 4 +
-                                 (2 * T + 2) * n2 * 64 * 4 + n2 * 88 * 4 + n2 * cfg.c_z * 4 + pair_ws;
-        ph.embedders = std::max(ph.embedders, templates);
-    }
+    if (cfg.preset.templates)  // the float32 pair, the extra-MSA activations and the template embedding
+        ph.templates = fixed + N * N * cfg.c_z * 4 + E * N * cfg.c_e * a +
+                       template_embedding_bytes(evo, plan.chunk_size, cfg.c_t > 0 ? cfg.c_t : 64, keep_pair_logits);
     const size_t peak = ph.peak();
     AXF_CHECK(peak <= budget, "GPU memory budget %s is too small: this prediction needs %s on the device (%s phase)",
               format_bytes(budget).c_str(), format_bytes(peak).c_str(), ph.peak_phase());
@@ -235,7 +262,7 @@ int plan_main(const PlanOptions& o) {
         AXF_CHECK(!o.max_memory.empty() || cuda_available(),
                   "plan --device cuda: give the GPU's memory with --max-memory (no GPU is visible here)");
         ModelConfig cfg;
-        cfg.preset = ModelPreset::from_name("model_3_ptm");
+        cfg.preset = ModelPreset::from_name(o.model_name);
         ModelMemoryPhases ph;
         size_t peak = 0;
         const ChunkPlan p = plan_device_model(cfg, o.n_res, o.n_seq, o.n_extra, o.max_memory, o.chunk_size, &peak, act,
@@ -248,15 +275,17 @@ int plan_main(const PlanOptions& o) {
         std::printf("  offload             %s\n", p.offload_msa ? "the MSA parked in host memory during the extra-MSA stack"
                                                                : "none");
         for (auto& [name, bytes] : p.modules) std::printf("  %-36s %s\n", name.c_str(), format_bytes(bytes).c_str());
-        std::printf("  phase peaks: embedders %s, trunk %s, structure module and heads %s\n",
-                    format_bytes(ph.embedders).c_str(), format_bytes(ph.trunk).c_str(), format_bytes(ph.heads).c_str());
+        std::printf("  phase peaks: embedders %s,%s trunk %s, structure module and heads %s\n",
+                    format_bytes(ph.embedders).c_str(),
+                    ph.templates ? (" templates " + format_bytes(ph.templates) + ",").c_str() : "",
+                    format_bytes(ph.trunk).c_str(), format_bytes(ph.heads).c_str());
         std::printf("  predicted device peak %s (%s; weights, masks, MSA, pair, workspace)\n", format_bytes(peak).c_str(),
                     ph.peak_phase());
         return 0;
     }
     if (o.threads > 0) set_num_threads(o.threads);
     ModelConfig cfg;
-    cfg.preset = ModelPreset::from_name("model_3_ptm");
+    cfg.preset = ModelPreset::from_name(o.model_name);
     ModelMemoryPhases ph;
     size_t peak = 0;
     const ChunkPlan p = plan_prediction(cfg, o.n_res, o.n_seq, o.n_extra, o.max_memory, o.chunk_size, &peak, act,
@@ -266,9 +295,10 @@ int plan_main(const PlanOptions& o) {
                 o.max_memory.empty() ? "" : (" within " + format_bytes(parse_bytes(o.max_memory))).c_str());
     std::printf("  chunk size          %lld%s\n", (long long)p.chunk_size, p.chunk_size == 0 ? " (unchunked)" : "");
     for (auto& [name, bytes] : p.modules) std::printf("  %-36s %s\n", name.c_str(), format_bytes(bytes).c_str());
-    std::printf("  phase peaks: load %s, embedders %s, trunk %s, structure module and heads %s\n",
-                format_bytes(ph.load).c_str(), format_bytes(ph.embedders).c_str(), format_bytes(ph.trunk).c_str(),
-                format_bytes(ph.heads).c_str());
+    std::printf("  phase peaks: load %s, embedders %s,%s trunk %s, structure module and heads %s\n",
+                format_bytes(ph.load).c_str(), format_bytes(ph.embedders).c_str(),
+                ph.templates ? (" templates " + format_bytes(ph.templates) + ",").c_str() : "",
+                format_bytes(ph.trunk).c_str(), format_bytes(ph.heads).c_str());
     std::printf("  predicted peak      %s (%s)\n", format_bytes(peak).c_str(), ph.peak_phase());
     return 0;
 }

@@ -1,7 +1,11 @@
 #include "evoformer/template_embedding.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
+
+#include "evoformer/embedders.h"
 
 namespace axfold {
 
@@ -39,11 +43,23 @@ TemplateEmbeddingWeights load_template_embedding(const ParamLookup& get, const s
     return w;
 }
 
-Tensor template_pair_feat(const Tensor& template_aatype, const Tensor& template_all_atom_mask,
-                          const Tensor& template_pseudo_beta, const Tensor& template_pseudo_beta_mask,
-                          const TemplatePairFeatConfig& cfg, Tensor* pb_mask_2d, Tensor* bb_mask_2d) {
-    const std::vector<int64_t> aa = host_int64(template_aatype);
-    const int64_t N = static_cast<int64_t>(aa.size());
+namespace {
+
+// One template's pair-feature inputs, checked and on the host, for building the features row block by row block.
+struct PairFeatSource {
+    int64_t N = 0, B = 0, C = 0;
+    std::vector<int64_t> aa;       // [N]
+    std::vector<float> bb;         // [N] backbone mask: N, CA and C present
+    std::vector<float> lower, upper;  // [B] squared-distance bin edges
+    Tensor pb, pbm;                // [N, 3], [N] (host float32)
+};
+
+PairFeatSource pair_feat_source(const Tensor& template_aatype, const Tensor& template_all_atom_mask,
+                                const Tensor& template_pseudo_beta, const Tensor& template_pseudo_beta_mask,
+                                const TemplatePairFeatConfig& cfg) {
+    PairFeatSource s;
+    s.aa = host_int64(template_aatype);
+    const int64_t N = s.N = static_cast<int64_t>(s.aa.size());
     AXF_CHECK(template_all_atom_mask.dim() == 2 && template_all_atom_mask.size(0) == N &&
                   template_all_atom_mask.size(1) == 37,
               "template_all_atom_mask %s, expected [%lld, 37]", template_all_atom_mask.desc().c_str(), (long long)N);
@@ -52,46 +68,68 @@ Tensor template_pair_feat(const Tensor& template_aatype, const Tensor& template_
     AXF_CHECK(template_pseudo_beta_mask.numel() == N, "template_pseudo_beta_mask %s, expected [%lld]",
               template_pseudo_beta_mask.desc().c_str(), (long long)N);
     AXF_CHECK(!cfg.use_unit_vector, "template unit vectors are not implemented (AF2 monomer does not use them)");
+    const int64_t A = TemplatePairFeatConfig::kAatypeClasses;
+    s.B = cfg.num_bins;
+    s.C = cfg.channels();
+    for (int64_t i = 0; i < N; ++i)
+        AXF_CHECK(s.aa[i] >= 0 && s.aa[i] < A, "template_aatype %lld at residue %lld is outside 0..%lld",
+                  (long long)s.aa[i], (long long)i, (long long)(A - 1));
     const Tensor am = host_f32(template_all_atom_mask, "template_all_atom_mask");
-    const Tensor pb = host_f32(template_pseudo_beta, "template_pseudo_beta");
-    const Tensor pbm = host_f32(template_pseudo_beta_mask, "template_pseudo_beta_mask");
-    const int64_t B = cfg.num_bins, A = TemplatePairFeatConfig::kAatypeClasses, C = cfg.channels();
-    for (int64_t i = 0; i < N; ++i)
-        AXF_CHECK(aa[i] >= 0 && aa[i] < A, "template_aatype %lld at residue %lld is outside 0..%lld", (long long)aa[i],
-                  (long long)i, (long long)(A - 1));
-    std::vector<float> lower(B), upper(B);
-    for (int64_t b = 0; b < B; ++b) {
-        float e = cfg.min_bin + (cfg.max_bin - cfg.min_bin) * static_cast<float>(b) / static_cast<float>(B - 1);
-        lower[b] = e * e;
+    s.pb = host_f32(template_pseudo_beta, "template_pseudo_beta");
+    s.pbm = host_f32(template_pseudo_beta_mask, "template_pseudo_beta_mask");
+    s.lower.resize(s.B);
+    s.upper.resize(s.B);
+    for (int64_t b = 0; b < s.B; ++b) {
+        float e = cfg.min_bin + (cfg.max_bin - cfg.min_bin) * static_cast<float>(b) / static_cast<float>(s.B - 1);
+        s.lower[b] = e * e;
     }
-    for (int64_t b = 0; b < B; ++b) upper[b] = b + 1 < B ? lower[b + 1] : 1e8f;
-    std::vector<float> bb(N);
+    for (int64_t b = 0; b < s.B; ++b) s.upper[b] = b + 1 < s.B ? s.lower[b + 1] : 1e8f;
+    s.bb.resize(N);
     const float* m = am.f32();
-    for (int64_t i = 0; i < N; ++i) bb[i] = m[i * 37 + kAtomN] * m[i * 37 + kAtomCA] * m[i * 37 + kAtomC];
-    Tensor feat = Tensor::zeros({N, N, C});
-    if (pb_mask_2d) *pb_mask_2d = Tensor::empty({N, N});
-    if (bb_mask_2d) *bb_mask_2d = Tensor::empty({N, N});
-    const float* p = pb.f32();
-    const float* pm = pbm.f32();
-    float* o = feat.f32();
-    for (int64_t i = 0; i < N; ++i)
+    for (int64_t i = 0; i < N; ++i) s.bb[i] = m[i * 37 + kAtomN] * m[i * 37 + kAtomCA] * m[i * 37 + kAtomC];
+    return s;
+}
+
+// Rows [i0, i1) of the features into out [(i1 - i0) * N * C] (and the 2-D masks into pb2d / bb2d when given).
+void write_pair_feat(const PairFeatSource& s, int64_t i0, int64_t i1, float* out, float* pb2d, float* bb2d) {
+    const int64_t N = s.N, B = s.B, C = s.C, A = TemplatePairFeatConfig::kAatypeClasses;
+    const float* p = s.pb.f32();
+    const float* pm = s.pbm.f32();
+    std::memset(out, 0, sizeof(float) * static_cast<size_t>((i1 - i0) * N * C));
+    for (int64_t i = i0; i < i1; ++i)
         for (int64_t j = 0; j < N; ++j) {
-            const float bb2 = bb[i] * bb[j], pb2 = pm[i] * pm[j];
-            if (pb_mask_2d) pb_mask_2d->f32()[i * N + j] = pb2;
-            if (bb_mask_2d) bb_mask_2d->f32()[i * N + j] = bb2;
-            float* f = o + (i * N + j) * C;
+            const float bb2 = s.bb[i] * s.bb[j], pb2 = pm[i] * pm[j];
+            const int64_t r = (i - i0) * N + j;
+            if (pb2d) pb2d[r] = pb2;
+            if (bb2d) bb2d[r] = bb2;
+            float* f = out + r * C;
             float d2 = 0.f;
             for (int c = 0; c < 3; ++c) {
                 float diff = p[i * 3 + c] - p[j * 3 + c];
                 d2 += diff * diff;
             }
-            for (int64_t b = 0; b < B; ++b) f[b] = (d2 > lower[b] && d2 < upper[b]) ? bb2 : 0.f;
+            for (int64_t b = 0; b < B; ++b) f[b] = (d2 > s.lower[b] && d2 < s.upper[b]) ? bb2 : 0.f;
             f[B] = pb2 * bb2;
-            f[B + 1 + aa[j]] = bb2;
-            f[B + 1 + A + aa[i]] = bb2;
+            f[B + 1 + s.aa[j]] = bb2;
+            f[B + 1 + A + s.aa[i]] = bb2;
             // f[B + 1 + 2A .. + 3): unit vector, zero (use_template_unit_vector = False)
             f[C - 1] = bb2 * bb2;
         }
+}
+
+}  // namespace
+
+Tensor template_pair_feat(const Tensor& template_aatype, const Tensor& template_all_atom_mask,
+                          const Tensor& template_pseudo_beta, const Tensor& template_pseudo_beta_mask,
+                          const TemplatePairFeatConfig& cfg, Tensor* pb_mask_2d, Tensor* bb_mask_2d) {
+    const PairFeatSource s =
+        pair_feat_source(template_aatype, template_all_atom_mask, template_pseudo_beta, template_pseudo_beta_mask, cfg);
+    const int64_t N = s.N;
+    Tensor feat = Tensor::empty({N, N, s.C});
+    if (pb_mask_2d) *pb_mask_2d = Tensor::empty({N, N});
+    if (bb_mask_2d) *bb_mask_2d = Tensor::empty({N, N});
+    write_pair_feat(s, 0, N, feat.f32(), pb_mask_2d ? pb_mask_2d->f32() : nullptr,
+                    bb_mask_2d ? bb_mask_2d->f32() : nullptr);
     return feat;
 }
 
@@ -125,6 +163,8 @@ void template_pointwise_attention_forward(const AttentionWeights& w, const Tenso
               template_mask.desc().c_str(), (long long)T);
     AXF_CHECK(out.shape() == pair.shape(), "template pointwise attention: out %s for pair %s", out.desc().c_str(),
               pair.desc().c_str());
+    AXF_CHECK(out.dtype() == DType::F32, "template pointwise attention: out %s must be float32", out.desc().c_str());
+    AXF_CHECK(!w.gating, "template pointwise attention has no gating in AF2");
     const Tensor tm = host_f32(template_mask, "template_mask");
     float sum = 0.f;
     for (int64_t t = 0; t < T; ++t) sum += tm.f32()[t];
@@ -134,16 +174,35 @@ void template_pointwise_attention_forward(const AttentionWeights& w, const Tenso
     }
     Workspace& ws = ctx.ws;
     WorkspaceScope scope(ws);
-    const int64_t NN = N * N;
-    Tensor ta = template_act.contiguous();
-    Tensor q = linear(pair, w.query_w, Tensor(), ws).view({NN, 1, H, C});
-    Tensor kk = linear(ta, w.key_w, Tensor(), ws).view({T, NN, H, C}).permute({1, 0, 2, 3});
-    Tensor v = linear(ta, w.value_w, Tensor(), ws).view({T, NN, H, C}).permute({1, 0, 2, 3});
-    Tensor mask = template_mask.to(pair.device()).contiguous().view({1, T}).expand({NN, T});
-    Tensor o = ws.alloc({NN, 1, H, C});
-    attention(q, kk, v, mask, Tensor(), 1.f / std::sqrt(static_cast<float>(C)), k.inf, o, ws);
-    AXF_CHECK(!w.gating, "template pointwise attention has no gating in AF2");
-    linear(o.view({N, N, H * C}), w.output_w, w.output_b, out, accumulate ? 1.f : 0.f);
+    const int64_t Ct = template_act.size(3), Cz = out.size(2);
+    const Tensor mask_t = template_mask.to(pair.device()).contiguous().view({1, T});
+    // Blocks of rows i: each position (i, j) attends on its own, so a block's queries, keys and values
+    // ([rows * N, T, H, C]) are all it needs, and a block's update may go into `out` even when out is the
+    // pair (its queries are formed before). Per block: q, o and the update (H*C, H*C, c_z) and T keys and
+    // values; the update is added after it is formed, so writing in place rounds as writing elsewhere.
+    const int64_t rows = embed_block_rows(ctx.chunk_size, N, N * ((2 * T + 2) * H * C + Cz + Ct));
+    for (int64_t i0 = 0; i0 < N; i0 += rows) {
+        WorkspaceScope block(ws);
+        const int64_t nb = std::min(rows, N - i0), P = nb * N;
+        Tensor q = linear(pair.slice(0, i0, i0 + nb), w.query_w, Tensor(), ws).view({P, 1, H, C});
+        Tensor kk = ws.alloc({T, P, H * C}), v = ws.alloc({T, P, H * C});
+        for (int64_t t = 0; t < T; ++t) {
+            const Tensor x = template_act.select(0, t).slice(0, i0, i0 + nb);  // [nb, N, c_t]
+            linear(x, w.key_w, Tensor(), kk.select(0, t).view({nb, N, H * C}));
+            linear(x, w.value_w, Tensor(), v.select(0, t).view({nb, N, H * C}));
+        }
+        Tensor o = ws.alloc({P, 1, H, C});
+        attention(q, kk.view({T, P, H, C}).permute({1, 0, 2, 3}), v.view({T, P, H, C}).permute({1, 0, 2, 3}),
+                  mask_t.expand({P, T}), Tensor(), 1.f / std::sqrt(static_cast<float>(C)), k.inf, o, ws);
+        Tensor dst = out.slice(0, i0, i0 + nb);
+        if (accumulate) {
+            Tensor u = ws.alloc({nb, N, Cz});
+            linear(o.view({nb, N, H * C}), w.output_w, w.output_b, u);
+            add(dst, u);
+        } else {
+            linear(o.view({nb, N, H * C}), w.output_w, w.output_b, dst);
+        }
+    }
 }
 
 void template_embedding_forward(const TemplateEmbeddingWeights& w, const TemplatePairInputs& in, const Tensor& pair,
@@ -163,28 +222,35 @@ void template_embedding_forward(const TemplateEmbeddingWeights& w, const Templat
     Workspace& ws = ctx.ws;
     WorkspaceScope scope(ws);
     Tensor act = ws.alloc({T, N, N, Ct});
+    // The [N, N, 88] features exist a block of rows at a time: built on the host, sent to the device when the
+    // model runs on one, and embedded into their rows of the template's activations.
+    const int64_t C = cfg.channels(), rows = embed_block_rows(ctx.chunk_size, N, N * C);
+    const bool on_host = pair.device() == Device::CPU;
     for (int64_t t = 0; t < T; ++t) {
         Tensor a = act.select(0, t);
         {
-            Tensor feat = template_pair_feat(in.template_aatype.select(0, t), in.template_all_atom_mask.select(0, t),
-                                             in.template_pseudo_beta.select(0, t),
-                                             in.template_pseudo_beta_mask.select(0, t), cfg)
-                              .to(pair.device());
-            linear(feat, w.embedding2d.weights, w.embedding2d.bias, a);
+            WorkspaceScope feat_scope(ws);
+            const PairFeatSource src = pair_feat_source(in.template_aatype.select(0, t),
+                                                        in.template_all_atom_mask.select(0, t),
+                                                        in.template_pseudo_beta.select(0, t),
+                                                        in.template_pseudo_beta_mask.select(0, t), cfg);
+            Tensor host_block = on_host ? ws.alloc({rows, N, C}) : Tensor::empty({rows, N, C});
+            Tensor dev_block = on_host ? host_block : ws.alloc({rows, N, C});
+            for (int64_t i0 = 0; i0 < N; i0 += rows) {
+                const int64_t nb = std::min(rows, N - i0);
+                write_pair_feat(src, i0, i0 + nb, host_block.f32(), nullptr, nullptr);
+                Tensor feat = dev_block.slice(0, 0, nb);
+                if (!on_host) feat.copy_from(host_block.slice(0, 0, nb));
+                linear(feat, w.embedding2d.weights, w.embedding2d.bias, a.slice(0, i0, i0 + nb));
+            }
         }
         if (observe) observe("template_pair_act_embedded", t, a);
         for (const auto& b : w.template_pair_stack) template_pair_stack_block_forward(b, a, pair_mask, ctx, k);
         layer_norm(a, w.output_layer_norm.scale, w.output_layer_norm.offset, k.eps, a);
         if (observe) observe("template_pair_act_after_stack", t, a);
     }
-    if (accumulate && out.raw() == pair.raw()) {
-        // The query must not see its own update: compute into scratch, then add.
-        Tensor upd = ws.alloc(pair.shape());
-        template_pointwise_attention_forward(w.attention, pair, act, in.template_mask, upd, false, ctx, k);
-        add(out, upd);
-    } else {
-        template_pointwise_attention_forward(w.attention, pair, act, in.template_mask, out, accumulate, ctx, k);
-    }
+    // In place (out == pair) too: the pointwise attention forms each row block's queries before its update.
+    template_pointwise_attention_forward(w.attention, pair, act, in.template_mask, out, accumulate, ctx, k);
 }
 
 Tensor template_angle_feat(const Tensor& template_aatype, const Tensor& sin_cos, const Tensor& alt_sin_cos,

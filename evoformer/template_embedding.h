@@ -17,6 +17,9 @@
 // DISCREPANCY: the template pair and angle features are built by host loops (like the recycling
 // distogram): they are one-hot/distogram tables read from small integer and coordinate features, with no
 // op to express them. Everything after the features runs in kernels/ ops.
+// Memory: the [N, N, 88] pair features exist a block of rows at a time (sent to the device per block when
+// the model runs on one), and the pointwise attention runs over blocks of rows, so besides the templates'
+// activations [T, N, N, c_t] the embedding holds only blocks (Context::chunk_size rows, else ~64 MiB).
 #pragma once
 
 #include <functional>
@@ -99,7 +102,8 @@ void template_pair_stack_block_forward(const TemplatePairStackBlockWeights& w, T
                                        const TemplateObserver& observe = nullptr);
 
 // Pointwise attention (Algorithm 17): pair [N, N, c_z] (query, not normed), template_act [T, N, N, c_t],
-// template_mask [T]. out [N, N, c_z] = (accumulate ? out : 0) + (sum(template_mask) > 0) * attention.
+// template_mask [T]. out [N, N, c_z] (float32) = (accumulate ? out : 0) + (sum(template_mask) > 0) * attention;
+// out may be pair (a block's queries are formed before its update), with the same rounding as elsewhere.
 void template_pointwise_attention_forward(const AttentionWeights& w, const Tensor& pair, const Tensor& template_act,
                                           const Tensor& template_mask, Tensor& out, bool accumulate, Context& ctx,
                                           const TrunkConstants& k = {});
@@ -114,9 +118,10 @@ struct TemplatePairInputs {
 };
 
 // Full template pair embedding (Algorithm 16 lines 1-4 + pointwise attention): pair [N, N, c_z] is the
-// query; out [N, N, c_z] = (accumulate ? out : 0) + embedding (out may be pair: the update is computed
-// before it is added). Observer names: "template_pair_act_embedded" and "template_pair_act_after_stack"
-// ([N, N, c_t] per template; the latter after the output layer norm).
+// query; out [N, N, c_z] = (accumulate ? out : 0) + embedding (out may be pair: each update is computed
+// before it is added, and in place rounds as into another tensor then `add`). Observer names:
+// "template_pair_act_embedded" and "template_pair_act_after_stack" ([N, N, c_t] per template; the latter
+// after the output layer norm).
 void template_embedding_forward(const TemplateEmbeddingWeights& w, const TemplatePairInputs& in, const Tensor& pair,
                                 const Tensor& pair_mask, Tensor& out, bool accumulate, Context& ctx,
                                 const TrunkConstants& k = {}, const TemplatePairFeatConfig& cfg = {},

@@ -415,10 +415,15 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
                 msa_mask.slice(0, S, S + T).copy_from(template_msa_mask(torsion_mask));
                 template_rows = opt.keep_recycles ? host_copy(template_rows) : Tensor();  // not a view of msa
                 if (opt.offload_msa) parked_msa.park(msa);
-                template_pair_update = Tensor::empty({N, N, Cz}, DType::F32, model_dev);
-                template_embedding_forward(w_templates, in, pair, pair_mask, template_pair_update, false, mc);
-                add(pair, template_pair_update);
-                template_pair_update = opt.keep_recycles ? host(template_pair_update) : Tensor();
+                // Into the pair itself, unless the update is kept (the same rounding either way).
+                if (opt.keep_recycles) {
+                    template_pair_update = Tensor::empty({N, N, Cz}, DType::F32, model_dev);
+                    template_embedding_forward(w_templates, in, pair, pair_mask, template_pair_update, false, mc);
+                    add(pair, template_pair_update);
+                    template_pair_update = host(template_pair_update);
+                } else {
+                    template_embedding_forward(w_templates, in, pair, pair_mask, pair, true, mc);
+                }
             });
         }
         // Each phase starts from an empty arena: pages an earlier phase touched would otherwise stay resident

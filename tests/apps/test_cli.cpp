@@ -272,6 +272,21 @@ TEST(Cli, PlanWithBf16ActivationsHalvesTheTrunkActivations) {
     EXPECT_GE(gib_after(kept.out, "predicted peak ") - gib_after(lean.out, "predicted peak "),
               3 * 1000.0 * 1000 * 128 * 4 / (1u << 30) - 0.011)  // printed to 0.01 GiB
         << lean.out << kept.out;
+    // Template models plan their template embedding as a phase of its own: at least the four templates'
+    // [N, N, 64] activations beside the float32 pair, blocks that shrink with the chunk size; model_3 has none.
+    for (const std::string device : {"cpu", "cuda"}) {
+        const std::string base = "plan --n-res 1000 --threads 1 --max-memory 60G --device " + device;
+        RunResult t = run(base + " --model-name model_1_ptm"), tc = run(base + " --model-name model_1_ptm --chunk-size 32");
+        RunResult none = run(base + " --model-name model_3_ptm");
+        ASSERT_EQ(t.rc, 0) << t.out;
+        ASSERT_EQ(tc.rc, 0) << tc.out;
+        ASSERT_EQ(none.rc, 0) << none.out;
+        EXPECT_EQ(none.out.find("templates "), std::string::npos) << none.out;
+        const double act = 4 * 1000.0 * 1000 * 64 * 4 / (1u << 30), pair = 1000.0 * 1000 * 128 * 4 / (1u << 30);
+        EXPECT_GT(gib_after(t.out, "templates "), act + pair) << t.out;
+        EXPECT_GT(gib_after(tc.out, "templates "), act + pair) << tc.out;
+        EXPECT_LT(gib_after(tc.out, "templates "), gib_after(t.out, "templates ")) << t.out << tc.out;
+    }
     RunResult bad = run("plan --n-res 100 --precision fp16");
     EXPECT_NE(bad.rc, 0);
     EXPECT_NE(bad.out.find("expected fp32, tf32 or bf16"), std::string::npos) << bad.out;

@@ -206,6 +206,13 @@ TEST(TemplateFeatures, template_model_runs_and_empty_templates_change_nothing) {
                   .max_abs,
               1e-4);
 
+    // Without kept iterations the template update goes into the pair in place: the same numbers.
+    PredictOptions lean;
+    lean.keep_recycles = false;
+    std::map<std::string, Tensor> q = prediction_output_tensors(model.predict(with_templates(raw), lean));
+    for (const char* k : {"representations/pair", "final_atom_positions", "plddt"})
+        EXPECT_EQ(test::compare(test::to_f64(q.at(k)), test::to_f64(o.at(k)), 0, 0, k, 0).max_abs, 0.0) << k;
+
     Prediction none = model.predict(f);  // no template features: no template rows
     Prediction empty = model.predict(with_templates({}));
     std::map<std::string, Tensor> a = prediction_output_tensors(none), b = prediction_output_tensors(empty);
@@ -214,4 +221,67 @@ TEST(TemplateFeatures, template_model_runs_and_empty_templates_change_nothing) {
         EXPECT_LE(res.rel(), 1e-4) << k;
     }
     EXPECT_EQ(a.count("recycles/0/template_pair_embedding"), 0u);
+}
+
+#include "evoformer/template_embedding.h"
+
+// The template embedding builds its pair features and runs its pointwise attention a block of rows at a
+// time: every block size gives the unchunked result (1e-6 relative), and the update written into the pair
+// itself equals the update written elsewhere and added, bit for bit. Random AF2-layout parameters, three
+// templates (one masked out) with partial atom and pseudo-beta masks.
+TEST(TemplateFeatures, template_embedding_in_row_blocks_equals_whole) {
+    ModelDims d;
+    d.evoformer.c_m = 16;
+    d.evoformer.c_z = 12;
+    d.extra_msa.c_m = 8;
+    d.c_s = 16;
+    d.c_t = 8;
+    d.evoformer_blocks = 1;
+    d.extra_msa_blocks = 1;
+    ParamStore store;
+    for (auto& [k, t] : init_model_params(ModelPreset::from_name("model_1"), d, 5)) store.insert(k, t);
+    ParamLookup get = [&](const std::string& k) { return store.get(k); };
+    const TemplateEmbeddingWeights w =
+        load_template_embedding(get, "alphafold/alphafold_iteration/evoformer/template_embedding");
+    ASSERT_EQ(w.template_pair_stack.size(), 2u);
+
+    std::mt19937 rng(23);
+    const int64_t T = 3, N = 11, Cz = 12;
+    TemplatePairInputs in;
+    in.template_aatype = Tensor::empty({T, N}, DType::I64);
+    for (int64_t e = 0; e < T * N; ++e) in.template_aatype.data<int64_t>()[e] = static_cast<int64_t>(rng() % 22);
+    in.template_all_atom_mask = test::random_mask({T, N, 37}, rng, 0.1f);
+    in.template_pseudo_beta = test::randn({T, N, 3}, rng, 8.f);
+    in.template_pseudo_beta_mask = test::random_mask({T, N}, rng, 0.2f);
+    in.template_mask = Tensor::from_vector({T}, {1.f, 0.f, 1.f});
+    const Tensor pair = test::randn({N, N, Cz}, rng), pair_mask = test::random_mask({N, N}, rng, 0.1f);
+
+    Context whole;
+    Tensor ref = Tensor::empty({N, N, Cz});
+    template_embedding_forward(w, in, pair, pair_mask, ref, false, whole);
+    for (int64_t chunk : {1, 3, 4, 11, 40}) {
+        Context c;
+        c.chunk_size = chunk;
+        Tensor out = Tensor::empty({N, N, Cz});
+        template_embedding_forward(w, in, pair, pair_mask, out, false, c);
+        auto res = test::compare(test::to_f64(out), test::to_f64(ref), 0, 1e-6, "template embedding in blocks", 3);
+        EXPECT_EQ(res.bad, 0) << "chunk " << chunk;
+        // In place, accumulating: pair + update, rounded as `add` rounds it.
+        Tensor expect = pair.clone();
+        add(expect, out);
+        Tensor inplace = pair.clone();
+        template_embedding_forward(w, in, inplace, pair_mask, inplace, true, c);
+        EXPECT_EQ(test::compare(test::to_f64(inplace), test::to_f64(expect), 0, 0, "in place", 0).max_abs, 0.0)
+            << "chunk " << chunk;
+    }
+    // The masked template's features do not matter; the others' do.
+    TemplatePairInputs moved = in;
+    moved.template_pseudo_beta = in.template_pseudo_beta.clone();
+    moved.template_pseudo_beta.select(0, 1).copy_from(test::randn({N, 3}, rng, 8.f));
+    Tensor out = Tensor::empty({N, N, Cz});
+    template_embedding_forward(w, moved, pair, pair_mask, out, false, whole);
+    EXPECT_EQ(test::compare(test::to_f64(out), test::to_f64(ref), 0, 0, "masked template moved", 0).max_abs, 0.0);
+    moved.template_pseudo_beta.select(0, 0).copy_from(test::randn({N, 3}, rng, 8.f));
+    template_embedding_forward(w, moved, pair, pair_mask, out, false, whole);
+    EXPECT_GT(test::compare(test::to_f64(out), test::to_f64(ref), 0, 0, "template moved", 0).max_abs, 1e-4);
 }
