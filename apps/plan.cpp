@@ -165,10 +165,10 @@ ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_clust
                                                cfg.extra_msa_blocks, fixed, cfg.preset.ptm, evo.threads, evo.act_bytes,
                                                kept_iterations > 0);
     if (cfg.preset.templates) {
-        // Beside the template embedding: the float32 pair it updates, the extra-MSA activations (built before it)
-        // and the BLAS library's per-thread buffers.
+        // Beside the template embedding: the float32 pair it updates and the BLAS library's per-thread buffers
+        // (the extra-MSA activations are built after it).
         const size_t N = n_res;
-        ph.templates = fixed + N * N * cfg.c_z * 4 + static_cast<size_t>(n_extra) * N * cfg.c_e * evo.act_bytes +
+        ph.templates = fixed + N * N * cfg.c_z * 4 +
                        template_embedding_bytes(evo, plan.chunk_size, cfg.c_t > 0 ? cfg.c_t : 64, kept_iterations > 0) +
                        static_cast<size_t>(std::max(1, evo.threads)) * (size_t(24) << 20);
     }
@@ -242,8 +242,8 @@ ChunkPlan plan_device_model(const ModelConfig& cfg, int64_t n_res, int64_t n_clu
     // Structure module and heads on the stored pair; the kept [N, N, 64] head tensors are formed on the device.
     ph.heads = fixed + stored_pair + post_trunk_bytes(n_res, evo.n_seq, cfg.c_z, cfg.preset.ptm, plan.chunk_size,
                                                       keep_pair_logits);
-    if (cfg.preset.templates)  // the float32 pair, the extra-MSA activations and the template embedding
-        ph.templates = fixed + N * N * cfg.c_z * 4 + E * N * cfg.c_e * a +
+    if (cfg.preset.templates)  // the float32 pair and the template embedding (the extra MSA is embedded after it)
+        ph.templates = fixed + N * N * cfg.c_z * 4 +
                        template_embedding_bytes(evo, plan.chunk_size, cfg.c_t > 0 ? cfg.c_t : 64, keep_pair_logits);
     const size_t peak = ph.peak();
     AXF_CHECK(peak <= budget, "GPU memory budget %s is too small: this prediction needs %s on the device (%s phase)",

@@ -331,13 +331,18 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
         else
             evoformer_stack_forward(st, m, z, mm, pm, ctx);
     };
-    auto timed = [&](const std::string& stage, int r, auto&& fn) {
+    // Runs fn as `stage`, or as a part of it (`last` false: its seconds are reported with the next part).
+    std::map<std::string, double> stage_parts;
+    auto timed = [&](const std::string& stage, int r, auto&& fn, bool last = true) {
         auto t0 = Clock::now();
         fn();
         if (model_dev != Device::CPU) device_synchronize();  // the stage's kernels, not just their launches
         double s = seconds_since(t0);
         stage_time[stage] += s;
-        if (opt.progress) opt.progress(stage, r, s);
+        stage_parts[stage] += s;
+        if (!last) return;
+        if (opt.progress) opt.progress(stage, r, stage_parts[stage]);
+        stage_parts[stage] = 0;
     };
     // Host copies of what the prediction returns (the tensors themselves on the CPU).
     auto host = [](const Tensor& t) { return t.defined() ? t.to(Device::CPU) : t; };
@@ -378,20 +383,30 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
                 for (int64_t j = 0; j < N; ++j) pm.f32()[i * N + j] = seq_mask.f32()[i] * seq_mask.f32()[j];
             pair_mask.copy_from(pm);
         }
-        timed("embedders", r, [&] {
-            input_embedder_forward(w_input, feat_dev("target_feat"), residue_index, feat_dev("msa_feat"), msa_clusters,
-                                   pair, mc);
-            mc.ws.trim();  // each embedder's blocks start from an empty arena (planned one at a time)
-            Tensor row0 = msa.select(0, 0);
-            recycling_embedder_forward(w_recycle, prev_row, prev_pair, prev_pb, row0, pair, mc);
-            mc.ws.trim();
-            // Without templates the MSA is final here: its copy out overlaps the extra-MSA embedder.
-            if (opt.offload_msa && !use_templates) parked_msa.park(msa);
-            extra = Tensor::empty({E, N, Ce}, act, model_dev);  // lives only until the extra-MSA stack is done
+        // The extra-MSA activations (which live until their stack is done) are built after the template embedding
+        // (the phase with the templates' activations), so the two never coexist; the embedders' time and
+        // progress report include them either way.
+        auto embed_extra_msa = [&] {
+            extra = Tensor::empty({E, N, Ce}, act, model_dev);
             extra_msa_embedder_forward(w_extra, to_int64(f.at("extra_msa").select(0, r)), feat("extra_has_deletion"),
                                        feat("extra_deletion_value"), extra, mc);
-        });
-        prev_pair = Tensor();  // kept iterations hold their own (host) copy of it
+        };
+        timed(
+            "embedders", r,
+            [&] {
+                input_embedder_forward(w_input, feat_dev("target_feat"), residue_index, feat_dev("msa_feat"),
+                                       msa_clusters, pair, mc);
+                mc.ws.trim();  // each embedder's blocks start from an empty arena (planned one at a time)
+                Tensor row0 = msa.select(0, 0);
+                recycling_embedder_forward(w_recycle, prev_row, prev_pair, prev_pb, row0, pair, mc);
+                mc.ws.trim();
+                prev_pair = Tensor();  // kept iterations hold their own (host) copy of it
+                if (use_templates) return;
+                // Without templates the MSA is final here: its copy out overlaps the extra-MSA embedder.
+                if (opt.offload_msa) parked_msa.park(msa);
+                embed_extra_msa();
+            },
+            !use_templates);
         Tensor template_pair_update, template_rows;
         if (use_templates) {
             timed("templates", r, [&] {
@@ -425,6 +440,8 @@ Prediction Model::predict(const FeatureDict& f, const PredictOptions& opt, Conte
                     template_embedding_forward(w_templates, in, pair, pair_mask, pair, true, mc);
                 }
             });
+            end_phase();
+            timed("embedders", r, embed_extra_msa);
         }
         // Each phase starts from an empty arena: pages an earlier phase touched would otherwise stay resident
         // under this one's peak, which the planner counts phase by phase (apps/plan.cpp).
