@@ -144,14 +144,8 @@ TEST(TemplateFeatures, golden_init_params_template_shapes_match) {
     if (ran == 0) GTEST_SKIP() << "no golden template-model params under " << test::golden_dir();
 }
 
-// A template model end to end on the bundled small features with random AF2-layout parameters: template
-// features from raw ones (the template rows are left out of the MSA outputs), and AF2's "no template
-// found" input (all-zero templates, template_mask 0) gives the same result as no template features.
-TEST(TemplateFeatures, template_model_runs_and_empty_templates_change_nothing) {
-    const std::string feat_path = std::string(AXFOLD_TEST_DATA_DIR) + "/golden/small/features.h5";
-    if (!std::filesystem::exists(feat_path)) GTEST_SKIP() << feat_path << " missing";
-    FeatureDict f = io::read_features_h5(feat_path);
-    const int64_t R = f.at("aatype").size(0), N = f.at("aatype").size(1), S = f.at("msa_feat").size(1);
+// Reduced widths (c_m 32, c_z 16, c_t 8) and one block per stack: template-model tests in seconds.
+ModelDims tiny_template_model_dims() {
     ModelDims d;
     d.evoformer.c_m = 32;
     d.evoformer.c_z = 16;
@@ -160,6 +154,18 @@ TEST(TemplateFeatures, template_model_runs_and_empty_templates_change_nothing) {
     d.c_t = 8;
     d.evoformer_blocks = 1;
     d.extra_msa_blocks = 1;
+    return d;
+}
+
+// A template model end to end on the bundled small features with random AF2-layout parameters: template
+// features from raw ones (the template rows are left out of the MSA outputs), and AF2's "no template
+// found" input (all-zero templates, template_mask 0) gives the same result as no template features.
+TEST(TemplateFeatures, template_model_runs_and_empty_templates_change_nothing) {
+    const std::string feat_path = std::string(AXFOLD_TEST_DATA_DIR) + "/golden/small/features.h5";
+    if (!std::filesystem::exists(feat_path)) GTEST_SKIP() << feat_path << " missing";
+    FeatureDict f = io::read_features_h5(feat_path);
+    const int64_t R = f.at("aatype").size(0), N = f.at("aatype").size(1), S = f.at("msa_feat").size(1);
+    const ModelDims d = tiny_template_model_dims();
     ModelPreset preset = ModelPreset::from_name("model_1_ptm");
     auto store = std::make_shared<ParamStore>();
     for (auto& [k, t] : init_model_params(preset, d, 3)) store->insert(k, t);
@@ -230,14 +236,7 @@ TEST(TemplateFeatures, template_model_runs_and_empty_templates_change_nothing) {
 // itself equals the update written elsewhere and added, bit for bit. Random AF2-layout parameters, three
 // templates (one masked out) with partial atom and pseudo-beta masks.
 TEST(TemplateFeatures, template_embedding_in_row_blocks_equals_whole) {
-    ModelDims d;
-    d.evoformer.c_m = 16;
-    d.evoformer.c_z = 12;
-    d.extra_msa.c_m = 8;
-    d.c_s = 16;
-    d.c_t = 8;
-    d.evoformer_blocks = 1;
-    d.extra_msa_blocks = 1;
+    const ModelDims d = tiny_template_model_dims();
     ParamStore store;
     for (auto& [k, t] : init_model_params(ModelPreset::from_name("model_1"), d, 5)) store.insert(k, t);
     ParamLookup get = [&](const std::string& k) { return store.get(k); };
@@ -246,7 +245,7 @@ TEST(TemplateFeatures, template_embedding_in_row_blocks_equals_whole) {
     ASSERT_EQ(w.template_pair_stack.size(), 2u);
 
     std::mt19937 rng(23);
-    const int64_t T = 3, N = 11, Cz = 12;
+    const int64_t T = 3, N = 11, Cz = d.evoformer.c_z;
     TemplatePairInputs in;
     in.template_aatype = Tensor::empty({T, N}, DType::I64);
     for (int64_t e = 0; e < T * N; ++e) in.template_aatype.data<int64_t>()[e] = static_cast<int64_t>(rng() % 22);
