@@ -5,9 +5,11 @@
 # scripts/device-prepare.sh. Summaries on stdout; every log packed into $OUT/logs.tgz (or gpu-results/).
 #   test:  build for sm_90; ctest -L gpu; the op parity tests (every CUDA op equals the CPU op, backward kernels, TF32/bf16
 #          GEMMs, bf16 activation storage, fused and flash attention, geometry ops, offload); the golden sets with the
-#          model on the GPU (fp32, also with the MSA offloaded; bf16 within a pLDDT point; fused and flash attention).
+#          model on the GPU (fp32, also with the MSA offloaded; bf16 within a pLDDT point; fused and flash attention);
+#          a template model against the CPU.
 #   bench: kernel bandwidth against a device copy; Evoformer block fp32/TF32/bf16, fused and flash at R=256 and
-#          1024, and the host CPU for comparison; the full model at R=256 and R=1024 (fp32, bf16).
+#          1024, and the host CPU for comparison; the full model at R=256 and R=1024 (fp32, bf16), and at R=512
+#          with 4 templates.
 # BUDGET (seconds, default 540) bounds the whole run: a step that would pass it is skipped.
 # CONFIGURE_ONLY=1 stops after CMake (to check the dependency set-up on any machine).
 set -uo pipefail
@@ -94,7 +96,7 @@ ctest_gpu() {  # the issue's acceptance command: every gpu-labelled test through
   step 200 ctest-gpu "${gold[@]}" ctest --test-dir "$build" -L gpu --output-on-failure
 }
 golden() { golden_fp32; golden_bf16; golden_fused; }
-golden_fp32() { step 150 golden-cuda "${gold[@]}" "$st" --gtest_filter='*matches_on_cuda:*offload*'; }
+golden_fp32() { step 150 golden-cuda "${gold[@]}" "$st" --gtest_filter='*matches_on_cuda:*offload*:*template*'; }
 golden_bf16() { step 150 golden-cuda-bf16 "${gold[@]}" "$st" --gtest_filter='*bf16*'; }
 golden_fused() {  # fp32: the CUDA-core fused kernel; bf16: the tensor-core flash kernel
   step 150 golden-cuda-fused "${gold[@]}" AXFOLD_FUSED_ATTENTION=1 "$st" --gtest_filter='*matches_on_cuda'
@@ -131,6 +133,9 @@ model() {  # $1 precision, $2 residues[, more options]: one full-model iteration
   step $(( n > 256 ? 150 : 90 )) model$n-$p${1:+-offload} "$ax" bench model --precision $p --n-res $n --n-seq 128 --n-extra 1024 "${c[@]}" "$@"
 }
 offload() { model fp32 1024 --offload on; }  # the MSA parked during the extra-MSA stack: time and device peak
+templates() {  # model_1_ptm with 4 random templates: the template stage on the device, its time and device peak
+  step 150 model512-fp32-templates "$ax" bench model --n-res 512 --n-seq 128 --n-extra 1024 --templates 4 "${c[@]}"
+}
 bf16() { golden_bf16; block bf16 256; block bf16 1024; model bf16 256; model bf16 1024; }
 cli() {  # the user's command on the bundled example (full depth, random weights): CPU against the GPU trunk
   local d=/tmp/axfold-cli f=data/example/features.h5
@@ -165,9 +170,9 @@ profile() {  # time per kernel of one Evoformer block (R=512; PROFILE_PRECISIONS
 # A stage is test, bench, all, or a comma-separated list of the functions above (e.g. ops,memcheck,profile).
 case $stage in
   test) ops; nccl; golden; memcheck; ctest_gpu ;;
-  bench) kernels; block256; block1024; flash; models; host ;;
+  bench) kernels; block256; block1024; flash; models; templates; host ;;
   # the order of `all` puts what a fix would need first, and the longest benchmarks last
-  all) ops; nccl; golden_fp32; kernels; block256; golden_bf16; golden_fused; memcheck; block1024; flash; models; offload; host ;;
+  all) ops; nccl; golden_fp32; kernels; block256; golden_bf16; golden_fused; memcheck; block1024; flash; models; offload; templates; host ;;
   *) for f in ${stage//,/ }; do
        declare -F "$f" >/dev/null || { echo "gpu-check: '$f': expected test, bench, all or a step function" >&2; exit 2; }
        "$f"

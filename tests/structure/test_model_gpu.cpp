@@ -1,12 +1,13 @@
 // The whole model on the GPU (`axfold predict --device cuda`) against every golden set, with
-// the CPU golden test's tolerances; and bf16 GEMMs on the GPU within a pLDDT point of fp32 (label gpu;
-// skips without a device).
+// the CPU golden test's tolerances; bf16 GEMMs on the GPU within a pLDDT point of fp32; the MSA offload; a
+// template model against the CPU (label gpu; skips without a device).
 #include <filesystem>
 
 #include "io/features.h"
 #include "kernels/device.h"
 #include "model_golden_util.h"
 #include "structure/model.h"
+#include "template_model_util.h"
 
 using namespace axfold;
 
@@ -60,4 +61,31 @@ TEST(ModelGpu, offload_msa_changes_nothing_on_cuda) {
         }
     });
     ASSERT_GT(ran, 0);
+}
+
+// A template model (reduced widths, random parameters, three random templates on the bundled features) on the
+// GPU against the CPU: the template pair features sent up a block of rows at a time, the pointwise attention
+// in row blocks into the pair, the angle rows; unchunked and with 5-row blocks, with the MSA parked.
+TEST(ModelGpu, template_model_matches_cpu_on_cuda) {
+    if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+    const std::string feat_path = std::string(AXFOLD_TEST_DATA_DIR) + "/golden/small/features.h5";
+    if (!std::filesystem::exists(feat_path)) GTEST_SKIP() << feat_path << " missing";
+    const FeatureDict base = io::read_features_h5(feat_path);
+    std::mt19937 rng(29);
+    const FeatureDict f = test::with_templates(base, test::random_raw_templates(3, base.at("aatype").size(1), rng));
+    const Model model = test::tiny_template_model(7);
+    const auto cpu = prediction_output_tensors(model.predict(f));
+    for (int64_t chunk : {0, 5}) {
+        Context gpu(Device::CUDA);
+        gpu.chunk_size = chunk;
+        PredictOptions o;
+        o.offload_msa = chunk > 0;
+        const auto out = prediction_output_tensors(model.predict(f, o, gpu));
+        for (const char* key : {"representations/pair", "representations/msa", "recycles/0/template_pair_embedding",
+                                "recycles/0/template_angle_embedding", "final_atom_positions", "plddt"}) {
+            const auto d = test::compare(test::to_f64(out.at(key)), test::to_f64(cpu.at(key)), 0, 0, key, 0);
+            std::printf("template model, chunk %lld, %-38s cuda vs cpu: rel %.2e\n", (long long)chunk, key, d.rel());
+            EXPECT_LE(d.rel(), 1e-3) << key << " chunk " << chunk;  // the golden full-model tolerance
+        }
+    }
 }

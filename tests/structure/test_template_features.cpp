@@ -119,6 +119,7 @@ TEST(TemplateFeatures, torsion_angle_invariants) {
 #include "io/features.h"
 #include "structure/model.h"
 #include "structure/model_params.h"
+#include "template_model_util.h"
 
 // init-params for model_1_ptm has exactly the keys and shapes of the golden template model's parameters.
 TEST(TemplateFeatures, golden_init_params_template_shapes_match) {
@@ -144,19 +145,6 @@ TEST(TemplateFeatures, golden_init_params_template_shapes_match) {
     if (ran == 0) GTEST_SKIP() << "no golden template-model params under " << test::golden_dir();
 }
 
-// Reduced widths (c_m 32, c_z 16, c_t 8) and one block per stack: template-model tests in seconds.
-ModelDims tiny_template_model_dims() {
-    ModelDims d;
-    d.evoformer.c_m = 32;
-    d.evoformer.c_z = 16;
-    d.extra_msa.c_m = 16;
-    d.c_s = 32;
-    d.c_t = 8;
-    d.evoformer_blocks = 1;
-    d.extra_msa_blocks = 1;
-    return d;
-}
-
 // A template model end to end on the bundled small features with random AF2-layout parameters: template
 // features from raw ones (the template rows are left out of the MSA outputs), and AF2's "no template
 // found" input (all-zero templates, template_mask 0) gives the same result as no template features.
@@ -164,41 +152,14 @@ TEST(TemplateFeatures, template_model_runs_and_empty_templates_change_nothing) {
     const std::string feat_path = std::string(AXFOLD_TEST_DATA_DIR) + "/golden/small/features.h5";
     if (!std::filesystem::exists(feat_path)) GTEST_SKIP() << feat_path << " missing";
     FeatureDict f = io::read_features_h5(feat_path);
-    const int64_t R = f.at("aatype").size(0), N = f.at("aatype").size(1), S = f.at("msa_feat").size(1);
-    const ModelDims d = tiny_template_model_dims();
-    ModelPreset preset = ModelPreset::from_name("model_1_ptm");
-    auto store = std::make_shared<ParamStore>();
-    for (auto& [k, t] : init_model_params(preset, d, 3)) store->insert(k, t);
-    Model model = Model::from_store(store, "model_1_ptm", 2);
+    const int64_t N = f.at("aatype").size(1), S = f.at("msa_feat").size(1);
+    Model model = test::tiny_template_model(3);
     EXPECT_EQ(model.config().template_pair_blocks, 2);
     EXPECT_EQ(model.config().c_t, 8);
-
-    auto with_templates = [&](const std::map<std::string, Tensor>& raw) {
-        FeatureDict g = f;
-        std::map<std::string, Tensor> t = make_template_features(raw, N, 4);
-        for (const auto& [k, v] : t) {
-            Shape s = v.shape();
-            s.insert(s.begin(), R);
-            Tensor stacked = Tensor::empty(s, v.dtype());
-            for (int64_t r = 0; r < R; ++r) stacked.select(0, r).copy_from(v);
-            g[k] = stacked;
-        }
-        return g;
-    };
+    auto with_templates = [&](const std::map<std::string, Tensor>& raw) { return test::with_templates(f, raw); };
     // Two random templates covering part of the chain.
     std::mt19937 rng(17);
-    const int64_t T0 = 2;
-    std::map<std::string, Tensor> raw;
-    raw["template_aatype"] = Tensor::zeros({T0, N, 22});
-    raw["template_all_atom_positions"] = test::randn({T0, N, 37, 3}, rng, 4.f);
-    raw["template_all_atom_masks"] = Tensor::zeros({T0, N, 37});
-    raw["template_sum_probs"] = Tensor::from_vector({T0, 1}, {3.f, 7.f});
-    for (int64_t t = 0; t < T0; ++t)
-        for (int64_t i = 0; i < N; ++i) {
-            raw["template_aatype"].at({t, i, static_cast<int64_t>(rng() % 22)}) = 1.f;
-            if (i >= 2 + t)
-                for (int64_t a = 0; a < 37; ++a) raw["template_all_atom_masks"].at({t, i, a}) = 1.f;
-        }
+    const std::map<std::string, Tensor> raw = test::random_raw_templates(2, N, rng);
     Prediction p = model.predict(with_templates(raw));
     std::map<std::string, Tensor> o = prediction_output_tensors(p);
     EXPECT_EQ(o.at("representations/msa").shape(), Shape({S, N, 32}));
@@ -236,7 +197,7 @@ TEST(TemplateFeatures, template_model_runs_and_empty_templates_change_nothing) {
 // itself equals the update written elsewhere and added, bit for bit. Random AF2-layout parameters, three
 // templates (one masked out) with partial atom and pseudo-beta masks.
 TEST(TemplateFeatures, template_embedding_in_row_blocks_equals_whole) {
-    const ModelDims d = tiny_template_model_dims();
+    const ModelDims d = test::tiny_template_model_dims();
     ParamStore store;
     for (auto& [k, t] : init_model_params(ModelPreset::from_name("model_1"), d, 5)) store.insert(k, t);
     ParamLookup get = [&](const std::string& k) { return store.get(k); };
