@@ -70,7 +70,11 @@ int features_main(const FeaturesOptions& o);
 
 struct PredictOptions {
     InputOptions in;
-    std::string params, model_name, out_dir;
+    // --model-name (repeatable, or comma-separated): the models run one after another and are ranked by mean
+    // pLDDT (AF2's monomer ranking). --params: one file per model, in the same order, or one directory holding
+    // AlphaFold's params_<model>.npz (or .h5) files.
+    std::vector<std::string> params, model_names;
+    std::string out_dir;
     int num_recycle = -1;  // -1: every iteration in the features
     int threads = 0;
     int structure_module_layers = 8;

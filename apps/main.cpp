@@ -82,8 +82,12 @@ int run_predict(const std::vector<std::string>& args) {
     po::options_description desc("axfold predict options");
     add_input_options(desc, o.in);
     desc.add_options()("help,h", "show this help")(
-        "params", po::value<std::string>(&o.params)->required(), "AlphaFold2 parameters (.npz as published, or .h5)")(
-        "model-name", po::value<std::string>(&o.model_name)->required(), "model_1 .. model_5, optionally _ptm")(
+        "params", po::value<std::vector<std::string>>(&o.params)->required(),
+        "AlphaFold2 parameters (.npz as published, or .h5): one file per --model-name, in order, or a directory "
+        "with params_<model>.npz files (AlphaFold's data_dir/params)")(
+        "model-name", po::value<std::vector<std::string>>(&o.model_names)->required(),
+        "model_1 .. model_5, optionally _ptm; repeatable or comma-separated: the models run in turn and are "
+        "ranked by mean pLDDT (ranked_<i>.pdb, ranking_debug.json)")(
         "out-dir", po::value<std::string>(&o.out_dir)->required(), "output directory (created if missing)")(
         "num-recycle", po::value<int>(&o.num_recycle)->default_value(-1),
         "recycles (-1: every iteration of processed features; 3 when features are built here)")(

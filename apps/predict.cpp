@@ -2,6 +2,7 @@
 // AlphaFold users' pipelines already read.
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -79,11 +80,68 @@ DType select_precision(const std::string& name, const std::string& activations, 
     return activation_dtype(p, activations);
 }
 
+namespace {
+
+// --model-name values, commas split, in order; each a known preset, none twice.
+std::vector<std::string> model_list(const std::vector<std::string>& args) {
+    std::vector<std::string> names;
+    for (const std::string& a : args) {
+        size_t start = 0;
+        while (start <= a.size()) {
+            const size_t comma = std::min(a.find(',', start), a.size());
+            const std::string n = a.substr(start, comma - start);
+            AXF_CHECK(!n.empty(), "--model-name '%s': empty model name", a.c_str());
+            ModelPreset::from_name(n);  // throws naming the accepted names
+            AXF_CHECK(std::find(names.begin(), names.end(), n) == names.end(), "--model-name: %s given twice",
+                      n.c_str());
+            names.push_back(n);
+            start = comma + 1;
+        }
+    }
+    AXF_CHECK(!names.empty(), "predict: --model-name is required");
+    return names;
+}
+
+// The parameter file of each model: --params once per model, in order, or one directory holding AlphaFold's
+// params_<model>.npz (or .h5, as convert-params writes) files.
+std::vector<std::string> params_files(const std::vector<std::string>& params, const std::vector<std::string>& models) {
+    namespace fs = std::filesystem;
+    if (params.size() == 1 && fs::is_directory(params[0])) {
+        std::vector<std::string> files;
+        for (const std::string& m : models) {
+            const fs::path npz = fs::path(params[0]) / ("params_" + m + ".npz"), h5 = fs::path(params[0]) / ("params_" + m + ".h5");
+            AXF_CHECK(fs::exists(npz) || fs::exists(h5), "--params %s: no parameters for %s (expected %s or %s)",
+                      params[0].c_str(), m.c_str(), npz.filename().c_str(), h5.filename().c_str());
+            files.push_back((fs::exists(npz) ? npz : h5).string());
+        }
+        return files;
+    }
+    AXF_CHECK(params.size() == models.size(),
+              "predict: %zu --params for %zu models: give one parameter file per --model-name, in the same order, or "
+              "one directory with params_<model>.npz files",
+              params.size(), models.size());
+    for (const std::string& f : params)
+        AXF_CHECK(!fs::is_directory(f), "--params %s is a directory: with several --params, each is one model's file",
+                  f.c_str());
+    return params;
+}
+
+// What the ranking and the ranked files need of each model.
+struct ModelResult {
+    std::string name;
+    double mean_plddt = 0;
+    io::ProteinStructure prot;
+};
+
+}  // namespace
+
 int predict_main(const PredictOptions& o) {
     auto t_start = Clock::now();
-    AXF_CHECK((!o.in.features.empty() || !o.in.fasta.empty()) && !o.params.empty() && !o.model_name.empty() &&
+    AXF_CHECK((!o.in.features.empty() || !o.in.fasta.empty()) && !o.params.empty() && !o.model_names.empty() &&
                   !o.out_dir.empty(),
               "predict: --fasta (or --features), --params, --model-name and --out-dir are required");
+    const std::vector<std::string> models = model_list(o.model_names);
+    const std::vector<std::string> param_paths = params_files(o.params, models);
     set_num_threads(o.threads);
     const Device device = select_device(o.device);
     const DType act = select_precision(o.precision, o.activations, device);
@@ -92,116 +150,190 @@ int predict_main(const PredictOptions& o) {
     // before anything touches a device, since it selects this rank's GPU.
     axfold::Comm& comm = axfold::world_comm();
     const std::unique_ptr<Comm> nccl = device == Device::CUDA ? gpu_dap_comm(comm) : nullptr;
-    const std::string name = o.model_name;
     namespace fs = std::filesystem;
     fs::create_directories(o.out_dir);
     auto out = [&](const std::string& f) { return (fs::path(o.out_dir) / f).string(); };
-    const std::string pdb = out(name + "_unrelaxed.pdb"), cif = out(name + "_unrelaxed.cif"),
-                      conf = out("confidence_" + name + ".json"), pae = out("pae_" + name + ".json"),
-                      scores = out("scores_" + name + ".json"), ranking = out("ranking_debug.json"),
-                      timings = out("timings.json"), h5 = out("outputs_" + name + ".h5");
+    struct ModelFiles {
+        std::string pdb, cif, conf, pae, scores, h5;
+    };
+    auto files_of = [&](const std::string& name) {
+        return ModelFiles{out(name + "_unrelaxed.pdb"),   out(name + "_unrelaxed.cif"), out("confidence_" + name + ".json"),
+                          out("pae_" + name + ".json"),   out("scores_" + name + ".json"),
+                          out("outputs_" + name + ".h5")};
+    };
+    const std::string ranking = out("ranking_debug.json"), timings = out("timings.json");
+    auto ranked = [&](size_t i, const char* ext) { return out("ranked_" + std::to_string(i) + ext); };
     if (!o.overwrite) {
-        for (const std::string& f : {pdb, cif, conf, pae, ranking, timings, h5})
+        std::vector<std::string> existing = {ranking, timings};
+        for (size_t i = 0; i < models.size(); ++i) {
+            const ModelFiles m = files_of(models[i]);
+            for (const std::string& f : {m.pdb, m.cif, m.conf, m.pae, m.scores, m.h5, ranked(i, ".pdb"), ranked(i, ".cif")})
+                existing.push_back(f);
+        }
+        for (const std::string& f : existing)
             AXF_CHECK(!io::file_exists(f), "%s already exists; pass --overwrite to replace results", f.c_str());
     }
 
+    // The inputs are read once. Processed features serve every model as they are; raw ones (FASTA + alignments,
+    // or a raw feature file) go through each model's transforms with AF2's per-model seed (model index +
+    // seed x number of models; the seed itself for one model).
     std::vector<std::pair<std::string, double>> stages;
     auto t0 = Clock::now();
     const std::string source = o.in.fasta.empty() ? o.in.features : o.in.fasta;
-    FeatureDict features = model_features(o.in, name, o.num_recycle);
+    const bool processed_input = o.in.fasta.empty() && io::detect_feature_file(o.in.features) == io::FeatureFileKind::Processed;
+    FeatureDict processed;
+    io::RawFeatures raw;
+    if (processed_input) {
+        AXF_CHECK(o.in.msas.empty(), "--msa needs --fasta; '%s' holds processed features already", o.in.features.c_str());
+        processed = io::read_features_h5(o.in.features);
+    } else {
+        raw = build_raw_features(o.in);
+    }
     stages.push_back({"features", since(t0)});
-    t0 = Clock::now();
-    Model model = Model::load(o.params, name, o.structure_module_layers);
-    stages.push_back({"load_params_" + name, since(t0)});
-    validate_features(features, model.config(), source);  // names the file in every message
-    const ModelConfig& cfg = model.config();
-    std::fprintf(stderr,
-                 "axfold predict: %s, %lld Evoformer / %lld extra-MSA blocks, %d structure-module layers, %d threads, "
-                 "on %s%s, %s GEMMs, %s activations\n",
-                 name.c_str(), (long long)cfg.evoformer_blocks, (long long)cfg.extra_msa_blocks,
-                 cfg.structure_module_layers, num_threads(), device_name(device),
-                 device != Device::CPU && comm.size() > 1 ? " (the stacks; the rest on the host)" : "",
-                 o.precision.c_str(), dtype_name(act));
 
-    axfold::PredictOptions po;
-    po.num_recycle = o.num_recycle;
-    po.keep_recycles = o.save_outputs;
-    po.keep_pair_logits = o.save_outputs;  // PDB, mmCIF and the JSON files need only the PAE map and pTM
-    po.progress = [&](const std::string& stage, int r, double s) {
-        std::fprintf(stderr, "  iteration %d  %-18s %8.3f s   (elapsed %.1f s)\n", r, stage.c_str(), s, since(t_start));
-    };
-    // Memory plan: the fastest chunk size whose predicted peak fits --max-memory (or --chunk-size).
-    Context ctx(device);
-    ctx.activation_dtype = act;
-    size_t predicted_peak = 0;
-    const int64_t n_res = features.at("aatype").size(1), n_msa = features.at("msa_feat").size(1),
-                  n_extra = features.at("extra_msa").size(1);
-    if (device == Device::CPU) {
-        const int iterations =
-            o.num_recycle < 0 ? static_cast<int>(features.at("aatype").size(0)) : o.num_recycle + 1;
-        const ChunkPlan plan = plan_prediction(cfg, n_res, n_msa, n_extra, o.max_memory, o.chunk_size, &predicted_peak, act,
-                                               o.save_outputs ? iterations : 0);
-        ctx.chunk_size = plan.chunk_size;
-        ctx.ws.reserve(plan.predicted_workspace_bytes);
-        std::fprintf(stderr, "  memory plan: chunk size %lld, predicted peak %s\n", (long long)plan.chunk_size,
-                     format_bytes(predicted_peak).c_str());
-    } else {  // --max-memory is the GPU's budget; host memory is not planned
-        const ChunkPlan plan = plan_device_model(cfg, n_res, n_msa, n_extra, o.max_memory, o.chunk_size,
-                                                 &predicted_peak, act, o.save_outputs, nullptr, o.offload);
-        ctx.chunk_size = plan.chunk_size;
-        ctx.ws.reserve(plan.predicted_workspace_bytes);
-        // With DAP the model runs on the host (only the stacks' shards are on the GPUs): nothing to park, and the
-        // whole-model plan over-counts a rank's GPU (conservative).
-        po.offload_msa = plan.offload_msa && comm.size() == 1;
-        std::fprintf(stderr, "  memory plan (GPU): chunk size %lld, predicted device peak %s%s\n",
-                     (long long)plan.chunk_size, format_bytes(predicted_peak).c_str(),
-                     plan.offload_msa ? ", the MSA parked in host memory during the extra-MSA stack" : "");
+    std::vector<ModelResult> results;
+    for (size_t mi = 0; mi < models.size(); ++mi) {
+        const std::string& name = models[mi];
+        FeatureDict model_feats;
+        if (!processed_input) {
+            t0 = Clock::now();
+            InputOptions in = o.in;
+            in.seed = o.in.seed * models.size() + mi;
+            model_feats = io::process_features(raw, transform_config(in, name, o.num_recycle));
+            stages.push_back({"process_features_" + name, since(t0)});
+            std::fprintf(stderr, "  features for %s: transforms %.3f s, seed %llu (%lld iterations, msa_feat %s, extra_msa %s)\n",
+                         name.c_str(), stages.back().second, (unsigned long long)in.seed,
+                         (long long)model_feats.at("msa_feat").size(0), shape_str(model_feats.at("msa_feat").shape()).c_str(),
+                         shape_str(model_feats.at("extra_msa").shape()).c_str());
+        }
+        const FeatureDict& features = processed_input ? processed : model_feats;
+        t0 = Clock::now();
+        Model model = Model::load(param_paths[mi], name, o.structure_module_layers);
+        stages.push_back({"load_params_" + name, since(t0)});
+        validate_features(features, model.config(), source);  // names the file in every message
+        const ModelConfig& cfg = model.config();
+        std::fprintf(stderr,
+                     "axfold predict: %s (%zu of %zu), %lld Evoformer / %lld extra-MSA blocks, %d structure-module "
+                     "layers, %d threads, on %s%s, %s GEMMs, %s activations\n",
+                     name.c_str(), mi + 1, models.size(), (long long)cfg.evoformer_blocks, (long long)cfg.extra_msa_blocks,
+                     cfg.structure_module_layers, num_threads(), device_name(device),
+                     device != Device::CPU && comm.size() > 1 ? " (the stacks; the rest on the host)" : "",
+                     o.precision.c_str(), dtype_name(act));
+
+        axfold::PredictOptions po;
+        po.num_recycle = o.num_recycle;
+        po.keep_recycles = o.save_outputs;
+        po.keep_pair_logits = o.save_outputs;  // PDB, mmCIF and the JSON files need only the PAE map and pTM
+        po.progress = [&](const std::string& stage, int r, double s) {
+            std::fprintf(stderr, "  iteration %d  %-18s %8.3f s   (elapsed %.1f s)\n", r, stage.c_str(), s,
+                         since(t_start));
+        };
+        // Memory plan: the fastest chunk size whose predicted peak fits --max-memory (or --chunk-size).
+        Context ctx(device);
+        ctx.activation_dtype = act;
+        size_t model_peak = 0;
+        const int64_t n_res = features.at("aatype").size(1), n_msa = features.at("msa_feat").size(1),
+                      n_extra = features.at("extra_msa").size(1);
+        if (device == Device::CPU) {
+            const int iterations =
+                o.num_recycle < 0 ? static_cast<int>(features.at("aatype").size(0)) : o.num_recycle + 1;
+            const ChunkPlan plan = plan_prediction(cfg, n_res, n_msa, n_extra, o.max_memory, o.chunk_size, &model_peak,
+                                                   act, o.save_outputs ? iterations : 0);
+            ctx.chunk_size = plan.chunk_size;
+            ctx.ws.reserve(plan.predicted_workspace_bytes);
+            std::fprintf(stderr, "  memory plan: chunk size %lld, predicted peak %s\n", (long long)plan.chunk_size,
+                         format_bytes(model_peak).c_str());
+        } else {  // --max-memory is the GPU's budget; host memory is not planned
+            const ChunkPlan plan = plan_device_model(cfg, n_res, n_msa, n_extra, o.max_memory, o.chunk_size,
+                                                     &model_peak, act, o.save_outputs, nullptr, o.offload);
+            ctx.chunk_size = plan.chunk_size;
+            ctx.ws.reserve(plan.predicted_workspace_bytes);
+            // With DAP the model runs on the host (only the stacks' shards are on the GPUs): nothing to park, and
+            // the whole-model plan over-counts a rank's GPU (conservative).
+            po.offload_msa = plan.offload_msa && comm.size() == 1;
+            std::fprintf(stderr, "  memory plan (GPU): chunk size %lld, predicted device peak %s%s\n",
+                         (long long)plan.chunk_size, format_bytes(model_peak).c_str(),
+                         plan.offload_msa ? ", the MSA parked in host memory during the extra-MSA stack" : "");
+        }
+        t0 = Clock::now();
+        po.comm = nccl ? nccl.get() : &comm;
+        if (comm.size() > 1 && comm.rank() == 0)
+            std::fprintf(stderr, "  DAP: trunk stacks over %d ranks (%s)\n", comm.size(), po.comm->backend().c_str());
+        Prediction p = model.predict(features, po, ctx);
+        if (comm.rank() != 0) continue;
+        const double predict_s = since(t0);
+        stages.push_back({"predict_" + name, predict_s});
+        for (const auto& [s, sec] : p.timings) stages.push_back({s + "_" + name, sec});
+
+        t0 = Clock::now();
+        const ModelFiles mf = files_of(name);
+        const HeadsOutputs& h = p.heads;
+        ModelResult res;
+        res.name = name;
+        io::ProteinStructure& prot = res.prot;
+        prot.aatype = p.aatype;
+        prot.residue_index = p.residue_index;
+        prot.atom_positions = p.structure_module.final_atom_positions;
+        prot.atom_mask = p.structure_module.final_atom_mask;
+        prot.b_factors = plddt_b_factors(h.plddt, prot.atom_mask);
+        io::write_pdb(mf.pdb, prot);
+        io::write_mmcif(mf.cif, prot, name);
+        io::write_file_atomic(mf.conf, io::confidence_json(h.plddt));
+        for (int64_t i = 0; i < h.plddt.numel(); ++i) res.mean_plddt += h.plddt.f32()[i];
+        res.mean_plddt /= static_cast<double>(std::max<int64_t>(h.plddt.numel(), 1));
+        double ptm = h.ptm;
+        if (h.has_pae)
+            io::write_file_atomic(mf.pae, io::pae_json(h.predicted_aligned_error, h.max_predicted_aligned_error));
+        io::write_file_atomic(mf.scores,
+                              io::colabfold_scores_json(h.plddt, h.has_pae ? &h.predicted_aligned_error : nullptr,
+                                                        h.max_predicted_aligned_error, h.has_pae ? &ptm : nullptr));
+        if (o.save_outputs) {
+            io::Hdf5Writer w(mf.h5);
+            for (const auto& [key, t] : prediction_output_tensors(p)) w.write(key, t.contiguous());
+            w.commit();
+        }
+        stages.push_back({"write_outputs_" + name, since(t0)});
+        struct rusage ru {};
+        getrusage(RUSAGE_SELF, &ru);
+        std::printf(
+            "axfold predict: %s  N=%lld  iterations=%d  mean pLDDT %.2f%s  predict %.2f s  total %.2f s  "
+            "peak %s (predicted %s)  -> %s\n",
+            name.c_str(), (long long)p.aatype.numel(), p.iterations, res.mean_plddt,
+            h.has_pae ? strfmt("  pTM %.4f", h.ptm).c_str() : "", predict_s, since(t_start),
+            format_bytes(static_cast<size_t>(ru.ru_maxrss) * 1024).c_str(), format_bytes(model_peak).c_str(),
+            o.out_dir.c_str());
+        results.push_back(std::move(res));
     }
-    t0 = Clock::now();
-    po.comm = nccl ? nccl.get() : &comm;
-    if (comm.size() > 1 && comm.rank() == 0)
-        std::fprintf(stderr, "  DAP: trunk stacks over %d ranks (%s)\n", comm.size(), po.comm->backend().c_str());
-    Prediction p = model.predict(features, po, ctx);
     if (comm.rank() != 0) return 0;
-    const double predict_s = since(t0);
-    stages.push_back({"predict_" + name, predict_s});
-    for (const auto& [s, sec] : p.timings) stages.push_back({s + "_" + name, sec});
 
+    // AF2's monomer ranking: by mean pLDDT, best first (ties in the order the models ran); ranked_<i>.pdb and
+    // .cif are the rank-i model's structure.
     t0 = Clock::now();
-    const HeadsOutputs& h = p.heads;
-    io::ProteinStructure prot;
-    prot.aatype = p.aatype;
-    prot.residue_index = p.residue_index;
-    prot.atom_positions = p.structure_module.final_atom_positions;
-    prot.atom_mask = p.structure_module.final_atom_mask;
-    prot.b_factors = plddt_b_factors(h.plddt, prot.atom_mask);
-    io::write_pdb(pdb, prot);
-    io::write_mmcif(cif, prot, name);
-    io::write_file_atomic(conf, io::confidence_json(h.plddt));
-    double mean_plddt = 0;
-    for (int64_t i = 0; i < h.plddt.numel(); ++i) mean_plddt += h.plddt.f32()[i];
-    mean_plddt /= static_cast<double>(std::max<int64_t>(h.plddt.numel(), 1));
-    double ptm = h.ptm;
-    if (h.has_pae) io::write_file_atomic(pae, io::pae_json(h.predicted_aligned_error, h.max_predicted_aligned_error));
-    io::write_file_atomic(scores, io::colabfold_scores_json(h.plddt, h.has_pae ? &h.predicted_aligned_error : nullptr,
-                                                            h.max_predicted_aligned_error, h.has_pae ? &ptm : nullptr));
-    io::write_file_atomic(ranking, io::ranking_debug_json({{name, mean_plddt}}, "plddts"));
-    if (o.save_outputs) {
-        io::Hdf5Writer w(h5);
-        for (const auto& [key, t] : prediction_output_tensors(p)) w.write(key, t.contiguous());
-        w.commit();
+    std::vector<size_t> order(results.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return results[a].mean_plddt > results[b].mean_plddt; });
+    for (size_t rank = 0; rank < order.size(); ++rank) {
+        const ModelResult& r = results[order[rank]];
+        io::write_pdb(ranked(rank, ".pdb"), r.prot);
+        io::write_mmcif(ranked(rank, ".cif"), r.prot, r.name);
     }
-    stages.push_back({"write_outputs_" + name, since(t0)});
+    std::vector<std::pair<std::string, double>> plddts;
+    for (const ModelResult& r : results) plddts.push_back({r.name, r.mean_plddt});
+    io::write_file_atomic(ranking, io::ranking_debug_json(plddts, "plddts"));
+    stages.push_back({"ranking", since(t0)});
     io::write_file_atomic(timings, io::timings_json(stages));
-    struct rusage ru {};
-    getrusage(RUSAGE_SELF, &ru);
-    std::printf(
-        "axfold predict: %s  N=%lld  iterations=%d  mean pLDDT %.2f%s  predict %.2f s  total %.2f s  "
-        "peak %s (predicted %s)  -> %s\n",
-        name.c_str(), (long long)p.aatype.numel(), p.iterations, mean_plddt,
-        h.has_pae ? strfmt("  pTM %.4f", h.ptm).c_str() : "", predict_s, since(t_start),
-        format_bytes(static_cast<size_t>(ru.ru_maxrss) * 1024).c_str(), format_bytes(predicted_peak).c_str(),
-        o.out_dir.c_str());
+    if (results.size() > 1)
+        std::printf("axfold predict: ranked %s (best first by mean pLDDT), %.2f s in all  -> %s\n",
+                    [&] {
+                        std::string s;
+                        for (size_t rank = 0; rank < order.size(); ++rank)
+                            s += (rank ? ", " : "") + results[order[rank]].name +
+                                 strfmt(" %.2f", results[order[rank]].mean_plddt);
+                        return s;
+                    }()
+                        .c_str(),
+                    since(t_start), o.out_dir.c_str());
     return 0;
 }
 

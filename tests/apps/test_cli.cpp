@@ -196,6 +196,69 @@ TEST(Cli, InitParamsWritesAf2LayoutThatPredictAccepts) {
     fs::remove_all(out);
 }
 
+// Several models in one job, as AlphaFold runs its five: each model's files, then ranked_<i>.pdb/.cif by mean
+// pLDDT (best first) and ranking_debug.json over all of them. --params as AlphaFold's params directory or one
+// file per model give the same result; mismatched lists fail clearly.
+TEST(Cli, PredictRanksSeveralModels) {
+    fs::path dir = fresh_dir("ranked");
+    fs::create_directories(dir / "params");
+    fs::copy_file(kSmall + "/params.npz", dir / "params" / "params_model_3_ptm.npz");
+    RunResult r = run("init-params --model-name model_4_ptm --out " + (dir / "params" / "params_model_4_ptm.npz").string() +
+                      " --evoformer-blocks 1 --extra-msa-blocks 1 --seed 7");
+    ASSERT_EQ(r.rc, 0) << r.out;
+    const std::string common = "predict --features " + kSmall + "/features.h5 --structure-module-layers 2 --threads 1";
+    r = run(common + " --params " + (dir / "params").string() + " --model-name model_3_ptm,model_4_ptm --out-dir " +
+            (dir / "a").string());
+    ASSERT_EQ(r.rc, 0) << r.out;
+    // Each model's mean pLDDT from its summary line.
+    auto mean_plddt = [&](const std::string& name) {
+        const size_t at = r.out.find("axfold predict: " + name + "  ");
+        EXPECT_NE(at, std::string::npos) << r.out;
+        const size_t m = r.out.find("mean pLDDT ", at);
+        return at == std::string::npos || m == std::string::npos ? 0.0 : std::stod(r.out.substr(m + 11));
+    };
+    const double p3 = mean_plddt("model_3_ptm"), p4 = mean_plddt("model_4_ptm");
+    ASSERT_NE(p3, p4) << r.out;
+    const std::string best = p3 > p4 ? "model_3_ptm" : "model_4_ptm", other = p3 > p4 ? "model_4_ptm" : "model_3_ptm";
+    const fs::path a = dir / "a";
+    for (const char* f : {"ranked_0.pdb", "ranked_0.cif", "ranked_1.pdb", "ranked_1.cif", "ranking_debug.json",
+                                 "timings.json", "model_3_ptm_unrelaxed.pdb", "model_4_ptm_unrelaxed.pdb",
+                                 "pae_model_3_ptm.json", "pae_model_4_ptm.json"})
+        EXPECT_TRUE(fs::exists(a / f)) << f;
+    EXPECT_EQ(slurp((a / "ranked_0.pdb").string()), slurp((a / (best + "_unrelaxed.pdb")).string()));
+    EXPECT_EQ(slurp((a / "ranked_1.pdb").string()), slurp((a / (other + "_unrelaxed.pdb")).string()));
+    const std::string ranking = slurp((a / "ranking_debug.json").string());
+    const size_t order = ranking.find("\"order\"");
+    ASSERT_NE(order, std::string::npos) << ranking;
+    EXPECT_LT(ranking.find("\"" + best + "\"", order), ranking.find("\"" + other + "\"", order)) << ranking;
+    const std::string timings = slurp((a / "timings.json").string());
+    for (const char* k : {"\"predict_model_3_ptm\"", "\"predict_model_4_ptm\"", "\"ranking\""})
+        EXPECT_NE(timings.find(k), std::string::npos) << k << timings;
+
+    // One file per model, --model-name repeated: the same ranking.
+    r = run(common + " --params " + (dir / "params" / "params_model_3_ptm.npz").string() + " --params " +
+            (dir / "params" / "params_model_4_ptm.npz").string() +
+            " --model-name model_3_ptm --model-name model_4_ptm --out-dir " + (dir / "b").string());
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_EQ(slurp((dir / "b" / "ranking_debug.json").string()), ranking);
+
+    // Mismatched lists, a model the directory lacks, a model twice.
+    r = run(common + " --params " + (dir / "params" / "params_model_3_ptm.npz").string() +
+            " --model-name model_3_ptm,model_4_ptm --out-dir " + (dir / "c").string());
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("1 --params for 2 models"), std::string::npos) << r.out;
+    r = run(common + " --params " + (dir / "params").string() + " --model-name model_5_ptm --out-dir " +
+            (dir / "c").string());
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("params_model_5_ptm.npz"), std::string::npos) << r.out;
+    r = run(common + " --params " + (dir / "params").string() + " --model-name model_3_ptm,model_3_ptm --out-dir " +
+            (dir / "c").string());
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("model_3_ptm given twice"), std::string::npos) << r.out;
+    EXPECT_FALSE(fs::exists(dir / "c" / "ranking_debug.json"));
+    fs::remove_all(dir);
+}
+
 // `axfold plan --device cuda` plans the GPU's share of a --device cuda run (no GPU needed with
 // --max-memory): below the whole-process CPU plan, which also holds the features and the parameters' load.
 TEST(Cli, PlanForTheGpuModel) {

@@ -95,6 +95,23 @@ TEST(InputCli, PredictFromFastaAndAlignments) {
     fs::remove_all(d);
 }
 
+// Two models from one FASTA job: the alignments are read once, each model's features use AlphaFold's per-model
+// seed (model index + seed x models), and the ranking covers both.
+TEST(InputCli, PredictSeveralModelsFromFastaUsesPerModelSeeds) {
+    const fs::path d = fresh_dir("predict_fasta_models");
+    const std::string params = " --params " + kSmall + "/params.npz";
+    RunResult r = run(kBin + " predict --fasta " + kReal + "/short.fasta --msa " + kOf + "uniref90_hits.sto --seed 3" +
+                      params + params + " --model-name model_3_ptm,model_4_ptm --num-recycle 0 "
+                      "--structure-module-layers 2 --threads 1 --out-dir " + d.string());
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find("features for model_3_ptm: transforms"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("seed 6 ("), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("seed 7 ("), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("uniref90_hits.sto: "), r.out.rfind("uniref90_hits.sto: ")) << "alignments read twice\n" << r.out;
+    EXPECT_TRUE(fs::exists(d / "ranked_1.pdb"));
+    fs::remove_all(d);
+}
+
 TEST(InputCli, FeaturesPklConvertsAndPredicts) {
     const std::string pkl = std::string(AXFOLD_SHARED_REALDATA_DIR) + "/alphafold_feature_dict.pickle";
     if (run("/usr/bin/python3 -c 'import numpy, h5py'").rc != 0)
