@@ -6,6 +6,8 @@ void ParkedTensor::park(Tensor t) {
     AXF_CHECK(t.defined() && t.is_contiguous(), "offload: parking %s: expected a contiguous tensor", t.desc().c_str());
     AXF_CHECK(!tensor_.defined(), "offload: parking %s while %s is still held (release or restore it first)",
               t.desc().c_str(), tensor_.desc().c_str());
+    AXF_CHECK(!parked(), "offload: parking %s would overwrite parked values that were never restored",
+              t.desc().c_str());
     copy_.wait();  // a copy in from an earlier park may still read the buffer
     if (host_.defined() && host_.dtype() == t.dtype() && host_.numel() == t.numel())
         host_ = host_.view(t.shape());
@@ -16,8 +18,6 @@ void ParkedTensor::park(Tensor t) {
     restored_ = false;
     copy_ = copy_async(host_.raw(), Device::CPU, tensor_.raw(), device_, bytes());
 }
-
-ParkedTensor::~ParkedTensor() { copy_.wait(); }
 
 size_t ParkedTensor::bytes() const {
     return host_.defined() ? static_cast<size_t>(host_.numel()) * dtype_size(host_.dtype()) : 0;

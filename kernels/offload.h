@@ -15,10 +15,13 @@ public:
     // Starts copying t (contiguous) into pinned host memory, after the work queued on the default stream so far.
     // t keeps its memory until release(); it must not be written before then.
     explicit ParkedTensor(Tensor t) { park(std::move(t)); }
-    // The same for another tensor (after a restore): the pinned buffer is reused when it has the same size
-    // (page-locking is slow), so a model parks its MSA every iteration at the cost of one allocation.
+    // The same for another tensor (after a restore: values parked and never restored are an error): the pinned
+    // buffer is reused when it has the same size (page-locking is slow), so a model parks its MSA every
+    // iteration at the cost of one allocation.
     void park(Tensor t);
-    ~ParkedTensor();  // waits for a copy still running before its pinned buffer is freed
+    // copy_ is destroyed first (it is declared last): its destructor waits for a copy still running, without
+    // throwing, before the pinned buffer and the original are freed.
+    ~ParkedTensor() = default;
     ParkedTensor(const ParkedTensor&) = delete;
     ParkedTensor& operator=(const ParkedTensor&) = delete;
     // Frees the original: later default-stream work waits for the copy out, then the memory returns to the pool

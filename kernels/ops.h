@@ -90,8 +90,9 @@ void layer_norm_backward(const Tensor& x, const Tensor& scale, float eps, const 
 // dgate = dy * x * sigmoid(gate) * (1 - sigmoid(gate)). All contiguous, same shape; dx may alias dy.
 void sigmoid_mul_backward(const Tensor& x, const Tensor& gate, const Tensor& dy, const Tensor& dx, const Tensor& dgate);
 
-// AXFOLD_FUSED_ATTENTION=1: CUDA attention runs the flash-style kernel (kernels/cuda/attention.cu) where
-// it applies (fp32 GEMMs, head width <= 64). Read once per process.
+// AXFOLD_FUSED_ATTENTION=1: CUDA attention runs a fused kernel where it applies (head width <= 64): under fp32
+// GEMMs the CUDA-core kernel (kernels/cuda/attention.cu), under TF32 or bf16 the tensor-core flash kernel
+// (kernels/cuda/flash_attention.cu). Read once per process.
 bool fused_attention_requested();
 
 // Multi-head attention core (AF2 Attention without projections):

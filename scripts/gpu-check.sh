@@ -112,6 +112,11 @@ flash() {  # the tensor-core flash attention (TF32) against the unfused TF32 blo
 memcheck() {  # out-of-bounds accesses and launch errors the parity tests could miss
   step 150 memcheck "$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)" --tool memcheck --print-limit 20 "$kt" --gtest_brief=1
 }
+racecheck() {  # shared-memory races and uninitialised reads in the fused and flash attention kernels
+  local cs; cs="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)"
+  step 120 racecheck "$cs" --tool racecheck --error-exitcode 1 --print-limit 20 "$kt" --gtest_filter='*FlashAttention*:*FusedAttention*' --gtest_brief=1
+  step 120 initcheck "$cs" --tool initcheck --error-exitcode 1 --print-limit 20 "$kt" --gtest_filter='*FlashAttention*:*FusedAttention*' --gtest_brief=1
+}
 kernels() {
   step 40 kernels-128 "$ax" bench kernels --rows 1048576 --cols 128 "${c[@]}"
   step 40 kernels-1024 "$ax" bench kernels --rows 131072 --cols 1024 "${c[@]}"
@@ -169,7 +174,7 @@ profile() {  # time per kernel of one Evoformer block (R=512; PROFILE_PRECISIONS
 }
 # A stage is test, bench, all, or a comma-separated list of the functions above (e.g. ops,memcheck,profile).
 case $stage in
-  test) ops; nccl; golden; memcheck; ctest_gpu ;;
+  test) ops; nccl; golden; memcheck; racecheck; ctest_gpu ;;
   bench) kernels; block256; block1024; flash; models; templates; host ;;
   # the order of `all` puts what a fix would need first, and the longest benchmarks last
   all) ops; nccl; golden_fp32; kernels; block256; golden_bf16; golden_fused; memcheck; block1024; flash; models; offload; templates; host ;;

@@ -60,7 +60,8 @@ template <int kC> __global__ void attention_fused_kernel(AttentionArgs a) {
             for (int c = 0; c < kC; ++c) acc[c] *= corr;
             m = logit;
         }
-        const float p = expf(logit - m);
+        // A lane whose logits so far are all -inf (a -inf bias) has m = -inf: its weight is 0, not exp(NaN).
+        const float p = logit == -INFINITY ? 0.f : expf(logit - m);
         l += p;
         const float* vr = vbase + j * a.vk;
 #pragma unroll

@@ -10,7 +10,10 @@
 // O += P V with WMMA, O kept in shared memory (the accumulator fragments' layout is opaque, so the per-row
 // rescale happens there). Operands are rounded to TF32 (cvt.rna: to nearest, ties away from zero, where the CPU's
 // emulation rounds ties to even) as they enter the tensor cores, the probabilities unnormalised (and the row
-// sums add the rounded values); the division by the row sum comes last.
+// sums add the rounded values); the division by the row sum comes last. Under --precision bf16 (kBf16) q, K, V
+// and the probabilities are rounded to bfloat16 instead (to nearest-even, as the CPU's emulation and cuBLAS's
+// operand copies round them), when they are stored in shared memory; bfloat16 values are exact in TF32, so the
+// tensor cores' TF32 conversion then changes nothing.
 #include <mma.h>
 
 #include <algorithm>
@@ -44,7 +47,17 @@ template <class Frag> __device__ __forceinline__ void to_tf32(Frag& f) {
     for (int t = 0; t < f.num_elements; ++t) f.x[t] = wmma::__float_to_tf32(f.x[t]);
 }
 
-template <int kC> __global__ void __launch_bounds__(kWarps * 32) flash_attention_tc_kernel(AttentionArgs a, int64_t q_tiles) {
+// An operand as it is stored for the tensor cores: bfloat16-rounded under kBf16, else as it is (the fragments
+// round it to TF32).
+template <bool kBf16> __device__ __forceinline__ float operand(float x) {
+    if constexpr (kBf16)
+        return __uint_as_float(static_cast<uint32_t>(bf16_round(x)) << 16);
+    else
+        return x;
+}
+
+template <int kC, bool kBf16>
+__global__ void __launch_bounds__(kWarps * 32) flash_attention_tc_kernel(AttentionArgs a, int64_t q_tiles) {
     constexpr int ld = kC + 4;  // row pitch of q, K, V and O in shared memory (a multiple of 4 floats)
     __shared__ __align__(32) float sQ[kBlockRows * ld];
     __shared__ __align__(32) float sK[kKeys * ld];
@@ -62,7 +75,7 @@ template <int kC> __global__ void __launch_bounds__(kWarps * 32) flash_attention
     for (int e = tid; e < kBlockRows * kC; e += kWarps * 32) {
         const int r = e / kC, c = e % kC;
         const int64_t i = q0 + r;
-        sQ[r * ld + c] = (i < a.Q && c < a.C) ? a.q[b * a.qb + i * a.qq + h * a.qh + c] : 0.f;
+        sQ[r * ld + c] = (i < a.Q && c < a.C) ? operand<kBf16>(a.q[b * a.qb + i * a.qq + h * a.qh + c]) : 0.f;
         sO[r * ld + c] = 0.f;
     }
     if (tid < kBlockRows) {
@@ -79,8 +92,8 @@ template <int kC> __global__ void __launch_bounds__(kWarps * 32) flash_attention
             const int r = e / kC, c = e % kC;
             const int64_t j = j0 + r;
             const bool in = j < a.K && c < a.C;
-            sK[r * ld + c] = in ? kbase[j * a.kk + c] : 0.f;
-            sV[r * ld + c] = in ? vbase[j * a.vk + c] : 0.f;
+            sK[r * ld + c] = in ? operand<kBf16>(kbase[j * a.kk + c]) : 0.f;
+            sV[r * ld + c] = in ? operand<kBf16>(vbase[j * a.vk + c]) : 0.f;
         }
         __syncthreads();
         // Scores S = q K^T for this warp's 16 rows and the tile's 32 keys.
@@ -120,8 +133,13 @@ template <int kC> __global__ void __launch_bounds__(kWarps * 32) flash_attention
             // -inf while every logit so far is -inf (a -inf bias): then nothing has accumulated and p is 0.
             const float m_use = m_new == -INFINITY ? 0.f : m_new;
             const float corr = expf(m_old - m_use);  // 0 on the first tile
-            // Rounded to TF32 here, as the tensor cores will read it, so the normaliser sums the same weights.
-            const float p = key ? wmma::__float_to_tf32(expf(logit - m_use)) : 0.f;
+            // Rounded here as the tensor cores will read it (TF32, or bfloat16), so the normaliser sums the same
+            // weights.
+            float p = 0.f;
+            if (key) {
+                const float e = expf(logit - m_use);
+                p = kBf16 ? operand<true>(e) : wmma::__float_to_tf32(e);
+            }
             sSw[r * kScoreLd + lane] = p;
             const float l_new = sL[row] * corr + warp_sum(p);  // every lane has the same values
             __syncwarp();  // every lane has read sM[row] and sL[row]
@@ -176,13 +194,17 @@ void attention_flash_tc(const Tensor& q, const Tensor& k, const Tensor& v, const
     if (blocks == 0) return;
     AXF_CHECK(blocks <= INT32_MAX, "tensor-core attention: %lld blocks exceed the CUDA grid", (long long)blocks);
     const unsigned grid = static_cast<unsigned>(blocks);
+    const bool bf16 = matmul_precision() == MatmulPrecision::Bf16;
+    auto launch = [&](auto kernel) {
+        kernel<<<grid, kWarps * 32>>>(a, q_tiles);
+        AXF_CUDA_LAUNCH();
+    };
     if (C <= 16)
-        flash_attention_tc_kernel<16><<<grid, kWarps * 32>>>(a, q_tiles);
+        bf16 ? launch(flash_attention_tc_kernel<16, true>) : launch(flash_attention_tc_kernel<16, false>);
     else if (C <= 32)
-        flash_attention_tc_kernel<32><<<grid, kWarps * 32>>>(a, q_tiles);
+        bf16 ? launch(flash_attention_tc_kernel<32, true>) : launch(flash_attention_tc_kernel<32, false>);
     else
-        flash_attention_tc_kernel<64><<<grid, kWarps * 32>>>(a, q_tiles);
-    AXF_CUDA_LAUNCH();
+        bf16 ? launch(flash_attention_tc_kernel<64, true>) : launch(flash_attention_tc_kernel<64, false>);
 }
 
 }  // namespace axfold::cuda

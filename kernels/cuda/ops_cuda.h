@@ -40,7 +40,8 @@ void add_to_bf16(const Tensor& x, const Tensor& y, float alpha);
 void convert(const Tensor& dst, const Tensor& src);
 
 // Tensor-core flash attention (TF32 WMMA, fp32 accumulation) for head widths up to 64: what `attention` runs
-// when AXFOLD_FUSED_ATTENTION=1 and the GEMM precision is TF32 or bf16 (kernels/cuda/flash_attention.cu).
+// when AXFOLD_FUSED_ATTENTION=1 and the GEMM precision is TF32 or bf16 (kernels/cuda/flash_attention.cu); its
+// operands and probabilities are rounded as that precision's GEMMs round them (TF32, or bfloat16).
 void attention_flash_tc(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias,
                         float scale, float inf, const Tensor& out);
 

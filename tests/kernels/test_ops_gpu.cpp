@@ -217,7 +217,7 @@ TEST(GpuOps, SoftmaxWarpAndBlockWithMaskBias) {
 
 namespace {
 void attention_case(int64_t B, int64_t Q, int64_t K, int64_t H, int64_t C, bool masked, uint32_t seed,
-                    bool fused = false, bool transposed_mask = false) {
+                    bool fused = false, bool transposed_mask = false, bool neg_inf_bias = false) {
     std::mt19937 rng(seed);
     // q from a fused [B, Q, 3, H, C] projection, k and v from [B, K, 2, H, C]: strided rows and batches.
     Tensor qkv = test::randn({B, Q, 3, H, C}, rng), kv = test::randn({B, K, 2, H, C}, rng);
@@ -225,6 +225,9 @@ void attention_case(int64_t B, int64_t Q, int64_t K, int64_t H, int64_t C, bool 
     // A transposed mask (as the attentions along the other axis pass it): the CUDA op copies it contiguous.
     Tensor mask = transposed_mask ? test::random_mask({K, B}, rng).transpose(0, 1) : test::random_mask({B, K}, rng);
     Tensor bias_mem = test::randn({Q, H, K}, rng);
+    // A -inf bias on the first 32 keys of one query row: each lane's first logit there is -inf.
+    if (neg_inf_bias)
+        for (int64_t j = 0; j < std::min<int64_t>(K - 1, 32); ++j) bias_mem.at({0, 0, j}) = -INFINITY;
     View vbias = [](const Tensor& t) { return t.permute({1, 0, 2}); };  // [H, Q, K], non-contiguous
     Tensor out = test::randn({B, Q, H, C + 3}, rng), outd = dev(out);
     View vout = [&](const Tensor& t) { return t.slice(3, 0, C); };
@@ -249,7 +252,7 @@ void attention_case(int64_t B, int64_t Q, int64_t K, int64_t H, int64_t C, bool 
     expect_match(outd, out,
                  std::string(fused ? "fused " : "") + "attention B=" + std::to_string(B) + " Q=" + std::to_string(Q) +
                      " K=" + std::to_string(K) + " C=" + std::to_string(C) + (masked ? " masked" : "") +
-                     (transposed_mask ? " (transposed mask)" : ""));
+                     (transposed_mask ? " (transposed mask)" : "") + (neg_inf_bias ? " (-inf bias)" : ""));
 }
 }  // namespace
 
@@ -259,6 +262,7 @@ TEST(GpuOps, AttentionMatchesCpu) {
     attention_case(3, 17, 23, 4, 16, false, 7);
     attention_case(2, 1, 40, 8, 8, true, 8);
     attention_case(3, 17, 24, 4, 16, true, 9, false, true);  // transposed mask, rows of 24 (16-byte softmax)
+    attention_case(2, 9, 70, 4, 16, true, 10, false, false, true);
 }
 
 // The flash-style kernel (AXFOLD_FUSED_ATTENTION=1) against the CPU op: every head width template (8, 16,
@@ -271,6 +275,8 @@ TEST(GpuOps, FusedAttentionMatchesCpu) {
     attention_case(2, 5, 7, 2, 32, true, ++seed, true);
     attention_case(2, 64, 1100, 4, 32, true, ++seed, true);
     attention_case(1, 300, 3000, 4, 32, true, ++seed, true);
+    attention_case(2, 9, 70, 4, 16, true, ++seed, true, false, true);  // lanes whose first logits are -inf
+    attention_case(2, 9, 20, 4, 16, true, ++seed, true, false, true);  // K < 32: every lane's first logit but one
 }
 
 // The tensor-core flash kernel (AXFOLD_FUSED_ATTENTION=1 under --precision tf32/bf16) against the CPU op with
@@ -278,9 +284,11 @@ TEST(GpuOps, FusedAttentionMatchesCpu) {
 // are unnormalised and its sums run in another order): head widths padded to 16, 32 and 64, key counts that are
 // not multiples of the 32-key tile, query counts not multiples of the 32-row block, masks (one batch element
 // fully masked) and permuted biases.
-TEST(GpuOps, FlashAttentionTensorCoresMatchCpuTf32) {
-    REQUIRE_GPU();
-    test::PrecisionScope tf32(MatmulPrecision::Tf32);
+namespace {
+// The flash kernel against the CPU op under `p` (TF32 or bf16: the CPU emulates that precision's rounding of
+// the GEMM operands, attention probabilities included), within tol of the largest output.
+void flash_attention_cases(MatmulPrecision p, double tol) {
+    test::PrecisionScope scope(p);
     uint32_t seed = 40;
     struct Case { int64_t B, Q, K, H, C; };
     for (const Case& t : {Case{3, 17, 23, 4, 16}, Case{2, 33, 70, 4, 32}, Case{2, 64, 96, 2, 64}, Case{1, 5, 7, 3, 8},
@@ -300,10 +308,28 @@ TEST(GpuOps, FlashAttentionTensorCoresMatchCpuTf32) {
         cuda::attention_flash_tc(qkvd.select(2, 0), kvd.select(2, 0), kvd.select(2, 1), dev(mask),
                                  dev(bias.contiguous()), scale, 1e9f, outd);
         expect_match(outd, out,
-                     "flash tc B=" + std::to_string(t.B) + " Q=" + std::to_string(t.Q) + " K=" + std::to_string(t.K) +
-                         " C=" + std::to_string(t.C),
-                     5e-3);
+                     std::string("flash tc ") + precision_name(p) + " B=" + std::to_string(t.B) + " Q=" +
+                         std::to_string(t.Q) + " K=" + std::to_string(t.K) + " C=" + std::to_string(t.C),
+                     tol);
     }
+}
+}  // namespace
+
+// The tensor-core flash kernel (AXFOLD_FUSED_ATTENTION=1 under --precision tf32/bf16) against the CPU op with
+// TF32 GEMMs (operands and probabilities rounded to TF32, as the kernel rounds them, though its probabilities
+// are unnormalised and its sums run in another order): head widths padded to 16, 32 and 64, key counts that are
+// not multiples of the 32-key tile, query counts not multiples of the 32-row block, masks (one batch element
+// fully masked) and permuted biases.
+TEST(GpuOps, FlashAttentionTensorCoresMatchCpuTf32) {
+    REQUIRE_GPU();
+    flash_attention_cases(MatmulPrecision::Tf32, 5e-3);
+}
+
+// The same under bf16 GEMMs: q, K, V and the probabilities rounded to bfloat16 as the CPU's emulation rounds
+// them (the bf16 tolerance; the kernel's probabilities are rounded before normalising).
+TEST(GpuOps, FlashAttentionTensorCoresMatchCpuBf16) {
+    REQUIRE_GPU();
+    flash_attention_cases(MatmulPrecision::Bf16, 1e-2);
 }
 
 TEST(GpuOps, AttentionChunkedLongRows) {
@@ -682,6 +708,15 @@ TEST(GpuOps, ApplyFramesMatchesCpu) {
                 expect_match(yd, y, "apply_frames y" + tag);
                 expect_match(nmd, nm, "apply_frames norms" + tag);
             }
+        }
+        // Coordinate-major output (y.stride(2) = K, as IPA's inverse writes its [N, H * P, 3] points).
+        for (bool inverse : {false, true}) {
+            Tensor y = test::randn({N, 3, K}, rng), yd = dev(y);
+            View vyc = [](const Tensor& t) { return t.permute({0, 2, 1}); };
+            apply_frames(rot, trans, vx(xm), vyc(y), inverse, Tensor(), 1e-3f);
+            apply_frames(rotd, transd, vx(xmd), vyc(yd), inverse, Tensor(), 1e-3f);
+            expect_match(yd, y, std::string("apply_frames coordinate-major y N=") + std::to_string(N) +
+                                    (inverse ? " inverse" : " forward"));
         }
         // Contiguous points.
         Tensor x = test::randn({N, K, 3}, rng), y = Tensor::empty({N, K, 3}), n = Tensor::empty({N, K});

@@ -83,6 +83,8 @@ TEST(Offload, ParkReleaseRestoreKeepsTheValues) {
     p.park(again);
     EXPECT_THROW(p.park(want2), Error);  // still holding `again`
     again = Tensor();
+    p.release();
+    EXPECT_THROW(p.park(want2.clone()), Error);  // released but never restored: its values would be lost
     const Tensor back2 = p.restore();
     for (int64_t i = 0; i < want2.numel(); ++i) EXPECT_EQ(back2.f32()[i], want2.f32()[i]);
     EXPECT_THROW(ParkedTensor(want.transpose(0, 1)), Error);  // parks contiguous tensors only
