@@ -27,15 +27,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-// Per-atom B-factors: the residue's pLDDT on every present atom.
-Tensor plddt_b_factors(const Tensor& plddt, const Tensor& atom_mask) {
-    const int64_t N = plddt.size(0);
-    Tensor b = Tensor::zeros({N, 37});
-    for (int64_t i = 0; i < N; ++i)
-        for (int64_t a = 0; a < 37; ++a) b.f32()[i * 37 + a] = plddt.f32()[i] * atom_mask.f32()[i * 37 + a];
-    return b;
-}
-
 }  // namespace
 
 Device select_device(const std::string& name) {
@@ -268,19 +259,10 @@ int predict_main(const PredictOptions& o) {
         t0 = Clock::now();
         const ModelFiles mf = files_of(name);
         const HeadsOutputs& h = p.heads;
-        ModelResult res;
-        res.name = name;
-        io::ProteinStructure& prot = res.prot;
-        prot.aatype = p.aatype;
-        prot.residue_index = p.residue_index;
-        prot.atom_positions = p.structure_module.final_atom_positions;
-        prot.atom_mask = p.structure_module.final_atom_mask;
-        prot.b_factors = plddt_b_factors(h.plddt, prot.atom_mask);
-        io::write_pdb(mf.pdb, prot);
-        io::write_mmcif(mf.cif, prot, name);
+        ModelResult res{name, mean_plddt(p), prediction_structure(p)};
+        io::write_pdb(mf.pdb, res.prot);
+        io::write_mmcif(mf.cif, res.prot, name);
         io::write_file_atomic(mf.conf, io::confidence_json(h.plddt));
-        for (int64_t i = 0; i < h.plddt.numel(); ++i) res.mean_plddt += h.plddt.f32()[i];
-        res.mean_plddt /= static_cast<double>(std::max<int64_t>(h.plddt.numel(), 1));
         double ptm = h.ptm;
         if (h.has_pae)
             io::write_file_atomic(mf.pae, io::pae_json(h.predicted_aligned_error, h.max_predicted_aligned_error));

@@ -555,3 +555,30 @@ std::map<std::string, Tensor> prediction_output_tensors(const Prediction& p) {
 }
 
 }  // namespace axfold
+
+namespace axfold {
+
+io::ProteinStructure prediction_structure(const Prediction& p) {
+    io::ProteinStructure prot;
+    prot.aatype = p.aatype;
+    prot.residue_index = p.residue_index;
+    prot.atom_positions = p.structure_module.final_atom_positions;
+    prot.atom_mask = p.structure_module.final_atom_mask;
+    const Tensor plddt = p.heads.plddt.to(Device::CPU).contiguous(), mask = prot.atom_mask.to(Device::CPU).contiguous();
+    const int64_t N = plddt.numel();
+    AXF_CHECK(mask.dim() == 2 && mask.size(0) == N && mask.size(1) == 37, "prediction: atom mask %s for %lld residues",
+              mask.desc().c_str(), (long long)N);
+    prot.b_factors = Tensor::zeros({N, 37});
+    for (int64_t i = 0; i < N; ++i)
+        for (int64_t a = 0; a < 37; ++a) prot.b_factors.f32()[i * 37 + a] = plddt.f32()[i] * mask.f32()[i * 37 + a];
+    return prot;
+}
+
+double mean_plddt(const Prediction& p) {
+    const Tensor plddt = p.heads.plddt.to(Device::CPU).contiguous();
+    double sum = 0;
+    for (int64_t i = 0; i < plddt.numel(); ++i) sum += plddt.f32()[i];
+    return sum / static_cast<double>(std::max<int64_t>(plddt.numel(), 1));
+}
+
+}  // namespace axfold

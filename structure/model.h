@@ -17,6 +17,7 @@
 #include "evoformer/embedders.h"
 #include "evoformer/evoformer_stack.h"
 #include "evoformer/template_embedding.h"
+#include "io/structure_writer.h"
 #include "structure/heads.h"
 #include "structure/structure_module.h"
 
@@ -139,5 +140,10 @@ namespace axfold {
 // (final_atom_positions, plddt, ..., representations/*, structure_module/*, recycles/<r>/*): what
 // `axfold predict --save-outputs` writes and what the full-model golden test compares.
 std::map<std::string, Tensor> prediction_output_tensors(const Prediction& p);
+// The predicted structure as the PDB and mmCIF writers take it: atom37 positions and mask, the residues, and
+// each residue's pLDDT as the B-factor of its atoms.
+io::ProteinStructure prediction_structure(const Prediction& p);
+// The mean of the per-residue pLDDT (AlphaFold's ranking confidence of monomer models).
+double mean_plddt(const Prediction& p);
 
 }  // namespace axfold

@@ -1,0 +1,113 @@
+/*
+ * axfold C API: the stable interface of libaxfold for other tools (C, C++, Fortran, Python ctypes, Rust FFI).
+ *
+ * A model (AlphaFold2 parameters, .npz as published or .h5), features (processed or raw feature HDF5, or a
+ * FASTA file with its alignments) and a prediction are opaque handles; results are copied into caller
+ * buffers. Every call that can fail returns an axf_status; axf_last_error() then holds a message naming the
+ * file, the feature or the argument, and what was expected. Nothing here throws or exits.
+ *
+ *   axf_model* m; axf_features* f; axf_prediction* p;
+ *   if (axf_model_load("params_model_3_ptm.npz", "model_3_ptm", &m) != AXF_OK) puts(axf_last_error());
+ *   axf_features_load("features.h5", "model_3_ptm", 0, -1, &f);
+ *   axf_predict(m, f, NULL, &p);
+ *   float* plddt = malloc(sizeof(float) * axf_prediction_num_residues(p));
+ *   axf_prediction_plddt(p, plddt);
+ *   axf_prediction_write_pdb(p, "out.pdb");
+ *   axf_prediction_free(p); axf_features_free(f); axf_model_free(m);
+ *
+ * Stability: functions are only added; axf_predict_options only grows at its end, and callers fill in its
+ * struct_size (axf_predict_options_init does), so a library built later reads an older caller's struct (the
+ * fields it lacks keep their defaults). AXF_API_VERSION changes when something is added.
+ *
+ * Threads: a handle is used by one thread at a time. The CPU thread count and the GEMM precision are
+ * process-wide settings: axf_predict sets them from its options.
+ */
+#ifndef AXFOLD_AXFOLD_H
+#define AXFOLD_AXFOLD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(AXFOLD_C_BUILD) && defined(__GNUC__)
+#define AXF_API __attribute__((visibility("default")))
+#else
+#define AXF_API
+#endif
+
+#define AXF_API_VERSION 1
+
+typedef enum axf_status {
+    AXF_OK = 0,
+    AXF_ERROR = 1,            /* bad input, a file that cannot be read or written, a model that does not fit */
+    AXF_INVALID_ARGUMENT = 2  /* a NULL handle or pointer, a buffer the call cannot use */
+} axf_status;
+
+typedef struct axf_model axf_model;
+typedef struct axf_features axf_features;
+typedef struct axf_prediction axf_prediction;
+
+/* The library's version ("0.1.0") and the API version it implements (AXF_API_VERSION of its header). */
+AXF_API const char* axf_version(void);
+AXF_API int axf_api_version(void);
+/* Why this thread's latest call failed ("" after a call that succeeded); valid until its next call. */
+AXF_API const char* axf_last_error(void);
+
+/* Parameters of model_name ("model_1" .. "model_5", optionally "_ptm") from an .npz or .h5 file; the
+ * parameters must be that model's (templates, PAE head). */
+AXF_API axf_status axf_model_load(const char* params_path, const char* model_name, axf_model** model);
+AXF_API void axf_model_free(axf_model* model);
+
+/* Features for model_name from an HDF5 file: processed features are used as they are; raw ones (the layout of
+ * AlphaFold's features.pkl) go through the model's input transforms with `seed`, for num_recycle + 1
+ * iterations (num_recycle < 0: AlphaFold's 3). */
+AXF_API axf_status axf_features_load(const char* path, const char* model_name, uint64_t seed, int num_recycle,
+                                     axf_features** features);
+/* Features from a FASTA file (one sequence) and num_msas alignments (A3M or Stockholm, merged in order:
+ * uniref90, BFD/UniRef30, mgnify; none: single-sequence mode), then as above. */
+AXF_API axf_status axf_features_from_fasta(const char* fasta_path, const char* const* msa_paths, size_t num_msas,
+                                           const char* model_name, uint64_t seed, int num_recycle,
+                                           axf_features** features);
+AXF_API int64_t axf_features_num_residues(const axf_features* features); /* -1 for NULL */
+AXF_API void axf_features_free(axf_features* features);
+
+typedef struct axf_predict_options {
+    size_t struct_size;      /* sizeof(axf_predict_options) as the caller knows it */
+    const char* device;      /* "cpu" (default) or "cuda" */
+    const char* precision;   /* GEMMs: "fp32" (default), "tf32" or "bf16" (bf16 also stores activations in bf16) */
+    int num_recycle;         /* -1 (default): every iteration the features hold */
+    int threads;             /* CPU threads; 0 (default): all */
+    int64_t chunk_size;      /* rows per chunk; -1 (default): the planner's choice, 0: unchunked */
+    const char* max_memory;  /* budget the planner fits, e.g. "24G" (the GPU's with "cuda"); NULL: none */
+} axf_predict_options;
+AXF_API void axf_predict_options_init(axf_predict_options* options);
+
+/* Runs the model on the features (options NULL: the defaults). */
+AXF_API axf_status axf_predict(const axf_model* model, const axf_features* features,
+                               const axf_predict_options* options, axf_prediction** prediction);
+
+AXF_API int64_t axf_prediction_num_residues(const axf_prediction* prediction); /* -1 for NULL */
+/* Per-residue pLDDT [N] (0..100) and its mean. */
+AXF_API axf_status axf_prediction_plddt(const axf_prediction* prediction, float* plddt);
+AXF_API axf_status axf_prediction_mean_plddt(const axf_prediction* prediction, double* mean_plddt);
+/* Atom positions in AlphaFold's atom37 order [N, 37, 3] (Å) and the mask of atoms present [N, 37] (1 or 0);
+ * either pointer may be NULL. */
+AXF_API axf_status axf_prediction_atom37(const axf_prediction* prediction, float* positions, float* mask);
+/* 1 when the model has the predicted-aligned-error head (_ptm models), else 0. */
+AXF_API int axf_prediction_has_pae(const axf_prediction* prediction);
+/* Predicted aligned error [N, N] (Å) and its maximum, and pTM: AXF_ERROR without the PAE head. */
+AXF_API axf_status axf_prediction_pae(const axf_prediction* prediction, float* pae, float* max_pae);
+AXF_API axf_status axf_prediction_ptm(const axf_prediction* prediction, double* ptm);
+/* The structure as `axfold predict` writes it (pLDDT as B-factors), to a temporary name then renamed. */
+AXF_API axf_status axf_prediction_write_pdb(const axf_prediction* prediction, const char* path);
+AXF_API axf_status axf_prediction_write_mmcif(const axf_prediction* prediction, const char* path);
+AXF_API void axf_prediction_free(axf_prediction* prediction);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AXFOLD_AXFOLD_H */
