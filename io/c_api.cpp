@@ -131,7 +131,9 @@ axf_status axf_features_from_fasta(const char* fasta_path, const char* const* ms
 }
 
 int64_t axf_features_num_residues(const axf_features* features) {
-    return features ? features->features.at("aatype").size(1) : -1;
+    if (!features) return -1;
+    const auto it = features->features.find("aatype");  // [iterations, N]; checked by axf_predict
+    return it != features->features.end() && it->second.dim() == 2 ? it->second.size(1) : -1;
 }
 
 void axf_features_free(axf_features* features) { delete features; }

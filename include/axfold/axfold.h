@@ -71,7 +71,7 @@ AXF_API axf_status axf_features_load(const char* path, const char* model_name, u
 AXF_API axf_status axf_features_from_fasta(const char* fasta_path, const char* const* msa_paths, size_t num_msas,
                                            const char* model_name, uint64_t seed, int num_recycle,
                                            axf_features** features);
-AXF_API int64_t axf_features_num_residues(const axf_features* features); /* -1 for NULL */
+AXF_API int64_t axf_features_num_residues(const axf_features* features); /* -1 for NULL or no aatype */
 AXF_API void axf_features_free(axf_features* features);
 
 typedef struct axf_predict_options {
