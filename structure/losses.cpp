@@ -1,0 +1,441 @@
+#include "structure/losses.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "structure/residue_constants.h"
+
+namespace axfold {
+
+namespace {
+
+// The values of t (any dtype and device) as float64, after checking its shape.
+std::vector<double> values(const Tensor& t, const Shape& shape, const char* what) {
+    AXF_CHECK(t.defined() && t.shape() == shape, "loss input %s is %s, expected %s", what,
+              t.defined() ? t.desc().c_str() : "undefined", shape_str(shape).c_str());
+    return host_float64(t);
+}
+
+Tensor f64_tensor(const std::vector<double>& v, const Shape& shape) {
+    Tensor t = Tensor::empty(shape, DType::F64);
+    std::copy(v.begin(), v.end(), t.data<double>());
+    return t;
+}
+
+bool in_resolution_range(double r, double lo, double hi) { return r >= lo && r <= hi; }
+
+// Per row of `logits` ([rows, bins]): the cross entropy against class label[row], weighted by w[row]; the
+// gradient of sum_row w * CE (w * (softmax - one_hot)) into grad when given. Returns the weighted sum.
+double weighted_cross_entropy(const std::vector<double>& logits, int64_t bins, const std::vector<int64_t>& label,
+                              const std::vector<double>& w, std::vector<double>* grad) {
+    const int64_t rows = static_cast<int64_t>(label.size());
+    double sum = 0;
+    if (grad) grad->assign(logits.size(), 0.0);
+    for (int64_t r = 0; r < rows; ++r) {
+        const double* x = logits.data() + r * bins;
+        double mx = -INFINITY;
+        for (int64_t b = 0; b < bins; ++b) mx = std::max(mx, x[b]);
+        double z = 0;
+        for (int64_t b = 0; b < bins; ++b) z += std::exp(x[b] - mx);
+        const double log_z = mx + std::log(z);
+        sum += w[r] * (log_z - x[label[r]]);
+        if (grad && w[r] != 0) {
+            double* g = grad->data() + r * bins;
+            for (int64_t b = 0; b < bins; ++b) g[b] = w[r] * std::exp(x[b] - log_z);
+            g[label[r]] -= w[r];
+        }
+    }
+    return sum;
+}
+
+// Number of squared edges (linspace(lo, hi, n)^2) a squared distance exceeds: its bin.
+int64_t bin_of(double sq, double lo, double hi, int64_t n) {
+    int64_t bin = 0;
+    for (int64_t k = 0; k < n; ++k) {
+        const double e = lo + (hi - lo) * static_cast<double>(k) / static_cast<double>(n - 1);
+        if (sq > e * e) ++bin;
+    }
+    return bin;
+}
+
+// A rigid transform: x_global = R x_local + t.
+struct Frame {
+    double R[3][3], t[3];
+    // R^-1 (x - t) with R^-1 = R^T (a rotation matrix as OpenFold's Rotation(rot_mats) inverts it).
+    void to_local(const double* x, double* out) const {
+        double d[3] = {x[0] - t[0], x[1] - t[1], x[2] - t[2]};
+        for (int a = 0; a < 3; ++a) out[a] = R[0][a] * d[0] + R[1][a] * d[1] + R[2][a] * d[2];
+    }
+};
+
+// OpenFold quat_to_rot: the quadratic form of (w, x, y, z), not renormalised.
+Frame frame_from_tensor7(const double* q) {
+    const double w = q[0], x = q[1], y = q[2], z = q[3];
+    Frame f;
+    f.R[0][0] = w * w + x * x - y * y - z * z;
+    f.R[0][1] = 2 * (x * y - w * z);
+    f.R[0][2] = 2 * (x * z + w * y);
+    f.R[1][0] = 2 * (x * y + w * z);
+    f.R[1][1] = w * w - x * x + y * y - z * z;
+    f.R[1][2] = 2 * (y * z - w * x);
+    f.R[2][0] = 2 * (x * z - w * y);
+    f.R[2][1] = 2 * (y * z + w * x);
+    f.R[2][2] = w * w - x * x - y * y + z * z;
+    for (int a = 0; a < 3; ++a) f.t[a] = q[4 + a];
+    return f;
+}
+
+Frame frame_from_4x4(const double* m) {
+    Frame f;
+    for (int a = 0; a < 3; ++a) {
+        for (int b = 0; b < 3; ++b) f.R[a][b] = m[a * 4 + b];
+        f.t[a] = m[a * 4 + 3];
+    }
+    return f;
+}
+
+// OpenFold compute_fape: per frame f and point p, the distance between the point in the predicted and in the
+// true frame (sqrt(d^2 + eps), clamped when clamp > 0), / length_scale, masked, normalised over frames then
+// points.
+double compute_fape(const std::vector<Frame>& pred_frames, const std::vector<Frame>& true_frames,
+                    const std::vector<double>& frames_mask, const std::vector<double>& pred_points,
+                    const std::vector<double>& true_points, const std::vector<double>& points_mask, double clamp,
+                    double length_scale, double eps) {
+    const size_t F = pred_frames.size(), P = points_mask.size();
+    double frames_norm = eps, points_norm = eps;
+    for (double m : frames_mask) frames_norm += m;
+    for (double m : points_mask) points_norm += m;
+    double total = 0;
+    for (size_t f = 0; f < F; ++f) {
+        if (frames_mask[f] == 0) continue;
+        double row = 0;
+        for (size_t p = 0; p < P; ++p) {
+            if (points_mask[p] == 0) continue;
+            double a[3], b[3];
+            pred_frames[f].to_local(&pred_points[p * 3], a);
+            true_frames[f].to_local(&true_points[p * 3], b);
+            double d2 = 0;
+            for (int k = 0; k < 3; ++k) d2 += (a[k] - b[k]) * (a[k] - b[k]);
+            double err = std::sqrt(d2 + eps);
+            if (clamp > 0) err = std::min(err, clamp);
+            row += err / length_scale * frames_mask[f] * points_mask[p];
+        }
+        total += row / frames_norm;
+    }
+    return total / points_norm;
+}
+
+}  // namespace
+
+double distogram_loss(const Tensor& logits, const Tensor& pseudo_beta, const Tensor& pseudo_beta_mask,
+                      const LossConfig::Distogram& c, Tensor* dlogits) {
+    const int64_t N = pseudo_beta.size(0), B = c.no_bins;
+    const std::vector<double> x = values(logits, {N, N, B}, "distogram_logits");
+    const std::vector<double> pb = values(pseudo_beta, {N, 3}, "pseudo_beta");
+    const std::vector<double> pm = values(pseudo_beta_mask, {N}, "pseudo_beta_mask");
+    std::vector<int64_t> label(N * N);
+    std::vector<double> w(N * N);
+    double denom = c.eps;
+    for (int64_t i = 0; i < N; ++i)
+        for (int64_t j = 0; j < N; ++j) {
+            double d2 = 0;
+            for (int k = 0; k < 3; ++k) d2 += (pb[i * 3 + k] - pb[j * 3 + k]) * (pb[i * 3 + k] - pb[j * 3 + k]);
+            label[i * N + j] = bin_of(d2, c.min_bin, c.max_bin, B - 1);
+            w[i * N + j] = pm[i] * pm[j];
+            denom += w[i * N + j];
+        }
+    for (double& v : w) v /= denom;
+    std::vector<double> g;
+    const double loss = weighted_cross_entropy(x, B, label, w, dlogits ? &g : nullptr);
+    if (dlogits) *dlogits = f64_tensor(g, {N, N, B});
+    return loss;
+}
+
+double masked_msa_loss(const Tensor& logits, const Tensor& true_msa, const Tensor& bert_mask,
+                       const LossConfig::MaskedMsa& c, Tensor* dlogits) {
+    AXF_CHECK(logits.dim() == 3 && logits.size(2) == 23, "masked_msa_logits %s, expected [S, N, 23]",
+              logits.desc().c_str());
+    const int64_t S = logits.size(0), N = logits.size(1);
+    const std::vector<double> x = values(logits, {S, N, 23}, "masked_msa_logits");
+    const std::vector<double> msa = values(true_msa, {S, N}, "true_msa");
+    const std::vector<double> m = values(bert_mask, {S, N}, "bert_mask");
+    // OpenFold: scale * sum(err * mask) / (eps + scale * sum(mask)) with scale 0.5.
+    double denom = c.eps;
+    for (double v : m) denom += 0.5 * v;
+    std::vector<int64_t> label(S * N);
+    std::vector<double> w(S * N);
+    for (int64_t r = 0; r < S * N; ++r) {
+        AXF_CHECK(msa[r] >= 0 && msa[r] <= 22, "true_msa holds %g at flat index %lld, expected 0..22", msa[r],
+                  (long long)r);
+        label[r] = static_cast<int64_t>(msa[r]);
+        w[r] = 0.5 * m[r] / denom;
+    }
+    std::vector<double> g;
+    const double loss = weighted_cross_entropy(x, 23, label, w, dlogits ? &g : nullptr);
+    if (dlogits) *dlogits = f64_tensor(g, {S, N, 23});
+    return loss;
+}
+
+double experimentally_resolved_loss(const Tensor& logits, const Tensor& atom37_atom_exists, const Tensor& all_atom_mask,
+                                    double resolution, const LossConfig::ExperimentallyResolved& c, Tensor* dlogits) {
+    const int64_t N = logits.size(0);
+    const std::vector<double> x = values(logits, {N, 37}, "experimentally_resolved_logits");
+    const std::vector<double> exists = values(atom37_atom_exists, {N, 37}, "atom37_atom_exists");
+    const std::vector<double> y = values(all_atom_mask, {N, 37}, "all_atom_mask");
+    const double gate = in_resolution_range(resolution, c.min_resolution, c.max_resolution) ? 1.0 : 0.0;
+    double denom = c.eps;
+    for (double e : exists) denom += e;
+    double loss = 0;
+    std::vector<double> g(x.size(), 0.0);
+    for (size_t k = 0; k < x.size(); ++k) {
+        // -y log(sigmoid(x)) - (1 - y) log(sigmoid(-x)), with log(sigmoid(x)) = -log1p(exp(-x)) computed stably.
+        const double log_p = -std::log1p(std::exp(-std::fabs(x[k]))) + std::min(x[k], 0.0);
+        const double log_not_p = log_p - x[k];
+        loss += exists[k] * (-y[k] * log_p - (1 - y[k]) * log_not_p);
+        g[k] = gate * exists[k] / denom * (1.0 / (1.0 + std::exp(-x[k])) - y[k]);
+    }
+    if (dlogits) *dlogits = f64_tensor(g, {N, 37});
+    return gate * loss / denom;
+}
+
+Tensor lddt_ca(const Tensor& predicted_atom37, const Tensor& true_atom37, const Tensor& all_atom_mask, double cutoff,
+               double eps) {
+    const int64_t N = all_atom_mask.size(0);
+    const std::vector<double> pred = values(predicted_atom37, {N, 37, 3}, "predicted atom positions");
+    const std::vector<double> gt = values(true_atom37, {N, 37, 3}, "all_atom_positions");
+    const std::vector<double> mask = values(all_atom_mask, {N, 37}, "all_atom_mask");
+    const int ca = rc::kAtomCA;
+    auto dist = [&](const std::vector<double>& p, int64_t i, int64_t j) {
+        double d2 = 0;
+        for (int k = 0; k < 3; ++k) {
+            const double d = p[(i * 37 + ca) * 3 + k] - p[(j * 37 + ca) * 3 + k];
+            d2 += d * d;
+        }
+        return std::sqrt(eps + d2);
+    };
+    std::vector<double> score(N);
+    for (int64_t i = 0; i < N; ++i) {
+        double norm = eps, sum = eps;
+        for (int64_t j = 0; j < N; ++j) {
+            if (j == i) continue;
+            const double dt = dist(gt, i, j);
+            const double scored = (dt < cutoff ? 1.0 : 0.0) * mask[i * 37 + ca] * mask[j * 37 + ca];
+            if (scored == 0) continue;
+            const double l1 = std::fabs(dt - dist(pred, i, j));
+            const double s = 0.25 * ((l1 < 0.5) + (l1 < 1.0) + (l1 < 2.0) + (l1 < 4.0));
+            norm += scored;
+            sum += scored * s;
+        }
+        score[i] = sum / norm;
+    }
+    return f64_tensor(score, {N});
+}
+
+double plddt_loss(const Tensor& logits, const Tensor& final_atom_positions, const Tensor& all_atom_positions,
+                  const Tensor& all_atom_mask, double resolution, const LossConfig::Plddt& c, Tensor* dlogits,
+                  Tensor* lddt_score) {
+    const int64_t N = all_atom_mask.size(0), B = c.no_bins;
+    const std::vector<double> x = values(logits, {N, B}, "lddt_logits");
+    const std::vector<double> mask = values(all_atom_mask, {N, 37}, "all_atom_mask");
+    const Tensor score = lddt_ca(final_atom_positions, all_atom_positions, all_atom_mask, c.cutoff, c.eps);
+    const double* s = score.data<double>();
+    const double gate = in_resolution_range(resolution, c.min_resolution, c.max_resolution) ? 1.0 : 0.0;
+    double denom = c.eps;
+    for (int64_t i = 0; i < N; ++i) denom += mask[i * 37 + rc::kAtomCA];
+    std::vector<int64_t> label(N);
+    std::vector<double> w(N);
+    for (int64_t i = 0; i < N; ++i) {
+        label[i] = std::min<int64_t>(static_cast<int64_t>(std::floor(s[i] * static_cast<double>(B))), B - 1);
+        w[i] = gate * mask[i * 37 + rc::kAtomCA] / denom;
+    }
+    std::vector<double> g;
+    const double loss = weighted_cross_entropy(x, B, label, w, dlogits ? &g : nullptr);
+    if (dlogits) *dlogits = f64_tensor(g, {N, B});
+    if (lddt_score) *lddt_score = score;
+    return loss;
+}
+
+double tm_loss(const Tensor& logits, const Tensor& final_affine_tensor, const Tensor& backbone_rigid_tensor,
+               const Tensor& backbone_rigid_mask, double resolution, const LossConfig::Tm& c, Tensor* dlogits) {
+    const int64_t N = backbone_rigid_mask.size(0), B = c.no_bins;
+    const std::vector<double> x = values(logits, {N, N, B}, "tm_logits");
+    const std::vector<double> affine = values(final_affine_tensor, {N, 7}, "final_affine_tensor");
+    const std::vector<double> gt = values(backbone_rigid_tensor, {N, 4, 4}, "backbone_rigid_tensor");
+    const std::vector<double> mask = values(backbone_rigid_mask, {N}, "backbone_rigid_mask");
+    std::vector<Frame> pred(N), truth(N);
+    std::vector<double> quat_norm2(N);
+    for (int64_t i = 0; i < N; ++i) {
+        pred[i] = frame_from_tensor7(&affine[i * 7]);
+        truth[i] = frame_from_4x4(&gt[i * 16]);
+        quat_norm2[i] = 0;
+        for (int k = 0; k < 4; ++k) quat_norm2[i] += affine[i * 7 + k] * affine[i * 7 + k];
+    }
+    const double gate = in_resolution_range(resolution, c.min_resolution, c.max_resolution) ? 1.0 : 0.0;
+    double denom = c.eps;
+    for (int64_t i = 0; i < N; ++i)
+        for (int64_t j = 0; j < N; ++j) denom += 0.5 * mask[i] * mask[j];
+    std::vector<int64_t> label(N * N);
+    std::vector<double> w(N * N);
+    for (int64_t i = 0; i < N; ++i)
+        for (int64_t j = 0; j < N; ++j) {
+            // The predicted frame is inverted as its quaternion (conjugate / |q|^2, OpenFold's Rigid of a
+            // tensor_7): R(q)^T / |q|^2 for the quadratic form R(q); the true one by its transpose.
+            double a[3], b[3];
+            pred[i].to_local(&pred[j].t[0], a);
+            for (double& v : a) v /= quat_norm2[i] * quat_norm2[i];
+            truth[i].to_local(&truth[j].t[0], b);
+            double d2 = 0;
+            for (int k = 0; k < 3; ++k) d2 += (a[k] - b[k]) * (a[k] - b[k]);
+            label[i * N + j] = bin_of(d2, 0.0, c.max_bin, B - 1);
+            w[i * N + j] = gate * 0.5 * mask[i] * mask[j] / denom;
+        }
+    std::vector<double> g;
+    const double loss = weighted_cross_entropy(x, B, label, w, dlogits ? &g : nullptr);
+    if (dlogits) *dlogits = f64_tensor(g, {N, N, B});
+    return loss;
+}
+
+double backbone_fape(const Tensor& traj, const Tensor& backbone_rigid_tensor, const Tensor& backbone_rigid_mask,
+                     double clamp_distance, double length_scale, double eps) {
+    AXF_CHECK(traj.dim() == 3 && traj.size(2) == 7, "backbone FAPE: traj %s, expected [L, N, 7]", traj.desc().c_str());
+    const int64_t L = traj.size(0), N = traj.size(1);
+    const std::vector<double> t = values(traj, {L, N, 7}, "sm/frames");
+    const std::vector<double> gt = values(backbone_rigid_tensor, {N, 4, 4}, "backbone_rigid_tensor");
+    const std::vector<double> mask = values(backbone_rigid_mask, {N}, "backbone_rigid_mask");
+    std::vector<Frame> truth(N);
+    std::vector<double> true_points(N * 3);
+    for (int64_t i = 0; i < N; ++i) {
+        truth[i] = frame_from_4x4(&gt[i * 16]);
+        for (int k = 0; k < 3; ++k) true_points[i * 3 + k] = truth[i].t[k];
+    }
+    double sum = 0;
+    for (int64_t l = 0; l < L; ++l) {
+        std::vector<Frame> pred(N);
+        std::vector<double> points(N * 3);
+        for (int64_t i = 0; i < N; ++i) {
+            pred[i] = frame_from_tensor7(&t[(l * N + i) * 7]);
+            for (int k = 0; k < 3; ++k) points[i * 3 + k] = pred[i].t[k];
+        }
+        sum += compute_fape(pred, truth, mask, points, true_points, mask, clamp_distance, length_scale, eps);
+    }
+    return sum / static_cast<double>(L);
+}
+
+RenamedGroundTruth compute_renamed_ground_truth(const Tensor& atom14_pred_positions, const Tensor& atom14_gt_positions,
+                                                const Tensor& atom14_alt_gt_positions, const Tensor& atom14_gt_exists,
+                                                const Tensor& atom14_alt_gt_exists,
+                                                const Tensor& atom14_atom_is_ambiguous, double eps) {
+    const int64_t N = atom14_gt_exists.size(0);
+    const std::vector<double> pred = values(atom14_pred_positions, {N, 14, 3}, "atom14 predicted positions");
+    const std::vector<double> gt = values(atom14_gt_positions, {N, 14, 3}, "atom14_gt_positions");
+    const std::vector<double> alt = values(atom14_alt_gt_positions, {N, 14, 3}, "atom14_alt_gt_positions");
+    const std::vector<double> exists = values(atom14_gt_exists, {N, 14}, "atom14_gt_exists");
+    const std::vector<double> alt_exists = values(atom14_alt_gt_exists, {N, 14}, "atom14_alt_gt_exists");
+    const std::vector<double> ambiguous = values(atom14_atom_is_ambiguous, {N, 14}, "atom14_atom_is_ambiguous");
+    auto dist = [&](const std::vector<double>& p, int64_t i, int a, int64_t j, int b) {
+        double d2 = 0;
+        for (int k = 0; k < 3; ++k) {
+            const double d = p[(i * 14 + a) * 3 + k] - p[(j * 14 + b) * 3 + k];
+            d2 += d * d;
+        }
+        return std::sqrt(eps + d2);
+    };
+    RenamedGroundTruth r;
+    r.alt_naming_is_better = Tensor::zeros({N}, DType::F64);
+    r.renamed_atom14_gt_positions = Tensor::empty({N, 14, 3}, DType::F64);
+    r.renamed_atom14_gt_exists = Tensor::empty({N, 14}, DType::F64);
+    for (int64_t i = 0; i < N; ++i) {
+        // Distances from residue i's ambiguous atoms to every unambiguous atom of the chain.
+        double per_res = 0, alt_per_res = 0;
+        for (int a = 0; a < 14; ++a) {
+            if (exists[i * 14 + a] * ambiguous[i * 14 + a] == 0) continue;
+            for (int64_t j = 0; j < N; ++j)
+                for (int b = 0; b < 14; ++b) {
+                    const double m = exists[j * 14 + b] * (1.0 - ambiguous[j * 14 + b]);
+                    if (m == 0) continue;
+                    const double dp = dist(pred, i, a, j, b);
+                    per_res += m * std::sqrt(eps + (dp - dist(gt, i, a, j, b)) * (dp - dist(gt, i, a, j, b)));
+                    alt_per_res += m * std::sqrt(eps + (dp - dist(alt, i, a, j, b)) * (dp - dist(alt, i, a, j, b)));
+                }
+        }
+        const double better = alt_per_res < per_res ? 1.0 : 0.0;
+        r.alt_naming_is_better.data<double>()[i] = better;
+        for (int a = 0; a < 14; ++a) {
+            for (int k = 0; k < 3; ++k)
+                r.renamed_atom14_gt_positions.data<double>()[(i * 14 + a) * 3 + k] =
+                    (1 - better) * gt[(i * 14 + a) * 3 + k] + better * alt[(i * 14 + a) * 3 + k];
+            r.renamed_atom14_gt_exists.data<double>()[i * 14 + a] =
+                (1 - better) * exists[i * 14 + a] + better * alt_exists[i * 14 + a];
+        }
+    }
+    return r;
+}
+
+double sidechain_fape(const Tensor& sidechain_frames, const Tensor& atom14_positions,
+                      const Tensor& rigidgroups_gt_frames, const Tensor& rigidgroups_alt_gt_frames,
+                      const Tensor& rigidgroups_gt_exists, const RenamedGroundTruth& renamed, double clamp_distance,
+                      double length_scale, double eps) {
+    const int64_t N = rigidgroups_gt_exists.size(0);
+    const std::vector<double> frames = values(sidechain_frames, {N, 8, 4, 4}, "sm/sidechain_frames (last layer)");
+    const std::vector<double> pos = values(atom14_positions, {N, 14, 3}, "sm/positions (last layer)");
+    const std::vector<double> gt = values(rigidgroups_gt_frames, {N, 8, 4, 4}, "rigidgroups_gt_frames");
+    const std::vector<double> alt = values(rigidgroups_alt_gt_frames, {N, 8, 4, 4}, "rigidgroups_alt_gt_frames");
+    const std::vector<double> exists = values(rigidgroups_gt_exists, {N, 8}, "rigidgroups_gt_exists");
+    const std::vector<double> better = values(renamed.alt_naming_is_better, {N}, "alt_naming_is_better");
+    const std::vector<double> gt_pos = values(renamed.renamed_atom14_gt_positions, {N, 14, 3}, "renamed positions");
+    const std::vector<double> gt_exists = values(renamed.renamed_atom14_gt_exists, {N, 14}, "renamed atom mask");
+    std::vector<Frame> pred(N * 8), truth(N * 8);
+    for (int64_t f = 0; f < N * 8; ++f) {
+        pred[f] = frame_from_4x4(&frames[f * 16]);
+        double m[16];
+        const double b = better[f / 8];
+        for (int k = 0; k < 16; ++k) m[k] = (1 - b) * gt[f * 16 + k] + b * alt[f * 16 + k];
+        truth[f] = frame_from_4x4(m);
+    }
+    return compute_fape(pred, truth, exists, pos, gt_pos, gt_exists, clamp_distance, length_scale, eps);
+}
+
+double supervised_chi_loss(const Tensor& angles, const Tensor& unnormalized_angles, const Tensor& aatype,
+                           const Tensor& seq_mask, const Tensor& chi_mask, const Tensor& chi_angles_sin_cos,
+                           const LossConfig::SupervisedChi& c, double* chi_part) {
+    AXF_CHECK(angles.dim() == 4 && angles.size(2) == 7 && angles.size(3) == 2, "supervised chi: angles %s, expected "
+              "[L, N, 7, 2]", angles.desc().c_str());
+    const int64_t L = angles.size(0), N = angles.size(1);
+    const std::vector<double> a = values(angles, {L, N, 7, 2}, "sm/angles");
+    const std::vector<double> u = values(unnormalized_angles, {L, N, 7, 2}, "sm/unnormalized_angles");
+    const std::vector<double> aa = values(aatype, {N}, "aatype");
+    const std::vector<double> sm = values(seq_mask, {N}, "seq_mask");
+    const std::vector<double> cm = values(chi_mask, {N, 4}, "chi_mask");
+    const std::vector<double> chi = values(chi_angles_sin_cos, {N, 4, 2}, "chi_angles_sin_cos");
+    constexpr double kMaskedMeanEps = 1e-4;  // OpenFold masked_mean
+    double chi_sum = 0, chi_norm = kMaskedMeanEps, norm_sum = 0, norm_norm = kMaskedMeanEps;
+    for (int64_t i = 0; i < N; ++i) {
+        const int r = static_cast<int>(aa[i]);
+        AXF_CHECK(r >= 0 && r < rc::kNumRestypesWithX, "aatype holds %g at residue %lld, expected 0..20", aa[i],
+                  (long long)i);
+        for (int64_t l = 0; l < L; ++l) {
+            for (int k = 0; k < 4; ++k) {
+                const double* p = &a[((l * N + i) * 7 + 3 + k) * 2];
+                const double* t = &chi[(i * 4 + k) * 2];
+                const double shift = 1.0 - 2.0 * rc::kChiPiPeriodic[r][k];
+                double e = 0, e_shift = 0;
+                for (int s = 0; s < 2; ++s) {
+                    e += (t[s] - p[s]) * (t[s] - p[s]);
+                    e_shift += (shift * t[s] - p[s]) * (shift * t[s] - p[s]);
+                }
+                chi_sum += cm[i * 4 + k] * std::min(e, e_shift);
+                chi_norm += cm[i * 4 + k];
+            }
+            for (int k = 0; k < 7; ++k) {
+                const double* v = &u[((l * N + i) * 7 + k) * 2];
+                norm_sum += sm[i] * std::fabs(std::sqrt(v[0] * v[0] + v[1] * v[1] + c.eps) - 1.0);
+                norm_norm += sm[i];
+            }
+        }
+    }
+    if (chi_part) *chi_part = c.chi_weight * chi_sum / chi_norm;
+    return c.chi_weight * chi_sum / chi_norm + c.angle_norm_weight * norm_sum / norm_norm;
+}
+
+}  // namespace axfold
