@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <vector>
 
 #include "structure/residue_constants.h"
@@ -436,6 +437,261 @@ double supervised_chi_loss(const Tensor& angles, const Tensor& unnormalized_angl
     }
     if (chi_part) *chi_part = c.chi_weight * chi_sum / chi_norm;
     return c.chi_weight * chi_sum / chi_norm + c.angle_norm_weight * norm_sum / norm_norm;
+}
+
+StructuralViolations find_structural_violations(const Tensor& atom14_pred_positions, const Tensor& atom14_atom_exists,
+                                                const Tensor& residue_index, const Tensor& aatype,
+                                                double violation_tolerance_factor, double clash_overlap_tolerance) {
+    const int64_t N = atom14_atom_exists.size(0);
+    const std::vector<double> pos = values(atom14_pred_positions, {N, 14, 3}, "atom14 predicted positions");
+    const std::vector<double> exists = values(atom14_atom_exists, {N, 14}, "atom14_atom_exists");
+    const std::vector<double> ri = values(residue_index, {N}, "residue_index");
+    const std::vector<double> aa_f = values(aatype, {N}, "aatype");
+    std::vector<int> aa(N);
+    for (int64_t i = 0; i < N; ++i) {
+        aa[i] = static_cast<int>(aa_f[i]);
+        AXF_CHECK(aa[i] >= 0 && aa[i] < rc::kNumRestypesWithX, "aatype holds %g at residue %lld, expected 0..20",
+                  aa_f[i], (long long)i);
+    }
+    auto p = [&](int64_t i, int a) { return &pos[(i * 14 + a) * 3]; };
+    auto dist = [](const double* x, const double* y, double eps) {
+        double d2 = 0;
+        for (int k = 0; k < 3; ++k) d2 += (x[k] - y[k]) * (x[k] - y[k]);
+        return std::sqrt(eps + d2);
+    };
+    StructuralViolations v;
+
+    // Between consecutive residues (AF2 between_residue_bond_loss; atom14 slots N 0, CA 1, C 2).
+    constexpr double kEps = 1e-6;
+    constexpr double kCN[2] = {1.329, 1.341}, kCNStd[2] = {0.014, 0.016};  // after a non-proline, a proline
+    constexpr double kCosCACN = -0.4473, kCosCNCA = -0.5203, kCosCNCAStd = 0.0353;
+    const double tol = violation_tolerance_factor;
+    std::vector<double> per_pair_loss(std::max<int64_t>(N - 1, 0)), per_pair_violation(std::max<int64_t>(N - 1, 0));
+    double sums[3] = {0, 0, 0}, norms[3] = {0, 0, 0};
+    for (int64_t i = 0; i + 1 < N; ++i) {
+        const double no_gap = ri[i + 1] - ri[i] == 1.0 ? 1.0 : 0.0;
+        const double* ca = p(i, 1);
+        const double* c = p(i, 2);
+        const double* n_next = p(i + 1, 0);
+        const double* ca_next = p(i + 1, 1);
+        const int pro = aa[i + 1] == rc::restype_index('P') ? 1 : 0;
+        const double c_n = dist(c, n_next, kEps), ca_c = dist(ca, c, kEps), n_ca = dist(n_next, ca_next, kEps);
+        double c_ca_u[3], c_n_u[3], n_ca_u[3];
+        for (int k = 0; k < 3; ++k) {
+            c_ca_u[k] = (ca[k] - c[k]) / ca_c;
+            c_n_u[k] = (n_next[k] - c[k]) / c_n;
+            n_ca_u[k] = (ca_next[k] - n_next[k]) / n_ca;
+        }
+        double cos_ca_c_n = 0, cos_c_n_ca = 0;
+        for (int k = 0; k < 3; ++k) {
+            cos_ca_c_n += c_ca_u[k] * c_n_u[k];
+            cos_c_n_ca += -c_n_u[k] * n_ca_u[k];
+        }
+        // OpenFold selects the C-N bond's ideal length and deviation with a boolean tensor, which makes them
+        // float32, and forms the tolerance (factor x deviation) in float32 too; the angles' constants stay
+        // float64. (Reproduces the golden losses exactly; float64 constants differ by 6e-10.) AF2 gives the
+        // CA-C-N angle the C-N bond length's standard deviation.
+        const double cn = static_cast<float>(kCN[pro]);
+        const double err[3] = {std::sqrt(kEps + (c_n - cn) * (c_n - cn)),
+                               std::sqrt(kEps + (cos_ca_c_n - kCosCACN) * (cos_ca_c_n - kCosCACN)),
+                               std::sqrt(kEps + (cos_c_n_ca - kCosCNCA) * (cos_c_n_ca - kCosCNCA))};
+        const double threshold[3] = {static_cast<float>(static_cast<float>(tol) * static_cast<float>(kCNStd[pro])),
+                                     tol * kCNStd[0], tol * kCosCNCAStd};
+        const double mask[3] = {exists[i * 14 + 2] * exists[(i + 1) * 14] * no_gap,
+                                exists[i * 14 + 1] * exists[i * 14 + 2] * exists[(i + 1) * 14] * no_gap,
+                                exists[i * 14 + 2] * exists[(i + 1) * 14] * exists[(i + 1) * 14 + 1] * no_gap};
+        for (int t = 0; t < 3; ++t) {
+            const double loss = std::max(0.0, err[t] - threshold[t]);
+            sums[t] += mask[t] * loss;
+            norms[t] += mask[t];
+            per_pair_loss[i] += loss;
+            per_pair_violation[i] = std::max(per_pair_violation[i], mask[t] * (err[t] > threshold[t] ? 1.0 : 0.0));
+        }
+    }
+    v.bonds_c_n_loss_mean = sums[0] / (norms[0] + kEps);
+    v.angles_ca_c_n_loss_mean = sums[1] / (norms[1] + kEps);
+    v.angles_c_n_ca_loss_mean = sums[2] / (norms[2] + kEps);
+    v.connections_per_residue_loss_sum = Tensor::zeros({N}, DType::F64);
+    v.connections_per_residue_violation_mask = Tensor::zeros({N}, DType::F64);
+    double* conn = v.connections_per_residue_loss_sum.data<double>();
+    double* conn_mask = v.connections_per_residue_violation_mask.data<double>();
+    for (int64_t i = 0; i + 1 < N; ++i) {  // each link's loss half to either residue, its violation to both
+        conn[i] += 0.5 * per_pair_loss[i];
+        conn[i + 1] += 0.5 * per_pair_loss[i];
+        conn_mask[i] = std::max(conn_mask[i], per_pair_violation[i]);
+        conn_mask[i + 1] = std::max(conn_mask[i + 1], per_pair_violation[i]);
+    }
+
+    // Clashes between atoms of different residues (AF2 between_residue_clash_loss).
+    const rc::AtomIndexTables& idx = rc::atom_index_tables();
+    std::vector<double> radius(N * 14);
+    for (int64_t i = 0; i < N; ++i)
+        for (int a = 0; a < 14; ++a)
+            radius[i * 14 + a] =
+                exists[i * 14 + a] * rc::van_der_waals_radius(rc::atom_element(idx.atom14_to_atom37[aa[i]][a]));
+    v.clashes_per_atom_loss_sum = Tensor::zeros({N, 14}, DType::F64);
+    v.clashes_per_atom_clash_mask = Tensor::zeros({N, 14}, DType::F64);
+    double* clash_sum = v.clashes_per_atom_loss_sum.data<double>();
+    double* clash_mask = v.clashes_per_atom_clash_mask.data<double>();
+    constexpr int kSG = 5;  // CYS SG's atom14 slot: AF2 exempts this slot pair for every residue pair
+    double clash_total = 0, clash_norm = 0;
+    for (int64_t i = 0; i < N; ++i)
+        for (int64_t j = 0; j < N; ++j) {
+            if (!(ri[i] < ri[j])) continue;
+            const bool neighbours = ri[i] + 1 == ri[j];
+            for (int a = 0; a < 14; ++a)
+                for (int b = 0; b < 14; ++b) {
+                    double m = exists[i * 14 + a] * exists[j * 14 + b];
+                    if (neighbours && a == 2 && b == 0) m = 0;  // the peptide bond
+                    if (a == kSG && b == kSG) m = 0;
+                    if (m == 0) continue;
+                    const double d = dist(p(i, a), p(j, b), 1e-10);
+                    const double lower = m * (radius[i * 14 + a] + radius[j * 14 + b]);
+                    const double err = m * std::max(0.0, lower - clash_overlap_tolerance - d);
+                    clash_total += err;
+                    clash_norm += m;
+                    clash_sum[i * 14 + a] += err;
+                    clash_sum[j * 14 + b] += err;
+                    if (d < lower - clash_overlap_tolerance) {
+                        clash_mask[i * 14 + a] = std::max(clash_mask[i * 14 + a], m);
+                        clash_mask[j * 14 + b] = std::max(clash_mask[j * 14 + b], m);
+                    }
+                }
+        }
+    v.clashes_mean_loss = clash_total / (1e-6 + clash_norm);
+
+    // Within residues (AF2 within_residue_violations, bounds from the stereo-chemical tables).
+    const std::unique_ptr<rc::Atom14DistBounds> bounds =
+        rc::atom14_dists_bounds(clash_overlap_tolerance, violation_tolerance_factor);
+    v.within_residues_per_atom_loss_sum = Tensor::zeros({N, 14}, DType::F64);
+    v.within_residues_per_atom_violations = Tensor::zeros({N, 14}, DType::F64);
+    double* within_sum = v.within_residues_per_atom_loss_sum.data<double>();
+    double* within_viol = v.within_residues_per_atom_violations.data<double>();
+    for (int64_t i = 0; i < N; ++i)
+        for (int a = 0; a < 14; ++a)
+            for (int b = 0; b < 14; ++b) {
+                const double m = a == b ? 0.0 : exists[i * 14 + a] * exists[i * 14 + b];
+                if (m == 0) continue;
+                const double d = dist(p(i, a), p(i, b), 1e-10);
+                const double lower = bounds->lower[aa[i]][a][b], upper = bounds->upper[aa[i]][a][b];
+                const double loss = m * (std::max(0.0, lower - d) + std::max(0.0, d - upper));
+                within_sum[i * 14 + a] += loss;
+                within_sum[i * 14 + b] += loss;
+                if (d < lower || d > upper) {
+                    within_viol[i * 14 + a] = std::max(within_viol[i * 14 + a], m);
+                    within_viol[i * 14 + b] = std::max(within_viol[i * 14 + b], m);
+                }
+            }
+
+    v.total_per_residue_violations_mask = Tensor::zeros({N}, DType::F64);
+    for (int64_t i = 0; i < N; ++i) {
+        double m = conn_mask[i];
+        for (int a = 0; a < 14; ++a) m = std::max({m, clash_mask[i * 14 + a], within_viol[i * 14 + a]});
+        v.total_per_residue_violations_mask.data<double>()[i] = m;
+    }
+    return v;
+}
+
+double violation_loss(const StructuralViolations& v, const Tensor& atom14_atom_exists, double eps, double* clash) {
+    const std::vector<double> exists = host_float64(atom14_atom_exists);
+    const std::vector<double> a = host_float64(v.clashes_per_atom_loss_sum), b = host_float64(v.within_residues_per_atom_loss_sum);
+    AXF_CHECK(a.size() == exists.size() && b.size() == exists.size(), "violation loss: %zu atoms, %zu and %zu per-atom "
+              "losses", exists.size(), a.size(), b.size());
+    double atoms = 0, sum = 0;
+    for (size_t k = 0; k < exists.size(); ++k) {
+        atoms += exists[k];
+        sum += a[k] + b[k];
+    }
+    const double l_clash = sum / (eps + atoms);
+    if (clash) *clash = l_clash;
+    return v.bonds_c_n_loss_mean + v.angles_ca_c_n_loss_mean + v.angles_c_n_ca_loss_mean + l_clash;
+}
+
+AlphaFoldLoss alphafold_loss(const std::map<std::string, Tensor>& outputs, const std::map<std::string, Tensor>& batch,
+                             const LossConfig& c) {
+    auto out = [&](const char* name) -> const Tensor& {
+        const auto it = outputs.find(name);
+        AXF_CHECK(it != outputs.end(), "AlphaFold loss: model output '%s' is missing", name);
+        return it->second;
+    };
+    auto in = [&](const char* name) -> const Tensor& {
+        const auto it = batch.find(name);
+        AXF_CHECK(it != batch.end(), "AlphaFold loss: ground-truth feature '%s' is missing", name);
+        return it->second;
+    };
+    auto scalar = [&](const char* name) {
+        const std::vector<double> v = host_float64(in(name));
+        AXF_CHECK(v.size() == 1, "AlphaFold loss: feature '%s' is %s, expected a scalar", name, in(name).desc().c_str());
+        return v[0];
+    };
+    AlphaFoldLoss r;
+    const double resolution = scalar("resolution");
+    r.terms["distogram"] = distogram_loss(out("distogram_logits"), in("pseudo_beta"), in("pseudo_beta_mask"), c.distogram);
+    r.terms["experimentally_resolved"] = experimentally_resolved_loss(
+        out("experimentally_resolved_logits"), in("atom37_atom_exists"), in("all_atom_mask"), resolution,
+        c.experimentally_resolved);
+    r.terms["masked_msa"] = masked_msa_loss(out("masked_msa_logits"), in("true_msa"), in("bert_mask"), c.masked_msa);
+    r.terms["plddt_loss"] = plddt_loss(out("lddt_logits"), out("final_atom_positions"), in("all_atom_positions"),
+                                       in("all_atom_mask"), resolution, c.plddt_loss);
+    if (outputs.count("tm_logits"))
+        r.terms["tm"] = tm_loss(out("tm_logits"), out("final_affine_tensor"), in("backbone_rigid_tensor"),
+                                in("backbone_rigid_mask"), resolution, c.tm);
+
+    const LossConfig::Fape& f = c.fape;
+    const double clamped = backbone_fape(out("sm/frames"), in("backbone_rigid_tensor"), in("backbone_rigid_mask"),
+                                         f.backbone_clamp_distance, f.backbone_loss_unit_distance, f.eps);
+    const double unclamped = backbone_fape(out("sm/frames"), in("backbone_rigid_tensor"), in("backbone_rigid_mask"), 0.0,
+                                           f.backbone_loss_unit_distance, f.eps);
+    const double use_clamped = batch.count("use_clamped_fape") ? scalar("use_clamped_fape") : 1.0;
+    const double backbone = use_clamped * clamped + (1 - use_clamped) * unclamped;
+    const Tensor& positions = out("sm/positions");
+    AXF_CHECK(positions.dim() == 4 && positions.size(0) > 0, "AlphaFold loss: sm/positions %s, expected [L, N, 14, 3]",
+              positions.desc().c_str());
+    const int64_t last = positions.size(0) - 1;
+    const RenamedGroundTruth renamed = compute_renamed_ground_truth(
+        positions.select(0, last), in("atom14_gt_positions"), in("atom14_alt_gt_positions"), in("atom14_gt_exists"),
+        in("atom14_alt_gt_exists"), in("atom14_atom_is_ambiguous"));
+    const Tensor& sc_frames = out("sm/sidechain_frames");
+    AXF_CHECK(sc_frames.dim() == 5 && sc_frames.size(0) == positions.size(0), "AlphaFold loss: sm/sidechain_frames %s "
+              "for sm/positions %s", sc_frames.desc().c_str(), positions.desc().c_str());
+    const double sidechain = sidechain_fape(sc_frames.select(0, last), positions.select(0, last),
+                                            in("rigidgroups_gt_frames"), in("rigidgroups_alt_gt_frames"),
+                                            in("rigidgroups_gt_exists"), renamed, f.sidechain_clamp_distance,
+                                            f.sidechain_length_scale, f.eps);
+    r.terms["fape"] = f.backbone_weight * backbone + f.sidechain_weight * sidechain;
+    r.sub_terms["fape_backbone"] = backbone;
+    r.sub_terms["fape_backbone_clamped"] = clamped;
+    r.sub_terms["fape_backbone_unclamped"] = unclamped;
+    r.sub_terms["fape_sidechain"] = sidechain;
+
+    double chi_part = 0;
+    r.terms["supervised_chi"] =
+        supervised_chi_loss(out("sm/angles"), out("sm/unnormalized_angles"), in("aatype"), in("seq_mask"),
+                            in("chi_mask"), in("chi_angles_sin_cos"), c.supervised_chi, &chi_part);
+    r.sub_terms["supervised_chi_chi_part"] = chi_part;
+
+    const StructuralViolations v =
+        find_structural_violations(positions.select(0, last), in("atom14_atom_exists"), in("residue_index"),
+                                   in("aatype"), c.violation.violation_tolerance_factor,
+                                   c.violation.clash_overlap_tolerance);
+    double clash = 0;
+    r.terms["violation"] = violation_loss(v, in("atom14_atom_exists"), c.violation.eps, &clash);
+    r.sub_terms["violation_bonds_c_n_loss_mean"] = v.bonds_c_n_loss_mean;
+    r.sub_terms["violation_angles_ca_c_n_loss_mean"] = v.angles_ca_c_n_loss_mean;
+    r.sub_terms["violation_angles_c_n_ca_loss_mean"] = v.angles_c_n_ca_loss_mean;
+    r.sub_terms["violation_clash"] = clash;
+
+    const std::map<std::string, double> weights = {
+        {"distogram", c.distogram.weight},   {"experimentally_resolved", c.experimentally_resolved.weight},
+        {"fape", c.fape.weight},             {"masked_msa", c.masked_msa.weight},
+        {"plddt_loss", c.plddt_loss.weight}, {"supervised_chi", c.supervised_chi.weight},
+        {"tm", c.tm.weight},                 {"violation", c.violation.weight}};
+    for (const auto& [name, value] : r.terms) r.unscaled_total += weights.at(name) * value;
+    // AF2 scales by the square root of the (cropped) sequence length, computed in float32.
+    const double n_res = static_cast<double>(in("aatype").numel());
+    const float root = std::sqrt(static_cast<float>(std::min(scalar("seq_length"), n_res)));
+    r.total = r.unscaled_total * static_cast<double>(root);
+    return r;
 }
 
 }  // namespace axfold

@@ -1,7 +1,7 @@
 // AlphaFold2's training losses (AF2 supplement 1.9; OpenFold v1.0.1 `openfold/utils/loss.py`, whose names,
 // masks and epsilons these follow): distogram, masked MSA, experimentally resolved, pLDDT (lDDT-Cα), predicted
 // TM (aligned error), FAPE (backbone over every structure-module layer, side chains on the last with the
-// ground truth renamed by Algorithm 26) and supervised chi. Each term is unweighted; `LossConfig` holds AF2's
+// ground truth renamed by Algorithm 26), supervised chi and structural violations. Each term is unweighted; `LossConfig` holds AF2's
 // fine-tuning weights (AlphaFoldLoss's total is sum(weight * term) * sqrt(min(seq_length, N))).
 //
 // The losses read the model's outputs and the ground-truth features of a training example (the layout of the
@@ -10,8 +10,6 @@
 // function of the stored values. The cross-entropy terms also return their gradient with respect to their
 // logits (float64, the unweighted term's), the start of the backward pass.
 //
-// DISCREPANCY: the structural-violation loss (bond, angle and clash terms) is not implemented yet: it needs
-// AF2's `stereo_chemical_props.txt` tables, so the total of the golden cases cannot be formed yet.
 #pragma once
 
 #include <map>
@@ -49,6 +47,9 @@ struct LossConfig {
         double max_bin = 31, min_resolution = 0.1, max_resolution = 3.0, eps = 1e-8, weight = 0.1;
         int no_bins = 64;
     } tm;
+    struct Violation {
+        double clash_overlap_tolerance = 1.5, violation_tolerance_factor = 12.0, eps = 1e-6, weight = 1.0;
+    } violation;
 };
 
 // Cross entropy of distogram_logits [N, N, no_bins] against the bins of the true pseudo-beta distances
@@ -122,5 +123,49 @@ double sidechain_fape(const Tensor& sidechain_frames, const Tensor& atom14_posit
 double supervised_chi_loss(const Tensor& angles, const Tensor& unnormalized_angles, const Tensor& aatype,
                            const Tensor& seq_mask, const Tensor& chi_mask, const Tensor& chi_angles_sin_cos,
                            const LossConfig::SupervisedChi& c = {}, double* chi_part = nullptr);
+
+// Structural violations of predicted atom14 positions [N, 14, 3] (AF2 find_structural_violations, Algorithm
+// 28's terms): between consecutive residues (residue_index steps of 1) the C-N bond and the CA-C-N and C-N-CA
+// angles against their literature values (flat-bottomed: only beyond violation_tolerance_factor standard
+// deviations); clashes between atoms of different residues (closer than their van der Waals radii less
+// clash_overlap_tolerance; the peptide C-N bond and atom14 slot 5 pairs, CYS SG disulfides, excepted, as in AF2);
+// within each residue, distances outside atom14_dists_bounds. Field names are OpenFold's.
+struct StructuralViolations {
+    double bonds_c_n_loss_mean = 0, angles_ca_c_n_loss_mean = 0, angles_c_n_ca_loss_mean = 0;
+    double clashes_mean_loss = 0;
+    Tensor connections_per_residue_loss_sum;         // [N]
+    Tensor connections_per_residue_violation_mask;   // [N]
+    Tensor clashes_per_atom_loss_sum;                // [N, 14]
+    Tensor clashes_per_atom_clash_mask;              // [N, 14]
+    Tensor within_residues_per_atom_loss_sum;        // [N, 14]
+    Tensor within_residues_per_atom_violations;      // [N, 14]
+    Tensor total_per_residue_violations_mask;        // [N]
+};
+StructuralViolations find_structural_violations(const Tensor& atom14_pred_positions, const Tensor& atom14_atom_exists,
+                                                const Tensor& residue_index, const Tensor& aatype,
+                                                double violation_tolerance_factor = 12.0,
+                                                double clash_overlap_tolerance = 1.5);
+// The violation loss: the three between-residue means + (clash and within-residue per-atom losses summed) /
+// (eps + number of atoms). clash (out): that last term.
+double violation_loss(const StructuralViolations& v, const Tensor& atom14_atom_exists, double eps = 1e-6,
+                      double* clash = nullptr);
+
+// AlphaFoldLoss: every term from the model's outputs and a training example's ground truth, by name.
+//   outputs: distogram_logits, masked_msa_logits, experimentally_resolved_logits, lddt_logits, tm_logits (its
+//     term is skipped without it), final_atom_positions, final_affine_tensor, sm/frames, sm/sidechain_frames,
+//     sm/positions, sm/angles, sm/unnormalized_angles (the golden loss cases' names and shapes);
+//   batch: the ground-truth features of AF2's training pipeline (aatype, residue_index, seq_mask, seq_length,
+//     resolution, use_clamped_fape, pseudo_beta(_mask), true_msa, bert_mask, all_atom_positions/mask,
+//     atom37_atom_exists, atom14_*, rigidgroups_*, backbone_rigid_tensor/mask, chi_angles_sin_cos, chi_mask),
+//     without an iteration axis.
+// A missing tensor is an error naming it.
+struct AlphaFoldLoss {
+    std::map<std::string, double> terms;      // unweighted: distogram, experimentally_resolved, fape, ...
+    std::map<std::string, double> sub_terms;  // fape_backbone, fape_sidechain, supervised_chi_chi_part, ...
+    double unscaled_total = 0;                // sum(weight * term)
+    double total = 0;                         // unscaled_total * sqrt(min(seq_length, N)), the root in float32
+};
+AlphaFoldLoss alphafold_loss(const std::map<std::string, Tensor>& outputs, const std::map<std::string, Tensor>& batch,
+                             const LossConfig& config = {});
 
 }  // namespace axfold

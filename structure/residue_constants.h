@@ -7,6 +7,7 @@
 #pragma once
 
 #include <array>
+#include <memory>
 #include <span>
 #include <string>
 
@@ -68,7 +69,7 @@ extern const std::array<std::array<float, 4>, kNumRestypesWithX> kChiAnglesMask;
 extern const std::array<std::array<float, 4>, kNumRestypesWithX> kChiPiPeriodic;
 
 // AF2 `van_der_waals_radius` [Å] by element ('C', 'N', 'O', 'S'); throws for any other element.
-float van_der_waals_radius(char element);
+double van_der_waals_radius(char element);
 
 // atom37 index of an atom name, -1 if it is not an atom37 name.
 int atom37_index(const std::string& name);
@@ -104,5 +105,17 @@ struct AtomIndexTables {
     int atom14_ambiguous_swap_index[kNumRestypesWithX][kAtom14];
 };
 const AtomIndexTables& atom_index_tables();
+
+// AF2 `make_atom14_dists_bounds`: per residue type and atom14 pair, the allowed distance range within a residue.
+// Non-bonded pairs: at least the sum of van der Waals radii less overlap_tolerance (no upper bound, 1e10);
+// bonds, and the 1-3 distances of bond angles: within bond_length_tolerance_factor standard deviations of the
+// ideal length (Engh & Huber, AF2's stereo_chemical_props.txt). float32, as AF2 stores them; UNK all zero.
+struct Atom14DistBounds {
+    float lower[kNumRestypesWithX][kAtom14][kAtom14];
+    float upper[kNumRestypesWithX][kAtom14][kAtom14];
+    float stddev[kNumRestypesWithX][kAtom14][kAtom14];
+};
+std::unique_ptr<Atom14DistBounds> atom14_dists_bounds(double overlap_tolerance = 1.5,
+                                                      double bond_length_tolerance_factor = 15.0);
 
 }  // namespace axfold::rc

@@ -204,7 +204,7 @@ TEST(ResidueConstants, tables) {
     EXPECT_EQ(ix.atom14_ambiguous_swap_index[3][6], 7);  // ASP OD1 <-> OD2
     EXPECT_EQ(ix.atom14_is_ambiguous[13][9], 1.f);       // PHE CE2
     EXPECT_EQ(ix.atom14_is_ambiguous[1][9], 0.f);
-    EXPECT_FLOAT_EQ(rc::van_der_waals_radius('S'), 1.8f);
+    EXPECT_EQ(rc::van_der_waals_radius('S'), 1.8);
     EXPECT_THROW(rc::van_der_waals_radius('H'), Error);
 }
 

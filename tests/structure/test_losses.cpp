@@ -143,6 +143,73 @@ TEST(Losses, golden_fape_renaming_and_supervised_chi) {
     }
 }
 
+// Structural violations of the last layer's atom14 positions: every per-residue and per-atom intermediate, the
+// term and its clash part.
+TEST(Losses, golden_structural_violations) {
+    const auto sets = loss_sets();
+    if (sets.empty()) GTEST_SKIP() << "no loss_cases.h5 under " << test::golden_dir();
+    for (const std::string& set : sets) {
+        std::printf("golden %s\n", set.c_str());
+        const LossCase c(set + "/loss_cases.h5");
+        const Tensor positions = c.out("sm/positions");
+        const Tensor last = positions.select(0, positions.size(0) - 1);
+        const StructuralViolations v = find_structural_violations(last, c.batch("atom14_atom_exists"),
+                                                                  c.batch("residue_index"), c.batch("aatype"));
+        const std::string br = "intermediates/violation/between_residues/";
+        expect_term(v.bonds_c_n_loss_mean, c.scalar(br + "bonds_c_n_loss_mean"), "bonds_c_n_loss_mean");
+        expect_term(v.angles_ca_c_n_loss_mean, c.scalar(br + "angles_ca_c_n_loss_mean"), "angles_ca_c_n_loss_mean");
+        expect_term(v.angles_c_n_ca_loss_mean, c.scalar(br + "angles_c_n_ca_loss_mean"), "angles_c_n_ca_loss_mean");
+        expect_term(v.clashes_mean_loss, c.scalar(br + "clashes_mean_loss"), "clashes_mean_loss");
+        const std::pair<const Tensor*, std::string> per[] = {
+            {&v.connections_per_residue_loss_sum, br + "connections_per_residue_loss_sum"},
+            {&v.connections_per_residue_violation_mask, br + "connections_per_residue_violation_mask"},
+            {&v.clashes_per_atom_loss_sum, br + "clashes_per_atom_loss_sum"},
+            {&v.clashes_per_atom_clash_mask, br + "clashes_per_atom_clash_mask"},
+            {&v.within_residues_per_atom_loss_sum, "intermediates/violation/within_residues/per_atom_loss_sum"},
+            {&v.within_residues_per_atom_violations, "intermediates/violation/within_residues/per_atom_violations"},
+            {&v.total_per_residue_violations_mask, "intermediates/violation/total_per_residue_violations_mask"}};
+        for (const auto& [ours, path] : per) {
+            const auto g = host_float64(c.file.read(path));
+            const auto res = test::compare(host_float64(*ours), g, 1e-12, 1e-9, path);
+            double nonzero = 0;
+            for (double x : g) nonzero += x != 0;
+            std::printf("  %-72s max |diff| %.2e (%g nonzero)\n", path.c_str(), res.max_abs, nonzero);
+            EXPECT_EQ(res.bad, 0) << path;
+        }
+        double clash = 0;
+        const double violation = violation_loss(v, c.batch("atom14_atom_exists"), 1e-6, &clash);
+        expect_term(clash, c.loss("sub_terms/violation_clash"), "violation_clash");
+        expect_term(violation, c.loss("violation"), "violation");
+
+    }
+}
+
+// AlphaFoldLoss from the outputs and batch by name: every term, sub-term and both totals.
+TEST(Losses, golden_alphafold_loss_total) {
+    const auto sets = loss_sets();
+    if (sets.empty()) GTEST_SKIP() << "no loss_cases.h5 under " << test::golden_dir();
+    for (const std::string& set : sets) {
+        std::printf("golden %s\n", set.c_str());
+        const LossCase c(set + "/loss_cases.h5");
+        std::map<std::string, Tensor> outputs, batch;
+        for (const std::string& k : c.file.list("outputs")) outputs[k.substr(std::string("outputs/").size())] = c.file.read(k);
+        for (const std::string& k : c.file.list("batch")) batch[k.substr(std::string("batch/").size())] = c.file.read(k);
+        const AlphaFoldLoss l = alphafold_loss(outputs, batch);
+        EXPECT_EQ(l.terms.size(), 8u);
+        for (const auto& [name, value] : l.terms) expect_term(value, c.loss(name), name);
+        for (const auto& [name, value] : l.sub_terms) expect_term(value, c.loss("sub_terms/" + name), name);
+        expect_term(l.unscaled_total, c.loss("unscaled_total"), "unscaled_total");
+        expect_term(l.total, c.loss("total"), "total");
+        batch.erase("true_msa");
+        try {
+            alphafold_loss(outputs, batch);
+            ADD_FAILURE() << "a missing feature was accepted";
+        } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find("'true_msa'"), std::string::npos) << e.what();
+        }
+    }
+}
+
 // Bad input names what is wrong.
 TEST(Losses, shapes_are_checked) {
     const Tensor logits = Tensor::zeros({4, 4, 64}), pb = Tensor::zeros({5, 3}), pm = Tensor::zeros({5});
