@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <tuple>
 #include <vector>
 
 #include "structure/residue_constants.h"
@@ -96,13 +97,35 @@ Frame frame_from_4x4(const double* m) {
     return f;
 }
 
+// The gradient of a loss with respect to a frame: its rotation matrix and translation.
+struct FrameGrad {
+    double R[3][3] = {}, t[3] = {};
+};
+
+// d/dq of sum_jk G_jk R(q)_jk for the quadratic form R(q) of q = (w, x, y, z) (frame_from_tensor7).
+void quaternion_grad(const double* q, const double G[3][3], double* dq) {
+    const double w = q[0], x = q[1], y = q[2], z = q[3];
+    // dR/dw, dR/dx, dR/dy, dR/dz, each a 3 x 3 matrix, row-major.
+    const double d[4][9] = {{w, -z, y, z, w, -x, -y, x, w},
+                            {x, y, z, y, -x, -w, z, w, -x},
+                            {-y, x, w, x, y, z, -w, z, -y},
+                            {-z, -w, x, w, -z, y, x, y, z}};
+    for (int c = 0; c < 4; ++c) {
+        double g = 0;
+        for (int k = 0; k < 9; ++k) g += G[k / 3][k % 3] * 2.0 * d[c][k];
+        dq[c] += g;
+    }
+}
+
 // OpenFold compute_fape: per frame f and point p, the distance between the point in the predicted and in the
 // true frame (sqrt(d^2 + eps), clamped when clamp > 0), / length_scale, masked, normalised over frames then
-// points.
+// points. With dframes / dpoints, adds the gradient with respect to the predicted frames and points (a clamped
+// distance has none).
 double compute_fape(const std::vector<Frame>& pred_frames, const std::vector<Frame>& true_frames,
                     const std::vector<double>& frames_mask, const std::vector<double>& pred_points,
                     const std::vector<double>& true_points, const std::vector<double>& points_mask, double clamp,
-                    double length_scale, double eps) {
+                    double length_scale, double eps, std::vector<FrameGrad>* dframes = nullptr,
+                    std::vector<double>* dpoints = nullptr) {
     const size_t F = pred_frames.size(), P = points_mask.size();
     double frames_norm = eps, points_norm = eps;
     for (double m : frames_mask) frames_norm += m;
@@ -110,17 +133,35 @@ double compute_fape(const std::vector<Frame>& pred_frames, const std::vector<Fra
     double total = 0;
     for (size_t f = 0; f < F; ++f) {
         if (frames_mask[f] == 0) continue;
+        const Frame& pf = pred_frames[f];
         double row = 0;
         for (size_t p = 0; p < P; ++p) {
             if (points_mask[p] == 0) continue;
             double a[3], b[3];
-            pred_frames[f].to_local(&pred_points[p * 3], a);
+            pf.to_local(&pred_points[p * 3], a);
             true_frames[f].to_local(&true_points[p * 3], b);
             double d2 = 0;
             for (int k = 0; k < 3; ++k) d2 += (a[k] - b[k]) * (a[k] - b[k]);
-            double err = std::sqrt(d2 + eps);
-            if (clamp > 0) err = std::min(err, clamp);
-            row += err / length_scale * frames_mask[f] * points_mask[p];
+            const double err = std::sqrt(d2 + eps);
+            const bool clamped = clamp > 0 && err > clamp;
+            const double w = frames_mask[f] * points_mask[p] / length_scale;
+            row += (clamped ? clamp : err) * w;
+            if (!dframes || clamped) continue;
+            // d/da of w * err / (frames_norm * points_norm), a = R^T (x - t).
+            double g[3], x_t[3], Rg[3] = {0, 0, 0};
+            const double scale = w / (frames_norm * points_norm * err);
+            for (int k = 0; k < 3; ++k) {
+                g[k] = scale * (a[k] - b[k]);
+                x_t[k] = pred_points[p * 3 + k] - pf.t[k];
+            }
+            for (int j = 0; j < 3; ++j)
+                for (int k = 0; k < 3; ++k) Rg[j] += pf.R[j][k] * g[k];
+            FrameGrad& df = (*dframes)[f];
+            for (int j = 0; j < 3; ++j) {
+                (*dpoints)[p * 3 + j] += Rg[j];
+                df.t[j] -= Rg[j];
+                for (int k = 0; k < 3; ++k) df.R[j][k] += x_t[j] * g[k];
+            }
         }
         total += row / frames_norm;
     }
@@ -298,7 +339,7 @@ double tm_loss(const Tensor& logits, const Tensor& final_affine_tensor, const Te
 }
 
 double backbone_fape(const Tensor& traj, const Tensor& backbone_rigid_tensor, const Tensor& backbone_rigid_mask,
-                     double clamp_distance, double length_scale, double eps) {
+                     double clamp_distance, double length_scale, double eps, Tensor* dtraj) {
     AXF_CHECK(traj.dim() == 3 && traj.size(2) == 7, "backbone FAPE: traj %s, expected [L, N, 7]", traj.desc().c_str());
     const int64_t L = traj.size(0), N = traj.size(1);
     const std::vector<double> t = values(traj, {L, N, 7}, "sm/frames");
@@ -310,6 +351,7 @@ double backbone_fape(const Tensor& traj, const Tensor& backbone_rigid_tensor, co
         truth[i] = frame_from_4x4(&gt[i * 16]);
         for (int k = 0; k < 3; ++k) true_points[i * 3 + k] = truth[i].t[k];
     }
+    std::vector<double> grad(dtraj ? t.size() : 0, 0.0);
     double sum = 0;
     for (int64_t l = 0; l < L; ++l) {
         std::vector<Frame> pred(N);
@@ -318,8 +360,22 @@ double backbone_fape(const Tensor& traj, const Tensor& backbone_rigid_tensor, co
             pred[i] = frame_from_tensor7(&t[(l * N + i) * 7]);
             for (int k = 0; k < 3; ++k) points[i * 3 + k] = pred[i].t[k];
         }
-        sum += compute_fape(pred, truth, mask, points, true_points, mask, clamp_distance, length_scale, eps);
+        std::vector<FrameGrad> dframes(dtraj ? N : 0);
+        std::vector<double> dpoints(dtraj ? N * 3 : 0, 0.0);
+        sum += compute_fape(pred, truth, mask, points, true_points, mask, clamp_distance, length_scale, eps,
+                            dtraj ? &dframes : nullptr, dtraj ? &dpoints : nullptr);
+        if (!dtraj) continue;
+        // Each translation is a frame's origin and a point; the rotation comes from the quaternion. / L: the mean.
+        for (int64_t i = 0; i < N; ++i) {
+            double* g = &grad[(l * N + i) * 7];
+            double G[3][3];
+            for (int j = 0; j < 3; ++j)
+                for (int k = 0; k < 3; ++k) G[j][k] = dframes[i].R[j][k] / static_cast<double>(L);
+            quaternion_grad(&t[(l * N + i) * 7], G, g);
+            for (int k = 0; k < 3; ++k) g[4 + k] += (dframes[i].t[k] + dpoints[i * 3 + k]) / static_cast<double>(L);
+        }
     }
+    if (dtraj) *dtraj = f64_tensor(grad, {L, N, 7});
     return sum / static_cast<double>(L);
 }
 
@@ -376,7 +432,7 @@ RenamedGroundTruth compute_renamed_ground_truth(const Tensor& atom14_pred_positi
 double sidechain_fape(const Tensor& sidechain_frames, const Tensor& atom14_positions,
                       const Tensor& rigidgroups_gt_frames, const Tensor& rigidgroups_alt_gt_frames,
                       const Tensor& rigidgroups_gt_exists, const RenamedGroundTruth& renamed, double clamp_distance,
-                      double length_scale, double eps) {
+                      double length_scale, double eps, Tensor* dframes, Tensor* dpositions) {
     const int64_t N = rigidgroups_gt_exists.size(0);
     const std::vector<double> frames = values(sidechain_frames, {N, 8, 4, 4}, "sm/sidechain_frames (last layer)");
     const std::vector<double> pos = values(atom14_positions, {N, 14, 3}, "sm/positions (last layer)");
@@ -394,12 +450,28 @@ double sidechain_fape(const Tensor& sidechain_frames, const Tensor& atom14_posit
         for (int k = 0; k < 16; ++k) m[k] = (1 - b) * gt[f * 16 + k] + b * alt[f * 16 + k];
         truth[f] = frame_from_4x4(m);
     }
-    return compute_fape(pred, truth, exists, pos, gt_pos, gt_exists, clamp_distance, length_scale, eps);
+    const bool grads = dframes || dpositions;
+    std::vector<FrameGrad> df(grads ? N * 8 : 0);
+    std::vector<double> dp(grads ? N * 14 * 3 : 0, 0.0);
+    const double loss = compute_fape(pred, truth, exists, pos, gt_pos, gt_exists, clamp_distance, length_scale, eps,
+                                     grads ? &df : nullptr, grads ? &dp : nullptr);
+    if (dframes) {
+        std::vector<double> g(N * 8 * 16, 0.0);  // the bottom row of each 4 x 4 frame has no gradient
+        for (int64_t f = 0; f < N * 8; ++f)
+            for (int j = 0; j < 3; ++j) {
+                for (int k = 0; k < 3; ++k) g[f * 16 + j * 4 + k] = df[f].R[j][k];
+                g[f * 16 + j * 4 + 3] = df[f].t[j];
+            }
+        *dframes = f64_tensor(g, {N, 8, 4, 4});
+    }
+    if (dpositions) *dpositions = f64_tensor(dp, {N, 14, 3});
+    return loss;
 }
 
 double supervised_chi_loss(const Tensor& angles, const Tensor& unnormalized_angles, const Tensor& aatype,
                            const Tensor& seq_mask, const Tensor& chi_mask, const Tensor& chi_angles_sin_cos,
-                           const LossConfig::SupervisedChi& c, double* chi_part) {
+                           const LossConfig::SupervisedChi& c, double* chi_part, Tensor* dangles,
+                           Tensor* dunnormalized) {
     AXF_CHECK(angles.dim() == 4 && angles.size(2) == 7 && angles.size(3) == 2, "supervised chi: angles %s, expected "
               "[L, N, 7, 2]", angles.desc().c_str());
     const int64_t L = angles.size(0), N = angles.size(1);
@@ -410,14 +482,21 @@ double supervised_chi_loss(const Tensor& angles, const Tensor& unnormalized_angl
     const std::vector<double> cm = values(chi_mask, {N, 4}, "chi_mask");
     const std::vector<double> chi = values(chi_angles_sin_cos, {N, 4, 2}, "chi_angles_sin_cos");
     constexpr double kMaskedMeanEps = 1e-4;  // OpenFold masked_mean
-    double chi_sum = 0, chi_norm = kMaskedMeanEps, norm_sum = 0, norm_norm = kMaskedMeanEps;
+    double chi_norm = kMaskedMeanEps, norm_norm = kMaskedMeanEps;
+    for (int64_t i = 0; i < N; ++i) {
+        for (int k = 0; k < 4; ++k) chi_norm += static_cast<double>(L) * cm[i * 4 + k];
+        norm_norm += static_cast<double>(L) * 7 * sm[i];
+    }
+    std::vector<double> ga(dangles ? a.size() : 0, 0.0), gu(dunnormalized ? u.size() : 0, 0.0);
+    double chi_sum = 0, norm_sum = 0;
     for (int64_t i = 0; i < N; ++i) {
         const int r = static_cast<int>(aa[i]);
         AXF_CHECK(r >= 0 && r < rc::kNumRestypesWithX, "aatype holds %g at residue %lld, expected 0..20", aa[i],
                   (long long)i);
         for (int64_t l = 0; l < L; ++l) {
             for (int k = 0; k < 4; ++k) {
-                const double* p = &a[((l * N + i) * 7 + 3 + k) * 2];
+                const int64_t at = ((l * N + i) * 7 + 3 + k) * 2;
+                const double* p = &a[at];
                 const double* t = &chi[(i * 4 + k) * 2];
                 const double shift = 1.0 - 2.0 * rc::kChiPiPeriodic[r][k];
                 double e = 0, e_shift = 0;
@@ -426,22 +505,34 @@ double supervised_chi_loss(const Tensor& angles, const Tensor& unnormalized_angl
                     e_shift += (shift * t[s] - p[s]) * (shift * t[s] - p[s]);
                 }
                 chi_sum += cm[i * 4 + k] * std::min(e, e_shift);
-                chi_norm += cm[i * 4 + k];
+                // The nearer target takes the gradient (a tie, a chi that is not pi-periodic, has one target).
+                const double target_shift = e_shift < e ? shift : 1.0;
+                if (dangles)
+                    for (int s = 0; s < 2; ++s)
+                        ga[at + s] = c.chi_weight * cm[i * 4 + k] / chi_norm * -2.0 * (target_shift * t[s] - p[s]);
             }
             for (int k = 0; k < 7; ++k) {
-                const double* v = &u[((l * N + i) * 7 + k) * 2];
-                norm_sum += sm[i] * std::fabs(std::sqrt(v[0] * v[0] + v[1] * v[1] + c.eps) - 1.0);
-                norm_norm += sm[i];
+                const int64_t at = ((l * N + i) * 7 + k) * 2;
+                const double* v = &u[at];
+                const double n = std::sqrt(v[0] * v[0] + v[1] * v[1] + c.eps);
+                norm_sum += sm[i] * std::fabs(n - 1.0);
+                if (dunnormalized) {
+                    const double sign = n > 1.0 ? 1.0 : n < 1.0 ? -1.0 : 0.0;
+                    for (int s = 0; s < 2; ++s) gu[at + s] = c.angle_norm_weight * sm[i] / norm_norm * sign * v[s] / n;
+                }
             }
         }
     }
     if (chi_part) *chi_part = c.chi_weight * chi_sum / chi_norm;
+    if (dangles) *dangles = f64_tensor(ga, {L, N, 7, 2});
+    if (dunnormalized) *dunnormalized = f64_tensor(gu, {L, N, 7, 2});
     return c.chi_weight * chi_sum / chi_norm + c.angle_norm_weight * norm_sum / norm_norm;
 }
 
 StructuralViolations find_structural_violations(const Tensor& atom14_pred_positions, const Tensor& atom14_atom_exists,
                                                 const Tensor& residue_index, const Tensor& aatype,
-                                                double violation_tolerance_factor, double clash_overlap_tolerance) {
+                                                double violation_tolerance_factor, double clash_overlap_tolerance,
+                                                Tensor* dloss, double loss_eps) {
     const int64_t N = atom14_atom_exists.size(0);
     const std::vector<double> pos = values(atom14_pred_positions, {N, 14, 3}, "atom14 predicted positions");
     const std::vector<double> exists = values(atom14_atom_exists, {N, 14}, "atom14_atom_exists");
@@ -460,6 +551,30 @@ StructuralViolations find_structural_violations(const Tensor& atom14_pred_positi
         return std::sqrt(eps + d2);
     };
     StructuralViolations v;
+    // The gradient of violation_loss, built term by term: d/d(x) of each distance or cosine, times the loss's
+    // derivative with respect to it. The normalisers (link counts, atom count) do not depend on the positions.
+    std::vector<double> grad(dloss ? pos.size() : 0, 0.0);
+    auto g = [&](int64_t i, int a) { return &grad[(i * 14 + a) * 3]; };
+    // d|x - y|_eps: s * (x - y) / |x - y|_eps into x, minus that into y.
+    auto add_distance_grad = [&](double s, int64_t i, int a, int64_t j, int b, double d) {
+        if (!dloss || s == 0) return;
+        for (int k = 0; k < 3; ++k) {
+            const double v = s * (p(i, a)[k] - p(j, b)[k]) / d;
+            g(i, a)[k] += v;
+            g(j, b)[k] -= v;
+        }
+    };
+    // d(u . w)/d(x_head - x_tail) for u = (x_head - x_tail) / l (l = |x_head - x_tail|_eps), w fixed:
+    // w / l - (x_head - x_tail) (u . w) / l^2, times s, into head, minus into tail.
+    auto add_unit_grad = [&](double s, int64_t hi, int ha, int64_t ti, int ta, const double* u, double l, const double* w) {
+        if (!dloss || s == 0) return;
+        const double uw = u[0] * w[0] + u[1] * w[1] + u[2] * w[2];
+        for (int k = 0; k < 3; ++k) {
+            const double v = s * (w[k] - u[k] * uw) / l;
+            g(hi, ha)[k] += v;
+            g(ti, ta)[k] -= v;
+        }
+    };
 
     // Between consecutive residues (AF2 between_residue_bond_loss; atom14 slots N 0, CA 1, C 2).
     constexpr double kEps = 1e-6;
@@ -468,6 +583,14 @@ StructuralViolations find_structural_violations(const Tensor& atom14_pred_positi
     const double tol = violation_tolerance_factor;
     std::vector<double> per_pair_loss(std::max<int64_t>(N - 1, 0)), per_pair_violation(std::max<int64_t>(N - 1, 0));
     double sums[3] = {0, 0, 0}, norms[3] = {0, 0, 0};
+    struct Link {  // what the gradient of one link's three terms needs
+        int64_t i;
+        double c_n, ca_c, n_ca;
+        double dvalue[3];  // d err / d(bond length or cosine)
+        double c_ca_u[3], c_n_u[3], n_ca_u[3];
+    };
+    std::vector<Link> links;
+    std::vector<double> link_derr[3];
     for (int64_t i = 0; i + 1 < N; ++i) {
         const double no_gap = ri[i + 1] - ri[i] == 1.0 ? 1.0 : 0.0;
         const double* ca = p(i, 1);
@@ -507,10 +630,48 @@ StructuralViolations find_structural_violations(const Tensor& atom14_pred_positi
             per_pair_loss[i] += loss;
             per_pair_violation[i] = std::max(per_pair_violation[i], mask[t] * (err[t] > threshold[t] ? 1.0 : 0.0));
         }
+        if (!dloss) continue;
+        // d(mean)/d(err) is mask / (count + eps), the counts known only after the loop: gradients with respect to
+        // err (per link and term) are kept and scaled below.
+        for (int t = 0; t < 3; ++t) link_derr[t].push_back(err[t] > threshold[t] ? mask[t] : 0.0);
+        const double dvalue[3] = {(c_n - cn) / err[0], (cos_ca_c_n - kCosCACN) / err[1], (cos_c_n_ca - kCosCNCA) / err[2]};
+        Link link{};
+        link.i = i;
+        link.c_n = c_n;
+        link.ca_c = ca_c;
+        link.n_ca = n_ca;
+        for (int k = 0; k < 3; ++k) {
+            link.dvalue[k] = dvalue[k];
+            link.c_ca_u[k] = c_ca_u[k];
+            link.c_n_u[k] = c_n_u[k];
+            link.n_ca_u[k] = n_ca_u[k];
+        }
+        links.push_back(link);
     }
     v.bonds_c_n_loss_mean = sums[0] / (norms[0] + kEps);
     v.angles_ca_c_n_loss_mean = sums[1] / (norms[1] + kEps);
     v.angles_c_n_ca_loss_mean = sums[2] / (norms[2] + kEps);
+    for (size_t q = 0; q < links.size(); ++q) {
+        const Link& l = links[q];
+        const int64_t i = l.i;
+        // C-N bond length.
+        add_distance_grad(link_derr[0][q] / (norms[0] + kEps) * l.dvalue[0], i, 2, i + 1, 0, l.c_n);
+        // cos(CA-C-N) = u(CA - C) . u(N' - C).
+        const double s1 = link_derr[1][q] / (norms[1] + kEps) * l.dvalue[1];
+        add_unit_grad(s1, i, 1, i, 2, l.c_ca_u, l.ca_c, l.c_n_u);
+        add_unit_grad(s1, i + 1, 0, i, 2, l.c_n_u, l.c_n, l.c_ca_u);
+        // cos(C-N-CA) = -u(N' - C) . u(CA' - N').
+        const double s2 = link_derr[2][q] / (norms[2] + kEps) * l.dvalue[2];
+        const double minus_n_ca[3] = {-l.n_ca_u[0], -l.n_ca_u[1], -l.n_ca_u[2]};
+        const double minus_c_n[3] = {-l.c_n_u[0], -l.c_n_u[1], -l.c_n_u[2]};
+        add_unit_grad(s2, i + 1, 0, i, 2, l.c_n_u, l.c_n, minus_n_ca);
+        add_unit_grad(s2, i + 1, 1, i + 1, 0, l.n_ca_u, l.n_ca, minus_c_n);
+    }
+    // The clash and within-residue per-atom sums enter the loss as their total / (eps + number of atoms); each
+    // pair's error is in two atoms' sums.
+    double atoms = 0;
+    for (double e : exists) atoms += e;
+    const double per_pair = 2.0 / (loss_eps + atoms);
     v.connections_per_residue_loss_sum = Tensor::zeros({N}, DType::F64);
     v.connections_per_residue_violation_mask = Tensor::zeros({N}, DType::F64);
     double* conn = v.connections_per_residue_loss_sum.data<double>();
@@ -552,6 +713,7 @@ StructuralViolations find_structural_violations(const Tensor& atom14_pred_positi
                     clash_norm += m;
                     clash_sum[i * 14 + a] += err;
                     clash_sum[j * 14 + b] += err;
+                    if (err > 0) add_distance_grad(-per_pair * m, i, a, j, b, d);
                     if (d < lower - clash_overlap_tolerance) {
                         clash_mask[i * 14 + a] = std::max(clash_mask[i * 14 + a], m);
                         clash_mask[j * 14 + b] = std::max(clash_mask[j * 14 + b], m);
@@ -577,6 +739,8 @@ StructuralViolations find_structural_violations(const Tensor& atom14_pred_positi
                 const double loss = m * (std::max(0.0, lower - d) + std::max(0.0, d - upper));
                 within_sum[i * 14 + a] += loss;
                 within_sum[i * 14 + b] += loss;
+                const double dd = (lower - d > 0 ? -1.0 : 0.0) + (d - upper > 0 ? 1.0 : 0.0);
+                add_distance_grad(per_pair * m * dd, i, a, i, b, d);
                 if (d < lower || d > upper) {
                     within_viol[i * 14 + a] = std::max(within_viol[i * 14 + a], m);
                     within_viol[i * 14 + b] = std::max(within_viol[i * 14 + b], m);
@@ -589,6 +753,7 @@ StructuralViolations find_structural_violations(const Tensor& atom14_pred_positi
         for (int a = 0; a < 14; ++a) m = std::max({m, clash_mask[i * 14 + a], within_viol[i * 14 + a]});
         v.total_per_residue_violations_mask.data<double>()[i] = m;
     }
+    if (dloss) *dloss = f64_tensor(grad, {N, 14, 3});
     return v;
 }
 
@@ -608,7 +773,7 @@ double violation_loss(const StructuralViolations& v, const Tensor& atom14_atom_e
 }
 
 AlphaFoldLoss alphafold_loss(const std::map<std::string, Tensor>& outputs, const std::map<std::string, Tensor>& batch,
-                             const LossConfig& c) {
+                             const LossConfig& c, bool with_gradients) {
     auto out = [&](const char* name) -> const Tensor& {
         const auto it = outputs.find(name);
         AXF_CHECK(it != outputs.end(), "AlphaFold loss: model output '%s' is missing", name);
@@ -625,24 +790,41 @@ AlphaFoldLoss alphafold_loss(const std::map<std::string, Tensor>& outputs, const
         return v[0];
     };
     AlphaFoldLoss r;
+    // Gradients of the unweighted terms, by output; weighted and summed into r.gradients at the end.
+    std::vector<std::tuple<std::string, double, Tensor>> parts;  // output, weight, d term / d output
+    Tensor* g = nullptr;
+    Tensor grad;
+    auto take = [&](const char* output, double weight) {
+        if (with_gradients) parts.emplace_back(output, weight, grad);
+    };
+    if (with_gradients) g = &grad;
     const double resolution = scalar("resolution");
-    r.terms["distogram"] = distogram_loss(out("distogram_logits"), in("pseudo_beta"), in("pseudo_beta_mask"), c.distogram);
+    r.terms["distogram"] =
+        distogram_loss(out("distogram_logits"), in("pseudo_beta"), in("pseudo_beta_mask"), c.distogram, g);
+    take("distogram_logits", c.distogram.weight);
     r.terms["experimentally_resolved"] = experimentally_resolved_loss(
         out("experimentally_resolved_logits"), in("atom37_atom_exists"), in("all_atom_mask"), resolution,
-        c.experimentally_resolved);
-    r.terms["masked_msa"] = masked_msa_loss(out("masked_msa_logits"), in("true_msa"), in("bert_mask"), c.masked_msa);
+        c.experimentally_resolved, g);
+    take("experimentally_resolved_logits", c.experimentally_resolved.weight);
+    r.terms["masked_msa"] = masked_msa_loss(out("masked_msa_logits"), in("true_msa"), in("bert_mask"), c.masked_msa, g);
+    take("masked_msa_logits", c.masked_msa.weight);
     r.terms["plddt_loss"] = plddt_loss(out("lddt_logits"), out("final_atom_positions"), in("all_atom_positions"),
-                                       in("all_atom_mask"), resolution, c.plddt_loss);
-    if (outputs.count("tm_logits"))
+                                       in("all_atom_mask"), resolution, c.plddt_loss, g);
+    take("lddt_logits", c.plddt_loss.weight);
+    if (outputs.count("tm_logits")) {
         r.terms["tm"] = tm_loss(out("tm_logits"), out("final_affine_tensor"), in("backbone_rigid_tensor"),
-                                in("backbone_rigid_mask"), resolution, c.tm);
+                                in("backbone_rigid_mask"), resolution, c.tm, g);
+        take("tm_logits", c.tm.weight);
+    }
 
     const LossConfig::Fape& f = c.fape;
-    const double clamped = backbone_fape(out("sm/frames"), in("backbone_rigid_tensor"), in("backbone_rigid_mask"),
-                                         f.backbone_clamp_distance, f.backbone_loss_unit_distance, f.eps);
-    const double unclamped = backbone_fape(out("sm/frames"), in("backbone_rigid_tensor"), in("backbone_rigid_mask"), 0.0,
-                                           f.backbone_loss_unit_distance, f.eps);
     const double use_clamped = batch.count("use_clamped_fape") ? scalar("use_clamped_fape") : 1.0;
+    const double clamped = backbone_fape(out("sm/frames"), in("backbone_rigid_tensor"), in("backbone_rigid_mask"),
+                                         f.backbone_clamp_distance, f.backbone_loss_unit_distance, f.eps, g);
+    take("sm/frames", f.weight * f.backbone_weight * use_clamped);
+    const double unclamped = backbone_fape(out("sm/frames"), in("backbone_rigid_tensor"), in("backbone_rigid_mask"), 0.0,
+                                           f.backbone_loss_unit_distance, f.eps, g);
+    take("sm/frames", f.weight * f.backbone_weight * (1 - use_clamped));
     const double backbone = use_clamped * clamped + (1 - use_clamped) * unclamped;
     const Tensor& positions = out("sm/positions");
     AXF_CHECK(positions.dim() == 4 && positions.size(0) > 0, "AlphaFold loss: sm/positions %s, expected [L, N, 14, 3]",
@@ -654,10 +836,22 @@ AlphaFoldLoss alphafold_loss(const std::map<std::string, Tensor>& outputs, const
     const Tensor& sc_frames = out("sm/sidechain_frames");
     AXF_CHECK(sc_frames.dim() == 5 && sc_frames.size(0) == positions.size(0), "AlphaFold loss: sm/sidechain_frames %s "
               "for sm/positions %s", sc_frames.desc().c_str(), positions.desc().c_str());
+    Tensor dframes, dpositions;
     const double sidechain = sidechain_fape(sc_frames.select(0, last), positions.select(0, last),
                                             in("rigidgroups_gt_frames"), in("rigidgroups_alt_gt_frames"),
                                             in("rigidgroups_gt_exists"), renamed, f.sidechain_clamp_distance,
-                                            f.sidechain_length_scale, f.eps);
+                                            f.sidechain_length_scale, f.eps, with_gradients ? &dframes : nullptr,
+                                            with_gradients ? &dpositions : nullptr);
+    // The last layer's gradients, placed into the [L, ...] outputs.
+    auto last_layer = [&](const Tensor& last_grad, const Tensor& like) {
+        Tensor full = Tensor::zeros(like.shape(), DType::F64);
+        full.select(0, last).copy_from(last_grad);
+        return full;
+    };
+    if (with_gradients) {
+        parts.emplace_back("sm/sidechain_frames", f.weight * f.sidechain_weight, last_layer(dframes, sc_frames));
+        parts.emplace_back("sm/positions", f.weight * f.sidechain_weight, last_layer(dpositions, positions));
+    }
     r.terms["fape"] = f.backbone_weight * backbone + f.sidechain_weight * sidechain;
     r.sub_terms["fape_backbone"] = backbone;
     r.sub_terms["fape_backbone_clamped"] = clamped;
@@ -665,15 +859,23 @@ AlphaFoldLoss alphafold_loss(const std::map<std::string, Tensor>& outputs, const
     r.sub_terms["fape_sidechain"] = sidechain;
 
     double chi_part = 0;
-    r.terms["supervised_chi"] =
-        supervised_chi_loss(out("sm/angles"), out("sm/unnormalized_angles"), in("aatype"), in("seq_mask"),
-                            in("chi_mask"), in("chi_angles_sin_cos"), c.supervised_chi, &chi_part);
+    Tensor dangles, dunnormalized;
+    r.terms["supervised_chi"] = supervised_chi_loss(
+        out("sm/angles"), out("sm/unnormalized_angles"), in("aatype"), in("seq_mask"), in("chi_mask"),
+        in("chi_angles_sin_cos"), c.supervised_chi, &chi_part, with_gradients ? &dangles : nullptr,
+        with_gradients ? &dunnormalized : nullptr);
     r.sub_terms["supervised_chi_chi_part"] = chi_part;
+    if (with_gradients) {
+        parts.emplace_back("sm/angles", c.supervised_chi.weight, dangles);
+        parts.emplace_back("sm/unnormalized_angles", c.supervised_chi.weight, dunnormalized);
+    }
 
-    const StructuralViolations v =
-        find_structural_violations(positions.select(0, last), in("atom14_atom_exists"), in("residue_index"),
-                                   in("aatype"), c.violation.violation_tolerance_factor,
-                                   c.violation.clash_overlap_tolerance);
+    Tensor dviolation;
+    const StructuralViolations v = find_structural_violations(
+        positions.select(0, last), in("atom14_atom_exists"), in("residue_index"), in("aatype"),
+        c.violation.violation_tolerance_factor, c.violation.clash_overlap_tolerance,
+        with_gradients ? &dviolation : nullptr, c.violation.eps);
+    if (with_gradients) parts.emplace_back("sm/positions", c.violation.weight, last_layer(dviolation, positions));
     double clash = 0;
     r.terms["violation"] = violation_loss(v, in("atom14_atom_exists"), c.violation.eps, &clash);
     r.sub_terms["violation_bonds_c_n_loss_mean"] = v.bonds_c_n_loss_mean;
@@ -691,6 +893,22 @@ AlphaFoldLoss alphafold_loss(const std::map<std::string, Tensor>& outputs, const
     const double n_res = static_cast<double>(in("aatype").numel());
     const float root = std::sqrt(static_cast<float>(std::min(scalar("seq_length"), n_res)));
     r.total = r.unscaled_total * static_cast<double>(root);
+    // d total / d output: every output the loss reads, zero where no term has a gradient (the pLDDT and TM
+    // targets, final_atom_positions and final_affine_tensor, are computed without one, as in AF2).
+    if (with_gradients) {
+        for (const char* name : {"distogram_logits", "masked_msa_logits", "experimentally_resolved_logits",
+                                 "lddt_logits", "final_atom_positions", "final_affine_tensor", "sm/frames",
+                                 "sm/sidechain_frames", "sm/positions", "sm/angles", "sm/unnormalized_angles"})
+            r.gradients[name] = Tensor::zeros(out(name).shape(), DType::F64);
+        if (outputs.count("tm_logits")) r.gradients["tm_logits"] = Tensor::zeros(out("tm_logits").shape(), DType::F64);
+        for (const auto& [name, weight, part] : parts) {
+            Tensor& dst = r.gradients.at(name);
+            const double w = weight * static_cast<double>(root);
+            const std::vector<double> src = host_float64(part);
+            double* d = dst.data<double>();
+            for (size_t k = 0; k < src.size(); ++k) d[k] += w * src[k];
+        }
+    }
     return r;
 }
 

@@ -7,8 +7,8 @@
 // The losses read the model's outputs and the ground-truth features of a training example (the layout of the
 // golden `loss_cases.h5`: `batch/` without the iteration axis). They are evaluated in float64 on the host,
 // whatever the outputs' dtype and device (they are O(N^2) sums: a GPU would buy nothing), so each is an exact
-// function of the stored values. The cross-entropy terms also return their gradient with respect to their
-// logits (float64, the unweighted term's), the start of the backward pass.
+// function of the stored values. Each term also returns its gradient with respect to the outputs it reads
+// (float64, the unweighted term's), and alphafold_loss their weighted sum: the start of the backward pass.
 //
 #pragma once
 
@@ -92,8 +92,9 @@ double tm_loss(const Tensor& logits, const Tensor& final_affine_tensor, const Te
 // FAPE of the backbone frames of every structure-module layer, traj [L, N, 7] (the rotation is the quaternion's
 // quadratic form, not renormalised, as OpenFold uses it), against backbone_rigid_tensor [N, 4, 4] with mask
 // [N]: the frames' own translations as the points, mean over layers. clamp_distance <= 0: unclamped.
+// dtraj (out): its gradient with respect to traj [L, N, 7].
 double backbone_fape(const Tensor& traj, const Tensor& backbone_rigid_tensor, const Tensor& backbone_rigid_mask,
-                     double clamp_distance, double length_scale = 10.0, double eps = 1e-4);
+                     double clamp_distance, double length_scale = 10.0, double eps = 1e-4, Tensor* dtraj = nullptr);
 
 // Algorithm 26: per residue, whether the ground truth's alternative naming of its ambiguous atoms (ASP, GLU,
 // PHE, TYR) matches the predicted atom14 positions [N, 14, 3] better, and the ground truth renamed so.
@@ -110,19 +111,23 @@ RenamedGroundTruth compute_renamed_ground_truth(const Tensor& atom14_pred_positi
 // FAPE of the side chains: sidechain_frames [N, 8, 4, 4] and atom14 positions [N, 14, 3] of the last layer
 // against the ground-truth frames (rigidgroups_gt_frames, or rigidgroups_alt_gt_frames where
 // alt_naming_is_better, [N, 8, 4, 4]; rigidgroups_gt_exists [N, 8]) and the renamed ground-truth atoms.
+// dframes, dpositions (out): its gradients with respect to the frames and the positions.
 double sidechain_fape(const Tensor& sidechain_frames, const Tensor& atom14_positions,
                       const Tensor& rigidgroups_gt_frames, const Tensor& rigidgroups_alt_gt_frames,
                       const Tensor& rigidgroups_gt_exists, const RenamedGroundTruth& renamed,
-                      double clamp_distance = 10.0, double length_scale = 10.0, double eps = 1e-4);
+                      double clamp_distance = 10.0, double length_scale = 10.0, double eps = 1e-4,
+                      Tensor* dframes = nullptr, Tensor* dpositions = nullptr);
 
 // Supervised chi: chi_weight * masked mean over (L, residues, chis with chi_mask [N, 4]) of the squared sin/cos
 // error of angles [L, N, 7, 2] (torsions 3..6) against chi_angles_sin_cos [N, 4, 2], the pi-periodic chis of
 // aatype [N] compared with the better of the two; + angle_norm_weight * mean over (L, residues with seq_mask
 // [N], 7 torsions) of |norm(unnormalized_angles [L, N, 7, 2]) - 1|. chi_part (out): the first term (with its
 // chi_weight).
+// dangles, dunnormalized (out): its gradients.
 double supervised_chi_loss(const Tensor& angles, const Tensor& unnormalized_angles, const Tensor& aatype,
                            const Tensor& seq_mask, const Tensor& chi_mask, const Tensor& chi_angles_sin_cos,
-                           const LossConfig::SupervisedChi& c = {}, double* chi_part = nullptr);
+                           const LossConfig::SupervisedChi& c = {}, double* chi_part = nullptr,
+                           Tensor* dangles = nullptr, Tensor* dunnormalized = nullptr);
 
 // Structural violations of predicted atom14 positions [N, 14, 3] (AF2 find_structural_violations, Algorithm
 // 28's terms): between consecutive residues (residue_index steps of 1) the C-N bond and the CA-C-N and C-N-CA
@@ -141,10 +146,13 @@ struct StructuralViolations {
     Tensor within_residues_per_atom_violations;      // [N, 14]
     Tensor total_per_residue_violations_mask;        // [N]
 };
+// dloss (out): the gradient of violation_loss(result, atom14_atom_exists, loss_eps) with respect to the
+// positions [N, 14, 3].
 StructuralViolations find_structural_violations(const Tensor& atom14_pred_positions, const Tensor& atom14_atom_exists,
                                                 const Tensor& residue_index, const Tensor& aatype,
                                                 double violation_tolerance_factor = 12.0,
-                                                double clash_overlap_tolerance = 1.5);
+                                                double clash_overlap_tolerance = 1.5, Tensor* dloss = nullptr,
+                                                double loss_eps = 1e-6);
 // The violation loss: the three between-residue means + (clash and within-residue per-atom losses summed) /
 // (eps + number of atoms). clash (out): that last term.
 double violation_loss(const StructuralViolations& v, const Tensor& atom14_atom_exists, double eps = 1e-6,
@@ -164,8 +172,11 @@ struct AlphaFoldLoss {
     std::map<std::string, double> sub_terms;  // fape_backbone, fape_sidechain, supervised_chi_chi_part, ...
     double unscaled_total = 0;                // sum(weight * term)
     double total = 0;                         // unscaled_total * sqrt(min(seq_length, N)), the root in float32
+    // With gradients: d total / d output (float64, the output's shape) for every output the loss reads; the
+    // backward pass through the model starts from these.
+    std::map<std::string, Tensor> gradients;
 };
 AlphaFoldLoss alphafold_loss(const std::map<std::string, Tensor>& outputs, const std::map<std::string, Tensor>& batch,
-                             const LossConfig& config = {});
+                             const LossConfig& config = {}, bool with_gradients = false);
 
 }  // namespace axfold

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 
 #include "golden_util.h"
 #include "io/hdf5_file.h"
@@ -24,9 +25,30 @@ struct LossCase {
     double loss(const std::string& name) const { return scalar("losses/" + name); }
     // d total / d term: the term's weight times sqrt(min(seq_length, N)) (golden README).
     double total_scale() const { return loss("total") / loss("unscaled_total"); }
+    // A group's datasets by their names within it ("outputs" -> "sm/frames", ...).
+    std::map<std::string, Tensor> group(const std::string& g) const {
+        std::map<std::string, Tensor> m;
+        for (const std::string& k : file.list(g)) m[k.substr(g.size() + 1)] = file.read(k);
+        return m;
+    }
+    // Algorithm 26 on the last layer's atom14 positions.
+    RenamedGroundTruth renamed() const {
+        const Tensor positions = out("sm/positions");
+        return compute_renamed_ground_truth(positions.select(0, positions.size(0) - 1), batch("atom14_gt_positions"),
+                                            batch("atom14_alt_gt_positions"), batch("atom14_gt_exists"),
+                                            batch("atom14_alt_gt_exists"), batch("atom14_atom_is_ambiguous"));
+    }
 };
 
-std::vector<std::string> loss_sets() { return test::golden_sets("loss_cases.h5"); }
+// Runs fn on every golden set's loss cases; returns how many there were.
+int for_each_loss_case(const std::function<void(const LossCase&)>& fn) {
+    const std::vector<std::string> sets = test::golden_sets("loss_cases.h5");
+    for (const std::string& set : sets) {
+        std::printf("golden %s\n", set.c_str());
+        fn(LossCase(set + "/loss_cases.h5"));
+    }
+    return static_cast<int>(sets.size());
+}
 
 void expect_term(double ours, double golden, const std::string& what) {
     std::printf("  %-38s ours %.12g  golden %.12g  rel %.2e\n", what.c_str(), ours, golden,
@@ -47,11 +69,7 @@ void expect_grad(const Tensor& ours, const Tensor& golden_total, double weight_t
 }  // namespace
 
 TEST(Losses, golden_cross_entropy_terms_and_gradients) {
-    const auto sets = loss_sets();
-    if (sets.empty()) GTEST_SKIP() << "no loss_cases.h5 under " << test::golden_dir();
-    for (const std::string& set : sets) {
-        std::printf("golden %s\n", set.c_str());
-        const LossCase c(set + "/loss_cases.h5");
+    const int ran = for_each_loss_case([](const LossCase& c) {
         const LossConfig cfg;
         const double scale = c.total_scale(), resolution = c.scalar("batch/resolution");
         Tensor g;
@@ -84,15 +102,12 @@ TEST(Losses, golden_cross_entropy_terms_and_gradients) {
         EXPECT_EQ(tm_loss(c.out("tm_logits"), c.out("final_affine_tensor"), c.batch("backbone_rigid_tensor"),
                           c.batch("backbone_rigid_mask"), 3.5, cfg.tm),
                   0.0);
-    }
+    });
+    if (ran == 0) GTEST_SKIP() << "no loss_cases.h5 under " << test::golden_dir();
 }
 
 TEST(Losses, golden_fape_renaming_and_supervised_chi) {
-    const auto sets = loss_sets();
-    if (sets.empty()) GTEST_SKIP() << "no loss_cases.h5 under " << test::golden_dir();
-    for (const std::string& set : sets) {
-        std::printf("golden %s\n", set.c_str());
-        const LossCase c(set + "/loss_cases.h5");
+    const int ran = for_each_loss_case([](const LossCase& c) {
         const LossConfig cfg;
         const LossConfig::Fape& f = cfg.fape;
         const Tensor frames = c.out("sm/frames");
@@ -110,9 +125,7 @@ TEST(Losses, golden_fape_renaming_and_supervised_chi) {
         // Algorithm 26 on the last layer's atom14 positions, then the side-chain FAPE.
         const Tensor positions = c.out("sm/positions"), sc_frames = c.out("sm/sidechain_frames");
         const int64_t L = positions.size(0);
-        const RenamedGroundTruth r = compute_renamed_ground_truth(
-            positions.select(0, L - 1), c.batch("atom14_gt_positions"), c.batch("atom14_alt_gt_positions"),
-            c.batch("atom14_gt_exists"), c.batch("atom14_alt_gt_exists"), c.batch("atom14_atom_is_ambiguous"));
+        const RenamedGroundTruth r = c.renamed();
         for (const char* k : {"alt_naming_is_better", "renamed_atom14_gt_positions", "renamed_atom14_gt_exists"}) {
             const Tensor& ours = std::string(k) == "alt_naming_is_better"   ? r.alt_naming_is_better
                                  : std::string(k) == "renamed_atom14_gt_exists" ? r.renamed_atom14_gt_exists
@@ -140,17 +153,14 @@ TEST(Losses, golden_fape_renaming_and_supervised_chi) {
                                                cfg.supervised_chi, &chi_part);
         expect_term(chi, c.loss("supervised_chi"), "supervised_chi");
         expect_term(chi_part, c.loss("sub_terms/supervised_chi_chi_part"), "supervised_chi_chi_part");
-    }
+    });
+    if (ran == 0) GTEST_SKIP() << "no loss_cases.h5 under " << test::golden_dir();
 }
 
 // Structural violations of the last layer's atom14 positions: every per-residue and per-atom intermediate, the
 // term and its clash part.
 TEST(Losses, golden_structural_violations) {
-    const auto sets = loss_sets();
-    if (sets.empty()) GTEST_SKIP() << "no loss_cases.h5 under " << test::golden_dir();
-    for (const std::string& set : sets) {
-        std::printf("golden %s\n", set.c_str());
-        const LossCase c(set + "/loss_cases.h5");
+    const int ran = for_each_loss_case([](const LossCase& c) {
         const Tensor positions = c.out("sm/positions");
         const Tensor last = positions.select(0, positions.size(0) - 1);
         const StructuralViolations v = find_structural_violations(last, c.batch("atom14_atom_exists"),
@@ -181,19 +191,14 @@ TEST(Losses, golden_structural_violations) {
         expect_term(clash, c.loss("sub_terms/violation_clash"), "violation_clash");
         expect_term(violation, c.loss("violation"), "violation");
 
-    }
+    });
+    if (ran == 0) GTEST_SKIP() << "no loss_cases.h5 under " << test::golden_dir();
 }
 
 // AlphaFoldLoss from the outputs and batch by name: every term, sub-term and both totals.
 TEST(Losses, golden_alphafold_loss_total) {
-    const auto sets = loss_sets();
-    if (sets.empty()) GTEST_SKIP() << "no loss_cases.h5 under " << test::golden_dir();
-    for (const std::string& set : sets) {
-        std::printf("golden %s\n", set.c_str());
-        const LossCase c(set + "/loss_cases.h5");
-        std::map<std::string, Tensor> outputs, batch;
-        for (const std::string& k : c.file.list("outputs")) outputs[k.substr(std::string("outputs/").size())] = c.file.read(k);
-        for (const std::string& k : c.file.list("batch")) batch[k.substr(std::string("batch/").size())] = c.file.read(k);
+    const int ran = for_each_loss_case([](const LossCase& c) {
+        std::map<std::string, Tensor> outputs = c.group("outputs"), batch = c.group("batch");
         const AlphaFoldLoss l = alphafold_loss(outputs, batch);
         EXPECT_EQ(l.terms.size(), 8u);
         for (const auto& [name, value] : l.terms) expect_term(value, c.loss(name), name);
@@ -207,7 +212,68 @@ TEST(Losses, golden_alphafold_loss_total) {
         } catch (const Error& e) {
             EXPECT_NE(std::string(e.what()).find("'true_msa'"), std::string::npos) << e.what();
         }
-    }
+    });
+    if (ran == 0) GTEST_SKIP() << "no loss_cases.h5 under " << test::golden_dir();
+}
+
+// The structural terms' gradients with respect to the structure module's outputs against grad_terms (one
+// unweighted term each), then every d(total)/d(output) of AlphaFoldLoss against grad_total.
+TEST(Losses, golden_structure_gradients) {
+    const int ran = for_each_loss_case([](const LossCase& c) {
+        const LossConfig cfg;
+        const LossConfig::Fape& f = cfg.fape;
+        // last_layer: ours is the last layer's gradient; the file's earlier layers must then be zero.
+        auto check = [&](const Tensor& ours, const std::string& golden_path, bool last_layer = false) {
+            Tensor golden = c.file.read(golden_path);
+            if (last_layer) {
+                const int64_t layers = golden.size(0);
+                for (int64_t l = 0; l + 1 < layers; ++l)
+                    for (double v : host_float64(golden.select(0, l))) ASSERT_EQ(v, 0.0) << golden_path << " layer " << l;
+                golden = golden.select(0, layers - 1);
+            }
+            const auto res = test::compare(host_float64(ours), host_float64(golden), 0, 0, golden_path, 0);
+            std::printf("  %-58s gradient rel %.2e\n", golden_path.c_str(), res.rel());
+            EXPECT_LE(res.rel(), 1e-9) << golden_path;
+            EXPECT_GT(res.max_ref, 0.0) << golden_path << ": a zero gradient tests nothing";
+        };
+        Tensor g;
+        backbone_fape(c.out("sm/frames"), c.batch("backbone_rigid_tensor"), c.batch("backbone_rigid_mask"), 0.0,
+                      f.backbone_loss_unit_distance, f.eps, &g);
+        check(g, "grad_terms/fape_backbone/sm/frames");  // use_clamped_fape is 0 here
+        backbone_fape(c.out("sm/frames"), c.batch("backbone_rigid_tensor"), c.batch("backbone_rigid_mask"),
+                      f.backbone_clamp_distance, f.backbone_loss_unit_distance, f.eps, &g);
+        check(g, "grad_terms/fape_backbone_clamped/sm/frames");
+
+        const Tensor positions = c.out("sm/positions"), sc_frames = c.out("sm/sidechain_frames");
+        const int64_t L = positions.size(0);
+        const RenamedGroundTruth r = c.renamed();
+        Tensor dframes, dpos;
+        sidechain_fape(sc_frames.select(0, L - 1), positions.select(0, L - 1), c.batch("rigidgroups_gt_frames"),
+                       c.batch("rigidgroups_alt_gt_frames"), c.batch("rigidgroups_gt_exists"), r,
+                       f.sidechain_clamp_distance, f.sidechain_length_scale, f.eps, &dframes, &dpos);
+        check(dframes, "grad_terms/fape_sidechain/sm/sidechain_frames", true);
+        check(dpos, "grad_terms/fape_sidechain/sm/positions", true);
+        Tensor da, du;
+        supervised_chi_loss(c.out("sm/angles"), c.out("sm/unnormalized_angles"), c.batch("aatype"), c.batch("seq_mask"),
+                            c.batch("chi_mask"), c.batch("chi_angles_sin_cos"), cfg.supervised_chi, nullptr, &da, &du);
+        check(da, "grad_terms/supervised_chi/sm/angles");
+        check(du, "grad_terms/supervised_chi/sm/unnormalized_angles");
+        Tensor dv;
+        find_structural_violations(positions.select(0, L - 1), c.batch("atom14_atom_exists"), c.batch("residue_index"),
+                                   c.batch("aatype"), 12.0, 1.5, &dv, cfg.violation.eps);
+        check(dv, "grad_terms/violation/sm/positions", true);
+
+        std::map<std::string, Tensor> outputs = c.group("outputs"), batch = c.group("batch");
+        const AlphaFoldLoss l = alphafold_loss(outputs, batch, cfg, true);
+        EXPECT_EQ(l.gradients.size(), c.file.list("grad_total").size());
+        for (const auto& [name, grad] : l.gradients) {
+            const std::vector<double> want = host_float64(c.file.read("grad_total/" + name));
+            const auto res = test::compare(host_float64(grad), want, 0, 0, name, 0);
+            std::printf("  grad_total/%-47s rel %.2e (max |golden| %.3g)\n", name.c_str(), res.rel(), res.max_ref);
+            EXPECT_LE(res.max_abs, 1e-9 * std::max(res.max_ref, 1e-300)) << name;
+        }
+    });
+    if (ran == 0) GTEST_SKIP() << "no loss_cases.h5 under " << test::golden_dir();
 }
 
 // Bad input names what is wrong.
