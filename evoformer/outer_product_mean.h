@@ -39,4 +39,13 @@ void outer_product_mean_combine(const OuterProductMeanWeights& w, const Tensor& 
                                 const Tensor& norm, const Tensor& out, bool accumulate, Context& ctx,
                                 const TrunkConstants& k = {}, int64_t chunk_rows = 0);
 
+// The backward twin of outer_product_mean_forward: for the update u and dupdate = dL/du [N_res, N_res, C_z]
+// (contiguous), writes dm = (or, with accumulate_dm, +=) dL/dm [S, N_res, C_m] and adds the parameter
+// gradients into grads (zeros_like_weights(w) to start). Recomputes the projections; the outer products are
+// formed again block by block of residues i, as the forward forms them.
+void outer_product_mean_backward(const OuterProductMeanWeights& w, const Tensor& m, const Tensor& msa_mask,
+                                 const Tensor& dupdate, const Tensor& dm, bool accumulate_dm,
+                                 OuterProductMeanWeights& grads, Context& ctx, const TrunkConstants& k = {},
+                                 int64_t chunk_rows = 0);
+
 }  // namespace axfold

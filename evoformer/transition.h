@@ -23,4 +23,11 @@ struct TransitionWeights {
 void transition_forward(const TransitionWeights& w, const Tensor& act, const Tensor& out, bool accumulate, Context& ctx,
                         const TrunkConstants& k = {});
 
+// The backward twin: for the update u = transition(act) and dupdate = dL/du [..., C] (contiguous, float32),
+// writes dact = (or, with accumulate_dact, +=) dL/dact through the update (a residual caller adds dupdate for the
+// identity itself) and adds the parameter gradients into grads (zeros_like_weights(w) to start). The forward's
+// internals are recomputed from act, chunk by chunk as the forward runs.
+void transition_backward(const TransitionWeights& w, const Tensor& act, const Tensor& dupdate, const Tensor& dact,
+                         bool accumulate_dact, TransitionWeights& grads, Context& ctx, const TrunkConstants& k = {});
+
 }  // namespace axfold

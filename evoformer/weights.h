@@ -25,6 +25,15 @@ template <class F> auto scoped(const std::string& scope, F& f) {
     return [scope, &f](const std::string& rel, Tensor& t) { f(join_key(scope, rel), t); };
 }
 
+// A weights struct of the same layout with every tensor zero, on the same devices: gradient accumulators.
+template <class W> W zeros_like_weights(const W& w) {
+    W g = w;
+    g.visit([](const std::string&, Tensor& t) {
+        if (t.defined()) t = Tensor::zeros(t.shape(), t.dtype(), t.device());
+    });
+    return g;
+}
+
 struct LayerNormWeights {
     Tensor scale;   // [C]
     Tensor offset;  // [C]

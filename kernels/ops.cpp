@@ -129,19 +129,25 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, floa
         cpu::matmul(a, b, c, alpha, beta);
 }
 
+namespace {
+// AF2 layouts flatten on both sides: [c_in, ...] for projections, [H, c, c_out] for outputs, so the input width is
+// whichever leading prefix of w's dims multiplies to x's last dim. Returns c_out = w.numel() / c_in.
+int64_t linear_out_features(const Tensor& x, const Tensor& w, const char* op) {
+    const int64_t c_in = x.size(-1);
+    AXF_CHECK(w.is_contiguous(), "%s: weights %s must be contiguous", op, w.desc().c_str());
+    int64_t prefix = 1;
+    for (int i = 0; i < w.dim() && prefix < c_in; ++i) prefix *= w.size(i);
+    AXF_CHECK(prefix == c_in && c_in > 0, "%s: input %s has %lld features, weights %s do not start with that", op,
+              shape_str(x.shape()).c_str(), (long long)c_in, shape_str(w.shape()).c_str());
+    return w.numel() / c_in;
+}
+}  // namespace
+
 void linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y, float beta) {
     check_f32(x, "linear", "x");
     check_f32(w, "linear", "w");
     check_f32(y, "linear", "y");
-    // AF2 layouts flatten on both sides: [c_in, ...] for projections, [H, c, c_out] for outputs, so the
-    // input width is whichever leading prefix of w's dims multiplies to x's last dim.
-    const int64_t c_in = x.size(-1);
-    AXF_CHECK(w.is_contiguous(), "linear: weights %s must be contiguous", w.desc().c_str());
-    int64_t prefix = 1;
-    for (int i = 0; i < w.dim() && prefix < c_in; ++i) prefix *= w.size(i);
-    AXF_CHECK(prefix == c_in && c_in > 0, "linear: input %s has %lld features, weights %s do not start with that",
-              shape_str(x.shape()).c_str(), (long long)c_in, shape_str(w.shape()).c_str());
-    const int64_t c_out = w.numel() / c_in;
+    const int64_t c_in = x.size(-1), c_out = linear_out_features(x, w, "linear");
     AXF_CHECK(y.is_contiguous() && y.numel() == x.numel() / std::max<int64_t>(c_in, 1) * c_out,
               "linear: output %s does not fit input %s and weights %s", y.desc().c_str(), shape_str(x.shape()).c_str(),
               shape_str(w.shape()).c_str());
@@ -259,6 +265,49 @@ void sigmoid_mul_backward(const Tensor& x, const Tensor& gate, const Tensor& dy,
         cuda::sigmoid_mul_backward(x, gate, dy, dx, dgate);
     else
         cpu::sigmoid_mul_backward(x, gate, dy, dx, dgate);
+}
+
+void relu_backward(const Tensor& y, const Tensor& dy, const Tensor& dx) {
+    for (const Tensor* t : {&y, &dy, &dx}) {
+        check_f32(*t, "relu_backward", "operand");
+        AXF_CHECK(t->is_contiguous(), "relu_backward: operand %s must be contiguous", t->desc().c_str());
+        AXF_CHECK(t->shape() == y.shape(), "relu_backward: y %s, operand %s", y.desc().c_str(), t->desc().c_str());
+        check_same_device(y, *t, "relu_backward");
+    }
+    if (y.numel() == 0) return;
+    if (y.device() == Device::CUDA)
+        cuda::relu_backward(y, dy, dx);
+    else
+        cpu::relu_backward(y, dy, dx);
+}
+
+void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Tensor& dx, bool accumulate_dx,
+                     const Tensor& dw, const Tensor& dbias, Workspace& ws) {
+    const int64_t c_in = x.size(-1), c_out = linear_out_features(x, w, "linear_backward");
+    AXF_CHECK(dy.numel() * c_in == x.numel() * c_out,
+              "linear_backward: x %s, w %s, dy %s", x.desc().c_str(), w.desc().c_str(), dy.desc().c_str());
+    AXF_CHECK(x.is_contiguous() && dy.is_contiguous(), "linear_backward: x %s and dy %s must be contiguous",
+              x.desc().c_str(), dy.desc().c_str());
+    const int64_t rows = x.numel() / std::max<int64_t>(c_in, 1);
+    const Tensor x2 = x.view({rows, c_in}), dy2 = dy.view({rows, c_out}), w2 = w.view({c_in, c_out});
+    if (dx.defined()) {
+        AXF_CHECK(dx.is_contiguous() && dx.numel() == x.numel(), "linear_backward: dx %s for x %s", dx.desc().c_str(),
+                  x.desc().c_str());
+        matmul(dy2, w2.transpose(0, 1), dx.view({rows, c_in}), 1.f, accumulate_dx ? 1.f : 0.f);
+    }
+    if (dw.defined()) {
+        AXF_CHECK(dw.is_contiguous() && dw.numel() == w.numel(), "linear_backward: dw %s for w %s", dw.desc().c_str(),
+                  w.desc().c_str());
+        matmul(x2.transpose(0, 1), dy2, dw.view({c_in, c_out}), 1.f, 1.f);
+    }
+    if (dbias.defined()) {
+        AXF_CHECK(dbias.is_contiguous() && dbias.numel() == c_out, "linear_backward: dbias %s for %lld outputs",
+                  dbias.desc().c_str(), (long long)c_out);
+        WorkspaceScope scope(ws);
+        Tensor ones = ws.alloc({1, rows});
+        fill(ones, 1.f);
+        matmul(ones, dy2, dbias.view({1, c_out}), 1.f, 1.f);
+    }
 }
 
 void softmax_backward(const Tensor& y, const Tensor& dy, float scale, const Tensor& dx) {

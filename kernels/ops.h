@@ -86,6 +86,14 @@ void softmax_backward(const Tensor& y, const Tensor& dy, float scale, const Tens
 void layer_norm_backward(const Tensor& x, const Tensor& scale, float eps, const Tensor& dy, const Tensor& dx,
                          const Tensor& dscale, const Tensor& doffset);
 
+// relu_backward: y = relu(x) as the forward op left it, dy = dL/dy; writes dx = dy where y > 0, else 0 (all
+// contiguous, one shape; dx may alias dy).
+void relu_backward(const Tensor& y, const Tensor& dy, const Tensor& dx);
+// linear_backward: for y = x @ w + bias (linear above; x and dy contiguous), dy = dL/dy: dx = (or, with
+// accumulate_dx, +=) dy @ w^T when dx is defined; dw += x^T @ dy and dbias += the column sums of dy when
+// defined (parameter gradients accumulate over chunks and calls).
+void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Tensor& dx, bool accumulate_dx,
+                     const Tensor& dw, const Tensor& dbias, Workspace& ws);
 // sigmoid_mul_backward: y = x * sigmoid(gate) forward, dy = dL/dy; writes dx = dy * sigmoid(gate) and
 // dgate = dy * x * sigmoid(gate) * (1 - sigmoid(gate)). All contiguous, same shape; dx may alias dy.
 void sigmoid_mul_backward(const Tensor& x, const Tensor& gate, const Tensor& dy, const Tensor& dx, const Tensor& dgate);

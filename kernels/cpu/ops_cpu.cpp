@@ -429,6 +429,14 @@ void sigmoid_mul_backward(const Tensor& x, const Tensor& gate, const Tensor& dy,
     }
 }
 
+void relu_backward(const Tensor& y, const Tensor& dy, const Tensor& dx) {
+    const int64_t n = y.numel();
+    const float *py = y.f32(), *pdy = dy.f32();
+    float* pdx = dx.f32();
+#pragma omp parallel for simd schedule(static) if (n > 32768)
+    for (int64_t i = 0; i < n; ++i) pdx[i] = py[i] > 0.f ? pdy[i] : 0.f;
+}
+
 void add_bias_rows(const Tensor& y, const Tensor& bias) {
     const int64_t C = y.size(-1);
     std::vector<int64_t> oy = row_offsets(y);

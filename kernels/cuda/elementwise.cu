@@ -316,4 +316,16 @@ void sigmoid_mul_backward(const Tensor& x, const Tensor& gate, const Tensor& dy,
     AXF_CUDA_LAUNCH();
 }
 
+namespace {
+__global__ void relu_backward_flat(const float* y, const float* dy, float* dx, int64_t n) {
+    for (int64_t i = global_id(); i < n; i += grid_stride()) dx[i] = y[i] > 0.f ? dy[i] : 0.f;
+}
+}  // namespace
+
+void relu_backward(const Tensor& y, const Tensor& dy, const Tensor& dx) {
+    const int64_t n = y.numel();
+    relu_backward_flat<<<grid_for(n, kThreads), kThreads>>>(y.f32(), dy.f32(), dx.f32(), n);
+    AXF_CUDA_LAUNCH();
+}
+
 }  // namespace axfold::cuda

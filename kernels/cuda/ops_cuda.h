@@ -16,6 +16,7 @@ void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, floa
 void softmax(const Tensor& x, float scale, const Tensor& mask, const Tensor& bias, float inf);
 void softmax_backward(const Tensor& y, const Tensor& dy, float scale, const Tensor& dx);
 void sigmoid_mul_backward(const Tensor& x, const Tensor& gate, const Tensor& dy, const Tensor& dx, const Tensor& dgate);
+void relu_backward(const Tensor& y, const Tensor& dy, const Tensor& dx);
 void layer_norm_backward(const Tensor& x, const Tensor& scale, float eps, const Tensor& dy, const Tensor& dx,
                          const Tensor& dscale, const Tensor& doffset);
 // Logits GEMM + fused masked softmax + value GEMM, chunked over the batch; scratch from ws (a CUDA

@@ -52,6 +52,7 @@ void layer_norm(const Tensor&, const Tensor&, const Tensor&, float, const Tensor
 void softmax(const Tensor&, float, const Tensor&, const Tensor&, float) { no_cuda(); }
 void softmax_backward(const Tensor&, const Tensor&, float, const Tensor&) { no_cuda(); }
 void sigmoid_mul_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&) { no_cuda(); }
+void relu_backward(const Tensor&, const Tensor&, const Tensor&) { no_cuda(); }
 void layer_norm_backward(const Tensor&, const Tensor&, float, const Tensor&, const Tensor&, const Tensor&,
                          const Tensor&) {
     no_cuda();

@@ -418,6 +418,61 @@ TEST(Ops, SigmoidMulBackwardMatchesFloat64) {
     test::expect_close(dg, rdg, 1e-6, 1e-5, "sigmoid_mul backward dgate");
 }
 
+TEST(Ops, ReluBackwardPassesWhereTheOutputIsPositive) {
+    std::mt19937 rng(34);
+    Tensor y = randn({3, 50000}, rng), dy = randn({3, 50000}, rng), dx = Tensor::empty({3, 50000});
+    relu(y);
+    relu_backward(y, dy, dx);
+    std::vector<double> r(y.numel());
+    int64_t passed = 0;
+    for (int64_t i = 0; i < y.numel(); ++i) {
+        r[i] = y.f32()[i] > 0 ? dy.f32()[i] : 0.0;
+        passed += y.f32()[i] > 0;
+    }
+    EXPECT_GT(passed, y.numel() / 4);
+    EXPECT_LT(passed, 3 * y.numel() / 4);
+    test::expect_close(dx, r, 0, 0, "relu backward");
+    relu_backward(y, dy, dy);  // in place
+    test::expect_close(dy, r, 0, 0, "relu backward in place");
+}
+
+// linear_backward against float64 loops: dx assigned or accumulated, dw and dbias accumulated, an AF2 weight of
+// more than two dims ([c_in, H, c] viewed as [c_in, H * c]), rows from leading dims.
+TEST(Ops, LinearBackwardMatchesFloat64) {
+    std::mt19937 rng(35);
+    const int64_t B = 3, R = 7, Ci = 5, H = 2, C = 3, Co = H * C;
+    Tensor x = randn({B, R, Ci}, rng), w = randn({Ci, H, C}, rng), dy = randn({B, R, H, C}, rng);
+    Tensor dx0 = randn({B, R, Ci}, rng), dw0 = randn({Ci, H, C}, rng), db0 = randn({H, C}, rng);
+    for (bool accumulate : {false, true}) {
+        Tensor dx = dx0.clone(), dw = dw0.clone(), db = db0.clone();
+        Workspace ws;
+        linear_backward(x, w, dy, dx, accumulate, dw, db, ws);
+        std::vector<double> rdx(x.numel()), rdw(w.numel()), rdb(db.numel());
+        for (int64_t r = 0; r < B * R; ++r)
+            for (int64_t i = 0; i < Ci; ++i) {
+                double v = accumulate ? dx0.f32()[r * Ci + i] : 0.0;
+                for (int64_t o = 0; o < Co; ++o) v += (double)dy.f32()[r * Co + o] * w.f32()[i * Co + o];
+                rdx[r * Ci + i] = v;
+            }
+        for (int64_t i = 0; i < Ci; ++i)
+            for (int64_t o = 0; o < Co; ++o) {
+                double v = dw0.f32()[i * Co + o];
+                for (int64_t r = 0; r < B * R; ++r) v += (double)x.f32()[r * Ci + i] * dy.f32()[r * Co + o];
+                rdw[i * Co + o] = v;
+            }
+        for (int64_t o = 0; o < Co; ++o) {
+            double v = db0.f32()[o];
+            for (int64_t r = 0; r < B * R; ++r) v += dy.f32()[r * Co + o];
+            rdb[o] = v;
+        }
+        test::expect_close(dx, rdx, 1e-5, 1e-5, "linear backward dx");
+        test::expect_close(dw, rdw, 1e-5, 1e-5, "linear backward dw");
+        test::expect_close(db, rdb, 1e-5, 1e-5, "linear backward dbias");
+    }
+    Workspace ws;
+    EXPECT_THROW(linear_backward(x, w, randn({B, R, 5}, rng), Tensor(), false, Tensor(), Tensor(), ws), Error);
+}
+
 TEST(Ops, FillWritesOnlyTheView) {
     Tensor t = Tensor::zeros({4, 6});
     fill(t.slice(1, 1, 4).transpose(0, 1), 2.5f);  // strided view: columns 1..3

@@ -593,6 +593,28 @@ TEST(GpuOps, ReducedPrecisionMatmulMatchesCpuEmulation) {
     expect_match(cd, c, "matmul bf16 sparse slice of a", 1e-4);
 }
 
+// relu_backward and the composite linear_backward (cuBLAS GEMMs with transposed views, a ones-row GEMM for the
+// bias) against the CPU.
+TEST(GpuOps, ReluAndLinearBackward) {
+    REQUIRE_GPU();
+    std::mt19937 rng(44);
+    Tensor y = test::randn({3, 1001}, rng), dy = test::randn({3, 1001}, rng);
+    relu(y);
+    Tensor dx = Tensor::empty({3, 1001}), dxd = dev(dx);
+    relu_backward(y, dy, dx);
+    relu_backward(dev(y), dev(dy), dxd);
+    expect_match(dxd, dx, "relu_backward");
+    Tensor x = test::randn({4, 37, 24}, rng), w = test::randn({24, 4, 8}, rng), g = test::randn({4, 37, 4, 8}, rng);
+    Tensor gx = test::randn({4, 37, 24}, rng), gw = test::randn({24, 4, 8}, rng), gb = test::randn({4, 8}, rng);
+    Tensor gxd = dev(gx), gwd = dev(gw), gbd = dev(gb);
+    Context cpu, gpu(Device::CUDA);
+    linear_backward(x, w, g, gx, true, gw, gb, cpu.ws);
+    linear_backward(dev(x), dev(w), dev(g), gxd, true, gwd, gbd, gpu.ws);
+    expect_match(gxd, gx, "linear_backward dx", 1e-4);
+    expect_match(gwd, gw, "linear_backward dw", 1e-4);
+    expect_match(gbd, gb, "linear_backward dbias", 1e-4);
+}
+
 TEST(GpuOps, SigmoidMulBackward) {
     REQUIRE_GPU();
     std::mt19937 rng(43);

@@ -1,0 +1,127 @@
+// Backward passes of the trunk modules against the golden gradient cases (small/grad_cases.h5: vector-Jacobian
+// products of each module case's outputs with random cotangents, computed in float64): the gradients with
+// respect to the differentiable inputs and every parameter, within the golden README's 1e-3 of the largest
+// golden value per tensor (float32 backward against float64). Also: the backward in chunks equals the
+// unchunked one, and accumulating into dact adds to what is there.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "evoformer/outer_product_mean.h"
+#include "evoformer/transition.h"
+#include "golden_util.h"
+
+using namespace axfold;
+
+namespace {
+
+// The case's parameters bound like the forward golden test binds them.
+struct GradCase {
+    io::Hdf5File file;
+    std::string name, scope;
+    ParamStore params;
+    GradCase(const std::string& set, const std::string& case_name)
+        : file(set + "/grad_cases.h5"), name(case_name),
+          params(ParamStore::load(std::filesystem::exists(set + "/params.npz") ? set + "/params.npz"
+                                                                               : set + "/params.h5")) {
+        io::Hdf5File modules(set + "/module_cases.h5");
+        scope = modules.read_string_attr(case_name, "params_relative_to");
+        if (!scope.empty() && scope.back() == '/') scope.pop_back();
+    }
+    Tensor read(const std::string& path) const { return file.read_f32(name + "/" + path); }
+    ParamLookup lookup() const {
+        return [this](const std::string& key) { return params.get(key); };
+    }
+};
+
+// max|ours - golden| <= 1e-3 max|golden|, with the golden nonzero (a zero gradient tests nothing).
+void expect_grad(const Tensor& ours, const Tensor& golden, const std::string& what) {
+    const auto res = test::compare(host_float64(ours), host_float64(golden), 0, 0, what, 0);
+    std::printf("  %-52s rel %.2e\n", what.c_str(), res.rel());
+    EXPECT_LE(res.rel(), 1e-3) << what;
+    EXPECT_GT(res.max_ref, 0.0) << what;
+}
+
+// Every parameter gradient of a weights struct against grad_params/<key without "//">.
+template <class W> void expect_param_grads(W& grads, const GradCase& c) {
+    grads.visit([&](const std::string& key, Tensor& t) {
+        // "input_layer_norm//scale" -> "input_layer_norm/scale"; "//weights" -> "weights".
+        const size_t at = key.find("//");
+        const std::string path =
+            at == std::string::npos ? key : (at == 0 ? "" : key.substr(0, at) + "/") + key.substr(at + 2);
+        expect_grad(t, c.read("grad_params/" + path), c.name + " d" + path);
+    });
+}
+
+}  // namespace
+
+TEST(Backward, golden_transitions) {
+    int ran = 0;
+    for (const std::string& set : test::golden_sets("grad_cases.h5")) {
+        for (const auto& [case_name, input] : {std::pair<std::string, std::string>{"msa_transition", "msa_act"},
+                                              {"pair_transition", "pair_act"}}) {
+            const GradCase c(set, case_name);
+            if (!c.file.has(case_name)) continue;
+            std::printf("golden %s %s\n", std::filesystem::path(set).filename().c_str(), case_name.c_str());
+            TransitionWeights w;
+            bind_params(w, c.scope, c.lookup(), 0);
+            const Tensor act = c.read("inputs/" + input), dupdate = c.read("cotangents/update");
+            TransitionWeights grads = zeros_like_weights(w);
+            Tensor dact = Tensor::empty(act.shape());
+            Context ctx;
+            transition_backward(w, act, dupdate, dact, false, grads, ctx);
+            expect_grad(dact, c.read("grad_inputs/" + input), case_name + " d" + input);
+            expect_param_grads(grads, c);
+
+            // In chunks of 2 leading rows: the same gradients; accumulating into dact adds.
+            TransitionWeights chunked = zeros_like_weights(w);
+            Tensor dact2 = dact.clone();
+            Context cc;
+            cc.chunk_size = 2;
+            transition_backward(w, act, dupdate, dact2, true, chunked, cc);
+            std::vector<double> twice = host_float64(dact);
+            for (double& v : twice) v *= 2;
+            EXPECT_EQ(test::compare(host_float64(dact2), twice, 1e-6, 1e-5, "accumulated dact").bad, 0);
+            EXPECT_EQ(test::compare(host_float64(chunked.transition1.weights), host_float64(grads.transition1.weights),
+                                    1e-6, 1e-5, "chunked dW1")
+                          .bad,
+                      0);
+            ++ran;
+        }
+    }
+    if (ran == 0) GTEST_SKIP() << "no grad_cases.h5 under " << test::golden_dir();
+}
+
+TEST(Backward, golden_outer_product_mean) {
+    int ran = 0;
+    for (const std::string& set : test::golden_sets("grad_cases.h5")) {
+        const GradCase c(set, "outer_product_mean");
+        if (!c.file.has("outer_product_mean")) continue;
+        std::printf("golden %s outer_product_mean\n", std::filesystem::path(set).filename().c_str());
+        OuterProductMeanWeights w;
+        bind_params(w, c.scope, c.lookup(), 0);
+        const Tensor m = c.read("inputs/msa_act"), mask = c.read("inputs/msa_mask"), dupdate = c.read("cotangents/update");
+        OuterProductMeanWeights grads = zeros_like_weights(w);
+        Tensor dm = Tensor::empty(m.shape());
+        Context ctx;
+        outer_product_mean_backward(w, m, mask, dupdate, dm, false, grads, ctx);
+        expect_grad(dm, c.read("grad_inputs/msa_act"), "outer_product_mean dmsa_act");
+        expect_param_grads(grads, c);
+        // Blocks of 1 residue and 2 MSA rows: the same gradients.
+        OuterProductMeanWeights chunked = zeros_like_weights(w);
+        Tensor dm2 = Tensor::empty(m.shape());
+        Context cc;
+        cc.chunk_size = 2;
+        outer_product_mean_backward(w, m, mask, dupdate, dm2, false, chunked, cc, {}, 1);
+        // (Parameter gradients sum over the blocks in another order: compared relative to their largest value.)
+        EXPECT_EQ(test::compare(host_float64(dm2), host_float64(dm), 1e-6, 1e-5, "chunked dm").bad, 0);
+        EXPECT_LE(test::compare(host_float64(chunked.output_w), host_float64(grads.output_w), 0, 0, "", 0).rel(), 1e-5);
+        EXPECT_LE(test::compare(host_float64(chunked.left_projection.weights),
+                                host_float64(grads.left_projection.weights), 0, 0, "", 0)
+                      .rel(),
+                  1e-5);
+        ++ran;
+    }
+    if (ran == 0) GTEST_SKIP() << "no grad_cases.h5 under " << test::golden_dir();
+}
