@@ -147,16 +147,8 @@ void outer_product_mean_backward(const OuterProductMeanWeights& w, const Tensor&
                         grads.left_projection.bias, ws);
         linear_backward(x, w.right_projection.weights, dr, dx, true, grads.right_projection.weights,
                         grads.right_projection.bias, ws);
-        const Tensor dms = dm.slice(0, s0, s1);
-        if (accumulate_dm) {
-            Tensor d = ws.alloc(ms.shape());
-            layer_norm_backward(ms, w.layer_norm_input.scale, k.eps, dx, d, grads.layer_norm_input.scale,
-                                grads.layer_norm_input.offset);
-            add(dms, d);
-        } else {
-            layer_norm_backward(ms, w.layer_norm_input.scale, k.eps, dx, dms, grads.layer_norm_input.scale,
-                                grads.layer_norm_input.offset);
-        }
+        layer_norm_backward(ms, w.layer_norm_input.scale, k.eps, dx, dm.slice(0, s0, s1), accumulate_dm,
+                            grads.layer_norm_input.scale, grads.layer_norm_input.offset, ws);
     }
 }
 

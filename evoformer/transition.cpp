@@ -51,15 +51,8 @@ void transition_backward(const TransitionWeights& w, const Tensor& act, const Te
         Tensor dx = ctx.ws.alloc(x.shape());
         linear_backward(x, w.transition1.weights, dh, dx, false, grads.transition1.weights, grads.transition1.bias,
                         ctx.ws);
-        if (accumulate_dact) {
-            Tensor d = ctx.ws.alloc(a.shape());
-            layer_norm_backward(a, w.input_layer_norm.scale, k.eps, dx, d, grads.input_layer_norm.scale,
-                                grads.input_layer_norm.offset);
-            add(da, d);
-        } else {
-            layer_norm_backward(a, w.input_layer_norm.scale, k.eps, dx, da, grads.input_layer_norm.scale,
-                                grads.input_layer_norm.offset);
-        }
+        layer_norm_backward(a, w.input_layer_norm.scale, k.eps, dx, da, accumulate_dact, grads.input_layer_norm.scale,
+                            grads.input_layer_norm.offset, ctx.ws);
     }
 }
 

@@ -267,6 +267,15 @@ void sigmoid_mul_backward(const Tensor& x, const Tensor& gate, const Tensor& dy,
         cpu::sigmoid_mul_backward(x, gate, dy, dx, dgate);
 }
 
+void layer_norm_backward(const Tensor& x, const Tensor& scale, float eps, const Tensor& dy, const Tensor& dx,
+                         bool accumulate_dx, const Tensor& dscale, const Tensor& doffset, Workspace& ws) {
+    if (!accumulate_dx) return layer_norm_backward(x, scale, eps, dy, dx, dscale, doffset);
+    WorkspaceScope scope(ws);
+    Tensor d = ws.alloc(x.shape());
+    layer_norm_backward(x, scale, eps, dy, d, dscale, doffset);
+    add(dx, d);
+}
+
 void relu_backward(const Tensor& y, const Tensor& dy, const Tensor& dx) {
     for (const Tensor* t : {&y, &dy, &dx}) {
         check_f32(*t, "relu_backward", "operand");

@@ -85,6 +85,9 @@ void softmax_backward(const Tensor& y, const Tensor& dy, float scale, const Tens
 // into dscale and doffset, so chunked callers accumulate over chunks (zero them first).
 void layer_norm_backward(const Tensor& x, const Tensor& scale, float eps, const Tensor& dy, const Tensor& dx,
                          const Tensor& dscale, const Tensor& doffset);
+// The same with dx accumulated (dx += dL/dx; through a workspace temporary) when accumulate_dx.
+void layer_norm_backward(const Tensor& x, const Tensor& scale, float eps, const Tensor& dy, const Tensor& dx,
+                         bool accumulate_dx, const Tensor& dscale, const Tensor& doffset, Workspace& ws);
 
 // relu_backward: y = relu(x) as the forward op left it, dy = dL/dy; writes dx = dy where y > 0, else 0 (all
 // contiguous, one shape; dx may alias dy).
