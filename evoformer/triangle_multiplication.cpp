@@ -70,4 +70,87 @@ void triangle_multiplication_forward(const TriangleMultiplicationWeights& w, boo
     }
 }
 
+void triangle_multiplication_backward(const TriangleMultiplicationWeights& w, bool incoming, const Tensor& z,
+                                      const Tensor& pair_mask, const Tensor& dupdate, const Tensor& dz,
+                                      bool accumulate_dz, TriangleMultiplicationWeights& grads, Context& ctx,
+                                      const TrunkConstants& k) {
+    Workspace& ws = ctx.ws;
+    WorkspaceScope scope(ws);
+    AXF_CHECK(z.dim() == 3 && z.size(0) == z.size(1) && z.is_contiguous() && dupdate.is_contiguous() &&
+                  dz.is_contiguous() && dupdate.shape() == z.shape() && dz.shape() == z.shape(),
+              "triangle_multiplication backward: pair %s, dupdate %s, dz %s (contiguous [N, N, C_z])",
+              z.desc().c_str(), dupdate.desc().c_str(), dz.desc().c_str());
+    const int64_t N = z.size(0), Cz = z.size(2), C = w.left_projection.weights.size(1), M = N * N;
+    AXF_CHECK(pair_mask.dim() == 2 && pair_mask.size(0) == N && pair_mask.size(1) == N,
+              "triangle_multiplication backward: mask %s for pair %s", pair_mask.desc().c_str(), z.desc().c_str());
+    const Tensor z2 = z.view({M, Cz}), du = dupdate.view({M, Cz});
+    const Tensor mask_rows = pair_mask.contiguous().view({M, 1}).expand({M, C});
+
+    // Forward internals, row-major [M, .]: x = LN(z); pre-gate projections p and gates g of both sides;
+    // left = mask p_l sigmoid(g_l), right alike; prod (channel-major [c, N, N]) and its layer norm a.
+    Tensor x = layer_norm(z2, w.layer_norm_input.scale, w.layer_norm_input.offset, k.eps, ws);
+    Tensor pm[2], g[2], side[2];
+    const LinearWeights* proj[2] = {&w.left_projection, &w.right_projection};
+    const LinearWeights* gate[2] = {&w.left_gate, &w.right_gate};
+    for (int s = 0; s < 2; ++s) {
+        pm[s] = linear(x, proj[s]->weights, proj[s]->bias, ws);
+        mul(pm[s], mask_rows);
+        g[s] = linear(x, gate[s]->weights, gate[s]->bias, ws);
+        side[s] = ws.alloc({C, N, N});  // channel-major: each channel one GEMM operand
+        Tensor v = ws.alloc({M, C});
+        copy(v, pm[s]);
+        sigmoid_mul(v, g[s]);
+        copy(side[s].view({C, M}), v.transpose(0, 1));
+    }
+    const Tensor& L = side[0];
+    const Tensor& R = side[1];
+    Tensor prod = ws.alloc({C, N, N});
+    if (incoming)
+        matmul(R.transpose(1, 2), L, prod);  // sum_k right[k,i] left[k,j]
+    else
+        matmul(L, R.transpose(1, 2), prod);  // sum_k left[i,k] right[j,k]
+    Tensor prod_rows = ws.alloc({M, C});
+    copy(prod_rows, prod.view({C, M}).transpose(0, 1));
+    Tensor a = layer_norm(prod_rows, w.center_layer_norm.scale, w.center_layer_norm.offset, k.eps, ws);
+    Tensor u0 = linear(a, w.output_projection.weights, w.output_projection.bias, ws);
+    Tensor og = linear(x, w.gating_linear.weights, w.gating_linear.bias, ws);
+
+    // u = u0 sigmoid(og).
+    Tensor du0 = ws.alloc({M, Cz}), dog = ws.alloc({M, Cz}), dx = ws.alloc({M, Cz});
+    sigmoid_mul_backward(u0, og, du, du0, dog);
+    linear_backward(x, w.gating_linear.weights, dog, dx, false, grads.gating_linear.weights, grads.gating_linear.bias,
+                    ws);
+    Tensor da = ws.alloc({M, C});
+    linear_backward(a, w.output_projection.weights, du0, da, false, grads.output_projection.weights,
+                    grads.output_projection.bias, ws);
+    Tensor dprod_rows = ws.alloc({M, C});
+    layer_norm_backward(prod_rows, w.center_layer_norm.scale, k.eps, da, dprod_rows, grads.center_layer_norm.scale,
+                        grads.center_layer_norm.offset);
+    Tensor dprod = ws.alloc({C, N, N});
+    copy(dprod.view({C, M}), dprod_rows.transpose(0, 1));
+    // The contraction, per channel: outgoing P = L R^T (dL = dP R, dR = dP^T L); incoming P = R^T L
+    // (dR = L dP^T, dL = R dP).
+    Tensor dside[2] = {ws.alloc({C, N, N}), ws.alloc({C, N, N})};
+    if (incoming) {
+        matmul(L, dprod.transpose(1, 2), dside[1]);
+        matmul(R, dprod, dside[0]);
+    } else {
+        matmul(dprod, R, dside[0]);
+        matmul(dprod.transpose(1, 2), L, dside[1]);
+    }
+    // side = (mask p) sigmoid(g): back to the projections and the gates, then to x.
+    for (int s = 0; s < 2; ++s) {
+        Tensor dv = ws.alloc({M, C}), dpm = ws.alloc({M, C}), dg = ws.alloc({M, C});
+        copy(dv, dside[s].view({C, M}).transpose(0, 1));
+        sigmoid_mul_backward(pm[s], g[s], dv, dpm, dg);
+        mul(dpm, mask_rows);
+        LinearWeights& gp = s == 0 ? grads.left_projection : grads.right_projection;
+        LinearWeights& gg = s == 0 ? grads.left_gate : grads.right_gate;
+        linear_backward(x, proj[s]->weights, dpm, dx, true, gp.weights, gp.bias, ws);
+        linear_backward(x, gate[s]->weights, dg, dx, true, gg.weights, gg.bias, ws);
+    }
+    layer_norm_backward(z2, w.layer_norm_input.scale, k.eps, dx, dz.view({M, Cz}), accumulate_dz,
+                        grads.layer_norm_input.scale, grads.layer_norm_input.offset, ws);
+}
+
 }  // namespace axfold

@@ -38,4 +38,13 @@ void triangle_multiplication_forward(const TriangleMultiplicationWeights& w, boo
                                      const Tensor& pair_mask, const Tensor& out, bool accumulate, Context& ctx,
                                      const TrunkConstants& k = {});
 
+// The backward twin: for the update u and dupdate = dL/du [N_res, N_res, C_z] (contiguous), writes dz = (or,
+// with accumulate_dz, +=) dL/dz and adds the parameter gradients into grads (zeros_like_weights(w) to start).
+// The forward's internals are recomputed; this version holds them for the whole pair at once (about
+// N^2 (2 C_z + 9 c) floats), which a training crop affords.
+void triangle_multiplication_backward(const TriangleMultiplicationWeights& w, bool incoming, const Tensor& z,
+                                      const Tensor& pair_mask, const Tensor& dupdate, const Tensor& dz,
+                                      bool accumulate_dz, TriangleMultiplicationWeights& grads, Context& ctx,
+                                      const TrunkConstants& k = {});
+
 }  // namespace axfold

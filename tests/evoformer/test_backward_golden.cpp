@@ -10,6 +10,7 @@
 
 #include "evoformer/outer_product_mean.h"
 #include "evoformer/transition.h"
+#include "evoformer/triangle_multiplication.h"
 #include "golden_util.h"
 
 using namespace axfold;
@@ -122,6 +123,29 @@ TEST(Backward, golden_outer_product_mean) {
                       .rel(),
                   1e-5);
         ++ran;
+    }
+    if (ran == 0) GTEST_SKIP() << "no grad_cases.h5 under " << test::golden_dir();
+}
+
+TEST(Backward, golden_triangle_multiplications) {
+    int ran = 0;
+    for (const std::string& set : test::golden_sets("grad_cases.h5")) {
+        for (bool incoming : {false, true}) {
+            const std::string name = incoming ? "triangle_multiplication_incoming" : "triangle_multiplication_outgoing";
+            const GradCase c(set, name);
+            if (!c.file.has(name)) continue;
+            std::printf("golden %s %s\n", std::filesystem::path(set).filename().c_str(), name.c_str());
+            TriangleMultiplicationWeights w;
+            bind_params(w, c.scope, c.lookup(), 0);
+            const Tensor z = c.read("inputs/pair_act"), mask = c.read("inputs/pair_mask");
+            TriangleMultiplicationWeights grads = zeros_like_weights(w);
+            Tensor dz = Tensor::empty(z.shape());
+            Context ctx;
+            triangle_multiplication_backward(w, incoming, z, mask, c.read("cotangents/update"), dz, false, grads, ctx);
+            expect_grad(dz, c.read("grad_inputs/pair_act"), name + " dpair_act");
+            expect_param_grads(grads, c);
+            ++ran;
+        }
     }
     if (ran == 0) GTEST_SKIP() << "no grad_cases.h5 under " << test::golden_dir();
 }
