@@ -5,6 +5,29 @@
 
 namespace axfold {
 
+namespace {
+
+// One chunk's attention in the attending layout a [R0, R1, c_in] (a view): x = LN(a), q, k, v and the attention
+// output o [R0, R1, H, c] (before the gate), all from the workspace.
+struct AttentionChunk {
+    Tensor x, q, k, v, o;
+};
+AttentionChunk attend(const AttentionWeights& w, const LayerNormWeights& norm, const Tensor& a, const Tensor& m,
+                      const Tensor& bias, float inf, float eps, Workspace& ws) {
+    const int64_t R0 = a.size(0), R1 = a.size(1), H = w.no_heads(), C = w.c_hidden();
+    AttentionChunk t;
+    t.x = ws.alloc({R0, R1, a.size(2)});
+    layer_norm(a, norm.scale, norm.offset, eps, t.x);
+    t.q = linear(t.x, w.query_w, Tensor(), ws).view({R0, R1, H, C});
+    t.k = linear(t.x, w.key_w, Tensor(), ws).view({R0, R1, H, C});
+    t.v = linear(t.x, w.value_w, Tensor(), ws).view({R0, R1, H, C});
+    t.o = ws.alloc({R0, R1, H, C});
+    attention(t.q, t.k, t.v, m, bias, 1.f / std::sqrt(static_cast<float>(C)), inf, t.o, ws);
+    return t;
+}
+
+}  // namespace
+
 void gated_self_attention(const AttentionWeights& w, const LayerNormWeights& norm, const Tensor& act,
                           bool along_axis0, const Tensor& mask, const Tensor& bias, float inf, float eps,
                           const Tensor& out, bool accumulate, Context& ctx) {
@@ -19,7 +42,6 @@ void gated_self_attention(const AttentionWeights& w, const LayerNormWeights& nor
               "attention output %s for input %s", out.desc().c_str(), act.desc().c_str());
     const int bdim = along_axis0 ? 1 : 0;  // the batch axis in act's layout
     const int64_t nb = act.size(bdim), cs = chunk_rows(ctx, nb);
-    const float scale = 1.f / std::sqrt(static_cast<float>(C));
     for (int64_t b0 = 0; b0 < nb; b0 += cs) {
         WorkspaceScope scope(ws);
         const int64_t b1 = std::min(nb, b0 + cs);
@@ -27,15 +49,10 @@ void gated_self_attention(const AttentionWeights& w, const LayerNormWeights& nor
         // read when attending along axis 0), so every GEMM below works on contiguous rows.
         const Tensor a = along_axis0 ? act.slice(1, b0, b1).permute({1, 0, 2}) : act.slice(0, b0, b1);
         const int64_t R0 = a.size(0), R1 = a.size(1);
-        Tensor x = ws.alloc({R0, R1, act.size(2)});
-        layer_norm(a, norm.scale, norm.offset, eps, x);
-        Tensor q = linear(x, w.query_w, Tensor(), ws).view({R0, R1, H, C});
-        Tensor k = linear(x, w.key_w, Tensor(), ws).view({R0, R1, H, C});
-        Tensor v = linear(x, w.value_w, Tensor(), ws).view({R0, R1, H, C});
-        Tensor o = ws.alloc({R0, R1, H, C});
         const Tensor m = along_axis0 ? mask.slice(1, b0, b1).transpose(0, 1) : mask.slice(0, b0, b1);
-        attention(q, k, v, m, bias, scale, inf, o, ws);
-        Tensor o3 = o.view({R0, R1, H * C});
+        const AttentionChunk t = attend(w, norm, a, m, bias, inf, eps, ws);
+        const Tensor& x = t.x;
+        Tensor o3 = t.o.view({R0, R1, H * C});
         if (w.gating) {
             Tensor g = linear(x, w.gating_w, w.gating_b, ws);
             sigmoid_mul(o3, g);
@@ -44,6 +61,67 @@ void gated_self_attention(const AttentionWeights& w, const LayerNormWeights& nor
         // written straight into the output: bfloat16 activations, DAP's strided views, column attention.
         const Tensor dst = along_axis0 ? out.slice(1, b0, b1).permute({1, 0, 2}) : out.slice(0, b0, b1);
         linear_update(o3, w.output_w, w.output_b, dst, accumulate, Cout == act.size(2) ? x : ws.alloc({R0, R1, Cout}));
+    }
+}
+
+void gated_self_attention_backward(const AttentionWeights& w, const LayerNormWeights& norm, const Tensor& act,
+                                   bool along_axis0, const Tensor& mask, const Tensor& bias, float inf, float eps,
+                                   const Tensor& dout, const Tensor& dact, bool accumulate_dact, AttentionWeights& grads,
+                                   LayerNormWeights& grads_norm, const Tensor& dbias, Context& ctx) {
+    Workspace& ws = ctx.ws;
+    const int64_t H = w.no_heads(), C = w.c_hidden(), Cin = act.size(2), Cout = w.output_b.size(0);
+    AXF_CHECK(act.dim() == 3 && Cin == w.query_w.size(0) && dact.shape() == act.shape() && dout.dim() == 3 &&
+                  dout.size(0) == act.size(0) && dout.size(1) == act.size(1) && dout.size(2) == Cout,
+              "attention backward: input %s, dact %s, dout %s for query_w %s", act.desc().c_str(), dact.desc().c_str(),
+              dout.desc().c_str(), shape_str(w.query_w.shape()).c_str());
+    const int bdim = along_axis0 ? 1 : 0;
+    const int64_t nb = act.size(bdim), cs = chunk_rows(ctx, nb);
+    const float scale = 1.f / std::sqrt(static_cast<float>(C));
+    auto attending = [&](const Tensor& t, int64_t b0, int64_t b1) {
+        return along_axis0 ? t.slice(1, b0, b1).permute({1, 0, 2}) : t.slice(0, b0, b1);
+    };
+    for (int64_t b0 = 0; b0 < nb; b0 += cs) {
+        WorkspaceScope scope(ws);
+        const int64_t b1 = std::min(nb, b0 + cs);
+        const Tensor av = attending(act, b0, b1);
+        const int64_t R0 = av.size(0), R1 = av.size(1);
+        Tensor a = ws.alloc({R0, R1, Cin});  // contiguous: the layer-norm backward reads rows
+        copy(a, av);
+        // The forward: x = LN(a); q, k, v; o = attention; og = o * sigmoid(g) (gated); out = og Wo + bo.
+        const Tensor m = along_axis0 ? mask.slice(1, b0, b1).transpose(0, 1) : mask.slice(0, b0, b1);
+        const AttentionChunk t = attend(w, norm, a, m, bias, inf, eps, ws);
+        const Tensor &x = t.x, &q = t.q, &k = t.k, &v = t.v;
+        const Tensor o3 = t.o.view({R0, R1, H * C});
+        Tensor g, og = o3;
+        if (w.gating) {
+            g = linear(x, w.gating_w, w.gating_b, ws);
+            og = ws.alloc({R0, R1, H * C});
+            copy(og, o3);
+            sigmoid_mul(og, g);
+        }
+        Tensor dy = ws.alloc({R0, R1, Cout});
+        copy(dy, attending(dout, b0, b1));
+        Tensor dog = ws.alloc({R0, R1, H * C}), dx = ws.alloc({R0, R1, Cin});
+        linear_backward(og, w.output_w, dy, dog, false, grads.output_w, grads.output_b, ws);
+        Tensor do3 = dog;
+        if (w.gating) {
+            do3 = ws.alloc({R0, R1, H * C});
+            Tensor dg = ws.alloc({R0, R1, H * C});
+            sigmoid_mul_backward(o3, g, dog, do3, dg);
+            linear_backward(x, w.gating_w, dg, dx, false, grads.gating_w, grads.gating_b, ws);
+        }
+        Tensor dq = ws.alloc({R0, R1, H, C}), dk = ws.alloc({R0, R1, H, C}), dv = ws.alloc({R0, R1, H, C});
+        attention_backward(q, k, v, m, bias, scale, inf, do3.view({R0, R1, H, C}), dq, dk, dv, dbias, ws);
+        linear_backward(x, w.query_w, dq, dx, w.gating, grads.query_w, Tensor(), ws);
+        linear_backward(x, w.key_w, dk, dx, true, grads.key_w, Tensor(), ws);
+        linear_backward(x, w.value_w, dv, dx, true, grads.value_w, Tensor(), ws);
+        Tensor da = ws.alloc({R0, R1, Cin});
+        layer_norm_backward(a, norm.scale, eps, dx, da, grads_norm.scale, grads_norm.offset);
+        const Tensor dst = attending(dact, b0, b1);
+        if (accumulate_dact)
+            add(dst, da);
+        else
+            copy(dst, da);
     }
 }
 

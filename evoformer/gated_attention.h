@@ -17,6 +17,14 @@ void gated_self_attention(const AttentionWeights& w, const LayerNormWeights& nor
                           bool along_axis0, const Tensor& mask, const Tensor& bias, float inf, float eps,
                           const Tensor& out, bool accumulate, Context& ctx);
 
+// The backward twin: dout = dL/d(update) [A0, A1, c_out] (out's layout, any strides); writes dact = (or, with
+// accumulate_dact, +=) dL/dact, adds the parameter gradients into grads and grads_norm, and, when defined, adds
+// dL/dbias [H, Q, K] into dbias. Recomputes the forward chunk by chunk.
+void gated_self_attention_backward(const AttentionWeights& w, const LayerNormWeights& norm, const Tensor& act,
+                                   bool along_axis0, const Tensor& mask, const Tensor& bias, float inf, float eps,
+                                   const Tensor& dout, const Tensor& dact, bool accumulate_dact, AttentionWeights& grads,
+                                   LayerNormWeights& grads_norm, const Tensor& dbias, Context& ctx);
+
 // Batch elements per chunk for `n` elements: ctx.chunk_size, or all of them when 0.
 inline int64_t chunk_rows(const Context& ctx, int64_t n) {
     return ctx.chunk_size > 0 && ctx.chunk_size < n ? ctx.chunk_size : n;

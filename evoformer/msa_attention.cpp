@@ -85,4 +85,46 @@ void msa_column_global_attention_forward(const MsaColumnGlobalAttentionWeights& 
     }
 }
 
+void pair_bias_backward(const LayerNormWeights& norm, const Tensor& feat_2d_weights, const Tensor& z, bool ending,
+                        float eps, const Tensor& dbias, const Tensor& dz, bool accumulate_dz, LayerNormWeights& grads_norm,
+                        Tensor& grads_feat_2d_weights, Context& ctx) {
+    const int64_t N = z.size(0), H = feat_2d_weights.size(1);
+    AXF_CHECK(dbias.shape() == Shape({H, N, N}) && dz.shape() == z.shape() && z.is_contiguous() && dz.is_contiguous(),
+              "pair bias backward: dbias %s, z %s, dz %s", dbias.desc().c_str(), z.desc().c_str(), dz.desc().c_str());
+    const int64_t cs = chunk_rows(ctx, N);
+    for (int64_t i0 = 0; i0 < N; i0 += cs) {
+        WorkspaceScope scope(ctx.ws);
+        const int64_t i1 = std::min(N, i0 + cs), ni = i1 - i0;
+        const Tensor zi = z.slice(0, i0, i1);
+        Tensor zn = layer_norm(zi, norm.scale, norm.offset, eps, ctx.ws);
+        Tensor db = ctx.ws.alloc({ni, N, H});  // d(LN(z) W) rows i0..i1, as pair_bias laid them out
+        copy(db, ending ? dbias.slice(2, i0, i1).permute({2, 1, 0}) : dbias.slice(1, i0, i1).permute({1, 2, 0}));
+        Tensor dzn = ctx.ws.alloc(zn.shape());
+        linear_backward(zn, feat_2d_weights, db, dzn, false, grads_feat_2d_weights, Tensor(), ctx.ws);
+        layer_norm_backward(zi, norm.scale, eps, dzn, dz.slice(0, i0, i1), accumulate_dz, grads_norm.scale,
+                            grads_norm.offset, ctx.ws);
+    }
+}
+
+void msa_row_attention_backward(const MsaRowAttentionWeights& w, const Tensor& m, const Tensor& z,
+                                const Tensor& msa_mask, const Tensor& dupdate, const Tensor& dm, bool accumulate_dm,
+                                const Tensor& dz, bool accumulate_dz, MsaRowAttentionWeights& grads, Context& ctx,
+                                const TrunkConstants& k) {
+    WorkspaceScope scope(ctx.ws);
+    Tensor bias = pair_bias(w.feat_2d_norm, w.feat_2d_weights, z, false, k.eps, ctx);
+    Tensor dbias = ctx.ws.alloc(bias.shape());
+    fill(dbias, 0.f);
+    gated_self_attention_backward(w.attention, w.query_norm, m, false, msa_mask, bias, k.inf, k.eps, dupdate, dm,
+                                  accumulate_dm, grads.attention, grads.query_norm, dbias, ctx);
+    pair_bias_backward(w.feat_2d_norm, w.feat_2d_weights, z, false, k.eps, dbias, dz, accumulate_dz, grads.feat_2d_norm,
+                       grads.feat_2d_weights, ctx);
+}
+
+void msa_column_attention_backward(const MsaColumnAttentionWeights& w, const Tensor& m, const Tensor& msa_mask,
+                                   const Tensor& dupdate, const Tensor& dm, bool accumulate_dm,
+                                   MsaColumnAttentionWeights& grads, Context& ctx, const TrunkConstants& k) {
+    gated_self_attention_backward(w.attention, w.query_norm, m, true, msa_mask, Tensor(), k.inf, k.eps, dupdate, dm,
+                                  accumulate_dm, grads.attention, grads.query_norm, Tensor(), ctx);
+}
+
 }  // namespace axfold

@@ -53,6 +53,21 @@ Tensor pair_bias(const LayerNormWeights& norm, const Tensor& feat_2d_weights, co
                  Context& ctx);
 void msa_column_attention_forward(const MsaColumnAttentionWeights& w, const Tensor& m, const Tensor& msa_mask,
                                   const Tensor& out, bool accumulate, Context& ctx, const TrunkConstants& k = {});
+
+// Backward twins (gated_attention.h's conventions): dupdate = dL/d(update); dm (and dz for the row attention's
+// pair bias) = or, with accumulate_*, += dL/d(input); parameter gradients added into grads.
+void msa_row_attention_backward(const MsaRowAttentionWeights& w, const Tensor& m, const Tensor& z,
+                                const Tensor& msa_mask, const Tensor& dupdate, const Tensor& dm, bool accumulate_dm,
+                                const Tensor& dz, bool accumulate_dz, MsaRowAttentionWeights& grads, Context& ctx,
+                                const TrunkConstants& k = {});
+void msa_column_attention_backward(const MsaColumnAttentionWeights& w, const Tensor& m, const Tensor& msa_mask,
+                                   const Tensor& dupdate, const Tensor& dm, bool accumulate_dm,
+                                   MsaColumnAttentionWeights& grads, Context& ctx, const TrunkConstants& k = {});
+// The pair bias's backward: dbias [H, N, N] (attending frame) into dz (= or +=) and the norm's and
+// feat_2d_weights' gradients.
+void pair_bias_backward(const LayerNormWeights& norm, const Tensor& feat_2d_weights, const Tensor& z, bool ending,
+                        float eps, const Tensor& dbias, const Tensor& dz, bool accumulate_dz, LayerNormWeights& grads_norm,
+                        Tensor& grads_feat_2d_weights, Context& ctx);
 void msa_column_global_attention_forward(const MsaColumnGlobalAttentionWeights& w, const Tensor& m,
                                          const Tensor& msa_mask, const Tensor& out, bool accumulate, Context& ctx,
                                          const TrunkConstants& k = {});

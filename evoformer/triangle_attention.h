@@ -25,4 +25,10 @@ void triangle_attention_forward(const TriangleAttentionWeights& w, bool ending_n
                                 const Tensor& pair_mask, const Tensor& out, bool accumulate, Context& ctx,
                                 const TrunkConstants& k = {});
 
+// The backward twin: dupdate = dL/d(update); dz = (or, with accumulate_dz, +=) dL/dz through both the attention
+// and the pair bias; parameter gradients added into grads.
+void triangle_attention_backward(const TriangleAttentionWeights& w, bool ending_node, const Tensor& z,
+                                 const Tensor& pair_mask, const Tensor& dupdate, const Tensor& dz, bool accumulate_dz,
+                                 TriangleAttentionWeights& grads, Context& ctx, const TrunkConstants& k = {});
+
 }  // namespace axfold

@@ -1,6 +1,8 @@
 // Op dispatch: shape and dtype checks at the boundary, then one branch on the output's device.
 #include "kernels/ops.h"
 
+#include <algorithm>
+
 #include <omp.h>
 
 #include <Eigen/Core>
@@ -387,6 +389,49 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
         cuda::attention(q, k, v, mask, bias, scale, inf, out, ws);
     else
         cpu::attention(q, k, v, mask, bias, scale, inf, out, ws);
+}
+
+void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias,
+                        float scale, float inf, const Tensor& dout, const Tensor& dq, const Tensor& dk,
+                        const Tensor& dv, const Tensor& dbias, Workspace& ws) {
+    const int64_t B = q.size(0), Q = q.size(1), H = q.size(2), K = k.size(1);
+    AXF_CHECK(q.dim() == 4 && k.dim() == 4 && v.shape() == k.shape() && dout.shape() == q.shape() &&
+                  dq.shape() == q.shape() && dk.shape() == k.shape() && dv.shape() == v.shape(),
+              "attention_backward: q %s, k %s, v %s, dout %s, dq %s, dk %s, dv %s", q.desc().c_str(), k.desc().c_str(),
+              v.desc().c_str(), dout.desc().c_str(), dq.desc().c_str(), dk.desc().c_str(), dv.desc().c_str());
+    for (const Tensor* t : {&q, &k, &v, &dout, &dq, &dk, &dv}) check_last_contiguous(*t, "attention_backward", "operand");
+    AXF_CHECK(!dbias.defined() || (bias.defined() && dbias.is_contiguous() && dbias.shape() == Shape({H, Q, K})),
+              "attention_backward: dbias %s needs a bias and shape [%lld, %lld, %lld]", dbias.desc().c_str(),
+              (long long)H, (long long)Q, (long long)K);
+    if (q.numel() == 0 || K == 0) return;
+    const int64_t per_batch = std::max<int64_t>(H * Q * K, 1);
+    const int64_t chunk = std::clamp<int64_t>((int64_t(64) << 20) / per_batch, 1, B);
+    for (int64_t b0 = 0; b0 < B; b0 += chunk) {
+        WorkspaceScope scope(ws);
+        const int64_t nb = std::min(chunk, B - b0);
+        auto heads = [&](const Tensor& t) { return t.slice(0, b0, b0 + nb).permute({0, 2, 1, 3}); };  // [nb,H,.,C]
+        const Tensor qh = heads(q), kh = heads(k), vh = heads(v), doh = heads(dout);
+        // The probabilities, as the forward forms them.
+        Tensor w = ws.alloc({nb, H, Q, K});
+        matmul(qh, kh.transpose(2, 3), w);
+        const Tensor m =
+            mask.defined() ? mask.slice(0, b0, b0 + nb).unsqueeze(1).unsqueeze(1).expand({nb, H, Q, K}) : Tensor();
+        const Tensor bb = bias.defined() ? bias.unsqueeze(0).expand({nb, H, Q, K}) : Tensor();
+        softmax(w, scale, m, bb, inf);
+        // out = w v: dv = w^T dout, dw = dout v^T.
+        matmul(w.transpose(2, 3), doh, heads(dv));
+        Tensor dw = ws.alloc({nb, H, Q, K});
+        matmul(doh, vh.transpose(2, 3), dw);
+        // Through the softmax to the dot products q.k (dL/dbias = that / scale), then to q and k.
+        softmax_backward(w, dw, scale, dw);
+        if (dbias.defined()) {
+            Tensor ones = ws.alloc({1, nb});
+            fill(ones, 1.f);
+            matmul(ones, dw.view({nb, H * Q * K}), dbias.view({1, H * Q * K}), 1.f / scale, 1.f);
+        }
+        matmul(dw, kh, heads(dq));
+        matmul(dw.transpose(2, 3), qh, heads(dk));
+    }
 }
 
 void gather_rows(const Tensor& table, const Tensor& index, const Tensor& out, bool accumulate) {

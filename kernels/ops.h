@@ -106,6 +106,12 @@ void sigmoid_mul_backward(const Tensor& x, const Tensor& gate, const Tensor& dy,
 // (kernels/cuda/flash_attention.cu). Read once per process.
 bool fused_attention_requested();
 
+// attention_backward: for out = attention(q, k, v, mask, bias, scale, inf) (below) and dout = dL/dout, writes
+// dq, dk, dv (= dL/d; [B,Q,H,C] / [B,K,H,C], last dim contiguous) and, when defined, adds dL/dbias [H,Q,K]
+// (contiguous) into dbias. The logits are recomputed per block of batch elements (at most 64 Mi floats).
+void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias,
+                        float scale, float inf, const Tensor& dout, const Tensor& dq, const Tensor& dk,
+                        const Tensor& dv, const Tensor& dbias, Workspace& ws);
 // Multi-head attention core (AF2 Attention without projections):
 //   out[b,q,h,:] = sum_k w[b,h,q,k] v[b,k,h,:],
 //   w = softmax_k(scale * q[b,q,h,:].k[b,k,h,:] + bias[h,q,k] + inf * (mask[b,k] - 1)).

@@ -473,6 +473,60 @@ TEST(Ops, LinearBackwardMatchesFloat64) {
     EXPECT_THROW(linear_backward(x, w, randn({B, R, 5}, rng), Tensor(), false, Tensor(), Tensor(), ws), Error);
 }
 
+// attention_backward against float64 loops: masked keys, a permuted bias, q/k/v read out of fused projections
+// (strided rows), dbias accumulated over batch elements. (A fully masked row has logits near -1e9, whose float32
+// rounding decides its softmax: a float64 reference would not see the same row.)
+TEST(Ops, AttentionBackwardMatchesFloat64) {
+    std::mt19937 rng(36);
+    const int64_t B = 3, Q = 5, K = 7, H = 2, C = 4;
+    const float scale = 0.5f, inf = 1e9f;
+    Tensor qkv = randn({B, Q, 3, H, C}, rng), kv = randn({B, K, 2, H, C}, rng);
+    const Tensor q = qkv.select(2, 0), k = kv.select(2, 0), v = kv.select(2, 1);
+    Tensor mask = test::random_mask({B, K}, rng, 0.3f);
+    mask.at({2, 0}) = 1.f;  // every batch element keeps a key
+    const Tensor bias = randn({Q, H, K}, rng).permute({1, 0, 2});
+    const Tensor dout = randn({B, Q, H, C}, rng);
+    Tensor dq = Tensor::empty({B, Q, H, C}), dk = Tensor::empty({B, K, H, C}), dv = Tensor::empty({B, K, H, C});
+    Tensor dbias0 = randn({H, Q, K}, rng), dbias = dbias0.clone();
+    Workspace ws;
+    attention_backward(q, k, v, mask, bias, scale, inf, dout, dq, dk, dv, dbias, ws);
+    std::vector<double> rq(dq.numel(), 0), rk(dk.numel(), 0), rv(dv.numel(), 0), rb = test::to_f64(dbias0);
+    auto at = [](const Tensor& t, std::initializer_list<int64_t> i) { return (double)t.at(i); };
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t h = 0; h < H; ++h)
+            for (int64_t i = 0; i < Q; ++i) {
+                std::vector<double> l(K), p(K), dp(K);
+                double mx = -1e300, z = 0;
+                for (int64_t j = 0; j < K; ++j) {
+                    double dot = 0;
+                    for (int64_t c = 0; c < C; ++c) dot += at(q, {b, i, h, c}) * at(k, {b, j, h, c});
+                    l[j] = scale * dot + at(bias, {h, i, j}) + inf * (at(mask, {b, j}) - 1);
+                    mx = std::max(mx, l[j]);
+                }
+                for (int64_t j = 0; j < K; ++j) z += p[j] = std::exp(l[j] - mx);
+                double s = 0;
+                for (int64_t j = 0; j < K; ++j) {
+                    p[j] /= z;
+                    dp[j] = 0;
+                    for (int64_t c = 0; c < C; ++c) dp[j] += at(dout, {b, i, h, c}) * at(v, {b, j, h, c});
+                    s += dp[j] * p[j];
+                }
+                for (int64_t j = 0; j < K; ++j) {
+                    const double dl = p[j] * (dp[j] - s);  // d/d(logit)
+                    rb[(h * Q + i) * K + j] += dl;
+                    for (int64_t c = 0; c < C; ++c) {
+                        rv[((b * K + j) * H + h) * C + c] += p[j] * at(dout, {b, i, h, c});
+                        rq[((b * Q + i) * H + h) * C + c] += scale * dl * at(k, {b, j, h, c});
+                        rk[((b * K + j) * H + h) * C + c] += scale * dl * at(q, {b, i, h, c});
+                    }
+                }
+            }
+    test::expect_close(dq, rq, 1e-5, 1e-4, "attention backward dq");
+    test::expect_close(dk, rk, 1e-5, 1e-4, "attention backward dk");
+    test::expect_close(dv, rv, 1e-5, 1e-4, "attention backward dv");
+    test::expect_close(dbias, rb, 1e-5, 1e-4, "attention backward dbias");
+}
+
 TEST(Ops, FillWritesOnlyTheView) {
     Tensor t = Tensor::zeros({4, 6});
     fill(t.slice(1, 1, 4).transpose(0, 1), 2.5f);  // strided view: columns 1..3

@@ -615,6 +615,32 @@ TEST(GpuOps, ReluAndLinearBackward) {
     expect_match(gbd, gb, "linear_backward dbias", 1e-4);
 }
 
+// The composite attention backward on the device (batched cuBLAS GEMMs on permuted views, the CUDA softmax and
+// its backward, a ones-row GEMM for the bias gradient) against the CPU; a transposed mask as column attention
+// passes it.
+TEST(GpuOps, AttentionBackwardMatchesCpu) {
+    REQUIRE_GPU();
+    std::mt19937 rng(45);
+    const int64_t B = 5, Q = 33, K = 40, H = 4, C = 16;
+    Tensor qkv = test::randn({B, Q, 3, H, C}, rng), kv = test::randn({B, K, 2, H, C}, rng);
+    Tensor mask = test::random_mask({K, B}, rng).transpose(0, 1), bias = test::randn({Q, H, K}, rng).permute({1, 0, 2});
+    Tensor dout = test::randn({B, Q, H, C}, rng);
+    Tensor dq = Tensor::empty({B, Q, H, C}), dk = Tensor::empty({B, K, H, C}), dv = Tensor::empty({B, K, H, C});
+    Tensor db = test::randn({H, Q, K}, rng);
+    Tensor dqd = dev(dq), dkd = dev(dk), dvd = dev(dv), dbd = dev(db);
+    Context cpu, gpu(Device::CUDA);
+    attention_backward(qkv.select(2, 0), kv.select(2, 0), kv.select(2, 1), mask, bias, 0.25f, 1e9f, dout, dq, dk, dv, db,
+                       cpu.ws);
+    const Tensor qkvd = dev(qkv), kvd = dev(kv);
+    attention_backward(qkvd.select(2, 0), kvd.select(2, 0), kvd.select(2, 1),
+                       dev(mask.transpose(0, 1).contiguous()).transpose(0, 1), dev(bias.contiguous()), 0.25f, 1e9f,
+                       dev(dout), dqd, dkd, dvd, dbd, gpu.ws);
+    expect_match(dqd, dq, "attention_backward dq", 1e-4);
+    expect_match(dkd, dk, "attention_backward dk", 1e-4);
+    expect_match(dvd, dv, "attention_backward dv", 1e-4);
+    expect_match(dbd, db, "attention_backward dbias", 1e-4);
+}
+
 TEST(GpuOps, SigmoidMulBackward) {
     REQUIRE_GPU();
     std::mt19937 rng(43);
