@@ -85,6 +85,95 @@ void msa_column_global_attention_forward(const MsaColumnGlobalAttentionWeights& 
     }
 }
 
+void msa_column_global_attention_backward(const MsaColumnGlobalAttentionWeights& w, const Tensor& m,
+                                          const Tensor& msa_mask, const Tensor& dupdate, const Tensor& dm,
+                                          bool accumulate_dm, MsaColumnGlobalAttentionWeights& grads, Context& ctx,
+                                          const TrunkConstants& k) {
+    Workspace& ws = ctx.ws;
+    const GlobalAttentionWeights& a = w.attention;
+    GlobalAttentionWeights& ga = grads.attention;
+    const int64_t E = m.size(0), N = m.size(1), Cin = m.size(2), H = a.no_heads(), C = a.c_hidden();
+    const int64_t Cout = a.output_b.size(0), HC = H * C;
+    AXF_CHECK(msa_mask.dim() == 2 && msa_mask.size(0) == E && msa_mask.size(1) == N && dm.shape() == m.shape() &&
+                  dupdate.dim() == 3 && dupdate.size(0) == E && dupdate.size(1) == N && dupdate.size(2) == Cout,
+              "msa_column_global_attention backward: msa %s, mask %s, dupdate %s, dm %s", m.desc().c_str(),
+              msa_mask.desc().c_str(), dupdate.desc().c_str(), dm.desc().c_str());
+    const float qscale = 1.f / std::sqrt(static_cast<float>(C));
+    const int64_t cs = chunk_rows(ctx, N);
+    for (int64_t n0 = 0; n0 < N; n0 += cs) {
+        WorkspaceScope scope(ws);
+        const int64_t n1 = std::min(N, n0 + cs), n = n1 - n0;
+        // The forward, as msa_column_global_attention_forward forms it (x contiguous for the norm's backward).
+        Tensor mc = ws.alloc({E, n, Cin});
+        copy(mc, m.slice(1, n0, n1));
+        Tensor x = layer_norm(mc, w.query_norm.scale, w.query_norm.offset, k.eps, ws);
+        const Tensor mask_t = msa_mask.slice(1, n0, n1).transpose(0, 1);  // [n, E]
+        Tensor q_avg = ws.alloc({n, 1, Cin});
+        matmul(mask_t.unsqueeze(1), x.permute({1, 0, 2}), q_avg);
+        Tensor ones = ws.alloc({E, 1});
+        fill(ones, 1.f);
+        Tensor msum = ws.alloc({n, 1});
+        matmul(mask_t, ones, msum);
+        Tensor q_avg2 = q_avg.view({n, Cin});
+        div_eps(q_avg2, msum.expand({n, Cin}), k.global_eps);
+        Tensor q = linear(q_avg2, a.query_w, Tensor(), ws);  // [n, H*C]
+        scale(q, qscale);
+        Tensor kk = linear(x, a.key_w, Tensor(), ws);  // [E, n, C]
+        Tensor v = linear(x, a.value_w, Tensor(), ws);  // [E, n, C]
+        Tensor p = ws.alloc({n, H, E});
+        matmul(q.view({n, H, C}), kk.permute({1, 2, 0}), p);
+        softmax(p, 1.f, mask_t.unsqueeze(1).expand({n, H, E}), Tensor(), k.inf);
+        Tensor wavg = ws.alloc({n, H, C});
+        matmul(p, v.permute({1, 0, 2}), wavg);
+        Tensor gpre = linear(x, a.gating_w, a.gating_b, ws);  // [E, n, H*C], before the sigmoid
+        Tensor wb = ws.alloc({E, n, HC});                     // wavg for every sequence
+        copy(wb, wavg.view({1, n, HC}).expand({E, n, HC}));
+        Tensor y = ws.alloc({E, n, HC});
+        copy(y, wb);
+        sigmoid_mul(y, gpre);
+
+        // out = y Wo + bo, y = wavg sigmoid(gpre).
+        Tensor dout = ws.alloc({E, n, Cout});
+        copy(dout, dupdate.slice(1, n0, n1));
+        Tensor dy = ws.alloc({E, n, HC}), dwb = ws.alloc({E, n, HC}), dgpre = ws.alloc({E, n, HC});
+        linear_backward(y, a.output_w, dout, dy, false, ga.output_w, ga.output_b, ws);
+        sigmoid_mul_backward(wb, gpre, dy, dwb, dgpre);
+        Tensor dx = ws.alloc({E, n, Cin});
+        linear_backward(x, a.gating_w, dgpre, dx, false, ga.gating_w, ga.gating_b, ws);
+        Tensor dwavg = ws.alloc({n, H, C});  // sum over the sequences
+        Tensor ones_row = ws.alloc({1, E});
+        fill(ones_row, 1.f);
+        matmul(ones_row, dwb.view({E, n * HC}), dwavg.view({1, n * HC}));
+        // wavg[n] = p[n] v[n]: dp = dwavg v^T, dv = p^T dwavg; the softmax; logits[n] = q[n] kk[n]^T.
+        Tensor dp = ws.alloc({n, H, E});
+        matmul(dwavg, v.permute({1, 2, 0}), dp);
+        Tensor dv = ws.alloc({E, n, C});
+        matmul(p.transpose(1, 2), dwavg, dv.permute({1, 0, 2}));
+        softmax_backward(p, dp, 1.f, dp);
+        Tensor dq = ws.alloc({n, H, C}), dkk = ws.alloc({E, n, C});
+        matmul(dp, kk.permute({1, 0, 2}), dq);
+        matmul(dp.transpose(1, 2), q.view({n, H, C}), dkk.permute({1, 0, 2}));
+        linear_backward(x, a.key_w, dkk, dx, true, ga.key_w, Tensor(), ws);
+        linear_backward(x, a.value_w, dv, dx, true, ga.value_w, Tensor(), ws);
+        // q = qscale (q_avg Wq); q_avg = masked mean of x over the sequences.
+        scale(dq, qscale);
+        Tensor dq_avg = ws.alloc({n, Cin});
+        linear_backward(q_avg2, a.query_w, dq.view({n, HC}), dq_avg, false, ga.query_w, Tensor(), ws);
+        div_eps(dq_avg, msum.expand({n, Cin}), k.global_eps);
+        Tensor dxm = ws.alloc({E, n, Cin});
+        copy(dxm, dq_avg.view({1, n, Cin}).expand({E, n, Cin}));
+        mul(dxm, msa_mask.slice(1, n0, n1).unsqueeze(2).expand({E, n, Cin}));
+        add(dx, dxm);
+        Tensor dmc = ws.alloc({E, n, Cin});
+        layer_norm_backward(mc, w.query_norm.scale, k.eps, dx, dmc, grads.query_norm.scale, grads.query_norm.offset);
+        const Tensor dst = dm.slice(1, n0, n1);
+        if (accumulate_dm)
+            add(dst, dmc);
+        else
+            copy(dst, dmc);
+    }
+}
+
 void pair_bias_backward(const LayerNormWeights& norm, const Tensor& feat_2d_weights, const Tensor& z, bool ending,
                         float eps, const Tensor& dbias, const Tensor& dz, bool accumulate_dz, LayerNormWeights& grads_norm,
                         Tensor& grads_feat_2d_weights, Context& ctx) {

@@ -63,6 +63,10 @@ void msa_row_attention_backward(const MsaRowAttentionWeights& w, const Tensor& m
 void msa_column_attention_backward(const MsaColumnAttentionWeights& w, const Tensor& m, const Tensor& msa_mask,
                                    const Tensor& dupdate, const Tensor& dm, bool accumulate_dm,
                                    MsaColumnAttentionWeights& grads, Context& ctx, const TrunkConstants& k = {});
+void msa_column_global_attention_backward(const MsaColumnGlobalAttentionWeights& w, const Tensor& m,
+                                          const Tensor& msa_mask, const Tensor& dupdate, const Tensor& dm,
+                                          bool accumulate_dm, MsaColumnGlobalAttentionWeights& grads, Context& ctx,
+                                          const TrunkConstants& k = {});
 // The pair bias's backward: dbias [H, N, N] (attending frame) into dz (= or +=) and the norm's and
 // feat_2d_weights' gradients.
 void pair_bias_backward(const LayerNormWeights& norm, const Tensor& feat_2d_weights, const Tensor& z, bool ending,

@@ -226,3 +226,30 @@ TEST(Backward, golden_attentions) {
     }
     if (ran == 0) GTEST_SKIP() << "no grad_cases.h5 under " << test::golden_dir();
 }
+
+// The extra-MSA stack's global column attention: one key and value head shared by every query head, queries
+// from the masked mean over the sequences.
+TEST(Backward, golden_msa_column_global_attention) {
+    int ran = 0;
+    for (const std::string& set : test::golden_sets("grad_cases.h5")) {
+        for (int64_t chunk : {0, 5}) {
+            const GradCase c(set, "msa_column_global_attention");
+            if (!c.file.has(c.name)) continue;
+            std::printf("golden %s %s chunk %lld\n", std::filesystem::path(set).filename().c_str(), c.name.c_str(),
+                        (long long)chunk);
+            MsaColumnGlobalAttentionWeights w;
+            bind_params(w, c.scope, c.lookup(), 0);
+            const Tensor m = c.read("inputs/msa_act");
+            MsaColumnGlobalAttentionWeights g = zeros_like_weights(w);
+            Tensor dm = Tensor::empty(m.shape());
+            Context ctx;
+            ctx.chunk_size = chunk;
+            msa_column_global_attention_backward(w, m, c.read("inputs/msa_mask"), c.read("cotangents/update"), dm,
+                                                 false, g, ctx);
+            expect_grad(dm, c.read("grad_inputs/msa_act"), c.name + " dmsa_act");
+            expect_param_grads(g, c);
+            ++ran;
+        }
+    }
+    if (ran == 0) GTEST_SKIP() << "no grad_cases.h5 under " << test::golden_dir();
+}
