@@ -1,5 +1,7 @@
 #include "evoformer/evoformer_stack.h"
 
+#include <string>
+
 namespace axfold {
 
 EvoformerStackWeights load_evoformer_stack(const ParamLookup& get, const std::string& scope, bool is_extra_msa) {
@@ -42,6 +44,69 @@ void evoformer_block_forward(const EvoformerBlockWeights& w, Tensor& m, Tensor& 
     triangle_attention_forward(w.triangle_attention_ending_node, true, z, pair_mask, z, true, ctx, k);
     note("pair_after_triangle_attention_ending_node", z);
     transition_forward(w.pair_transition, z, z, true, ctx, k);
+}
+
+void evoformer_block_backward(const EvoformerBlockWeights& w, const Tensor& m, const Tensor& z, const Tensor& msa_mask,
+                              const Tensor& pair_mask, Tensor& dm, Tensor& dz, EvoformerBlockWeights& grads,
+                              Context& ctx, const TrunkConstants& k) {
+    AXF_CHECK(m.dtype() == DType::F32 && z.dtype() == DType::F32 && dm.shape() == m.shape() && dz.shape() == z.shape() &&
+                  dm.is_contiguous() && dz.is_contiguous(),
+              "evoformer block backward: m %s, z %s (float32), dm %s, dz %s (contiguous, their shapes)", m.desc().c_str(),
+              z.desc().c_str(), dm.desc().c_str(), dz.desc().c_str());
+    // The forward again, keeping each sub-module's input (the states between the residual updates).
+    std::vector<Tensor> ms, zs;  // ms[i]: the MSA before MSA step i; zs[i]: the pair before pair step i
+    Tensor mc = m.clone(), zc = z.clone();
+    evoformer_block_forward(w, mc, zc, msa_mask, pair_mask, ctx, k, [&](const char* name, const Tensor& t) {
+        if (std::string(name).rfind("msa_", 0) == 0)
+            ms.push_back(t.clone());
+        else
+            zs.push_back(t.clone());
+    });
+    // ms = {after row attention, after column attention, after transition}; zs = {after the outer product mean,
+    // the two multiplications, the two attentions}: prepend the inputs to get each step's input.
+    ms.insert(ms.begin(), m);
+    zs.insert(zs.begin(), z);
+    AXF_CHECK(ms.size() == 4 && zs.size() == 6, "evoformer block backward: %zu MSA and %zu pair states observed",
+              ms.size(), zs.size());
+    // Each residual step x' = x + f(x): dx = dx' + J_f^T dx' (d(update) is dx' itself, copied so the update's
+    // backward may accumulate into dx).
+    Tensor d = Tensor::empty(z.shape());
+    auto pair_step = [&](auto&& backward) {
+        copy(d, dz);
+        backward(d);
+    };
+    pair_step([&](const Tensor& du) { transition_backward(w.pair_transition, zs[5], du, dz, true, grads.pair_transition, ctx, k); });
+    pair_step([&](const Tensor& du) {
+        triangle_attention_backward(w.triangle_attention_ending_node, true, zs[4], pair_mask, du, dz, true,
+                                    grads.triangle_attention_ending_node, ctx, k);
+    });
+    pair_step([&](const Tensor& du) {
+        triangle_attention_backward(w.triangle_attention_starting_node, false, zs[3], pair_mask, du, dz, true,
+                                    grads.triangle_attention_starting_node, ctx, k);
+    });
+    pair_step([&](const Tensor& du) {
+        triangle_multiplication_backward(w.triangle_multiplication_incoming, true, zs[2], pair_mask, du, dz, true,
+                                         grads.triangle_multiplication_incoming, ctx, k);
+    });
+    pair_step([&](const Tensor& du) {
+        triangle_multiplication_backward(w.triangle_multiplication_outgoing, false, zs[1], pair_mask, du, dz, true,
+                                         grads.triangle_multiplication_outgoing, ctx, k);
+    });
+    // z1 = z0 + OPM(m3): the pair's gradient passes on unchanged and reaches the MSA.
+    outer_product_mean_backward(w.outer_product_mean, ms[3], msa_mask, dz, dm, true, grads.outer_product_mean, ctx, k);
+    Tensor dmu = Tensor::empty(m.shape());
+    copy(dmu, dm);
+    transition_backward(w.msa_transition, ms[2], dmu, dm, true, grads.msa_transition, ctx, k);
+    copy(dmu, dm);
+    if (w.is_extra_msa)
+        msa_column_global_attention_backward(w.msa_column_global_attention, ms[1], msa_mask, dmu, dm, true,
+                                             grads.msa_column_global_attention, ctx, k);
+    else
+        msa_column_attention_backward(w.msa_column_attention, ms[1], msa_mask, dmu, dm, true, grads.msa_column_attention,
+                                      ctx, k);
+    copy(dmu, dm);
+    msa_row_attention_backward(w.msa_row_attention_with_pair_bias, ms[0], zs[0], msa_mask, dmu, dm, true, dz, true,
+                               grads.msa_row_attention_with_pair_bias, ctx, k);
 }
 
 void evoformer_stack_forward(const EvoformerStackWeights& w, Tensor& m, Tensor& z, const Tensor& msa_mask,

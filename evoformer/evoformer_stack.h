@@ -58,6 +58,14 @@ void evoformer_block_forward(const EvoformerBlockWeights& w, Tensor& m, Tensor& 
                              const Tensor& pair_mask, Context& ctx, const TrunkConstants& k = {},
                              const BlockObserver& observe = nullptr);
 
+// The block's backward: m and z are the block's INPUTS (float32), dm and dz hold dL/d(its outputs) and are
+// replaced by dL/d(its inputs); the parameter gradients are added into grads (zeros_like_weights(w) to start).
+// The forward is run again first, keeping the MSA and pair between sub-modules (4 MSA-sized and 6 pair-sized
+// copies: a training crop's block), then each sub-module's backward runs in reverse order.
+void evoformer_block_backward(const EvoformerBlockWeights& w, const Tensor& m, const Tensor& z, const Tensor& msa_mask,
+                              const Tensor& pair_mask, Tensor& dm, Tensor& dz, EvoformerBlockWeights& grads,
+                              Context& ctx, const TrunkConstants& k = {});
+
 // All blocks in order, in place.
 void evoformer_stack_forward(const EvoformerStackWeights& w, Tensor& m, Tensor& z, const Tensor& msa_mask,
                              const Tensor& pair_mask, Context& ctx, const TrunkConstants& k = {});

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "evoformer/evoformer_stack.h"
 #include "evoformer/msa_attention.h"
 #include "evoformer/outer_product_mean.h"
 #include "evoformer/triangle_attention.h"
@@ -247,6 +248,32 @@ TEST(Backward, golden_msa_column_global_attention) {
             msa_column_global_attention_backward(w, m, c.read("inputs/msa_mask"), c.read("cotangents/update"), dm,
                                                  false, g, ctx);
             expect_grad(dm, c.read("grad_inputs/msa_act"), c.name + " dmsa_act");
+            expect_param_grads(g, c);
+            ++ran;
+        }
+    }
+    if (ran == 0) GTEST_SKIP() << "no grad_cases.h5 under " << test::golden_dir();
+}
+
+// Whole blocks: the Evoformer block and the extra-MSA block (global column attention), gradients into the MSA
+// and the pair through every sub-module and residual, and every parameter of the block.
+TEST(Backward, golden_blocks) {
+    int ran = 0;
+    for (const std::string& set : test::golden_sets("grad_cases.h5")) {
+        for (bool extra : {false, true}) {
+            const GradCase c(set, extra ? "extra_msa_block" : "evoformer_block");
+            if (!c.file.has(c.name)) continue;
+            std::printf("golden %s %s\n", std::filesystem::path(set).filename().c_str(), c.name.c_str());
+            EvoformerBlockWeights w;
+            w.is_extra_msa = extra;
+            bind_params(w, c.scope, c.lookup(), 0);  // the gradients are the layer-0 slice's (golden README)
+            const Tensor m = c.read("inputs/msa_act"), z = c.read("inputs/pair_act");
+            EvoformerBlockWeights g = zeros_like_weights(w);
+            Tensor dm = c.read("cotangents/msa_act").clone(), dz = c.read("cotangents/pair_act").clone();
+            Context ctx;
+            evoformer_block_backward(w, m, z, c.read("inputs/msa_mask"), c.read("inputs/pair_mask"), dm, dz, g, ctx);
+            expect_grad(dm, c.read("grad_inputs/msa_act"), c.name + " dmsa_act");
+            expect_grad(dz, c.read("grad_inputs/pair_act"), c.name + " dpair_act");
             expect_param_grads(g, c);
             ++ran;
         }
