@@ -223,4 +223,77 @@ void extra_msa_embedder_forward(const ExtraMsaEmbedderWeights& w, const Tensor& 
     }
 }
 
+void input_embedder_backward(const InputEmbedderWeights& w, const Tensor& target_feat, const Tensor& residue_index,
+                             const Tensor& msa_feat, const Tensor& dmsa, const Tensor& dpair, const Tensor& dtarget_feat,
+                             const Tensor& dmsa_feat, InputEmbedderWeights& grads, Context& ctx) {
+    Workspace& ws = ctx.ws;
+    WorkspaceScope scope(ws);
+    const int64_t N = target_feat.size(0), S = msa_feat.size(0), Cm = dmsa.size(-1), Cz = dpair.size(-1);
+    AXF_CHECK(dmsa.is_contiguous() && dpair.is_contiguous() && dmsa.dim() == 3 && dmsa.size(0) == S &&
+                  dmsa.size(1) == N && dpair.shape() == Shape({N, N, Cz}),
+              "input_embedder backward: dmsa %s, dpair %s for msa_feat %s", dmsa.desc().c_str(), dpair.desc().c_str(),
+              msa_feat.desc().c_str());
+    const Device dev = dmsa.device();
+    auto sum_rows = [&](const Tensor& x, int64_t rows, int64_t cols, const Tensor& out) {  // out [cols] = sum of rows
+        Tensor ones = ws.alloc({1, rows});
+        fill(ones, 1.f);
+        matmul(ones, x.view({rows, cols}), out.view({1, cols}));
+    };
+    // msa = preprocess_msa(msa_feat) + preprocess_1d(target_feat)[None].
+    const Tensor tf = target_feat.contiguous(), mf = msa_feat.contiguous();
+    linear_backward(mf, w.preprocess_msa.weights, dmsa, dmsa_feat, false, grads.preprocess_msa.weights,
+                    grads.preprocess_msa.bias, ws);
+    Tensor d1 = ws.alloc({N, Cm});  // the sum over the MSA rows
+    sum_rows(dmsa, S, N * Cm, d1);
+    Tensor dtf = dtarget_feat.defined() ? dtarget_feat : ws.alloc(tf.shape());
+    linear_backward(tf, w.preprocess_1d.weights, d1, dtf, false, grads.preprocess_1d.weights, grads.preprocess_1d.bias,
+                    ws);
+    // pair = relpos + left[:, None] + right[None, :]: dleft sums over j, dright over i.
+    Tensor dleft = ws.alloc({N, Cz}), dright = ws.alloc({N, Cz});
+    Tensor ones = ws.alloc({1, 1, N});
+    fill(ones, 1.f);
+    matmul(ones, dpair, dleft.view({N, 1, Cz}));  // per i: ones [1, N] @ dpair[i] [N, C_z]
+    sum_rows(dpair, N, N * Cz, dright);
+    linear_backward(tf, w.left_single.weights, dleft, dtf, true, grads.left_single.weights, grads.left_single.bias, ws);
+    linear_backward(tf, w.right_single.weights, dright, dtf, true, grads.right_single.weights, grads.right_single.bias,
+                    ws);
+    // The relative-position one-hot's linear: parameter gradients only.
+    const Tensor onehot = relpos_one_hot(residue_index, w.max_relative_feature()).to(dev);
+    linear_backward(onehot, w.pair_activiations.weights, dpair, Tensor(), false, grads.pair_activiations.weights,
+                    grads.pair_activiations.bias, ws);
+}
+
+void recycling_embedder_backward(const RecyclingEmbedderWeights& w, const Tensor& prev_msa_first_row,
+                                 const Tensor& prev_pair, const Tensor& prev_pseudo_beta,
+                                 const Tensor& dmsa_first_row_update, const Tensor& dpair_update,
+                                 const Tensor& dprev_msa_first_row, const Tensor& dprev_pair,
+                                 RecyclingEmbedderWeights& grads, Context& ctx) {
+    Workspace& ws = ctx.ws;
+    WorkspaceScope scope(ws);
+    const int64_t bins = w.prev_pos_linear.weights.size(0);
+    Tensor drow = dprev_msa_first_row.defined() ? dprev_msa_first_row : ws.alloc(prev_msa_first_row.shape());
+    layer_norm_backward(prev_msa_first_row.contiguous(), w.prev_msa_first_row_norm.scale, 1e-5f, dmsa_first_row_update,
+                        drow, grads.prev_msa_first_row_norm.scale, grads.prev_msa_first_row_norm.offset);
+    Tensor dz = dprev_pair.defined() ? dprev_pair : ws.alloc(prev_pair.shape());
+    layer_norm_backward(prev_pair.contiguous(), w.prev_pair_norm.scale, 1e-5f, dpair_update, dz,
+                        grads.prev_pair_norm.scale, grads.prev_pair_norm.offset);
+    const Tensor dgram = recycling_dgram(prev_pseudo_beta, bins, 3.25f, 20.75f).to(dpair_update.device());
+    linear_backward(dgram, w.prev_pos_linear.weights, dpair_update, Tensor(), false, grads.prev_pos_linear.weights,
+                    grads.prev_pos_linear.bias, ws);
+}
+
+void extra_msa_embedder_backward(const ExtraMsaEmbedderWeights& w, const Tensor& extra_msa,
+                                 const Tensor& extra_has_deletion, const Tensor& extra_deletion_value,
+                                 const Tensor& dextra_msa_act, const Tensor& dextra_has_deletion,
+                                 const Tensor& dextra_deletion_value, ExtraMsaEmbedderWeights& grads, Context& ctx) {
+    Workspace& ws = ctx.ws;
+    WorkspaceScope scope(ws);
+    const Tensor feat = extra_msa_feat(extra_msa, extra_has_deletion, extra_deletion_value).to(dextra_msa_act.device());
+    Tensor dfeat = ws.alloc(feat.shape());
+    linear_backward(feat, w.extra_msa_activations.weights, dextra_msa_act.contiguous(), dfeat, false,
+                    grads.extra_msa_activations.weights, grads.extra_msa_activations.bias, ws);
+    if (dextra_has_deletion.defined()) copy(dextra_has_deletion, dfeat.select(2, 23));
+    if (dextra_deletion_value.defined()) copy(dextra_deletion_value, dfeat.select(2, 24));
+}
+
 }  // namespace axfold

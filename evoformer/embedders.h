@@ -95,4 +95,22 @@ Tensor relpos_one_hot(const Tensor& residue_index, int64_t max_relative_feature,
 Tensor relpos_index(const Tensor& residue_index, int64_t max_relative_feature, int64_t row_begin = 0,
                     int64_t row_end = -1);
 
+// Backward twins (training): dL/d(outputs) in, dL/d(the differentiable float inputs) out (assigned; undefined
+// to skip), parameter gradients added into grads. Integer inputs and the recycled positions (which enter only
+// through hard bins) have none. The one-hot features are built again (relative positions, distogram bins,
+// extra-MSA tokens: [N, N, 65], [N, N, 15] and [E, N, 25], a training crop's sizes).
+void input_embedder_backward(const InputEmbedderWeights& w, const Tensor& target_feat, const Tensor& residue_index,
+                             const Tensor& msa_feat, const Tensor& dmsa, const Tensor& dpair, const Tensor& dtarget_feat,
+                             const Tensor& dmsa_feat, InputEmbedderWeights& grads, Context& ctx);
+// dmsa_first_row_update [N, C_m] and dpair_update [N, N, C_z]: the gradients of what the forward added.
+void recycling_embedder_backward(const RecyclingEmbedderWeights& w, const Tensor& prev_msa_first_row,
+                                 const Tensor& prev_pair, const Tensor& prev_pseudo_beta,
+                                 const Tensor& dmsa_first_row_update, const Tensor& dpair_update,
+                                 const Tensor& dprev_msa_first_row, const Tensor& dprev_pair,
+                                 RecyclingEmbedderWeights& grads, Context& ctx);
+void extra_msa_embedder_backward(const ExtraMsaEmbedderWeights& w, const Tensor& extra_msa,
+                                 const Tensor& extra_has_deletion, const Tensor& extra_deletion_value,
+                                 const Tensor& dextra_msa_act, const Tensor& dextra_has_deletion,
+                                 const Tensor& dextra_deletion_value, ExtraMsaEmbedderWeights& grads, Context& ctx);
+
 }  // namespace axfold

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "evoformer/embedders.h"
 #include "evoformer/evoformer_stack.h"
 #include "evoformer/msa_attention.h"
 #include "evoformer/outer_product_mean.h"
@@ -277,6 +278,67 @@ TEST(Backward, golden_blocks) {
             expect_param_grads(g, c);
             ++ran;
         }
+    }
+    if (ran == 0) GTEST_SKIP() << "no grad_cases.h5 under " << test::golden_dir();
+}
+
+// The embedders: gradients into the float features (target_feat, msa_feat; the recycled first row and pair;
+// has_deletion and deletion_value) and every parameter, the one-hot linears (relative positions, recycling
+// distogram, extra-MSA tokens) included.
+TEST(Backward, golden_embedders) {
+    int ran = 0;
+    for (const std::string& set : test::golden_sets("grad_cases.h5")) {
+        Context ctx;
+        {
+            const GradCase c(set, "input_embedder");
+            if (!c.file.has(c.name)) continue;
+            std::printf("golden %s\n", c.name.c_str());
+            InputEmbedderWeights w;
+            bind_params(w, "alphafold/alphafold_iteration/evoformer", c.lookup());
+            const Tensor tf = c.read("inputs/target_feat"), mf = c.read("inputs/msa_feat");
+            InputEmbedderWeights g = zeros_like_weights(w);
+            Tensor dtf = Tensor::empty(tf.shape()), dmf = Tensor::empty(mf.shape());
+            input_embedder_backward(w, tf, c.file.read(c.name + "/inputs/residue_index"), mf, c.read("cotangents/msa_act"),
+                                    c.read("cotangents/pair_act"), dtf, dmf, g, ctx);
+            expect_grad(dtf, c.read("grad_inputs/target_feat"), c.name + " dtarget_feat");
+            expect_grad(dmf, c.read("grad_inputs/msa_feat"), c.name + " dmsa_feat");
+            expect_param_grads(g, c);
+        }
+        {
+            const GradCase c(set, "recycling_embedder");
+            std::printf("golden %s\n", c.name.c_str());
+            RecyclingEmbedderWeights w;
+            bind_params(w, "alphafold/alphafold_iteration/evoformer", c.lookup());
+            const Tensor row = c.read("inputs/prev_msa_first_row"), pair = c.read("inputs/prev_pair");
+            RecyclingEmbedderWeights g = zeros_like_weights(w);
+            Tensor drow = Tensor::empty(row.shape()), dpair = Tensor::empty(pair.shape());
+            // The pseudo-beta of the previous positions (CB, CA for glycine), as the model forms it.
+            const Tensor aatype = c.file.read(c.name + "/inputs/aatype"), pos = c.read("inputs/prev_pos");
+            const int64_t N = row.size(0);
+            Tensor pb = Tensor::empty({N, 3});
+            for (int64_t i = 0; i < N; ++i)
+                for (int64_t d = 0; d < 3; ++d) pb.at({i, d}) = pos.at({i, aatype.at<int64_t>({i}) == 7 ? 1 : 3, d});
+            recycling_embedder_backward(w, row, pair, pb, c.read("cotangents/msa_first_row_update"),
+                                        c.read("cotangents/pair_update"), drow, dpair, g, ctx);
+            expect_grad(drow, c.read("grad_inputs/prev_msa_first_row"), c.name + " dprev_msa_first_row");
+            expect_grad(dpair, c.read("grad_inputs/prev_pair"), c.name + " dprev_pair");
+            expect_param_grads(g, c);
+        }
+        {
+            const GradCase c(set, "extra_msa_embedder");
+            std::printf("golden %s\n", c.name.c_str());
+            ExtraMsaEmbedderWeights w;
+            bind_params(w, "alphafold/alphafold_iteration/evoformer", c.lookup());
+            const Tensor hd = c.read("inputs/extra_has_deletion"), dv = c.read("inputs/extra_deletion_value");
+            ExtraMsaEmbedderWeights g = zeros_like_weights(w);
+            Tensor dhd = Tensor::empty(hd.shape()), ddv = Tensor::empty(dv.shape());
+            extra_msa_embedder_backward(w, c.file.read(c.name + "/inputs/extra_msa"), hd, dv,
+                                        c.read("cotangents/extra_msa_act"), dhd, ddv, g, ctx);
+            expect_grad(dhd, c.read("grad_inputs/extra_has_deletion"), c.name + " dextra_has_deletion");
+            expect_grad(ddv, c.read("grad_inputs/extra_deletion_value"), c.name + " dextra_deletion_value");
+            expect_param_grads(g.extra_msa_activations, c);  // the case's parameters are the one linear's
+        }
+        ++ran;
     }
     if (ran == 0) GTEST_SKIP() << "no grad_cases.h5 under " << test::golden_dir();
 }
