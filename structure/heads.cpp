@@ -171,4 +171,110 @@ HeadsOutputs heads_forward(const HeadsWeights& w, const Tensor& msa, const Tenso
     return o;
 }
 
+void heads_backward(const HeadsWeights& w, const Tensor& msa, const Tensor& pair, const Tensor& single,
+                    const Tensor& sm_act, const HeadsCotangents& d, const Tensor& dmsa, const Tensor& dpair,
+                    const Tensor& dsingle, const Tensor& dsm_act, HeadsWeights& grads, Context& ctx) {
+    Workspace& ws = ctx.ws;
+    WorkspaceScope scope(ws);
+    const int64_t N = pair.size(0);
+    const Device dev = pair.device();
+    auto zeros = [&](const Shape& shape) {
+        Tensor t = ws.alloc(shape);
+        fill(t, 0.f);
+        return t;
+    };
+    auto on_dev = [&](const Tensor& t) { return t.to(dev).contiguous(); };
+    // d(sum_b p_b v_b) / d(logits) for p = softmax(logits) [rows, B], v [B]: p (v - p.v) times the cotangent
+    // [rows]: the outer product cotangent x v, through the softmax's backward; added into dlogits.
+    auto expectation_backward = [&](const Tensor& probs, const Tensor& cot, const std::vector<float>& v,
+                                    const Tensor& dlogits) {
+        const int64_t rows = probs.numel() / static_cast<int64_t>(v.size()), B = static_cast<int64_t>(v.size());
+        Tensor dp = ws.alloc({rows, B});
+        matmul(cot.contiguous().view({rows, 1}), Tensor::from_vector({1, B}, v).to(dev), dp);
+        softmax_backward(probs.view({rows, B}), dp, 1.f, dp);
+        add(dlogits.view({rows, B}), dp);
+    };
+
+    // pLDDT: logits = W2 relu(W1 relu(W0 LN(sm_act))), plddt = 100 sum softmax(logits) (b + 0.5) / B.
+    {
+        Tensor a = layer_norm(sm_act, w.lddt_input_layer_norm.scale, w.lddt_input_layer_norm.offset, 1e-5f, ws);
+        Tensor h0 = linear(a, w.lddt_act_0.weights, w.lddt_act_0.bias, ws);
+        relu(h0);
+        Tensor h1 = linear(h0, w.lddt_act_1.weights, w.lddt_act_1.bias, ws);
+        relu(h1);
+        Tensor logits = linear(h1, w.lddt_logits.weights, w.lddt_logits.bias, ws);
+        const int64_t B = logits.size(1);
+        Tensor dl = d.predicted_lddt_logits.defined() ? ws.alloc(logits.shape()) : zeros(logits.shape());
+        if (d.predicted_lddt_logits.defined()) copy(dl, on_dev(d.predicted_lddt_logits));
+        if (d.plddt.defined()) {
+            std::vector<float> centres(B);
+            for (int64_t b = 0; b < B; ++b) centres[b] = 100.f * (static_cast<float>(b) + 0.5f) / static_cast<float>(B);
+            softmax(logits, 1.f, Tensor(), Tensor(), 0.f);
+            expectation_backward(logits, on_dev(d.plddt), centres, dl);
+        }
+        Tensor dh1 = ws.alloc(h1.shape()), dh0 = ws.alloc(h0.shape()), da = ws.alloc(a.shape());
+        linear_backward(h1, w.lddt_logits.weights, dl, dh1, false, grads.lddt_logits.weights, grads.lddt_logits.bias, ws);
+        relu_backward(h1, dh1, dh1);
+        linear_backward(h0, w.lddt_act_1.weights, dh1, dh0, false, grads.lddt_act_1.weights, grads.lddt_act_1.bias, ws);
+        relu_backward(h0, dh0, dh0);
+        linear_backward(a, w.lddt_act_0.weights, dh0, da, false, grads.lddt_act_0.weights, grads.lddt_act_0.bias, ws);
+        Tensor dsm = dsm_act.defined() ? dsm_act : ws.alloc(sm_act.shape());
+        layer_norm_backward(sm_act.contiguous(), w.lddt_input_layer_norm.scale, 1e-5f, da, dsm,
+                            grads.lddt_input_layer_norm.scale, grads.lddt_input_layer_norm.offset);
+    }
+    // Masked MSA and experimentally resolved: one linear each.
+    Tensor dm = dmsa.defined() ? dmsa : ws.alloc(msa.shape());
+    if (d.masked_msa_logits.defined())
+        linear_backward(msa.contiguous(), w.masked_msa.weights, on_dev(d.masked_msa_logits), dm, false,
+                        grads.masked_msa.weights, grads.masked_msa.bias, ws);
+    else
+        fill(dm, 0.f);
+    Tensor ds = dsingle.defined() ? dsingle : ws.alloc(single.shape());
+    if (d.experimentally_resolved_logits.defined())
+        linear_backward(single.contiguous(), w.experimentally_resolved.weights, on_dev(d.experimentally_resolved_logits),
+                        ds, false, grads.experimentally_resolved.weights, grads.experimentally_resolved.bias, ws);
+    else
+        fill(ds, 0.f);
+    // Distogram: logits = half + half^T, so d(half) = d + d^T.
+    Tensor dz = dpair.defined() ? dpair : ws.alloc(pair.shape());
+    fill(dz, 0.f);
+    const Tensor z = pair.contiguous();
+    if (d.distogram_logits.defined()) {
+        const Tensor dd = on_dev(d.distogram_logits);
+        Tensor dhalf = ws.alloc(dd.shape());
+        copy(dhalf, dd);
+        add(dhalf, dd.permute({1, 0, 2}));
+        linear_backward(z, w.distogram_half_logits.weights, dhalf, dz, true, grads.distogram_half_logits.weights,
+                        grads.distogram_half_logits.bias, ws);
+    }
+    // PAE logits, the PAE map (an expectation over the bin centres) and pTM (the best row's mean TM weight).
+    if (w.has_pae && (d.predicted_aligned_error_logits.defined() || d.predicted_aligned_error.defined() || d.ptm != 0)) {
+        const int64_t B = w.predicted_aligned_error.weights.size(1);
+        Tensor logits = linear(z, w.predicted_aligned_error.weights, w.predicted_aligned_error.bias, ws);  // [N, N, B]
+        Tensor dl = d.predicted_aligned_error_logits.defined() ? ws.alloc(logits.shape()) : zeros(logits.shape());
+        if (d.predicted_aligned_error_logits.defined()) copy(dl, on_dev(d.predicted_aligned_error_logits));
+        Tensor probs = ws.alloc(logits.shape());
+        copy(probs, logits);
+        softmax(probs, 1.f, Tensor(), Tensor(), 0.f);
+        if (d.predicted_aligned_error.defined())
+            expectation_backward(probs, on_dev(d.predicted_aligned_error), pae_bin_centres(B, 31.f), dl);
+        if (d.ptm != 0) {
+            // The best alignment row i: ptm = sum_j sum_b p[i, j, b] tm[b] / (1e-8 + N).
+            const TmWeights tm = tm_weights(N, B, 31.f, dev);
+            Tensor per_pair = ws.alloc({N, N, 1}), per_row = ws.alloc({N, 1});
+            matmul(probs, tm.per_bin, per_pair);
+            matmul(per_pair.view({N, N}), tm.per_residue, per_row);
+            const Tensor r = per_row.to(Device::CPU);
+            int64_t best = 0;
+            for (int64_t i = 1; i < N; ++i)
+                if (r.f32()[i] > r.f32()[best]) best = i;
+            std::vector<float> weights = tm_per_bin(N, B, 31.f);
+            for (float& v : weights) v /= 1e-8f + static_cast<float>(N);
+            expectation_backward(probs.select(0, best), Tensor::full({N}, d.ptm).to(dev), weights, dl.select(0, best));
+        }
+        linear_backward(z, w.predicted_aligned_error.weights, dl, dz, true, grads.predicted_aligned_error.weights,
+                        grads.predicted_aligned_error.bias, ws);
+    }
+}
+
 }  // namespace axfold

@@ -53,6 +53,23 @@ struct HeadsOutputs {
 HeadsOutputs heads_forward(const HeadsWeights& w, const Tensor& msa, const Tensor& pair, const Tensor& single,
                            const Tensor& sm_act, Context& ctx, bool keep_pair_logits = true);
 
+// Cotangents of the heads' outputs for heads_backward; an undefined tensor (or ptm 0) contributes nothing.
+struct HeadsCotangents {
+    Tensor predicted_lddt_logits;           // [N, 50]
+    Tensor plddt;                           // [N]
+    Tensor distogram_logits;                // [N, N, 64]
+    Tensor masked_msa_logits;               // [S, N, 23]
+    Tensor experimentally_resolved_logits;  // [N, 37]
+    Tensor predicted_aligned_error_logits;  // [N, N, 64]
+    Tensor predicted_aligned_error;         // [N, N]
+    float ptm = 0.f;                        // through the best alignment row only (AF2's maximum)
+};
+// The heads' backward (training): dmsa, dpair, dsingle, dsm_act = dL/d(inputs) (assigned; undefined to skip),
+// the parameter gradients added into grads. pLDDT, the PAE map and pTM pass their gradients back through their
+// softmax expectations. Inputs float32; the pair heads run unchunked ([N, N, 64] at once: a training crop).
+void heads_backward(const HeadsWeights& w, const Tensor& msa, const Tensor& pair, const Tensor& single,
+                    const Tensor& sm_act, const HeadsCotangents& d, const Tensor& dmsa, const Tensor& dpair,
+                    const Tensor& dsingle, const Tensor& dsm_act, HeadsWeights& grads, Context& ctx);
 // Rows of a [N, N, .] head per block: chunk_size (Context::chunk_size), else blocks of about 64 MiB of
 // 64-bin logits. The memory planner counts blocks of this size.
 int64_t head_block_rows(int64_t chunk_size, int64_t N);
