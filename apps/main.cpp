@@ -37,7 +37,9 @@ void add_storage_options(po::options_description& desc, std::string& activations
 }
 
 bool parse(const std::vector<std::string>& args, const po::options_description& desc, po::variables_map& vm) {
-    po::store(po::command_line_parser(args).options(desc).run(), vm);
+    // No positional arguments: a stray word (`--model-name model_3_ptm model_4_ptm`) is an error, not dropped.
+    const po::positional_options_description none;
+    po::store(po::command_line_parser(args).options(desc).positional(none).run(), vm);
     if (vm.count("help")) {
         std::cout << desc << "\n";
         return false;

@@ -111,9 +111,12 @@ std::vector<std::string> params_files(const std::vector<std::string>& params, co
               "predict: %zu --params for %zu models: give one parameter file per --model-name, in the same order, or "
               "one directory with params_<model>.npz files",
               params.size(), models.size());
-    for (const std::string& f : params)
+    for (const std::string& f : params) {
         AXF_CHECK(!fs::is_directory(f), "--params %s is a directory: with several --params, each is one model's file",
                   f.c_str());
+        // Checked before any model runs, so a missing file cannot stop the job after hours of earlier models.
+        AXF_CHECK(fs::exists(f), "--params %s: no such file", f.c_str());
+    }
     return params;
 }
 
@@ -176,6 +179,19 @@ int predict_main(const PredictOptions& o) {
     io::RawFeatures raw;
     if (processed_input) {
         AXF_CHECK(o.in.msas.empty(), "--msa needs --fasta; '%s' holds processed features already", o.in.features.c_str());
+        // Processed features are one preset's inputs (cluster and extra rows, templates): several models may share
+        // them only when their presets agree (model_3..5, say); each then sees the same MSA sample.
+        for (const std::string& name : models) {
+            const io::TransformConfig a = io::TransformConfig::for_model(models[0]), b = io::TransformConfig::for_model(name);
+            AXF_CHECK(a.max_msa_clusters == b.max_msa_clusters && a.max_extra_msa == b.max_extra_msa &&
+                          a.use_templates == b.use_templates,
+                      "%s holds processed features, which are one model preset's inputs: %s and %s sample the MSA "
+                      "differently (%lld / %lld cluster rows, %lld / %lld extra rows, templates %s / %s); give raw "
+                      "features (features.pkl layout) or --fasta to run them in one job",
+                      o.in.features.c_str(), models[0].c_str(), name.c_str(), (long long)a.max_msa_clusters,
+                      (long long)b.max_msa_clusters, (long long)a.max_extra_msa, (long long)b.max_extra_msa,
+                      a.use_templates ? "yes" : "no", b.use_templates ? "yes" : "no");
+        }
         processed = io::read_features_h5(o.in.features);
     } else {
         raw = build_raw_features(o.in);
@@ -299,6 +315,11 @@ int predict_main(const PredictOptions& o) {
         const ModelResult& r = results[order[rank]];
         io::write_pdb(ranked(rank, ".pdb"), r.prot);
         io::write_mmcif(ranked(rank, ".cif"), r.prot, r.name);
+    }
+    // With --overwrite, ranked files of an earlier job with more models would outlive its ranking.
+    for (size_t rank = order.size(); fs::exists(ranked(rank, ".pdb")) || fs::exists(ranked(rank, ".cif")); ++rank) {
+        fs::remove(ranked(rank, ".pdb"));
+        fs::remove(ranked(rank, ".cif"));
     }
     std::vector<std::pair<std::string, double>> plddts;
     for (const ModelResult& r : results) plddts.push_back({r.name, r.mean_plddt});

@@ -138,18 +138,6 @@ int64_t axf_features_num_residues(const axf_features* features) {
 
 void axf_features_free(axf_features* features) { delete features; }
 
-void axf_predict_options_init(axf_predict_options* options) {
-    if (!options) return;
-    *options = axf_predict_options{};
-    options->struct_size = sizeof(axf_predict_options);
-    options->device = "cpu";
-    options->precision = "fp32";
-    options->num_recycle = -1;
-    options->threads = 0;
-    options->chunk_size = -1;
-    options->max_memory = nullptr;
-}
-
 axf_status axf_predict(const axf_model* model, const axf_features* features, const axf_predict_options* options,
                        axf_prediction** prediction) {
     if (missing(prediction, "axf_predict", "prediction") || missing(model, "axf_predict", "model") ||

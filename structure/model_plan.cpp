@@ -145,6 +145,25 @@ std::pair<BlockSizes, BlockSizes> trunk_blocks(const ModelConfig& cfg, int64_t n
 }
 }  // namespace
 
+namespace {
+// plan_blocks picks the fastest chunk size for the trunk alone; another phase (the template embedding's, the
+// heads') may still be over budget at it, and fit at a smaller one. Returns `plan` if its whole-model peak fits
+// (or nothing is to be fitted), else the fastest smaller chunk size whose peak does, else `plan` (whose peak
+// the caller reports). phases_of(plan) gives a plan's phases.
+template <class PhasesOf>
+ChunkPlan fit_whole_model(const ChunkPlan& plan, const std::vector<BlockSizes>& blocks, size_t fixed, size_t budget,
+                          int64_t forced_chunk, int64_t n_res, PhasesOf&& phases_of) {
+    if (budget == 0 || forced_chunk >= 0 || phases_of(plan).peak() <= budget) return plan;
+    for (int64_t c : chunk_candidates(n_res)) {
+        if (c == 0 || (plan.chunk_size != 0 && c >= plan.chunk_size)) continue;  // not smaller than the trunk's
+        ChunkPlan smaller = plan_blocks(blocks, fixed, budget, c);
+        smaller.offload_msa = plan.offload_msa;
+        if (phases_of(smaller).peak() <= budget) return smaller;
+    }
+    return plan;
+}
+}  // namespace
+
 ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_cluster_rows, int64_t n_extra,
                           const std::string& max_memory, int64_t chunk_size, size_t* predicted_peak, DType act,
                           int kept_iterations, ModelMemoryPhases* phases) {
@@ -154,24 +173,32 @@ ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_clust
     const size_t msa = static_cast<size_t>(evo.n_seq) * n_res * cfg.c_m * 4;
     // Kept iterations (--save-outputs): the earlier iterations' pairs stay (each IterationRecord holds its
     // pair as the trunk stored it; the last iteration's is the pair every phase already counts).
-    const size_t kept = kept_iterations > 1 ? static_cast<size_t>(kept_iterations - 1) * n_res * n_res * cfg.c_z *
-                                                  static_cast<size_t>(evo.act_bytes)
-                                            : 0;
+    size_t kept = kept_iterations > 1 ? static_cast<size_t>(kept_iterations - 1) * n_res * n_res * cfg.c_z *
+                                            static_cast<size_t>(evo.act_bytes)
+                                      : 0;
+    // Template models also keep each iteration's template pair update ([N, N, c_z] float32).
+    if (cfg.preset.templates && kept_iterations > 0)
+        kept += static_cast<size_t>(kept_iterations) * n_res * n_res * cfg.c_z * 4;
     const size_t fixed =
         model_fixed_bytes(n_res, evo.n_seq, n_extra, cfg.evoformer_blocks, cfg.extra_msa_blocks) + msa + kept;
     const size_t budget = max_memory.empty() ? 0 : parse_bytes(max_memory);
-    const ChunkPlan plan = plan_blocks({evo, extra}, fixed, budget, chunk_size);
-    ModelMemoryPhases ph = model_memory_phases(plan, n_res, evo.n_seq, n_extra, cfg.evoformer_blocks,
-                                               cfg.extra_msa_blocks, fixed, cfg.preset.ptm, evo.threads, evo.act_bytes,
-                                               kept_iterations > 0);
-    if (cfg.preset.templates) {
-        // Beside the template embedding: the float32 pair it updates and the BLAS library's per-thread buffers
-        // (the extra-MSA activations are built after it).
-        const size_t N = n_res;
-        ph.templates = fixed + N * N * cfg.c_z * 4 +
-                       template_embedding_bytes(evo, plan.chunk_size, cfg.c_t > 0 ? cfg.c_t : 64, kept_iterations > 0) +
-                       static_cast<size_t>(std::max(1, evo.threads)) * (size_t(24) << 20);
-    }
+    auto phases_of = [&](const ChunkPlan& plan) {
+        ModelMemoryPhases ph = model_memory_phases(plan, n_res, evo.n_seq, n_extra, cfg.evoformer_blocks,
+                                                   cfg.extra_msa_blocks, fixed, cfg.preset.ptm, evo.threads,
+                                                   evo.act_bytes, kept_iterations > 0);
+        if (cfg.preset.templates) {
+            // Beside the template embedding: the float32 pair it updates and the BLAS library's per-thread
+            // buffers (the extra-MSA activations are built after it).
+            const size_t N = n_res;
+            ph.templates = fixed + N * N * cfg.c_z * 4 +
+                           template_embedding_bytes(evo, plan.chunk_size, cfg.c_t > 0 ? cfg.c_t : 64, false) +
+                           static_cast<size_t>(std::max(1, evo.threads)) * (size_t(24) << 20);
+        }
+        return ph;
+    };
+    const ChunkPlan plan = fit_whole_model(plan_blocks({evo, extra}, fixed, budget, chunk_size), {evo, extra}, fixed,
+                                           budget, chunk_size, n_res, phases_of);
+    const ModelMemoryPhases ph = phases_of(plan);
     const size_t peak = ph.peak();
     if (phases) *phases = ph;
     AXF_CHECK(budget == 0 || peak <= budget,
@@ -233,18 +260,24 @@ ChunkPlan plan_device_model(const ModelConfig& cfg, int64_t n_res, int64_t n_clu
         plan = plan_blocks({evo, extra}, offload == "on" ? fixed - msa : fixed, budget, chunk_size);  // the error
     }
     const size_t stored_pair = N * N * static_cast<size_t>(cfg.c_z) * a;
-    ModelMemoryPhases ph;
-    ph.load = 0;  // parameters and features are read on the host
-    // Embedders: the pair being built and the recycled pair, their blocks, and the iteration's msa_feat.
-    ph.embedders = fixed + 2 * stored_pair + embedder_bytes(n_res, n_extra, plan.chunk_size, static_cast<int>(a)) +
-                   S * N * 49 * 4;
-    ph.trunk = plan.predicted_peak_bytes;
-    // Structure module and heads on the stored pair; the kept [N, N, 64] head tensors are formed on the device.
-    ph.heads = fixed + stored_pair + post_trunk_bytes(n_res, evo.n_seq, cfg.c_z, cfg.preset.ptm, plan.chunk_size,
-                                                      keep_pair_logits);
-    if (cfg.preset.templates)  // the float32 pair and the template embedding (the extra MSA is embedded after it)
-        ph.templates = fixed + N * N * cfg.c_z * 4 +
-                       template_embedding_bytes(evo, plan.chunk_size, cfg.c_t > 0 ? cfg.c_t : 64, keep_pair_logits);
+    auto phases_of = [&](const ChunkPlan& p) {
+        ModelMemoryPhases ph;
+        ph.load = 0;  // parameters and features are read on the host
+        // Embedders: the pair being built and the recycled pair, their blocks, and the iteration's msa_feat.
+        ph.embedders = fixed + 2 * stored_pair + embedder_bytes(n_res, n_extra, p.chunk_size, static_cast<int>(a)) +
+                       S * N * 49 * 4;
+        ph.trunk = p.predicted_peak_bytes;
+        // Structure module and heads on the stored pair; the kept [N, N, 64] head tensors are formed on the device.
+        ph.heads = fixed + stored_pair + post_trunk_bytes(n_res, evo.n_seq, cfg.c_z, cfg.preset.ptm, p.chunk_size,
+                                                          keep_pair_logits);
+        if (cfg.preset.templates)  // the float32 pair and the template embedding (the extra MSA is embedded after it)
+            ph.templates = fixed + N * N * cfg.c_z * 4 +
+                           template_embedding_bytes(evo, p.chunk_size, cfg.c_t > 0 ? cfg.c_t : 64, keep_pair_logits);
+        return ph;
+    };
+    plan = fit_whole_model(plan, {evo, extra}, plan.offload_msa ? fixed - msa : fixed, budget, chunk_size, n_res,
+                           phases_of);
+    const ModelMemoryPhases ph = phases_of(plan);
     const size_t peak = ph.peak();
     AXF_CHECK(peak <= budget, "GPU memory budget %s is too small: this prediction needs %s on the device (%s phase)",
               format_bytes(budget).c_str(), format_bytes(peak).c_str(), ph.peak_phase());

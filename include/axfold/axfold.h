@@ -19,8 +19,9 @@
  * struct_size (axf_predict_options_init does), so a library built later reads an older caller's struct (the
  * fields it lacks keep their defaults). AXF_API_VERSION changes when something is added.
  *
- * Threads: a handle is used by one thread at a time. The CPU thread count and the GEMM precision are
- * process-wide settings: axf_predict sets them from its options.
+ * Threads: a handle is used by one thread at a time, and axf_predict calls must not overlap: the CPU thread
+ * count and the GEMM precision are process-wide settings that each call sets from its options (and a GPU
+ * prediction switches the precision between its parts). Loading models and features may run concurrently.
  */
 #ifndef AXFOLD_AXFOLD_H
 #define AXFOLD_AXFOLD_H
@@ -79,11 +80,22 @@ typedef struct axf_predict_options {
     const char* device;      /* "cpu" (default) or "cuda" */
     const char* precision;   /* GEMMs: "fp32" (default), "tf32" or "bf16" (bf16 also stores activations in bf16) */
     int num_recycle;         /* -1 (default): every iteration the features hold */
-    int threads;             /* CPU threads; 0 (default): all */
+    int threads;             /* CPU threads (process-wide; 0, the default: as the process is set, all cores
+                                unless an earlier call or the host application set fewer) */
     int64_t chunk_size;      /* rows per chunk; -1 (default): the planner's choice, 0: unchunked */
     const char* max_memory;  /* budget the planner fits, e.g. "24G" (the GPU's with "cuda"); NULL: none */
 } axf_predict_options;
-AXF_API void axf_predict_options_init(axf_predict_options* options);
+/* The defaults. Inline, so the caller's own struct size is what is filled in (a later library reads it). */
+static inline void axf_predict_options_init(axf_predict_options* options) {
+    if (!options) return;
+    options->struct_size = sizeof(axf_predict_options);
+    options->device = "cpu";
+    options->precision = "fp32";
+    options->num_recycle = -1;
+    options->threads = 0;
+    options->chunk_size = -1;
+    options->max_memory = NULL;
+}
 
 /* Runs the model on the features (options NULL: the defaults). */
 AXF_API axf_status axf_predict(const axf_model* model, const axf_features* features,

@@ -350,6 +350,12 @@ TEST(Cli, PlanWithBf16ActivationsHalvesTheTrunkActivations) {
         EXPECT_GT(gib_after(tc.out, "templates "), act + pair) << tc.out;
         EXPECT_LT(gib_after(tc.out, "templates "), gib_after(t.out, "templates ")) << t.out << tc.out;
     }
+    // A budget the trunk's chunk size meets but the template phase does not: a smaller chunk size is chosen.
+    RunResult fit = run("plan --n-res 2048 --n-seq 508 --n-extra 5120 --threads 1 --model-name model_1_ptm "
+                        "--activations bf16 --max-memory 10.25G");
+    ASSERT_EQ(fit.rc, 0) << fit.out;
+    EXPECT_NE(fit.out.find("chunk size          64"), std::string::npos) << fit.out;
+    EXPECT_LE(gib_after(fit.out, "predicted peak "), 10.25) << fit.out;
     RunResult bad = run("plan --n-res 100 --precision fp16");
     EXPECT_NE(bad.rc, 0);
     EXPECT_NE(bad.out.find("expected fp32, tf32 or bf16"), std::string::npos) << bad.out;
