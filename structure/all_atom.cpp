@@ -71,6 +71,20 @@ Rigid compose(const Rigid& a, const Rigid& b) {
 
 }  // namespace
 
+void quaternion_to_rotation_backward(const double q[4], const double dR[3][3], double dq[4]) {
+    const double w = q[0], x = q[1], y = q[2], z = q[3];
+    // dR/dw, dR/dx, dR/dy, dR/dz, each a 3 x 3 matrix (row-major), halved.
+    const double d[4][9] = {{w, -z, y, z, w, -x, -y, x, w},
+                            {x, y, z, y, -x, -w, z, w, -x},
+                            {-y, x, w, x, y, z, -w, z, -y},
+                            {-z, -w, x, w, -z, y, x, y, z}};
+    for (int c = 0; c < 4; ++c) {
+        double g = 0;
+        for (int k = 0; k < 9; ++k) g += dR[k / 3][k % 3] * 2.0 * d[c][k];
+        dq[c] += g;
+    }
+}
+
 Tensor quaternion_to_rotation(const Tensor& q) {
     const char* fn = "quaternion_to_rotation";
     AXF_CHECK(q.defined() && q.dim() >= 1 && q.size(-1) == 4, "%s: q must be [..., 4], got %s", fn,

@@ -20,6 +20,9 @@ namespace axfold {
 // R01 = 2(xy−wz), ...). q is normalised first (OpenFold's Rotation(quats, normalize_quats=True)); a zero
 // quaternion is an error.
 Tensor quaternion_to_rotation(const Tensor& q /* [..., 4] (w, x, y, z) */);  // -> [..., 3, 3]
+// Its backward for one quaternion: dq += d(sum_jk dR_jk R(q)_jk)/dq for the quadratic form R(q) (the rotation
+// of a unit quaternion; not renormalised).
+void quaternion_to_rotation_backward(const double q[4], const double dR[3][3], double dq[4]);
 
 // Global frames of the 8 rigid groups (AF2 `torsion_angles_to_frames`, Algorithm 24 lines 1-10): each
 // group's frame is default_frame[aatype, g] ∘ makeRotX(angle_g) with an identity (sin 0, cos 1) prepended

@@ -6,6 +6,7 @@
 #include <tuple>
 #include <vector>
 
+#include "structure/all_atom.h"
 #include "structure/residue_constants.h"
 
 namespace axfold {
@@ -101,21 +102,6 @@ Frame frame_from_4x4(const double* m) {
 struct FrameGrad {
     double R[3][3] = {}, t[3] = {};
 };
-
-// d/dq of sum_jk G_jk R(q)_jk for the quadratic form R(q) of q = (w, x, y, z) (frame_from_tensor7).
-void quaternion_grad(const double* q, const double G[3][3], double* dq) {
-    const double w = q[0], x = q[1], y = q[2], z = q[3];
-    // dR/dw, dR/dx, dR/dy, dR/dz, each a 3 x 3 matrix, row-major.
-    const double d[4][9] = {{w, -z, y, z, w, -x, -y, x, w},
-                            {x, y, z, y, -x, -w, z, w, -x},
-                            {-y, x, w, x, y, z, -w, z, -y},
-                            {-z, -w, x, w, -z, y, x, y, z}};
-    for (int c = 0; c < 4; ++c) {
-        double g = 0;
-        for (int k = 0; k < 9; ++k) g += G[k / 3][k % 3] * 2.0 * d[c][k];
-        dq[c] += g;
-    }
-}
 
 // OpenFold compute_fape: per frame f and point p, the distance between the point in the predicted and in the
 // true frame (sqrt(d^2 + eps), clamped when clamp > 0), / length_scale, masked, normalised over frames then
@@ -371,7 +357,7 @@ double backbone_fape(const Tensor& traj, const Tensor& backbone_rigid_tensor, co
             double G[3][3];
             for (int j = 0; j < 3; ++j)
                 for (int k = 0; k < 3; ++k) G[j][k] = dframes[i].R[j][k] / static_cast<double>(L);
-            quaternion_grad(&t[(l * N + i) * 7], G, g);
+            quaternion_to_rotation_backward(&t[(l * N + i) * 7], G, g);
             for (int k = 0; k < 3; ++k) g[4 + k] += (dframes[i].t[k] + dpoints[i * 3 + k]) / static_cast<double>(L);
         }
     }

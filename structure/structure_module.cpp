@@ -69,6 +69,146 @@ void angle_resnet_forward(const AngleResnetWeights& w, const Tensor& act, const 
     }
 }
 
+void backbone_update_backward(const LinearWeights& w, const Tensor& act, const Tensor& quaternion,
+                              const Tensor& translation, const Tensor& daffine_update, const Tensor& dnew_quaternion,
+                              const Tensor& dnew_rotation, const Tensor& dnew_translation, const Tensor& dact,
+                              const Tensor& dquaternion, const Tensor& dtranslation, LinearWeights& grads, Context& ctx) {
+    WorkspaceScope scope(ctx.ws);
+    const int64_t N = act.size(0);
+    AXF_CHECK(quaternion.numel() == N * 4 && translation.numel() == N * 3, "backbone_update backward: quaternion %s, "
+              "translation %s for act %s", quaternion.desc().c_str(), translation.desc().c_str(), act.desc().c_str());
+    const std::vector<double> q_in = host_float64(quaternion);
+    const std::vector<double> upd = host_float64(linear(act, w.weights, w.bias, ctx.ws));  // (b, c, d, tx, ty, tz)
+    auto cot = [&](const Tensor& t, int64_t n) { return t.defined() ? host_float64(t) : std::vector<double>(n, 0.0); };
+    const std::vector<double> du_out = cot(daffine_update, N * 6), dq_out = cot(dnew_quaternion, N * 4),
+                              dr_out = cot(dnew_rotation, N * 9), dt_out = cot(dnew_translation, N * 3);
+    std::vector<float> dupd(N * 6), dq(N * 4), dt(N * 3);
+    for (int64_t n = 0; n < N; ++n) {
+        // The forward: qn = q / |q|; p = qn + qn (0, b, c, d); new_q = p / |p|; new_t = t + R(qn) (tx, ty, tz).
+        double qn[4], qnorm = 0;
+        for (int k = 0; k < 4; ++k) qnorm += q_in[n * 4 + k] * q_in[n * 4 + k];
+        qnorm = std::sqrt(qnorm);
+        for (int k = 0; k < 4; ++k) qn[k] = q_in[n * 4 + k] / qnorm;
+        const double* u = &upd[n * 6];
+        const double w0 = qn[0], x = qn[1], y = qn[2], z = qn[3], b = u[0], c = u[1], d = u[2];
+        const double p[4] = {w0 - x * b - y * c - z * d, x + w0 * b + y * d - z * c, y + w0 * c - x * d + z * b,
+                             z + w0 * d + x * c - y * b};
+        const double pnorm = std::sqrt(p[0] * p[0] + p[1] * p[1] + p[2] * p[2] + p[3] * p[3]);
+        double nq[4];
+        for (int k = 0; k < 4; ++k) nq[k] = p[k] / pnorm;
+        // d new_q: its own cotangent plus the rotation's, through the quadratic form.
+        double dnq[4], dR[3][3];
+        for (int k = 0; k < 4; ++k) dnq[k] = dq_out[n * 4 + k];
+        for (int k = 0; k < 9; ++k) dR[k / 3][k % 3] = dr_out[n * 9 + k];
+        quaternion_to_rotation_backward(nq, dR, dnq);
+        // Through the normalisation p / |p|.
+        double dot = 0, dp[4];
+        for (int k = 0; k < 4; ++k) dot += nq[k] * dnq[k];
+        for (int k = 0; k < 4; ++k) dp[k] = (dnq[k] - nq[k] * dot) / pnorm;
+        // p = qn + qn (0, b, c, d) (the Hamilton product): d qn and d (b, c, d).
+        const double dp_dq[4][4] = {{0, b, c, d}, {-b, 0, -d, c}, {-c, d, 0, -b}, {-d, -c, b, 0}};  // [qn][p]
+        const double dp_du[3][4] = {{-x, w0, z, -y}, {-y, -z, w0, x}, {-z, y, -x, w0}};             // [b,c,d][p]
+        double dqn[4];
+        for (int a = 0; a < 4; ++a) {
+            dqn[a] = dp[a];
+            for (int k = 0; k < 4; ++k) dqn[a] += dp_dq[a][k] * dp[k];
+        }
+        for (int a = 0; a < 3; ++a) {
+            double g = du_out[n * 6 + a];
+            for (int k = 0; k < 4; ++k) g += dp_du[a][k] * dp[k];
+            dupd[n * 6 + a] = static_cast<float>(g);
+        }
+        // new_t = t + R(qn) v: dt = dnew_t, dv = R(qn)^T dnew_t, dR(qn) = dnew_t v^T.
+        double Rq[3][3] = {{w0 * w0 + x * x - y * y - z * z, 2 * (x * y - w0 * z), 2 * (x * z + w0 * y)},
+                           {2 * (x * y + w0 * z), w0 * w0 - x * x + y * y - z * z, 2 * (y * z - w0 * x)},
+                           {2 * (x * z - w0 * y), 2 * (y * z + w0 * x), w0 * w0 - x * x - y * y + z * z}};
+        double dRq[3][3];
+        for (int j = 0; j < 3; ++j) {
+            double g = du_out[n * 6 + 3 + j];
+            for (int k = 0; k < 3; ++k) {
+                g += Rq[k][j] * dt_out[n * 3 + k];
+                dRq[j][k] = dt_out[n * 3 + j] * u[3 + k];
+            }
+            dupd[n * 6 + 3 + j] = static_cast<float>(g);
+            dt[n * 3 + j] = static_cast<float>(dt_out[n * 3 + j]);
+        }
+        quaternion_to_rotation_backward(qn, dRq, dqn);
+        // qn = q / |q|.
+        double dot2 = 0;
+        for (int k = 0; k < 4; ++k) dot2 += qn[k] * dqn[k];
+        for (int k = 0; k < 4; ++k) dq[n * 4 + k] = static_cast<float>((dqn[k] - qn[k] * dot2) / qnorm);
+    }
+    if (dquaternion.defined()) dquaternion.copy_from(Tensor::from_vector({N, 4}, dq).view(dquaternion.shape()));
+    if (dtranslation.defined()) dtranslation.copy_from(Tensor::from_vector({N, 3}, dt).view(dtranslation.shape()));
+    const Tensor du = Tensor::from_vector({N, 6}, dupd).to(act.device());
+    Tensor da = dact.defined() ? dact : ctx.ws.alloc(act.shape());
+    linear_backward(act.contiguous(), w.weights, du, da, false, grads.weights, grads.bias, ctx.ws);
+}
+
+void angle_resnet_backward(const AngleResnetWeights& w, const Tensor& act, const Tensor& initial_act,
+                           const Tensor& dunnormalized, const Tensor& dnormalized, const Tensor& dact,
+                           const Tensor& dinitial_act, AngleResnetWeights& grads, Context& ctx, float eps) {
+    Workspace& ws = ctx.ws;
+    WorkspaceScope scope(ws);
+    const int64_t N = act.size(0);
+    auto relu_copy = [&](const Tensor& x) {
+        Tensor y = ws.alloc(x.shape());
+        copy(y, x);
+        relu(y);
+        return y;
+    };
+    // The forward, keeping the residual stream before each block and after the last.
+    const Tensor ra = relu_copy(act), ri = relu_copy(initial_act);
+    Tensor a0 = linear(ra, w.input_projection.weights, w.input_projection.bias, ws);
+    linear(ri, w.input_projection_1.weights, w.input_projection_1.bias, a0, 1.f);
+    const LinearWeights* blocks[2][2] = {{&w.resblock1, &w.resblock2}, {&w.resblock1_1, &w.resblock2_1}};
+    LinearWeights* gblocks[2][2] = {{&grads.resblock1, &grads.resblock2}, {&grads.resblock1_1, &grads.resblock2_1}};
+    Tensor a[3] = {a0, ws.alloc(a0.shape()), ws.alloc(a0.shape())};
+    for (int k = 0; k < 2; ++k) {
+        copy(a[k + 1], a[k]);
+        Tensor h = linear(relu_copy(a[k]), blocks[k][0]->weights, blocks[k][0]->bias, ws);
+        relu(h);
+        linear(h, blocks[k][1]->weights, blocks[k][1]->bias, a[k + 1], 1.f);
+    }
+    const Tensor ra2 = relu_copy(a[2]);
+    const std::vector<double> un = host_float64(linear(ra2, w.unnormalized_angles.weights, w.unnormalized_angles.bias, ws));
+    // d(unnormalized): its own cotangent plus the normalisation's, v / sqrt(max(|v|^2, eps)) per (sin, cos) pair.
+    const std::vector<double> dun_out = dunnormalized.defined() ? host_float64(dunnormalized) : std::vector<double>(N * 14, 0.0);
+    const std::vector<double> dn_out = dnormalized.defined() ? host_float64(dnormalized) : std::vector<double>(N * 14, 0.0);
+    std::vector<float> dun(N * 14);
+    for (int64_t i = 0; i < N * 7; ++i) {
+        const double v0 = un[2 * i], v1 = un[2 * i + 1], s = v0 * v0 + v1 * v1;
+        const double n = std::sqrt(std::max(s, static_cast<double>(eps))), y0 = v0 / n, y1 = v1 / n;
+        const double g0 = dn_out[2 * i], g1 = dn_out[2 * i + 1];
+        const double dot = s > eps ? y0 * g0 + y1 * g1 : 0.0;  // below eps the norm is a constant
+        dun[2 * i] = static_cast<float>(dun_out[2 * i] + (g0 - y0 * dot) / n);
+        dun[2 * i + 1] = static_cast<float>(dun_out[2 * i + 1] + (g1 - y1 * dot) / n);
+    }
+    Tensor da = ws.alloc(a0.shape());
+    linear_backward(ra2, w.unnormalized_angles.weights, Tensor::from_vector({N, 14}, dun).to(act.device()), da, false,
+                    grads.unnormalized_angles.weights, grads.unnormalized_angles.bias, ws);
+    relu_backward(ra2, da, da);
+    for (int k = 1; k >= 0; --k) {  // a[k + 1] = a[k] + W2 relu(W1 relu(a[k]))
+        const Tensor rk = relu_copy(a[k]);
+        Tensor h = linear(rk, blocks[k][0]->weights, blocks[k][0]->bias, ws);
+        relu(h);
+        Tensor dh = ws.alloc(h.shape()), drk = ws.alloc(rk.shape());
+        linear_backward(h, blocks[k][1]->weights, da, dh, false, gblocks[k][1]->weights, gblocks[k][1]->bias, ws);
+        relu_backward(h, dh, dh);
+        linear_backward(rk, blocks[k][0]->weights, dh, drk, false, gblocks[k][0]->weights, gblocks[k][0]->bias, ws);
+        relu_backward(rk, drk, drk);
+        add(da, drk);
+    }
+    Tensor d_ra = dact.defined() ? dact : ws.alloc(act.shape());
+    linear_backward(ra, w.input_projection.weights, da, d_ra, false, grads.input_projection.weights,
+                    grads.input_projection.bias, ws);
+    relu_backward(ra, d_ra, d_ra);
+    Tensor d_ri = dinitial_act.defined() ? dinitial_act : ws.alloc(initial_act.shape());
+    linear_backward(ri, w.input_projection_1.weights, da, d_ri, false, grads.input_projection_1.weights,
+                    grads.input_projection_1.bias, ws);
+    relu_backward(ri, d_ri, d_ri);
+}
+
 StructureModuleOutputs structure_module_forward(const StructureModuleWeights& w, const StructureModuleConfig& cfg,
                                                 const Tensor& single, const Tensor& pair, const Tensor& aatype,
                                                 const Tensor& seq_mask, Context& ctx) {

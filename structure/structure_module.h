@@ -88,6 +88,21 @@ void backbone_update(const LinearWeights& w, const Tensor& act, Tensor& quaterni
 void angle_resnet_forward(const AngleResnetWeights& w, const Tensor& act, const Tensor& initial_act,
                           Tensor& unnormalized, Tensor& normalized, Context& ctx, float eps = 1e-8f);
 
+// Backward twins (training). backbone_update_backward: the forward's inputs (act, the quaternion q before it is
+// normalised and the translation, [N, 4] and [N, 3] host tensors) and the cotangents of its outputs (any may be
+// undefined: the [N, 6] update, the new unit quaternion, its rotation [N, 3, 3], the new translation) ->
+// dact (assigned), dquaternion (tangent to q's sphere: q is normalised before use), dtranslation; the linear's
+// gradients added into grads.
+void backbone_update_backward(const LinearWeights& w, const Tensor& act, const Tensor& quaternion,
+                              const Tensor& translation, const Tensor& daffine_update, const Tensor& dnew_quaternion,
+                              const Tensor& dnew_rotation, const Tensor& dnew_translation, const Tensor& dact,
+                              const Tensor& dquaternion, const Tensor& dtranslation, LinearWeights& grads, Context& ctx);
+// angle_resnet_backward: cotangents of the unnormalized and normalized (sin, cos) [N, 7, 2] (either may be
+// undefined) -> dact, dinitial_act (assigned); parameter gradients added into grads.
+void angle_resnet_backward(const AngleResnetWeights& w, const Tensor& act, const Tensor& initial_act,
+                           const Tensor& dunnormalized, const Tensor& dnormalized, const Tensor& dact,
+                           const Tensor& dinitial_act, AngleResnetWeights& grads, Context& ctx, float eps = 1e-8f);
+
 // single [N, C_s], pair [N, N, C_z] (Evoformer outputs, before the module's layer norms) on the weights'
 // device, where IPA, the transitions and every GEMM run; aatype [N], seq_mask [N] anywhere. The frames and
 // the all-atom construction (O(N)) run on the host; the outputs are host tensors.

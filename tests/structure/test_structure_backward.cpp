@@ -1,0 +1,60 @@
+// The structure module's pieces' backward against the golden gradient cases: the backbone update (the linear
+// update, the quaternion composition and renormalisation, the translation through the old rotation; the input
+// quaternion normalised first, so its gradient is tangent to its sphere) and the angle resnet (with the
+// (sin, cos) normalisation).
+#include <gtest/gtest.h>
+
+#include "grad_golden_util.h"
+#include "structure/structure_module.h"
+
+using namespace axfold;
+
+namespace {
+const std::string kSm = "alphafold/alphafold_iteration/structure_module/fold_iteration";
+}
+
+TEST(Backward, golden_backbone_update) {
+    int ran = 0;
+    for (const std::string& set : test::golden_sets("grad_cases.h5")) {
+        const test::GradCase c(set, "backbone_update");
+        if (!c.file.has(c.name)) continue;
+        std::printf("golden %s backbone_update\n", std::filesystem::path(set).filename().c_str());
+        LinearWeights w;
+        bind_params(w, kSm + "/affine_update", c.lookup());
+        const Tensor act = c.read("inputs/act"), q = c.read("inputs/quaternion"), t = c.read("inputs/translation");
+        LinearWeights g = zeros_like_weights(w);
+        Tensor dact = Tensor::empty(act.shape()), dq = Tensor::empty(q.shape()), dt = Tensor::empty(t.shape());
+        Context ctx;
+        backbone_update_backward(w, act, q, t, c.read("cotangents/affine_update"), c.read("cotangents/new_quaternion"),
+                                 c.read("cotangents/new_rotation"), c.read("cotangents/new_translation"), dact, dq, dt,
+                                 g, ctx);
+        test::expect_grad(dact, c.read("grad_inputs/act"), "backbone_update dact");
+        test::expect_grad(dq, c.read("grad_inputs/quaternion"), "backbone_update dquaternion");
+        test::expect_grad(dt, c.read("grad_inputs/translation"), "backbone_update dtranslation");
+        test::expect_param_grads(g, c);
+        ++ran;
+    }
+    if (ran == 0) GTEST_SKIP() << "no grad_cases.h5 under " << test::golden_dir();
+}
+
+TEST(Backward, golden_angle_resnet) {
+    int ran = 0;
+    for (const std::string& set : test::golden_sets("grad_cases.h5")) {
+        const test::GradCase c(set, "angle_resnet");
+        if (!c.file.has(c.name)) continue;
+        std::printf("golden %s angle_resnet\n", std::filesystem::path(set).filename().c_str());
+        AngleResnetWeights w;
+        bind_params(w, kSm + "/rigid_sidechain", c.lookup());
+        const Tensor act = c.read("inputs/act"), init = c.read("inputs/initial_act");
+        AngleResnetWeights g = zeros_like_weights(w);
+        Tensor dact = Tensor::empty(act.shape()), dinit = Tensor::empty(init.shape());
+        Context ctx;
+        angle_resnet_backward(w, act, init, c.read("cotangents/unnormalized_angles_sin_cos"),
+                              c.read("cotangents/angles_sin_cos"), dact, dinit, g, ctx);
+        test::expect_grad(dact, c.read("grad_inputs/act"), "angle_resnet dact");
+        test::expect_grad(dinit, c.read("grad_inputs/initial_act"), "angle_resnet dinitial_act");
+        test::expect_param_grads(g, c);
+        ++ran;
+    }
+    if (ran == 0) GTEST_SKIP() << "no grad_cases.h5 under " << test::golden_dir();
+}
