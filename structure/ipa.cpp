@@ -90,4 +90,220 @@ void invariant_point_attention_forward(const InvariantPointAttentionWeights& w, 
     linear(feat, w.output_projection.weights, w.output_projection.bias, out, accumulate ? 1.f : 0.f);
 }
 
+void invariant_point_attention_backward(const InvariantPointAttentionWeights& w, const Tensor& s, const Tensor& z,
+                                        const Tensor& rot, const Tensor& trans, const Tensor& mask,
+                                        const Tensor& dupdate, const Tensor& ds, const Tensor& dz, Tensor* drot,
+                                        Tensor* dtrans, InvariantPointAttentionWeights& grads, Context& ctx, float inf,
+                                        float eps) {
+    Workspace& ws = ctx.ws;
+    WorkspaceScope scope(ws);
+    const int64_t N = s.size(0), H = w.no_heads(), C = w.c_hidden(), Cv = w.c_v(), P = w.no_qk_points(),
+                  Pv = w.no_v_points(), Cz = z.size(2), HP = H * P, HPv = H * Pv;
+    AXF_CHECK(z.dim() == 3 && z.size(0) == N && z.size(1) == N && dupdate.shape() == s.shape() && ds.shape() == s.shape(),
+              "ipa backward: single %s, pair %s, dupdate %s, ds %s", s.desc().c_str(), z.desc().c_str(),
+              dupdate.desc().c_str(), ds.desc().c_str());
+    const Device dev = s.device();
+    const Tensor sc = s.contiguous(), zc = z.contiguous();
+    // Host float64 copies of what the attention needs.
+    const std::vector<double> R = host_float64(rot), T = host_float64(trans), M = host_float64(mask);
+    const std::vector<double> Z = host_float64(zc);
+    const std::vector<double> qs = host_float64(linear(sc, w.q_scalar.weights, w.q_scalar.bias, ws));     // [N, H*C]
+    const std::vector<double> kvs = host_float64(linear(sc, w.kv_scalar.weights, w.kv_scalar.bias, ws));  // [N, H*(C+Cv)]
+    const std::vector<double> qpl = host_float64(linear(sc, w.q_point_local.weights, w.q_point_local.bias, ws));
+    const std::vector<double> kvpl = host_float64(linear(sc, w.kv_point_local.weights, w.kv_point_local.bias, ws));
+    const std::vector<double> b2d = host_float64(linear(zc, w.attention_2d.weights, w.attention_2d.bias, ws));  // [N,N,H]
+    const std::vector<double> tpw = host_float64(w.trainable_point_weights);
+    const double scalar_w = std::sqrt(1.0 / (3.0 * static_cast<double>(std::max<int64_t>(C, 1))));
+    const double point_w0 = std::sqrt(1.0 / (3.0 * static_cast<double>(std::max<int64_t>(P, 1)) * 9.0 / 2.0));
+    const double attn2d_w = std::sqrt(1.0 / 3.0);
+    std::vector<double> pw(H), softplus(H);
+    for (int64_t h = 0; h < H; ++h) {
+        softplus[h] = tpw[h] > 20.0 ? tpw[h] : std::log1p(std::exp(tpw[h]));
+        pw[h] = -0.5 * point_w0 * softplus[h];
+    }
+    // Points in the global frame: local point p of residue n (x | y | z thirds of the projection).
+    auto to_global = [&](const std::vector<double>& local, int64_t K, std::vector<double>& g) {
+        g.assign(N * K * 3, 0.0);
+        for (int64_t n = 0; n < N; ++n)
+            for (int64_t p = 0; p < K; ++p)
+                for (int d = 0; d < 3; ++d) {
+                    double v = T[n * 3 + d];
+                    for (int e = 0; e < 3; ++e) v += R[n * 9 + d * 3 + e] * local[n * 3 * K + e * K + p];
+                    g[(n * K + p) * 3 + d] = v;
+                }
+    };
+    std::vector<double> qp, kvp;  // [N, HP, 3], [N, H(P+Pv), 3]
+    to_global(qpl, HP, qp);
+    to_global(kvpl, H * (P + Pv), kvp);
+    auto q_at = [&](int64_t n, int64_t h, int64_t c) { return qs[n * H * C + h * C + c]; };
+    auto k_at = [&](int64_t n, int64_t h, int64_t c) { return kvs[n * H * (C + Cv) + h * (C + Cv) + c]; };
+    auto v_at = [&](int64_t n, int64_t h, int64_t c) { return kvs[n * H * (C + Cv) + h * (C + Cv) + C + c]; };
+    auto qp_at = [&](int64_t n, int64_t h, int64_t p) { return &qp[(n * HP + h * P + p) * 3]; };
+    auto kp_at = [&](int64_t n, int64_t h, int64_t p) { return &kvp[(n * H * (P + Pv) + h * (P + Pv) + p) * 3]; };
+    auto vp_at = [&](int64_t n, int64_t h, int64_t p) { return &kvp[(n * H * (P + Pv) + h * (P + Pv) + P + p) * 3]; };
+
+    // The attention weights a[h, i, j] and the features.
+    std::vector<double> a(H * N * N), sqd(H * N * N);
+    for (int64_t h = 0; h < H; ++h)
+        for (int64_t i = 0; i < N; ++i) {
+            double* row = &a[(h * N + i) * N];
+            double mx = -INFINITY;
+            for (int64_t j = 0; j < N; ++j) {
+                double dot = 0, d2 = 0;
+                for (int64_t c = 0; c < C; ++c) dot += q_at(i, h, c) * k_at(j, h, c);
+                for (int64_t p = 0; p < P; ++p)
+                    for (int d = 0; d < 3; ++d) {
+                        const double e = qp_at(i, h, p)[d] - kp_at(j, h, p)[d];
+                        d2 += e * e;
+                    }
+                sqd[(h * N + i) * N + j] = d2;
+                row[j] = scalar_w * dot + pw[h] * d2 + attn2d_w * b2d[(i * N + j) * H + h] +
+                         static_cast<double>(inf) * (M[i] * M[j] - 1.0);
+                mx = std::max(mx, row[j]);
+            }
+            double sum = 0;
+            for (int64_t j = 0; j < N; ++j) sum += row[j] = std::exp(row[j] - mx);
+            for (int64_t j = 0; j < N; ++j) row[j] /= sum;
+        }
+    const int64_t F = H * Cv + 4 * HPv + H * Cz;
+    std::vector<double> feat(N * F, 0.0), og(N * HPv * 3, 0.0), local(N * HPv * 3), norm(N * HPv);
+    for (int64_t i = 0; i < N; ++i)
+        for (int64_t h = 0; h < H; ++h)
+            for (int64_t j = 0; j < N; ++j) {
+                const double aij = a[(h * N + i) * N + j];
+                for (int64_t c = 0; c < Cv; ++c) feat[i * F + h * Cv + c] += aij * v_at(j, h, c);
+                for (int64_t p = 0; p < Pv; ++p)
+                    for (int d = 0; d < 3; ++d) og[((i * H + h) * Pv + p) * 3 + d] += aij * vp_at(j, h, p)[d];
+                for (int64_t c = 0; c < Cz; ++c) feat[i * F + H * Cv + 4 * HPv + h * Cz + c] += aij * Z[(i * N + j) * Cz + c];
+            }
+    for (int64_t i = 0; i < N; ++i)
+        for (int64_t p = 0; p < HPv; ++p) {
+            double e[3], l2 = 0;
+            for (int d = 0; d < 3; ++d) e[d] = og[(i * HPv + p) * 3 + d] - T[i * 3 + d];
+            for (int d = 0; d < 3; ++d) {
+                double v = 0;
+                for (int k = 0; k < 3; ++k) v += R[i * 9 + k * 3 + d] * e[k];
+                local[(i * HPv + p) * 3 + d] = v;
+                feat[i * F + H * Cv + d * HPv + p] = v;
+                l2 += v * v;
+            }
+            norm[i * HPv + p] = std::sqrt(static_cast<double>(eps) + l2);
+            feat[i * F + H * Cv + 3 * HPv + p] = norm[i * HPv + p];
+        }
+
+    // out = feat Wout + bout.
+    const Tensor featd = Tensor::from_vector({N, F}, std::vector<float>(feat.begin(), feat.end())).to(dev);
+    Tensor dfeat_t = ws.alloc({N, F});
+    linear_backward(featd, w.output_projection.weights, dupdate.contiguous(), dfeat_t, false,
+                    grads.output_projection.weights, grads.output_projection.bias, ws);
+    const std::vector<double> dfeat = host_float64(dfeat_t);
+    std::vector<double> dR(N * 9, 0.0), dT(N * 3, 0.0);
+    // The value points back in each frame: local = R^T (g - t), norm = sqrt(|local|^2 + eps).
+    std::vector<double> dog(N * HPv * 3, 0.0);
+    for (int64_t i = 0; i < N; ++i)
+        for (int64_t p = 0; p < HPv; ++p) {
+            double dl[3];
+            const double dn = dfeat[i * F + H * Cv + 3 * HPv + p];
+            for (int d = 0; d < 3; ++d)
+                dl[d] = dfeat[i * F + H * Cv + d * HPv + p] + dn * local[(i * HPv + p) * 3 + d] / norm[i * HPv + p];
+            for (int k = 0; k < 3; ++k) {
+                double g = 0;
+                for (int d = 0; d < 3; ++d) g += R[i * 9 + k * 3 + d] * dl[d];
+                dog[(i * HPv + p) * 3 + k] = g;
+                dT[i * 3 + k] -= g;
+                for (int d = 0; d < 3; ++d) dR[i * 9 + k * 3 + d] += (og[(i * HPv + p) * 3 + k] - T[i * 3 + k]) * dl[d];
+            }
+        }
+    // Through the attention: d a, and the gradients of v, the value points and the pair.
+    std::vector<double> dqs(N * H * C, 0.0), dkvs(N * H * (C + Cv), 0.0), dqp(N * HP * 3, 0.0),
+        dkvp(N * H * (P + Pv) * 3, 0.0), db2d(N * N * H, 0.0), dZ(N * N * Cz, 0.0), dpw(H, 0.0);
+    for (int64_t h = 0; h < H; ++h)
+        for (int64_t i = 0; i < N; ++i) {
+            const double* arow = &a[(h * N + i) * N];
+            std::vector<double> da(N);
+            double dot = 0;
+            for (int64_t j = 0; j < N; ++j) {
+                double g = 0;
+                for (int64_t c = 0; c < Cv; ++c) {
+                    const double dfc = dfeat[i * F + h * Cv + c];
+                    g += dfc * v_at(j, h, c);
+                    dkvs[j * H * (C + Cv) + h * (C + Cv) + C + c] += arow[j] * dfc;
+                }
+                for (int64_t p = 0; p < Pv; ++p)
+                    for (int d = 0; d < 3; ++d) {
+                        const double dg = dog[((i * H + h) * Pv + p) * 3 + d];
+                        g += dg * vp_at(j, h, p)[d];
+                        dkvp[(j * H * (P + Pv) + h * (P + Pv) + P + p) * 3 + d] += arow[j] * dg;
+                    }
+                for (int64_t c = 0; c < Cz; ++c) {
+                    const double d2d = dfeat[i * F + H * Cv + 4 * HPv + h * Cz + c];
+                    g += d2d * Z[(i * N + j) * Cz + c];
+                    dZ[(i * N + j) * Cz + c] += arow[j] * d2d;
+                }
+                da[j] = g;
+                dot += g * arow[j];
+            }
+            for (int64_t j = 0; j < N; ++j) {
+                const double dl = arow[j] * (da[j] - dot);  // d logits
+                if (dl == 0) continue;
+                for (int64_t c = 0; c < C; ++c) {
+                    dqs[i * H * C + h * C + c] += scalar_w * dl * k_at(j, h, c);
+                    dkvs[j * H * (C + Cv) + h * (C + Cv) + c] += scalar_w * dl * q_at(i, h, c);
+                }
+                for (int64_t p = 0; p < P; ++p)
+                    for (int d = 0; d < 3; ++d) {
+                        const double e = 2.0 * pw[h] * dl * (qp_at(i, h, p)[d] - kp_at(j, h, p)[d]);
+                        dqp[(i * HP + h * P + p) * 3 + d] += e;
+                        dkvp[(j * H * (P + Pv) + h * (P + Pv) + p) * 3 + d] -= e;
+                    }
+                dpw[h] += dl * sqd[(h * N + i) * N + j];
+                db2d[(i * N + j) * H + h] += attn2d_w * dl;
+            }
+        }
+    // pw = -0.5 point_w0 softplus(tpw): softplus' = sigmoid.
+    std::vector<float> dtpw(H);
+    for (int64_t h = 0; h < H; ++h)
+        dtpw[h] = static_cast<float>(dpw[h] * -0.5 * point_w0 * (tpw[h] > 20.0 ? 1.0 : 1.0 / (1.0 + std::exp(-tpw[h]))));
+    add(grads.trainable_point_weights, Tensor::from_vector({H}, dtpw).to(grads.trainable_point_weights.device()));
+    // Global points g = R local + t: d local = R^T dg, dR += dg local^T, dt += dg.
+    auto from_global = [&](const std::vector<double>& dg, const std::vector<double>& loc, int64_t K) {
+        std::vector<float> dloc(N * 3 * K);
+        for (int64_t n = 0; n < N; ++n)
+            for (int64_t p = 0; p < K; ++p)
+                for (int e = 0; e < 3; ++e) {
+                    double v = 0;
+                    for (int d = 0; d < 3; ++d) {
+                        const double g = dg[(n * K + p) * 3 + d];
+                        v += R[n * 9 + d * 3 + e] * g;
+                        dR[n * 9 + d * 3 + e] += g * loc[n * 3 * K + e * K + p];
+                        if (e == 0) dT[n * 3 + d] += g;
+                    }
+                    dloc[n * 3 * K + e * K + p] = static_cast<float>(v);
+                }
+        return dloc;
+    };
+    const std::vector<float> dqpl = from_global(dqp, qpl, HP), dkvpl = from_global(dkvp, kvpl, H * (P + Pv));
+    // The projections from s, and the pair's gradient (attention over the pair + the 2-D bias's linear).
+    auto to_dev = [&](const std::vector<double>& v, const Shape& shape) {
+        return Tensor::from_vector(shape, std::vector<float>(v.begin(), v.end())).to(dev);
+    };
+    linear_backward(sc, w.q_scalar.weights, to_dev(dqs, {N, H * C}), ds, false, grads.q_scalar.weights,
+                    grads.q_scalar.bias, ws);
+    linear_backward(sc, w.kv_scalar.weights, to_dev(dkvs, {N, H * (C + Cv)}), ds, true, grads.kv_scalar.weights,
+                    grads.kv_scalar.bias, ws);
+    linear_backward(sc, w.q_point_local.weights, Tensor::from_vector({N, 3 * HP}, dqpl).to(dev), ds, true,
+                    grads.q_point_local.weights, grads.q_point_local.bias, ws);
+    linear_backward(sc, w.kv_point_local.weights, Tensor::from_vector({N, 3 * H * (P + Pv)}, dkvpl).to(dev), ds, true,
+                    grads.kv_point_local.weights, grads.kv_point_local.bias, ws);
+    Tensor dzt = dz.defined() ? dz : ws.alloc(z.shape());
+    copy(dzt, to_dev(dZ, {N, N, Cz}));
+    linear_backward(zc, w.attention_2d.weights, to_dev(db2d, {N, N, H}), dzt, true, grads.attention_2d.weights,
+                    grads.attention_2d.bias, ws);
+    auto host_out = [&](const std::vector<double>& v, const Shape& shape) {
+        return Tensor::from_vector(shape, std::vector<float>(v.begin(), v.end()));
+    };
+    if (drot) *drot = host_out(dR, {N, 3, 3});
+    if (dtrans) *dtrans = host_out(dT, {N, 3});
+}
+
 }  // namespace axfold

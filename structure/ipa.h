@@ -45,4 +45,16 @@ void invariant_point_attention_forward(const InvariantPointAttentionWeights& w, 
                                        bool accumulate, Context& ctx, float inf = 1e5f, float eps = 1e-8f,
                                        const LayerNormWeights* z_norm = nullptr);
 
+// The backward twin (training): for the update u = IPA(s, z, frames) and dupdate = dL/du [N, C_s], writes
+// ds [N, C_s] and dz [N, N, C_z] (assigned; dz may be undefined), drot [N, 3, 3] and dtrans [N, 3] (host, assigned;
+// may be null), and adds the parameter gradients into grads. The projections and GEMM-shaped gradients run in
+// ops on s's device; the attention itself is recomputed and differentiated on the host in float64 (O(H N^2 (c +
+// P + C_z)), a training crop's size). The raw pair only (no z_norm).
+// DISCREPANCY: no GPU path for the attention part yet (the host float64 loops run whatever the device).
+void invariant_point_attention_backward(const InvariantPointAttentionWeights& w, const Tensor& s, const Tensor& z,
+                                        const Tensor& rot, const Tensor& trans, const Tensor& mask,
+                                        const Tensor& dupdate, const Tensor& ds, const Tensor& dz, Tensor* drot,
+                                        Tensor* dtrans, InvariantPointAttentionWeights& grads, Context& ctx,
+                                        float inf = 1e5f, float eps = 1e-8f);
+
 }  // namespace axfold

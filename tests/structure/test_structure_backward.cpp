@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include "grad_golden_util.h"
+#include "structure/all_atom.h"
+#include "structure/ipa.h"
 #include "structure/structure_module.h"
 
 using namespace axfold;
@@ -53,6 +55,55 @@ TEST(Backward, golden_angle_resnet) {
                               c.read("cotangents/angles_sin_cos"), dact, dinit, g, ctx);
         test::expect_grad(dact, c.read("grad_inputs/act"), "angle_resnet dact");
         test::expect_grad(dinit, c.read("grad_inputs/initial_act"), "angle_resnet dinitial_act");
+        test::expect_param_grads(g, c);
+        ++ran;
+    }
+    if (ran == 0) GTEST_SKIP() << "no grad_cases.h5 under " << test::golden_dir();
+}
+
+// Invariant point attention: gradients into the single and pair representations, the frames' translations
+// and (through the rotation of the normalised quaternion) the quaternions, and every parameter (the trainable
+// point weights' softplus included).
+TEST(Backward, golden_invariant_point_attention) {
+    int ran = 0;
+    for (const std::string& set : test::golden_sets("grad_cases.h5")) {
+        const test::GradCase c(set, "invariant_point_attention");
+        if (!c.file.has(c.name)) continue;
+        std::printf("golden %s invariant_point_attention\n", std::filesystem::path(set).filename().c_str());
+        InvariantPointAttentionWeights w;
+        bind_params(w, kSm + "/invariant_point_attention", c.lookup());
+        const Tensor s = c.read("inputs/inputs_1d"), z = c.read("inputs/inputs_2d"), q = c.read("inputs/quaternion");
+        const int64_t N = s.size(0);
+        // The rotation of the normalised quaternion, as the module uses it.
+        Tensor qn = q.clone();
+        for (int64_t n = 0; n < N; ++n) {
+            float norm = 0;
+            for (int k = 0; k < 4; ++k) norm += qn.at({n, k}) * qn.at({n, k});
+            for (int k = 0; k < 4; ++k) qn.at({n, k}) /= std::sqrt(norm);
+        }
+        InvariantPointAttentionWeights g = zeros_like_weights(w);
+        Tensor ds = Tensor::empty(s.shape()), dz = Tensor::empty(z.shape()), drot, dtrans;
+        Context ctx;
+        invariant_point_attention_backward(w, s, z, quaternion_to_rotation(qn), c.read("inputs/translation"),
+                                           c.read("inputs/mask"), c.read("cotangents/update"), ds, dz, &drot, &dtrans,
+                                           g, ctx);
+        // dR -> d(normalised quaternion) -> dq, tangent to q's sphere.
+        Tensor dq = Tensor::empty({N, 4});
+        for (int64_t n = 0; n < N; ++n) {
+            double qd[4], dR[3][3], dqn[4] = {0, 0, 0, 0}, len = 0, dot = 0;
+            for (int k = 0; k < 4; ++k) {
+                qd[k] = qn.at({n, k});
+                len += (double)q.at({n, k}) * q.at({n, k});
+            }
+            for (int k = 0; k < 9; ++k) dR[k / 3][k % 3] = drot.at({n, k / 3, k % 3});
+            quaternion_to_rotation_backward(qd, dR, dqn);
+            for (int k = 0; k < 4; ++k) dot += qd[k] * dqn[k];
+            for (int k = 0; k < 4; ++k) dq.at({n, k}) = static_cast<float>((dqn[k] - qd[k] * dot) / std::sqrt(len));
+        }
+        test::expect_grad(ds, c.read("grad_inputs/inputs_1d"), "ipa dinputs_1d");
+        test::expect_grad(dz, c.read("grad_inputs/inputs_2d"), "ipa dinputs_2d");
+        test::expect_grad(dtrans, c.read("grad_inputs/translation"), "ipa dtranslation");
+        test::expect_grad(dq, c.read("grad_inputs/quaternion"), "ipa dquaternion");
         test::expect_param_grads(g, c);
         ++ran;
     }
