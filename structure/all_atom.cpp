@@ -261,4 +261,146 @@ Tensor pseudo_beta(const Tensor& aatype, const Tensor& atom37) {
     return to_device(out, atom37.device());
 }
 
+namespace {
+// Gradients of C = A o B (C.R = A.R B.R, C.t = A.R B.t + A.t), added into dA and dB.
+void compose_backward(const Rigid& a, const Rigid& b, const Rigid& dc, Rigid& da, Rigid& db) {
+    for (int i = 0; i < 3; ++i) {
+        for (int j = 0; j < 3; ++j) {
+            double ga = 0, gb = 0;
+            for (int k = 0; k < 3; ++k) {
+                ga += dc.r[i][k] * b.r[j][k];  // dC.R B.R^T
+                gb += a.r[k][i] * dc.r[k][j];  // A.R^T dC.R
+            }
+            da.r[i][j] += ga + dc.t[i] * b.t[j];
+            db.r[i][j] += gb;
+        }
+        da.t[i] += dc.t[i];
+        for (int k = 0; k < 3; ++k) db.t[i] += a.r[k][i] * dc.t[k];
+    }
+}
+Rigid zero_rigid() {
+    Rigid z;
+    for (int i = 0; i < 3; ++i) {
+        for (int j = 0; j < 3; ++j) z.r[i][j] = 0;
+        z.t[i] = 0;
+    }
+    return z;
+}
+}  // namespace
+
+TorsionFramesGrad torsion_angles_to_frames_backward(const Tensor& aatype, const Tensor& backbone_rot,
+                                                    const Tensor& backbone_trans, const Tensor& angles_sin_cos,
+                                                    const Tensor& dframes) {
+    const char* fn = "torsion_angles_to_frames_backward";
+    std::vector<int> aa = host_aatype(aatype, fn);
+    const int64_t n = static_cast<int64_t>(aa.size());
+    check_shape(backbone_rot, {n, 3, 3}, fn, "backbone_rot");
+    check_shape(backbone_trans, {n, 3}, fn, "backbone_trans");
+    check_shape(angles_sin_cos, {n, rc::kNumTorsions, 2}, fn, "angles_sin_cos");
+    check_shape(dframes, {n, rc::kNumRigidGroups, 4, 4}, fn, "dframes");
+    const std::vector<double> rp = host_float64(backbone_rot), tp = host_float64(backbone_trans),
+                              ap = host_float64(angles_sin_cos), df = host_float64(dframes);
+    const rc::RigidGroupTables& tab = rc::rigid_group_tables();
+    TorsionFramesGrad g{Tensor::zeros({n, 3, 3}), Tensor::zeros({n, 3}), Tensor::zeros({n, rc::kNumTorsions, 2})};
+    for (int64_t i = 0; i < n; ++i) {
+        // The forward's local frames (unchained l, chained L) and the backbone frame.
+        Rigid bb, l[rc::kNumRigidGroups], L[rc::kNumRigidGroups];
+        for (int a = 0; a < 3; ++a) {
+            for (int b = 0; b < 3; ++b) bb.r[a][b] = rp[9 * i + 3 * a + b];
+            bb.t[a] = tp[3 * i + a];
+        }
+        double sv[rc::kNumRigidGroups], cv[rc::kNumRigidGroups];
+        for (int grp = 0; grp < rc::kNumRigidGroups; ++grp) {
+            sv[grp] = grp == 0 ? 0.0 : ap[(i * rc::kNumTorsions + grp - 1) * 2];
+            cv[grp] = grp == 0 ? 1.0 : ap[(i * rc::kNumTorsions + grp - 1) * 2 + 1];
+            const float(*d)[4] = tab.default_frame[aa[i]][grp];
+            for (int a = 0; a < 3; ++a) {
+                l[grp].r[a][0] = d[a][0];
+                l[grp].r[a][1] = d[a][1] * cv[grp] + d[a][2] * sv[grp];
+                l[grp].r[a][2] = -d[a][1] * sv[grp] + d[a][2] * cv[grp];
+                l[grp].t[a] = d[a][3];
+            }
+            L[grp] = l[grp];
+        }
+        for (int grp = 5; grp < rc::kNumRigidGroups; ++grp) L[grp] = compose(L[grp - 1], l[grp]);
+        // World frames W = bb o L: back to bb and L.
+        Rigid dbb = zero_rigid(), dL[rc::kNumRigidGroups], dl[rc::kNumRigidGroups];
+        for (int grp = 0; grp < rc::kNumRigidGroups; ++grp) {
+            dL[grp] = zero_rigid();
+            dl[grp] = zero_rigid();
+            Rigid dw;
+            const double* m = &df[(i * rc::kNumRigidGroups + grp) * 16];
+            for (int a = 0; a < 3; ++a) {
+                for (int b = 0; b < 3; ++b) dw.r[a][b] = m[4 * a + b];
+                dw.t[a] = m[4 * a + 3];
+            }
+            compose_backward(bb, L[grp], dw, dbb, dL[grp]);
+        }
+        // The chi chain, last link first: L[g] = L[g - 1] o l[g] for g = 5..7; L[g] = l[g] otherwise.
+        for (int grp = rc::kNumRigidGroups - 1; grp >= 5; --grp) compose_backward(L[grp - 1], l[grp], dL[grp], dL[grp - 1], dl[grp]);
+        for (int grp = 0; grp < 5; ++grp) dl[grp] = dL[grp];
+        // Each local frame's rotation mixes the default frame's columns 1 and 2 by (sin, cos).
+        for (int grp = 1; grp < rc::kNumRigidGroups; ++grp) {
+            const float(*d)[4] = tab.default_frame[aa[i]][grp];
+            double ds = 0, dcos = 0;
+            for (int a = 0; a < 3; ++a) {
+                ds += dl[grp].r[a][1] * d[a][2] - dl[grp].r[a][2] * d[a][1];
+                dcos += dl[grp].r[a][1] * d[a][1] + dl[grp].r[a][2] * d[a][2];
+            }
+            g.angles_sin_cos.f32()[(i * rc::kNumTorsions + grp - 1) * 2] = static_cast<float>(ds);
+            g.angles_sin_cos.f32()[(i * rc::kNumTorsions + grp - 1) * 2 + 1] = static_cast<float>(dcos);
+        }
+        for (int a = 0; a < 3; ++a) {
+            for (int b = 0; b < 3; ++b) g.backbone_rot.f32()[9 * i + 3 * a + b] = static_cast<float>(dbb.r[a][b]);
+            g.backbone_trans.f32()[3 * i + a] = static_cast<float>(dbb.t[a]);
+        }
+    }
+    return g;
+}
+
+Tensor frames_and_literature_positions_to_atom14_pos_backward(const Tensor& aatype, const Tensor& datom14) {
+    const char* fn = "frames_and_literature_positions_to_atom14_pos_backward";
+    std::vector<int> aa = host_aatype(aatype, fn);
+    const int64_t n = static_cast<int64_t>(aa.size());
+    check_shape(datom14, {n, rc::kAtom14, 3}, fn, "datom14");
+    const std::vector<double> dp = host_float64(datom14);
+    const rc::RigidGroupTables& tab = rc::rigid_group_tables();
+    std::vector<double> df(n * rc::kNumRigidGroups * 16, 0.0);
+    for (int64_t i = 0; i < n; ++i)
+        for (int k = 0; k < rc::kAtom14; ++k) {
+            if (tab.atom14_mask[aa[i]][k] == 0.f) continue;
+            double* m = &df[(i * rc::kNumRigidGroups + tab.atom14_to_rigid_group[aa[i]][k]) * 16];
+            const float* p = tab.atom14_rigid_group_positions[aa[i]][k];
+            for (int a = 0; a < 3; ++a) {
+                const double g = dp[(i * rc::kAtom14 + k) * 3 + a];
+                for (int b = 0; b < 3; ++b) m[4 * a + b] += g * p[b];
+                m[4 * a + 3] += g;
+            }
+        }
+    return Tensor::from_vector({n, rc::kNumRigidGroups, 4, 4}, std::vector<float>(df.begin(), df.end()));
+}
+
+Tensor atom14_to_atom37_backward(const Tensor& datom37, const Tensor& aatype) {
+    const char* fn = "atom14_to_atom37_backward";
+    std::vector<int> aa = host_aatype(aatype, fn);
+    const int64_t n = static_cast<int64_t>(aa.size());
+    AXF_CHECK(datom37.dim() >= 2 && datom37.size(0) == n && datom37.size(1) == rc::kAtom37,
+              "%s: datom37 must be [%lld, 37, ...], got %s", fn, static_cast<long long>(n), datom37.desc().c_str());
+    const std::vector<double> src = host_float64(datom37);
+    const int64_t inner = n > 0 ? static_cast<int64_t>(src.size()) / (n * rc::kAtom37) : 0;
+    Shape shape = datom37.shape();
+    shape[1] = rc::kAtom14;
+    std::vector<float> out(n * rc::kAtom14 * inner, 0.f);
+    const rc::RigidGroupTables& rg = rc::rigid_group_tables();
+    const rc::AtomIndexTables& ix = rc::atom_index_tables();
+    for (int64_t i = 0; i < n; ++i)
+        for (int a = 0; a < rc::kAtom37; ++a) {
+            if (rg.atom37_mask[aa[i]][a] == 0.f) continue;
+            for (int64_t c = 0; c < inner; ++c)
+                out[(i * rc::kAtom14 + ix.atom37_to_atom14[aa[i]][a]) * inner + c] +=
+                    static_cast<float>(src[(i * rc::kAtom37 + a) * inner + c]);
+        }
+    return Tensor::from_vector(shape, out);
+}
+
 }  // namespace axfold

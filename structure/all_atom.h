@@ -50,6 +50,21 @@ Tensor atom14_to_atom37(const Tensor& atom14,  // [N, 14, ...]
 
 // Which atoms exist for each residue (AF2 `atom37_atom_exists` / `atom14_atom_exists`); float32 0/1.
 Tensor atom37_mask(const Tensor& aatype /* [N] */);  // -> [N, 37]
+
+// Backward twins of the all-atom construction (training; host float64, O(N)). Each takes the forward's inputs
+// and the cotangent of its output and returns the cotangents of its differentiable inputs (float32 host).
+// torsion_angles_to_frames: dframes [N, 8, 4, 4] (the bottom rows have no gradient) -> d backbone_rot [N, 3, 3],
+// d backbone_trans [N, 3], d angles_sin_cos [N, 7, 2].
+struct TorsionFramesGrad {
+    Tensor backbone_rot, backbone_trans, angles_sin_cos;
+};
+TorsionFramesGrad torsion_angles_to_frames_backward(const Tensor& aatype, const Tensor& backbone_rot,
+                                                    const Tensor& backbone_trans, const Tensor& angles_sin_cos,
+                                                    const Tensor& dframes);
+// frames_and_literature_positions_to_atom14_pos: datom14 [N, 14, 3] -> dframes [N, 8, 4, 4].
+Tensor frames_and_literature_positions_to_atom14_pos_backward(const Tensor& aatype, const Tensor& datom14);
+// atom14_to_atom37: datom37 [N, 37, C] -> datom14 [N, 14, C].
+Tensor atom14_to_atom37_backward(const Tensor& datom37, const Tensor& aatype);
 Tensor atom14_mask(const Tensor& aatype /* [N] */);  // -> [N, 14]
 
 // Pseudo-beta positions (AF2 `pseudo_beta_fn`): CB, or CA for glycine (restype 7). UNK has no atoms in

@@ -276,4 +276,154 @@ StructureModuleOutputs structure_module_forward(const StructureModuleWeights& w,
     return o;
 }
 
+void structure_module_backward(const StructureModuleWeights& w, const StructureModuleConfig& cfg, const Tensor& single,
+                               const Tensor& pair, const Tensor& aatype, const Tensor& seq_mask,
+                               const StructureModuleCotangents& d, const Tensor& dsingle, const Tensor& dpair,
+                               StructureModuleWeights& grads, Context& ctx) {
+    Workspace& ws = ctx.ws;
+    WorkspaceScope scope(ws);
+    const int64_t N = single.size(0), L = cfg.num_layers;
+    const Device dev = single.device();
+    const FoldIterationWeights& f = w.fold_iteration;
+    FoldIterationWeights& gf = grads.fold_iteration;
+    const Tensor aa = aatype.to(Device::CPU), mask = seq_mask.contiguous().to(dev);
+    auto cot = [&](const Tensor& t, int64_t l) { return t.defined() ? t.select(0, l) : Tensor(); };
+
+    // The forward, keeping per layer: act_in (before IPA), act_a (after IPA), act_c (before the transition's
+    // norm), act_out; the frames before (q, t) and after; the angles; and the world frames of the atoms.
+    const Tensor zn = layer_norm(pair.contiguous(), w.pair_layer_norm.scale, w.pair_layer_norm.offset, 1e-5f, ws);
+    Tensor initial_act = layer_norm(single.contiguous(), w.single_layer_norm.scale, w.single_layer_norm.offset, 1e-5f, ws);
+    Tensor act = linear(initial_act, w.initial_projection.weights, w.initial_projection.bias, ws);
+    struct Layer {
+        Tensor act_in, act_a, act_b, act_c, act_out, q, t, q_new, t_new, an;
+    };
+    std::vector<Layer> layers(L);
+    Tensor quat = Tensor::zeros({N, 4}), trans = Tensor::zeros({N, 3});
+    for (int64_t n = 0; n < N; ++n) quat.f32()[n * 4] = 1.f;
+    for (int64_t l = 0; l < L; ++l) {
+        Layer& y = layers[l];
+        y.act_in = act.clone();
+        y.q = quat.clone();
+        y.t = trans.clone();
+        invariant_point_attention_forward(f.invariant_point_attention, act, zn, quaternion_to_rotation(quat).to(dev),
+                                          trans.to(dev), mask, act, true, ctx, cfg.ipa_inf, cfg.eps);
+        y.act_a = act.clone();
+        layer_norm(act, f.attention_layer_norm.scale, f.attention_layer_norm.offset, 1e-5f, act);
+        y.act_b = act.clone();
+        Tensor h1 = linear(act, f.transition.weights, f.transition.bias, ws);
+        relu(h1);
+        Tensor h2 = linear(h1, f.transition_1.weights, f.transition_1.bias, ws);
+        relu(h2);
+        linear(h2, f.transition_2.weights, f.transition_2.bias, act, 1.f);
+        y.act_c = act.clone();
+        layer_norm(act, f.transition_layer_norm.scale, f.transition_layer_norm.offset, 1e-5f, act);
+        y.act_out = act.clone();
+        backbone_update(f.affine_update, act, quat, trans, nullptr, ctx);
+        y.q_new = quat.clone();
+        y.t_new = trans.clone();
+        Tensor un = Tensor::empty({N, 7, 2}), an = Tensor::empty({N, 7, 2});
+        angle_resnet_forward(f.rigid_sidechain, act, initial_act, un, an, ctx, cfg.eps);
+        y.an = an;
+    }
+
+    // Backward, the last layer first. Carried between layers: d act and d t (the rotation is stop-gradient).
+    Tensor dact = Tensor::zeros({N, single.size(1)}, DType::F32, dev);
+    if (d.act.defined()) copy(dact, d.act.to(dev));
+    Tensor dt_carry = Tensor::zeros({N, 3});
+    Tensor dzn = Tensor::zeros(zn.shape(), DType::F32, dev);
+    Tensor dinitial = Tensor::zeros(initial_act.shape(), DType::F32, dev);
+    for (int64_t l = L - 1; l >= 0; --l) {
+        const Layer& y = layers[l];
+        // This layer's outputs: states, angles, the frames and atoms built from the new frame (scaled).
+        if (d.states.defined()) add(dact, cot(d.states, l).to(dev));
+        Tensor datom14 = d.atom14_positions.defined() ? cot(d.atom14_positions, l).to(Device::CPU).clone()
+                                                      : Tensor::zeros({N, 14, 3});
+        if (l == L - 1) {
+            if (d.final_atom14_positions.defined()) add(datom14, d.final_atom14_positions.to(Device::CPU));
+            if (d.final_atom_positions.defined())
+                add(datom14, atom14_to_atom37_backward(d.final_atom_positions.to(Device::CPU), aa));
+        }
+        Tensor dframes = frames_and_literature_positions_to_atom14_pos_backward(aa, datom14);
+        if (d.sidechain_frames.defined()) add(dframes, cot(d.sidechain_frames, l).to(Device::CPU));
+        const Tensor rot_new = quaternion_to_rotation(y.q_new);
+        Tensor trans_a = y.t_new.clone();
+        scale(trans_a, cfg.position_scale);
+        const TorsionFramesGrad tg = torsion_angles_to_frames_backward(aa, rot_new, trans_a, y.an, dframes);
+        Tensor dan = tg.angles_sin_cos;
+        if (d.angles_sin_cos.defined()) add(dan, cot(d.angles_sin_cos, l).to(Device::CPU));
+        Tensor dtrans_a = tg.backbone_trans;
+        Tensor dq_new = Tensor::zeros({N, 4});
+        if (d.traj.defined()) {
+            const Tensor tr = cot(d.traj, l).to(Device::CPU).contiguous();
+            dq_new.copy_from(tr.slice(1, 0, 4));
+            add(dtrans_a, tr.slice(1, 4, 7));
+        }
+        {  // R_new = R(q_new): its rotation gradient into the quaternion
+            const std::vector<double> qv = host_float64(y.q_new), dRv = host_float64(tg.backbone_rot);
+            for (int64_t n = 0; n < N; ++n) {
+                double q4[4], dR[3][3], g4[4] = {0, 0, 0, 0};
+                for (int k = 0; k < 4; ++k) q4[k] = qv[n * 4 + k];
+                for (int k = 0; k < 9; ++k) dR[k / 3][k % 3] = dRv[n * 9 + k];
+                quaternion_to_rotation_backward(q4, dR, g4);
+                for (int k = 0; k < 4; ++k) dq_new.f32()[n * 4 + k] += static_cast<float>(g4[k]);
+            }
+        }
+        // d t_new: the scaled copy's, plus what the later layers used it for.
+        Tensor dt_new = dt_carry.clone();
+        scale(dtrans_a, cfg.position_scale);
+        add(dt_new, dtrans_a);
+        // The angle resnet reads act_out and initial_act.
+        Tensor dact_r = ws.alloc(dact.shape()), dinit_r = ws.alloc(dinitial.shape());
+        angle_resnet_backward(f.rigid_sidechain, y.act_out, initial_act,
+                              d.unnormalized_angles_sin_cos.defined() ? cot(d.unnormalized_angles_sin_cos, l) : Tensor(),
+                              dan, dact_r, dinit_r, gf.rigid_sidechain, ctx, cfg.eps);
+        add(dact, dact_r);
+        add(dinitial, dinit_r);
+        // The backbone update: act_out and the old translation (the old rotation is stop-gradient).
+        Tensor dact_b = ws.alloc(dact.shape()), dq_old = Tensor::empty({N, 4}), dt_old = Tensor::empty({N, 3});
+        backbone_update_backward(f.affine_update, y.act_out, y.q, y.t, Tensor(), dq_new, Tensor(), dt_new, dact_b,
+                                 dq_old, dt_old, gf.affine_update, ctx);
+        add(dact, dact_b);
+        dt_carry = dt_old;
+        // act_out = LN(act_c); act_c = act_b + transition(act_b); act_b = LN(act_a).
+        Tensor dc = ws.alloc(dact.shape());
+        layer_norm_backward(y.act_c, f.transition_layer_norm.scale, 1e-5f, dact, dc, gf.transition_layer_norm.scale,
+                            gf.transition_layer_norm.offset);
+        {
+            Tensor h1 = linear(y.act_b, f.transition.weights, f.transition.bias, ws);
+            relu(h1);
+            Tensor h2 = linear(h1, f.transition_1.weights, f.transition_1.bias, ws);
+            relu(h2);
+            Tensor dh2 = ws.alloc(h2.shape()), dh1 = ws.alloc(h1.shape()), db = ws.alloc(dact.shape());
+            linear_backward(h2, f.transition_2.weights, dc, dh2, false, gf.transition_2.weights, gf.transition_2.bias, ws);
+            relu_backward(h2, dh2, dh2);
+            linear_backward(h1, f.transition_1.weights, dh2, dh1, false, gf.transition_1.weights, gf.transition_1.bias, ws);
+            relu_backward(h1, dh1, dh1);
+            linear_backward(y.act_b, f.transition.weights, dh1, db, false, gf.transition.weights, gf.transition.bias, ws);
+            add(dc, db);  // the residual
+        }
+        Tensor da = ws.alloc(dact.shape());
+        layer_norm_backward(y.act_a, f.attention_layer_norm.scale, 1e-5f, dc, da, gf.attention_layer_norm.scale,
+                            gf.attention_layer_norm.offset);
+        // act_a = act_in + IPA(act_in, zn, frames): the frames' rotation is stop-gradient, the translation not.
+        Tensor ds = ws.alloc(dact.shape()), dz = ws.alloc(zn.shape()), drot, dtrans;
+        invariant_point_attention_backward(f.invariant_point_attention, y.act_in, zn, quaternion_to_rotation(y.q).to(dev),
+                                           y.t.to(dev), mask, da, ds, dz, &drot, &dtrans, gf.invariant_point_attention,
+                                           ctx, cfg.ipa_inf, cfg.eps);
+        add(dzn, dz);
+        add(dt_carry, dtrans);
+        copy(dact, da);
+        add(dact, ds);
+    }
+    // act_0 = initial_act W + b; initial_act = LN(single); zn = LN(pair).
+    Tensor dinit_p = ws.alloc(dinitial.shape());
+    linear_backward(initial_act, w.initial_projection.weights, dact, dinit_p, false, grads.initial_projection.weights,
+                    grads.initial_projection.bias, ws);
+    add(dinitial, dinit_p);
+    layer_norm_backward(single.contiguous(), w.single_layer_norm.scale, 1e-5f, dinitial, dsingle,
+                        grads.single_layer_norm.scale, grads.single_layer_norm.offset);
+    layer_norm_backward(pair.contiguous(), w.pair_layer_norm.scale, 1e-5f, dzn, dpair, grads.pair_layer_norm.scale,
+                        grads.pair_layer_norm.offset);
+}
+
 }  // namespace axfold

@@ -103,6 +103,20 @@ void angle_resnet_backward(const AngleResnetWeights& w, const Tensor& act, const
                            const Tensor& dunnormalized, const Tensor& dnormalized, const Tensor& dact,
                            const Tensor& dinitial_act, AngleResnetWeights& grads, Context& ctx, float eps = 1e-8f);
 
+// Cotangents of the structure module's outputs (any may be undefined).
+struct StructureModuleCotangents {
+    Tensor traj, sidechain_frames, angles_sin_cos, unnormalized_angles_sin_cos, atom14_positions, states;  // [L, ...]
+    Tensor act, final_atom14_positions, final_atom_positions;
+};
+// The whole module's backward: the forward replayed keeping each layer's states, then the layers in reverse
+// (the structure module's pieces' backward twins, the all-atom construction's, and the layer norms'). The
+// rotation passed from one layer to the next is stop-gradient (AF2); the translation keeps its gradient.
+// dsingle, dpair (assigned) and the parameter gradients (added into grads).
+void structure_module_backward(const StructureModuleWeights& w, const StructureModuleConfig& cfg, const Tensor& single,
+                               const Tensor& pair, const Tensor& aatype, const Tensor& seq_mask,
+                               const StructureModuleCotangents& d, const Tensor& dsingle, const Tensor& dpair,
+                               StructureModuleWeights& grads, Context& ctx);
+
 // single [N, C_s], pair [N, N, C_z] (Evoformer outputs, before the module's layer norms) on the weights'
 // device, where IPA, the transitions and every GEMM run; aatype [N], seq_mask [N] anywhere. The frames and
 // the all-atom construction (O(N)) run on the host; the outputs are host tensors.

@@ -284,6 +284,19 @@ TEST(Backward, golden_embedders) {
             expect_grad(ddv, c.read("grad_inputs/extra_deletion_value"), c.name + " dextra_deletion_value");
             expect_param_grads(g.extra_msa_activations, c);  // the case's parameters are the one linear's
         }
+        {  // the single representation: one linear of the first MSA row
+            const GradCase c(set, "single_activations");
+            std::printf("golden %s\n", c.name.c_str());
+            SingleActivationsWeights w;
+            bind_params(w, "alphafold/alphafold_iteration/evoformer", c.lookup());
+            const Tensor row = c.read("inputs/msa_first_row");
+            SingleActivationsWeights g = zeros_like_weights(w);
+            Tensor drow = Tensor::empty(row.shape());
+            linear_backward(row, w.single_activations.weights, c.read("cotangents/single"), drow, false,
+                            g.single_activations.weights, g.single_activations.bias, ctx.ws);
+            expect_grad(drow, c.read("grad_inputs/msa_first_row"), c.name + " dmsa_first_row");
+            expect_param_grads(g.single_activations, c);
+        }
         ++ran;
     }
     if (ran == 0) GTEST_SKIP() << "no grad_cases.h5 under " << test::golden_dir();
