@@ -109,6 +109,22 @@ void evoformer_block_backward(const EvoformerBlockWeights& w, const Tensor& m, c
                                grads.msa_row_attention_with_pair_bias, ctx, k);
 }
 
+void evoformer_stack_backward(const EvoformerStackWeights& w, const Tensor& m, const Tensor& z, const Tensor& msa_mask,
+                              const Tensor& pair_mask, Tensor& dm, Tensor& dz, std::vector<EvoformerBlockWeights>& grads,
+                              Context& ctx, const TrunkConstants& k) {
+    AXF_CHECK(grads.size() == w.blocks.size(), "evoformer stack backward: %zu gradient blocks for %zu blocks",
+              grads.size(), w.blocks.size());
+    std::vector<Tensor> ms{m.clone()}, zs{z.clone()};  // each block's input
+    for (size_t b = 0; b + 1 < w.blocks.size(); ++b) {
+        Tensor mb = ms.back().clone(), zb = zs.back().clone();
+        evoformer_block_forward(w.blocks[b], mb, zb, msa_mask, pair_mask, ctx, k);
+        ms.push_back(mb);
+        zs.push_back(zb);
+    }
+    for (size_t b = w.blocks.size(); b-- > 0;)
+        evoformer_block_backward(w.blocks[b], ms[b], zs[b], msa_mask, pair_mask, dm, dz, grads[b], ctx, k);
+}
+
 void evoformer_stack_forward(const EvoformerStackWeights& w, Tensor& m, Tensor& z, const Tensor& msa_mask,
                              const Tensor& pair_mask, Context& ctx, const TrunkConstants& k) {
     for (const auto& b : w.blocks) evoformer_block_forward(b, m, z, msa_mask, pair_mask, ctx, k);

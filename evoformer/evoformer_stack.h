@@ -66,6 +66,14 @@ void evoformer_block_backward(const EvoformerBlockWeights& w, const Tensor& m, c
                               const Tensor& pair_mask, Tensor& dm, Tensor& dz, EvoformerBlockWeights& grads,
                               Context& ctx, const TrunkConstants& k = {});
 
+// The stack's backward: m and z are the stack's inputs, dm and dz hold dL/d(its outputs) and are replaced by
+// dL/d(its inputs); grads (one zeros_like_weights per block) accumulate. Each block's input is kept during a
+// forward replay (blocks x (S N C_m + N^2 C_z) floats; activation checkpointing per block), then the blocks'
+// backward runs in reverse.
+void evoformer_stack_backward(const EvoformerStackWeights& w, const Tensor& m, const Tensor& z, const Tensor& msa_mask,
+                              const Tensor& pair_mask, Tensor& dm, Tensor& dz, std::vector<EvoformerBlockWeights>& grads,
+                              Context& ctx, const TrunkConstants& k = {});
+
 // All blocks in order, in place.
 void evoformer_stack_forward(const EvoformerStackWeights& w, Tensor& m, Tensor& z, const Tensor& msa_mask,
                              const Tensor& pair_mask, Context& ctx, const TrunkConstants& k = {});
