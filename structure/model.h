@@ -112,6 +112,7 @@ public:
                             int structure_module_layers = 8);
 
     const ModelConfig& config() const { return config_; }
+    const ModelWeights& weights() const { return weights_; }  // views of the parameter store's tensors
     Prediction predict(const FeatureDict& features, const PredictOptions& options, Context& ctx) const;
     Prediction predict(const FeatureDict& features, const PredictOptions& options = {}) const;
 

@@ -1,0 +1,152 @@
+#include "structure/training.h"
+
+#include "evoformer/embedders.h"
+#include "evoformer/evoformer_stack.h"
+#include "structure/all_atom.h"
+#include "structure/heads.h"
+#include "structure/structure_module.h"
+
+namespace axfold {
+
+ModelWeights zeros_like_model(const ModelWeights& w) {
+    ModelWeights g;
+    g.input_embedder = zeros_like_weights(w.input_embedder);
+    g.recycling_embedder = zeros_like_weights(w.recycling_embedder);
+    g.extra_msa_embedder = zeros_like_weights(w.extra_msa_embedder);
+    g.single_activations = zeros_like_weights(w.single_activations);
+    for (const auto& b : w.extra_msa_stack.blocks) g.extra_msa_stack.blocks.push_back(zeros_like_weights(b));
+    for (const auto& b : w.evoformer.blocks) g.evoformer.blocks.push_back(zeros_like_weights(b));
+    g.structure_module = zeros_like_weights(w.structure_module);
+    g.heads = zeros_like_weights(w.heads);
+    g.has_templates = w.has_templates;
+    return g;
+}
+
+RecycledInputs recycled_inputs(const Model& model, const FeatureDict& features, Context& ctx) {
+    const ModelConfig& cfg = model.config();
+    const int64_t R = features.at("aatype").size(0), N = features.at("aatype").size(1);
+    RecycledInputs in{Tensor::zeros({N, cfg.c_m}), Tensor::zeros({N, N, cfg.c_z}), Tensor::zeros({N, 3})};
+    if (R > 1) {
+        PredictOptions po;
+        po.num_recycle = static_cast<int>(R) - 2;
+        po.keep_recycles = false;
+        po.keep_pair_logits = false;
+        const Prediction p = model.predict(features, po, ctx);
+        in.msa_first_row = p.msa_first_row;
+        in.pair = p.pair;
+        in.pseudo_beta =
+            pseudo_beta(to_int64(features.at("aatype").select(0, R - 2)), p.structure_module.final_atom_positions);
+    }
+    return in;
+}
+
+TrainingStep training_step(const Model& model, const FeatureDict& features, const FeatureDict& batch,
+                           const LossConfig& config, Context& ctx, const RecycledInputs* recycled) {
+    const ModelWeights& w = model.weights();
+    const ModelConfig& cfg = model.config();
+    AXF_CHECK(!w.has_templates, "training step: template models (model_1, model_2) are not supported yet");
+    AXF_CHECK(ctx.device == Device::CPU, "training step: runs on the host for now");
+    validate_features(features, cfg, "training features");
+    const int64_t R = features.at("aatype").size(0), N = features.at("aatype").size(1),
+                  S = features.at("msa_feat").size(1), E = features.at("extra_msa").size(1);
+    const int64_t Cm = cfg.c_m, Cz = cfg.c_z, Ce = cfg.c_e;
+    const int64_t r = R - 1;  // the differentiated iteration
+    auto feat = [&](const char* name) { return to_f32(features.at(name).select(0, r)).contiguous(); };
+
+    // The recycled inputs: the earlier iterations as in prediction (no gradient flows into them).
+    const RecycledInputs rec = recycled ? *recycled : recycled_inputs(model, features, ctx);
+    const Tensor &prev_row = rec.msa_first_row, &prev_pair = rec.pair, &prev_pb = rec.pseudo_beta;
+    WorkspaceScope scope(ctx.ws);  // (after prediction, which trims the arena between its phases)
+
+    // The last iteration, keeping each stage's inputs.
+    const Tensor aatype = to_int64(features.at("aatype").select(0, r));
+    const Tensor residue_index = to_int64(features.at("residue_index").select(0, r));
+    const Tensor seq_mask = feat("seq_mask"), msa_mask = feat("msa_mask"), extra_mask = feat("extra_msa_mask");
+    Tensor pair_mask = Tensor::empty({N, N});
+    for (int64_t i = 0; i < N; ++i)
+        for (int64_t j = 0; j < N; ++j) pair_mask.f32()[i * N + j] = seq_mask.f32()[i] * seq_mask.f32()[j];
+    const Tensor target_feat = feat("target_feat"), msa_feat = feat("msa_feat");
+    Tensor msa = Tensor::empty({S, N, Cm}), pair = Tensor::empty({N, N, Cz});
+    input_embedder_forward(w.input_embedder, target_feat, residue_index, msa_feat, msa, pair, ctx);
+    Tensor row0 = msa.select(0, 0);
+    recycling_embedder_forward(w.recycling_embedder, prev_row, prev_pair, prev_pb, row0, pair, ctx);
+    const Tensor extra_msa = features.at("extra_msa").select(0, r), has_del = feat("extra_has_deletion"),
+                 del_val = feat("extra_deletion_value");
+    Tensor extra = Tensor::empty({E, N, Ce});
+    extra_msa_embedder_forward(w.extra_msa_embedder, extra_msa, has_del, del_val, extra, ctx);
+    const Tensor extra0 = extra.clone(), pair0 = pair.clone();
+    evoformer_stack_forward(w.extra_msa_stack, extra, pair, extra_mask, pair_mask, ctx);
+    const Tensor msa1 = msa.clone(), pair1 = pair.clone();
+    evoformer_stack_forward(w.evoformer, msa, pair, msa_mask, pair_mask, ctx);
+    Tensor single = linear(msa.select(0, 0), w.single_activations.single_activations.weights,
+                           w.single_activations.single_activations.bias, ctx.ws).clone();
+    StructureModuleConfig sc;
+    sc.num_layers = cfg.structure_module_layers;
+    const StructureModuleOutputs sm = structure_module_forward(w.structure_module, sc, single, pair, aatype, seq_mask, ctx);
+    const HeadsOutputs h = heads_forward(w.heads, msa, pair, single, sm.act, ctx, true);
+
+    TrainingStep step;
+    std::map<std::string, Tensor>& o = step.outputs;
+    o["distogram_logits"] = h.distogram_logits;
+    o["masked_msa_logits"] = h.masked_msa_logits;
+    o["experimentally_resolved_logits"] = h.experimentally_resolved_logits;
+    o["lddt_logits"] = h.predicted_lddt_logits;
+    if (h.has_pae) o["tm_logits"] = h.predicted_aligned_error_logits;
+    o["final_atom_positions"] = sm.final_atom_positions;
+    o["final_affine_tensor"] = sm.traj.select(0, sm.traj.size(0) - 1).contiguous();
+    o["sm/frames"] = sm.traj;
+    o["sm/sidechain_frames"] = sm.sidechain_frames;
+    o["sm/positions"] = sm.atom14_positions;
+    o["sm/angles"] = sm.angles_sin_cos;
+    o["sm/unnormalized_angles"] = sm.unnormalized_angles_sin_cos;
+    step.loss = alphafold_loss(o, batch, config, true);
+    const std::map<std::string, Tensor>& d = step.loss.gradients;
+    auto f32 = [](const Tensor& t) { return to_f32(t).contiguous(); };
+
+    // Backward: the heads, the structure module, the single projection, the stacks, the embedders.
+    step.grads = zeros_like_model(w);
+    ModelWeights& g = step.grads;
+    HeadsCotangents hc;
+    hc.distogram_logits = f32(d.at("distogram_logits"));
+    hc.masked_msa_logits = f32(d.at("masked_msa_logits"));
+    hc.experimentally_resolved_logits = f32(d.at("experimentally_resolved_logits"));
+    hc.predicted_lddt_logits = f32(d.at("lddt_logits"));
+    if (h.has_pae) hc.predicted_aligned_error_logits = f32(d.at("tm_logits"));
+    Tensor dmsa = Tensor::empty(msa.shape()), dpair = Tensor::empty(pair.shape()), dsingle = Tensor::empty(single.shape()),
+           dsm_act = Tensor::empty(sm.act.shape());
+    heads_backward(w.heads, msa, pair, single, sm.act, hc, dmsa, dpair, dsingle, dsm_act, g.heads, ctx);
+    StructureModuleCotangents smc;
+    smc.traj = f32(d.at("sm/frames"));
+    smc.sidechain_frames = f32(d.at("sm/sidechain_frames"));
+    smc.atom14_positions = f32(d.at("sm/positions"));
+    smc.angles_sin_cos = f32(d.at("sm/angles"));
+    smc.unnormalized_angles_sin_cos = f32(d.at("sm/unnormalized_angles"));
+    smc.act = dsm_act;
+    // (final_atom_positions and final_affine_tensor carry no gradient: AF2's pLDDT and TM targets are detached)
+    Tensor ds2 = Tensor::empty(single.shape()), dz2 = Tensor::empty(pair.shape());
+    structure_module_backward(w.structure_module, sc, single, pair, aatype, seq_mask, smc, ds2, dz2, g.structure_module,
+                              ctx);
+    add(dsingle, ds2);
+    add(dpair, dz2);
+    Tensor drow = Tensor::empty({N, Cm});
+    linear_backward(msa.select(0, 0).contiguous(), w.single_activations.single_activations.weights, dsingle, drow, false,
+                    g.single_activations.single_activations.weights, g.single_activations.single_activations.bias,
+                    ctx.ws);
+    add(dmsa.select(0, 0), drow);
+    std::vector<EvoformerBlockWeights> ge(g.evoformer.blocks.begin(), g.evoformer.blocks.end());
+    evoformer_stack_backward(w.evoformer, msa1, pair1, msa_mask, pair_mask, dmsa, dpair, ge, ctx);
+    g.evoformer.blocks = ge;
+    Tensor dextra = Tensor::zeros(extra0.shape());
+    std::vector<EvoformerBlockWeights> gx(g.extra_msa_stack.blocks.begin(), g.extra_msa_stack.blocks.end());
+    evoformer_stack_backward(w.extra_msa_stack, extra0, pair0, extra_mask, pair_mask, dextra, dpair, gx, ctx);
+    g.extra_msa_stack.blocks = gx;
+    extra_msa_embedder_backward(w.extra_msa_embedder, extra_msa, has_del, del_val, dextra, Tensor(), Tensor(),
+                                g.extra_msa_embedder, ctx);
+    recycling_embedder_backward(w.recycling_embedder, prev_row, prev_pair, prev_pb, dmsa.select(0, 0).contiguous(), dpair,
+                                Tensor(), Tensor(), g.recycling_embedder, ctx);
+    input_embedder_backward(w.input_embedder, target_feat, residue_index, msa_feat, dmsa, dpair, Tensor(), Tensor(),
+                            g.input_embedder, ctx);
+    return step;
+}
+
+}  // namespace axfold
