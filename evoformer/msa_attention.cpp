@@ -177,8 +177,9 @@ void msa_column_global_attention_backward(const MsaColumnGlobalAttentionWeights&
 void pair_bias_backward(const LayerNormWeights& norm, const Tensor& feat_2d_weights, const Tensor& z, bool ending,
                         float eps, const Tensor& dbias, const Tensor& dz, bool accumulate_dz, LayerNormWeights& grads_norm,
                         Tensor& grads_feat_2d_weights, Context& ctx) {
-    const int64_t N = z.size(0), H = feat_2d_weights.size(1);
-    AXF_CHECK(dbias.shape() == Shape({H, N, N}) && dz.shape() == z.shape() && z.is_contiguous() && dz.is_contiguous(),
+    const int64_t N = z.size(0), N1 = z.size(1), H = feat_2d_weights.size(1);
+    AXF_CHECK(dbias.shape() == (ending ? Shape({H, N1, N}) : Shape({H, N, N1})) && dz.shape() == z.shape() &&
+                  z.is_contiguous() && dz.is_contiguous(),
               "pair bias backward: dbias %s, z %s, dz %s", dbias.desc().c_str(), z.desc().c_str(), dz.desc().c_str());
     const int64_t cs = chunk_rows(ctx, N);
     for (int64_t i0 = 0; i0 < N; i0 += cs) {
@@ -186,7 +187,7 @@ void pair_bias_backward(const LayerNormWeights& norm, const Tensor& feat_2d_weig
         const int64_t i1 = std::min(N, i0 + cs), ni = i1 - i0;
         const Tensor zi = z.slice(0, i0, i1);
         Tensor zn = layer_norm(zi, norm.scale, norm.offset, eps, ctx.ws);
-        Tensor db = ctx.ws.alloc({ni, N, H});  // d(LN(z) W) rows i0..i1, as pair_bias laid them out
+        Tensor db = ctx.ws.alloc({ni, N1, H});  // d(LN(z) W) rows i0..i1, as pair_bias laid them out
         copy(db, ending ? dbias.slice(2, i0, i1).permute({2, 1, 0}) : dbias.slice(1, i0, i1).permute({1, 2, 0}));
         Tensor dzn = ctx.ws.alloc(zn.shape());
         linear_backward(zn, feat_2d_weights, db, dzn, false, grads_feat_2d_weights, Tensor(), ctx.ws);

@@ -67,8 +67,9 @@ void msa_column_global_attention_backward(const MsaColumnGlobalAttentionWeights&
                                           const Tensor& msa_mask, const Tensor& dupdate, const Tensor& dm,
                                           bool accumulate_dm, MsaColumnGlobalAttentionWeights& grads, Context& ctx,
                                           const TrunkConstants& k = {});
-// The pair bias's backward: dbias [H, N, N] (attending frame) into dz (= or +=) and the norm's and
-// feat_2d_weights' gradients.
+// The pair bias's backward: dbias (attending frame) into dz (= or +=) and the norm's and feat_2d_weights'
+// gradients. z may be a block of rows of the pair, [N0, N1, C_z]: dbias is then [H, N0, N1], or [H, N1, N0]
+// when ending (DAP's shards).
 void pair_bias_backward(const LayerNormWeights& norm, const Tensor& feat_2d_weights, const Tensor& z, bool ending,
                         float eps, const Tensor& dbias, const Tensor& dz, bool accumulate_dz, LayerNormWeights& grads_norm,
                         Tensor& grads_feat_2d_weights, Context& ctx);

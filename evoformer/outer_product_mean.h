@@ -2,6 +2,8 @@
 // update. Parameter scope `outer_product_mean`.
 #pragma once
 
+#include <functional>
+
 #include "evoformer/weights.h"
 #include "kernels/ops.h"
 
@@ -47,5 +49,20 @@ void outer_product_mean_backward(const OuterProductMeanWeights& w, const Tensor&
                                  const Tensor& dupdate, const Tensor& dm, bool accumulate_dm,
                                  OuterProductMeanWeights& grads, Context& ctx, const TrunkConstants& k = {},
                                  int64_t chunk_rows = 0);
+
+// The backward's two halves (DAP runs them on its shards, with the right projection's gradient reduced over
+// ranks between them). combine: for left [S, N_i, c], right [S, N_j, c], norm [N_i, N_j] and dupdate
+// [N_i, N_j, C_z], writes dleft and ADDS into dright (both contiguous, their projections' shapes).
+// project: dleft and dright [S, N, c] (masked in place) into dm [S, N, C_m] (= or +=); `right_ready`, when
+// given, is called after the left projection's backward and before dright is read.
+void outer_product_mean_combine_backward(const OuterProductMeanWeights& w, const Tensor& left, const Tensor& right,
+                                         const Tensor& norm, const Tensor& dupdate, const Tensor& dleft,
+                                         const Tensor& dright, OuterProductMeanWeights& grads, Context& ctx,
+                                         const TrunkConstants& k = {}, int64_t chunk_rows = 0);
+void outer_product_mean_project_backward(const OuterProductMeanWeights& w, const Tensor& m, const Tensor& msa_mask,
+                                         const Tensor& dleft, const Tensor& dright, const Tensor& dm,
+                                         bool accumulate_dm, OuterProductMeanWeights& grads, Context& ctx,
+                                         const TrunkConstants& k = {},
+                                         const std::function<void()>& right_ready = nullptr);
 
 }  // namespace axfold

@@ -70,24 +70,24 @@ void triangle_multiplication_forward(const TriangleMultiplicationWeights& w, boo
     }
 }
 
-void triangle_multiplication_backward(const TriangleMultiplicationWeights& w, bool incoming, const Tensor& z,
-                                      const Tensor& pair_mask, const Tensor& dupdate, const Tensor& dz,
-                                      bool accumulate_dz, TriangleMultiplicationWeights& grads, Context& ctx,
-                                      const TrunkConstants& k) {
+void triangle_multiplication_backward_block(const TriangleMultiplicationWeights& w, const Tensor& z,
+                                            const Tensor& mask, const Tensor& dupdate, const Tensor& dz,
+                                            bool accumulate_dz, TriangleMultiplicationWeights& grads,
+                                            const TriangleProduct& product, Context& ctx, const TrunkConstants& k) {
     Workspace& ws = ctx.ws;
     WorkspaceScope scope(ws);
-    AXF_CHECK(z.dim() == 3 && z.size(0) == z.size(1) && z.is_contiguous() && dupdate.is_contiguous() &&
-                  dz.is_contiguous() && dupdate.shape() == z.shape() && dz.shape() == z.shape(),
-              "triangle_multiplication backward: pair %s, dupdate %s, dz %s (contiguous [N, N, C_z])",
-              z.desc().c_str(), dupdate.desc().c_str(), dz.desc().c_str());
-    const int64_t N = z.size(0), Cz = z.size(2), C = w.left_projection.weights.size(1), M = N * N;
-    AXF_CHECK(pair_mask.dim() == 2 && pair_mask.size(0) == N && pair_mask.size(1) == N,
-              "triangle_multiplication backward: mask %s for pair %s", pair_mask.desc().c_str(), z.desc().c_str());
+    AXF_CHECK(z.dim() == 3 && z.is_contiguous() && dupdate.is_contiguous() && dz.is_contiguous() &&
+                  dupdate.shape() == z.shape() && dz.shape() == z.shape(),
+              "triangle_multiplication backward: pair %s, dupdate %s, dz %s (contiguous, one shape)", z.desc().c_str(),
+              dupdate.desc().c_str(), dz.desc().c_str());
+    const int64_t A = z.size(0), B = z.size(1), Cz = z.size(2), C = w.left_projection.weights.size(1), M = A * B;
+    AXF_CHECK(mask.dim() == 2 && mask.size(0) == A && mask.size(1) == B,
+              "triangle_multiplication backward: mask %s for pair %s", mask.desc().c_str(), z.desc().c_str());
     const Tensor z2 = z.view({M, Cz}), du = dupdate.view({M, Cz});
-    const Tensor mask_rows = pair_mask.contiguous().view({M, 1}).expand({M, C});
+    const Tensor mask_rows = mask.contiguous().view({M, 1}).expand({M, C});
 
     // Forward internals, row-major [M, .]: x = LN(z); pre-gate projections p and gates g of both sides;
-    // left = mask p_l sigmoid(g_l), right alike; prod (channel-major [c, N, N]) and its layer norm a.
+    // left = mask p_l sigmoid(g_l), right alike; prod (channel-major [c, A, B]) and its layer norm a.
     Tensor x = layer_norm(z2, w.layer_norm_input.scale, w.layer_norm_input.offset, k.eps, ws);
     Tensor pm[2], g[2], side[2];
     const LinearWeights* proj[2] = {&w.left_projection, &w.right_projection};
@@ -96,19 +96,14 @@ void triangle_multiplication_backward(const TriangleMultiplicationWeights& w, bo
         pm[s] = linear(x, proj[s]->weights, proj[s]->bias, ws);
         mul(pm[s], mask_rows);
         g[s] = linear(x, gate[s]->weights, gate[s]->bias, ws);
-        side[s] = ws.alloc({C, N, N});  // channel-major: each channel one GEMM operand
+        side[s] = ws.alloc({C, A, B});  // channel-major: each channel one GEMM operand
         Tensor v = ws.alloc({M, C});
         copy(v, pm[s]);
         sigmoid_mul(v, g[s]);
         copy(side[s].view({C, M}), v.transpose(0, 1));
     }
-    const Tensor& L = side[0];
-    const Tensor& R = side[1];
-    Tensor prod = ws.alloc({C, N, N});
-    if (incoming)
-        matmul(R.transpose(1, 2), L, prod);  // sum_k right[k,i] left[k,j]
-    else
-        matmul(L, R.transpose(1, 2), prod);  // sum_k left[i,k] right[j,k]
+    Tensor prod = ws.alloc({C, A, B});
+    product.forward(side[0], side[1], prod);
     Tensor prod_rows = ws.alloc({M, C});
     copy(prod_rows, prod.view({C, M}).transpose(0, 1));
     Tensor a = layer_norm(prod_rows, w.center_layer_norm.scale, w.center_layer_norm.offset, k.eps, ws);
@@ -126,20 +121,14 @@ void triangle_multiplication_backward(const TriangleMultiplicationWeights& w, bo
     Tensor dprod_rows = ws.alloc({M, C});
     layer_norm_backward(prod_rows, w.center_layer_norm.scale, k.eps, da, dprod_rows, grads.center_layer_norm.scale,
                         grads.center_layer_norm.offset);
-    Tensor dprod = ws.alloc({C, N, N});
+    Tensor dprod = ws.alloc({C, A, B});
     copy(dprod.view({C, M}), dprod_rows.transpose(0, 1));
-    // The contraction, per channel: outgoing P = L R^T (dL = dP R, dR = dP^T L); incoming P = R^T L
-    // (dR = L dP^T, dL = R dP).
-    Tensor dside[2] = {ws.alloc({C, N, N}), ws.alloc({C, N, N})};
-    if (incoming) {
-        matmul(L, dprod.transpose(1, 2), dside[1]);
-        matmul(R, dprod, dside[0]);
-    } else {
-        matmul(dprod, R, dside[0]);
-        matmul(dprod.transpose(1, 2), L, dside[1]);
-    }
-    // side = (mask p) sigmoid(g): back to the projections and the gates, then to x.
+    Tensor dside[2] = {ws.alloc({C, A, B}), ws.alloc({C, A, B})};
+    auto finish_right = product.backward(side[0], side[1], dprod, dside[0]);
+    // side = (mask p) sigmoid(g): back to the projections and the gates, then to x. The left side first, so
+    // the right side's gradient may still be in flight meanwhile.
     for (int s = 0; s < 2; ++s) {
+        if (s == 1) finish_right(dside[1]);
         Tensor dv = ws.alloc({M, C}), dpm = ws.alloc({M, C}), dg = ws.alloc({M, C});
         copy(dv, dside[s].view({C, M}).transpose(0, 1));
         sigmoid_mul_backward(pm[s], g[s], dv, dpm, dg);
@@ -151,6 +140,37 @@ void triangle_multiplication_backward(const TriangleMultiplicationWeights& w, bo
     }
     layer_norm_backward(z2, w.layer_norm_input.scale, k.eps, dx, dz.view({M, Cz}), accumulate_dz,
                         grads.layer_norm_input.scale, grads.layer_norm_input.offset, ws);
+}
+
+void triangle_multiplication_backward(const TriangleMultiplicationWeights& w, bool incoming, const Tensor& z,
+                                      const Tensor& pair_mask, const Tensor& dupdate, const Tensor& dz,
+                                      bool accumulate_dz, TriangleMultiplicationWeights& grads, Context& ctx,
+                                      const TrunkConstants& k) {
+    AXF_CHECK(z.dim() == 3 && z.size(0) == z.size(1), "triangle_multiplication backward: pair %s must be [N, N, C_z]",
+              z.desc().c_str());
+    // The contraction, per channel: outgoing P = L R^T (dL = dP R, dR = dP^T L); incoming P = R^T L
+    // (dR = L dP^T, dL = R dP).
+    TriangleProduct product;
+    product.forward = [incoming](const Tensor& L, const Tensor& R, const Tensor& prod) {
+        if (incoming)
+            matmul(R.transpose(1, 2), L, prod);  // sum_k right[k,i] left[k,j]
+        else
+            matmul(L, R.transpose(1, 2), prod);  // sum_k left[i,k] right[j,k]
+    };
+    product.backward = [incoming](const Tensor& L, const Tensor& R, const Tensor& dprod,
+                                  const Tensor& dL) -> std::function<void(const Tensor&)> {
+        if (incoming)
+            matmul(R, dprod, dL);
+        else
+            matmul(dprod, R, dL);
+        return [incoming, L, dprod](const Tensor& dR) {
+            if (incoming)
+                matmul(L, dprod.transpose(1, 2), dR);
+            else
+                matmul(dprod.transpose(1, 2), L, dR);
+        };
+    };
+    triangle_multiplication_backward_block(w, z, pair_mask, dupdate, dz, accumulate_dz, grads, product, ctx, k);
 }
 
 }  // namespace axfold

@@ -7,6 +7,8 @@
 //   incoming: x[i,j,c] = sum_k left[k,j,c] right[k,i,c]
 #pragma once
 
+#include <functional>
+
 #include "evoformer/weights.h"
 #include "kernels/ops.h"
 
@@ -46,5 +48,22 @@ void triangle_multiplication_backward(const TriangleMultiplicationWeights& w, bo
                                       const Tensor& pair_mask, const Tensor& dupdate, const Tensor& dz,
                                       bool accumulate_dz, TriangleMultiplicationWeights& grads, Context& ctx,
                                       const TrunkConstants& k = {});
+
+// The backward on a block of the pair z [A, B, C_z] (mask [A, B]) whose triangle contraction the caller
+// supplies: everything else in the module is row-wise. The DAP backward (evoformer_dap.h) gathers the right
+// projection in `forward` and reduce-scatters its gradient in `backward`.
+struct TriangleProduct {
+    // prod [c, A, B] from this block's left and right projections (channel-major [c, A, B]).
+    std::function<void(const Tensor& left, const Tensor& right, const Tensor& prod)> forward;
+    // Writes dleft from dprod and returns what writes dright; that is called after the left projection's
+    // backward has run, so dright's communication may overlap it.
+    std::function<std::function<void(const Tensor& dright)>(const Tensor& left, const Tensor& right,
+                                                             const Tensor& dprod, const Tensor& dleft)>
+        backward;
+};
+void triangle_multiplication_backward_block(const TriangleMultiplicationWeights& w, const Tensor& z,
+                                            const Tensor& mask, const Tensor& dupdate, const Tensor& dz,
+                                            bool accumulate_dz, TriangleMultiplicationWeights& grads,
+                                            const TriangleProduct& product, Context& ctx, const TrunkConstants& k = {});
 
 }  // namespace axfold
