@@ -93,4 +93,45 @@ void dap_evoformer_stack_forward(const EvoformerStackWeights& w, Comm& comm, Ten
                                  const Tensor& msa_mask, const Tensor& pair_mask, Context& ctx,
                                  const TrunkConstants& k = {});
 
+// ---- Backward (training) ----
+//
+// The gradients of the activations are sharded like the activations themselves, in a second DapActivations
+// (`g`: g.m_row is dL/dm in the rows layout, ...), and move between layouts by the adjoint re-sharding (the
+// inverse all-to-all, which is the same function: a re-sharding is a permutation). Each module's backward
+// runs on this rank's shard with the single-rank backward twin; where the forward all-gathered a tensor that
+// every rank then consumed (the three pair biases, the outer product mean's and both triangle
+// multiplications' right projections), the backward reduce-scatters its gradient: FastFold only splits it,
+// which drops the other ranks' contributions. Parameter gradients are each rank's share; the stack sums them
+// over ranks.
+//
+// Duality async in the backward: the forward's asynchronous m cols -> rows (overlapping the pair stack) has
+// its adjoint, dm rows -> cols, started at the top of the block's backward and waited for by the outer
+// product mean's backward, so it overlaps the whole pair stack's backward; the right projections' gradient
+// reduce-scatters overlap the left projections' backward (the forward overlaps the gathers with the left
+// projections); each block's parameter-gradient all-reduce overlaps the backward of the block before it.
+
+// A deep copy of sharded activations (nothing in flight): the layout, shards and masks.
+DapActivations dap_copy(const DapActivations& a);
+// Frees the layouts not current (and the scratch buffers), for activations kept only to be copied again
+// (the stack backward's block inputs): dap_copy makes them again.
+void dap_keep_current_layout(DapActivations& a);
+
+// One block's backward. `input`: the block's input activations (any layouts, unchanged); `g`: dL/d(the
+// block's output) on entry, dL/d(its input) on return (sharded alike, any layouts). The block's forward is
+// replayed first, keeping each sub-module's input shard. This rank's share of the parameter gradients is
+// added into grads (zeros_like_weights(w) to start); summing them over ranks gives the block's gradient.
+void dap_evoformer_block_backward(const EvoformerBlockWeights& w, const DapActivations& input, DapActivations& g,
+                                  EvoformerBlockWeights& grads, Context& ctx, const TrunkConstants& k = {});
+
+// The stack's backward on full replicated tensors, the twin of dap_evoformer_stack_forward and of
+// evoformer_stack_backward: m and z are the stack's inputs; dm and dz hold dL/d(its outputs), the same on
+// every rank (the replicated structure module's and heads' gradient: each rank takes its block), and are
+// replaced by dL/d(its inputs) on every rank (all-gathered). grads (one per block, as evoformer_stack_backward)
+// receive the parameter gradients summed over ranks, the same on every rank. Memory per rank: the blocks'
+// input shards in one layout (1/P of what the single-rank stack keeps) and one block's internals.
+void dap_evoformer_stack_backward(const EvoformerStackWeights& w, Comm& comm, const Tensor& m, const Tensor& z,
+                                  const Tensor& msa_mask, const Tensor& pair_mask, Tensor& dm, Tensor& dz,
+                                  std::vector<EvoformerBlockWeights>& grads, Context& ctx,
+                                  const TrunkConstants& k = {});
+
 }  // namespace axfold
