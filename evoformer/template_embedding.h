@@ -57,6 +57,13 @@ struct TemplateEmbeddingWeights {
     LayerNormWeights output_layer_norm;                         // [c_t]
     AttentionWeights attention;  // query_w [c_z, H, c], key_w/value_w [c_t, H, c], output_w [H, c, c_z]; no gating
     int64_t c_t() const { return embedding2d.weights.size(1); }
+    template <class F> void visit(F&& f) {
+        embedding2d.visit(scoped("embedding2d", f));
+        for (size_t i = 0; i < template_pair_stack.size(); ++i)
+            template_pair_stack[i].visit(scoped("template_pair_stack/" + std::to_string(i), f));
+        output_layer_norm.visit(scoped("output_layer_norm", f));
+        attention.visit(scoped("attention", f));
+    }
 };
 
 // `template_single_embedding` [57, c_m] and `template_projection` [c_m, c_m].

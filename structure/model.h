@@ -57,6 +57,24 @@ struct ModelWeights {
     bool has_templates = false;  // model_1, model_2
     TemplateEmbeddingWeights template_embedding;
     TemplateAngleEmbedderWeights template_angle_embedder;
+    // Every tensor, in one fixed order, under a name unique within the model (ours, not AF2's keys: the
+    // optimizer's state and the gradients of two ModelWeights are matched by it).
+    template <class F> void visit(F&& f) {
+        input_embedder.visit(scoped("input_embedder", f));
+        recycling_embedder.visit(scoped("recycling_embedder", f));
+        extra_msa_embedder.visit(scoped("extra_msa_embedder", f));
+        single_activations.visit(scoped("single_activations", f));
+        for (size_t i = 0; i < extra_msa_stack.blocks.size(); ++i)
+            extra_msa_stack.blocks[i].visit(scoped("extra_msa_stack/" + std::to_string(i), f));
+        for (size_t i = 0; i < evoformer.blocks.size(); ++i)
+            evoformer.blocks[i].visit(scoped("evoformer/" + std::to_string(i), f));
+        structure_module.visit(scoped("structure_module", f));
+        heads.visit(scoped("heads", f));
+        if (has_templates) {
+            template_embedding.visit(scoped("template_embedding", f));
+            template_angle_embedder.visit(scoped("template_angle_embedder", f));
+        }
+    }
 };
 
 struct PredictOptions {

@@ -1,6 +1,7 @@
 #include "structure/training.h"
 
 #include "evoformer/embedders.h"
+#include "evoformer/evoformer_dap.h"
 #include "evoformer/evoformer_stack.h"
 #include "structure/all_atom.h"
 #include "structure/heads.h"
@@ -22,7 +23,7 @@ ModelWeights zeros_like_model(const ModelWeights& w) {
     return g;
 }
 
-RecycledInputs recycled_inputs(const Model& model, const FeatureDict& features, Context& ctx) {
+RecycledInputs recycled_inputs(const Model& model, const FeatureDict& features, Context& ctx, Comm* comm) {
     const ModelConfig& cfg = model.config();
     const int64_t R = features.at("aatype").size(0), N = features.at("aatype").size(1);
     RecycledInputs in{Tensor::zeros({N, cfg.c_m}), Tensor::zeros({N, N, cfg.c_z}), Tensor::zeros({N, 3})};
@@ -31,6 +32,7 @@ RecycledInputs recycled_inputs(const Model& model, const FeatureDict& features, 
         po.num_recycle = static_cast<int>(R) - 2;
         po.keep_recycles = false;
         po.keep_pair_logits = false;
+        po.comm = comm;
         const Prediction p = model.predict(features, po, ctx);
         in.msa_first_row = p.msa_first_row;
         in.pair = p.pair;
@@ -41,7 +43,7 @@ RecycledInputs recycled_inputs(const Model& model, const FeatureDict& features, 
 }
 
 TrainingStep training_step(const Model& model, const FeatureDict& features, const FeatureDict& batch,
-                           const LossConfig& config, Context& ctx, const RecycledInputs* recycled) {
+                           const LossConfig& config, Context& ctx, const RecycledInputs* recycled, Comm* comm) {
     const ModelWeights& w = model.weights();
     const ModelConfig& cfg = model.config();
     AXF_CHECK(!w.has_templates, "training step: template models (model_1, model_2) are not supported yet");
@@ -54,7 +56,23 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
     auto feat = [&](const char* name) { return to_f32(features.at(name).select(0, r)).contiguous(); };
 
     // The recycled inputs: the earlier iterations as in prediction (no gradient flows into them).
-    const RecycledInputs rec = recycled ? *recycled : recycled_inputs(model, features, ctx);
+    const RecycledInputs rec = recycled ? *recycled : recycled_inputs(model, features, ctx, comm);
+    // DAP: the two stacks' forward and backward distributed over the ranks (evoformer_dap.h); the rest runs
+    // on the gathered representations on every rank, which all end with the same loss and gradients.
+    const bool dap = comm && comm->size() > 1;
+    auto stack_forward = [&](const EvoformerStackWeights& st, Tensor& m, Tensor& z, const Tensor& mm, const Tensor& pm) {
+        if (dap)
+            dap_evoformer_stack_forward(st, *comm, m, z, mm, pm, ctx);
+        else
+            evoformer_stack_forward(st, m, z, mm, pm, ctx);
+    };
+    auto stack_backward = [&](const EvoformerStackWeights& st, const Tensor& m, const Tensor& z, const Tensor& mm,
+                              const Tensor& pm, Tensor& dm, Tensor& dz, std::vector<EvoformerBlockWeights>& grads) {
+        if (dap)
+            dap_evoformer_stack_backward(st, *comm, m, z, mm, pm, dm, dz, grads, ctx);
+        else
+            evoformer_stack_backward(st, m, z, mm, pm, dm, dz, grads, ctx);
+    };
     const Tensor &prev_row = rec.msa_first_row, &prev_pair = rec.pair, &prev_pb = rec.pseudo_beta;
     WorkspaceScope scope(ctx.ws);  // (after prediction, which trims the arena between its phases)
 
@@ -75,9 +93,9 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
     Tensor extra = Tensor::empty({E, N, Ce});
     extra_msa_embedder_forward(w.extra_msa_embedder, extra_msa, has_del, del_val, extra, ctx);
     const Tensor extra0 = extra.clone(), pair0 = pair.clone();
-    evoformer_stack_forward(w.extra_msa_stack, extra, pair, extra_mask, pair_mask, ctx);
+    stack_forward(w.extra_msa_stack, extra, pair, extra_mask, pair_mask);
     const Tensor msa1 = msa.clone(), pair1 = pair.clone();
-    evoformer_stack_forward(w.evoformer, msa, pair, msa_mask, pair_mask, ctx);
+    stack_forward(w.evoformer, msa, pair, msa_mask, pair_mask);
     Tensor single = linear(msa.select(0, 0), w.single_activations.single_activations.weights,
                            w.single_activations.single_activations.bias, ctx.ws).clone();
     StructureModuleConfig sc;
@@ -134,11 +152,11 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
                     ctx.ws);
     add(dmsa.select(0, 0), drow);
     std::vector<EvoformerBlockWeights> ge(g.evoformer.blocks.begin(), g.evoformer.blocks.end());
-    evoformer_stack_backward(w.evoformer, msa1, pair1, msa_mask, pair_mask, dmsa, dpair, ge, ctx);
+    stack_backward(w.evoformer, msa1, pair1, msa_mask, pair_mask, dmsa, dpair, ge);
     g.evoformer.blocks = ge;
     Tensor dextra = Tensor::zeros(extra0.shape());
     std::vector<EvoformerBlockWeights> gx(g.extra_msa_stack.blocks.begin(), g.extra_msa_stack.blocks.end());
-    evoformer_stack_backward(w.extra_msa_stack, extra0, pair0, extra_mask, pair_mask, dextra, dpair, gx, ctx);
+    stack_backward(w.extra_msa_stack, extra0, pair0, extra_mask, pair_mask, dextra, dpair, gx);
     g.extra_msa_stack.blocks = gx;
     extra_msa_embedder_backward(w.extra_msa_embedder, extra_msa, has_del, del_val, dextra, Tensor(), Tensor(),
                                 g.extra_msa_embedder, ctx);

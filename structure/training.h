@@ -4,8 +4,11 @@
 // the heads, the structure module, the single projection, the Evoformer and extra-MSA stacks and the
 // embedders, into a gradient for every parameter (structure/losses.h, docs/TRAINING.md).
 //
-// Limits of this first version: models without templates (model_3..5), one device (the host), no DAP, no
-// dropout; every module's backward holds its internals for the whole crop.
+// DAP: with a communicator of more than one rank, the extra-MSA and Evoformer stacks run forward and backward
+// distributed over its ranks (evoformer_dap.h); every rank ends with the same loss and gradients.
+//
+// Limits: models without templates (model_3..5), the host, no dropout; every module's backward outside the
+// stacks holds its internals for the whole crop.
 #pragma once
 
 #include <map>
@@ -27,13 +30,14 @@ struct TrainingStep {
 struct RecycledInputs {
     Tensor msa_first_row, pair, pseudo_beta;
 };
-RecycledInputs recycled_inputs(const Model& model, const FeatureDict& features, Context& ctx);
+RecycledInputs recycled_inputs(const Model& model, const FeatureDict& features, Context& ctx, Comm* comm = nullptr);
 
 // features: processed training features with a leading iteration axis (all of them run); batch: the last
 // iteration's ground truth (alphafold_loss's names, no iteration axis). recycled: the earlier iterations'
-// outputs when already known (else computed: recycled_inputs).
+// outputs when already known (else computed: recycled_inputs). comm: DAP over its ranks (nullptr: one rank).
 TrainingStep training_step(const Model& model, const FeatureDict& features, const FeatureDict& batch,
-                           const LossConfig& config, Context& ctx, const RecycledInputs* recycled = nullptr);
+                           const LossConfig& config, Context& ctx, const RecycledInputs* recycled = nullptr,
+                           Comm* comm = nullptr);
 
 // A zero gradient of the model's weights' layout (the stacks' blocks included).
 ModelWeights zeros_like_model(const ModelWeights& w);
