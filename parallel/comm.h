@@ -61,6 +61,11 @@ public:
     // t = root's t on every rank.
     virtual std::unique_ptr<CommHandle> broadcast(const Tensor& t, int root) = 0;
     virtual void barrier() = 0;
+    // A communicator of the ranks that pass the same `color`, ranked by `key` (then by rank): MPI_Comm_split.
+    // Collective over this communicator, called with nothing in flight on it. Data parallel x DAP splits the
+    // world into DAP groups and data-parallel groups this way. The NCCL communicator does not split: build
+    // one per group with make_nccl_comm over the split MPI communicator.
+    virtual std::unique_ptr<Comm> split(int color, int key) = 0;
     // Ends every rank of the job (MPI_Abort); on one rank, std::abort after flushing.
     [[noreturn]] virtual void abort(int code) = 0;
 

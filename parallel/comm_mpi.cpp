@@ -90,7 +90,10 @@ private:
 
 class MpiComm final : public Comm {
 public:
-    MpiComm() {
+    MpiComm() : MpiComm(MPI_COMM_WORLD, -1, 0) {}
+
+    // A duplicate of `parent` (color < 0) or the part of it with this color (MPI_Comm_split).
+    MpiComm(MPI_Comm parent, int color, int key) {
         int inited = 0;
         MPI_Initialized(&inited);
         if (!inited) {
@@ -103,7 +106,10 @@ public:
                       provided);
         }
         ++live_comms;
-        mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, &comm_), "MPI_Comm_dup");
+        if (color < 0)
+            mpi_check(MPI_Comm_dup(parent, &comm_), "MPI_Comm_dup");
+        else
+            mpi_check(MPI_Comm_split(parent, color, key, &comm_), "MPI_Comm_split");
         MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
         MPI_Comm_rank(comm_, &rank_);
         MPI_Comm_size(comm_, &size_);
@@ -184,6 +190,15 @@ public:
         MPI_Comm c = comm_;
         if (rank_ == root) count(CollectiveKind::Broadcast, t.numel() * dtype_size(t.dtype()));
         return submit("broadcast", {t}, [=](MPI_Request* q) { return MPI_Ibcast(p, n, MPI_BYTE, root, c, q); });
+    }
+
+    std::unique_ptr<Comm> split(int color, int key) override {
+        AXF_CHECK(color >= 0, "split: color %d, expected >= 0", color);
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            AXF_CHECK(queue_.empty(), "split: collectives are queued on this communicator");
+        }
+        return std::make_unique<MpiComm>(comm_, color, key);
     }
 
     void barrier() override {

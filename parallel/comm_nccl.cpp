@@ -136,6 +136,10 @@ public:
         if (rank_ == root) count(CollectiveKind::Broadcast, t.numel() * dtype_size(t.dtype()));
         return end();
     }
+    std::unique_ptr<Comm> split(int, int) override {
+        throw Error("the NCCL communicator does not split: split the MPI communicator it was bootstrapped from "
+                    "and build one NCCL communicator per group (make_nccl_comm)");
+    }
     void barrier() override {
         Tensor one = Tensor::zeros({1}).to(Device::CUDA);
         all_reduce_sum(one)->wait();

@@ -113,3 +113,29 @@ TEST(Comm, ShapeErrorsAreReported) {
     }
     EXPECT_THROW(c.all_gather(Tensor::empty({2, 3}), Tensor::empty({P * 2, 4})), Error);
 }
+
+// split: the ranks of one color form a communicator ordered by key; its collectives see only them.
+TEST(Comm, SplitIntoGroups) {
+    Comm& c = world_comm();
+    const int P = c.size(), r = c.rank();
+    const int color = r % 2, key = -r;  // reversed order within a group
+    std::unique_ptr<Comm> g = c.split(color, key);
+    int members = 0, below = 0;  // ranks of this color, and those with a larger rank (a smaller key)
+    for (int q = 0; q < P; ++q)
+        if (q % 2 == color) {
+            ++members;
+            if (q > r) ++below;
+        }
+    EXPECT_EQ(g->size(), members);
+    EXPECT_EQ(g->rank(), below);
+    Tensor t = Tensor::full({2}, static_cast<float>(r + 1));
+    g->all_reduce_sum(t)->wait();
+    float want = 0;
+    for (int q = color; q < P; q += 2) want += static_cast<float>(q + 1);
+    EXPECT_EQ(t.f32()[0], want);
+    EXPECT_EQ(t.f32()[1], want);
+    // The parent still works after the split.
+    Tensor u = Tensor::full({1}, 1.f);
+    c.all_reduce_sum(u)->wait();
+    EXPECT_EQ(u.f32()[0], static_cast<float>(P));
+}
