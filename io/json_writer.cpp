@@ -1,9 +1,12 @@
 // AlphaFold JSON outputs (AFDB confidence/PAE, ranking_debug, timings, ColabFold scores).
 #include "io/json_writer.h"
 
+#include <cstdio>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <set>
 
 namespace axfold::io {
@@ -25,14 +28,41 @@ int64_t vector_length(const Tensor& t, const char* what) {
     return t.size(0);
 }
 
-// Python's repr adds ".0" to integral values; to_chars' shortest form does not.
+// Python's repr of a float: the shortest digits that round-trip, written in fixed notation when the decimal
+// exponent lies in [-4, 16) (with ".0" when integral) and as d.ddde+XX otherwise. std::to_chars's shortest form
+// picks whichever notation is shorter (3e-04 for 0.0003, 1e+15 for 1000000000000000.0), so only its digits
+// and exponent are used.
 template <class T>
 std::string shortest(T v) {
     char buf[64];
-    const auto res = std::to_chars(buf, buf + sizeof(buf), v);
-    std::string s(buf, res.ptr);
-    if (s.find_first_of(".e") == std::string::npos) s += ".0";
-    return s;
+    const auto res = std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::scientific);
+    std::string s(buf, res.ptr);  // [-]d[.ddd]e(+|-)XX
+    const bool neg = s[0] == '-';
+    if (neg) s.erase(0, 1);
+    const size_t e = s.find('e');
+    const int exp = std::stoi(s.substr(e + 1));
+    std::string digits;
+    for (char c : s.substr(0, e))
+        if (c != '.') digits += c;
+    std::string out = neg ? "-" : "";
+    const int n = static_cast<int>(digits.size());
+    if (exp >= -4 && exp < 16) {
+        if (exp < 0) {
+            out.append("0.").append(static_cast<size_t>(-exp - 1), '0').append(digits);
+        } else if (n <= exp + 1) {
+            out.append(digits).append(static_cast<size_t>(exp + 1 - n), '0').append(".0");
+        } else {
+            out.append(digits, 0, static_cast<size_t>(exp + 1)).append(1, '.');
+            out.append(digits, static_cast<size_t>(exp + 1), std::string::npos);
+        }
+    } else {
+        out.append(digits, 0, 1);
+        if (n > 1) out.append(1, '.').append(digits, 1, std::string::npos);
+        char eb[16];
+        std::snprintf(eb, sizeof eb, "e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
+        out.append(eb);
+    }
+    return out;
 }
 
 // A list of rounded values: [a,b,...] with the given separator.

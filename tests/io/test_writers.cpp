@@ -582,6 +582,16 @@ TEST(JsonWriter, Numbers) {
     EXPECT_EQ(json_number(1e-5, "x"), "1e-05");
     EXPECT_EQ(json_number(1e16, "x"), "1e+16");
     EXPECT_EQ(json_number(31.1f, "x"), "31.1");
+    // Python's repr switches to exponents outside [1e-4, 1e16), whichever notation is shorter.
+    EXPECT_EQ(json_number(3e-4, "x"), "0.0003");
+    EXPECT_EQ(json_number(-1.25e-4, "x"), "-0.000125");
+    EXPECT_EQ(json_number(1.5e-7, "x"), "1.5e-07");
+    EXPECT_EQ(json_number(1e15, "x"), "1000000000000000.0");
+    EXPECT_EQ(json_number(1.2345678901234568e17, "x"), "1.2345678901234568e+17");
+    EXPECT_EQ(json_number(123456.789, "x"), "123456.789");
+    EXPECT_EQ(json_number(0.0, "x"), "0.0");
+    EXPECT_EQ(json_number(-0.0, "x"), "-0.0");
+    EXPECT_EQ(json_number(1e100, "x"), "1e+100");
     EXPECT_EQ(json_rounded(87.6549, 2, "x"), "87.65");
     EXPECT_EQ(json_rounded(70.001, 2, "x"), "70.0");
     EXPECT_EQ(json_rounded(0.25, 1, "x"), "0.2");  // np.round: half to even
