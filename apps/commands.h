@@ -133,4 +133,18 @@ struct PlanOptions {
     std::string offload = "auto";
 };
 int plan_main(const PlanOptions& o);
+
+// `axfold train`: Adam updates of AlphaFold2 parameters on training examples (structure/training.h's HDF5
+// layout); under an MPI launcher, groups of --dap ranks each train on one example with DAP and the groups
+// average their gradients (data parallel). Writes <out-dir>/checkpoint-<update>/ (params_<model>.npz, which
+// `predict --params` reads, and optimizer.h5) and training_log.jsonl.
+struct TrainOptions {
+    std::string params, model_name = "model_3_ptm", out_dir, resume;
+    std::vector<std::string> examples;
+    int64_t steps = 1, save_every = 0;  // --steps: the update to reach (a resumed run continues to it)
+    int64_t warmup_steps = 1000;
+    double learning_rate = 1e-3, clip_norm = 0.1;
+    int dap = 1, threads = 0, structure_module_layers = 8;
+};
+int train_main(const TrainOptions& o);
 }  // namespace axfold::apps

@@ -22,6 +22,7 @@ const char* kUsage =
     "  init-params [options]             random parameters in the AF2 layout (meaningless structures)\n"
     "  convert-params IN.npz OUT.h5      convert official AlphaFold2 parameters to HDF5\n"
     "  bench evoformer|model [options]   benchmarks at AF2 widths\n"
+    "  train [options]                   train the parameters (Adam; data parallel x DAP under mpirun)\n"
     "  plan --n-res R [options]          the memory plan (chunk size, predicted peak) for a protein\n"
     "Run 'axfold <command> --help' for a command's options.\n";
 
@@ -208,6 +209,35 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
     if (cmd == "predict") return run_predict(args);
     if (cmd == "features") return run_features(args);
     if (cmd == "init-params") return run_init_params(args);
+    if (cmd == "train") {
+        TrainOptions o;
+        po::options_description desc("axfold train options");
+        desc.add_options()("help,h", "show this help")(
+            "params", po::value<std::string>(&o.params)->required(), "AlphaFold2 parameters to start from (.npz or .h5)")(
+            "model-name", po::value<std::string>(&o.model_name)->default_value("model_3_ptm"),
+            "model_3, model_4 or model_5, optionally _ptm (template models cannot train yet)")(
+            "examples", po::value<std::vector<std::string>>(&o.examples)->multitoken()->required(),
+            "training examples: HDF5 files with features/ and batch/ groups (docs/TRAINING.md)")(
+            "out-dir", po::value<std::string>(&o.out_dir)->required(),
+            "checkpoints (checkpoint-<update>/) and training_log.jsonl")(
+            "steps", po::value<int64_t>(&o.steps)->default_value(1), "the update to train to")(
+            "learning-rate", po::value<double>(&o.learning_rate)->default_value(1e-3),
+            "Adam's learning rate after the warm-up (AF2: 1e-3; fine-tuning 5e-4)")(
+            "warmup-steps", po::value<int64_t>(&o.warmup_steps)->default_value(1000), "linear warm-up updates (AF2: 1000)")(
+            "clip-norm", po::value<double>(&o.clip_norm)->default_value(0.1),
+            "clip the gradient's global norm to this (AF2: 0.1; 0 = off)")(
+            "dap", po::value<int>(&o.dap)->default_value(1),
+            "ranks per example (DAP); the launcher's ranks / this = data-parallel replicas")(
+            "save-every", po::value<int64_t>(&o.save_every)->default_value(0),
+            "also checkpoint every this many updates (the last update always)")(
+            "resume", po::value<std::string>(&o.resume), "a checkpoint directory to continue from")(
+            "structure-module-layers", po::value<int>(&o.structure_module_layers)->default_value(8),
+            "structure-module iterations (AF2: 8)")(
+            "threads", po::value<int>(&o.threads)->default_value(0), "CPU threads (0 = all)");
+        po::variables_map vm;
+        if (!parse(args, desc, vm)) return 0;
+        return train_main(o);
+    }
     if (cmd == "plan") {
         PlanOptions o;
         po::options_description desc("axfold plan options");

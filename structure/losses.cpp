@@ -758,6 +758,17 @@ double violation_loss(const StructuralViolations& v, const Tensor& atom14_atom_e
     return v.bonds_c_n_loss_mean + v.angles_ca_c_n_loss_mean + v.angles_c_n_ca_loss_mean + l_clash;
 }
 
+const std::vector<std::string>& loss_batch_features() {
+    static const std::vector<std::string> names = {
+        "aatype", "all_atom_mask", "all_atom_positions", "atom14_alt_gt_exists", "atom14_alt_gt_positions",
+        "atom14_atom_exists", "atom14_atom_is_ambiguous", "atom14_gt_exists", "atom14_gt_positions",
+        "atom37_atom_exists", "backbone_rigid_mask", "backbone_rigid_tensor", "bert_mask", "chi_angles_sin_cos",
+        "chi_mask", "pseudo_beta", "pseudo_beta_mask", "residue_index", "rigidgroups_alt_gt_frames",
+        "rigidgroups_gt_exists", "rigidgroups_gt_frames", "seq_mask", "true_msa", "resolution", "seq_length",
+        "use_clamped_fape"};
+    return names;
+}
+
 AlphaFoldLoss alphafold_loss(const std::map<std::string, Tensor>& outputs, const std::map<std::string, Tensor>& batch,
                              const LossConfig& c, bool with_gradients) {
     auto out = [&](const char* name) -> const Tensor& {

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <map>
+#include <vector>
 #include <string>
 
 #include "kernels/tensor.h"
@@ -178,5 +179,7 @@ struct AlphaFoldLoss {
 };
 AlphaFoldLoss alphafold_loss(const std::map<std::string, Tensor>& outputs, const std::map<std::string, Tensor>& batch,
                              const LossConfig& config = {}, bool with_gradients = false);
+// The ground-truth features alphafold_loss reads from `batch` (for checking an input file up front).
+const std::vector<std::string>& loss_batch_features();
 
 }  // namespace axfold

@@ -3,6 +3,7 @@
 #include "evoformer/embedders.h"
 #include "evoformer/evoformer_dap.h"
 #include "evoformer/evoformer_stack.h"
+#include "io/hdf5_file.h"
 #include "structure/all_atom.h"
 #include "structure/heads.h"
 #include "structure/structure_module.h"
@@ -21,6 +22,39 @@ ModelWeights zeros_like_model(const ModelWeights& w) {
     g.heads = zeros_like_weights(w.heads);
     g.has_templates = w.has_templates;
     return g;
+}
+
+TrainingGroups split_training_groups(Comm& world, int dap_size) {
+    AXF_CHECK(dap_size >= 1 && world.size() % dap_size == 0,
+              "training: %d ranks do not split into DAP groups of %d (the rank count must be a multiple)", world.size(),
+              dap_size);
+    TrainingGroups g;
+    g.replica = world.rank() / dap_size;
+    g.num_replicas = world.size() / dap_size;
+    g.dap = world.split(g.replica, world.rank());
+    g.replicas = world.split(world.rank() % dap_size, world.rank());
+    return g;
+}
+
+TrainingExample load_training_example(const std::string& path) {
+    const io::Hdf5File f(path);
+    TrainingExample ex;
+    ex.path = path;
+    for (const char* group : {"features", "batch"}) {
+        AXF_CHECK(f.has(group), "%s: no '%s' group (a training example holds features/ and batch/)", path.c_str(),
+                  group);
+        FeatureDict& d = std::string(group) == "features" ? ex.features : ex.batch;
+        const std::string prefix = std::string(group) + "/";
+        for (const std::string& k : f.list(group)) {
+            if (!f.has_dataset(k)) continue;
+            d[k.substr(k.find(prefix) + prefix.size())] = f.read(k);
+        }
+    }
+    std::string missing;
+    for (const std::string& name : loss_batch_features())
+        if (!ex.batch.count(name)) missing += (missing.empty() ? "" : ", ") + name;
+    AXF_CHECK(missing.empty(), "%s: the ground truth (batch/) lacks %s", path.c_str(), missing.c_str());
+    return ex;
 }
 
 RecycledInputs recycled_inputs(const Model& model, const FeatureDict& features, Context& ctx, Comm* comm) {

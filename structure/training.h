@@ -12,8 +12,10 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 
+#include "parallel/comm.h"
 #include "structure/losses.h"
 #include "structure/model.h"
 
@@ -41,5 +43,24 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
 
 // A zero gradient of the model's weights' layout (the stacks' blocks included).
 ModelWeights zeros_like_model(const ModelWeights& w);
+
+// Data parallel x DAP: the world's ranks in groups of `dap_size` consecutive ranks, each group one replica
+// training on its own example with DAP inside it; `replicas` joins the ranks of equal position across groups
+// (the gradient's average runs over it). world.size() must be a multiple of dap_size.
+struct TrainingGroups {
+    std::unique_ptr<Comm> dap, replicas;
+    int replica = 0, num_replicas = 1;
+};
+TrainingGroups split_training_groups(Comm& world, int dap_size);
+
+// One training example: an HDF5 file with the processed model features under `features/` (leading iteration
+// axis, as training_step reads them) and the ground truth under `batch/` (loss_batch_features(), no iteration
+// axis): the layout of the golden loss cases. Checks that every ground-truth feature is there (the error names
+// the file and what is missing); the features are checked by training_step.
+struct TrainingExample {
+    std::string path;
+    FeatureDict features, batch;
+};
+TrainingExample load_training_example(const std::string& path);
 
 }  // namespace axfold

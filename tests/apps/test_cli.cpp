@@ -363,3 +363,54 @@ TEST(Cli, PlanWithBf16ActivationsHalvesTheTrunkActivations) {
     EXPECT_NE(bad_act.rc, 0);
     EXPECT_NE(bad_act.out.find("--activations fp16: expected fp32 or bf16"), std::string::npos) << bad_act.out;
 }
+
+// `axfold train`: two updates in one run equal one update, a resume from its checkpoint and a second update
+// (bit for bit: the parameters and the logged losses), predict reads the trained parameters, and bad
+// training input is a clear error.
+TEST(Cli, TrainResumesExactlyAndPredictReadsItsCheckpoint) {
+    const fs::path a = fresh_dir("train_a"), b = fresh_dir("train_b");
+    const std::string common = "train --params " + kSmall + "/params.npz --model-name model_3_ptm --examples " + kSmall +
+                               "/loss_cases.h5 --structure-module-layers 2 --threads 1 --warmup-steps 0 "
+                               "--learning-rate 3e-4 ";
+    RunResult r = run(common + "--steps 2 --out-dir " + a.string());
+    ASSERT_EQ(r.rc, 0) << r.out;
+    ASSERT_TRUE(fs::exists(a / "checkpoint-000002" / "params_model_3_ptm.npz")) << r.out;
+    EXPECT_FALSE(fs::exists(a / "checkpoint-000001"));  // --save-every 0: the last update only
+    r = run(common + "--steps 1 --out-dir " + b.string());
+    ASSERT_EQ(r.rc, 0) << r.out;
+    r = run(common + "--steps 2 --resume " + (b / "checkpoint-000001").string() + " --out-dir " + b.string());
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_EQ(slurp((a / "checkpoint-000002" / "params_model_3_ptm.npz").string()),
+              slurp((b / "checkpoint-000002" / "params_model_3_ptm.npz").string()));
+    // The log keeps the first run's record; the losses agree; the loss fell.
+    const std::string la = slurp((a / "training_log.jsonl").string()), lb = slurp((b / "training_log.jsonl").string());
+    auto losses = [](const std::string& log) {
+        std::vector<double> v;
+        std::istringstream in(log);
+        for (std::string line; std::getline(in, line);) v.push_back(std::stod(line.substr(line.find("\"loss\": ") + 8)));
+        return v;
+    };
+    ASSERT_EQ(losses(la).size(), 2u) << la;
+    EXPECT_EQ(losses(la), losses(lb));
+    EXPECT_LT(losses(la)[1], losses(la)[0]);
+    // The trained parameters differ from the start and predict reads them.
+    EXPECT_NE(slurp((a / "checkpoint-000002" / "params_model_3_ptm.npz").string()), slurp(kSmall + "/params.npz"));
+    r = run("predict --features " + kSmall + "/features.h5 --params " +
+            (a / "checkpoint-000002" / "params_model_3_ptm.npz").string() +
+            " --model-name model_3_ptm --structure-module-layers 2 --threads 1 --out-dir " + (a / "pred").string());
+    EXPECT_EQ(r.rc, 0) << r.out;
+    EXPECT_TRUE(fs::exists(a / "pred" / "model_3_ptm_unrelaxed.pdb"));
+
+    // Bad input: an example without ground truth, a DAP size the ranks do not divide, nothing left to train.
+    r = run(common + "--steps 1 --out-dir " + (a / "bad").string() + " --examples " + kSmall + "/features.h5");
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("features.h5: no 'features' group"), std::string::npos) << r.out;
+    r = run(common + "--steps 1 --dap 2 --out-dir " + (a / "bad").string());
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("1 ranks do not split into DAP groups of 2"), std::string::npos) << r.out;
+    r = run(common + "--steps 2 --resume " + (a / "checkpoint-000002").string() + " --out-dir " + (a / "bad").string());
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("at update 2, --steps 2"), std::string::npos) << r.out;
+    fs::remove_all(a);
+    fs::remove_all(b);
+}

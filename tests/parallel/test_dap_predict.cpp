@@ -1,6 +1,7 @@
 // `axfold predict` under mpiexec -n 2 and -n 3 writes the same structures as on one rank: the final atom
 // positions within 1e-3 A (HDF5 outputs) and in the PDB file, rank 0 alone writes, and every golden
-// full-model tolerance is met by the multi-rank outputs.
+// full-model tolerance is met by the multi-rank outputs; and `axfold train` on two ranks (DAP, data parallel)
+// logs what one rank logs.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -90,6 +91,47 @@ TEST(DapPredict, TwoAndThreeRanksWriteTheSameStructures) {
             ++compared;
         }
         EXPECT_GT(compared, 40);
+    }
+    fs::remove_all(root);
+}
+
+// `axfold train` under mpiexec -n 2: DAP over both ranks (--dap 2), and two data-parallel replicas on the same
+// example (--dap 1; their average is that example's gradient, a sum would double the logged norm), log the same
+// losses and gradient norms as one rank, and write one checkpoint.
+TEST(DapTrain, TwoRanksTrainAsOne) {
+    const fs::path root = fs::temp_directory_path() / ("axfold_dap_train_" + std::to_string(::getpid()));
+    fs::remove_all(root);
+    auto train = [&](const fs::path& out, const std::string& extra) {
+        fs::create_directories(out);
+        return std::string(" train --params ") + kSmall + "/params.npz --model-name model_3_ptm --threads 1 " +
+               "--structure-module-layers 2 --warmup-steps 0 --learning-rate 3e-4 --steps 2 --out-dir " + out.string() +
+               " " + extra + " > " + (out / "log.txt").string() + " 2>&1";
+    };
+    auto read_log = [](const fs::path& dir) {
+        std::ifstream in(dir / "training_log.jsonl");
+        std::vector<std::pair<double, double>> v;  // loss, grad_norm
+        for (std::string line; std::getline(in, line);)
+            v.emplace_back(std::stod(line.substr(line.find("\"loss\": ") + 8)),
+                           std::stod(line.substr(line.find("\"grad_norm\": ") + 13)));
+        return v;
+    };
+    const std::string ex = kSmall + "/loss_cases.h5";
+    ASSERT_EQ(run(std::string(AXFOLD_EXE) + train(root / "np1", "--examples " + ex)), 0);
+    const auto one = read_log(root / "np1");
+    ASSERT_EQ(one.size(), 2u);
+    for (const auto& [name, extra] : std::vector<std::pair<std::string, std::string>>{
+             {"dap2", "--dap 2 --examples " + ex}, {"dp2", "--dap 1 --examples " + ex + " " + ex}}) {
+        const fs::path dir = root / name;
+        const std::string cmd = std::string(AXFOLD_MPIEXEC) + " -n 2 --oversubscribe --allow-run-as-root " +
+                                AXFOLD_EXE + train(dir, extra);
+        ASSERT_EQ(run(cmd), 0) << "see " << (dir / "log.txt");
+        const auto many = read_log(dir);
+        ASSERT_EQ(many.size(), one.size()) << name;
+        for (size_t s = 0; s < one.size(); ++s) {
+            EXPECT_NEAR(many[s].first, one[s].first, 1e-4 * std::fabs(one[s].first)) << name << " update " << s + 1;
+            EXPECT_NEAR(many[s].second, one[s].second, 1e-4 * one[s].second) << name << " update " << s + 1;
+        }
+        EXPECT_TRUE(fs::exists(dir / "checkpoint-000002" / "params_model_3_ptm.npz")) << name;
     }
     fs::remove_all(root);
 }

@@ -1,6 +1,6 @@
 // A whole-model training step under DAP (the extra-MSA and Evoformer stacks forward and backward over the
 // ranks) equals the one-rank step: the loss terms, and every parameter gradient of the small model on the
-// golden loss case, on 1, 2 and 3 ranks.
+// golden loss case, on 1, 2, 3 and 4 ranks; and data parallel x DAP averages the replicas' gradients.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -8,6 +8,7 @@
 #include "golden_util.h"
 #include "io/params.h"
 #include "parallel/comm.h"
+#include "structure/optimizer.h"
 #include "structure/training.h"
 
 using namespace axfold;
@@ -69,4 +70,67 @@ TEST(DapTraining, StepMatchesOneRank) {
         if (ref[i].first.rfind("evoformer/", 0) == 0 || ref[i].first.rfind("extra_msa_stack/", 0) == 0) ++stack_tensors;
     }
     EXPECT_GT(stack_tensors, 50);
+}
+
+// Data parallel x DAP: for every split of the ranks into DAP groups (1 x P, P x 1, and 2 x 2 on four ranks),
+// replica q trains on its own example (the golden case with a different masked-MSA mask per replica) with DAP
+// inside its group, and the gradient averaged over replicas equals the mean of the one-rank gradients of
+// those examples.
+TEST(DataParallelTimesDap, AveragedGradientEqualsTheMeanOfOneRankGradients) {
+    Comm& world = world_comm();
+    const io::Hdf5File cases(kSmall + "/loss_cases.h5");
+    auto store = std::make_shared<ParamStore>(ParamStore::load(kSmall + "/params.npz"));
+    const Model model = Model::from_store(store, "model_3_ptm", static_cast<int>(cases.shape("outputs/sm/frames")[0]));
+    const FeatureDict features = group(cases, "features"), base = group(cases, "batch");
+    auto batch_of = [&](int q) {
+        FeatureDict b = base;
+        Tensor mask = to_f32(b.at("bert_mask")).contiguous().clone();
+        for (int64_t i = 0; i < mask.numel(); ++i)
+            if ((i + q) % 3 == 0) mask.f32()[i] = 0.f;
+        b["bert_mask"] = mask;
+        return b;
+    };
+    for (int dap = 1; dap <= world.size(); ++dap) {
+        if (world.size() % dap) continue;
+        TrainingGroups g = split_training_groups(world, dap);
+        ASSERT_EQ(g.num_replicas * dap, world.size());
+        ASSERT_EQ(g.dap->size(), dap);
+        ASSERT_EQ(g.replicas->size(), g.num_replicas);
+        // The reference: every replica's example on one rank, averaged.
+        Context c1;
+        ModelWeights mean = zeros_like_model(model.weights());
+        for (int q = 0; q < g.num_replicas; ++q) {
+            const TrainingStep s = training_step(model, features, batch_of(q), LossConfig{}, c1);
+            ModelWeights sg = s.grads;
+            std::vector<Tensor> src, dst;
+            sg.visit([&](const std::string&, Tensor& t) { src.push_back(t); });
+            mean.visit([&](const std::string&, Tensor& t) { dst.push_back(t); });
+            for (size_t i = 0; i < src.size(); ++i) add(dst[i], src[i], 1.f / static_cast<float>(g.num_replicas));
+        }
+        Context c2;
+        TrainingStep mine = training_step(model, features, batch_of(g.replica), LossConfig{}, c2, nullptr, g.dap.get());
+        average_over_replicas(mine.grads, *g.replicas);
+        std::vector<std::pair<std::string, Tensor>> ref, ours;
+        mean.visit([&](const std::string& n, Tensor& t) { ref.emplace_back(n, t); });
+        mine.grads.visit([&](const std::string& n, Tensor& t) { ours.emplace_back(n, t); });
+        double model_max = 0;
+        for (const auto& [n, t] : ref) model_max = std::max(model_max, max_abs(t));
+        const std::string on = " (" + std::to_string(g.num_replicas) + " replicas x DAP " + std::to_string(dap) + ")";
+        for (size_t i = 0; i < ref.size(); ++i) {
+            const auto a = host_float64(ours[i].second), b = host_float64(ref[i].second);
+            double diff = 0;
+            for (size_t e = 0; e < a.size(); ++e) diff = std::max(diff, std::fabs(a[e] - b[e]));
+            const double scale = max_abs(ref[i].second);
+            if (scale < 1e-6 * model_max)
+                EXPECT_LE(diff, 1e-5 * model_max) << ref[i].first << on;
+            else
+                EXPECT_LE(diff, 1e-4 * scale) << ref[i].first << on;
+        }
+        // Not trivially equal: the replicas' examples give different gradients.
+        if (g.num_replicas > 1) {
+            const TrainingStep s0 = training_step(model, features, batch_of(0), LossConfig{}, c1);
+            const TrainingStep s1 = training_step(model, features, batch_of(1), LossConfig{}, c1);
+            EXPECT_NE(s0.loss.terms.at("masked_msa"), s1.loss.terms.at("masked_msa"));
+        }
+    }
 }
