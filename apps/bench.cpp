@@ -102,7 +102,29 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
               "bench evoformer: --dap on one rank runs on the CPU only (on GPUs DAP needs NCCL and two or more ranks)");
     DapActivations act;
     if (dap) act = dap_scatter(dap_comm, m, z, msa_mask, pair_mask);
+    // --backward: the block's backward (its forward replayed, then every sub-module's backward) from random
+    // output gradients, one rank or DAP.
+    AXF_CHECK(!o.backward || (device == Device::CPU && act_dtype == DType::F32 && !o.breakdown),
+              "bench evoformer: --backward runs on the CPU with float32 activations, without --breakdown");
+    Tensor dm0, dz0;
+    DapActivations grad;
+    EvoformerBlockWeights grads;
+    if (o.backward) {
+        dm0 = random_tensor({S, R, d.c_m}, rng, 1.f);
+        dz0 = random_tensor({R, R, d.c_z}, rng, 1.f);
+        grads = zeros_like_weights(w);
+        if (dap) grad = dap_scatter(dap_comm, dm0, dz0, msa_mask, pair_mask);
+    }
     auto run_block = [&](const BlockObserver& observe) {
+        if (o.backward) {
+            if (dap) {
+                dap_evoformer_block_backward(w, act, grad, grads, ctx);
+            } else {
+                Tensor dm = dm0.clone(), dz = dz0.clone();
+                evoformer_block_backward(w, m, z, msa_mask, pair_mask, dm, dz, grads, ctx);
+            }
+            return;
+        }
         if (dap)
             dap_evoformer_block_forward(w, act, ctx, {}, observe);
         else
@@ -157,7 +179,10 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
     std::sort(times.begin(), times.end());
     const double median = times[times.size() / 2];
     const double s = static_cast<double>(S), r = static_cast<double>(R);
-    const double flop = 2.39e6 * s * r + 3072 * s * r * r + 1024 * s * s * r + 1.25e6 * r * r + 1536 * r * r * r;
+    // The forward's FLOPs; a backward counts three times them (the forward replayed, and a backward of about
+    // twice the forward).
+    const double flop = (o.backward ? 3 : 1) *
+                        (2.39e6 * s * r + 3072 * s * r * r + 1024 * s * s * r + 1.25e6 * r * r + 1536 * r * r * r);
     const double gflops = flop / median / 1e9;
     const size_t rss = peak_rss_bytes();
     const double nb = static_cast<double>(o.blocks);
@@ -174,28 +199,33 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
     }
     const double exposed_s = exposed.f32()[0] / comm.size() / nb, in_flight_s = cs.in_flight_seconds / nb;
     const double bytes_pb = static_cast<double>(cs.total_bytes()) / nb;
+    // The planner models the forward only: a backward reports no predictions (0 in JSON).
+    const size_t predicted_peak = o.backward ? 0 : plan.predicted_peak_bytes,
+                 predicted_ws = o.backward ? 0 : plan.predicted_workspace_bytes;
     if (o.json) {
         std::printf(
-            "{\"benchmark\": \"evoformer\", \"n_seq\": %lld, \"n_res\": %lld, \"threads\": %d, \"blocks\": %d, "
+            "{\"benchmark\": \"%s\", \"n_seq\": %lld, \"n_res\": %lld, \"threads\": %d, \"blocks\": %d, "
             "\"ranks\": %d, \"dap\": %s, \"comm_backend\": \"%s\", "
             "\"seconds_per_block\": %.6f, \"gflop_per_s\": %.2f, \"peak_rss_bytes\": %zu, "
             "\"workspace_bytes\": %zu, \"chunk_size\": %lld, \"predicted_peak_bytes\": %zu, "
             "\"predicted_workspace_bytes\": %zu, \"comm_bytes\": {%s}, \"comm_bytes_per_block\": %.0f, "
             "\"exposed_comm_seconds\": %.6f, \"comm_in_flight_seconds\": %.6f, \"device\": \"%s\", "
             "\"precision\": \"%s\", \"activations\": \"%s\", \"device_peak_bytes\": %zu, \"fused_attention\": %s}\n",
-            (long long)S, (long long)R, num_threads(), o.blocks, comm.size(), dap ? "true" : "false",
-            dap_comm.backend().c_str(), median, gflops, rss, ctx.ws.high_water_bytes(), (long long)plan.chunk_size,
-            plan.predicted_peak_bytes, plan.predicted_workspace_bytes, bytes_json.c_str(), bytes_pb, exposed_s,
+            o.backward ? "evoformer_backward" : "evoformer", (long long)S, (long long)R, num_threads(), o.blocks,
+            comm.size(), dap ? "true" : "false", dap_comm.backend().c_str(), median, gflops, rss,
+            ctx.ws.high_water_bytes(), (long long)plan.chunk_size, predicted_peak, predicted_ws, bytes_json.c_str(),
+            bytes_pb, exposed_s,
             in_flight_s, device_name(device), o.precision.c_str(), dtype_name(act_dtype), device_peak_bytes(),
             device != Device::CPU && fused_attention_requested() ? "true" : "false");
     } else {
         std::printf(
-            "evoformer block S=%lld R=%lld %s %s threads=%d ranks=%d%s blocks=%d chunk=%lld: median %.3f s/block, "
-            "%.1f GFLOP/s, peak RSS %.1f MiB (predicted %.1f MiB; workspace %.1f MiB, predicted %.1f MiB)\n",
-            (long long)S, (long long)R, device_name(device), o.precision.c_str(), num_threads(), comm.size(),
-            dap ? " (DAP)" : "", o.blocks,
-            (long long)plan.chunk_size, median, gflops, rss / 1048576.0, plan.predicted_peak_bytes / 1048576.0,
-            ctx.ws.high_water_bytes() / 1048576.0, plan.predicted_workspace_bytes / 1048576.0);
+            "evoformer block%s S=%lld R=%lld %s %s threads=%d ranks=%d%s blocks=%d chunk=%lld: median %.3f s/block, "
+            "%.1f GFLOP/s, peak RSS %.1f MiB (predicted %.1f MiB; workspace %.1f MiB, predicted %.1f MiB)%s\n",
+            o.backward ? " backward" : "", (long long)S, (long long)R, device_name(device), o.precision.c_str(),
+            num_threads(), comm.size(), dap ? " (DAP)" : "", o.blocks,
+            (long long)plan.chunk_size, median, gflops, rss / 1048576.0, predicted_peak / 1048576.0,
+            ctx.ws.high_water_bytes() / 1048576.0, predicted_ws / 1048576.0,
+            o.backward ? " [no predictions: the planner models the forward]" : "");
         if (dap)
             std::printf("  communication per block and rank: %.2f MiB (%s); in flight %.4f s, exposed %.4f s\n",
                         bytes_pb / 1048576.0, bytes_text.c_str(), in_flight_s, exposed_s);

@@ -25,6 +25,7 @@ struct BenchEvoformerOptions {
     bool json = false;
     bool breakdown = false;  // per sub-module times on stderr
     bool dap = false;        // run the DAP block even on one rank (under mpirun it always does)
+    bool backward = false;   // time the block's backward (forward replay + backward) instead
     int64_t chunk_size = -1;  // -1: planner (unchunked without --max-memory)
     std::string max_memory;   // "8G"; empty: no budget
     std::string device = "cpu", precision = "fp32", activations;

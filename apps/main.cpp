@@ -180,6 +180,8 @@ int run_bench(const std::vector<std::string>& args) {
         "json", po::bool_switch(&o.json), "print one JSON object")(
         "breakdown", po::bool_switch(&o.breakdown), "print the time of each sub-module on stderr")(
         "dap", po::bool_switch(&o.dap), "run the distributed (DAP) block on one rank too (always on under mpirun)")(
+        "backward", po::bool_switch(&o.backward),
+        "time the block's backward (its forward replayed, then the backward; CPU, float32) instead")(
         "chunk-size", po::value<int64_t>(&o.chunk_size)->default_value(-1),
         "rows per chunk in every module (0 = unchunked; default: the planner's choice)")(
         "max-memory", po::value<std::string>(&o.max_memory), "memory budget, e.g. 8G: the planner picks the chunk size")(

@@ -20,6 +20,13 @@
 
 namespace axfold::test {
 
+// Every dataset under `group` of f, keyed by its path below the group (the features/ and batch/ of a loss case).
+inline std::map<std::string, Tensor> read_group(const io::Hdf5File& f, const std::string& group) {
+    std::map<std::string, Tensor> m;
+    for (const std::string& k : f.list(group)) m[k.substr(group.size() + 1)] = f.read(k);
+    return m;
+}
+
 inline std::string golden_dir() {
     const char* env = std::getenv("AXFOLD_GOLDEN_DIR");
     return env && *env ? env : std::string(AXFOLD_TEST_DATA_DIR) + "/golden";

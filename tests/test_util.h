@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -34,6 +35,24 @@ inline Tensor random_mask(const Shape& shape, std::mt19937& rng, float zero_frac
 
 // Values of any tensor (any dtype, any device, any strides) as float64, row-major.
 inline std::vector<double> to_f64(const Tensor& t) { return host_float64(t); }
+
+// max |a - b| / max |b| over every element (INFINITY when a holds a non-finite value; max |a - b| when b is 0).
+inline double rel_diff(const Tensor& a, const Tensor& b) {
+    const std::vector<double> x = to_f64(a), y = to_f64(b);
+    double m = 0, r = 0;
+    for (size_t i = 0; i < x.size(); ++i) {
+        if (!std::isfinite(x[i])) return INFINITY;
+        m = std::max(m, std::fabs(x[i] - y[i]));
+        r = std::max(r, std::fabs(y[i]));
+    }
+    return r > 0 ? m / r : m;
+}
+
+inline double max_abs(const Tensor& t) {
+    double m = 0;
+    for (double v : to_f64(t)) m = std::max(m, std::fabs(v));
+    return m;
+}
 
 struct CompareResult {
     double max_abs = 0, max_ref = 0, rel_norm = 0;

@@ -17,15 +17,7 @@ const ParamStore& small_params() {
     return p;
 }
 
-double rel_diff(const Tensor& a, const Tensor& b) {
-    auto x = test::to_f64(a), y = test::to_f64(b);
-    double m = 0, r = 0;
-    for (size_t i = 0; i < x.size(); ++i) {
-        m = std::max(m, std::fabs(x[i] - y[i]));
-        r = std::max(r, std::fabs(y[i]));
-    }
-    return m / r;
-}
+using test::rel_diff;
 
 // The first block of the small golden Evoformer (or extra-MSA) stack.
 EvoformerBlockWeights first_block(bool extra) {

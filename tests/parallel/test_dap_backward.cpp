@@ -20,23 +20,8 @@ const ParamStore& small_params() {
     return p;
 }
 
-// max |a - b| / max |b|.
-double rel_diff(const Tensor& a, const Tensor& b) {
-    auto x = test::to_f64(a), y = test::to_f64(b);
-    double m = 0, r = 0;
-    for (size_t i = 0; i < x.size(); ++i) {
-        if (!std::isfinite(x[i])) return INFINITY;
-        m = std::max(m, std::fabs(x[i] - y[i]));
-        r = std::max(r, std::fabs(y[i]));
-    }
-    return r > 0 ? m / r : m;
-}
-
-double max_abs(const Tensor& t) {
-    double m = 0;
-    for (double v : test::to_f64(t)) m = std::max(m, std::fabs(v));
-    return m;
-}
+using test::max_abs;
+using test::rel_diff;
 
 void check_stack(bool extra, int64_t S, int64_t N, int64_t chunk) {
     Comm& comm = world_comm();

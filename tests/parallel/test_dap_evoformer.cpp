@@ -28,16 +28,7 @@ EvoformerBlockWeights block_weights(bool extra) {
     return w;
 }
 
-double rel_diff(const Tensor& a, const Tensor& b) {
-    auto x = test::to_f64(a), y = test::to_f64(b);
-    double m = 0, r = 0;
-    for (size_t i = 0; i < x.size(); ++i) {
-        if (!std::isfinite(x[i])) return INFINITY;
-        m = std::max(m, std::fabs(x[i] - y[i]));
-        r = std::max(r, std::fabs(y[i]));
-    }
-    return m / r;
-}
+using test::rel_diff;
 
 struct Inputs {
     Tensor m, z, msa_mask, pair_mask;

@@ -17,16 +17,39 @@ namespace {
 
 const std::string kSmall = std::string(AXFOLD_TEST_DATA_DIR) + "/golden/small";
 
-std::map<std::string, Tensor> group(const io::Hdf5File& f, const std::string& g) {
-    std::map<std::string, Tensor> m;
-    for (const std::string& k : f.list(g)) m[k.substr(g.size() + 1)] = f.read(k);
-    return m;
-}
 
-double max_abs(const Tensor& t) {
-    double m = 0;
-    for (double v : host_float64(t)) m = std::max(m, std::fabs(v));
-    return m;
+using test::max_abs;
+
+// Every gradient of `ours` equals `ref` within 1e-4 of the tensor's largest value (float32 sums in another
+// order, through the structure module's iterations); a gradient zero in exact arithmetic against the model's
+// largest. Returns how many tensors of the two stacks were compared.
+int expect_same_gradients(const ModelWeights& ref_w, const ModelWeights& ours_w, const std::string& what) {
+    ModelWeights a = ref_w, b = ours_w;
+    std::vector<std::pair<std::string, Tensor>> ref, ours;
+    a.visit([&](const std::string& n, Tensor& t) {
+        if (t.defined()) ref.emplace_back(n, t);
+    });
+    b.visit([&](const std::string& n, Tensor& t) {
+        if (t.defined()) ours.emplace_back(n, t);
+    });
+    EXPECT_EQ(ref.size(), ours.size()) << what;
+    if (ref.size() != ours.size()) return 0;
+    double model_max = 0;
+    for (const auto& [n, t] : ref) model_max = std::max(model_max, max_abs(t));
+    int stack_tensors = 0;
+    for (size_t i = 0; i < ref.size(); ++i) {
+        EXPECT_EQ(ref[i].first, ours[i].first);
+        const auto x = host_float64(ours[i].second), y = host_float64(ref[i].second);
+        double diff = 0;
+        for (size_t e = 0; e < x.size(); ++e) diff = std::max(diff, std::fabs(x[e] - y[e]));
+        const double scale = max_abs(ref[i].second);
+        if (scale < 1e-6 * model_max)
+            EXPECT_LE(diff, 1e-5 * model_max) << ref[i].first << " (zero in exact arithmetic)" << what;
+        else
+            EXPECT_LE(diff, 1e-4 * scale) << ref[i].first << what;
+        if (ref[i].first.rfind("evoformer/", 0) == 0 || ref[i].first.rfind("extra_msa_stack/", 0) == 0) ++stack_tensors;
+    }
+    return stack_tensors;
 }
 
 }  // namespace
@@ -36,7 +59,7 @@ TEST(DapTraining, StepMatchesOneRank) {
     const io::Hdf5File cases(kSmall + "/loss_cases.h5");
     auto store = std::make_shared<ParamStore>(ParamStore::load(kSmall + "/params.npz"));
     const Model model = Model::from_store(store, "model_3_ptm", static_cast<int>(cases.shape("outputs/sm/frames")[0]));
-    const FeatureDict features = group(cases, "features"), batch = group(cases, "batch");
+    const FeatureDict features = test::read_group(cases, "features"), batch = test::read_group(cases, "batch");
     Context c1, c2;
     TrainingStep one = training_step(model, features, batch, LossConfig{}, c1);
     TrainingStep dap = training_step(model, features, batch, LossConfig{}, c2, nullptr, &comm);
@@ -44,31 +67,7 @@ TEST(DapTraining, StepMatchesOneRank) {
     EXPECT_NEAR(dap.loss.total, one.loss.total, 1e-5 * std::fabs(one.loss.total)) << "total loss" << on;
     for (const auto& [name, value] : one.loss.terms)
         EXPECT_NEAR(dap.loss.terms.at(name), value, 1e-4 * std::fabs(value) + 1e-7) << name << on;
-    // Every parameter gradient: 1e-4 of the tensor's largest value (float32 sums in another order, through the
-    // structure module's iterations); a gradient zero in exact arithmetic against the model's largest.
-    std::vector<std::pair<std::string, Tensor>> ref, ours;
-    one.grads.visit([&](const std::string& n, Tensor& t) {
-        if (t.defined()) ref.emplace_back(n, t);
-    });
-    dap.grads.visit([&](const std::string& n, Tensor& t) {
-        if (t.defined()) ours.emplace_back(n, t);
-    });
-    ASSERT_EQ(ref.size(), ours.size());
-    double model_max = 0;
-    for (const auto& [n, t] : ref) model_max = std::max(model_max, max_abs(t));
-    int stack_tensors = 0;
-    for (size_t i = 0; i < ref.size(); ++i) {
-        ASSERT_EQ(ref[i].first, ours[i].first);
-        const double scale = max_abs(ref[i].second);
-        const auto a = host_float64(ours[i].second), b = host_float64(ref[i].second);
-        double diff = 0;
-        for (size_t e = 0; e < a.size(); ++e) diff = std::max(diff, std::fabs(a[e] - b[e]));
-        if (scale < 1e-6 * model_max)
-            EXPECT_LE(diff, 1e-5 * model_max) << ref[i].first << " (zero in exact arithmetic)" << on;
-        else
-            EXPECT_LE(diff, 1e-4 * scale) << ref[i].first << on;
-        if (ref[i].first.rfind("evoformer/", 0) == 0 || ref[i].first.rfind("extra_msa_stack/", 0) == 0) ++stack_tensors;
-    }
+    const int stack_tensors = expect_same_gradients(one.grads, dap.grads, on);
     EXPECT_GT(stack_tensors, 50);
 }
 
@@ -81,7 +80,7 @@ TEST(DataParallelTimesDap, AveragedGradientEqualsTheMeanOfOneRankGradients) {
     const io::Hdf5File cases(kSmall + "/loss_cases.h5");
     auto store = std::make_shared<ParamStore>(ParamStore::load(kSmall + "/params.npz"));
     const Model model = Model::from_store(store, "model_3_ptm", static_cast<int>(cases.shape("outputs/sm/frames")[0]));
-    const FeatureDict features = group(cases, "features"), base = group(cases, "batch");
+    const FeatureDict features = test::read_group(cases, "features"), base = test::read_group(cases, "batch");
     auto batch_of = [&](int q) {
         FeatureDict b = base;
         Tensor mask = to_f32(b.at("bert_mask")).contiguous().clone();
@@ -110,22 +109,8 @@ TEST(DataParallelTimesDap, AveragedGradientEqualsTheMeanOfOneRankGradients) {
         Context c2;
         TrainingStep mine = training_step(model, features, batch_of(g.replica), LossConfig{}, c2, nullptr, g.dap.get());
         average_over_replicas(mine.grads, *g.replicas);
-        std::vector<std::pair<std::string, Tensor>> ref, ours;
-        mean.visit([&](const std::string& n, Tensor& t) { ref.emplace_back(n, t); });
-        mine.grads.visit([&](const std::string& n, Tensor& t) { ours.emplace_back(n, t); });
-        double model_max = 0;
-        for (const auto& [n, t] : ref) model_max = std::max(model_max, max_abs(t));
         const std::string on = " (" + std::to_string(g.num_replicas) + " replicas x DAP " + std::to_string(dap) + ")";
-        for (size_t i = 0; i < ref.size(); ++i) {
-            const auto a = host_float64(ours[i].second), b = host_float64(ref[i].second);
-            double diff = 0;
-            for (size_t e = 0; e < a.size(); ++e) diff = std::max(diff, std::fabs(a[e] - b[e]));
-            const double scale = max_abs(ref[i].second);
-            if (scale < 1e-6 * model_max)
-                EXPECT_LE(diff, 1e-5 * model_max) << ref[i].first << on;
-            else
-                EXPECT_LE(diff, 1e-4 * scale) << ref[i].first << on;
-        }
+        EXPECT_GT(expect_same_gradients(mean, mine.grads, on), 50);
         // Not trivially equal: the replicas' examples give different gradients.
         if (g.num_replicas > 1) {
             const TrainingStep s0 = training_step(model, features, batch_of(0), LossConfig{}, c1);

@@ -40,11 +40,6 @@ ModelWeights random_grads(const ModelWeights& w, std::mt19937& rng, float sd) {
     return g;
 }
 
-std::map<std::string, Tensor> group(const io::Hdf5File& f, const std::string& g) {
-    std::map<std::string, Tensor> m;
-    for (const std::string& k : f.list(g)) m[k.substr(g.size() + 1)] = f.read(k);
-    return m;
-}
 
 }  // namespace
 
@@ -157,7 +152,7 @@ TEST(Optimizer, UpdatesLowerTheLoss) {
     const io::Hdf5File cases(kSmall + "/loss_cases.h5");
     auto store = small_store();
     const Model model = Model::from_store(store, "model_3_ptm", static_cast<int>(cases.shape("outputs/sm/frames")[0]));
-    const FeatureDict features = group(cases, "features"), batch = group(cases, "batch");
+    const FeatureDict features = test::read_group(cases, "features"), batch = test::read_group(cases, "batch");
     ModelWeights params = model.weights();
     AdamConfig c;
     c.learning_rate = 3e-4;

@@ -16,18 +16,13 @@ using namespace axfold;
 namespace {
 const std::string kSmall = std::string(AXFOLD_TEST_DATA_DIR) + "/golden/small";
 
-std::map<std::string, Tensor> group(const io::Hdf5File& f, const std::string& g) {
-    std::map<std::string, Tensor> m;
-    for (const std::string& k : f.list(g)) m[k.substr(g.size() + 1)] = f.read(k);
-    return m;
-}
 }  // namespace
 
 TEST(Training, golden_loss_case_step) {
     const io::Hdf5File cases(kSmall + "/loss_cases.h5");
     auto store = std::make_shared<ParamStore>(ParamStore::load(kSmall + "/params.npz"));
     const Model model = Model::from_store(store, "model_3_ptm", static_cast<int>(cases.shape("outputs/sm/frames")[0]));
-    const FeatureDict features = group(cases, "features"), batch = group(cases, "batch");
+    const FeatureDict features = test::read_group(cases, "features"), batch = test::read_group(cases, "batch");
     Context ctx;
     const TrainingStep step = training_step(model, features, batch, LossConfig{}, ctx);
     // The outputs: the golden full-model tolerance (1e-3 of the largest value).
