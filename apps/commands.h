@@ -148,4 +148,16 @@ struct TrainOptions {
     int dap = 1, threads = 0, structure_module_layers = 8;
 };
 int train_main(const TrainOptions& o);
+
+// `axfold training-example`: a training example from an mmCIF chain (a residue range of its SEQRES) and
+// the chain's alignments.
+struct TrainingExampleOptions {
+    std::string mmcif, chain, out, residues, model_name = "model_3_ptm";
+    std::vector<std::string> msas;
+    uint64_t seed = 0;
+    int num_recycle = 3, threads = 0;
+    int64_t max_msa_clusters = -1, max_extra_msa = -1;
+    bool no_msa_padding = false, unclamped_fape = false;
+};
+int training_example_main(const TrainingExampleOptions& o);
 }  // namespace axfold::apps

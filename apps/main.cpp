@@ -22,6 +22,7 @@ const char* kUsage =
     "  init-params [options]             random parameters in the AF2 layout (meaningless structures)\n"
     "  convert-params IN.npz OUT.h5      convert official AlphaFold2 parameters to HDF5\n"
     "  bench evoformer|model [options]   benchmarks at AF2 widths\n"
+    "  training-example [options]        a training example from an mmCIF chain and its alignments\n"
     "  train [options]                   train the parameters (Adam; data parallel x DAP under mpirun)\n"
     "  plan --n-res R [options]          the memory plan (chunk size, predicted peak) for a protein\n"
     "Run 'axfold <command> --help' for a command's options.\n";
@@ -211,6 +212,29 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
     if (cmd == "predict") return run_predict(args);
     if (cmd == "features") return run_features(args);
     if (cmd == "init-params") return run_init_params(args);
+    if (cmd == "training-example") {
+        TrainingExampleOptions o;
+        po::options_description desc("axfold training-example options");
+        desc.add_options()("help,h", "show this help")(
+            "mmcif", po::value<std::string>(&o.mmcif)->required(), "the experimental structure (PDBx/mmCIF)")(
+            "chain", po::value<std::string>(&o.chain)->required(), "author chain id")(
+            "residues", po::value<std::string>(&o.residues), "BEGIN:END, 0-based SEQRES positions (default: all)")(
+            "msa", po::value<std::vector<std::string>>(&o.msas)->multitoken(),
+            "the chain's alignments (A3M / Stockholm; uniref90, BFD, mgnify order)")(
+            "out,o", po::value<std::string>(&o.out)->required(), "the example (HDF5: features/ and batch/)")(
+            "model-name", po::value<std::string>(&o.model_name)->default_value("model_3_ptm"), "feature presets")(
+            "num-recycle", po::value<int>(&o.num_recycle)->default_value(3), "iterations - 1")(
+            "seed", po::value<uint64_t>(&o.seed)->default_value(0), "MSA sampling and masking")(
+            "max-msa-clusters", po::value<int64_t>(&o.max_msa_clusters)->default_value(-1), "cluster rows (-1: preset)")(
+            "max-extra-msa", po::value<int64_t>(&o.max_extra_msa)->default_value(-1), "extra rows (-1: preset)")(
+            "no-msa-padding", po::bool_switch(&o.no_msa_padding), "keep only real MSA rows")(
+            "unclamped-fape", po::bool_switch(&o.unclamped_fape),
+            "use_clamped_fape 0 (AF2 clamps 90 % of training examples)")(
+            "threads", po::value<int>(&o.threads)->default_value(0), "CPU threads (0 = all)");
+        po::variables_map vm;
+        if (!parse(args, desc, vm)) return 0;
+        return training_example_main(o);
+    }
     if (cmd == "train") {
         TrainOptions o;
         po::options_description desc("axfold train options");

@@ -280,6 +280,22 @@ int64_t default_max_hits(const std::string& path) {
     return 0;
 }
 
+Msa crop_msa(const Msa& msa, int64_t begin, int64_t end) {
+    Msa out;
+    out.source = msa.source;
+    out.descriptions = msa.descriptions;
+    for (int64_t r = 0; r < msa.depth(); ++r) {
+        const std::string& row = msa.sequences[static_cast<size_t>(r)];
+        AXF_CHECK(begin >= 0 && begin < end && end <= static_cast<int64_t>(row.size()),
+                  "%s: columns [%lld, %lld) of an alignment %zu columns wide", msa.source.c_str(), (long long)begin,
+                  (long long)end, row.size());
+        out.sequences.push_back(row.substr(static_cast<size_t>(begin), static_cast<size_t>(end - begin)));
+        const std::vector<int32_t>& d = msa.deletion_matrix[static_cast<size_t>(r)];
+        out.deletion_matrix.emplace_back(d.begin() + begin, d.begin() + end);
+    }
+    return out;
+}
+
 Msa truncate_msa(const Msa& msa, int64_t max_rows) {
     if (max_rows <= 0 || msa.depth() <= max_rows) return msa;
     Msa out;

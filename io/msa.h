@@ -49,6 +49,8 @@ int64_t default_max_hits(const std::string& path);
 
 // Keeps the first max_rows rows (AF2 Msa.truncate); max_rows <= 0 keeps all.
 Msa truncate_msa(const Msa& msa, int64_t max_rows);
+// Columns [begin, end) of every row (the alignment of a residue range of the query; a training crop).
+Msa crop_msa(const Msa& msa, int64_t begin, int64_t end);
 
 // Checks that msa's first row is `query` (the FASTA sequence) and every row has its length; throws naming
 // the file (and the row's header) otherwise.

@@ -414,3 +414,46 @@ TEST(Cli, TrainResumesExactlyAndPredictReadsItsCheckpoint) {
     fs::remove_all(a);
     fs::remove_all(b);
 }
+
+// `axfold training-example` from PDB 2Q2K chain A (residues 18..41, the golden loss case's crop) and its
+// alignments: the ground truth equals the golden batch's, the features have the asked sizes, and
+// `axfold train` trains on the example.
+TEST(Cli, TrainingExampleFromMmcifTrains) {
+    const fs::path out = fresh_dir("training_example");
+    fs::create_directories(out);
+    const std::string real = std::string(AXFOLD_TEST_DATA_DIR) + "/realdata";
+    const std::string ali = real + "/alignments/2q2k_A/";
+    const std::string ex = (out / "ex.h5").string();
+    RunResult r = run("training-example --mmcif " + real + "/2q2k.cif --chain A --residues 18:42 --msa " + ali +
+                      "uniref90_hits.sto " + ali + "bfd_uniclust_hits.a3m " + ali +
+                      "mgnify_hits.sto --num-recycle 1 --max-msa-clusters 6 --max-extra-msa 8 --threads 1 -o " + ex);
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find("HMDKKETKHLLKIKKEDYPQIFDF"), std::string::npos) << r.out;
+    const io::Hdf5File made(ex), golden(kSmall + "/loss_cases.h5");
+    EXPECT_EQ(made.shape("features/msa_feat"), Shape({2, 6, 24, 49}));
+    EXPECT_EQ(made.shape("features/extra_msa"), Shape({2, 8, 24}));
+    for (const char* k : {"aatype", "residue_index", "all_atom_positions", "all_atom_mask", "atom14_gt_positions",
+                          "atom14_alt_gt_positions", "rigidgroups_gt_frames", "backbone_rigid_tensor",
+                          "chi_angles_sin_cos", "pseudo_beta", "resolution", "seq_length"}) {
+        const auto a = test::to_f64(made.read(std::string("batch/") + k));
+        const auto b = test::to_f64(golden.read(std::string("batch/") + k));
+        ASSERT_EQ(a.size(), b.size()) << k;
+        double d = 0;
+        for (size_t i = 0; i < a.size(); ++i) d = std::max(d, std::fabs(a[i] - b[i]));
+        EXPECT_LE(d, 1e-4) << k;
+    }
+    r = run("train --params " + kSmall + "/params.npz --model-name model_3_ptm --examples " + ex +
+            " --structure-module-layers 2 --threads 1 --steps 1 --out-dir " + (out / "run").string());
+    EXPECT_EQ(r.rc, 0) << r.out;
+    EXPECT_TRUE(fs::exists(out / "run" / "checkpoint-000001" / "params_model_3_ptm.npz"));
+    // Bad input: a chain the file lacks, a range past the SEQRES.
+    r = run("training-example --mmcif " + real + "/2q2k.cif --chain Z -o " + (out / "bad.h5").string());
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("2q2k.cif"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("Z"), std::string::npos) << r.out;
+    r = run("training-example --mmcif " + real + "/2q2k.cif --chain A --residues 60:80 -o " + (out / "bad.h5").string());
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("[60, 80)"), std::string::npos) << r.out;
+    EXPECT_FALSE(fs::exists(out / "bad.h5"));
+    fs::remove_all(out);
+}
