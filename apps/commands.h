@@ -146,6 +146,9 @@ struct TrainOptions {
     int64_t warmup_steps = 1000;
     double learning_rate = 1e-3, clip_norm = 0.1;
     int dap = 1, threads = 0, structure_module_layers = 8;
+    bool resample = false;  // a fresh MSA sample and masking per update (the example's raw/ features)
+    int64_t crop_size = 0;  // > 0: a random contiguous crop of this many residues per update
+    uint64_t seed = 0;      // the updates' random streams
 };
 int train_main(const TrainOptions& o);
 

@@ -257,6 +257,12 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
             "save-every", po::value<int64_t>(&o.save_every)->default_value(0),
             "also checkpoint every this many updates (the last update always)")(
             "resume", po::value<std::string>(&o.resume), "a checkpoint directory to continue from")(
+            "resample", po::bool_switch(&o.resample),
+            "sample the MSA clusters, extra rows and masking anew for every update (AF2 training; needs examples "
+            "made by training-example)")(
+            "crop-size", po::value<int64_t>(&o.crop_size)->default_value(0),
+            "a random contiguous crop of this many residues per update (AF2: 256; 0 = the whole example)")(
+            "seed", po::value<uint64_t>(&o.seed)->default_value(0), "the updates' crops and samples")(
             "structure-module-layers", po::value<int>(&o.structure_module_layers)->default_value(8),
             "structure-module iterations (AF2: 8)")(
             "threads", po::value<int>(&o.threads)->default_value(0), "CPU threads (0 = all)");

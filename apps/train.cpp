@@ -11,6 +11,7 @@
 #include "io/atomic_file.h"
 #include "io/json_writer.h"
 #include "io/params.h"
+#include "io/training_sample.h"
 #include "structure/optimizer.h"
 #include "structure/training.h"
 
@@ -44,6 +45,15 @@ void save_checkpoint(const std::string& out_dir, const std::string& model_name, 
     w.commit();
     fs::remove_all(dir);
     fs::rename(tmp, dir);
+}
+
+// The random stream of one update and replica (splitmix64 of the run's seed, the update and the replica): the
+// same on every rank of a DAP group, different across updates and replicas, and the same after a resume.
+uint64_t update_seed(uint64_t seed, int64_t step, int replica) {
+    uint64_t z = seed + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>((step << 16) + replica + 1);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
 }
 
 // The records of training_log.jsonl from before `first_step` (a resumed run keeps its history).
@@ -91,6 +101,12 @@ int train_main(const TrainOptions& o) {
     // Every rank checks every example up front, so bad input ends the job before any compute.
     std::vector<TrainingExample> examples;
     for (const std::string& p : o.examples) examples.push_back(load_training_example(p));
+    // --resample / --crop-size: each update samples its crop, MSA and masking anew from the raw features.
+    const bool sampling = o.resample || o.crop_size > 0;
+    AXF_CHECK(o.crop_size >= 0, "train: --crop-size %lld, expected >= 0", (long long)o.crop_size);
+    std::vector<io::TrainingSource> sources;
+    if (sampling)
+        for (const std::string& p : o.examples) sources.push_back(io::read_training_source(p));
     fs::create_directories(o.out_dir);
     const std::string log_path = (fs::path(o.out_dir) / "training_log.jsonl").string();
     std::string log = lead ? log_before(log_path, adam.step() + 1) : "";
@@ -109,7 +125,24 @@ int train_main(const TrainOptions& o) {
         // Replica q takes example ((s - 1) R + q) mod n: every example in turn, each update a different set.
         const size_t pick = static_cast<size_t>(((s - 1) * R + groups.replica) % static_cast<int64_t>(examples.size()));
         const TrainingExample& ex = examples[pick];
-        TrainingStep step = training_step(model, ex.features, ex.batch, LossConfig{}, ctx, nullptr, groups.dap.get());
+        const FeatureDict* features = &ex.features;
+        const FeatureDict* batch = &ex.batch;
+        io::TrainingSample sample;
+        int64_t crop_begin = 0, crop_end = 0;
+        if (sampling) {
+            const io::TrainingSource& src = sources[pick];
+            const int64_t N = src.raw.num_res(), n = o.crop_size > 0 ? std::min(o.crop_size, N) : N;
+            const uint64_t seed = update_seed(o.seed, s, groups.replica);
+            crop_begin = n < N ? static_cast<int64_t>(seed % static_cast<uint64_t>(N - n + 1)) : 0;
+            crop_end = crop_begin + n;
+            io::TransformConfig cfg = src.config;
+            cfg.seed = o.resample ? update_seed(seed, 0, 0) : o.seed;
+            sample = io::make_training_sample(io::crop_raw_features(src.raw, crop_begin, n),
+                                              io::crop_ground_truth(src.ground_truth, N, crop_begin, n), cfg);
+            features = &sample.features;
+            batch = &sample.batch;
+        }
+        TrainingStep step = training_step(model, *features, *batch, LossConfig{}, ctx, nullptr, groups.dap.get());
         average_over_replicas(step.grads, *groups.replicas);
         // The losses averaged over replicas, for the log.
         std::vector<std::string> names;
@@ -131,7 +164,9 @@ int train_main(const TrainOptions& o) {
             for (size_t i = 0; i < names.size(); ++i)
                 rec << (i ? ", " : "") << io::json_string(names[i]) << ": "
                     << io::json_number(losses.data<double>()[i + 1], names[i].c_str());
-            rec << "}, \"example\": " << io::json_string(fs::path(ex.path).filename().string()) << "}";
+            rec << "}, \"example\": " << io::json_string(fs::path(ex.path).filename().string());
+            if (sampling) rec << ", \"crop\": [" << crop_begin << ", " << crop_end << "]";
+            rec << "}";
             log += rec.str() + "\n";
             io::write_file_atomic(log_path, log);
             std::fprintf(stderr, "update %lld: loss %.4f, |g| %.4g%s, lr %.3g, %.2f s\n", (long long)st.step,

@@ -1,12 +1,14 @@
 // axfold training-example: one training example (structure/training.h's HDF5 layout) from an experimental
-// structure and the alignments of its chain: the model features as `axfold features --processed` makes them
-// and the ground truth of structure/ground_truth.h.
+// structure and the alignments of its chain: the model features as `axfold features --processed` makes them,
+// the ground truth of structure/ground_truth.h, and the raw features `axfold train --resample` samples anew
+// (io/training_sample.h).
 #include <cstdio>
 
 #include "apps/commands.h"
 #include "io/hdf5_file.h"
 #include "io/mmcif.h"
 #include "io/msa.h"
+#include "io/training_sample.h"
 #include "structure/ground_truth.h"
 
 namespace axfold::apps {
@@ -43,20 +45,17 @@ int training_example_main(const TrainingExampleOptions& o) {
     in.max_msa_clusters = o.max_msa_clusters;
     in.max_extra_msa = o.max_extra_msa;
     in.no_msa_padding = o.no_msa_padding;
-    const io::ProcessedFeatures features = io::process_features(raw, transform_config(in, o.model_name, o.num_recycle));
+    const io::TransformConfig config = transform_config(in, o.model_name, o.num_recycle);
+    FeatureDict truth = ground_truth_features(crop.aatype, crop.all_atom_positions, crop.all_atom_mask);
+    truth["resolution"] = Tensor::full({}, static_cast<float>(chain.resolution));
+    truth["use_clamped_fape"] = Tensor::full({}, o.unclamped_fape ? 0.f : 1.f);
+    const io::TrainingSample sample = io::make_training_sample(raw, truth, config);
 
-    FeatureDict batch = ground_truth_features(crop.aatype, crop.all_atom_positions, crop.all_atom_mask);
-    // What the loss reads from the model inputs: the last iteration's.
-    const int64_t R = features.at("aatype").size(0);
-    for (const char* k : {"aatype", "residue_index", "seq_mask", "true_msa", "bert_mask"})
-        batch[k] = features.at(k).select(0, R - 1).contiguous();
-    batch["seq_length"] = Tensor::full({}, static_cast<float>(end - begin));
-    batch["resolution"] = Tensor::full({}, static_cast<float>(chain.resolution));
-    batch["use_clamped_fape"] = Tensor::full({}, o.unclamped_fape ? 0.f : 1.f);
-
+    // features/ and batch/: this sample; raw/ and raw_config/: what `axfold train --resample` samples anew.
     io::Hdf5Writer w(o.out);
-    for (const auto& [k, t] : features) w.write("features/" + k, t);
-    for (const auto& [k, t] : batch) w.write("batch/" + k, t);
+    for (const auto& [k, t] : sample.features) w.write("features/" + k, t);
+    for (const auto& [k, t] : sample.batch) w.write("batch/" + k, t);
+    io::write_training_source(w, raw, config);
     w.write_string_attr("/", "source", o.mmcif + " chain " + o.chain);
     w.write_string_attr("/", "residues", std::to_string(begin) + ":" + std::to_string(end));
     w.write_string_attr("/", "model_name", o.model_name);

@@ -442,10 +442,40 @@ TEST(Cli, TrainingExampleFromMmcifTrains) {
         for (size_t i = 0; i < a.size(); ++i) d = std::max(d, std::fabs(a[i] - b[i]));
         EXPECT_LE(d, 1e-4) << k;
     }
-    r = run("train --params " + kSmall + "/params.npz --model-name model_3_ptm --examples " + ex +
-            " --structure-module-layers 2 --threads 1 --steps 1 --out-dir " + (out / "run").string());
+    const std::string train = "train --params " + kSmall + "/params.npz --model-name model_3_ptm --examples " + ex +
+                              " --structure-module-layers 2 --threads 1 --warmup-steps 0 --learning-rate 3e-4 ";
+    r = run(train + "--steps 2 --out-dir " + (out / "run").string());
     EXPECT_EQ(r.rc, 0) << r.out;
-    EXPECT_TRUE(fs::exists(out / "run" / "checkpoint-000001" / "params_model_3_ptm.npz"));
+    EXPECT_TRUE(fs::exists(out / "run" / "checkpoint-000002" / "params_model_3_ptm.npz"));
+    auto log_losses = [](const fs::path& dir) {
+        std::vector<double> v;
+        std::istringstream in(slurp((dir / "training_log.jsonl").string()));
+        for (std::string line; std::getline(in, line);) v.push_back(std::stod(line.substr(line.find("\"loss\": ") + 8)));
+        return v;
+    };
+    // The example's raw features sampled again with its own seed and the whole range reproduce its stored
+    // sample: the same losses.
+    r = run(train + "--steps 2 --crop-size 24 --out-dir " + (out / "same").string());
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_EQ(log_losses(out / "same"), log_losses(out / "run"));
+    // Resampling with random crops of 16: deterministic for a seed, the crops in the log, other losses.
+    r = run(train + "--steps 2 --resample --crop-size 16 --seed 5 --out-dir " + (out / "rs1").string());
+    ASSERT_EQ(r.rc, 0) << r.out;
+    r = run(train + "--steps 1 --resample --crop-size 16 --seed 5 --out-dir " + (out / "rs2").string());
+    ASSERT_EQ(r.rc, 0) << r.out;
+    r = run(train + "--steps 2 --resample --crop-size 16 --seed 5 --resume " + (out / "rs2" / "checkpoint-000001").string() +
+            " --out-dir " + (out / "rs2").string());
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_EQ(log_losses(out / "rs1"), log_losses(out / "rs2"));
+    EXPECT_NE(log_losses(out / "rs1"), log_losses(out / "run"));
+    EXPECT_EQ(slurp((out / "rs1" / "checkpoint-000002" / "params_model_3_ptm.npz").string()),
+              slurp((out / "rs2" / "checkpoint-000002" / "params_model_3_ptm.npz").string()));
+    EXPECT_NE(slurp((out / "rs1" / "training_log.jsonl").string()).find("\"crop\": ["), std::string::npos);
+    // An example without raw features cannot be resampled.
+    r = run("train --params " + kSmall + "/params.npz --examples " + kSmall + "/loss_cases.h5 --resample --out-dir " +
+            (out / "bad").string());
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("loss_cases.h5: no raw/ features"), std::string::npos) << r.out;
     // Bad input: a chain the file lacks, a range past the SEQRES.
     r = run("training-example --mmcif " + real + "/2q2k.cif --chain Z -o " + (out / "bad.h5").string());
     EXPECT_NE(r.rc, 0);
