@@ -263,6 +263,9 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
             "crop-size", po::value<int64_t>(&o.crop_size)->default_value(0),
             "a random contiguous crop of this many residues per update (AF2: 256; 0 = the whole example)")(
             "seed", po::value<uint64_t>(&o.seed)->default_value(0), "the updates' crops and samples")(
+            "sample-recycles", po::bool_switch(&o.sample_recycles),
+            "run 1..R iterations per update, drawn uniformly (R: the example's; AF2's training), the gradient "
+            "through the last")(
             "structure-module-layers", po::value<int>(&o.structure_module_layers)->default_value(8),
             "structure-module iterations (AF2: 8)")(
             "threads", po::value<int>(&o.threads)->default_value(0), "CPU threads (0 = all)");

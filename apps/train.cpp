@@ -102,7 +102,7 @@ int train_main(const TrainOptions& o) {
     std::vector<TrainingExample> examples;
     for (const std::string& p : o.examples) examples.push_back(load_training_example(p));
     // --resample / --crop-size: each update samples its crop, MSA and masking anew from the raw features.
-    const bool sampling = o.resample || o.crop_size > 0;
+    const bool sampling = o.resample || o.crop_size > 0 || o.sample_recycles;
     AXF_CHECK(o.crop_size >= 0, "train: --crop-size %lld, expected >= 0", (long long)o.crop_size);
     std::vector<io::TrainingSource> sources;
     if (sampling)
@@ -129,6 +129,7 @@ int train_main(const TrainOptions& o) {
         const FeatureDict* batch = &ex.batch;
         io::TrainingSample sample;
         int64_t crop_begin = 0, crop_end = 0;
+        int iterations = 0;
         if (sampling) {
             const io::TrainingSource& src = sources[pick];
             const int64_t N = src.raw.num_res(), n = o.crop_size > 0 ? std::min(o.crop_size, N) : N;
@@ -137,6 +138,11 @@ int train_main(const TrainOptions& o) {
             crop_end = crop_begin + n;
             io::TransformConfig cfg = src.config;
             cfg.seed = o.resample ? update_seed(seed, 0, 0) : o.seed;
+            // AF2 draws the number of iterations per update, the same for every replica (1..the example's).
+            if (o.sample_recycles)
+                cfg.num_iterations = 1 + static_cast<int>(update_seed(o.seed, s, -1) %
+                                                          static_cast<uint64_t>(src.config.num_iterations));
+            iterations = cfg.num_iterations;
             sample = io::make_training_sample(io::crop_raw_features(src.raw, crop_begin, n),
                                               io::crop_ground_truth(src.ground_truth, N, crop_begin, n), cfg);
             features = &sample.features;
@@ -165,7 +171,7 @@ int train_main(const TrainOptions& o) {
                 rec << (i ? ", " : "") << io::json_string(names[i]) << ": "
                     << io::json_number(losses.data<double>()[i + 1], names[i].c_str());
             rec << "}, \"example\": " << io::json_string(fs::path(ex.path).filename().string());
-            if (sampling) rec << ", \"crop\": [" << crop_begin << ", " << crop_end << "]";
+            if (sampling) rec << ", \"crop\": [" << crop_begin << ", " << crop_end << "], \"iterations\": " << iterations;
             rec << "}";
             log += rec.str() + "\n";
             io::write_file_atomic(log_path, log);

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "io/hdf5_file.h"
@@ -471,6 +472,16 @@ TEST(Cli, TrainingExampleFromMmcifTrains) {
     EXPECT_EQ(slurp((out / "rs1" / "checkpoint-000002" / "params_model_3_ptm.npz").string()),
               slurp((out / "rs2" / "checkpoint-000002" / "params_model_3_ptm.npz").string()));
     EXPECT_NE(slurp((out / "rs1" / "training_log.jsonl").string()).find("\"crop\": ["), std::string::npos);
+    // AF2's sampled iteration count: 1 or 2 of the example's 2, drawn per update (both occur for seed 5).
+    r = run(train + "--steps 4 --sample-recycles --seed 5 --out-dir " + (out / "recycles").string());
+    ASSERT_EQ(r.rc, 0) << r.out;
+    {
+        std::set<int> seen;
+        std::istringstream in(slurp((out / "recycles" / "training_log.jsonl").string()));
+        for (std::string line; std::getline(in, line);)
+            seen.insert(std::stoi(line.substr(line.find("\"iterations\": ") + 14)));
+        EXPECT_EQ(seen, (std::set<int>{1, 2}));
+    }
     // An example without raw features cannot be resampled.
     r = run("train --params " + kSmall + "/params.npz --examples " + kSmall + "/loss_cases.h5 --resample --out-dir " +
             (out / "bad").string());
