@@ -263,6 +263,8 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
             "crop-size", po::value<int64_t>(&o.crop_size)->default_value(0),
             "a random contiguous crop of this many residues per update (AF2: 256; 0 = the whole example)")(
             "seed", po::value<uint64_t>(&o.seed)->default_value(0), "the updates' crops and samples")(
+            "ema-decay", po::value<double>(&o.ema_decay)->default_value(0.999),
+            "decay of the parameters' moving average, written as params_<model>_ema.npz (AF2: 0.999; 0 = none)")(
             "sample-recycles", po::bool_switch(&o.sample_recycles),
             "run 1..R iterations per update, drawn uniformly (R: the example's; AF2's training), the gradient "
             "through the last")(

@@ -32,12 +32,13 @@ std::string checkpoint_name(int64_t step, bool temporary = false) {
 // The trained parameters (AF2's .npz layout) and the optimizer's state, written under a temporary name and
 // renamed as one directory, so a checkpoint is either complete or absent.
 void save_checkpoint(const std::string& out_dir, const std::string& model_name, const ParamStore& params,
-                     const Adam& adam, const TrainOptions& o) {
+                     const ParamStore* ema, const Adam& adam, const TrainOptions& o) {
     const fs::path dir = fs::path(out_dir) / checkpoint_name(adam.step());
     const fs::path tmp = fs::path(out_dir) / checkpoint_name(adam.step(), true);
     fs::remove_all(tmp);
     fs::create_directories(tmp);
     params.save_npz((tmp / ("params_" + model_name + ".npz")).string());
+    if (ema) ema->save_npz((tmp / ("params_" + model_name + "_ema.npz")).string());
     io::Hdf5Writer w((tmp / "optimizer.h5").string());
     adam.save(w, "optimizer");
     w.write_string_attr("/", "model_name", model_name);
@@ -89,6 +90,24 @@ int train_main(const TrainOptions& o) {
               "train: %s uses templates, whose backward is not written yet; train model_3, model_4 or model_5",
               o.model_name.c_str());
     ModelWeights params = model.weights();
+    // The moving average: a second parameter store (the checkpoint's, when resuming one that has it; else a
+    // copy of the starting parameters).
+    AXF_CHECK(o.ema_decay >= 0 && o.ema_decay < 1, "train: --ema-decay %g, expected in [0, 1)", o.ema_decay);
+    std::shared_ptr<ParamStore> ema_store;
+    std::unique_ptr<Model> ema_model;
+    ModelWeights ema;
+    if (o.ema_decay > 0) {
+        const std::string resumed =
+            o.resume.empty() ? "" : (fs::path(o.resume) / ("params_" + o.model_name + "_ema.npz")).string();
+        if (!resumed.empty() && io::file_exists(resumed)) {
+            ema_store = std::make_shared<ParamStore>(ParamStore::load(resumed));
+        } else {
+            ema_store = std::make_shared<ParamStore>();
+            for (const std::string& k : store->keys()) ema_store->insert(k, store->get(k).clone());
+        }
+        ema_model = std::make_unique<Model>(Model::from_store(ema_store, o.model_name, o.structure_module_layers));
+        ema = ema_model->weights();
+    }
     AdamConfig ac;
     ac.learning_rate = o.learning_rate;
     ac.warmup_steps = o.warmup_steps;
@@ -159,6 +178,7 @@ int train_main(const TrainOptions& o) {
         groups.replicas->all_reduce_sum(losses)->wait();
         for (int64_t i = 0; i < losses.numel(); ++i) losses.data<double>()[i] /= R;
         const AdamStats st = adam.update(params, step.grads);
+        if (ema_model) update_moving_average(ema, params, o.ema_decay);
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         if (lead) {
             std::ostringstream rec;
@@ -180,7 +200,7 @@ int train_main(const TrainOptions& o) {
                          st.learning_rate, secs);
         }
         if (lead && ((o.save_every > 0 && s % o.save_every == 0) || s == o.steps))
-            save_checkpoint(o.out_dir, o.model_name, *store, adam, o);
+            save_checkpoint(o.out_dir, o.model_name, *store, ema_store.get(), adam, o);
     }
     world.barrier();
     if (lead)

@@ -65,6 +65,23 @@ void average_over_replicas(ModelWeights& grads, Comm& comm) {
     }
 }
 
+void update_moving_average(ModelWeights& ema, const ModelWeights& params, double decay) {
+    AXF_CHECK(decay >= 0 && decay < 1, "moving average: decay %g outside [0, 1)", decay);
+    const auto es = tensors_of(ema), ps = tensors_of(params);
+    AXF_CHECK(es.size() == ps.size(), "moving average: %zu tensors for %zu parameters", es.size(), ps.size());
+    for (size_t i = 0; i < es.size(); ++i) {
+        AXF_CHECK(es[i].first == ps[i].first && es[i].second.shape() == ps[i].second.shape(),
+                  "moving average: tensor %zu is %s %s, the parameter %s %s", i, es[i].first.c_str(),
+                  es[i].second.desc().c_str(), ps[i].first.c_str(), ps[i].second.desc().c_str());
+        check_host_f32(es[i].second, es[i].first, "moving average");
+        check_host_f32(ps[i].second, ps[i].first, "moving average");
+        float* e = es[i].second.f32();
+        const float* p = ps[i].second.f32();
+        for (int64_t k = 0; k < es[i].second.numel(); ++k)
+            e[k] = static_cast<float>(decay * e[k] + (1 - decay) * p[k]);
+    }
+}
+
 Adam::Adam(const AdamConfig& config, const ModelWeights& params) : config_(config) {
     for (const auto& [name, t] : tensors_of(params)) {
         check_host_f32(t, name, "Adam");

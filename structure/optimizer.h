@@ -38,6 +38,11 @@ double global_norm(const ModelWeights& grads);
 // in place; one all-reduce of every tensor packed together.
 void average_over_replicas(ModelWeights& grads, Comm& comm);
 
+// The parameters' exponential moving average (AF2 evaluates its trained model with one of decay 0.999):
+// ema = decay * ema + (1 - decay) * params for every tensor, in place; started from the initial parameters
+// (no bias correction).
+void update_moving_average(ModelWeights& ema, const ModelWeights& params, double decay);
+
 struct AdamStats {
     int64_t step = 0;             // the update just applied (1-based)
     double learning_rate = 0;     // lr(step)

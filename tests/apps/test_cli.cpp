@@ -383,6 +383,11 @@ TEST(Cli, TrainResumesExactlyAndPredictReadsItsCheckpoint) {
     ASSERT_EQ(r.rc, 0) << r.out;
     EXPECT_EQ(slurp((a / "checkpoint-000002" / "params_model_3_ptm.npz").string()),
               slurp((b / "checkpoint-000002" / "params_model_3_ptm.npz").string()));
+    // The moving average resumes exactly too, and lags the parameters.
+    const std::string ema_a = slurp((a / "checkpoint-000002" / "params_model_3_ptm_ema.npz").string());
+    EXPECT_FALSE(ema_a.empty());
+    EXPECT_EQ(ema_a, slurp((b / "checkpoint-000002" / "params_model_3_ptm_ema.npz").string()));
+    EXPECT_NE(ema_a, slurp((a / "checkpoint-000002" / "params_model_3_ptm.npz").string()));
     // The log keeps the first run's record; the losses agree; the loss fell.
     const std::string la = slurp((a / "training_log.jsonl").string()), lb = slurp((b / "training_log.jsonl").string());
     auto losses = [](const std::string& log) {

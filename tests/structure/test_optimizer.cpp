@@ -169,3 +169,24 @@ TEST(Optimizer, UpdatesLowerTheLoss) {
     EXPECT_LT(losses.back(), losses.front());
     for (size_t s = 1; s < losses.size(); ++s) EXPECT_LT(losses[s], losses[s - 1] + 1e-3 * std::fabs(losses[0])) << s;
 }
+
+// The moving average: ema = d ema + (1 - d) p for every tensor, in place.
+TEST(Optimizer, MovingAverage) {
+    auto s1 = small_store(), s2 = small_store();
+    ModelWeights ema = Model::from_store(s1, "model_3_ptm", 2).weights(), params = Model::from_store(s2, "model_3_ptm", 2).weights();
+    std::mt19937 rng(9);
+    const ModelWeights step = random_grads(params, rng, 1.f);
+    const std::vector<Tensor> e = tensors(ema), p = tensors(params), d = tensors(step);
+    std::vector<std::vector<float>> e0;
+    for (size_t k = 0; k < p.size(); ++k) {
+        add(p[k], d[k]);  // the parameters moved away from the average
+        e0.emplace_back(e[k].f32(), e[k].f32() + e[k].numel());
+    }
+    update_moving_average(ema, params, 0.9);
+    double worst = 0;
+    for (size_t k = 0; k < p.size(); ++k)
+        for (int64_t i = 0; i < p[k].numel(); ++i)
+            worst = std::max(worst, std::fabs(e[k].f32()[i] - (0.9 * e0[k][i] + 0.1 * p[k].f32()[i])));
+    EXPECT_LE(worst, 1e-6);
+    EXPECT_THROW(update_moving_average(ema, params, 1.0), Error);
+}
