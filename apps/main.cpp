@@ -256,7 +256,11 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
             "ranks per example (DAP); the launcher's ranks / this = data-parallel replicas")(
             "save-every", po::value<int64_t>(&o.save_every)->default_value(0),
             "also checkpoint every this many updates (the last update always)")(
-            "resume", po::value<std::string>(&o.resume), "a checkpoint directory to continue from")(
+            "resume", po::value<std::string>(&o.resume),
+            "a checkpoint directory to continue from (with the run's own settings)")(
+            "overwrite", po::bool_switch(&o.overwrite), "replace another run's checkpoints and log in --out-dir")(
+            "allow-changed-settings", po::bool_switch(&o.allow_changed_settings),
+            "resume although learning rate, examples, ranks, seed or sampling differ from the checkpoint's")(
             "resample", po::bool_switch(&o.resample),
             "sample the MSA clusters, extra rows and masking anew for every update (AF2 training; needs examples "
             "made by training-example)")(

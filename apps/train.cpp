@@ -1,6 +1,9 @@
 // axfold train: updates AlphaFold2 parameters on training examples (structure/training.h) with Adam
 // (structure/optimizer.h), data parallel x DAP under an MPI launcher, and writes checkpoints that
 // `axfold predict` reads.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -29,23 +32,87 @@ std::string checkpoint_name(int64_t step, bool temporary = false) {
     return buf;
 }
 
-// The trained parameters (AF2's .npz layout) and the optimizer's state, written under a temporary name and
-// renamed as one directory, so a checkpoint is either complete or absent.
+// The update number of a checkpoint directory's name, -1 for anything else.
+int64_t checkpoint_step(const fs::path& p) {
+    long long step = -1;
+    char tail = 0;
+    return std::sscanf(p.filename().c_str(), "checkpoint-%lld%c", &step, &tail) == 1 ? step : -1;
+}
+
+// fsync of a file or directory, so a rename that follows survives a crash with its content.
+void sync_path(const fs::path& p) {
+    const int fd = ::open(p.c_str(), O_RDONLY);
+    AXF_CHECK(fd >= 0, "train: cannot open %s to flush it to disk", p.c_str());
+    const int rc = ::fsync(fd);
+    ::close(fd);
+    AXF_CHECK(rc == 0, "train: fsync of %s failed", p.c_str());
+}
+
+// The settings a resumed run must share with the run it continues (they decide every update's example,
+// sample and step size); written into optimizer.h5.
+std::vector<std::pair<std::string, std::string>> run_settings(const TrainOptions& o, int ranks) {
+    std::string examples;
+    for (const std::string& e : o.examples) {
+        if (!examples.empty()) examples.append(1, ' ');
+        examples.append(fs::path(e).filename().string());
+    }
+    return {{"model_name", o.model_name},
+            {"examples", examples},
+            {"learning_rate", io::json_number(o.learning_rate, "learning rate")},
+            {"warmup_steps", std::to_string(o.warmup_steps)},
+            {"clip_norm", io::json_number(o.clip_norm, "clip norm")},
+            {"ema_decay", io::json_number(o.ema_decay, "ema decay")},
+            {"ranks", std::to_string(ranks)},
+            {"dap", std::to_string(o.dap)},
+            {"seed", std::to_string(o.seed)},
+            {"resample", o.resample ? "1" : "0"},
+            {"crop_size", std::to_string(o.crop_size)},
+            {"sample_recycles", o.sample_recycles ? "1" : "0"},
+            {"structure_module_layers", std::to_string(o.structure_module_layers)}};
+}
+
+// The trained parameters (AF2's .npz layout), their moving average and the optimizer's state with the run's
+// settings, written under a temporary name, flushed to disk and renamed as one directory: a checkpoint is
+// complete or absent, also after a crash of the machine.
 void save_checkpoint(const std::string& out_dir, const std::string& model_name, const ParamStore& params,
-                     const ParamStore* ema, const Adam& adam, const TrainOptions& o) {
+                     const ParamStore* ema, const Adam& adam, const TrainOptions& o, int ranks) {
     const fs::path dir = fs::path(out_dir) / checkpoint_name(adam.step());
     const fs::path tmp = fs::path(out_dir) / checkpoint_name(adam.step(), true);
     fs::remove_all(tmp);
     fs::create_directories(tmp);
     params.save_npz((tmp / ("params_" + model_name + ".npz")).string());
     if (ema) ema->save_npz((tmp / ("params_" + model_name + "_ema.npz")).string());
-    io::Hdf5Writer w((tmp / "optimizer.h5").string());
-    adam.save(w, "optimizer");
-    w.write_string_attr("/", "model_name", model_name);
-    w.write_string_attr("/", "params", o.params);
-    w.commit();
-    fs::remove_all(dir);
+    {
+        io::Hdf5Writer w((tmp / "optimizer.h5").string());
+        adam.save(w, "optimizer");
+        for (const auto& [k, v] : run_settings(o, ranks)) w.write_string_attr("/", k, v);
+        w.commit();
+    }
+    sync_path(tmp / "optimizer.h5");
+    sync_path(tmp);
+    // An existing checkpoint of this update (a rerun) is moved aside first, so one always exists.
+    std::string aside = checkpoint_name(adam.step());
+    aside.insert(0, 1, '.').append(".old");
+    const fs::path old = fs::path(out_dir) / aside;
+    fs::remove_all(old);
+    if (fs::exists(dir)) fs::rename(dir, old);
     fs::rename(tmp, dir);
+    sync_path(out_dir);
+    fs::remove_all(old);
+}
+
+// The records of training_log.jsonl from before `first_step` (a resumed run keeps its history; a record cut
+// short by a crash is dropped).
+std::string log_before(const std::string& path, int64_t first_step) {
+    std::ifstream in(path);
+    std::string line, kept;
+    while (std::getline(in, line)) {
+        long long step = 0;
+        if (!line.empty() && line.back() == '}' && std::sscanf(line.c_str(), "{\"step\": %lld", &step) == 1 &&
+            step < first_step)
+            kept += line + "\n";
+    }
+    return kept;
 }
 
 // The random stream of one update and replica (splitmix64 of the run's seed, the update and the replica): the
@@ -57,17 +124,6 @@ uint64_t update_seed(uint64_t seed, int64_t step, int replica) {
     return z ^ (z >> 31);
 }
 
-// The records of training_log.jsonl from before `first_step` (a resumed run keeps its history).
-std::string log_before(const std::string& path, int64_t first_step) {
-    std::ifstream in(path);
-    std::string line, kept;
-    while (std::getline(in, line)) {
-        long long step = 0;
-        if (std::sscanf(line.c_str(), "{\"step\": %lld", &step) == 1 && step < first_step) kept += line + "\n";
-    }
-    return kept;
-}
-
 }  // namespace
 
 int train_main(const TrainOptions& o) {
@@ -76,13 +132,39 @@ int train_main(const TrainOptions& o) {
     AXF_CHECK(!o.examples.empty(), "train: no --examples");
     AXF_CHECK(o.steps >= 1, "train: --steps %lld, expected >= 1", (long long)o.steps);
     AXF_CHECK(o.save_every >= 0, "train: --save-every %lld, expected >= 0", (long long)o.save_every);
+    AXF_CHECK(o.learning_rate > 0 && o.warmup_steps >= 0 && o.clip_norm >= 0 && o.crop_size >= 0,
+              "train: --learning-rate %g (> 0), --warmup-steps %lld (>= 0), --clip-norm %g (>= 0), --crop-size %lld "
+              "(>= 0)",
+              o.learning_rate, (long long)o.warmup_steps, o.clip_norm, (long long)o.crop_size);
+    AXF_CHECK(o.ema_decay >= 0 && o.ema_decay < 1, "train: --ema-decay %g, expected in [0, 1)", o.ema_decay);
     TrainingGroups groups = split_training_groups(world, o.dap);
     const bool lead = world.rank() == 0;
 
+    // The output directory: a fresh run refuses one that holds another run's results (unless --overwrite); a
+    // resumed run drops the checkpoints after the one it continues from (an abandoned continuation).
+    const int64_t resumed_step = o.resume.empty() ? 0 : checkpoint_step(fs::path(o.resume));
+    AXF_CHECK(o.resume.empty() || resumed_step >= 0, "train: --resume %s is not a checkpoint-<update> directory",
+              o.resume.c_str());
+    if (lead && fs::exists(o.out_dir)) {
+        std::vector<fs::path> stale;
+        for (const auto& e : fs::directory_iterator(o.out_dir)) {
+            const std::string name = e.path().filename().string();
+            const int64_t step = checkpoint_step(e.path());
+            const bool ours = step >= 0 || name == "training_log.jsonl" || name.rfind(".checkpoint-", 0) == 0;
+            if (!ours) continue;
+            if (!o.resume.empty() && (step >= 0 ? step <= resumed_step : name == "training_log.jsonl")) continue;
+            AXF_CHECK(o.overwrite || !o.resume.empty() || name.rfind(".checkpoint-", 0) == 0,
+                      "train: %s already holds a run (%s); continue it with --resume, or replace it with --overwrite",
+                      o.out_dir.c_str(), name.c_str());
+            stale.push_back(e.path());
+        }
+        for (const fs::path& p : stale) fs::remove_all(p);
+    }
+    world.barrier();
+
     // Parameters: the resumed checkpoint's, else --params.
     std::string params_path = o.params;
-    if (!o.resume.empty())
-        params_path = (fs::path(o.resume) / ("params_" + o.model_name + ".npz")).string();
+    if (!o.resume.empty()) params_path = (fs::path(o.resume) / ("params_" + o.model_name + ".npz")).string();
     AXF_CHECK(io::file_exists(params_path), "train: parameters %s not found", params_path.c_str());
     auto store = std::make_shared<ParamStore>(ParamStore::load(params_path));
     const Model model = Model::from_store(store, o.model_name, o.structure_module_layers);
@@ -90,9 +172,8 @@ int train_main(const TrainOptions& o) {
               "train: %s uses templates, whose backward is not written yet; train model_3, model_4 or model_5",
               o.model_name.c_str());
     ModelWeights params = model.weights();
-    // The moving average: a second parameter store (the checkpoint's, when resuming one that has it; else a
-    // copy of the starting parameters).
-    AXF_CHECK(o.ema_decay >= 0 && o.ema_decay < 1, "train: --ema-decay %g, expected in [0, 1)", o.ema_decay);
+    // The moving average: a second parameter store (the checkpoint's, when resuming; else a copy of the
+    // starting parameters).
     std::shared_ptr<ParamStore> ema_store;
     std::unique_ptr<Model> ema_model;
     ModelWeights ema;
@@ -113,62 +194,86 @@ int train_main(const TrainOptions& o) {
     ac.warmup_steps = o.warmup_steps;
     ac.clip_norm = o.clip_norm;
     Adam adam(ac, params);
-    if (!o.resume.empty()) adam.load(io::Hdf5File((fs::path(o.resume) / "optimizer.h5").string()), "optimizer");
+    if (!o.resume.empty()) {
+        const io::Hdf5File state((fs::path(o.resume) / "optimizer.h5").string());
+        adam.load(state, "optimizer");
+        // The settings that decide the updates must be the run's own, unless asked otherwise.
+        std::string changed;
+        for (const auto& [k, v] : run_settings(o, world.size())) {
+            const std::string was = state.has_attr("/", k) ? state.read_string_attr("/", k) : "(not recorded)";
+            if (was != v) changed += strfmt("\n  %s: %s, now %s", k.c_str(), was.c_str(), v.c_str());
+        }
+        AXF_CHECK(changed.empty() || o.allow_changed_settings,
+                  "train: %s was trained with other settings (give --allow-changed-settings to continue anyway):%s",
+                  o.resume.c_str(), changed.c_str());
+        AXF_CHECK(adam.step() == resumed_step, "train: %s holds the state of update %lld", o.resume.c_str(),
+                  (long long)adam.step());
+    }
     AXF_CHECK(adam.step() < o.steps, "train: the checkpoint is at update %lld, --steps %lld asks for no more",
               (long long)adam.step(), (long long)o.steps);
 
-    // Every rank checks every example up front, so bad input ends the job before any compute.
-    std::vector<TrainingExample> examples;
-    for (const std::string& p : o.examples) examples.push_back(load_training_example(p));
-    // --resample / --crop-size: each update samples its crop, MSA and masking anew from the raw features.
+    // Every example is checked up front, so bad input ends the job before any compute; then each update reads
+    // the one it takes (a rank does not hold every example).
     const bool sampling = o.resample || o.crop_size > 0 || o.sample_recycles;
-    AXF_CHECK(o.crop_size >= 0, "train: --crop-size %lld, expected >= 0", (long long)o.crop_size);
-    std::vector<io::TrainingSource> sources;
-    if (sampling)
-        for (const std::string& p : o.examples) sources.push_back(io::read_training_source(p));
+    for (const std::string& p : o.examples) {
+        validate_training_example(load_training_example(p), model.config());
+        if (sampling) io::read_training_source(p);
+    }
     fs::create_directories(o.out_dir);
     const std::string log_path = (fs::path(o.out_dir) / "training_log.jsonl").string();
-    std::string log = lead ? log_before(log_path, adam.step() + 1) : "";
-    if (lead)
+    FILE* log = nullptr;
+    if (lead) {
+        io::write_file_atomic(log_path, log_before(log_path, adam.step() + 1));
+        log = std::fopen(log_path.c_str(), "a");
+        AXF_CHECK(log != nullptr, "train: cannot append to %s", log_path.c_str());
         std::fprintf(stderr,
                      "train: %s, %zu examples, %d ranks = %d replicas x DAP %d, updates %lld..%lld, lr %g "
                      "(warm-up %lld), clip %g, %d threads\n",
-                     o.model_name.c_str(), examples.size(), world.size(), groups.num_replicas, o.dap,
+                     o.model_name.c_str(), o.examples.size(), world.size(), groups.num_replicas, o.dap,
                      (long long)adam.step() + 1, (long long)o.steps, o.learning_rate, (long long)o.warmup_steps,
                      o.clip_norm, num_threads());
+    }
 
     Context ctx;
     const int R = groups.num_replicas;
     for (int64_t s = adam.step() + 1; s <= o.steps; ++s) {
         const auto t0 = std::chrono::steady_clock::now();
         // Replica q takes example ((s - 1) R + q) mod n: every example in turn, each update a different set.
-        const size_t pick = static_cast<size_t>(((s - 1) * R + groups.replica) % static_cast<int64_t>(examples.size()));
-        const TrainingExample& ex = examples[pick];
-        const FeatureDict* features = &ex.features;
-        const FeatureDict* batch = &ex.batch;
-        io::TrainingSample sample;
+        const size_t pick = static_cast<size_t>(((s - 1) * R + groups.replica) % static_cast<int64_t>(o.examples.size()));
+        const std::string& path = o.examples[pick];
+        TrainingExample ex;
         int64_t crop_begin = 0, crop_end = 0;
         int iterations = 0;
-        if (sampling) {
-            const io::TrainingSource& src = sources[pick];
-            const int64_t N = src.raw.num_res(), n = o.crop_size > 0 ? std::min(o.crop_size, N) : N;
-            const uint64_t seed = update_seed(o.seed, s, groups.replica);
-            crop_begin = n < N ? static_cast<int64_t>(seed % static_cast<uint64_t>(N - n + 1)) : 0;
-            crop_end = crop_begin + n;
-            io::TransformConfig cfg = src.config;
-            cfg.seed = o.resample ? update_seed(seed, 0, 0) : o.seed;
-            // AF2 draws the number of iterations per update, the same for every replica (1..the example's).
-            if (o.sample_recycles)
-                cfg.num_iterations = 1 + static_cast<int>(update_seed(o.seed, s, -1) %
-                                                          static_cast<uint64_t>(src.config.num_iterations));
-            iterations = cfg.num_iterations;
-            sample = io::make_training_sample(io::crop_raw_features(src.raw, crop_begin, n),
-                                              io::crop_ground_truth(src.ground_truth, N, crop_begin, n), cfg);
-            features = &sample.features;
-            batch = &sample.batch;
+        TrainingStep step;
+        try {
+            if (sampling) {
+                const io::TrainingSource src = io::read_training_source(path);
+                const int64_t N = src.raw.num_res(), n = o.crop_size > 0 ? std::min(o.crop_size, N) : N;
+                const uint64_t seed = update_seed(o.seed, s, groups.replica);
+                crop_begin = n < N ? static_cast<int64_t>(seed % static_cast<uint64_t>(N - n + 1)) : 0;
+                crop_end = crop_begin + n;
+                io::TransformConfig cfg = src.config;  // its own seed, unless resampling
+                if (o.resample) cfg.seed = update_seed(seed, 0, 0);
+                // AF2 draws the number of iterations per update, the same for every replica (1..the example's).
+                if (o.sample_recycles)
+                    cfg.num_iterations = 1 + static_cast<int>(update_seed(o.seed, s, -1) %
+                                                              static_cast<uint64_t>(src.config.num_iterations));
+                iterations = cfg.num_iterations;
+                io::TrainingSample sample = io::make_training_sample(
+                    io::crop_raw_features(src.raw, crop_begin, n), io::crop_ground_truth(src.ground_truth, N, crop_begin, n),
+                    cfg);
+                ex.path = path;
+                ex.features = std::move(sample.features);
+                ex.batch = std::move(sample.batch);
+            } else {
+                ex = load_training_example(path);
+            }
+            step = training_step(model, ex.features, ex.batch, LossConfig{}, ctx, nullptr, groups.dap.get());
+        } catch (const Error& e) {
+            throw Error(strfmt("%s (update %lld): %s", path.c_str(), (long long)s, e.what()));
         }
-        TrainingStep step = training_step(model, *features, *batch, LossConfig{}, ctx, nullptr, groups.dap.get());
         average_over_replicas(step.grads, *groups.replicas);
+        broadcast_gradients(step.grads, *groups.dap);  // one update on every rank of a DAP group
         // The losses averaged over replicas, for the log.
         std::vector<std::string> names;
         for (const auto& [n, v] : step.loss.terms) names.push_back(n);
@@ -181,6 +286,7 @@ int train_main(const TrainOptions& o) {
         if (ema_model) update_moving_average(ema, params, o.ema_decay);
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         if (lead) {
+            // loss and terms: the replicas' mean; example, crop and iterations: replica 0's.
             std::ostringstream rec;
             rec << "{\"step\": " << st.step << ", \"loss\": " << io::json_number(losses.data<double>()[0], "loss")
                 << ", \"learning_rate\": " << io::json_number(st.learning_rate, "learning rate")
@@ -190,18 +296,23 @@ int train_main(const TrainOptions& o) {
             for (size_t i = 0; i < names.size(); ++i)
                 rec << (i ? ", " : "") << io::json_string(names[i]) << ": "
                     << io::json_number(losses.data<double>()[i + 1], names[i].c_str());
-            rec << "}, \"example\": " << io::json_string(fs::path(ex.path).filename().string());
+            rec << "}, \"example\": " << io::json_string(fs::path(path).filename().string());
             if (sampling) rec << ", \"crop\": [" << crop_begin << ", " << crop_end << "], \"iterations\": " << iterations;
-            rec << "}";
-            log += rec.str() + "\n";
-            io::write_file_atomic(log_path, log);
+            rec << "}\n";
+            // One line appended and flushed to disk per update (a crash loses at most the line being written,
+            // which a resume drops).
+            const std::string line = rec.str();
+            AXF_CHECK(std::fwrite(line.data(), 1, line.size(), log) == line.size() && std::fflush(log) == 0 &&
+                          ::fsync(::fileno(log)) == 0,
+                      "train: writing %s failed", log_path.c_str());
             std::fprintf(stderr, "update %lld: loss %.4f, |g| %.4g%s, lr %.3g, %.2f s\n", (long long)st.step,
                          losses.data<double>()[0], st.grad_norm, st.clip_scale < 1 ? " (clipped)" : "",
                          st.learning_rate, secs);
         }
         if (lead && ((o.save_every > 0 && s % o.save_every == 0) || s == o.steps))
-            save_checkpoint(o.out_dir, o.model_name, *store, ema_store.get(), adam, o);
+            save_checkpoint(o.out_dir, o.model_name, *store, ema_store.get(), adam, o, world.size());
     }
+    if (log) std::fclose(log);
     world.barrier();
     if (lead)
         std::printf("trained %s to update %lld: %s\n", o.model_name.c_str(), (long long)o.steps,

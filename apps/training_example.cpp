@@ -10,6 +10,7 @@
 #include "io/msa.h"
 #include "io/training_sample.h"
 #include "structure/ground_truth.h"
+#include "structure/residue_constants.h"
 
 namespace axfold::apps {
 
@@ -23,6 +24,9 @@ int training_example_main(const TrainingExampleOptions& o) {
         char tail = 0;
         AXF_CHECK(std::sscanf(o.residues.c_str(), "%lld:%lld%c", &a, &b, &tail) == 2,
                   "--residues '%s': expected BEGIN:END (0-based SEQRES positions, END exclusive)", o.residues.c_str());
+        AXF_CHECK(a >= 0 && a < b && b <= L,
+                  "--residues %s: expected 0 <= BEGIN < END <= %lld (the %s chain %s SEQRES length)",
+                  o.residues.c_str(), (long long)L, o.mmcif.c_str(), o.chain.c_str());
         begin = a;
         end = b;
     }
@@ -61,7 +65,7 @@ int training_example_main(const TrainingExampleOptions& o) {
     w.write_string_attr("/", "model_name", o.model_name);
     w.commit();
     int resolved = 0;
-    for (int64_t i = 0; i < end - begin; ++i) resolved += crop.all_atom_mask.f32()[i * 37 + 1] > 0;
+    for (int64_t i = 0; i < end - begin; ++i) resolved += crop.all_atom_mask.f32()[i * rc::kAtom37 + rc::kAtomCA] > 0;
     std::printf("axfold training-example: wrote %s: %s chain %s residues %lld:%lld (%s), %d with a CA, "
                 "resolution %.2f A, %lld MSA rows\n",
                 o.out.c_str(), o.mmcif.c_str(), o.chain.c_str(), (long long)begin, (long long)end, crop.sequence.c_str(),

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -296,7 +297,8 @@ bool parse_double(std::string_view s, double& out) {
     }
     if (s.empty()) return false;
     const auto r = std::from_chars(s.data(), s.data() + s.size(), out);
-    return r.ec == std::errc() && r.ptr == s.data() + s.size();
+    // from_chars reads "nan" and "inf" too: a coordinate, occupancy or resolution must be finite.
+    return r.ec == std::errc() && r.ptr == s.data() + s.size() && std::isfinite(out);
 }
 
 const char* kWanted[] = {"atom_site", "entity_poly_seq", "entity_poly", "struct_asym",

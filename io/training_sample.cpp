@@ -72,6 +72,7 @@ void write_training_source(Hdf5Writer& out, const RawFeatures& raw, const Transf
     out.write("raw_config/max_extra_msa", scalar_i64(config.max_extra_msa));
     out.write("raw_config/num_iterations", scalar_i64(config.num_iterations));
     out.write("raw_config/pad_to_fixed_size", scalar_i64(config.pad_to_fixed_size ? 1 : 0));
+    out.write("raw_config/seed", scalar_i64(static_cast<int64_t>(config.seed)));
 }
 
 TrainingSource read_training_source(const std::string& path) {
@@ -99,6 +100,7 @@ TrainingSource read_training_source(const std::string& path) {
     s.config.max_extra_msa = setting("max_extra_msa");
     s.config.num_iterations = static_cast<int>(setting("num_iterations"));
     s.config.pad_to_fixed_size = setting("pad_to_fixed_size") != 0;
+    s.config.seed = static_cast<uint64_t>(setting("seed"));
     return s;
 }
 

@@ -32,7 +32,7 @@ struct TrainingSource {
     std::string path;
     RawFeatures raw;
     ProcessedFeatures ground_truth;  // batch/ less what make_training_sample derives from the features
-    TransformConfig config;          // the settings the example was made with (seed aside)
+    TransformConfig config;          // the settings the example was made with, its seed included
 };
 // Writes raw/ and raw_config/ into an example being written.
 void write_training_source(Hdf5Writer& out, const RawFeatures& raw, const TransformConfig& config);

@@ -62,6 +62,7 @@ int mpi_count(int64_t n, const char* what) {
 
 std::atomic<int> live_comms{0};
 bool we_initialised = false;
+int thread_level = MPI_THREAD_SINGLE;  // what MPI_Init_thread provided (or MPI_Query_thread found)
 
 struct Op {
     std::function<int(MPI_Request*)> start;  // issues the non-blocking call
@@ -90,15 +91,16 @@ private:
 
 class MpiComm final : public Comm {
 public:
-    MpiComm() : MpiComm(MPI_COMM_WORLD, -1, 0) {}
+    MpiComm() : MpiComm(MPI_COMM_WORLD, true) {}
 
-    // A duplicate of `parent` (color < 0) or the part of it with this color (MPI_Comm_split).
-    MpiComm(MPI_Comm parent, int color, int key) {
+    // A duplicate of `parent` (dup), or `parent` itself, adopted (a communicator split() made).
+    MpiComm(MPI_Comm parent, bool dup) {
         int inited = 0;
         MPI_Initialized(&inited);
         if (!inited) {
             int provided = 0;
             mpi_check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided), "MPI_Init_thread");
+            thread_level = provided;
             we_initialised = true;
             AXF_CHECK(provided >= MPI_THREAD_SERIALIZED,
                       "this MPI library provides thread level %d; axfold's communication thread needs at least "
@@ -106,10 +108,11 @@ public:
                       provided);
         }
         ++live_comms;
-        if (color < 0)
+        if (!we_initialised) MPI_Query_thread(&thread_level);
+        if (dup)
             mpi_check(MPI_Comm_dup(parent, &comm_), "MPI_Comm_dup");
         else
-            mpi_check(MPI_Comm_split(parent, color, key, &comm_), "MPI_Comm_split");
+            comm_ = parent;
         MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
         MPI_Comm_rank(comm_, &rank_);
         MPI_Comm_size(comm_, &size_);
@@ -194,11 +197,20 @@ public:
 
     std::unique_ptr<Comm> split(int color, int key) override {
         AXF_CHECK(color >= 0, "split: color %d, expected >= 0", color);
-        {
-            std::lock_guard<std::mutex> lock(mu_);
-            AXF_CHECK(queue_.empty(), "split: collectives are queued on this communicator");
-        }
-        return std::make_unique<MpiComm>(comm_, color, key);
+        // Two communicators mean two communication threads calling MPI at once.
+        AXF_CHECK(thread_level == MPI_THREAD_MULTIPLE,
+                  "split: this MPI library provides thread level %d, and a second communicator needs "
+                  "MPI_THREAD_MULTIPLE (an OpenMPI built with thread support)",
+                  thread_level);
+        // MPI_Comm_split runs on the communication thread, in order with the collectives started before it,
+        // so every rank issues them in the same order whatever is still in flight.
+        MPI_Comm c = comm_, part = MPI_COMM_NULL;
+        submit("split", {}, [c, color, key, &part](MPI_Request* q) {
+            *q = MPI_REQUEST_NULL;
+            return MPI_Comm_split(c, color, key, &part);
+        })->wait();
+        MPI_Comm_set_errhandler(part, MPI_ERRORS_RETURN);
+        return std::make_unique<MpiComm>(part, false);
     }
 
     void barrier() override {

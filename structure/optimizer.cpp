@@ -25,10 +25,11 @@ void check_host_f32(const Tensor& t, const std::string& name, const char* what) 
 
 double scheduled_learning_rate(const AdamConfig& c, int64_t step) {
     AXF_CHECK(step >= 1, "learning rate schedule: step %lld, expected >= 1", (long long)step);
-    double lr = c.learning_rate;
-    if (c.warmup_steps > 0 && step < c.warmup_steps) lr *= static_cast<double>(step) / c.warmup_steps;
-    if (c.decay_every > 0 && step > c.decay_after) lr *= std::pow(c.decay_factor, 1 + (step - c.decay_after - 1) / c.decay_every);
-    return lr;
+    const int64_t done = step - 1;  // updates before this one (OpenFold's scheduler step, optax's count)
+    if (c.warmup_steps > 0 && done <= c.warmup_steps) return c.learning_rate * static_cast<double>(done) / c.warmup_steps;
+    if (c.decay_every > 0 && done > c.decay_after)
+        return c.learning_rate * std::pow(c.decay_factor, (done - c.decay_after) / c.decay_every + 1);
+    return c.learning_rate;
 }
 
 double global_norm(const ModelWeights& grads) {
@@ -41,12 +42,12 @@ double global_norm(const ModelWeights& grads) {
     return std::sqrt(s);
 }
 
-void average_over_replicas(ModelWeights& grads, Comm& comm) {
-    if (comm.size() == 1) return;
+// Every gradient packed into one buffer, `collective` run on it, and scale * the result unpacked.
+template <class F> void packed_collective(ModelWeights& grads, const char* what, float scale, F&& collective) {
     const auto ts = tensors_of(grads);
     int64_t n = 0;
     for (const auto& [name, t] : ts) {
-        check_host_f32(t, name, "average_over_replicas");
+        check_host_f32(t, name, what);
         n += t.numel();
     }
     Tensor flat = Tensor::empty({n});
@@ -55,14 +56,24 @@ void average_over_replicas(ModelWeights& grads, Comm& comm) {
         std::copy(t.f32(), t.f32() + t.numel(), flat.f32() + off);
         off += t.numel();
     }
-    comm.all_reduce_sum(flat)->wait();
-    const float inv = 1.f / static_cast<float>(comm.size());
+    collective(flat);
     off = 0;
     for (const auto& [name, t] : ts) {
         float* p = t.f32();
-        for (int64_t i = 0; i < t.numel(); ++i) p[i] = flat.f32()[off + i] * inv;
+        for (int64_t i = 0; i < t.numel(); ++i) p[i] = flat.f32()[off + i] * scale;
         off += t.numel();
     }
+}
+
+void average_over_replicas(ModelWeights& grads, Comm& comm) {
+    if (comm.size() == 1) return;
+    packed_collective(grads, "average_over_replicas", 1.f / static_cast<float>(comm.size()),
+                      [&](const Tensor& flat) { comm.all_reduce_sum(flat)->wait(); });
+}
+
+void broadcast_gradients(ModelWeights& grads, Comm& comm, int root) {
+    if (comm.size() == 1) return;
+    packed_collective(grads, "broadcast_gradients", 1.f, [&](const Tensor& flat) { comm.broadcast(flat, root)->wait(); });
 }
 
 void update_moving_average(ModelWeights& ema, const ModelWeights& params, double decay) {

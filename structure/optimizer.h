@@ -1,13 +1,17 @@
-// The optimizer of training (AF2 supplement 1.11.3, OpenFold's defaults): Adam with a linear warm-up, a step
-// decay and gradient clipping by the global norm, over every parameter of a model; and the data-parallel
-// gradient average. Host tensors (float32), as training runs on the host (structure/training.h).
+// The optimizer of training (AF2 supplement 1.11.3; OpenFold's AlphaFoldLRScheduler): Adam with a linear
+// warm-up, a step decay and gradient clipping by the global norm, over every parameter of a model; and the
+// data-parallel gradient average. Host tensors (float32), as training runs on the host (structure/training.h).
 //
-// Schedule, for update s = 1, 2, ...: lr(s) = lr * min(1, s / warmup_steps) * decay_factor^k, where k = 0
-// up to decay_after updates and then grows by one every decay_every updates (k = 1 + (s - decay_after - 1) /
-// decay_every). Clipping: the gradient is scaled by min(1, clip_norm / |g|) with |g| its L2 norm over every
-// parameter, after the data-parallel average (as OpenFold clips the averaged gradient). Adam: m = b1 m +
-// (1 - b1) g, v = b2 v + (1 - b2) g^2, p -= lr(s) (m / (1 - b1^s)) / (sqrt(v / (1 - b2^s)) + eps), optax's
-// adam (eps outside the root).
+// Schedule, as OpenFold's scheduler computes it: with d = s - 1 updates done before update s, lr(s) =
+// lr * d / warmup_steps while d <= warmup_steps (the first update moves nothing but Adam's moments, as optax's
+// and OpenFold's warm-ups start from 0), lr * decay_factor^((d - decay_after) / decay_every + 1) once
+// d > decay_after, lr in between. Adam: m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2,
+// p -= lr(s) (m / (1 - b1^s)) / (sqrt(v / (1 - b2^s)) + eps), optax's adam (eps outside the root).
+//
+// Clipping: the gradient is clipped to clip_norm after the data-parallel average, as OpenFold does
+// (Lightning's gradient_clip_val acts on the averaged gradient). AF2's supplement gives the global-norm value
+// 0.1; if AF2 clips each example's gradient before averaging, the two differ when several replicas train
+// together (with one example per update they agree).
 #pragma once
 
 #include <string>
@@ -42,6 +46,11 @@ void average_over_replicas(ModelWeights& grads, Comm& comm);
 // ema = decay * ema + (1 - decay) * params for every tensor, in place; started from the initial parameters
 // (no bias correction).
 void update_moving_average(ModelWeights& ema, const ModelWeights& params, double decay);
+
+// Every rank of `comm` takes root's gradient (one packed broadcast): the ranks of a DAP group, which compute
+// the replicated modules' gradients each on their own, then apply identical updates whatever their thread
+// counts or reduction orders.
+void broadcast_gradients(ModelWeights& grads, Comm& comm, int root = 0);
 
 struct AdamStats {
     int64_t step = 0;             // the update just applied (1-based)

@@ -1,5 +1,7 @@
 #include "structure/training.h"
 
+#include <cmath>
+
 #include "evoformer/embedders.h"
 #include "evoformer/evoformer_dap.h"
 #include "evoformer/evoformer_stack.h"
@@ -55,6 +57,33 @@ TrainingExample load_training_example(const std::string& path) {
         if (!ex.batch.count(name)) missing += (missing.empty() ? "" : ", ") + name;
     AXF_CHECK(missing.empty(), "%s: the ground truth (batch/) lacks %s", path.c_str(), missing.c_str());
     return ex;
+}
+
+void validate_training_example(const TrainingExample& ex, const ModelConfig& config) {
+    validate_features(ex.features, config, ex.path + " (features/)");
+    const int64_t N = ex.features.at("aatype").size(1);
+    // Ground truth with a leading residue axis; the MSA targets [S, N].
+    static const char* const per_residue[] = {
+        "aatype", "all_atom_mask", "all_atom_positions", "atom14_alt_gt_exists", "atom14_alt_gt_positions",
+        "atom14_atom_exists", "atom14_atom_is_ambiguous", "atom14_gt_exists", "atom14_gt_positions",
+        "atom37_atom_exists", "backbone_rigid_mask", "backbone_rigid_tensor", "chi_angles_sin_cos", "chi_mask",
+        "pseudo_beta", "pseudo_beta_mask", "residue_index", "rigidgroups_alt_gt_frames", "rigidgroups_gt_exists",
+        "rigidgroups_gt_frames", "seq_mask"};
+    for (const char* k : per_residue) {
+        const Tensor& t = ex.batch.at(k);
+        AXF_CHECK(t.dim() >= 1 && t.size(0) == N, "%s: batch/%s is %s, expected %lld residues (as features/aatype)",
+                  ex.path.c_str(), k, t.desc().c_str(), (long long)N);
+    }
+    for (const char* k : {"true_msa", "bert_mask"}) {
+        const Tensor& t = ex.batch.at(k);
+        AXF_CHECK(t.dim() == 2 && t.size(1) == N, "%s: batch/%s is %s, expected [S, %lld]", ex.path.c_str(), k,
+                  t.desc().c_str(), (long long)N);
+    }
+    for (const auto& [k, t] : ex.batch) {
+        if (t.dtype() != DType::F32 && t.dtype() != DType::F64) continue;
+        for (double v : host_float64(t))
+            AXF_CHECK(std::isfinite(v), "%s: batch/%s holds a non-finite value (%g)", ex.path.c_str(), k.c_str(), v);
+    }
 }
 
 RecycledInputs recycled_inputs(const Model& model, const FeatureDict& features, Context& ctx, Comm* comm) {

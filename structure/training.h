@@ -62,5 +62,9 @@ struct TrainingExample {
     FeatureDict features, batch;
 };
 TrainingExample load_training_example(const std::string& path);
+// Everything training_step and the loss will read, checked up front: the features (validate_features), and
+// every ground-truth tensor finite and with the features' residue count on its residue axis. The error names
+// the file, the dataset, what was expected and what was found.
+void validate_training_example(const TrainingExample& example, const ModelConfig& config);
 
 }  // namespace axfold

@@ -43,13 +43,16 @@ ModelWeights random_grads(const ModelWeights& w, std::mt19937& rng, float sd) {
 
 }  // namespace
 
+// OpenFold's AlphaFoldLRScheduler at scheduler step d = update - 1: d / 1000 of the rate during the warm-up,
+// then x0.95^((d - 50000) // 50000 + 1) past 50000.
 TEST(Optimizer, ScheduleWarmsUpThenDecays) {
     AdamConfig c;  // 1e-3, warm-up 1000, x0.95 after 50000 and every 50000 after
-    EXPECT_DOUBLE_EQ(scheduled_learning_rate(c, 1), 1e-6);
-    EXPECT_DOUBLE_EQ(scheduled_learning_rate(c, 500), 5e-4);
-    EXPECT_DOUBLE_EQ(scheduled_learning_rate(c, 1000), 1e-3);
-    EXPECT_DOUBLE_EQ(scheduled_learning_rate(c, 50000), 1e-3);
-    EXPECT_DOUBLE_EQ(scheduled_learning_rate(c, 50001), 0.95e-3);
+    EXPECT_DOUBLE_EQ(scheduled_learning_rate(c, 1), 0.0);
+    EXPECT_DOUBLE_EQ(scheduled_learning_rate(c, 2), 1e-6);
+    EXPECT_DOUBLE_EQ(scheduled_learning_rate(c, 501), 5e-4);
+    EXPECT_DOUBLE_EQ(scheduled_learning_rate(c, 1001), 1e-3);
+    EXPECT_DOUBLE_EQ(scheduled_learning_rate(c, 50001), 1e-3);
+    EXPECT_DOUBLE_EQ(scheduled_learning_rate(c, 50002), 0.95e-3);
     EXPECT_DOUBLE_EQ(scheduled_learning_rate(c, 100000), 0.95e-3);
     EXPECT_DOUBLE_EQ(scheduled_learning_rate(c, 100001), 0.95 * 0.95e-3);
     c.warmup_steps = 0;
@@ -87,7 +90,7 @@ TEST(Optimizer, AdamMatchesFloat64Reference) {
         const double scale = norm > c.clip_norm ? c.clip_norm / norm : 1.0;
         clipped += scale < 1;
         EXPECT_NEAR(st.clip_scale, scale, 1e-12);
-        const double lr = c.learning_rate * std::min(1.0, s / 4.0);
+        const double lr = c.learning_rate * std::min(1.0, (s - 1) / 4.0);
         EXPECT_DOUBLE_EQ(st.learning_rate, lr);
         const double c1 = 1 - std::pow(c.beta1, s), c2 = 1 - std::pow(c.beta2, s);
         for (size_t k = 0; k < gt.size(); ++k)
