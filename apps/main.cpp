@@ -259,6 +259,7 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
             "resume", po::value<std::string>(&o.resume),
             "a checkpoint directory to continue from (with the run's own settings)")(
             "overwrite", po::bool_switch(&o.overwrite), "replace another run's checkpoints and log in --out-dir")(
+            "no-dropout", po::bool_switch(), "train without AF2's dropout in the Evoformer and extra-MSA stacks")(
             "allow-changed-settings", po::bool_switch(&o.allow_changed_settings),
             "resume although learning rate, examples, ranks, seed or sampling differ from the checkpoint's")(
             "resample", po::bool_switch(&o.resample),
@@ -277,6 +278,7 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
             "threads", po::value<int>(&o.threads)->default_value(0), "CPU threads (0 = all)");
         po::variables_map vm;
         if (!parse(args, desc, vm)) return 0;
+        o.dropout = !vm["no-dropout"].as<bool>();
         return train_main(o);
     }
     if (cmd == "plan") {

@@ -68,6 +68,7 @@ std::vector<std::pair<std::string, std::string>> run_settings(const TrainOptions
             {"resample", o.resample ? "1" : "0"},
             {"crop_size", std::to_string(o.crop_size)},
             {"sample_recycles", o.sample_recycles ? "1" : "0"},
+            {"dropout", o.dropout ? "1" : "0"},
             {"structure_module_layers", std::to_string(o.structure_module_layers)}};
 }
 
@@ -268,7 +269,10 @@ int train_main(const TrainOptions& o) {
             } else {
                 ex = load_training_example(path);
             }
-            step = training_step(model, ex.features, ex.batch, LossConfig{}, ctx, nullptr, groups.dap.get());
+            // Dropout masks: the same on every rank of a DAP group, different across replicas and updates.
+            const uint64_t dropout_seed = o.dropout ? update_seed(o.seed ^ 0x5DEECE66Dull, s, groups.replica) | 1 : 0;
+            step = training_step(model, ex.features, ex.batch, LossConfig{}, ctx, nullptr, groups.dap.get(),
+                                 dropout_seed);
         } catch (const Error& e) {
             throw Error(strfmt("%s (update %lld): %s", path.c_str(), (long long)s, e.what()));
         }

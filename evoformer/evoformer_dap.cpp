@@ -1,5 +1,6 @@
 #include "evoformer/evoformer_dap.h"
 
+#include "evoformer/dropout.h"
 #include "evoformer/gated_attention.h"
 
 namespace axfold {
@@ -140,8 +141,16 @@ void dap_msa_row_attention(const MsaRowAttentionWeights& w, DapActivations& a, C
     Tensor bias = gathered_bias(a, w.feat_2d_norm, w.feat_2d_weights, real_view(a.z_row, a.r.real, N), ctx, k);
     if (sl == 0) return;
     const Tensor mv = real_view(a.m_row, sl, N);
-    gated_self_attention(w.attention, w.query_norm, mv, false, own(a.msa_mask, 0, a.s), bias,
-                         k.inf, k.eps, mv, true, ctx);
+    if (k.dropout_key == 0) {
+        gated_self_attention(w.attention, w.query_norm, mv, false, own(a.msa_mask, 0, a.s), bias, k.inf, k.eps, mv,
+                             true, ctx);
+        return;
+    }
+    Tensor u = ctx.ws.alloc({sl, N, mv.size(2)});  // the update, dropped out (rows share the mask)
+    gated_self_attention(w.attention, w.query_norm, mv, false, own(a.msa_mask, 0, a.s), bias, k.inf, k.eps, u, false,
+                         ctx);
+    apply_dropout(u, k.dropout_key, DropoutSite::MsaRowAttention);
+    add(mv, u);
 }
 
 void dap_msa_column_attention(const EvoformerBlockWeights& w, DapActivations& a, Context& ctx,
@@ -248,6 +257,10 @@ void dap_triangle_multiplication(const TriangleMultiplicationWeights& w, bool in
     Tensor upd = linear(act, w.output_projection.weights, w.output_projection.bias, ws);
     Tensor gate = linear(x, w.gating_linear.weights, w.gating_linear.bias, ws);
     sigmoid_mul(upd, gate);
+    // Dropout (per row: the mask indexed by the residue j, local columns of the incoming layout offset).
+    apply_dropout(upd.view({A, B, Cz}), k.dropout_key,
+                  incoming ? DropoutSite::TriangleMultiplicationIncoming : DropoutSite::TriangleMultiplicationOutgoing, 0,
+                  incoming ? a.r.begin : 0);
     const int64_t ra = incoming ? a.r.n : a.r.real, rb = incoming ? a.r.real : a.r.n;
     if (ra > 0 && rb > 0) add(real_view(zl, ra, rb), real_view(upd.view({A, B, Cz}), ra, rb));
 }
@@ -256,20 +269,28 @@ void dap_triangle_attention(const TriangleAttentionWeights& w, bool ending_node,
                             const TrunkConstants& k) {
     WorkspaceScope scope(ctx.ws);
     const int64_t N = a.r.n, rl = a.r.real;
+    // The attention's update into zv; with dropout computed apart, masked (starting: by residue j, every column
+    // held; ending: by residue i, every row held) and added.
+    auto attend = [&](const Tensor& zv, bool along0, const Tensor& mask, const Tensor& bias, DropoutSite site) {
+        if (k.dropout_key == 0) {
+            gated_self_attention(w.attention, w.query_norm, zv, along0, mask, bias, k.inf, k.eps, zv, true, ctx);
+            return;
+        }
+        Tensor u = ctx.ws.alloc(zv.shape());
+        gated_self_attention(w.attention, w.query_norm, zv, along0, mask, bias, k.inf, k.eps, u, false, ctx);
+        apply_dropout(u, k.dropout_key, site);
+        add(zv, u);
+    };
     if (!ending_node) {
         dap_z_to_rows(a);
         const Tensor zv = real_view(a.z_row, rl, N);
         Tensor bias = gathered_bias(a, w.query_norm, w.feat_2d_weights, zv, ctx, k);
-        if (rl > 0)
-            gated_self_attention(w.attention, w.query_norm, zv, false, own(a.pair_mask, 0, a.r), bias, k.inf,
-                                 k.eps, zv, true, ctx);
+        if (rl > 0) attend(zv, false, own(a.pair_mask, 0, a.r), bias, DropoutSite::TriangleAttentionStarting);
     } else {
         dap_z_to_cols(a);
         const Tensor zv = real_view(a.z_col, N, rl);  // z[k, q] for the local q
         Tensor bias = gathered_bias(a, w.query_norm, w.feat_2d_weights, zv.permute({1, 0, 2}), ctx, k);
-        if (rl > 0)
-            gated_self_attention(w.attention, w.query_norm, zv, true, own(a.pair_mask, 1, a.r), bias, k.inf,
-                                 k.eps, zv, true, ctx);
+        if (rl > 0) attend(zv, true, own(a.pair_mask, 1, a.r), bias, DropoutSite::TriangleAttentionEnding);
     }
 }
 
@@ -312,7 +333,7 @@ void dap_evoformer_stack_forward(const EvoformerStackWeights& w, Comm& comm, Ten
                                  const TrunkConstants& k) {
     if (w.blocks.empty()) return;
     DapActivations a = dap_scatter(comm, m, z, msa_mask, pair_mask, ctx.device);
-    for (const auto& b : w.blocks) dap_evoformer_block_forward(b, a, ctx, k);
+    for (size_t b = 0; b < w.blocks.size(); ++b) dap_evoformer_block_forward(w.blocks[b], a, ctx, block_constants(k, b));
     dap_gather(a, m, z);
 }
 
@@ -361,6 +382,7 @@ void dap_msa_row_attention_backward(const MsaRowAttentionWeights& w, const Tenso
     Tensor bias = gathered_bias(g, w.feat_2d_norm, w.feat_2d_weights, z0, ctx, k);
     Tensor dbias = ctx.ws.zeros(bias.shape());
     residual_backward(real_view(g.m_row, sl, N), [&](const Tensor& du, const Tensor& dm) {
+        apply_dropout(du, k.dropout_key, DropoutSite::MsaRowAttention);
         gated_self_attention_backward(w.attention, w.query_norm, m0, false, own(g.msa_mask, 0, g.s), bias, k.inf,
                                       k.eps, du, dm, true, grads.attention, grads.query_norm, dbias, ctx);
     });
@@ -388,6 +410,8 @@ void dap_triangle_attention_backward(const TriangleAttentionWeights& w, bool end
         const Tensor mask = (ending_node ? own(g.pair_mask, 1, g.r) : own(g.pair_mask, 0, g.r)).contiguous();
         Tensor du = view.clone();
         dzs = du.clone();
+        apply_dropout(du, k.dropout_key,
+                      ending_node ? DropoutSite::TriangleAttentionEnding : DropoutSite::TriangleAttentionStarting);
         gated_self_attention_backward(w.attention, w.query_norm, zs, ending_node, mask, bias, k.inf, k.eps, du, dzs,
                                       true, grads.attention, grads.query_norm, dbias, ctx);
     }
@@ -449,6 +473,9 @@ void dap_triangle_multiplication_backward(const TriangleMultiplicationWeights& w
         };
     };
     Tensor du = dzl.clone();
+    apply_dropout(du, k.dropout_key,
+                  incoming ? DropoutSite::TriangleMultiplicationIncoming : DropoutSite::TriangleMultiplicationOutgoing, 0,
+                  incoming ? g.r.begin : 0);
     triangle_multiplication_backward_block(w, zs, mask, du, dzl, true, grads, product, ctx, k);
 }
 
@@ -656,7 +683,7 @@ void dap_evoformer_stack_backward(const EvoformerStackWeights& w, Comm& comm, co
     inputs.push_back(dap_scatter(comm, m, z, msa_mask, pair_mask, ctx.device));
     for (size_t b = 0; b + 1 < w.blocks.size(); ++b) {
         DapActivations a = dap_copy(inputs.back());
-        dap_evoformer_block_forward(w.blocks[b], a, ctx, k);
+        dap_evoformer_block_forward(w.blocks[b], a, ctx, block_constants(k, b));
         dap_m_to_rows(a);
         inputs.push_back(std::move(a));
         dap_keep_current_layout(inputs[inputs.size() - 2]);
@@ -667,7 +694,7 @@ void dap_evoformer_stack_backward(const EvoformerStackWeights& w, Comm& comm, co
     std::vector<std::unique_ptr<CommHandle>> summing(w.blocks.size());
     for (size_t b = w.blocks.size(); b-- > 0;) {
         EvoformerBlockWeights local = zeros_like_weights(w.blocks[b]);
-        dap_evoformer_block_backward(w.blocks[b], inputs[b], g, local, ctx, k);
+        dap_evoformer_block_backward(w.blocks[b], inputs[b], g, local, ctx, block_constants(k, b));
         inputs[b] = DapActivations();
         sums[b] = pack_grads(local);
         summing[b] = comm.all_reduce_sum(sums[b]);  // overlaps the next block's backward

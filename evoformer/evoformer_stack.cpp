@@ -1,5 +1,7 @@
 #include "evoformer/evoformer_stack.h"
 
+#include "evoformer/dropout.h"
+
 #include <string>
 
 namespace axfold {
@@ -24,7 +26,20 @@ void evoformer_block_forward(const EvoformerBlockWeights& w, Tensor& m, Tensor& 
     auto note = [&](const char* name, const Tensor& t) {
         if (observe) observe(name, t);
     };
-    msa_row_attention_forward(w.msa_row_attention_with_pair_bias, m, z, msa_mask, m, true, ctx, k);
+    // A residual update x += f(x), or with training dropout x += dropout(f(x)) (the update computed apart).
+    auto residual = [&](Tensor& x, DropoutSite site, auto&& update) {
+        if (k.dropout_key == 0) {
+            update(x, true);
+            return;
+        }
+        Tensor u = Tensor::empty(x.shape(), x.dtype(), x.device());
+        update(u, false);
+        apply_dropout(u, k.dropout_key, site);
+        add(x, u);
+    };
+    residual(m, DropoutSite::MsaRowAttention, [&](const Tensor& out, bool acc) {
+        msa_row_attention_forward(w.msa_row_attention_with_pair_bias, m, z, msa_mask, out, acc, ctx, k);
+    });
     note("msa_after_row_attention", m);
     if (w.is_extra_msa)
         msa_column_global_attention_forward(w.msa_column_global_attention, m, msa_mask, m, true, ctx, k);
@@ -35,13 +50,21 @@ void evoformer_block_forward(const EvoformerBlockWeights& w, Tensor& m, Tensor& 
     note("msa_after_transition", m);
     outer_product_mean_forward(w.outer_product_mean, m, msa_mask, z, true, ctx, k);
     note("pair_after_outer_product_mean", z);
-    triangle_multiplication_forward(w.triangle_multiplication_outgoing, false, z, pair_mask, z, true, ctx, k);
+    residual(z, DropoutSite::TriangleMultiplicationOutgoing, [&](const Tensor& out, bool acc) {
+        triangle_multiplication_forward(w.triangle_multiplication_outgoing, false, z, pair_mask, out, acc, ctx, k);
+    });
     note("pair_after_triangle_multiplication_outgoing", z);
-    triangle_multiplication_forward(w.triangle_multiplication_incoming, true, z, pair_mask, z, true, ctx, k);
+    residual(z, DropoutSite::TriangleMultiplicationIncoming, [&](const Tensor& out, bool acc) {
+        triangle_multiplication_forward(w.triangle_multiplication_incoming, true, z, pair_mask, out, acc, ctx, k);
+    });
     note("pair_after_triangle_multiplication_incoming", z);
-    triangle_attention_forward(w.triangle_attention_starting_node, false, z, pair_mask, z, true, ctx, k);
+    residual(z, DropoutSite::TriangleAttentionStarting, [&](const Tensor& out, bool acc) {
+        triangle_attention_forward(w.triangle_attention_starting_node, false, z, pair_mask, out, acc, ctx, k);
+    });
     note("pair_after_triangle_attention_starting_node", z);
-    triangle_attention_forward(w.triangle_attention_ending_node, true, z, pair_mask, z, true, ctx, k);
+    residual(z, DropoutSite::TriangleAttentionEnding, [&](const Tensor& out, bool acc) {
+        triangle_attention_forward(w.triangle_attention_ending_node, true, z, pair_mask, out, acc, ctx, k);
+    });
     note("pair_after_triangle_attention_ending_node", z);
     transition_forward(w.pair_transition, z, z, true, ctx, k);
 }
@@ -71,27 +94,38 @@ void evoformer_block_backward(const EvoformerBlockWeights& w, const Tensor& m, c
     // Each residual step x' = x + f(x): dx = dx' + J_f^T dx' (d(update) is dx' itself, copied so the update's
     // backward may accumulate into dx).
     Tensor d = Tensor::empty(z.shape());
-    auto pair_step = [&](auto&& backward) {
+    // The update's cotangent is the output's, through the dropout mask when training drops (an empty site:
+    // none).
+    auto pair_step = [&](auto&& backward, DropoutSite site = DropoutSite(0)) {
         copy(d, dz);
+        if (static_cast<int>(site) != 0) apply_dropout(d, k.dropout_key, site);
         backward(d);
     };
     pair_step([&](const Tensor& du) { transition_backward(w.pair_transition, zs[5], du, dz, true, grads.pair_transition, ctx, k); });
-    pair_step([&](const Tensor& du) {
-        triangle_attention_backward(w.triangle_attention_ending_node, true, zs[4], pair_mask, du, dz, true,
-                                    grads.triangle_attention_ending_node, ctx, k);
-    });
-    pair_step([&](const Tensor& du) {
-        triangle_attention_backward(w.triangle_attention_starting_node, false, zs[3], pair_mask, du, dz, true,
-                                    grads.triangle_attention_starting_node, ctx, k);
-    });
-    pair_step([&](const Tensor& du) {
-        triangle_multiplication_backward(w.triangle_multiplication_incoming, true, zs[2], pair_mask, du, dz, true,
-                                         grads.triangle_multiplication_incoming, ctx, k);
-    });
-    pair_step([&](const Tensor& du) {
-        triangle_multiplication_backward(w.triangle_multiplication_outgoing, false, zs[1], pair_mask, du, dz, true,
-                                         grads.triangle_multiplication_outgoing, ctx, k);
-    });
+    pair_step(
+        [&](const Tensor& du) {
+            triangle_attention_backward(w.triangle_attention_ending_node, true, zs[4], pair_mask, du, dz, true,
+                                        grads.triangle_attention_ending_node, ctx, k);
+        },
+        DropoutSite::TriangleAttentionEnding);
+    pair_step(
+        [&](const Tensor& du) {
+            triangle_attention_backward(w.triangle_attention_starting_node, false, zs[3], pair_mask, du, dz, true,
+                                        grads.triangle_attention_starting_node, ctx, k);
+        },
+        DropoutSite::TriangleAttentionStarting);
+    pair_step(
+        [&](const Tensor& du) {
+            triangle_multiplication_backward(w.triangle_multiplication_incoming, true, zs[2], pair_mask, du, dz, true,
+                                             grads.triangle_multiplication_incoming, ctx, k);
+        },
+        DropoutSite::TriangleMultiplicationIncoming);
+    pair_step(
+        [&](const Tensor& du) {
+            triangle_multiplication_backward(w.triangle_multiplication_outgoing, false, zs[1], pair_mask, du, dz, true,
+                                             grads.triangle_multiplication_outgoing, ctx, k);
+        },
+        DropoutSite::TriangleMultiplicationOutgoing);
     // z1 = z0 + OPM(m3): the pair's gradient passes on unchanged and reaches the MSA.
     outer_product_mean_backward(w.outer_product_mean, ms[3], msa_mask, dz, dm, true, grads.outer_product_mean, ctx, k);
     Tensor dmu = Tensor::empty(m.shape());
@@ -105,6 +139,7 @@ void evoformer_block_backward(const EvoformerBlockWeights& w, const Tensor& m, c
         msa_column_attention_backward(w.msa_column_attention, ms[1], msa_mask, dmu, dm, true, grads.msa_column_attention,
                                       ctx, k);
     copy(dmu, dm);
+    apply_dropout(dmu, k.dropout_key, DropoutSite::MsaRowAttention);
     msa_row_attention_backward(w.msa_row_attention_with_pair_bias, ms[0], zs[0], msa_mask, dmu, dm, true, dz, true,
                                grads.msa_row_attention_with_pair_bias, ctx, k);
 }
@@ -117,17 +152,25 @@ void evoformer_stack_backward(const EvoformerStackWeights& w, const Tensor& m, c
     std::vector<Tensor> ms{m.clone()}, zs{z.clone()};  // each block's input
     for (size_t b = 0; b + 1 < w.blocks.size(); ++b) {
         Tensor mb = ms.back().clone(), zb = zs.back().clone();
-        evoformer_block_forward(w.blocks[b], mb, zb, msa_mask, pair_mask, ctx, k);
+        evoformer_block_forward(w.blocks[b], mb, zb, msa_mask, pair_mask, ctx, block_constants(k, b));
         ms.push_back(mb);
         zs.push_back(zb);
     }
     for (size_t b = w.blocks.size(); b-- > 0;)
-        evoformer_block_backward(w.blocks[b], ms[b], zs[b], msa_mask, pair_mask, dm, dz, grads[b], ctx, k);
+        evoformer_block_backward(w.blocks[b], ms[b], zs[b], msa_mask, pair_mask, dm, dz, grads[b], ctx,
+                                 block_constants(k, b));
+}
+
+TrunkConstants block_constants(const TrunkConstants& k, size_t block) {
+    TrunkConstants kb = k;
+    kb.dropout_key = derive_dropout_key(k.dropout_key, block);
+    return kb;
 }
 
 void evoformer_stack_forward(const EvoformerStackWeights& w, Tensor& m, Tensor& z, const Tensor& msa_mask,
                              const Tensor& pair_mask, Context& ctx, const TrunkConstants& k) {
-    for (const auto& b : w.blocks) evoformer_block_forward(b, m, z, msa_mask, pair_mask, ctx, k);
+    for (size_t b = 0; b < w.blocks.size(); ++b)
+        evoformer_block_forward(w.blocks[b], m, z, msa_mask, pair_mask, ctx, block_constants(k, b));
 }
 
 }  // namespace axfold

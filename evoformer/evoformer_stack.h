@@ -74,6 +74,9 @@ void evoformer_stack_backward(const EvoformerStackWeights& w, const Tensor& m, c
                               const Tensor& pair_mask, Tensor& dm, Tensor& dz, std::vector<EvoformerBlockWeights>& grads,
                               Context& ctx, const TrunkConstants& k = {});
 
+// Block `block`'s constants within a stack: its own dropout key (TrunkConstants::dropout_key; 0 stays 0).
+TrunkConstants block_constants(const TrunkConstants& k, size_t block);
+
 // All blocks in order, in place.
 void evoformer_stack_forward(const EvoformerStackWeights& w, Tensor& m, Tensor& z, const Tensor& msa_mask,
                              const Tensor& pair_mask, Context& ctx, const TrunkConstants& k = {});

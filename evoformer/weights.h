@@ -106,6 +106,9 @@ struct TrunkConstants {
     float eps = 1e-5f;        // layer norm
     float opm_eps = 1e-3f;    // outer product mean normaliser
     float global_eps = 1e-10f;  // masked mean in global attention
+    // Training dropout of the residual updates (evoformer/dropout.h); off when 0. The stacks give each block a
+    // key of its own derived from this one.
+    uint64_t dropout_key = 0;
 };
 
 }  // namespace axfold

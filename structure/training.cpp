@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "evoformer/embedders.h"
+#include "evoformer/dropout.h"
 #include "evoformer/evoformer_dap.h"
 #include "evoformer/evoformer_stack.h"
 #include "io/hdf5_file.h"
@@ -106,7 +107,8 @@ RecycledInputs recycled_inputs(const Model& model, const FeatureDict& features, 
 }
 
 TrainingStep training_step(const Model& model, const FeatureDict& features, const FeatureDict& batch,
-                           const LossConfig& config, Context& ctx, const RecycledInputs* recycled, Comm* comm) {
+                           const LossConfig& config, Context& ctx, const RecycledInputs* recycled, Comm* comm,
+                           uint64_t dropout_seed) {
     const ModelWeights& w = model.weights();
     const ModelConfig& cfg = model.config();
     AXF_CHECK(!w.has_templates, "training step: template models (model_1, model_2) are not supported yet");
@@ -123,18 +125,24 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
     // DAP: the two stacks' forward and backward distributed over the ranks (evoformer_dap.h); the rest runs
     // on the gathered representations on every rank, which all end with the same loss and gradients.
     const bool dap = comm && comm->size() > 1;
-    auto stack_forward = [&](const EvoformerStackWeights& st, Tensor& m, Tensor& z, const Tensor& mm, const Tensor& pm) {
+    // Training dropout in the two stacks (evoformer/dropout.h), one key each.
+    TrunkConstants k_extra, k_evo;
+    k_extra.dropout_key = derive_dropout_key(dropout_seed, 1);
+    k_evo.dropout_key = derive_dropout_key(dropout_seed, 2);
+    auto stack_forward = [&](const EvoformerStackWeights& st, Tensor& m, Tensor& z, const Tensor& mm, const Tensor& pm,
+                             const TrunkConstants& k) {
         if (dap)
-            dap_evoformer_stack_forward(st, *comm, m, z, mm, pm, ctx);
+            dap_evoformer_stack_forward(st, *comm, m, z, mm, pm, ctx, k);
         else
-            evoformer_stack_forward(st, m, z, mm, pm, ctx);
+            evoformer_stack_forward(st, m, z, mm, pm, ctx, k);
     };
     auto stack_backward = [&](const EvoformerStackWeights& st, const Tensor& m, const Tensor& z, const Tensor& mm,
-                              const Tensor& pm, Tensor& dm, Tensor& dz, std::vector<EvoformerBlockWeights>& grads) {
+                              const Tensor& pm, Tensor& dm, Tensor& dz, std::vector<EvoformerBlockWeights>& grads,
+                              const TrunkConstants& k) {
         if (dap)
-            dap_evoformer_stack_backward(st, *comm, m, z, mm, pm, dm, dz, grads, ctx);
+            dap_evoformer_stack_backward(st, *comm, m, z, mm, pm, dm, dz, grads, ctx, k);
         else
-            evoformer_stack_backward(st, m, z, mm, pm, dm, dz, grads, ctx);
+            evoformer_stack_backward(st, m, z, mm, pm, dm, dz, grads, ctx, k);
     };
     const Tensor &prev_row = rec.msa_first_row, &prev_pair = rec.pair, &prev_pb = rec.pseudo_beta;
     WorkspaceScope scope(ctx.ws);  // (after prediction, which trims the arena between its phases)
@@ -156,9 +164,9 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
     Tensor extra = Tensor::empty({E, N, Ce});
     extra_msa_embedder_forward(w.extra_msa_embedder, extra_msa, has_del, del_val, extra, ctx);
     const Tensor extra0 = extra.clone(), pair0 = pair.clone();
-    stack_forward(w.extra_msa_stack, extra, pair, extra_mask, pair_mask);
+    stack_forward(w.extra_msa_stack, extra, pair, extra_mask, pair_mask, k_extra);
     const Tensor msa1 = msa.clone(), pair1 = pair.clone();
-    stack_forward(w.evoformer, msa, pair, msa_mask, pair_mask);
+    stack_forward(w.evoformer, msa, pair, msa_mask, pair_mask, k_evo);
     Tensor single = linear(msa.select(0, 0), w.single_activations.single_activations.weights,
                            w.single_activations.single_activations.bias, ctx.ws).clone();
     StructureModuleConfig sc;
@@ -215,11 +223,11 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
                     ctx.ws);
     add(dmsa.select(0, 0), drow);
     std::vector<EvoformerBlockWeights> ge(g.evoformer.blocks.begin(), g.evoformer.blocks.end());
-    stack_backward(w.evoformer, msa1, pair1, msa_mask, pair_mask, dmsa, dpair, ge);
+    stack_backward(w.evoformer, msa1, pair1, msa_mask, pair_mask, dmsa, dpair, ge, k_evo);
     g.evoformer.blocks = ge;
     Tensor dextra = Tensor::zeros(extra0.shape());
     std::vector<EvoformerBlockWeights> gx(g.extra_msa_stack.blocks.begin(), g.extra_msa_stack.blocks.end());
-    stack_backward(w.extra_msa_stack, extra0, pair0, extra_mask, pair_mask, dextra, dpair, gx);
+    stack_backward(w.extra_msa_stack, extra0, pair0, extra_mask, pair_mask, dextra, dpair, gx, k_extra);
     g.extra_msa_stack.blocks = gx;
     extra_msa_embedder_backward(w.extra_msa_embedder, extra_msa, has_del, del_val, dextra, Tensor(), Tensor(),
                                 g.extra_msa_embedder, ctx);

@@ -23,7 +23,7 @@ const ParamStore& small_params() {
 using test::max_abs;
 using test::rel_diff;
 
-void check_stack(bool extra, int64_t S, int64_t N, int64_t chunk) {
+void check_stack(bool extra, int64_t S, int64_t N, int64_t chunk, uint64_t dropout_key = 0) {
     Comm& comm = world_comm();
     ParamLookup get = [](const std::string& k) { return small_params().get(k); };
     const std::string scope =
@@ -39,23 +39,36 @@ void check_stack(bool extra, int64_t S, int64_t N, int64_t chunk) {
     const Tensor msa_mask = test::random_mask({S, N}, rng), pair_mask = test::random_mask({N, N}, rng);
     const Tensor dm_out = test::randn({S, N, Cm}, rng), dz_out = test::randn({N, N, Cz}, rng);
 
+    TrunkConstants k;
+    k.dropout_key = dropout_key;
     Context c1;
     c1.chunk_size = chunk;
     Tensor dm_ref = dm_out.clone(), dz_ref = dz_out.clone();
     std::vector<EvoformerBlockWeights> g_ref;
     for (const auto& b : st.blocks) g_ref.push_back(zeros_like_weights(b));
-    evoformer_stack_backward(st, m, z, msa_mask, pair_mask, dm_ref, dz_ref, g_ref, c1);
+    evoformer_stack_backward(st, m, z, msa_mask, pair_mask, dm_ref, dz_ref, g_ref, c1, k);
 
     Context c2;
     c2.chunk_size = chunk;
     Tensor dm = dm_out.clone(), dz = dz_out.clone();
     std::vector<EvoformerBlockWeights> g;
     for (const auto& b : st.blocks) g.push_back(zeros_like_weights(b));
-    dap_evoformer_stack_backward(st, comm, m, z, msa_mask, pair_mask, dm, dz, g, c2);
+    dap_evoformer_stack_backward(st, comm, m, z, msa_mask, pair_mask, dm, dz, g, c2, k);
 
     const std::string what = std::string(extra ? "extra-MSA" : "Evoformer") + " stack, S=" + std::to_string(S) +
-                             " N=" + std::to_string(N) + " chunk " + std::to_string(chunk) + " on " +
-                             std::to_string(comm.size()) + " ranks: ";
+                             " N=" + std::to_string(N) + " chunk " + std::to_string(chunk) +
+                             (dropout_key ? " with dropout" : "") + " on " + std::to_string(comm.size()) + " ranks: ";
+    if (dropout_key) {
+        // The forward too: DAP's shards draw the masks one rank draws.
+        Tensor m1 = m.clone(), z1 = z.clone(), m2 = m.clone(), z2 = z.clone();
+        evoformer_stack_forward(st, m1, z1, msa_mask, pair_mask, c1, k);
+        dap_evoformer_stack_forward(st, comm, m2, z2, msa_mask, pair_mask, c2, k);
+        EXPECT_LE(rel_diff(m2, m1), 1e-5) << what << "forward msa";
+        EXPECT_LE(rel_diff(z2, z1), 1e-5) << what << "forward pair";
+        Tensor m0 = m.clone(), z0 = z.clone();
+        evoformer_stack_forward(st, m0, z0, msa_mask, pair_mask, c1);
+        EXPECT_GT(rel_diff(z1, z0), 1e-3) << what << "dropout changes nothing";
+    }
     EXPECT_LE(rel_diff(dm, dm_ref), 2e-5) << what << "dL/dm";
     EXPECT_LE(rel_diff(dz, dz_ref), 2e-5) << what << "dL/dz";
     // Not a trivially passing comparison: the stack changed the gradients on their way through.
@@ -97,4 +110,12 @@ TEST(DapBackward, EvoformerStackMatchesOneRank) {
 TEST(DapBackward, ExtraMsaStackMatchesOneRank) {
     for (auto [S, N] : std::vector<std::pair<int64_t, int64_t>>{{7, 13}, {2, 1}})
         for (int64_t chunk : {int64_t(0), int64_t(3)}) check_stack(true, S, N, chunk);
+}
+
+// With training dropout: the shards draw the masks one rank draws (a hash of the global indices).
+TEST(DapBackward, WithDropoutMatchesOneRank) {
+    for (auto [S, N] : std::vector<std::pair<int64_t, int64_t>>{{7, 13}, {2, 1}, {5, 6}}) {
+        check_stack(false, S, N, 0, 77);
+        check_stack(true, S, N, 3, 78);
+    }
 }

@@ -95,9 +95,10 @@ TEST(DapPredict, TwoAndThreeRanksWriteTheSameStructures) {
     fs::remove_all(root);
 }
 
-// `axfold train` under mpiexec -n 2: DAP over both ranks (--dap 2), and two data-parallel replicas on the same
-// example (--dap 1; their average is that example's gradient, a sum would double the logged norm), log the same
-// losses and gradient norms as one rank, and write one checkpoint.
+// `axfold train` under mpiexec -n 2: DAP over both ranks (--dap 2, dropout on: the shards draw one rank's
+// masks), and two data-parallel replicas on the same example (--dap 1 --no-dropout; their average is that
+// example's gradient, a sum would double the logged norm), log the same losses and gradient norms as one rank,
+// and write one checkpoint.
 TEST(DapTrain, TwoRanksTrainAsOne) {
     const fs::path root = fs::temp_directory_path() / ("axfold_dap_train_" + std::to_string(::getpid()));
     fs::remove_all(root);
@@ -118,18 +119,23 @@ TEST(DapTrain, TwoRanksTrainAsOne) {
     const std::string ex = kSmall + "/loss_cases.h5";
     ASSERT_EQ(run(std::string(AXFOLD_EXE) + train(root / "np1", "--examples " + ex)), 0);
     const auto one = read_log(root / "np1");
+    ASSERT_EQ(run(std::string(AXFOLD_EXE) + train(root / "np1_nodrop", "--no-dropout --examples " + ex)), 0);
+    const auto one_nodrop = read_log(root / "np1_nodrop");
+    ASSERT_EQ(one_nodrop.size(), 2u);
+    EXPECT_NE(one_nodrop[1].first, one[1].first);  // dropout moves the loss
     ASSERT_EQ(one.size(), 2u);
     for (const auto& [name, extra] : std::vector<std::pair<std::string, std::string>>{
-             {"dap2", "--dap 2 --examples " + ex}, {"dp2", "--dap 1 --examples " + ex + " " + ex}}) {
+             {"dap2", "--dap 2 --examples " + ex}, {"dp2", "--dap 1 --no-dropout --examples " + ex + " " + ex}}) {
         const fs::path dir = root / name;
         const std::string cmd = std::string(AXFOLD_MPIEXEC) + " -n 2 --oversubscribe --allow-run-as-root " +
                                 AXFOLD_EXE + train(dir, extra);
         ASSERT_EQ(run(cmd), 0) << "see " << (dir / "log.txt");
         const auto many = read_log(dir);
-        ASSERT_EQ(many.size(), one.size()) << name;
-        for (size_t s = 0; s < one.size(); ++s) {
-            EXPECT_NEAR(many[s].first, one[s].first, 1e-4 * std::fabs(one[s].first)) << name << " update " << s + 1;
-            EXPECT_NEAR(many[s].second, one[s].second, 1e-4 * one[s].second) << name << " update " << s + 1;
+        const auto& ref = name == "dp2" ? one_nodrop : one;  // replicas draw different dropout masks
+        ASSERT_EQ(many.size(), ref.size()) << name;
+        for (size_t s = 0; s < ref.size(); ++s) {
+            EXPECT_NEAR(many[s].first, ref[s].first, 1e-4 * std::fabs(ref[s].first)) << name << " update " << s + 1;
+            EXPECT_NEAR(many[s].second, ref[s].second, 1e-4 * ref[s].second) << name << " update " << s + 1;
         }
         EXPECT_TRUE(fs::exists(dir / "checkpoint-000002" / "params_model_3_ptm.npz")) << name;
     }

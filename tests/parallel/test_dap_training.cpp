@@ -69,6 +69,12 @@ TEST(DapTraining, StepMatchesOneRank) {
         EXPECT_NEAR(dap.loss.terms.at(name), value, 1e-4 * std::fabs(value) + 1e-7) << name << on;
     const int stack_tensors = expect_same_gradients(one.grads, dap.grads, on);
     EXPECT_GT(stack_tensors, 50);
+    // With training dropout in the stacks: the same masks on every layout.
+    TrainingStep one_d = training_step(model, features, batch, LossConfig{}, c1, nullptr, nullptr, 7);
+    TrainingStep dap_d = training_step(model, features, batch, LossConfig{}, c2, nullptr, &comm, 7);
+    EXPECT_NEAR(dap_d.loss.total, one_d.loss.total, 1e-5 * std::fabs(one_d.loss.total)) << "dropout" << on;
+    EXPECT_GT(std::fabs(one_d.loss.total - one.loss.total), 1e-6 * std::fabs(one.loss.total)) << "dropout is off";
+    expect_same_gradients(one_d.grads, dap_d.grads, " (dropout)" + on);
 }
 
 // Data parallel x DAP: for every split of the ranks into DAP groups (1 x P, P x 1, and 2 x 2 on four ranks),

@@ -1,0 +1,60 @@
+#include "evoformer/dropout.h"
+
+#include <vector>
+
+namespace axfold {
+
+namespace {
+
+uint64_t mix(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+}  // namespace
+
+DropoutSpec dropout_spec(DropoutSite site) {
+    switch (site) {
+        case DropoutSite::MsaRowAttention: return {0.15f, false};
+        case DropoutSite::TriangleAttentionEnding: return {0.25f, true};
+        default: return {0.25f, false};
+    }
+}
+
+uint64_t derive_dropout_key(uint64_t key, uint64_t index) {
+    if (key == 0) return 0;
+    const uint64_t k = mix(key + 0x9E3779B97F4A7C15ull * (index + 1));
+    return k == 0 ? 1 : k;
+}
+
+void apply_dropout(const Tensor& u, uint64_t key, DropoutSite site, int64_t a_offset, int64_t b_offset) {
+    if (key == 0) return;
+    AXF_CHECK(u.dim() == 3 && u.dtype() == DType::F32 && u.device() == Device::CPU && u.is_contiguous(),
+              "dropout: %s, expected a contiguous float32 host [A, B, C] update", u.desc().c_str());
+    const DropoutSpec spec = dropout_spec(site);
+    const int64_t A = u.size(0), B = u.size(1), C = u.size(2);
+    const uint64_t site_key = mix(key ^ (0xD1B54A32D192ED03ull * static_cast<uint64_t>(site)));
+    // keep iff the hash's top 24 bits fall below (1 - rate) * 2^24.
+    const uint64_t threshold = static_cast<uint64_t>((1.0 - spec.rate) * 16777216.0);
+    const float scale = 1.f / (1.f - spec.rate);
+    auto factor = [&](int64_t index, int64_t c) {
+        const uint64_t h = mix(site_key + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(index * 4096 + c + 1));
+        return (h >> 40) < threshold ? scale : 0.f;
+    };
+    // The mask along the kept axis, drawn once.
+    const int64_t K = spec.per_column ? A : B, offset = spec.per_column ? a_offset : b_offset;
+    std::vector<float> mask(static_cast<size_t>(K * C));
+    for (int64_t i = 0; i < K; ++i)
+        for (int64_t c = 0; c < C; ++c) mask[static_cast<size_t>(i * C + c)] = factor(i + offset, c);
+    float* p = u.f32();
+#pragma omp parallel for schedule(static) if (A * B * C > 65536)
+    for (int64_t a = 0; a < A; ++a)
+        for (int64_t b = 0; b < B; ++b) {
+            const float* m = mask.data() + (spec.per_column ? a : b) * C;
+            float* row = p + (a * B + b) * C;
+            for (int64_t c = 0; c < C; ++c) row[c] *= m[c];
+        }
+}
+
+}  // namespace axfold

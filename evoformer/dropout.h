@@ -1,0 +1,41 @@
+// Training dropout of the Evoformer's residual updates, as AF2's dropout_wrapper applies it (monomer config):
+// x += u * keep / (1 - rate), where keep is one Bernoulli(1 - rate) draw per (position along the kept axis,
+// channel), shared along the other axis ("shared_dropout"):
+//
+//   module                           rate   shared along            mask indexed by
+//   MSA row attention with pair bias 0.15   the sequences (rows)    residue j, channel
+//   triangle multiplication out/in   0.25   rows i (per_row)        residue j, channel
+//   triangle attention, starting     0.25   rows i (per_row)        residue j, channel
+//   triangle attention, ending       0.25   columns j (per_column)  residue i, channel
+//
+// (column attention, transitions and the outer product mean have rate 0.) The draws are a hash of (the
+// block's key, the module, the global residue index, the channel), not a random stream, so DAP's shards
+// draw exactly what one rank draws for the same positions, and a backward pass redraws the forward's masks.
+// DISCREPANCY: AF2 draws from JAX's PRNG, so the masks differ from AF2's (the distribution is the same);
+// the structure module's dropout (0.1 after IPA and the transition) and the template stack's are not applied.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/tensor.h"
+
+namespace axfold {
+
+enum class DropoutSite : int { MsaRowAttention = 1, TriangleMultiplicationOutgoing, TriangleMultiplicationIncoming,
+                               TriangleAttentionStarting, TriangleAttentionEnding };
+
+struct DropoutSpec {
+    float rate;
+    bool per_column;  // the mask is indexed by dim 0 (shared along dim 1) instead of dim 1
+};
+DropoutSpec dropout_spec(DropoutSite site);
+
+// A key for block `index` of a stack keyed `key` (and for a stack from a training step's seed).
+uint64_t derive_dropout_key(uint64_t key, uint64_t index);
+
+// u [A, B, C] (host float32, contiguous) *= the site's mask / (1 - rate), the mask indexed by (b + b_offset, c)
+// (per row) or (a + a_offset, c) (per column): offsets place a DAP shard in the whole pair or MSA. No-op when
+// key is 0.
+void apply_dropout(const Tensor& u, uint64_t key, DropoutSite site, int64_t a_offset = 0, int64_t b_offset = 0);
+
+}  // namespace axfold
