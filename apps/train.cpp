@@ -141,31 +141,36 @@ int train_main(const TrainOptions& o) {
     TrainingGroups groups = split_training_groups(world, o.dap);
     const bool lead = world.rank() == 0;
 
-    // The output directory: a fresh run refuses one that holds another run's results (unless --overwrite); a
-    // resumed run drops the checkpoints after the one it continues from (an abandoned continuation).
-    const int64_t resumed_step = o.resume.empty() ? 0 : checkpoint_step(fs::path(o.resume));
+    // The output directory: a fresh run (or one resumed from elsewhere) refuses one that holds another run's
+    // results unless --overwrite; a run resumed from a checkpoint of this directory drops the checkpoints after
+    // it (an abandoned continuation). Nothing is removed before every check below has passed.
+    fs::path resume = fs::path(o.resume).lexically_normal();
+    if (!resume.empty() && !resume.has_filename()) resume = resume.parent_path();  // "checkpoint-000001/"
+    const int64_t resumed_step = o.resume.empty() ? 0 : checkpoint_step(resume);
     AXF_CHECK(o.resume.empty() || resumed_step >= 0, "train: --resume %s is not a checkpoint-<update> directory",
               o.resume.c_str());
+    std::vector<fs::path> stale;
     if (lead && fs::exists(o.out_dir)) {
-        std::vector<fs::path> stale;
+        std::error_code ec;
+        const bool continuing = !o.resume.empty() && fs::equivalent(resume.parent_path(), o.out_dir, ec);
         for (const auto& e : fs::directory_iterator(o.out_dir)) {
             const std::string name = e.path().filename().string();
             const int64_t step = checkpoint_step(e.path());
-            const bool ours = step >= 0 || name == "training_log.jsonl" || name.rfind(".checkpoint-", 0) == 0;
+            const bool ours = step >= 0 || name == "training_log.jsonl" || name.rfind(".checkpoint-", 0) == 0 ||
+                              name.rfind("training_log.jsonl.tmp", 0) == 0;
             if (!ours) continue;
-            if (!o.resume.empty() && (step >= 0 ? step <= resumed_step : name == "training_log.jsonl")) continue;
-            AXF_CHECK(o.overwrite || !o.resume.empty() || name.rfind(".checkpoint-", 0) == 0,
-                      "train: %s already holds a run (%s); continue it with --resume, or replace it with --overwrite",
+            if (continuing && (step >= 0 ? step <= resumed_step : name == "training_log.jsonl")) continue;
+            AXF_CHECK(o.overwrite || continuing || name[0] == '.' || name.rfind("training_log.jsonl.tmp", 0) == 0,
+                      "train: %s already holds a run (%s); continue it with --resume from one of its checkpoints, or "
+                      "replace it with --overwrite",
                       o.out_dir.c_str(), name.c_str());
             stale.push_back(e.path());
         }
-        for (const fs::path& p : stale) fs::remove_all(p);
     }
-    world.barrier();
 
     // Parameters: the resumed checkpoint's, else --params.
     std::string params_path = o.params;
-    if (!o.resume.empty()) params_path = (fs::path(o.resume) / ("params_" + o.model_name + ".npz")).string();
+    if (!o.resume.empty()) params_path = (resume / ("params_" + o.model_name + ".npz")).string();
     AXF_CHECK(io::file_exists(params_path), "train: parameters %s not found", params_path.c_str());
     auto store = std::make_shared<ParamStore>(ParamStore::load(params_path));
     const Model model = Model::from_store(store, o.model_name, o.structure_module_layers);
@@ -180,7 +185,7 @@ int train_main(const TrainOptions& o) {
     ModelWeights ema;
     if (o.ema_decay > 0) {
         const std::string resumed =
-            o.resume.empty() ? "" : (fs::path(o.resume) / ("params_" + o.model_name + "_ema.npz")).string();
+            o.resume.empty() ? "" : (resume / ("params_" + o.model_name + "_ema.npz")).string();
         if (!resumed.empty() && io::file_exists(resumed)) {
             ema_store = std::make_shared<ParamStore>(ParamStore::load(resumed));
         } else {
@@ -196,12 +201,14 @@ int train_main(const TrainOptions& o) {
     ac.clip_norm = o.clip_norm;
     Adam adam(ac, params);
     if (!o.resume.empty()) {
-        const io::Hdf5File state((fs::path(o.resume) / "optimizer.h5").string());
+        const io::Hdf5File state((resume / "optimizer.h5").string());
         adam.load(state, "optimizer");
-        // The settings that decide the updates must be the run's own, unless asked otherwise.
+        // The settings that decide the updates must be the run's own, unless asked otherwise (a setting the
+        // checkpoint does not record is not compared).
         std::string changed;
         for (const auto& [k, v] : run_settings(o, world.size())) {
-            const std::string was = state.has_attr("/", k) ? state.read_string_attr("/", k) : "(not recorded)";
+            if (!state.has_attr("/", k)) continue;
+            const std::string was = state.read_string_attr("/", k);
             if (was != v) changed += strfmt("\n  %s: %s, now %s", k.c_str(), was.c_str(), v.c_str());
         }
         AXF_CHECK(changed.empty() || o.allow_changed_settings,
@@ -220,6 +227,10 @@ int train_main(const TrainOptions& o) {
         validate_training_example(load_training_example(p), model.config());
         if (sampling) io::read_training_source(p);
     }
+    // Every check passed: the other run's (or the abandoned continuation's) files go.
+    if (lead)
+        for (const fs::path& p : stale) fs::remove_all(p);
+    world.barrier();
     fs::create_directories(o.out_dir);
     const std::string log_path = (fs::path(o.out_dir) / "training_log.jsonl").string();
     FILE* log = nullptr;
@@ -274,7 +285,7 @@ int train_main(const TrainOptions& o) {
             step = training_step(model, ex.features, ex.batch, LossConfig{}, ctx, nullptr, groups.dap.get(),
                                  dropout_seed);
         } catch (const Error& e) {
-            throw Error(strfmt("%s (update %lld): %s", path.c_str(), (long long)s, e.what()));
+            throw Error(strfmt("update %lld, example %s: %s", (long long)s, path.c_str(), e.what()));
         }
         average_over_replicas(step.grads, *groups.replicas);
         broadcast_gradients(step.grads, *groups.dap);  // one update on every rank of a DAP group

@@ -29,8 +29,8 @@ uint64_t derive_dropout_key(uint64_t key, uint64_t index) {
 }
 
 void apply_dropout(const Tensor& u, uint64_t key, DropoutSite site, int64_t a_offset, int64_t b_offset) {
-    if (key == 0) return;
-    AXF_CHECK(u.dim() == 3 && u.dtype() == DType::F32 && u.device() == Device::CPU && u.is_contiguous(),
+    if (key == 0 || site == DropoutSite::None) return;
+    AXF_CHECK(u.dim() == 3 && u.size(2) <= 4096 && u.dtype() == DType::F32 && u.device() == Device::CPU && u.is_contiguous(),
               "dropout: %s, expected a contiguous float32 host [A, B, C] update", u.desc().c_str());
     const DropoutSpec spec = dropout_spec(site);
     const int64_t A = u.size(0), B = u.size(1), C = u.size(2);

@@ -12,7 +12,8 @@
 // block's key, the module, the global residue index, the channel), not a random stream, so DAP's shards
 // draw exactly what one rank draws for the same positions, and a backward pass redraws the forward's masks.
 // DISCREPANCY: AF2 draws from JAX's PRNG, so the masks differ from AF2's (the distribution is the same);
-// the structure module's dropout (0.1 after IPA and the transition) and the template stack's are not applied.
+// the structure module's dropout (0.1 after IPA and the transition) and the template stack's are not applied;
+// AF2 also drops out in the recycled (stop-gradient) iterations, which training_step runs without dropout.
 #pragma once
 
 #include <cstdint>
@@ -21,8 +22,8 @@
 
 namespace axfold {
 
-enum class DropoutSite : int { MsaRowAttention = 1, TriangleMultiplicationOutgoing, TriangleMultiplicationIncoming,
-                               TriangleAttentionStarting, TriangleAttentionEnding };
+enum class DropoutSite : int { None = 0, MsaRowAttention, TriangleMultiplicationOutgoing,
+                               TriangleMultiplicationIncoming, TriangleAttentionStarting, TriangleAttentionEnding };
 
 struct DropoutSpec {
     float rate;
@@ -35,7 +36,7 @@ uint64_t derive_dropout_key(uint64_t key, uint64_t index);
 
 // u [A, B, C] (host float32, contiguous) *= the site's mask / (1 - rate), the mask indexed by (b + b_offset, c)
 // (per row) or (a + a_offset, c) (per column): offsets place a DAP shard in the whole pair or MSA. No-op when
-// key is 0.
+// key is 0 or site None. C must not exceed 4096 (the hash's channel field).
 void apply_dropout(const Tensor& u, uint64_t key, DropoutSite site, int64_t a_offset = 0, int64_t b_offset = 0);
 
 }  // namespace axfold

@@ -32,7 +32,8 @@ void evoformer_block_forward(const EvoformerBlockWeights& w, Tensor& m, Tensor& 
             update(x, true);
             return;
         }
-        Tensor u = Tensor::empty(x.shape(), x.dtype(), x.device());
+        WorkspaceScope scope(ctx.ws);
+        Tensor u = ctx.ws.alloc(x.shape());
         update(u, false);
         apply_dropout(u, k.dropout_key, site);
         add(x, u);
@@ -96,9 +97,9 @@ void evoformer_block_backward(const EvoformerBlockWeights& w, const Tensor& m, c
     Tensor d = Tensor::empty(z.shape());
     // The update's cotangent is the output's, through the dropout mask when training drops (an empty site:
     // none).
-    auto pair_step = [&](auto&& backward, DropoutSite site = DropoutSite(0)) {
+    auto pair_step = [&](auto&& backward, DropoutSite site = DropoutSite::None) {
         copy(d, dz);
-        if (static_cast<int>(site) != 0) apply_dropout(d, k.dropout_key, site);
+        apply_dropout(d, k.dropout_key, site);
         backward(d);
     };
     pair_step([&](const Tensor& du) { transition_backward(w.pair_transition, zs[5], du, dz, true, grads.pair_transition, ctx, k); });

@@ -100,7 +100,7 @@ TrainingSource read_training_source(const std::string& path) {
     s.config.max_extra_msa = setting("max_extra_msa");
     s.config.num_iterations = static_cast<int>(setting("num_iterations"));
     s.config.pad_to_fixed_size = setting("pad_to_fixed_size") != 0;
-    s.config.seed = static_cast<uint64_t>(setting("seed"));
+    if (f.has_dataset("raw_config/seed")) s.config.seed = static_cast<uint64_t>(setting("seed"));
     return s;
 }
 

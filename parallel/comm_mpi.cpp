@@ -209,8 +209,7 @@ public:
             *q = MPI_REQUEST_NULL;
             return MPI_Comm_split(c, color, key, &part);
         })->wait();
-        MPI_Comm_set_errhandler(part, MPI_ERRORS_RETURN);
-        return std::make_unique<MpiComm>(part, false);
+        return std::make_unique<MpiComm>(part, false);  // (which sets MPI_ERRORS_RETURN on it)
     }
 
     void barrier() override {

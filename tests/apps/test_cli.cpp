@@ -417,6 +417,21 @@ TEST(Cli, TrainResumesExactlyAndPredictReadsItsCheckpoint) {
     r = run(common + "--steps 2 --resume " + (a / "checkpoint-000002").string() + " --out-dir " + (a / "bad").string());
     EXPECT_NE(r.rc, 0);
     EXPECT_NE(r.out.find("at update 2, --steps 2"), std::string::npos) << r.out;
+    // A refused resume removes nothing; a trailing slash is fine; continuing from update 1 again replaces the
+    // later checkpoint with an identical one.
+    r = run(common + "--steps 2 --clip-norm 0.5 --resume " + (b / "checkpoint-000001").string() + "/ --out-dir " +
+            b.string());
+    EXPECT_NE(r.rc, 0);
+    EXPECT_TRUE(fs::exists(b / "checkpoint-000002"));
+    r = run(common + "--steps 2 --resume " + (b / "checkpoint-000001").string() + "/ --out-dir " + b.string());
+    EXPECT_EQ(r.rc, 0) << r.out;
+    EXPECT_EQ(slurp((a / "checkpoint-000002" / "params_model_3_ptm.npz").string()),
+              slurp((b / "checkpoint-000002" / "params_model_3_ptm.npz").string()));
+    // A checkpoint of another directory does not continue into this one without --overwrite.
+    r = run(common + "--steps 3 --resume " + (a / "checkpoint-000002").string() + " --out-dir " + b.string());
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("already holds a run"), std::string::npos) << r.out;
+    EXPECT_TRUE(fs::exists(b / "checkpoint-000001"));
     // Another run's results are not mixed in: a fresh run into a used directory needs --overwrite.
     r = run(common + "--steps 1 --out-dir " + a.string());
     EXPECT_NE(r.rc, 0);
