@@ -57,4 +57,16 @@ void apply_dropout(const Tensor& u, uint64_t key, DropoutSite site, int64_t a_of
         }
 }
 
+void apply_elementwise_dropout(const Tensor& u, uint64_t key, float rate) {
+    if (key == 0) return;
+    AXF_CHECK(u.dtype() == DType::F32 && u.device() == Device::CPU && u.is_contiguous(),
+              "dropout: %s, expected a contiguous float32 host tensor", u.desc().c_str());
+    AXF_CHECK(rate >= 0.f && rate < 1.f, "dropout: rate %g outside [0, 1)", rate);
+    const uint64_t threshold = static_cast<uint64_t>((1.0 - rate) * 16777216.0), k = mix(key);
+    const float scale = 1.f / (1.f - rate);
+    float* p = u.f32();
+    for (int64_t i = 0; i < u.numel(); ++i)
+        p[i] *= (mix(k + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(i + 1)) >> 40) < threshold ? scale : 0.f;
+}
+
 }  // namespace axfold

@@ -11,9 +11,11 @@
 // (column attention, transitions and the outer product mean have rate 0.) The draws are a hash of (the
 // block's key, the module, the global residue index, the channel), not a random stream, so DAP's shards
 // draw exactly what one rank draws for the same positions, and a backward pass redraws the forward's masks.
-// DISCREPANCY: AF2 draws from JAX's PRNG, so the masks differ from AF2's (the distribution is the same);
-// the structure module's dropout (0.1 after IPA and the transition) and the template stack's are not applied;
-// AF2 also drops out in the recycled (stop-gradient) iterations, which training_step runs without dropout.
+// The structure module's dropout (0.1, element-wise, after IPA's and the transition's residuals) uses
+// apply_elementwise_dropout below (structure/structure_module.h).
+// DISCREPANCY: AF2 draws from JAX's PRNG, so the masks differ from AF2's (the distribution is the same); the
+// template stack's dropout is not applied (templates do not train yet); AF2 also drops out in the recycled
+// (stop-gradient) iterations, which training_step runs without dropout.
 #pragma once
 
 #include <cstdint>
@@ -38,5 +40,10 @@ uint64_t derive_dropout_key(uint64_t key, uint64_t index);
 // (per row) or (a + a_offset, c) (per column): offsets place a DAP shard in the whole pair or MSA. No-op when
 // key is 0 or site None. C must not exceed 4096 (the hash's channel field).
 void apply_dropout(const Tensor& u, uint64_t key, DropoutSite site, int64_t a_offset = 0, int64_t b_offset = 0);
+
+// Element-wise dropout (no sharing; AF2's structure module, rate 0.1 after IPA and after the transition):
+// u (host float32, contiguous, any shape) *= Bernoulli(1 - rate) / (1 - rate), one draw per element from a hash
+// of (key, element index). No-op when key is 0.
+void apply_elementwise_dropout(const Tensor& u, uint64_t key, float rate);
 
 }  // namespace axfold

@@ -1,5 +1,7 @@
 #include "structure/structure_module.h"
 
+#include "evoformer/dropout.h"
+
 #include <cmath>
 
 #include "structure/all_atom.h"
@@ -243,12 +245,14 @@ StructureModuleOutputs structure_module_forward(const StructureModuleWeights& w,
     for (int64_t l = 0; l < L; ++l) {
         invariant_point_attention_forward(f.invariant_point_attention, act, pair, rot.to(dev), trans.to(dev), mask, act,
                                           true, ctx, cfg.ipa_inf, cfg.eps, &w.pair_layer_norm);
+        apply_elementwise_dropout(act, derive_dropout_key(cfg.dropout_key, 2 * l), cfg.dropout_rate);
         layer_norm(act, f.attention_layer_norm.scale, f.attention_layer_norm.offset, 1e-5f, act);
         linear(act, f.transition.weights, f.transition.bias, h1);
         relu(h1);
         linear(h1, f.transition_1.weights, f.transition_1.bias, h2);
         relu(h2);
         linear(h2, f.transition_2.weights, f.transition_2.bias, act, 1.f);
+        apply_elementwise_dropout(act, derive_dropout_key(cfg.dropout_key, 2 * l + 1), cfg.dropout_rate);
         layer_norm(act, f.transition_layer_norm.scale, f.transition_layer_norm.offset, 1e-5f, act);
         backbone_update(f.affine_update, act, quat, trans, nullptr, ctx);
 
@@ -307,6 +311,7 @@ void structure_module_backward(const StructureModuleWeights& w, const StructureM
         y.t = trans.clone();
         invariant_point_attention_forward(f.invariant_point_attention, act, zn, quaternion_to_rotation(quat).to(dev),
                                           trans.to(dev), mask, act, true, ctx, cfg.ipa_inf, cfg.eps);
+        apply_elementwise_dropout(act, derive_dropout_key(cfg.dropout_key, 2 * l), cfg.dropout_rate);
         y.act_a = act.clone();
         layer_norm(act, f.attention_layer_norm.scale, f.attention_layer_norm.offset, 1e-5f, act);
         y.act_b = act.clone();
@@ -315,6 +320,7 @@ void structure_module_backward(const StructureModuleWeights& w, const StructureM
         Tensor h2 = linear(h1, f.transition_1.weights, f.transition_1.bias, ws);
         relu(h2);
         linear(h2, f.transition_2.weights, f.transition_2.bias, act, 1.f);
+        apply_elementwise_dropout(act, derive_dropout_key(cfg.dropout_key, 2 * l + 1), cfg.dropout_rate);
         y.act_c = act.clone();
         layer_norm(act, f.transition_layer_norm.scale, f.transition_layer_norm.offset, 1e-5f, act);
         y.act_out = act.clone();
@@ -389,6 +395,7 @@ void structure_module_backward(const StructureModuleWeights& w, const StructureM
         Tensor dc = ws.alloc(dact.shape());
         layer_norm_backward(y.act_c, f.transition_layer_norm.scale, 1e-5f, dact, dc, gf.transition_layer_norm.scale,
                             gf.transition_layer_norm.offset);
+        apply_elementwise_dropout(dc, derive_dropout_key(cfg.dropout_key, 2 * l + 1), cfg.dropout_rate);
         {
             Tensor h1 = linear(y.act_b, f.transition.weights, f.transition.bias, ws);
             relu(h1);
@@ -405,6 +412,7 @@ void structure_module_backward(const StructureModuleWeights& w, const StructureM
         Tensor da = ws.alloc(dact.shape());
         layer_norm_backward(y.act_a, f.attention_layer_norm.scale, 1e-5f, dc, da, gf.attention_layer_norm.scale,
                             gf.attention_layer_norm.offset);
+        apply_elementwise_dropout(da, derive_dropout_key(cfg.dropout_key, 2 * l), cfg.dropout_rate);
         // act_a = act_in + IPA(act_in, zn, frames): the frames' rotation is stop-gradient, the translation not.
         Tensor ds = ws.alloc(dact.shape()), dz = ws.alloc(zn.shape()), drot, dtrans;
         invariant_point_attention_backward(f.invariant_point_attention, y.act_in, zn, quaternion_to_rotation(y.q).to(dev),

@@ -60,6 +60,10 @@ struct StructureModuleConfig {
     float position_scale = 10.f;    // internal units -> Angstrom
     float ipa_inf = 1e5f;
     float eps = 1e-8f;              // IPA point norm and angle normalisation
+    // Training dropout (AF2: rate 0.1, element-wise, on the activation after IPA's residual and after the
+    // transition's, before their layer norms; evoformer/dropout.h); off when the key is 0.
+    uint64_t dropout_key = 0;
+    float dropout_rate = 0.1f;
 };
 
 // Outputs in the layout of the golden `structure_module/*` datasets.

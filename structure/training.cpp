@@ -171,6 +171,7 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
                            w.single_activations.single_activations.bias, ctx.ws).clone();
     StructureModuleConfig sc;
     sc.num_layers = cfg.structure_module_layers;
+    sc.dropout_key = derive_dropout_key(dropout_seed, 3);
     const StructureModuleOutputs sm = structure_module_forward(w.structure_module, sc, single, pair, aatype, seq_mask, ctx);
     const HeadsOutputs h = heads_forward(w.heads, msa, pair, single, sm.act, ctx, true);
 
