@@ -311,6 +311,10 @@ int train_main(const TrainOptions& o) {
             for (size_t i = 0; i < names.size(); ++i)
                 rec << (i ? ", " : "") << io::json_string(names[i]) << ": "
                     << io::json_number(losses.data<double>()[i + 1], names[i].c_str());
+            rec << "}, \"timings\": {";
+            for (size_t i = 0; i < step.timings.size(); ++i)
+                rec << (i ? ", " : "") << io::json_string(step.timings[i].first) << ": "
+                    << io::json_rounded(step.timings[i].second, 3, "stage seconds");
             rec << "}, \"example\": " << io::json_string(fs::path(path).filename().string());
             if (sampling) rec << ", \"crop\": [" << crop_begin << ", " << crop_end << "], \"iterations\": " << iterations;
             rec << "}\n";

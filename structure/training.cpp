@@ -1,5 +1,6 @@
 #include "structure/training.h"
 
+#include <chrono>
 #include <cmath>
 
 #include "evoformer/embedders.h"
@@ -120,8 +121,17 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
     const int64_t r = R - 1;  // the differentiated iteration
     auto feat = [&](const char* name) { return to_f32(features.at(name).select(0, r)).contiguous(); };
 
+    // Seconds per stage (TrainingStep::timings).
+    std::vector<std::pair<std::string, double>> timings;
+    auto last = std::chrono::steady_clock::now();
+    auto mark = [&](const char* stage) {
+        const auto now = std::chrono::steady_clock::now();
+        timings.emplace_back(stage, std::chrono::duration<double>(now - last).count());
+        last = now;
+    };
     // The recycled inputs: the earlier iterations as in prediction (no gradient flows into them).
     const RecycledInputs rec = recycled ? *recycled : recycled_inputs(model, features, ctx, comm);
+    mark("recycling");
     // DAP: the two stacks' forward and backward distributed over the ranks (evoformer_dap.h); the rest runs
     // on the gathered representations on every rank, which all end with the same loss and gradients.
     const bool dap = comm && comm->size() > 1;
@@ -164,16 +174,21 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
     Tensor extra = Tensor::empty({E, N, Ce});
     extra_msa_embedder_forward(w.extra_msa_embedder, extra_msa, has_del, del_val, extra, ctx);
     const Tensor extra0 = extra.clone(), pair0 = pair.clone();
+    mark("embedders");
     stack_forward(w.extra_msa_stack, extra, pair, extra_mask, pair_mask, k_extra);
+    mark("extra_msa_stack");
     const Tensor msa1 = msa.clone(), pair1 = pair.clone();
     stack_forward(w.evoformer, msa, pair, msa_mask, pair_mask, k_evo);
+    mark("evoformer");
     Tensor single = linear(msa.select(0, 0), w.single_activations.single_activations.weights,
                            w.single_activations.single_activations.bias, ctx.ws).clone();
     StructureModuleConfig sc;
     sc.num_layers = cfg.structure_module_layers;
     sc.dropout_key = derive_dropout_key(dropout_seed, 3);
     const StructureModuleOutputs sm = structure_module_forward(w.structure_module, sc, single, pair, aatype, seq_mask, ctx);
+    mark("structure_module");
     const HeadsOutputs h = heads_forward(w.heads, msa, pair, single, sm.act, ctx, true);
+    mark("heads");
 
     TrainingStep step;
     std::map<std::string, Tensor>& o = step.outputs;
@@ -190,6 +205,7 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
     o["sm/angles"] = sm.angles_sin_cos;
     o["sm/unnormalized_angles"] = sm.unnormalized_angles_sin_cos;
     step.loss = alphafold_loss(o, batch, config, true);
+    mark("loss");
     const std::map<std::string, Tensor>& d = step.loss.gradients;
     auto f32 = [](const Tensor& t) { return to_f32(t).contiguous(); };
 
@@ -205,6 +221,7 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
     Tensor dmsa = Tensor::empty(msa.shape()), dpair = Tensor::empty(pair.shape()), dsingle = Tensor::empty(single.shape()),
            dsm_act = Tensor::empty(sm.act.shape());
     heads_backward(w.heads, msa, pair, single, sm.act, hc, dmsa, dpair, dsingle, dsm_act, g.heads, ctx);
+    mark("heads_backward");
     StructureModuleCotangents smc;
     smc.traj = f32(d.at("sm/frames"));
     smc.sidechain_frames = f32(d.at("sm/sidechain_frames"));
@@ -218,6 +235,7 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
                               ctx);
     add(dsingle, ds2);
     add(dpair, dz2);
+    mark("structure_module_backward");
     Tensor drow = Tensor::empty({N, Cm});
     linear_backward(msa.select(0, 0).contiguous(), w.single_activations.single_activations.weights, dsingle, drow, false,
                     g.single_activations.single_activations.weights, g.single_activations.single_activations.bias,
@@ -226,16 +244,20 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
     std::vector<EvoformerBlockWeights> ge(g.evoformer.blocks.begin(), g.evoformer.blocks.end());
     stack_backward(w.evoformer, msa1, pair1, msa_mask, pair_mask, dmsa, dpair, ge, k_evo);
     g.evoformer.blocks = ge;
+    mark("evoformer_backward");
     Tensor dextra = Tensor::zeros(extra0.shape());
     std::vector<EvoformerBlockWeights> gx(g.extra_msa_stack.blocks.begin(), g.extra_msa_stack.blocks.end());
     stack_backward(w.extra_msa_stack, extra0, pair0, extra_mask, pair_mask, dextra, dpair, gx, k_extra);
     g.extra_msa_stack.blocks = gx;
+    mark("extra_msa_stack_backward");
     extra_msa_embedder_backward(w.extra_msa_embedder, extra_msa, has_del, del_val, dextra, Tensor(), Tensor(),
                                 g.extra_msa_embedder, ctx);
     recycling_embedder_backward(w.recycling_embedder, prev_row, prev_pair, prev_pb, dmsa.select(0, 0).contiguous(), dpair,
                                 Tensor(), Tensor(), g.recycling_embedder, ctx);
     input_embedder_backward(w.input_embedder, target_feat, residue_index, msa_feat, dmsa, dpair, Tensor(), Tensor(),
                             g.input_embedder, ctx);
+    mark("embedders_backward");
+    step.timings = std::move(timings);
     return step;
 }
 

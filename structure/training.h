@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "parallel/comm.h"
 #include "structure/losses.h"
@@ -25,6 +26,10 @@ struct TrainingStep {
     AlphaFoldLoss loss;                      // every term, the totals, d total / d output
     ModelWeights grads;                      // d total / d parameter, the model's weights' layout
     std::map<std::string, Tensor> outputs;   // the last iteration's outputs under the loss's names
+    // Seconds per stage, in order: recycling, embedders, extra_msa_stack, evoformer, structure_module, heads,
+    // loss, then the backward passes (heads, structure module with the single projection, evoformer, extra-MSA
+    // stack, embedders).
+    std::vector<std::pair<std::string, double>> timings;
 };
 
 // What the differentiated last iteration recycles from the earlier ones (stop-gradient): the first MSA row
