@@ -150,7 +150,9 @@ struct TrainOptions {
     int64_t crop_size = 0;  // > 0: a random contiguous crop of this many residues per update
     bool sample_recycles = false;  // 1..R iterations per update (R: the example's), as AF2 trains
     double ema_decay = 0.999;      // the parameters' moving average (params_<model>_ema.npz); 0 = none
-    bool dropout = true;                  // AF2's training dropout in the two stacks (evoformer/dropout.h)
+    bool dropout = true;                  // AF2's training dropout (evoformer/dropout.h)
+    std::vector<std::string> validate;    // validation examples: lDDT-Ca of the moving average's predictions
+    int64_t validate_every = 0;           // every this many updates (and after the last); 0: after the last
     bool overwrite = false;               // replace another run's results in out_dir
     bool allow_changed_settings = false;  // resume with settings other than the checkpoint's
     uint64_t seed = 0;      // the updates' random streams

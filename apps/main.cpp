@@ -259,7 +259,12 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
             "resume", po::value<std::string>(&o.resume),
             "a checkpoint directory to continue from (with the run's own settings)")(
             "overwrite", po::bool_switch(&o.overwrite), "replace another run's checkpoints and log in --out-dir")(
-            "no-dropout", po::bool_switch(), "train without AF2's dropout in the Evoformer and extra-MSA stacks")(
+            "no-dropout", po::bool_switch(), "train without AF2's dropout")(
+            "validate", po::value<std::vector<std::string>>(&o.validate)->multitoken(),
+            "validation examples (the training layout): the whole chain's lDDT-Ca of the moving average's "
+            "prediction, in validation_log.jsonl")(
+            "validate-every", po::value<int64_t>(&o.validate_every)->default_value(0),
+            "validate every this many updates (and after the last; 0: after the last only)")(
             "allow-changed-settings", po::bool_switch(&o.allow_changed_settings),
             "resume although learning rate, examples, ranks, seed or sampling differ from the checkpoint's")(
             "resample", po::bool_switch(&o.resample),

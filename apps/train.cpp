@@ -15,6 +15,7 @@
 #include "io/json_writer.h"
 #include "io/params.h"
 #include "io/training_sample.h"
+#include "structure/losses.h"
 #include "structure/optimizer.h"
 #include "structure/training.h"
 
@@ -246,6 +247,41 @@ int train_main(const TrainOptions& o) {
                      o.clip_norm, num_threads());
     }
 
+    // Validation: every --validate-every updates (and after the last), replica 0's group predicts each validation
+    // example with the moving average's parameters (the trained ones without it) and rank 0 logs the whole
+    // chain's lDDT-Cα of the final atoms (OpenFold's validation metric) to validation_log.jsonl.
+    for (const std::string& p : o.validate) validate_training_example(load_training_example(p), model.config());
+    FILE* vlog = nullptr;
+    const std::string vlog_path = (fs::path(o.out_dir) / "validation_log.jsonl").string();
+    if (lead && !o.validate.empty()) {
+        io::write_file_atomic(vlog_path, log_before(vlog_path, adam.step() + 1));
+        vlog = std::fopen(vlog_path.c_str(), "a");
+        AXF_CHECK(vlog != nullptr, "train: cannot append to %s", vlog_path.c_str());
+    }
+    auto validate = [&](int64_t step) {
+        if (groups.replica != 0) return;
+        const Model& evaluated = ema_model ? *ema_model : model;
+        for (const std::string& p : o.validate) {
+            const TrainingExample v = load_training_example(p);
+            axfold::PredictOptions po;
+            po.comm = groups.dap.get();
+            po.keep_recycles = false;
+            po.keep_pair_logits = false;
+            Context vctx;
+            const Prediction pred = evaluated.predict(v.features, po, vctx);
+            const double lddt = lddt_ca_global(pred.structure_module.final_atom_positions, v.batch.at("all_atom_positions"),
+                                               v.batch.at("all_atom_mask"));
+            if (!lead) continue;
+            const std::string line = strfmt("{\"step\": %lld, \"example\": %s, \"lddt_ca\": %s, \"ema\": %s}\n",
+                                            (long long)step, io::json_string(fs::path(p).filename().string()).c_str(),
+                                            io::json_number(lddt, "lDDT-Ca").c_str(), ema_model ? "true" : "false");
+            AXF_CHECK(std::fwrite(line.data(), 1, line.size(), vlog) == line.size() && std::fflush(vlog) == 0 &&
+                          ::fsync(::fileno(vlog)) == 0,
+                      "train: writing %s failed", vlog_path.c_str());
+            std::fprintf(stderr, "validation after update %lld: %s lDDT-Ca %.4f\n", (long long)step, p.c_str(), lddt);
+        }
+    };
+
     Context ctx;
     const int R = groups.num_replicas;
     for (int64_t s = adam.step() + 1; s <= o.steps; ++s) {
@@ -330,8 +366,10 @@ int train_main(const TrainOptions& o) {
         }
         if (lead && ((o.save_every > 0 && s % o.save_every == 0) || s == o.steps))
             save_checkpoint(o.out_dir, o.model_name, *store, ema_store.get(), adam, o, world.size());
+        if (!o.validate.empty() && ((o.validate_every > 0 && s % o.validate_every == 0) || s == o.steps)) validate(s);
     }
     if (log) std::fclose(log);
+    if (vlog) std::fclose(vlog);
     world.barrier();
     if (lead)
         std::printf("trained %s to update %lld: %s\n", o.model_name.c_str(), (long long)o.steps,

@@ -227,8 +227,12 @@ double experimentally_resolved_loss(const Tensor& logits, const Tensor& atom37_a
     return gate * loss / denom;
 }
 
-Tensor lddt_ca(const Tensor& predicted_atom37, const Tensor& true_atom37, const Tensor& all_atom_mask, double cutoff,
-               double eps) {
+namespace {
+
+// Per residue i: the weight of its scored pairs (true Cα distance below cutoff, both Cα present) and the weighted
+// sum of their lDDT scores (the fractions of 0.5, 1, 2, 4 Å thresholds the distance's error stays within).
+void lddt_ca_sums(const Tensor& predicted_atom37, const Tensor& true_atom37, const Tensor& all_atom_mask, double cutoff,
+                  double eps, std::vector<double>& norm, std::vector<double>& sum) {
     const int64_t N = all_atom_mask.size(0);
     const std::vector<double> pred = values(predicted_atom37, {N, 37, 3}, "predicted atom positions");
     const std::vector<double> gt = values(true_atom37, {N, 37, 3}, "all_atom_positions");
@@ -242,9 +246,9 @@ Tensor lddt_ca(const Tensor& predicted_atom37, const Tensor& true_atom37, const 
         }
         return std::sqrt(eps + d2);
     };
-    std::vector<double> score(N);
+    norm.assign(static_cast<size_t>(N), 0.0);
+    sum.assign(static_cast<size_t>(N), 0.0);
     for (int64_t i = 0; i < N; ++i) {
-        double norm = eps, sum = eps;
         for (int64_t j = 0; j < N; ++j) {
             if (j == i) continue;
             const double dt = dist(gt, i, j);
@@ -252,12 +256,33 @@ Tensor lddt_ca(const Tensor& predicted_atom37, const Tensor& true_atom37, const 
             if (scored == 0) continue;
             const double l1 = std::fabs(dt - dist(pred, i, j));
             const double s = 0.25 * ((l1 < 0.5) + (l1 < 1.0) + (l1 < 2.0) + (l1 < 4.0));
-            norm += scored;
-            sum += scored * s;
+            norm[static_cast<size_t>(i)] += scored;
+            sum[static_cast<size_t>(i)] += scored * s;
         }
-        score[i] = sum / norm;
     }
-    return f64_tensor(score, {N});
+}
+
+}  // namespace
+
+Tensor lddt_ca(const Tensor& predicted_atom37, const Tensor& true_atom37, const Tensor& all_atom_mask, double cutoff,
+               double eps) {
+    std::vector<double> norm, sum;
+    lddt_ca_sums(predicted_atom37, true_atom37, all_atom_mask, cutoff, eps, norm, sum);
+    std::vector<double> score(norm.size());
+    for (size_t i = 0; i < norm.size(); ++i) score[i] = (eps + sum[i]) / (eps + norm[i]);
+    return f64_tensor(score, {static_cast<int64_t>(score.size())});
+}
+
+double lddt_ca_global(const Tensor& predicted_atom37, const Tensor& true_atom37, const Tensor& all_atom_mask,
+                      double cutoff, double eps) {
+    std::vector<double> norm, sum;
+    lddt_ca_sums(predicted_atom37, true_atom37, all_atom_mask, cutoff, eps, norm, sum);
+    double n = 0, t = 0;
+    for (size_t i = 0; i < norm.size(); ++i) {
+        n += norm[i];
+        t += sum[i];
+    }
+    return (eps + t) / (eps + n);
 }
 
 double plddt_loss(const Tensor& logits, const Tensor& final_atom_positions, const Tensor& all_atom_positions,

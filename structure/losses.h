@@ -74,6 +74,10 @@ double experimentally_resolved_loss(const Tensor& logits, const Tensor& atom37_a
 // 4 Å.
 Tensor lddt_ca(const Tensor& predicted_atom37, const Tensor& true_atom37, const Tensor& all_atom_mask,
                double cutoff = 15.0, double eps = 1e-8);
+// The whole chain's lDDT-Cα (OpenFold's validation metric, lddt with per_residue=False): the scored pairs' mean
+// score over all residues at once.
+double lddt_ca_global(const Tensor& predicted_atom37, const Tensor& true_atom37, const Tensor& all_atom_mask,
+                      double cutoff = 15.0, double eps = 1e-8);
 
 // Cross entropy of lddt_logits [N, no_bins] against min(floor(lDDT-Cα * no_bins), no_bins - 1) of the final
 // atom positions, mean over residues with a true Cα; 0 outside the resolution range. lddt_score [N] (out):

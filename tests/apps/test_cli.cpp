@@ -446,6 +446,21 @@ TEST(Cli, TrainResumesExactlyAndPredictReadsItsCheckpoint) {
             (a / "checkpoint-000002").string() + " --out-dir " + a.string());
     EXPECT_EQ(r.rc, 0) << r.out;
     EXPECT_EQ(losses(slurp((a / "training_log.jsonl").string())).size(), 3u);
+    // Validation: the moving average's prediction scored by the chain's lDDT-Ca, after updates 1 and 2.
+    r = run(common + "--steps 2 --validate " + kSmall + "/loss_cases.h5 --validate-every 1 --out-dir " +
+            (a / "val").string());
+    ASSERT_EQ(r.rc, 0) << r.out;
+    {
+        std::istringstream in(slurp((a / "val" / "validation_log.jsonl").string()));
+        int lines = 0;
+        for (std::string line; std::getline(in, line); ++lines) {
+            const double lddt = std::stod(line.substr(line.find("\"lddt_ca\": ") + 11));
+            EXPECT_GT(lddt, 0.0) << line;
+            EXPECT_LE(lddt, 1.0) << line;
+            EXPECT_NE(line.find("\"step\": " + std::to_string(lines + 1)), std::string::npos) << line;
+        }
+        EXPECT_EQ(lines, 2);
+    }
     // Every example is checked before the first update: a ground truth of the wrong length names the file
     // and the dataset.
     {

@@ -287,3 +287,20 @@ TEST(Losses, shapes_are_checked) {
         EXPECT_NE(std::string(e.what()).find("[5, 5, 64]"), std::string::npos) << e.what();
     }
 }
+
+// The whole chain's lDDT-Cα: three Cα on a line, the third predicted 1.5 A too far: the pairs with it keep 2 of
+// the 4 thresholds (0.5), the first pair all 4; (2 x 1 + 4 x 0.5) / 6 over the ordered pairs. A perfect
+// prediction scores 1; a residue without its Cα is not scored.
+TEST(Losses, lddt_ca_global_by_hand) {
+    Tensor truth = Tensor::zeros({3, 37, 3}), pred = Tensor::zeros({3, 37, 3}), mask = Tensor::zeros({3, 37});
+    const int ca = 1;
+    for (int i = 0; i < 3; ++i) {
+        truth.f32()[(i * 37 + ca) * 3] = 3.8f * static_cast<float>(i);
+        pred.f32()[(i * 37 + ca) * 3] = 3.8f * static_cast<float>(i) + (i == 2 ? 1.5f : 0.f);
+        mask.f32()[i * 37 + ca] = 1.f;
+    }
+    EXPECT_NEAR(lddt_ca_global(pred, truth, mask), 4.0 / 6.0, 1e-9);
+    EXPECT_NEAR(lddt_ca_global(truth, truth, mask), 1.0, 1e-9);
+    mask.f32()[2 * 37 + ca] = 0.f;
+    EXPECT_NEAR(lddt_ca_global(pred, truth, mask), 1.0, 1e-9);
+}
