@@ -7,6 +7,33 @@
 
 namespace axfold {
 
+namespace {
+
+// The global column attention's query for columns n of x [E, n, C_in] (mask_t [n, E]): the masked mean over the
+// sequences, projected and scaled by 1/sqrt(c); the mean [n, C_in] and the mask counts [n, 1] are kept for the
+// backward. From the workspace.
+struct GlobalQuery {
+    Tensor mean, count, q;
+};
+GlobalQuery global_query(const GlobalAttentionWeights& a, const Tensor& x, const Tensor& mask_t, float eps,
+                         Workspace& ws) {
+    const int64_t E = x.size(0), n = x.size(1), Cin = x.size(2);
+    GlobalQuery g;
+    Tensor sum = ws.alloc({n, 1, Cin});
+    matmul(mask_t.unsqueeze(1), x.permute({1, 0, 2}), sum);
+    Tensor ones = ws.alloc({E, 1});
+    fill(ones, 1.f);
+    g.count = ws.alloc({n, 1});
+    matmul(mask_t, ones, g.count);
+    g.mean = sum.view({n, Cin});
+    div_eps(g.mean, g.count.expand({n, Cin}), eps);
+    g.q = linear(g.mean, a.query_w, Tensor(), ws);  // [n, H*C]
+    scale(g.q, 1.f / std::sqrt(static_cast<float>(a.c_hidden())));
+    return g;
+}
+
+}  // namespace
+
 // Pair bias [H, N, N] = LN(z) @ feat_2d_weights, permuted to the attending frame; computed in row chunks
 // of z so no pair-sized normalised copy exists. `ending` gives bias[h, q, k] from z[k, q].
 Tensor pair_bias(const LayerNormWeights& norm, const Tensor& feat_2d_weights, const Tensor& z, bool ending, float eps,
@@ -57,17 +84,7 @@ void msa_column_global_attention_forward(const MsaColumnGlobalAttentionWeights& 
         Tensor x = ws.alloc({E, n, Cin});
         layer_norm(m.slice(1, n0, n1), w.query_norm.scale, w.query_norm.offset, k.eps, x);
         const Tensor mask_t = msa_mask.slice(1, n0, n1).transpose(0, 1);  // [n, E]
-        // Masked mean of the normalised activations over the sequences of each column.
-        Tensor q_avg = ws.alloc({n, 1, Cin});
-        matmul(mask_t.unsqueeze(1), x.permute({1, 0, 2}), q_avg);
-        Tensor ones = ws.alloc({E, 1});
-        fill(ones, 1.f);
-        Tensor msum = ws.alloc({n, 1});
-        matmul(mask_t, ones, msum);
-        Tensor q_avg2 = q_avg.view({n, Cin});
-        div_eps(q_avg2, msum.expand({n, Cin}), k.global_eps);
-        Tensor q = linear(q_avg2, a.query_w, Tensor(), ws);  // [n, H*C]
-        scale(q, 1.f / std::sqrt(static_cast<float>(C)));
+        const Tensor q = global_query(a, x, mask_t, k.global_eps, ws).q;  // [n, H*C]
         Tensor kk = linear(x, a.key_w, Tensor(), ws);  // [E, n, C]
         Tensor v = linear(x, a.value_w, Tensor(), ws);  // [E, n, C]
         Tensor logits = ws.alloc({n, H, E});
@@ -108,16 +125,8 @@ void msa_column_global_attention_backward(const MsaColumnGlobalAttentionWeights&
         copy(mc, m.slice(1, n0, n1));
         Tensor x = layer_norm(mc, w.query_norm.scale, w.query_norm.offset, k.eps, ws);
         const Tensor mask_t = msa_mask.slice(1, n0, n1).transpose(0, 1);  // [n, E]
-        Tensor q_avg = ws.alloc({n, 1, Cin});
-        matmul(mask_t.unsqueeze(1), x.permute({1, 0, 2}), q_avg);
-        Tensor ones = ws.alloc({E, 1});
-        fill(ones, 1.f);
-        Tensor msum = ws.alloc({n, 1});
-        matmul(mask_t, ones, msum);
-        Tensor q_avg2 = q_avg.view({n, Cin});
-        div_eps(q_avg2, msum.expand({n, Cin}), k.global_eps);
-        Tensor q = linear(q_avg2, a.query_w, Tensor(), ws);  // [n, H*C]
-        scale(q, qscale);
+        const GlobalQuery gq = global_query(a, x, mask_t, k.global_eps, ws);
+        const Tensor &q_avg2 = gq.mean, &msum = gq.count, &q = gq.q;
         Tensor kk = linear(x, a.key_w, Tensor(), ws);  // [E, n, C]
         Tensor v = linear(x, a.value_w, Tensor(), ws);  // [E, n, C]
         Tensor p = ws.alloc({n, H, E});

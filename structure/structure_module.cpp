@@ -38,26 +38,32 @@ void backbone_update(const LinearWeights& w, const Tensor& act, Tensor& quaterni
     if (affine_update_out) *affine_update_out = upd;
 }
 
+namespace {
+
+// relu(x) as a new workspace tensor (x unchanged).
+Tensor relu_copy(Workspace& ws, const Tensor& x) {
+    Tensor y = ws.alloc(x.shape());
+    copy(y, x);
+    relu(y);
+    return y;
+}
+
+}  // namespace
+
 void angle_resnet_forward(const AngleResnetWeights& w, const Tensor& act, const Tensor& initial_act,
                           Tensor& unnormalized, Tensor& normalized, Context& ctx, float eps) {
     Workspace& ws = ctx.ws;
     WorkspaceScope scope(ws);
     const int64_t N = act.size(0);
-    auto relu_copy = [&](const Tensor& x) {
-        Tensor y = ws.alloc(x.shape());
-        copy(y, x);
-        relu(y);
-        return y;
-    };
-    Tensor a = linear(relu_copy(act), w.input_projection.weights, w.input_projection.bias, ws);
-    linear(relu_copy(initial_act), w.input_projection_1.weights, w.input_projection_1.bias, a, 1.f);
+    Tensor a = linear(relu_copy(ws, act), w.input_projection.weights, w.input_projection.bias, ws);
+    linear(relu_copy(ws, initial_act), w.input_projection_1.weights, w.input_projection_1.bias, a, 1.f);
     const LinearWeights* blocks[2][2] = {{&w.resblock1, &w.resblock2}, {&w.resblock1_1, &w.resblock2_1}};
     for (auto& blk : blocks) {
-        Tensor h = linear(relu_copy(a), blk[0]->weights, blk[0]->bias, ws);
+        Tensor h = linear(relu_copy(ws, a), blk[0]->weights, blk[0]->bias, ws);
         relu(h);
         linear(h, blk[1]->weights, blk[1]->bias, a, 1.f);  // residual
     }
-    Tensor un = linear(relu_copy(a), w.unnormalized_angles.weights, w.unnormalized_angles.bias, ws);  // [N, 14]
+    Tensor un = linear(relu_copy(ws, a), w.unnormalized_angles.weights, w.unnormalized_angles.bias, ws);  // [N, 14]
     unnormalized.copy_from(un.view({N, 7, 2}));  // the outputs are host tensors: normalised there
     AXF_CHECK(normalized.device() == Device::CPU && normalized.is_contiguous(),
               "angle_resnet: normalized output %s must be a contiguous host tensor", normalized.desc().c_str());
@@ -153,14 +159,8 @@ void angle_resnet_backward(const AngleResnetWeights& w, const Tensor& act, const
     Workspace& ws = ctx.ws;
     WorkspaceScope scope(ws);
     const int64_t N = act.size(0);
-    auto relu_copy = [&](const Tensor& x) {
-        Tensor y = ws.alloc(x.shape());
-        copy(y, x);
-        relu(y);
-        return y;
-    };
     // The forward, keeping the residual stream before each block and after the last.
-    const Tensor ra = relu_copy(act), ri = relu_copy(initial_act);
+    const Tensor ra = relu_copy(ws, act), ri = relu_copy(ws, initial_act);
     Tensor a0 = linear(ra, w.input_projection.weights, w.input_projection.bias, ws);
     linear(ri, w.input_projection_1.weights, w.input_projection_1.bias, a0, 1.f);
     const LinearWeights* blocks[2][2] = {{&w.resblock1, &w.resblock2}, {&w.resblock1_1, &w.resblock2_1}};
@@ -168,11 +168,11 @@ void angle_resnet_backward(const AngleResnetWeights& w, const Tensor& act, const
     Tensor a[3] = {a0, ws.alloc(a0.shape()), ws.alloc(a0.shape())};
     for (int k = 0; k < 2; ++k) {
         copy(a[k + 1], a[k]);
-        Tensor h = linear(relu_copy(a[k]), blocks[k][0]->weights, blocks[k][0]->bias, ws);
+        Tensor h = linear(relu_copy(ws, a[k]), blocks[k][0]->weights, blocks[k][0]->bias, ws);
         relu(h);
         linear(h, blocks[k][1]->weights, blocks[k][1]->bias, a[k + 1], 1.f);
     }
-    const Tensor ra2 = relu_copy(a[2]);
+    const Tensor ra2 = relu_copy(ws, a[2]);
     const std::vector<double> un = host_float64(linear(ra2, w.unnormalized_angles.weights, w.unnormalized_angles.bias, ws));
     // d(unnormalized): its own cotangent plus the normalisation's, v / sqrt(max(|v|^2, eps)) per (sin, cos) pair.
     const std::vector<double> dun_out = dunnormalized.defined() ? host_float64(dunnormalized) : std::vector<double>(N * 14, 0.0);
@@ -191,7 +191,7 @@ void angle_resnet_backward(const AngleResnetWeights& w, const Tensor& act, const
                     grads.unnormalized_angles.weights, grads.unnormalized_angles.bias, ws);
     relu_backward(ra2, da, da);
     for (int k = 1; k >= 0; --k) {  // a[k + 1] = a[k] + W2 relu(W1 relu(a[k]))
-        const Tensor rk = relu_copy(a[k]);
+        const Tensor rk = relu_copy(ws, a[k]);
         Tensor h = linear(rk, blocks[k][0]->weights, blocks[k][0]->bias, ws);
         relu(h);
         Tensor dh = ws.alloc(h.shape()), drk = ws.alloc(rk.shape());

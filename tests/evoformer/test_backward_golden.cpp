@@ -16,6 +16,7 @@
 #include "evoformer/transition.h"
 #include "evoformer/triangle_multiplication.h"
 #include "grad_golden_util.h"
+#include "stack_probe.h"
 
 using namespace axfold;
 using test::GradCase;
@@ -334,23 +335,9 @@ TEST(Backward, stack_chains_its_blocks) {
     // Directional derivative along the inputs: <dm, v_m> + <dz, v_z> against central differences.
     std::mt19937 rng(5);
     const Tensor vm = test::randn(m.shape(), rng), vz = test::randn(z.shape(), rng);
-    auto objective = [&](double step) {
-        Tensor mi = m.clone(), zi = z.clone();
-        const std::vector<double> a = host_float64(vm), b = host_float64(vz);
-        for (int64_t i = 0; i < mi.numel(); ++i) mi.f32()[i] += static_cast<float>(step * a[i]);
-        for (int64_t i = 0; i < zi.numel(); ++i) zi.f32()[i] += static_cast<float>(step * b[i]);
-        evoformer_stack_forward(w, mi, zi, mm, pm, ctx);
-        double v = 0;
-        const std::vector<double> om = host_float64(mi), oz = host_float64(zi), gm = host_float64(cm), gz = host_float64(cz);
-        for (size_t i = 0; i < om.size(); ++i) v += om[i] * gm[i];
-        for (size_t i = 0; i < oz.size(); ++i) v += oz[i] * gz[i];
-        return v;
-    };
+    auto objective = [&](double step) { return test::stack_objective(w, m, z, vm, vz, step, mm, pm, cm, cz, ctx); };
     const double eps = 1e-3, fd = (objective(eps) - objective(-eps)) / (2 * eps);
-    double analytic = 0;
-    const std::vector<double> a = host_float64(dm), b = host_float64(dz), va = host_float64(vm), vb = host_float64(vz);
-    for (size_t i = 0; i < a.size(); ++i) analytic += a[i] * va[i];
-    for (size_t i = 0; i < b.size(); ++i) analytic += b[i] * vb[i];
+    const double analytic = test::dot2(dm, vm, dz, vz);
     std::printf("  directional derivative: analytic %.6g, central difference %.6g\n", analytic, fd);
     EXPECT_NEAR(fd, analytic, 1e-2 * std::fabs(analytic));
     EXPECT_GT(std::fabs(analytic), 1.0);
