@@ -17,7 +17,7 @@
 #include "io/params.h"
 #include "kernels/device.h"
 #include "kernels/ops.h"
-#include "structure/model_params.h"
+#include "model/model_params.h"
 
 namespace axfold::apps {
 
@@ -49,9 +49,10 @@ Tensor random_tensor(const Shape& shape, std::mt19937& rng, float stddev) {
 
 int bench_evoformer_main(const BenchEvoformerOptions& o) {
     AXF_CHECK(o.n_seq > 0 && o.n_res > 0 && o.blocks > 0, "bench evoformer: --n-seq, --n-res and --blocks must be positive");
-    set_num_threads(o.threads);
-    const Device device = select_device(o.device);
-    const DType act_dtype = select_precision(o.precision, o.activations, device);
+    const RunTarget target = configure_run(o.run);
+    if (!target.note.empty()) std::fprintf(stderr, "axfold: %s\n", target.note.c_str());
+    const Device device = target.device;
+    const DType act_dtype = target.activations;
     // DAP: under an MPI launcher the block runs over every rank (rank 0 reports); --dap forces it on one (on
     // the CPU). On GPUs the block's collectives go over NCCL (gpu_dap_comm, made before anything touches a
     // device: it selects this rank's GPU); the timings are gathered over the MPI world either way.
@@ -93,8 +94,8 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
     z = to_dtype(z, act_dtype);
     bs.act_bytes = static_cast<int>(dtype_size(act_dtype));
     ctx.activation_dtype = act_dtype;
-    const size_t budget = o.max_memory.empty() ? 0 : parse_bytes(o.max_memory);
-    const ChunkPlan plan = plan_blocks({bs}, fixed, budget, o.chunk_size);
+    const size_t budget = o.run.max_memory.empty() ? 0 : parse_bytes(o.run.max_memory);
+    const ChunkPlan plan = plan_blocks({bs}, fixed, budget, o.run.chunk_size);
     ctx.chunk_size = plan.chunk_size;
     ctx.ws.reserve(plan.predicted_workspace_bytes);
     const bool dap = comm.size() > 1 || o.dap;
@@ -215,13 +216,13 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
             comm.size(), dap ? "true" : "false", dap_comm.backend().c_str(), median, gflops, rss,
             ctx.ws.high_water_bytes(), (long long)plan.chunk_size, predicted_peak, predicted_ws, bytes_json.c_str(),
             bytes_pb, exposed_s,
-            in_flight_s, device_name(device), o.precision.c_str(), dtype_name(act_dtype), device_peak_bytes(),
+            in_flight_s, device_name(device), o.run.precision.c_str(), dtype_name(act_dtype), device_peak_bytes(),
             device != Device::CPU && fused_attention_requested() ? "true" : "false");
     } else {
         std::printf(
             "evoformer block%s S=%lld R=%lld %s %s threads=%d ranks=%d%s blocks=%d chunk=%lld: median %.3f s/block, "
             "%.1f GFLOP/s, peak RSS %.1f MiB (predicted %.1f MiB; workspace %.1f MiB, predicted %.1f MiB)%s\n",
-            o.backward ? " backward" : "", (long long)S, (long long)R, device_name(device), o.precision.c_str(),
+            o.backward ? " backward" : "", (long long)S, (long long)R, device_name(device), o.run.precision.c_str(),
             num_threads(), comm.size(), dap ? " (DAP)" : "", o.blocks,
             (long long)plan.chunk_size, median, gflops, rss / 1048576.0, predicted_peak / 1048576.0,
             ctx.ws.high_water_bytes() / 1048576.0, predicted_ws / 1048576.0,
@@ -235,9 +236,9 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
 
 int bench_model_main(const BenchModelOptions& o) {
     AXF_CHECK(o.n_res > 0 && o.n_seq > 0 && o.n_extra > 0, "bench model: sizes must be positive");
-    set_num_threads(o.threads);
-    const Device device = select_device(o.device);
-    const DType act_dtype = select_precision(o.precision, o.activations, device);
+    const RunTarget target = configure_run(o.run);
+    if (!target.note.empty()) std::fprintf(stderr, "axfold: %s\n", target.note.c_str());
+    const Device device = target.device;
     AXF_CHECK(o.templates >= 0, "bench model: --templates must be >= 0, got %d", o.templates);
     // model_1_ptm with templates (its template embedding and angle rows), model_3_ptm without.
     ModelPreset preset = ModelPreset::from_name(o.templates > 0 ? "model_1_ptm" : "model_3_ptm");
@@ -305,22 +306,13 @@ int bench_model_main(const BenchModelOptions& o) {
         f["template_mask"] = Tensor::full({R, T}, 1.f);
     }
 
-    size_t predicted_peak = 0;
-    const ChunkPlan plan = device == Device::CPU
-                               ? plan_prediction(model.config(), N, S, E, o.max_memory, o.chunk_size, &predicted_peak,
-                                                 act_dtype)
-                               : plan_device_model(model.config(), N, S, E, o.max_memory, o.chunk_size,
-                                                   &predicted_peak, act_dtype, false, nullptr, o.offload);
     auto t0 = std::chrono::steady_clock::now();
     Context ctx(device);
-    ctx.activation_dtype = act_dtype;
-    ctx.chunk_size = plan.chunk_size;
-    ctx.ws.reserve(plan.predicted_workspace_bytes);
-    axfold::PredictOptions po;
+    axfold::PredictOptions po;  // as `axfold predict` without --save-outputs
+    const RunPlan run = prepare_prediction(model, f, "bench model", o.run, target, o.num_recycle, false, ctx, po);
+    const ChunkPlan& plan = run.chunks;
+    const size_t predicted_peak = run.predicted_peak;
     po.run_blocks = o.run_blocks;
-    po.keep_recycles = false;  // as `axfold predict` without --save-outputs
-    po.keep_pair_logits = false;
-    po.offload_msa = plan.offload_msa;
     Prediction p = model.predict(f, po, ctx);
     const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const size_t rss = peak_rss_bytes();
@@ -335,7 +327,7 @@ int bench_model_main(const BenchModelOptions& o) {
                     "\"predicted_peak_bytes\": %zu, \"device\": \"%s\", \"precision\": \"%s\", \"activations\": \"%s\", "
                     "\"device_peak_bytes\": %zu, \"offload_msa\": %s}\n",
                     total / p.iterations, rss, (long long)plan.chunk_size, predicted_peak, device_name(device),
-                    o.precision.c_str(), dtype_name(act_dtype), device_peak_bytes(), po.offload_msa ? "true" : "false");
+                    o.run.precision.c_str(), dtype_name(target.activations), device_peak_bytes(), po.offload_msa ? "true" : "false");
     } else {
         std::printf("model N=%lld S=%lld E=%lld T=%d blocks %lld+%lld%s threads=%d: %.3f s per iteration (",
                     (long long)N, (long long)S, (long long)E, o.templates, (long long)d.evoformer_blocks,

@@ -8,12 +8,12 @@
 #include <vector>
 
 #include "evoformer/memory_plan.h"
+#include "model/model.h"
+#include "model/model_plan.h"
+#include "model/run.h"
 #include "parallel/comm.h"
-#include "structure/model.h"
-#include "structure/model_plan.h"
-
-#include "io/raw_features.h"
-#include "io/transforms.h"
+#include "pipeline/raw_features.h"
+#include "pipeline/transforms.h"
 
 namespace axfold::apps {
 
@@ -21,14 +21,12 @@ int convert_params_main(const std::string& in, const std::string& out);
 
 struct BenchEvoformerOptions {
     int64_t n_seq = 128, n_res = 256;
-    int threads = 0, blocks = 3;
+    int blocks = 3;
     bool json = false;
     bool breakdown = false;  // per sub-module times on stderr
     bool dap = false;        // run the DAP block even on one rank (under mpirun it always does)
     bool backward = false;   // time the block's backward (forward replay + backward) instead
-    int64_t chunk_size = -1;  // -1: planner (unchunked without --max-memory)
-    std::string max_memory;   // "8G"; empty: no budget
-    std::string device = "cpu", precision = "fp32", activations;
+    RunSettings run;         // --device, --precision, --activations, --threads, --chunk-size, --max-memory
 };
 int bench_evoformer_main(const BenchEvoformerOptions& o);
 
@@ -52,13 +50,13 @@ struct InputOptions {
 };
 
 // Raw features from --fasta/--msa (or a raw feature file); prints what it read on stderr.
-io::RawFeatures build_raw_features(const InputOptions& in);
+pipeline::RawFeatures build_raw_features(const InputOptions& in);
 // The transform settings of model_name with the overrides of `in`; iterations = num_recycle + 1 (AF2's 3
 // recycles when num_recycle < 0).
-io::TransformConfig transform_config(const InputOptions& in, const std::string& model_name, int num_recycle);
+pipeline::TransformConfig transform_config(const InputOptions& in, const std::string& model_name, int num_recycle);
 // Processed model features from any input: FASTA + alignments, raw features (transformed) or processed
 // features (read as they are).
-io::ProcessedFeatures model_features(const InputOptions& in, const std::string& model_name, int num_recycle);
+pipeline::ProcessedFeatures model_features(const InputOptions& in, const std::string& model_name, int num_recycle);
 
 struct FeaturesOptions {
     InputOptions in;
@@ -78,29 +76,11 @@ struct PredictOptions {
     std::vector<std::string> params, model_names;
     std::string out_dir;
     int num_recycle = -1;  // -1: every iteration in the features
-    int threads = 0;
     int structure_module_layers = 8;
     bool save_outputs = false, overwrite = false;
-    int64_t chunk_size = -1;  // -1: the planner's choice (unchunked without --max-memory)
-    std::string max_memory;   // budget for the planner, e.g. "24G"
-    std::string device = "cpu", precision = "fp32", activations;  // --device, --precision
-    std::string offload = "auto";  // --offload: auto (the GPU plan decides), on, off
+    RunSettings run;  // --device, --precision, --activations, --threads, --chunk-size, --max-memory, --offload
 };
 int predict_main(const PredictOptions& o);
-
-// --device and --precision: the device the trunk runs on ("cpu" or "cuda", which must be built and present)
-// and the process's GEMM precision (kernels/ops.h); throws with what was asked and what is possible.
-Device select_device(const std::string& name);
-// The communicator of DAP with the trunk on GPUs: NCCL bootstrapped from the MPI world, one GPU per rank (the
-// launcher's node-local rank modulo the visible devices); nullptr on one rank.
-std::unique_ptr<Comm> gpu_dap_comm(Comm& world);
-// --activations (fp32 or bf16; empty: what the precision implies) is the trunk's activation storage, which
-// this returns (Context::activation_dtype).
-DType select_precision(const std::string& name, const std::string& activations, Device device);
-// bfloat16 GEMMs also store the trunk's MSA and pair in bfloat16 (Context::activation_dtype); fp32 and tf32
-// store float32.
-// A non-empty `activations` ("fp32" or "bf16") overrides that.
-DType activation_dtype(MatmulPrecision p, const std::string& activations = "");
 
 struct InitParamsOptions {
     std::string model_name, out;
@@ -112,30 +92,23 @@ int init_params_main(const InitParamsOptions& o);
 struct BenchModelOptions {
     int64_t n_res = 128, n_seq = 128, n_extra = 1024;
     int64_t evoformer_blocks = 48, extra_msa_blocks = 4;
-    int threads = 0, num_recycle = 0;
+    int num_recycle = 0;
     int templates = 0;    // > 0: model_1_ptm with that many random templates
     int run_blocks = -1;  // PredictOptions::run_blocks
     bool json = false;
-    int64_t chunk_size = -1;
-    std::string max_memory;
-    std::string device = "cpu", precision = "fp32", activations;
-    std::string offload = "auto";
+    RunSettings run;
 };
 int bench_model_main(const BenchModelOptions& o);
 
 struct PlanOptions {
     int64_t n_res = 256, n_seq = 512, n_extra = 5120;
-    int threads = 0;
-    int64_t chunk_size = -1;
-    std::string max_memory;
-    std::string device = "cpu", precision = "fp32", activations;
     bool save_outputs = false;  // plan for `predict --save-outputs` with 4 iterations (heads' tensors, pairs kept)
     std::string model_name = "model_3_ptm";  // model_1 and model_2 add the template embedding
-    std::string offload = "auto";
+    RunSettings run;  // --device plans the GPU's share (no GPU needed with --max-memory)
 };
 int plan_main(const PlanOptions& o);
 
-// `axfold train`: Adam updates of AlphaFold2 parameters on training examples (structure/training.h's HDF5
+// `axfold train`: Adam updates of AlphaFold2 parameters on training examples (training/training.h's HDF5
 // layout); under an MPI launcher, groups of --dap ranks each train on one example with DAP and the groups
 // average their gradients (data parallel). Writes <out-dir>/checkpoint-<update>/ (params_<model>.npz, which
 // `predict --params` reads, and optimizer.h5) and training_log.jsonl.

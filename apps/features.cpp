@@ -17,11 +17,11 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 
 }  // namespace
 
-io::RawFeatures build_raw_features(const InputOptions& in) {
+pipeline::RawFeatures build_raw_features(const InputOptions& in) {
     if (in.fasta.empty()) {
         AXF_CHECK(!in.features.empty(), "give --fasta (with optional --msa files) or --features");
         AXF_CHECK(in.msas.empty(), "--msa needs --fasta (the query sequence); --features files carry their own MSA");
-        return io::read_raw_features_h5(in.features);
+        return pipeline::read_raw_features_h5(in.features);
     }
     AXF_CHECK(in.features.empty(), "give either --fasta or --features, not both");
     const std::vector<io::FastaRecord> recs = io::read_fasta(in.fasta);
@@ -34,15 +34,15 @@ io::RawFeatures build_raw_features(const InputOptions& in) {
         std::fprintf(stderr, "  %s: %lld rows (depth limit %lld)\n", path.c_str(), (long long)msas.back().depth(),
                      (long long)io::default_max_hits(path));
     }
-    io::RawFeatures raw = io::make_raw_features(recs[0].sequence, recs[0].description, msas);
+    pipeline::RawFeatures raw = pipeline::make_raw_features(recs[0].sequence, recs[0].description, msas);
     raw.source = in.fasta;
     std::fprintf(stderr, "  %s: N=%lld, %lld distinct MSA rows%s\n", in.fasta.c_str(), (long long)raw.num_res(),
                  (long long)raw.msa_depth(), msas.empty() ? " (single-sequence mode)" : "");
     return raw;
 }
 
-io::TransformConfig transform_config(const InputOptions& in, const std::string& model_name, int num_recycle) {
-    io::TransformConfig c = io::TransformConfig::for_model(model_name);
+pipeline::TransformConfig transform_config(const InputOptions& in, const std::string& model_name, int num_recycle) {
+    pipeline::TransformConfig c = pipeline::TransformConfig::for_model(model_name);
     if (in.max_msa_clusters >= 0) c.max_msa_clusters = in.max_msa_clusters;
     if (in.max_extra_msa >= 0) c.max_extra_msa = in.max_extra_msa;
     c.num_iterations = (num_recycle < 0 ? 3 : num_recycle) + 1;
@@ -51,17 +51,17 @@ io::TransformConfig transform_config(const InputOptions& in, const std::string& 
     return c;
 }
 
-io::ProcessedFeatures model_features(const InputOptions& in, const std::string& model_name, int num_recycle) {
+pipeline::ProcessedFeatures model_features(const InputOptions& in, const std::string& model_name, int num_recycle) {
     if (in.fasta.empty() && !in.features.empty() &&
-        io::detect_feature_file(in.features) == io::FeatureFileKind::Processed) {
+        pipeline::detect_feature_file(in.features) == pipeline::FeatureFileKind::Processed) {
         AXF_CHECK(in.msas.empty(), "--msa needs --fasta; '%s' holds processed features already", in.features.c_str());
         return io::read_features_h5(in.features);
     }
     auto t0 = Clock::now();
-    io::RawFeatures raw = build_raw_features(in);
+    pipeline::RawFeatures raw = build_raw_features(in);
     const double t_raw = since(t0);
     t0 = Clock::now();
-    io::ProcessedFeatures f = io::process_features(raw, transform_config(in, model_name, num_recycle));
+    pipeline::ProcessedFeatures f = pipeline::process_features(raw, transform_config(in, model_name, num_recycle));
     std::fprintf(stderr, "  features: raw %.3f s, transforms %.3f s (%lld iterations, msa_feat %s, extra_msa %s)\n", t_raw,
                  since(t0), (long long)f.at("msa_feat").size(0), shape_str(f.at("msa_feat").shape()).c_str(),
                  shape_str(f.at("extra_msa").shape()).c_str());
@@ -76,7 +76,7 @@ int features_main(const FeaturesOptions& o) {
         io::write_features_h5(o.out, model_features(o.in, o.model_name, o.num_recycle));
     } else {
         AXF_CHECK(!o.in.fasta.empty(), "features: --fasta is required (or --features RAW.h5 with --processed)");
-        io::write_raw_features_h5(o.out, build_raw_features(o.in));
+        pipeline::write_raw_features_h5(o.out, build_raw_features(o.in));
     }
     std::printf("axfold features: wrote %s (%s) in %.3f s\n", o.out.c_str(), o.processed ? "processed" : "raw", since(t0));
     return 0;

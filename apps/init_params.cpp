@@ -4,7 +4,7 @@
 
 #include "apps/commands.h"
 #include "io/params.h"
-#include "structure/model_params.h"
+#include "model/model_params.h"
 
 namespace axfold::apps {
 

@@ -27,17 +27,26 @@ const char* kUsage =
     "  plan --n-res R [options]          the memory plan (chunk size, predicted peak) for a protein\n"
     "Run 'axfold <command> --help' for a command's options.\n";
 
-// Parses args into vm; returns false (after printing help) when --help was asked.
-// --activations, and --offload for the commands that run or plan the whole model.
-void add_storage_options(po::options_description& desc, std::string& activations, std::string* offload) {
-    desc.add_options()("activations", po::value<std::string>(&activations),
-                       "storage of the trunk's MSA and pair: fp32 or bf16 (default: bf16 with --precision bf16, else fp32)");
+// How the model runs (model/run.h), for the commands that run or plan it; --offload only where the whole model
+// runs or is planned.
+void add_run_options(po::options_description& desc, axfold::RunSettings& r, bool offload) {
+    desc.add_options()("threads", po::value<int>(&r.threads)->default_value(0), "CPU threads (0 = all)")(
+        "chunk-size", po::value<int64_t>(&r.chunk_size)->default_value(-1),
+        "rows per chunk in every module (0 = unchunked; default: the planner's choice)")(
+        "max-memory", po::value<std::string>(&r.max_memory),
+        "memory budget, e.g. 24G: the planner picks the chunk size (with --device cuda, the GPU's)")(
+        "device", po::value<std::string>(&r.device)->default_value("cpu"), "where the model runs: cpu or cuda")(
+        "precision", po::value<std::string>(&r.precision)->default_value("fp32"),
+        "GEMM arithmetic: fp32, tf32 or bf16 (fp32 accumulation; emulated, slower, on the CPU)")(
+        "activations", po::value<std::string>(&r.activations),
+        "storage of the trunk's MSA and pair: fp32 or bf16 (default: bf16 with --precision bf16, else fp32)");
     if (offload)
-        desc.add_options()("offload", po::value<std::string>(offload)->default_value("auto"),
+        desc.add_options()("offload", po::value<std::string>(&r.offload)->default_value("auto"),
                            "with --device cuda, park the MSA in host memory during the extra-MSA stack: auto (when the "
                            "plan needs it), on or off");
 }
 
+// Parses args into vm; returns false (after printing help) when --help was asked.
 bool parse(const std::vector<std::string>& args, const po::options_description& desc, po::variables_map& vm) {
     // No positional arguments: a stray word (`--model-name model_3_ptm model_4_ptm`) is an error, not dropped.
     const po::positional_options_description none;
@@ -95,18 +104,11 @@ int run_predict(const std::vector<std::string>& args) {
         "out-dir", po::value<std::string>(&o.out_dir)->required(), "output directory (created if missing)")(
         "num-recycle", po::value<int>(&o.num_recycle)->default_value(-1),
         "recycles (-1: every iteration of processed features; 3 when features are built here)")(
-        "threads", po::value<int>(&o.threads)->default_value(0), "CPU threads (0 = all)")(
         "structure-module-layers", po::value<int>(&o.structure_module_layers)->default_value(8),
         "structure-module iterations (AF2: 8)")(
         "save-outputs", po::bool_switch(&o.save_outputs), "also write outputs_<name>.h5 (all outputs, per-iteration)")(
-        "overwrite", po::bool_switch(&o.overwrite), "replace existing results")(
-        "chunk-size", po::value<int64_t>(&o.chunk_size)->default_value(-1),
-        "rows per chunk in every module (0 = unchunked; default: the planner's choice)")(
-        "max-memory", po::value<std::string>(&o.max_memory), "memory budget, e.g. 24G: the planner picks the chunk size")(
-        "device", po::value<std::string>(&o.device)->default_value("cpu"), "where the model runs: cpu or cuda")(
-        "precision", po::value<std::string>(&o.precision)->default_value("fp32"),
-        "GEMM arithmetic: fp32, tf32 or bf16 (fp32 accumulation; emulated, slower, on the CPU)");
-    add_storage_options(desc, o.activations, &o.offload);
+        "overwrite", po::bool_switch(&o.overwrite), "replace existing results");
+    add_run_options(desc, o.run, true);
     po::variables_map vm;
     if (!parse(args, desc, vm)) return 0;
     return predict_main(o);
@@ -155,14 +157,8 @@ int run_bench(const std::vector<std::string>& args) {
             "random templates (> 0: model_1_ptm, with its template embedding; 0: model_3_ptm)")(
             "run-blocks", po::value<int>(&o.run_blocks)->default_value(-1),
             "run only the first N blocks of each stack, all parameters loaded (peak memory as the full run)")(
-            "chunk-size", po::value<int64_t>(&o.chunk_size)->default_value(-1), "rows per chunk (default: planner)")(
-            "max-memory", po::value<std::string>(&o.max_memory), "memory budget for the planner, e.g. 8G")(
-            "threads", po::value<int>(&o.threads)->default_value(0), "CPU threads (0 = all)")(
-            "json", po::bool_switch(&o.json), "print one JSON object")(
-            "device", po::value<std::string>(&o.device)->default_value("cpu"), "where the model runs: cpu or cuda")(
-            "precision", po::value<std::string>(&o.precision)->default_value("fp32"),
-            "GEMM arithmetic: fp32, tf32 or bf16 (fp32 accumulation; emulated, slower, on the CPU)");
-        add_storage_options(desc, o.activations, &o.offload);
+            "json", po::bool_switch(&o.json), "print one JSON object");
+        add_run_options(desc, o.run, true);
         po::variables_map vm;
         if (!parse(std::vector<std::string>(args.begin() + 1, args.end()), desc, vm)) return 0;
         return bench_model_main(o);
@@ -176,20 +172,13 @@ int run_bench(const std::vector<std::string>& args) {
     desc.add_options()("help,h", "show this help")(
         "n-seq", po::value<int64_t>(&o.n_seq)->default_value(128), "MSA rows S")(
         "n-res", po::value<int64_t>(&o.n_res)->default_value(256), "residues R")(
-        "threads", po::value<int>(&o.threads)->default_value(0), "CPU threads (0 = all)")(
         "blocks", po::value<int>(&o.blocks)->default_value(3), "timed blocks (median reported)")(
         "json", po::bool_switch(&o.json), "print one JSON object")(
         "breakdown", po::bool_switch(&o.breakdown), "print the time of each sub-module on stderr")(
         "dap", po::bool_switch(&o.dap), "run the distributed (DAP) block on one rank too (always on under mpirun)")(
         "backward", po::bool_switch(&o.backward),
-        "time the block's backward (its forward replayed, then the backward; CPU, float32) instead")(
-        "chunk-size", po::value<int64_t>(&o.chunk_size)->default_value(-1),
-        "rows per chunk in every module (0 = unchunked; default: the planner's choice)")(
-        "max-memory", po::value<std::string>(&o.max_memory), "memory budget, e.g. 8G: the planner picks the chunk size")(
-        "device", po::value<std::string>(&o.device)->default_value("cpu"), "where the block runs: cpu or cuda")(
-        "precision", po::value<std::string>(&o.precision)->default_value("fp32"),
-        "GEMM arithmetic: fp32, tf32 or bf16 (fp32 accumulation; emulated, slower, on the CPU)");
-    add_storage_options(desc, o.activations, nullptr);
+        "time the block's backward (its forward replayed, then the backward; CPU, float32) instead");
+    add_run_options(desc, o.run, false);
     po::variables_map vm;
     po::store(po::command_line_parser(std::vector<std::string>(args.begin() + 1, args.end())).options(desc).run(), vm);
     if (vm.count("help")) {
@@ -293,20 +282,12 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
             "n-res", po::value<int64_t>(&o.n_res)->required(), "residues")(
             "n-seq", po::value<int64_t>(&o.n_seq)->default_value(512), "MSA cluster rows")(
             "n-extra", po::value<int64_t>(&o.n_extra)->default_value(5120), "extra-MSA rows")(
-            "threads", po::value<int>(&o.threads)->default_value(0), "CPU threads")(
-            "chunk-size", po::value<int64_t>(&o.chunk_size)->default_value(-1), "force a chunk size")(
-            "max-memory", po::value<std::string>(&o.max_memory), "memory budget, e.g. 24G")(
-            "device", po::value<std::string>(&o.device)->default_value("cpu"),
-            "plan for the CPU (whole process) or for the GPU trunk of --device cuda (needs --max-memory "
-            "without a GPU)")(
-            "precision", po::value<std::string>(&o.precision)->default_value("fp32"),
-            "fp32, tf32 or bf16 (bf16 stores the trunk's MSA and pair in bfloat16)")(
             "model-name", po::value<std::string>(&o.model_name)->default_value("model_3_ptm"),
             "model_1 .. model_5, optionally _ptm (model_1 and model_2 plan their template embedding too)")(
             "save-outputs", po::bool_switch(&o.save_outputs),
             "plan for predict --save-outputs with 4 iterations (keeps the heads' [N, N, 64] tensors and every "
             "iteration's pair)");
-        add_storage_options(desc, o.activations, &o.offload);
+        add_run_options(desc, o.run, true);  // --device cuda plans the GPU's share (needs --max-memory without one)
         po::variables_map vm;
         if (!parse(args, desc, vm)) return 0;
         return plan_main(o);

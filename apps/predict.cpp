@@ -17,7 +17,7 @@
 #include "evoformer/memory_plan.h"
 #include "kernels/device.h"
 #include "kernels/ops.h"
-#include "structure/model.h"
+#include "model/model.h"
 #include "parallel/comm.h"
 
 namespace axfold::apps {
@@ -26,52 +26,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-}  // namespace
-
-Device select_device(const std::string& name) {
-    if (name == "cpu") return Device::CPU;
-    AXF_CHECK(name == "cuda", "--device %s: expected cpu or cuda", name.c_str());
-    AXF_CHECK(cuda_built(), "--device cuda: this axfold was built without CUDA (configure with -DAXFOLD_CUDA=ON "
-                            "where nvcc is installed)");
-    AXF_CHECK(cuda_available(), "--device cuda: no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)");
-    return Device::CUDA;
-}
-
-std::unique_ptr<Comm> gpu_dap_comm(Comm& world) {
-    if (world.size() <= 1) return nullptr;
-    const int devices = cuda_device_count();
-    AXF_CHECK(devices > 0, "DAP with --device cuda: no CUDA device is visible on rank %d", world.rank());
-    // One GPU per rank: the node-local rank the launcher exports, modulo the visible devices.
-    int local = world.rank();
-    for (const char* v : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID", "MV2_COMM_WORLD_LOCAL_RANK",
-                          "PMI_LOCAL_RANK"})
-        if (const char* e = std::getenv(v)) {
-            local = std::atoi(e);
-            break;
-        }
-    return make_nccl_comm(world, local % devices);
-}
-
-DType activation_dtype(MatmulPrecision p, const std::string& activations) {
-    if (activations.empty()) return p == MatmulPrecision::Bf16 ? DType::BF16 : DType::F32;
-    AXF_CHECK(activations == "fp32" || activations == "bf16", "--activations %s: expected fp32 or bf16",
-              activations.c_str());
-    return activations == "bf16" ? DType::BF16 : DType::F32;
-}
-
-DType select_precision(const std::string& name, const std::string& activations, Device device) {
-    const MatmulPrecision p = parse_precision(name);
-    set_matmul_precision(p);
-    if (p != MatmulPrecision::Fp32 && device == Device::CPU)
-        std::fprintf(stderr, "axfold: --precision %s GEMMs on the CPU are emulated (operands rounded, fp32 GEMMs): slower "
-                             "than fp32, for checking what the GPU mode does to a prediction (for bfloat16 storage alone, "
-                             "half the trunk's activation memory at fp32 speed: --precision fp32 --activations bf16)\n",
-                     name.c_str());
-    return activation_dtype(p, activations);
-}
-
-namespace {
 
 // --model-name values, commas split, in order; each a known preset, none twice.
 std::vector<std::string> model_list(const std::vector<std::string>& args) {
@@ -136,9 +90,9 @@ int predict_main(const PredictOptions& o) {
               "predict: --fasta (or --features), --params, --model-name and --out-dir are required");
     const std::vector<std::string> models = model_list(o.model_names);
     const std::vector<std::string> param_paths = params_files(o.params, models);
-    set_num_threads(o.threads);
-    const Device device = select_device(o.device);
-    const DType act = select_precision(o.precision, o.activations, device);
+    const RunTarget target = configure_run(o.run);
+    if (!target.note.empty()) std::fprintf(stderr, "axfold: %s\n", target.note.c_str());
+    const Device device = target.device;
     // DAP: under an MPI launcher the stacks run over every rank; rank 0 writes the outputs. With the trunk on
     // GPUs the stacks' collectives go over NCCL (bootstrapped from the MPI world), one GPU per rank: made
     // before anything touches a device, since it selects this rank's GPU.
@@ -174,15 +128,15 @@ int predict_main(const PredictOptions& o) {
     std::vector<std::pair<std::string, double>> stages;
     auto t0 = Clock::now();
     const std::string source = o.in.fasta.empty() ? o.in.features : o.in.fasta;
-    const bool processed_input = o.in.fasta.empty() && io::detect_feature_file(o.in.features) == io::FeatureFileKind::Processed;
+    const bool processed_input = o.in.fasta.empty() && pipeline::detect_feature_file(o.in.features) == pipeline::FeatureFileKind::Processed;
     FeatureDict processed;
-    io::RawFeatures raw;
+    pipeline::RawFeatures raw;
     if (processed_input) {
         AXF_CHECK(o.in.msas.empty(), "--msa needs --fasta; '%s' holds processed features already", o.in.features.c_str());
         // Processed features are one preset's inputs (cluster and extra rows, templates): several models may share
         // them only when their presets agree (model_3..5, say); each then sees the same MSA sample.
         for (const std::string& name : models) {
-            const io::TransformConfig a = io::TransformConfig::for_model(models[0]), b = io::TransformConfig::for_model(name);
+            const pipeline::TransformConfig a = pipeline::TransformConfig::for_model(models[0]), b = pipeline::TransformConfig::for_model(name);
             AXF_CHECK(a.max_msa_clusters == b.max_msa_clusters && a.max_extra_msa == b.max_extra_msa &&
                           a.use_templates == b.use_templates,
                       "%s holds processed features, which are one model preset's inputs: %s and %s sample the MSA "
@@ -206,7 +160,7 @@ int predict_main(const PredictOptions& o) {
             t0 = Clock::now();
             InputOptions in = o.in;
             in.seed = o.in.seed * models.size() + mi;
-            model_feats = io::process_features(raw, transform_config(in, name, o.num_recycle));
+            model_feats = pipeline::process_features(raw, transform_config(in, name, o.num_recycle));
             stages.push_back({"process_features_" + name, since(t0)});
             std::fprintf(stderr, "  features for %s: transforms %.3f s, seed %llu (%lld iterations, msa_feat %s, extra_msa %s)\n",
                          name.c_str(), stages.back().second, (unsigned long long)in.seed,
@@ -217,7 +171,6 @@ int predict_main(const PredictOptions& o) {
         t0 = Clock::now();
         Model model = Model::load(param_paths[mi], name, o.structure_module_layers);
         stages.push_back({"load_params_" + name, since(t0)});
-        validate_features(features, model.config(), source);  // names the file in every message
         const ModelConfig& cfg = model.config();
         std::fprintf(stderr,
                      "axfold predict: %s (%zu of %zu), %lld Evoformer / %lld extra-MSA blocks, %d structure-module "
@@ -225,43 +178,25 @@ int predict_main(const PredictOptions& o) {
                      name.c_str(), mi + 1, models.size(), (long long)cfg.evoformer_blocks, (long long)cfg.extra_msa_blocks,
                      cfg.structure_module_layers, num_threads(), device_name(device),
                      device != Device::CPU && comm.size() > 1 ? " (the stacks; the rest on the host)" : "",
-                     o.precision.c_str(), dtype_name(act));
+                     o.run.precision.c_str(), dtype_name(target.activations));
 
+        // The fastest chunk size whose predicted peak fits --max-memory (or --chunk-size); the features are
+        // checked first, naming the file in every message.
+        Context ctx(device);
         axfold::PredictOptions po;
-        po.num_recycle = o.num_recycle;
-        po.keep_recycles = o.save_outputs;
-        po.keep_pair_logits = o.save_outputs;  // PDB, mmCIF and the JSON files need only the PAE map and pTM
+        const RunPlan plan = prepare_prediction(model, features, source, o.run, target, o.num_recycle, o.save_outputs,
+                                                ctx, po, comm.size());
+        if (device == Device::CPU)
+            std::fprintf(stderr, "  memory plan: chunk size %lld, predicted peak %s\n", (long long)plan.chunks.chunk_size,
+                         format_bytes(plan.predicted_peak).c_str());
+        else
+            std::fprintf(stderr, "  memory plan (GPU): chunk size %lld, predicted device peak %s%s\n",
+                         (long long)plan.chunks.chunk_size, format_bytes(plan.predicted_peak).c_str(),
+                         plan.chunks.offload_msa ? ", the MSA parked in host memory during the extra-MSA stack" : "");
         po.progress = [&](const std::string& stage, int r, double s) {
             std::fprintf(stderr, "  iteration %d  %-18s %8.3f s   (elapsed %.1f s)\n", r, stage.c_str(), s,
                          since(t_start));
         };
-        // Memory plan: the fastest chunk size whose predicted peak fits --max-memory (or --chunk-size).
-        Context ctx(device);
-        ctx.activation_dtype = act;
-        size_t model_peak = 0;
-        const int64_t n_res = features.at("aatype").size(1), n_msa = features.at("msa_feat").size(1),
-                      n_extra = features.at("extra_msa").size(1);
-        if (device == Device::CPU) {
-            const int iterations =
-                o.num_recycle < 0 ? static_cast<int>(features.at("aatype").size(0)) : o.num_recycle + 1;
-            const ChunkPlan plan = plan_prediction(cfg, n_res, n_msa, n_extra, o.max_memory, o.chunk_size, &model_peak,
-                                                   act, o.save_outputs ? iterations : 0);
-            ctx.chunk_size = plan.chunk_size;
-            ctx.ws.reserve(plan.predicted_workspace_bytes);
-            std::fprintf(stderr, "  memory plan: chunk size %lld, predicted peak %s\n", (long long)plan.chunk_size,
-                         format_bytes(model_peak).c_str());
-        } else {  // --max-memory is the GPU's budget; host memory is not planned
-            const ChunkPlan plan = plan_device_model(cfg, n_res, n_msa, n_extra, o.max_memory, o.chunk_size,
-                                                     &model_peak, act, o.save_outputs, nullptr, o.offload);
-            ctx.chunk_size = plan.chunk_size;
-            ctx.ws.reserve(plan.predicted_workspace_bytes);
-            // With DAP the model runs on the host (only the stacks' shards are on the GPUs): nothing to park, and
-            // the whole-model plan over-counts a rank's GPU (conservative).
-            po.offload_msa = plan.offload_msa && comm.size() == 1;
-            std::fprintf(stderr, "  memory plan (GPU): chunk size %lld, predicted device peak %s%s\n",
-                         (long long)plan.chunk_size, format_bytes(model_peak).c_str(),
-                         plan.offload_msa ? ", the MSA parked in host memory during the extra-MSA stack" : "");
-        }
         t0 = Clock::now();
         po.comm = nccl ? nccl.get() : &comm;
         if (comm.size() > 1 && comm.rank() == 0)
@@ -298,7 +233,7 @@ int predict_main(const PredictOptions& o) {
             "peak %s (predicted %s)  -> %s\n",
             name.c_str(), (long long)p.aatype.numel(), p.iterations, res.mean_plddt,
             h.has_pae ? strfmt("  pTM %.4f", h.ptm).c_str() : "", predict_s, since(t_start),
-            format_bytes(static_cast<size_t>(ru.ru_maxrss) * 1024).c_str(), format_bytes(model_peak).c_str(),
+            format_bytes(static_cast<size_t>(ru.ru_maxrss) * 1024).c_str(), format_bytes(plan.predicted_peak).c_str(),
             o.out_dir.c_str());
         results.push_back(std::move(res));
     }

@@ -1,5 +1,5 @@
-// axfold train: updates AlphaFold2 parameters on training examples (structure/training.h) with Adam
-// (structure/optimizer.h), data parallel x DAP under an MPI launcher, and writes checkpoints that
+// axfold train: updates AlphaFold2 parameters on training examples (training/training.h) with Adam
+// (training/optimizer.h), data parallel x DAP under an MPI launcher, and writes checkpoints that
 // `axfold predict` reads.
 #include <fcntl.h>
 #include <unistd.h>
@@ -14,10 +14,10 @@
 #include "io/atomic_file.h"
 #include "io/json_writer.h"
 #include "io/params.h"
-#include "io/training_sample.h"
-#include "structure/losses.h"
-#include "structure/optimizer.h"
-#include "structure/training.h"
+#include "pipeline/training_sample.h"
+#include "training/losses.h"
+#include "training/optimizer.h"
+#include "training/training.h"
 
 namespace axfold::apps {
 
@@ -226,7 +226,7 @@ int train_main(const TrainOptions& o) {
     const bool sampling = o.resample || o.crop_size > 0 || o.sample_recycles;
     for (const std::string& p : o.examples) {
         validate_training_example(load_training_example(p), model.config());
-        if (sampling) io::read_training_source(p);
+        if (sampling) pipeline::read_training_source(p);
     }
     // Every check passed: the other run's (or the abandoned continuation's) files go.
     if (lead)
@@ -295,20 +295,20 @@ int train_main(const TrainOptions& o) {
         TrainingStep step;
         try {
             if (sampling) {
-                const io::TrainingSource src = io::read_training_source(path);
+                const pipeline::TrainingSource src = pipeline::read_training_source(path);
                 const int64_t N = src.raw.num_res(), n = o.crop_size > 0 ? std::min(o.crop_size, N) : N;
                 const uint64_t seed = update_seed(o.seed, s, groups.replica);
                 crop_begin = n < N ? static_cast<int64_t>(seed % static_cast<uint64_t>(N - n + 1)) : 0;
                 crop_end = crop_begin + n;
-                io::TransformConfig cfg = src.config;  // its own seed, unless resampling
+                pipeline::TransformConfig cfg = src.config;  // its own seed, unless resampling
                 if (o.resample) cfg.seed = update_seed(seed, 0, 0);
                 // AF2 draws the number of iterations per update, the same for every replica (1..the example's).
                 if (o.sample_recycles)
                     cfg.num_iterations = 1 + static_cast<int>(update_seed(o.seed, s, -1) %
                                                               static_cast<uint64_t>(src.config.num_iterations));
                 iterations = cfg.num_iterations;
-                io::TrainingSample sample = io::make_training_sample(
-                    io::crop_raw_features(src.raw, crop_begin, n), io::crop_ground_truth(src.ground_truth, N, crop_begin, n),
+                pipeline::TrainingSample sample = pipeline::make_training_sample(
+                    pipeline::crop_raw_features(src.raw, crop_begin, n), pipeline::crop_ground_truth(src.ground_truth, N, crop_begin, n),
                     cfg);
                 ex.path = path;
                 ex.features = std::move(sample.features);

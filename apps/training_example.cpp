@@ -1,15 +1,15 @@
-// axfold training-example: one training example (structure/training.h's HDF5 layout) from an experimental
+// axfold training-example: one training example (training/training.h's HDF5 layout) from an experimental
 // structure and the alignments of its chain: the model features as `axfold features --processed` makes them,
-// the ground truth of structure/ground_truth.h, and the raw features `axfold train --resample` samples anew
-// (io/training_sample.h).
+// the ground truth of training/ground_truth.h, and the raw features `axfold train --resample` samples anew
+// (pipeline/training_sample.h).
 #include <cstdio>
 
 #include "apps/commands.h"
 #include "io/hdf5_file.h"
 #include "io/mmcif.h"
 #include "io/msa.h"
-#include "io/training_sample.h"
-#include "structure/ground_truth.h"
+#include "pipeline/training_sample.h"
+#include "training/ground_truth.h"
 #include "structure/residue_constants.h"
 
 namespace axfold::apps {
@@ -39,7 +39,7 @@ int training_example_main(const TrainingExampleOptions& o) {
         io::check_msa_query(m, full.sequence);
         msas.push_back(io::crop_msa(m, begin, end));
     }
-    io::RawFeatures raw = io::make_raw_features(crop.sequence, o.mmcif + " chain " + o.chain, msas);
+    pipeline::RawFeatures raw = pipeline::make_raw_features(crop.sequence, o.mmcif + " chain " + o.chain, msas);
     raw.source = o.mmcif;
     // AF2's residue numbering of the crop: its SEQRES positions.
     Tensor& ri = raw.arrays.at("residue_index");
@@ -49,17 +49,17 @@ int training_example_main(const TrainingExampleOptions& o) {
     in.max_msa_clusters = o.max_msa_clusters;
     in.max_extra_msa = o.max_extra_msa;
     in.no_msa_padding = o.no_msa_padding;
-    const io::TransformConfig config = transform_config(in, o.model_name, o.num_recycle);
+    const pipeline::TransformConfig config = transform_config(in, o.model_name, o.num_recycle);
     FeatureDict truth = ground_truth_features(crop.aatype, crop.all_atom_positions, crop.all_atom_mask);
     truth["resolution"] = Tensor::full({}, static_cast<float>(chain.resolution));
     truth["use_clamped_fape"] = Tensor::full({}, o.unclamped_fape ? 0.f : 1.f);
-    const io::TrainingSample sample = io::make_training_sample(raw, truth, config);
+    const pipeline::TrainingSample sample = pipeline::make_training_sample(raw, truth, config);
 
     // features/ and batch/: this sample; raw/ and raw_config/: what `axfold train --resample` samples anew.
     io::Hdf5Writer w(o.out);
     for (const auto& [k, t] : sample.features) w.write("features/" + k, t);
     for (const auto& [k, t] : sample.batch) w.write("batch/" + k, t);
-    io::write_training_source(w, raw, config);
+    pipeline::write_training_source(w, raw, config);
     w.write_string_attr("/", "source", o.mmcif + " chain " + o.chain);
     w.write_string_attr("/", "residues", std::to_string(begin) + ":" + std::to_string(end));
     w.write_string_attr("/", "model_name", o.model_name);

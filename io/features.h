@@ -1,5 +1,5 @@
 // Processed model features in HDF5: one dataset per feature at the root, each with a leading iteration
-// axis R (the layout of the golden features.h5; see structure/model.h).
+// axis R (the layout of the golden features.h5; see model/model.h).
 #pragma once
 
 #include <map>

@@ -1,14 +1,24 @@
-// Helpers shared by the tests: random tensors, float64 conversion, and tolerance checks that print the
-// first mismatches and a relative-norm summary.
+// Helpers shared by the tests: random tensors, float64 conversion, tolerance checks that print the first
+// mismatches and a relative-norm summary, seeded generators that print their seed with every failure, and
+// per-test temporary directories.
 #pragma once
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <random>
+#include <source_location>
+#include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "kernels/ops.h"
@@ -89,5 +99,68 @@ inline void expect_close(const Tensor& a, const std::vector<double>& r, double a
 
 // Sets the process's GEMM precision for a scope and restores the previous one, whatever the test asserted.
 using PrecisionScope = MatmulPrecisionScope;
+
+// "seed 42": the text SeededRng traces; for SCOPED_TRACE(test::seed_message(seed)) beside a plain generator.
+inline std::string seed_message(uint64_t seed) { return "seed " + std::to_string(seed); }
+
+// A std::mt19937 whose seed is printed with every failure in its scope (a gtest ScopedTrace at the line that
+// made it) and recorded as the test's "seed" property (the XML report), so a failing random case can be
+// reproduced. Use it wherever a std::mt19937 goes:
+//     test::SeededRng rng(42);   // or: auto rng = test::seeded_rng(42);
+//     Tensor x = test::randn({4, 8}, rng);
+// Neither copyable nor movable (the trace belongs to its scope).
+class SeededRng : public std::mt19937 {
+public:
+    explicit SeededRng(uint32_t seed, std::source_location where = std::source_location::current())
+        : std::mt19937(seed),
+          seed_(seed),
+          trace_(where.file_name(), static_cast<int>(where.line()), seed_message(seed)) {
+        ::testing::Test::RecordProperty("seed", std::to_string(seed));
+    }
+    SeededRng(const SeededRng&) = delete;
+    SeededRng& operator=(const SeededRng&) = delete;
+    uint32_t seed() const { return seed_; }
+
+private:
+    uint32_t seed_;
+    ::testing::ScopedTrace trace_;
+};
+// The same, traced at the caller's line.
+inline SeededRng seeded_rng(uint32_t seed, std::source_location where = std::source_location::current()) {
+    return SeededRng(seed, where);
+}
+
+// A fresh directory under std::filesystem::temp_directory_path(), named after the running test
+// ("axfold_<suite>_<test>_XXXXXX", made by mkdtemp, so parallel ctest runs and repeated tests never share one),
+// removed with everything in it when the object goes out of scope.
+class TempDir {
+public:
+    TempDir() {
+        std::string name = "axfold";
+        if (const ::testing::TestInfo* info = ::testing::UnitTest::GetInstance()->current_test_info())
+            name = name + "_" + info->test_suite_name() + "_" + info->name();
+        for (char& c : name)
+            if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-') c = '_';
+        if (name.size() > 120) name.resize(120);  // one path component stays well under NAME_MAX
+        std::string templ = (std::filesystem::temp_directory_path() / (name + "_XXXXXX")).string();
+        if (::mkdtemp(templ.data()) == nullptr)
+            throw std::system_error(errno, std::generic_category(), "TempDir: cannot create " + templ);
+        path_ = templ;
+    }
+    ~TempDir() {
+        std::error_code ec;  // a destructor does not throw; a leftover directory is harmless
+        std::filesystem::remove_all(path_, ec);
+    }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+
+    const std::filesystem::path& path() const { return path_; }
+    std::string str() const { return path_.string(); }
+    // A path inside the directory (not created): dir / "out.h5".
+    std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+private:
+    std::filesystem::path path_;
+};
 
 }  // namespace axfold::test

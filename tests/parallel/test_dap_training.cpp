@@ -8,8 +8,8 @@
 #include "golden_util.h"
 #include "io/params.h"
 #include "parallel/comm.h"
-#include "structure/optimizer.h"
-#include "structure/training.h"
+#include "training/optimizer.h"
+#include "training/training.h"
 
 using namespace axfold;
 

@@ -1,0 +1,181 @@
+// The C++ API (include/axfold/axfold.hpp): the library's Model, features and Prediction behind opaque handles,
+// every call's exceptions turned into axf::Error with the same message.
+#include "axfold/axfold.hpp"
+
+#include <cstring>
+#include <exception>
+
+#include "io/features.h"
+#include "io/msa.h"
+#include "io/structure_writer.h"
+#include "model/model.h"
+#include "model/run.h"
+#include "pipeline/raw_features.h"
+#include "pipeline/transforms.h"
+
+namespace axf {
+
+struct Features::Impl {
+    axfold::FeatureDict features;
+    std::string source;  // the file they came from, named in error messages
+};
+
+struct Prediction::Impl {
+    axfold::Prediction p;
+    std::string model_name;
+};
+
+struct Model::Impl {
+    axfold::Model model;
+    std::string name;
+};
+
+namespace {
+
+// Runs fn; any exception becomes axf::Error with its message.
+template <class F> auto guarded(F&& fn) -> decltype(fn()) {
+    try {
+        return fn();
+    } catch (const Error&) {
+        throw;
+    } catch (const std::exception& e) {
+        throw Error(e.what());
+    } catch (...) {
+        throw Error("axfold: unknown error");
+    }
+}
+
+axfold::FeatureDict transform(const axfold::pipeline::RawFeatures& raw, const std::string& model_name, uint64_t seed,
+                              int num_recycle) {
+    axfold::pipeline::TransformConfig c = axfold::pipeline::TransformConfig::for_model(model_name);
+    c.num_iterations = (num_recycle < 0 ? 3 : num_recycle) + 1;
+    c.seed = seed;
+    return axfold::pipeline::process_features(raw, c);
+}
+
+// A host float32 tensor's values.
+std::vector<float> values(const axfold::Tensor& t, const char* what) {
+    const axfold::Tensor h = t.to(axfold::Device::CPU).contiguous();
+    AXF_CHECK(h.dtype() == axfold::DType::F32, "%s: %s, expected float32", what, h.desc().c_str());
+    return std::vector<float>(h.f32(), h.f32() + h.numel());
+}
+
+}  // namespace
+
+std::string version() { return AXFOLD_VERSION; }
+
+Error::~Error() = default;
+
+Features::Features(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Features::Features(Features&&) noexcept = default;
+Features& Features::operator=(Features&&) noexcept = default;
+Features::~Features() = default;
+
+Features Features::load(const std::string& path, const std::string& model_name, uint64_t seed, int num_recycle) {
+    return guarded([&] {
+        namespace pl = axfold::pipeline;
+        axfold::FeatureDict f = pl::detect_feature_file(path) == pl::FeatureFileKind::Processed
+                                    ? axfold::io::read_features_h5(path)
+                                    : transform(pl::read_raw_features_h5(path), model_name, seed, num_recycle);
+        return Features(std::make_unique<Impl>(Impl{std::move(f), path}));
+    });
+}
+
+Features Features::from_fasta(const std::string& fasta_path, const std::vector<std::string>& msa_paths,
+                              const std::string& model_name, uint64_t seed, int num_recycle) {
+    return guarded([&] {
+        const std::vector<axfold::io::FastaRecord> recs = axfold::io::read_fasta(fasta_path);
+        AXF_CHECK(recs.size() == 1, "%s: %zu sequences; a monomer prediction takes exactly one", fasta_path.c_str(),
+                  recs.size());
+        std::vector<axfold::io::Msa> msas;
+        for (const std::string& m : msa_paths) msas.push_back(axfold::io::read_msa(m));
+        const axfold::pipeline::RawFeatures raw =
+            axfold::pipeline::make_raw_features(recs[0].sequence, recs[0].description, msas);
+        return Features(std::make_unique<Impl>(Impl{transform(raw, model_name, seed, num_recycle), fasta_path}));
+    });
+}
+
+int64_t Features::num_residues() const {
+    const auto it = impl_->features.find("aatype");  // [iterations, N]; checked by predict
+    return it != impl_->features.end() && it->second.dim() == 2 ? it->second.size(1) : -1;
+}
+
+Prediction::Prediction(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Prediction::Prediction(Prediction&&) noexcept = default;
+Prediction& Prediction::operator=(Prediction&&) noexcept = default;
+Prediction::~Prediction() = default;
+
+const std::string& Prediction::model_name() const { return impl_->model_name; }
+int64_t Prediction::num_residues() const { return impl_->p.heads.plddt.numel(); }
+int Prediction::iterations() const { return impl_->p.iterations; }
+std::vector<float> Prediction::plddt() const {
+    return guarded([&] { return values(impl_->p.heads.plddt, "plddt"); });
+}
+double Prediction::mean_plddt() const {
+    return guarded([&] { return axfold::mean_plddt(impl_->p); });
+}
+std::vector<float> Prediction::atom37() const {
+    return guarded([&] { return values(impl_->p.structure_module.final_atom_positions, "atom37"); });
+}
+std::vector<float> Prediction::atom37_mask() const {
+    return guarded([&] { return values(impl_->p.structure_module.final_atom_mask, "atom37 mask"); });
+}
+bool Prediction::has_pae() const { return impl_->p.heads.has_pae; }
+std::vector<float> Prediction::pae() const {
+    return guarded([&] {
+        AXF_CHECK(has_pae(), "pae: %s has no predicted-aligned-error head (use a _ptm model)", impl_->model_name.c_str());
+        return values(impl_->p.heads.predicted_aligned_error, "pae");
+    });
+}
+float Prediction::max_pae() const {
+    return guarded([&] {
+        AXF_CHECK(has_pae(), "max_pae: %s has no predicted-aligned-error head (use a _ptm model)",
+                  impl_->model_name.c_str());
+        return impl_->p.heads.max_predicted_aligned_error;
+    });
+}
+double Prediction::ptm() const {
+    return guarded([&] {
+        AXF_CHECK(has_pae(), "ptm: %s has no predicted-aligned-error head (use a _ptm model)", impl_->model_name.c_str());
+        return static_cast<double>(impl_->p.heads.ptm);
+    });
+}
+std::vector<std::pair<std::string, double>> Prediction::timings() const { return impl_->p.timings; }
+void Prediction::write_pdb(const std::string& path) const {
+    guarded([&] { axfold::io::write_pdb(path, axfold::prediction_structure(impl_->p)); });
+}
+void Prediction::write_mmcif(const std::string& path) const {
+    guarded([&] { axfold::io::write_mmcif(path, axfold::prediction_structure(impl_->p), impl_->model_name); });
+}
+
+Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Model::Model(Model&&) noexcept = default;
+Model& Model::operator=(Model&&) noexcept = default;
+Model::~Model() = default;
+
+Model Model::load(const std::string& params_path, const std::string& model_name) {
+    return guarded([&] { return Model(std::make_unique<Impl>(Impl{axfold::Model::load(params_path, model_name), model_name})); });
+}
+
+const std::string& Model::name() const { return impl_->name; }
+
+Prediction Model::predict(const Features& features, const PredictOptions& o) const {
+    return guarded([&] {
+        axfold::RunSettings s;
+        s.device = o.device;
+        s.precision = o.precision;
+        s.activations = o.activations;
+        s.max_memory = o.max_memory;
+        s.chunk_size = o.chunk_size;
+        s.offload = o.offload;
+        s.threads = o.threads;
+        const axfold::RunTarget target = axfold::configure_run(s);
+        axfold::Context ctx(target.device);
+        axfold::PredictOptions po;
+        const axfold::FeatureDict& f = features.impl_->features;
+        axfold::prepare_prediction(impl_->model, f, features.impl_->source, s, target, o.num_recycle, false, ctx, po);
+        return Prediction(std::make_unique<Prediction::Impl>(Prediction::Impl{impl_->model.predict(f, po, ctx), impl_->name}));
+    });
+}
+
+}  // namespace axf

@@ -1,0 +1,93 @@
+// The run set-up shared by every front end (model/run.h).
+#include "model/run.h"
+
+#include <cstdlib>
+
+#include "kernels/device.h"
+#include "kernels/ops.h"
+#include "model/model_plan.h"
+#include "parallel/comm.h"
+
+namespace axfold {
+
+Device select_device(const std::string& name) {
+    if (name == "cpu") return Device::CPU;
+    AXF_CHECK(name == "cuda", "--device %s: expected cpu or cuda", name.c_str());
+    AXF_CHECK(cuda_built(), "--device cuda: this axfold was built without CUDA (configure with -DAXFOLD_CUDA=ON "
+                            "where nvcc is installed)");
+    AXF_CHECK(cuda_available(), "--device cuda: no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)");
+    return Device::CUDA;
+}
+
+DType activation_dtype(MatmulPrecision p, const std::string& activations) {
+    if (activations.empty()) return p == MatmulPrecision::Bf16 ? DType::BF16 : DType::F32;
+    AXF_CHECK(activations == "fp32" || activations == "bf16", "--activations %s: expected fp32 or bf16",
+              activations.c_str());
+    return activations == "bf16" ? DType::BF16 : DType::F32;
+}
+
+DType select_precision(const std::string& name, const std::string& activations, Device device, std::string* note) {
+    const MatmulPrecision p = parse_precision(name);
+    const DType act = activation_dtype(p, activations);
+    set_matmul_precision(p);
+    if (note && p != MatmulPrecision::Fp32 && device == Device::CPU)
+        *note = strfmt("--precision %s GEMMs on the CPU are emulated (operands rounded, fp32 GEMMs): slower than fp32, "
+                       "for checking what the GPU mode does to a prediction (for bfloat16 storage alone, half the "
+                       "trunk's activation memory at fp32 speed: --precision fp32 --activations bf16)",
+                       name.c_str());
+    return act;
+}
+
+std::unique_ptr<Comm> gpu_dap_comm(Comm& world) {
+    if (world.size() <= 1) return nullptr;
+    const int devices = cuda_device_count();
+    AXF_CHECK(devices > 0, "DAP with --device cuda: no CUDA device is visible on rank %d", world.rank());
+    // One GPU per rank: the node-local rank the launcher exports, modulo the visible devices.
+    int local = world.rank();
+    for (const char* v : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID", "MV2_COMM_WORLD_LOCAL_RANK",
+                          "PMI_LOCAL_RANK"})
+        if (const char* e = std::getenv(v)) {
+            local = std::atoi(e);
+            break;
+        }
+    return make_nccl_comm(world, local % devices);
+}
+
+RunTarget configure_run(const RunSettings& s) {
+    if (s.threads > 0) set_num_threads(s.threads);
+    RunTarget t;
+    t.device = select_device(s.device);
+    t.activations = select_precision(s.precision, s.activations, t.device, &t.note);
+    return t;
+}
+
+RunPlan prepare_prediction(const Model& model, const FeatureDict& f, const std::string& source, const RunSettings& s,
+                           const RunTarget& target, int num_recycle, bool keep_outputs, Context& ctx,
+                           PredictOptions& po, int ranks) {
+    AXF_CHECK(ctx.device == target.device, "prepare_prediction: a context on %s for a run on %s",
+              device_name(ctx.device), device_name(target.device));
+    const ModelConfig& cfg = model.config();
+    validate_features(f, cfg, source);
+    const int64_t n_res = f.at("aatype").size(1), n_msa = f.at("msa_feat").size(1), n_extra = f.at("extra_msa").size(1);
+    const int iterations = num_recycle < 0 ? static_cast<int>(f.at("aatype").size(0)) : num_recycle + 1;
+    RunPlan run;
+    if (target.device == Device::CPU) {
+        run.chunks = plan_prediction(cfg, n_res, n_msa, n_extra, s.max_memory, s.chunk_size, &run.predicted_peak,
+                                     target.activations, keep_outputs ? iterations : 0);
+    } else {  // the GPU's budget; host memory is not planned
+        run.chunks = plan_device_model(cfg, n_res, n_msa, n_extra, s.max_memory, s.chunk_size, &run.predicted_peak,
+                                       target.activations, keep_outputs, nullptr, s.offload);
+    }
+    ctx.activation_dtype = target.activations;
+    ctx.chunk_size = run.chunks.chunk_size;
+    ctx.ws.reserve(run.chunks.predicted_workspace_bytes);
+    po.num_recycle = num_recycle;
+    po.keep_recycles = keep_outputs;
+    po.keep_pair_logits = keep_outputs;  // PDB, mmCIF and the JSON files need only the PAE map and pTM
+    // With DAP the model runs on the host (only the stacks' shards are on the GPUs): nothing to park, and the
+    // whole-model plan over-counts a rank's GPU (conservative).
+    po.offload_msa = run.chunks.offload_msa && ranks == 1;
+    return run;
+}
+
+}  // namespace axfold

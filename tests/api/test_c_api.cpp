@@ -1,0 +1,127 @@
+// The C API against the C++ API it wraps: the same prediction to the bit (pLDDT, atom positions, PAE, pTM,
+// the PDB text), raw features through the same transforms, FASTA input, and its error reporting (a status
+// and a message naming the file, never an exception through the C boundary).
+#include <gtest/gtest.h>
+
+#include <axfold/axfold.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "io/features.h"
+#include "pipeline/raw_features.h"
+#include "pipeline/transforms.h"
+#include "model/model.h"
+#include "test_util.h"
+
+using namespace axfold;
+namespace fs = std::filesystem;
+
+namespace {
+const std::string kSmall = std::string(AXFOLD_TEST_DATA_DIR) + "/golden/small";
+
+std::string slurp(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+}  // namespace
+
+TEST(CApi, PredictionEqualsTheCppApi) {
+    axf_model* m = nullptr;
+    axf_features* f = nullptr;
+    axf_prediction* p = nullptr;
+    ASSERT_EQ(axf_model_load((kSmall + "/params.npz").c_str(), "model_3_ptm", &m), AXF_OK) << axf_last_error();
+    ASSERT_EQ(axf_features_load((kSmall + "/features.h5").c_str(), "model_3_ptm", 0, -1, &f), AXF_OK)
+        << axf_last_error();
+    axf_predict_options o;
+    axf_predict_options_init(&o);
+    ASSERT_EQ(axf_predict(m, f, &o, &p), AXF_OK) << axf_last_error();
+
+    const Model model = Model::load(kSmall + "/params.npz", "model_3_ptm");
+    const Prediction ref = model.predict(io::read_features_h5(kSmall + "/features.h5"));
+    const int64_t N = ref.heads.plddt.numel();
+    ASSERT_EQ(axf_prediction_num_residues(p), N);
+    std::vector<float> plddt(N), pos(N * 37 * 3), mask(N * 37), pae(N * N);
+    ASSERT_EQ(axf_prediction_plddt(p, plddt.data()), AXF_OK);
+    ASSERT_EQ(axf_prediction_atom37(p, pos.data(), mask.data()), AXF_OK);
+    float max_pae = 0;
+    ASSERT_EQ(axf_prediction_pae(p, pae.data(), &max_pae), AXF_OK);
+    double ptm = 0, mean = 0;
+    ASSERT_EQ(axf_prediction_ptm(p, &ptm), AXF_OK);
+    ASSERT_EQ(axf_prediction_mean_plddt(p, &mean), AXF_OK);
+    EXPECT_EQ(std::memcmp(plddt.data(), ref.heads.plddt.f32(), sizeof(float) * N), 0);
+    EXPECT_EQ(std::memcmp(pos.data(), ref.structure_module.final_atom_positions.f32(), sizeof(float) * N * 37 * 3), 0);
+    EXPECT_EQ(std::memcmp(mask.data(), ref.structure_module.final_atom_mask.f32(), sizeof(float) * N * 37), 0);
+    EXPECT_EQ(std::memcmp(pae.data(), ref.heads.predicted_aligned_error.f32(), sizeof(float) * N * N), 0);
+    EXPECT_EQ(max_pae, ref.heads.max_predicted_aligned_error);
+    EXPECT_EQ(ptm, ref.heads.ptm);
+    EXPECT_EQ(mean, mean_plddt(ref));
+    // The PDB text is what `axfold predict` writes for the same prediction.
+    const fs::path dir = fs::temp_directory_path() / ("axfold_c_api_" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    ASSERT_EQ(axf_prediction_write_pdb(p, (dir / "c.pdb").c_str()), AXF_OK) << axf_last_error();
+    EXPECT_EQ(slurp((dir / "c.pdb").string()), io::to_pdb(prediction_structure(ref)));
+    fs::remove_all(dir);
+    axf_prediction_free(p);
+    axf_features_free(f);
+    axf_model_free(m);
+}
+
+// Raw features (features.pkl layout) go through the model's transforms with the given seed and recycles, as
+// `axfold features --processed` does; FASTA with alignments builds them first.
+TEST(CApi, RawFeaturesAndFastaGoThroughTheTransforms) {
+    const std::string raw_path = std::string(AXFOLD_TEST_DATA_DIR) + "/realdata/alphafold_raw_features.h5";
+    if (!fs::exists(raw_path)) GTEST_SKIP() << raw_path << " missing";
+    axf_features* f = nullptr;
+    ASSERT_EQ(axf_features_load(raw_path.c_str(), "model_3_ptm", 5, 1, &f), AXF_OK) << axf_last_error();
+    pipeline::TransformConfig c = pipeline::TransformConfig::for_model("model_3_ptm");
+    c.seed = 5;
+    c.num_iterations = 2;
+    const FeatureDict want = pipeline::process_features(pipeline::read_raw_features_h5(raw_path), c);
+    EXPECT_EQ(axf_features_num_residues(f), want.at("aatype").size(1));
+    axf_features_free(f);
+
+    const std::string fasta = std::string(AXFOLD_TEST_DATA_DIR) + "/realdata/short.fasta";
+    if (!fs::exists(fasta)) GTEST_SKIP() << fasta << " missing";
+    ASSERT_EQ(axf_features_from_fasta(fasta.c_str(), nullptr, 0, "model_3_ptm", 0, 0, &f), AXF_OK) << axf_last_error();
+    EXPECT_EQ(axf_features_num_residues(f), 73);
+    axf_features_free(f);
+    const char* msas[] = {"/nonexistent/hits.a3m"};
+    EXPECT_EQ(axf_features_from_fasta(fasta.c_str(), msas, 1, "model_3_ptm", 0, 0, &f), AXF_ERROR);
+    EXPECT_NE(std::string(axf_last_error()).find("/nonexistent/hits.a3m"), std::string::npos) << axf_last_error();
+    EXPECT_EQ(f, nullptr);
+}
+
+// Bad input is a status and a message naming what is wrong; nothing throws through the C boundary.
+TEST(CApi, ErrorsAreStatusesWithMessages) {
+    axf_model* m = nullptr;
+    EXPECT_EQ(axf_model_load((kSmall + "/params.npz").c_str(), "model_1", &m), AXF_ERROR);  // no template params
+    EXPECT_NE(std::string(axf_last_error()).find("params.npz"), std::string::npos) << axf_last_error();
+    EXPECT_EQ(m, nullptr);
+    ASSERT_EQ(axf_model_load((kSmall + "/params.npz").c_str(), "model_3_ptm", &m), AXF_OK);
+    EXPECT_STREQ(axf_last_error(), "");
+    axf_features* f = nullptr;
+    EXPECT_EQ(axf_features_load((kSmall + "/params.npz").c_str(), "model_3_ptm", 0, -1, &f), AXF_ERROR);
+    EXPECT_NE(std::string(axf_last_error()).find("params.npz"), std::string::npos) << axf_last_error();
+    ASSERT_EQ(axf_features_load((kSmall + "/features.h5").c_str(), "model_3_ptm", 0, -1, &f), AXF_OK);
+    axf_prediction* p = nullptr;
+    axf_predict_options o;
+    axf_predict_options_init(&o);
+    o.precision = "fp16";
+    EXPECT_EQ(axf_predict(m, f, &o, &p), AXF_ERROR);
+    EXPECT_NE(std::string(axf_last_error()).find("fp16"), std::string::npos) << axf_last_error();
+    o.precision = "fp32";
+    o.max_memory = "1K";
+    EXPECT_EQ(axf_predict(m, f, &o, &p), AXF_ERROR);
+    EXPECT_NE(std::string(axf_last_error()).find("too small"), std::string::npos) << axf_last_error();
+    EXPECT_EQ(p, nullptr);
+    EXPECT_EQ(axf_predict(nullptr, f, nullptr, &p), AXF_INVALID_ARGUMENT);
+    EXPECT_EQ(axf_prediction_num_residues(nullptr), -1);
+    EXPECT_EQ(axf_prediction_has_pae(nullptr), 0);
+    axf_features_free(f);
+    axf_model_free(m);
+}

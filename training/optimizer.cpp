@@ -1,0 +1,179 @@
+#include "training/optimizer.h"
+
+#include <cmath>
+
+namespace axfold {
+
+namespace {
+
+// Every defined tensor of a weights struct, in visit order, with its name.
+std::vector<std::pair<std::string, Tensor>> tensors_of(const ModelWeights& w) {
+    ModelWeights copy = w;  // shares the tensors' storage
+    std::vector<std::pair<std::string, Tensor>> out;
+    copy.visit([&](const std::string& name, Tensor& t) {
+        if (t.defined()) out.emplace_back(name, t);
+    });
+    return out;
+}
+
+void check_host_f32(const Tensor& t, const std::string& name, const char* what) {
+    AXF_CHECK(t.device() == Device::CPU && t.dtype() == DType::F32 && t.is_contiguous(),
+              "%s: %s is %s, expected a contiguous float32 host tensor", what, name.c_str(), t.desc().c_str());
+}
+
+}  // namespace
+
+double scheduled_learning_rate(const AdamConfig& c, int64_t step) {
+    AXF_CHECK(step >= 1, "learning rate schedule: step %lld, expected >= 1", (long long)step);
+    const int64_t done = step - 1;  // updates before this one (OpenFold's scheduler step, optax's count)
+    if (c.warmup_steps > 0 && done <= c.warmup_steps) return c.learning_rate * static_cast<double>(done) / c.warmup_steps;
+    if (c.decay_every > 0 && done > c.decay_after)
+        return c.learning_rate * std::pow(c.decay_factor, (done - c.decay_after) / c.decay_every + 1);
+    return c.learning_rate;
+}
+
+double global_norm(const ModelWeights& grads) {
+    double s = 0;
+    for (const auto& [name, t] : tensors_of(grads)) {
+        check_host_f32(t, name, "global_norm");
+        const float* p = t.f32();
+        for (int64_t i = 0; i < t.numel(); ++i) s += static_cast<double>(p[i]) * p[i];
+    }
+    return std::sqrt(s);
+}
+
+// Every gradient packed into one buffer, `collective` run on it, and scale * the result unpacked.
+template <class F> void packed_collective(ModelWeights& grads, const char* what, float scale, F&& collective) {
+    const auto ts = tensors_of(grads);
+    int64_t n = 0;
+    for (const auto& [name, t] : ts) {
+        check_host_f32(t, name, what);
+        n += t.numel();
+    }
+    Tensor flat = Tensor::empty({n});
+    int64_t off = 0;
+    for (const auto& [name, t] : ts) {
+        std::copy(t.f32(), t.f32() + t.numel(), flat.f32() + off);
+        off += t.numel();
+    }
+    collective(flat);
+    off = 0;
+    for (const auto& [name, t] : ts) {
+        float* p = t.f32();
+        for (int64_t i = 0; i < t.numel(); ++i) p[i] = flat.f32()[off + i] * scale;
+        off += t.numel();
+    }
+}
+
+void average_over_replicas(ModelWeights& grads, Comm& comm) {
+    if (comm.size() == 1) return;
+    packed_collective(grads, "average_over_replicas", 1.f / static_cast<float>(comm.size()),
+                      [&](const Tensor& flat) { comm.all_reduce_sum(flat)->wait(); });
+}
+
+void broadcast_gradients(ModelWeights& grads, Comm& comm, int root) {
+    if (comm.size() == 1) return;
+    packed_collective(grads, "broadcast_gradients", 1.f, [&](const Tensor& flat) { comm.broadcast(flat, root)->wait(); });
+}
+
+void update_moving_average(ModelWeights& ema, const ModelWeights& params, double decay) {
+    AXF_CHECK(decay >= 0 && decay < 1, "moving average: decay %g outside [0, 1)", decay);
+    const auto es = tensors_of(ema), ps = tensors_of(params);
+    AXF_CHECK(es.size() == ps.size(), "moving average: %zu tensors for %zu parameters", es.size(), ps.size());
+    for (size_t i = 0; i < es.size(); ++i) {
+        AXF_CHECK(es[i].first == ps[i].first && es[i].second.shape() == ps[i].second.shape(),
+                  "moving average: tensor %zu is %s %s, the parameter %s %s", i, es[i].first.c_str(),
+                  es[i].second.desc().c_str(), ps[i].first.c_str(), ps[i].second.desc().c_str());
+        check_host_f32(es[i].second, es[i].first, "moving average");
+        check_host_f32(ps[i].second, ps[i].first, "moving average");
+        float* e = es[i].second.f32();
+        const float* p = ps[i].second.f32();
+        for (int64_t k = 0; k < es[i].second.numel(); ++k)
+            e[k] = static_cast<float>(decay * e[k] + (1 - decay) * p[k]);
+    }
+}
+
+Adam::Adam(const AdamConfig& config, const ModelWeights& params) : config_(config) {
+    for (const auto& [name, t] : tensors_of(params)) {
+        check_host_f32(t, name, "Adam");
+        names_.push_back(name);
+        m_.push_back(Tensor::zeros(t.shape()));
+        v_.push_back(Tensor::zeros(t.shape()));
+    }
+}
+
+AdamStats Adam::update(ModelWeights& params, const ModelWeights& grads) {
+    const auto ps = tensors_of(params), gs = tensors_of(grads);
+    AXF_CHECK(ps.size() == names_.size() && gs.size() == names_.size(),
+              "Adam: %zu parameters and %zu gradients for an optimizer of %zu tensors", ps.size(), gs.size(),
+              names_.size());
+    for (size_t i = 0; i < names_.size(); ++i) {
+        AXF_CHECK(ps[i].first == names_[i] && gs[i].first == names_[i] && ps[i].second.shape() == m_[i].shape() &&
+                      gs[i].second.shape() == m_[i].shape(),
+                  "Adam: tensor %zu is %s %s (gradient %s %s), the optimizer holds %s %s", i, ps[i].first.c_str(),
+                  ps[i].second.desc().c_str(), gs[i].first.c_str(), gs[i].second.desc().c_str(), names_[i].c_str(),
+                  m_[i].desc().c_str());
+        check_host_f32(ps[i].second, ps[i].first, "Adam");
+        check_host_f32(gs[i].second, gs[i].first, "Adam");
+    }
+    AdamStats st;
+    st.step = ++step_;
+    st.learning_rate = scheduled_learning_rate(config_, step_);
+    st.grad_norm = global_norm(grads);
+    AXF_CHECK(std::isfinite(st.grad_norm), "Adam: the gradient is not finite (norm %g) at update %lld", st.grad_norm,
+              (long long)step_);
+    if (config_.clip_norm > 0 && st.grad_norm > config_.clip_norm) st.clip_scale = config_.clip_norm / st.grad_norm;
+    const double b1 = config_.beta1, b2 = config_.beta2;
+    const double c1 = 1 - std::pow(b1, static_cast<double>(step_)), c2 = 1 - std::pow(b2, static_cast<double>(step_));
+    const double lr = st.learning_rate, eps = config_.eps, scale = st.clip_scale;
+    for (size_t i = 0; i < names_.size(); ++i) {
+        float* p = ps[i].second.f32();
+        const float* g = gs[i].second.f32();
+        float *m = m_[i].f32(), *v = v_[i].f32();
+        const int64_t n = m_[i].numel();
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (int64_t e = 0; e < n; ++e) {
+            const double ge = scale * g[e];
+            const double me = b1 * m[e] + (1 - b1) * ge, ve = b2 * v[e] + (1 - b2) * ge * ge;
+            m[e] = static_cast<float>(me);
+            v[e] = static_cast<float>(ve);
+            p[e] = static_cast<float>(p[e] - lr * (me / c1) / (std::sqrt(ve / c2) + eps));
+        }
+    }
+    return st;
+}
+
+void Adam::save(io::Hdf5Writer& out, const std::string& group) const {
+    Tensor s = Tensor::empty({1}, DType::I64);
+    s.data<int64_t>()[0] = step_;
+    out.write(group + "/step", s);
+    for (size_t i = 0; i < names_.size(); ++i) {
+        out.write(group + "/m/" + names_[i], m_[i]);
+        out.write(group + "/v/" + names_[i], v_[i]);
+    }
+}
+
+void Adam::load(const io::Hdf5File& in, const std::string& group) {
+    AXF_CHECK(in.has_dataset(group + "/step"), "%s: no optimizer state (dataset %s/step)", in.path().c_str(),
+              group.c_str());
+    const Tensor s = in.read(group + "/step");
+    AXF_CHECK(s.numel() == 1 && s.dtype() == DType::I64, "%s: %s/step is %s, expected one int64", in.path().c_str(),
+              group.c_str(), s.desc().c_str());
+    const int64_t step = s.data<int64_t>()[0];
+    std::vector<Tensor> m(names_.size()), v(names_.size());
+    for (size_t i = 0; i < names_.size(); ++i)
+        for (int k = 0; k < 2; ++k) {
+            const std::string path = group + (k == 0 ? "/m/" : "/v/") + names_[i];
+            AXF_CHECK(in.has_dataset(path), "%s: optimizer state lacks %s (a checkpoint of another model?)",
+                      in.path().c_str(), path.c_str());
+            Tensor t = in.read_f32(path);
+            AXF_CHECK(t.shape() == m_[i].shape(), "%s: %s is %s, expected shape %s", in.path().c_str(), path.c_str(),
+                      t.desc().c_str(), shape_str(m_[i].shape()).c_str());
+            (k == 0 ? m : v)[i] = t.contiguous();
+        }
+    step_ = step;
+    m_ = std::move(m);
+    v_ = std::move(v);
+}
+
+}  // namespace axfold
