@@ -1,8 +1,6 @@
 // The C API (include/axfold/axfold.h) over the C++ API (include/axfold/axfold.hpp): opaque handles holding its
 // objects, every call behind one exception barrier that turns an exception into a status and a thread-local
 // message, results copied into the caller's buffers.
-#include "axfold/axfold.h"
-
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
@@ -10,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "axfold/axfold.h"
 #include "axfold/axfold.hpp"
 
 struct axf_model {
@@ -29,7 +28,8 @@ namespace {
 thread_local std::string last_error;
 
 // Runs fn; an exception becomes AXF_ERROR with its message.
-template <class F> axf_status guarded(F&& fn) {
+template <class F>
+axf_status guarded(F&& fn) {
     try {
         last_error.clear();
         fn();
@@ -49,17 +49,25 @@ bool missing(const void* p, const char* call, const char* what) {
     return true;
 }
 
-void copy_out(const std::vector<float>& v, float* out) { std::copy(v.begin(), v.end(), out); }
+void copy_out(const std::vector<float>& v, float* out) {
+    std::copy(v.begin(), v.end(), out);
+}
 
 }  // namespace
 
 extern "C" {
 
-const char* axf_version(void) { return AXFOLD_VERSION; }
+const char* axf_version(void) {
+    return AXFOLD_VERSION;
+}
 
-int axf_api_version(void) { return AXF_API_VERSION; }
+int axf_api_version(void) {
+    return AXF_API_VERSION;
+}
 
-const char* axf_last_error(void) { return last_error.c_str(); }
+const char* axf_last_error(void) {
+    return last_error.c_str();
+}
 
 axf_status axf_model_load(const char* params_path, const char* model_name, axf_model** model) {
     if (missing(model, "axf_model_load", "model") || missing(params_path, "axf_model_load", "params_path") ||
@@ -69,7 +77,9 @@ axf_status axf_model_load(const char* params_path, const char* model_name, axf_m
     return guarded([&] { *model = new axf_model{axf::Model::load(params_path, model_name)}; });
 }
 
-void axf_model_free(axf_model* model) { delete model; }
+void axf_model_free(axf_model* model) {
+    delete model;
+}
 
 axf_status axf_features_load(const char* path, const char* model_name, uint64_t seed, int num_recycle,
                              axf_features** features) {
@@ -100,7 +110,9 @@ int64_t axf_features_num_residues(const axf_features* features) {
     return features ? features->features.num_residues() : -1;
 }
 
-void axf_features_free(axf_features* features) { delete features; }
+void axf_features_free(axf_features* features) {
+    delete features;
+}
 
 axf_status axf_predict(const axf_model* model, const axf_features* features, const axf_predict_options* options,
                        axf_prediction** prediction) {
@@ -158,7 +170,9 @@ axf_status axf_prediction_atom37(const axf_prediction* prediction, float* positi
     });
 }
 
-int axf_prediction_has_pae(const axf_prediction* prediction) { return prediction && prediction->p.has_pae(); }
+int axf_prediction_has_pae(const axf_prediction* prediction) {
+    return prediction && prediction->p.has_pae();
+}
 
 axf_status axf_prediction_pae(const axf_prediction* prediction, float* pae, float* max_pae) {
     if (missing(prediction, "axf_prediction_pae", "prediction") || missing(pae, "axf_prediction_pae", "pae"))
@@ -176,7 +190,8 @@ axf_status axf_prediction_ptm(const axf_prediction* prediction, double* ptm) {
 }
 
 axf_status axf_prediction_write_pdb(const axf_prediction* prediction, const char* path) {
-    if (missing(prediction, "axf_prediction_write_pdb", "prediction") || missing(path, "axf_prediction_write_pdb", "path"))
+    if (missing(prediction, "axf_prediction_write_pdb", "prediction") ||
+        missing(path, "axf_prediction_write_pdb", "path"))
         return AXF_INVALID_ARGUMENT;
     return guarded([&] { prediction->p.write_pdb(path); });
 }
@@ -188,6 +203,8 @@ axf_status axf_prediction_write_mmcif(const axf_prediction* prediction, const ch
     return guarded([&] { prediction->p.write_mmcif(path); });
 }
 
-void axf_prediction_free(axf_prediction* prediction) { delete prediction; }
+void axf_prediction_free(axf_prediction* prediction) {
+    delete prediction;
+}
 
 }  // extern "C"

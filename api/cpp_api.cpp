@@ -1,10 +1,9 @@
 // The C++ API (include/axfold/axfold.hpp): the library's Model, features and Prediction behind opaque handles,
 // every call's exceptions turned into axf::Error with the same message.
-#include "axfold/axfold.hpp"
-
 #include <cstring>
 #include <exception>
 
+#include "axfold/axfold.hpp"
 #include "io/features.h"
 #include "io/msa.h"
 #include "io/structure_writer.h"
@@ -33,7 +32,8 @@ struct Model::Impl {
 namespace {
 
 // Runs fn; any exception becomes axf::Error with its message.
-template <class F> auto guarded(F&& fn) -> decltype(fn()) {
+template <class F>
+auto guarded(F&& fn) -> decltype(fn()) {
     try {
         return fn();
     } catch (const Error&) {
@@ -62,7 +62,9 @@ std::vector<float> values(const axfold::Tensor& t, const char* what) {
 
 }  // namespace
 
-std::string version() { return AXFOLD_VERSION; }
+std::string version() {
+    return AXFOLD_VERSION;
+}
 
 Error::~Error() = default;
 
@@ -105,9 +107,15 @@ Prediction::Prediction(Prediction&&) noexcept = default;
 Prediction& Prediction::operator=(Prediction&&) noexcept = default;
 Prediction::~Prediction() = default;
 
-const std::string& Prediction::model_name() const { return impl_->model_name; }
-int64_t Prediction::num_residues() const { return impl_->p.heads.plddt.numel(); }
-int Prediction::iterations() const { return impl_->p.iterations; }
+const std::string& Prediction::model_name() const {
+    return impl_->model_name;
+}
+int64_t Prediction::num_residues() const {
+    return impl_->p.heads.plddt.numel();
+}
+int Prediction::iterations() const {
+    return impl_->p.iterations;
+}
 std::vector<float> Prediction::plddt() const {
     return guarded([&] { return values(impl_->p.heads.plddt, "plddt"); });
 }
@@ -120,10 +128,13 @@ std::vector<float> Prediction::atom37() const {
 std::vector<float> Prediction::atom37_mask() const {
     return guarded([&] { return values(impl_->p.structure_module.final_atom_mask, "atom37 mask"); });
 }
-bool Prediction::has_pae() const { return impl_->p.heads.has_pae; }
+bool Prediction::has_pae() const {
+    return impl_->p.heads.has_pae;
+}
 std::vector<float> Prediction::pae() const {
     return guarded([&] {
-        AXF_CHECK(has_pae(), "pae: %s has no predicted-aligned-error head (use a _ptm model)", impl_->model_name.c_str());
+        AXF_CHECK(has_pae(), "pae: %s has no predicted-aligned-error head (use a _ptm model)",
+                  impl_->model_name.c_str());
         return values(impl_->p.heads.predicted_aligned_error, "pae");
     });
 }
@@ -136,11 +147,14 @@ float Prediction::max_pae() const {
 }
 double Prediction::ptm() const {
     return guarded([&] {
-        AXF_CHECK(has_pae(), "ptm: %s has no predicted-aligned-error head (use a _ptm model)", impl_->model_name.c_str());
+        AXF_CHECK(has_pae(), "ptm: %s has no predicted-aligned-error head (use a _ptm model)",
+                  impl_->model_name.c_str());
         return static_cast<double>(impl_->p.heads.ptm);
     });
 }
-std::vector<std::pair<std::string, double>> Prediction::timings() const { return impl_->p.timings; }
+std::vector<std::pair<std::string, double>> Prediction::timings() const {
+    return impl_->p.timings;
+}
 void Prediction::write_pdb(const std::string& path) const {
     guarded([&] { axfold::io::write_pdb(path, axfold::prediction_structure(impl_->p)); });
 }
@@ -154,10 +168,14 @@ Model& Model::operator=(Model&&) noexcept = default;
 Model::~Model() = default;
 
 Model Model::load(const std::string& params_path, const std::string& model_name) {
-    return guarded([&] { return Model(std::make_unique<Impl>(Impl{axfold::Model::load(params_path, model_name), model_name})); });
+    return guarded([&] {
+        return Model(std::make_unique<Impl>(Impl{axfold::Model::load(params_path, model_name), model_name}));
+    });
 }
 
-const std::string& Model::name() const { return impl_->name; }
+const std::string& Model::name() const {
+    return impl_->name;
+}
 
 Prediction Model::predict(const Features& features, const PredictOptions& o) const {
     return guarded([&] {
@@ -174,7 +192,8 @@ Prediction Model::predict(const Features& features, const PredictOptions& o) con
         axfold::PredictOptions po;
         const axfold::FeatureDict& f = features.impl_->features;
         axfold::prepare_prediction(impl_->model, f, features.impl_->source, s, target, o.num_recycle, false, ctx, po);
-        return Prediction(std::make_unique<Prediction::Impl>(Prediction::Impl{impl_->model.predict(f, po, ctx), impl_->name}));
+        return Prediction(
+            std::make_unique<Prediction::Impl>(Prediction::Impl{impl_->model.predict(f, po, ctx), impl_->name}));
     });
 }
 

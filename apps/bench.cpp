@@ -48,7 +48,8 @@ Tensor random_tensor(const Shape& shape, std::mt19937& rng, float stddev) {
 }  // namespace
 
 int bench_evoformer_main(const BenchEvoformerOptions& o) {
-    AXF_CHECK(o.n_seq > 0 && o.n_res > 0 && o.blocks > 0, "bench evoformer: --n-seq, --n-res and --blocks must be positive");
+    AXF_CHECK(o.n_seq > 0 && o.n_res > 0 && o.blocks > 0,
+              "bench evoformer: --n-seq, --n-res and --blocks must be positive");
     const RunTarget target = configure_run(o.run);
     if (!target.note.empty()) std::fprintf(stderr, "axfold: %s\n", target.note.c_str());
     const Device device = target.device;
@@ -175,8 +176,7 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
         for (int r = 0; r < comm.size(); ++r) times[b] = std::max<double>(times[b], all.f32()[r * o.blocks + b]);
     if (comm.rank() != 0) return 0;
     std::fflush(stdout);
-    for (auto& [name, sec] : stages)
-        std::fprintf(stderr, "  %-48s %.3f s/block\n", name.c_str(), sec / o.blocks);
+    for (auto& [name, sec] : stages) std::fprintf(stderr, "  %-48s %.3f s/block\n", name.c_str(), sec / o.blocks);
     std::sort(times.begin(), times.end());
     const double median = times[times.size() / 2];
     const double s = static_cast<double>(S), r = static_cast<double>(R);
@@ -215,18 +215,16 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
             o.backward ? "evoformer_backward" : "evoformer", (long long)S, (long long)R, num_threads(), o.blocks,
             comm.size(), dap ? "true" : "false", dap_comm.backend().c_str(), median, gflops, rss,
             ctx.ws.high_water_bytes(), (long long)plan.chunk_size, predicted_peak, predicted_ws, bytes_json.c_str(),
-            bytes_pb, exposed_s,
-            in_flight_s, device_name(device), o.run.precision.c_str(), dtype_name(act_dtype), device_peak_bytes(),
-            device != Device::CPU && fused_attention_requested() ? "true" : "false");
+            bytes_pb, exposed_s, in_flight_s, device_name(device), o.run.precision.c_str(), dtype_name(act_dtype),
+            device_peak_bytes(), device != Device::CPU && fused_attention_requested() ? "true" : "false");
     } else {
         std::printf(
             "evoformer block%s S=%lld R=%lld %s %s threads=%d ranks=%d%s blocks=%d chunk=%lld: median %.3f s/block, "
             "%.1f GFLOP/s, peak RSS %.1f MiB (predicted %.1f MiB; workspace %.1f MiB, predicted %.1f MiB)%s\n",
             o.backward ? " backward" : "", (long long)S, (long long)R, device_name(device), o.run.precision.c_str(),
-            num_threads(), comm.size(), dap ? " (DAP)" : "", o.blocks,
-            (long long)plan.chunk_size, median, gflops, rss / 1048576.0, predicted_peak / 1048576.0,
-            ctx.ws.high_water_bytes() / 1048576.0, predicted_ws / 1048576.0,
-            o.backward ? " [no predictions: the planner models the forward]" : "");
+            num_threads(), comm.size(), dap ? " (DAP)" : "", o.blocks, (long long)plan.chunk_size, median, gflops,
+            rss / 1048576.0, predicted_peak / 1048576.0, ctx.ws.high_water_bytes() / 1048576.0,
+            predicted_ws / 1048576.0, o.backward ? " [no predictions: the planner models the forward]" : "");
         if (dap)
             std::printf("  communication per block and rank: %.2f MiB (%s); in flight %.4f s, exposed %.4f s\n",
                         bytes_pb / 1048576.0, bytes_text.c_str(), in_flight_s, exposed_s);
@@ -317,17 +315,21 @@ int bench_model_main(const BenchModelOptions& o) {
     const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const size_t rss = peak_rss_bytes();
     if (o.json) {
-        std::printf("{\"benchmark\": \"model\", \"n_res\": %lld, \"n_seq\": %lld, \"n_extra\": %lld, "
-                    "\"evoformer_blocks\": %lld, \"extra_msa_blocks\": %lld, \"run_blocks\": %d, \"iterations\": %d, "
-                    "\"threads\": %d, \"templates\": %d",
-                    (long long)N, (long long)S, (long long)E, (long long)d.evoformer_blocks,
-                    (long long)d.extra_msa_blocks, o.run_blocks, p.iterations, num_threads(), o.templates);
-        for (auto& [stage, sec] : p.timings) std::printf(", \"%s_seconds_per_iteration\": %.4f", stage.c_str(), sec / p.iterations);
-        std::printf(", \"seconds_per_iteration\": %.4f, \"peak_rss_bytes\": %zu, \"chunk_size\": %lld, "
-                    "\"predicted_peak_bytes\": %zu, \"device\": \"%s\", \"precision\": \"%s\", \"activations\": \"%s\", "
-                    "\"device_peak_bytes\": %zu, \"offload_msa\": %s}\n",
-                    total / p.iterations, rss, (long long)plan.chunk_size, predicted_peak, device_name(device),
-                    o.run.precision.c_str(), dtype_name(target.activations), device_peak_bytes(), po.offload_msa ? "true" : "false");
+        std::printf(
+            "{\"benchmark\": \"model\", \"n_res\": %lld, \"n_seq\": %lld, \"n_extra\": %lld, "
+            "\"evoformer_blocks\": %lld, \"extra_msa_blocks\": %lld, \"run_blocks\": %d, \"iterations\": %d, "
+            "\"threads\": %d, \"templates\": %d",
+            (long long)N, (long long)S, (long long)E, (long long)d.evoformer_blocks, (long long)d.extra_msa_blocks,
+            o.run_blocks, p.iterations, num_threads(), o.templates);
+        for (auto& [stage, sec] : p.timings)
+            std::printf(", \"%s_seconds_per_iteration\": %.4f", stage.c_str(), sec / p.iterations);
+        std::printf(
+            ", \"seconds_per_iteration\": %.4f, \"peak_rss_bytes\": %zu, \"chunk_size\": %lld, "
+            "\"predicted_peak_bytes\": %zu, \"device\": \"%s\", \"precision\": \"%s\", \"activations\": \"%s\", "
+            "\"device_peak_bytes\": %zu, \"offload_msa\": %s}\n",
+            total / p.iterations, rss, (long long)plan.chunk_size, predicted_peak, device_name(device),
+            o.run.precision.c_str(), dtype_name(target.activations), device_peak_bytes(),
+            po.offload_msa ? "true" : "false");
     } else {
         std::printf("model N=%lld S=%lld E=%lld T=%d blocks %lld+%lld%s threads=%d: %.3f s per iteration (",
                     (long long)N, (long long)S, (long long)E, o.templates, (long long)d.evoformer_blocks,

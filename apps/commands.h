@@ -14,6 +14,7 @@
 #include "parallel/comm.h"
 #include "pipeline/raw_features.h"
 #include "pipeline/transforms.h"
+#include "training/trainer.h"
 
 namespace axfold::apps {
 
@@ -46,7 +47,7 @@ struct InputOptions {
     std::string features;           // raw (features.pkl layout) or processed HDF5, told apart by their keys
     uint64_t seed = 0;              // MSA sampling and masking
     int64_t max_msa_clusters = -1, max_extra_msa = -1;  // -1: the model preset's
-    bool no_msa_padding = false;    // keep only real MSA rows (AF2 pads to the maxima with zero masks)
+    bool no_msa_padding = false;  // keep only real MSA rows (AF2 pads to the maxima with zero masks)
 };
 
 // Raw features from --fasta/--msa (or a raw feature file); prints what it read on stderr.
@@ -104,33 +105,12 @@ struct PlanOptions {
     int64_t n_res = 256, n_seq = 512, n_extra = 5120;
     bool save_outputs = false;  // plan for `predict --save-outputs` with 4 iterations (heads' tensors, pairs kept)
     std::string model_name = "model_3_ptm";  // model_1 and model_2 add the template embedding
-    RunSettings run;  // --device plans the GPU's share (no GPU needed with --max-memory)
+    RunSettings run;                         // --device plans the GPU's share (no GPU needed with --max-memory)
 };
 int plan_main(const PlanOptions& o);
 
-// `axfold train`: Adam updates of AlphaFold2 parameters on training examples (training/training.h's HDF5
-// layout); under an MPI launcher, groups of --dap ranks each train on one example with DAP and the groups
-// average their gradients (data parallel). Writes <out-dir>/checkpoint-<update>/ (params_<model>.npz, which
-// `predict --params` reads, and optimizer.h5) and training_log.jsonl.
-struct TrainOptions {
-    std::string params, model_name = "model_3_ptm", out_dir, resume;
-    std::vector<std::string> examples;
-    int64_t steps = 1, save_every = 0;  // --steps: the update to reach (a resumed run continues to it)
-    int64_t warmup_steps = 1000;
-    double learning_rate = 1e-3, clip_norm = 0.1;
-    int dap = 1, threads = 0, structure_module_layers = 8;
-    bool resample = false;  // a fresh MSA sample and masking per update (the example's raw/ features)
-    int64_t crop_size = 0;  // > 0: a random contiguous crop of this many residues per update
-    bool sample_recycles = false;  // 1..R iterations per update (R: the example's), as AF2 trains
-    double ema_decay = 0.999;      // the parameters' moving average (params_<model>_ema.npz); 0 = none
-    bool dropout = true;                  // AF2's training dropout (evoformer/dropout.h)
-    std::vector<std::string> validate;    // validation examples: lDDT-Ca of the moving average's predictions
-    int64_t validate_every = 0;           // every this many updates (and after the last); 0: after the last
-    bool overwrite = false;               // replace another run's results in out_dir
-    bool allow_changed_settings = false;  // resume with settings other than the checkpoint's
-    uint64_t seed = 0;      // the updates' random streams
-};
-int train_main(const TrainOptions& o);
+// `axfold train` (training/trainer.h).
+int train_main(const TrainerOptions& o);
 
 // `axfold training-example`: a training example from an mmCIF chain (a residue range of its SEQRES) and
 // the chain's alignments.

@@ -1,10 +1,11 @@
 // `axfold features`: FASTA + alignments -> AlphaFold2's raw features (or, with --processed, the model
 // inputs after AF2's transforms); and the input path shared with `axfold predict`.
+#include "io/features.h"
+
 #include <chrono>
 #include <cstdio>
 
 #include "apps/commands.h"
-#include "io/features.h"
 #include "io/msa.h"
 #include "kernels/ops.h"
 
@@ -13,7 +14,9 @@ namespace axfold::apps {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double since(Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 }  // namespace
 
@@ -26,8 +29,8 @@ pipeline::RawFeatures build_raw_features(const InputOptions& in) {
     AXF_CHECK(in.features.empty(), "give either --fasta or --features, not both");
     const std::vector<io::FastaRecord> recs = io::read_fasta(in.fasta);
     AXF_CHECK(recs.size() == 1,
-              "%s: %zu sequences (records at lines %d and %d ...); a monomer prediction takes exactly one", in.fasta.c_str(),
-              recs.size(), recs[0].line, recs.size() > 1 ? recs[1].line : 0);
+              "%s: %zu sequences (records at lines %d and %d ...); a monomer prediction takes exactly one",
+              in.fasta.c_str(), recs.size(), recs[0].line, recs.size() > 1 ? recs[1].line : 0);
     std::vector<io::Msa> msas;
     for (const std::string& path : in.msas) {
         msas.push_back(io::read_msa(path));
@@ -62,8 +65,8 @@ pipeline::ProcessedFeatures model_features(const InputOptions& in, const std::st
     const double t_raw = since(t0);
     t0 = Clock::now();
     pipeline::ProcessedFeatures f = pipeline::process_features(raw, transform_config(in, model_name, num_recycle));
-    std::fprintf(stderr, "  features: raw %.3f s, transforms %.3f s (%lld iterations, msa_feat %s, extra_msa %s)\n", t_raw,
-                 since(t0), (long long)f.at("msa_feat").size(0), shape_str(f.at("msa_feat").shape()).c_str(),
+    std::fprintf(stderr, "  features: raw %.3f s, transforms %.3f s (%lld iterations, msa_feat %s, extra_msa %s)\n",
+                 t_raw, since(t0), (long long)f.at("msa_feat").size(0), shape_str(f.at("msa_feat").shape()).c_str(),
                  shape_str(f.at("extra_msa").shape()).c_str());
     return f;
 }
@@ -78,7 +81,8 @@ int features_main(const FeaturesOptions& o) {
         AXF_CHECK(!o.in.fasta.empty(), "features: --fasta is required (or --features RAW.h5 with --processed)");
         pipeline::write_raw_features_h5(o.out, build_raw_features(o.in));
     }
-    std::printf("axfold features: wrote %s (%s) in %.3f s\n", o.out.c_str(), o.processed ? "processed" : "raw", since(t0));
+    std::printf("axfold features: wrote %s (%s) in %.3f s\n", o.out.c_str(), o.processed ? "processed" : "raw",
+                since(t0));
     return 0;
 }
 

@@ -70,8 +70,8 @@ void add_input_options(po::options_description& desc, InputOptions& in) {
         "max-msa-clusters", po::value<int64_t>(&in.max_msa_clusters)->default_value(-1),
         "MSA cluster rows (-1: the preset's, 512, 508 with templates)")(
         "max-extra-msa", po::value<int64_t>(&in.max_extra_msa)->default_value(-1),
-        "extra MSA rows (-1: the preset's, 5120 or 1024)")(
-        "no-msa-padding", po::bool_switch(&in.no_msa_padding), "keep only real MSA rows (AF2 pads to the maxima)");
+        "extra MSA rows (-1: the preset's, 5120 or 1024)")("no-msa-padding", po::bool_switch(&in.no_msa_padding),
+                                                           "keep only real MSA rows (AF2 pads to the maxima)");
 }
 
 int run_features(const std::vector<std::string>& args) {
@@ -105,8 +105,8 @@ int run_predict(const std::vector<std::string>& args) {
         "num-recycle", po::value<int>(&o.num_recycle)->default_value(-1),
         "recycles (-1: every iteration of processed features; 3 when features are built here)")(
         "structure-module-layers", po::value<int>(&o.structure_module_layers)->default_value(8),
-        "structure-module iterations (AF2: 8)")(
-        "save-outputs", po::bool_switch(&o.save_outputs), "also write outputs_<name>.h5 (all outputs, per-iteration)")(
+        "structure-module iterations (AF2: 8)")("save-outputs", po::bool_switch(&o.save_outputs),
+                                                "also write outputs_<name>.h5 (all outputs, per-iteration)")(
         "overwrite", po::bool_switch(&o.overwrite), "replace existing results");
     add_run_options(desc, o.run, true);
     po::variables_map vm;
@@ -117,8 +117,8 @@ int run_predict(const std::vector<std::string>& args) {
 int run_init_params(const std::vector<std::string>& args) {
     InitParamsOptions o;
     po::options_description desc("axfold init-params options");
-    desc.add_options()("help,h", "show this help")(
-        "model-name", po::value<std::string>(&o.model_name)->required(), "model_3 .. model_5, optionally _ptm")(
+    desc.add_options()("help,h", "show this help")("model-name", po::value<std::string>(&o.model_name)->required(),
+                                                   "model_3 .. model_5, optionally _ptm")(
         "out", po::value<std::string>(&o.out)->required(), "output file (.npz, or .h5)")(
         "evoformer-blocks", po::value<int64_t>(&o.evoformer_blocks)->default_value(48), "Evoformer blocks")(
         "extra-msa-blocks", po::value<int64_t>(&o.extra_msa_blocks)->default_value(4), "extra-MSA blocks")(
@@ -132,8 +132,8 @@ int run_bench(const std::vector<std::string>& args) {
     if (!args.empty() && args[0] == "kernels") {
         BenchKernelsOptions o;
         po::options_description desc("axfold bench kernels options");
-        desc.add_options()("help,h", "show this help")(
-            "rows", po::value<int64_t>(&o.rows)->default_value(65536), "rows of the [rows, cols] operands")(
+        desc.add_options()("help,h", "show this help")("rows", po::value<int64_t>(&o.rows)->default_value(65536),
+                                                       "rows of the [rows, cols] operands")(
             "cols", po::value<int64_t>(&o.cols)->default_value(128), "row length (softmax/layer-norm axis)")(
             "reps", po::value<int>(&o.reps)->default_value(20), "timed repetitions per kernel (median reported)")(
             "threads", po::value<int>(&o.threads)->default_value(0), "CPU threads (0 = all)")(
@@ -146,8 +146,8 @@ int run_bench(const std::vector<std::string>& args) {
     if (!args.empty() && args[0] == "model") {
         BenchModelOptions o;
         po::options_description desc("axfold bench model options");
-        desc.add_options()("help,h", "show this help")(
-            "n-res", po::value<int64_t>(&o.n_res)->default_value(128), "residues")(
+        desc.add_options()("help,h", "show this help")("n-res", po::value<int64_t>(&o.n_res)->default_value(128),
+                                                       "residues")(
             "n-seq", po::value<int64_t>(&o.n_seq)->default_value(128), "MSA cluster rows")(
             "n-extra", po::value<int64_t>(&o.n_extra)->default_value(1024), "extra-MSA rows")(
             "evoformer-blocks", po::value<int64_t>(&o.evoformer_blocks)->default_value(48), "Evoformer blocks")(
@@ -169,12 +169,12 @@ int run_bench(const std::vector<std::string>& args) {
     }
     BenchEvoformerOptions o;
     po::options_description desc("axfold bench evoformer options");
-    desc.add_options()("help,h", "show this help")(
-        "n-seq", po::value<int64_t>(&o.n_seq)->default_value(128), "MSA rows S")(
+    desc.add_options()("help,h", "show this help")("n-seq", po::value<int64_t>(&o.n_seq)->default_value(128),
+                                                   "MSA rows S")(
         "n-res", po::value<int64_t>(&o.n_res)->default_value(256), "residues R")(
         "blocks", po::value<int>(&o.blocks)->default_value(3), "timed blocks (median reported)")(
-        "json", po::bool_switch(&o.json), "print one JSON object")(
-        "breakdown", po::bool_switch(&o.breakdown), "print the time of each sub-module on stderr")(
+        "json", po::bool_switch(&o.json), "print one JSON object")("breakdown", po::bool_switch(&o.breakdown),
+                                                                   "print the time of each sub-module on stderr")(
         "dap", po::bool_switch(&o.dap), "run the distributed (DAP) block on one rank too (always on under mpirun)")(
         "backward", po::bool_switch(&o.backward),
         "time the block's backward (its forward replayed, then the backward; CPU, float32) instead");
@@ -204,8 +204,8 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
     if (cmd == "training-example") {
         TrainingExampleOptions o;
         po::options_description desc("axfold training-example options");
-        desc.add_options()("help,h", "show this help")(
-            "mmcif", po::value<std::string>(&o.mmcif)->required(), "the experimental structure (PDBx/mmCIF)")(
+        desc.add_options()("help,h", "show this help")("mmcif", po::value<std::string>(&o.mmcif)->required(),
+                                                       "the experimental structure (PDBx/mmCIF)")(
             "chain", po::value<std::string>(&o.chain)->required(), "author chain id")(
             "residues", po::value<std::string>(&o.residues), "BEGIN:END, 0-based SEQRES positions (default: all)")(
             "msa", po::value<std::vector<std::string>>(&o.msas)->multitoken(),
@@ -214,8 +214,9 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
             "model-name", po::value<std::string>(&o.model_name)->default_value("model_3_ptm"), "feature presets")(
             "num-recycle", po::value<int>(&o.num_recycle)->default_value(3), "iterations - 1")(
             "seed", po::value<uint64_t>(&o.seed)->default_value(0), "MSA sampling and masking")(
-            "max-msa-clusters", po::value<int64_t>(&o.max_msa_clusters)->default_value(-1), "cluster rows (-1: preset)")(
-            "max-extra-msa", po::value<int64_t>(&o.max_extra_msa)->default_value(-1), "extra rows (-1: preset)")(
+            "max-msa-clusters", po::value<int64_t>(&o.max_msa_clusters)->default_value(-1),
+            "cluster rows (-1: preset)")("max-extra-msa", po::value<int64_t>(&o.max_extra_msa)->default_value(-1),
+                                         "extra rows (-1: preset)")(
             "no-msa-padding", po::bool_switch(&o.no_msa_padding), "keep only real MSA rows")(
             "unclamped-fape", po::bool_switch(&o.unclamped_fape),
             "use_clamped_fape 0 (AF2 clamps 90 % of training examples)")(
@@ -225,10 +226,10 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
         return training_example_main(o);
     }
     if (cmd == "train") {
-        TrainOptions o;
+        axfold::TrainerOptions o;
         po::options_description desc("axfold train options");
-        desc.add_options()("help,h", "show this help")(
-            "params", po::value<std::string>(&o.params)->required(), "AlphaFold2 parameters to start from (.npz or .h5)")(
+        desc.add_options()("help,h", "show this help")("params", po::value<std::string>(&o.params)->required(),
+                                                       "AlphaFold2 parameters to start from (.npz or .h5)")(
             "model-name", po::value<std::string>(&o.model_name)->default_value("model_3_ptm"),
             "model_3, model_4 or model_5, optionally _ptm (template models cannot train yet)")(
             "examples", po::value<std::vector<std::string>>(&o.examples)->multitoken()->required(),
@@ -238,9 +239,9 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
             "steps", po::value<int64_t>(&o.steps)->default_value(1), "the update to train to")(
             "learning-rate", po::value<double>(&o.learning_rate)->default_value(1e-3),
             "Adam's learning rate after the warm-up (AF2: 1e-3; fine-tuning 5e-4)")(
-            "warmup-steps", po::value<int64_t>(&o.warmup_steps)->default_value(1000), "linear warm-up updates (AF2: 1000)")(
-            "clip-norm", po::value<double>(&o.clip_norm)->default_value(0.1),
-            "clip the gradient's global norm to this (AF2: 0.1; 0 = off)")(
+            "warmup-steps", po::value<int64_t>(&o.warmup_steps)->default_value(1000),
+            "linear warm-up updates (AF2: 1000)")("clip-norm", po::value<double>(&o.clip_norm)->default_value(0.1),
+                                                  "clip the gradient's global norm to this (AF2: 0.1; 0 = off)")(
             "dap", po::value<int>(&o.dap)->default_value(1),
             "ranks per example (DAP); the launcher's ranks / this = data-parallel replicas")(
             "save-every", po::value<int64_t>(&o.save_every)->default_value(0),
@@ -266,9 +267,8 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
             "decay of the parameters' moving average, written as params_<model>_ema.npz (AF2: 0.999; 0 = none)")(
             "sample-recycles", po::bool_switch(&o.sample_recycles),
             "run 1..R iterations per update, drawn uniformly (R: the example's; AF2's training), the gradient "
-            "through the last")(
-            "structure-module-layers", po::value<int>(&o.structure_module_layers)->default_value(8),
-            "structure-module iterations (AF2: 8)")(
+            "through the last")("structure-module-layers", po::value<int>(&o.structure_module_layers)->default_value(8),
+                                "structure-module iterations (AF2: 8)")(
             "threads", po::value<int>(&o.threads)->default_value(0), "CPU threads (0 = all)");
         po::variables_map vm;
         if (!parse(args, desc, vm)) return 0;
@@ -278,8 +278,7 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
     if (cmd == "plan") {
         PlanOptions o;
         po::options_description desc("axfold plan options");
-        desc.add_options()("help,h", "show this help")(
-            "n-res", po::value<int64_t>(&o.n_res)->required(), "residues")(
+        desc.add_options()("help,h", "show this help")("n-res", po::value<int64_t>(&o.n_res)->required(), "residues")(
             "n-seq", po::value<int64_t>(&o.n_seq)->default_value(512), "MSA cluster rows")(
             "n-extra", po::value<int64_t>(&o.n_extra)->default_value(5120), "extra-MSA rows")(
             "model-name", po::value<std::string>(&o.model_name)->default_value("model_3_ptm"),

@@ -24,20 +24,21 @@ int plan_main(const PlanOptions& o) {
         size_t peak = 0;
         const ChunkPlan p = plan_device_model(cfg, o.n_res, o.n_seq, o.n_extra, r.max_memory, r.chunk_size, &peak, act,
                                               o.save_outputs, &ph, r.offload);
-        std::printf("GPU plan for N_res=%lld, %lld MSA rows, %lld extra rows (AF2 widths; the model on the GPU, %s "
-                    "activations)%s:\n",
-                    (long long)o.n_res, (long long)o.n_seq, (long long)o.n_extra, dtype_name(act),
-                    r.max_memory.empty() ? "" : (" within " + format_bytes(parse_bytes(r.max_memory))).c_str());
+        std::printf(
+            "GPU plan for N_res=%lld, %lld MSA rows, %lld extra rows (AF2 widths; the model on the GPU, %s "
+            "activations)%s:\n",
+            (long long)o.n_res, (long long)o.n_seq, (long long)o.n_extra, dtype_name(act),
+            r.max_memory.empty() ? "" : (" within " + format_bytes(parse_bytes(r.max_memory))).c_str());
         std::printf("  chunk size          %lld%s\n", (long long)p.chunk_size, p.chunk_size == 0 ? " (unchunked)" : "");
-        std::printf("  offload             %s\n", p.offload_msa ? "the MSA parked in host memory during the extra-MSA stack"
-                                                               : "none");
+        std::printf("  offload             %s\n",
+                    p.offload_msa ? "the MSA parked in host memory during the extra-MSA stack" : "none");
         for (auto& [name, bytes] : p.modules) std::printf("  %-36s %s\n", name.c_str(), format_bytes(bytes).c_str());
         std::printf("  phase peaks: embedders %s,%s trunk %s, structure module and heads %s\n",
                     format_bytes(ph.embedders).c_str(),
                     ph.templates ? (" templates " + format_bytes(ph.templates) + ",").c_str() : "",
                     format_bytes(ph.trunk).c_str(), format_bytes(ph.heads).c_str());
-        std::printf("  predicted device peak %s (%s; weights, masks, MSA, pair, workspace)\n", format_bytes(peak).c_str(),
-                    ph.peak_phase());
+        std::printf("  predicted device peak %s (%s; weights, masks, MSA, pair, workspace)\n",
+                    format_bytes(peak).c_str(), ph.peak_phase());
         return 0;
     }
     set_num_threads(r.threads);

@@ -9,12 +9,12 @@
 #include <filesystem>
 
 #include "apps/commands.h"
+#include "evoformer/memory_plan.h"
 #include "io/atomic_file.h"
 #include "io/features.h"
 #include "io/hdf5_file.h"
 #include "io/json_writer.h"
 #include "io/structure_writer.h"
-#include "evoformer/memory_plan.h"
 #include "kernels/device.h"
 #include "kernels/ops.h"
 #include "model/model.h"
@@ -25,7 +25,9 @@ namespace axfold::apps {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double since(Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 // --model-name values, commas split, in order; each a known preset, none twice.
 std::vector<std::string> model_list(const std::vector<std::string>& args) {
@@ -54,7 +56,8 @@ std::vector<std::string> params_files(const std::vector<std::string>& params, co
     if (params.size() == 1 && fs::is_directory(params[0])) {
         std::vector<std::string> files;
         for (const std::string& m : models) {
-            const fs::path npz = fs::path(params[0]) / ("params_" + m + ".npz"), h5 = fs::path(params[0]) / ("params_" + m + ".h5");
+            const fs::path npz = fs::path(params[0]) / ("params_" + m + ".npz"),
+                           h5 = fs::path(params[0]) / ("params_" + m + ".h5");
             AXF_CHECK(fs::exists(npz) || fs::exists(h5), "--params %s: no parameters for %s (expected %s or %s)",
                       params[0].c_str(), m.c_str(), npz.filename().c_str(), h5.filename().c_str());
             files.push_back((fs::exists(npz) ? npz : h5).string());
@@ -105,9 +108,9 @@ int predict_main(const PredictOptions& o) {
         std::string pdb, cif, conf, pae, scores, h5;
     };
     auto files_of = [&](const std::string& name) {
-        return ModelFiles{out(name + "_unrelaxed.pdb"),   out(name + "_unrelaxed.cif"), out("confidence_" + name + ".json"),
-                          out("pae_" + name + ".json"),   out("scores_" + name + ".json"),
-                          out("outputs_" + name + ".h5")};
+        return ModelFiles{out(name + "_unrelaxed.pdb"),        out(name + "_unrelaxed.cif"),
+                          out("confidence_" + name + ".json"), out("pae_" + name + ".json"),
+                          out("scores_" + name + ".json"),     out("outputs_" + name + ".h5")};
     };
     const std::string ranking = out("ranking_debug.json"), timings = out("timings.json");
     auto ranked = [&](size_t i, const char* ext) { return out("ranked_" + std::to_string(i) + ext); };
@@ -115,7 +118,8 @@ int predict_main(const PredictOptions& o) {
         std::vector<std::string> existing = {ranking, timings};
         for (size_t i = 0; i < models.size(); ++i) {
             const ModelFiles m = files_of(models[i]);
-            for (const std::string& f : {m.pdb, m.cif, m.conf, m.pae, m.scores, m.h5, ranked(i, ".pdb"), ranked(i, ".cif")})
+            for (const std::string& f :
+                 {m.pdb, m.cif, m.conf, m.pae, m.scores, m.h5, ranked(i, ".pdb"), ranked(i, ".cif")})
                 existing.push_back(f);
         }
         for (const std::string& f : existing)
@@ -128,15 +132,18 @@ int predict_main(const PredictOptions& o) {
     std::vector<std::pair<std::string, double>> stages;
     auto t0 = Clock::now();
     const std::string source = o.in.fasta.empty() ? o.in.features : o.in.fasta;
-    const bool processed_input = o.in.fasta.empty() && pipeline::detect_feature_file(o.in.features) == pipeline::FeatureFileKind::Processed;
+    const bool processed_input =
+        o.in.fasta.empty() && pipeline::detect_feature_file(o.in.features) == pipeline::FeatureFileKind::Processed;
     FeatureDict processed;
     pipeline::RawFeatures raw;
     if (processed_input) {
-        AXF_CHECK(o.in.msas.empty(), "--msa needs --fasta; '%s' holds processed features already", o.in.features.c_str());
+        AXF_CHECK(o.in.msas.empty(), "--msa needs --fasta; '%s' holds processed features already",
+                  o.in.features.c_str());
         // Processed features are one preset's inputs (cluster and extra rows, templates): several models may share
         // them only when their presets agree (model_3..5, say); each then sees the same MSA sample.
         for (const std::string& name : models) {
-            const pipeline::TransformConfig a = pipeline::TransformConfig::for_model(models[0]), b = pipeline::TransformConfig::for_model(name);
+            const pipeline::TransformConfig a = pipeline::TransformConfig::for_model(models[0]),
+                                            b = pipeline::TransformConfig::for_model(name);
             AXF_CHECK(a.max_msa_clusters == b.max_msa_clusters && a.max_extra_msa == b.max_extra_msa &&
                           a.use_templates == b.use_templates,
                       "%s holds processed features, which are one model preset's inputs: %s and %s sample the MSA "
@@ -162,10 +169,12 @@ int predict_main(const PredictOptions& o) {
             in.seed = o.in.seed * models.size() + mi;
             model_feats = pipeline::process_features(raw, transform_config(in, name, o.num_recycle));
             stages.push_back({"process_features_" + name, since(t0)});
-            std::fprintf(stderr, "  features for %s: transforms %.3f s, seed %llu (%lld iterations, msa_feat %s, extra_msa %s)\n",
-                         name.c_str(), stages.back().second, (unsigned long long)in.seed,
-                         (long long)model_feats.at("msa_feat").size(0), shape_str(model_feats.at("msa_feat").shape()).c_str(),
-                         shape_str(model_feats.at("extra_msa").shape()).c_str());
+            std::fprintf(
+                stderr,
+                "  features for %s: transforms %.3f s, seed %llu (%lld iterations, msa_feat %s, extra_msa %s)\n",
+                name.c_str(), stages.back().second, (unsigned long long)in.seed,
+                (long long)model_feats.at("msa_feat").size(0), shape_str(model_feats.at("msa_feat").shape()).c_str(),
+                shape_str(model_feats.at("extra_msa").shape()).c_str());
         }
         const FeatureDict& features = processed_input ? processed : model_feats;
         t0 = Clock::now();
@@ -175,8 +184,8 @@ int predict_main(const PredictOptions& o) {
         std::fprintf(stderr,
                      "axfold predict: %s (%zu of %zu), %lld Evoformer / %lld extra-MSA blocks, %d structure-module "
                      "layers, %d threads, on %s%s, %s GEMMs, %s activations\n",
-                     name.c_str(), mi + 1, models.size(), (long long)cfg.evoformer_blocks, (long long)cfg.extra_msa_blocks,
-                     cfg.structure_module_layers, num_threads(), device_name(device),
+                     name.c_str(), mi + 1, models.size(), (long long)cfg.evoformer_blocks,
+                     (long long)cfg.extra_msa_blocks, cfg.structure_module_layers, num_threads(), device_name(device),
                      device != Device::CPU && comm.size() > 1 ? " (the stacks; the rest on the host)" : "",
                      o.run.precision.c_str(), dtype_name(target.activations));
 
@@ -187,8 +196,8 @@ int predict_main(const PredictOptions& o) {
         const RunPlan plan = prepare_prediction(model, features, source, o.run, target, o.num_recycle, o.save_outputs,
                                                 ctx, po, comm.size());
         if (device == Device::CPU)
-            std::fprintf(stderr, "  memory plan: chunk size %lld, predicted peak %s\n", (long long)plan.chunks.chunk_size,
-                         format_bytes(plan.predicted_peak).c_str());
+            std::fprintf(stderr, "  memory plan: chunk size %lld, predicted peak %s\n",
+                         (long long)plan.chunks.chunk_size, format_bytes(plan.predicted_peak).c_str());
         else
             std::fprintf(stderr, "  memory plan (GPU): chunk size %lld, predicted device peak %s%s\n",
                          (long long)plan.chunks.chunk_size, format_bytes(plan.predicted_peak).c_str(),
@@ -262,16 +271,17 @@ int predict_main(const PredictOptions& o) {
     stages.push_back({"ranking", since(t0)});
     io::write_file_atomic(timings, io::timings_json(stages));
     if (results.size() > 1)
-        std::printf("axfold predict: ranked %s (best first by mean pLDDT), %.2f s in all  -> %s\n",
-                    [&] {
-                        std::string s;
-                        for (size_t rank = 0; rank < order.size(); ++rank)
-                            s += (rank ? ", " : "") + results[order[rank]].name +
-                                 strfmt(" %.2f", results[order[rank]].mean_plddt);
-                        return s;
-                    }()
-                        .c_str(),
-                    since(t_start), o.out_dir.c_str());
+        std::printf(
+            "axfold predict: ranked %s (best first by mean pLDDT), %.2f s in all  -> %s\n",
+            [&] {
+                std::string s;
+                for (size_t rank = 0; rank < order.size(); ++rank)
+                    s += (rank ? ", " : "") + results[order[rank]].name +
+                         strfmt(" %.2f", results[order[rank]].mean_plddt);
+                return s;
+            }()
+                .c_str(),
+            since(t_start), o.out_dir.c_str());
     return 0;
 }
 

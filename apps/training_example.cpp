@@ -9,8 +9,8 @@
 #include "io/mmcif.h"
 #include "io/msa.h"
 #include "pipeline/training_sample.h"
-#include "training/ground_truth.h"
 #include "structure/residue_constants.h"
+#include "training/ground_truth.h"
 
 namespace axfold::apps {
 
@@ -66,10 +66,11 @@ int training_example_main(const TrainingExampleOptions& o) {
     w.commit();
     int resolved = 0;
     for (int64_t i = 0; i < end - begin; ++i) resolved += crop.all_atom_mask.f32()[i * rc::kAtom37 + rc::kAtomCA] > 0;
-    std::printf("axfold training-example: wrote %s: %s chain %s residues %lld:%lld (%s), %d with a CA, "
-                "resolution %.2f A, %lld MSA rows\n",
-                o.out.c_str(), o.mmcif.c_str(), o.chain.c_str(), (long long)begin, (long long)end, crop.sequence.c_str(),
-                resolved, chain.resolution, (long long)raw.msa_depth());
+    std::printf(
+        "axfold training-example: wrote %s: %s chain %s residues %lld:%lld (%s), %d with a CA, "
+        "resolution %.2f A, %lld MSA rows\n",
+        o.out.c_str(), o.mmcif.c_str(), o.chain.c_str(), (long long)begin, (long long)end, crop.sequence.c_str(),
+        resolved, chain.resolution, (long long)raw.msa_depth());
     return 0;
 }
 

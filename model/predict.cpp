@@ -18,7 +18,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // Weights on `device`: the parameters themselves on the CPU; on a GPU, copies made once per prediction.
-template <class W> W weights_on(const W& w, Device device) {
+template <class W>
+W weights_on(const W& w, Device device) {
     W c = w;
     if (device != Device::CPU)
         c.visit([device](const std::string&, Tensor& t) {
@@ -55,7 +56,10 @@ EvoformerStackWeights stack_on(const EvoformerStackWeights& full, int blocks, De
 // where the rest of the model runs, so no GPU holds a second full pair.
 struct Placement {
     Placement(const ModelWeights& w, const PredictOptions& opt, Context& trunk_ctx, bool use_templates)
-        : ctx(trunk_ctx), comm(opt.comm), dev(trunk_ctx.device), dap(opt.comm && opt.comm->size() > 1),
+        : ctx(trunk_ctx),
+          comm(opt.comm),
+          dev(trunk_ctx.device),
+          dap(opt.comm && opt.comm->size() > 1),
           model_dev(dap ? Device::CPU : dev) {
         // On a GPU everything but the stacks has a workspace of its own: ctx's arena is reserved at the trunk's
         // size (the planner's), and after each trim its first block takes that size again, which the device
@@ -64,7 +68,8 @@ struct Placement {
         if (dev != Device::CPU) {
             AXF_CHECK(dev == model_dev || comm->backend() == "nccl",
                       "DAP with the trunk on %s needs the NCCL communicator, not %s (run DAP on the CPU, or build with "
-                      "NCCL)", device_name(dev), comm->backend().c_str());
+                      "NCCL)",
+                      device_name(dev), comm->backend().c_str());
             rest_ctx = std::make_unique<Context>(model_dev);
             rest_ctx->chunk_size = ctx.chunk_size;
             rest_ctx->activation_dtype = ctx.activation_dtype;
@@ -110,7 +115,7 @@ struct Placement {
 
     Context& ctx;
     Comm* comm;
-    const Device dev;        // the trunk stacks'
+    const Device dev;  // the trunk stacks'
     const bool dap;
     const Device model_dev;  // everything else's
     std::unique_ptr<Context> rest_ctx;
@@ -134,7 +139,8 @@ public:
         : model_dev_(model_dev), progress_(progress) {}
 
     // Runs fn as `stage`, or as a part of it (`last` false: its seconds are reported with the next part).
-    template <class F> void run(const std::string& stage, int r, F&& fn, bool last = true) {
+    template <class F>
+    void run(const std::string& stage, int r, F&& fn, bool last = true) {
         const auto t0 = Clock::now();
         fn();
         if (model_dev_ != Device::CPU) device_synchronize();  // the stage's kernels, not just their launches
@@ -160,7 +166,9 @@ private:
 };
 
 // Host copies of what the prediction returns (the tensors themselves on the CPU).
-Tensor host(const Tensor& t) { return t.defined() ? t.to(Device::CPU) : t; }
+Tensor host(const Tensor& t) {
+    return t.defined() ? t.to(Device::CPU) : t;
+}
 
 // One prediction: AF2's recycling loop (Algorithm 2) over the iterations of the features.
 //
@@ -173,11 +181,18 @@ class PredictionRun {
 public:
     PredictionRun(const ModelConfig& config, const ModelWeights& w, const FeatureDict& f, const PredictOptions& opt,
                   Context& ctx)
-        : cfg_(config), f_(f), opt_(opt), R_(f.at("aatype").size(0)), N_(f.at("aatype").size(1)),
-          S_(f.at("msa_feat").size(1)), E_(f.at("extra_msa").size(1)),
+        : cfg_(config),
+          f_(f),
+          opt_(opt),
+          R_(f.at("aatype").size(0)),
+          N_(f.at("aatype").size(1)),
+          S_(f.at("msa_feat").size(1)),
+          E_(f.at("extra_msa").size(1)),
           use_templates_(w.has_templates && f.count("template_aatype")),
-          T_(use_templates_ ? f.at("template_aatype").size(1) : 0), act_(ctx.activation_dtype),
-          place_(w, opt, ctx, use_templates_), clock_(place_.model_dev, opt.progress) {
+          T_(use_templates_ ? f.at("template_aatype").size(1) : 0),
+          act_(ctx.activation_dtype),
+          place_(w, opt, ctx, use_templates_),
+          clock_(place_.model_dev, opt.progress) {
         iterations_ = opt.num_recycle < 0 ? static_cast<int>(R_) : opt.num_recycle + 1;
         AXF_CHECK(iterations_ <= R_,
                   "%d recycles need %d iterations of features, but the features hold %lld (leading axis)",
@@ -199,7 +214,8 @@ public:
 
     void iteration(int r) {
         inputs(r);
-        clock_.run("embedders", r, [&] { embed(r); }, !use_templates_);
+        clock_.run(
+            "embedders", r, [&] { embed(r); }, !use_templates_);
         if (use_templates_) {
             clock_.run("templates", r, [&] { embed_templates(r); });
             place_.end_phase();
@@ -347,8 +363,16 @@ private:
         prev_pair_ = r + 1 < iterations_ ? pair_ : Tensor();  // the next embedders build a new pair
         prev_pb_ = pseudo_beta(aatype_, sm_.final_atom_positions);
         if (opt_.keep_recycles) {
-            IterationRecord rec{host(prev_row_), host(pair_), host(single_), sm_.act, sm_.final_atom_positions,
-                                sm_.final_atom14_positions, sm_.traj, prev_pb_, Tensor(), Tensor()};
+            IterationRecord rec{host(prev_row_),
+                                host(pair_),
+                                host(single_),
+                                sm_.act,
+                                sm_.final_atom_positions,
+                                sm_.final_atom14_positions,
+                                sm_.traj,
+                                prev_pb_,
+                                Tensor(),
+                                Tensor()};
             if (use_templates_) {
                 rec.template_pair_embedding = host(template_pair_update_);
                 rec.template_angle_embedding = template_rows_;
@@ -372,11 +396,11 @@ private:
     Placement place_;
     StageClock clock_;
     Prediction p_;
-    Tensor prev_row_, prev_pair_, prev_pb_;               // recycled
-    Tensor msa_, msa_clusters_, pair_, extra_, single_;   // this iteration's activations
+    Tensor prev_row_, prev_pair_, prev_pb_;              // recycled
+    Tensor msa_, msa_clusters_, pair_, extra_, single_;  // this iteration's activations
     Tensor msa_mask_, pair_mask_, extra_mask_;
-    Tensor aatype_, residue_index_, seq_mask_;            // host
-    Tensor template_pair_update_, template_rows_;         // kept iterations' template embeddings
+    Tensor aatype_, residue_index_, seq_mask_;     // host
+    Tensor template_pair_update_, template_rows_;  // kept iterations' template embeddings
     StructureModuleOutputs sm_;
     ParkedTensor parked_msa_;  // opt.offload_msa: the MSA while the extra-MSA stack runs (destroyed first)
 };

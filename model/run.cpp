@@ -13,8 +13,9 @@ namespace axfold {
 Device select_device(const std::string& name) {
     if (name == "cpu") return Device::CPU;
     AXF_CHECK(name == "cuda", "--device %s: expected cpu or cuda", name.c_str());
-    AXF_CHECK(cuda_built(), "--device cuda: this axfold was built without CUDA (configure with -DAXFOLD_CUDA=ON "
-                            "where nvcc is installed)");
+    AXF_CHECK(cuda_built(),
+              "--device cuda: this axfold was built without CUDA (configure with -DAXFOLD_CUDA=ON "
+              "where nvcc is installed)");
     AXF_CHECK(cuda_available(), "--device cuda: no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)");
     return Device::CUDA;
 }
@@ -31,10 +32,11 @@ DType select_precision(const std::string& name, const std::string& activations, 
     const DType act = activation_dtype(p, activations);
     set_matmul_precision(p);
     if (note && p != MatmulPrecision::Fp32 && device == Device::CPU)
-        *note = strfmt("--precision %s GEMMs on the CPU are emulated (operands rounded, fp32 GEMMs): slower than fp32, "
-                       "for checking what the GPU mode does to a prediction (for bfloat16 storage alone, half the "
-                       "trunk's activation memory at fp32 speed: --precision fp32 --activations bf16)",
-                       name.c_str());
+        *note = strfmt(
+            "--precision %s GEMMs on the CPU are emulated (operands rounded, fp32 GEMMs): slower than fp32, "
+            "for checking what the GPU mode does to a prediction (for bfloat16 storage alone, half the "
+            "trunk's activation memory at fp32 speed: --precision fp32 --activations bf16)",
+            name.c_str());
     return act;
 }
 

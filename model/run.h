@@ -15,13 +15,13 @@
 namespace axfold {
 
 struct RunSettings {
-    std::string device = "cpu";     // cpu | cuda
-    std::string precision = "fp32"; // GEMM arithmetic: fp32 | tf32 | bf16
-    std::string activations;        // the trunk's activation storage: fp32 | bf16; empty: what the precision implies
-    std::string max_memory;         // the planner's budget ("24G"); empty: none on the CPU, 90 % of free on a GPU
-    int64_t chunk_size = -1;        // -1: the planner's choice (unchunked without a budget)
-    std::string offload = "auto";   // park the MSA in host memory on a GPU: auto (when it helps), on, off
-    int threads = 0;                // CPU threads; 0: OpenMP's default
+    std::string device = "cpu";      // cpu | cuda
+    std::string precision = "fp32";  // GEMM arithmetic: fp32 | tf32 | bf16
+    std::string activations;         // the trunk's activation storage: fp32 | bf16; empty: what the precision implies
+    std::string max_memory;          // the planner's budget ("24G"); empty: none on the CPU, 90 % of free on a GPU
+    int64_t chunk_size = -1;         // -1: the planner's choice (unchunked without a budget)
+    std::string offload = "auto";    // park the MSA in host memory on a GPU: auto (when it helps), on, off
+    int threads = 0;                 // CPU threads; 0: OpenMP's default
 };
 
 // Where and in which arithmetic a process runs its predictions.

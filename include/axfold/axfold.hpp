@@ -79,15 +79,15 @@ class AXF_CXX_API Prediction {
 public:
     const std::string& model_name() const;
     int64_t num_residues() const;
-    int iterations() const;               // recycling iterations run
-    std::vector<float> plddt() const;     // [N], 0..100
-    double mean_plddt() const;            // AF2's ranking confidence of monomer models
-    std::vector<float> atom37() const;    // [N, 37, 3] atom positions (Angstrom), AF2's atom37 order
+    int iterations() const;                  // recycling iterations run
+    std::vector<float> plddt() const;        // [N], 0..100
+    double mean_plddt() const;               // AF2's ranking confidence of monomer models
+    std::vector<float> atom37() const;       // [N, 37, 3] atom positions (Angstrom), AF2's atom37 order
     std::vector<float> atom37_mask() const;  // [N, 37]
-    bool has_pae() const;                 // _ptm models
-    std::vector<float> pae() const;       // [N, N] predicted aligned error (Angstrom); throws without a PAE head
+    bool has_pae() const;                    // _ptm models
+    std::vector<float> pae() const;          // [N, N] predicted aligned error (Angstrom); throws without a PAE head
     float max_pae() const;
-    double ptm() const;                   // throws without a PAE head
+    double ptm() const;                                           // throws without a PAE head
     std::vector<std::pair<std::string, double>> timings() const;  // seconds per stage
     // The structure with pLDDT as B-factors, written to a temporary name and renamed.
     void write_pdb(const std::string& path) const;

@@ -2,19 +2,18 @@
 // the golden small set, its results' ranges, and errors as axf::Error naming the file. Built in the tree and, by
 // CApi.installed_package, against an installed copy. Usage: cpp_api_smoke PARAMS.npz FEATURES.h5 OUT_DIR
 #include <axfold/axfold.hpp>
-
 #include <cmath>
 #include <cstdio>
 #include <string>
 
-#define CHECK(cond, ...)                                                      \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            std::fprintf(stderr, "cpp_api_smoke: %s failed: ", #cond);        \
-            std::fprintf(stderr, __VA_ARGS__);                                \
-            std::fprintf(stderr, "\n");                                       \
-            return 1;                                                         \
-        }                                                                     \
+#define CHECK(cond, ...)                                               \
+    do {                                                               \
+        if (!(cond)) {                                                 \
+            std::fprintf(stderr, "cpp_api_smoke: %s failed: ", #cond); \
+            std::fprintf(stderr, __VA_ARGS__);                         \
+            std::fprintf(stderr, "\n");                                \
+            return 1;                                                  \
+        }                                                              \
     } while (0)
 
 int main(int argc, char** argv) {

@@ -1,9 +1,8 @@
 // The C API against the C++ API it wraps: the same prediction to the bit (pLDDT, atom positions, PAE, pTM,
 // the PDB text), raw features through the same transforms, FASTA input, and its error reporting (a status
 // and a message naming the file, never an exception through the C boundary).
-#include <gtest/gtest.h>
-
 #include <axfold/axfold.h>
+#include <gtest/gtest.h>
 
 #include <cstring>
 #include <filesystem>
@@ -11,9 +10,9 @@
 #include <sstream>
 
 #include "io/features.h"
+#include "model/model.h"
 #include "pipeline/raw_features.h"
 #include "pipeline/transforms.h"
-#include "model/model.h"
 #include "test_util.h"
 
 using namespace axfold;

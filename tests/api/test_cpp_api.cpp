@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <axfold/axfold.hpp>
-
 #include <cstring>
 #include <filesystem>
 
@@ -19,7 +18,8 @@ namespace fs = std::filesystem;
 namespace {
 const std::string kSmall = std::string(AXFOLD_TEST_DATA_DIR) + "/golden/small";
 
-template <class F> std::string error_of(F&& fn) {
+template <class F>
+std::string error_of(F&& fn) {
     try {
         fn();
     } catch (const axf::Error& e) {
@@ -46,8 +46,10 @@ TEST(CppApi, PredictionEqualsTheLibrary) {
     EXPECT_EQ(p.iterations(), 2);
     EXPECT_EQ(p.model_name(), "model_3_ptm");
     EXPECT_EQ(std::memcmp(p.plddt().data(), ref.heads.plddt.f32(), sizeof(float) * N), 0);
-    EXPECT_EQ(std::memcmp(p.atom37().data(), ref.structure_module.final_atom_positions.f32(), sizeof(float) * N * 111), 0);
-    EXPECT_EQ(std::memcmp(p.atom37_mask().data(), ref.structure_module.final_atom_mask.f32(), sizeof(float) * N * 37), 0);
+    EXPECT_EQ(std::memcmp(p.atom37().data(), ref.structure_module.final_atom_positions.f32(), sizeof(float) * N * 111),
+              0);
+    EXPECT_EQ(std::memcmp(p.atom37_mask().data(), ref.structure_module.final_atom_mask.f32(), sizeof(float) * N * 37),
+              0);
     EXPECT_EQ(std::memcmp(p.pae().data(), ref.heads.predicted_aligned_error.f32(), sizeof(float) * N * N), 0);
     EXPECT_EQ(p.ptm(), ref.heads.ptm);
     EXPECT_EQ(p.max_pae(), ref.heads.max_predicted_aligned_error);
@@ -61,21 +63,25 @@ TEST(CppApi, RawAndFastaFeaturesGoThroughTheTransforms) {
     axfold::pipeline::TransformConfig c = axfold::pipeline::TransformConfig::for_model("model_3_ptm");
     c.num_iterations = 2;
     c.seed = 5;
-    const axfold::FeatureDict want = axfold::pipeline::process_features(axfold::pipeline::read_raw_features_h5(raw_path), c);
+    const axfold::FeatureDict want =
+        axfold::pipeline::process_features(axfold::pipeline::read_raw_features_h5(raw_path), c);
     EXPECT_EQ(f.num_residues(), want.at("aatype").size(1));
-    const axf::Features g = axf::Features::from_fasta(std::string(AXFOLD_TEST_DATA_DIR) + "/realdata/short.fasta", {},
-                                                      "model_3_ptm");
+    const axf::Features g =
+        axf::Features::from_fasta(std::string(AXFOLD_TEST_DATA_DIR) + "/realdata/short.fasta", {}, "model_3_ptm");
     EXPECT_GT(g.num_residues(), 0);
 }
 
 // Errors: each an axf::Error naming the file or the setting as the command line does.
 TEST(CppApi, ErrorsNameTheFileOrTheSetting) {
-    EXPECT_NE(error_of([] { axf::Model::load("/nonexistent/params.npz", "model_3_ptm"); }).find("/nonexistent/params.npz"),
+    EXPECT_NE(
+        error_of([] { axf::Model::load("/nonexistent/params.npz", "model_3_ptm"); }).find("/nonexistent/params.npz"),
+        std::string::npos);
+    EXPECT_NE(error_of([] { axf::Model::load(kSmall + "/params.npz", "model_3"); }).find("params.npz"),
               std::string::npos);
-    EXPECT_NE(error_of([] { axf::Model::load(kSmall + "/params.npz", "model_3"); }).find("params.npz"), std::string::npos);
-    EXPECT_NE(error_of([] { axf::Features::from_fasta(std::string(AXFOLD_TEST_DATA_DIR) + "/realdata/short.fasta",
-                                                      {"/nonexistent/hits.a3m"}, "model_3_ptm"); })
-                  .find("/nonexistent/hits.a3m"),
+    EXPECT_NE(error_of([] {
+                  axf::Features::from_fasta(std::string(AXFOLD_TEST_DATA_DIR) + "/realdata/short.fasta",
+                                            {"/nonexistent/hits.a3m"}, "model_3_ptm");
+              }).find("/nonexistent/hits.a3m"),
               std::string::npos);
     const axf::Model model = axf::Model::load(kSmall + "/params.npz", "model_3_ptm");
     const axf::Features f = axf::Features::load(kSmall + "/features.h5", "model_3_ptm");
@@ -87,7 +93,8 @@ TEST(CppApi, ErrorsNameTheFileOrTheSetting) {
     EXPECT_NE(error_of([&] { model.predict(f, o); }).find("expected fp32, tf32 or bf16"), std::string::npos);
     o.precision = "fp32";
     o.activations = "fp16";
-    EXPECT_NE(error_of([&] { model.predict(f, o); }).find("--activations fp16: expected fp32 or bf16"), std::string::npos);
+    EXPECT_NE(error_of([&] { model.predict(f, o); }).find("--activations fp16: expected fp32 or bf16"),
+              std::string::npos);
     o.activations = "";
     o.max_memory = "1M";
     EXPECT_NE(error_of([&] { model.predict(f, o); }).find("memory budget 1.0M is too small"), std::string::npos);

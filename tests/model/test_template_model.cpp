@@ -10,7 +10,6 @@
 
 using namespace axfold;
 
-
 // init-params for model_1_ptm has exactly the keys and shapes of the golden template model's parameters.
 TEST(TemplateFeatures, golden_init_params_template_shapes_match) {
     int ran = 0;
@@ -18,10 +17,16 @@ TEST(TemplateFeatures, golden_init_params_template_shapes_match) {
         ParamStore golden = ParamStore::load(set + "/params.npz");
         if (!golden.has("alphafold/alphafold_iteration/evoformer/template_embedding/attention//query_w")) continue;
         ModelDims d;
-        d.evoformer_blocks = golden.get("alphafold/alphafold_iteration/evoformer/evoformer_iteration/"
-                                        "msa_transition/input_layer_norm//scale").size(0);
-        d.extra_msa_blocks = golden.get("alphafold/alphafold_iteration/evoformer/extra_msa_stack/"
-                                        "msa_transition/input_layer_norm//scale").size(0);
+        d.evoformer_blocks = golden
+                                 .get(
+                                     "alphafold/alphafold_iteration/evoformer/evoformer_iteration/"
+                                     "msa_transition/input_layer_norm//scale")
+                                 .size(0);
+        d.extra_msa_blocks = golden
+                                 .get(
+                                     "alphafold/alphafold_iteration/evoformer/extra_msa_stack/"
+                                     "msa_transition/input_layer_norm//scale")
+                                 .size(0);
         ParamShapes shapes = model_param_shapes(ModelPreset::from_name("model_1_ptm"), d);
         EXPECT_EQ(shapes.size(), golden.size());
         for (const auto& [key, shape] : shapes) {

@@ -18,8 +18,8 @@ TEST(TemplateFeatures, golden_raw_to_processed_template_features_match) {
         const std::string name = std::filesystem::path(set).filename().string();
         io::Hdf5File raw_file(set + "/raw_features.h5"), feat_file(set + "/features.h5");
         std::map<std::string, Tensor> raw;
-        for (const char* k : {"template_aatype", "template_all_atom_masks", "template_all_atom_positions",
-                              "template_sum_probs"})
+        for (const char* k :
+             {"template_aatype", "template_all_atom_masks", "template_all_atom_positions", "template_sum_probs"})
             raw[k] = raw_file.read_f32(k);
         const int64_t N = feat_file.shape("aatype")[1], T = feat_file.shape("template_aatype")[1];
         std::map<std::string, Tensor> got = make_template_features(raw, N, T);
@@ -41,6 +41,6 @@ TEST(TemplateFeatures, golden_raw_to_processed_template_features_match) {
 }
 
 TEST(TemplateFeatures, hhblits_to_af2_aatype) {
-    EXPECT_EQ(hhblits_to_af2_aatype(1), 4);   // C
+    EXPECT_EQ(hhblits_to_af2_aatype(1), 4);    // C
     EXPECT_EQ(hhblits_to_af2_aatype(21), 21);  // gap
 }

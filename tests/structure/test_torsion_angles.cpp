@@ -15,8 +15,8 @@ using test::GoldenCase;
 TEST(TemplateFeatures, golden_template_torsion_angles_match) {
     std::map<std::string, test::GoldenRunner> r;
     r["template_torsion_angles"] = [](const GoldenCase& c, Context&) {
-        TorsionAngles t = atom37_to_torsion_angles(c.input_raw("template_aatype"), c.input("template_all_atom_positions"),
-                                                   c.input("template_all_atom_mask"));
+        TorsionAngles t = atom37_to_torsion_angles(
+            c.input_raw("template_aatype"), c.input("template_all_atom_positions"), c.input("template_all_atom_mask"));
         return std::map<std::string, Tensor>{{"outputs/torsion_angles_sin_cos", t.sin_cos},
                                              {"outputs/alt_torsion_angles_sin_cos", t.alt_sin_cos},
                                              {"outputs/torsion_angles_mask", t.mask}};
