@@ -13,9 +13,9 @@
 // draw exactly what one rank draws for the same positions, and a backward pass redraws the forward's masks.
 // The structure module's dropout (0.1, element-wise, after IPA's and the transition's residuals) uses
 // apply_elementwise_dropout below (structure/structure_module.h).
-// DISCREPANCY: AF2 draws from JAX's PRNG, so the masks differ from AF2's (the distribution is the same); the
-// template stack's dropout is not applied (templates do not train yet); AF2 also drops out in the recycled
-// (stop-gradient) iterations, which training_step runs without dropout.
+// DISCREPANCY: AF2 draws from JAX's PRNG, so the masks differ from AF2's (the distribution is the same); AF2
+// also drops out in the recycled (stop-gradient) iterations, which training_step runs without dropout.
+// LIMITATION: the template stack's dropout is not applied (template models do not train yet).
 #pragma once
 
 #include <cstdint>

@@ -14,7 +14,7 @@
 // Parameter scopes under `alphafold/alphafold_iteration/evoformer/`: `template_embedding/...`,
 // `template_single_embedding`, `template_projection`.
 //
-// DISCREPANCY: the template pair and angle features are built by host loops (like the recycling
+// Note: the template pair and angle features are built by host loops (like the recycling
 // distogram): they are one-hot/distogram tables read from small integer and coordinate features, with no
 // op to express them. Everything after the features runs in kernels/ ops.
 // Memory: the [N, N, 88] pair features exist a block of rows at a time (sent to the device per block when

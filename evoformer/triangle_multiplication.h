@@ -1,7 +1,7 @@
 // Triangular multiplicative update using "outgoing" (AF2 supplement, Algorithm 11) and "incoming"
 // (Algorithm 12) edges. Parameter scopes `triangle_multiplication_outgoing` / `_incoming`.
 //
-// DISCREPANCY: AF2's code (and so its parameters) swaps the roles of the left and right projections in
+// Note: AF2's code (and so its parameters) swaps the roles of the left and right projections in
 // the incoming update relative to the paper; we follow the parameters:
 //   outgoing: x[i,j,c] = sum_k left[i,k,c] right[j,k,c]
 //   incoming: x[i,j,c] = sum_k left[k,j,c] right[k,i,c]

@@ -11,7 +11,7 @@ namespace axfold::io {
 
 // Writes `content` to `path` atomically (see above). On any failure the temporary file is removed,
 // whatever was at `path` before is left untouched, and axfold::Error names the path and the errno text.
-// DISCREPANCY: two threads of one process writing the same path at once would share a temporary name;
+// LIMITATION: two threads of one process writing the same path at once would share a temporary name;
 // callers write each output file from one thread.
 void write_file_atomic(const std::string& path, const std::string& content);
 

@@ -8,7 +8,7 @@
 //
 // Paths are HDF5 paths relative to the root ("a/b/c" and "/a/b/c" are the same dataset).
 //
-// DISCREPANCY: Tensor has no int8/int16/uint16/uint32/uint64 dtype, so read() widens int8/int16/uint16
+// LIMITATION: Tensor has no int8/int16/uint16/uint32/uint64 dtype, so read() widens int8/int16/uint16
 // datasets to int32 and uint32/uint64 to int64 (uint64 values above INT64_MAX clip), reads float16 as
 // float32, and reads 1-byte enums (h5py's bool) as uint8.
 #pragma once
@@ -38,7 +38,7 @@ public:
     bool has_dataset(const std::string& path) const;  // a dataset exists at path
     Shape shape(const std::string& path) const;       // dataset shape; {} for scalars
 
-    // Dataset in its own dtype (float32/float64/int32/int64/uint8; see DISCREPANCY above).
+    // Dataset in its own dtype (float32/float64/int32/int64/uint8; see LIMITATION above).
     Tensor read(const std::string& path) const;
     // Any numeric dataset converted to float32.
     Tensor read_f32(const std::string& path) const;

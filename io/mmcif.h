@@ -23,7 +23,7 @@
 // DISCREPANCY: resolution is the first of _refine.ls_d_res_high, _em_3d_reconstruction.resolution,
 // _reflns.d_resolution_high that is set and numeric (AF2 after its fix; DeepMind's loop without `break`
 // lets the last numeric one win). AF2 reads only model "1"; here the smallest model number is the first.
-// DISCREPANCY: an unquoted value may not start with '_' (the CIF rule; Biopython accepts one inside a loop
+// LIMITATION: an unquoted value may not start with '_' (the CIF rule; Biopython accepts one inside a loop
 // row), and a loop whose value count is not a multiple of its columns is an error (Biopython reads on).
 #pragma once
 

@@ -6,7 +6,7 @@
 // query residue (upper case or '-'), and deletion_matrix[i][j] counts the residues row i inserts before
 // column j (A3M lower-case letters; Stockholm residues in columns where the query has a gap).
 //
-// DISCREPANCY: AF2 raises KeyError on '.' and lower-case letters in Stockholm rows and on '.' in A3M rows;
+// Note: AF2 raises KeyError on '.' and lower-case letters in Stockholm rows and on '.' in A3M rows;
 // here '.' is a gap (insert-column padding, as HMMER writes it) and lower-case Stockholm letters are read as
 // upper case. Lines starting with '#' in FASTA/A3M (ColabFold's "#<lengths>\t<cardinalities>" header) and
 // NUL bytes (ColabFold's record separators) are skipped. Letters outside the IUPAC amino-acid alphabet

@@ -6,7 +6,7 @@
 // inflate through zlib), and checks every entry's CRC-32. Each .npy payload (format versions 1.0, 2.0
 // and 3.0) becomes a CPU Tensor of its own dtype.
 //
-// DISCREPANCY: only C-order arrays of the dtypes a Tensor can hold are accepted: '<f4', '<f8', '<i4',
+// LIMITATION: only C-order arrays of the dtypes a Tensor can hold are accepted: '<f4', '<f8', '<i4',
 // '<i8', '|u1', and '|b1' (read as uint8). Fortran-order, big-endian, object and other dtypes are
 // rejected with an error naming the file and entry; AlphaFold2 parameters never use them.
 #pragma once

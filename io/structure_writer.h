@@ -12,7 +12,7 @@
 // for residue types that occur, plus auth_comp_id, auth_atom_id and pdbx_formal_charge in _atom_site.
 // DISCREPANCY: _ma_qa_metric_global is the mean of the per-residue pLDDT (the number ranking_debug.json
 // reports), where AF2's metadata code averages the B-factors of all atoms (weighting big residues more).
-// DISCREPANCY: inputs AF2 would write as a corrupt file are errors here: non-finite coordinates or
+// LIMITATION: inputs AF2 would write as a corrupt file are errors here: non-finite coordinates or
 // B-factors of present atoms, and (PDB only) values that do not fit their fixed-width columns.
 #pragma once
 

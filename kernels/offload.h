@@ -1,6 +1,6 @@
 // Offload: a tensor that is not in use for a while is parked in pinned host memory and brought back before it
 // is needed, with both copies on the copy stream (kernels/device.h) so that they overlap the compute queued
-// around them. The memory plan (apps/plan.cpp) decides what to park; Model::predict parks the MSA during the
+// around them. The memory plan (model/model_plan.h) decides what to park; Model::predict parks the MSA during the
 // extra-MSA stack, the phase with the largest activations.
 #pragma once
 

@@ -1,5 +1,5 @@
-// Every parameter of an AF2 monomer model (model_1/model_2 with the template embedding) with its shape, under DeepMind's keys, for
-// given widths and block counts; `axfold init-params` fills them with random values.
+// Every parameter of an AF2 monomer model (model_1/model_2 with the template embedding) with its shape, under
+// DeepMind's keys, for given widths and block counts; `axfold init-params` fills them with random values.
 #pragma once
 
 #include "evoformer/param_shapes.h"

@@ -1,9 +1,12 @@
-// NCCL communicator for CUDA tensors (the CUDA backend, issue #8, exercises it). Collectives run on a
-// communication stream that first waits for the work already queued on the legacy default stream (where
+// NCCL communicator for CUDA tensors (DAP with the trunk on GPUs: gpu_dap_comm, model/run.h). Collectives run
+// on a communication stream that first waits for the work already queued on the legacy default stream (where
 // kernels/ launches), so a started collective overlaps later kernels; wait() synchronises its event.
-// The ncclUniqueId travels over a bootstrap communicator (MPI). Grouped send/recv implement all-to-all.
+// The ncclUniqueId travels over a bootstrap communicator (the MPI world; one rank in the one-GPU test).
+// Grouped send/recv implement all-to-all.
 //
-// DISCREPANCY: compiled on machines with CUDA + NCCL but not yet run on a GPU (none at development time).
+// LIMITATION: compiled wherever CUDA and NCCL are found, but never run on a GPU: DAP over NCCL needs two GPUs
+// (the lent machines have one), and the one-rank test on one GPU (tests/parallel/test_nccl_gpu.cpp, gpu-check's
+// `nccl` step) was written after the last GPU run (docs/GPU.md, "Still unverified").
 #include "parallel/comm.h"
 
 #ifdef AXFOLD_HAVE_NCCL

@@ -6,7 +6,7 @@
 // of it, of which `real` elements (possibly 0) are < n. Padding is zero and masked; modules run on the
 // real elements only.
 //
-// Adjoints (the training rules, written and tested now although training comes later):
+// Adjoints (the training rules, which the DAP backward of evoformer/evoformer_dap.h follows):
 //   shard (take this rank's block)      <->  all-gather
 //   all-gather                          <->  reduce-scatter (sum): every rank consumed the gathered tensor
 //                                            (FastFold's DAP only splits the gradient here, which drops the

@@ -10,6 +10,16 @@ declare -A rank
 for i in "${!layers[@]}"; do rank[${layers[$i]}]=$i; done
 rank[axfold]=${rank[api]}  # #include "axfold/axfold.h": the API's public headers
 
+# The sources (tests excluded): git's list in a checkout, else every file outside build directories.
+list_sources() {
+    if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        git ls-files --cached --others --exclude-standard -- '*.h' '*.hpp' '*.cpp' '*.c' '*.cu' '*.cuh'
+    else
+        find . -type f \( -name '*.h' -o -name '*.hpp' -o -name '*.cpp' -o -name '*.c' -o -name '*.cu' -o -name '*.cuh' \) |
+            sed 's|^\./||'
+    fi | grep -vE '^(tests|build[^/]*|out)/'
+}
+
 bad=0
 while IFS= read -r file; do
     top=${file%%/*}
@@ -31,8 +41,7 @@ while IFS= read -r file; do
             bad=1
         fi
     done < <(grep -nE '^\s*#\s*include\s+"[^"]+"' "$file" | sed -E 's/^([0-9]+):.*"([^"]+)".*/\1:\2/')
-done < <(git ls-files --cached --others --exclude-standard -- '*.h' '*.hpp' '*.cpp' '*.c' '*.cu' '*.cuh' |
-         grep -vE '^(tests|build)/' )
+done < <(list_sources)
 
 if [ "$bad" -ne 0 ]; then
     echo "check-layers: upward includes found (layers, bottom first: ${layers[*]})"

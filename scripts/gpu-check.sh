@@ -55,7 +55,7 @@ if [ "$stage" != bench ] || [ ! -x "$build/apps/axfold" ]; then
     -DHDF5_C_COMPILER_EXECUTABLE=/nonexistent -DBoost_DIR="$lib/cmake/Boost-1.74.0" -DGTest_DIR="$lib/cmake/GTest" \
     -DZLIB_ROOT="$deps/usr" >"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; }
   [ "${CONFIGURE_ONLY:-0}" = 1 ] && { grep -E "^-- axfold" "$out/build.log"; exit 0; }
-  targets=(axfold test_kernels_gpu test_structure_gpu)
+  targets=(axfold test_kernels_gpu test_model_gpu)
   grep -q "NCCL ON" "$out/build.log" && targets+=(test_nccl_gpu)  # the one-rank NCCL tests, where NCCL is found
   cmake --build "$build" -j"$(nproc)" --target "${targets[@]}" >>"$out/build.log" 2>&1 || { grep -E "error|Error" "$out/build.log" | head -40; exit 1; }
   echo "build: $(( $(date +%s) - t0 )) s"
@@ -82,7 +82,7 @@ step() {  # $1: seconds the step may take, $2: log name, then the command
 }
 ax=$build/apps/axfold
 kt=$build/tests/kernels/test_kernels_gpu
-st=$build/tests/structure/test_structure_gpu
+st=$build/tests/model/test_model_gpu
 # timeout runs programs, not shell functions: hence env in front of the golden and fused runs.
 gold=(env AXFOLD_GOLDEN_DIR="$PWD/.device/golden")
 fused=(env AXFOLD_FUSED_ATTENTION=1)

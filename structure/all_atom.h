@@ -7,9 +7,11 @@
 // 0..20 in AF2 order (20 = UNK, which AF2 gives no atoms and all-zero default frames). All tensors are
 // float32 except aatype (int64 or int32). Positions are in Å.
 //
-// DISCREPANCY: these functions run as host loops (float64 arithmetic, float32 in and out) instead of
-// kernels/ ops: the tensors are tiny ([N_res, 14..37, 3]) and the per-residue table gathers have no op.
-// Inputs on another device are copied to the host and the result is copied back to that device.
+// DISCREPANCY: the arithmetic is float64 (float32 in and out) where AF2's is float32: on the host it costs
+// nothing, and the results differ from AF2's by float32 rounding only.
+// Note: these functions run as host loops instead of kernels/ ops: the tensors are tiny ([N_res, 14..37, 3])
+// and the per-residue table gathers have no op. Inputs on another device are copied to the host and the
+// result is copied back to that device.
 #pragma once
 
 #include "kernels/tensor.h"

@@ -50,7 +50,7 @@ void invariant_point_attention_forward(const InvariantPointAttentionWeights& w, 
 // may be null), and adds the parameter gradients into grads. The projections and GEMM-shaped gradients run in
 // ops on s's device; the attention itself is recomputed and differentiated on the host in float64 (O(H N^2 (c +
 // P + C_z)), a training crop's size). The raw pair only (no z_norm).
-// DISCREPANCY: no GPU path for the attention part yet (the host float64 loops run whatever the device).
+// LIMITATION: no GPU path for the attention part yet (the host float64 loops run whatever the device).
 void invariant_point_attention_backward(const InvariantPointAttentionWeights& w, const Tensor& s, const Tensor& z,
                                         const Tensor& rot, const Tensor& trans, const Tensor& mask,
                                         const Tensor& dupdate, const Tensor& ds, const Tensor& dz, Tensor* drot,

@@ -7,7 +7,7 @@
 // DAP: with a communicator of more than one rank, the extra-MSA and Evoformer stacks run forward and backward
 // distributed over its ranks (evoformer_dap.h); every rank ends with the same loss and gradients.
 //
-// Limits: models without templates (model_3..5), the host; every module's backward outside the stacks holds
+// LIMITATION: models without templates (model_3..5), the host; every module's backward outside the stacks holds
 // its internals for the whole crop.
 #pragma once
 
