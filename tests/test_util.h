@@ -119,7 +119,7 @@ public:
     }
     SeededRng(const SeededRng&) = delete;
     SeededRng& operator=(const SeededRng&) = delete;
-    uint32_t seed() const { return seed_; }
+    uint32_t seed_value() const { return seed_; }  // not seed(): std::mt19937::seed(v) reseeds
 
 private:
     uint32_t seed_;
