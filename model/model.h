@@ -1,8 +1,9 @@
 // The AlphaFold2 monomer network end to end (AF2 supplement Algorithm 2): embedders, recycling, extra-MSA
-// stack, Evoformer stack, structure module and heads; the C++ API behind `axfold predict`.
+// stack, Evoformer stack, structure module and heads; what `axfold predict` and the public APIs
+// (include/axfold/) run. Model::predict is in predict.cpp; its run set-up (device, memory plan) in run.h.
 //
 //   axfold::Model model = axfold::Model::load("params_model_3_ptm.npz", "model_3_ptm");
-//   axfold::FeatureDict f = axfold::io::read_features("features.h5");
+//   axfold::FeatureDict f = axfold::io::read_features_h5("features.h5");
 //   axfold::Prediction p = model.predict(f, {});
 //
 // Features carry a leading iteration axis R (iteration r uses feature[r]), the layout of the golden

@@ -540,76 +540,103 @@ double supervised_chi_loss(const Tensor& angles, const Tensor& unnormalized_angl
     return c.chi_weight * chi_sum / chi_norm + c.angle_norm_weight * norm_sum / norm_norm;
 }
 
-StructuralViolations find_structural_violations(const Tensor& atom14_pred_positions, const Tensor& atom14_atom_exists,
-                                                const Tensor& residue_index, const Tensor& aatype,
-                                                double violation_tolerance_factor, double clash_overlap_tolerance,
-                                                Tensor* dloss, double loss_eps) {
-    const int64_t N = atom14_atom_exists.size(0);
-    const std::vector<double> pos = values(atom14_pred_positions, {N, 14, 3}, "atom14 predicted positions");
-    const std::vector<double> exists = values(atom14_atom_exists, {N, 14}, "atom14_atom_exists");
-    const std::vector<double> ri = values(residue_index, {N}, "residue_index");
-    const std::vector<double> aa_f = values(aatype, {N}, "aatype");
-    std::vector<int> aa(N);
-    for (int64_t i = 0; i < N; ++i) {
-        aa[i] = static_cast<int>(aa_f[i]);
-        AXF_CHECK(aa[i] >= 0 && aa[i] < rc::kNumRestypesWithX, "aatype holds %g at residue %lld, expected 0..20",
-                  aa_f[i], (long long)i);
-    }
-    auto p = [&](int64_t i, int a) { return &pos[(i * 14 + a) * 3]; };
-    auto dist = [](const double* x, const double* y, double eps) {
-        double d2 = 0;
-        for (int k = 0; k < 3; ++k) d2 += (x[k] - y[k]) * (x[k] - y[k]);
-        return std::sqrt(eps + d2);
-    };
-    StructuralViolations v;
-    // The gradient of violation_loss, built term by term: d/d(x) of each distance or cosine, times the loss's
-    // derivative with respect to it. The normalisers (link counts, atom count) do not depend on the positions.
-    std::vector<double> grad(dloss ? pos.size() : 0, 0.0);
-    auto g = [&](int64_t i, int a) { return &grad[(i * 14 + a) * 3]; };
+namespace {
+
+// |x - y| with eps under the root, as OpenFold takes the violation terms' distances.
+double distance_eps(const double* x, const double* y, double eps) {
+    double d2 = 0;
+    for (int k = 0; k < 3; ++k) d2 += (x[k] - y[k]) * (x[k] - y[k]);
+    return std::sqrt(eps + d2);
+}
+
+// What the violation terms read, as float64, and the gradient of violation_loss with respect to the positions,
+// which they build term by term: d/d(x) of each distance or cosine, times the loss's derivative with respect to
+// it. The normalisers (link counts, atom count) do not depend on the positions.
+struct ViolationInputs {
+    int64_t n = 0;
+    std::vector<double> pos;     // [N, 14, 3]
+    std::vector<double> exists;  // [N, 14]
+    std::vector<double> ri;      // [N], residue_index
+    std::vector<int> aa;         // [N], aatype
+    bool with_grad = false;
+    std::vector<double> grad;  // [N, 14, 3], with_grad only
+
+    const double* p(int64_t i, int a) const { return &pos[(i * 14 + a) * 3]; }
+    double* g(int64_t i, int a) { return &grad[(i * 14 + a) * 3]; }
     // d|x - y|_eps: s * (x - y) / |x - y|_eps into x, minus that into y.
-    auto add_distance_grad = [&](double s, int64_t i, int a, int64_t j, int b, double d) {
-        if (!dloss || s == 0) return;
+    void add_distance_grad(double s, int64_t i, int a, int64_t j, int b, double d) {
+        if (!with_grad || s == 0) return;
         for (int k = 0; k < 3; ++k) {
             const double v = s * (p(i, a)[k] - p(j, b)[k]) / d;
             g(i, a)[k] += v;
             g(j, b)[k] -= v;
         }
-    };
+    }
     // d(u . w)/d(x_head - x_tail) for u = (x_head - x_tail) / l (l = |x_head - x_tail|_eps), w fixed:
     // w / l - (x_head - x_tail) (u . w) / l^2, times s, into head, minus into tail.
-    auto add_unit_grad = [&](double s, int64_t hi, int ha, int64_t ti, int ta, const double* u, double l, const double* w) {
-        if (!dloss || s == 0) return;
+    void add_unit_grad(double s, int64_t hi, int ha, int64_t ti, int ta, const double* u, double l, const double* w) {
+        if (!with_grad || s == 0) return;
         const double uw = u[0] * w[0] + u[1] * w[1] + u[2] * w[2];
         for (int k = 0; k < 3; ++k) {
             const double v = s * (w[k] - u[k] * uw) / l;
             g(hi, ha)[k] += v;
             g(ti, ta)[k] -= v;
         }
-    };
+    }
+};
 
-    // Between consecutive residues (AF2 between_residue_bond_loss; atom14 slots N 0, CA 1, C 2).
+// What the gradient of one link's three terms (C-N bond, CA-C-N and C-N-CA angles) needs.
+struct BondLink {
+    int64_t i;               // the link from residue i to i + 1
+    double c_n, ca_c, n_ca;  // bond lengths
+    double derr[3];          // d(the term's masked sum) / d err: the mask where violated, else 0
+    double dvalue[3];        // d err / d(bond length or cosine)
+    double c_ca_u[3], c_n_u[3], n_ca_u[3];
+};
+
+// The gradient of the three between-residue means: each link's terms' d err, over the term's mask count
+// (count: the link counts + eps, the means' denominators), through its bond length or cosine.
+void between_residue_bond_grad(const std::vector<BondLink>& links, const double count[3], ViolationInputs& x) {
+    for (const BondLink& l : links) {
+        const int64_t i = l.i;
+        // C-N bond length.
+        x.add_distance_grad(l.derr[0] / count[0] * l.dvalue[0], i, 2, i + 1, 0, l.c_n);
+        // cos(CA-C-N) = u(CA - C) . u(N' - C).
+        const double s1 = l.derr[1] / count[1] * l.dvalue[1];
+        x.add_unit_grad(s1, i, 1, i, 2, l.c_ca_u, l.ca_c, l.c_n_u);
+        x.add_unit_grad(s1, i + 1, 0, i, 2, l.c_n_u, l.c_n, l.c_ca_u);
+        // cos(C-N-CA) = -u(N' - C) . u(CA' - N').
+        const double s2 = l.derr[2] / count[2] * l.dvalue[2];
+        const double minus_n_ca[3] = {-l.n_ca_u[0], -l.n_ca_u[1], -l.n_ca_u[2]};
+        const double minus_c_n[3] = {-l.c_n_u[0], -l.c_n_u[1], -l.c_n_u[2]};
+        x.add_unit_grad(s2, i + 1, 0, i, 2, l.c_n_u, l.c_n, minus_n_ca);
+        x.add_unit_grad(s2, i + 1, 1, i + 1, 0, l.n_ca_u, l.n_ca, minus_c_n);
+    }
+}
+
+// AF2 all_atom.between_residue_bond_loss: the C-N bond and the CA-C-N and C-N-CA angles between consecutive
+// residues (atom14 slots N 0, CA 1, C 2): their three means and the per-residue loss sums and violation masks.
+void between_residue_bond_loss(ViolationInputs& x, double violation_tolerance_factor, StructuralViolations& v) {
+    const int64_t N = x.n;
+    const std::vector<double>& ri = x.ri;
+    const std::vector<double>& exists = x.exists;
+    const std::vector<int>& aa = x.aa;
     constexpr double kEps = 1e-6;
     constexpr double kCN[2] = {1.329, 1.341}, kCNStd[2] = {0.014, 0.016};  // after a non-proline, a proline
     constexpr double kCosCACN = -0.4473, kCosCNCA = -0.5203, kCosCNCAStd = 0.0353;
     const double tol = violation_tolerance_factor;
     std::vector<double> per_pair_loss(std::max<int64_t>(N - 1, 0)), per_pair_violation(std::max<int64_t>(N - 1, 0));
     double sums[3] = {0, 0, 0}, norms[3] = {0, 0, 0};
-    struct Link {  // what the gradient of one link's three terms needs
-        int64_t i;
-        double c_n, ca_c, n_ca;
-        double dvalue[3];  // d err / d(bond length or cosine)
-        double c_ca_u[3], c_n_u[3], n_ca_u[3];
-    };
-    std::vector<Link> links;
-    std::vector<double> link_derr[3];
+    std::vector<BondLink> links;
     for (int64_t i = 0; i + 1 < N; ++i) {
         const double no_gap = ri[i + 1] - ri[i] == 1.0 ? 1.0 : 0.0;
-        const double* ca = p(i, 1);
-        const double* c = p(i, 2);
-        const double* n_next = p(i + 1, 0);
-        const double* ca_next = p(i + 1, 1);
+        const double* ca = x.p(i, 1);
+        const double* c = x.p(i, 2);
+        const double* n_next = x.p(i + 1, 0);
+        const double* ca_next = x.p(i + 1, 1);
         const int pro = aa[i + 1] == rc::restype_index('P') ? 1 : 0;
-        const double c_n = dist(c, n_next, kEps), ca_c = dist(ca, c, kEps), n_ca = dist(n_next, ca_next, kEps);
+        const double c_n = distance_eps(c, n_next, kEps), ca_c = distance_eps(ca, c, kEps),
+                     n_ca = distance_eps(n_next, ca_next, kEps);
         double c_ca_u[3], c_n_u[3], n_ca_u[3];
         for (int k = 0; k < 3; ++k) {
             c_ca_u[k] = (ca[k] - c[k]) / ca_c;
@@ -641,17 +668,18 @@ StructuralViolations find_structural_violations(const Tensor& atom14_pred_positi
             per_pair_loss[i] += loss;
             per_pair_violation[i] = std::max(per_pair_violation[i], mask[t] * (err[t] > threshold[t] ? 1.0 : 0.0));
         }
-        if (!dloss) continue;
+        if (!x.with_grad) continue;
         // d(mean)/d(err) is mask / (count + eps), the counts known only after the loop: gradients with respect to
-        // err (per link and term) are kept and scaled below.
-        for (int t = 0; t < 3; ++t) link_derr[t].push_back(err[t] > threshold[t] ? mask[t] : 0.0);
-        const double dvalue[3] = {(c_n - cn) / err[0], (cos_ca_c_n - kCosCACN) / err[1], (cos_c_n_ca - kCosCNCA) / err[2]};
-        Link link{};
+        // err (per link and term) are kept and scaled by between_residue_bond_grad.
+        BondLink link{};
         link.i = i;
         link.c_n = c_n;
         link.ca_c = ca_c;
         link.n_ca = n_ca;
+        const double dvalue[3] = {(c_n - cn) / err[0], (cos_ca_c_n - kCosCACN) / err[1],
+                                  (cos_c_n_ca - kCosCNCA) / err[2]};
         for (int k = 0; k < 3; ++k) {
+            link.derr[k] = err[k] > threshold[k] ? mask[k] : 0.0;
             link.dvalue[k] = dvalue[k];
             link.c_ca_u[k] = c_ca_u[k];
             link.c_n_u[k] = c_n_u[k];
@@ -662,27 +690,8 @@ StructuralViolations find_structural_violations(const Tensor& atom14_pred_positi
     v.bonds_c_n_loss_mean = sums[0] / (norms[0] + kEps);
     v.angles_ca_c_n_loss_mean = sums[1] / (norms[1] + kEps);
     v.angles_c_n_ca_loss_mean = sums[2] / (norms[2] + kEps);
-    for (size_t q = 0; q < links.size(); ++q) {
-        const Link& l = links[q];
-        const int64_t i = l.i;
-        // C-N bond length.
-        add_distance_grad(link_derr[0][q] / (norms[0] + kEps) * l.dvalue[0], i, 2, i + 1, 0, l.c_n);
-        // cos(CA-C-N) = u(CA - C) . u(N' - C).
-        const double s1 = link_derr[1][q] / (norms[1] + kEps) * l.dvalue[1];
-        add_unit_grad(s1, i, 1, i, 2, l.c_ca_u, l.ca_c, l.c_n_u);
-        add_unit_grad(s1, i + 1, 0, i, 2, l.c_n_u, l.c_n, l.c_ca_u);
-        // cos(C-N-CA) = -u(N' - C) . u(CA' - N').
-        const double s2 = link_derr[2][q] / (norms[2] + kEps) * l.dvalue[2];
-        const double minus_n_ca[3] = {-l.n_ca_u[0], -l.n_ca_u[1], -l.n_ca_u[2]};
-        const double minus_c_n[3] = {-l.c_n_u[0], -l.c_n_u[1], -l.c_n_u[2]};
-        add_unit_grad(s2, i + 1, 0, i, 2, l.c_n_u, l.c_n, minus_n_ca);
-        add_unit_grad(s2, i + 1, 1, i + 1, 0, l.n_ca_u, l.n_ca, minus_c_n);
-    }
-    // The clash and within-residue per-atom sums enter the loss as their total / (eps + number of atoms); each
-    // pair's error is in two atoms' sums.
-    double atoms = 0;
-    for (double e : exists) atoms += e;
-    const double per_pair = 2.0 / (loss_eps + atoms);
+    const double count[3] = {norms[0] + kEps, norms[1] + kEps, norms[2] + kEps};
+    between_residue_bond_grad(links, count, x);
     v.connections_per_residue_loss_sum = Tensor::zeros({N}, DType::F64);
     v.connections_per_residue_violation_mask = Tensor::zeros({N}, DType::F64);
     double* conn = v.connections_per_residue_loss_sum.data<double>();
@@ -693,14 +702,16 @@ StructuralViolations find_structural_violations(const Tensor& atom14_pred_positi
         conn_mask[i] = std::max(conn_mask[i], per_pair_violation[i]);
         conn_mask[i + 1] = std::max(conn_mask[i + 1], per_pair_violation[i]);
     }
+}
 
-    // Clashes between atoms of different residues (AF2 between_residue_clash_loss).
-    const rc::AtomIndexTables& idx = rc::atom_index_tables();
-    std::vector<double> radius(N * 14);
-    for (int64_t i = 0; i < N; ++i)
-        for (int a = 0; a < 14; ++a)
-            radius[i * 14 + a] =
-                exists[i * 14 + a] * rc::van_der_waals_radius(rc::atom_element(idx.atom14_to_atom37[aa[i]][a]));
+// AF2 all_atom.between_residue_clash_loss: atoms of different residues closer than their van der Waals radii
+// (atom14_atom_radius [N, 14]) less clash_overlap_tolerance; per_pair: d violation_loss / d(one pair's error).
+void between_residue_clash_loss(ViolationInputs& x, const std::vector<double>& atom14_atom_radius,
+                                double clash_overlap_tolerance, double per_pair, StructuralViolations& v) {
+    const int64_t N = x.n;
+    const std::vector<double>& ri = x.ri;
+    const std::vector<double>& exists = x.exists;
+    const std::vector<double>& radius = atom14_atom_radius;
     v.clashes_per_atom_loss_sum = Tensor::zeros({N, 14}, DType::F64);
     v.clashes_per_atom_clash_mask = Tensor::zeros({N, 14}, DType::F64);
     double* clash_sum = v.clashes_per_atom_loss_sum.data<double>();
@@ -717,14 +728,14 @@ StructuralViolations find_structural_violations(const Tensor& atom14_pred_positi
                     if (neighbours && a == 2 && b == 0) m = 0;  // the peptide bond
                     if (a == kSG && b == kSG) m = 0;
                     if (m == 0) continue;
-                    const double d = dist(p(i, a), p(j, b), 1e-10);
+                    const double d = distance_eps(x.p(i, a), x.p(j, b), 1e-10);
                     const double lower = m * (radius[i * 14 + a] + radius[j * 14 + b]);
                     const double err = m * std::max(0.0, lower - clash_overlap_tolerance - d);
                     clash_total += err;
                     clash_norm += m;
                     clash_sum[i * 14 + a] += err;
                     clash_sum[j * 14 + b] += err;
-                    if (err > 0) add_distance_grad(-per_pair * m, i, a, j, b, d);
+                    if (err > 0) x.add_distance_grad(-per_pair * m, i, a, j, b, d);
                     if (d < lower - clash_overlap_tolerance) {
                         clash_mask[i * 14 + a] = std::max(clash_mask[i * 14 + a], m);
                         clash_mask[j * 14 + b] = std::max(clash_mask[j * 14 + b], m);
@@ -732,10 +743,15 @@ StructuralViolations find_structural_violations(const Tensor& atom14_pred_positi
                 }
         }
     v.clashes_mean_loss = clash_total / (1e-6 + clash_norm);
+}
 
-    // Within residues (AF2 within_residue_violations, bounds from the stereo-chemical tables).
-    const std::unique_ptr<rc::Atom14DistBounds> bounds =
-        rc::atom14_dists_bounds(clash_overlap_tolerance, violation_tolerance_factor);
+// AF2 all_atom.within_residue_violations: distances within each residue outside [lower, upper] of the
+// stereo-chemical tables; per_pair: d violation_loss / d(one pair's error).
+void within_residue_violations(ViolationInputs& x, const rc::Atom14DistBounds& bounds, double per_pair,
+                               StructuralViolations& v) {
+    const int64_t N = x.n;
+    const std::vector<double>& exists = x.exists;
+    const std::vector<int>& aa = x.aa;
     v.within_residues_per_atom_loss_sum = Tensor::zeros({N, 14}, DType::F64);
     v.within_residues_per_atom_violations = Tensor::zeros({N, 14}, DType::F64);
     double* within_sum = v.within_residues_per_atom_loss_sum.data<double>();
@@ -745,26 +761,70 @@ StructuralViolations find_structural_violations(const Tensor& atom14_pred_positi
             for (int b = 0; b < 14; ++b) {
                 const double m = a == b ? 0.0 : exists[i * 14 + a] * exists[i * 14 + b];
                 if (m == 0) continue;
-                const double d = dist(p(i, a), p(i, b), 1e-10);
-                const double lower = bounds->lower[aa[i]][a][b], upper = bounds->upper[aa[i]][a][b];
+                const double d = distance_eps(x.p(i, a), x.p(i, b), 1e-10);
+                const double lower = bounds.lower[aa[i]][a][b], upper = bounds.upper[aa[i]][a][b];
                 const double loss = m * (std::max(0.0, lower - d) + std::max(0.0, d - upper));
                 within_sum[i * 14 + a] += loss;
                 within_sum[i * 14 + b] += loss;
                 const double dd = (lower - d > 0 ? -1.0 : 0.0) + (d - upper > 0 ? 1.0 : 0.0);
-                add_distance_grad(per_pair * m * dd, i, a, i, b, d);
+                x.add_distance_grad(per_pair * m * dd, i, a, i, b, d);
                 if (d < lower || d > upper) {
                     within_viol[i * 14 + a] = std::max(within_viol[i * 14 + a], m);
                     within_viol[i * 14 + b] = std::max(within_viol[i * 14 + b], m);
                 }
             }
+}
+
+}  // namespace
+
+// AF2 all_atom.find_structural_violations: the three terms above, and per residue whether any is violated.
+StructuralViolations find_structural_violations(const Tensor& atom14_pred_positions, const Tensor& atom14_atom_exists,
+                                                const Tensor& residue_index, const Tensor& aatype,
+                                                double violation_tolerance_factor, double clash_overlap_tolerance,
+                                                Tensor* dloss, double loss_eps) {
+    ViolationInputs x;
+    const int64_t N = x.n = atom14_atom_exists.size(0);
+    x.pos = values(atom14_pred_positions, {N, 14, 3}, "atom14 predicted positions");
+    x.exists = values(atom14_atom_exists, {N, 14}, "atom14_atom_exists");
+    x.ri = values(residue_index, {N}, "residue_index");
+    const std::vector<double> aa_f = values(aatype, {N}, "aatype");
+    x.aa.resize(N);
+    for (int64_t i = 0; i < N; ++i) {
+        x.aa[i] = static_cast<int>(aa_f[i]);
+        AXF_CHECK(x.aa[i] >= 0 && x.aa[i] < rc::kNumRestypesWithX, "aatype holds %g at residue %lld, expected 0..20",
+                  aa_f[i], (long long)i);
+    }
+    x.with_grad = dloss != nullptr;
+    x.grad.assign(dloss ? x.pos.size() : 0, 0.0);
+    StructuralViolations v;
+    between_residue_bond_loss(x, violation_tolerance_factor, v);
+
+    // The clash and within-residue per-atom sums enter the loss as their total / (eps + number of atoms); each
+    // pair's error is in two atoms' sums.
+    double atoms = 0;
+    for (double e : x.exists) atoms += e;
+    const double per_pair = 2.0 / (loss_eps + atoms);
+    const rc::AtomIndexTables& idx = rc::atom_index_tables();
+    std::vector<double> radius(N * 14);
+    for (int64_t i = 0; i < N; ++i)
+        for (int a = 0; a < 14; ++a)
+            radius[i * 14 + a] =
+                x.exists[i * 14 + a] * rc::van_der_waals_radius(rc::atom_element(idx.atom14_to_atom37[x.aa[i]][a]));
+    between_residue_clash_loss(x, radius, clash_overlap_tolerance, per_pair, v);
+    const std::unique_ptr<rc::Atom14DistBounds> bounds =
+        rc::atom14_dists_bounds(clash_overlap_tolerance, violation_tolerance_factor);
+    within_residue_violations(x, *bounds, per_pair, v);
 
     v.total_per_residue_violations_mask = Tensor::zeros({N}, DType::F64);
+    const double* conn_mask = v.connections_per_residue_violation_mask.data<double>();
+    const double* clash_mask = v.clashes_per_atom_clash_mask.data<double>();
+    const double* within_viol = v.within_residues_per_atom_violations.data<double>();
     for (int64_t i = 0; i < N; ++i) {
         double m = conn_mask[i];
         for (int a = 0; a < 14; ++a) m = std::max({m, clash_mask[i * 14 + a], within_viol[i * 14 + a]});
         v.total_per_residue_violations_mask.data<double>()[i] = m;
     }
-    if (dloss) *dloss = f64_tensor(grad, {N, 14, 3});
+    if (dloss) *dloss = f64_tensor(x.grad, {N, 14, 3});
     return v;
 }
 

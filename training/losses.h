@@ -1,15 +1,17 @@
 // AlphaFold2's training losses (AF2 supplement 1.9; OpenFold v1.0.1 `openfold/utils/loss.py`, whose names,
 // masks and epsilons these follow): distogram, masked MSA, experimentally resolved, pLDDT (lDDT-Cα), predicted
-// TM (aligned error), FAPE (backbone over every structure-module layer, side chains on the last with the
-// ground truth renamed by Algorithm 26), supervised chi and structural violations. Each term is unweighted; `LossConfig` holds AF2's
-// fine-tuning weights (AlphaFoldLoss's total is sum(weight * term) * sqrt(min(seq_length, N))).
+// TM (aligned error), FAPE (backbone over every structure-module layer, side chains on the last with the ground
+// truth renamed by Algorithm 26), supervised chi and structural violations. Each term is unweighted;
+// `LossConfig` holds AF2's fine-tuning weights (AlphaFoldLoss's total is sum(weight * term) * sqrt(min(seq_length,
+// N))).
 //
 // The losses read the model's outputs and the ground-truth features of a training example (the layout of the
-// golden `loss_cases.h5`: `batch/` without the iteration axis). They are evaluated in float64 on the host,
-// whatever the outputs' dtype and device (they are O(N^2) sums: a GPU would buy nothing), so each is an exact
-// function of the stored values. Each term also returns its gradient with respect to the outputs it reads
-// (float64, the unweighted term's), and alphafold_loss their weighted sum: the start of the backward pass.
-//
+// golden `loss_cases.h5`: `batch/` without the iteration axis). They run on the host whatever the outputs'
+// device (they are O(N^2) sums: a GPU would buy nothing). Each term also returns its gradient with respect to the
+// outputs it reads (float64, the unweighted term's), and alphafold_loss their weighted sum: the start of the
+// backward pass.
+// DISCREPANCY: the losses and their gradients are evaluated in float64 where AF2 and OpenFold compute in float32,
+// so each is an exact function of the stored values.
 #pragma once
 
 #include <map>
