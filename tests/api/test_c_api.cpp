@@ -60,11 +60,9 @@ TEST(CApi, PredictionEqualsTheCppApi) {
     EXPECT_EQ(ptm, ref.heads.ptm);
     EXPECT_EQ(mean, mean_plddt(ref));
     // The PDB text is what `axfold predict` writes for the same prediction.
-    const fs::path dir = fs::temp_directory_path() / ("axfold_c_api_" + std::to_string(::getpid()));
-    fs::create_directories(dir);
+    const test::TempDir dir;
     ASSERT_EQ(axf_prediction_write_pdb(p, (dir / "c.pdb").c_str()), AXF_OK) << axf_last_error();
     EXPECT_EQ(slurp((dir / "c.pdb").string()), io::to_pdb(prediction_structure(ref)));
-    fs::remove_all(dir);
     axf_prediction_free(p);
     axf_features_free(f);
     axf_model_free(m);

@@ -43,16 +43,11 @@ std::string slurp(const std::string& path) {
     return ss.str();
 }
 
-fs::path fresh_dir(const std::string& name) {
-    fs::path d = fs::temp_directory_path() / ("axfold_cli_" + name + "_" + std::to_string(::getpid()));
-    fs::remove_all(d);
-    return d;
-}
-
 }  // namespace
 
 TEST(Cli, PredictWritesEveryOutputAndTheyParseBack) {
-    fs::path out = fresh_dir("predict");
+    const test::TempDir tmp;
+    const fs::path out = tmp / "predict";  // made by predict
     const std::string args = "predict --features " + kSmall + "/features.h5 --params " + kSmall +
                              "/params.npz --model-name model_3_ptm --structure-module-layers 2 --threads 1 --out-dir " +
                              out.string();
@@ -103,14 +98,14 @@ TEST(Cli, PredictWritesEveryOutputAndTheyParseBack) {
     EXPECT_NE(again.rc, 0);
     EXPECT_NE(again.out.find("--overwrite"), std::string::npos) << again.out;
     EXPECT_EQ(run(args + " --overwrite").rc, 0);
-    fs::remove_all(out);
 }
 
 TEST(Cli, BadInputsAreClearErrors) {
-    fs::path out = fresh_dir("bad");
+    const test::TempDir tmp;
+    const fs::path out = tmp / "bad";  // absent for the first two runs
     // Parameters of another model.
     RunResult r = run("predict --features " + kSmall + "/features.h5 --params " + kSmall +
-                "/params.npz --model-name model_4 --out-dir " + out.string());
+                      "/params.npz --model-name model_4 --out-dir " + out.string());
     EXPECT_NE(r.rc, 0);
     EXPECT_NE(r.out.find("params.npz"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("predicted-aligned-error"), std::string::npos) << r.out;
@@ -150,20 +145,20 @@ TEST(Cli, BadInputsAreClearErrors) {
     EXPECT_NE(r.rc, 0);
     EXPECT_NE(r.out.find("missing feature 'extra_msa'"), std::string::npos) << r.out;
     EXPECT_FALSE(fs::exists(out / "model_3_ptm_unrelaxed.pdb"));
-    fs::remove_all(out);
 }
 
 // --precision bf16 runs (emulated on the CPU) and stays within a pLDDT point of fp32; --device names what is
 // missing when CUDA is not there, and unknown devices and precisions are rejected before any work.
 TEST(Cli, PrecisionAndDeviceOptions) {
-    fs::path out = fresh_dir("precision");
+    const test::TempDir out;
     const std::string args = "predict --features " + kSmall + "/features.h5 --params " + kSmall +
                              "/params.npz --model-name model_3_ptm --threads 1 --overwrite --save-outputs --out-dir ";
     ASSERT_EQ(run(args + (out / "fp32").string()).rc, 0);
     RunResult r = run(args + (out / "bf16").string() + " --precision bf16");
     ASSERT_EQ(r.rc, 0) << r.out;
     EXPECT_NE(r.out.find("bf16 GEMMs"), std::string::npos) << r.out;
-    io::Hdf5File a((out / "fp32" / "outputs_model_3_ptm.h5").string()), b((out / "bf16" / "outputs_model_3_ptm.h5").string());
+    io::Hdf5File a((out / "fp32" / "outputs_model_3_ptm.h5").string()),
+        b((out / "bf16" / "outputs_model_3_ptm.h5").string());
     auto d = test::compare(test::to_f64(b.read_f32("plddt")), test::to_f64(a.read_f32("plddt")), 1.0, 0, "plddt");
     EXPECT_EQ(d.bad, 0);
     EXPECT_GT(d.max_abs, 0.0) << "bf16 changed nothing";
@@ -180,32 +175,31 @@ TEST(Cli, PrecisionAndDeviceOptions) {
         EXPECT_NE(r.out.find("--device cuda: "), std::string::npos) << r.out;
         EXPECT_FALSE(fs::exists(out / "x" / "model_3_ptm_unrelaxed.pdb"));
     }
-    fs::remove_all(out);
 }
 
 TEST(Cli, InitParamsWritesAf2LayoutThatPredictAccepts) {
-    fs::path out = fresh_dir("init");
-    fs::create_directories(out);
+    const test::TempDir out;
     const std::string params = (out / "p.npz").string();
-    RunResult r = run("init-params --model-name model_5_ptm --out " + params + " --evoformer-blocks 1 --extra-msa-blocks 1");
+    RunResult r =
+        run("init-params --model-name model_5_ptm --out " + params + " --evoformer-blocks 1 --extra-msa-blocks 1");
     ASSERT_EQ(r.rc, 0) << r.out;
     r = run("predict --features " + std::string(AXFOLD_TEST_DATA_DIR) + "/../../data/example/features.h5 --params " +
             params + " --model-name model_5_ptm --num-recycle 0 --structure-module-layers 2 --out-dir " +
             (out / "o").string());
     ASSERT_EQ(r.rc, 0) << r.out;
     EXPECT_TRUE(fs::exists(out / "o" / "model_5_ptm_unrelaxed.pdb"));
-    fs::remove_all(out);
 }
 
 // Several models in one job, as AlphaFold runs its five: each model's files, then ranked_<i>.pdb/.cif by mean
 // pLDDT (best first) and ranking_debug.json over all of them. --params as AlphaFold's params directory or one
 // file per model give the same result; mismatched lists fail clearly.
 TEST(Cli, PredictRanksSeveralModels) {
-    fs::path dir = fresh_dir("ranked");
+    const test::TempDir dir;
     fs::create_directories(dir / "params");
     fs::copy_file(kSmall + "/params.npz", dir / "params" / "params_model_3_ptm.npz");
-    RunResult r = run("init-params --model-name model_4_ptm --out " + (dir / "params" / "params_model_4_ptm.npz").string() +
-                      " --evoformer-blocks 1 --extra-msa-blocks 1 --seed 7");
+    RunResult r =
+        run("init-params --model-name model_4_ptm --out " + (dir / "params" / "params_model_4_ptm.npz").string() +
+            " --evoformer-blocks 1 --extra-msa-blocks 1 --seed 7");
     ASSERT_EQ(r.rc, 0) << r.out;
     const std::string common = "predict --features " + kSmall + "/features.h5 --structure-module-layers 2 --threads 1";
     r = run(common + " --params " + (dir / "params").string() + " --model-name model_3_ptm,model_4_ptm --out-dir " +
@@ -222,9 +216,9 @@ TEST(Cli, PredictRanksSeveralModels) {
     ASSERT_NE(p3, p4) << r.out;
     const std::string best = p3 > p4 ? "model_3_ptm" : "model_4_ptm", other = p3 > p4 ? "model_4_ptm" : "model_3_ptm";
     const fs::path a = dir / "a";
-    for (const char* f : {"ranked_0.pdb", "ranked_0.cif", "ranked_1.pdb", "ranked_1.cif", "ranking_debug.json",
-                                 "timings.json", "model_3_ptm_unrelaxed.pdb", "model_4_ptm_unrelaxed.pdb",
-                                 "pae_model_3_ptm.json", "pae_model_4_ptm.json"})
+    for (const char* f :
+         {"ranked_0.pdb", "ranked_0.cif", "ranked_1.pdb", "ranked_1.cif", "ranking_debug.json", "timings.json",
+          "model_3_ptm_unrelaxed.pdb", "model_4_ptm_unrelaxed.pdb", "pae_model_3_ptm.json", "pae_model_4_ptm.json"})
         EXPECT_TRUE(fs::exists(a / f)) << f;
     EXPECT_EQ(slurp((a / "ranked_0.pdb").string()), slurp((a / (best + "_unrelaxed.pdb")).string()));
     EXPECT_EQ(slurp((a / "ranked_1.pdb").string()), slurp((a / (other + "_unrelaxed.pdb")).string()));
@@ -257,7 +251,6 @@ TEST(Cli, PredictRanksSeveralModels) {
     EXPECT_NE(r.rc, 0);
     EXPECT_NE(r.out.find("model_3_ptm given twice"), std::string::npos) << r.out;
     EXPECT_FALSE(fs::exists(dir / "c" / "ranking_debug.json"));
-    fs::remove_all(dir);
 }
 
 // `axfold plan --device cuda` plans the GPU's share of a --device cuda run (no GPU needed with
@@ -305,8 +298,10 @@ TEST(Cli, PlanWithBf16ActivationsHalvesTheTrunkActivations) {
     };
     const double saved = (5120.0 * 3000 * 64 + 3000.0 * 3000 * 128) * 2 / (1u << 30);
     for (const std::string device : {"cuda", "cpu"}) {
-        const std::string base = "plan --n-res 3000 --n-seq 512 --n-extra 5120 --chunk-size 128 --threads 1 "
-                                 "--max-memory 60G --device " + device;
+        const std::string base =
+            "plan --n-res 3000 --n-seq 512 --n-extra 5120 --chunk-size 128 --threads 1 "
+            "--max-memory 60G --device " +
+            device;
         RunResult f = run(base), s = run(base + " --activations bf16");
         ASSERT_EQ(f.rc, 0) << f.out;
         ASSERT_EQ(s.rc, 0) << s.out;
@@ -340,7 +335,8 @@ TEST(Cli, PlanWithBf16ActivationsHalvesTheTrunkActivations) {
     // [N, N, 64] activations beside the float32 pair, blocks that shrink with the chunk size; model_3 has none.
     for (const std::string device : {"cpu", "cuda"}) {
         const std::string base = "plan --n-res 1000 --threads 1 --max-memory 60G --device " + device;
-        RunResult t = run(base + " --model-name model_1_ptm"), tc = run(base + " --model-name model_1_ptm --chunk-size 32");
+        RunResult t = run(base + " --model-name model_1_ptm"),
+                  tc = run(base + " --model-name model_1_ptm --chunk-size 32");
         RunResult none = run(base + " --model-name model_3_ptm");
         ASSERT_EQ(t.rc, 0) << t.out;
         ASSERT_EQ(tc.rc, 0) << tc.out;
@@ -352,8 +348,9 @@ TEST(Cli, PlanWithBf16ActivationsHalvesTheTrunkActivations) {
         EXPECT_LT(gib_after(tc.out, "templates "), gib_after(t.out, "templates ")) << t.out << tc.out;
     }
     // A budget the trunk's chunk size meets but the template phase does not: a smaller chunk size is chosen.
-    RunResult fit = run("plan --n-res 2048 --n-seq 508 --n-extra 5120 --threads 1 --model-name model_1_ptm "
-                        "--activations bf16 --max-memory 10.25G");
+    RunResult fit =
+        run("plan --n-res 2048 --n-seq 508 --n-extra 5120 --threads 1 --model-name model_1_ptm "
+            "--activations bf16 --max-memory 10.25G");
     ASSERT_EQ(fit.rc, 0) << fit.out;
     EXPECT_NE(fit.out.find("chunk size          64"), std::string::npos) << fit.out;
     EXPECT_LE(gib_after(fit.out, "predicted peak "), 10.25) << fit.out;
@@ -369,8 +366,10 @@ TEST(Cli, PlanWithBf16ActivationsHalvesTheTrunkActivations) {
 // (bit for bit: the parameters and the logged losses), predict reads the trained parameters, and bad
 // training input is a clear error.
 TEST(Cli, TrainResumesExactlyAndPredictReadsItsCheckpoint) {
-    const fs::path a = fresh_dir("train_a"), b = fresh_dir("train_b");
-    const std::string common = "train --params " + kSmall + "/params.npz --model-name model_3_ptm --examples " + kSmall +
+    const test::TempDir tmp;
+    const fs::path a = tmp / "train_a", b = tmp / "train_b";  // made by train
+    const std::string common = "train --params " + kSmall + "/params.npz --model-name model_3_ptm --examples " +
+                               kSmall +
                                "/loss_cases.h5 --structure-module-layers 2 --threads 1 --warmup-steps 0 "
                                "--learning-rate 3e-4 ";
     RunResult r = run(common + "--steps 2 --out-dir " + a.string());
@@ -393,7 +392,8 @@ TEST(Cli, TrainResumesExactlyAndPredictReadsItsCheckpoint) {
     auto losses = [](const std::string& log) {
         std::vector<double> v;
         std::istringstream in(log);
-        for (std::string line; std::getline(in, line);) v.push_back(std::stod(line.substr(line.find("\"loss\": ") + 8)));
+        for (std::string line; std::getline(in, line);)
+            v.push_back(std::stod(line.substr(line.find("\"loss\": ") + 8)));
         return v;
     };
     ASSERT_EQ(losses(la).size(), 2u) << la;
@@ -480,16 +480,13 @@ TEST(Cli, TrainResumesExactlyAndPredictReadsItsCheckpoint) {
     EXPECT_NE(r.out.find("short_gt.h5: batch/all_atom_positions is"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("expected 24 residues"), std::string::npos) << r.out;
     EXPECT_FALSE(fs::exists(a / "bad2" / "training_log.jsonl"));
-    fs::remove_all(a);
-    fs::remove_all(b);
 }
 
 // `axfold training-example` from PDB 2Q2K chain A (residues 18..41, the golden loss case's crop) and its
 // alignments: the ground truth equals the golden batch's, the features have the asked sizes, and
 // `axfold train` trains on the example.
 TEST(Cli, TrainingExampleFromMmcifTrains) {
-    const fs::path out = fresh_dir("training_example");
-    fs::create_directories(out);
+    const test::TempDir out;
     const std::string real = std::string(AXFOLD_TEST_DATA_DIR) + "/realdata";
     const std::string ali = real + "/alignments/2q2k_A/";
     const std::string ex = (out / "ex.h5").string();
@@ -519,7 +516,8 @@ TEST(Cli, TrainingExampleFromMmcifTrains) {
     auto log_losses = [](const fs::path& dir) {
         std::vector<double> v;
         std::istringstream in(slurp((dir / "training_log.jsonl").string()));
-        for (std::string line; std::getline(in, line);) v.push_back(std::stod(line.substr(line.find("\"loss\": ") + 8)));
+        for (std::string line; std::getline(in, line);)
+            v.push_back(std::stod(line.substr(line.find("\"loss\": ") + 8)));
         return v;
     };
     // The example's raw features sampled again with its own seed and the whole range reproduce its stored
@@ -532,8 +530,8 @@ TEST(Cli, TrainingExampleFromMmcifTrains) {
     ASSERT_EQ(r.rc, 0) << r.out;
     r = run(train + "--steps 1 --resample --crop-size 16 --seed 5 --out-dir " + (out / "rs2").string());
     ASSERT_EQ(r.rc, 0) << r.out;
-    r = run(train + "--steps 2 --resample --crop-size 16 --seed 5 --resume " + (out / "rs2" / "checkpoint-000001").string() +
-            " --out-dir " + (out / "rs2").string());
+    r = run(train + "--steps 2 --resample --crop-size 16 --seed 5 --resume " +
+            (out / "rs2" / "checkpoint-000001").string() + " --out-dir " + (out / "rs2").string());
     ASSERT_EQ(r.rc, 0) << r.out;
     EXPECT_EQ(log_losses(out / "rs1"), log_losses(out / "rs2"));
     EXPECT_NE(log_losses(out / "rs1"), log_losses(out / "run"));
@@ -560,9 +558,9 @@ TEST(Cli, TrainingExampleFromMmcifTrains) {
     EXPECT_NE(r.rc, 0);
     EXPECT_NE(r.out.find("2q2k.cif"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("Z"), std::string::npos) << r.out;
-    r = run("training-example --mmcif " + real + "/2q2k.cif --chain A --residues 60:80 -o " + (out / "bad.h5").string());
+    r = run("training-example --mmcif " + real + "/2q2k.cif --chain A --residues 60:80 -o " +
+            (out / "bad.h5").string());
     EXPECT_NE(r.rc, 0);
     EXPECT_NE(r.out.find("--residues 60:80: expected 0 <= BEGIN < END <= 70"), std::string::npos) << r.out;
     EXPECT_FALSE(fs::exists(out / "bad.h5"));
-    fs::remove_all(out);
 }

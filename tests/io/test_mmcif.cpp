@@ -1,7 +1,6 @@
 // mmCIF reader: a real PDB entry (2Q2K, ParR bound to DNA) checked against lines of the file, and small inline
 // files for the CIF syntax (quotes, text fields, comments), altlocs, models and malformed input.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -11,6 +10,7 @@
 
 #include "io/mmcif.h"
 #include "kernels/error.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using namespace axfold;
@@ -36,20 +36,10 @@ void expect_error(F&& fn, std::initializer_list<std::string> needles) {
     }
 }
 
-// Temporary files, removed when the test binary exits.
-struct TmpFiles {
-    std::vector<fs::path> paths;
-    ~TmpFiles() {
-        std::error_code ec;
-        for (const fs::path& p : paths) fs::remove(p, ec);
-    }
-};
-
-std::string tmp_cif(const std::string& name, const std::string& content) {
-    static TmpFiles files;
-    const fs::path p = fs::temp_directory_path() / ("axfold_mmcif_" + std::to_string(::getpid()) + "_" + name + ".cif");
+// Writes `content` to <dir>/<name>.cif and returns its path.
+std::string tmp_cif(const test::TempDir& dir, const std::string& name, const std::string& content) {
+    const fs::path p = dir / (name + ".cif");
     std::ofstream(p) << content;
-    files.paths.push_back(p);
     return p.string();
 }
 
@@ -167,7 +157,8 @@ TEST(MmcifReal, Chain2q2kAgainstTheFile) {
 }
 
 TEST(MmcifSyntax, QuotesTextFieldsCommentsHetero) {
-    const std::string path = tmp_cif("syntax", kHead + R"(HETATM 1 SE . MSE A 1 1.5 -2.25 3e1 1.00 P 1
+    const test::TempDir dir;
+    const std::string path = tmp_cif(dir, "syntax", kHead + R"(HETATM 1 SE . MSE A 1 1.5 -2.25 3e1 1.00 P 1
 ATOM 2 "H5'" . GLY A 2 4.0 5.0 6.0 ? P 1   # a quoted name ending in a quote
 ATOM 3 CA . SER A 3 7.0 8.0 9.0 0.5 P 1
 ATOM 4 CA . THR A 3 7.1 8.1 9.1 0.5 P 1
@@ -198,7 +189,8 @@ HETATM 8 O . HOH C . 9 9 9 1 P 1
 }
 
 TEST(MmcifAltloc, HighestOccupancyFirstOnTies) {
-    const std::string path = tmp_cif("altloc", kHead + R"(ATOM 1 N . GLY A 2 0.5 0.5 0.5 1 P 1
+    const test::TempDir dir;
+    const std::string path = tmp_cif(dir, "altloc", kHead + R"(ATOM 1 N . GLY A 2 0.5 0.5 0.5 1 P 1
 ATOM 2 CA A GLY A 2 1.0 1.0 1.0 0.4 P 1
 ATOM 3 CA B GLY A 2 2.0 2.0 2.0 0.6 P 1
 ATOM 4 C A GLY A 2 3.0 3.0 3.0 0.5 P 1
@@ -218,8 +210,9 @@ ATOM 7 O A GLY A 2 6.0 6.0 6.0 0.3 P 1
 }
 
 TEST(MmcifModels, OnlyTheFirstModel) {
+    const test::TempDir dir;
     // Model 2 is listed first; model 1 (the smallest number) is the first model.
-    const std::string path = tmp_cif("models", kHead + R"(ATOM 1 N . GLY A 2 20 20 20 1 P 2
+    const std::string path = tmp_cif(dir, "models", kHead + R"(ATOM 1 N . GLY A 2 20 20 20 1 P 2
 ATOM 2 CA . GLY A 2 21 21 21 1 P 2
 ATOM 3 C . GLY A 2 22 22 22 1 P 2
 ATOM 4 N . GLY A 2 10 10 10 1 P 1
@@ -234,9 +227,10 @@ ATOM 6 CA . MSE A 1 12 12 12 1 Q 2
 }
 
 TEST(MmcifResolution, FirstSetKeyWins) {
+    const test::TempDir dir;
     const std::string atoms = "ATOM 1 CA . GLY A 2 1 1 1 1 P 1\n";
     auto resolution = [&](const std::string& name, const std::string& head) {
-        return read_mmcif_chain(tmp_cif(name, head + atoms), "P").resolution;
+        return read_mmcif_chain(tmp_cif(dir, name, head + atoms), "P").resolution;
     };
     EXPECT_DOUBLE_EQ(resolution("res_refine", replaced(kHead, "_refine.ls_d_res_high ?", "_refine.ls_d_res_high 1.80")),
                      1.8);  // _refine before _reflns (2.5)
@@ -250,35 +244,37 @@ TEST(MmcifResolution, FirstSetKeyWins) {
 }
 
 TEST(MmcifErrors, AbsentChainAndMalformedFiles) {
-    const std::string ok = tmp_cif("absent", kHead + "ATOM 1 CA . GLY A 2 1 1 1 1 P 1\nATOM 2 P . A B 1 0 0 0 1 R 1\n");
+    const test::TempDir dir;
+    const std::string ok =
+        tmp_cif(dir, "absent", kHead + "ATOM 1 CA . GLY A 2 1 1 1 1 P 1\nATOM 2 P . A B 1 0 0 0 1 R 1\n");
     expect_error([&] { read_mmcif_chain(ok, "Z"); },
                  {ok, "no chain 'Z'", "author chain ids: P, R", "protein chains: P"});
 
     // A truncated loop: the last row lacks its model number.
     const std::string trunc =
-        tmp_cif("trunc", kHead + "ATOM 1 CA . GLY A 2 1 1 1 1 P 1\nATOM 2 C . GLY A 2 1 1 1 1 P\n");
+        tmp_cif(dir, "trunc", kHead + "ATOM 1 CA . GLY A 2 1 1 1 1 P 1\nATOM 2 C . GLY A 2 1 1 1 1 P\n");
     expect_error([&] { read_mmcif_chain(trunc, "P"); },
                  {trunc, "loop_", "_atom_site", "not a multiple of its 13 columns"});
     expect_error([&] { mmcif_protein_chains(trunc); }, {trunc, "not a multiple"});
 
-    const std::string loop_line = tmp_cif("loopline", "data_x\n#\nloop_\n_a.b\n_a.c\n1 2\n3\n_d.e 4\n");
+    const std::string loop_line = tmp_cif(dir, "loopline", "data_x\n#\nloop_\n_a.b\n_a.c\n1 2\n3\n_d.e 4\n");
     expect_error([&] { mmcif_protein_chains(loop_line); }, {loop_line + ":3:", "3 values"});
-    const std::string quote = tmp_cif("quote", "data_x\n_a.b 'it's open\n_a.c 1\n");
+    const std::string quote = tmp_cif(dir, "quote", "data_x\n_a.b 'it's open\n_a.c 1\n");
     expect_error([&] { mmcif_protein_chains(quote); }, {quote + ":2:", "not closed"});
-    const std::string text = tmp_cif("text", "data_x\n_a.b\n;never\nclosed\n");
+    const std::string text = tmp_cif(dir, "text", "data_x\n_a.b\n;never\nclosed\n");
     expect_error([&] { mmcif_protein_chains(text); }, {text + ":3:", "never closed"});
-    const std::string untagged = tmp_cif("untagged", "data_x\n_a.b 1 2\n");
+    const std::string untagged = tmp_cif(dir, "untagged", "data_x\n_a.b 1 2\n");
     expect_error([&] { mmcif_protein_chains(untagged); }, {untagged + ":2:", "'2' without a tag"});
-    const std::string no_value = tmp_cif("novalue", "data_x\n_a.b\n_a.c 1\n");
+    const std::string no_value = tmp_cif(dir, "novalue", "data_x\n_a.b\n_a.c 1\n");
     expect_error([&] { mmcif_protein_chains(no_value); }, {no_value + ":2:", "'_a.b' has no value"});
-    const std::string not_cif = tmp_cif("notcif", ">query\nMKV\n");
+    const std::string not_cif = tmp_cif(dir, "notcif", ">query\nMKV\n");
     expect_error([&] { mmcif_protein_chains(not_cif); }, {not_cif + ":1:", "expected a data_ block"});
-    const std::string no_atoms = tmp_cif("noatoms", "data_x\n_entry.id X\n");
+    const std::string no_atoms = tmp_cif(dir, "noatoms", "data_x\n_entry.id X\n");
     expect_error([&] { mmcif_protein_chains(no_atoms); }, {no_atoms, "no _atom_site"});
     const std::string bad_x =
-        tmp_cif("badx", kHead + "ATOM 1 CA . GLY A 2 1 1 1 1 P 1\nATOM 2 C . GLY A 2 x1 1 1 1 P 1\n");
+        tmp_cif(dir, "badx", kHead + "ATOM 1 CA . GLY A 2 1 1 1 1 P 1\nATOM 2 C . GLY A 2 x1 1 1 1 P 1\n");
     expect_error([&] { read_mmcif_chain(bad_x, "P"); }, {bad_x + ":48:", "Cartn_x 'x1'"});
-    const std::string bad_seq = tmp_cif("badseq", kHead + "ATOM 1 CA . GLY A 4 1 1 1 1 P 1\n");
+    const std::string bad_seq = tmp_cif(dir, "badseq", kHead + "ATOM 1 CA . GLY A 4 1 1 1 1 P 1\n");
     expect_error([&] { read_mmcif_chain(bad_seq, "P"); }, {bad_seq + ":47:", "outside its SEQRES"});
     expect_error([] { read_mmcif_chain("/nonexistent/x.cif", "A"); }, {"/nonexistent/x.cif", "not found"});
 }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "io/npz.h"
+#include "test_util.h"
 
 namespace axfold::io {
 namespace {
@@ -28,8 +29,8 @@ const std::string kQueryW =
 // where the shared golden data is present.
 std::string templates_npz() {
     const char* env = std::getenv("AXFOLD_GOLDEN_DIR");
-    for (const std::string& dir : {env ? std::string(env) : std::string(), kDataDir + "/golden",
-                                   std::string(AXFOLD_SHARED_GOLDEN_DIR)}) {
+    for (const std::string& dir :
+         {env ? std::string(env) : std::string(), kDataDir + "/golden", std::string(AXFOLD_SHARED_GOLDEN_DIR)}) {
         if (dir.empty()) continue;
         const std::string p = dir + "/templates_seed5/params.npz";
         if (fs::exists(p)) return p;
@@ -42,23 +43,6 @@ uint32_t random_seed() {
     std::printf("random seed %u\n", s);
     return s;
 }
-
-class TempDir {
-public:
-    TempDir() {
-        std::mt19937_64 rng(std::random_device{}());
-        path_ = fs::temp_directory_path() / ("axfold_test_io_" + std::to_string(rng()));
-        fs::create_directories(path_);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    std::string file(const std::string& name) const { return (path_ / name).string(); }
-
-private:
-    fs::path path_;
-};
 
 std::string read_bytes(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
@@ -299,8 +283,8 @@ TEST(Npz, WriteReadRoundTripAllDtypes) {
     Tensor base = Tensor::from_vector({4, 6}, random_floats(24, rng));
     in["transposed"] = base.transpose(0, 1);  // non-contiguous input
 
-    TempDir dir;
-    const std::string path = dir.file("round.npz");
+    const test::TempDir dir;
+    const std::string path = (dir / "round.npz").string();
     write_npz(path, in);
     EXPECT_FALSE(fs::exists(path + ".tmp"));
     const auto out = read_npz(path);
@@ -316,9 +300,9 @@ TEST(Npz, WriteReadRoundTripAllDtypes) {
 
 TEST(Npz, RewriteOfGoldenParamsIsIdentical) {
     const auto a = read_npz(kSmallNpz);
-    TempDir dir;
-    write_npz(dir.file("copy.npz"), a);
-    const auto b = read_npz(dir.file("copy.npz"));
+    const test::TempDir dir;
+    write_npz((dir / "copy.npz").string(), a);
+    const auto b = read_npz((dir / "copy.npz").string());
     ASSERT_EQ(a.size(), b.size());
     for (const auto& [key, t] : a) EXPECT_TRUE(same_tensor(b.at(key), t)) << key;
 }
@@ -334,11 +318,11 @@ TEST(Npz, HandBuiltDeflateAndZip64Archives) {
         {"flag.npy",
          make_npy("{'descr': '|b1', 'fortran_order': False, 'shape': (3,), }", std::string("\1\0\1", 3), 3)},
     };
-    TempDir dir;
+    const test::TempDir dir;
     for (const bool deflated : {false, true}) {
         for (const bool zip64 : {false, true}) {
             SCOPED_TRACE(::testing::Message() << "deflated " << deflated << " zip64 " << zip64);
-            const std::string path = dir.file("hand.npz");
+            const std::string path = (dir / "hand.npz").string();
             write_bytes(path, make_zip(entries, deflated, zip64));
             const auto arrays = read_npz(path);
             ASSERT_EQ(arrays.size(), 3u);
@@ -385,31 +369,31 @@ TEST(Npz, NpyHeaderVariants) {
 }
 
 TEST(Npz, ErrorsNameTheFile) {
-    TempDir dir;
+    const test::TempDir dir;
     const std::string real = read_bytes(kSmallNpz);
     ASSERT_GT(real.size(), 1000u);
 
-    const std::string truncated = dir.file("truncated.npz");
+    const std::string truncated = (dir / "truncated.npz").string();
     write_bytes(truncated, real.substr(0, real.size() / 2));
     expect_error([&] { read_npz(truncated); }, {truncated, "truncated"});
 
-    const std::string empty = dir.file("empty.npz");
+    const std::string empty = (dir / "empty.npz").string();
     write_bytes(empty, "");
     expect_error([&] { read_npz(empty); }, {empty, "empty"});
 
-    const std::string text = dir.file("text.npz");
+    const std::string text = (dir / "text.npz").string();
     write_bytes(text, "this is a text file, not a zip archive of numpy arrays\n");
     expect_error([&] { read_npz(text); }, {text, "not a NumPy .npz"});
 
-    expect_error([&] { read_npz(dir.file("missing.npz")); }, {"missing.npz"});
-    expect_error([&] { read_npz(dir.file("")); }, {"not a regular file"});
+    expect_error([&] { read_npz((dir / "missing.npz").string()); }, {"missing.npz"});
+    expect_error([&] { read_npz((dir / "").string()); }, {"not a regular file"});
 
     // One flipped byte inside an array payload: caught by the CRC.
     std::string flipped = real;
     const size_t pos = flipped.find("query_w.npy");
     ASSERT_NE(pos, std::string::npos);
     flipped[pos + 11 + 20 + 128 + 5] ^= 0x40;  // past the name, ZIP64 extra and .npy header
-    const std::string crc = dir.file("crc.npz");
+    const std::string crc = (dir / "crc.npz").string();
     write_bytes(crc, flipped);
     expect_error([&] { read_npz(crc); }, {crc, "CRC-32", "query_w"});
 
@@ -425,7 +409,7 @@ TEST(Npz, ErrorsNameTheFile) {
     };
     patch_size(18);                  // local header
     patch_size(30 + 5 + comp + 20);  // central header
-    const std::string cut = dir.file("cut.npz");
+    const std::string cut = (dir / "cut.npz").string();
     write_bytes(cut, zip);
     expect_error([&] { read_npz(cut); }, {cut, "a.npy"});
 }
@@ -434,7 +418,7 @@ TEST(Npz, ErrorsNameTheFile) {
 // read (a flipped byte in padding is harmless), never in a crash or another exception type.
 TEST(Npz, CorruptArchivesNeverCrash) {
     std::mt19937 rng(random_seed());
-    TempDir dir;
+    const test::TempDir dir;
     const std::string stored = read_bytes(kSmallNpz);
     std::vector<float> v = random_floats(3000, rng);
     const std::string deflated = make_zip(
@@ -442,7 +426,7 @@ TEST(Npz, CorruptArchivesNeverCrash) {
          {"b.npy",
           make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (10, 30), }", float_bytes(v).substr(0, 1200))}},
         true, true);
-    const std::string path = dir.file("fuzz.npz");
+    const std::string path = (dir / "fuzz.npz").string();
     int errors = 0;
     for (const std::string* base : {&stored, &deflated}) {
         std::uniform_int_distribution<size_t> pos(0, base->size() - 1);

@@ -12,6 +12,7 @@
 
 #include "io/hdf5_file.h"
 #include "io/params.h"
+#include "test_util.h"
 
 namespace axfold {
 namespace {
@@ -30,23 +31,6 @@ uint32_t random_seed() {
     std::printf("random seed %u\n", s);
     return s;
 }
-
-class TempDir {
-public:
-    TempDir() {
-        std::mt19937_64 rng(std::random_device{}());
-        path_ = fs::temp_directory_path() / ("axfold_test_params_" + std::to_string(rng()));
-        fs::create_directories(path_);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    std::string file(const std::string& name) const { return (path_ / name).string(); }
-
-private:
-    fs::path path_;
-};
 
 std::string read_bytes(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
@@ -120,9 +104,9 @@ TEST(ParamStore, NpzAndH5AgreeExactly) {
 }
 
 TEST(ParamStore, DetectsFormatByContentNotExtension) {
-    TempDir dir;
-    const std::string h5_named_npz = dir.file("params.npz");
-    const std::string npz_named_h5 = dir.file("params.h5");
+    const test::TempDir dir;
+    const std::string h5_named_npz = (dir / "params.npz").string();
+    const std::string npz_named_h5 = (dir / "params.h5").string();
     fs::copy_file(kSmallH5, h5_named_npz);
     fs::copy_file(kSmallNpz, npz_named_h5);
     EXPECT_TRUE(same_store(ParamStore::load(h5_named_npz), ParamStore::load(npz_named_h5)));
@@ -147,8 +131,8 @@ TEST(ParamStore, WrongShapeNamesBothShapes) {
 
 TEST(ParamStore, SaveH5RoundTripMatchesGoldenLayout) {
     const ParamStore npz = ParamStore::load(kSmallNpz);
-    TempDir dir;
-    const std::string out = dir.file("out.h5");
+    const test::TempDir dir;
+    const std::string out = (dir / "out.h5").string();
     npz.save_h5(out);
     EXPECT_FALSE(fs::exists(out + ".tmp"));
     EXPECT_TRUE(same_store(npz, ParamStore::load(out)));
@@ -179,33 +163,33 @@ TEST(ParamStore, InsertAndSaveNpzRoundTrip) {
     EXPECT_EQ(p.get("d//f64").dtype(), DType::F32);
     EXPECT_FLOAT_EQ(p.get("d//f64").f32()[4], 0.2f);
 
-    TempDir dir;
-    p.save_npz(dir.file("p.npz"));
-    p.save_h5(dir.file("p.h5"));
-    EXPECT_TRUE(same_store(p, ParamStore::load(dir.file("p.npz"))));
-    EXPECT_TRUE(same_store(p, ParamStore::load(dir.file("p.h5"))));
+    const test::TempDir dir;
+    p.save_npz((dir / "p.npz").string());
+    p.save_h5((dir / "p.h5").string());
+    EXPECT_TRUE(same_store(p, ParamStore::load((dir / "p.npz").string())));
+    EXPECT_TRUE(same_store(p, ParamStore::load((dir / "p.h5").string())));
     expect_error([&] { p.get("nope"); }, {"nope", "<in-memory parameters>"});
 }
 
 TEST(ParamStore, RejectsBadFiles) {
-    TempDir dir;
-    expect_error([&] { ParamStore::load(dir.file("absent.npz")); }, {"absent.npz", "not found"});
+    const test::TempDir dir;
+    expect_error([&] { ParamStore::load((dir / "absent.npz").string()); }, {"absent.npz", "not found"});
 
-    const std::string empty = dir.file("empty.npz");
+    const std::string empty = (dir / "empty.npz").string();
     write_bytes(empty, "");
     expect_error([&] { ParamStore::load(empty); }, {empty, "empty"});
 
-    const std::string text = dir.file("text.h5");
+    const std::string text = (dir / "text.h5").string();
     write_bytes(text, "alphafold params? no, just text\n");
     expect_error([&] { ParamStore::load(text); }, {text, "neither"});
 
     const std::string npz = read_bytes(kSmallNpz);
-    const std::string half_npz = dir.file("half.npz");
+    const std::string half_npz = (dir / "half.npz").string();
     write_bytes(half_npz, npz.substr(0, npz.size() / 2));
     expect_error([&] { ParamStore::load(half_npz); }, {half_npz, "truncated"});
 
     const std::string h5 = read_bytes(kSmallH5);
-    const std::string half_h5 = dir.file("half.h5");
+    const std::string half_h5 = (dir / "half.h5").string();
     write_bytes(half_h5, h5.substr(0, h5.size() / 2));
     expect_error([&] { ParamStore::load(half_h5); }, {half_h5});
 
@@ -215,8 +199,8 @@ TEST(ParamStore, RejectsBadFiles) {
     Tensor bad = random_tensor({2, 3}, rng);
     bad.f32()[4] = std::numeric_limits<float>::quiet_NaN();
     p.insert("x//w", bad);
-    p.save_npz(dir.file("nan.npz"));
-    expect_error([&] { ParamStore::load(dir.file("nan.npz")); }, {"x//w", "non-finite", "flat index 4"});
+    p.save_npz((dir / "nan.npz").string());
+    expect_error([&] { ParamStore::load((dir / "nan.npz").string()); }, {"x//w", "non-finite", "flat index 4"});
 }
 
 TEST(ParamStore, SaveH5RejectsCollidingKeys) {
@@ -224,10 +208,10 @@ TEST(ParamStore, SaveH5RejectsCollidingKeys) {
     ParamStore p;
     p.insert("a//b", random_tensor({2}, rng));
     p.insert("a/b", random_tensor({2}, rng));
-    TempDir dir;
-    expect_error([&] { p.save_h5(dir.file("c.h5")); }, {"a//b", "a/b", "c.h5"});
-    EXPECT_FALSE(fs::exists(dir.file("c.h5")));
-    EXPECT_FALSE(fs::exists(dir.file("c.h5.tmp")));
+    const test::TempDir dir;
+    expect_error([&] { p.save_h5((dir / "c.h5").string()); }, {"a//b", "a/b", "c.h5"});
+    EXPECT_FALSE(fs::exists((dir / "c.h5").string()));
+    EXPECT_FALSE(fs::exists((dir / "c.h5.tmp").string()));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -274,8 +258,8 @@ TEST(Hdf5File, StringAttributes) {
 
 TEST(Hdf5File, WriterRoundTripsDtypesAndCompresses) {
     std::mt19937 rng(random_seed());
-    TempDir dir;
-    const std::string path = dir.file("w.h5");
+    const test::TempDir dir;
+    const std::string path = (dir / "w.h5").string();
     const Tensor big = random_tensor({64, 40}, rng);  // >= 1024 elements: compressed
     Tensor f64 = Tensor::empty({3}, DType::F64);
     Tensor i32 = Tensor::empty({2, 2}, DType::I32);
@@ -319,8 +303,8 @@ TEST(Hdf5File, WriterRoundTripsDtypesAndCompresses) {
 }
 
 TEST(Hdf5File, UncommittedWriterLeavesNothing) {
-    TempDir dir;
-    const std::string path = dir.file("never.h5");
+    const test::TempDir dir;
+    const std::string path = (dir / "never.h5").string();
     {
         io::Hdf5Writer w(path);
         w.write("x", Tensor::full({3}, 1.5f));
@@ -330,9 +314,9 @@ TEST(Hdf5File, UncommittedWriterLeavesNothing) {
 }
 
 TEST(Hdf5File, RejectsNonHdf5) {
-    TempDir dir;
-    expect_error([&] { io::Hdf5File f(dir.file("none.h5")); }, {"none.h5", "not found"});
-    const std::string text = dir.file("text.h5");
+    const test::TempDir dir;
+    expect_error([&] { io::Hdf5File f((dir / "none.h5").string()); }, {"none.h5", "not found"});
+    const std::string text = (dir / "text.h5").string();
     write_bytes(text, "plain text");
     expect_error([&] { io::Hdf5File f(text); }, {text, "not an HDF5 file"});
     expect_error([&] { io::Hdf5File f(kSmallNpz); }, {kSmallNpz, "not an HDF5 file"});

@@ -25,6 +25,7 @@
 #include "io/json_writer.h"
 #include "io/structure_writer.h"
 #include "structure/residue_constants.h"
+#include "test_util.h"
 
 namespace axfold::io {
 namespace {
@@ -32,27 +33,6 @@ namespace {
 namespace fs = std::filesystem;
 
 // ------------------------------------------------------------------ helpers
-
-// A fresh directory under the system temp dir, removed at the end of the test.
-class TempDir {
-public:
-    TempDir() {
-        std::random_device rd;
-        path_ = fs::temp_directory_path() /
-                ("axfold_test_writers_" + std::to_string(::getpid()) + "_" + std::to_string(rd()));
-        fs::create_directories(path_);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::permissions(path_, fs::perms::owner_all, fs::perm_options::add, ec);
-        fs::remove_all(path_, ec);
-    }
-    std::string file(const std::string& name) const { return (path_ / name).string(); }
-    const fs::path& path() const { return path_; }
-
-private:
-    fs::path path_;
-};
 
 std::string read_text(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
@@ -289,8 +269,8 @@ TEST(StructureWriter, PdbMatchesAf2Format) {
 
 TEST(StructureWriter, PdbRoundTrip) {
     const TestChain c(std::random_device{}());
-    TempDir dir;
-    const std::string path = dir.file("unrelaxed_model_1.pdb");
+    const test::TempDir dir;
+    const std::string path = (dir / "unrelaxed_model_1.pdb").string();
     write_pdb(path, c.p);
     EXPECT_TRUE(temporaries(dir.path()).empty());
     const std::string text = read_text(path);
@@ -414,11 +394,11 @@ TEST(StructureWriter, RejectsBadInput) {
         EXPECT_THROW(to_pdb(p), Error);
     }
     // A failed write leaves no file behind.
-    TempDir dir;
+    const test::TempDir dir;
     ProteinStructure p = c.p;
     p.chain_id = "AB";
-    EXPECT_THROW(write_pdb(dir.file("x.pdb"), p), Error);
-    EXPECT_FALSE(file_exists(dir.file("x.pdb")));
+    EXPECT_THROW(write_pdb((dir / "x.pdb").string(), p), Error);
+    EXPECT_FALSE(file_exists((dir / "x.pdb").string()));
     EXPECT_TRUE(temporaries(dir.path()).empty());
 }
 
@@ -426,8 +406,8 @@ TEST(StructureWriter, RejectsBadInput) {
 
 TEST(StructureWriter, MmcifRoundTrip) {
     const TestChain c(std::random_device{}());
-    TempDir dir;
-    const std::string path = dir.file("unrelaxed_model_1_ptm.cif");
+    const test::TempDir dir;
+    const std::string path = (dir / "unrelaxed_model_1_ptm.cif").string();
     write_mmcif(path, c.p, "model_1_ptm");
     EXPECT_TRUE(temporaries(dir.path()).empty());
     const std::string text = read_text(path);
@@ -541,10 +521,10 @@ TEST(StructureWriter, GemmiReadsOutput) {
         }
     if (python.empty()) GTEST_SKIP() << "gemmi Python module not installed";
     const TestChain c(std::random_device{}());
-    TempDir dir;
-    write_mmcif(dir.file("m.cif"), c.p, "model_1");
-    write_pdb(dir.file("m.pdb"), c.p);
-    const std::string script = dir.file("check.py");
+    const test::TempDir dir;
+    write_mmcif((dir / "m.cif").string(), c.p, "model_1");
+    write_pdb((dir / "m.pdb").string(), c.p);
+    const std::string script = (dir / "check.py").string();
     write_text(script,
                "import sys, gemmi\n"
                "cif, pdb, n, first = sys.argv[1], sys.argv[2], int(sys.argv[3]), [float(v) for v in sys.argv[4:7]]\n"
@@ -568,8 +548,8 @@ TEST(StructureWriter, GemmiReadsOutput) {
     char first[128];
     std::snprintf(first, sizeof(first), "%.4f %.4f %.4f", c.p.atom_positions.at({0, 0, 0}),
                   c.p.atom_positions.at({0, 0, 1}), c.p.atom_positions.at({0, 0, 2}));
-    const std::string cmd = python + " " + script + " " + dir.file("m.cif") + " " + dir.file("m.pdb") + " " +
-                            std::to_string(c.num_atoms()) + " " + first;
+    const std::string cmd = python + " " + script + " " + (dir / "m.cif").string() + " " + (dir / "m.pdb").string() +
+                            " " + std::to_string(c.num_atoms()) + " " + first;
     EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
 }
 
@@ -607,9 +587,9 @@ TEST(JsonWriter, Confidence) {
     EXPECT_EQ(s,
               "{\"residueNumber\":[1,2,3,4,5,6],\"confidenceScore\":[50.0,50.0,69.99,70.0,90.0,95.5],"
               "\"confidenceCategory\":[\"D\",\"L\",\"L\",\"M\",\"M\",\"H\"]}");
-    TempDir dir;
-    write_file_atomic(dir.file("confidence_model_1.json"), s);
-    EXPECT_NE(python_json_ok(dir.file("confidence_model_1.json")), 0);
+    const test::TempDir dir;
+    write_file_atomic((dir / "confidence_model_1.json").string(), s);
+    EXPECT_NE(python_json_ok((dir / "confidence_model_1.json").string()), 0);
     EXPECT_THROW(confidence_json(Tensor::from_vector({2}, {50.f, NAN})), Error);
     EXPECT_THROW(confidence_json(Tensor::from_vector({2}, {50.f, 100.5f})), Error);
     EXPECT_THROW(confidence_json(Tensor::zeros({2, 2})), Error);
@@ -619,9 +599,9 @@ TEST(JsonWriter, Pae) {
     const Tensor pae = Tensor::from_vector({2, 2}, {0.25f, 31.75f, 1.05f, 3.f});
     const std::string s = pae_json(pae, 31.75f);
     EXPECT_EQ(s, "[{\"predicted_aligned_error\":[[0.2,31.8],[1.0,3.0]],\"max_predicted_aligned_error\":31.75}]");
-    TempDir dir;
-    write_file_atomic(dir.file("pae.json"), s);
-    EXPECT_NE(python_json_ok(dir.file("pae.json")), 0);
+    const test::TempDir dir;
+    write_file_atomic((dir / "pae.json").string(), s);
+    EXPECT_NE(python_json_ok((dir / "pae.json").string()), 0);
 
     // Random matrix, transposed (strided) view: values land in row-major order, to 1 decimal.
     std::mt19937 rng(std::random_device{}());
@@ -675,11 +655,11 @@ TEST(JsonWriter, RankingDebugAndTimings) {
     EXPECT_EQ(timings_json({}), "{}");
     EXPECT_THROW(timings_json({{"features", INFINITY}}), Error);
 
-    TempDir dir;
-    write_file_atomic(dir.file("ranking_debug.json"), s);
-    write_file_atomic(dir.file("timings.json"), t);
-    EXPECT_NE(python_json_ok(dir.file("ranking_debug.json")), 0);
-    EXPECT_NE(python_json_ok(dir.file("timings.json")), 0);
+    const test::TempDir dir;
+    write_file_atomic((dir / "ranking_debug.json").string(), s);
+    write_file_atomic((dir / "timings.json").string(), t);
+    EXPECT_NE(python_json_ok((dir / "ranking_debug.json").string()), 0);
+    EXPECT_NE(python_json_ok((dir / "timings.json").string()), 0);
 }
 
 TEST(JsonWriter, ColabfoldScores) {
@@ -689,9 +669,9 @@ TEST(JsonWriter, ColabfoldScores) {
     const std::string s = colabfold_scores_json(plddt, &pae, 31.75f, &ptm);
     EXPECT_EQ(s, "{\"plddt\": [91.23, 50.0], \"max_pae\": 31.75, \"pae\": [[0.12, 2.0], [3.46, 0.0]], \"ptm\": 0.78}");
     EXPECT_EQ(colabfold_scores_json(plddt, nullptr, 31.75f, nullptr), "{\"plddt\": [91.23, 50.0]}");
-    TempDir dir;
-    write_file_atomic(dir.file("scores.json"), s);
-    EXPECT_NE(python_json_ok(dir.file("scores.json")), 0);
+    const test::TempDir dir;
+    write_file_atomic((dir / "scores.json").string(), s);
+    EXPECT_NE(python_json_ok((dir / "scores.json").string()), 0);
     const Tensor wrong = Tensor::zeros({3, 3});
     EXPECT_THROW(colabfold_scores_json(plddt, &wrong, 31.75f, nullptr), Error);
     const double nan_ptm = NAN;
@@ -701,8 +681,8 @@ TEST(JsonWriter, ColabfoldScores) {
 // ------------------------------------------------------------------ atomic writes
 
 TEST(AtomicFile, WritesAndReplaces) {
-    TempDir dir;
-    const std::string path = dir.file("out.txt");
+    const test::TempDir dir;
+    const std::string path = (dir / "out.txt").string();
     EXPECT_FALSE(file_exists(path));
     write_file_atomic(path, "first");
     EXPECT_TRUE(file_exists(path));
@@ -716,9 +696,9 @@ TEST(AtomicFile, WritesAndReplaces) {
 }
 
 TEST(AtomicFile, FailuresKeepThePreviousFile) {
-    TempDir dir;
+    const test::TempDir dir;
     // The path is a directory.
-    const std::string sub = dir.file("sub");
+    const std::string sub = (dir / "sub").string();
     fs::create_directory(sub);
     write_text(sub + "/keep", "kept");
     try {
@@ -732,7 +712,7 @@ TEST(AtomicFile, FailuresKeepThePreviousFile) {
     EXPECT_TRUE(temporaries(dir.path()).empty());
 
     // The directory does not exist: the message names the path and the errno text.
-    const std::string missing = dir.file("no/such/dir/out.json");
+    const std::string missing = (dir / "no/such/dir/out.json").string();
     try {
         write_file_atomic(missing, "x");
         ADD_FAILURE() << "writing into a missing directory succeeded";
@@ -743,7 +723,7 @@ TEST(AtomicFile, FailuresKeepThePreviousFile) {
 
     // The write itself fails midway (file size limit, which applies to root too): the previous file
     // stays as it was and the temporary is removed.
-    const std::string path = dir.file("ranking_debug.json");
+    const std::string path = (dir / "ranking_debug.json").string();
     write_file_atomic(path, "previous");
     {
         struct rlimit old {};
@@ -771,7 +751,7 @@ TEST(AtomicFile, FailuresKeepThePreviousFile) {
 
     // A read-only directory (permission checks do not apply to root).
     if (::geteuid() != 0) {
-        const std::string ro = dir.file("ro");
+        const std::string ro = (dir / "ro").string();
         fs::create_directory(ro);
         write_text(ro + "/model.pdb", "old");
         fs::permissions(ro, fs::perms::owner_read | fs::perms::owner_exec);

@@ -11,6 +11,7 @@
 
 #include "golden_util.h"
 #include "io/hdf5_file.h"
+#include "test_util.h"
 
 using namespace axfold;
 namespace fs = std::filesystem;
@@ -31,6 +32,14 @@ std::string predict_args(const fs::path& out, int layers) {
     return " predict --features " + kSmall + "/features.h5 --params " + kSmall +
            "/params.npz --model-name model_3_ptm --threads 1 --save-outputs --overwrite --structure-module-layers " +
            std::to_string(layers) + " --out-dir " + out.string() + " > " + (out / "log.txt").string() + " 2>&1";
+}
+
+// The log a run wrote into `dir` (its directory is removed at the end of the test, so a failure prints it).
+std::string log_of(const fs::path& dir) {
+    std::ifstream in(dir / "log.txt");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
 }
 
 std::vector<double> pdb_coords(const fs::path& pdb) {
@@ -58,9 +67,8 @@ double tol_for(const std::string& key, bool* absolute) {
 TEST(DapPredict, TwoAndThreeRanksWriteTheSameStructures) {
     io::Hdf5File golden(kSmall + "/outputs.h5");
     const int layers = static_cast<int>(golden.shape("structure_module/traj")[0]);
-    const fs::path root = fs::temp_directory_path() / ("axfold_dap_predict_" + std::to_string(::getpid()));
-    fs::remove_all(root);
-    ASSERT_EQ(run(std::string(AXFOLD_EXE) + predict_args(root / "np1", layers)), 0);
+    const test::TempDir root;
+    ASSERT_EQ(run(std::string(AXFOLD_EXE) + predict_args(root / "np1", layers)), 0) << log_of(root / "np1");
     io::Hdf5File one((root / "np1" / "outputs_model_3_ptm.h5").string());
     const Tensor x1 = one.read_f32("final_atom_positions");
     const std::vector<double> pdb1 = pdb_coords(root / "np1" / "model_3_ptm_unrelaxed.pdb");
@@ -68,7 +76,7 @@ TEST(DapPredict, TwoAndThreeRanksWriteTheSameStructures) {
         const fs::path dir = root / ("np" + std::to_string(np));
         const std::string cmd = std::string(AXFOLD_MPIEXEC) + " -n " + std::to_string(np) +
                                 " --oversubscribe --allow-run-as-root " + AXFOLD_EXE + predict_args(dir, layers);
-        ASSERT_EQ(run(cmd), 0) << "see " << (dir / "log.txt");
+        ASSERT_EQ(run(cmd), 0) << (dir / "log.txt") << ":\n" << log_of(dir);
         io::Hdf5File many((dir / "outputs_model_3_ptm.h5").string());
         auto res = test::compare(test::to_f64(many.read_f32("final_atom_positions")), test::to_f64(x1), 0, 0,
                                  "final_atom_positions", 0);
@@ -92,7 +100,6 @@ TEST(DapPredict, TwoAndThreeRanksWriteTheSameStructures) {
         }
         EXPECT_GT(compared, 40);
     }
-    fs::remove_all(root);
 }
 
 // `axfold train` under mpiexec -n 2: DAP over both ranks (--dap 2, dropout on: the shards draw one rank's
@@ -100,8 +107,7 @@ TEST(DapPredict, TwoAndThreeRanksWriteTheSameStructures) {
 // example's gradient, a sum would double the logged norm), log the same losses and gradient norms as one rank,
 // and write one checkpoint.
 TEST(DapTrain, TwoRanksTrainAsOne) {
-    const fs::path root = fs::temp_directory_path() / ("axfold_dap_train_" + std::to_string(::getpid()));
-    fs::remove_all(root);
+    const test::TempDir root;
     auto train = [&](const fs::path& out, const std::string& extra) {
         fs::create_directories(out);
         return std::string(" train --params ") + kSmall + "/params.npz --model-name model_3_ptm --threads 1 " +
@@ -117,9 +123,10 @@ TEST(DapTrain, TwoRanksTrainAsOne) {
         return v;
     };
     const std::string ex = kSmall + "/loss_cases.h5";
-    ASSERT_EQ(run(std::string(AXFOLD_EXE) + train(root / "np1", "--examples " + ex)), 0);
+    ASSERT_EQ(run(std::string(AXFOLD_EXE) + train(root / "np1", "--examples " + ex)), 0) << log_of(root / "np1");
     const auto one = read_log(root / "np1");
-    ASSERT_EQ(run(std::string(AXFOLD_EXE) + train(root / "np1_nodrop", "--no-dropout --examples " + ex)), 0);
+    ASSERT_EQ(run(std::string(AXFOLD_EXE) + train(root / "np1_nodrop", "--no-dropout --examples " + ex)), 0)
+        << log_of(root / "np1_nodrop");
     const auto one_nodrop = read_log(root / "np1_nodrop");
     ASSERT_EQ(one_nodrop.size(), 2u);
     EXPECT_NE(one_nodrop[1].first, one[1].first);  // dropout moves the loss
@@ -127,9 +134,9 @@ TEST(DapTrain, TwoRanksTrainAsOne) {
     for (const auto& [name, extra] : std::vector<std::pair<std::string, std::string>>{
              {"dap2", "--dap 2 --examples " + ex}, {"dp2", "--dap 1 --no-dropout --examples " + ex + " " + ex}}) {
         const fs::path dir = root / name;
-        const std::string cmd = std::string(AXFOLD_MPIEXEC) + " -n 2 --oversubscribe --allow-run-as-root " +
-                                AXFOLD_EXE + train(dir, extra);
-        ASSERT_EQ(run(cmd), 0) << "see " << (dir / "log.txt");
+        const std::string cmd =
+            std::string(AXFOLD_MPIEXEC) + " -n 2 --oversubscribe --allow-run-as-root " + AXFOLD_EXE + train(dir, extra);
+        ASSERT_EQ(run(cmd), 0) << (dir / "log.txt") << ":\n" << log_of(dir);
         const auto many = read_log(dir);
         const auto& ref = name == "dp2" ? one_nodrop : one;  // replicas draw different dropout masks
         ASSERT_EQ(many.size(), ref.size()) << name;
@@ -139,5 +146,4 @@ TEST(DapTrain, TwoRanksTrainAsOne) {
         }
         EXPECT_TRUE(fs::exists(dir / "checkpoint-000002" / "params_model_3_ptm.npz")) << name;
     }
-    fs::remove_all(root);
 }

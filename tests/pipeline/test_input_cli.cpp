@@ -3,12 +3,13 @@
 // golden parameters), and bad input failing with the file named.
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include "io/hdf5_file.h"
 #include "pipeline/raw_features.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using namespace axfold;
@@ -34,13 +35,6 @@ RunResult run(const std::string& cmd) {
     return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
 }
 
-fs::path fresh_dir(const std::string& name) {
-    fs::path d = fs::temp_directory_path() / ("axfold_inputs_" + name + "_" + std::to_string(::getpid()));
-    fs::remove_all(d);
-    fs::create_directories(d);
-    return d;
-}
-
 // Small model settings: the reduced-width golden parameters (model_3_ptm), 2 structure-module layers.
 const std::string kSmallModel = " --params " + kSmall +
                                 "/params.npz --model-name model_3_ptm --structure-module-layers 2 --threads 2"
@@ -49,27 +43,28 @@ const std::string kSmallModel = " --params " + kSmall +
 }  // namespace
 
 TEST(InputCli, FeaturesFromFastaAndAlignments) {
-    const fs::path d = fresh_dir("features");
+    const test::TempDir d;
     const std::string raw = (d / "q.features.h5").string(), proc = (d / "q.processed.h5").string();
-    RunResult r = run(kBin + " features --fasta " + kReal + "/short.fasta --msa " + kOf + "uniref90_hits.sto --msa " + kOf +
-                      "bfd_uniclust_hits.a3m --msa " + kOf + "mgnify_hits.sto -o " + raw);
+    RunResult r = run(kBin + " features --fasta " + kReal + "/short.fasta --msa " + kOf + "uniref90_hits.sto --msa " +
+                      kOf + "bfd_uniclust_hits.a3m --msa " + kOf + "mgnify_hits.sto -o " + raw);
     ASSERT_EQ(r.rc, 0) << r.out;
     EXPECT_EQ(pipeline::detect_feature_file(raw), pipeline::FeatureFileKind::Raw);
     EXPECT_EQ(pipeline::read_raw_features_h5(raw).msa_depth(), 1136);
-    r = run(kBin + " features --features " + raw + " --processed --model-name model_3 --num-recycle 1 --seed 7 -o " + proc);
+    r = run(kBin + " features --features " + raw + " --processed --model-name model_3 --num-recycle 1 --seed 7 -o " +
+            proc);
     ASSERT_EQ(r.rc, 0) << r.out;
     io::Hdf5File f(proc);
     EXPECT_EQ(f.shape("msa_feat"), (Shape{2, 512, 73, 49}));
     EXPECT_EQ(f.shape("extra_msa"), (Shape{2, 5120, 73}));
     EXPECT_EQ(pipeline::detect_feature_file(proc), pipeline::FeatureFileKind::Processed);
-    fs::remove_all(d);
 }
 
 TEST(InputCli, BadInputNamesTheFile) {
-    const fs::path d = fresh_dir("bad");
+    const test::TempDir d;
     const std::string fa = (d / "other.fasta").string();
     std::ofstream(fa) << ">other\nMKVLAAGG\n";
-    RunResult r = run(kBin + " features --fasta " + fa + " --msa " + kOf + "bfd_uniclust_hits.a3m -o " + (d / "x.h5").string());
+    RunResult r =
+        run(kBin + " features --fasta " + fa + " --msa " + kOf + "bfd_uniclust_hits.a3m -o " + (d / "x.h5").string());
     EXPECT_EQ(r.rc, 1);
     EXPECT_NE(r.out.find("bfd_uniclust_hits.a3m"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("FASTA sequence"), std::string::npos) << r.out;
@@ -82,34 +77,34 @@ TEST(InputCli, BadInputNamesTheFile) {
     r = run(kBin + " features --fasta " + two + " -o " + (d / "y.h5").string());
     EXPECT_EQ(r.rc, 1);
     EXPECT_NE(r.out.find("2 sequences"), std::string::npos) << r.out;
-    fs::remove_all(d);
 }
 
 TEST(InputCli, PredictFromFastaAndAlignments) {
-    const fs::path d = fresh_dir("predict_fasta");
-    RunResult r = run(kBin + " predict --fasta " + kReal + "/short.fasta --msa " + kOf + "uniref90_hits.sto --msa " + kOf +
-                      "mgnify_hits.sto --seed 3 --out-dir " + d.string() + kSmallModel);
+    const test::TempDir d;
+    RunResult r = run(kBin + " predict --fasta " + kReal + "/short.fasta --msa " + kOf + "uniref90_hits.sto --msa " +
+                      kOf + "mgnify_hits.sto --seed 3 --out-dir " + d.str() + kSmallModel);
     ASSERT_EQ(r.rc, 0) << r.out;
     EXPECT_TRUE(fs::exists(d / "model_3_ptm_unrelaxed.pdb"));
     EXPECT_NE(r.out.find("N=73"), std::string::npos) << r.out;
-    fs::remove_all(d);
 }
 
 // Two models from one FASTA job: the alignments are read once, each model's features use AlphaFold's per-model
 // seed (model index + seed x models), and the ranking covers both.
 TEST(InputCli, PredictSeveralModelsFromFastaUsesPerModelSeeds) {
-    const fs::path d = fresh_dir("predict_fasta_models");
+    const test::TempDir d;
     const std::string params = " --params " + kSmall + "/params.npz";
     RunResult r = run(kBin + " predict --fasta " + kReal + "/short.fasta --msa " + kOf + "uniref90_hits.sto --seed 3" +
-                      params + params + " --model-name model_3_ptm,model_4_ptm --num-recycle 0 "
-                      "--structure-module-layers 2 --threads 1 --out-dir " + d.string());
+                      params + params +
+                      " --model-name model_3_ptm,model_4_ptm --num-recycle 0 "
+                      "--structure-module-layers 2 --threads 1 --out-dir " +
+                      d.str());
     ASSERT_EQ(r.rc, 0) << r.out;
     EXPECT_NE(r.out.find("features for model_3_ptm: transforms"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("seed 6 ("), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("seed 7 ("), std::string::npos) << r.out;
-    EXPECT_EQ(r.out.find("uniref90_hits.sto: "), r.out.rfind("uniref90_hits.sto: ")) << "alignments read twice\n" << r.out;
+    EXPECT_EQ(r.out.find("uniref90_hits.sto: "), r.out.rfind("uniref90_hits.sto: ")) << "alignments read twice\n"
+                                                                                     << r.out;
     EXPECT_TRUE(fs::exists(d / "ranked_1.pdb"));
-    fs::remove_all(d);
 }
 
 TEST(InputCli, FeaturesPklConvertsAndPredicts) {
@@ -117,12 +112,13 @@ TEST(InputCli, FeaturesPklConvertsAndPredicts) {
     if (run("/usr/bin/python3 -c 'import numpy, h5py'").rc != 0)
         GTEST_SKIP() << "/usr/bin/python3 lacks numpy/h5py (apt-get install python3-numpy python3-h5py)";
     if (!fs::exists(pkl)) GTEST_SKIP() << pkl << " not present";
-    const fs::path d = fresh_dir("pkl");
+    const test::TempDir d;
     const std::string h5 = (d / "features.h5").string();
     RunResult r = run(std::string(AXFOLD_SOURCE_DIR) + "/scripts/features_pkl_to_h5.py " + pkl + " " + h5);
     ASSERT_EQ(r.rc, 0) << r.out;
     // Same keys, dtypes and values as the golden raw_features.h5 (copied into tests/data/realdata).
-    const pipeline::RawFeatures a = pipeline::read_raw_features_h5(h5), b = pipeline::read_raw_features_h5(kReal + "/alphafold_raw_features.h5");
+    const pipeline::RawFeatures a = pipeline::read_raw_features_h5(h5),
+                                b = pipeline::read_raw_features_h5(kReal + "/alphafold_raw_features.h5");
     ASSERT_EQ(a.arrays.size(), b.arrays.size());
     for (const auto& [k, t] : b.arrays) {
         ASSERT_TRUE(a.has(k)) << k;
@@ -138,5 +134,4 @@ TEST(InputCli, FeaturesPklConvertsAndPredicts) {
     r = run(std::string(AXFOLD_SOURCE_DIR) + "/scripts/features_pkl_to_h5.py " + (d / "none.pkl").string() + " " + h5);
     EXPECT_EQ(r.rc, 1);
     EXPECT_NE(r.out.find("none.pkl"), std::string::npos) << r.out;
-    fs::remove_all(d);
 }

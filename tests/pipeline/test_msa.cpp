@@ -10,6 +10,7 @@
 #include "io/hdf5_file.h"
 #include "io/msa.h"
 #include "pipeline/raw_features.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using namespace axfold;
@@ -21,23 +22,28 @@ namespace {
 const std::string kReal = std::string(AXFOLD_TEST_DATA_DIR) + "/realdata";
 
 // Runs fn, expects an axfold::Error whose message contains every needle.
-template <class F> void expect_error(F&& fn, std::initializer_list<std::string> needles) {
+template <class F>
+void expect_error(F&& fn, std::initializer_list<std::string> needles) {
     try {
         fn();
         ADD_FAILURE() << "no error thrown";
     } catch (const Error& e) {
         const std::string msg = e.what();
-        for (const std::string& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' not in: " << msg;
+        for (const std::string& n : needles)
+            EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' not in: " << msg;
     }
 }
 
-std::string tmp_file(const std::string& name, const std::string& content) {
-    const fs::path p = fs::temp_directory_path() / ("axfold_msa_" + std::to_string(::getpid()) + "_" + name);
+// Writes `content` to <dir>/<name> and returns its path.
+std::string tmp_file(const test::TempDir& dir, const std::string& name, const std::string& content) {
+    const fs::path p = dir / name;
     std::ofstream(p) << content;
     return p.string();
 }
 
-int32_t at(const Tensor& t, int64_t i, int64_t j) { return t.data<int32_t>()[i * t.size(1) + j]; }
+int32_t at(const Tensor& t, int64_t i, int64_t j) {
+    return t.data<int32_t>()[i * t.size(1) + j];
+}
 
 }  // namespace
 
@@ -96,7 +102,8 @@ TEST(Stockholm, WrappedBlocksMarkupAndQueryGapColumns) {
 
 TEST(Stockholm, BadInputNamesFileAndLine) {
     expect_error([] { parse_stockholm("# STOCKHOLM 1.0\nq MKV extra\n//\n", "m.sto"); }, {"m.sto:2", "malformed"});
-    expect_error([] { parse_stockholm("# STOCKHOLM 1.0\nq MKV\nh MK\n//\n", "l.sto"); }, {"l.sto:3", "'h'", "2 columns"});
+    expect_error([] { parse_stockholm("# STOCKHOLM 1.0\nq MKV\nh MK\n//\n", "l.sto"); },
+                 {"l.sto:3", "'h'", "2 columns"});
     expect_error([] { parse_stockholm("# STOCKHOLM 1.0\nq MKV\nh M#V\n//\n", "c.sto"); }, {"c.sto:3", "'#'"});
     expect_error([] { parse_stockholm("# STOCKHOLM 1.0\n//\n", "e.sto"); }, {"e.sto", "no Stockholm sequences"});
 }
@@ -149,9 +156,10 @@ TEST(RealAlignments, TwoQ2kDeletionCountsAndDedup) {
 TEST(RealAlignments, ReproducesAlphaFoldsFeaturesPkl) {
     const std::string dir = kReal + "/alignments/openfold_test/";
     const auto q = read_fasta(kReal + "/short.fasta");
-    const RawFeatures raw = make_raw_features(
-        q[0].sequence, q[0].description,
-        {read_msa(dir + "uniref90_hits.sto"), read_msa(dir + "bfd_uniclust_hits.a3m"), read_msa(dir + "mgnify_hits.sto")});
+    const RawFeatures raw =
+        make_raw_features(q[0].sequence, q[0].description,
+                          {read_msa(dir + "uniref90_hits.sto"), read_msa(dir + "bfd_uniclust_hits.a3m"),
+                           read_msa(dir + "mgnify_hits.sto")});
     const RawFeatures af = read_raw_features_h5(kReal + "/alphafold_raw_features.h5");
     for (const char* key : {"aatype", "msa", "deletion_matrix_int", "residue_index", "seq_length", "num_alignments",
                             "between_segment_residues"}) {
@@ -167,20 +175,20 @@ TEST(RealAlignments, ReproducesAlphaFoldsFeaturesPkl) {
     EXPECT_EQ(af.strings.at("sequence")[0], q[0].sequence);
     EXPECT_EQ(af.strings.at("template_domain_names").size(), 8u);
     // Raw HDF5 round trip, strings included.
-    const std::string p = tmp_file("raw.h5", "");
+    const test::TempDir tmp;
+    const std::string p = tmp_file(tmp, "raw.h5", "");
     write_raw_features_h5(p, raw);
     EXPECT_EQ(detect_feature_file(p), FeatureFileKind::Raw);
     const RawFeatures back = read_raw_features_h5(p);
     EXPECT_EQ(back.strings.at("sequence")[0], q[0].sequence);
     EXPECT_EQ(back.strings.at("domain_name")[0], "query");
     EXPECT_EQ(at(back.at("deletion_matrix_int"), 5, 40), at(raw.at("deletion_matrix_int"), 5, 40));
-    fs::remove(p);
 }
 
 TEST(RawFeatures, SingleSequenceModeAndColabFoldA3m) {
     const RawFeatures single = make_raw_features("MKVB", "q", {});
     EXPECT_EQ(single.at("msa").shape(), (Shape{1, 4}));
-    EXPECT_EQ(at(single.at("msa"), 0, 3), 2);                     // B -> D in the HHblits alphabet
+    EXPECT_EQ(at(single.at("msa"), 0, 3), 2);                        // B -> D in the HHblits alphabet
     EXPECT_EQ(single.at("aatype").data<int32_t>()[3 * 21 + 20], 1);  // and X in aatype (AF2)
     const Msa dup = read_msa(kReal + "/a3m/6A5J.a3m");
     EXPECT_EQ(dup.depth(), 2);
@@ -191,7 +199,8 @@ TEST(RawFeatures, BadInputNamesFileAndKey) {
     const Msa m = parse_a3m(">q\nACDEF\n>h\nAC-EF\n", "other.a3m");
     expect_error([&] { make_raw_features("ACDEG", "q", {m}); }, {"other.a3m", "differs", "residue 5"});
     expect_error([&] { make_raw_features("ACDEFG", "q", {m}); }, {"other.a3m", "5 residues", "6"});
-    const std::string p = tmp_file("nomsa.h5", "");
+    const test::TempDir tmp;
+    const std::string p = tmp_file(tmp, "nomsa.h5", "");
     {
         Hdf5Writer w(p);
         w.write("aatype", Tensor::zeros({3, 21}, DType::I32));
@@ -207,5 +216,4 @@ TEST(RawFeatures, BadInputNamesFileAndKey) {
         w.commit();
     }
     expect_error([&] { read_raw_features_h5(p); }, {p, "missing raw feature 'aatype'"});
-    fs::remove(p);
 }

@@ -9,6 +9,7 @@
 
 #include "golden_util.h"
 #include "io/params.h"
+#include "test_util.h"
 #include "training/optimizer.h"
 #include "training/training.h"
 
@@ -39,7 +40,6 @@ ModelWeights random_grads(const ModelWeights& w, std::mt19937& rng, float sd) {
         for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = d(rng);
     return g;
 }
-
 
 }  // namespace
 
@@ -117,13 +117,15 @@ TEST(Optimizer, AdamMatchesFloat64Reference) {
 // Saving after two updates and loading into a fresh optimizer continues exactly as the original.
 TEST(Optimizer, StateRoundTripsThroughHdf5) {
     auto s1 = small_store(), s2 = small_store();
-    ModelWeights p1 = Model::from_store(s1, "model_3_ptm", 2).weights(), p2 = Model::from_store(s2, "model_3_ptm", 2).weights();
+    ModelWeights p1 = Model::from_store(s1, "model_3_ptm", 2).weights(),
+                 p2 = Model::from_store(s2, "model_3_ptm", 2).weights();
     AdamConfig c;
     c.warmup_steps = 0;
     Adam a1(c, p1);
     std::mt19937 rng(5);
     for (int s = 0; s < 2; ++s) a1.update(p1, random_grads(p1, rng, 0.01f));
-    const std::string path = (std::filesystem::temp_directory_path() / "axfold_adam_state.h5").string();
+    const test::TempDir dir;
+    const std::string path = (dir / "adam_state.h5").string();
     {
         io::Hdf5Writer w(path);
         a1.save(w, "optimizer");
@@ -147,7 +149,6 @@ TEST(Optimizer, StateRoundTripsThroughHdf5) {
     } catch (const Error& e) {
         EXPECT_NE(std::string(e.what()).find("missing/step"), std::string::npos) << e.what();
     }
-    std::filesystem::remove(path);
 }
 
 // Training on the golden loss case: four Adam updates (no warm-up) lower the total loss.
@@ -176,7 +177,8 @@ TEST(Optimizer, UpdatesLowerTheLoss) {
 // The moving average: ema = d ema + (1 - d) p for every tensor, in place.
 TEST(Optimizer, MovingAverage) {
     auto s1 = small_store(), s2 = small_store();
-    ModelWeights ema = Model::from_store(s1, "model_3_ptm", 2).weights(), params = Model::from_store(s2, "model_3_ptm", 2).weights();
+    ModelWeights ema = Model::from_store(s1, "model_3_ptm", 2).weights(),
+                 params = Model::from_store(s2, "model_3_ptm", 2).weights();
     std::mt19937 rng(9);
     const ModelWeights step = random_grads(params, rng, 1.f);
     const std::vector<Tensor> e = tensors(ema), p = tensors(params), d = tensors(step);
