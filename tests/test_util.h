@@ -14,8 +14,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <source_location>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -44,7 +46,9 @@ inline Tensor random_mask(const Shape& shape, std::mt19937& rng, float zero_frac
 }
 
 // Values of any tensor (any dtype, any device, any strides) as float64, row-major.
-inline std::vector<double> to_f64(const Tensor& t) { return host_float64(t); }
+inline std::vector<double> to_f64(const Tensor& t) {
+    return host_float64(t);
+}
 
 // max |a - b| / max |b| over every element (INFINITY when a holds a non-finite value; max |a - b| when b is 0).
 inline double rel_diff(const Tensor& a, const Tensor& b) {
@@ -101,7 +105,9 @@ inline void expect_close(const Tensor& a, const std::vector<double>& r, double a
 using PrecisionScope = MatmulPrecisionScope;
 
 // "seed 42": the text SeededRng traces; for SCOPED_TRACE(test::seed_message(seed)) beside a plain generator.
-inline std::string seed_message(uint64_t seed) { return "seed " + std::to_string(seed); }
+inline std::string seed_message(uint64_t seed) {
+    return "seed " + std::to_string(seed);
+}
 
 // A std::mt19937 whose seed is printed with every failure in its scope (a gtest ScopedTrace at the line that
 // made it) and recorded as the test's "seed" property (the XML report), so a failing random case can be
@@ -128,6 +134,27 @@ private:
 // The same, traced at the caller's line.
 inline SeededRng seeded_rng(uint32_t seed, std::source_location where = std::source_location::current()) {
     return SeededRng(seed, where);
+}
+
+// Runs fn and expects an axfold::Error whose message contains every needle (the file, the dataset, the value).
+template <class F>
+void expect_error(F&& fn, const std::vector<std::string>& needles) {
+    try {
+        fn();
+        ADD_FAILURE() << "no axfold::Error thrown";
+    } catch (const Error& e) {
+        const std::string msg = e.what();
+        for (const std::string& n : needles)
+            EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' not in: " << msg;
+    }
+}
+
+// A file's bytes.
+inline std::string read_text(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
 }
 
 // A fresh directory under std::filesystem::temp_directory_path(), named after the running test

@@ -21,12 +21,6 @@ namespace fs = std::filesystem;
 namespace {
 const std::string kSmall = std::string(AXFOLD_TEST_DATA_DIR) + "/golden/small";
 
-std::string slurp(const std::string& path) {
-    std::ifstream in(path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
 }  // namespace
 
 TEST(CApi, PredictionEqualsTheCppApi) {
@@ -62,7 +56,7 @@ TEST(CApi, PredictionEqualsTheCppApi) {
     // The PDB text is what `axfold predict` writes for the same prediction.
     const test::TempDir dir;
     ASSERT_EQ(axf_prediction_write_pdb(p, (dir / "c.pdb").c_str()), AXF_OK) << axf_last_error();
-    EXPECT_EQ(slurp((dir / "c.pdb").string()), io::to_pdb(prediction_structure(ref)));
+    EXPECT_EQ(test::read_text((dir / "c.pdb").string()), io::to_pdb(prediction_structure(ref)));
     axf_prediction_free(p);
     axf_features_free(f);
     axf_model_free(m);

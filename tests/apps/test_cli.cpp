@@ -36,13 +36,6 @@ RunResult run(const std::string& args) {
     return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
 }
 
-std::string slurp(const std::string& path) {
-    std::ifstream in(path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
 }  // namespace
 
 TEST(Cli, PredictWritesEveryOutputAndTheyParseBack) {
@@ -68,7 +61,7 @@ TEST(Cli, PredictWritesEveryOutputAndTheyParseBack) {
 
     // PDB ATOM records parse back to the saved atom37 positions and carry pLDDT as B-factor.
     Tensor mask = ours.read_f32("final_atom_mask"), plddt = ours.read_f32("plddt");
-    std::istringstream pdb(slurp((out / "model_3_ptm_unrelaxed.pdb").string()));
+    std::istringstream pdb(test::read_text((out / "model_3_ptm_unrelaxed.pdb").string()));
     std::string line;
     std::vector<double> xyz, bf;
     while (std::getline(pdb, line))
@@ -88,10 +81,11 @@ TEST(Cli, PredictWritesEveryOutputAndTheyParseBack) {
     EXPECT_EQ(test::compare(xyz, expect_xyz, 6e-4, 0, "pdb xyz").bad, 0);
     EXPECT_EQ(test::compare(bf, expect_bf, 6e-3, 0, "pdb b-factor").bad, 0);
 
-    std::string pae = slurp((out / "pae_model_3_ptm.json").string());
+    std::string pae = test::read_text((out / "pae_model_3_ptm.json").string());
     EXPECT_NE(pae.find("\"max_predicted_aligned_error\":31.75"), std::string::npos) << pae.substr(0, 200);
-    EXPECT_NE(slurp((out / "ranking_debug.json").string()).find("\"plddts\""), std::string::npos);
-    EXPECT_NE(slurp((out / "model_3_ptm_unrelaxed.cif").string()).find("_ma_qa_metric_local"), std::string::npos);
+    EXPECT_NE(test::read_text((out / "ranking_debug.json").string()).find("\"plddts\""), std::string::npos);
+    EXPECT_NE(test::read_text((out / "model_3_ptm_unrelaxed.cif").string()).find("_ma_qa_metric_local"),
+              std::string::npos);
 
     // Existing results are not overwritten without --overwrite.
     RunResult again = run(args);
@@ -220,13 +214,15 @@ TEST(Cli, PredictRanksSeveralModels) {
          {"ranked_0.pdb", "ranked_0.cif", "ranked_1.pdb", "ranked_1.cif", "ranking_debug.json", "timings.json",
           "model_3_ptm_unrelaxed.pdb", "model_4_ptm_unrelaxed.pdb", "pae_model_3_ptm.json", "pae_model_4_ptm.json"})
         EXPECT_TRUE(fs::exists(a / f)) << f;
-    EXPECT_EQ(slurp((a / "ranked_0.pdb").string()), slurp((a / (best + "_unrelaxed.pdb")).string()));
-    EXPECT_EQ(slurp((a / "ranked_1.pdb").string()), slurp((a / (other + "_unrelaxed.pdb")).string()));
-    const std::string ranking = slurp((a / "ranking_debug.json").string());
+    EXPECT_EQ(test::read_text((a / "ranked_0.pdb").string()),
+              test::read_text((a / (best + "_unrelaxed.pdb")).string()));
+    EXPECT_EQ(test::read_text((a / "ranked_1.pdb").string()),
+              test::read_text((a / (other + "_unrelaxed.pdb")).string()));
+    const std::string ranking = test::read_text((a / "ranking_debug.json").string());
     const size_t order = ranking.find("\"order\"");
     ASSERT_NE(order, std::string::npos) << ranking;
     EXPECT_LT(ranking.find("\"" + best + "\"", order), ranking.find("\"" + other + "\"", order)) << ranking;
-    const std::string timings = slurp((a / "timings.json").string());
+    const std::string timings = test::read_text((a / "timings.json").string());
     for (const char* k : {"\"predict_model_3_ptm\"", "\"predict_model_4_ptm\"", "\"ranking\""})
         EXPECT_NE(timings.find(k), std::string::npos) << k << timings;
 
@@ -235,7 +231,7 @@ TEST(Cli, PredictRanksSeveralModels) {
             (dir / "params" / "params_model_4_ptm.npz").string() +
             " --model-name model_3_ptm --model-name model_4_ptm --out-dir " + (dir / "b").string());
     ASSERT_EQ(r.rc, 0) << r.out;
-    EXPECT_EQ(slurp((dir / "b" / "ranking_debug.json").string()), ranking);
+    EXPECT_EQ(test::read_text((dir / "b" / "ranking_debug.json").string()), ranking);
 
     // Mismatched lists, a model the directory lacks, a model twice.
     r = run(common + " --params " + (dir / "params" / "params_model_3_ptm.npz").string() +
@@ -380,15 +376,16 @@ TEST(Cli, TrainResumesExactlyAndPredictReadsItsCheckpoint) {
     ASSERT_EQ(r.rc, 0) << r.out;
     r = run(common + "--steps 2 --resume " + (b / "checkpoint-000001").string() + " --out-dir " + b.string());
     ASSERT_EQ(r.rc, 0) << r.out;
-    EXPECT_EQ(slurp((a / "checkpoint-000002" / "params_model_3_ptm.npz").string()),
-              slurp((b / "checkpoint-000002" / "params_model_3_ptm.npz").string()));
+    EXPECT_EQ(test::read_text((a / "checkpoint-000002" / "params_model_3_ptm.npz").string()),
+              test::read_text((b / "checkpoint-000002" / "params_model_3_ptm.npz").string()));
     // The moving average resumes exactly too, and lags the parameters.
-    const std::string ema_a = slurp((a / "checkpoint-000002" / "params_model_3_ptm_ema.npz").string());
+    const std::string ema_a = test::read_text((a / "checkpoint-000002" / "params_model_3_ptm_ema.npz").string());
     EXPECT_FALSE(ema_a.empty());
-    EXPECT_EQ(ema_a, slurp((b / "checkpoint-000002" / "params_model_3_ptm_ema.npz").string()));
-    EXPECT_NE(ema_a, slurp((a / "checkpoint-000002" / "params_model_3_ptm.npz").string()));
+    EXPECT_EQ(ema_a, test::read_text((b / "checkpoint-000002" / "params_model_3_ptm_ema.npz").string()));
+    EXPECT_NE(ema_a, test::read_text((a / "checkpoint-000002" / "params_model_3_ptm.npz").string()));
     // The log keeps the first run's record; the losses agree; the loss fell.
-    const std::string la = slurp((a / "training_log.jsonl").string()), lb = slurp((b / "training_log.jsonl").string());
+    const std::string la = test::read_text((a / "training_log.jsonl").string()),
+                      lb = test::read_text((b / "training_log.jsonl").string());
     auto losses = [](const std::string& log) {
         std::vector<double> v;
         std::istringstream in(log);
@@ -400,7 +397,8 @@ TEST(Cli, TrainResumesExactlyAndPredictReadsItsCheckpoint) {
     EXPECT_EQ(losses(la), losses(lb));
     EXPECT_LT(losses(la)[1], losses(la)[0]);
     // The trained parameters differ from the start and predict reads them.
-    EXPECT_NE(slurp((a / "checkpoint-000002" / "params_model_3_ptm.npz").string()), slurp(kSmall + "/params.npz"));
+    EXPECT_NE(test::read_text((a / "checkpoint-000002" / "params_model_3_ptm.npz").string()),
+              test::read_text(kSmall + "/params.npz"));
     r = run("predict --features " + kSmall + "/features.h5 --params " +
             (a / "checkpoint-000002" / "params_model_3_ptm.npz").string() +
             " --model-name model_3_ptm --structure-module-layers 2 --threads 1 --out-dir " + (a / "pred").string());
@@ -425,8 +423,8 @@ TEST(Cli, TrainResumesExactlyAndPredictReadsItsCheckpoint) {
     EXPECT_TRUE(fs::exists(b / "checkpoint-000002"));
     r = run(common + "--steps 2 --resume " + (b / "checkpoint-000001").string() + "/ --out-dir " + b.string());
     EXPECT_EQ(r.rc, 0) << r.out;
-    EXPECT_EQ(slurp((a / "checkpoint-000002" / "params_model_3_ptm.npz").string()),
-              slurp((b / "checkpoint-000002" / "params_model_3_ptm.npz").string()));
+    EXPECT_EQ(test::read_text((a / "checkpoint-000002" / "params_model_3_ptm.npz").string()),
+              test::read_text((b / "checkpoint-000002" / "params_model_3_ptm.npz").string()));
     // A checkpoint of another directory does not continue into this one without --overwrite.
     r = run(common + "--steps 3 --resume " + (a / "checkpoint-000002").string() + " --out-dir " + b.string());
     EXPECT_NE(r.rc, 0);
@@ -445,13 +443,13 @@ TEST(Cli, TrainResumesExactlyAndPredictReadsItsCheckpoint) {
     r = run(common + "--steps 3 --clip-norm 0.5 --allow-changed-settings --resume " +
             (a / "checkpoint-000002").string() + " --out-dir " + a.string());
     EXPECT_EQ(r.rc, 0) << r.out;
-    EXPECT_EQ(losses(slurp((a / "training_log.jsonl").string())).size(), 3u);
+    EXPECT_EQ(losses(test::read_text((a / "training_log.jsonl").string())).size(), 3u);
     // Validation: the moving average's prediction scored by the chain's lDDT-Ca, after updates 1 and 2.
     r = run(common + "--steps 2 --validate " + kSmall + "/loss_cases.h5 --validate-every 1 --out-dir " +
             (a / "val").string());
     ASSERT_EQ(r.rc, 0) << r.out;
     {
-        std::istringstream in(slurp((a / "val" / "validation_log.jsonl").string()));
+        std::istringstream in(test::read_text((a / "val" / "validation_log.jsonl").string()));
         int lines = 0;
         for (std::string line; std::getline(in, line); ++lines) {
             const double lddt = std::stod(line.substr(line.find("\"lddt_ca\": ") + 11));
@@ -515,7 +513,7 @@ TEST(Cli, TrainingExampleFromMmcifTrains) {
     EXPECT_TRUE(fs::exists(out / "run" / "checkpoint-000002" / "params_model_3_ptm.npz"));
     auto log_losses = [](const fs::path& dir) {
         std::vector<double> v;
-        std::istringstream in(slurp((dir / "training_log.jsonl").string()));
+        std::istringstream in(test::read_text((dir / "training_log.jsonl").string()));
         for (std::string line; std::getline(in, line);)
             v.push_back(std::stod(line.substr(line.find("\"loss\": ") + 8)));
         return v;
@@ -535,15 +533,15 @@ TEST(Cli, TrainingExampleFromMmcifTrains) {
     ASSERT_EQ(r.rc, 0) << r.out;
     EXPECT_EQ(log_losses(out / "rs1"), log_losses(out / "rs2"));
     EXPECT_NE(log_losses(out / "rs1"), log_losses(out / "run"));
-    EXPECT_EQ(slurp((out / "rs1" / "checkpoint-000002" / "params_model_3_ptm.npz").string()),
-              slurp((out / "rs2" / "checkpoint-000002" / "params_model_3_ptm.npz").string()));
-    EXPECT_NE(slurp((out / "rs1" / "training_log.jsonl").string()).find("\"crop\": ["), std::string::npos);
+    EXPECT_EQ(test::read_text((out / "rs1" / "checkpoint-000002" / "params_model_3_ptm.npz").string()),
+              test::read_text((out / "rs2" / "checkpoint-000002" / "params_model_3_ptm.npz").string()));
+    EXPECT_NE(test::read_text((out / "rs1" / "training_log.jsonl").string()).find("\"crop\": ["), std::string::npos);
     // AF2's sampled iteration count: 1 or 2 of the example's 2, drawn per update (both occur for seed 5).
     r = run(train + "--steps 4 --sample-recycles --seed 5 --out-dir " + (out / "recycles").string());
     ASSERT_EQ(r.rc, 0) << r.out;
     {
         std::set<int> seen;
-        std::istringstream in(slurp((out / "recycles" / "training_log.jsonl").string()));
+        std::istringstream in(test::read_text((out / "recycles" / "training_log.jsonl").string()));
         for (std::string line; std::getline(in, line);)
             seen.insert(std::stoi(line.substr(line.find("\"iterations\": ") + 14)));
         EXPECT_EQ(seen, (std::set<int>{1, 2}));

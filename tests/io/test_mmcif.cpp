@@ -23,19 +23,6 @@ namespace {
 // shared/realdata/mmcif.
 const std::string k2q2k = std::string(AXFOLD_TEST_DATA_DIR) + "/realdata/2q2k.cif";
 
-// Runs fn, expects an axfold::Error whose message contains every needle.
-template <class F>
-void expect_error(F&& fn, std::initializer_list<std::string> needles) {
-    try {
-        fn();
-        ADD_FAILURE() << "no error thrown";
-    } catch (const Error& e) {
-        const std::string msg = e.what();
-        for (const std::string& n : needles)
-            EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' not in: " << msg;
-    }
-}
-
 // Writes `content` to <dir>/<name>.cif and returns its path.
 std::string tmp_cif(const test::TempDir& dir, const std::string& name, const std::string& content) {
     const fs::path p = dir / (name + ".cif");
@@ -153,7 +140,7 @@ TEST(MmcifReal, Chain2q2kAgainstTheFile) {
     EXPECT_EQ(b.seqres, a.seqres);
     EXPECT_EQ(b.atoms.size(), 379u);  // label asym C
 
-    expect_error([] { read_mmcif_chain(k2q2k, "F"); }, {"'F'", "2q2k.cif", "not a protein chain", "A, B"});
+    test::expect_error([] { read_mmcif_chain(k2q2k, "F"); }, {"'F'", "2q2k.cif", "not a protein chain", "A, B"});
 }
 
 TEST(MmcifSyntax, QuotesTextFieldsCommentsHetero) {
@@ -185,7 +172,7 @@ HETATM 8 O . HOH C . 9 9 9 1 P 1
     EXPECT_DOUBLE_EQ(c.atoms[1].occupancy, 1.0);  // '?'
     EXPECT_EQ(c.atoms[2].residue_name, "SER");
     EXPECT_DOUBLE_EQ(c.atoms[2].x, 7.0);
-    expect_error([&] { read_mmcif_chain(path, "R"); }, {"'R'", path, "not a protein chain"});
+    test::expect_error([&] { read_mmcif_chain(path, "R"); }, {"'R'", path, "not a protein chain"});
 }
 
 TEST(MmcifAltloc, HighestOccupancyFirstOnTies) {
@@ -247,34 +234,34 @@ TEST(MmcifErrors, AbsentChainAndMalformedFiles) {
     const test::TempDir dir;
     const std::string ok =
         tmp_cif(dir, "absent", kHead + "ATOM 1 CA . GLY A 2 1 1 1 1 P 1\nATOM 2 P . A B 1 0 0 0 1 R 1\n");
-    expect_error([&] { read_mmcif_chain(ok, "Z"); },
-                 {ok, "no chain 'Z'", "author chain ids: P, R", "protein chains: P"});
+    test::expect_error([&] { read_mmcif_chain(ok, "Z"); },
+                       {ok, "no chain 'Z'", "author chain ids: P, R", "protein chains: P"});
 
     // A truncated loop: the last row lacks its model number.
     const std::string trunc =
         tmp_cif(dir, "trunc", kHead + "ATOM 1 CA . GLY A 2 1 1 1 1 P 1\nATOM 2 C . GLY A 2 1 1 1 1 P\n");
-    expect_error([&] { read_mmcif_chain(trunc, "P"); },
-                 {trunc, "loop_", "_atom_site", "not a multiple of its 13 columns"});
-    expect_error([&] { mmcif_protein_chains(trunc); }, {trunc, "not a multiple"});
+    test::expect_error([&] { read_mmcif_chain(trunc, "P"); },
+                       {trunc, "loop_", "_atom_site", "not a multiple of its 13 columns"});
+    test::expect_error([&] { mmcif_protein_chains(trunc); }, {trunc, "not a multiple"});
 
     const std::string loop_line = tmp_cif(dir, "loopline", "data_x\n#\nloop_\n_a.b\n_a.c\n1 2\n3\n_d.e 4\n");
-    expect_error([&] { mmcif_protein_chains(loop_line); }, {loop_line + ":3:", "3 values"});
+    test::expect_error([&] { mmcif_protein_chains(loop_line); }, {loop_line + ":3:", "3 values"});
     const std::string quote = tmp_cif(dir, "quote", "data_x\n_a.b 'it's open\n_a.c 1\n");
-    expect_error([&] { mmcif_protein_chains(quote); }, {quote + ":2:", "not closed"});
+    test::expect_error([&] { mmcif_protein_chains(quote); }, {quote + ":2:", "not closed"});
     const std::string text = tmp_cif(dir, "text", "data_x\n_a.b\n;never\nclosed\n");
-    expect_error([&] { mmcif_protein_chains(text); }, {text + ":3:", "never closed"});
+    test::expect_error([&] { mmcif_protein_chains(text); }, {text + ":3:", "never closed"});
     const std::string untagged = tmp_cif(dir, "untagged", "data_x\n_a.b 1 2\n");
-    expect_error([&] { mmcif_protein_chains(untagged); }, {untagged + ":2:", "'2' without a tag"});
+    test::expect_error([&] { mmcif_protein_chains(untagged); }, {untagged + ":2:", "'2' without a tag"});
     const std::string no_value = tmp_cif(dir, "novalue", "data_x\n_a.b\n_a.c 1\n");
-    expect_error([&] { mmcif_protein_chains(no_value); }, {no_value + ":2:", "'_a.b' has no value"});
+    test::expect_error([&] { mmcif_protein_chains(no_value); }, {no_value + ":2:", "'_a.b' has no value"});
     const std::string not_cif = tmp_cif(dir, "notcif", ">query\nMKV\n");
-    expect_error([&] { mmcif_protein_chains(not_cif); }, {not_cif + ":1:", "expected a data_ block"});
+    test::expect_error([&] { mmcif_protein_chains(not_cif); }, {not_cif + ":1:", "expected a data_ block"});
     const std::string no_atoms = tmp_cif(dir, "noatoms", "data_x\n_entry.id X\n");
-    expect_error([&] { mmcif_protein_chains(no_atoms); }, {no_atoms, "no _atom_site"});
+    test::expect_error([&] { mmcif_protein_chains(no_atoms); }, {no_atoms, "no _atom_site"});
     const std::string bad_x =
         tmp_cif(dir, "badx", kHead + "ATOM 1 CA . GLY A 2 1 1 1 1 P 1\nATOM 2 C . GLY A 2 x1 1 1 1 P 1\n");
-    expect_error([&] { read_mmcif_chain(bad_x, "P"); }, {bad_x + ":48:", "Cartn_x 'x1'"});
+    test::expect_error([&] { read_mmcif_chain(bad_x, "P"); }, {bad_x + ":48:", "Cartn_x 'x1'"});
     const std::string bad_seq = tmp_cif(dir, "badseq", kHead + "ATOM 1 CA . GLY A 4 1 1 1 1 P 1\n");
-    expect_error([&] { read_mmcif_chain(bad_seq, "P"); }, {bad_seq + ":47:", "outside its SEQRES"});
-    expect_error([] { read_mmcif_chain("/nonexistent/x.cif", "A"); }, {"/nonexistent/x.cif", "not found"});
+    test::expect_error([&] { read_mmcif_chain(bad_seq, "P"); }, {bad_seq + ":47:", "outside its SEQRES"});
+    test::expect_error([] { read_mmcif_chain("/nonexistent/x.cif", "A"); }, {"/nonexistent/x.cif", "not found"});
 }

@@ -201,18 +201,6 @@ std::vector<float> random_floats(size_t n, std::mt19937& rng) {
     return v;
 }
 
-// Expects an axfold::Error whose message contains every one of `parts`.
-template <class F>
-void expect_error(F&& f, const std::vector<std::string>& parts) {
-    try {
-        f();
-        ADD_FAILURE() << "expected axfold::Error";
-    } catch (const Error& e) {
-        for (const std::string& p : parts)
-            EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << "message lacks '" << p << "': " << e.what();
-    }
-}
-
 TEST(Npz, ReadsSmallGoldenParams) {
     const auto arrays = read_npz(kSmallNpz);
     EXPECT_EQ(arrays.size(), 267u);
@@ -351,21 +339,21 @@ TEST(Npz, NpyHeaderVariants) {
     EXPECT_EQ(parse(make_npy("{'descr': '<f8', 'fortran_order': False, 'shape': (), }", d8)).shape(), Shape{});
     EXPECT_EQ(parse(make_npy("{'descr': '<i8', 'fortran_order': False, 'shape': (1, 1), }", d8)).dtype(), DType::I64);
 
-    expect_error([&] { parse(make_npy("{'descr': '<f4', 'fortran_order': True, 'shape': (2,), }", d8)); },
-                 {"test.npy", "Fortran"});
-    expect_error([&] { parse(make_npy("{'descr': '>f4', 'fortran_order': False, 'shape': (2,), }", d8)); },
-                 {"test.npy", "big-endian"});
-    expect_error([&] { parse(make_npy("{'descr': '<c8', 'fortran_order': False, 'shape': (1,), }", d8)); },
-                 {"test.npy", "<c8"});
-    expect_error([&] { parse(make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", d8)); },
-                 {"test.npy", "needs 12"});
-    expect_error([&] { parse(make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,, }", d8)); },
-                 {"test.npy", "malformed"});
-    expect_error([&] { parse(make_npy("{'descr': '<f4', 'shape': (2,), }", d8)); }, {"fortran_order"});
+    test::expect_error([&] { parse(make_npy("{'descr': '<f4', 'fortran_order': True, 'shape': (2,), }", d8)); },
+                       {"test.npy", "Fortran"});
+    test::expect_error([&] { parse(make_npy("{'descr': '>f4', 'fortran_order': False, 'shape': (2,), }", d8)); },
+                       {"test.npy", "big-endian"});
+    test::expect_error([&] { parse(make_npy("{'descr': '<c8', 'fortran_order': False, 'shape': (1,), }", d8)); },
+                       {"test.npy", "<c8"});
+    test::expect_error([&] { parse(make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", d8)); },
+                       {"test.npy", "needs 12"});
+    test::expect_error([&] { parse(make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,, }", d8)); },
+                       {"test.npy", "malformed"});
+    test::expect_error([&] { parse(make_npy("{'descr': '<f4', 'shape': (2,), }", d8)); }, {"fortran_order"});
     std::string v4 = make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", d8);
     v4[6] = 4;
-    expect_error([&] { parse(v4); }, {"version 4.0"});
-    expect_error([&] { parse("\x93NUMPY\x01"); }, {"bad magic"});
+    test::expect_error([&] { parse(v4); }, {"version 4.0"});
+    test::expect_error([&] { parse("\x93NUMPY\x01"); }, {"bad magic"});
 }
 
 TEST(Npz, ErrorsNameTheFile) {
@@ -375,18 +363,18 @@ TEST(Npz, ErrorsNameTheFile) {
 
     const std::string truncated = (dir / "truncated.npz").string();
     write_bytes(truncated, real.substr(0, real.size() / 2));
-    expect_error([&] { read_npz(truncated); }, {truncated, "truncated"});
+    test::expect_error([&] { read_npz(truncated); }, {truncated, "truncated"});
 
     const std::string empty = (dir / "empty.npz").string();
     write_bytes(empty, "");
-    expect_error([&] { read_npz(empty); }, {empty, "empty"});
+    test::expect_error([&] { read_npz(empty); }, {empty, "empty"});
 
     const std::string text = (dir / "text.npz").string();
     write_bytes(text, "this is a text file, not a zip archive of numpy arrays\n");
-    expect_error([&] { read_npz(text); }, {text, "not a NumPy .npz"});
+    test::expect_error([&] { read_npz(text); }, {text, "not a NumPy .npz"});
 
-    expect_error([&] { read_npz((dir / "missing.npz").string()); }, {"missing.npz"});
-    expect_error([&] { read_npz((dir / "").string()); }, {"not a regular file"});
+    test::expect_error([&] { read_npz((dir / "missing.npz").string()); }, {"missing.npz"});
+    test::expect_error([&] { read_npz((dir / "").string()); }, {"not a regular file"});
 
     // One flipped byte inside an array payload: caught by the CRC.
     std::string flipped = real;
@@ -395,7 +383,7 @@ TEST(Npz, ErrorsNameTheFile) {
     flipped[pos + 11 + 20 + 128 + 5] ^= 0x40;  // past the name, ZIP64 extra and .npy header
     const std::string crc = (dir / "crc.npz").string();
     write_bytes(crc, flipped);
-    expect_error([&] { read_npz(crc); }, {crc, "CRC-32", "query_w"});
+    test::expect_error([&] { read_npz(crc); }, {crc, "CRC-32", "query_w"});
 
     // A deflated entry whose compressed stream is cut short.
     std::vector<float> v(4096, 1.5f);
@@ -411,7 +399,7 @@ TEST(Npz, ErrorsNameTheFile) {
     patch_size(30 + 5 + comp + 20);  // central header
     const std::string cut = (dir / "cut.npz").string();
     write_bytes(cut, zip);
-    expect_error([&] { read_npz(cut); }, {cut, "a.npy"});
+    test::expect_error([&] { read_npz(cut); }, {cut, "a.npy"});
 }
 
 // Truncations and random byte corruptions of real archives must end in axfold::Error or a successful

@@ -67,17 +67,6 @@ Tensor random_tensor(const Shape& shape, std::mt19937& rng) {
     return ::testing::AssertionSuccess();
 }
 
-template <class F>
-void expect_error(F&& f, const std::vector<std::string>& parts) {
-    try {
-        f();
-        ADD_FAILURE() << "expected axfold::Error";
-    } catch (const Error& e) {
-        for (const std::string& p : parts)
-            EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << "message lacks '" << p << "': " << e.what();
-    }
-}
-
 TEST(ParamStore, LoadsNpz) {
     const ParamStore p = ParamStore::load(kSmallNpz);
     EXPECT_EQ(p.size(), 267u);
@@ -117,16 +106,16 @@ TEST(ParamStore, MissingKeyNamesNearestKeyAndFile) {
     const std::string typo =
         "alphafold/alphafold_iteration/evoformer/evoformer_iteration/msa_row_attention_with_pair_bias/attention//"
         "qeury_w";
-    expect_error([&] { p.get(typo); }, {typo, kSmallNpz, "nearest existing key: '" + kQueryW + "'"});
+    test::expect_error([&] { p.get(typo); }, {typo, kSmallNpz, "nearest existing key: '" + kQueryW + "'"});
     const std::string wrong_scope =
         "alphafold/alphafold_iteration/evoformer/evoformer_iteration/msa_row_atention//query_w";
-    expect_error([&] { p.get(wrong_scope); }, {wrong_scope, "nearest existing key: 'alphafold/"});
+    test::expect_error([&] { p.get(wrong_scope); }, {wrong_scope, "nearest existing key: 'alphafold/"});
 }
 
 TEST(ParamStore, WrongShapeNamesBothShapes) {
     const ParamStore p = ParamStore::load(kSmallNpz);
-    expect_error([&] { p.get(kQueryW, {2, 32, 2, 9}); }, {kQueryW, kSmallNpz, "[2, 32, 2, 8]", "[2, 32, 2, 9]"});
-    expect_error([&] { p.get(kQueryW, {32, 2, 8}); }, {"[2, 32, 2, 8]", "[32, 2, 8]"});
+    test::expect_error([&] { p.get(kQueryW, {2, 32, 2, 9}); }, {kQueryW, kSmallNpz, "[2, 32, 2, 8]", "[2, 32, 2, 9]"});
+    test::expect_error([&] { p.get(kQueryW, {32, 2, 8}); }, {"[2, 32, 2, 8]", "[32, 2, 8]"});
 }
 
 TEST(ParamStore, SaveH5RoundTripMatchesGoldenLayout) {
@@ -168,30 +157,30 @@ TEST(ParamStore, InsertAndSaveNpzRoundTrip) {
     p.save_h5((dir / "p.h5").string());
     EXPECT_TRUE(same_store(p, ParamStore::load((dir / "p.npz").string())));
     EXPECT_TRUE(same_store(p, ParamStore::load((dir / "p.h5").string())));
-    expect_error([&] { p.get("nope"); }, {"nope", "<in-memory parameters>"});
+    test::expect_error([&] { p.get("nope"); }, {"nope", "<in-memory parameters>"});
 }
 
 TEST(ParamStore, RejectsBadFiles) {
     const test::TempDir dir;
-    expect_error([&] { ParamStore::load((dir / "absent.npz").string()); }, {"absent.npz", "not found"});
+    test::expect_error([&] { ParamStore::load((dir / "absent.npz").string()); }, {"absent.npz", "not found"});
 
     const std::string empty = (dir / "empty.npz").string();
     write_bytes(empty, "");
-    expect_error([&] { ParamStore::load(empty); }, {empty, "empty"});
+    test::expect_error([&] { ParamStore::load(empty); }, {empty, "empty"});
 
     const std::string text = (dir / "text.h5").string();
     write_bytes(text, "alphafold params? no, just text\n");
-    expect_error([&] { ParamStore::load(text); }, {text, "neither"});
+    test::expect_error([&] { ParamStore::load(text); }, {text, "neither"});
 
     const std::string npz = read_bytes(kSmallNpz);
     const std::string half_npz = (dir / "half.npz").string();
     write_bytes(half_npz, npz.substr(0, npz.size() / 2));
-    expect_error([&] { ParamStore::load(half_npz); }, {half_npz, "truncated"});
+    test::expect_error([&] { ParamStore::load(half_npz); }, {half_npz, "truncated"});
 
     const std::string h5 = read_bytes(kSmallH5);
     const std::string half_h5 = (dir / "half.h5").string();
     write_bytes(half_h5, h5.substr(0, h5.size() / 2));
-    expect_error([&] { ParamStore::load(half_h5); }, {half_h5});
+    test::expect_error([&] { ParamStore::load(half_h5); }, {half_h5});
 
     // NaN in a parameter is rejected at load, naming the key.
     std::mt19937 rng(random_seed());
@@ -200,7 +189,7 @@ TEST(ParamStore, RejectsBadFiles) {
     bad.f32()[4] = std::numeric_limits<float>::quiet_NaN();
     p.insert("x//w", bad);
     p.save_npz((dir / "nan.npz").string());
-    expect_error([&] { ParamStore::load((dir / "nan.npz").string()); }, {"x//w", "non-finite", "flat index 4"});
+    test::expect_error([&] { ParamStore::load((dir / "nan.npz").string()); }, {"x//w", "non-finite", "flat index 4"});
 }
 
 TEST(ParamStore, SaveH5RejectsCollidingKeys) {
@@ -209,7 +198,7 @@ TEST(ParamStore, SaveH5RejectsCollidingKeys) {
     p.insert("a//b", random_tensor({2}, rng));
     p.insert("a/b", random_tensor({2}, rng));
     const test::TempDir dir;
-    expect_error([&] { p.save_h5((dir / "c.h5").string()); }, {"a//b", "a/b", "c.h5"});
+    test::expect_error([&] { p.save_h5((dir / "c.h5").string()); }, {"a//b", "a/b", "c.h5"});
     EXPECT_FALSE(fs::exists((dir / "c.h5").string()));
     EXPECT_FALSE(fs::exists((dir / "c.h5.tmp").string()));
 }
@@ -251,9 +240,9 @@ TEST(Hdf5File, StringAttributes) {
         "alphafold/alphafold_iteration/evoformer/evoformer_iteration/msa_row_attention_with_pair_bias/attention/"
         "query_w";
     EXPECT_EQ(f.read_string_attr(ds, "npz_key"), kQueryW);
-    expect_error([&] { f.read_string_attr(ds, "nope"); }, {"nope", ds, kSmallH5});
-    expect_error([&] { f.read(ds + "_missing"); }, {ds + "_missing", kSmallH5});
-    expect_error([&] { f.read("alphafold"); }, {"alphafold", kSmallH5});  // a group, not a dataset
+    test::expect_error([&] { f.read_string_attr(ds, "nope"); }, {"nope", ds, kSmallH5});
+    test::expect_error([&] { f.read(ds + "_missing"); }, {ds + "_missing", kSmallH5});
+    test::expect_error([&] { f.read("alphafold"); }, {"alphafold", kSmallH5});  // a group, not a dataset
 }
 
 TEST(Hdf5File, WriterRoundTripsDtypesAndCompresses) {
@@ -279,8 +268,8 @@ TEST(Hdf5File, WriterRoundTripsDtypesAndCompresses) {
         w.write("t", big.transpose(0, 1));
         w.write_string_attr("g", "note", "héllo");
         w.write_string_attr("g", "note", "replaced");
-        expect_error([&] { w.write("i32", i32); }, {"i32", "already exists"});
-        expect_error([&] { w.write("u8/x", i32); }, {"u8/x"});
+        test::expect_error([&] { w.write("i32", i32); }, {"i32", "already exists"});
+        test::expect_error([&] { w.write("u8/x", i32); }, {"u8/x"});
         EXPECT_FALSE(fs::exists(path));  // only the temporary exists before commit
         w.commit();
     }
@@ -315,11 +304,11 @@ TEST(Hdf5File, UncommittedWriterLeavesNothing) {
 
 TEST(Hdf5File, RejectsNonHdf5) {
     const test::TempDir dir;
-    expect_error([&] { io::Hdf5File f((dir / "none.h5").string()); }, {"none.h5", "not found"});
+    test::expect_error([&] { io::Hdf5File f((dir / "none.h5").string()); }, {"none.h5", "not found"});
     const std::string text = (dir / "text.h5").string();
     write_bytes(text, "plain text");
-    expect_error([&] { io::Hdf5File f(text); }, {text, "not an HDF5 file"});
-    expect_error([&] { io::Hdf5File f(kSmallNpz); }, {kSmallNpz, "not an HDF5 file"});
+    test::expect_error([&] { io::Hdf5File f(text); }, {text, "not an HDF5 file"});
+    test::expect_error([&] { io::Hdf5File f(kSmallNpz); }, {kSmallNpz, "not an HDF5 file"});
 }
 
 }  // namespace

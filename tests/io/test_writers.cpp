@@ -34,13 +34,6 @@ namespace fs = std::filesystem;
 
 // ------------------------------------------------------------------ helpers
 
-std::string read_text(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
-
 void write_text(const std::string& path, const std::string& s) {
     std::ofstream f(path, std::ios::binary);
     f << s;
@@ -273,7 +266,7 @@ TEST(StructureWriter, PdbRoundTrip) {
     const std::string path = (dir / "unrelaxed_model_1.pdb").string();
     write_pdb(path, c.p);
     EXPECT_TRUE(temporaries(dir.path()).empty());
-    const std::string text = read_text(path);
+    const std::string text = test::read_text(path);
     ASSERT_EQ(text, to_pdb(c.p));
     EXPECT_EQ(text.rfind("MODEL     1\n", 0), 0u);
     char ter[64];
@@ -410,7 +403,7 @@ TEST(StructureWriter, MmcifRoundTrip) {
     const std::string path = (dir / "unrelaxed_model_1_ptm.cif").string();
     write_mmcif(path, c.p, "model_1_ptm");
     EXPECT_TRUE(temporaries(dir.path()).empty());
-    const std::string text = read_text(path);
+    const std::string text = test::read_text(path);
     ASSERT_EQ(text, to_mmcif(c.p, "model_1_ptm"));
 
     std::string block;
@@ -686,11 +679,11 @@ TEST(AtomicFile, WritesAndReplaces) {
     EXPECT_FALSE(file_exists(path));
     write_file_atomic(path, "first");
     EXPECT_TRUE(file_exists(path));
-    EXPECT_EQ(read_text(path), "first");
+    EXPECT_EQ(test::read_text(path), "first");
     write_file_atomic(path, std::string(100000, 'x'));
-    EXPECT_EQ(read_text(path), std::string(100000, 'x'));
+    EXPECT_EQ(test::read_text(path), std::string(100000, 'x'));
     write_file_atomic(path, "");
-    EXPECT_EQ(read_text(path), "");
+    EXPECT_EQ(test::read_text(path), "");
     EXPECT_TRUE(temporaries(dir.path()).empty());
     EXPECT_FALSE(file_exists(dir.path().string()));  // a directory is not a file
 }
@@ -708,7 +701,7 @@ TEST(AtomicFile, FailuresKeepThePreviousFile) {
         EXPECT_NE(std::string(e.what()).find(sub), std::string::npos) << e.what();
     }
     EXPECT_TRUE(fs::is_directory(sub));
-    EXPECT_EQ(read_text(sub + "/keep"), "kept");
+    EXPECT_EQ(test::read_text(sub + "/keep"), "kept");
     EXPECT_TRUE(temporaries(dir.path()).empty());
 
     // The directory does not exist: the message names the path and the errno text.
@@ -746,7 +739,7 @@ TEST(AtomicFile, FailuresKeepThePreviousFile) {
         EXPECT_NE(msg.find(path), std::string::npos) << msg;
         EXPECT_NE(msg.find(std::strerror(EFBIG)), std::string::npos) << msg;
     }
-    EXPECT_EQ(read_text(path), "previous");
+    EXPECT_EQ(test::read_text(path), "previous");
     EXPECT_TRUE(temporaries(dir.path()).empty());
 
     // A read-only directory (permission checks do not apply to root).
@@ -757,7 +750,7 @@ TEST(AtomicFile, FailuresKeepThePreviousFile) {
         fs::permissions(ro, fs::perms::owner_read | fs::perms::owner_exec);
         EXPECT_THROW(write_file_atomic(ro + "/model.pdb", "new"), Error);
         fs::permissions(ro, fs::perms::owner_all);
-        EXPECT_EQ(read_text(ro + "/model.pdb"), "old");
+        EXPECT_EQ(test::read_text(ro + "/model.pdb"), "old");
         EXPECT_TRUE(temporaries(ro).empty());
     }
 }

@@ -1313,7 +1313,9 @@ void add_gemm_path_cases(std::vector<OpCase>& t) {
     // 2-D matmul for every (a, b) transposition, alpha and beta.
     {
         const int64_t M = 37, K = 29, N = 53;
-        static const auto key = [](int ta, int tb) { return "_ta" + str(ta) + "_tb" + str(tb); };
+        static const auto key = [](const char* prefix, int ta, int tb) {
+            return std::string(prefix).append("_ta").append(str(ta)).append("_tb").append(str(tb));
+        };
         t.push_back({
             .name = "matmul_2d_layouts_alpha_beta",
             .seed = 1,
@@ -1322,9 +1324,9 @@ void add_gemm_path_cases(std::vector<OpCase>& t) {
                     Tensors in;
                     for (int ta = 0; ta < 2; ++ta)
                         for (int tb = 0; tb < 2; ++tb) {
-                            in.add("a" + key(ta, tb), ta ? randn({K, M}, rng) : randn({M, K}, rng));
-                            in.add("b" + key(ta, tb), tb ? randn({N, K}, rng) : randn({K, N}, rng));
-                            in.add("c" + key(ta, tb), randn({M, N}, rng));
+                            in.add(key("a", ta, tb), ta ? randn({K, M}, rng) : randn({M, K}, rng));
+                            in.add(key("b", ta, tb), tb ? randn({N, K}, rng) : randn({K, N}, rng));
+                            in.add(key("c", ta, tb), randn({M, N}, rng));
                         }
                     return in;
                 },
@@ -1333,10 +1335,10 @@ void add_gemm_path_cases(std::vector<OpCase>& t) {
                     Tensors out;
                     for (int ta = 0; ta < 2; ++ta)
                         for (int tb = 0; tb < 2; ++tb) {
-                            const Tensor &a = in["a" + key(ta, tb)], &b = in["b" + key(ta, tb)],
-                                         &c = in["c" + key(ta, tb)];
+                            const Tensor &a = in[key("a", ta, tb)], &b = in[key("b", ta, tb)],
+                                         &c = in[key("c", ta, tb)];
                             matmul(ta ? a.transpose(0, 1) : a, tb ? b.transpose(0, 1) : b, c, 0.7f, 0.3f);
-                            out.add("matmul" + key(ta, tb), c);
+                            out.add(key("matmul", ta, tb), c);
                         }
                     return out;
                 },

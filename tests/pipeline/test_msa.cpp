@@ -21,19 +21,6 @@ namespace {
 
 const std::string kReal = std::string(AXFOLD_TEST_DATA_DIR) + "/realdata";
 
-// Runs fn, expects an axfold::Error whose message contains every needle.
-template <class F>
-void expect_error(F&& fn, std::initializer_list<std::string> needles) {
-    try {
-        fn();
-        ADD_FAILURE() << "no error thrown";
-    } catch (const Error& e) {
-        const std::string msg = e.what();
-        for (const std::string& n : needles)
-            EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' not in: " << msg;
-    }
-}
-
 // Writes `content` to <dir>/<name> and returns its path.
 std::string tmp_file(const test::TempDir& dir, const std::string& name, const std::string& content) {
     const fs::path p = dir / name;
@@ -61,11 +48,11 @@ TEST(Fasta, MultiRecordBlankLinesLongHeaders) {
 }
 
 TEST(Fasta, BadInputNamesFileAndLine) {
-    expect_error([] { parse_fasta("", "e.fasta"); }, {"e.fasta", "no FASTA records"});
-    expect_error([] { parse_fasta("ACDE\n>x\nAC\n", "f.fasta"); }, {"f.fasta:1", "before the first"});
-    expect_error([] { parse_fasta(">x\nAC\nA1C\n", "g.fasta"); }, {"g.fasta:3", "'1'"});
-    expect_error([] { parse_fasta(">x\n>y\nAC\n", "h.fasta"); }, {"h.fasta:1", "no sequence"});
-    expect_error([] { read_fasta("/nonexistent/q.fasta"); }, {"/nonexistent/q.fasta", "not found"});
+    test::expect_error([] { parse_fasta("", "e.fasta"); }, {"e.fasta", "no FASTA records"});
+    test::expect_error([] { parse_fasta("ACDE\n>x\nAC\n", "f.fasta"); }, {"f.fasta:1", "before the first"});
+    test::expect_error([] { parse_fasta(">x\nAC\nA1C\n", "g.fasta"); }, {"g.fasta:3", "'1'"});
+    test::expect_error([] { parse_fasta(">x\n>y\nAC\n", "h.fasta"); }, {"h.fasta:1", "no sequence"});
+    test::expect_error([] { read_fasta("/nonexistent/q.fasta"); }, {"/nonexistent/q.fasta", "not found"});
 }
 
 TEST(A3m, LowerCaseInsertionsBecomeDeletionCounts) {
@@ -79,10 +66,10 @@ TEST(A3m, LowerCaseInsertionsBecomeDeletionCounts) {
 }
 
 TEST(A3m, BadInputNamesFileAndLine) {
-    expect_error([] { parse_a3m(">q\nACDEF\n>h\nACD\n", "w.a3m"); }, {"w.a3m:3", "3 match columns", "5"});
-    expect_error([] { parse_a3m(">q\nACDEF\n>h\nAC*EF\n", "u.a3m"); }, {"u.a3m:4", "'*'"});
-    expect_error([] { read_msa(kReal + "/a3m/empty.a3m"); }, {"empty.a3m", "no A3M records"});
-    expect_error([] { parse_a3m(">q\n\n>h\nAC\n", "n.a3m"); }, {"n.a3m:1", "no sequence"});
+    test::expect_error([] { parse_a3m(">q\nACDEF\n>h\nACD\n", "w.a3m"); }, {"w.a3m:3", "3 match columns", "5"});
+    test::expect_error([] { parse_a3m(">q\nACDEF\n>h\nAC*EF\n", "u.a3m"); }, {"u.a3m:4", "'*'"});
+    test::expect_error([] { read_msa(kReal + "/a3m/empty.a3m"); }, {"empty.a3m", "no A3M records"});
+    test::expect_error([] { parse_a3m(">q\n\n>h\nAC\n", "n.a3m"); }, {"n.a3m:1", "no sequence"});
 }
 
 TEST(Stockholm, WrappedBlocksMarkupAndQueryGapColumns) {
@@ -101,11 +88,12 @@ TEST(Stockholm, WrappedBlocksMarkupAndQueryGapColumns) {
 }
 
 TEST(Stockholm, BadInputNamesFileAndLine) {
-    expect_error([] { parse_stockholm("# STOCKHOLM 1.0\nq MKV extra\n//\n", "m.sto"); }, {"m.sto:2", "malformed"});
-    expect_error([] { parse_stockholm("# STOCKHOLM 1.0\nq MKV\nh MK\n//\n", "l.sto"); },
-                 {"l.sto:3", "'h'", "2 columns"});
-    expect_error([] { parse_stockholm("# STOCKHOLM 1.0\nq MKV\nh M#V\n//\n", "c.sto"); }, {"c.sto:3", "'#'"});
-    expect_error([] { parse_stockholm("# STOCKHOLM 1.0\n//\n", "e.sto"); }, {"e.sto", "no Stockholm sequences"});
+    test::expect_error([] { parse_stockholm("# STOCKHOLM 1.0\nq MKV extra\n//\n", "m.sto"); },
+                       {"m.sto:2", "malformed"});
+    test::expect_error([] { parse_stockholm("# STOCKHOLM 1.0\nq MKV\nh MK\n//\n", "l.sto"); },
+                       {"l.sto:3", "'h'", "2 columns"});
+    test::expect_error([] { parse_stockholm("# STOCKHOLM 1.0\nq MKV\nh M#V\n//\n", "c.sto"); }, {"c.sto:3", "'#'"});
+    test::expect_error([] { parse_stockholm("# STOCKHOLM 1.0\n//\n", "e.sto"); }, {"e.sto", "no Stockholm sequences"});
 }
 
 TEST(RealAlignments, EveryFileParses) {
@@ -197,8 +185,8 @@ TEST(RawFeatures, SingleSequenceModeAndColabFoldA3m) {
 
 TEST(RawFeatures, BadInputNamesFileAndKey) {
     const Msa m = parse_a3m(">q\nACDEF\n>h\nAC-EF\n", "other.a3m");
-    expect_error([&] { make_raw_features("ACDEG", "q", {m}); }, {"other.a3m", "differs", "residue 5"});
-    expect_error([&] { make_raw_features("ACDEFG", "q", {m}); }, {"other.a3m", "5 residues", "6"});
+    test::expect_error([&] { make_raw_features("ACDEG", "q", {m}); }, {"other.a3m", "differs", "residue 5"});
+    test::expect_error([&] { make_raw_features("ACDEFG", "q", {m}); }, {"other.a3m", "5 residues", "6"});
     const test::TempDir tmp;
     const std::string p = tmp_file(tmp, "nomsa.h5", "");
     {
@@ -207,13 +195,13 @@ TEST(RawFeatures, BadInputNamesFileAndKey) {
         w.write("deletion_matrix_int", Tensor::zeros({1, 3}, DType::I32));
         w.commit();
     }
-    expect_error([&] { detect_feature_file(p); }, {p, "neither", "aatype"});
-    expect_error([&] { read_raw_features_h5(p); }, {p, "aatype"});
+    test::expect_error([&] { detect_feature_file(p); }, {p, "neither", "aatype"});
+    test::expect_error([&] { read_raw_features_h5(p); }, {p, "aatype"});
     {
         Hdf5Writer w(p);
         w.write("msa", Tensor::zeros({2, 3}, DType::I32));
         w.write("deletion_matrix_int", Tensor::zeros({2, 3}, DType::I32));
         w.commit();
     }
-    expect_error([&] { read_raw_features_h5(p); }, {p, "missing raw feature 'aatype'"});
+    test::expect_error([&] { read_raw_features_h5(p); }, {p, "missing raw feature 'aatype'"});
 }
