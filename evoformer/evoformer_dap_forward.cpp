@@ -216,7 +216,7 @@ void dap_triangle_multiplication(const TriangleMultiplicationWeights& w, bool in
     WorkspaceScope scope(ws);
     const Tensor zl = incoming ? a.z_col : a.z_row;  // [A, B, C_z]
     const int64_t A = zl.size(0), B = zl.size(1), Cz = zl.size(2), M = A * B, P = a.P, L = a.r.local, Np = a.r.n_pad,
-                  C = w.left_projection.weights.size(1);
+                  C = w.c_hidden();
     const Tensor mask_l = incoming ? a.pair_mask_pad.slice(1, a.r.begin, a.r.begin + L)
                                    : a.pair_mask_pad.slice(0, a.r.begin, a.r.begin + L);
     Tensor mask = ws.alloc({A, B});
@@ -238,10 +238,10 @@ void dap_triangle_multiplication(const TriangleMultiplicationWeights& w, bool in
     // Outgoing: right[c, j_local, k] of every rank; incoming: right[c, k, i_local] of every rank. The
     // gather runs while the left projection is computed.
     Tensor send = ws.alloc({1, C, M}), all = ws.alloc({P, C, M});
-    project(w.right_projection, w.right_gate, send.view({C, M}));
+    project(w.side_projection(1), w.side_gate(1), send.view({C, M}));
     auto h = a.comm->all_gather(send, all);
     Tensor left = ws.alloc({C, M});
-    project(w.left_projection, w.left_gate, left);
+    project(w.side_projection(0), w.side_gate(0), left);
     Tensor prod = ws.alloc({C, A, B});
     h->wait();
     for (int64_t q = 0; q < P; ++q) {
@@ -302,6 +302,8 @@ void dap_pair_transition(const TransitionWeights& w, DapActivations& a, Context&
 
 void dap_evoformer_block_forward(const EvoformerBlockWeights& w, DapActivations& a, Context& ctx,
                                  const TrunkConstants& k, const BlockObserver& observe) {
+    AXF_CHECK(!w.outer_product_mean_first,
+              "DAP: AlphaFold-Multimer's block order (outer product mean first) is not supported yet; run on one rank");
     auto note = [&](const char* name, const Tensor& t) {
         if (observe) observe(name, t);
     };

@@ -6,17 +6,25 @@
 
 namespace axfold {
 
-EvoformerStackWeights load_evoformer_stack(const ParamLookup& get, const std::string& scope, bool is_extra_msa) {
+EvoformerBlockWeights load_evoformer_block(const ParamLookup& get, const std::string& scope, bool is_extra_msa,
+                                           bool multimer, int layer) {
+    EvoformerBlockWeights b;
+    b.is_extra_msa = is_extra_msa;
+    b.outer_product_mean_first = multimer;
+    b.triangle_multiplication_outgoing.fused = b.triangle_multiplication_incoming.fused = multimer;
+    bind_params(b, scope, get, layer);
+    return b;
+}
+
+EvoformerStackWeights load_evoformer_stack(const ParamLookup& get, const std::string& scope, bool is_extra_msa,
+                                           bool multimer) {
     const std::string probe = scope + "/msa_row_attention_with_pair_bias/query_norm//scale";
     Tensor p = get(probe);
     AXF_CHECK(p.dim() == 2, "parameter %s has shape %s: expected a stacked [blocks, C_m] array", probe.c_str(),
               shape_str(p.shape()).c_str());
     EvoformerStackWeights s;
-    s.blocks.resize(static_cast<size_t>(p.size(0)));
-    for (size_t l = 0; l < s.blocks.size(); ++l) {
-        s.blocks[l].is_extra_msa = is_extra_msa;
-        bind_params(s.blocks[l], scope, get, static_cast<int>(l));
-    }
+    for (int64_t l = 0; l < p.size(0); ++l)
+        s.blocks.push_back(load_evoformer_block(get, scope, is_extra_msa, multimer, static_cast<int>(l)));
     return s;
 }
 
@@ -38,6 +46,11 @@ void evoformer_block_forward(const EvoformerBlockWeights& w, Tensor& m, Tensor& 
         apply_dropout(u, k.dropout_key, site);
         add(x, u);
     };
+    auto outer_product_mean = [&] {
+        outer_product_mean_forward(w.outer_product_mean, m, msa_mask, z, true, ctx, k);
+        note("pair_after_outer_product_mean", z);
+    };
+    if (w.outer_product_mean_first) outer_product_mean();
     residual(m, DropoutSite::MsaRowAttention, [&](const Tensor& out, bool acc) {
         msa_row_attention_forward(w.msa_row_attention_with_pair_bias, m, z, msa_mask, out, acc, ctx, k);
     });
@@ -49,8 +62,7 @@ void evoformer_block_forward(const EvoformerBlockWeights& w, Tensor& m, Tensor& 
     note("msa_after_column_attention", m);
     transition_forward(w.msa_transition, m, m, true, ctx, k);
     note("msa_after_transition", m);
-    outer_product_mean_forward(w.outer_product_mean, m, msa_mask, z, true, ctx, k);
-    note("pair_after_outer_product_mean", z);
+    if (!w.outer_product_mean_first) outer_product_mean();
     residual(z, DropoutSite::TriangleMultiplicationOutgoing, [&](const Tensor& out, bool acc) {
         triangle_multiplication_forward(w.triangle_multiplication_outgoing, false, z, pair_mask, out, acc, ctx, k);
     });
@@ -73,6 +85,7 @@ void evoformer_block_forward(const EvoformerBlockWeights& w, Tensor& m, Tensor& 
 void evoformer_block_backward(const EvoformerBlockWeights& w, const Tensor& m, const Tensor& z, const Tensor& msa_mask,
                               const Tensor& pair_mask, Tensor& dm, Tensor& dz, EvoformerBlockWeights& grads,
                               Context& ctx, const TrunkConstants& k) {
+    AXF_CHECK(!w.outer_product_mean_first, "evoformer block backward: AlphaFold-Multimer's block is not supported yet");
     AXF_CHECK(m.dtype() == DType::F32 && z.dtype() == DType::F32 && dm.shape() == m.shape() && dz.shape() == z.shape() &&
                   dm.is_contiguous() && dz.is_contiguous(),
               "evoformer block backward: m %s, z %s (float32), dm %s, dz %s (contiguous, their shapes)", m.desc().c_str(),

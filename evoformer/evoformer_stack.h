@@ -16,6 +16,9 @@ namespace axfold {
 
 struct EvoformerBlockWeights {
     bool is_extra_msa = false;  // global column attention instead of column attention
+    // AF-Multimer: the outer product mean runs first (the row attention's pair bias reads its update) and the
+    // triangle multiplications have fused weights (triangle_multiplication.h).
+    bool outer_product_mean_first = false;
     MsaRowAttentionWeights msa_row_attention_with_pair_bias;
     MsaColumnAttentionWeights msa_column_attention;                // Evoformer only
     MsaColumnGlobalAttentionWeights msa_column_global_attention;   // extra-MSA only
@@ -46,8 +49,13 @@ struct EvoformerStackWeights {
     std::vector<EvoformerBlockWeights> blocks;
 };
 
-// Loads every block of the stack under `scope`; the block count is the stacked leading axis.
-EvoformerStackWeights load_evoformer_stack(const ParamLookup& get, const std::string& scope, bool is_extra_msa);
+// Loads every block of the stack under `scope`; the block count is the stacked leading axis. multimer: AF-Multimer's
+// block (EvoformerBlockWeights::outer_product_mean_first, fused triangle multiplications).
+EvoformerStackWeights load_evoformer_stack(const ParamLookup& get, const std::string& scope, bool is_extra_msa,
+                                           bool multimer = false);
+// One block's weights, unstacked or (layer >= 0) a layer of a stack.
+EvoformerBlockWeights load_evoformer_block(const ParamLookup& get, const std::string& scope, bool is_extra_msa,
+                                           bool multimer, int layer = -1);
 
 // Called after each sub-module with the names used in the golden intermediates
 // ("msa_after_row_attention", ..., "pair_after_triangle_attention_ending_node").

@@ -11,7 +11,7 @@ void triangle_multiplication_forward(const TriangleMultiplicationWeights& w, boo
     WorkspaceScope scope(ws);
     AXF_CHECK(z.dim() == 3 && z.size(0) == z.size(1) && z.is_contiguous(),
               "triangle_multiplication: pair %s must be a contiguous [N, N, C_z]", z.desc().c_str());
-    const int64_t N = z.size(0), Cz = z.size(2), C = w.left_projection.weights.size(1), M = N * N;
+    const int64_t N = z.size(0), Cz = z.size(2), C = w.c_hidden(), M = N * N;
     AXF_CHECK(pair_mask.dim() == 2 && pair_mask.size(0) == N && pair_mask.size(1) == N,
               "triangle_multiplication: mask %s for pair %s", pair_mask.desc().c_str(), z.desc().c_str());
     AXF_CHECK(out.is_contiguous() && out.shape() == z.shape(), "triangle_multiplication: output %s for pair %s",
@@ -42,9 +42,9 @@ void triangle_multiplication_forward(const TriangleMultiplicationWeights& w, boo
             Tensor g = ws.alloc({cn, rn});
             for (int side = 0; side < 2; ++side) {
                 const Tensor dst = (side == 0 ? left : right).slice(1, r0, r1);
-                project(side == 0 ? w.left_projection : w.right_projection, dst);
+                project(w.side_projection(side), dst);
                 mul(dst, mask_flat.slice(1, r0, r1).expand({cn, rn}));
-                project(side == 0 ? w.left_gate : w.right_gate, g);
+                project(w.side_gate(side), g);
                 sigmoid_mul(dst, g);
             }
         }
@@ -74,6 +74,7 @@ void triangle_multiplication_backward_block(const TriangleMultiplicationWeights&
                                             const Tensor& mask, const Tensor& dupdate, const Tensor& dz,
                                             bool accumulate_dz, TriangleMultiplicationWeights& grads,
                                             const TriangleProduct& product, Context& ctx, const TrunkConstants& k) {
+    AXF_CHECK(!w.fused, "triangle multiplication backward: fused (AF-Multimer) weights are not supported yet");
     Workspace& ws = ctx.ws;
     WorkspaceScope scope(ws);
     AXF_CHECK(z.dim() == 3 && z.is_contiguous() && dupdate.is_contiguous() && dz.is_contiguous() &&

@@ -1,6 +1,8 @@
 // Triangular multiplicative update using "outgoing" (AF2 supplement, Algorithm 11) and "incoming"
 // (Algorithm 12) edges. Parameter scopes `triangle_multiplication_outgoing` / `_incoming`.
 //
+// AF-Multimer v3 fuses each pair of projections and gates into one weight (TriangleMultiplicationWeights::fused),
+// which computes the same; only the single-rank forward reads it (LIMITATION: no backward, no DAP).
 // Note: AF2's code (and so its parameters) swaps the roles of the left and right projections in
 // the incoming update relative to the paper; we follow the parameters:
 //   outgoing: x[i,j,c] = sum_k left[i,k,c] right[j,k,c]
@@ -15,23 +17,49 @@
 namespace axfold {
 
 struct TriangleMultiplicationWeights {
-    LayerNormWeights layer_norm_input;   // [C_z]
+    LayerNormWeights layer_norm_input;   // [C_z]; AF-Multimer v3: `left_norm_input`
     LinearWeights left_projection;       // [C_z, c]
     LinearWeights right_projection;      // [C_z, c]
     LinearWeights left_gate;             // [C_z, c]
     LinearWeights right_gate;            // [C_z, c]
-    LayerNormWeights center_layer_norm;  // [c]
+    LayerNormWeights center_layer_norm;  // [c]; AF-Multimer v3: `center_norm`
     LinearWeights output_projection;     // [c, C_z]
     LinearWeights gating_linear;         // [C_z, C_z]
-    template <class F> void visit(F&& f) {
-        layer_norm_input.visit(scoped("layer_norm_input", f));
-        left_projection.visit(scoped("left_projection", f));
-        right_projection.visit(scoped("right_projection", f));
-        left_gate.visit(scoped("left_gate", f));
-        right_gate.visit(scoped("right_gate", f));
-        center_layer_norm.visit(scoped("center_layer_norm", f));
+    // AF-Multimer v3 fuses the two sides: `projection` and `gate` [C_z, 2c], the left half first (AF2's
+    // fuse_projection_weights); the four side weights above are then unused and undefined.
+    bool fused = false;
+    LinearWeights projection, gate;  // [C_z, 2c], fused only
+    template <class F>
+    void visit(F&& f) {
+        layer_norm_input.visit(scoped(fused ? "left_norm_input" : "layer_norm_input", f));
+        if (fused) {
+            projection.visit(scoped("projection", f));
+            gate.visit(scoped("gate", f));
+        } else {
+            left_projection.visit(scoped("left_projection", f));
+            right_projection.visit(scoped("right_projection", f));
+            left_gate.visit(scoped("left_gate", f));
+            right_gate.visit(scoped("right_gate", f));
+        }
+        center_layer_norm.visit(scoped(fused ? "center_norm" : "center_layer_norm", f));
         output_projection.visit(scoped("output_projection", f));
         gating_linear.visit(scoped("gating_linear", f));
+    }
+    // The left (side 0) or right (side 1) projection or gate [C_z, c]: views of the fused halves, or the side's own.
+    LinearWeights side_projection(int side) const {
+        return side_of(side == 0 ? left_projection : right_projection, projection, side);
+    }
+    LinearWeights side_gate(int side) const { return side_of(side == 0 ? left_gate : right_gate, gate, side); }
+    int64_t c_hidden() const { return fused ? projection.weights.size(1) / 2 : left_projection.weights.size(1); }
+
+private:
+    LinearWeights side_of(const LinearWeights& own, const LinearWeights& both, int side) const {
+        if (!fused) return own;
+        const int64_t c = both.weights.size(1) / 2;
+        LinearWeights h;
+        h.weights = both.weights.slice(1, side * c, (side + 1) * c);
+        h.bias = both.bias.slice(0, side * c, (side + 1) * c);
+        return h;
     }
 };
 
@@ -58,12 +86,12 @@ struct TriangleProduct {
     // Writes dleft from dprod and returns what writes dright; that is called after the left projection's
     // backward has run, so dright's communication may overlap it.
     std::function<std::function<void(const Tensor& dright)>(const Tensor& left, const Tensor& right,
-                                                             const Tensor& dprod, const Tensor& dleft)>
+                                                            const Tensor& dprod, const Tensor& dleft)>
         backward;
 };
-void triangle_multiplication_backward_block(const TriangleMultiplicationWeights& w, const Tensor& z,
-                                            const Tensor& mask, const Tensor& dupdate, const Tensor& dz,
-                                            bool accumulate_dz, TriangleMultiplicationWeights& grads,
-                                            const TriangleProduct& product, Context& ctx, const TrunkConstants& k = {});
+void triangle_multiplication_backward_block(const TriangleMultiplicationWeights& w, const Tensor& z, const Tensor& mask,
+                                            const Tensor& dupdate, const Tensor& dz, bool accumulate_dz,
+                                            TriangleMultiplicationWeights& grads, const TriangleProduct& product,
+                                            Context& ctx, const TrunkConstants& k = {});
 
 }  // namespace axfold

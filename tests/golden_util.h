@@ -75,6 +75,35 @@ struct GoldenTolerance {
     double rel_angles = 5e-4;  // outputs whose name contains "angles"
 };
 
+// Compares a runner's outputs with the case's golden tensors (1e-4 of max|golden| per tensor; angles 5e-4).
+inline void expect_case_matches(const std::string& set_name, const GoldenCase& c,
+                                const std::map<std::string, Tensor>& got, const GoldenTolerance& tol) {
+    const std::string& name = c.name;
+    EXPECT_FALSE(got.empty()) << name;
+    for (const auto& [out, t] : got) {
+        if (out.rfind("mask:", 0) == 0) continue;
+        Tensor g = c.golden(out);
+        EXPECT_EQ(t.shape(), g.shape()) << set_name << "/" << name << "/" << out;
+        if (t.shape() != g.shape()) continue;
+        std::vector<double> a = to_f64(t), b = to_f64(g);
+        // Optional "mask:<output>" (a prefix of the output's shape): elements under a 0 are
+        // ill-conditioned in the reference (golden README) and left out of the comparison.
+        auto mk = got.find("mask:" + out);
+        if (mk != got.end()) {
+            std::vector<double> m = to_f64(mk->second);
+            const size_t inner = a.size() / std::max<size_t>(m.size(), 1);
+            for (size_t i = 0; i < a.size(); ++i)
+                if (m[i / inner] == 0.0) a[i] = b[i] = 0.0;
+        }
+        auto res = compare(a, b, 0, 0, name + "/" + out, 0);
+        double rel = res.rel();
+        const double limit = out.find("angles") != std::string::npos ? tol.rel_angles : tol.rel;
+        std::printf("golden %-16s %-36s %-50s rel %.3e %s\n", set_name.c_str(), name.c_str(), out.c_str(), rel,
+                    rel <= limit ? "ok" : "FAIL");
+        EXPECT_LE(rel, limit) << set_name << "/" << name << "/" << out;
+    }
+}
+
 // Runs every case of every set that has a runner; returns the number of cases run.
 inline int run_golden_cases(const std::map<std::string, GoldenRunner>& runners, GoldenTolerance tol = {}) {
     int ran = 0;
@@ -89,30 +118,45 @@ inline int run_golden_cases(const std::map<std::string, GoldenRunner>& runners, 
             if (!scope.empty() && scope.back() == '/') scope.pop_back();
             GoldenCase c{f, name, scope, params};
             Context ctx;
-            std::map<std::string, Tensor> got = runner(c, ctx);
-            EXPECT_FALSE(got.empty()) << name;
-            for (const auto& [out, t] : got) {
-                if (out.rfind("mask:", 0) == 0) continue;
-                Tensor g = c.golden(out);
-                EXPECT_EQ(t.shape(), g.shape()) << set_name << "/" << name << "/" << out;
-                if (t.shape() != g.shape()) continue;
-                std::vector<double> a = to_f64(t), b = to_f64(g);
-                // Optional "mask:<output>" (a prefix of the output's shape): elements under a 0 are
-                // ill-conditioned in the reference (golden README) and left out of the comparison.
-                auto mk = got.find("mask:" + out);
-                if (mk != got.end()) {
-                    std::vector<double> m = to_f64(mk->second);
-                    const size_t inner = a.size() / std::max<size_t>(m.size(), 1);
-                    for (size_t i = 0; i < a.size(); ++i)
-                        if (m[i / inner] == 0.0) a[i] = b[i] = 0.0;
-                }
-                auto res = compare(a, b, 0, 0, name + "/" + out, 0);
-                double rel = res.rel();
-                const double limit = out.find("angles") != std::string::npos ? tol.rel_angles : tol.rel;
-                std::printf("golden %-16s %-36s %-50s rel %.3e %s\n", set_name.c_str(), name.c_str(), out.c_str(), rel,
-                            rel <= limit ? "ok" : "FAIL");
-                EXPECT_LE(rel, limit) << set_name << "/" << name << "/" << out;
+            expect_case_matches(set_name, c, runner(c, ctx), tol);
+            ++ran;
+        }
+    }
+    return ran;
+}
+
+// AlphaFold-Multimer set directories holding `file`, sorted by name.
+inline std::vector<std::string> multimer_golden_sets(const std::string& file) {
+    std::vector<std::string> sets;
+    std::filesystem::path root(golden_dir());
+    if (!std::filesystem::is_directory(root)) return sets;
+    for (auto& e : std::filesystem::directory_iterator(root))
+        if (e.is_directory() && std::filesystem::exists(e.path() / file) && is_multimer_set(e.path()))
+            sets.push_back(e.path().string());
+    std::sort(sets.begin(), sets.end());
+    return sets;
+}
+
+// The multimer module cases: each case holds its own parameters under params/ (the AF2 key without
+// "alphafold/alphafold_iteration/", '/' for '//', one layer of a stack), which the runner reads by full AF2 key
+// (GoldenCase::scope is empty).
+inline int run_multimer_golden_cases(const std::map<std::string, GoldenRunner>& runners, GoldenTolerance tol = {}) {
+    int ran = 0;
+    for (const std::string& set : multimer_golden_sets("module_cases.h5")) {
+        io::Hdf5File f(set + "/module_cases.h5");
+        const std::string set_name = std::filesystem::path(set).filename().string();
+        for (const auto& [name, runner] : runners) {
+            if (!f.has(name)) continue;
+            ParamStore params;
+            const std::string group = name + "/params";
+            for (const std::string& k : f.list(group)) {
+                std::string rel = k.substr(group.size() + 1);
+                rel.insert(rel.rfind('/'), "/");
+                params.insert("alphafold/alphafold_iteration/" + rel, f.read(k));
             }
+            GoldenCase c{f, name, "", params};
+            Context ctx;
+            expect_case_matches(set_name, c, runner(c, ctx), tol);
             ++ran;
         }
     }
