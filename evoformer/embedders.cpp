@@ -73,8 +73,36 @@ Tensor relpos_one_hot(const Tensor& residue_index, int64_t max_rel, int64_t row_
     return one_hot(idx, 2 * max_rel + 1).view({idx.numel() / std::max<int64_t>(N, 1), N, 2 * max_rel + 1});
 }
 
+Tensor multimer_relpos_features(const Tensor& residue_index, const ChainIds& chains, int64_t row_begin,
+                                int64_t row_end) {
+    const std::vector<int64_t> ri = host_int64(residue_index), asym = host_int64(chains.asym_id),
+                               entity = host_int64(chains.entity_id), sym = host_int64(chains.sym_id);
+    const int64_t N = static_cast<int64_t>(ri.size());
+    AXF_CHECK(static_cast<int64_t>(asym.size()) == N && static_cast<int64_t>(entity.size()) == N &&
+                  static_cast<int64_t>(sym.size()) == N,
+              "multimer relative encoding: residue_index %s, asym_id %s, entity_id %s, sym_id %s (one per residue)",
+              residue_index.desc().c_str(), chains.asym_id.desc().c_str(), chains.entity_id.desc().c_str(),
+              chains.sym_id.desc().c_str());
+    if (row_end < 0) row_end = N;
+    AXF_CHECK(0 <= row_begin && row_begin <= row_end && row_end <= N, "multimer relative encoding rows [%lld, %lld) of %lld",
+              (long long)row_begin, (long long)row_end, (long long)N);
+    constexpr int64_t kMaxRel = 32, kMaxChain = 2, kPos = 2 * kMaxRel + 2, kChain = 2 * kMaxChain + 2;
+    static_assert(kPos + 1 + kChain == kMultimerRelposChannels);
+    Tensor f = Tensor::zeros({row_end - row_begin, N, kMultimerRelposChannels});
+    float* o = f.f32();
+    for (int64_t i = row_begin; i < row_end; ++i)
+        for (int64_t j = 0; j < N; ++j, o += kMultimerRelposChannels) {
+            const bool same_chain = asym[i] == asym[j], same_entity = entity[i] == entity[j];
+            o[same_chain ? std::clamp<int64_t>(ri[i] - ri[j] + kMaxRel, 0, 2 * kMaxRel) : kPos - 1] = 1.f;
+            o[kPos] = same_entity ? 1.f : 0.f;
+            o[kPos + 1 + (same_entity ? std::clamp<int64_t>(sym[i] - sym[j] + kMaxChain, 0, 2 * kMaxChain) : kChain - 1)] =
+                1.f;
+        }
+    return f;
+}
+
 void input_embedder_forward(const InputEmbedderWeights& w, const Tensor& target_feat, const Tensor& residue_index,
-                            const Tensor& msa_feat, Tensor& msa, Tensor& pair, Context& ctx) {
+                            const Tensor& msa_feat, Tensor& msa, Tensor& pair, Context& ctx, const ChainIds* chains) {
     Workspace& ws = ctx.ws;
     WorkspaceScope scope(ws);
     const int64_t N = target_feat.size(0), S = msa_feat.size(0);
@@ -91,13 +119,21 @@ void input_embedder_forward(const InputEmbedderWeights& w, const Tensor& target_
     // [rows, N] and, for a bfloat16 pair, the float32 rows before they are rounded.
     Tensor left = linear(target_feat, w.left_single.weights, w.left_single.bias, ws);
     Tensor right = linear(target_feat, w.right_single.weights, w.right_single.bias, ws);
-    const int64_t max_rel = w.max_relative_feature(), B = 2 * max_rel + 1;
+    AXF_CHECK(!w.multimer || chains, "input_embedder: AlphaFold-Multimer's relative encoding needs asym_id, entity_id "
+                                    "and sym_id");
+    const int64_t max_rel = w.multimer ? 0 : w.max_relative_feature();
+    const int64_t B = w.multimer ? kMultimerRelposChannels : 2 * max_rel + 1;
     const int64_t cs = embed_block_rows(ctx.chunk_size, N, N * B);
     for (int64_t i0 = 0; i0 < N; i0 += cs) {
         const int64_t i1 = std::min(N, i0 + cs), n = i1 - i0;
         write_block(pair.slice(0, i0, i1), false, ws, [&](const Tensor& rows, bool) {
-            const Tensor rel = relpos_index(residue_index, max_rel, i0, i1).to(rows.device());
-            lookup_linear(w.pair_activiations.weights, w.pair_activiations.bias, rel, rows.view({n * N, Cz}), false);
+            if (w.multimer) {
+                const Tensor feat = multimer_relpos_features(residue_index, *chains, i0, i1).to(rows.device());
+                linear(feat, w.position_activations.weights, w.position_activations.bias, rows);
+            } else {
+                const Tensor rel = relpos_index(residue_index, max_rel, i0, i1).to(rows.device());
+                lookup_linear(w.pair_activiations.weights, w.pair_activiations.bias, rel, rows.view({n * N, Cz}), false);
+            }
             add(rows, left.slice(0, i0, i1).unsqueeze(1).expand({n, N, Cz}));
             add(rows, right.unsqueeze(0).expand({n, N, Cz}));
         });

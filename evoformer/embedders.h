@@ -1,5 +1,6 @@
-// Input embeddings of the AF2 monomer network (AF2 supplement 1.5):
-//   input embedder (Algorithm 3) with relative positions (Algorithm 4, one-hot of the clipped offset),
+// Input embeddings of the AF2 network (AF2 supplement 1.5):
+//   input embedder (Algorithm 3) with relative positions (Algorithm 4, one-hot of the clipped offset; for
+//     AF-Multimer, the chain-aware 73-channel encoding of multimer_relpos_features),
 //   recycling embedder (Algorithm 32): layer norms of the previous first MSA row and pair, and a
 //     distogram of the previous pseudo-beta positions,
 //   extra-MSA embedder (one-hot MSA, has_deletion, deletion_value -> c_e),
@@ -13,20 +14,39 @@
 namespace axfold {
 
 struct InputEmbedderWeights {
-    LinearWeights preprocess_1d;      // [22, C_m]
+    LinearWeights preprocess_1d;      // [22, C_m] (AF-Multimer: [21, C_m], no has_break channel)
     LinearWeights preprocess_msa;     // [49, C_m]
-    LinearWeights left_single;        // [22, C_z]
-    LinearWeights right_single;       // [22, C_z]
-    LinearWeights pair_activiations;  // [65, C_z] (sic, AF2's key)
+    LinearWeights left_single;        // [22, C_z] (21)
+    LinearWeights right_single;       // [22, C_z] (21)
+    LinearWeights pair_activiations;  // [65, C_z] (sic, AF2's key); monomer only
+    // AF-Multimer: `~_relative_encoding/position_activations` [73, C_z] in place of pair_activiations.
+    bool multimer = false;
+    LinearWeights position_activations;
     template <class F> void visit(F&& f) {
         preprocess_1d.visit(scoped("preprocess_1d", f));
         preprocess_msa.visit(scoped("preprocess_msa", f));
         left_single.visit(scoped("left_single", f));
         right_single.visit(scoped("right_single", f));
-        pair_activiations.visit(scoped("pair_activiations", f));
+        if (multimer)
+            position_activations.visit(scoped("~_relative_encoding/position_activations", f));
+        else
+            pair_activiations.visit(scoped("pair_activiations", f));
     }
     int64_t max_relative_feature() const { return (pair_activiations.weights.size(0) - 1) / 2; }
 };
+
+// AF-Multimer's chain features [N] int64 (merged residue order): the chain (asym_id), its sequence (entity_id)
+// and its copy of that sequence (sym_id).
+struct ChainIds {
+    Tensor asym_id, entity_id, sym_id;
+};
+// AF-Multimer's relative encoding (max_relative_idx 32, max_relative_chain 2): for rows i in [row_begin, row_end)
+// and every j, one_hot(d, 66) with d = clip(ri_i - ri_j + 32, 0, 64) in one chain, else 65; then
+// [entity_i == entity_j]; then one_hot(c, 6) with c = clip(sym_i - sym_j + 2, 0, 4) in one entity, else 5.
+// [rows, N, 73] float32 (host).
+constexpr int64_t kMultimerRelposChannels = 73;
+Tensor multimer_relpos_features(const Tensor& residue_index, const ChainIds& chains, int64_t row_begin = 0,
+                                int64_t row_end = -1);
 
 struct RecyclingEmbedderWeights {
     LinearWeights prev_pos_linear;              // [15, C_z]
@@ -56,9 +76,11 @@ struct SingleActivationsWeights {
 // target_feat [N, 22], residue_index [N] (int64 or float), msa_feat [S, N, 49]
 // -> msa [S, N, C_m], pair [N, N, C_z] (both written; the pair may be a bfloat16 activation). The pair is built
 // in blocks of rows (ctx.chunk_size, else ~64 MiB of relative-position one-hot, which the planner counts,
-// although only the bins exist now).
+// although only the bins exist now). AF-Multimer (w.multimer): target_feat [N, 21] and `chains` required; its
+// relative features are built a block of rows at a time on the host.
 void input_embedder_forward(const InputEmbedderWeights& w, const Tensor& target_feat, const Tensor& residue_index,
-                            const Tensor& msa_feat, Tensor& msa, Tensor& pair, Context& ctx);
+                            const Tensor& msa_feat, Tensor& msa, Tensor& pair, Context& ctx,
+                            const ChainIds* chains = nullptr);
 
 // Recycling distogram (15 bins, lower edges linspace(3.25, 20.75, 15), compared on squared distances).
 // positions [N, 3] -> [rows, N, num_bins] for rows i in [row_begin, row_end) (default: all).

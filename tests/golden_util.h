@@ -150,9 +150,11 @@ inline int run_multimer_golden_cases(const std::map<std::string, GoldenRunner>& 
             ParamStore params;
             const std::string group = name + "/params";
             for (const std::string& k : f.list(group)) {
-                std::string rel = k.substr(group.size() + 1);
-                rel.insert(rel.rfind('/'), "/");
-                params.insert("alphafold/alphafold_iteration/" + rel, f.read(k));
+                const std::string rel = k.substr(group.size() + 1);
+                const size_t slash = rel.rfind('/');
+                std::string key = "alphafold/alphafold_iteration/";
+                key.append(rel, 0, slash).append("//").append(rel, slash + 1, std::string::npos);
+                params.insert(key, f.read(k));
             }
             GoldenCase c{f, name, "", params};
             Context ctx;
