@@ -70,6 +70,28 @@ float best_tm_row(const Tensor& probs, const TmWeights& tm) {
     return best;
 }
 
+// The best alignment row's interface TM over rows [i0, i0 + rows) of probs [rows, N, B]: row i sums the per-pair
+// TM of the residues j of other chains (asym_j != asym_i) and divides by 1e-8 + their count; -1 when no row has
+// one (a single chain).
+float best_interface_tm_row(const Tensor& probs, const TmWeights& tm, const std::vector<int64_t>& asym, int64_t i0) {
+    const int64_t rows = probs.size(0), N = probs.size(1);
+    MatmulPrecisionScope fp32(MatmulPrecision::Fp32);
+    Tensor per_pair = Tensor::empty({rows, N, 1}, DType::F32, probs.device());
+    matmul(probs, tm.per_bin, per_pair);
+    const Tensor pp = per_pair.to(Device::CPU);
+    float best = -1.f;
+    for (int64_t r = 0; r < rows; ++r) {
+        float sum = 0.f, count = 0.f;
+        for (int64_t j = 0; j < N; ++j)
+            if (asym[static_cast<size_t>(j)] != asym[static_cast<size_t>(i0 + r)]) {
+                sum += pp.f32()[r * N + j];
+                count += 1.f;
+            }
+        if (count > 0.f) best = std::max(best, sum / (1e-8f + count));
+    }
+    return best;
+}
+
 // out[rows, N, B] = pair[rows] @ lin, the pair read in row blocks (float32, or a bfloat16 activation widened
 // block by block).
 void pair_rows_linear(const Tensor& pair, const LinearWeights& lin, int64_t i0, int64_t i1, const Tensor& out,
@@ -94,7 +116,7 @@ float ptm_from_probs(const Tensor& probs, float max_bin) {
 }
 
 HeadsOutputs heads_forward(const HeadsWeights& w, const Tensor& msa, const Tensor& pair, const Tensor& single,
-                           const Tensor& sm_act, Context& ctx, bool keep_pair_logits) {
+                           const Tensor& sm_act, Context& ctx, bool keep_pair_logits, const Tensor& asym_id) {
     Workspace& ws = ctx.ws;
     WorkspaceScope scope(ws);
     const int64_t N = pair.size(0);
@@ -145,7 +167,10 @@ HeadsOutputs heads_forward(const HeadsWeights& w, const Tensor& msa, const Tenso
         }
         // Row blocks: logits, probabilities, the expected error and each row's predicted TM; the [N, N, B]
         // tensors exist only when they are kept.
-        float best = -1.f;
+        float best = -1.f, best_interface = -1.f;
+        const std::vector<int64_t> asym = asym_id.defined() ? host_int64(asym_id) : std::vector<int64_t>{};
+        AXF_CHECK(asym.empty() || static_cast<int64_t>(asym.size()) == N, "heads: asym_id %s for %lld residues",
+                  asym_id.desc().c_str(), (long long)N);
         for (int64_t i0 = 0; i0 < N; i0 += hr) {
             WorkspaceScope block(ws);
             const int64_t i1 = std::min(N, i0 + hr), ci = i1 - i0;
@@ -159,6 +184,7 @@ HeadsOutputs heads_forward(const HeadsWeights& w, const Tensor& msa, const Tenso
                 matmul(probs, centres_col, pae.slice(0, i0, i1).view({ci, N, 1}));
             }
             best = std::max(best, best_tm_row(probs, tm));
+            if (!asym.empty()) best_interface = std::max(best_interface, best_interface_tm_row(probs, tm, asym, i0));
         }
         o.predicted_aligned_error = pae.to(Device::CPU);
         if (keep_pair_logits) {
@@ -167,6 +193,11 @@ HeadsOutputs heads_forward(const HeadsWeights& w, const Tensor& msa, const Tenso
         }
         o.max_predicted_aligned_error = centres[B - 1];
         o.ptm = best;
+        if (!asym.empty()) {
+            o.has_iptm = true;
+            o.iptm = std::max(best_interface, 0.f);  // one chain: no interface
+            o.weighted_ptm_score = 0.8f * o.iptm + 0.2f * o.ptm;
+        }
     }
     return o;
 }

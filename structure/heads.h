@@ -43,6 +43,10 @@ struct HeadsOutputs {
     float max_predicted_aligned_error = 0.f;
     float ptm = 0.f;
     bool has_pae = false;
+    // AF-Multimer (heads_forward with asym_id): ipTM, pTM over the pairs of different chains, and AF-Multimer's
+    // ranking confidence 0.8 ipTM + 0.2 pTM.
+    bool has_iptm = false;
+    float iptm = 0.f, weighted_ptm_score = 0.f;
 };
 
 // msa [S, N, C_m] (cluster rows only), pair [N, N, C_z] (float32 or bfloat16), single [N, C_s] (Evoformer
@@ -50,8 +54,11 @@ struct HeadsOutputs {
 // (ctx.chunk_size, else ~64 MiB of logits); without keep_pair_logits the [N, N, 64] distogram logits and PAE
 // logits and probabilities are not kept (the distogram is not computed at all): the PAE map, its maximum
 // and pTM are, from the same blocks.
+// asym_id [N] int64 (AF-Multimer's chain of each residue): also ipTM (the pTM formula with each alignment row i
+// summing over the residues j of other chains, weighted 1 / (1e-8 + their count); d0 from every residue).
 HeadsOutputs heads_forward(const HeadsWeights& w, const Tensor& msa, const Tensor& pair, const Tensor& single,
-                           const Tensor& sm_act, Context& ctx, bool keep_pair_logits = true);
+                           const Tensor& sm_act, Context& ctx, bool keep_pair_logits = true,
+                           const Tensor& asym_id = Tensor());
 
 // Cotangents of the heads' outputs for heads_backward; an undefined tensor (or ptm 0) contributes nothing.
 struct HeadsCotangents {
