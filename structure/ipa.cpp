@@ -6,6 +6,51 @@
 
 namespace axfold {
 
+InvariantPointAttentionWeights load_multimer_ipa_weights(const ParamLookup& get, const std::string& scope) {
+    auto param = [&](const std::string& rel) { return get(join_key(scope, rel)).to(Device::CPU).contiguous(); };
+    const Tensor qs = param("q_scalar_projection//weights"), ks = param("k_scalar_projection//weights"),
+                 vs = param("v_scalar_projection//weights");
+    AXF_CHECK(qs.dim() == 3 && ks.shape() == qs.shape() && vs.dim() == 3 && vs.size(0) == qs.size(0) &&
+                  vs.size(1) == qs.size(1),
+              "%s: scalar projections q %s, k %s, v %s: expected [C_s, H, c]", scope.c_str(),
+              shape_str(qs.shape()).c_str(), shape_str(ks.shape()).c_str(), shape_str(vs.shape()).c_str());
+    const int64_t Cs = qs.size(0), H = qs.size(1), C = qs.size(2), Cv = vs.size(2);
+    InvariantPointAttentionWeights w;
+    w.q_scalar = {qs.view({Cs, H * C}), Tensor(), false};
+    Tensor kv = Tensor::empty({Cs, H, C + Cv});  // each head's keys, then its values
+    kv.slice(2, 0, C).copy_from(ks);
+    kv.slice(2, C, C + Cv).copy_from(vs);
+    w.kv_scalar = {kv.view({Cs, H * (C + Cv)}), Tensor(), false};
+    // Points: [C_s, H, 3, P] per head -> [C_s, 3, H, P] (x | y | z thirds over every head's points).
+    auto points = [&](const char* name, int64_t& P) {
+        const std::string s = std::string(name) + "_point_projection/point_projection";
+        const Tensor wt = param(s + "//weights"), b = param(s + "//bias");
+        AXF_CHECK(wt.dim() == 3 && wt.size(0) == Cs && wt.size(1) == H && wt.size(2) % 3 == 0 &&
+                      b.shape() == Shape({H, wt.size(2)}),
+                  "%s: %s weights %s, bias %s: expected [C_s, H, 3P] and [H, 3P]", scope.c_str(), s.c_str(),
+                  shape_str(wt.shape()).c_str(), shape_str(b.shape()).c_str());
+        P = wt.size(2) / 3;
+        return std::pair<Tensor, Tensor>{wt.view({Cs, H, 3, P}).permute({0, 2, 1, 3}),
+                                         b.view({H, 3, P}).permute({1, 0, 2})};
+    };
+    int64_t P = 0, Pk = 0, Pv = 0;
+    const auto [qw, qb] = points("q", P);
+    const auto [kw, kb] = points("k", Pk);
+    const auto [vw, vb] = points("v", Pv);
+    AXF_CHECK(Pk == P, "%s: %lld query points but %lld key points", scope.c_str(), (long long)P, (long long)Pk);
+    w.q_point_local = {qw.contiguous().view({Cs, 3 * H * P}), qb.contiguous().view({3 * H * P})};
+    Tensor kvw = Tensor::empty({Cs, 3, H, P + Pv}), kvb = Tensor::empty({3, H, P + Pv});  // keys, then values
+    kvw.slice(3, 0, P).copy_from(kw);
+    kvw.slice(3, P, P + Pv).copy_from(vw);
+    kvb.slice(2, 0, P).copy_from(kb);
+    kvb.slice(2, P, P + Pv).copy_from(vb);
+    w.kv_point_local = {kvw.view({Cs, 3 * H * (P + Pv)}), kvb.view({3 * H * (P + Pv)})};
+    w.trainable_point_weights = param("//trainable_point_weights");
+    bind_params(w.attention_2d, join_key(scope, "attention_2d"), get);
+    bind_params(w.output_projection, join_key(scope, "output_projection"), get);
+    return w;
+}
+
 void invariant_point_attention_forward(const InvariantPointAttentionWeights& w, const Tensor& s, const Tensor& z,
                                        const Tensor& rot_in, const Tensor& trans_in, const Tensor& mask_in,
                                        const Tensor& out, bool accumulate, Context& ctx, float inf, float eps,

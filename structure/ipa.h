@@ -35,6 +35,14 @@ struct InvariantPointAttentionWeights {
     int64_t no_v_points() const { return kv_point_local.weights.size(1) / (3 * no_heads()) - no_qk_points(); }
 };
 
+// AF-Multimer's IPA parameters under `scope` (`{q,k,v}_scalar_projection//weights` [C_s, H, c] without bias,
+// `{q,k,v}_point_projection/point_projection` [C_s, H, 3P] and bias [H, 3P], each head's x, y, z a third of its
+// last axis; attention_2d, trainable_point_weights, output_projection as the monomer's) rearranged into the
+// monomer's layout (copies, on the host), which computes AF-Multimer's attention: its logits and output features
+// are the monomer's (golden README, "IPA (multimer)"). The point norms use sqrt(eps + |x|^2) where AF-Multimer
+// uses sqrt(max(|x|^2, 1e-16)): equal to float32 rounding unless a point lies within 1e-4 of its frame's origin.
+InvariantPointAttentionWeights load_multimer_ipa_weights(const ParamLookup& get, const std::string& scope);
+
 // s [N, C_s], z [N, N, C_z], rot [N, 3, 3], trans [N, 3], mask [N], all on one device with the weights;
 // out [N, C_s] = (accumulate ? out : 0) + IPA update. mask bias is inf * (m_i m_j - 1), AF2 inf = 1e5.
 // Attention runs in chunks of ctx.chunk_size query rows. With z_norm, z is the raw pair and each chunk's

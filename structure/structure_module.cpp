@@ -38,6 +38,58 @@ void backbone_update(const LinearWeights& w, const Tensor& act, Tensor& quaterni
     if (affine_update_out) *affine_update_out = upd;
 }
 
+void backbone_update_rotation(const LinearWeights& w, const Tensor& act, Tensor& rotation, Tensor& translation,
+                              Context& ctx) {
+    WorkspaceScope scope(ctx.ws);
+    const int64_t N = act.size(0);
+    AXF_CHECK(rotation.is_contiguous() && translation.is_contiguous() && rotation.numel() == N * 9 &&
+                  translation.numel() == N * 3 && rotation.device() == Device::CPU &&
+                  translation.device() == Device::CPU,
+              "backbone_update_rotation: rotation %s / translation %s must be contiguous host tensors for %lld residues",
+              rotation.desc().c_str(), translation.desc().c_str(), (long long)N);
+    const Tensor upd = host_copy(linear(act, w.weights, w.bias, ctx.ws));  // [N, 6]
+    float* r = rotation.f32();
+    float* t = translation.f32();
+    for (int64_t n = 0; n < N; ++n) {
+        const float* u = upd.f32() + n * 6;
+        float* rn = r + n * 9;
+        // dR: the rotation of the unit quaternion (1, b, c, d) / norm.
+        const float norm = std::sqrt(1.f + u[0] * u[0] + u[1] * u[1] + u[2] * u[2]);
+        const float a = 1.f / norm, b = u[0] / norm, c = u[1] / norm, d = u[2] / norm;
+        const float dr[9] = {a * a + b * b - c * c - d * d, 2 * (b * c - a * d),           2 * (b * d + a * c),
+                             2 * (b * c + a * d),           a * a - b * b + c * c - d * d, 2 * (c * d - a * b),
+                             2 * (b * d - a * c),           2 * (c * d + a * b),           a * a - b * b - c * c + d * d};
+        for (int k = 0; k < 3; ++k) t[n * 3 + k] += rn[k * 3] * u[3] + rn[k * 3 + 1] * u[4] + rn[k * 3 + 2] * u[5];
+        float nr[9];
+        for (int i = 0; i < 3; ++i)
+            for (int j = 0; j < 3; ++j)
+                nr[i * 3 + j] = rn[i * 3] * dr[j] + rn[i * 3 + 1] * dr[3 + j] + rn[i * 3 + 2] * dr[6 + j];
+        std::copy(nr, nr + 9, rn);
+    }
+}
+
+StructureModuleWeights load_structure_module(const ParamLookup& get, const std::string& scope, bool multimer) {
+    StructureModuleWeights w;
+    if (!multimer) {
+        bind_params(w, scope, get);
+        return w;
+    }
+    bind_params(w.single_layer_norm, join_key(scope, "single_layer_norm"), get);
+    bind_params(w.initial_projection, join_key(scope, "initial_projection"), get);
+    bind_params(w.pair_layer_norm, join_key(scope, "pair_layer_norm"), get);
+    FoldIterationWeights& f = w.fold_iteration;
+    const std::string fs = join_key(scope, "fold_iteration");
+    f.invariant_point_attention = load_multimer_ipa_weights(get, join_key(fs, "invariant_point_attention"));
+    bind_params(f.attention_layer_norm, join_key(fs, "attention_layer_norm"), get);
+    bind_params(f.transition, join_key(fs, "transition"), get);
+    bind_params(f.transition_1, join_key(fs, "transition_1"), get);
+    bind_params(f.transition_2, join_key(fs, "transition_2"), get);
+    bind_params(f.transition_layer_norm, join_key(fs, "transition_layer_norm"), get);
+    bind_params(f.affine_update, join_key(fs, "quat_rigid/rigid"), get);
+    bind_params(f.rigid_sidechain, join_key(fs, "rigid_sidechain"), get);
+    return w;
+}
+
 namespace {
 
 // relu(x) as a new workspace tensor (x unchanged).
@@ -221,7 +273,7 @@ StructureModuleOutputs structure_module_forward(const StructureModuleWeights& w,
     AXF_CHECK(pair.dim() == 3 && pair.size(0) == N && pair.size(1) == N, "structure module: pair %s for single %s",
               pair.desc().c_str(), single.desc().c_str());
     StructureModuleOutputs o;
-    o.traj = Tensor::empty({L, N, 7});
+    o.traj = cfg.multimer ? Tensor::zeros({L, N, 4, 4}) : Tensor::empty({L, N, 7});
     o.sidechain_frames = Tensor::empty({L, N, 8, 4, 4});
     o.angles_sin_cos = Tensor::empty({L, N, 7, 2});
     o.unnormalized_angles_sin_cos = Tensor::empty({L, N, 7, 2});
@@ -254,22 +306,30 @@ StructureModuleOutputs structure_module_forward(const StructureModuleWeights& w,
         linear(h2, f.transition_2.weights, f.transition_2.bias, act, 1.f);
         apply_elementwise_dropout(act, derive_dropout_key(cfg.dropout_key, 2 * l + 1), cfg.dropout_rate);
         layer_norm(act, f.transition_layer_norm.scale, f.transition_layer_norm.offset, 1e-5f, act);
-        backbone_update(f.affine_update, act, quat, trans, nullptr, ctx);
+        if (cfg.multimer)
+            backbone_update_rotation(f.affine_update, act, rot, trans, ctx);
+        else
+            backbone_update(f.affine_update, act, quat, trans, nullptr, ctx);
 
         Tensor un = o.unnormalized_angles_sin_cos.select(0, l), an = o.angles_sin_cos.select(0, l);
         angle_resnet_forward(f.rigid_sidechain, act, initial_act, un, an, ctx, cfg.eps);
         Tensor trans_a = trans.clone();
         scale(trans_a, cfg.position_scale);
-        rot = quaternion_to_rotation(quat);  // the updated frames: this layer's atoms, the next layer's IPA
+        if (!cfg.multimer) rot = quaternion_to_rotation(quat);  // the updated frames: this layer's atoms, next IPA
         Tensor frames = torsion_angles_to_frames(aatype_h, rot, trans_a, an);
         Tensor atom14 = frames_and_literature_positions_to_atom14_pos(aatype_h, frames);
         Tensor sf = o.sidechain_frames.select(0, l), ap = o.atom14_positions.select(0, l);
         copy(sf, frames);
         copy(ap, atom14);
         Tensor tr = o.traj.select(0, l);
-        Tensor tr_q = tr.slice(1, 0, 4), tr_t = tr.slice(1, 4, 7);
-        copy(tr_q, quat);
-        copy(tr_t, trans_a);
+        if (cfg.multimer) {  // [N, 4, 4]: [R t; 0 1]
+            tr.slice(1, 0, 3).slice(2, 0, 3).copy_from(rot.view({N, 3, 3}));
+            tr.slice(1, 0, 3).select(2, 3).copy_from(trans_a);
+            fill(tr.select(1, 3).select(1, 3), 1.f);
+        } else {
+            copy(tr.slice(1, 0, 4), quat);
+            copy(tr.slice(1, 4, 7), trans_a);
+        }
         o.states.select(0, l).copy_from(act);
     }
     o.act = host_copy(act);
@@ -284,6 +344,7 @@ void structure_module_backward(const StructureModuleWeights& w, const StructureM
                                const Tensor& pair, const Tensor& aatype, const Tensor& seq_mask,
                                const StructureModuleCotangents& d, const Tensor& dsingle, const Tensor& dpair,
                                StructureModuleWeights& grads, Context& ctx) {
+    AXF_CHECK(!cfg.multimer, "structure module backward: AlphaFold-Multimer's module is not supported yet");
     Workspace& ws = ctx.ws;
     WorkspaceScope scope(ws);
     const int64_t N = single.size(0), L = cfg.num_layers;

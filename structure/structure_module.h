@@ -57,7 +57,10 @@ struct StructureModuleWeights {
 
 struct StructureModuleConfig {
     int num_layers = 8;             // fold iterations (shared weights)
-    float position_scale = 10.f;    // internal units -> Angstrom
+    float position_scale = 10.f;    // internal units -> Angstrom (AF-Multimer: 20)
+    // AF-Multimer: frames are rotation matrices, updated by R' = R dR(normalize(1, b, c, d)), t' = t + R dt
+    // (backbone_update_rotation), and traj holds them as [L, N, 4, 4] homogeneous matrices.
+    bool multimer = false;
     float ipa_inf = 1e5f;
     float eps = 1e-8f;              // IPA point norm and angle normalisation
     // Training dropout (AF2: rate 0.1, element-wise, on the activation after IPA's residual and after the
@@ -68,7 +71,7 @@ struct StructureModuleConfig {
 
 // Outputs in the layout of the golden `structure_module/*` datasets.
 struct StructureModuleOutputs {
-    Tensor traj;                          // [L, N, 7] quaternion (w,x,y,z), translation (Angstrom)
+    Tensor traj;                          // [L, N, 7] quaternion (w,x,y,z), translation (Angstrom); multimer [L, N, 4, 4]
     Tensor sidechain_frames;              // [L, N, 8, 4, 4]
     Tensor angles_sin_cos;                // [L, N, 7, 2]
     Tensor unnormalized_angles_sin_cos;   // [L, N, 7, 2]
@@ -86,6 +89,15 @@ struct StructureModuleOutputs {
 // host tensors (the GEMM runs on act's device, the frame algebra on the host); the update comes back on the host.
 void backbone_update(const LinearWeights& w, const Tensor& act, Tensor& quaternion, Tensor& translation,
                      Tensor* affine_update_out, Context& ctx);
+
+// AF-Multimer's backbone update (`quat_rigid/rigid`): upd = (b, c, d, t) as above; R' = R dR with dR the rotation
+// of normalize((1, b, c, d)), t' = t + R t_upd. rotation [N, 3, 3], translation [N, 3] host tensors, in place.
+void backbone_update_rotation(const LinearWeights& w, const Tensor& act, Tensor& rotation, Tensor& translation,
+                              Context& ctx);
+
+// The structure module's weights under `scope`; multimer: AF-Multimer's (IPA by load_multimer_ipa_weights, the
+// backbone update under `fold_iteration/quat_rigid/rigid`).
+StructureModuleWeights load_structure_module(const ParamLookup& get, const std::string& scope, bool multimer);
 
 // Angle resnet: act, initial_act [N, C_s] (on the weights' device) -> unnormalized and normalized (sin, cos)
 // [N, 7, 2] (host tensors; normalized contiguous).

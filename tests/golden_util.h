@@ -75,6 +75,13 @@ struct GoldenTolerance {
     double rel_angles = 5e-4;  // outputs whose name contains "angles"
 };
 
+// mask [N] repeated over a leading axis (structure-module layers): [lead, N], for "mask:<output>" entries.
+inline Tensor lead_mask(const Tensor& mask, int64_t lead) {
+    Tensor m = Tensor::empty({lead, mask.numel()});
+    for (int64_t l = 0; l < lead; ++l) m.select(0, l).copy_from(mask.contiguous().view({mask.numel()}));
+    return m;
+}
+
 // Compares a runner's outputs with the case's golden tensors (1e-4 of max|golden| per tensor; angles 5e-4).
 inline void expect_case_matches(const std::string& set_name, const GoldenCase& c,
                                 const std::map<std::string, Tensor>& got, const GoldenTolerance& tol) {

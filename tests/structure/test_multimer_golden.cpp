@@ -1,15 +1,63 @@
 // AlphaFold-Multimer's structure-side modules against the multimer golden sets' module cases (golden README,
-// "Multimer sets"): the heads with pTM over all pairs and ipTM over pairs of different chains.
+// "Multimer sets"): IPA, the backbone update and the structure module with rotation-matrix frames, and the heads
+// with pTM over all pairs and ipTM over pairs of different chains.
 #include "golden_util.h"
 #include "structure/heads.h"
+#include "structure/structure_module.h"
 
 using namespace axfold;
 using test::GoldenCase;
 
 namespace {
 
+const std::string kStructure = "alphafold/alphafold_iteration/structure_module";
+
 std::map<std::string, test::GoldenRunner> multimer_structure_runners() {
     std::map<std::string, test::GoldenRunner> r;
+    r["invariant_point_attention"] = [](const GoldenCase& c, Context& ctx) {
+        const InvariantPointAttentionWeights w =
+            load_multimer_ipa_weights(c.lookup(), kStructure + "/fold_iteration/invariant_point_attention");
+        const Tensor s = c.input("inputs_1d"), mask = c.input("mask");
+        Tensor out = Tensor::empty(s.shape());
+        invariant_point_attention_forward(w, s, c.input("inputs_2d"), c.input("rotation"), c.input("translation"), mask,
+                                          out, false, ctx);
+        // Rows with mask 0 attend to nothing: ill-conditioned in the reference (golden README).
+        return std::map<std::string, Tensor>{{"outputs/update", out}, {"mask:outputs/update", mask}};
+    };
+    r["backbone_update"] = [](const GoldenCase& c, Context& ctx) {
+        LinearWeights w;
+        bind_params(w, kStructure + "/fold_iteration/quat_rigid/rigid", c.lookup());
+        Tensor rot = c.input("rotation").clone(), t = c.input("translation").clone();
+        backbone_update_rotation(w, c.input("act"), rot, t, ctx);
+        return std::map<std::string, Tensor>{
+            {"outputs/affine_update", linear(c.input("act"), w.weights, w.bias, ctx.ws).clone()},
+            {"outputs/new_rotation", rot},
+            {"outputs/new_translation", t}};
+    };
+    r["structure_module"] = [](const GoldenCase& c, Context& ctx) {
+        const StructureModuleWeights w = load_structure_module(c.lookup(), kStructure, true);
+        StructureModuleConfig cfg;
+        cfg.multimer = true;
+        cfg.position_scale = 20.f;
+        cfg.num_layers = static_cast<int>(c.golden("outputs/traj").size(0));
+        const Tensor mask = c.input("seq_mask");
+        const StructureModuleOutputs o =
+            structure_module_forward(w, cfg, c.input("single"), c.input("pair"), c.input_raw("aatype"), mask, ctx);
+        const Tensor ml = test::lead_mask(mask, cfg.num_layers);
+        // Residues with mask 0 are ill-conditioned in the reference (golden README).
+        return std::map<std::string, Tensor>{{"outputs/traj", o.traj},
+                                             {"mask:outputs/traj", ml},
+                                             {"outputs/sidechain_frames", o.sidechain_frames},
+                                             {"mask:outputs/sidechain_frames", ml},
+                                             {"outputs/angles_sin_cos", o.angles_sin_cos},
+                                             {"mask:outputs/angles_sin_cos", ml},
+                                             {"outputs/unnormalized_angles_sin_cos", o.unnormalized_angles_sin_cos},
+                                             {"mask:outputs/unnormalized_angles_sin_cos", ml},
+                                             {"outputs/atom14_positions", o.atom14_positions},
+                                             {"mask:outputs/atom14_positions", ml},
+                                             {"outputs/act", o.act},
+                                             {"mask:outputs/act", mask}};
+    };
     r["heads"] = [](const GoldenCase& c, Context& ctx) {
         HeadsWeights w;
         w.has_pae = true;

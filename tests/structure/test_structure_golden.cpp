@@ -11,14 +11,6 @@ namespace {
 
 const std::string kRoot = "alphafold/alphafold_iteration";
 
-// mask [N] expanded to a prefix shape {lead..., N} for the "mask:" convention of the harness.
-Tensor lead_mask(const Tensor& mask, int64_t lead) {
-    Tensor m = Tensor::empty({lead, mask.numel()});
-    for (int64_t l = 0; l < lead; ++l)
-        for (int64_t i = 0; i < mask.numel(); ++i) m.at({l, i}) = mask.contiguous().f32()[i];
-    return m;
-}
-
 std::map<std::string, test::GoldenRunner> structure_runners() {
     std::map<std::string, test::GoldenRunner> r;
     r["invariant_point_attention"] = [](const GoldenCase& c, Context& ctx) {
@@ -64,7 +56,7 @@ std::map<std::string, test::GoldenRunner> structure_runners() {
         StructureModuleOutputs o = structure_module_forward(w, cfg, c.input("single"), c.input("pair"),
                                                             c.input_raw("aatype"), mask, ctx);
         const int64_t L = cfg.num_layers;
-        Tensor ml = lead_mask(mask, L), m1 = mask.contiguous();
+        Tensor ml = test::lead_mask(mask, L), m1 = mask.contiguous();
         return std::map<std::string, Tensor>{
             {"outputs/traj", o.traj}, {"mask:outputs/traj", ml},
             {"outputs/sidechain_frames", o.sidechain_frames}, {"mask:outputs/sidechain_frames", ml},
