@@ -138,14 +138,18 @@ void template_pair_stack_block_forward(const TemplatePairStackBlockWeights& w, T
     auto note = [&](const char* name) {
         if (observe) observe(name, -1, act);
     };
-    triangle_attention_forward(w.triangle_attention_starting_node, false, act, pair_mask, act, true, ctx, k);
-    note("pair_after_triangle_attention_starting_node");
-    triangle_attention_forward(w.triangle_attention_ending_node, true, act, pair_mask, act, true, ctx, k);
-    note("pair_after_triangle_attention_ending_node");
+    auto attentions = [&] {
+        triangle_attention_forward(w.triangle_attention_starting_node, false, act, pair_mask, act, true, ctx, k);
+        note("pair_after_triangle_attention_starting_node");
+        triangle_attention_forward(w.triangle_attention_ending_node, true, act, pair_mask, act, true, ctx, k);
+        note("pair_after_triangle_attention_ending_node");
+    };
+    if (!w.multimer) attentions();
     triangle_multiplication_forward(w.triangle_multiplication_outgoing, false, act, pair_mask, act, true, ctx, k);
     note("pair_after_triangle_multiplication_outgoing");
     triangle_multiplication_forward(w.triangle_multiplication_incoming, true, act, pair_mask, act, true, ctx, k);
     note("pair_after_triangle_multiplication_incoming");
+    if (w.multimer) attentions();
     transition_forward(w.pair_transition, act, act, true, ctx, k);
 }
 

@@ -35,6 +35,9 @@ namespace axfold {
 
 // One block of `template_pair_stack/__layer_stack_no_state` (stacked, leading layer axis).
 struct TemplatePairStackBlockWeights {
+    // AF-Multimer: the triangle multiplications first (outgoing, incoming), with fused weights, then the
+    // attentions and the transition.
+    bool multimer = false;
     TriangleAttentionWeights triangle_attention_starting_node;
     TriangleAttentionWeights triangle_attention_ending_node;
     TriangleMultiplicationWeights triangle_multiplication_outgoing;
