@@ -161,7 +161,6 @@ MemType mem_type_for(hid_t ftype, const std::string& what) {
     AXF_FAIL("%s has HDF5 type class '%s' (%zu bytes); expected a numeric array", what.c_str(), name, size);
 }
 
-
 // The in-memory type for reading a variable-length string stored with file type `ftype` (same charset).
 Id variable_string_type(const Id& ftype, const std::string& what) {
     Id mem(H5Tcopy(H5T_C_S1));
@@ -269,7 +268,9 @@ Tensor Hdf5File::read(const std::string& path) const {
     return t;
 }
 
-Tensor Hdf5File::read_f32(const std::string& path) const { return host_cast(read(path), DType::F32); }
+Tensor Hdf5File::read_f32(const std::string& path) const {
+    return host_cast(read(path), DType::F32);
+}
 
 bool Hdf5File::is_string_dataset(const std::string& path) const {
     if (!has_dataset(path)) return false;
@@ -360,6 +361,26 @@ bool Hdf5File::has_attr(const std::string& obj_path, const std::string& name) co
     return r > 0;
 }
 
+double Hdf5File::read_double_attr(const std::string& obj_path, const std::string& name) const {
+    const std::string p = abs_path(obj_path);
+    const std::string what = "attribute '" + name + "' of '" + obj_path + "' in '" + path_ + "'";
+    AXF_CHECK(path_exists(file_, p) && has_attr(obj_path, name), "'%s' has no %s", path_.c_str(),
+              ("attribute '" + name + "' on '" + obj_path + "'").c_str());
+    Id attr(H5Aopen_by_name(file_, p.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
+    H5_CHECK(attr.valid(), "cannot open %s", what.c_str());
+    Id ftype(H5Aget_type(attr.get()));
+    H5_CHECK(ftype.valid(), "%s: cannot get datatype", what.c_str());
+    const H5T_class_t cls = H5Tget_class(ftype.get());
+    AXF_CHECK(cls == H5T_FLOAT || cls == H5T_INTEGER, "%s is not a number", what.c_str());
+    Id space(H5Aget_space(attr.get()));
+    H5_CHECK(space.valid(), "%s: cannot get dataspace", what.c_str());
+    AXF_CHECK(H5Sget_simple_extent_npoints(space.get()) == 1, "%s holds %lld values, expected one", what.c_str(),
+              (long long)H5Sget_simple_extent_npoints(space.get()));
+    double v = 0;
+    H5_CHECK(H5Aread(attr.get(), H5T_NATIVE_DOUBLE, &v) >= 0, "failed to read %s", what.c_str());
+    return v;
+}
+
 std::string Hdf5File::read_string_attr(const std::string& obj_path, const std::string& name) const {
     const std::string p = abs_path(obj_path);
     const std::string what = "attribute '" + name + "' of '" + obj_path + "' in '" + path_ + "'";
@@ -426,7 +447,8 @@ void Hdf5Writer::write(const std::string& path, const Tensor& tensor) {
     AXF_CHECK(tensor.defined(), "cannot write %s: undefined tensor", what.c_str());
     AXF_CHECK(!path_exists(file_, p), "cannot write %s: the path already exists", what.c_str());
     // bfloat16 activations are written as float32 (HDF5 has no standard bfloat16 type).
-    const Tensor t = tensor.dtype() == DType::BF16 ? host_cast(tensor, DType::F32) : tensor.to(Device::CPU).contiguous();
+    const Tensor t =
+        tensor.dtype() == DType::BF16 ? host_cast(tensor, DType::F32) : tensor.to(Device::CPU).contiguous();
 
     hid_t ftype = H5T_IEEE_F32LE, mtype = H5T_NATIVE_FLOAT;
     switch (t.dtype()) {
@@ -500,8 +522,8 @@ void Hdf5Writer::write_strings(const std::string& path, const std::vector<std::s
     const hsize_t dims[1] = {values.size()};
     Id space(H5Screate_simple(1, dims, nullptr));
     Id lcpl(H5Pcreate(H5P_LINK_CREATE));
-    H5_CHECK(space.valid() && lcpl.valid() && H5Pset_create_intermediate_group(lcpl.get(), 1) >= 0,
-             "cannot set up %s", what.c_str());
+    H5_CHECK(space.valid() && lcpl.valid() && H5Pset_create_intermediate_group(lcpl.get(), 1) >= 0, "cannot set up %s",
+             what.c_str());
     Id ds(H5Dcreate2(file_, p.c_str(), type.get(), space.get(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT));
     H5_CHECK(ds.valid(), "cannot create %s", what.c_str());
     std::vector<const char*> ptrs;

@@ -54,6 +54,8 @@ public:
     bool has_attr(const std::string& obj_path, const std::string& name) const;
     // A string attribute (variable or fixed length) of the object at obj_path ("/" for the root group).
     std::string read_string_attr(const std::string& obj_path, const std::string& name) const;
+    // A numeric scalar attribute, converted to double.
+    double read_double_attr(const std::string& obj_path, const std::string& name) const;
 
 private:
     std::string path_;

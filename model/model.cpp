@@ -14,7 +14,7 @@ const std::string kRoot = "alphafold/alphafold_iteration";
 
 struct FeatureSpec {
     const char* name;
-    std::vector<char> dims;  // R = iterations, N = residues, S = MSA rows, E = extra rows, or a digit-coded size
+    std::vector<char> dims;      // R = iterations, N = residues, S = MSA rows, E = extra rows, or a digit-coded size
     std::vector<int64_t> fixed;  // fixed sizes for dims marked 'F' (in order)
     bool integer;
 };
@@ -35,20 +35,59 @@ const std::vector<FeatureSpec>& model_inputs() {
     return specs;
 }
 
+// AlphaFold-Multimer's processed features (AF2 `modules_multimer`): the extra MSA's deletions as counts, the
+// chain ids, 21-channel target_feat; templates as atoms only (the model derives everything else).
+const std::vector<FeatureSpec>& multimer_model_inputs() {
+    static const std::vector<FeatureSpec> specs = {
+        {"aatype", {'R', 'N'}, {}, true},
+        {"target_feat", {'R', 'N', 'F'}, {21}, false},
+        {"residue_index", {'R', 'N'}, {}, true},
+        {"asym_id", {'R', 'N'}, {}, true},
+        {"entity_id", {'R', 'N'}, {}, true},
+        {"sym_id", {'R', 'N'}, {}, true},
+        {"seq_mask", {'R', 'N'}, {}, false},
+        {"msa_feat", {'R', 'S', 'N', 'F'}, {49}, false},
+        {"msa_mask", {'R', 'S', 'N'}, {}, false},
+        {"extra_msa", {'R', 'E', 'N'}, {}, true},
+        {"extra_deletion_matrix", {'R', 'E', 'N'}, {}, false},
+        {"extra_msa_mask", {'R', 'E', 'N'}, {}, false},
+    };
+    return specs;
+}
+
+const std::vector<FeatureSpec>& multimer_template_inputs() {
+    static const std::vector<FeatureSpec> specs = {
+        {"template_aatype", {'R', 'T', 'N'}, {}, true},
+        {"template_all_atom_positions", {'R', 'T', 'N', 'F', 'F'}, {37, 3}, false},
+        {"template_all_atom_mask", {'R', 'T', 'N', 'F'}, {37}, false},
+    };
+    return specs;
+}
+
 }  // namespace
 
 ModelPreset ModelPreset::from_name(const std::string& name) {
     ModelPreset p;
     p.name = name;
     std::string base = name;
-    const std::string ptm = "_ptm";
-    if (base.size() > ptm.size() && base.compare(base.size() - ptm.size(), ptm.size(), ptm) == 0) {
-        p.ptm = true;
-        base = base.substr(0, base.size() - ptm.size());
+    for (const std::string suffix : {"_ptm", "_multimer_v3"}) {
+        if (base.size() > suffix.size() && base.compare(base.size() - suffix.size(), suffix.size(), suffix) == 0) {
+            (suffix == "_ptm" ? p.ptm : p.multimer) = true;
+            base = base.substr(0, base.size() - suffix.size());
+            break;
+        }
     }
     AXF_CHECK(base.size() == 7 && base.rfind("model_", 0) == 0 && base[6] >= '1' && base[6] <= '5',
-              "unknown model name '%s': expected model_1 .. model_5, optionally with _ptm", name.c_str());
+              "unknown model name '%s': expected model_1 .. model_5, optionally with _ptm, or model_1_multimer_v3 .. "
+              "model_5_multimer_v3",
+              name.c_str());
     p.index = base[6] - '0';
+    if (p.multimer) {  // AF2's multimer config: templates and the PAE head in every model
+        p.ptm = p.templates = true;
+        p.max_extra_msa = 2048;
+        p.max_msa_clusters = 508;
+        return p;
+    }
     p.templates = p.index <= 2;
     p.max_extra_msa = (p.index == 2 || p.index == 5) ? 1024 : 5120;
     p.max_msa_clusters = p.templates ? 508 : 512;
@@ -72,7 +111,9 @@ const std::vector<FeatureSpec>& template_inputs() {
     return specs;
 }
 
-bool is_torsion_feature(const std::string& name) { return name.find("torsion_angles") != std::string::npos; }
+bool is_torsion_feature(const std::string& name) {
+    return name.find("torsion_angles") != std::string::npos;
+}
 
 // Whether the features hold the template inputs: all of them or none, except that the three torsion
 // features may be absent together (the model then computes them from the template atoms, as AF2 does).
@@ -124,9 +165,9 @@ void validate_features(const FeatureDict& f, const ModelConfig& config, const st
                 sizes[c] = t.size(d);
                 first[c] = s.name;
             } else {
-                AXF_CHECK(sz->second == t.size(d),
-                          "%s: feature '%s' has shape %s, but '%s' gives %c = %lld", source.c_str(), s.name,
-                          shape_str(t.shape()).c_str(), first[c].c_str(), c, (long long)sz->second);
+                AXF_CHECK(sz->second == t.size(d), "%s: feature '%s' has shape %s, but '%s' gives %c = %lld",
+                          source.c_str(), s.name, shape_str(t.shape()).c_str(), first[c].c_str(), c,
+                          (long long)sz->second);
             }
         }
         if (s.integer) {
@@ -134,15 +175,16 @@ void validate_features(const FeatureDict& f, const ModelConfig& config, const st
                       "%s: feature '%s' has dtype %s, expected an integer type", source.c_str(), s.name,
                       dtype_name(t.dtype()));
         } else {
-            AXF_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F64, "%s: feature '%s' has dtype %s, expected float32",
-                      source.c_str(), s.name, dtype_name(t.dtype()));
+            AXF_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F64,
+                      "%s: feature '%s' has dtype %s, expected float32", source.c_str(), s.name, dtype_name(t.dtype()));
         }
         Tensor c = to_f32(t);
         for (int64_t i = 0; i < c.numel(); ++i)
             AXF_CHECK(std::isfinite(c.f32()[i]), "%s: feature '%s' holds a non-finite value (%g) at flat index %lld",
                       source.c_str(), s.name, c.f32()[i], (long long)i);
     };
-    for (const FeatureSpec& s : model_inputs()) check(s);
+    const bool multimer = config.preset.multimer;
+    for (const FeatureSpec& s : multimer ? multimer_model_inputs() : model_inputs()) check(s);
     AXF_CHECK(sizes['N'] > 0 && sizes['S'] > 0 && sizes['R'] > 0, "%s: empty features (R=%lld, N=%lld, S=%lld)",
               source.c_str(), (long long)sizes['R'], (long long)sizes['N'], (long long)sizes['S']);
     const Tensor aatype = to_int64(f.at("aatype"));
@@ -150,9 +192,20 @@ void validate_features(const FeatureDict& f, const ModelConfig& config, const st
         AXF_CHECK(aatype.data<int64_t>()[i] >= 0 && aatype.data<int64_t>()[i] <= 20,
                   "%s: feature 'aatype' holds %lld at flat index %lld, expected 0..20", source.c_str(),
                   (long long)aatype.data<int64_t>()[i], (long long)i);
-    if (config.preset.templates && has_template_features(f, source)) {
+    if (multimer) {  // all three template features or none
+        int present = 0;
+        for (const FeatureSpec& s : multimer_template_inputs()) present += f.count(s.name) > 0;
+        AXF_CHECK(present == 0 || present == 3,
+                  "%s: incomplete template features: AlphaFold-Multimer reads "
+                  "template_aatype, template_all_atom_positions and template_all_atom_mask",
+                  source.c_str());
+        if (present == 3)
+            for (const FeatureSpec& s : multimer_template_inputs()) check(s);
+    } else if (config.preset.templates && has_template_features(f, source)) {
         for (const FeatureSpec& s : template_inputs())
             if (!is_torsion_feature(s.name) || f.count(s.name)) check(s);
+    }
+    if (config.preset.templates && f.count("template_aatype")) {
         const Tensor ta = to_int64(f.at("template_aatype"));
         for (int64_t i = 0; i < ta.numel(); ++i)
             AXF_CHECK(ta.data<int64_t>()[i] >= 0 && ta.data<int64_t>()[i] <= 21,
@@ -175,7 +228,15 @@ Model Model::from_store(std::shared_ptr<const ParamStore> params, const std::str
     c.preset = ModelPreset::from_name(model_name);
     AXF_CHECK(structure_module_layers >= 1, "structure module layers must be >= 1, got %d", structure_module_layers);
     c.structure_module_layers = structure_module_layers;
-    const bool has_templates = ps.has(kRoot + "/evoformer/template_embedding/single_template_embedding/embedding2d//weights");
+    const bool multimer = ps.has(kRoot + "/evoformer/~_relative_encoding/position_activations//weights");
+    AXF_CHECK(multimer == c.preset.multimer,
+              "%s: parameters of an %s model, but model '%s' is %s (give a %s model name)", ps.path().c_str(),
+              multimer ? "AlphaFold-Multimer" : "AlphaFold2 monomer", model_name.c_str(),
+              c.preset.multimer ? "AlphaFold-Multimer's" : "a monomer model",
+              multimer ? "model_<n>_multimer_v3" : "monomer (model_<n> or model_<n>_ptm)");
+    const std::string template_probe = multimer ? "template_pair_embedding_0//weights" : "embedding2d//weights";
+    const bool has_templates =
+        ps.has(kRoot + "/evoformer/template_embedding/single_template_embedding/" + template_probe);
     const bool has_pae = ps.has(kRoot + "/predicted_aligned_error_head/logits//weights");
     AXF_CHECK(has_pae == c.preset.ptm,
               "%s: parameters %s a predicted-aligned-error head, but model '%s' %s (parameters of another model?)",
@@ -188,26 +249,33 @@ Model Model::from_store(std::shared_ptr<const ParamStore> params, const std::str
     ParamLookup get = [&ps](const std::string& k) { return ps.get(k); };
     ModelWeights& w = m.weights_;
     const std::string evo = kRoot + "/evoformer";
+    w.multimer = w.input_embedder.multimer = multimer;
     bind_params(w.input_embedder, evo, get);
     bind_params(w.recycling_embedder, evo, get);
     bind_params(w.extra_msa_embedder, evo, get);
     bind_params(w.single_activations, evo, get);
-    w.extra_msa_stack = load_evoformer_stack(get, evo + "/extra_msa_stack", true);
-    w.evoformer = load_evoformer_stack(get, evo + "/evoformer_iteration", false);
-    bind_params(w.structure_module, kRoot + "/structure_module", get);
+    w.extra_msa_stack = load_evoformer_stack(get, evo + "/extra_msa_stack", true, multimer);
+    w.evoformer = load_evoformer_stack(get, evo + "/evoformer_iteration", false, multimer);
+    w.structure_module = load_structure_module(get, kRoot + "/structure_module", multimer);
     if (has_templates) {
         w.has_templates = true;
-        w.template_embedding = load_template_embedding(get, evo + "/template_embedding");
+        if (multimer) {
+            w.multimer_template_embedding = load_multimer_template_embedding(get, evo + "/template_embedding");
+            c.template_pair_blocks = static_cast<int64_t>(w.multimer_template_embedding.template_pair_stack.size());
+            c.c_t = w.multimer_template_embedding.c_t();
+        } else {
+            w.template_embedding = load_template_embedding(get, evo + "/template_embedding");
+            c.template_pair_blocks = static_cast<int64_t>(w.template_embedding.template_pair_stack.size());
+            c.c_t = w.template_embedding.c_t();
+        }
         bind_params(w.template_angle_embedder, evo, get);
-        c.template_pair_blocks = static_cast<int64_t>(w.template_embedding.template_pair_stack.size());
-        c.c_t = w.template_embedding.c_t();
     }
     w.heads.has_pae = has_pae;
     bind_params(w.heads, kRoot, get);
     c.evoformer_blocks = static_cast<int64_t>(w.evoformer.blocks.size());
     c.extra_msa_blocks = static_cast<int64_t>(w.extra_msa_stack.blocks.size());
     c.c_m = w.input_embedder.preprocess_msa.weights.size(1);
-    c.c_z = w.input_embedder.pair_activiations.weights.size(1);
+    c.c_z = (multimer ? w.input_embedder.position_activations : w.input_embedder.pair_activiations).weights.size(1);
     c.c_s = w.single_activations.single_activations.weights.size(1);
     c.c_e = w.extra_msa_embedder.extra_msa_activations.weights.size(1);
     return m;
@@ -239,6 +307,13 @@ std::map<std::string, Tensor> prediction_output_tensors(const Prediction& p) {
         o["max_predicted_aligned_error"] = Tensor::full({}, h.max_predicted_aligned_error);
         o["ptm"] = Tensor::full({}, h.ptm);
     }
+    if (h.has_iptm) {
+        o["iptm"] = Tensor::full({}, h.iptm);
+        o["weighted_ptm_score"] = Tensor::full({}, h.weighted_ptm_score);
+    }
+    if (p.asym_id.defined()) o["asym_id"] = p.asym_id;
+    o["num_iterations"] = Tensor::empty({}, DType::I64);
+    o["num_iterations"].data<int64_t>()[0] = p.iterations;
     o["representations/msa"] = p.msa;
     o["representations/msa_first_row"] = p.msa_first_row;
     o["representations/pair"] = p.pair;
@@ -263,8 +338,13 @@ std::map<std::string, Tensor> prediction_output_tensors(const Prediction& p) {
         o[g + "final_atom14_positions"] = rec.final_atom14_positions;
         o[g + "traj"] = rec.traj;
         o[g + "pseudo_beta"] = rec.pseudo_beta;
+        if (rec.msa.defined()) o[g + "msa"] = rec.msa;
         if (rec.template_pair_embedding.defined()) o[g + "template_pair_embedding"] = rec.template_pair_embedding;
-        if (rec.template_angle_embedding.defined()) o[g + "template_angle_embedding"] = rec.template_angle_embedding;
+        // AlphaFold-Multimer's names for the template rows: template_single_embedding and their mask template_mask.
+        const bool multimer = rec.template_mask_rows.defined();
+        if (rec.template_angle_embedding.defined())
+            o[g + (multimer ? "template_single_embedding" : "template_angle_embedding")] = rec.template_angle_embedding;
+        if (multimer) o[g + "template_mask"] = rec.template_mask_rows;
     }
     return o;
 }

@@ -18,6 +18,7 @@
 #include "evoformer/embedders.h"
 #include "evoformer/evoformer_stack.h"
 #include "evoformer/template_embedding.h"
+#include "evoformer/template_embedding_multimer.h"
 #include "io/structure_writer.h"
 #include "structure/heads.h"
 #include "structure/structure_module.h"
@@ -29,12 +30,14 @@ class Comm;
 
 using FeatureDict = std::map<std::string, Tensor>;
 
-// AF2 monomer presets (model_1 .. model_5, with or without _ptm).
+// AF2 presets: the monomer models model_1 .. model_5, with or without _ptm, and AlphaFold-Multimer v3's
+// model_1_multimer_v3 .. model_5_multimer_v3 (templates and the PAE head in every one).
 struct ModelPreset {
-    std::string name;       // "model_3_ptm"
-    int index = 0;          // 1..5
-    bool ptm = false;       // predicted-aligned-error head
-    bool templates = false; // model_1 and model_2
+    std::string name;        // "model_3_ptm"
+    int index = 0;           // 1..5
+    bool ptm = false;        // predicted-aligned-error head
+    bool templates = false;  // model_1 and model_2; every multimer model
+    bool multimer = false;   // AlphaFold-Multimer v3
     int64_t max_extra_msa = 5120, max_msa_clusters = 512;
     static ModelPreset from_name(const std::string& name);  // throws for unknown names
 };
@@ -55,12 +58,17 @@ struct ModelWeights {
     EvoformerStackWeights extra_msa_stack, evoformer;
     StructureModuleWeights structure_module;
     HeadsWeights heads;
-    bool has_templates = false;  // model_1, model_2
+    bool has_templates = false;  // model_1, model_2, AlphaFold-Multimer
     TemplateEmbeddingWeights template_embedding;
     TemplateAngleEmbedderWeights template_angle_embedder;
+    // AlphaFold-Multimer: its template embedding in place of template_embedding (the stacks, the input embedder
+    // and the structure module carry their own multimer flags).
+    bool multimer = false;
+    MultimerTemplateEmbeddingWeights multimer_template_embedding;
     // Every tensor, in one fixed order, under a name unique within the model (ours, not AF2's keys: the
     // optimizer's state and the gradients of two ModelWeights are matched by it).
-    template <class F> void visit(F&& f) {
+    template <class F>
+    void visit(F&& f) {
         input_embedder.visit(scoped("input_embedder", f));
         recycling_embedder.visit(scoped("recycling_embedder", f));
         extra_msa_embedder.visit(scoped("extra_msa_embedder", f));
@@ -72,7 +80,10 @@ struct ModelWeights {
         structure_module.visit(scoped("structure_module", f));
         heads.visit(scoped("heads", f));
         if (has_templates) {
-            template_embedding.visit(scoped("template_embedding", f));
+            if (multimer)
+                multimer_template_embedding.visit(scoped("template_embedding", f));
+            else
+                template_embedding.visit(scoped("template_embedding", f));
             template_angle_embedder.visit(scoped("template_angle_embedder", f));
         }
     }
@@ -98,17 +109,22 @@ struct PredictOptions {
     // side stream; kernels/offload.h). The GPU memory plan turns it on when it lets a faster chunk size fit
     // (ChunkPlan::offload_msa); on the CPU it only copies (tests).
     bool offload_msa = false;
+    // Recycling with early stop (AF-Multimer; ColabFold's --recycle-early-stop-tolerance, for monomers too): after
+    // each iteration the root-mean-square change of the Cα distance matrix from the previous iteration's (the
+    // first against zeros); at or below this many Å, the next iteration is the last. Negative: every iteration.
+    double recycle_early_stop_tolerance = -1;
     // Progress callback: (stage, iteration, seconds of that stage).
     std::function<void(const std::string&, int, double)> progress;
 };
 
 // What one iteration hands to the next, and what the golden `recycles/r` groups hold.
 struct IterationRecord {
-    Tensor msa_first_row, pair, single, structure_module, final_atom_positions, final_atom14_positions, traj,
-        pseudo_beta;
+    Tensor msa, msa_first_row, pair, single, structure_module, final_atom_positions, final_atom14_positions, traj,
+        pseudo_beta;  // msa: the cluster rows [S, N, c_m]
     // Template models: what the template embedding added to the pair [N, N, c_z], and the template rows
-    // appended to the MSA [T, N, c_m] (undefined without templates).
-    Tensor template_pair_embedding, template_angle_embedding;
+    // appended to the MSA [T, N, c_m] (undefined without templates); AlphaFold-Multimer: the rows' MSA mask [T, N].
+    Tensor template_pair_embedding, template_angle_embedding, template_mask_rows;
+    double early_stop_diff = 0;  // the Cα distance change after this iteration (Å; PredictOptions)
 };
 
 struct Prediction {
@@ -117,10 +133,11 @@ struct Prediction {
     // Representations of the last iteration (msa: cluster rows only). pair is in the trunk's activation dtype
     // (Context::activation_dtype: bfloat16 under --precision bf16), the others float32.
     Tensor msa, msa_first_row, pair, single;
-    Tensor aatype, residue_index;             // [N] int64
+    Tensor aatype, residue_index;  // [N] int64
+    Tensor asym_id;                // [N] int64, AlphaFold-Multimer (each residue's chain)
     std::vector<IterationRecord> recycles;
     std::vector<std::pair<std::string, double>> timings;  // seconds per stage, summed over iterations
-    int iterations = 0;
+    int iterations = 0;                                   // run (with early stop, up to the features' count)
 };
 
 class Model {

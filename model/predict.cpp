@@ -1,7 +1,9 @@
 // Model::predict (model.h): the recycling loop, one iteration, and where each part of the model runs.
 #include <chrono>
+#include <cmath>
 #include <map>
 #include <memory>
+#include <numbers>
 #include <optional>
 
 #include "evoformer/evoformer_dap.h"
@@ -88,7 +90,10 @@ struct Placement {
         structure_module = weights_on(w.structure_module, model_dev);
         heads = weights_on(w.heads, model_dev);
         if (use_templates) {
-            templates = template_weights_on(w.template_embedding, model_dev);
+            if (w.multimer)
+                multimer_templates = weights_on(w.multimer_template_embedding, model_dev);
+            else
+                templates = template_weights_on(w.template_embedding, model_dev);
             template_angles = weights_on(w.template_angle_embedder, model_dev);
         }
     }
@@ -129,6 +134,7 @@ struct Placement {
     StructureModuleWeights structure_module;
     HeadsWeights heads;
     TemplateEmbeddingWeights templates;
+    MultimerTemplateEmbeddingWeights multimer_templates;
     TemplateAngleEmbedderWeights template_angles;
 };
 
@@ -188,6 +194,7 @@ public:
           N_(f.at("aatype").size(1)),
           S_(f.at("msa_feat").size(1)),
           E_(f.at("extra_msa").size(1)),
+          multimer_(w.multimer),
           use_templates_(w.has_templates && f.count("template_aatype")),
           T_(use_templates_ ? f.at("template_aatype").size(1) : 0),
           act_(ctx.activation_dtype),
@@ -234,7 +241,7 @@ public:
         Context& mc = place_.rest();
         clock_.run("heads", iterations_ - 1, [&] {
             p_.heads = heads_forward(place_.heads, msa_clusters_, pair_, single_, sm_.act.to(place_.model_dev), mc,
-                                     opt_.keep_pair_logits);
+                                     opt_.keep_pair_logits, multimer_ ? chains_.asym_id : Tensor());
         });
         p_.iterations = iterations_;
         p_.structure_module = sm_;
@@ -257,6 +264,9 @@ private:
         pair_ = Tensor::empty({N_, N_, cfg_.c_z}, use_templates_ ? DType::F32 : act_, d);
         aatype_ = to_int64(f_.at("aatype").select(0, r));
         residue_index_ = to_int64(f_.at("residue_index").select(0, r));
+        if (multimer_)
+            chains_ = {to_int64(f_.at("asym_id").select(0, r)), to_int64(f_.at("entity_id").select(0, r)),
+                       to_int64(f_.at("sym_id").select(0, r))};
         seq_mask_ = feat("seq_mask", r);
         extra_mask_ = feat("extra_msa_mask", r).to(d);
         msa_mask_.slice(0, 0, S_).copy_from(feat("msa_mask", r));
@@ -271,7 +281,7 @@ private:
         Context& mc = place_.rest();
         const Device d = place_.model_dev;
         input_embedder_forward(place_.input, feat("target_feat", r).to(d), residue_index_, feat("msa_feat", r).to(d),
-                               msa_clusters_, pair_, mc);
+                               msa_clusters_, pair_, mc, multimer_ ? &chains_ : nullptr);
         mc.ws.trim();  // each embedder's blocks start from an empty arena (planned one at a time)
         Tensor row0 = msa_.select(0, 0);
         recycling_embedder_forward(place_.recycle, prev_row_, prev_pair_, prev_pb_, row0, pair_, mc);
@@ -285,14 +295,28 @@ private:
 
     void embed_extra_msa(int r) {
         extra_ = Tensor::empty({E_, N_, cfg_.c_e}, act_, place_.model_dev);
-        extra_msa_embedder_forward(place_.extra, to_int64(f_.at("extra_msa").select(0, r)),
-                                   feat("extra_has_deletion", r), feat("extra_deletion_value", r), extra_,
-                                   place_.rest());
+        Tensor has_deletion, deletion_value;
+        if (multimer_) {  // AF-Multimer's features hold the deletion counts: the two channels are made here
+            const Tensor counts = feat("extra_deletion_matrix", r).contiguous();  // may be the features' own memory
+            has_deletion = Tensor::empty(counts.shape());
+            deletion_value = Tensor::empty(counts.shape());
+            for (int64_t i = 0; i < counts.numel(); ++i) {
+                const float d = counts.f32()[i];
+                has_deletion.f32()[i] = std::clamp(d, 0.f, 1.f);
+                deletion_value.f32()[i] = std::atan(d / 3.f) * (2.f / std::numbers::pi_v<float>);
+            }
+        } else {
+            has_deletion = feat("extra_has_deletion", r);
+            deletion_value = feat("extra_deletion_value", r);
+        }
+        extra_msa_embedder_forward(place_.extra, to_int64(f_.at("extra_msa").select(0, r)), has_deletion,
+                                   deletion_value, extra_, place_.rest());
     }
 
     // The template angle rows appended to the MSA and the template embedding added to the pair (AF2
     // Algorithms 16 and 17).
     void embed_templates(int r) {
+        if (multimer_) return embed_multimer_templates(r);
         Context& mc = place_.rest();
         TemplatePairInputs in{to_int64(f_.at("template_aatype").select(0, r)), feat("template_all_atom_mask", r),
                               feat("template_pseudo_beta", r), feat("template_pseudo_beta_mask", r),
@@ -325,6 +349,40 @@ private:
         }
     }
 
+    // AlphaFold-Multimer's template rows (chis computed from the atoms) and template embedding (golden README,
+    // "Template embedder").
+    void embed_multimer_templates(int r) {
+        Context& mc = place_.rest();
+        MultimerTemplateInputs in{to_int64(f_.at("template_aatype").select(0, r)),
+                                  feat("template_all_atom_positions", r),
+                                  feat("template_all_atom_mask", r),
+                                  Tensor(),
+                                  Tensor(),
+                                  chains_.asym_id};
+        const PseudoBeta pb =
+            pseudo_beta_with_mask(in.template_aatype, in.template_all_atom_positions, in.template_all_atom_mask);
+        in.template_pseudo_beta = pb.positions;
+        in.template_pseudo_beta_mask = pb.mask;
+        const TorsionAngles ta =
+            atom37_to_torsion_angles(in.template_aatype, in.template_all_atom_positions, in.template_all_atom_mask);
+        const Tensor rows_feat = multimer_template_single_feat(in.template_aatype, ta.sin_cos, ta.mask);
+        template_rows_ = msa_.slice(0, S_, S_ + T_);
+        template_angle_embedder_forward(place_.template_angles, rows_feat.to(place_.model_dev), template_rows_, mc);
+        template_mask_rows_ = ta.mask.select(2, 3).contiguous();  // the chi1 mask
+        msa_mask_.slice(0, S_, S_ + T_).copy_from(template_mask_rows_);
+        template_rows_ = opt_.keep_recycles ? host_copy(template_rows_) : Tensor();  // not a view of msa
+        if (opt_.offload_msa) parked_msa_.park(msa_);
+        if (opt_.keep_recycles) {
+            template_pair_update_ = Tensor::empty({N_, N_, cfg_.c_z}, DType::F32, place_.model_dev);
+            multimer_template_embedding_forward(place_.multimer_templates, in, pair_, pair_mask_, template_pair_update_,
+                                                false, mc);
+            add(pair_, template_pair_update_);
+            template_pair_update_ = host(template_pair_update_);
+        } else {
+            multimer_template_embedding_forward(place_.multimer_templates, in, pair_, pair_mask_, pair_, true, mc);
+        }
+    }
+
     // The extra-MSA stack, then the Evoformer stack (AF2 Algorithms 18 and 6).
     void trunk(int r) {
         // Each phase starts from an empty arena: pages an earlier phase touched would otherwise stay resident
@@ -354,41 +412,74 @@ private:
                single_);
         StructureModuleConfig sc;
         sc.num_layers = cfg_.structure_module_layers;
+        sc.multimer = multimer_;
+        if (multimer_) sc.position_scale = 20.f;
         sm_ = structure_module_forward(place_.structure_module, sc, single_, pair_, aatype_, seq_mask_, place_.rest());
     }
 
     // What the next iteration's recycling embedder reads, and the iteration's record when they are kept.
     void recycle(int r) {
+        // Early stop: at or below the tolerance, the next iteration is the last.
+        const double diff = ca_distance_change(sm_.final_atom_positions);
+        if (opt_.recycle_early_stop_tolerance >= 0 && diff <= opt_.recycle_early_stop_tolerance)
+            iterations_ = std::min(iterations_, r + 2);
         prev_row_ = msa_.select(0, 0).clone();
         prev_pair_ = r + 1 < iterations_ ? pair_ : Tensor();  // the next embedders build a new pair
         prev_pb_ = pseudo_beta(aatype_, sm_.final_atom_positions);
         if (opt_.keep_recycles) {
-            IterationRecord rec{host(prev_row_),
-                                host(pair_),
-                                host(single_),
-                                sm_.act,
-                                sm_.final_atom_positions,
-                                sm_.final_atom14_positions,
-                                sm_.traj,
-                                prev_pb_,
-                                Tensor(),
-                                Tensor()};
+            IterationRecord rec;
+            rec.msa = host_copy(msa_clusters_);
+            rec.msa_first_row = host(prev_row_);
+            rec.pair = host(pair_);
+            rec.single = host(single_);
+            rec.structure_module = sm_.act;
+            rec.final_atom_positions = sm_.final_atom_positions;
+            rec.final_atom14_positions = sm_.final_atom14_positions;
+            rec.traj = sm_.traj;
+            rec.pseudo_beta = prev_pb_;
+            rec.early_stop_diff = diff;
             if (use_templates_) {
                 rec.template_pair_embedding = host(template_pair_update_);
                 rec.template_angle_embedding = template_rows_;
+                rec.template_mask_rows = template_mask_rows_;
             }
             p_.recycles.push_back(rec);
         }
         if (r == iterations_ - 1) {
             p_.aatype = aatype_;
             p_.residue_index = residue_index_;
+            if (multimer_) p_.asym_id = chains_.asym_id;
         }
+    }
+
+    // AF-Multimer's recycling metric: sqrt(sum m (d - d_prev)^2 / (sum m + 1e-4) + 1e-8) over the Cα distance
+    // matrices of this and the previous iteration (zeros before the first), m the pairs of present residues.
+    double ca_distance_change(const Tensor& atom37) {
+        const std::vector<double> pos = host_float64(atom37), mask = host_float64(seq_mask_);
+        std::vector<double> d(static_cast<size_t>(N_ * N_));
+        double num = 0, den = 0;
+        for (int64_t i = 0; i < N_; ++i)
+            for (int64_t j = 0; j < N_; ++j) {
+                double s = 0;
+                for (int c = 0; c < 3; ++c) {
+                    const double x = pos[(i * 37 + 1) * 3 + c] - pos[(j * 37 + 1) * 3 + c];
+                    s += x * x;
+                }
+                const size_t k = static_cast<size_t>(i * N_ + j);
+                d[k] = std::sqrt(s);
+                const double m = mask[i] * mask[j], prev = prev_ca_dist_.empty() ? 0.0 : prev_ca_dist_[k];
+                num += m * (d[k] - prev) * (d[k] - prev);
+                den += m;
+            }
+        prev_ca_dist_ = std::move(d);
+        return std::sqrt(num / (den + 1e-4) + 1e-8);
     }
 
     const ModelConfig& cfg_;
     const FeatureDict& f_;
     const PredictOptions& opt_;
     const int64_t R_, N_, S_, E_;
+    const bool multimer_;  // AlphaFold-Multimer: chain ids, its template embedding and structure module, ipTM
     const bool use_templates_;
     const int64_t T_;
     const DType act_;
@@ -401,6 +492,9 @@ private:
     Tensor msa_mask_, pair_mask_, extra_mask_;
     Tensor aatype_, residue_index_, seq_mask_;     // host
     Tensor template_pair_update_, template_rows_;  // kept iterations' template embeddings
+    Tensor template_mask_rows_;                    // AlphaFold-Multimer's template rows' MSA mask [T, N]
+    ChainIds chains_;                              // AlphaFold-Multimer (host)
+    std::vector<double> prev_ca_dist_;             // the previous iteration's Cα distances (early stop)
     StructureModuleOutputs sm_;
     ParkedTensor parked_msa_;  // opt.offload_msa: the MSA while the extra-MSA stack runs (destroyed first)
 };

@@ -21,6 +21,7 @@ inline std::string preset_of(const std::string& set) {
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     std::smatch m;
     if (std::regex_search(text, m, std::regex("\"openfold_preset\": \"(model_[1-5](_ptm)?)\""))) return m[1];
+    if (std::regex_search(text, m, std::regex("\"preset\": \"(model_[1-5]_multimer_v3)\""))) return m[1];
     return "";
 }
 
@@ -32,7 +33,7 @@ inline Tol tolerance_for(const std::string& name) {
     if (name.find("final_atom_positions") != std::string::npos || name.find("atom14_positions") != std::string::npos)
         return {0, 1e-2};
     if (name == "plddt") return {0, 1e-2};
-    if (name == "ptm") return {0, 1e-4};
+    if (name == "ptm" || name == "iptm" || name == "weighted_ptm_score") return {0, 1e-4};
     return {1e-3, 0};
 }
 
