@@ -99,15 +99,18 @@ int run_predict(const std::vector<std::string>& args) {
         "AlphaFold2 parameters (.npz as published, or .h5): one file per --model-name, in order, or a directory "
         "with params_<model>.npz files (AlphaFold's data_dir/params)")(
         "model-name", po::value<std::vector<std::string>>(&o.model_names)->required(),
-        "model_1 .. model_5, optionally _ptm; repeatable or comma-separated: the models run in turn and are "
-        "ranked by mean pLDDT (ranked_<i>.pdb, ranking_debug.json)")(
+        "model_1 .. model_5, optionally _ptm, or model_1_multimer_v3 .. model_5_multimer_v3; repeatable or "
+        "comma-separated: the models run in turn and are ranked (ranked_<i>.pdb, ranking_debug.json)")(
         "out-dir", po::value<std::string>(&o.out_dir)->required(), "output directory (created if missing)")(
         "num-recycle", po::value<int>(&o.num_recycle)->default_value(-1),
         "recycles (-1: every iteration of processed features; 3 when features are built here)")(
         "structure-module-layers", po::value<int>(&o.structure_module_layers)->default_value(8),
         "structure-module iterations (AF2: 8)")("save-outputs", po::bool_switch(&o.save_outputs),
                                                 "also write outputs_<name>.h5 (all outputs, per-iteration)")(
-        "overwrite", po::bool_switch(&o.overwrite), "replace existing results");
+        "overwrite", po::bool_switch(&o.overwrite), "replace existing results")(
+        "recycle-early-stop-tolerance", po::value<double>(&o.recycle_early_stop_tolerance)->default_value(-1),
+        "stop recycling when the Ca distances change by at most this many A (AlphaFold-Multimer's rule; default: 0.5 "
+        "for multimer models, off for monomers)");
     add_run_options(desc, o.run, true);
     po::variables_map vm;
     if (!parse(args, desc, vm)) return 0;

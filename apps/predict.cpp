@@ -38,7 +38,11 @@ std::vector<std::string> model_list(const std::vector<std::string>& args) {
             const size_t comma = std::min(a.find(',', start), a.size());
             const std::string n = a.substr(start, comma - start);
             AXF_CHECK(!n.empty(), "--model-name '%s': empty model name", a.c_str());
-            ModelPreset::from_name(n);  // throws naming the accepted names
+            // Each a known preset (throws naming the accepted names), monomers and AlphaFold-Multimer not mixed.
+            AXF_CHECK(
+                names.empty() || ModelPreset::from_name(n).multimer == ModelPreset::from_name(names[0]).multimer,
+                "--model-name: %s and %s are a monomer and an AlphaFold-Multimer model; run them in separate jobs",
+                names[0].c_str(), n.c_str());
             AXF_CHECK(std::find(names.begin(), names.end(), n) == names.end(), "--model-name: %s given twice",
                       n.c_str());
             names.push_back(n);
@@ -80,7 +84,7 @@ std::vector<std::string> params_files(const std::vector<std::string>& params, co
 // What the ranking and the ranked files need of each model.
 struct ModelResult {
     std::string name;
-    double mean_plddt = 0;
+    double confidence = 0;  // AF2's ranking confidence: mean pLDDT; AlphaFold-Multimer: 0.8 ipTM + 0.2 pTM
     io::ProteinStructure prot;
 };
 
@@ -202,6 +206,9 @@ int predict_main(const PredictOptions& o) {
             std::fprintf(stderr, "  memory plan (GPU): chunk size %lld, predicted device peak %s%s\n",
                          (long long)plan.chunks.chunk_size, format_bytes(plan.predicted_peak).c_str(),
                          plan.chunks.offload_msa ? ", the MSA parked in host memory during the extra-MSA stack" : "");
+        // Early stop: --recycle-early-stop-tolerance, else AF-Multimer's 0.5 A for multimer models (off for monomers).
+        po.recycle_early_stop_tolerance =
+            o.recycle_early_stop_tolerance >= 0 ? o.recycle_early_stop_tolerance : (cfg.preset.multimer ? 0.5 : -1.0);
         po.progress = [&](const std::string& stage, int r, double s) {
             std::fprintf(stderr, "  iteration %d  %-18s %8.3f s   (elapsed %.1f s)\n", r, stage.c_str(), s,
                          since(t_start));
@@ -219,16 +226,17 @@ int predict_main(const PredictOptions& o) {
         t0 = Clock::now();
         const ModelFiles mf = files_of(name);
         const HeadsOutputs& h = p.heads;
-        ModelResult res{name, mean_plddt(p), prediction_structure(p)};
+        ModelResult res{name, h.has_iptm ? h.weighted_ptm_score : mean_plddt(p), prediction_structure(p)};
         io::write_pdb(mf.pdb, res.prot);
         io::write_mmcif(mf.cif, res.prot, name);
         io::write_file_atomic(mf.conf, io::confidence_json(h.plddt));
-        double ptm = h.ptm;
+        double ptm = h.ptm, iptm = h.iptm;
         if (h.has_pae)
             io::write_file_atomic(mf.pae, io::pae_json(h.predicted_aligned_error, h.max_predicted_aligned_error));
         io::write_file_atomic(mf.scores,
                               io::colabfold_scores_json(h.plddt, h.has_pae ? &h.predicted_aligned_error : nullptr,
-                                                        h.max_predicted_aligned_error, h.has_pae ? &ptm : nullptr));
+                                                        h.max_predicted_aligned_error, h.has_pae ? &ptm : nullptr,
+                                                        h.has_iptm ? &iptm : nullptr));
         if (o.save_outputs) {
             io::Hdf5Writer w(mf.h5);
             for (const auto& [key, t] : prediction_output_tensors(p)) w.write(key, t.contiguous());
@@ -238,23 +246,25 @@ int predict_main(const PredictOptions& o) {
         struct rusage ru {};
         getrusage(RUSAGE_SELF, &ru);
         std::printf(
-            "axfold predict: %s  N=%lld  iterations=%d  mean pLDDT %.2f%s  predict %.2f s  total %.2f s  "
+            "axfold predict: %s  N=%lld  iterations=%d  mean pLDDT %.2f%s%s  predict %.2f s  total %.2f s  "
             "peak %s (predicted %s)  -> %s\n",
-            name.c_str(), (long long)p.aatype.numel(), p.iterations, res.mean_plddt,
-            h.has_pae ? strfmt("  pTM %.4f", h.ptm).c_str() : "", predict_s, since(t_start),
+            name.c_str(), (long long)p.aatype.numel(), p.iterations, mean_plddt(p),
+            h.has_pae ? strfmt("  pTM %.4f", h.ptm).c_str() : "",
+            h.has_iptm ? strfmt("  ipTM %.4f", h.iptm).c_str() : "", predict_s, since(t_start),
             format_bytes(static_cast<size_t>(ru.ru_maxrss) * 1024).c_str(), format_bytes(plan.predicted_peak).c_str(),
             o.out_dir.c_str());
         results.push_back(std::move(res));
     }
     if (comm.rank() != 0) return 0;
 
-    // AF2's monomer ranking: by mean pLDDT, best first (ties in the order the models ran); ranked_<i>.pdb and
+    // AF2's ranking: by mean pLDDT (monomers) or 0.8 ipTM + 0.2 pTM (AlphaFold-Multimer, "iptm+ptm" in
+    // ranking_debug.json), best first (ties in the order the models ran); ranked_<i>.pdb and
     // .cif are the rank-i model's structure.
     t0 = Clock::now();
     std::vector<size_t> order(results.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     std::stable_sort(order.begin(), order.end(),
-                     [&](size_t a, size_t b) { return results[a].mean_plddt > results[b].mean_plddt; });
+                     [&](size_t a, size_t b) { return results[a].confidence > results[b].confidence; });
     for (size_t rank = 0; rank < order.size(); ++rank) {
         const ModelResult& r = results[order[rank]];
         io::write_pdb(ranked(rank, ".pdb"), r.prot);
@@ -265,23 +275,24 @@ int predict_main(const PredictOptions& o) {
         fs::remove(ranked(rank, ".pdb"));
         fs::remove(ranked(rank, ".cif"));
     }
-    std::vector<std::pair<std::string, double>> plddts;
-    for (const ModelResult& r : results) plddts.push_back({r.name, r.mean_plddt});
-    io::write_file_atomic(ranking, io::ranking_debug_json(plddts, "plddts"));
+    std::vector<std::pair<std::string, double>> scores;
+    for (const ModelResult& r : results) scores.push_back({r.name, r.confidence});
+    const bool multimer = ModelPreset::from_name(models[0]).multimer;
+    io::write_file_atomic(ranking, io::ranking_debug_json(scores, multimer ? "iptm+ptm" : "plddts"));
     stages.push_back({"ranking", since(t0)});
     io::write_file_atomic(timings, io::timings_json(stages));
     if (results.size() > 1)
         std::printf(
-            "axfold predict: ranked %s (best first by mean pLDDT), %.2f s in all  -> %s\n",
+            "axfold predict: ranked %s (best first by %s), %.2f s in all  -> %s\n",
             [&] {
                 std::string s;
                 for (size_t rank = 0; rank < order.size(); ++rank)
                     s += (rank ? ", " : "") + results[order[rank]].name +
-                         strfmt(" %.2f", results[order[rank]].mean_plddt);
+                         strfmt(multimer ? " %.4f" : " %.2f", results[order[rank]].confidence);
                 return s;
             }()
                 .c_str(),
-            since(t_start), o.out_dir.c_str());
+            multimer ? "0.8 ipTM + 0.2 pTM" : "mean pLDDT", since(t_start), o.out_dir.c_str());
     return 0;
 }
 

@@ -1,8 +1,6 @@
 // AlphaFold JSON outputs (AFDB confidence/PAE, ranking_debug, timings, ColabFold scores).
 #include "io/json_writer.h"
 
-#include <cstdio>
-
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -230,7 +228,8 @@ std::string timings_json(const std::vector<std::pair<std::string, double>>& stag
     return out;
 }
 
-std::string colabfold_scores_json(const Tensor& plddt, const Tensor* pae, float max_pae, const double* ptm) {
+std::string colabfold_scores_json(const Tensor& plddt, const Tensor* pae, float max_pae, const double* ptm,
+                                  const double* iptm) {
     const int64_t n = vector_length(plddt, "colabfold_scores_json: plddt");
     const std::vector<double> pl = host_values(plddt, "colabfold_scores_json: plddt", {n});
     std::string out = "{\"plddt\": ";
@@ -242,6 +241,7 @@ std::string colabfold_scores_json(const Tensor& plddt, const Tensor* pae, float 
         append_rounded_matrix(out, pa, n, 2, ", ", "colabfold_scores_json: pae");
     }
     if (ptm != nullptr) out += ", \"ptm\": " + json_rounded(*ptm, 2, "colabfold_scores_json: ptm");
+    if (iptm != nullptr) out += ", \"iptm\": " + json_rounded(*iptm, 2, "colabfold_scores_json: iptm");
     return out + "}";
 }
 

@@ -35,9 +35,9 @@ std::string timings_json(const std::vector<std::pair<std::string, double>>& stag
 
 // ColabFold <job>_scores_rank_NNN_<model>.json: {"plddt": [2 decimals], "max_pae": x,
 // "pae": [[2 decimals]], "ptm": 2 decimals}. "max_pae" and "pae" are left out when pae is null, "ptm"
-// when ptm is null (models without the PAE head).
+// when ptm is null (models without the PAE head); "iptm" (2 decimals) for AlphaFold-Multimer models.
 std::string colabfold_scores_json(const Tensor& plddt /* [N] */, const Tensor* pae /* [N, N] or null */, float max_pae,
-                                  const double* ptm /* or null */);
+                                  const double* ptm /* or null */, const double* iptm = nullptr /* multimer */);
 
 // Building blocks, exposed for other writers and tests.
 // Python repr of a finite double ("31.75", "100.0", "1e-05"); throws on NaN/Inf naming `what`.

@@ -24,6 +24,8 @@ struct HostStructure {
     std::vector<double> pos;                     // [N, 37, 3]
     std::vector<double> mask;                    // [N, 37]
     std::vector<double> bf;                      // [N, 37]
+    std::vector<int64_t> chain, entity;          // [N], 0-based
+    std::vector<std::string> chain_ids;          // per chain
     bool present(int64_t i, int a) const { return mask[i * kA + a] >= 0.5; }
     double x(int64_t i, int a, int d) const { return pos[(i * kA + a) * 3 + d]; }
     double b(int64_t i, int a) const { return bf[i * kA + a]; }
@@ -47,6 +49,48 @@ std::vector<double> host_floats(const Tensor& t, const char* field, const Shape&
     AXF_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F64,
               "ProteinStructure.%s must be float32 or float64, got %s", field, t.desc().c_str());
     return host_float64(t);
+}
+
+// AF2's protein.PDB_CHAIN_IDS: the names of chains 0, 1, ...
+constexpr const char* kChainIds = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+// The chains and entities of a structure: one chain named p.chain_id, or chain_index's runs named A, B, ...
+void load_chains(const ProteinStructure& p, HostStructure& s) {
+    if (!p.chain_index.defined()) {
+        s.chain.assign(static_cast<size_t>(s.n), 0);
+        s.entity.assign(static_cast<size_t>(s.n), 0);
+        s.chain_ids = {p.chain_id};
+        return;
+    }
+    s.chain = host_ints(p.chain_index, "chain_index", {s.n});
+    s.entity = p.entity_index.defined() ? host_ints(p.entity_index, "entity_index", {s.n}) : s.chain;
+    // Renumbered in order of appearance; a chain's residues must be consecutive and share one entity.
+    std::vector<int64_t> seen_chain, seen_entity;
+    auto index_of = [](std::vector<int64_t>& seen, int64_t v) {
+        const auto it = std::find(seen.begin(), seen.end(), v);
+        if (it != seen.end()) return static_cast<int64_t>(it - seen.begin());
+        seen.push_back(v);
+        return static_cast<int64_t>(seen.size() - 1);
+    };
+    for (int64_t i = 0; i < s.n; ++i) {
+        const int64_t c = index_of(seen_chain, s.chain[i]);
+        AXF_CHECK(i == 0 || c == s.chain[i - 1] || c == static_cast<int64_t>(seen_chain.size()) - 1,
+                  "ProteinStructure.chain_index[%lld] = %lld returns to a chain that ended before residue %lld: a "
+                  "chain's residues must be consecutive",
+                  (long long)i, (long long)s.chain[i], (long long)i);
+        const int64_t e = index_of(seen_entity, s.entity[i]);
+        AXF_CHECK(i == 0 || c != s.chain[i - 1] || e == s.entity[i - 1],
+                  "ProteinStructure.entity_index[%lld] = %lld changes within a chain", (long long)i,
+                  (long long)s.entity[i]);
+        s.chain[i] = c;
+        s.entity[i] = e;
+    }
+    const size_t max_chains = std::strlen(kChainIds);
+    AXF_CHECK(seen_chain.size() <= max_chains,
+              "ProteinStructure has %zu chains, more than the %zu chain IDs of PDB "
+              "files (A-Z, a-z, 0-9)",
+              seen_chain.size(), max_chains);
+    for (size_t c = 0; c < seen_chain.size(); ++c) s.chain_ids.push_back(std::string(1, kChainIds[c]));
 }
 
 HostStructure load(const ProteinStructure& p) {
@@ -80,6 +124,7 @@ HostStructure load(const ProteinStructure& p) {
                       rc::kAtomTypes[a], s.b(i, a));
         }
     }
+    load_chains(p, s);
     return s;
 }
 
@@ -175,19 +220,45 @@ std::string wrap80(const std::string& seq) {
     return s;
 }
 
+// A category's rows: `key value` pairs for one row (as AF2 writes single-row categories), a loop for several.
+void cif_rows(std::string& out, const std::string& category, const std::vector<const char*>& columns,
+              const std::vector<std::vector<std::string>>& rows) {
+    if (rows.size() == 1) {
+        std::vector<std::pair<std::string, std::string>> kv;
+        for (size_t c = 0; c < columns.size(); ++c) kv.push_back({category + "." + columns[c], rows[0][c]});
+        cif_pairs(out, kv);
+        return;
+    }
+    cif_loop_header(out, category, columns);
+    for (const auto& row : rows) {
+        for (size_t c = 0; c < row.size(); ++c) {
+            const std::string v = cif_value(row[c]);
+            out += (c == 0 || v[0] == '\n' ? "" : " ") + v;
+        }
+        out += "\n";
+    }
+    out += "#\n";
+}
+
 }  // namespace
 
 std::string to_pdb(const ProteinStructure& p) {
     const HostStructure s = load(p);
-    AXF_CHECK(p.chain_id.size() == 1 && std::isgraph(static_cast<unsigned char>(p.chain_id[0])),
-              "cannot write PDB: chain id '%s' must be one printable character", p.chain_id.c_str());
-    const char chain = p.chain_id[0];
+    for (const std::string& id : s.chain_ids)
+        AXF_CHECK(id.size() == 1 && std::isgraph(static_cast<unsigned char>(id[0])),
+                  "cannot write PDB: chain id '%s' must be one printable character", id.c_str());
+    auto chain_end = [&](std::string& out, int64_t serial, int64_t i) {
+        append(out, "%-6s%5lld      %3s %1c%4lld\n", "TER", (long long)serial, rc::kRestype3[s.aatype[i]],
+               s.chain_ids[s.chain[i]][0], (long long)(s.residue_index[i] + 1));
+    };
 
     std::string out;
     out.reserve(static_cast<size_t>(s.n) * 15 * 81 + 64);
     out += "MODEL     1\n";
     int64_t serial = 1;
     for (int64_t i = 0; i < s.n; ++i) {
+        if (i > 0 && s.chain[i] != s.chain[i - 1]) chain_end(out, serial++, i - 1);  // AF2: TER takes a serial
+        const char chain = s.chain_ids[s.chain[i]][0];
         const int64_t resnum = s.residue_index[i] + 1;
         AXF_CHECK(resnum >= -999 && resnum <= 9999,
                   "cannot write PDB: residue number %lld (residue_index %lld) does not fit the 4-column resSeq "
@@ -211,42 +282,75 @@ std::string to_pdb(const ProteinStructure& p) {
             ++serial;
         }
     }
-    const int64_t last = s.n - 1;
-    append(out, "%-6s%5lld      %3s %1c%4lld\n", "TER", (long long)serial, rc::kRestype3[s.aatype[last]], chain,
-           (long long)(s.residue_index[last] + 1));
+    chain_end(out, serial, s.n - 1);
     out += "ENDMDL\nEND\n";
     return out;
 }
 
 std::string to_mmcif(const ProteinStructure& p, const std::string& name) {
     const HostStructure s = load(p);
-    AXF_CHECK(!p.chain_id.empty(), "cannot write mmCIF: empty chain id");
-    for (unsigned char c : p.chain_id)
-        AXF_CHECK(std::isalnum(c), "cannot write mmCIF: chain id '%s' must be ASCII letters and digits",
-                  p.chain_id.c_str());
+    for (const std::string& id : s.chain_ids) {
+        AXF_CHECK(!id.empty(), "cannot write mmCIF: empty chain id");
+        for (unsigned char c : id)
+            AXF_CHECK(std::isalnum(c), "cannot write mmCIF: chain id '%s' must be ASCII letters and digits",
+                      id.c_str());
+    }
     for (int64_t i = 0; i < s.n; ++i) {
         AXF_CHECK(s.residue_index[i] >= 0, "cannot write mmCIF: residue_index[%lld] = %lld is negative", (long long)i,
                   (long long)s.residue_index[i]);
-        AXF_CHECK(i == 0 || s.residue_index[i] > s.residue_index[i - 1],
-                  "cannot write mmCIF: residue_index must increase strictly, but residue_index[%lld] = %lld follows "
-                  "%lld",
+        AXF_CHECK(i == 0 || s.chain[i] != s.chain[i - 1] || s.residue_index[i] > s.residue_index[i - 1],
+                  "cannot write mmCIF: residue_index must increase strictly within a chain, but residue_index[%lld] = "
+                  "%lld follows %lld",
                   (long long)i, (long long)s.residue_index[i], (long long)s.residue_index[i - 1]);
     }
-    const std::string chain = p.chain_id;
     const std::string block = sanitize_name(name);
-
-    // Sequence numbering 1..last residue; numbers without a residue are UNK (as AF2's _get_entity_poly_seq).
-    const int64_t last_num = s.residue_index[s.n - 1] + 1;
-    AXF_CHECK(last_num <= 100000000, "cannot write mmCIF: residue number %lld is implausibly large",
-              (long long)last_num);
-    std::vector<int> seq(static_cast<size_t>(last_num), 20);
-    for (int64_t i = 0; i < s.n; ++i) seq[s.residue_index[i]] = static_cast<int>(s.aatype[i]);
-    std::string one_letter, one_letter_can;
+    // Chains (their first residue) and entities (their first chain): in order of appearance.
+    const int64_t num_chains = static_cast<int64_t>(s.chain_ids.size());
+    std::vector<int64_t> chain_begin(num_chains + 1, s.n), chain_entity(num_chains, 0);
+    for (int64_t i = s.n - 1; i >= 0; --i) {
+        chain_begin[s.chain[i]] = i;
+        chain_entity[s.chain[i]] = s.entity[i];
+    }
+    const int64_t num_entities = *std::max_element(s.entity.begin(), s.entity.end()) + 1;
+    auto chain_end = [&](int64_t c) {
+        int64_t e = chain_begin[c];
+        while (e < s.n && s.chain[e] == c) ++e;
+        return e;
+    };
+    // Each entity's sequence, numbered 1..its first chain's last residue; numbers without a residue are UNK (as
+    // AF2's _get_entity_poly_seq).
+    std::vector<std::vector<int>> seqs(num_entities);
+    std::vector<std::string> strands(num_entities);
     std::set<int> comps;
-    for (int r : seq) {
-        one_letter += r == 20 ? std::string("(UNK)") : std::string(1, rc::kRestypes[r]);
-        one_letter_can += rc::kRestypes[r];
-        comps.insert(r);
+    for (int64_t c = 0; c < num_chains; ++c) {
+        const int64_t e = chain_entity[c], b = chain_begin[c], end = chain_end(c);
+        strands[e] += (strands[e].empty() ? "" : ",") + s.chain_ids[c];
+        if (!seqs[e].empty()) continue;
+        const int64_t last_num = s.residue_index[end - 1] + 1;
+        AXF_CHECK(last_num <= 100000000, "cannot write mmCIF: residue number %lld is implausibly large",
+                  (long long)last_num);
+        seqs[e].assign(static_cast<size_t>(last_num), 20);
+        for (int64_t i = b; i < end; ++i) seqs[e][s.residue_index[i]] = static_cast<int>(s.aatype[i]);
+    }
+    std::vector<std::vector<std::string>> entity_rows, poly_rows, poly_seq_rows, asym_rows, target_rows, instance_rows;
+    for (int64_t e = 0; e < num_entities; ++e) {
+        std::string one_letter, one_letter_can;
+        for (int r : seqs[e]) {
+            one_letter += r == 20 ? std::string("(UNK)") : std::string(1, rc::kRestypes[r]);
+            one_letter_can += rc::kRestypes[r];
+            comps.insert(r);
+        }
+        const std::string id = std::to_string(e + 1);
+        entity_rows.push_back({id, "polymer"});
+        poly_rows.push_back(
+            {id, "polypeptide(L)", "no", "no", wrap80(one_letter) + "\n", wrap80(one_letter_can) + "\n", strands[e]});
+        for (size_t k = 0; k < seqs[e].size(); ++k)
+            poly_seq_rows.push_back({id, std::to_string(k + 1), rc::kRestype3[seqs[e][k]], "n"});
+        target_rows.push_back({id, "1", "."});
+    }
+    for (int64_t c = 0; c < num_chains; ++c) {
+        asym_rows.push_back({s.chain_ids[c], std::to_string(chain_entity[c] + 1)});
+        instance_rows.push_back({s.chain_ids[c], std::to_string(chain_entity[c] + 1), "."});
     }
 
     std::string out;
@@ -265,18 +369,15 @@ std::string to_mmcif(const ProteinStructure& p, const std::string& name) {
                cif_value(chem_comp_name(r)) + "\n";
     out += "#\n";
 
-    cif_pairs(out, {{"_entity.id", "1"}, {"_entity.type", "polymer"}});
-    cif_pairs(out, {{"_entity_poly.entity_id", "1"},
-                    {"_entity_poly.type", "polypeptide(L)"},
-                    {"_entity_poly.nstd_linkage", "no"},
-                    {"_entity_poly.nstd_monomer", "no"},
-                    {"_entity_poly.pdbx_seq_one_letter_code", wrap80(one_letter) + "\n"},
-                    {"_entity_poly.pdbx_seq_one_letter_code_can", wrap80(one_letter_can) + "\n"},
-                    {"_entity_poly.pdbx_strand_id", chain}});
+    cif_rows(out, "_entity", {"id", "type"}, entity_rows);
+    cif_rows(out, "_entity_poly",
+             {"entity_id", "type", "nstd_linkage", "nstd_monomer", "pdbx_seq_one_letter_code",
+              "pdbx_seq_one_letter_code_can", "pdbx_strand_id"},
+             poly_rows);
     cif_loop_header(out, "_entity_poly_seq", {"entity_id", "num", "mon_id", "hetero"});
-    for (size_t k = 0; k < seq.size(); ++k) append(out, "1 %zu %s n\n", k + 1, rc::kRestype3[seq[k]]);
+    for (const auto& r : poly_seq_rows) out += r[0] + " " + r[1] + " " + r[2] + " " + r[3] + "\n";
     out += "#\n";
-    cif_pairs(out, {{"_struct_asym.id", chain}, {"_struct_asym.entity_id", "1"}});
+    cif_rows(out, "_struct_asym", {"id", "entity_id"}, asym_rows);
 
     // ModelCIF description of the model (AF2 mmcif_metadata, our software in place of DeepMind's release).
     cif_pairs(out, {{"_software.pdbx_ordinal", "1"},
@@ -290,12 +391,8 @@ std::string to_mmcif(const ProteinStructure& p, const std::string& name) {
                     {"_ma_software_group.group_id", "1"},
                     {"_ma_software_group.software_id", "1"}});
     cif_pairs(out, {{"_ma_data.id", "1"}, {"_ma_data.name", "Model"}, {"_ma_data.content_type", "model coordinates"}});
-    cif_pairs(
-        out,
-        {{"_ma_target_entity.entity_id", "1"}, {"_ma_target_entity.data_id", "1"}, {"_ma_target_entity.origin", "."}});
-    cif_pairs(out, {{"_ma_target_entity_instance.asym_id", chain},
-                    {"_ma_target_entity_instance.entity_id", "1"},
-                    {"_ma_target_entity_instance.details", "."}});
+    cif_rows(out, "_ma_target_entity", {"entity_id", "data_id", "origin"}, target_rows);
+    cif_rows(out, "_ma_target_entity_instance", {"asym_id", "entity_id", "details"}, instance_rows);
     cif_pairs(out, {{"_ma_model_list.ordinal_id", "1"},
                     {"_ma_model_list.model_id", "1"},
                     {"_ma_model_list.model_group_id", "1"},
@@ -332,9 +429,10 @@ std::string to_mmcif(const ProteinStructure& p, const std::string& name) {
             const char* atom = rc::kAtomTypes[a];
             const char element = rc::atom_element(a);
             elements.insert(element);
-            append(out, "ATOM %lld %c %s . %s %s 1 %lld . %.3f %.3f %.3f 1.00 %.2f ? %lld %s %s %s 1\n",
-                   (long long)serial, element, atom, resname, chain.c_str(), num, s.x(i, a, 0), s.x(i, a, 1),
-                   s.x(i, a, 2), s.b(i, a), num, resname, chain.c_str(), atom);
+            const std::string& chain = s.chain_ids[s.chain[i]];
+            append(out, "ATOM %lld %c %s . %s %s %lld %lld . %.3f %.3f %.3f 1.00 %.2f ? %lld %s %s %s 1\n",
+                   (long long)serial, element, atom, resname, chain.c_str(), (long long)(s.entity[i] + 1), num,
+                   s.x(i, a, 0), s.x(i, a, 1), s.x(i, a, 2), s.b(i, a), num, resname, chain.c_str(), atom);
             ++serial;
             bsum += s.b(i, a);
             ++count;
@@ -371,7 +469,7 @@ std::string to_mmcif(const ProteinStructure& p, const std::string& name) {
     int64_t ordinal = 1;
     for (int64_t i = 0; i < s.n; ++i) {
         if (!res_present[i]) continue;
-        append(out, "%lld 1 %s %lld %s 2 %.2f\n", (long long)ordinal++, chain.c_str(),
+        append(out, "%lld 1 %s %lld %s 2 %.2f\n", (long long)ordinal++, s.chain_ids[s.chain[i]].c_str(),
                (long long)(s.residue_index[i] + 1), rc::kRestype3[s.aatype[i]], res_plddt[i]);
     }
     out += "#\n";

@@ -31,15 +31,20 @@ struct ProteinStructure {
     Tensor atom_mask;       // [N, 37] float32, atom present where > 0.5 (AF2 skips mask < 0.5)
     Tensor b_factors;       // [N, 37] float32 (pLDDT per atom)
     std::string chain_id = "A";
+    // Complexes (AlphaFold-Multimer): each residue's chain [N] int (runs: a chain's residues are consecutive),
+    // named A, B, ... as AF2's PDB_CHAIN_IDS (62 at most), and its entity [N] int (chains of one sequence share
+    // it; mmCIF _entity). Undefined: one chain named chain_id (entity_index undefined: one entity per chain).
+    Tensor chain_index, entity_index;
 };
 
-// AF2 protein.to_pdb text. Requires a one-character chain id, residue numbers (residue_index + 1) in
+// AF2 protein.to_pdb text, a TER record closing each chain. Requires a one-character chain id, residue numbers (residue_index + 1) in
 // [-999, 9999], coordinates in [-999.999, 9999.999], B-factors in [-99.99, 999.99], at most 99999 atoms.
 std::string to_pdb(const ProteinStructure& p);
 
 // PDBx/mmCIF with ModelCIF pLDDT. `name` becomes the data block and _entry.id (upper-cased like AF2;
 // characters other than printable non-space ASCII become '_'). Requires residue_index >= 0 and strictly
-// increasing, and a chain id of ASCII letters and digits.
+// increasing within each chain, and a chain id of ASCII letters and digits. Complexes: an entity (its sequence from
+// its first chain) per entity_index, a struct_asym per chain.
 std::string to_mmcif(const ProteinStructure& p, const std::string& name);
 
 // Atomic writers (io/atomic_file.h): the previous file stays in place when anything fails.

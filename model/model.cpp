@@ -359,6 +359,8 @@ io::ProteinStructure prediction_structure(const Prediction& p) {
     prot.residue_index = p.residue_index;
     prot.atom_positions = p.structure_module.final_atom_positions;
     prot.atom_mask = p.structure_module.final_atom_mask;
+    prot.chain_index = p.asym_id;  // complexes: a chain per asym_id (undefined for monomers)
+    prot.entity_index = p.entity_id;
     const Tensor plddt = p.heads.plddt.to(Device::CPU).contiguous(), mask = prot.atom_mask.to(Device::CPU).contiguous();
     const int64_t N = plddt.numel();
     AXF_CHECK(mask.dim() == 2 && mask.size(0) == N && mask.size(1) == 37, "prediction: atom mask %s for %lld residues",

@@ -134,7 +134,7 @@ struct Prediction {
     // (Context::activation_dtype: bfloat16 under --precision bf16), the others float32.
     Tensor msa, msa_first_row, pair, single;
     Tensor aatype, residue_index;  // [N] int64
-    Tensor asym_id;                // [N] int64, AlphaFold-Multimer (each residue's chain)
+    Tensor asym_id, entity_id;     // [N] int64, AlphaFold-Multimer (each residue's chain and its sequence)
     std::vector<IterationRecord> recycles;
     std::vector<std::pair<std::string, double>> timings;  // seconds per stage, summed over iterations
     int iterations = 0;                                   // run (with early stop, up to the features' count)

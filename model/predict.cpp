@@ -448,7 +448,10 @@ private:
         if (r == iterations_ - 1) {
             p_.aatype = aatype_;
             p_.residue_index = residue_index_;
-            if (multimer_) p_.asym_id = chains_.asym_id;
+            if (multimer_) {
+                p_.asym_id = chains_.asym_id;
+                p_.entity_id = chains_.entity_id;
+            }
         }
     }
 

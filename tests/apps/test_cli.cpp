@@ -562,3 +562,34 @@ TEST(Cli, TrainingExampleFromMmcifTrains) {
     EXPECT_NE(r.out.find("--residues 60:80: expected 0 <= BEGIN < END <= 70"), std::string::npos) << r.out;
     EXPECT_FALSE(fs::exists(out / "bad.h5"));
 }
+
+// A complex (AlphaFold-Multimer, multimer_small's processed features): one chain per asym_id in the PDB (A, B, C,
+// each closed by TER) and mmCIF (entities by sequence), ipTM in the scores and AF2's "iptm+ptm" ranking, the
+// early stop's tolerance, and monomer parameters refused for a multimer model name.
+TEST(Cli, PredictsAComplex) {
+    const std::string mm = std::string(AXFOLD_TEST_DATA_DIR) + "/golden/multimer_small";
+    const test::TempDir tmp;
+    const std::string args = "predict --features " + mm + "/features.h5 --params " + mm +
+                             "/params.npz --model-name model_1_multimer_v3 --structure-module-layers 2 --threads 1 "
+                             "--out-dir " +
+                             tmp.str();
+    RunResult r = run(args + " --recycle-early-stop-tolerance 25");
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find("iterations=2"), std::string::npos) << r.out;  // the change after iteration 0 is 20 A
+    EXPECT_NE(r.out.find("ipTM"), std::string::npos) << r.out;
+    const std::string pdb = test::read_text((tmp / "model_1_multimer_v3_unrelaxed.pdb").string());
+    std::vector<std::string> ters;
+    std::istringstream lines(pdb);
+    for (std::string line; std::getline(lines, line);)
+        if (line.rfind("TER", 0) == 0) ters.push_back(line.substr(21, 1));
+    EXPECT_EQ(ters, (std::vector<std::string>{"A", "B", "C"})) << pdb.substr(0, 400);
+    const std::string cif = test::read_text((tmp / "model_1_multimer_v3_unrelaxed.cif").string());
+    EXPECT_NE(cif.find("_struct_asym.entity_id\nA 1\nB 1\nC 2\n"), std::string::npos);
+    EXPECT_NE(test::read_text((tmp / "ranking_debug.json").string()).find("\"iptm+ptm\""), std::string::npos);
+    EXPECT_NE(test::read_text((tmp / "scores_model_1_multimer_v3.json").string()).find("\"iptm\": "),
+              std::string::npos);
+    r = run("predict --features " + mm + "/features.h5 --params " + kSmall +
+            "/params.npz --model-name model_1_multimer_v3 --overwrite --out-dir " + tmp.str());
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("monomer"), std::string::npos) << r.out;
+}
