@@ -120,8 +120,9 @@ int run_predict(const std::vector<std::string>& args) {
 int run_init_params(const std::vector<std::string>& args) {
     InitParamsOptions o;
     po::options_description desc("axfold init-params options");
-    desc.add_options()("help,h", "show this help")("model-name", po::value<std::string>(&o.model_name)->required(),
-                                                   "model_3 .. model_5, optionally _ptm")(
+    desc.add_options()("help,h", "show this help")(
+        "model-name", po::value<std::string>(&o.model_name)->required(),
+        "model_1 .. model_5, optionally _ptm, or model_1_multimer_v3 .. model_5_multimer_v3")(
         "out", po::value<std::string>(&o.out)->required(), "output file (.npz, or .h5)")(
         "evoformer-blocks", po::value<int64_t>(&o.evoformer_blocks)->default_value(48), "Evoformer blocks")(
         "extra-msa-blocks", po::value<int64_t>(&o.extra_msa_blocks)->default_value(4), "extra-MSA blocks")(

@@ -26,7 +26,16 @@ void add_transition(ParamShapes& p, const std::string& s, int64_t c, int64_t n) 
     add_linear(p, s + "/transition1", c, n * c);
     add_linear(p, s + "/transition2", n * c, c);
 }
-void add_tri_mul(ParamShapes& p, const std::string& s, int64_t cz, int64_t c) {
+void add_tri_mul(ParamShapes& p, const std::string& s, int64_t cz, int64_t c, bool fused = false) {
+    if (fused) {  // AF-Multimer v3: both sides' projections and gates side by side
+        add_ln(p, s + "/left_norm_input", cz);
+        add_linear(p, s + "/projection", cz, 2 * c);
+        add_linear(p, s + "/gate", cz, 2 * c);
+        add_ln(p, s + "/center_norm", c);
+        add_linear(p, s + "/output_projection", c, cz);
+        add_linear(p, s + "/gating_linear", cz, cz);
+        return;
+    }
     add_ln(p, s + "/layer_norm_input", cz);
     add_linear(p, s + "/left_projection", cz, c);
     add_linear(p, s + "/right_projection", cz, c);
@@ -44,7 +53,17 @@ void add_tri_att(ParamShapes& p, const std::string& s, int64_t cz, int64_t h, in
 
 }  // namespace
 
-ParamShapes evoformer_block_param_shapes(const EvoformerDims& d, bool is_extra_msa) {
+ParamShapes template_pair_block_param_shapes(int64_t c_t, int64_t h, int64_t d, int64_t c, int64_t n, bool fused) {
+    ParamShapes p;
+    add_tri_att(p, "triangle_attention_starting_node", c_t, h, d);
+    add_tri_att(p, "triangle_attention_ending_node", c_t, h, d);
+    add_tri_mul(p, "triangle_multiplication_outgoing", c_t, c, fused);
+    add_tri_mul(p, "triangle_multiplication_incoming", c_t, c, fused);
+    add_transition(p, "pair_transition", c_t, n);
+    return p;
+}
+
+ParamShapes evoformer_block_param_shapes(const EvoformerDims& d, bool is_extra_msa, bool multimer) {
     ParamShapes p;
     const std::string row = "msa_row_attention_with_pair_bias";
     add_ln(p, row + "/query_norm", d.c_m);
@@ -71,8 +90,8 @@ ParamShapes evoformer_block_param_shapes(const EvoformerDims& d, bool is_extra_m
     add_linear(p, "outer_product_mean/right_projection", d.c_m, d.opm_dim);
     p.push_back({"outer_product_mean//output_w", {d.opm_dim, d.opm_dim, d.c_z}});
     p.push_back({"outer_product_mean//output_b", {d.c_z}});
-    add_tri_mul(p, "triangle_multiplication_outgoing", d.c_z, d.tri_mul_dim);
-    add_tri_mul(p, "triangle_multiplication_incoming", d.c_z, d.tri_mul_dim);
+    add_tri_mul(p, "triangle_multiplication_outgoing", d.c_z, d.tri_mul_dim, multimer);
+    add_tri_mul(p, "triangle_multiplication_incoming", d.c_z, d.tri_mul_dim, multimer);
     add_tri_att(p, "triangle_attention_starting_node", d.c_z, d.pair_heads, d.pair_head_dim);
     add_tri_att(p, "triangle_attention_ending_node", d.c_z, d.pair_heads, d.pair_head_dim);
     add_transition(p, "pair_transition", d.c_z, d.transition_factor);

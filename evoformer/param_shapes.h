@@ -13,10 +13,10 @@ namespace axfold {
 
 struct EvoformerDims {
     int64_t c_m = 256, c_z = 128;
-    int64_t msa_heads = 8, msa_head_dim = 32;          // row and column attention
-    int64_t pair_heads = 4, pair_head_dim = 32;        // triangle attention
+    int64_t msa_heads = 8, msa_head_dim = 32;    // row and column attention
+    int64_t pair_heads = 4, pair_head_dim = 32;  // triangle attention
     int64_t tri_mul_dim = 128, opm_dim = 32, transition_factor = 4;
-    int64_t global_heads = 8, global_head_dim = 8;     // extra-MSA stack attention
+    int64_t global_heads = 8, global_head_dim = 8;  // extra-MSA stack attention
     static EvoformerDims af2_evoformer() { return {}; }
     static EvoformerDims af2_extra_msa() {
         EvoformerDims d;
@@ -29,8 +29,12 @@ struct EvoformerDims {
 
 using ParamShapes = std::vector<std::pair<std::string, Shape>>;
 
-// Every parameter of one Evoformer (or extra-MSA) block, keys relative to the block scope.
-ParamShapes evoformer_block_param_shapes(const EvoformerDims& d, bool is_extra_msa);
+// Every parameter of one Evoformer (or extra-MSA) block, keys relative to the block scope. multimer:
+// AlphaFold-Multimer v3's (fused triangle multiplications).
+ParamShapes evoformer_block_param_shapes(const EvoformerDims& d, bool is_extra_msa, bool multimer = false);
+// One template pair stack block (relative keys): triangle attentions with h x d heads, triangle multiplications of
+// width c (fused: AlphaFold-Multimer v3), a transition of factor n.
+ParamShapes template_pair_block_param_shapes(int64_t c_t, int64_t h, int64_t d, int64_t c, int64_t n, bool fused);
 
 }  // namespace axfold
 

@@ -592,4 +592,12 @@ TEST(Cli, PredictsAComplex) {
             "/params.npz --model-name model_1_multimer_v3 --overwrite --out-dir " + tmp.str());
     EXPECT_NE(r.rc, 0);
     EXPECT_NE(r.out.find("monomer"), std::string::npos) << r.out;
+    // Random parameters in the official multimer layout (init-params) run on the same features.
+    const std::string params = (tmp / "random_multimer.npz").string();
+    r = run("init-params --model-name model_1_multimer_v3 --evoformer-blocks 1 --extra-msa-blocks 1 --out " + params);
+    ASSERT_EQ(r.rc, 0) << r.out;
+    r = run("predict --features " + mm + "/features.h5 --params " + params +
+            " --model-name model_1_multimer_v3 --num-recycle 0 --threads 1 --overwrite --out-dir " + tmp.str());
+    EXPECT_EQ(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find("ipTM"), std::string::npos) << r.out;
 }

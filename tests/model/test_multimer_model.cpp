@@ -8,6 +8,7 @@
 #include "io/features.h"
 #include "io/hdf5_file.h"
 #include "model/model.h"
+#include "model/model_params.h"
 #include "model_golden_util.h"
 
 using namespace axfold;
@@ -92,4 +93,52 @@ TEST(MultimerModel, golden_early_stop_run) {
         ++ran;
     }
     if (ran == 0) GTEST_SKIP() << "no multimer early-stop run under " << test::golden_dir();
+}
+
+// init-params for AlphaFold-Multimer has exactly the keys and shapes of the golden multimer parameters: at
+// multimer_small's reduced widths (its config.json's channel_dims) and, in ../shared, multimer_seed1's AF2 widths.
+TEST(MultimerModel, init_params_shapes_match_the_golden_parameters) {
+    int ran = 0;
+    for (const std::string& set : test::multimer_golden_sets("params.npz")) {
+        const ParamStore golden = ParamStore::load(set + "/params.npz");
+        const std::string root = "alphafold/alphafold_iteration/";
+        ModelDims d;  // AF-Multimer's widths: the monomer's but for 4 + 48 blocks and c_t 64
+        const bool reduced = golden.get(root + "evoformer/preprocess_msa//weights").size(1) != 256;
+        if (reduced) {  // multimer_small: config.json channel_dims
+            d.evoformer.c_m = d.c_s = 32;
+            d.evoformer.c_z = 16;
+            d.evoformer.msa_heads = d.evoformer.pair_heads = 2;
+            d.evoformer.msa_head_dim = d.evoformer.pair_head_dim = d.evoformer.opm_dim = 8;
+            d.evoformer.tri_mul_dim = 16;
+            d.evoformer.transition_factor = 2;
+            d.extra_msa = d.evoformer;
+            d.extra_msa.c_m = 16;
+            d.extra_msa.global_heads = 2;
+            d.ipa_heads = 4;
+            d.ipa_c = 8;
+            d.angle_resnet_c = d.lddt_c = 16;
+            d.c_t = 16;
+            d.template_pair_heads = 2;
+            d.template_pair_head_dim = 8;
+            d.template_tri_mul_dim = 16;
+        }
+        auto blocks = [&](const std::string& stack) {
+            return golden.get(root + "evoformer/" + stack + "/msa_transition/input_layer_norm//scale").size(0);
+        };
+        d.evoformer_blocks = blocks("evoformer_iteration");
+        d.extra_msa_blocks = blocks("extra_msa_stack");
+        d.template_pair_blocks = golden
+                                     .get(root +
+                                          "evoformer/template_embedding/single_template_embedding/"
+                                          "template_embedding_iteration/pair_transition/input_layer_norm//scale")
+                                     .size(0);
+        const ParamShapes shapes = model_param_shapes(ModelPreset::from_name("model_1_multimer_v3"), d);
+        EXPECT_EQ(shapes.size(), golden.size()) << set;
+        for (const auto& [key, shape] : shapes) {
+            ASSERT_TRUE(golden.has(key)) << set << ": " << key;
+            EXPECT_EQ(shape, golden.get(key).shape()) << set << ": " << key;
+        }
+        ++ran;
+    }
+    if (ran == 0) GTEST_SKIP() << "no multimer golden parameters under " << test::golden_dir();
 }
