@@ -302,19 +302,23 @@ void dap_pair_transition(const TransitionWeights& w, DapActivations& a, Context&
 
 void dap_evoformer_block_forward(const EvoformerBlockWeights& w, DapActivations& a, Context& ctx,
                                  const TrunkConstants& k, const BlockObserver& observe) {
-    AXF_CHECK(!w.outer_product_mean_first,
-              "DAP: AlphaFold-Multimer's block order (outer product mean first) is not supported yet; run on one rank");
     auto note = [&](const char* name, const Tensor& t) {
         if (observe) observe(name, t);
     };
+    auto outer_product_mean = [&] {
+        dap_outer_product_mean(w.outer_product_mean, a, ctx, k);
+        note("pair_after_outer_product_mean", a.z_row);
+    };
+    // AF-Multimer: the outer product mean first (its MSA in columns, then back to rows for the row attention:
+    // two re-shards of the MSA that the monomer order does not need).
+    if (w.outer_product_mean_first) outer_product_mean();
     dap_msa_row_attention(w.msa_row_attention_with_pair_bias, a, ctx, k);
     note("msa_after_row_attention", a.m_row);
     dap_msa_column_attention(w, a, ctx, k);
     note("msa_after_column_attention", a.m_col);
     dap_msa_transition(w.msa_transition, a, ctx, k);
     note("msa_after_transition", a.m_col);
-    dap_outer_product_mean(w.outer_product_mean, a, ctx, k);
-    note("pair_after_outer_product_mean", a.z_row);
+    if (!w.outer_product_mean_first) outer_product_mean();
     // m returns to rows while the pair stack runs; the next row attention (or the gather) waits for it.
     a.m_pending = dap_cols_to_rows_start(*a.comm, a.m_col, a.m_row, a.m_scratch);
     a.m_rows = true;

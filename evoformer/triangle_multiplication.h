@@ -2,7 +2,7 @@
 // (Algorithm 12) edges. Parameter scopes `triangle_multiplication_outgoing` / `_incoming`.
 //
 // AF-Multimer v3 fuses each pair of projections and gates into one weight (TriangleMultiplicationWeights::fused),
-// which computes the same; only the single-rank forward reads it (LIMITATION: no backward, no DAP).
+// which computes the same; the forward (one rank and DAP) reads it (LIMITATION: no backward).
 // Note: AF2's code (and so its parameters) swaps the roles of the left and right projections in
 // the incoming update relative to the paper; we follow the parameters:
 //   outgoing: x[i,j,c] = sum_k left[i,k,c] right[j,k,c]

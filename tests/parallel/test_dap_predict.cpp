@@ -147,3 +147,27 @@ TEST(DapTrain, TwoRanksTrainAsOne) {
         EXPECT_TRUE(fs::exists(dir / "checkpoint-000002" / "params_model_3_ptm.npz")) << name;
     }
 }
+
+// A complex (AlphaFold-Multimer, multimer_small): `axfold predict` on 2 ranks writes the structure one rank
+// writes (the final atoms within 1e-3 A) and the same ranking confidence.
+TEST(DapPredict, MultimerOnTwoRanks) {
+    const std::string mm = std::string(AXFOLD_TEST_DATA_DIR) + "/golden/multimer_small";
+    const test::TempDir root;
+    auto args = [&](const fs::path& out) {
+        fs::create_directories(out);
+        return " predict --features " + mm + "/features.h5 --params " + mm +
+               "/params.npz --model-name model_1_multimer_v3 --threads 1 --save-outputs --overwrite "
+               "--structure-module-layers 2 --out-dir " +
+               out.string() + " > " + (out / "log.txt").string() + " 2>&1";
+    };
+    ASSERT_EQ(run(std::string(AXFOLD_EXE) + args(root / "np1")), 0) << log_of(root / "np1");
+    const std::string cmd =
+        std::string(AXFOLD_MPIEXEC) + " -n 2 --oversubscribe --allow-run-as-root " + AXFOLD_EXE + args(root / "np2");
+    ASSERT_EQ(run(cmd), 0) << log_of(root / "np2");
+    io::Hdf5File one((root / "np1" / "outputs_model_1_multimer_v3.h5").string()),
+        two((root / "np2" / "outputs_model_1_multimer_v3.h5").string());
+    for (const char* k : {"final_atom_positions", "weighted_ptm_score", "iptm"}) {
+        const auto res = test::compare(test::to_f64(two.read_f32(k)), test::to_f64(one.read_f32(k)), 1e-3, 0, k, 3);
+        EXPECT_EQ(res.bad, 0) << k;
+    }
+}
