@@ -189,6 +189,19 @@ axf_status axf_prediction_ptm(const axf_prediction* prediction, double* ptm) {
     return guarded([&] { *ptm = prediction->p.ptm(); });
 }
 
+axf_status axf_prediction_iptm(const axf_prediction* prediction, double* iptm) {
+    if (missing(prediction, "axf_prediction_iptm", "prediction") || missing(iptm, "axf_prediction_iptm", "iptm"))
+        return AXF_INVALID_ARGUMENT;
+    return guarded([&] { *iptm = prediction->p.iptm(); });
+}
+
+axf_status axf_prediction_ranking_confidence(const axf_prediction* prediction, double* confidence) {
+    if (missing(prediction, "axf_prediction_ranking_confidence", "prediction") ||
+        missing(confidence, "axf_prediction_ranking_confidence", "confidence"))
+        return AXF_INVALID_ARGUMENT;
+    return guarded([&] { *confidence = prediction->p.ranking_confidence(); });
+}
+
 axf_status axf_prediction_write_pdb(const axf_prediction* prediction, const char* path) {
     if (missing(prediction, "axf_prediction_write_pdb", "prediction") ||
         missing(path, "axf_prediction_write_pdb", "path"))

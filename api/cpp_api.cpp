@@ -152,6 +152,18 @@ double Prediction::ptm() const {
         return static_cast<double>(impl_->p.heads.ptm);
     });
 }
+bool Prediction::has_iptm() const {
+    return impl_->p.heads.has_iptm;
+}
+double Prediction::iptm() const {
+    return guarded([&] {
+        AXF_CHECK(has_iptm(), "iptm: %s is not an AlphaFold-Multimer model", impl_->model_name.c_str());
+        return static_cast<double>(impl_->p.heads.iptm);
+    });
+}
+double Prediction::ranking_confidence() const {
+    return has_iptm() ? static_cast<double>(impl_->p.heads.weighted_ptm_score) : mean_plddt();
+}
 std::vector<std::pair<std::string, double>> Prediction::timings() const {
     return impl_->p.timings;
 }

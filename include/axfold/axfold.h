@@ -39,7 +39,7 @@ extern "C" {
 #define AXF_API
 #endif
 
-#define AXF_API_VERSION 1
+#define AXF_API_VERSION 2 /* 2: ipTM and the ranking confidence (AlphaFold-Multimer) */
 
 typedef enum axf_status {
     AXF_OK = 0,
@@ -113,6 +113,11 @@ AXF_API int axf_prediction_has_pae(const axf_prediction* prediction);
 /* Predicted aligned error [N, N] (Å) and its maximum, and pTM: AXF_ERROR without the PAE head. */
 AXF_API axf_status axf_prediction_pae(const axf_prediction* prediction, float* pae, float* max_pae);
 AXF_API axf_status axf_prediction_ptm(const axf_prediction* prediction, double* ptm);
+/* AlphaFold-Multimer models (API version 2): ipTM (pTM over the pairs of different chains), AXF_ERROR for a
+ * monomer model; the ranking confidence AlphaFold ranks models by: 0.8 ipTM + 0.2 pTM for multimer models, the
+ * mean pLDDT for monomers. Features of a complex: processed AlphaFold-Multimer features (axf_features_load). */
+AXF_API axf_status axf_prediction_iptm(const axf_prediction* prediction, double* iptm);
+AXF_API axf_status axf_prediction_ranking_confidence(const axf_prediction* prediction, double* confidence);
 /* The structure as `axfold predict` writes it (pLDDT as B-factors), to a temporary name then renamed. */
 AXF_API axf_status axf_prediction_write_pdb(const axf_prediction* prediction, const char* path);
 AXF_API axf_status axf_prediction_write_mmcif(const axf_prediction* prediction, const char* path);

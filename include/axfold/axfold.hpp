@@ -87,7 +87,10 @@ public:
     bool has_pae() const;                    // _ptm models
     std::vector<float> pae() const;          // [N, N] predicted aligned error (Angstrom); throws without a PAE head
     float max_pae() const;
-    double ptm() const;                                           // throws without a PAE head
+    double ptm() const;                 // throws without a PAE head
+    bool has_iptm() const;              // AlphaFold-Multimer models
+    double iptm() const;                // pTM over pairs of chains; throws for monomers
+    double ranking_confidence() const;  // AlphaFold's: 0.8 ipTM + 0.2 pTM (multimer), mean pLDDT (monomer)
     std::vector<std::pair<std::string, double>> timings() const;  // seconds per stage
     // The structure with pLDDT as B-factors, written to a temporary name and renamed.
     void write_pdb(const std::string& path) const;

@@ -116,3 +116,46 @@ TEST(CApi, ErrorsAreStatusesWithMessages) {
     axf_features_free(f);
     axf_model_free(m);
 }
+
+// A complex through the C API: processed AlphaFold-Multimer features, ipTM and the ranking confidence equal the
+// library's (0.8 ipTM + 0.2 pTM), and the PDB has a chain per input chain; a monomer has no ipTM.
+TEST(CApi, ComplexesHaveIptmAndChains) {
+    const std::string mm = std::string(AXFOLD_TEST_DATA_DIR) + "/golden/multimer_small";
+    axf_model* m = nullptr;
+    axf_features* f = nullptr;
+    axf_prediction* p = nullptr;
+    ASSERT_EQ(axf_model_load((mm + "/params.npz").c_str(), "model_1_multimer_v3", &m), AXF_OK) << axf_last_error();
+    ASSERT_EQ(axf_features_load((mm + "/features.h5").c_str(), "model_1_multimer_v3", 0, -1, &f), AXF_OK)
+        << axf_last_error();
+    ASSERT_EQ(axf_predict(m, f, nullptr, &p), AXF_OK) << axf_last_error();
+    const Prediction ref =
+        Model::load(mm + "/params.npz", "model_1_multimer_v3").predict(io::read_features_h5(mm + "/features.h5"));
+    double iptm = 0, ptm = 0, confidence = 0;
+    ASSERT_EQ(axf_prediction_iptm(p, &iptm), AXF_OK) << axf_last_error();
+    ASSERT_EQ(axf_prediction_ptm(p, &ptm), AXF_OK);
+    ASSERT_EQ(axf_prediction_ranking_confidence(p, &confidence), AXF_OK);
+    EXPECT_EQ(iptm, ref.heads.iptm);
+    EXPECT_EQ(confidence, ref.heads.weighted_ptm_score);
+    EXPECT_NEAR(confidence, 0.8 * iptm + 0.2 * ptm, 1e-6);
+    test::TempDir dir;
+    ASSERT_EQ(axf_prediction_write_pdb(p, (dir / "complex.pdb").c_str()), AXF_OK) << axf_last_error();
+    const std::string pdb = test::read_text((dir / "complex.pdb").string());
+    EXPECT_NE(pdb.find("TER      72      CYS A   9"), std::string::npos) << pdb.substr(0, 300);
+    EXPECT_NE(pdb.find(" C   7"), std::string::npos);
+    axf_prediction_free(p);
+    axf_features_free(f);
+    axf_model_free(m);
+
+    ASSERT_EQ(axf_model_load((kSmall + "/params.npz").c_str(), "model_3_ptm", &m), AXF_OK);
+    ASSERT_EQ(axf_features_load((kSmall + "/features.h5").c_str(), "model_3_ptm", 0, 0, &f), AXF_OK);
+    ASSERT_EQ(axf_predict(m, f, nullptr, &p), AXF_OK) << axf_last_error();
+    EXPECT_EQ(axf_prediction_iptm(p, &iptm), AXF_ERROR);
+    EXPECT_NE(std::string(axf_last_error()).find("not an AlphaFold-Multimer model"), std::string::npos);
+    ASSERT_EQ(axf_prediction_ranking_confidence(p, &confidence), AXF_OK);
+    double mean = 0;
+    axf_prediction_mean_plddt(p, &mean);
+    EXPECT_EQ(confidence, mean);
+    axf_prediction_free(p);
+    axf_features_free(f);
+    axf_model_free(m);
+}
