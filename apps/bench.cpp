@@ -237,9 +237,16 @@ int bench_model_main(const BenchModelOptions& o) {
     const RunTarget target = configure_run(o.run);
     if (!target.note.empty()) std::fprintf(stderr, "axfold: %s\n", target.note.c_str());
     const Device device = target.device;
-    AXF_CHECK(o.templates >= 0, "bench model: --templates must be >= 0, got %d", o.templates);
-    // model_1_ptm with templates (its template embedding and angle rows), model_3_ptm without.
-    ModelPreset preset = ModelPreset::from_name(o.templates > 0 ? "model_1_ptm" : "model_3_ptm");
+    AXF_CHECK(o.templates >= 0 && o.chains >= 0 && o.chains <= o.n_res,
+              "bench model: --templates %d and --chains %d must be >= 0 (chains at most --n-res)", o.templates,
+              o.chains);
+    // model_1_ptm with templates (its template embedding and angle rows), model_3_ptm without; AlphaFold-Multimer
+    // (model_1_multimer_v3, always 4 template slots) with --chains.
+    const bool multimer = o.chains > 0;
+    const int templates = multimer ? 4 : o.templates;
+    ModelPreset preset = ModelPreset::from_name(multimer          ? "model_1_multimer_v3"
+                                                : o.templates > 0 ? "model_1_ptm"
+                                                                  : "model_3_ptm");
     ModelDims d;
     d.evoformer_blocks = o.evoformer_blocks;
     d.extra_msa_blocks = o.extra_msa_blocks;
@@ -253,14 +260,15 @@ int bench_model_main(const BenchModelOptions& o) {
     std::uniform_int_distribution<int> aa(0, 19), tok(0, 21);
     FeatureDict f;
     Tensor aatype = Tensor::empty({R, N}, DType::I64), ri = Tensor::empty({R, N}, DType::I64);
-    Tensor tf = Tensor::zeros({R, N, 22}), msa_feat = Tensor::zeros({R, S, N, 49});
+    const int64_t tf_channels = multimer ? 21 : 22;  // AF-Multimer's target_feat has no has_break channel
+    Tensor tf = Tensor::zeros({R, N, tf_channels}), msa_feat = Tensor::zeros({R, S, N, 49});
     Tensor extra = Tensor::empty({R, E, N}, DType::I64);
     for (int64_t i = 0; i < N; ++i) {
         int a = aa(rng);
         for (int64_t r = 0; r < R; ++r) {
             aatype.data<int64_t>()[r * N + i] = a;
-            ri.data<int64_t>()[r * N + i] = i;
-            tf.f32()[(r * N + i) * 22 + 1 + a] = 1.f;
+            ri.data<int64_t>()[r * N + i] = multimer ? i % ((N + o.chains - 1) / o.chains) : i;
+            tf.f32()[(r * N + i) * tf_channels + (multimer ? 0 : 1) + a] = 1.f;
         }
     }
     for (int64_t e = 0; e < R * S * N; ++e) msa_feat.f32()[e * 49 + tok(rng)] = 1.f;
@@ -272,13 +280,23 @@ int bench_model_main(const BenchModelOptions& o) {
     f["seq_mask"] = Tensor::full({R, N}, 1.f);
     f["msa_mask"] = Tensor::full({R, S, N}, 1.f);
     f["extra_msa"] = extra;
-    f["extra_has_deletion"] = Tensor::zeros({R, E, N});
-    f["extra_deletion_value"] = Tensor::zeros({R, E, N});
+    if (multimer) {  // chains of n_res / chains residues, each its own entity
+        f["extra_deletion_matrix"] = Tensor::zeros({R, E, N});
+        Tensor asym = Tensor::empty({R, N}, DType::I64);
+        for (int64_t e = 0; e < R * N; ++e) asym.data<int64_t>()[e] = 1 + (e % N) / ((N + o.chains - 1) / o.chains);
+        f["asym_id"] = asym;
+        f["entity_id"] = asym.clone();
+        f["sym_id"] = Tensor::full({R, N}, 1.f);
+        f["sym_id"] = to_int64(f["sym_id"]);
+    } else {
+        f["extra_has_deletion"] = Tensor::zeros({R, E, N});
+        f["extra_deletion_value"] = Tensor::zeros({R, E, N});
+    }
     f["extra_msa_mask"] = Tensor::full({R, E, N}, 1.f);
-    if (o.templates > 0) {
+    if (templates > 0) {
         // Templates: a random walk of 3.8 A steps as every atom's position (all present), so the pseudo-beta
         // distances fill the distogram's bins; the torsions are computed by the model.
-        const int64_t T = o.templates;
+        const int64_t T = templates;
         std::normal_distribution<float> step(0.f, 3.8f / std::sqrt(3.f));
         Tensor pos = Tensor::empty({R, T, N, 37, 3}), pb = Tensor::empty({R, T, N, 3});
         Tensor taa = Tensor::empty({R, T, N}, DType::I64);
@@ -299,9 +317,11 @@ int bench_model_main(const BenchModelOptions& o) {
         f["template_aatype"] = taa;
         f["template_all_atom_positions"] = pos;
         f["template_all_atom_mask"] = Tensor::full({R, T, N, 37}, 1.f);
-        f["template_pseudo_beta"] = pb;
-        f["template_pseudo_beta_mask"] = Tensor::full({R, T, N}, 1.f);
-        f["template_mask"] = Tensor::full({R, T}, 1.f);
+        if (!multimer) {  // AF-Multimer's model derives these from the atoms
+            f["template_pseudo_beta"] = pb;
+            f["template_pseudo_beta_mask"] = Tensor::full({R, T, N}, 1.f);
+            f["template_mask"] = Tensor::full({R, T}, 1.f);
+        }
     }
 
     auto t0 = std::chrono::steady_clock::now();
@@ -318,9 +338,9 @@ int bench_model_main(const BenchModelOptions& o) {
         std::printf(
             "{\"benchmark\": \"model\", \"n_res\": %lld, \"n_seq\": %lld, \"n_extra\": %lld, "
             "\"evoformer_blocks\": %lld, \"extra_msa_blocks\": %lld, \"run_blocks\": %d, \"iterations\": %d, "
-            "\"threads\": %d, \"templates\": %d",
+            "\"threads\": %d, \"templates\": %d, \"chains\": %d",
             (long long)N, (long long)S, (long long)E, (long long)d.evoformer_blocks, (long long)d.extra_msa_blocks,
-            o.run_blocks, p.iterations, num_threads(), o.templates);
+            o.run_blocks, p.iterations, num_threads(), templates, o.chains);
         for (auto& [stage, sec] : p.timings)
             std::printf(", \"%s_seconds_per_iteration\": %.4f", stage.c_str(), sec / p.iterations);
         std::printf(
@@ -332,7 +352,7 @@ int bench_model_main(const BenchModelOptions& o) {
             po.offload_msa ? "true" : "false");
     } else {
         std::printf("model N=%lld S=%lld E=%lld T=%d blocks %lld+%lld%s threads=%d: %.3f s per iteration (",
-                    (long long)N, (long long)S, (long long)E, o.templates, (long long)d.evoformer_blocks,
+                    (long long)N, (long long)S, (long long)E, templates, (long long)d.evoformer_blocks,
                     (long long)d.extra_msa_blocks,
                     o.run_blocks >= 0 ? strfmt(" (first %d of each run)", o.run_blocks).c_str() : "", num_threads(),
                     total / p.iterations);

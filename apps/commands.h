@@ -96,6 +96,7 @@ struct BenchModelOptions {
     int64_t evoformer_blocks = 48, extra_msa_blocks = 4;
     int num_recycle = 0;
     int templates = 0;    // > 0: model_1_ptm with that many random templates
+    int chains = 0;       // > 0: model_1_multimer_v3 on this many chains of n_res / chains residues (4 templates)
     int run_blocks = -1;  // PredictOptions::run_blocks
     bool json = false;
     RunSettings run;

@@ -7,8 +7,8 @@
 #include "evoformer/template_embedding.h"
 #include "kernels/device.h"
 #include "kernels/ops.h"
-#include "structure/heads.h"
 #include "model/model_params.h"
+#include "structure/heads.h"
 
 namespace axfold {
 
@@ -42,7 +42,7 @@ size_t model_fixed_bytes(int64_t n_res, int64_t n_seq, int64_t n_extra, int64_t 
 
 size_t post_trunk_bytes(int64_t n_res, int64_t n_seq, int64_t c_z, bool pae, int64_t chunk, bool keep_pair_logits) {
     const size_t N = n_res, n2 = N * N, S = n_seq;
-    const size_t ci = chunk > 0 ? std::min<size_t>(N, chunk) : N;  // the structure module's IPA row blocks
+    const size_t ci = chunk > 0 ? std::min<size_t>(N, chunk) : N;          // the structure module's IPA row blocks
     const size_t hr = static_cast<size_t>(head_block_rows(chunk, n_res));  // the heads' row blocks
     // Structure module: per block of IPA query rows, LN(pair rows), the 2-D bias, the logits and the point-logit
     // bias (12 heads); the pair mask m_i m_j.
@@ -73,20 +73,20 @@ size_t embedder_bytes(int64_t n_res, int64_t n_extra, int64_t chunk, int act_byt
     return std::max({recycling, extra, relpos});
 }
 
-size_t template_embedding_bytes(const BlockSizes& trunk, int64_t chunk, int64_t c_t, bool keep_update) {
+size_t template_embedding_bytes(const BlockSizes& trunk, int64_t chunk, int64_t c_t, bool keep_update, bool multimer) {
     const size_t N = trunk.n_res, n2 = N * N, T = kPlannedTemplates, Ct = c_t, Cz = trunk.dims.c_z;
-    const size_t act = T * n2 * Ct * 4;
+    const size_t act = multimer ? (2 * Ct + Cz) * n2 * 4 : T * n2 * Ct * 4;
     auto rows = [&](size_t row_floats) {
         return static_cast<size_t>(embed_block_rows(chunk, trunk.n_res, static_cast<int64_t>(row_floats)));
     };
-    const size_t C = TemplatePairFeatConfig{}.channels();
-    const size_t features = rows(N * C) * N * C * 4;
+    const size_t C = TemplatePairFeatConfig{}.channels();  // 88, the multimer's features too
+    const size_t features = rows(N * C) * N * (C + (multimer ? Cz : 0)) * 4;
     // Pointwise attention per block of rows: q and o, T keys and values, the update, and the attention's
     // [T]-wide logits.
     const ModelDims md;
     const size_t H = md.template_pointwise_heads, hc = H * md.template_pointwise_head_dim;
     const size_t pw_row = (2 * T + 2) * hc + Cz + Ct;
-    const size_t pointwise = rows(N * pw_row) * N * (pw_row + H * T) * 4;
+    const size_t pointwise = multimer ? 0 : rows(N * pw_row) * N * (pw_row + H * T) * 4;
     // The template pair stack: the trunk's pair modules at the template widths.
     BlockSizes stack = trunk;
     stack.dims.c_z = c_t;
@@ -119,7 +119,8 @@ ModelMemoryPhases model_memory_phases(const ChunkPlan& trunk, int64_t n_res, int
     ph.embedders = fixed + 2 * stored_pair + embedder_bytes(n_res, n_extra, trunk.chunk_size, act_bytes) + blas;
     ph.trunk = trunk.predicted_peak_bytes;
     // After the trunk: structure module and heads on the trunk's pair as it was stored.
-    ph.heads = fixed + stored_pair + post_trunk_bytes(n_res, n_seq, 128, pae, trunk.chunk_size, keep_pair_logits) + blas;
+    ph.heads =
+        fixed + stored_pair + post_trunk_bytes(n_res, n_seq, 128, pae, trunk.chunk_size, keep_pair_logits) + blas;
     return ph;
 }
 
@@ -183,16 +184,17 @@ ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_clust
         model_fixed_bytes(n_res, evo.n_seq, n_extra, cfg.evoformer_blocks, cfg.extra_msa_blocks) + msa + kept;
     const size_t budget = max_memory.empty() ? 0 : parse_bytes(max_memory);
     auto phases_of = [&](const ChunkPlan& plan) {
-        ModelMemoryPhases ph = model_memory_phases(plan, n_res, evo.n_seq, n_extra, cfg.evoformer_blocks,
-                                                   cfg.extra_msa_blocks, fixed, cfg.preset.ptm, evo.threads,
-                                                   evo.act_bytes, kept_iterations > 0);
+        ModelMemoryPhases ph =
+            model_memory_phases(plan, n_res, evo.n_seq, n_extra, cfg.evoformer_blocks, cfg.extra_msa_blocks, fixed,
+                                cfg.preset.ptm, evo.threads, evo.act_bytes, kept_iterations > 0);
         if (cfg.preset.templates) {
             // Beside the template embedding: the float32 pair it updates and the BLAS library's per-thread
             // buffers (the extra-MSA activations are built after it).
             const size_t N = n_res;
-            ph.templates = fixed + N * N * cfg.c_z * 4 +
-                           template_embedding_bytes(evo, plan.chunk_size, cfg.c_t > 0 ? cfg.c_t : 64, false) +
-                           static_cast<size_t>(std::max(1, evo.threads)) * (size_t(24) << 20);
+            ph.templates =
+                fixed + N * N * cfg.c_z * 4 +
+                template_embedding_bytes(evo, plan.chunk_size, cfg.c_t > 0 ? cfg.c_t : 64, false, cfg.preset.multimer) +
+                static_cast<size_t>(std::max(1, evo.threads)) * (size_t(24) << 20);
         }
         return ph;
     };
@@ -201,9 +203,8 @@ ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_clust
     const ModelMemoryPhases ph = phases_of(plan);
     const size_t peak = ph.peak();
     if (phases) *phases = ph;
-    AXF_CHECK(budget == 0 || peak <= budget,
-              "memory budget %s is too small: this prediction needs %s (%s phase)", format_bytes(budget).c_str(),
-              format_bytes(peak).c_str(), ph.peak_phase());
+    AXF_CHECK(budget == 0 || peak <= budget, "memory budget %s is too small: this prediction needs %s (%s phase)",
+              format_bytes(budget).c_str(), format_bytes(peak).c_str(), ph.peak_phase());
     if (predicted_peak) *predicted_peak = peak;
     return plan;
 }
@@ -268,11 +269,12 @@ ChunkPlan plan_device_model(const ModelConfig& cfg, int64_t n_res, int64_t n_clu
                        S * N * 49 * 4;
         ph.trunk = p.predicted_peak_bytes;
         // Structure module and heads on the stored pair; the kept [N, N, 64] head tensors are formed on the device.
-        ph.heads = fixed + stored_pair + post_trunk_bytes(n_res, evo.n_seq, cfg.c_z, cfg.preset.ptm, p.chunk_size,
-                                                          keep_pair_logits);
+        ph.heads = fixed + stored_pair +
+                   post_trunk_bytes(n_res, evo.n_seq, cfg.c_z, cfg.preset.ptm, p.chunk_size, keep_pair_logits);
         if (cfg.preset.templates)  // the float32 pair and the template embedding (the extra MSA is embedded after it)
             ph.templates = fixed + N * N * cfg.c_z * 4 +
-                           template_embedding_bytes(evo, p.chunk_size, cfg.c_t > 0 ? cfg.c_t : 64, keep_pair_logits);
+                           template_embedding_bytes(evo, p.chunk_size, cfg.c_t > 0 ? cfg.c_t : 64, keep_pair_logits,
+                                                    cfg.preset.multimer);
         return ph;
     };
     plan = fit_whole_model(plan, {evo, extra}, plan.offload_msa ? fixed - msa : fixed, budget, chunk_size, n_res,

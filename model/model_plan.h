@@ -43,7 +43,10 @@ constexpr int64_t kPlannedTemplates = 4;
 // largest of its blocks (a block of the [N, N, 88] features, a block of the pointwise attention, the
 // template pair stack's workspace: `trunk`'s pair modules at the template widths), plus the [N, N, c_z]
 // update when it is kept (`keep_update`, predict --save-outputs).
-size_t template_embedding_bytes(const BlockSizes& trunk, int64_t chunk, int64_t c_t, bool keep_update);
+// AlphaFold-Multimer (multimer): one template's activations at a time with their running sum and the [N, N, c_z]
+// update, its [N, N, 88] features and query rows a block at a time, no pointwise attention.
+size_t template_embedding_bytes(const BlockSizes& trunk, int64_t chunk, int64_t c_t, bool keep_update,
+                                bool multimer = false);
 // The phases of a whole prediction whose trunk runs under `trunk`; act_bytes: 4 (float32 activations) or 2.
 ModelMemoryPhases model_memory_phases(const ChunkPlan& trunk, int64_t n_res, int64_t n_seq, int64_t n_extra,
                                       int64_t evoformer_blocks, int64_t extra_msa_blocks, size_t fixed, bool pae,
