@@ -1,6 +1,7 @@
-// The AlphaFold2 monomer network end to end (AF2 supplement Algorithm 2): embedders, recycling, extra-MSA
-// stack, Evoformer stack, structure module and heads; what `axfold predict` and the public APIs
-// (include/axfold/) run. Model::predict is in predict.cpp; its run set-up (device, memory plan) in run.h.
+// The AlphaFold2 network end to end (AF2 supplement Algorithm 2), monomer and AlphaFold-Multimer v3: embedders,
+// recycling, extra-MSA stack, Evoformer stack, structure module and heads; what `axfold predict` and the public
+// APIs (include/axfold/) run. Model::predict is in predict.cpp; its run set-up (device, memory plan) in run.h.
+// LIMITATION: AlphaFold-Multimer models predict only (no backward: training_step refuses them).
 //
 //   axfold::Model model = axfold::Model::load("params_model_3_ptm.npz", "model_3_ptm");
 //   axfold::FeatureDict f = axfold::io::read_features_h5("features.h5");
