@@ -141,6 +141,9 @@ axf_status axf_predict(const axf_model* model, const axf_features* features, con
         po.chunk_size = o.chunk_size;
         po.threads = o.threads;
         po.num_recycle = o.num_recycle;
+        po.activations = o.activations ? o.activations : "";
+        po.offload = o.offload ? o.offload : "auto";
+        po.recycle_early_stop_tolerance = o.recycle_early_stop_tolerance;
         *prediction = new axf_prediction{model->model.predict(features->features, po)};
     });
 }

@@ -76,9 +76,13 @@ Features::~Features() = default;
 Features Features::load(const std::string& path, const std::string& model_name, uint64_t seed, int num_recycle) {
     return guarded([&] {
         namespace pl = axfold::pipeline;
-        axfold::FeatureDict f = pl::detect_feature_file(path) == pl::FeatureFileKind::Processed
-                                    ? axfold::io::read_features_h5(path)
-                                    : transform(pl::read_raw_features_h5(path), model_name, seed, num_recycle);
+        const bool processed = pl::detect_feature_file(path) == pl::FeatureFileKind::Processed;
+        AXF_CHECK(processed || !axfold::ModelPreset::from_name(model_name).multimer,
+                  "%s: raw features for %s: AlphaFold-Multimer's data pipeline (pairing, merging) is not written yet; "
+                  "give processed AlphaFold-Multimer features",
+                  path.c_str(), model_name.c_str());
+        axfold::FeatureDict f = processed ? axfold::io::read_features_h5(path)
+                                          : transform(pl::read_raw_features_h5(path), model_name, seed, num_recycle);
         return Features(std::make_unique<Impl>(Impl{std::move(f), path}));
     });
 }
@@ -86,6 +90,10 @@ Features Features::load(const std::string& path, const std::string& model_name, 
 Features Features::from_fasta(const std::string& fasta_path, const std::vector<std::string>& msa_paths,
                               const std::string& model_name, uint64_t seed, int num_recycle) {
     return guarded([&] {
+        AXF_CHECK(!axfold::ModelPreset::from_name(model_name).multimer,
+                  "%s: %s: AlphaFold-Multimer's data pipeline (pairing, merging) is not written yet; give processed "
+                  "AlphaFold-Multimer features to Features::load",
+                  fasta_path.c_str(), model_name.c_str());
         const std::vector<axfold::io::FastaRecord> recs = axfold::io::read_fasta(fasta_path);
         AXF_CHECK(recs.size() == 1, "%s: %zu sequences; a monomer prediction takes exactly one", fasta_path.c_str(),
                   recs.size());
@@ -199,6 +207,7 @@ Prediction Model::predict(const Features& features, const PredictOptions& o) con
         s.chunk_size = o.chunk_size;
         s.offload = o.offload;
         s.threads = o.threads;
+        s.recycle_early_stop_tolerance = o.recycle_early_stop_tolerance;
         const axfold::RunTarget target = axfold::configure_run(s);
         axfold::Context ctx(target.device);
         axfold::PredictOptions po;

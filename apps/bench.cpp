@@ -267,7 +267,8 @@ int bench_model_main(const BenchModelOptions& o) {
         int a = aa(rng);
         for (int64_t r = 0; r < R; ++r) {
             aatype.data<int64_t>()[r * N + i] = a;
-            ri.data<int64_t>()[r * N + i] = multimer ? i % ((N + o.chains - 1) / o.chains) : i;
+            // Chain c holds residues [c N / K, (c + 1) N / K), numbered from 0.
+            ri.data<int64_t>()[r * N + i] = multimer ? i - ((i * o.chains / N) * N + o.chains - 1) / o.chains : i;
             tf.f32()[(r * N + i) * tf_channels + (multimer ? 0 : 1) + a] = 1.f;
         }
     }
@@ -283,7 +284,7 @@ int bench_model_main(const BenchModelOptions& o) {
     if (multimer) {  // chains of n_res / chains residues, each its own entity
         f["extra_deletion_matrix"] = Tensor::zeros({R, E, N});
         Tensor asym = Tensor::empty({R, N}, DType::I64);
-        for (int64_t e = 0; e < R * N; ++e) asym.data<int64_t>()[e] = 1 + (e % N) / ((N + o.chains - 1) / o.chains);
+        for (int64_t e = 0; e < R * N; ++e) asym.data<int64_t>()[e] = 1 + (e % N) * o.chains / N;
         f["asym_id"] = asym;
         f["entity_id"] = asym.clone();
         f["sym_id"] = Tensor::full({R, N}, 1.f);
@@ -324,13 +325,13 @@ int bench_model_main(const BenchModelOptions& o) {
         }
     }
 
-    auto t0 = std::chrono::steady_clock::now();
     Context ctx(device);
     axfold::PredictOptions po;  // as `axfold predict` without --save-outputs
     const RunPlan run = prepare_prediction(model, f, "bench model", o.run, target, o.num_recycle, false, ctx, po);
     const ChunkPlan& plan = run.chunks;
     const size_t predicted_peak = run.predicted_peak;
     po.run_blocks = o.run_blocks;
+    const auto t0 = std::chrono::steady_clock::now();  // after the checks and the plan
     Prediction p = model.predict(f, po, ctx);
     const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const size_t rss = peak_rss_bytes();

@@ -79,7 +79,6 @@ struct PredictOptions {
     int num_recycle = -1;  // -1: every iteration in the features
     int structure_module_layers = 8;
     bool save_outputs = false, overwrite = false;
-    double recycle_early_stop_tolerance = -1;  // < 0: the preset's (AlphaFold-Multimer 0.5 A, monomers off)
     RunSettings run;  // --device, --precision, --activations, --threads, --chunk-size, --max-memory, --offload
 };
 int predict_main(const PredictOptions& o);

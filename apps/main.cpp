@@ -108,7 +108,7 @@ int run_predict(const std::vector<std::string>& args) {
         "structure-module iterations (AF2: 8)")("save-outputs", po::bool_switch(&o.save_outputs),
                                                 "also write outputs_<name>.h5 (all outputs, per-iteration)")(
         "overwrite", po::bool_switch(&o.overwrite), "replace existing results")(
-        "recycle-early-stop-tolerance", po::value<double>(&o.recycle_early_stop_tolerance)->default_value(-1),
+        "recycle-early-stop-tolerance", po::value<double>(&o.run.recycle_early_stop_tolerance)->default_value(-1),
         "stop recycling when the Ca distances change by at most this many A (AlphaFold-Multimer's rule; default: 0.5 "
         "for multimer models, off for monomers)");
     add_run_options(desc, o.run, true);

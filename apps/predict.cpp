@@ -159,6 +159,10 @@ int predict_main(const PredictOptions& o) {
         }
         processed = io::read_features_h5(o.in.features);
     } else {
+        AXF_CHECK(!ModelPreset::from_name(models[0]).multimer,
+                  "%s: AlphaFold-Multimer's data pipeline (pairing, merging) is not written yet: give processed "
+                  "AlphaFold-Multimer features with --features",
+                  source.c_str());
         raw = build_raw_features(o.in);
     }
     stages.push_back({"features", since(t0)});
@@ -206,9 +210,6 @@ int predict_main(const PredictOptions& o) {
             std::fprintf(stderr, "  memory plan (GPU): chunk size %lld, predicted device peak %s%s\n",
                          (long long)plan.chunks.chunk_size, format_bytes(plan.predicted_peak).c_str(),
                          plan.chunks.offload_msa ? ", the MSA parked in host memory during the extra-MSA stack" : "");
-        // Early stop: --recycle-early-stop-tolerance, else AF-Multimer's 0.5 A for multimer models (off for monomers).
-        po.recycle_early_stop_tolerance =
-            o.recycle_early_stop_tolerance >= 0 ? o.recycle_early_stop_tolerance : (cfg.preset.multimer ? 0.5 : -1.0);
         po.progress = [&](const std::string& stage, int r, double s) {
             std::fprintf(stderr, "  iteration %d  %-18s %8.3f s   (elapsed %.1f s)\n", r, stage.c_str(), s,
                          since(t_start));

@@ -325,7 +325,17 @@ std::string to_mmcif(const ProteinStructure& p, const std::string& name) {
     for (int64_t c = 0; c < num_chains; ++c) {
         const int64_t e = chain_entity[c], b = chain_begin[c], end = chain_end(c);
         strands[e] += (strands[e].empty() ? "" : ",") + s.chain_ids[c];
-        if (!seqs[e].empty()) continue;
+        if (!seqs[e].empty()) {  // a further copy of the entity: its residues must be the entity's sequence
+            for (int64_t i = b; i < end; ++i)
+                AXF_CHECK(
+                    s.residue_index[i] < static_cast<int64_t>(seqs[e].size()) &&
+                        seqs[e][s.residue_index[i]] == static_cast<int>(s.aatype[i]),
+                    "cannot write mmCIF: chain %s (residue %lld, %s) differs from the sequence of its entity %lld "
+                    "(chain %s)",
+                    s.chain_ids[c].c_str(), (long long)(s.residue_index[i] + 1), rc::kRestype3[s.aatype[i]],
+                    (long long)(e + 1), strands[e].substr(0, strands[e].find(',')).c_str());
+            continue;
+        }
         const int64_t last_num = s.residue_index[end - 1] + 1;
         AXF_CHECK(last_num <= 100000000, "cannot write mmCIF: residue number %lld is implausibly large",
                   (long long)last_num);

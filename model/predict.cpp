@@ -195,7 +195,7 @@ public:
           S_(f.at("msa_feat").size(1)),
           E_(f.at("extra_msa").size(1)),
           multimer_(w.multimer),
-          use_templates_(w.has_templates && f.count("template_aatype")),
+          use_templates_(w.has_templates && f.count("template_aatype") && f.at("template_aatype").size(1) > 0),
           T_(use_templates_ ? f.at("template_aatype").size(1) : 0),
           act_(ctx.activation_dtype),
           place_(w, opt, ctx, use_templates_),
@@ -419,8 +419,10 @@ private:
 
     // What the next iteration's recycling embedder reads, and the iteration's record when they are kept.
     void recycle(int r) {
-        // Early stop: at or below the tolerance, the next iteration is the last.
-        const double diff = ca_distance_change(sm_.final_atom_positions);
+        // Early stop: at or below the tolerance, the next iteration is the last (the change is also recorded).
+        const double diff = opt_.recycle_early_stop_tolerance >= 0 || opt_.keep_recycles
+                                ? ca_distance_change(sm_.final_atom_positions)
+                                : 0.0;
         if (opt_.recycle_early_stop_tolerance >= 0 && diff <= opt_.recycle_early_stop_tolerance)
             iterations_ = std::min(iterations_, r + 2);
         prev_row_ = msa_.select(0, 0).clone();
@@ -456,26 +458,36 @@ private:
     }
 
     // AF-Multimer's recycling metric: sqrt(sum m (d - d_prev)^2 / (sum m + 1e-4) + 1e-8) over the Cα distance
-    // matrices of this and the previous iteration (zeros before the first), m the pairs of present residues.
+    // matrices of this and the previous iteration (zeros before the first), m the pairs of present residues. The
+    // previous iteration's Cα positions are kept ([N, 3]); its distances are recomputed pair by pair.
     double ca_distance_change(const Tensor& atom37) {
         const std::vector<double> pos = host_float64(atom37), mask = host_float64(seq_mask_);
-        std::vector<double> d(static_cast<size_t>(N_ * N_));
+        std::vector<double> ca(static_cast<size_t>(N_ * 3));
+        for (int64_t i = 0; i < N_; ++i)
+            for (int c = 0; c < 3; ++c) ca[i * 3 + c] = pos[(i * 37 + 1) * 3 + c];
+        auto dist = [](const std::vector<double>& x, int64_t i, int64_t j) {
+            double s = 0;
+            for (int c = 0; c < 3; ++c) s += (x[i * 3 + c] - x[j * 3 + c]) * (x[i * 3 + c] - x[j * 3 + c]);
+            return std::sqrt(s);
+        };
         double num = 0, den = 0;
         for (int64_t i = 0; i < N_; ++i)
             for (int64_t j = 0; j < N_; ++j) {
-                double s = 0;
-                for (int c = 0; c < 3; ++c) {
-                    const double x = pos[(i * 37 + 1) * 3 + c] - pos[(j * 37 + 1) * 3 + c];
-                    s += x * x;
-                }
-                const size_t k = static_cast<size_t>(i * N_ + j);
-                d[k] = std::sqrt(s);
-                const double m = mask[i] * mask[j], prev = prev_ca_dist_.empty() ? 0.0 : prev_ca_dist_[k];
-                num += m * (d[k] - prev) * (d[k] - prev);
+                const double m = mask[i] * mask[j],
+                             d = dist(ca, i, j) - (prev_ca_.empty() ? 0.0 : dist(prev_ca_, i, j));
+                num += m * d * d;
                 den += m;
             }
-        prev_ca_dist_ = std::move(d);
-        return std::sqrt(num / (den + 1e-4) + 1e-8);
+        prev_ca_ = std::move(ca);
+        double diff = std::sqrt(num / (den + 1e-4) + 1e-8);
+        // DAP: every rank must stop at the same iteration (their host arithmetic may round differently), so they
+        // take the mean of their values.
+        if (place_.dap) {
+            const Tensor t = Tensor::full({1}, static_cast<float>(diff)).to(place_.dev);
+            opt_.comm->all_reduce_sum(t)->wait();
+            diff = static_cast<double>(t.to(Device::CPU).f32()[0]) / opt_.comm->size();
+        }
+        return diff;
     }
 
     const ModelConfig& cfg_;
@@ -497,7 +509,7 @@ private:
     Tensor template_pair_update_, template_rows_;  // kept iterations' template embeddings
     Tensor template_mask_rows_;                    // AlphaFold-Multimer's template rows' MSA mask [T, N]
     ChainIds chains_;                              // AlphaFold-Multimer (host)
-    std::vector<double> prev_ca_dist_;             // the previous iteration's Cα distances (early stop)
+    std::vector<double> prev_ca_;                  // the previous iteration's Cα positions [N, 3] (early stop)
     StructureModuleOutputs sm_;
     ParkedTensor parked_msa_;  // opt.offload_msa: the MSA while the extra-MSA stack runs (destroyed first)
 };

@@ -84,6 +84,9 @@ RunPlan prepare_prediction(const Model& model, const FeatureDict& f, const std::
     ctx.chunk_size = run.chunks.chunk_size;
     ctx.ws.reserve(run.chunks.predicted_workspace_bytes);
     po.num_recycle = num_recycle;
+    po.recycle_early_stop_tolerance = s.recycle_early_stop_tolerance >= 0 ? s.recycle_early_stop_tolerance
+                                      : cfg.preset.multimer               ? 0.5
+                                                                          : -1.0;
     po.keep_recycles = keep_outputs;
     po.keep_pair_logits = keep_outputs;  // PDB, mmCIF and the JSON files need only the PAE map and pTM
     // With DAP the model runs on the host (only the stacks' shards are on the GPUs): nothing to park, and the

@@ -22,6 +22,9 @@ struct RunSettings {
     int64_t chunk_size = -1;         // -1: the planner's choice (unchunked without a budget)
     std::string offload = "auto";    // park the MSA in host memory on a GPU: auto (when it helps), on, off
     int threads = 0;                 // CPU threads; 0: OpenMP's default
+    // Recycling's early stop (PredictOptions::recycle_early_stop_tolerance), Å; negative: the preset's
+    // (AlphaFold-Multimer 0.5, monomers none; 0 keeps every iteration).
+    double recycle_early_stop_tolerance = -1;
 };
 
 // Where and in which arithmetic a process runs its predictions.

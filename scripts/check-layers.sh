@@ -24,9 +24,9 @@ bad=0
 while IFS= read -r file; do
     top=${file%%/*}
     if [ "$top" = include ]; then
-        if grep -nE '^\s*#\s*include\s+"' "$file" | grep -v '"axfold/' >/dev/null; then
+        if grep -nE '^\s*#\s*include\s+[<"](kernels|parallel|evoformer|structure|io|model|pipeline|training|api|apps)/' "$file" >/dev/null; then
             echo "$file: a public header includes a project header:"
-            grep -nE '^\s*#\s*include\s+"' "$file" | grep -v '"axfold/'
+            grep -nE '^\s*#\s*include\s+[<"](kernels|parallel|evoformer|structure|io|model|pipeline|training|api|apps)/' "$file"
             bad=1
         fi
         continue
@@ -40,7 +40,7 @@ while IFS= read -r file; do
             echo "$file:$line: $top (layer ${rank[$top]}) includes $inc from $dir (layer ${rank[$dir]}), above it"
             bad=1
         fi
-    done < <(grep -nE '^\s*#\s*include\s+"[^"]+"' "$file" | sed -E 's/^([0-9]+):.*"([^"]+)".*/\1:\2/')
+    done < <(grep -nE '^\s*#\s*include\s+[<"][^>"]+[>"]' "$file" | sed -E 's/^([0-9]+):[^<"]*[<"]([^>"]+)[>"].*/\1:\2/')
 done < <(list_sources)
 
 if [ "$bad" -ne 0 ]; then

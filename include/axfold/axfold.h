@@ -39,7 +39,7 @@ extern "C" {
 #define AXF_API
 #endif
 
-#define AXF_API_VERSION 2 /* 2: ipTM and the ranking confidence (AlphaFold-Multimer) */
+#define AXF_API_VERSION 2 /* 2: ipTM, the ranking confidence; options for activations, offload, early stop */
 
 typedef enum axf_status {
     AXF_OK = 0,
@@ -57,8 +57,8 @@ AXF_API int axf_api_version(void);
 /* Why this thread's latest call failed ("" after a call that succeeded); valid until its next call. */
 AXF_API const char* axf_last_error(void);
 
-/* Parameters of model_name ("model_1" .. "model_5", optionally "_ptm") from an .npz or .h5 file; the
- * parameters must be that model's (templates, PAE head). */
+/* Parameters of model_name ("model_1" .. "model_5", optionally "_ptm", or "model_1_multimer_v3" ..
+ * "model_5_multimer_v3") from an .npz or .h5 file; the parameters must be that model's (templates, PAE head). */
 AXF_API axf_status axf_model_load(const char* params_path, const char* model_name, axf_model** model);
 AXF_API void axf_model_free(axf_model* model);
 
@@ -84,6 +84,10 @@ typedef struct axf_predict_options {
                                 unless an earlier call or the host application set fewer) */
     int64_t chunk_size;      /* rows per chunk; -1 (default): the planner's choice, 0: unchunked */
     const char* max_memory;  /* budget the planner fits, e.g. "24G" (the GPU's with "cuda"); NULL: none */
+    /* API version 2: */
+    const char* activations; /* the trunk's activation storage, "fp32" or "bf16"; NULL: bf16 with bf16 GEMMs */
+    const char* offload;     /* with "cuda", park the MSA in host memory: "auto" (default), "on" or "off" */
+    double recycle_early_stop_tolerance; /* Å; negative (default): the model's (multimer 0.5, monomers none) */
 } axf_predict_options;
 /* The defaults. Inline, so the caller's own struct size is what is filled in (a later library reads it). */
 static inline void axf_predict_options_init(axf_predict_options* options) {
@@ -95,6 +99,9 @@ static inline void axf_predict_options_init(axf_predict_options* options) {
     options->threads = 0;
     options->chunk_size = -1;
     options->max_memory = NULL;
+    options->activations = NULL;
+    options->offload = "auto";
+    options->recycle_early_stop_tolerance = -1.0;
 }
 
 /* Runs the model on the features (options NULL: the defaults). */

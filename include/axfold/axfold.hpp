@@ -49,6 +49,7 @@ struct PredictOptions {
     std::string offload = "auto";    // with "cuda", park the MSA in host memory: "auto", "on" or "off"
     int threads = 0;                 // CPU threads (process-wide); 0: as the process is set
     int num_recycle = -1;            // -1: every iteration the features hold
+    double recycle_early_stop_tolerance = -1;  // Å; negative: the model's (AlphaFold-Multimer 0.5, monomers none)
 };
 
 // A model's inputs: AF2's processed features, one model preset's (MSA sample, cluster and extra rows, templates).
@@ -109,8 +110,8 @@ private:
 
 class AXF_CXX_API Model {
 public:
-    // Parameters of model_name ("model_1" .. "model_5", optionally "_ptm") from an .npz (as published) or .h5
-    // file; a file of another model is an error naming it.
+    // Parameters of model_name ("model_1" .. "model_5", optionally "_ptm", or "model_1_multimer_v3" ..
+    // "model_5_multimer_v3") from an .npz (as published) or .h5 file; a file of another model is an error naming it.
     static Model load(const std::string& params_path, const std::string& model_name);
     const std::string& name() const;
     Prediction predict(const Features& features, const PredictOptions& options = {}) const;

@@ -113,3 +113,25 @@ TEST(CppApi, MovesAndMissingPaeHead) {
     q.write_mmcif((dir / "q.cif").string());
     EXPECT_TRUE(fs::file_size(dir / "q.cif") > 1000);
 }
+
+// The early stop through the API: AlphaFold-Multimer models stop at the preset's 0.5 A unless told otherwise (as
+// `axfold predict`): with random weights no change falls below 0.5 A (three iterations), while a tolerance above
+// any change (1000 A) makes the second iteration the last.
+TEST(CppApi, MultimerEarlyStopAsThePredictCommand) {
+    const std::string mm = std::string(AXFOLD_TEST_DATA_DIR) + "/golden/multimer_small";
+    const axf::Model model = axf::Model::load(mm + "/params.npz", "model_1_multimer_v3");
+    const axf::Features f = axf::Features::load(mm + "/features.h5", model.name());
+    axf::PredictOptions o;
+    EXPECT_EQ(model.predict(f, o).iterations(), 3);
+    o.recycle_early_stop_tolerance = 1000;
+    const axf::Prediction p = model.predict(f, o);
+    EXPECT_EQ(p.iterations(), 2);
+    EXPECT_TRUE(p.has_iptm());
+    EXPECT_DOUBLE_EQ(p.ranking_confidence(),
+                     static_cast<float>(0.8f * static_cast<float>(p.iptm()) + 0.2f * static_cast<float>(p.ptm())));
+    EXPECT_NE(error_of([&] {
+                  axf::Features::from_fasta(std::string(AXFOLD_TEST_DATA_DIR) + "/realdata/short.fasta", {},
+                                            "model_1_multimer_v3");
+              }).find("AlphaFold-Multimer's data pipeline"),
+              std::string::npos);
+}

@@ -757,3 +757,41 @@ TEST(AtomicFile, FailuresKeepThePreviousFile) {
 
 }  // namespace
 }  // namespace axfold::io
+
+namespace axfold::io {
+namespace {
+
+// Complexes: AF2's to_pdb with chain_index (a TER closing each chain, taking a serial number), and an mmCIF with an
+// entity per sequence; chains of one entity must be that sequence, and chains must be consecutive.
+TEST(StructureWriter, ChainsOfAComplex) {
+    ProteinStructure p;
+    p.aatype = int_tensor({0, 7, 0, 7, 2});
+    p.residue_index = int_tensor({0, 1, 0, 1, 0});
+    p.chain_index = int_tensor({5, 5, 6, 6, 9});  // any ids: renumbered A, B, C in order
+    p.entity_index = int_tensor({1, 1, 1, 1, 2});
+    std::vector<double> pos(5 * 37 * 3, 0.0), mask(5 * 37, 0.0), bf(5 * 37, 50.0);
+    for (int i = 0; i < 5; ++i) {
+        mask[i * 37 + 1] = 1.0;  // CA only
+        pos[(i * 37 + 1) * 3] = i;
+    }
+    p.atom_positions = f64_tensor({5, 37, 3}, pos);
+    p.atom_mask = f64_tensor({5, 37}, mask);
+    p.b_factors = f64_tensor({5, 37}, bf);
+    const std::string pdb = to_pdb(p);
+    EXPECT_NE(pdb.find("ATOM      2  CA  GLY A   2"), std::string::npos) << pdb;
+    EXPECT_NE(pdb.find("TER       3      GLY A   2\nATOM      4  CA  ALA B   1"), std::string::npos) << pdb;
+    EXPECT_NE(pdb.find("TER       6      GLY B   2\nATOM      7  CA  ASN C   1"), std::string::npos) << pdb;
+    EXPECT_NE(pdb.find("TER       8      ASN C   1\nENDMDL"), std::string::npos) << pdb;
+    const std::string cif = to_mmcif(p, "complex");
+    EXPECT_NE(cif.find("_struct_asym.id\n_struct_asym.entity_id\nA 1\nB 1\nC 2\n"), std::string::npos) << cif;
+    EXPECT_NE(cif.find("ATOM 3 C CA . ALA B 1 1 "), std::string::npos) << cif;
+    ProteinStructure bad = p;
+    bad.aatype = int_tensor({0, 7, 0, 8, 2});  // B is not entity 1's sequence
+    test::expect_error([&] { to_mmcif(bad, "x"); }, {"chain B", "entity 1"});
+    bad = p;
+    bad.chain_index = int_tensor({5, 6, 5, 6, 9});
+    test::expect_error([&] { to_pdb(bad); }, {"chain_index[2]", "consecutive"});
+}
+
+}  // namespace
+}  // namespace axfold::io

@@ -161,3 +161,19 @@ TEST(MultimerModel, bf16_activations_keep_plddt_within_one_point) {
                 golden.read_f32("iptm").f32()[0]);
     EXPECT_TRUE(p.heads.has_iptm && p.heads.iptm > 0 && p.heads.iptm <= 1);
 }
+
+// Zero template slots are no templates (not the embedding's output bias added to the pair).
+TEST(MultimerModel, zero_templates_are_no_templates) {
+    const std::string set = std::string(AXFOLD_TEST_DATA_DIR) + "/golden/multimer_small";
+    const io::Hdf5File golden(set + "/outputs.h5");
+    const test::GoldenModel g = test::load_golden_model(set, golden);
+    FeatureDict none = g.features, zero = g.features;
+    for (const char* k : {"template_aatype", "template_all_atom_positions", "template_all_atom_mask"}) {
+        none.erase(k);
+        zero[k] = zero[k].slice(1, 0, 0).contiguous();
+    }
+    PredictOptions o;
+    o.num_recycle = 0;
+    const Prediction a = g.model.predict(none, o), b = g.model.predict(zero, o);
+    EXPECT_EQ(test::compare(test::to_f64(a.pair), test::to_f64(b.pair), 0, 0, "pair", 0).max_abs, 0.0);
+}
