@@ -25,7 +25,7 @@ mkdir -p .device/debs .device/runtime .device/golden
 (cd .device/runtime && apt-get download -q $runtime_pkgs 2>&1 | grep -v "unsandboxed" || true)
 [ "$(ls .device/debs | wc -l)" -ge 14 ] || { echo "device-prepare: apt-get download failed" >&2; exit 1; }
 
-# Golden sets: the bundled small set, and seed1 (real AF2 widths) from ../shared when present. The
+# Golden sets: the bundled small and multimer_small sets, and seed1 (real AF2 widths) from ../shared when present. The
 # module cases stay behind (the GPU golden test compares full-model outputs), and templates_seed5 does not
 # fit beside seed1 in the 64 MiB a run carries.
 copy_set() {
@@ -33,5 +33,6 @@ copy_set() {
   cp "$1"/config.json "$1"/features.h5 "$1"/outputs.h5 "$1"/params.npz ".device/golden/$2/"
 }
 copy_set tests/data/golden/small small
+copy_set tests/data/golden/multimer_small multimer_small  # 1.6 MB: AlphaFold-Multimer on the device
 [ -d ../shared/golden/seed1 ] && copy_set ../shared/golden/seed1 seed1
 du -sh .device
