@@ -132,15 +132,16 @@ int hhblits_index(char c) {
     }
 }
 
-std::vector<FastaRecord> parse_fasta(const std::string& text, const std::string& source) {
+std::vector<FastaRecord> parse_fasta(const std::string& text, const std::string& source, bool chain_separators) {
     std::vector<FastaRecord> out;
     for (const RawRecord& r : parse_records(text, source, "FASTA")) {
         FastaRecord f{r.description, {}, r.header_line};
         for (const auto& [line, chunk] : r.chunks) {
             for (char c : chunk) {
                 const char u = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-                AXF_CHECK(u >= 'A' && u <= 'Z', "%s:%d: FASTA sequence '%s' holds %s, expected amino-acid letters",
-                          source.c_str(), line, r.description.c_str(), printable(c).c_str());
+                AXF_CHECK((u >= 'A' && u <= 'Z') || (chain_separators && u == ':'),
+                          "%s:%d: FASTA sequence '%s' holds %s, expected amino-acid letters%s", source.c_str(), line,
+                          r.description.c_str(), printable(c).c_str(), chain_separators ? " or ':'" : "");
                 f.sequence.push_back(u);
             }
         }
@@ -149,7 +150,9 @@ std::vector<FastaRecord> parse_fasta(const std::string& text, const std::string&
     return out;
 }
 
-std::vector<FastaRecord> read_fasta(const std::string& path) { return parse_fasta(read_text(path, "FASTA"), path); }
+std::vector<FastaRecord> read_fasta(const std::string& path, bool chain_separators) {
+    return parse_fasta(read_text(path, "FASTA"), path, chain_separators);
+}
 
 Msa parse_a3m(const std::string& text, const std::string& source) {
     Msa msa;

@@ -25,9 +25,10 @@ struct FastaRecord {
     int line = 0;             // 1-based line of the header
 };
 
-// Parses FASTA text (multi-record, blank lines, long headers). `source` names the file in errors.
-std::vector<FastaRecord> parse_fasta(const std::string& text, const std::string& source);
-std::vector<FastaRecord> read_fasta(const std::string& path);
+// Parses FASTA text (multi-record, blank lines, long headers). `source` names the file in errors. With
+// chain_separators, ':' may separate the chains of a complex in one record (ColabFold's query syntax).
+std::vector<FastaRecord> parse_fasta(const std::string& text, const std::string& source, bool chain_separators = false);
+std::vector<FastaRecord> read_fasta(const std::string& path, bool chain_separators = false);
 
 struct Msa {
     std::string source;                                // file it came from
