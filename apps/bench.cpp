@@ -287,8 +287,7 @@ int bench_model_main(const BenchModelOptions& o) {
         for (int64_t e = 0; e < R * N; ++e) asym.data<int64_t>()[e] = 1 + (e % N) * o.chains / N;
         f["asym_id"] = asym;
         f["entity_id"] = asym.clone();
-        f["sym_id"] = Tensor::full({R, N}, 1.f);
-        f["sym_id"] = to_int64(f["sym_id"]);
+        f["sym_id"] = to_int64(Tensor::full({R, N}, 1.f));  // one copy of each
     } else {
         f["extra_has_deletion"] = Tensor::zeros({R, E, N});
         f["extra_deletion_value"] = Tensor::zeros({R, E, N});

@@ -33,7 +33,7 @@ V3 normalized(V3 v) {
 struct Source {
     int64_t N;
     std::vector<int64_t> aatype, asym;
-    std::vector<V3> pb, ca, e0, e1, e2;   // pseudo-beta; CA and the backbone frame's axes of each residue
+    std::vector<V3> ca, e0, e1, e2;       // CA and the backbone frame's axes of each residue
     std::vector<float> pb_mask, bb_mask;  // per residue
 };
 
@@ -44,11 +44,10 @@ Source source_of(const MultimerTemplateInputs& in, int64_t t) {
     s.N = static_cast<int64_t>(s.aatype.size());
     const std::vector<double> pos = host_float64(in.template_all_atom_positions.select(0, t)),
                               mask = host_float64(in.template_all_atom_mask.select(0, t)),
-                              pb = host_float64(in.template_pseudo_beta.select(0, t)),
                               pbm = host_float64(in.template_pseudo_beta_mask.select(0, t));
     AXF_CHECK(static_cast<int64_t>(s.asym.size()) == s.N && static_cast<int64_t>(pos.size()) == s.N * 111 &&
-                  static_cast<int64_t>(mask.size()) == s.N * 37 && static_cast<int64_t>(pb.size()) == s.N * 3 &&
-                  static_cast<int64_t>(pbm.size()) == s.N,
+                  static_cast<int64_t>(mask.size()) == s.N * 37 &&
+                  in.template_pseudo_beta.select(0, t).numel() == s.N * 3 && static_cast<int64_t>(pbm.size()) == s.N,
               "multimer template %lld: features for %lld residues disagree (asym_id %s, positions %s, mask %s)",
               (long long)t, (long long)s.N, in.asym_id.desc().c_str(), in.template_all_atom_positions.desc().c_str(),
               in.template_all_atom_mask.desc().c_str());
@@ -57,7 +56,6 @@ Source source_of(const MultimerTemplateInputs& in, int64_t t) {
         return V3{p[0], p[1], p[2]};
     };
     for (int64_t i = 0; i < s.N; ++i) {
-        s.pb.push_back({pb[i * 3], pb[i * 3 + 1], pb[i * 3 + 2]});
         s.pb_mask.push_back(static_cast<float>(pbm[i]));
         s.bb_mask.push_back(static_cast<float>(mask[i * 37 + kAtomN] * mask[i * 37 + kAtomCA] * mask[i * 37 + kAtomC]));
         // Rot3Array.from_two_vectors(C - CA, N - CA): e0 along C - CA, e1 the rest of N - CA, e2 = e0 x e1.
@@ -72,16 +70,11 @@ Source source_of(const MultimerTemplateInputs& in, int64_t t) {
     return s;
 }
 
-// Features [rows i0..i1, N, 88]: dgram (39) and pseudo-beta mask, aatype of j, aatype of i, unit vector and
-// backbone mask, each pair term zero across chains (golden README "Template embedder").
-void write_features(const Source& s, int64_t i0, int64_t i1, float* out) {
-    float lower[kDgramBins], upper[kDgramBins];
-    for (int64_t b = 0; b < kDgramBins; ++b) {
-        const float e =
-            kDgramMin + (kDgramMax - kDgramMin) * static_cast<float>(b) / static_cast<float>(kDgramBins - 1);
-        lower[b] = e * e;
-    }
-    for (int64_t b = 0; b < kDgramBins; ++b) upper[b] = b + 1 < kDgramBins ? lower[b + 1] : 1e8f;
+// Features [rows i0..i1, N, 88]: dgram (39; the recycling embedder's bins on squared distances) and pseudo-beta
+// mask, aatype of j, aatype of i, unit vector and backbone mask, each pair term zero across chains (golden README
+// "Template embedder").
+void write_features(const Source& s, const Tensor& pseudo_beta, int64_t i0, int64_t i1, float* out) {
+    const Tensor bins = recycling_dgram_index(pseudo_beta, kDgramBins, kDgramMin, kDgramMax, i0, i1);
     const int64_t N = s.N;
     for (int64_t i = i0; i < i1; ++i)
         for (int64_t j = 0; j < N; ++j) {
@@ -89,12 +82,8 @@ void write_features(const Source& s, int64_t i0, int64_t i1, float* out) {
             std::fill(f, f + kFeatures, 0.f);
             const float chain = s.asym[i] == s.asym[j] ? 1.f : 0.f;
             const float pbm = s.pb_mask[i] * s.pb_mask[j] * chain, bbm = s.bb_mask[i] * s.bb_mask[j] * chain;
-            float d2 = 0.f;
-            for (const double dd : {s.pb[i].x - s.pb[j].x, s.pb[i].y - s.pb[j].y, s.pb[i].z - s.pb[j].z}) {
-                const float d = static_cast<float>(dd);
-                d2 += d * d;
-            }
-            for (int64_t b = 0; b < kDgramBins; ++b) f[b] = (d2 > lower[b] && d2 < upper[b]) ? pbm : 0.f;
+            const int64_t bin = bins.data<int64_t>()[(i - i0) * N + j];
+            if (bin >= 0) f[bin] = pbm;
             f[kDgramBins] = pbm;
             f[kDgramBins + 1 + s.aatype[j]] = 1.f;
             f[kDgramBins + 1 + kAatypes + s.aatype[i]] = 1.f;
@@ -183,7 +172,7 @@ void multimer_template_embedding_forward(const MultimerTemplateEmbeddingWeights&
             for (int64_t i0 = 0; i0 < N; i0 += rows) {
                 WorkspaceScope block(ws);
                 const int64_t nb = std::min(rows, N - i0);
-                write_features(src, i0, i0 + nb, host_block.f32());
+                write_features(src, in.template_pseudo_beta.select(0, t), i0, i0 + nb, host_block.f32());
                 Tensor feat = dev_block.slice(0, 0, nb);
                 if (dev != Device::CPU) feat.copy_from(host_block.slice(0, 0, nb));
                 Tensor a = act.slice(0, i0, i0 + nb);

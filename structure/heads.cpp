@@ -23,7 +23,8 @@ Tensor compute_plddt(const Tensor& logits) {
     Tensor out = Tensor::empty({N});
     for (int64_t i = 0; i < N; ++i) {
         float s = 0.f;
-        for (int64_t b = 0; b < B; ++b) s += p.f32()[i * B + b] * (static_cast<float>(b) + 0.5f) / static_cast<float>(B);
+        for (int64_t b = 0; b < B; ++b)
+            s += p.f32()[i * B + b] * (static_cast<float>(b) + 0.5f) / static_cast<float>(B);
         out.f32()[i] = 100.f * s;
     }
     return out;
@@ -55,14 +56,21 @@ TmWeights tm_weights(int64_t N, int64_t B, float max_bin, Device dev) {
             Tensor::full({N, 1}, 1.f / (1e-8f + static_cast<float>(N))).to(dev)};
 }
 
-// The best alignment row's predicted TM over rows of probs [rows, N, B] (row-major rows, on tm's device):
-// sum_j norm * sum_b p[i, j, b] tm[b] by two GEMMs in float32, the maximum on the host.
-float best_tm_row(const Tensor& probs, const TmWeights& tm) {
-    const int64_t rows = probs.size(0), N = probs.size(1);
-    const Device dev = probs.device();
+// Each pair's predicted TM over rows of probs [rows, N, B] (row-major rows, on tm's device): sum_b p[i, j, b] tm[b]
+// [rows, N, 1], one GEMM in float32.
+Tensor per_pair_tm(const Tensor& probs, const TmWeights& tm) {
     MatmulPrecisionScope fp32(MatmulPrecision::Fp32);  // reductions of probabilities, not trunk arithmetic
-    Tensor per_pair = Tensor::empty({rows, N, 1}, DType::F32, dev), per_row = Tensor::empty({rows, 1}, DType::F32, dev);
+    Tensor per_pair = Tensor::empty({probs.size(0), probs.size(1), 1}, DType::F32, probs.device());
     matmul(probs, tm.per_bin, per_pair);
+    return per_pair;
+}
+
+// The best alignment row's predicted TM from per_pair_tm: sum_j norm * per_pair[i, j] by a GEMM, the maximum on
+// the host.
+float best_tm_row(const Tensor& per_pair, const TmWeights& tm) {
+    const int64_t rows = per_pair.size(0), N = per_pair.size(1);
+    MatmulPrecisionScope fp32(MatmulPrecision::Fp32);
+    Tensor per_row = Tensor::empty({rows, 1}, DType::F32, per_pair.device());
     matmul(per_pair.view({rows, N}), tm.per_residue, per_row);
     const Tensor r = per_row.to(Device::CPU);
     float best = -1.f;
@@ -70,14 +78,11 @@ float best_tm_row(const Tensor& probs, const TmWeights& tm) {
     return best;
 }
 
-// The best alignment row's interface TM over rows [i0, i0 + rows) of probs [rows, N, B]: row i sums the per-pair
-// TM of the residues j of other chains (asym_j != asym_i) and divides by 1e-8 + their count; -1 when no row has
-// one (a single chain).
-float best_interface_tm_row(const Tensor& probs, const TmWeights& tm, const std::vector<int64_t>& asym, int64_t i0) {
-    const int64_t rows = probs.size(0), N = probs.size(1);
-    MatmulPrecisionScope fp32(MatmulPrecision::Fp32);
-    Tensor per_pair = Tensor::empty({rows, N, 1}, DType::F32, probs.device());
-    matmul(probs, tm.per_bin, per_pair);
+// The best alignment row's interface TM from per_pair_tm of rows [i0, i0 + rows): row i sums the per-pair TM of
+// the residues j of other chains (asym_j != asym_i) and divides by 1e-8 + their count; -1 when no row has one (a
+// single chain).
+float best_interface_tm_row(const Tensor& per_pair, const std::vector<int64_t>& asym, int64_t i0) {
+    const int64_t rows = per_pair.size(0), N = per_pair.size(1);
     const Tensor pp = per_pair.to(Device::CPU);
     float best = -1.f;
     for (int64_t r = 0; r < rows; ++r) {
@@ -112,7 +117,8 @@ int64_t head_block_rows(int64_t chunk_size, int64_t N) {
 
 float ptm_from_probs(const Tensor& probs, float max_bin) {
     const Tensor p = probs.contiguous();
-    return best_tm_row(p, tm_weights(p.size(0), p.size(2), max_bin, p.device()));
+    const TmWeights tm = tm_weights(p.size(0), p.size(2), max_bin, p.device());
+    return best_tm_row(per_pair_tm(p, tm), tm);
 }
 
 HeadsOutputs heads_forward(const HeadsWeights& w, const Tensor& msa, const Tensor& pair, const Tensor& single,
@@ -145,13 +151,14 @@ HeadsOutputs heads_forward(const HeadsWeights& w, const Tensor& msa, const Tenso
     }
     o.distogram_bin_edges = Tensor::empty({Bd - 1});
     for (int64_t b = 0; b < Bd - 1; ++b)
-        o.distogram_bin_edges.f32()[b] = 2.3125f + (21.6875f - 2.3125f) * static_cast<float>(b) / static_cast<float>(Bd - 2);
+        o.distogram_bin_edges.f32()[b] =
+            2.3125f + (21.6875f - 2.3125f) * static_cast<float>(b) / static_cast<float>(Bd - 2);
     // Masked MSA, experimentally resolved.
     o.masked_msa_logits = Tensor::empty({msa.size(0), msa.size(1), w.masked_msa.weights.size(1)}, DType::F32, dev);
     linear(msa, w.masked_msa.weights, w.masked_msa.bias, o.masked_msa_logits);
     o.masked_msa_logits = o.masked_msa_logits.to(Device::CPU);
-    o.experimentally_resolved_logits = host_copy(
-        linear(single, w.experimentally_resolved.weights, w.experimentally_resolved.bias, ws));
+    o.experimentally_resolved_logits =
+        host_copy(linear(single, w.experimentally_resolved.weights, w.experimentally_resolved.bias, ws));
     // Predicted aligned error and pTM.
     if (w.has_pae) {
         o.has_pae = true;
@@ -183,8 +190,9 @@ HeadsOutputs heads_forward(const HeadsWeights& w, const Tensor& msa, const Tenso
                 MatmulPrecisionScope fp32(MatmulPrecision::Fp32);  // an expectation, not trunk arithmetic
                 matmul(probs, centres_col, pae.slice(0, i0, i1).view({ci, N, 1}));
             }
-            best = std::max(best, best_tm_row(probs, tm));
-            if (!asym.empty()) best_interface = std::max(best_interface, best_interface_tm_row(probs, tm, asym, i0));
+            const Tensor per_pair = per_pair_tm(probs, tm);
+            best = std::max(best, best_tm_row(per_pair, tm));
+            if (!asym.empty()) best_interface = std::max(best_interface, best_interface_tm_row(per_pair, asym, i0));
         }
         o.predicted_aligned_error = pae.to(Device::CPU);
         if (keep_pair_logits) {
@@ -244,7 +252,8 @@ void heads_backward(const HeadsWeights& w, const Tensor& msa, const Tensor& pair
             expectation_backward(logits, on_dev(d.plddt), centres, dl);
         }
         Tensor dh1 = ws.alloc(h1.shape()), dh0 = ws.alloc(h0.shape()), da = ws.alloc(a.shape());
-        linear_backward(h1, w.lddt_logits.weights, dl, dh1, false, grads.lddt_logits.weights, grads.lddt_logits.bias, ws);
+        linear_backward(h1, w.lddt_logits.weights, dl, dh1, false, grads.lddt_logits.weights, grads.lddt_logits.bias,
+                        ws);
         relu_backward(h1, dh1, dh1);
         linear_backward(h0, w.lddt_act_1.weights, dh1, dh0, false, grads.lddt_act_1.weights, grads.lddt_act_1.bias, ws);
         relu_backward(h0, dh0, dh0);
@@ -262,8 +271,9 @@ void heads_backward(const HeadsWeights& w, const Tensor& msa, const Tensor& pair
         fill(dm, 0.f);
     Tensor ds = dsingle.defined() ? dsingle : ws.alloc(single.shape());
     if (d.experimentally_resolved_logits.defined())
-        linear_backward(single.contiguous(), w.experimentally_resolved.weights, on_dev(d.experimentally_resolved_logits),
-                        ds, false, grads.experimentally_resolved.weights, grads.experimentally_resolved.bias, ws);
+        linear_backward(single.contiguous(), w.experimentally_resolved.weights,
+                        on_dev(d.experimentally_resolved_logits), ds, false, grads.experimentally_resolved.weights,
+                        grads.experimentally_resolved.bias, ws);
     else
         fill(ds, 0.f);
     // Distogram: logits = half + half^T, so d(half) = d + d^T.
@@ -279,7 +289,8 @@ void heads_backward(const HeadsWeights& w, const Tensor& msa, const Tensor& pair
                         grads.distogram_half_logits.bias, ws);
     }
     // PAE logits, the PAE map (an expectation over the bin centres) and pTM (the best row's mean TM weight).
-    if (w.has_pae && (d.predicted_aligned_error_logits.defined() || d.predicted_aligned_error.defined() || d.ptm != 0)) {
+    if (w.has_pae &&
+        (d.predicted_aligned_error_logits.defined() || d.predicted_aligned_error.defined() || d.ptm != 0)) {
         const int64_t B = w.predicted_aligned_error.weights.size(1);
         Tensor logits = linear(z, w.predicted_aligned_error.weights, w.predicted_aligned_error.bias, ws);  // [N, N, B]
         Tensor dl = d.predicted_aligned_error_logits.defined() ? ws.alloc(logits.shape()) : zeros(logits.shape());

@@ -41,13 +41,13 @@ inline bool is_multimer_set(const std::filesystem::path& set) {
     return ss.str().find("\"is_multimer\": true") != std::string::npos;
 }
 
-// Monomer set directories holding `file`, sorted by name.
-inline std::vector<std::string> golden_sets(const std::string& file) {
+// Set directories holding `file`, sorted by name: the monomer sets, or (multimer) AlphaFold-Multimer's.
+inline std::vector<std::string> golden_sets(const std::string& file, bool multimer = false) {
     std::vector<std::string> sets;
     std::filesystem::path root(golden_dir());
     if (!std::filesystem::is_directory(root)) return sets;
     for (auto& e : std::filesystem::directory_iterator(root))
-        if (e.is_directory() && std::filesystem::exists(e.path() / file) && !is_multimer_set(e.path()))
+        if (e.is_directory() && std::filesystem::exists(e.path() / file) && is_multimer_set(e.path()) == multimer)
             sets.push_back(e.path().string());
     std::sort(sets.begin(), sets.end());
     return sets;
@@ -134,14 +134,7 @@ inline int run_golden_cases(const std::map<std::string, GoldenRunner>& runners, 
 
 // AlphaFold-Multimer set directories holding `file`, sorted by name.
 inline std::vector<std::string> multimer_golden_sets(const std::string& file) {
-    std::vector<std::string> sets;
-    std::filesystem::path root(golden_dir());
-    if (!std::filesystem::is_directory(root)) return sets;
-    for (auto& e : std::filesystem::directory_iterator(root))
-        if (e.is_directory() && std::filesystem::exists(e.path() / file) && is_multimer_set(e.path()))
-            sets.push_back(e.path().string());
-    std::sort(sets.begin(), sets.end());
-    return sets;
+    return golden_sets(file, true);
 }
 
 // The multimer module cases: each case holds its own parameters under params/ (the AF2 key without
