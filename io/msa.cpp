@@ -99,36 +99,100 @@ std::string lower(std::string s) {
 
 }  // namespace
 
+std::string uniprot_species(const std::string& description) {
+    const size_t b = description.find_first_not_of(" \t\r\n");
+    if (b == std::string::npos) return "";
+    std::string id = description.substr(b, description.find_first_of(" \t\r\n", b) - b);
+    id = id.substr(0, id.find('/'));
+    auto alnum = [](const std::string& s, size_t lo, size_t hi) {
+        if (s.size() < lo || s.size() > hi) return false;
+        for (char c : s)
+            if (!std::isalnum(static_cast<unsigned char>(c))) return false;
+        return true;
+    };
+    auto digits = [](const std::string& s) {
+        return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+    };
+    auto split = [](const std::string& s, char sep) {
+        std::vector<std::string> parts(1);
+        for (char c : s) {
+            if (c == sep) {
+                parts.emplace_back();
+            } else {
+                parts.back().push_back(c);
+            }
+        }
+        return parts;
+    };
+    const std::vector<std::string> fields = split(id, '|');
+    if (fields.size() != 3 || (fields[0] != "tr" && fields[0] != "sp")) return "";
+    const std::vector<std::string> acc = split(fields[1], '_');  // an isoform suffix _d is ignored
+    if (!alnum(acc[0], 6, 10) || acc.size() > 2 || (acc.size() == 2 && (acc[1].size() != 1 || !digits(acc[1]))))
+        return "";
+    const std::vector<std::string> name = split(fields[2], '_');  // NAME_SPECIES, BFD adds _digits
+    if (name.size() < 2 || name.size() > 3 || !alnum(name[0], 1, 1000) || !alnum(name[1], 1, 5)) return "";
+    if (name.size() == 3 && !digits(name[2])) return "";
+    return name[1];
+}
+
 int hhblits_index(char c) {
     switch (c) {
-        case 'A': return 0;
-        case 'B': return 2;
-        case 'C': return 1;
-        case 'D': return 2;
-        case 'E': return 3;
-        case 'F': return 4;
-        case 'G': return 5;
-        case 'H': return 6;
-        case 'I': return 7;
-        case 'J': return 20;
-        case 'K': return 8;
-        case 'L': return 9;
-        case 'M': return 10;
-        case 'N': return 11;
-        case 'O': return 20;
-        case 'P': return 12;
-        case 'Q': return 13;
-        case 'R': return 14;
-        case 'S': return 15;
-        case 'T': return 16;
-        case 'U': return 1;
-        case 'V': return 17;
-        case 'W': return 18;
-        case 'X': return 20;
-        case 'Y': return 19;
-        case 'Z': return 3;
-        case '-': return 21;
-        default: return -1;
+        case 'A':
+            return 0;
+        case 'B':
+            return 2;
+        case 'C':
+            return 1;
+        case 'D':
+            return 2;
+        case 'E':
+            return 3;
+        case 'F':
+            return 4;
+        case 'G':
+            return 5;
+        case 'H':
+            return 6;
+        case 'I':
+            return 7;
+        case 'J':
+            return 20;
+        case 'K':
+            return 8;
+        case 'L':
+            return 9;
+        case 'M':
+            return 10;
+        case 'N':
+            return 11;
+        case 'O':
+            return 20;
+        case 'P':
+            return 12;
+        case 'Q':
+            return 13;
+        case 'R':
+            return 14;
+        case 'S':
+            return 15;
+        case 'T':
+            return 16;
+        case 'U':
+            return 1;
+        case 'V':
+            return 17;
+        case 'W':
+            return 18;
+        case 'X':
+            return 20;
+        case 'Y':
+            return 19;
+        case 'Z':
+            return 3;
+        case '-':
+            return 21;
+        default:
+            return -1;
     }
 }
 
@@ -255,8 +319,8 @@ Msa parse_stockholm(const std::string& text, const std::string& source) {
             }
         }
         if (k == 0)
-            AXF_CHECK(!aligned.empty(), "%s:%d: the Stockholm query row '%s' is all gaps", source.c_str(), first_line[0],
-                      names[0].c_str());
+            AXF_CHECK(!aligned.empty(), "%s:%d: the Stockholm query row '%s' is all gaps", source.c_str(),
+                      first_line[0], names[0].c_str());
         msa.sequences.push_back(std::move(aligned));
         msa.deletion_matrix.push_back(std::move(del));
         msa.descriptions.push_back(names[k]);
@@ -267,7 +331,8 @@ Msa parse_stockholm(const std::string& text, const std::string& source) {
 Msa read_msa(const std::string& path) {
     const std::string text = read_text(path, "alignment");
     const std::string l = lower(path);
-    if (has_suffix(l, ".sto") || has_suffix(l, ".stockholm") || has_suffix(l, ".sth")) return parse_stockholm(text, path);
+    if (has_suffix(l, ".sto") || has_suffix(l, ".stockholm") || has_suffix(l, ".sth"))
+        return parse_stockholm(text, path);
     if (has_suffix(l, ".a3m")) return parse_a3m(text, path);
     size_t b = 0;
     while (b < text.size() && std::isspace(static_cast<unsigned char>(text[b]))) ++b;

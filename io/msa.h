@@ -57,6 +57,11 @@ Msa crop_msa(const Msa& msa, int64_t begin, int64_t end);
 // the file (and the row's header) otherwise.
 void check_msa_query(const Msa& msa, const std::string& query);
 
+// The UniProt species mnemonic of an alignment row's description (AF2 msa_identifiers.get_identifiers): the first
+// word up to '/', matched as `tr|ACCESSION[_d]|NAME_SPECIES[_digits]` or `sp|...`; "" when it does not match
+// (UniRef, BFD, MGnify and query names). AF-Multimer pairs rows of different chains by this mnemonic.
+std::string uniprot_species(const std::string& description);
+
 // HHblits alphabet index of a letter (A0 C1 D2 E3 F4 G5 H6 I7 K8 L9 M10 N11 P12 Q13 R14 S15 T16 V17 W18 Y19
 // X20 -21; B->D, Z->E, U->C, J/O->X), or -1 if the letter is not in AF2's HHBLITS_AA_TO_ID.
 int hhblits_index(char c);

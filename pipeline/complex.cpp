@@ -17,11 +17,24 @@ std::vector<ComplexChain> complex_chains(const std::vector<io::FastaRecord>& rec
             const std::string seq = r.sequence.substr(start, end - start);
             AXF_CHECK(!seq.empty(), "%s:%d: record '%s' has an empty chain%s", source.c_str(), r.line,
                       r.description.c_str(), split ? " (between ':' separators)" : "");
-            input.push_back({split ? r.description + "_" + std::to_string(++part) : r.description, seq});
+            ComplexChain c;
+            c.name = split ? r.description + "_" + std::to_string(++part) : r.description;
+            c.sequence = seq;
+            c.line = r.line;
+            input.push_back(c);
             start = end + 1;
         }
     }
     AXF_CHECK(!input.empty(), "%s: no chains", source.c_str());
+    static const std::string kChainIds = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    AXF_CHECK(input.size() <= kChainIds.size(),
+              "%s: %zu chains, but AlphaFold-Multimer names chains with %zu chain IDs (A-Z, a-z, 0-9); split the "
+              "complex",
+              source.c_str(), input.size(), kChainIds.size());
+    for (size_t i = 0; i < input.size(); ++i) {
+        input[i].chain_id = kChainIds.substr(i, 1);
+        input[i].input_index = i;
+    }
     // Entities by sequence, in order of first appearance; the merged order lists each entity's copies together.
     std::vector<std::string> entities;
     for (const ComplexChain& c : input)

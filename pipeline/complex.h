@@ -3,8 +3,9 @@
 // entity with several copies. The merged residue order is entity-major (AF2 `pair_and_merge`): every copy of the
 // first entity, then the next entity's; asym ids number the chains in that order from 1, entity ids the
 // sequences from 1 in order of first appearance, sym ids the copies of an entity from 1.
-// LIMITATION: the MSA side (per-chain alignments, species pairing, merging, the multimer sampling) is not written
-// yet; these are the per-residue features of the merged complex.
+// Chain ids follow AF2 (`_make_chain_id_map`): the i-th input chain (FASTA order) is PDB_CHAIN_IDS[i]
+// (A..Z, a..z, 0..9), which names its alignment directory msas/<chain_id>/; more than 62 chains is an error.
+// The alignments and their pairing are pipeline/msa_pairing.h.
 #pragma once
 
 #include <map>
@@ -19,6 +20,9 @@ namespace axfold::pipeline {
 struct ComplexChain {
     std::string name;                                // the FASTA description (with a part number for `A:B` records)
     std::string sequence;                            // one-letter codes
+    std::string chain_id;                            // AF2's id by input order: A, B, ... (msas/<chain_id>/)
+    int line = 0;                                    // the FASTA record's header line, for errors
+    size_t input_index = 0;                          // position in the input (FASTA order)
     int64_t asym_id = 0, entity_id = 0, sym_id = 0;  // 1-based, in the merged order
 };
 

@@ -72,11 +72,13 @@ RawFeatures make_raw_features(const std::string& sequence, const std::string& de
     std::unordered_set<std::string> seen;
     std::vector<const std::string*> rows;
     std::vector<const std::vector<int32_t>*> dels;
+    std::vector<std::string>& species = raw.strings["msa_species_identifiers"];
     for (const Msa& m : sources) {
         for (int64_t r = 0; r < m.depth(); ++r) {
             if (!seen.insert(m.sequences[r]).second) continue;
             rows.push_back(&m.sequences[r]);
             dels.push_back(&m.deletion_matrix[r]);
+            species.push_back(uniprot_species(m.descriptions[r]));
         }
     }
     const int64_t S = static_cast<int64_t>(rows.size());

@@ -13,6 +13,7 @@
 //   msa                       [S, N] int32, HHblits alphabet (A0 C1 D2 ... Y19 X20 -21), row 0 the query
 //   deletion_matrix_int       [S, N] int32
 //   num_alignments            [N] int32 (S repeated)
+//   msa_species_identifiers   [S] strings, each row's UniProt species mnemonic or "" (io::uniprot_species)
 //   template_*                passed through unchanged when present (template_aatype [T, N, 22] ...)
 #pragma once
 
