@@ -12,6 +12,7 @@
 #include "model/model_plan.h"
 #include "model/run.h"
 #include "parallel/comm.h"
+#include "pipeline/msa_pairing.h"
 #include "pipeline/raw_features.h"
 #include "pipeline/transforms.h"
 #include "training/trainer.h"
@@ -42,8 +43,9 @@ int bench_kernels_main(const BenchKernelsOptions& o);
 
 // Where the model inputs come from: a FASTA file with its alignments, or a raw or processed feature file.
 struct InputOptions {
-    std::string fasta;              // one sequence
+    std::string fasta;              // one sequence; for a complex one record per chain, or ColabFold's A:B
     std::vector<std::string> msas;  // A3M / Stockholm files, merged in this order
+    std::string msa_dir;            // a complex's alignments in AF2's msas/<chain_id>/ layout
     std::string features;           // raw (features.pkl layout) or processed HDF5, told apart by their keys
     uint64_t seed = 0;              // MSA sampling and masking
     int64_t max_msa_clusters = -1, max_extra_msa = -1;  // -1: the model preset's
@@ -52,12 +54,22 @@ struct InputOptions {
 
 // Raw features from --fasta/--msa (or a raw feature file); prints what it read on stderr.
 pipeline::RawFeatures build_raw_features(const InputOptions& in);
-// The transform settings of model_name with the overrides of `in`; iterations = num_recycle + 1 (AF2's 3
-// recycles when num_recycle < 0).
+// The transform settings of model_name with the overrides of `in`; iterations = num_recycle + 1 (when
+// num_recycle < 0, AF2's 3 recycles for monomers and 20 for AlphaFold-Multimer, whose early stop ends most sooner).
 pipeline::TransformConfig transform_config(const InputOptions& in, const std::string& model_name, int num_recycle);
 // Processed model features from any input: FASTA + alignments, raw features (transformed) or processed
 // features (read as they are).
 pipeline::ProcessedFeatures model_features(const InputOptions& in, const std::string& model_name, int num_recycle);
+
+// A complex's chains and merged features (pipeline/msa_pairing.h), from --fasta with --msa-dir (or no alignments:
+// single-sequence mode) or from a merged feature file (AF2's multimer features.pkl layout, with asym_id).
+struct ComplexInput {
+    std::vector<pipeline::ComplexChain> chains;  // empty when read from a feature file
+    pipeline::MergedFeatures merged;
+};
+ComplexInput build_complex_input(const InputOptions& in);
+// Whether the input is a complex: --msa-dir, a FASTA with several chains, or merged features.
+bool is_complex_input(const InputOptions& in);
 
 struct FeaturesOptions {
     InputOptions in;
@@ -75,6 +87,9 @@ struct PredictOptions {
     // pLDDT (AF2's monomer ranking). --params: one file per model, in the same order, or one directory holding
     // AlphaFold's params_<model>.npz (or .h5) files.
     std::vector<std::string> params, model_names;
+    std::string model_preset;  // AF2's --model_preset: monomer, monomer_ptm or multimer (the five models)
+    int num_predictions_per_model =
+        -1;  // seeds per model (AF2: 5 for multimer); -1: 5 for --model-preset multimer, else 1
     std::string out_dir;
     int num_recycle = -1;  // -1: every iteration in the features
     int structure_module_layers = 8;

@@ -1,13 +1,15 @@
-// `axfold features`: FASTA + alignments -> AlphaFold2's raw features (or, with --processed, the model
-// inputs after AF2's transforms); and the input path shared with `axfold predict`.
+// `axfold features`: FASTA + alignments -> AlphaFold2's raw features, or a complex's merged features (or, with
+// --processed, the model inputs after AF2's transforms); and the input path shared with `axfold predict`.
 #include "io/features.h"
 
 #include <chrono>
 #include <cstdio>
 
 #include "apps/commands.h"
+#include "io/hdf5_file.h"
 #include "io/msa.h"
 #include "kernels/ops.h"
+#include "pipeline/multimer_transforms.h"
 
 namespace axfold::apps {
 
@@ -44,11 +46,63 @@ pipeline::RawFeatures build_raw_features(const InputOptions& in) {
     return raw;
 }
 
+bool is_complex_input(const InputOptions& in) {
+    if (!in.msa_dir.empty()) return true;
+    if (!in.fasta.empty()) {
+        const std::vector<io::FastaRecord> recs = io::read_fasta(in.fasta, true);
+        return recs.size() > 1 || (recs.size() == 1 && recs[0].sequence.find(':') != std::string::npos);
+    }
+    return !in.features.empty() && pipeline::detect_feature_file(in.features) == pipeline::FeatureFileKind::Raw &&
+           io::Hdf5File(in.features).has_dataset("asym_id");
+}
+
+ComplexInput build_complex_input(const InputOptions& in) {
+    ComplexInput c;
+    if (in.fasta.empty()) {
+        AXF_CHECK(!in.features.empty() && in.msa_dir.empty() && in.msas.empty(),
+                  "a complex needs --fasta (one record per chain) with --msa-dir, or --features with merged features");
+        const io::Hdf5File f(in.features);
+        AXF_CHECK(f.has_dataset("asym_id") && f.has_dataset("msa") && f.has_dataset("cluster_bias_mask"),
+                  "%s: not AlphaFold-Multimer features (needs asym_id, msa, cluster_bias_mask: the merged features "
+                  "`axfold features` writes for a complex, or AF2's multimer features.pkl converted)",
+                  in.features.c_str());
+        for (const std::string& k : f.list("/", false))
+            if (!f.is_string_dataset(k)) c.merged[k] = f.read(k);
+        return c;
+    }
+    AXF_CHECK(in.features.empty(), "give either --fasta or --features, not both");
+    AXF_CHECK(in.msas.empty(),
+              "--msa takes one chain's alignments; a complex's go in --msa-dir DIR (AF2's layout: "
+              "DIR/<chain_id>/uniref90_hits.sto, bfd_uniref_hits.a3m, mgnify_hits.sto, uniprot_hits.sto)");
+    c.chains = pipeline::complex_chains(io::read_fasta(in.fasta, true), in.fasta);
+    std::vector<pipeline::RawFeatures> raw;
+    if (in.msa_dir.empty()) {  // single-sequence mode: each chain's query row, paired with the others'
+        for (const pipeline::ComplexChain& ch : c.chains) {
+            pipeline::RawFeatures r = pipeline::make_raw_features(ch.sequence, ch.name, {});
+            r.arrays["msa_all_seq"] = r.at("msa");
+            r.arrays["deletion_matrix_int_all_seq"] = r.at("deletion_matrix_int");
+            r.strings["msa_species_identifiers_all_seq"] = r.strings.at("msa_species_identifiers");
+            raw.push_back(r);
+        }
+    } else {
+        raw = pipeline::complex_msa_features(c.chains, in.msa_dir);
+    }
+    c.merged = pipeline::pair_and_merge(c.chains, raw);
+    std::string summary;
+    for (const pipeline::ComplexChain& ch : c.chains)
+        summary += strfmt("%s%s (%s, %zu residues, entity %lld)", summary.empty() ? "" : ", ", ch.chain_id.c_str(),
+                          ch.name.c_str(), ch.sequence.size(), (long long)ch.entity_id);
+    std::fprintf(stderr, "  %s: %zu chains: %s; merged MSA %lld rows%s\n", in.fasta.c_str(), c.chains.size(),
+                 summary.c_str(), (long long)c.merged.at("num_alignments").data<int32_t>()[0],
+                 in.msa_dir.empty() ? " (single-sequence mode)" : "");
+    return c;
+}
+
 pipeline::TransformConfig transform_config(const InputOptions& in, const std::string& model_name, int num_recycle) {
     pipeline::TransformConfig c = pipeline::TransformConfig::for_model(model_name);
     if (in.max_msa_clusters >= 0) c.max_msa_clusters = in.max_msa_clusters;
     if (in.max_extra_msa >= 0) c.max_extra_msa = in.max_extra_msa;
-    c.num_iterations = (num_recycle < 0 ? 3 : num_recycle) + 1;
+    c.num_iterations = (num_recycle >= 0 ? num_recycle : ModelPreset::from_name(model_name).multimer ? 20 : 3) + 1;
     c.seed = in.seed;
     c.pad_to_fixed_size = !in.no_msa_padding;
     return c;
@@ -60,6 +114,15 @@ pipeline::ProcessedFeatures model_features(const InputOptions& in, const std::st
         AXF_CHECK(in.msas.empty(), "--msa needs --fasta; '%s' holds processed features already", in.features.c_str());
         return io::read_features_h5(in.features);
     }
+    const bool multimer = ModelPreset::from_name(model_name).multimer;
+    AXF_CHECK(multimer == is_complex_input(in),
+              "%s is %s model, but the input is %s: AlphaFold-Multimer models take complexes (--msa-dir, several "
+              "chains), monomer models one chain",
+              model_name.c_str(), multimer ? "an AlphaFold-Multimer" : "a monomer",
+              multimer ? "one chain" : "a complex");
+    if (multimer)
+        return pipeline::process_multimer_features(build_complex_input(in).merged,
+                                                   transform_config(in, model_name, num_recycle));
     auto t0 = Clock::now();
     pipeline::RawFeatures raw = build_raw_features(in);
     const double t_raw = since(t0);
@@ -77,6 +140,11 @@ int features_main(const FeaturesOptions& o) {
     auto t0 = Clock::now();
     if (o.processed) {
         io::write_features_h5(o.out, model_features(o.in, o.model_name, o.num_recycle));
+    } else if (is_complex_input(o.in)) {
+        AXF_CHECK(!o.in.fasta.empty(), "features: --fasta is required (with --msa-dir for a complex's alignments)");
+        io::Hdf5Writer w(o.out);
+        for (const auto& [k, t] : build_complex_input(o.in).merged) w.write(k, t);
+        w.commit();
     } else {
         AXF_CHECK(!o.in.fasta.empty(), "features: --fasta is required (or --features RAW.h5 with --processed)");
         pipeline::write_raw_features_h5(o.out, build_raw_features(o.in));

@@ -61,7 +61,11 @@ bool parse(const std::vector<std::string>& args, const po::options_description& 
 
 // The input options `features` and `predict` share.
 void add_input_options(po::options_description& desc, InputOptions& in) {
-    desc.add_options()("fasta", po::value<std::string>(&in.fasta), "query sequence (FASTA, one record)")(
+    desc.add_options()("fasta", po::value<std::string>(&in.fasta),
+                       "query sequence (FASTA, one record); a complex: one record per chain, or ColabFold's A:B")(
+        "msa-dir", po::value<std::string>(&in.msa_dir),
+        "a complex's alignments in AlphaFold's msas/ layout: DIR/<chain_id>/{uniref90_hits.sto, bfd_uniref_hits.a3m, "
+        "mgnify_hits.sto, uniprot_hits.sto[, template_features.h5]}, chain ids A, B, ... in FASTA order")(
         "msa", po::value<std::vector<std::string>>(&in.msas)->composing(),
         "alignment of the query (A3M or Stockholm; repeatable, merged in order: uniref90, BFD/UniRef30, mgnify)")(
         "features", po::value<std::string>(&in.features),
@@ -98,15 +102,22 @@ int run_predict(const std::vector<std::string>& args) {
         "params", po::value<std::vector<std::string>>(&o.params)->required(),
         "AlphaFold2 parameters (.npz as published, or .h5): one file per --model-name, in order, or a directory "
         "with params_<model>.npz files (AlphaFold's data_dir/params)")(
-        "model-name", po::value<std::vector<std::string>>(&o.model_names)->required(),
+        "model-name", po::value<std::vector<std::string>>(&o.model_names),
         "model_1 .. model_5, optionally _ptm, or model_1_multimer_v3 .. model_5_multimer_v3; repeatable or "
         "comma-separated: the models run in turn and are ranked (ranked_<i>.pdb, ranking_debug.json)")(
-        "out-dir", po::value<std::string>(&o.out_dir)->required(), "output directory (created if missing)")(
+        "model-preset", po::value<std::string>(&o.model_preset),
+        "instead of --model-name, AlphaFold's presets: monomer (model_1..5), monomer_ptm (model_1_ptm..5_ptm) or "
+        "multimer (model_1_multimer_v3..5_multimer_v3)")(
+        "num-predictions-per-model", po::value<int>(&o.num_predictions_per_model)->default_value(-1),
+        "predictions per model with different seeds (-1: 5 with --model-preset multimer as AlphaFold, else 1); "
+        "multimer predictions are named <model>_pred_<k>")("out-dir", po::value<std::string>(&o.out_dir)->required(),
+                                                           "output directory (created if missing)")(
         "num-recycle", po::value<int>(&o.num_recycle)->default_value(-1),
-        "recycles (-1: every iteration of processed features; 3 when features are built here)")(
-        "structure-module-layers", po::value<int>(&o.structure_module_layers)->default_value(8),
-        "structure-module iterations (AF2: 8)")("save-outputs", po::bool_switch(&o.save_outputs),
-                                                "also write outputs_<name>.h5 (all outputs, per-iteration)")(
+        "recycles (-1: every iteration of processed features; when features are built here AF2's 3 for monomers, up to "
+        "20 for AlphaFold-Multimer, which stops early)")("structure-module-layers",
+                                                         po::value<int>(&o.structure_module_layers)->default_value(8),
+                                                         "structure-module iterations (AF2: 8)")(
+        "save-outputs", po::bool_switch(&o.save_outputs), "also write outputs_<name>.h5 (all outputs, per-iteration)")(
         "overwrite", po::bool_switch(&o.overwrite), "replace existing results")(
         "recycle-early-stop-tolerance", po::value<double>(&o.run.recycle_early_stop_tolerance)->default_value(-1),
         "stop recycling when the Ca distances change by at most this many A (AlphaFold-Multimer's rule; default: 0.5 "

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 
 #include "apps/commands.h"
 #include "evoformer/memory_plan.h"
@@ -19,6 +20,7 @@
 #include "kernels/ops.h"
 #include "model/model.h"
 #include "parallel/comm.h"
+#include "pipeline/multimer_transforms.h"
 
 namespace axfold::apps {
 
@@ -49,8 +51,39 @@ std::vector<std::string> model_list(const std::vector<std::string>& args) {
             start = comma + 1;
         }
     }
-    AXF_CHECK(!names.empty(), "predict: --model-name is required");
     return names;
+}
+
+// AF2's --model_preset: the five models of a kind.
+std::vector<std::string> preset_models(const std::string& preset) {
+    const char* suffix = preset == "monomer"       ? ""
+                         : preset == "monomer_ptm" ? "_ptm"
+                         : preset == "multimer"    ? "_multimer_v3"
+                                                   : nullptr;
+    AXF_CHECK(suffix, "--model-preset '%s': expected monomer, monomer_ptm or multimer", preset.c_str());
+    std::vector<std::string> names;
+    for (int i = 1; i <= 5; ++i) names.push_back("model_" + std::to_string(i) + suffix);
+    return names;
+}
+
+// One prediction of the job: a model and a seed, named as AF2 names its outputs.
+struct Run {
+    std::string name;  // <model> for monomers with one prediction each, <model>_pred_<k> otherwise
+    size_t model = 0;  // index into the model list
+};
+
+std::vector<Run> job_runs(const std::vector<std::string>& models, const PredictOptions& o) {
+    const bool multimer = ModelPreset::from_name(models[0]).multimer;
+    const int per_model = o.num_predictions_per_model > 0 ? o.num_predictions_per_model
+                          : o.model_preset == "multimer"  ? 5
+                                                          : 1;
+    AXF_CHECK(o.num_predictions_per_model == -1 || o.num_predictions_per_model > 0,
+              "--num-predictions-per-model %d: expected at least 1", o.num_predictions_per_model);
+    std::vector<Run> runs;
+    for (size_t m = 0; m < models.size(); ++m)
+        for (int k = 0; k < per_model; ++k)
+            runs.push_back({multimer || per_model > 1 ? models[m] + "_pred_" + std::to_string(k) : models[m], m});
+    return runs;
 }
 
 // The parameter file of each model: --params once per model, in order, or one directory holding AlphaFold's
@@ -92,10 +125,15 @@ struct ModelResult {
 
 int predict_main(const PredictOptions& o) {
     auto t_start = Clock::now();
-    AXF_CHECK((!o.in.features.empty() || !o.in.fasta.empty()) && !o.params.empty() && !o.model_names.empty() &&
-                  !o.out_dir.empty(),
-              "predict: --fasta (or --features), --params, --model-name and --out-dir are required");
-    const std::vector<std::string> models = model_list(o.model_names);
+    AXF_CHECK(
+        (!o.in.features.empty() || !o.in.fasta.empty()) && !o.params.empty() && !o.out_dir.empty(),
+        "predict: --fasta (or --features), --params, --model-name (or --model-preset) and --out-dir are required");
+    AXF_CHECK(o.model_preset.empty() || o.model_names.empty(), "give --model-name or --model-preset, not both");
+    const std::vector<std::string> models =
+        o.model_preset.empty() ? model_list(o.model_names) : preset_models(o.model_preset);
+    AXF_CHECK(!models.empty(), "predict: --model-name or --model-preset is required");
+    const std::vector<Run> runs = job_runs(models, o);
+    const bool multimer = ModelPreset::from_name(models[0]).multimer;
     const std::vector<std::string> param_paths = params_files(o.params, models);
     const RunTarget target = configure_run(o.run);
     if (!target.note.empty()) std::fprintf(stderr, "axfold: %s\n", target.note.c_str());
@@ -120,8 +158,8 @@ int predict_main(const PredictOptions& o) {
     auto ranked = [&](size_t i, const char* ext) { return out("ranked_" + std::to_string(i) + ext); };
     if (!o.overwrite) {
         std::vector<std::string> existing = {ranking, timings};
-        for (size_t i = 0; i < models.size(); ++i) {
-            const ModelFiles m = files_of(models[i]);
+        for (size_t i = 0; i < runs.size(); ++i) {
+            const ModelFiles m = files_of(runs[i].name);
             for (const std::string& f :
                  {m.pdb, m.cif, m.conf, m.pae, m.scores, m.h5, ranked(i, ".pdb"), ranked(i, ".cif")})
                 existing.push_back(f);
@@ -140,6 +178,7 @@ int predict_main(const PredictOptions& o) {
         o.in.fasta.empty() && pipeline::detect_feature_file(o.in.features) == pipeline::FeatureFileKind::Processed;
     FeatureDict processed;
     pipeline::RawFeatures raw;
+    ComplexInput complex;
     if (processed_input) {
         AXF_CHECK(o.in.msas.empty(), "--msa needs --fasta; '%s' holds processed features already",
                   o.in.features.c_str());
@@ -159,23 +198,32 @@ int predict_main(const PredictOptions& o) {
         }
         processed = io::read_features_h5(o.in.features);
     } else {
-        AXF_CHECK(!ModelPreset::from_name(models[0]).multimer,
-                  "%s: AlphaFold-Multimer's data pipeline (pairing, merging) is not written yet: give processed "
-                  "AlphaFold-Multimer features with --features",
-                  source.c_str());
-        raw = build_raw_features(o.in);
+        AXF_CHECK(multimer == is_complex_input(o.in),
+                  "%s is %s, but %s: AlphaFold-Multimer models take complexes (several FASTA records or A:B, "
+                  "--msa-dir), monomer models one chain",
+                  source.c_str(), multimer ? "one chain" : "a complex",
+                  multimer ? "the models are AlphaFold-Multimer's" : "the models are monomer models");
+        if (multimer) {
+            complex = build_complex_input(o.in);
+        } else {
+            raw = build_raw_features(o.in);
+        }
     }
     stages.push_back({"features", since(t0)});
 
     std::vector<ModelResult> results;
-    for (size_t mi = 0; mi < models.size(); ++mi) {
-        const std::string& name = models[mi];
+    std::optional<Model> model;
+    for (size_t ri = 0; ri < runs.size(); ++ri) {
+        const std::string& name = runs[ri].name;
+        const std::string& model_name = models[runs[ri].model];
         FeatureDict model_feats;
         if (!processed_input) {
             t0 = Clock::now();
             InputOptions in = o.in;
-            in.seed = o.in.seed * models.size() + mi;
-            model_feats = pipeline::process_features(raw, transform_config(in, name, o.num_recycle));
+            in.seed = o.in.seed * runs.size() + ri;  // AF2's per-prediction seed
+            const pipeline::TransformConfig tc = transform_config(in, model_name, o.num_recycle);
+            model_feats = multimer ? pipeline::process_multimer_features(complex.merged, tc)
+                                   : pipeline::process_features(raw, tc);
             stages.push_back({"process_features_" + name, since(t0)});
             std::fprintf(
                 stderr,
@@ -185,14 +233,17 @@ int predict_main(const PredictOptions& o) {
                 shape_str(model_feats.at("extra_msa").shape()).c_str());
         }
         const FeatureDict& features = processed_input ? processed : model_feats;
-        t0 = Clock::now();
-        Model model = Model::load(param_paths[mi], name, o.structure_module_layers);
-        stages.push_back({"load_params_" + name, since(t0)});
-        const ModelConfig& cfg = model.config();
+        if (ri == 0 || runs[ri - 1].model != runs[ri].model) {  // each model's parameters once
+            t0 = Clock::now();
+            model.reset();
+            model.emplace(Model::load(param_paths[runs[ri].model], model_name, o.structure_module_layers));
+            stages.push_back({"load_params_" + model_name, since(t0)});
+        }
+        const ModelConfig& cfg = model->config();
         std::fprintf(stderr,
                      "axfold predict: %s (%zu of %zu), %lld Evoformer / %lld extra-MSA blocks, %d structure-module "
                      "layers, %d threads, on %s%s, %s GEMMs, %s activations\n",
-                     name.c_str(), mi + 1, models.size(), (long long)cfg.evoformer_blocks,
+                     name.c_str(), ri + 1, runs.size(), (long long)cfg.evoformer_blocks,
                      (long long)cfg.extra_msa_blocks, cfg.structure_module_layers, num_threads(), device_name(device),
                      device != Device::CPU && comm.size() > 1 ? " (the stacks; the rest on the host)" : "",
                      o.run.precision.c_str(), dtype_name(target.activations));
@@ -201,7 +252,7 @@ int predict_main(const PredictOptions& o) {
         // checked first, naming the file in every message.
         Context ctx(device);
         axfold::PredictOptions po;
-        const RunPlan plan = prepare_prediction(model, features, source, o.run, target, o.num_recycle, o.save_outputs,
+        const RunPlan plan = prepare_prediction(*model, features, source, o.run, target, o.num_recycle, o.save_outputs,
                                                 ctx, po, comm.size());
         if (device == Device::CPU)
             std::fprintf(stderr, "  memory plan: chunk size %lld, predicted peak %s\n",
@@ -218,7 +269,7 @@ int predict_main(const PredictOptions& o) {
         po.comm = nccl ? nccl.get() : &comm;
         if (comm.size() > 1 && comm.rank() == 0)
             std::fprintf(stderr, "  DAP: trunk stacks over %d ranks (%s)\n", comm.size(), po.comm->backend().c_str());
-        Prediction p = model.predict(features, po, ctx);
+        Prediction p = model->predict(features, po, ctx);
         if (comm.rank() != 0) continue;
         const double predict_s = since(t0);
         stages.push_back({"predict_" + name, predict_s});
@@ -278,7 +329,6 @@ int predict_main(const PredictOptions& o) {
     }
     std::vector<std::pair<std::string, double>> scores;
     for (const ModelResult& r : results) scores.push_back({r.name, r.confidence});
-    const bool multimer = ModelPreset::from_name(models[0]).multimer;
     io::write_file_atomic(ranking, io::ranking_debug_json(scores, multimer ? "iptm+ptm" : "plddts"));
     stages.push_back({"ranking", since(t0)});
     io::write_file_atomic(timings, io::timings_json(stages));

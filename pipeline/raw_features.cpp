@@ -20,12 +20,18 @@ int af_index_with_x(char c) {
     return 20;
 }
 
-Tensor int32_tensor(const Shape& shape) { return Tensor::zeros(shape, DType::I32); }
+Tensor int32_tensor(const Shape& shape) {
+    return Tensor::zeros(shape, DType::I32);
+}
 
 }  // namespace
 
-int64_t RawFeatures::num_res() const { return at("aatype").size(0); }
-int64_t RawFeatures::msa_depth() const { return at("msa").size(0); }
+int64_t RawFeatures::num_res() const {
+    return at("aatype").size(0);
+}
+int64_t RawFeatures::msa_depth() const {
+    return at("msa").size(0);
+}
 
 const Tensor& RawFeatures::at(const std::string& key) const {
     auto it = arrays.find(key);
@@ -100,15 +106,16 @@ void validate_raw_features(const RawFeatures& raw) {
     const char* src = raw.source.c_str();
     const Tensor& aatype = raw.at("aatype");
     AXF_CHECK(aatype.dim() == 2 && aatype.size(1) == 21 && aatype.size(0) > 0,
-              "%s: raw feature 'aatype' has shape %s, expected [N, 21] (one-hot)", src, shape_str(aatype.shape()).c_str());
+              "%s: raw feature 'aatype' has shape %s, expected [N, 21] (one-hot)", src,
+              shape_str(aatype.shape()).c_str());
     const int64_t N = aatype.size(0);
     const std::vector<int64_t> a = host_int64(aatype);
     for (int64_t i = 0; i < N; ++i) {
         int64_t sum = 0;
         for (int k = 0; k < 21; ++k) {
             AXF_CHECK(a[i * 21 + k] == 0 || a[i * 21 + k] == 1,
-                      "%s: raw feature 'aatype' is not one-hot (value %lld at residue %lld)", src, (long long)a[i * 21 + k],
-                      (long long)i);
+                      "%s: raw feature 'aatype' is not one-hot (value %lld at residue %lld)", src,
+                      (long long)a[i * 21 + k], (long long)i);
             sum += a[i * 21 + k];
         }
         AXF_CHECK(sum == 1, "%s: raw feature 'aatype' row %lld sums to %lld, expected a one-hot row", src, (long long)i,
@@ -120,8 +127,10 @@ void validate_raw_features(const RawFeatures& raw) {
               (long long)N);
     const std::vector<int64_t> m = host_int64(msa);
     for (size_t i = 0; i < m.size(); ++i)
-        AXF_CHECK(m[i] >= 0 && m[i] <= 21, "%s: raw feature 'msa' holds %lld at row %lld, column %lld; expected 0..21 "
-                  "(HHblits alphabet)", src, (long long)m[i], (long long)(i / N), (long long)(i % N));
+        AXF_CHECK(m[i] >= 0 && m[i] <= 21,
+                  "%s: raw feature 'msa' holds %lld at row %lld, column %lld; expected 0..21 "
+                  "(HHblits alphabet)",
+                  src, (long long)m[i], (long long)(i / N), (long long)(i % N));
     const char* del_key = raw.has("deletion_matrix_int") ? "deletion_matrix_int" : "deletion_matrix";
     AXF_CHECK(raw.has(del_key), "%s: missing raw feature 'deletion_matrix_int' (or 'deletion_matrix')", src);
     const Tensor& del = raw.at(del_key);
@@ -168,9 +177,10 @@ FeatureFileKind detect_feature_file(const std::string& path) {
         return FeatureFileKind::Raw;
     std::string keys;
     for (const std::string& k : f.list("/", false)) keys += (keys.empty() ? "" : ", ") + k;
-    AXF_FAIL("%s: neither processed features (no 'msa_feat') nor raw AlphaFold features (needs 'msa' and "
-             "'deletion_matrix_int'); datasets found: %s",
-             path.c_str(), keys.empty() ? "none" : keys.c_str());
+    AXF_FAIL(
+        "%s: neither processed features (no 'msa_feat') nor raw AlphaFold features (needs 'msa' and "
+        "'deletion_matrix_int'); datasets found: %s",
+        path.c_str(), keys.empty() ? "none" : keys.c_str());
 }
 
 }  // namespace axfold::pipeline

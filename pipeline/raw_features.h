@@ -27,13 +27,13 @@
 namespace axfold::pipeline {
 
 struct RawFeatures {
-    std::map<std::string, Tensor> arrays;                         // numeric arrays (CPU)
-    std::map<std::string, std::vector<std::string>> strings;      // domain_name, sequence, template_sequence, ...
-    std::string source;                                           // file or description, for error messages
+    std::map<std::string, Tensor> arrays;                     // numeric arrays (CPU)
+    std::map<std::string, std::vector<std::string>> strings;  // domain_name, sequence, template_sequence, ...
+    std::string source;                                       // file or description, for error messages
 
-    int64_t num_res() const;                                      // N (from aatype)
-    int64_t msa_depth() const;                                    // S (from msa)
-    const Tensor& at(const std::string& key) const;               // throws naming source and key
+    int64_t num_res() const;                         // N (from aatype)
+    int64_t msa_depth() const;                       // S (from msa)
+    const Tensor& at(const std::string& key) const;  // throws naming source and key
     bool has(const std::string& key) const { return arrays.count(key) > 0; }
 };
 
@@ -46,8 +46,8 @@ struct MsaMergeOptions {
 // uniref90, BFD/UniRef30, mgnify), each truncated to its depth limit, then deduplicated: the query first,
 // every identical aligned sequence once (the first occurrence's deletion row kept). Each alignment's query
 // row must equal `sequence`. No alignments: the query alone (single-sequence mode).
-RawFeatures make_raw_features(const std::string& sequence, const std::string& description, const std::vector<io::Msa>& msas,
-                              const MsaMergeOptions& options = {});
+RawFeatures make_raw_features(const std::string& sequence, const std::string& description,
+                              const std::vector<io::Msa>& msas, const MsaMergeOptions& options = {});
 
 // Checks keys, shapes and value ranges; throws naming `raw.source` and the key.
 void validate_raw_features(const RawFeatures& raw);

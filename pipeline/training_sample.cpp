@@ -55,7 +55,8 @@ RawFeatures crop_raw_features(const RawFeatures& raw, int64_t begin, int64_t n) 
     for (int64_t i = 0; i < n; ++i) sl.data<int32_t>()[i] = static_cast<int32_t>(n);
     out.arrays["seq_length"] = sl;
     if (out.strings.count("sequence") && !out.strings.at("sequence").empty())
-        out.strings["sequence"] = {out.strings.at("sequence")[0].substr(static_cast<size_t>(begin), static_cast<size_t>(n))};
+        out.strings["sequence"] = {
+            out.strings.at("sequence")[0].substr(static_cast<size_t>(begin), static_cast<size_t>(n))};
     return out;
 }
 

@@ -8,8 +8,9 @@
 #include <vector>
 
 #include "model/model.h"
-#include "structure/residue_constants.h"
 #include "pipeline/template_features.h"
+#include "pipeline/transform_util.h"
+#include "structure/residue_constants.h"
 
 namespace axfold::pipeline {
 
@@ -21,59 +22,21 @@ constexpr int kMaskToken = 22;  // MSA classes: 20 amino acids, X 20, gap 21, ma
 constexpr int kGap = 21;
 constexpr int kMsaFeat = 49;
 
-// splitmix64: a small, well-mixed generator whose stream is fully defined by its seed.
-class Rng {
-public:
-    explicit Rng(uint64_t seed) : s_(seed) {}
-    uint64_t next() {
-        uint64_t z = (s_ += 0x9e3779b97f4a7c15ull);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        return z ^ (z >> 31);
-    }
-    double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
-    uint64_t below(uint64_t n) { return next() % n; }  // bias < n / 2^64
-    template <class T> void shuffle(std::vector<T>& v) {
-        for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[below(i)]);
-    }
-
-private:
-    uint64_t s_;
-};
-
-uint64_t stream_seed(uint64_t seed, uint64_t iteration, uint64_t step) {
-    Rng r(seed ^ (0xa0761d6478bd642full * (iteration + 1)) ^ (0xe7037ed1a0b428dbull * (step + 1)));
-    return r.next();
-}
-
-template <class T> Tensor stack(const std::vector<Tensor>& per_iter) {
-    Shape shape = per_iter[0].shape();
-    shape.insert(shape.begin(), static_cast<int64_t>(per_iter.size()));
-    Tensor out = Tensor::empty(shape, dtype_of<T>());
-    const int64_t n = per_iter[0].numel();
-    for (size_t r = 0; r < per_iter.size(); ++r)
-        std::copy_n(per_iter[r].data<T>(), n, out.data<T>() + static_cast<int64_t>(r) * n);
-    return out;
-}
-
-Tensor tile(const Tensor& t, int R) {
-    std::vector<Tensor> v(static_cast<size_t>(R), t);
-    return t.dtype() == DType::I64 ? stack<int64_t>(v) : stack<float>(v);
-}
-
 std::vector<float> as_f32_values(const Tensor& t) {
     const Tensor c = host_cast(t, DType::F32);
     return std::vector<float>(c.f32(), c.f32() + c.numel());
 }
 
-float deletion_value(float d) { return static_cast<float>(std::atan(d / 3.0) * (2.0 / std::numbers::pi)); }
+float deletion_value(float d) {
+    return static_cast<float>(std::atan(d / 3.0) * (2.0 / std::numbers::pi));
+}
 
 // The inputs every iteration shares.
 struct MsaInputs {
     int64_t N = 0, S = 0;
-    std::vector<uint8_t> msa;          // [S, N] AF order 0..21
-    std::vector<float> deletion;       // [S, N]
-    std::vector<float> profile;        // [N, 22] hhblits_profile
+    std::vector<uint8_t> msa;     // [S, N] AF order 0..21
+    std::vector<float> deletion;  // [S, N]
+    std::vector<float> profile;   // [N, 22] hhblits_profile
 };
 
 struct IterationOutput {
@@ -232,6 +195,31 @@ int hhblits_to_af(int h) {
     return kMap[h];
 }
 
+std::map<std::string, Tensor> make_atom14_masks(const Tensor& aatype) {
+    const int64_t N = aatype.numel();
+    const std::vector<int64_t> aa = host_int64(aatype);
+    const rc::AtomIndexTables& idx = rc::atom_index_tables();
+    const rc::RigidGroupTables& groups = rc::rigid_group_tables();
+    Tensor a14_exists = Tensor::zeros({N, 14}), a37_exists = Tensor::zeros({N, 37}),
+           a14_to_37 = Tensor::zeros({N, 14}, DType::I64), a37_to_14 = Tensor::zeros({N, 37}, DType::I64);
+    for (int64_t i = 0; i < N; ++i) {
+        const int64_t a = aa[i];
+        for (int k = 0; k < 14; ++k) {
+            a14_exists.f32()[i * 14 + k] = groups.atom14_mask[a][k];
+            a14_to_37.data<int64_t>()[i * 14 + k] = idx.atom14_to_atom37[a][k];
+        }
+        for (int k = 0; k < 37; ++k) {
+            a37_exists.f32()[i * 37 + k] = groups.atom37_mask[a][k];
+            a37_to_14.data<int64_t>()[i * 37 + k] = idx.atom37_to_atom14[a][k];
+        }
+    }
+
+    return {{"atom14_atom_exists", a14_exists},
+            {"atom37_atom_exists", a37_exists},
+            {"residx_atom14_to_atom37", a14_to_37},
+            {"residx_atom37_to_atom14", a37_to_14}};
+}
+
 TransformConfig TransformConfig::for_model(const std::string& model_name) {
     const ModelPreset p = ModelPreset::from_name(model_name);
     TransformConfig c;
@@ -281,32 +269,12 @@ ProcessedFeatures process_features(const RawFeatures& raw, const TransformConfig
             for (int64_t j = 0; j < N; ++j) counts[j * 22 + in.msa[s * N + j]] += 1.0;
         for (size_t k = 0; k < counts.size(); ++k) in.profile[k] = static_cast<float>(counts[k] / in.S);
     }
-    // make_atom14_masks.
-    const rc::AtomIndexTables& idx = rc::atom_index_tables();
-    const rc::RigidGroupTables& groups = rc::rigid_group_tables();
-    Tensor a14_exists = Tensor::zeros({N, 14}), a37_exists = Tensor::zeros({N, 37}),
-           a14_to_37 = Tensor::zeros({N, 14}, DType::I64), a37_to_14 = Tensor::zeros({N, 37}, DType::I64);
-    for (int64_t i = 0; i < N; ++i) {
-        const int64_t a = aatype.data<int64_t>()[i];
-        for (int k = 0; k < 14; ++k) {
-            a14_exists.f32()[i * 14 + k] = groups.atom14_mask[a][k];
-            a14_to_37.data<int64_t>()[i * 14 + k] = idx.atom14_to_atom37[a][k];
-        }
-        for (int k = 0; k < 37; ++k) {
-            a37_exists.f32()[i * 37 + k] = groups.atom37_mask[a][k];
-            a37_to_14.data<int64_t>()[i * 37 + k] = idx.atom37_to_atom14[a][k];
-        }
-    }
-
     ProcessedFeatures out;
     out["aatype"] = tile(aatype, R);
     out["residue_index"] = tile(residue_index, R);
     out["target_feat"] = tile(target_feat, R);
     out["seq_mask"] = tile(seq_mask, R);
-    out["atom14_atom_exists"] = tile(a14_exists, R);
-    out["atom37_atom_exists"] = tile(a37_exists, R);
-    out["residx_atom14_to_atom37"] = tile(a14_to_37, R);
-    out["residx_atom37_to_atom14"] = tile(a37_to_14, R);
+    for (auto& [k, v] : make_atom14_masks(aatype)) out[k] = tile(v, R);
     {
         Tensor sl = Tensor::zeros({R}, DType::I64);
         for (int r = 0; r < R; ++r) sl.data<int64_t>()[r] = N;

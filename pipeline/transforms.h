@@ -30,8 +30,8 @@
 #include <map>
 #include <string>
 
-#include "pipeline/raw_features.h"
 #include "kernels/tensor.h"
+#include "pipeline/raw_features.h"
 
 namespace axfold::pipeline {
 
@@ -67,6 +67,10 @@ struct TransformConfig {
 // Raw features in, processed features out (every input validate_features checks, plus msa_row_mask,
 // extra_msa_row_mask, bert_mask, true_msa, seq_length, atom maps and the template features above).
 ProcessedFeatures process_features(const RawFeatures& raw, const TransformConfig& config);
+
+// AF2 make_atom14_masks for aatype [N] (AF order): atom14_atom_exists [N, 14], atom37_atom_exists [N, 37],
+// residx_atom14_to_atom37 [N, 14] and residx_atom37_to_atom14 [N, 37] int64.
+std::map<std::string, Tensor> make_atom14_masks(const Tensor& aatype);
 
 // AF2 MAP_HHBLITS_AATYPE_TO_OUR_AATYPE: HHblits index 0..21 -> AF index (gap 21 stays 21).
 int hhblits_to_af(int hhblits_index);

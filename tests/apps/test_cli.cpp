@@ -577,16 +577,16 @@ TEST(Cli, PredictsAComplex) {
     ASSERT_EQ(r.rc, 0) << r.out;
     EXPECT_NE(r.out.find("iterations=2"), std::string::npos) << r.out;  // the change after iteration 0 is 20 A
     EXPECT_NE(r.out.find("ipTM"), std::string::npos) << r.out;
-    const std::string pdb = test::read_text((tmp / "model_1_multimer_v3_unrelaxed.pdb").string());
+    const std::string pdb = test::read_text((tmp / "model_1_multimer_v3_pred_0_unrelaxed.pdb").string());
     std::vector<std::string> ters;
     std::istringstream lines(pdb);
     for (std::string line; std::getline(lines, line);)
         if (line.rfind("TER", 0) == 0) ters.push_back(line.substr(21, 1));
     EXPECT_EQ(ters, (std::vector<std::string>{"A", "B", "C"})) << pdb.substr(0, 400);
-    const std::string cif = test::read_text((tmp / "model_1_multimer_v3_unrelaxed.cif").string());
+    const std::string cif = test::read_text((tmp / "model_1_multimer_v3_pred_0_unrelaxed.cif").string());
     EXPECT_NE(cif.find("_struct_asym.entity_id\nA 1\nB 1\nC 2\n"), std::string::npos);
     EXPECT_NE(test::read_text((tmp / "ranking_debug.json").string()).find("\"iptm+ptm\""), std::string::npos);
-    EXPECT_NE(test::read_text((tmp / "scores_model_1_multimer_v3.json").string()).find("\"iptm\": "),
+    EXPECT_NE(test::read_text((tmp / "scores_model_1_multimer_v3_pred_0.json").string()).find("\"iptm\": "),
               std::string::npos);
     r = run("predict --features " + mm + "/features.h5 --params " + kSmall +
             "/params.npz --model-name model_1_multimer_v3 --overwrite --out-dir " + tmp.str());
@@ -600,4 +600,61 @@ TEST(Cli, PredictsAComplex) {
             " --model-name model_1_multimer_v3 --num-recycle 0 --threads 1 --overwrite --out-dir " + tmp.str());
     EXPECT_EQ(r.rc, 0) << r.out;
     EXPECT_NE(r.out.find("ipTM"), std::string::npos) << r.out;
+}
+
+// A complex from its chains and alignments (AF2's msas/ layout): `axfold features` writes multimer_small's merged
+// features exactly, and `predict --model-preset multimer` runs the five models (named <model>_pred_0, ranked by
+// 0.8 ipTM + 0.2 pTM). Bad input is named: a chain without alignments, a monomer model for a complex, one chain's
+// --msa for a complex.
+TEST(Cli, PredictsAComplexFromItsAlignments) {
+    const std::string data = std::string(AXFOLD_TEST_DATA_DIR) + "/golden/multimer_small/data";
+    const test::TempDir tmp;
+    const io::Hdf5File chain_features(data + "/chain_features.h5");
+    for (const char* chain : {"A", "B"}) {  // the stored alignments, and the template hits as AF2's features
+        const fs::path dir = tmp / "msas" / chain;
+        fs::create_directories(dir);
+        for (const auto& e : fs::directory_iterator(data + "/alignments/" + chain))
+            fs::copy_file(e.path(), dir / e.path().filename());
+        io::Hdf5Writer w((dir / "template_features.h5").string());
+        for (const char* k : {"template_aatype", "template_all_atom_positions", "template_all_atom_masks"})
+            w.write(k, chain_features.read(std::string("raw/") + chain + "/" + k));
+        w.commit();
+    }
+    const std::string input = "--fasta " + data + "/chains.fasta --msa-dir " + (tmp / "msas").string();
+    RunResult r = run("features " + input + " -o " + (tmp / "merged.h5").string());
+    ASSERT_EQ(r.rc, 0) << r.out;
+    const io::Hdf5File ours((tmp / "merged.h5").string()), golden(data + "/merged_features.h5");
+    for (const std::string& k : golden.list("/", false))
+        EXPECT_EQ(test::rel_diff(ours.read(k), golden.read(k)), 0.0) << k;
+
+    fs::create_directories(tmp / "params");
+    for (int i = 1; i <= 5; ++i)
+        fs::create_symlink(data + "/../params.npz",
+                           tmp / "params" / ("params_model_" + std::to_string(i) + "_multimer_v3.npz"));
+    const std::string predict = "predict " + input + " --params " + (tmp / "params").string() +
+                                " --num-recycle 1 --structure-module-layers 2 --threads 1 --out-dir " +
+                                (tmp / "out").string();
+    r = run(predict + " --model-preset multimer --num-predictions-per-model 1");
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find("3 chains"), std::string::npos) << r.out;
+    const std::string ranking = test::read_text((tmp / "out" / "ranking_debug.json").string());
+    for (int i = 1; i <= 5; ++i) {
+        const std::string name = "model_" + std::to_string(i) + "_multimer_v3_pred_0";
+        EXPECT_NE(ranking.find("\"" + name + "\""), std::string::npos) << ranking;
+        EXPECT_TRUE(fs::exists(tmp / "out" / (name + "_unrelaxed.cif")));
+    }
+    EXPECT_TRUE(fs::exists(tmp / "out" / "ranked_4.pdb"));
+
+    r = run("predict " + input + " --params " + kSmall + "/params.npz --model-name model_1_ptm --out-dir " +
+            (tmp / "out").string() + " --overwrite");
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("is a complex"), std::string::npos) << r.out;
+    r = run("predict --fasta " + data + "/chains.fasta --msa " + data + "/alignments/A/mgnify_hits.sto --params " +
+            (tmp / "params").string() + " --model-preset multimer --overwrite --out-dir " + (tmp / "out").string());
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("--msa-dir"), std::string::npos) << r.out;
+    fs::remove_all(tmp / "msas" / "B");
+    r = run(predict + " --model-preset multimer --overwrite");
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("chain B ('B', FASTA line 3): no alignment directory"), std::string::npos) << r.out;
 }

@@ -74,9 +74,11 @@ TEST(InputCli, BadInputNamesTheFile) {
     EXPECT_NE(r.out.find("neither processed features"), std::string::npos) << r.out;
     const std::string two = (d / "two.fasta").string();
     std::ofstream(two) << ">a\nMKV\n>b\nMKV\n";
-    r = run(kBin + " features --fasta " + two + " -o " + (d / "y.h5").string());
+    // Two records are a complex: a monomer model's features refuse it, naming both kinds.
+    r = run(kBin + " features --processed --model-name model_1_ptm --fasta " + two + " -o " + (d / "y.h5").string());
     EXPECT_EQ(r.rc, 1);
-    EXPECT_NE(r.out.find("2 sequences"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("model_1_ptm is a monomer model, but the input is a complex"), std::string::npos) << r.out;
+    EXPECT_FALSE(fs::exists(d / "y.h5"));
 }
 
 TEST(InputCli, PredictFromFastaAndAlignments) {

@@ -1,0 +1,56 @@
+// Pieces both feature transforms share (pipeline/transforms.cpp for monomers, pipeline/multimer_transforms.cpp
+// for AlphaFold-Multimer): the random stream and the stacking of per-iteration tensors. Internal to pipeline/.
+#pragma once
+
+#include <algorithm>
+#include <vector>
+
+#include "kernels/tensor.h"
+
+namespace axfold::pipeline {
+
+// splitmix64: a small, well-mixed generator whose stream is fully defined by its seed.
+class Rng {
+public:
+    explicit Rng(uint64_t seed) : s_(seed) {}
+    uint64_t next() {
+        uint64_t z = (s_ += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        return z ^ (z >> 31);
+    }
+    double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
+    uint64_t below(uint64_t n) { return next() % n; }  // bias < n / 2^64
+    template <class T>
+    void shuffle(std::vector<T>& v) {
+        for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[below(i)]);
+    }
+
+private:
+    uint64_t s_;
+};
+
+// The seed of iteration `iteration`'s step `step` (independent streams).
+inline uint64_t stream_seed(uint64_t seed, uint64_t iteration, uint64_t step) {
+    Rng r(seed ^ (0xa0761d6478bd642full * (iteration + 1)) ^ (0xe7037ed1a0b428dbull * (step + 1)));
+    return r.next();
+}
+
+// Stacks per-iteration tensors of one shape along a new leading axis [R, ...].
+template <class T>
+Tensor stack(const std::vector<Tensor>& per_iter) {
+    Shape shape = per_iter[0].shape();
+    shape.insert(shape.begin(), static_cast<int64_t>(per_iter.size()));
+    Tensor out = Tensor::empty(shape, dtype_of<T>());
+    const int64_t n = per_iter[0].numel();
+    for (size_t r = 0; r < per_iter.size(); ++r)
+        std::copy_n(per_iter[r].data<T>(), n, out.data<T>() + static_cast<int64_t>(r) * n);
+    return out;
+}
+
+inline Tensor tile(const Tensor& t, int R) {
+    std::vector<Tensor> v(static_cast<size_t>(R), t);
+    return t.dtype() == DType::I64 ? stack<int64_t>(v) : stack<float>(v);
+}
+
+}  // namespace axfold::pipeline
