@@ -242,11 +242,20 @@ int bench_model_main(const BenchModelOptions& o) {
               o.chains);
     // model_1_ptm with templates (its template embedding and angle rows), model_3_ptm without; AlphaFold-Multimer
     // (model_1_multimer_v3, always 4 template slots) with --chains.
-    const bool multimer = o.chains > 0;
-    const int templates = multimer ? 4 : o.templates;
-    ModelPreset preset = ModelPreset::from_name(multimer          ? "model_1_multimer_v3"
-                                                : o.templates > 0 ? "model_1_ptm"
-                                                                  : "model_3_ptm");
+    // --model-name picks the preset instead (a multimer name on 2 chains unless --chains says otherwise).
+    const bool named_multimer = !o.model_name.empty() && ModelPreset::from_name(o.model_name).multimer;
+    AXF_CHECK(o.model_name.empty() || named_multimer || o.chains == 0,
+              "bench model: --chains needs an AlphaFold-Multimer model, not %s", o.model_name.c_str());
+    const int chains = named_multimer && o.chains == 0 ? 2 : o.chains;
+    AXF_CHECK(chains <= o.n_res, "bench model: %d chains for %lld residues", chains, (long long)o.n_res);
+    const bool multimer = chains > 0;
+    ModelPreset preset = ModelPreset::from_name(!o.model_name.empty() ? o.model_name
+                                                : multimer            ? "model_1_multimer_v3"
+                                                : o.templates > 0     ? "model_1_ptm"
+                                                                      : "model_3_ptm");
+    const int templates = multimer ? 4 : (preset.templates && o.templates == 0 ? 4 : o.templates);
+    AXF_CHECK(preset.templates || templates == 0, "bench model: %s has no template embedding (--templates %d)",
+              preset.name.c_str(), templates);
     ModelDims d;
     d.evoformer_blocks = o.evoformer_blocks;
     d.extra_msa_blocks = o.extra_msa_blocks;
@@ -268,7 +277,7 @@ int bench_model_main(const BenchModelOptions& o) {
         for (int64_t r = 0; r < R; ++r) {
             aatype.data<int64_t>()[r * N + i] = a;
             // Chain c holds residues [c N / K, (c + 1) N / K), numbered from 0.
-            ri.data<int64_t>()[r * N + i] = multimer ? i - ((i * o.chains / N) * N + o.chains - 1) / o.chains : i;
+            ri.data<int64_t>()[r * N + i] = multimer ? i - ((i * chains / N) * N + chains - 1) / chains : i;
             tf.f32()[(r * N + i) * tf_channels + (multimer ? 0 : 1) + a] = 1.f;
         }
     }
@@ -284,7 +293,7 @@ int bench_model_main(const BenchModelOptions& o) {
     if (multimer) {  // chains of n_res / chains residues, each its own entity
         f["extra_deletion_matrix"] = Tensor::zeros({R, E, N});
         Tensor asym = Tensor::empty({R, N}, DType::I64);
-        for (int64_t e = 0; e < R * N; ++e) asym.data<int64_t>()[e] = 1 + (e % N) * o.chains / N;
+        for (int64_t e = 0; e < R * N; ++e) asym.data<int64_t>()[e] = 1 + (e % N) * chains / N;
         f["asym_id"] = asym;
         f["entity_id"] = asym.clone();
         f["sym_id"] = to_int64(Tensor::full({R, N}, 1.f));  // one copy of each
@@ -340,7 +349,7 @@ int bench_model_main(const BenchModelOptions& o) {
             "\"evoformer_blocks\": %lld, \"extra_msa_blocks\": %lld, \"run_blocks\": %d, \"iterations\": %d, "
             "\"threads\": %d, \"templates\": %d, \"chains\": %d",
             (long long)N, (long long)S, (long long)E, (long long)d.evoformer_blocks, (long long)d.extra_msa_blocks,
-            o.run_blocks, p.iterations, num_threads(), templates, o.chains);
+            o.run_blocks, p.iterations, num_threads(), templates, chains);
         for (auto& [stage, sec] : p.timings)
             std::printf(", \"%s_seconds_per_iteration\": %.4f", stage.c_str(), sec / p.iterations);
         std::printf(

@@ -109,9 +109,10 @@ struct BenchModelOptions {
     int64_t n_res = 128, n_seq = 128, n_extra = 1024;
     int64_t evoformer_blocks = 48, extra_msa_blocks = 4;
     int num_recycle = 0;
-    int templates = 0;    // > 0: model_1_ptm with that many random templates
-    int chains = 0;       // > 0: model_1_multimer_v3 on this many chains of n_res / chains residues (4 templates)
-    int run_blocks = -1;  // PredictOptions::run_blocks
+    int templates = 0;       // > 0: model_1_ptm with that many random templates
+    int chains = 0;          // > 0: model_1_multimer_v3 on this many chains of n_res / chains residues (4 templates)
+    std::string model_name;  // a preset instead (a multimer one on 2 chains unless --chains is given)
+    int run_blocks = -1;     // PredictOptions::run_blocks
     bool json = false;
     RunSettings run;
 };

@@ -71,12 +71,19 @@ ComplexInput build_complex_input(const InputOptions& in) {
         return c;
     }
     AXF_CHECK(in.features.empty(), "give either --fasta or --features, not both");
-    AXF_CHECK(in.msas.empty(),
-              "--msa takes one chain's alignments; a complex's go in --msa-dir DIR (AF2's layout: "
-              "DIR/<chain_id>/uniref90_hits.sto, bfd_uniref_hits.a3m, mgnify_hits.sto, uniprot_hits.sto)");
+    const bool colabfold = in.msas.size() == 1 && io::has_colabfold_header(in.msas[0]);
+    AXF_CHECK(
+        in.msas.empty() || (colabfold && in.msa_dir.empty()),
+        "--msa takes one chain's alignments or one ColabFold complex A3M (first line '#len1,len2<TAB>card1,card2'); "
+        "a complex's AlphaFold alignments go in --msa-dir DIR (DIR/<chain_id>/uniref90_hits.sto, "
+        "bfd_uniref_hits.a3m, mgnify_hits.sto, uniprot_hits.sto)");
     c.chains = pipeline::complex_chains(io::read_fasta(in.fasta, true), in.fasta);
     std::vector<pipeline::RawFeatures> raw;
-    if (in.msa_dir.empty()) {  // single-sequence mode: each chain's query row, paired with the others'
+    if (colabfold) {
+        const io::ColabFoldMsa msa = io::read_colabfold_a3m(in.msas[0]);
+        c.merged = pipeline::pair_and_merge(c.chains, pipeline::colabfold_msa_features(c.chains, msa, in.msas[0]),
+                                            pipeline::Pairing::Given);
+    } else if (in.msa_dir.empty()) {  // single-sequence mode: each chain's query row, paired with the others'
         for (const pipeline::ComplexChain& ch : c.chains) {
             pipeline::RawFeatures r = pipeline::make_raw_features(ch.sequence, ch.name, {});
             r.arrays["msa_all_seq"] = r.at("msa");
@@ -87,14 +94,16 @@ ComplexInput build_complex_input(const InputOptions& in) {
     } else {
         raw = pipeline::complex_msa_features(c.chains, in.msa_dir);
     }
-    c.merged = pipeline::pair_and_merge(c.chains, raw);
+    if (!colabfold) c.merged = pipeline::pair_and_merge(c.chains, raw);
     std::string summary;
     for (const pipeline::ComplexChain& ch : c.chains)
         summary += strfmt("%s%s (%s, %zu residues, entity %lld)", summary.empty() ? "" : ", ", ch.chain_id.c_str(),
                           ch.name.c_str(), ch.sequence.size(), (long long)ch.entity_id);
     std::fprintf(stderr, "  %s: %zu chains: %s; merged MSA %lld rows%s\n", in.fasta.c_str(), c.chains.size(),
                  summary.c_str(), (long long)c.merged.at("num_alignments").data<int32_t>()[0],
-                 in.msa_dir.empty() ? " (single-sequence mode)" : "");
+                 colabfold            ? " (ColabFold's paired + unpaired A3M)"
+                 : in.msa_dir.empty() ? " (single-sequence mode)"
+                                      : "");
     return c;
 }
 

@@ -170,6 +170,8 @@ int run_bench(const std::vector<std::string>& args) {
             "num-recycle", po::value<int>(&o.num_recycle)->default_value(0), "recycles (iterations - 1)")(
             "templates", po::value<int>(&o.templates)->default_value(0),
             "random templates (> 0: model_1_ptm, with its template embedding; 0: model_3_ptm)")(
+            "model-name", po::value<std::string>(&o.model_name),
+            "the preset to time (model_1_multimer_v3: AlphaFold-Multimer on 2 chains unless --chains)")(
             "chains", po::value<int>(&o.chains)->default_value(0),
             "> 0: AlphaFold-Multimer (model_1_multimer_v3, 4 random templates) on this many chains splitting --n-res")(
             "run-blocks", po::value<int>(&o.run_blocks)->default_value(-1),

@@ -3,9 +3,11 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "kernels/error.h"
@@ -257,6 +259,92 @@ Msa parse_a3m(const std::string& text, const std::string& source) {
         msa.descriptions.push_back(r.description);
     }
     return msa;
+}
+
+bool has_colabfold_header(const std::string& path) {
+    std::ifstream in(path);
+    std::string line;
+    if (!std::getline(in, line)) return false;
+    if (!line.empty() && line[0] == '\0') line.erase(0, line.find_first_not_of('\0'));
+    return line.size() > 1 && line[0] == '#' && line.find('\t') != std::string::npos;
+}
+
+ColabFoldMsa parse_colabfold_a3m(const std::string& text, const std::string& source) {
+    const size_t start = text.find_first_not_of('\0');
+    const size_t eol = text.find('\n', start);
+    const std::string header = text.substr(start, eol == std::string::npos ? std::string::npos : eol - start);
+    auto numbers = [&](const std::string& field, const char* what) {
+        std::vector<int64_t> v;
+        std::stringstream ss(field);
+        for (std::string item; std::getline(ss, item, ',');) {
+            char* end = nullptr;
+            const long long x = std::strtoll(item.c_str(), &end, 10);
+            AXF_CHECK(!item.empty() && *end == '\0' && x > 0,
+                      "%s:1: ColabFold header '%s': %s '%s' is not a positive integer", source.c_str(), header.c_str(),
+                      what, item.c_str());
+            v.push_back(x);
+        }
+        return v;
+    };
+    const size_t tab = header.find('\t');
+    AXF_CHECK(header.size() > 1 && header[0] == '#' && tab != std::string::npos,
+              "%s:1: expected ColabFold's complex header '#len1,len2<TAB>card1,card2', found '%s'", source.c_str(),
+              header.c_str());
+    ColabFoldMsa out;
+    out.lengths = numbers(header.substr(1, tab - 1), "length");
+    out.cardinalities = numbers(header.substr(tab + 1), "copy number");
+    const size_t k = out.lengths.size();
+    AXF_CHECK(k == out.cardinalities.size(), "%s:1: ColabFold header '%s' gives %zu lengths but %zu copy numbers",
+              source.c_str(), header.c_str(), k, out.cardinalities.size());
+    const Msa all = parse_a3m(text, source);  // every row: the chains' match columns side by side
+    AXF_CHECK(all.depth() > 0, "%s: no query record after the ColabFold header", source.c_str());
+    int64_t width = 0;
+    for (int64_t n : out.lengths) width += n;
+    AXF_CHECK(static_cast<int64_t>(all.sequences[0].size()) == width,
+              "%s: the ColabFold header gives chain lengths summing to %lld, but the query row '%s' has %zu residues",
+              source.c_str(), (long long)width, all.descriptions[0].c_str(), all.sequences[0].size());
+    out.paired.resize(k);
+    out.unpaired.resize(k);
+    std::vector<int64_t> offset(k + 1, 0);
+    for (size_t n = 0; n < k; ++n) {
+        offset[n + 1] = offset[n] + out.lengths[n];
+        out.queries.push_back(all.sequences[0].substr(offset[n], out.lengths[n]));
+        out.paired[n].source = out.unpaired[n].source = source;
+    }
+    const bool several = k > 1;
+    std::set<std::pair<std::string, std::string>> seen;
+    for (int64_t r = 0; r < all.depth(); ++r) {
+        const std::string& row = all.sequences[r];
+        if (!seen.insert({all.descriptions[r], row}).second) continue;
+        std::vector<bool> has(k, false);
+        size_t with_residues = 0;
+        for (size_t n = 0; n < k; ++n) {
+            for (int64_t j = offset[n]; j < offset[n + 1]; ++j) has[n] = has[n] || row[j] != '-';
+            with_residues += has[n];
+        }
+        const bool paired = several && with_residues > 1;
+        for (size_t n = 0; n < k; ++n) {
+            if (!paired && !has[n]) continue;
+            Msa& m = paired ? out.paired[n] : out.unpaired[n];
+            m.sequences.push_back(row.substr(offset[n], out.lengths[n]));
+            m.deletion_matrix.emplace_back(all.deletion_matrix[r].begin() + offset[n],
+                                           all.deletion_matrix[r].begin() + offset[n + 1]);
+            m.descriptions.push_back(all.descriptions[r]);
+        }
+    }
+    for (size_t n = 0; n < k; ++n) {  // each chain's unpaired MSA starts with its query
+        Msa& u = out.unpaired[n];
+        if (u.depth() == 0 || u.sequences[0] != out.queries[n]) {
+            u.sequences.insert(u.sequences.begin(), out.queries[n]);
+            u.deletion_matrix.insert(u.deletion_matrix.begin(), std::vector<int32_t>(out.queries[n].size(), 0));
+            u.descriptions.insert(u.descriptions.begin(), "query");
+        }
+    }
+    return out;
+}
+
+ColabFoldMsa read_colabfold_a3m(const std::string& path) {
+    return parse_colabfold_a3m(read_text(path, "A3M"), path);
 }
 
 Msa parse_stockholm(const std::string& text, const std::string& source) {

@@ -31,10 +31,10 @@ std::vector<FastaRecord> parse_fasta(const std::string& text, const std::string&
 std::vector<FastaRecord> read_fasta(const std::string& path, bool chain_separators = false);
 
 struct Msa {
-    std::string source;                                // file it came from
-    std::vector<std::string> sequences;                // [S] aligned rows, length N each
+    std::string source;                                 // file it came from
+    std::vector<std::string> sequences;                 // [S] aligned rows, length N each
     std::vector<std::vector<int32_t>> deletion_matrix;  // [S][N]
-    std::vector<std::string> descriptions;             // [S]
+    std::vector<std::string> descriptions;              // [S]
     int64_t depth() const { return static_cast<int64_t>(sequences.size()); }
 };
 
@@ -56,6 +56,24 @@ Msa crop_msa(const Msa& msa, int64_t begin, int64_t end);
 // Checks that msa's first row is `query` (the FASTA sequence) and every row has its length; throws naming
 // the file (and the row's header) otherwise.
 void check_msa_query(const Msa& msa, const std::string& query);
+
+// ColabFold's complex A3M (colabfold_batch input and MMseqs2-server output): a first line
+// `#len_1,...,len_k<TAB>card_1,...,card_k` (the lengths and copy numbers of the k distinct chains), then records
+// whose rows concatenate the k chains' alignments. As ColabFold's unserialize_msa reads it: a row (each distinct
+// header and row once) with residues in two or more chains is a paired row, one row per chain, row i of every
+// chain together; other rows are unpaired rows of the chains they have residues in (all rows, with one distinct
+// chain). The query (the first record) is paired; each chain's unpaired MSA starts with its query.
+struct ColabFoldMsa {
+    std::vector<int64_t> lengths, cardinalities;  // per distinct chain
+    std::vector<std::string> queries;             // per distinct chain
+    std::vector<Msa> paired, unpaired;            // per distinct chain; paired rows aligned across chains
+};
+// Whether the file starts with ColabFold's `#lengths<TAB>cardinalities` line.
+bool has_colabfold_header(const std::string& path);
+// Throws naming the file and line for a malformed header or a row whose match columns do not add up to the
+// chains' lengths.
+ColabFoldMsa parse_colabfold_a3m(const std::string& text, const std::string& source);
+ColabFoldMsa read_colabfold_a3m(const std::string& path);
 
 // The UniProt species mnemonic of an alignment row's description (AF2 msa_identifiers.get_identifiers): the first
 // word up to '/', matched as `tr|ACCESSION[_d]|NAME_SPECIES[_digits]` or `sp|...`; "" when it does not match

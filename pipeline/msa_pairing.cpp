@@ -148,8 +148,17 @@ std::vector<std::vector<int64_t>> paired_rows(const std::vector<ChainBlock>& cha
 }
 
 // create_paired_features + deduplicate_unpaired_sequences + crop_chains (the MSA part).
-void pair_chains(std::vector<ChainBlock>& chains) {
-    const std::vector<std::vector<int64_t>> paired = paired_rows(chains);
+void pair_chains(std::vector<ChainBlock>& chains, Pairing how) {
+    std::vector<std::vector<int64_t>> paired;
+    if (how == Pairing::Species) {
+        paired = paired_rows(chains);
+    } else {
+        for (const ChainBlock& b : chains)
+            AXF_CHECK(b.msa_all.size() == chains[0].msa_all.size(), "given pairing: %zu and %zu paired rows",
+                      chains[0].msa_all.size(), b.msa_all.size());
+        for (size_t r = 0; r < chains[0].msa_all.size(); ++r)
+            paired.push_back(std::vector<int64_t>(chains.size(), static_cast<int64_t>(r)));
+    }
     for (size_t c = 0; c < chains.size(); ++c) {
         ChainBlock& b = chains[c];
         const Row gap(static_cast<size_t>(b.n), kGap), zero(static_cast<size_t>(b.n), 0);
@@ -323,7 +332,39 @@ std::vector<RawFeatures> complex_msa_features(const std::vector<ComplexChain>& c
     return out;
 }
 
-MergedFeatures pair_and_merge(const std::vector<ComplexChain>& chains, const std::vector<RawFeatures>& raw) {
+std::vector<RawFeatures> colabfold_msa_features(const std::vector<ComplexChain>& chains, const io::ColabFoldMsa& msa,
+                                                const std::string& source) {
+    std::vector<RawFeatures> out;
+    for (const ComplexChain& c : chains) {
+        const auto it = std::find(msa.queries.begin(), msa.queries.end(), c.sequence);
+        AXF_CHECK(it != msa.queries.end(),
+                  "%s: chain %s ('%s', %zu residues) is not among the file's %zu query chains "
+                  "(lengths from its '#' header); the A3M belongs to another complex",
+                  source.c_str(), c.chain_id.c_str(), c.name.c_str(), c.sequence.size(), msa.queries.size());
+        const size_t n = static_cast<size_t>(it - msa.queries.begin());
+        int64_t copies = 0;
+        for (const ComplexChain& o : chains) copies += o.sequence == c.sequence;
+        AXF_CHECK(copies == msa.cardinalities[n], "%s: the header gives chain %zu %lld copies, the FASTA %lld",
+                  source.c_str(), n + 1, (long long)msa.cardinalities[n], (long long)copies);
+        RawFeatures raw = make_raw_features(c.sequence, c.name, {msa.unpaired[n]});
+        raw.source = source;
+        const int64_t P = msa.paired[n].depth(), N = static_cast<int64_t>(c.sequence.size());
+        Tensor tokens = Tensor::zeros({P, N}, DType::I32), dels = Tensor::zeros({P, N}, DType::I32);
+        for (int64_t r = 0; r < P; ++r)
+            for (int64_t j = 0; j < N; ++j) {
+                tokens.data<int32_t>()[r * N + j] = io::hhblits_index(msa.paired[n].sequences[r][j]);
+                dels.data<int32_t>()[r * N + j] = msa.paired[n].deletion_matrix[r][j];
+            }
+        raw.arrays["msa_all_seq"] = tokens;
+        raw.arrays["deletion_matrix_int_all_seq"] = dels;
+        raw.strings["msa_species_identifiers_all_seq"] = std::vector<std::string>(static_cast<size_t>(P));
+        out.push_back(raw);
+    }
+    return out;
+}
+
+MergedFeatures pair_and_merge(const std::vector<ComplexChain>& chains, const std::vector<RawFeatures>& raw,
+                              Pairing how) {
     AXF_CHECK(!chains.empty() && chains.size() == raw.size(), "pair_and_merge: %zu chains, %zu feature sets",
               chains.size(), raw.size());
     const bool pairing = needs_pairing(chains);
@@ -339,7 +380,7 @@ MergedFeatures pair_and_merge(const std::vector<ComplexChain>& chains, const std
                   raw[c].source.c_str(), chains[c].chain_id.c_str());
         N += blocks.back().n;
     }
-    if (pairing) pair_chains(blocks);
+    if (pairing) pair_chains(blocks, how);
     for (ChainBlock& b : blocks) crop_chain(b, pairing);
 
     MergedFeatures f = complex_residue_features(chains);

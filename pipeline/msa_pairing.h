@@ -49,8 +49,18 @@ RawFeatures chain_msa_features(const ComplexChain& chain, const std::string& cha
 // Every chain's raw features from `msa_dir`/<chain_id>/ (chains in the merged order; copies share one entry).
 std::vector<RawFeatures> complex_msa_features(const std::vector<ComplexChain>& chains, const std::string& msa_dir);
 
+// Every chain's raw features from ColabFold's complex A3M (io::parse_colabfold_a3m): its unpaired rows as the
+// chain's MSA, its paired rows as msa_all_seq (row i of every chain paired, as the file gives them). The file's
+// distinct chains must be the complex's entities (sequence and copy number); throws naming `source` otherwise.
+std::vector<RawFeatures> colabfold_msa_features(const std::vector<ComplexChain>& chains, const io::ColabFoldMsa& msa,
+                                                const std::string& source);
+
+// How the rows of msa_all_seq are paired: by UniProt species (AF2), or as given (row i of every chain, ColabFold).
+enum class Pairing { Species, Given };
+
 // AF2 pair_and_merge + pad_msa(512): `raw[i]` belongs to `chains[i]` (merged order).
-MergedFeatures pair_and_merge(const std::vector<ComplexChain>& chains, const std::vector<RawFeatures>& raw);
+MergedFeatures pair_and_merge(const std::vector<ComplexChain>& chains, const std::vector<RawFeatures>& raw,
+                              Pairing pairing = Pairing::Species);
 
 // Whether a complex needs pairing (two or more entities).
 bool needs_pairing(const std::vector<ComplexChain>& chains);

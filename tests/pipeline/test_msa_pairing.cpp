@@ -5,10 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <numeric>
 
 #include "io/hdf5_file.h"
 #include "io/msa.h"
 #include "pipeline/msa_pairing.h"
+#include "structure/residue_constants.h"
 #include "test_util.h"
 
 using namespace axfold;
@@ -94,4 +96,71 @@ TEST(MsaPairing, bad_alignment_directories_are_named) {
     test::expect_error([&] { pipeline::complex_msa_features(chains, msas); }, {"chain B", "holds none of"});
     fs::copy_file(kData + "/alignments/B/mgnify_hits.sto", msas + "/B/mgnify_hits.sto");
     test::expect_error([&] { pipeline::complex_msa_features(chains, msas); }, {"chain B", "uniprot_hits.sto"});
+}
+
+// ColabFold's complex A3M: rows with residues in two chains are paired as given (insertions become deletions of the
+// next column), the others are their chain's unpaired rows; an entity's copies share its rows side by side, and
+// unpaired rows equal to a paired one are dropped as AF2 does.
+TEST(MsaPairing, colabfold_a3m_pairs_rows_as_given) {
+    const std::string a3m =
+        "#9,7\t2,1\n"
+        ">101\t102\nMHEGRVNMCWELGMCS\n"
+        ">UniRef100_X\tUniRef100_Y\nMHaEGRVNM-WEL-MCS\n"
+        ">UniRef100_Z\tUniRef100_W\nMHDGRVNMCWQLGMCA\n"
+        ">101\nMHEGRVNMC-------\n"
+        ">hitA1\nMHEGKVNMC-------\n"
+        ">102\n---------WELGMCS\n"
+        ">hitB1\n---------WELGMCA\n";
+    const io::ColabFoldMsa msa = io::parse_colabfold_a3m(a3m, "complex.a3m");
+    ASSERT_EQ(msa.queries, (std::vector<std::string>{"MHEGRVNMC", "WELGMCS"}));
+    EXPECT_EQ(msa.paired[0].depth(), 3);
+    EXPECT_EQ(msa.unpaired[1].sequences, (std::vector<std::string>{"WELGMCS", "WELGMCA"}));
+    const auto chains = pipeline::complex_chains(io::read_fasta(kData + "/chains.fasta"), "chains.fasta");
+    const pipeline::MergedFeatures f = pipeline::pair_and_merge(
+        chains, pipeline::colabfold_msa_features(chains, msa, "complex.a3m"), pipeline::Pairing::Given);
+    auto tokens = [](const std::string& s) {
+        std::vector<int64_t> v;
+        for (char c : s) v.push_back(c == '-' ? 21 : rc::restype_index(c));
+        return v;
+    };
+    const std::vector<std::string> expected = {
+        "MHEGRVNMC"
+        "MHEGRVNMC"
+        "WELGMCS",  // the query rows, paired
+        "MHEGRVNM-"
+        "MHEGRVNM-"
+        "WEL-MCS",
+        "MHDGRVNMC"
+        "MHDGRVNMC"
+        "WQLGMCA",
+        "MHEGKVNMC"
+        "MHEGKVNMC"
+        "-------",  // A's unpaired block (its query dropped: a paired row)
+        "---------"
+        "---------"
+        "WELGMCA"};
+    const std::vector<int64_t> got = host_int64(f.at("msa"));
+    const int64_t N = 25;
+    for (size_t r = 0; r < expected.size(); ++r)
+        EXPECT_EQ(std::vector<int64_t>(got.begin() + r * N, got.begin() + (r + 1) * N), tokens(expected[r])) << r;
+    EXPECT_EQ(f.at("msa").size(0), 512);  // padded as AF2's pad_msa
+    EXPECT_EQ(f.at("num_alignments").data<int32_t>()[0], 5);
+    const std::vector<double> del = test::to_f64(f.at("deletion_matrix")), bert = test::to_f64(f.at("bert_mask")),
+                              bias = test::to_f64(f.at("cluster_bias_mask"));
+    EXPECT_EQ(del[1 * N + 2], 1.0);  // 'a' before E, in both copies
+    EXPECT_EQ(del[1 * N + 11], 1.0);
+    EXPECT_EQ(std::accumulate(del.begin(), del.end(), 0.0), 2.0);
+    EXPECT_EQ(bert[3 * N + 17], 1.0);  // own-entity block
+    EXPECT_EQ(bert[3 * N + 18], 0.0);
+    EXPECT_EQ(bias[0], 1.0);
+    EXPECT_EQ(std::accumulate(bias.begin(), bias.end(), 0.0), 1.0);
+
+    test::expect_error(
+        [] { io::parse_colabfold_a3m("#9,7\t2,1\n>q\nMHEGRVNMCWELGMCS\n>h\nMHEGRVNMCWELGMC\n", "bad.a3m"); },
+        {"bad.a3m:4", "15 match columns", "16"});
+    test::expect_error([] { io::parse_colabfold_a3m("#9,8\t2,1\n>q\nMHEGRVNMCWELGMCS\n", "bad.a3m"); },
+                       {"bad.a3m", "summing to 17", "16 residues"});
+    const io::ColabFoldMsa other = io::parse_colabfold_a3m("#9,7\t1,1\n>q\nMHEGRVNMCWELGMCS\n", "one_copy.a3m");
+    test::expect_error([&] { pipeline::colabfold_msa_features(chains, other, "one_copy.a3m"); },
+                       {"one_copy.a3m", "1 copies, the FASTA 2"});
 }
