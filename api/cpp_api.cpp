@@ -2,6 +2,7 @@
 // every call's exceptions turned into axf::Error with the same message.
 #include <cstring>
 #include <exception>
+#include <filesystem>
 
 #include "axfold/axfold.hpp"
 #include "io/features.h"
@@ -9,6 +10,7 @@
 #include "io/structure_writer.h"
 #include "model/model.h"
 #include "model/run.h"
+#include "pipeline/multimer_transforms.h"
 #include "pipeline/raw_features.h"
 #include "pipeline/transforms.h"
 
@@ -45,12 +47,20 @@ auto guarded(F&& fn) -> decltype(fn()) {
     }
 }
 
+// The transform settings of model_name: num_recycle + 1 iterations (< 0: AF2's 3 recycles, 20 for multimer).
+axfold::pipeline::TransformConfig config(const std::string& model_name, uint64_t seed, int num_recycle) {
+    axfold::pipeline::TransformConfig c = axfold::pipeline::TransformConfig::for_model(model_name);
+    c.num_iterations = (num_recycle >= 0                                      ? num_recycle
+                        : axfold::ModelPreset::from_name(model_name).multimer ? 20
+                                                                              : 3) +
+                       1;
+    c.seed = seed;
+    return c;
+}
+
 axfold::FeatureDict transform(const axfold::pipeline::RawFeatures& raw, const std::string& model_name, uint64_t seed,
                               int num_recycle) {
-    axfold::pipeline::TransformConfig c = axfold::pipeline::TransformConfig::for_model(model_name);
-    c.num_iterations = (num_recycle < 0 ? 3 : num_recycle) + 1;
-    c.seed = seed;
-    return axfold::pipeline::process_features(raw, c);
+    return axfold::pipeline::process_features(raw, config(model_name, seed, num_recycle));
 }
 
 // A host float32 tensor's values.
@@ -77,12 +87,11 @@ Features Features::load(const std::string& path, const std::string& model_name, 
     return guarded([&] {
         namespace pl = axfold::pipeline;
         const bool processed = pl::detect_feature_file(path) == pl::FeatureFileKind::Processed;
-        AXF_CHECK(processed || !axfold::ModelPreset::from_name(model_name).multimer,
-                  "%s: raw features for %s: AlphaFold-Multimer's data pipeline (pairing, merging) is not written yet; "
-                  "give processed AlphaFold-Multimer features",
-                  path.c_str(), model_name.c_str());
         axfold::FeatureDict f = processed ? axfold::io::read_features_h5(path)
-                                          : transform(pl::read_raw_features_h5(path), model_name, seed, num_recycle);
+                                : axfold::ModelPreset::from_name(model_name).multimer
+                                    ? pl::process_multimer_features(pl::read_merged_features_h5(path),
+                                                                    config(model_name, seed, num_recycle))
+                                    : transform(pl::read_raw_features_h5(path), model_name, seed, num_recycle);
         return Features(std::make_unique<Impl>(Impl{std::move(f), path}));
     });
 }
@@ -90,17 +99,23 @@ Features Features::load(const std::string& path, const std::string& model_name, 
 Features Features::from_fasta(const std::string& fasta_path, const std::vector<std::string>& msa_paths,
                               const std::string& model_name, uint64_t seed, int num_recycle) {
     return guarded([&] {
-        AXF_CHECK(!axfold::ModelPreset::from_name(model_name).multimer,
-                  "%s: %s: AlphaFold-Multimer's data pipeline (pairing, merging) is not written yet; give processed "
-                  "AlphaFold-Multimer features to Features::load",
-                  fasta_path.c_str(), model_name.c_str());
+        namespace pl = axfold::pipeline;
+        const bool multimer = axfold::ModelPreset::from_name(model_name).multimer;
+        AXF_CHECK(multimer == pl::is_complex_fasta(fasta_path),
+                  "%s is %s, but %s is %s model: AlphaFold-Multimer models take complexes, monomer models one chain",
+                  fasta_path.c_str(), multimer ? "one chain" : "a complex", model_name.c_str(),
+                  multimer ? "an AlphaFold-Multimer" : "a monomer");
+        if (multimer) {  // one directory in AF2's msas/ layout, one ColabFold complex A3M, or none
+            const bool dir = msa_paths.size() == 1 && std::filesystem::is_directory(msa_paths[0]);
+            const pl::ComplexFeatures c =
+                pl::complex_features(fasta_path, dir ? std::vector<std::string>{} : msa_paths, dir ? msa_paths[0] : "");
+            return Features(std::make_unique<Impl>(
+                Impl{pl::process_multimer_features(c.merged, config(model_name, seed, num_recycle)), fasta_path}));
+        }
         const std::vector<axfold::io::FastaRecord> recs = axfold::io::read_fasta(fasta_path);
-        AXF_CHECK(recs.size() == 1, "%s: %zu sequences; a monomer prediction takes exactly one", fasta_path.c_str(),
-                  recs.size());
         std::vector<axfold::io::Msa> msas;
         for (const std::string& m : msa_paths) msas.push_back(axfold::io::read_msa(m));
-        const axfold::pipeline::RawFeatures raw =
-            axfold::pipeline::make_raw_features(recs[0].sequence, recs[0].description, msas);
+        const pl::RawFeatures raw = pl::make_raw_features(recs[0].sequence, recs[0].description, msas);
         return Features(std::make_unique<Impl>(Impl{transform(raw, model_name, seed, num_recycle), fasta_path}));
     });
 }

@@ -48,63 +48,26 @@ pipeline::RawFeatures build_raw_features(const InputOptions& in) {
 
 bool is_complex_input(const InputOptions& in) {
     if (!in.msa_dir.empty()) return true;
-    if (!in.fasta.empty()) {
-        const std::vector<io::FastaRecord> recs = io::read_fasta(in.fasta, true);
-        return recs.size() > 1 || (recs.size() == 1 && recs[0].sequence.find(':') != std::string::npos);
-    }
+    if (!in.fasta.empty()) return pipeline::is_complex_fasta(in.fasta);
     return !in.features.empty() && pipeline::detect_feature_file(in.features) == pipeline::FeatureFileKind::Raw &&
            io::Hdf5File(in.features).has_dataset("asym_id");
 }
 
 ComplexInput build_complex_input(const InputOptions& in) {
-    ComplexInput c;
     if (in.fasta.empty()) {
         AXF_CHECK(!in.features.empty() && in.msa_dir.empty() && in.msas.empty(),
                   "a complex needs --fasta (one record per chain) with --msa-dir, or --features with merged features");
-        const io::Hdf5File f(in.features);
-        AXF_CHECK(f.has_dataset("asym_id") && f.has_dataset("msa") && f.has_dataset("cluster_bias_mask"),
-                  "%s: not AlphaFold-Multimer features (needs asym_id, msa, cluster_bias_mask: the merged features "
-                  "`axfold features` writes for a complex, or AF2's multimer features.pkl converted)",
-                  in.features.c_str());
-        for (const std::string& k : f.list("/", false))
-            if (!f.is_string_dataset(k)) c.merged[k] = f.read(k);
-        return c;
+        return {{}, pipeline::read_merged_features_h5(in.features)};
     }
     AXF_CHECK(in.features.empty(), "give either --fasta or --features, not both");
-    const bool colabfold = in.msas.size() == 1 && io::has_colabfold_header(in.msas[0]);
-    AXF_CHECK(
-        in.msas.empty() || (colabfold && in.msa_dir.empty()),
-        "--msa takes one chain's alignments or one ColabFold complex A3M (first line '#len1,len2<TAB>card1,card2'); "
-        "a complex's AlphaFold alignments go in --msa-dir DIR (DIR/<chain_id>/uniref90_hits.sto, "
-        "bfd_uniref_hits.a3m, mgnify_hits.sto, uniprot_hits.sto)");
-    c.chains = pipeline::complex_chains(io::read_fasta(in.fasta, true), in.fasta);
-    std::vector<pipeline::RawFeatures> raw;
-    if (colabfold) {
-        const io::ColabFoldMsa msa = io::read_colabfold_a3m(in.msas[0]);
-        c.merged = pipeline::pair_and_merge(c.chains, pipeline::colabfold_msa_features(c.chains, msa, in.msas[0]),
-                                            pipeline::Pairing::Given);
-    } else if (in.msa_dir.empty()) {  // single-sequence mode: each chain's query row, paired with the others'
-        for (const pipeline::ComplexChain& ch : c.chains) {
-            pipeline::RawFeatures r = pipeline::make_raw_features(ch.sequence, ch.name, {});
-            r.arrays["msa_all_seq"] = r.at("msa");
-            r.arrays["deletion_matrix_int_all_seq"] = r.at("deletion_matrix_int");
-            r.strings["msa_species_identifiers_all_seq"] = r.strings.at("msa_species_identifiers");
-            raw.push_back(r);
-        }
-    } else {
-        raw = pipeline::complex_msa_features(c.chains, in.msa_dir);
-    }
-    if (!colabfold) c.merged = pipeline::pair_and_merge(c.chains, raw);
+    pipeline::ComplexFeatures c = pipeline::complex_features(in.fasta, in.msas, in.msa_dir);
     std::string summary;
     for (const pipeline::ComplexChain& ch : c.chains)
         summary += strfmt("%s%s (%s, %zu residues, entity %lld)", summary.empty() ? "" : ", ", ch.chain_id.c_str(),
                           ch.name.c_str(), ch.sequence.size(), (long long)ch.entity_id);
-    std::fprintf(stderr, "  %s: %zu chains: %s; merged MSA %lld rows%s\n", in.fasta.c_str(), c.chains.size(),
-                 summary.c_str(), (long long)c.merged.at("num_alignments").data<int32_t>()[0],
-                 colabfold            ? " (ColabFold's paired + unpaired A3M)"
-                 : in.msa_dir.empty() ? " (single-sequence mode)"
-                                      : "");
-    return c;
+    std::fprintf(stderr, "  %s: %zu chains: %s; merged MSA %lld rows (%s)\n", in.fasta.c_str(), c.chains.size(),
+                 summary.c_str(), (long long)c.merged.at("num_alignments").data<int32_t>()[0], c.mode.c_str());
+    return {std::move(c.chains), std::move(c.merged)};
 }
 
 pipeline::TransformConfig transform_config(const InputOptions& in, const std::string& model_name, int num_recycle) {

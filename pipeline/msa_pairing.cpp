@@ -437,4 +437,56 @@ MergedFeatures pair_and_merge(const std::vector<ComplexChain>& chains, const std
     return f;
 }
 
+ComplexFeatures complex_features(const std::string& fasta, const std::vector<std::string>& msa_paths,
+                                 const std::string& msa_dir) {
+    const bool colabfold = msa_paths.size() == 1 && io::has_colabfold_header(msa_paths[0]);
+    AXF_CHECK(msa_paths.empty() || (colabfold && msa_dir.empty()),
+              "%s: a complex takes one ColabFold complex A3M (first line '#len1,len2<TAB>card1,card2') or AlphaFold's "
+              "alignment directory (DIR/<chain_id>/uniref90_hits.sto, bfd_uniref_hits.a3m, mgnify_hits.sto, "
+              "uniprot_hits.sto), not %zu alignment files",
+              fasta.c_str(), msa_paths.size());
+    ComplexFeatures c;
+    c.chains = complex_chains(io::read_fasta(fasta, true), fasta);
+    if (colabfold) {
+        c.mode = "ColabFold's paired + unpaired A3M";
+        c.merged = pair_and_merge(c.chains,
+                                  colabfold_msa_features(c.chains, io::read_colabfold_a3m(msa_paths[0]), msa_paths[0]),
+                                  Pairing::Given);
+        return c;
+    }
+    std::vector<RawFeatures> raw;
+    if (msa_dir.empty()) {
+        c.mode = "single-sequence mode";
+        for (const ComplexChain& ch : c.chains) {
+            RawFeatures r = make_raw_features(ch.sequence, ch.name, {});
+            r.arrays["msa_all_seq"] = r.at("msa");
+            r.arrays["deletion_matrix_int_all_seq"] = r.at("deletion_matrix_int");
+            r.strings["msa_species_identifiers_all_seq"] = r.strings.at("msa_species_identifiers");
+            raw.push_back(r);
+        }
+    } else {
+        c.mode = "alignments from " + msa_dir;
+        raw = complex_msa_features(c.chains, msa_dir);
+    }
+    c.merged = pair_and_merge(c.chains, raw);
+    return c;
+}
+
+MergedFeatures read_merged_features_h5(const std::string& path) {
+    const io::Hdf5File f(path);
+    AXF_CHECK(f.has_dataset("asym_id") && f.has_dataset("msa") && f.has_dataset("cluster_bias_mask"),
+              "%s: not AlphaFold-Multimer features (needs asym_id, msa, cluster_bias_mask: the merged features "
+              "`axfold features` writes for a complex, or AF2's multimer features.pkl converted)",
+              path.c_str());
+    MergedFeatures m;
+    for (const std::string& k : f.list("/", false))
+        if (!f.is_string_dataset(k)) m[k] = f.read(k);
+    return m;
+}
+
+bool is_complex_fasta(const std::string& path) {
+    const std::vector<io::FastaRecord> recs = io::read_fasta(path, true);
+    return recs.size() > 1 || (recs.size() == 1 && recs[0].sequence.find(':') != std::string::npos);
+}
+
 }  // namespace axfold::pipeline

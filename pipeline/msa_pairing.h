@@ -62,6 +62,23 @@ enum class Pairing { Species, Given };
 MergedFeatures pair_and_merge(const std::vector<ComplexChain>& chains, const std::vector<RawFeatures>& raw,
                               Pairing pairing = Pairing::Species);
 
+// A complex's input, whole: its chains and merged features from a FASTA (one record per chain, or A:B) with
+// alignments from one of: `msa_dir` in AF2's layout, one ColabFold complex A3M in `msa_paths`, or none
+// (single-sequence mode: each chain's query row, the query rows paired). `mode` says which, for logs.
+struct ComplexFeatures {
+    std::vector<ComplexChain> chains;
+    MergedFeatures merged;
+    std::string mode;
+};
+ComplexFeatures complex_features(const std::string& fasta, const std::vector<std::string>& msa_paths,
+                                 const std::string& msa_dir);
+// Merged features from HDF5 (as `axfold features` writes them for a complex, or AF2's multimer features.pkl
+// converted by scripts/features_pkl_to_h5.py); throws naming the file when asym_id, msa or cluster_bias_mask is
+// missing.
+MergedFeatures read_merged_features_h5(const std::string& path);
+// Whether a FASTA file is a complex (several records, or ':' in one).
+bool is_complex_fasta(const std::string& path);
+
 // Whether a complex needs pairing (two or more entities).
 bool needs_pairing(const std::vector<ComplexChain>& chains);
 

@@ -68,7 +68,9 @@ AXF_API void axf_model_free(axf_model* model);
 AXF_API axf_status axf_features_load(const char* path, const char* model_name, uint64_t seed, int num_recycle,
                                      axf_features** features);
 /* Features from a FASTA file (one sequence) and num_msas alignments (A3M or Stockholm, merged in order:
- * uniref90, BFD/UniRef30, mgnify; none: single-sequence mode), then as above. */
+ * uniref90, BFD/UniRef30, mgnify; none: single-sequence mode), then as above. For an AlphaFold-Multimer model the
+ * FASTA is a complex (one record per chain, or ColabFold's A:B) and msa_paths one directory in AlphaFold's msas/
+ * layout (DIR/<chain_id>/uniref90_hits.sto, ..., uniprot_hits.sto), one ColabFold complex A3M, or none. */
 AXF_API axf_status axf_features_from_fasta(const char* fasta_path, const char* const* msa_paths, size_t num_msas,
                                            const char* model_name, uint64_t seed, int num_recycle,
                                            axf_features** features);

@@ -59,7 +59,10 @@ public:
     // through AF2's transforms for model_name with `seed` and num_recycle + 1 iterations (-1: AF2's 3 recycles).
     static Features load(const std::string& path, const std::string& model_name, uint64_t seed = 0,
                          int num_recycle = -1);
-    // One sequence (FASTA, one record) and its alignments (A3M or Stockholm, merged in order).
+    // One sequence (FASTA, one record) and its alignments (A3M or Stockholm, merged in order). For an
+    // AlphaFold-Multimer model, a complex (one record per chain, or A:B) with one directory in AlphaFold's msas/
+    // layout, one ColabFold complex A3M, or no alignments (single-sequence mode). Raw features for a multimer model
+    // (load) are a complex's merged features.
     static Features from_fasta(const std::string& fasta_path, const std::vector<std::string>& msa_paths,
                                const std::string& model_name, uint64_t seed = 0, int num_recycle = -1);
     int64_t num_residues() const;

@@ -144,6 +144,21 @@ TEST(CApi, ComplexesHaveIptmAndChains) {
     EXPECT_NE(pdb.find(" C   7"), std::string::npos);
     axf_prediction_free(p);
     axf_features_free(f);
+
+    // The complex's chains and its alignment directory (AlphaFold's msas/ layout) in, features for the model out.
+    const std::string fasta = mm + "/data/chains.fasta", msas = mm + "/data/alignments";
+    const char* dirs[] = {msas.c_str()};
+    ASSERT_EQ(axf_features_from_fasta(fasta.c_str(), dirs, 1, "model_1_multimer_v3", 0, 0, &f), AXF_OK)
+        << axf_last_error();
+    EXPECT_EQ(axf_features_num_residues(f), 25);
+    ASSERT_EQ(axf_predict(m, f, nullptr, &p), AXF_OK) << axf_last_error();
+    EXPECT_EQ(axf_prediction_iptm(p, &iptm), AXF_OK);
+    EXPECT_GT(iptm, 0.0);
+    axf_prediction_free(p);
+    axf_features_free(f);
+    EXPECT_EQ(axf_features_from_fasta(fasta.c_str(), dirs, 1, "model_3_ptm", 0, 0, &f), AXF_ERROR);
+    EXPECT_NE(std::string(axf_last_error()).find("is a complex, but model_3_ptm is a monomer model"), std::string::npos)
+        << axf_last_error();
     axf_model_free(m);
 
     ASSERT_EQ(axf_model_load((kSmall + "/params.npz").c_str(), "model_3_ptm", &m), AXF_OK);
