@@ -72,13 +72,18 @@ struct Run {
     size_t model = 0;  // index into the model list
 };
 
-std::vector<Run> job_runs(const std::vector<std::string>& models, const PredictOptions& o) {
+// Processed features are one MSA sample: every prediction of a model would be the same, so they get one each.
+std::vector<Run> job_runs(const std::vector<std::string>& models, const PredictOptions& o, bool processed_input) {
     const bool multimer = ModelPreset::from_name(models[0]).multimer;
-    const int per_model = o.num_predictions_per_model > 0 ? o.num_predictions_per_model
-                          : o.model_preset == "multimer"  ? 5
-                                                          : 1;
+    const int per_model = o.num_predictions_per_model > 0                    ? o.num_predictions_per_model
+                          : o.model_preset == "multimer" && !processed_input ? 5
+                                                                             : 1;
     AXF_CHECK(o.num_predictions_per_model == -1 || o.num_predictions_per_model > 0,
               "--num-predictions-per-model %d: expected at least 1", o.num_predictions_per_model);
+    AXF_CHECK(per_model == 1 || !processed_input,
+              "--num-predictions-per-model %d: %s holds processed features, one MSA sample, so every prediction of a "
+              "model would be the same; give raw features or --fasta",
+              per_model, o.in.features.c_str());
     std::vector<Run> runs;
     for (size_t m = 0; m < models.size(); ++m)
         for (int k = 0; k < per_model; ++k)
@@ -132,7 +137,9 @@ int predict_main(const PredictOptions& o) {
     const std::vector<std::string> models =
         o.model_preset.empty() ? model_list(o.model_names) : preset_models(o.model_preset);
     AXF_CHECK(!models.empty(), "predict: --model-name or --model-preset is required");
-    const std::vector<Run> runs = job_runs(models, o);
+    const bool processed_input =
+        o.in.fasta.empty() && pipeline::detect_feature_file(o.in.features) == pipeline::FeatureFileKind::Processed;
+    const std::vector<Run> runs = job_runs(models, o, processed_input);
     const bool multimer = ModelPreset::from_name(models[0]).multimer;
     const std::vector<std::string> param_paths = params_files(o.params, models);
     const RunTarget target = configure_run(o.run);
@@ -174,8 +181,6 @@ int predict_main(const PredictOptions& o) {
     std::vector<std::pair<std::string, double>> stages;
     auto t0 = Clock::now();
     const std::string source = o.in.fasta.empty() ? o.in.features : o.in.fasta;
-    const bool processed_input =
-        o.in.fasta.empty() && pipeline::detect_feature_file(o.in.features) == pipeline::FeatureFileKind::Processed;
     FeatureDict processed;
     pipeline::RawFeatures raw;
     ComplexInput complex;

@@ -441,10 +441,11 @@ ComplexFeatures complex_features(const std::string& fasta, const std::vector<std
                                  const std::string& msa_dir) {
     const bool colabfold = msa_paths.size() == 1 && io::has_colabfold_header(msa_paths[0]);
     AXF_CHECK(msa_paths.empty() || (colabfold && msa_dir.empty()),
-              "%s: a complex takes one ColabFold complex A3M (first line '#len1,len2<TAB>card1,card2') or AlphaFold's "
-              "alignment directory (DIR/<chain_id>/uniref90_hits.sto, bfd_uniref_hits.a3m, mgnify_hits.sto, "
-              "uniprot_hits.sto), not %zu alignment files",
-              fasta.c_str(), msa_paths.size());
+              "%s: a complex's alignments are one ColabFold complex A3M (first line "
+              "'#len1,len2<TAB>copies1,copies2') or AlphaFold's alignment directory (--msa-dir DIR, with "
+              "DIR/<chain_id>/uniref90_hits.sto, bfd_uniref_hits.a3m, mgnify_hits.sto, uniprot_hits.sto); got %zu "
+              "alignment file(s)%s",
+              fasta.c_str(), msa_paths.size(), colabfold ? " and an alignment directory" : " without ColabFold's header");
     ComplexFeatures c;
     c.chains = complex_chains(io::read_fasta(fasta, true), fasta);
     if (colabfold) {

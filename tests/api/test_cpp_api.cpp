@@ -132,6 +132,6 @@ TEST(CppApi, MultimerEarlyStopAsThePredictCommand) {
     EXPECT_NE(error_of([&] {
                   axf::Features::from_fasta(std::string(AXFOLD_TEST_DATA_DIR) + "/realdata/short.fasta", {},
                                             "model_1_multimer_v3");
-              }).find("AlphaFold-Multimer's data pipeline"),
+              }).find("is one chain, but model_1_multimer_v3 is an AlphaFold-Multimer model"),
               std::string::npos);
 }

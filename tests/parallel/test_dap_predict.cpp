@@ -164,8 +164,8 @@ TEST(DapPredict, MultimerOnTwoRanks) {
     const std::string cmd =
         std::string(AXFOLD_MPIEXEC) + " -n 2 --oversubscribe --allow-run-as-root " + AXFOLD_EXE + args(root / "np2");
     ASSERT_EQ(run(cmd), 0) << log_of(root / "np2");
-    io::Hdf5File one((root / "np1" / "outputs_model_1_multimer_v3.h5").string()),
-        two((root / "np2" / "outputs_model_1_multimer_v3.h5").string());
+    io::Hdf5File one((root / "np1" / "outputs_model_1_multimer_v3_pred_0.h5").string()),
+        two((root / "np2" / "outputs_model_1_multimer_v3_pred_0.h5").string());
     for (const char* k : {"final_atom_positions", "weighted_ptm_score", "iptm"}) {
         const auto res = test::compare(test::to_f64(two.read_f32(k)), test::to_f64(one.read_f32(k)), 1e-3, 0, k, 3);
         EXPECT_EQ(res.bad, 0) << k;
