@@ -9,7 +9,7 @@
 #include <map>
 #include <random>
 
-#include "apps/commands.h"
+#include "apps/predict.h"
 #include "evoformer/evoformer_dap.h"
 #include "evoformer/evoformer_stack.h"
 #include "evoformer/memory_plan.h"
@@ -30,12 +30,6 @@ size_t current_rss_bytes() {
         std::fclose(f);
     }
     return static_cast<size_t>(resident) * 4096;
-}
-
-size_t peak_rss_bytes() {
-    struct rusage ru {};
-    getrusage(RUSAGE_SELF, &ru);
-    return static_cast<size_t>(ru.ru_maxrss) * 1024;
 }
 
 Tensor random_tensor(const Shape& shape, std::mt19937& rng, float stddev) {

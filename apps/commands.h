@@ -87,7 +87,13 @@ struct PredictOptions {
     // pLDDT (AF2's monomer ranking). --params: one file per model, in the same order, or one directory holding
     // AlphaFold's params_<model>.npz (or .h5) files.
     std::vector<std::string> params, model_names;
-    std::string model_preset;  // AF2's --model_preset: monomer, monomer_ptm or multimer (the five models)
+    // Batch mode (--input): many targets in one job, each into out_dir/<target>/ (apps/batch.cpp).
+    std::string input;  // a directory of FASTA / A3M files, a multi-record FASTA, or a CSV/TSV id,sequence;
+                        // in.msa_dir then holds DIR/<target>/ per target
+    std::string shard;  // "i/n" (1-based); default from SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT
+    bool quiet = false;
+    bool list_targets = false;  // print the shard's targets (id, length, source) in order and stop
+    std::string model_preset;   // AF2's --model_preset: monomer, monomer_ptm or multimer (the five models)
     int num_predictions_per_model =
         -1;  // seeds per model (AF2: 5 for multimer); -1: 5 for --model-preset multimer, else 1
     std::string out_dir;

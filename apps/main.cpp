@@ -105,6 +105,16 @@ int run_predict(const std::vector<std::string>& args) {
         "model-name", po::value<std::vector<std::string>>(&o.model_names),
         "model_1 .. model_5, optionally _ptm, or model_1_multimer_v3 .. model_5_multimer_v3; repeatable or "
         "comma-separated: the models run in turn and are ranked (ranked_<i>.pdb, ranking_debug.json)")(
+        "input", po::value<std::string>(&o.input),
+        "many targets in one job: a directory of .fasta/.a3m files, a FASTA file (a target per record) or a .csv/.tsv "
+        "of id,sequence; each into OUT_DIR/<target>/, resumable (see docs/CLUSTERS.md); --msa-dir DIR then holds "
+        "DIR/<target>/")(
+        "shard", po::value<std::string>(&o.shard),
+        "with --input: this job's share I/N (0 <= I < N) of the targets, balanced by cost (default: Slurm's "
+        "SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT)")("quiet", po::bool_switch(&o.quiet),
+                                                           "with --input: no progress or log lines on stderr")(
+        "list-targets", po::bool_switch(&o.list_targets),
+        "with --input: print this shard's targets (id, length, source) in the order they would run, and stop")(
         "model-preset", po::value<std::string>(&o.model_preset),
         "instead of --model-name, AlphaFold's presets: monomer (model_1..5), monomer_ptm (model_1_ptm..5_ptm) or "
         "multimer (model_1_multimer_v3..5_multimer_v3)")(

@@ -1,20 +1,22 @@
 // `axfold predict`: features + parameters in; structures, confidences and timings out, in the files
 // AlphaFold users' pipelines already read.
+#include "apps/predict.h"
+
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <optional>
 
-#include "apps/commands.h"
 #include "evoformer/memory_plan.h"
 #include "io/atomic_file.h"
 #include "io/features.h"
 #include "io/hdf5_file.h"
 #include "io/json_writer.h"
+#include "io/report.h"
 #include "io/structure_writer.h"
 #include "kernels/device.h"
 #include "kernels/ops.h"
@@ -119,40 +121,93 @@ std::vector<std::string> params_files(const std::vector<std::string>& params, co
     return params;
 }
 
-// What the ranking and the ranked files need of each model.
-struct ModelResult {
-    std::string name;
-    double confidence = 0;  // AF2's ranking confidence: mean pLDDT; AlphaFold-Multimer: 0.8 ipTM + 0.2 pTM
-    io::ProteinStructure prot;
-};
+// The chain lengths of a structure, in its residue order (one entry for a monomer).
+std::vector<int64_t> chain_lengths(const io::ProteinStructure& prot) {
+    std::vector<int64_t> lengths;
+    const std::vector<int64_t> chains =
+        prot.chain_index.defined() ? host_int64(prot.chain_index) : std::vector<int64_t>();
+    const int64_t n = prot.aatype.numel();
+    if (chains.empty()) return {n};
+    for (int64_t i = 0; i < n; ++i) {
+        if (i == 0 || chains[i] != chains[i - 1]) lengths.push_back(0);
+        ++lengths.back();
+    }
+    return lengths;
+}
+
+// The MSA rows the report's coverage plot shows (the query first, 21 = gap): the monomer's raw MSA or the
+// complex's merged one (its real rows); none for processed features.
+std::vector<std::vector<uint8_t>> coverage_rows(bool processed_input, const pipeline::RawFeatures& raw,
+                                                const pipeline::MergedFeatures& merged) {
+    if (processed_input) return {};
+    const Tensor& msa = merged.empty() ? raw.at("msa") : merged.at("msa");
+    const int64_t rows = merged.empty() ? msa.size(0) : merged.at("num_alignments").data<int32_t>()[0], n = msa.size(1);
+    const std::vector<int64_t> v = host_int64(msa);
+    std::vector<std::vector<uint8_t>> out(static_cast<size_t>(rows));
+    for (int64_t r = 0; r < rows; ++r) out[r].assign(v.begin() + r * n, v.begin() + (r + 1) * n);
+    return out;
+}
 
 }  // namespace
 
-int predict_main(const PredictOptions& o) {
-    auto t_start = Clock::now();
-    AXF_CHECK(
-        (!o.in.features.empty() || !o.in.fasta.empty()) && !o.params.empty() && !o.out_dir.empty(),
-        "predict: --fasta (or --features), --params, --model-name (or --model-preset) and --out-dir are required");
+size_t peak_rss_bytes() {
+    struct rusage ru {};
+    getrusage(RUSAGE_SELF, &ru);
+    return static_cast<size_t>(ru.ru_maxrss) * 1024;
+}
+
+PredictJob::PredictJob(const PredictOptions& o) {
+    AXF_CHECK(!o.params.empty() && !o.out_dir.empty(),
+              "predict: --params, --model-name (or --model-preset) and --out-dir are required, with --fasta, "
+              "--features or --input");
     AXF_CHECK(o.model_preset.empty() || o.model_names.empty(), "give --model-name or --model-preset, not both");
-    const std::vector<std::string> models =
-        o.model_preset.empty() ? model_list(o.model_names) : preset_models(o.model_preset);
+    models = o.model_preset.empty() ? model_list(o.model_names) : preset_models(o.model_preset);
     AXF_CHECK(!models.empty(), "predict: --model-name or --model-preset is required");
-    const bool processed_input =
-        o.in.fasta.empty() && pipeline::detect_feature_file(o.in.features) == pipeline::FeatureFileKind::Processed;
-    const std::vector<Run> runs = job_runs(models, o, processed_input);
-    const bool multimer = ModelPreset::from_name(models[0]).multimer;
-    const std::vector<std::string> param_paths = params_files(o.params, models);
-    const RunTarget target = configure_run(o.run);
+    multimer = ModelPreset::from_name(models[0]).multimer;
+    param_paths = params_files(o.params, models);
+    target = configure_run(o.run);
     if (!target.note.empty()) std::fprintf(stderr, "axfold: %s\n", target.note.c_str());
-    const Device device = target.device;
     // DAP: under an MPI launcher the stacks run over every rank; rank 0 writes the outputs. With the trunk on
     // GPUs the stacks' collectives go over NCCL (bootstrapped from the MPI world), one GPU per rank: made
     // before anything touches a device, since it selects this rank's GPU.
-    axfold::Comm& comm = axfold::world_comm();
-    const std::unique_ptr<Comm> nccl = device == Device::CUDA ? gpu_dap_comm(comm) : nullptr;
+    comm = &axfold::world_comm();
+    if (target.device == Device::CUDA) nccl = gpu_dap_comm(*comm);
+}
+
+const Model& PredictJob::model(size_t i, int structure_module_layers, TargetLog& log) {
+    auto it = loaded.find(i);
+    if (it != loaded.end()) return it->second;
+    const auto t0 = Clock::now();
+    Model m = Model::load(param_paths[i], models[i], structure_module_layers);
+    log.line("loaded the parameters of %s from %s in %.2f s (once for the job)", models[i].c_str(),
+             param_paths[i].c_str(), since(t0));
+    return loaded.emplace(i, std::move(m)).first->second;
+}
+
+void TargetLog::line(const char* fmt, ...) {
+    char buf[4096];
+    va_list args;
+    va_start(args, fmt);
+    std::vsnprintf(buf, sizeof buf, fmt, args);
+    va_end(args);
+    text += prefix + buf + "\n";
+    if (!quiet) std::fprintf(stderr, "%s%s\n", prefix.c_str(), buf);
+}
+
+TargetOutcome predict_target(PredictJob& job, const PredictOptions& o, const InputOptions& in,
+                             const std::string& out_dir, bool overwrite, TargetLog& log) {
+    const auto t_start = Clock::now();
+    AXF_CHECK(!in.features.empty() || !in.fasta.empty(), "predict: --fasta (or --features, or --input) is required");
+    const std::vector<std::string>& models = job.models;
+    const bool multimer = job.multimer;
+    const bool processed_input =
+        in.fasta.empty() && pipeline::detect_feature_file(in.features) == pipeline::FeatureFileKind::Processed;
+    const std::vector<Run> runs = job_runs(models, o, processed_input);
+    const Device device = job.target.device;
+    Comm& comm = *job.comm;
     namespace fs = std::filesystem;
-    fs::create_directories(o.out_dir);
-    auto out = [&](const std::string& f) { return (fs::path(o.out_dir) / f).string(); };
+    fs::create_directories(out_dir);
+    auto out = [&](const std::string& f) { return (fs::path(out_dir) / f).string(); };
     struct ModelFiles {
         std::string pdb, cif, conf, pae, scores, h5;
     };
@@ -163,7 +218,7 @@ int predict_main(const PredictOptions& o) {
     };
     const std::string ranking = out("ranking_debug.json"), timings = out("timings.json");
     auto ranked = [&](size_t i, const char* ext) { return out("ranked_" + std::to_string(i) + ext); };
-    if (!o.overwrite) {
+    if (!overwrite) {
         std::vector<std::string> existing = {ranking, timings};
         for (size_t i = 0; i < runs.size(); ++i) {
             const ModelFiles m = files_of(runs[i].name);
@@ -176,17 +231,16 @@ int predict_main(const PredictOptions& o) {
     }
 
     // The inputs are read once. Processed features serve every model as they are; raw ones (FASTA + alignments,
-    // or a raw feature file) go through each model's transforms with AF2's per-model seed (model index +
-    // seed x number of models; the seed itself for one model).
+    // or a raw feature file) go through each prediction's transforms with AF2's per-prediction seed (prediction
+    // index + seed x number of predictions; the seed itself for one prediction).
     std::vector<std::pair<std::string, double>> stages;
     auto t0 = Clock::now();
-    const std::string source = o.in.fasta.empty() ? o.in.features : o.in.fasta;
+    const std::string source = in.fasta.empty() ? in.features : in.fasta;
     FeatureDict processed;
     pipeline::RawFeatures raw;
     ComplexInput complex;
     if (processed_input) {
-        AXF_CHECK(o.in.msas.empty(), "--msa needs --fasta; '%s' holds processed features already",
-                  o.in.features.c_str());
+        AXF_CHECK(in.msas.empty(), "--msa needs --fasta; '%s' holds processed features already", in.features.c_str());
         // Processed features are one preset's inputs (cluster and extra rows, templates): several models may share
         // them only when their presets agree (model_3..5, say); each then sees the same MSA sample.
         for (const std::string& name : models) {
@@ -197,93 +251,108 @@ int predict_main(const PredictOptions& o) {
                       "%s holds processed features, which are one model preset's inputs: %s and %s sample the MSA "
                       "differently (%lld / %lld cluster rows, %lld / %lld extra rows, templates %s / %s); give raw "
                       "features (features.pkl layout) or --fasta to run them in one job",
-                      o.in.features.c_str(), models[0].c_str(), name.c_str(), (long long)a.max_msa_clusters,
+                      in.features.c_str(), models[0].c_str(), name.c_str(), (long long)a.max_msa_clusters,
                       (long long)b.max_msa_clusters, (long long)a.max_extra_msa, (long long)b.max_extra_msa,
                       a.use_templates ? "yes" : "no", b.use_templates ? "yes" : "no");
         }
-        processed = io::read_features_h5(o.in.features);
+        processed = io::read_features_h5(in.features);
     } else {
-        AXF_CHECK(multimer == is_complex_input(o.in),
+        AXF_CHECK(multimer == is_complex_input(in),
                   "%s is %s, but %s: AlphaFold-Multimer models take complexes (several FASTA records or A:B, "
                   "--msa-dir), monomer models one chain",
                   source.c_str(), multimer ? "one chain" : "a complex",
                   multimer ? "the models are AlphaFold-Multimer's" : "the models are monomer models");
         if (multimer) {
-            complex = build_complex_input(o.in);
+            complex = build_complex_input(in);
         } else {
-            raw = build_raw_features(o.in);
+            raw = build_raw_features(in);
         }
     }
     stages.push_back({"features", since(t0)});
 
-    std::vector<ModelResult> results;
-    std::optional<Model> model;
+    // What the ranking and the report need of each prediction.
+    struct Result {
+        std::string name;
+        double confidence = 0;  // AF2's ranking confidence: mean pLDDT; AlphaFold-Multimer: 0.8 ipTM + 0.2 pTM
+        io::ProteinStructure prot;
+        io::ReportPrediction report;
+        std::vector<float> pae;
+        float max_pae = 0;
+    };
+    std::vector<Result> results;
+    TargetOutcome outcome;
     for (size_t ri = 0; ri < runs.size(); ++ri) {
         const std::string& name = runs[ri].name;
         const std::string& model_name = models[runs[ri].model];
         FeatureDict model_feats;
         if (!processed_input) {
             t0 = Clock::now();
-            InputOptions in = o.in;
-            in.seed = o.in.seed * runs.size() + ri;  // AF2's per-prediction seed
-            const pipeline::TransformConfig tc = transform_config(in, model_name, o.num_recycle);
+            InputOptions pin = in;
+            pin.seed = in.seed * runs.size() + ri;  // AF2's per-prediction seed
+            const pipeline::TransformConfig tc = transform_config(pin, model_name, o.num_recycle);
             model_feats = multimer ? pipeline::process_multimer_features(complex.merged, tc)
                                    : pipeline::process_features(raw, tc);
             stages.push_back({"process_features_" + name, since(t0)});
-            std::fprintf(
-                stderr,
-                "  features for %s: transforms %.3f s, seed %llu (%lld iterations, msa_feat %s, extra_msa %s)\n",
-                name.c_str(), stages.back().second, (unsigned long long)in.seed,
-                (long long)model_feats.at("msa_feat").size(0), shape_str(model_feats.at("msa_feat").shape()).c_str(),
-                shape_str(model_feats.at("extra_msa").shape()).c_str());
+            log.line("features for %s: transforms %.3f s, seed %llu (%lld iterations, msa_feat %s, extra_msa %s)",
+                     name.c_str(), stages.back().second, (unsigned long long)pin.seed,
+                     (long long)model_feats.at("msa_feat").size(0),
+                     shape_str(model_feats.at("msa_feat").shape()).c_str(),
+                     shape_str(model_feats.at("extra_msa").shape()).c_str());
         }
         const FeatureDict& features = processed_input ? processed : model_feats;
-        if (ri == 0 || runs[ri - 1].model != runs[ri].model) {  // each model's parameters once
-            t0 = Clock::now();
-            model.reset();
-            model.emplace(Model::load(param_paths[runs[ri].model], model_name, o.structure_module_layers));
-            stages.push_back({"load_params_" + model_name, since(t0)});
-        }
-        const ModelConfig& cfg = model->config();
-        std::fprintf(stderr,
-                     "axfold predict: %s (%zu of %zu), %lld Evoformer / %lld extra-MSA blocks, %d structure-module "
-                     "layers, %d threads, on %s%s, %s GEMMs, %s activations\n",
-                     name.c_str(), ri + 1, runs.size(), (long long)cfg.evoformer_blocks,
-                     (long long)cfg.extra_msa_blocks, cfg.structure_module_layers, num_threads(), device_name(device),
-                     device != Device::CPU && comm.size() > 1 ? " (the stacks; the rest on the host)" : "",
-                     o.run.precision.c_str(), dtype_name(target.activations));
+        t0 = Clock::now();
+        const Model& model = job.model(runs[ri].model, o.structure_module_layers, log);
+        stages.push_back({"load_params_" + name, since(t0)});
+        const ModelConfig& cfg = model.config();
+        log.line(
+            "%s (%zu of %zu), %lld Evoformer / %lld extra-MSA blocks, %d structure-module layers, %d threads, on "
+            "%s%s, %s GEMMs, %s activations",
+            name.c_str(), ri + 1, runs.size(), (long long)cfg.evoformer_blocks, (long long)cfg.extra_msa_blocks,
+            cfg.structure_module_layers, num_threads(), device_name(device),
+            device != Device::CPU && comm.size() > 1 ? " (the stacks; the rest on the host)" : "",
+            o.run.precision.c_str(), dtype_name(job.target.activations));
 
         // The fastest chunk size whose predicted peak fits --max-memory (or --chunk-size); the features are
         // checked first, naming the file in every message.
         Context ctx(device);
         axfold::PredictOptions po;
-        const RunPlan plan = prepare_prediction(*model, features, source, o.run, target, o.num_recycle, o.save_outputs,
-                                                ctx, po, comm.size());
+        const RunPlan plan = prepare_prediction(model, features, source, o.run, job.target, o.num_recycle,
+                                                o.save_outputs, ctx, po, comm.size());
         if (device == Device::CPU)
-            std::fprintf(stderr, "  memory plan: chunk size %lld, predicted peak %s\n",
-                         (long long)plan.chunks.chunk_size, format_bytes(plan.predicted_peak).c_str());
+            log.line("  memory plan: chunk size %lld, predicted peak %s", (long long)plan.chunks.chunk_size,
+                     format_bytes(plan.predicted_peak).c_str());
         else
-            std::fprintf(stderr, "  memory plan (GPU): chunk size %lld, predicted device peak %s%s\n",
-                         (long long)plan.chunks.chunk_size, format_bytes(plan.predicted_peak).c_str(),
-                         plan.chunks.offload_msa ? ", the MSA parked in host memory during the extra-MSA stack" : "");
-        po.progress = [&](const std::string& stage, int r, double s) {
-            std::fprintf(stderr, "  iteration %d  %-18s %8.3f s   (elapsed %.1f s)\n", r, stage.c_str(), s,
-                         since(t_start));
+            log.line("  memory plan (GPU): chunk size %lld, predicted device peak %s%s",
+                     (long long)plan.chunks.chunk_size, format_bytes(plan.predicted_peak).c_str(),
+                     plan.chunks.offload_msa ? ", the MSA parked in host memory during the extra-MSA stack" : "");
+        po.progress = [&](const std::string& stage, int r, double sec) {
+            if (log.progress) log.progress(stage, r, sec);
+            if (!log.quiet_stages)
+                log.line("  iteration %d  %-18s %8.3f s   (elapsed %.1f s)", r, stage.c_str(), sec, since(t_start));
+        };
+        // ColabFold's per-recycle line: pLDDT, pTM (ipTM) and the early-stop distance of every iteration.
+        po.on_iteration = [&](int r, double diff, const HeadsOutputs& h) {
+            const std::vector<double> pl = host_float64(h.plddt);
+            double mean = 0;
+            for (double v : pl) mean += v / static_cast<double>(pl.size());
+            log.line("%s recycle=%d pLDDT=%.3g%s%s tol=%.3g", name.c_str(), r, mean,
+                     h.has_pae ? strfmt(" pTM=%.3g", h.ptm).c_str() : "",
+                     h.has_iptm ? strfmt(" ipTM=%.3g", h.iptm).c_str() : "", diff);
         };
         t0 = Clock::now();
-        po.comm = nccl ? nccl.get() : &comm;
+        po.comm = job.nccl ? job.nccl.get() : &comm;
         if (comm.size() > 1 && comm.rank() == 0)
-            std::fprintf(stderr, "  DAP: trunk stacks over %d ranks (%s)\n", comm.size(), po.comm->backend().c_str());
-        Prediction p = model->predict(features, po, ctx);
+            log.line("  DAP: trunk stacks over %d ranks (%s)", comm.size(), po.comm->backend().c_str());
+        Prediction p = model.predict(features, po, ctx);
         if (comm.rank() != 0) continue;
         const double predict_s = since(t0);
         stages.push_back({"predict_" + name, predict_s});
-        for (const auto& [s, sec] : p.timings) stages.push_back({s + "_" + name, sec});
+        for (const auto& [stage, sec] : p.timings) stages.push_back({stage + "_" + name, sec});
 
         t0 = Clock::now();
         const ModelFiles mf = files_of(name);
         const HeadsOutputs& h = p.heads;
-        ModelResult res{name, h.has_iptm ? h.weighted_ptm_score : mean_plddt(p), prediction_structure(p)};
+        Result res{name, h.has_iptm ? h.weighted_ptm_score : mean_plddt(p), prediction_structure(p)};
         io::write_pdb(mf.pdb, res.prot);
         io::write_mmcif(mf.cif, res.prot, name);
         io::write_file_atomic(mf.conf, io::confidence_json(h.plddt));
@@ -300,19 +369,27 @@ int predict_main(const PredictOptions& o) {
             w.commit();
         }
         stages.push_back({"write_outputs_" + name, since(t0)});
-        struct rusage ru {};
-        getrusage(RUSAGE_SELF, &ru);
+        const std::vector<double> plddt = host_float64(h.plddt);
+        res.report = {name, res.confidence, mean_plddt(p), ptm,
+                      iptm, h.has_pae,      h.has_iptm,    std::vector<float>(plddt.begin(), plddt.end())};
+        if (h.has_pae) {
+            const std::vector<double> pae = host_float64(h.predicted_aligned_error);
+            res.pae.assign(pae.begin(), pae.end());
+            res.max_pae = h.max_predicted_aligned_error;
+        }
+        outcome.n_res = p.aatype.numel();
+        outcome.peak_bytes = peak_rss_bytes();
         std::printf(
             "axfold predict: %s  N=%lld  iterations=%d  mean pLDDT %.2f%s%s  predict %.2f s  total %.2f s  "
             "peak %s (predicted %s)  -> %s\n",
             name.c_str(), (long long)p.aatype.numel(), p.iterations, mean_plddt(p),
             h.has_pae ? strfmt("  pTM %.4f", h.ptm).c_str() : "",
             h.has_iptm ? strfmt("  ipTM %.4f", h.iptm).c_str() : "", predict_s, since(t_start),
-            format_bytes(static_cast<size_t>(ru.ru_maxrss) * 1024).c_str(), format_bytes(plan.predicted_peak).c_str(),
-            o.out_dir.c_str());
+            format_bytes(outcome.peak_bytes).c_str(), format_bytes(plan.predicted_peak).c_str(), out_dir.c_str());
+        std::fflush(stdout);
         results.push_back(std::move(res));
     }
-    if (comm.rank() != 0) return 0;
+    if (comm.rank() != 0) return outcome;
 
     // AF2's ranking: by mean pLDDT (monomers) or 0.8 ipTM + 0.2 pTM (AlphaFold-Multimer, "iptm+ptm" in
     // ranking_debug.json), best first (ties in the order the models ran); ranked_<i>.pdb and
@@ -323,7 +400,7 @@ int predict_main(const PredictOptions& o) {
     std::stable_sort(order.begin(), order.end(),
                      [&](size_t a, size_t b) { return results[a].confidence > results[b].confidence; });
     for (size_t rank = 0; rank < order.size(); ++rank) {
-        const ModelResult& r = results[order[rank]];
+        const Result& r = results[order[rank]];
         io::write_pdb(ranked(rank, ".pdb"), r.prot);
         io::write_mmcif(ranked(rank, ".cif"), r.prot, r.name);
     }
@@ -333,10 +410,35 @@ int predict_main(const PredictOptions& o) {
         fs::remove(ranked(rank, ".cif"));
     }
     std::vector<std::pair<std::string, double>> scores;
-    for (const ModelResult& r : results) scores.push_back({r.name, r.confidence});
+    for (const Result& r : results) scores.push_back({r.name, r.confidence});
     io::write_file_atomic(ranking, io::ranking_debug_json(scores, multimer ? "iptm+ptm" : "plddts"));
     stages.push_back({"ranking", since(t0)});
+
+    // The report a person looks at: pLDDT of every prediction, the best one's PAE, the MSA coverage.
+    t0 = Clock::now();
+    io::ReportInput report;
+    report.target = log.target.empty() ? fs::path(source).stem().string() : log.target;
+    report.ranking_metric = multimer ? "0.8 ipTM + 0.2 pTM" : "mean pLDDT";
+    for (size_t rank : order) report.predictions.push_back(results[rank].report);
+    report.pae = results[order[0]].pae;
+    report.max_pae = results[order[0]].max_pae;
+    report.chain_lengths = chain_lengths(results[order[0]].prot);
+    report.msa = coverage_rows(processed_input, raw, complex.merged);
+    io::write_report(out_dir, report);
+    stages.push_back({"report", since(t0)});
     io::write_file_atomic(timings, io::timings_json(stages));
+
+    const Result& best = results[order[0]];
+    outcome.predictions = results.size();
+    outcome.chains = report.chain_lengths.size();
+    outcome.best = best.name;
+    outcome.best_confidence = best.confidence;
+    outcome.mean_plddt = best.report.mean_plddt;
+    outcome.has_ptm = best.report.has_ptm;
+    outcome.ptm = best.report.ptm;
+    outcome.has_iptm = best.report.has_iptm;
+    outcome.iptm = best.report.iptm;
+    outcome.seconds = since(t_start);
     if (results.size() > 1)
         std::printf(
             "axfold predict: ranked %s (best first by %s), %.2f s in all  -> %s\n",
@@ -348,7 +450,15 @@ int predict_main(const PredictOptions& o) {
                 return s;
             }()
                 .c_str(),
-            multimer ? "0.8 ipTM + 0.2 pTM" : "mean pLDDT", since(t_start), o.out_dir.c_str());
+            report.ranking_metric.c_str(), since(t_start), out_dir.c_str());
+    return outcome;
+}
+
+int predict_main(const PredictOptions& o) {
+    if (!o.input.empty()) return predict_batch(o);
+    PredictJob job(o);
+    TargetLog log;
+    predict_target(job, o, o.in, o.out_dir, o.overwrite, log);
     return 0;
 }
 

@@ -116,6 +116,10 @@ struct PredictOptions {
     double recycle_early_stop_tolerance = -1;
     // Progress callback: (stage, iteration, seconds of that stage).
     std::function<void(const std::string&, int, double)> progress;
+    // Called after every iteration with its early-stop distance (Å, as above) and its heads as if it were the last
+    // (pLDDT, pTM, ipTM: ColabFold's per-recycle log). Costs a heads pass per iteration (the PAE in row blocks);
+    // the last iteration's heads are the prediction's.
+    std::function<void(int iteration, double early_stop_diff, const HeadsOutputs& heads)> on_iteration;
 };
 
 // What one iteration hands to the next, and what the golden `recycles/r` groups hold.

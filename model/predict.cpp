@@ -243,6 +243,7 @@ public:
             p_.heads = heads_forward(place_.heads, msa_clusters_, pair_, single_, sm_.act.to(place_.model_dev), mc,
                                      opt_.keep_pair_logits, multimer_ ? chains_.asym_id : Tensor());
         });
+        if (opt_.on_iteration) opt_.on_iteration(iterations_ - 1, last_diff_, p_.heads);
         p_.iterations = iterations_;
         p_.structure_module = sm_;
         p_.msa = host(T_ > 0 ? msa_clusters_.clone() : msa_);
@@ -420,11 +421,20 @@ private:
     // What the next iteration's recycling embedder reads, and the iteration's record when they are kept.
     void recycle(int r) {
         // Early stop: at or below the tolerance, the next iteration is the last (the change is also recorded).
-        const double diff = opt_.recycle_early_stop_tolerance >= 0 || opt_.keep_recycles
+        const double diff = opt_.recycle_early_stop_tolerance >= 0 || opt_.keep_recycles || opt_.on_iteration
                                 ? ca_distance_change(sm_.final_atom_positions)
                                 : 0.0;
         if (opt_.recycle_early_stop_tolerance >= 0 && diff <= opt_.recycle_early_stop_tolerance)
             iterations_ = std::min(iterations_, r + 2);
+        last_diff_ = diff;
+        if (opt_.on_iteration && r < iterations_ - 1) {
+            HeadsOutputs h;
+            clock_.run("heads", r, [&] {
+                h = heads_forward(place_.heads, msa_clusters_, pair_, single_, sm_.act.to(place_.model_dev),
+                                  place_.rest(), false, multimer_ ? chains_.asym_id : Tensor());
+            });
+            opt_.on_iteration(r, diff, h);
+        }
         prev_row_ = msa_.select(0, 0).clone();
         prev_pair_ = r + 1 < iterations_ ? pair_ : Tensor();  // the next embedders build a new pair
         prev_pb_ = pseudo_beta(aatype_, sm_.final_atom_positions);
@@ -510,6 +520,7 @@ private:
     Tensor template_mask_rows_;                    // AlphaFold-Multimer's template rows' MSA mask [T, N]
     ChainIds chains_;                              // AlphaFold-Multimer (host)
     std::vector<double> prev_ca_;                  // the previous iteration's Cα positions [N, 3] (early stop)
+    double last_diff_ = 0;                         // the last iteration's early-stop distance
     StructureModuleOutputs sm_;
     ParkedTensor parked_msa_;  // opt.offload_msa: the MSA while the extra-MSA stack runs (destroyed first)
 };
