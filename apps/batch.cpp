@@ -312,7 +312,7 @@ int predict_batch(const PredictOptions& o) {
             if (root) {
                 std::string row = read_file((dir / "done").string());
                 summary += row;
-                if (!o.quiet) std::fprintf(stderr, "%sdone earlier, skipped\n", label.c_str());
+                if (!o.quiet) std::fprintf(stderr, "%s%sdone earlier, skipped\n", tty ? "\r\033[K" : "", label.c_str());
             }
             done_cost += predicted_cost(t.length);
             continue;
@@ -332,7 +332,7 @@ int predict_batch(const PredictOptions& o) {
         log.quiet = o.quiet || !root;
         const auto t0 = Clock::now();
         if (tty) {
-            log.quiet_stages = true;
+            log.quiet_stages = log.tty = true;
             log.progress = [&](const std::string& stage, int r, double) {
                 const double rate = done_cost > 0 ? done_seconds / done_cost : 0;
                 const double left = rate > 0 ? rate * (total_cost - done_cost) -

@@ -20,6 +20,17 @@ double since(Clock::time_point t) {
     return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
+// A note on the input: to the target's log when there is one, else to stderr.
+template <class... Args>
+void note(const InputOptions& in, const char* fmt, Args... args) {
+    const std::string line = strfmt(fmt, args...);
+    if (in.note) {
+        in.note(line);
+    } else {
+        std::fprintf(stderr, "%s\n", line.c_str());
+    }
+}
+
 }  // namespace
 
 pipeline::RawFeatures build_raw_features(const InputOptions& in) {
@@ -36,13 +47,13 @@ pipeline::RawFeatures build_raw_features(const InputOptions& in) {
     std::vector<io::Msa> msas;
     for (const std::string& path : in.msas) {
         msas.push_back(io::read_msa(path));
-        std::fprintf(stderr, "  %s: %lld rows (depth limit %lld)\n", path.c_str(), (long long)msas.back().depth(),
-                     (long long)io::default_max_hits(path));
+        note(in, "  %s: %lld rows (depth limit %lld)", path.c_str(), (long long)msas.back().depth(),
+             (long long)io::default_max_hits(path));
     }
     pipeline::RawFeatures raw = pipeline::make_raw_features(recs[0].sequence, recs[0].description, msas);
     raw.source = in.fasta;
-    std::fprintf(stderr, "  %s: N=%lld, %lld distinct MSA rows%s\n", in.fasta.c_str(), (long long)raw.num_res(),
-                 (long long)raw.msa_depth(), msas.empty() ? " (single-sequence mode)" : "");
+    note(in, "  %s: N=%lld, %lld distinct MSA rows%s", in.fasta.c_str(), (long long)raw.num_res(),
+         (long long)raw.msa_depth(), msas.empty() ? " (single-sequence mode)" : "");
     return raw;
 }
 
@@ -65,8 +76,8 @@ ComplexInput build_complex_input(const InputOptions& in) {
     for (const pipeline::ComplexChain& ch : c.chains)
         summary += strfmt("%s%s (%s, %zu residues, entity %lld)", summary.empty() ? "" : ", ", ch.chain_id.c_str(),
                           ch.name.c_str(), ch.sequence.size(), (long long)ch.entity_id);
-    std::fprintf(stderr, "  %s: %zu chains: %s; merged MSA %lld rows (%s)\n", in.fasta.c_str(), c.chains.size(),
-                 summary.c_str(), (long long)c.merged.at("num_alignments").data<int32_t>()[0], c.mode.c_str());
+    note(in, "  %s: %zu chains: %s; merged MSA %lld rows (%s)", in.fasta.c_str(), c.chains.size(), summary.c_str(),
+         (long long)c.merged.at("num_alignments").data<int32_t>()[0], c.mode.c_str());
     return {std::move(c.chains), std::move(c.merged)};
 }
 
@@ -100,9 +111,9 @@ pipeline::ProcessedFeatures model_features(const InputOptions& in, const std::st
     const double t_raw = since(t0);
     t0 = Clock::now();
     pipeline::ProcessedFeatures f = pipeline::process_features(raw, transform_config(in, model_name, num_recycle));
-    std::fprintf(stderr, "  features: raw %.3f s, transforms %.3f s (%lld iterations, msa_feat %s, extra_msa %s)\n",
-                 t_raw, since(t0), (long long)f.at("msa_feat").size(0), shape_str(f.at("msa_feat").shape()).c_str(),
-                 shape_str(f.at("extra_msa").shape()).c_str());
+    note(in, "  features: raw %.3f s, transforms %.3f s (%lld iterations, msa_feat %s, extra_msa %s)", t_raw, since(t0),
+         (long long)f.at("msa_feat").size(0), shape_str(f.at("msa_feat").shape()).c_str(),
+         shape_str(f.at("extra_msa").shape()).c_str());
     return f;
 }
 

@@ -117,7 +117,8 @@ int run_predict(const std::vector<std::string>& args) {
         "with --input: print this shard's targets (id, length, source) in the order they would run, and stop")(
         "model-preset", po::value<std::string>(&o.model_preset),
         "instead of --model-name, AlphaFold's presets: monomer (model_1..5), monomer_ptm (model_1_ptm..5_ptm) or "
-        "multimer (model_1_multimer_v3..5_multimer_v3)")(
+        "multimer (model_1_multimer_v3..5_multimer_v3)")("num-seeds", po::value<int>(&o.num_predictions_per_model),
+                                                         "ColabFold's name for --num-predictions-per-model")(
         "num-predictions-per-model", po::value<int>(&o.num_predictions_per_model)->default_value(-1),
         "predictions per model with different seeds (-1: 5 with --model-preset multimer as AlphaFold, else 1); "
         "multimer predictions are named <model>_pred_<k>")("out-dir", po::value<std::string>(&o.out_dir)->required(),
@@ -135,6 +136,8 @@ int run_predict(const std::vector<std::string>& args) {
     add_run_options(desc, o.run, true);
     po::variables_map vm;
     if (!parse(args, desc, vm)) return 0;
+    AXF_CHECK(!vm.count("num-seeds") || vm["num-predictions-per-model"].defaulted(),
+              "give --num-seeds or --num-predictions-per-model (the same setting), not both");
     return predict_main(o);
 }
 

@@ -191,18 +191,21 @@ void TargetLog::line(const char* fmt, ...) {
     std::vsnprintf(buf, sizeof buf, fmt, args);
     va_end(args);
     text += prefix + buf + "\n";
-    if (!quiet) std::fprintf(stderr, "%s%s\n", prefix.c_str(), buf);
+    if (!quiet) std::fprintf(stderr, "%s%s%s\n", tty ? "\r\033[K" : "", prefix.c_str(), buf);
 }
 
-TargetOutcome predict_target(PredictJob& job, const PredictOptions& o, const InputOptions& in,
+TargetOutcome predict_target(PredictJob& job, const PredictOptions& o, const InputOptions& in_options,
                              const std::string& out_dir, bool overwrite, TargetLog& log) {
     const auto t_start = Clock::now();
-    AXF_CHECK(!in.features.empty() || !in.fasta.empty(), "predict: --fasta (or --features, or --input) is required");
+    AXF_CHECK(!in_options.features.empty() || !in_options.fasta.empty(),
+              "predict: --fasta (or --features, or --input) is required");
     const std::vector<std::string>& models = job.models;
     const bool multimer = job.multimer;
-    const bool processed_input =
-        in.fasta.empty() && pipeline::detect_feature_file(in.features) == pipeline::FeatureFileKind::Processed;
+    const bool processed_input = in_options.fasta.empty() && pipeline::detect_feature_file(in_options.features) ==
+                                                                 pipeline::FeatureFileKind::Processed;
     const std::vector<Run> runs = job_runs(models, o, processed_input);
+    InputOptions in = in_options;
+    in.note = [&](const std::string& line) { log.line("%s", line.c_str()); };
     const Device device = job.target.device;
     Comm& comm = *job.comm;
     namespace fs = std::filesystem;

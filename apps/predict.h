@@ -18,6 +18,7 @@ struct TargetLog {
     std::string prefix;         // put before every line on stderr and in the text
     bool quiet = false;         // nothing on stderr
     bool quiet_stages = false;  // no line per stage (a progress display shows them)
+    bool tty = false;           // stderr is a terminal with a progress line: clear it before each line
     std::function<void(const std::string& stage, int iteration, double seconds)> progress;
     std::string text;
     void line(const char* fmt, ...) __attribute__((format(printf, 2, 3)));

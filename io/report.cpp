@@ -83,8 +83,9 @@ Image pae_image(const ReportInput& in, int64_t n) {
     return img;
 }
 
-// ColabFold's coverage picture: rows sorted by identity to the query (highest on top), residues coloured by the
-// row's identity, gaps white; at most 1000 rows (evenly picked).
+// ColabFold's coverage picture (placed over the coverage plot's residue axis: 50..880 of 900 units): rows sorted by
+// identity to the query (highest on top), residues coloured by the row's identity, gaps white; at most 1000 rows
+// (evenly picked).
 Image coverage_image(const ReportInput& in, int64_t n, std::vector<int64_t>& per_position) {
     const std::vector<uint8_t>& q = in.msa[0];
     std::vector<double> identity(in.msa.size());
@@ -115,43 +116,77 @@ std::string img_tag(const Image& img, const std::string& alt, const std::string&
            "\">";
 }
 
-// pLDDT per residue as SVG: one polyline of N points per prediction (hover shows the name).
+// A plot's frame in SVG units: x from residue 0 to n - 1 over [50, 880], y from `top` (at 10) to 0 (at 210).
+struct Frame {
+    int64_t n;
+    double top;
+    double x(double i) const { return 50.0 + (n > 1 ? i * 830.0 / static_cast<double>(n - 1) : 415.0); }
+    double y(double v) const { return 210.0 - 200.0 * std::clamp(v / top, 0.0, 1.0); }
+};
+
+std::string svg_open(const char* id) {
+    return strfmt(
+        "<svg id=\"%s\" viewBox=\"0 0 900 245\" width=\"100%%\" xmlns=\"http://www.w3.org/2000/svg\" "
+        "font-size=\"12\" font-family=\"sans-serif\">",
+        id);
+}
+
+// Residue ticks (about 8, round numbers) and the x label.
+std::string x_axis(const Frame& f, const std::string& label) {
+    std::string s = "<line x1=\"50\" x2=\"880\" y1=\"210\" y2=\"210\" stroke=\"black\"/>";
+    const double raw = std::max(1.0, static_cast<double>(f.n) / 8.0);
+    const double mag = std::pow(10.0, std::floor(std::log10(raw)));
+    const double step = raw / mag < 2 ? mag : raw / mag < 5 ? 2 * mag : 5 * mag;
+    for (double i = 0; i < static_cast<double>(f.n); i += step)
+        s += strfmt(
+            "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"210\" y2=\"214\" stroke=\"black\"/><text x=\"%.1f\" "
+            "y=\"226\" text-anchor=\"middle\">%.0f</text>",
+            f.x(i), f.x(i), f.x(i), i + 1);
+    return s + "<text x=\"465\" y=\"242\" text-anchor=\"middle\">" + label + "</text>";
+}
+
+// pLDDT per residue as SVG: AlphaFold's confidence bands, one polyline of N points per prediction.
 std::string plddt_svg(const ReportInput& in, int64_t n) {
-    std::string s = strfmt(
-        "<svg id=\"plddt\" viewBox=\"-40 -10 %d 130\" width=\"100%%\" "
-        "xmlns=\"http://www.w3.org/2000/svg\" font-size=\"6\">",
-        static_cast<int>(std::max<int64_t>(n, 2) + 60));
-    for (int v : {50, 70, 90}) {
-        s += strfmt("<line x1=\"0\" x2=\"%lld\" y1=\"%d\" y2=\"%d\" stroke=\"#ccc\" stroke-width=\"0.3\"/>",
-                    (long long)n, 100 - v, 100 - v);
-        s += strfmt("<text x=\"-4\" y=\"%d\" text-anchor=\"end\">%d</text>", 102 - v, v);
+    const Frame f{n, 100.0};
+    std::string s = svg_open("plddt");
+    const std::pair<double, double> bands[] = {{100, 90}, {90, 70}, {70, 50}, {50, 0}};
+    for (const auto& [hi, lo] : bands)
+        s += strfmt("<rect x=\"50\" width=\"830\" y=\"%.1f\" height=\"%.1f\" fill=\"%s\" fill-opacity=\"0.15\"/>",
+                    f.y(hi), f.y(lo) - f.y(hi), hex(plddt_colour(lo + 0.5)).c_str());
+    for (int v : {0, 50, 70, 90, 100})
+        s += strfmt("<text x=\"44\" y=\"%.1f\" text-anchor=\"end\">%d</text>", f.y(v) + 4, v);
+    s += "<text x=\"14\" y=\"110\" transform=\"rotate(-90 14 110)\" text-anchor=\"middle\">pLDDT</text>";
+    s += x_axis(f, "residue");
+    int64_t start = 0;
+    for (size_t c = 0; c + 1 < in.chain_lengths.size(); ++c) {  // chain boundaries
+        start += in.chain_lengths[c];
+        s += strfmt("<line x1=\"%.1f\" x2=\"%.1f\" y1=\"10\" y2=\"210\" stroke=\"black\" stroke-dasharray=\"3 3\"/>",
+                    f.x(start - 0.5), f.x(start - 0.5));
     }
-    s += "<text x=\"-30\" y=\"50\" transform=\"rotate(-90 -30 50)\" text-anchor=\"middle\">pLDDT</text>";
-    s += strfmt("<text x=\"%lld\" y=\"115\" text-anchor=\"middle\">residue</text>", (long long)n / 2);
-    for (size_t m = in.predictions.size(); m-- > 0;) {
+    for (size_t m = in.predictions.size(); m-- > 0;) {  // the best prediction drawn last, on top
         std::string pts;
         for (int64_t i = 0; i < n; ++i)
-            pts += strfmt("%s%lld,%.2f", i ? " " : "", (long long)i, 100.0 - in.predictions[m].plddt[i]);
+            pts += strfmt("%s%.1f,%.1f", i ? " " : "", f.x(i), f.y(in.predictions[m].plddt[i]));
         s += "<polyline class=\"plddt-line\" data-model=\"" + escape(in.predictions[m].name) +
-             "\" fill=\"none\" stroke=\"" + hex(kPalette[m % 10]) + "\" stroke-width=\"" + (m == 0 ? "1" : "0.5") +
+             "\" fill=\"none\" stroke=\"" + hex(kPalette[m % 10]) + "\" stroke-width=\"" + (m == 0 ? "2" : "1") +
              "\" points=\"" + pts + "\"><title>" + escape(in.predictions[m].name) + "</title></polyline>";
     }
     return s + "</svg>";
 }
 
+// Sequences with a residue at each position (ColabFold's black coverage line).
 std::string coverage_svg(const std::vector<int64_t>& per_position, size_t rows) {
-    const int64_t n = static_cast<int64_t>(per_position.size());
-    const double top = std::max<double>(1.0, static_cast<double>(rows));
+    const Frame f{static_cast<int64_t>(per_position.size()), std::max<double>(1.0, static_cast<double>(rows))};
     std::string pts;
-    for (int64_t j = 0; j < n; ++j)
-        pts += strfmt("%s%lld,%.2f", j ? " " : "", (long long)j, 100.0 * (1.0 - per_position[j] / top));
-    return strfmt(
-        "<svg id=\"coverage\" viewBox=\"-40 -10 %lld 130\" width=\"100%%\" xmlns=\"http://www.w3.org/2000/svg\" "
-        "font-size=\"6\"><polyline fill=\"none\" stroke=\"black\" stroke-width=\"0.7\" points=\"%s\"/>"
-        "<text x=\"-4\" y=\"2\" text-anchor=\"end\">%zu</text><text x=\"-4\" y=\"102\" "
-        "text-anchor=\"end\">0</text><text x=\"%lld\" y=\"115\" text-anchor=\"middle\">residue (sequences "
-        "with a residue at each position)</text></svg>",
-        (long long)std::max<int64_t>(n, 2) + 60, pts.c_str(), rows, (long long)n / 2);
+    for (int64_t j = 0; j < f.n; ++j) pts += strfmt("%s%.1f,%.1f", j ? " " : "", f.x(j), f.y(per_position[j]));
+    return svg_open("coverage") + "<polyline fill=\"none\" stroke=\"black\" stroke-width=\"1.5\" points=\"" + pts +
+           "\"/>" +
+           strfmt(
+               "<text x=\"44\" y=\"14\" text-anchor=\"end\">%zu</text><text x=\"44\" y=\"214\" "
+               "text-anchor=\"end\">0</text>",
+               rows) +
+           "<text x=\"14\" y=\"110\" transform=\"rotate(-90 14 110)\" text-anchor=\"middle\">sequences</text>" +
+           x_axis(f, "residue") + "</svg>";
 }
 
 }  // namespace
@@ -218,7 +253,7 @@ void write_report(const std::string& dir, const ReportInput& in) {
                     "\n<h2>MSA coverage</h2>\n<p>%zu sequences; rows sorted by identity to the query, coloured from "
                     "red (identical) to blue (0 %%), gaps white.</p>\n",
                     in.msa.size()) +
-                img_tag(cov, "MSA coverage", "width:100%;height:240px;border:1px solid #999") +
+                img_tag(cov, "MSA coverage", "margin-left:5.56%;width:92.2%;height:240px;border:1px solid #999") +
                 coverage_svg(per_position, in.msa.size());
     }
     html += "\n<p><small>axfold</small></p></body></html>\n";
