@@ -171,3 +171,35 @@ TEST(DapPredict, MultimerOnTwoRanks) {
         EXPECT_EQ(res.bad, 0) << k;
     }
 }
+
+// A batch job (--input) under the launcher: every target runs over both ranks, rank 0 writes each target's files,
+// and the structures equal a one-rank job's.
+TEST(DapPredict, BatchOnTwoRanks) {
+    const test::TempDir root;
+    std::ofstream(root / "targets.fasta") << ">a\nMKVLAAGIVALLLAAGCS\n>b\nMSTNPKPQRKTKRNTNRR\n>c\nMKKLLPTAAAGLLLLAAQ\n";
+    auto args = [&](const fs::path& out) {
+        return " predict --input " + (root / "targets.fasta").string() + " --params " + kSmall +
+               "/params.npz --model-name model_3_ptm --structure-module-layers 2 --num-recycle 0 --max-msa-clusters 8 "
+               "--max-extra-msa 8 --threads 1 --quiet --out-dir " +
+               out.string() + " > " + (root / (out.filename().string() + ".log")).string() + " 2>&1";
+    };
+    ASSERT_EQ(run(std::string(AXFOLD_EXE) + args(root / "np1")), 0);
+    ASSERT_EQ(run(std::string(AXFOLD_MPIEXEC) + " -n 2 --oversubscribe --allow-run-as-root " + AXFOLD_EXE +
+                  args(root / "np2")),
+              0)
+        << test::read_text((root / "np2.log").string());
+    for (const char* t : {"a", "b", "c"}) {
+        ASSERT_TRUE(fs::exists(root / "np2" / t / "done")) << t;
+        auto ca = [](const fs::path& pdb) {
+            std::vector<double> xyz;
+            std::istringstream lines(test::read_text(pdb.string()));
+            for (std::string l; std::getline(lines, l);)
+                if (l.rfind("ATOM", 0) == 0 && l.substr(12, 4) == " CA ")
+                    for (int k = 0; k < 3; ++k) xyz.push_back(std::stod(l.substr(30 + 8 * k, 8)));
+            return xyz;
+        };
+        const auto one = ca(root / "np1" / t / "ranked_0.pdb"), two = ca(root / "np2" / t / "ranked_0.pdb");
+        ASSERT_EQ(one.size(), two.size());
+        EXPECT_EQ(test::compare(two, one, 2e-3, 0, t, 3).bad, 0) << t;  // PDB coordinates have 3 decimals
+    }
+}

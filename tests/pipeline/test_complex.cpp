@@ -37,3 +37,18 @@ TEST(Complex, chains_give_the_merged_residue_features) {
         [] { pipeline::complex_chains(io::parse_fasta(">a\nMK::MK\n", "bad.fasta", true), "bad.fasta"); },
         {"bad.fasta:1", "empty chain"});
 }
+
+// AlphaFold-Multimer names chains with 62 ids (A-Z, a-z, 0-9): a 63rd chain is an error, not a silent clash.
+TEST(Complex, more_chains_than_chain_ids_is_an_error) {
+    std::string fasta;
+    for (int i = 0; i < 63; ++i)
+        fasta += ">c" + std::to_string(i) + "\nMK" + std::string(1, "ACDEFGHIKL"[i % 10]) + "\n";
+    const auto chains62 = pipeline::complex_chains(
+        io::parse_fasta(fasta.substr(0, fasta.rfind(">c62")), "many.fasta", true), "many.fasta");
+    EXPECT_EQ(chains62.size(), 62u);
+    for (const pipeline::ComplexChain& c : chains62)  // ids by input order, whatever the merged order
+        EXPECT_EQ(c.chain_id,
+                  std::string(1, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"[c.input_index]));
+    test::expect_error([&] { pipeline::complex_chains(io::parse_fasta(fasta, "many.fasta", true), "many.fasta"); },
+                       {"many.fasta", "63 chains", "62 chain IDs"});
+}
