@@ -106,6 +106,41 @@ axf_status axf_features_from_fasta(const char* fasta_path, const char* const* ms
     });
 }
 
+axf_status axf_features_from_text(const char* fasta_text, const char* const* msa_texts, size_t num_msas,
+                                  const char* model_name, uint64_t seed, int num_recycle, axf_features** features) {
+    if (missing(features, "axf_features_from_text", "features") ||
+        missing(fasta_text, "axf_features_from_text", "fasta_text") ||
+        missing(model_name, "axf_features_from_text", "model_name") ||
+        (num_msas > 0 && missing(msa_texts, "axf_features_from_text", "msa_texts")))
+        return AXF_INVALID_ARGUMENT;
+    for (size_t i = 0; i < num_msas; ++i)
+        if (missing(msa_texts[i], "axf_features_from_text", "an entry of msa_texts")) return AXF_INVALID_ARGUMENT;
+    *features = nullptr;
+    return guarded([&] {
+        const std::vector<std::string> msas(msa_texts, msa_texts + num_msas);
+        *features = new axf_features{axf::Features::from_text(fasta_text, msas, model_name, seed, num_recycle)};
+    });
+}
+
+axf_status axf_features_from_arrays(const axf_array* arrays, size_t num_arrays, const char* model_name, uint64_t seed,
+                                    int num_recycle, axf_features** features) {
+    if (missing(features, "axf_features_from_arrays", "features") ||
+        missing(model_name, "axf_features_from_arrays", "model_name") ||
+        (num_arrays > 0 && missing(arrays, "axf_features_from_arrays", "arrays")))
+        return AXF_INVALID_ARGUMENT;
+    std::vector<axf::Features::Array> list;
+    for (size_t i = 0; i < num_arrays; ++i) {
+        const axf_array& a = arrays[i];
+        if (missing(a.name, "axf_features_from_arrays", "an array's name") ||
+            (a.ndim > 0 && missing(a.shape, "axf_features_from_arrays", "an array's shape")) || a.ndim < 0)
+            return AXF_INVALID_ARGUMENT;
+        list.push_back({a.name, static_cast<int>(a.dtype), std::vector<int64_t>(a.shape, a.shape + a.ndim), a.data});
+    }
+    *features = nullptr;
+    return guarded(
+        [&] { *features = new axf_features{axf::Features::from_arrays(list, model_name, seed, num_recycle)}; });
+}
+
 int64_t axf_features_num_residues(const axf_features* features) {
     return features ? features->features.num_residues() : -1;
 }

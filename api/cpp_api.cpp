@@ -1,8 +1,12 @@
 // The C++ API (include/axfold/axfold.hpp): the library's Model, features and Prediction behind opaque handles,
 // every call's exceptions turned into axf::Error with the same message.
+#include <stdlib.h>
+
+#include <algorithm>
 #include <cstring>
 #include <exception>
 #include <filesystem>
+#include <fstream>
 
 #include "axfold/axfold.hpp"
 #include "io/features.h"
@@ -10,6 +14,7 @@
 #include "io/structure_writer.h"
 #include "model/model.h"
 #include "model/run.h"
+#include "pipeline/msa_pairing.h"
 #include "pipeline/multimer_transforms.h"
 #include "pipeline/raw_features.h"
 #include "pipeline/transforms.h"
@@ -117,6 +122,86 @@ Features Features::from_fasta(const std::string& fasta_path, const std::vector<s
         for (const std::string& m : msa_paths) msas.push_back(axfold::io::read_msa(m));
         const pl::RawFeatures raw = pl::make_raw_features(recs[0].sequence, recs[0].description, msas);
         return Features(std::make_unique<Impl>(Impl{transform(raw, model_name, seed, num_recycle), fasta_path}));
+    });
+}
+
+namespace {
+
+// Processed features as they are; raw ones (a monomer's, or a complex's merged ones) through the transforms.
+axfold::FeatureDict from_feature_arrays(std::map<std::string, axfold::Tensor> arrays,
+                                        std::map<std::string, std::vector<std::string>> strings,
+                                        const std::string& model_name, uint64_t seed, int num_recycle) {
+    namespace pl = axfold::pipeline;
+    if (arrays.count("msa_feat")) return arrays;
+    if (arrays.count("asym_id") && arrays.count("cluster_bias_mask"))
+        return pl::process_multimer_features(arrays, config(model_name, seed, num_recycle));
+    pl::RawFeatures raw{std::move(arrays), std::move(strings), "features"};
+    return transform(raw, model_name, seed, num_recycle);
+}
+
+}  // namespace
+
+Features Features::from_text(const std::string& fasta_text, const std::vector<std::string>& msa_texts,
+                             const std::string& model_name, uint64_t seed, int num_recycle) {
+    return guarded([&] {
+        namespace pl = axfold::pipeline;
+        const std::vector<axfold::io::FastaRecord> recs = axfold::io::parse_fasta(fasta_text, "fasta_text", true);
+        const bool multimer = axfold::ModelPreset::from_name(model_name).multimer;
+        if (multimer) {  // through files: the complex pipeline reads paths
+            std::string templ = (std::filesystem::temp_directory_path() / "axfold_text_XXXXXX").string();
+            AXF_CHECK(::mkdtemp(templ.data()) != nullptr, "cannot create a temporary directory %s", templ.c_str());
+            const std::filesystem::path dir = templ;
+            struct Cleanup {
+                std::filesystem::path p;
+                ~Cleanup() {
+                    std::error_code ec;
+                    std::filesystem::remove_all(p, ec);
+                }
+            } cleanup{dir};
+            std::ofstream((dir / "query.fasta").string()) << fasta_text;
+            std::vector<std::string> msas;
+            for (size_t i = 0; i < msa_texts.size(); ++i) {
+                msas.push_back((dir / ("msa_" + std::to_string(i) + ".a3m")).string());
+                std::ofstream(msas.back()) << msa_texts[i];
+            }
+            const pl::ComplexFeatures c = pl::complex_features((dir / "query.fasta").string(), msas, "");
+            return Features(std::make_unique<Impl>(
+                Impl{pl::process_multimer_features(c.merged, config(model_name, seed, num_recycle)), "fasta_text"}));
+        }
+        AXF_CHECK(recs.size() == 1 && recs[0].sequence.find(':') == std::string::npos,
+                  "fasta_text: %zu records; %s is a monomer model (one sequence)", recs.size(), model_name.c_str());
+        std::vector<axfold::io::Msa> msas;
+        for (size_t i = 0; i < msa_texts.size(); ++i) {
+            const std::string name = "msa_texts[" + std::to_string(i) + "]";
+            msas.push_back(msa_texts[i].rfind("# STOCKHOLM", 0) == 0 ? axfold::io::parse_stockholm(msa_texts[i], name)
+                                                                     : axfold::io::parse_a3m(msa_texts[i], name));
+        }
+        const pl::RawFeatures raw = pl::make_raw_features(recs[0].sequence, recs[0].description, msas);
+        return Features(std::make_unique<Impl>(Impl{transform(raw, model_name, seed, num_recycle), "fasta_text"}));
+    });
+}
+
+Features Features::from_arrays(const std::vector<Array>& arrays, const std::string& model_name, uint64_t seed,
+                               int num_recycle) {
+    return guarded([&] {
+        std::map<std::string, axfold::Tensor> tensors;
+        for (const Array& a : arrays) {
+            AXF_CHECK(a.dtype >= 0 && a.dtype <= 2,
+                      "array '%s': dtype %d, expected 0 (float32), 1 (int32) or 2 (int64)", a.name.c_str(), a.dtype);
+            AXF_CHECK(a.data != nullptr || std::find(a.shape.begin(), a.shape.end(), 0) != a.shape.end(),
+                      "array '%s': no data", a.name.c_str());
+            for (int64_t n : a.shape) AXF_CHECK(n >= 0, "array '%s': negative size", a.name.c_str());
+            const axfold::DType dt = a.dtype == 0   ? axfold::DType::F32
+                                     : a.dtype == 1 ? axfold::DType::I32
+                                                    : axfold::DType::I64;
+            AXF_CHECK(!tensors.count(a.name), "array '%s' given twice", a.name.c_str());
+            tensors[a.name] =
+                axfold::Tensor::borrow(const_cast<void*>(a.data), axfold::Shape(a.shape.begin(), a.shape.end()), dt,
+                                       axfold::Device::CPU)
+                    .clone();
+        }
+        return Features(std::make_unique<Impl>(
+            Impl{from_feature_arrays(std::move(tensors), {}, model_name, seed, num_recycle), "arrays"}));
     });
 }
 

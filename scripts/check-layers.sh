@@ -5,7 +5,7 @@
 # leaves no cycle between folders. Run from anywhere; prints every offending #include and exits 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-layers=(kernels parallel evoformer structure io model pipeline training api apps)
+layers=(kernels parallel evoformer structure io model pipeline training api python apps)
 declare -A rank
 for i in "${!layers[@]}"; do rank[${layers[$i]}]=$i; done
 rank[axfold]=${rank[api]}  # #include "axfold/axfold.h": the API's public headers
@@ -24,9 +24,9 @@ bad=0
 while IFS= read -r file; do
     top=${file%%/*}
     if [ "$top" = include ]; then
-        if grep -nE '^\s*#\s*include\s+[<"](kernels|parallel|evoformer|structure|io|model|pipeline|training|api|apps)/' "$file" >/dev/null; then
+        if grep -nE '^\s*#\s*include\s+[<"](kernels|parallel|evoformer|structure|io|model|pipeline|training|api|python|apps)/' "$file" >/dev/null; then
             echo "$file: a public header includes a project header:"
-            grep -nE '^\s*#\s*include\s+[<"](kernels|parallel|evoformer|structure|io|model|pipeline|training|api|apps)/' "$file"
+            grep -nE '^\s*#\s*include\s+[<"](kernels|parallel|evoformer|structure|io|model|pipeline|training|api|python|apps)/' "$file"
             bad=1
         fi
         continue

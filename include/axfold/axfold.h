@@ -39,12 +39,14 @@ extern "C" {
 #define AXF_API
 #endif
 
-#define AXF_API_VERSION 2 /* 2: ipTM, the ranking confidence; options for activations, offload, early stop */
+#define AXF_API_VERSION                                                                 \
+    3 /* 2: ipTM, the ranking confidence; options for activations, offload, early stop; \
+         3: features from text and from arrays */
 
 typedef enum axf_status {
     AXF_OK = 0,
-    AXF_ERROR = 1,            /* bad input, a file that cannot be read or written, a model that does not fit */
-    AXF_INVALID_ARGUMENT = 2  /* a NULL handle or pointer, a buffer the call cannot use */
+    AXF_ERROR = 1,           /* bad input, a file that cannot be read or written, a model that does not fit */
+    AXF_INVALID_ARGUMENT = 2 /* a NULL handle or pointer, a buffer the call cannot use */
 } axf_status;
 
 typedef struct axf_model axf_model;
@@ -74,18 +76,36 @@ AXF_API axf_status axf_features_load(const char* path, const char* model_name, u
 AXF_API axf_status axf_features_from_fasta(const char* fasta_path, const char* const* msa_paths, size_t num_msas,
                                            const char* model_name, uint64_t seed, int num_recycle,
                                            axf_features** features);
+/* The same from text: fasta_text a FASTA record (a multimer model: a complex's records, or A:B), msa_texts A3M or
+ * Stockholm text (a multimer model: one ColabFold complex A3M, or none). */
+AXF_API axf_status axf_features_from_text(const char* fasta_text, const char* const* msa_texts, size_t num_msas,
+                                          const char* model_name, uint64_t seed, int num_recycle,
+                                          axf_features** features);
+/* One array of AlphaFold's feature dict in the caller's memory (C order; copied by the call). */
+typedef enum axf_dtype { AXF_FLOAT32 = 0, AXF_INT32 = 1, AXF_INT64 = 2 } axf_dtype;
+typedef struct axf_array {
+    const char* name; /* the feature's name: "aatype", "msa", "msa_feat", ... */
+    axf_dtype dtype;
+    int ndim;
+    const int64_t* shape; /* ndim sizes */
+    const void* data;
+} axf_array;
+/* Features from arrays: processed ones (with msa_feat) as they are, raw ones (AlphaFold's features.pkl keys, or a
+ * complex's merged features) through model_name's transforms with `seed`, as axf_features_load. */
+AXF_API axf_status axf_features_from_arrays(const axf_array* arrays, size_t num_arrays, const char* model_name,
+                                            uint64_t seed, int num_recycle, axf_features** features);
 AXF_API int64_t axf_features_num_residues(const axf_features* features); /* -1 for NULL or no aatype */
 AXF_API void axf_features_free(axf_features* features);
 
 typedef struct axf_predict_options {
-    size_t struct_size;      /* sizeof(axf_predict_options) as the caller knows it */
-    const char* device;      /* "cpu" (default) or "cuda" */
-    const char* precision;   /* GEMMs: "fp32" (default), "tf32" or "bf16" (bf16 also stores activations in bf16) */
-    int num_recycle;         /* -1 (default): every iteration the features hold */
-    int threads;             /* CPU threads (process-wide; 0, the default: as the process is set, all cores
-                                unless an earlier call or the host application set fewer) */
-    int64_t chunk_size;      /* rows per chunk; -1 (default): the planner's choice, 0: unchunked */
-    const char* max_memory;  /* budget the planner fits, e.g. "24G" (the GPU's with "cuda"); NULL: none */
+    size_t struct_size;     /* sizeof(axf_predict_options) as the caller knows it */
+    const char* device;     /* "cpu" (default) or "cuda" */
+    const char* precision;  /* GEMMs: "fp32" (default), "tf32" or "bf16" (bf16 also stores activations in bf16) */
+    int num_recycle;        /* -1 (default): every iteration the features hold */
+    int threads;            /* CPU threads (process-wide; 0, the default: as the process is set, all cores
+                               unless an earlier call or the host application set fewer) */
+    int64_t chunk_size;     /* rows per chunk; -1 (default): the planner's choice, 0: unchunked */
+    const char* max_memory; /* budget the planner fits, e.g. "24G" (the GPU's with "cuda"); NULL: none */
     /* API version 2: */
     const char* activations; /* the trunk's activation storage, "fp32" or "bf16"; NULL: bf16 with bf16 GEMMs */
     const char* offload;     /* with "cuda", park the MSA in host memory: "auto" (default), "on" or "off" */
@@ -107,8 +127,8 @@ static inline void axf_predict_options_init(axf_predict_options* options) {
 }
 
 /* Runs the model on the features (options NULL: the defaults). */
-AXF_API axf_status axf_predict(const axf_model* model, const axf_features* features,
-                               const axf_predict_options* options, axf_prediction** prediction);
+AXF_API axf_status axf_predict(const axf_model* model, const axf_features* features, const axf_predict_options* options,
+                               axf_prediction** prediction);
 
 AXF_API int64_t axf_prediction_num_residues(const axf_prediction* prediction); /* -1 for NULL */
 /* Per-residue pLDDT [N] (0..100) and its mean. */

@@ -65,6 +65,21 @@ public:
     // (load) are a complex's merged features.
     static Features from_fasta(const std::string& fasta_path, const std::vector<std::string>& msa_paths,
                                const std::string& model_name, uint64_t seed = 0, int num_recycle = -1);
+    // The same from text: a FASTA record (or a complex's records for a multimer model) and alignments as A3M or
+    // Stockholm text (for a multimer model: one ColabFold complex A3M, or none).
+    static Features from_text(const std::string& fasta_text, const std::vector<std::string>& msa_texts,
+                              const std::string& model_name, uint64_t seed = 0, int num_recycle = -1);
+    // One feature array of AF2's FeatureDict, read (copied) from the caller's memory: C order, float32, int32 or
+    // int64 (dtype 0, 1, 2 as axf_dtype).
+    struct Array {
+        std::string name;
+        int dtype = 0;
+        std::vector<int64_t> shape;
+        const void* data = nullptr;
+    };
+    // Features from arrays: processed (with msa_feat) as they are, raw ones through model_name's transforms as load.
+    static Features from_arrays(const std::vector<Array>& arrays, const std::string& model_name, uint64_t seed = 0,
+                                int num_recycle = -1);
     int64_t num_residues() const;
 
     Features(Features&&) noexcept;

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "io/features.h"
+#include "io/hdf5_file.h"
 #include "model/model.h"
 #include "pipeline/raw_features.h"
 #include "pipeline/transforms.h"
@@ -85,6 +86,65 @@ TEST(CApi, RawFeaturesAndFastaGoThroughTheTransforms) {
     EXPECT_EQ(axf_features_from_fasta(fasta.c_str(), msas, 1, "model_3_ptm", 0, 0, &f), AXF_ERROR);
     EXPECT_NE(std::string(axf_last_error()).find("/nonexistent/hits.a3m"), std::string::npos) << axf_last_error();
     EXPECT_EQ(f, nullptr);
+}
+
+// Callers without files: features from arrays in memory (here the golden processed features) and from FASTA / A3M
+// text predict exactly what the same features from files do.
+TEST(CApi, FeaturesFromArraysAndTextEqualFeaturesFromFiles) {
+    const std::string path = kSmall + "/features.h5";
+    axf_model* m = nullptr;
+    ASSERT_EQ(axf_model_load((kSmall + "/params.npz").c_str(), "model_3_ptm", &m), AXF_OK) << axf_last_error();
+    auto plddt_of = [&](axf_features* f) {
+        axf_prediction* p = nullptr;
+        EXPECT_EQ(axf_predict(m, f, nullptr, &p), AXF_OK) << axf_last_error();
+        std::vector<float> v(static_cast<size_t>(axf_prediction_num_residues(p)));
+        axf_prediction_plddt(p, v.data());
+        axf_prediction_free(p);
+        axf_features_free(f);
+        return v;
+    };
+    axf_features* f = nullptr;
+    ASSERT_EQ(axf_features_load(path.c_str(), "model_3_ptm", 0, -1, &f), AXF_OK);
+    const std::vector<float> from_file = plddt_of(f);
+
+    const io::Hdf5File h5(path);
+    std::vector<Tensor> keep;
+    std::vector<std::string> names;
+    std::vector<std::vector<int64_t>> shapes;
+    for (const std::string& k : h5.list("/", false)) {
+        Tensor t = h5.read(k);
+        if (t.dtype() != DType::F32 && t.dtype() != DType::I64 && t.dtype() != DType::I32) t = host_cast(t, DType::F32);
+        keep.push_back(t.contiguous());
+        names.push_back(k);
+        shapes.emplace_back(t.shape().begin(), t.shape().end());
+    }
+    std::vector<axf_array> arrays;
+    for (size_t i = 0; i < keep.size(); ++i)
+        arrays.push_back({names[i].c_str(),
+                          keep[i].dtype() == DType::F32   ? AXF_FLOAT32
+                          : keep[i].dtype() == DType::I32 ? AXF_INT32
+                                                          : AXF_INT64,
+                          static_cast<int>(shapes[i].size()), shapes[i].data(), keep[i].raw()});
+    ASSERT_EQ(axf_features_from_arrays(arrays.data(), arrays.size(), "model_3_ptm", 0, -1, &f), AXF_OK)
+        << axf_last_error();
+    EXPECT_EQ(plddt_of(f), from_file);
+    arrays[0].dtype = static_cast<axf_dtype>(7);
+    EXPECT_EQ(axf_features_from_arrays(arrays.data(), arrays.size(), "model_3_ptm", 0, -1, &f), AXF_ERROR);
+    EXPECT_NE(std::string(axf_last_error()).find("dtype 7"), std::string::npos) << axf_last_error();
+
+    // FASTA and A3M as text, as files: the same prediction.
+    test::TempDir dir;
+    const std::string fasta = ">q\nMKVLAAGIVALLLAAG\n", a3m = ">q\nMKVLAAGIVALLLAAG\n>h\nMKVLAaAGIV-LLLAAG\n";
+    std::ofstream((dir / "q.fasta").string()) << fasta;
+    std::ofstream((dir / "q.a3m").string()) << a3m;
+    const std::string a3m_path = (dir / "q.a3m").string();
+    const char* files[] = {a3m_path.c_str()};
+    const char* texts[] = {a3m.c_str()};
+    ASSERT_EQ(axf_features_from_fasta((dir / "q.fasta").c_str(), files, 1, "model_3_ptm", 2, 0, &f), AXF_OK);
+    const std::vector<float> via_files = plddt_of(f);
+    ASSERT_EQ(axf_features_from_text(fasta.c_str(), texts, 1, "model_3_ptm", 2, 0, &f), AXF_OK) << axf_last_error();
+    EXPECT_EQ(plddt_of(f), via_files);
+    axf_model_free(m);
 }
 
 // Bad input is a status and a message naming what is wrong; nothing throws through the C boundary.
