@@ -144,8 +144,12 @@ py::dict features_dict(const std::map<std::string, Tensor>& arrays,
 
 // ---- features -----------------------------------------------------------------------------------------------
 
-pipeline::TransformConfig transform_config(const std::string& model_name, uint64_t seed, py::object num_recycle) {
+pipeline::TransformConfig transform_config(const std::string& model_name, uint64_t seed, py::object num_recycle,
+                                           py::object max_msa_clusters = py::none(),
+                                           py::object max_extra_msa = py::none()) {
     pipeline::TransformConfig c = pipeline::TransformConfig::for_model(model_name);
+    if (!max_msa_clusters.is_none()) c.max_msa_clusters = max_msa_clusters.cast<int64_t>();
+    if (!max_extra_msa.is_none()) c.max_extra_msa = max_extra_msa.cast<int64_t>();
     const int nr =
         num_recycle.is_none() ? (ModelPreset::from_name(model_name).multimer ? 20 : 3) : num_recycle.cast<int>();
     AXF_CHECK(nr >= 0, "num_recycle %d: expected >= 0", nr);
@@ -251,7 +255,7 @@ py::dict result_dict(const Prediction& p, bool all_outputs) {
 py::dict predict(PyModel& m, const py::dict& features, const std::string& device, const std::string& precision,
                  const std::string& activations, py::object max_memory, py::object chunk_size, py::object num_recycle,
                  uint64_t seed, py::object recycle_early_stop_tolerance, int threads, const std::string& offload,
-                 bool all_outputs) {
+                 bool all_outputs, py::object max_msa_clusters, py::object max_extra_msa) {
     std::unique_lock<std::mutex> lock(*m.busy, std::try_to_lock);
     if (!lock.owns_lock())  // RuntimeError
         throw std::runtime_error("this Model is already predicting in another thread; use one Model per thread");
@@ -268,7 +272,7 @@ py::dict predict(PyModel& m, const py::dict& features, const std::string& device
         recycle_early_stop_tolerance.is_none() ? -1 : recycle_early_stop_tolerance.cast<double>();
     const int nr = num_recycle.is_none() ? -1 : num_recycle.cast<int>();
     // Raw features get num_recycle + 1 sampled iterations (AF2's default recycles when None).
-    const pipeline::TransformConfig tc = transform_config(m.name, seed, num_recycle);
+    const pipeline::TransformConfig tc = transform_config(m.name, seed, num_recycle, max_msa_clusters, max_extra_msa);
     Prediction p;
     {
         py::gil_scoped_release release;
@@ -360,9 +364,11 @@ PYBIND11_MODULE(axfold, m) {
              py::arg("precision") = "fp32", py::arg("activations") = "", py::arg("max_memory") = py::none(),
              py::arg("chunk_size") = py::none(), py::arg("num_recycle") = py::none(), py::arg("seed") = 0,
              py::arg("recycle_early_stop_tolerance") = py::none(), py::arg("threads") = 0, py::arg("offload") = "auto",
-             py::arg("all_outputs") = false,
-             "Predicts from AF2 features (raw: transformed with `seed`; processed: as they are). Returns AF2's "
-             "result names as numpy arrays; all_outputs adds the representations and logits.");
+             py::arg("all_outputs") = false, py::arg("max_msa_clusters") = py::none(),
+             py::arg("max_extra_msa") = py::none(),
+             "Predicts from AF2 features (raw: transformed with `seed`, max_msa_clusters and max_extra_msa (the "
+             "preset's by default); processed: as they are). Returns AF2's result names as numpy arrays; all_outputs "
+             "adds the representations and logits (`axfold predict --save-outputs`).");
 
     m.def("make_features", &make_features, py::arg("sequence_or_fasta"), py::arg("msas") = std::vector<std::string>(),
           py::arg("description") = "",

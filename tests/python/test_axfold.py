@@ -117,6 +117,8 @@ class Errors(unittest.TestCase):
     def test_a_second_concurrent_predict_on_one_model_is_refused(self):
         model = small_model()
         raw = axfold.make_features("MKVLAAGIVALLLAAGCSSEQMKVLAAGIVAL")
+        quick = model.predict(raw, num_recycle=0, max_msa_clusters=4, max_extra_msa=4, seed=1)
+        self.assertEqual(quick["num_recycles"], 0)
         errors, started = [], threading.Event()
 
         def first():
