@@ -269,6 +269,7 @@ int predict_batch(const PredictOptions& o) {
               "target");
     const auto t_job = Clock::now();
     PredictJob job(o);
+    job.keep_all_models = true;
     Comm& comm = *job.comm;
     const bool root = comm.rank() == 0;
     const std::vector<BatchTarget> all = read_targets(o.input);

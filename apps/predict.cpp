@@ -177,10 +177,11 @@ PredictJob::PredictJob(const PredictOptions& o) {
 const Model& PredictJob::model(size_t i, int structure_module_layers, TargetLog& log) {
     auto it = loaded.find(i);
     if (it != loaded.end()) return it->second;
+    if (!keep_all_models) loaded.clear();  // the previous model's parameters go before the next one's come
     const auto t0 = Clock::now();
     Model m = Model::load(param_paths[i], models[i], structure_module_layers);
-    log.line("loaded the parameters of %s from %s in %.2f s (once for the job)", models[i].c_str(),
-             param_paths[i].c_str(), since(t0));
+    log.line("loaded the parameters of %s from %s in %.2f s%s", models[i].c_str(), param_paths[i].c_str(), since(t0),
+             keep_all_models ? " (once for the job)" : "");
     return loaded.emplace(i, std::move(m)).first->second;
 }
 

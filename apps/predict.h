@@ -30,7 +30,10 @@ struct PredictJob {
     RunTarget target;
     Comm* comm = nullptr;
     std::unique_ptr<Comm> nccl;
-    std::map<size_t, Model> loaded;  // each model's parameters, loaded on first use and kept for the job
+    // Each model's parameters, loaded on first use. A batch job keeps them all (one read per model for the job); one
+    // target keeps only the model it runs, so its peak memory holds one model's parameters.
+    std::map<size_t, Model> loaded;
+    bool keep_all_models = false;
 
     explicit PredictJob(const PredictOptions& o);  // checks the models, parameter files and run settings
     const Model& model(size_t i, int structure_module_layers, TargetLog& log);
