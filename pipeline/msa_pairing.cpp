@@ -445,7 +445,8 @@ ComplexFeatures complex_features(const std::string& fasta, const std::vector<std
               "'#len1,len2<TAB>copies1,copies2') or AlphaFold's alignment directory (--msa-dir DIR, with "
               "DIR/<chain_id>/uniref90_hits.sto, bfd_uniref_hits.a3m, mgnify_hits.sto, uniprot_hits.sto); got %zu "
               "alignment file(s)%s",
-              fasta.c_str(), msa_paths.size(), colabfold ? " and an alignment directory" : " without ColabFold's header");
+              fasta.c_str(), msa_paths.size(),
+              colabfold ? " and an alignment directory" : " without ColabFold's header");
     ComplexFeatures c;
     c.chains = complex_chains(io::read_fasta(fasta, true), fasta);
     if (colabfold) {

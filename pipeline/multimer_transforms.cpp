@@ -11,18 +11,6 @@ namespace axfold::pipeline {
 
 namespace {
 
-constexpr int kMaskToken = 22;
-constexpr int kMsaFeat = 49;
-
-std::vector<float> f32_values(const Tensor& t) {
-    const Tensor c = host_cast(t, DType::F32);
-    return std::vector<float>(c.f32(), c.f32() + c.numel());
-}
-
-float deletion_value(double d) {
-    return static_cast<float>(std::atan(d / 3.0) * (2.0 / std::numbers::pi));
-}
-
 // The merged MSA, once.
 struct MergedMsa {
     int64_t M = 0, N = 0;

@@ -1,13 +1,30 @@
 // Pieces both feature transforms share (pipeline/transforms.cpp for monomers, pipeline/multimer_transforms.cpp
-// for AlphaFold-Multimer): the random stream and the stacking of per-iteration tensors. Internal to pipeline/.
+// for AlphaFold-Multimer): MSA constants, the deletion value, the random stream and the stacking of per-iteration
+// tensors. Internal to pipeline/.
 #pragma once
 
 #include <algorithm>
+#include <cmath>
+#include <numbers>
 #include <vector>
 
 #include "kernels/tensor.h"
 
 namespace axfold::pipeline {
+
+constexpr int kMaskToken = 22;  // MSA classes: 20 amino acids, X 20, gap 21, mask 22
+constexpr int kMsaFeat = 49;    // msa_feat channels
+
+// A tensor's values as float32, on the host.
+inline std::vector<float> f32_values(const Tensor& t) {
+    const Tensor c = host_cast(t, DType::F32);
+    return std::vector<float>(c.f32(), c.f32() + c.numel());
+}
+
+// AF2's deletion value atan(d / 3) * 2 / pi.
+inline float deletion_value(double d) {
+    return static_cast<float>(std::atan(d / 3.0) * (2.0 / std::numbers::pi));
+}
 
 // splitmix64: a small, well-mixed generator whose stream is fully defined by its seed.
 class Rng {

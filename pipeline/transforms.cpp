@@ -18,18 +18,7 @@ using namespace axfold::io;
 
 namespace {
 
-constexpr int kMaskToken = 22;  // MSA classes: 20 amino acids, X 20, gap 21, mask 22
 constexpr int kGap = 21;
-constexpr int kMsaFeat = 49;
-
-std::vector<float> as_f32_values(const Tensor& t) {
-    const Tensor c = host_cast(t, DType::F32);
-    return std::vector<float>(c.f32(), c.f32() + c.numel());
-}
-
-float deletion_value(float d) {
-    return static_cast<float>(std::atan(d / 3.0) * (2.0 / std::numbers::pi));
-}
 
 // The inputs every iteration shares.
 struct MsaInputs {
@@ -261,7 +250,7 @@ ProcessedFeatures process_features(const RawFeatures& raw, const TransformConfig
     const std::vector<int64_t> msa = host_int64(raw.at("msa"));
     in.msa.resize(msa.size());
     for (size_t i = 0; i < msa.size(); ++i) in.msa[i] = static_cast<uint8_t>(hhblits_to_af(static_cast<int>(msa[i])));
-    in.deletion = as_f32_values(raw.at(raw.has("deletion_matrix_int") ? "deletion_matrix_int" : "deletion_matrix"));
+    in.deletion = f32_values(raw.at(raw.has("deletion_matrix_int") ? "deletion_matrix_int" : "deletion_matrix"));
     in.profile.assign(static_cast<size_t>(N * 22), 0.f);
     {
         std::vector<double> counts(static_cast<size_t>(N * 22), 0.0);
