@@ -428,7 +428,11 @@ TargetOutcome predict_target(PredictJob& job, const PredictOptions& o, const Inp
     report.max_pae = results[order[0]].max_pae;
     report.chain_lengths = chain_lengths(results[order[0]].prot);
     report.msa = coverage_rows(processed_input, raw, complex.merged);
-    io::write_report(out_dir, report);
+    try {  // the predictions are written already: a report that cannot be made is a note, not the target's failure
+        io::write_report(out_dir, report);
+    } catch (const std::exception& e) {
+        log.line("report not written: %s", e.what());
+    }
     stages.push_back({"report", since(t0)});
     io::write_file_atomic(timings, io::timings_json(stages));
 

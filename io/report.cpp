@@ -73,13 +73,24 @@ Image plddt_image(const ReportInput& in, int64_t n) {
     return img;
 }
 
+// Residues per pixel for N residues: 1 up to 2000, then N / 2000 rounded up (each pixel the mean of its block).
+int64_t pae_bin(int64_t n) {
+    return n <= 2000 ? 1 : (n + 1999) / 2000;
+}
+
 Image pae_image(const ReportInput& in, int64_t n) {
-    const int s = pae_image_size(n), f = s / static_cast<int>(n);
+    const int64_t bin = pae_bin(n), m = (n + bin - 1) / bin;  // pixels (before blowing up) per side
+    const int s = pae_image_size(n), f = s / static_cast<int>(m);
     Image img(s, s);
-    for (int64_t i = 0; i < n; ++i)
-        for (int64_t j = 0; j < n; ++j)
-            img.fill_rect(static_cast<int>(j) * f, static_cast<int>(i) * f, static_cast<int>(j + 1) * f,
-                          static_cast<int>(i + 1) * f, pae_colour(in.pae[i * n + j], in.max_pae));
+    for (int64_t a = 0; a < m; ++a)
+        for (int64_t b = 0; b < m; ++b) {
+            double sum = 0;
+            int64_t count = 0;
+            for (int64_t i = a * bin; i < std::min(n, (a + 1) * bin); ++i)
+                for (int64_t j = b * bin; j < std::min(n, (b + 1) * bin); ++j, ++count) sum += in.pae[i * n + j];
+            img.fill_rect(static_cast<int>(b) * f, static_cast<int>(a) * f, static_cast<int>(b + 1) * f,
+                          static_cast<int>(a + 1) * f, pae_colour(sum / static_cast<double>(count), in.max_pae));
+        }
     return img;
 }
 
@@ -192,9 +203,9 @@ std::string coverage_svg(const std::vector<int64_t>& per_position, size_t rows) 
 }  // namespace
 
 int pae_image_size(int64_t n) {
-    AXF_CHECK(n > 0 && n <= 20000, "PAE image for %lld residues", (long long)n);
-    const int f = std::max<int>(1, static_cast<int>((400 + n - 1) / n));
-    return static_cast<int>(n) * f;
+    AXF_CHECK(n > 0, "PAE image for %lld residues", (long long)n);
+    const int64_t m = (n + pae_bin(n) - 1) / pae_bin(n);
+    return static_cast<int>(m * std::max<int64_t>(1, (400 + m - 1) / m));
 }
 
 void write_report(const std::string& dir, const ReportInput& in) {

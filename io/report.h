@@ -27,7 +27,8 @@ struct ReportInput {
     std::vector<std::vector<uint8_t>> msa;  // rows of N tokens, the query first, 21 = gap; may be empty
 };
 
-// The pixel size of pae.png for N residues: N x N blown up by an integer factor to at least 400 pixels.
+// The pixel size of pae.png for N residues: N x N (past 2,000 residues, blocks of ceil(N / 2000) averaged) blown up by
+// an integer factor to at least 400 pixels.
 int pae_image_size(int64_t n);
 
 // Writes dir/report.html, dir/plddt.png and (with a PAE) dir/pae.png, each atomically.

@@ -278,6 +278,8 @@ TEST(Batch, TheReportsPlotsAreWellFormedAndSizedByN) {
     const auto pae = png_size(test::read_text((tmp / "out" / "pae.png").string()));
     EXPECT_EQ(pae, std::make_pair(io::pae_image_size(18), io::pae_image_size(18)));
     EXPECT_EQ(io::pae_image_size(18), 18 * 23);
+    EXPECT_EQ(io::pae_image_size(2000), 2000);
+    EXPECT_EQ(io::pae_image_size(5000), 1667);  // blocks of 3 residues averaged
     const auto plddt = png_size(test::read_text((tmp / "out" / "plddt.png").string()));
     EXPECT_EQ(plddt, std::make_pair(800, 300));
     // The embedded images decode the same way.
