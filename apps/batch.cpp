@@ -299,7 +299,8 @@ int predict_batch(const PredictOptions& o) {
             shards > 1 ? strfmt(" (shard %d of %d: %zu of %zu)", shard, shards, mine.size(), all.size()).c_str() : "",
             job.models.size(), o.out_dir.c_str());
 
-    double total_cost = 0, done_cost = 0, done_seconds = 0;
+    // The ETA: seconds per unit of predicted cost over the targets run so far, times the cost still to come.
+    double total_cost = 0, done_cost = 0, run_cost = 0, run_seconds = 0;
     for (size_t t : mine) total_cost += predicted_cost(all[t].length);
     std::string summary = kSummaryHeader;
     std::vector<std::string> failed;
@@ -335,7 +336,7 @@ int predict_batch(const PredictOptions& o) {
         if (tty) {
             log.quiet_stages = log.tty = true;
             log.progress = [&](const std::string& stage, int r, double) {
-                const double rate = done_cost > 0 ? done_seconds / done_cost : 0;
+                const double rate = run_cost > 0 ? run_seconds / run_cost : 0;
                 const double left = rate > 0 ? rate * (total_cost - done_cost) -
                                                    std::chrono::duration<double>(Clock::now() - t0).count()
                                              : -1;
@@ -373,7 +374,8 @@ int predict_batch(const PredictOptions& o) {
         }
         if (tty) std::fprintf(stderr, "\r\033[K");
         done_cost += predicted_cost(t.length);
-        done_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+        run_cost += predicted_cost(t.length);
+        run_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
         if (!root) continue;
         outcome.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
         io::write_file_atomic((dir / "log.txt").string(), log.text);
