@@ -54,10 +54,11 @@ struct InputOptions {
     std::function<void(const std::string&)> note;  // where notes on the input go (a target's log); empty: stderr
 };
 
-// Raw features from --fasta/--msa (or a raw feature file); prints what it read on stderr.
+// Raw features from --fasta/--msa (or a raw feature file); notes what it read (InputOptions::note).
 pipeline::RawFeatures build_raw_features(const InputOptions& in);
 // The transform settings of model_name with the overrides of `in`; iterations = num_recycle + 1 (when
-// num_recycle < 0, AF2's 3 recycles for monomers and 20 for AlphaFold-Multimer, whose early stop ends most sooner).
+// num_recycle < 0, AF2's 3 recycles for monomers and 20 for AlphaFold-Multimer, whose early stop usually ends them
+// sooner).
 pipeline::TransformConfig transform_config(const InputOptions& in, const std::string& model_name, int num_recycle);
 // Processed model features from any input: FASTA + alignments, raw features (transformed) or processed
 // features (read as they are).
@@ -92,12 +93,13 @@ struct PredictOptions {
     // Batch mode (--input): many targets in one job, each into out_dir/<target>/ (apps/batch.cpp).
     std::string input;  // a directory of FASTA / A3M files, a multi-record FASTA, or a CSV/TSV id,sequence;
                         // in.msa_dir then holds DIR/<target>/ per target
-    std::string shard;  // "i/n" (1-based); default from SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT
+    std::string shard;  // "I/N" with 0 <= I < N; default from SLURM_ARRAY_TASK_ID (- _MIN) / SLURM_ARRAY_TASK_COUNT
     bool quiet = false;
     bool list_targets = false;  // print the shard's targets (id, length, source) in order and stop
     std::string model_preset;   // AF2's --model_preset: monomer, monomer_ptm or multimer (the five models)
-    int num_predictions_per_model =
-        -1;  // seeds per model (AF2: 5 for multimer); -1: 5 for --model-preset multimer, else 1
+    // Predictions per model, each with its own MSA sample (AF2's --num_multimer_predictions_per_model, ColabFold's
+    // --num-seeds); -1: 5 with --model-preset multimer (AF2's default), else 1.
+    int num_predictions_per_model = -1;
     std::string out_dir;
     int num_recycle = -1;  // -1: every iteration in the features
     int structure_module_layers = 8;
