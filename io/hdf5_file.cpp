@@ -71,7 +71,15 @@ private:
     hid_t id_ = H5I_INVALID_HID;
 };
 
+// Before the library's first use: no automatic error printing, and no library shutdown at exit. A file whose close
+// failed (a full disk) stays open inside libhdf5 1.10, and its shutdown then flushes it again and crashes
+// (H5F__close_cb); without the shutdown the process exits normally and the system closes the file.
 void silence_hdf5() {
+    static const bool once = [] {
+        H5dont_atexit();
+        return true;
+    }();
+    (void)once;
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
 }
 

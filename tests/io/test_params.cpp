@@ -1,6 +1,10 @@
 // Tests for io/params (ParamStore) and io/hdf5_file: npz and params.h5 agree exactly, round trips,
 // helpful errors for missing keys and wrong shapes, and rejection of bad files.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
@@ -309,6 +313,37 @@ TEST(Hdf5File, RejectsNonHdf5) {
     write_bytes(text, "plain text");
     test::expect_error([&] { io::Hdf5File f(text); }, {text, "not an HDF5 file"});
     test::expect_error([&] { io::Hdf5File f(kSmallNpz); }, {kSmallNpz, "not an HDF5 file"});
+}
+
+// A full disk while an HDF5 file is written (simulated by the file-size limit, EFBIG as ENOSPC would be): the
+// error names the file, nothing is left at the path or its temporary, and the process then exits normally. (libhdf5
+// 1.10 keeps a file whose close failed open and crashed at its shutdown; the writer turns that shutdown off.)
+TEST(Hdf5Writer, AFullDiskIsAnErrorAndNoCrashAtExit) {
+    const test::TempDir dir;
+    const std::string path = (dir / "big.h5").string();
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        signal(SIGXFSZ, SIG_IGN);
+        const struct rlimit limit = {64 * 1024, 64 * 1024};
+        setrlimit(RLIMIT_FSIZE, &limit);
+        int code = 0;
+        try {
+            io::Hdf5Writer w(path);
+            std::mt19937 rng(1);
+            w.write("x", test::randn({512, 1024}, rng));  // 2 MB that do not compress
+            w.commit();
+        } catch (const Error& e) {
+            code = std::string(e.what()).find(path) != std::string::npos ? 3 : 4;
+        }
+        std::exit(code);  // runs the exit handlers, as a command does
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status)) << "the writer's process died of signal " << WTERMSIG(status);
+    EXPECT_EQ(WEXITSTATUS(status), 3) << "expected an error naming " << path;
+    EXPECT_FALSE(fs::exists(path));
+    EXPECT_FALSE(fs::exists(path + ".tmp"));
 }
 
 }  // namespace
