@@ -2,7 +2,9 @@
 // AlphaFold users' pipelines already read.
 #include "apps/predict.h"
 
+#include <signal.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -10,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 
 #include "evoformer/memory_plan.h"
 #include "io/atomic_file.h"
@@ -462,11 +465,60 @@ TargetOutcome predict_target(PredictJob& job, const PredictOptions& o, const Inp
     return outcome;
 }
 
+namespace {
+
+// One target's run marks its output directory while it writes (.axfold-running, holding its pid). A marker left by
+// a process that no longer runs is an interrupted run: the next run replaces its files without --overwrite and
+// removes the temporaries it left (*.tmp, *.tmp.<pid>). A marker of a live process means another run writes there.
+class RunMarker {
+public:
+    RunMarker(const std::string& out_dir, bool root) : path_(std::filesystem::path(out_dir) / ".axfold-running") {
+        if (!root) return;
+        namespace fs = std::filesystem;
+        fs::create_directories(out_dir);
+        if (fs::exists(path_)) {
+            std::ifstream in(path_);
+            long pid = 0;
+            in >> pid;
+            AXF_CHECK(pid <= 0 || pid == static_cast<long>(::getpid()) || ::kill(static_cast<pid_t>(pid), 0) != 0,
+                      "%s: another axfold predict (pid %ld) is writing into this directory (%s); wait for it or "
+                      "use another --out-dir",
+                      out_dir.c_str(), pid, path_.c_str());
+            interrupted_ = true;
+            for (const auto& e : fs::directory_iterator(out_dir)) {
+                const std::string name = e.path().filename().string();
+                const size_t tmp = name.rfind(".tmp");
+                if (tmp != std::string::npos &&
+                    (tmp + 4 == name.size() ||
+                     (name[tmp + 4] == '.' && name.find_first_not_of("0123456789", tmp + 5) == std::string::npos)))
+                    fs::remove(e.path());
+            }
+        }
+        io::write_file_atomic(path_.string(), std::to_string(static_cast<long>(::getpid())) + "\n");
+        owned_ = true;
+    }
+    ~RunMarker() {
+        std::error_code ec;
+        if (owned_ && finished_) std::filesystem::remove(path_, ec);
+    }
+    bool interrupted() const { return interrupted_; }
+    void finished() { finished_ = true; }
+
+private:
+    std::filesystem::path path_;
+    bool interrupted_ = false, owned_ = false, finished_ = false;
+};
+
+}  // namespace
+
 int predict_main(const PredictOptions& o) {
     if (!o.input.empty()) return predict_batch(o);
     PredictJob job(o);
     TargetLog log;
-    predict_target(job, o, o.in, o.out_dir, o.overwrite, log);
+    RunMarker marker(o.out_dir, job.comm->rank() == 0);
+    if (marker.interrupted()) log.line("%s holds an interrupted run's files: they are replaced", o.out_dir.c_str());
+    predict_target(job, o, o.in, o.out_dir, o.overwrite || marker.interrupted(), log);
+    marker.finished();
     return 0;
 }
 

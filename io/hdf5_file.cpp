@@ -2,6 +2,7 @@
 #include "io/hdf5_file.h"
 
 #include <hdf5.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -430,7 +431,8 @@ std::string Hdf5File::read_string_attr(const std::string& obj_path, const std::s
 // ---------------------------------------------------------------------------------------------------
 // Hdf5Writer
 
-Hdf5Writer::Hdf5Writer(const std::string& path) : path_(path), tmp_path_(path + ".tmp") {
+Hdf5Writer::Hdf5Writer(const std::string& path)
+    : path_(path), tmp_path_(path + ".tmp." + std::to_string(static_cast<long>(::getpid()))) {
     silence_hdf5();
     // The 1.8 object format: compact link storage (a fifth smaller than the 1.6 default for parameter
     // files with hundreds of small groups), still readable by any libhdf5 >= 1.8.

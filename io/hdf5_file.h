@@ -1,7 +1,7 @@
 // Thin RAII wrappers over the HDF5 C API for axfold's parameter, feature and golden-data files.
 //
 // Hdf5File reads datasets into CPU Tensors and string attributes; Hdf5Writer creates a file under a
-// temporary name (path + ".tmp") and renames it into place on commit(), so an interrupted write never
+// temporary name (path + ".tmp.<pid>") and renames it into place on commit(), so an interrupted write never
 // leaves a half-written file where a good one was. HDF5's automatic error-stack printing is switched
 // off; every failure becomes an axfold::Error naming the file and the dataset or attribute, with the
 // innermost HDF5 error description appended.
@@ -62,7 +62,7 @@ private:
     int64_t file_ = -1;  // hid_t; kept out of this header so users need no HDF5 include path
 };
 
-// Creates an HDF5 file at path + ".tmp"; commit() closes it and renames it to path. Destroying an
+// Creates an HDF5 file at path + ".tmp.<pid>"; commit() closes it and renames it to path. Destroying an
 // uncommitted writer deletes the temporary file.
 class Hdf5Writer {
 public:

@@ -157,6 +157,16 @@ inline std::string read_text(const std::string& path) {
     return ss.str();
 }
 
+// Whether a temporary of `path` is left beside it (path + ".tmp", or + ".tmp.<pid>" as the atomic writers name them).
+inline bool has_temporary(const std::string& path) {
+    const std::filesystem::path p(path);
+    const std::string prefix = p.filename().string() + ".tmp";
+    if (!std::filesystem::is_directory(p.parent_path())) return false;
+    for (const auto& e : std::filesystem::directory_iterator(p.parent_path()))
+        if (e.path().filename().string().rfind(prefix, 0) == 0) return true;
+    return false;
+}
+
 // A fresh directory under std::filesystem::temp_directory_path(), named after the running test
 // ("axfold_<suite>_<test>_XXXXXX", made by mkdtemp, so parallel ctest runs and repeated tests never share one),
 // removed with everything in it when the object goes out of scope.

@@ -2,12 +2,17 @@
 // back to the prediction, existing results are protected, bad inputs fail with a clear message; and
 // init-params writes parameters that predict accepts.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "io/hdf5_file.h"
 #include "kernels/device.h"
@@ -657,4 +662,49 @@ TEST(Cli, PredictsAComplexFromItsAlignments) {
     r = run(predict + " --model-preset multimer --overwrite");
     EXPECT_NE(r.rc, 0);
     EXPECT_NE(r.out.find("chain B ('B', FASTA line 3): no alignment directory"), std::string::npos) << r.out;
+}
+
+// A run killed part-way (SIGKILL, after its first prediction's files) leaves its marker: the same command then
+// replaces its files without --overwrite and removes its temporaries; a finished directory still needs --overwrite;
+// a directory another live run writes into is refused.
+TEST(Cli, AKilledPredictIsRerunWithoutOverwrite) {
+    const test::TempDir tmp;
+    std::ofstream(tmp / "q.fasta") << ">q\nMKVLAAGIVALLLAAGCS\n";
+    const fs::path out = tmp / "out";
+    const std::string args = "predict --fasta " + (tmp / "q.fasta").string() + " --params " + kSmall +
+                             "/params.npz --model-name model_3_ptm --structure-module-layers 2 --threads 1 "
+                             "--num-recycle 1 --num-predictions-per-model 3 --out-dir " +
+                             out.string();
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", ("exec " + kBin + " " + args + " > /dev/null 2>&1").c_str(),
+              static_cast<char*>(nullptr));
+        _exit(127);
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (!fs::exists(out / "model_3_ptm_pred_0_unrelaxed.pdb") && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ASSERT_TRUE(fs::exists(out / ".axfold-running"));
+    ASSERT_FALSE(fs::exists(out / "ranking_debug.json")) << "the run finished before it was killed";
+    std::ofstream(out / "scores_model_3_ptm_pred_1.json.tmp.999999") << "left by the killed run";
+
+    RunResult r = run(args);
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find("an interrupted run's files: they are replaced"), std::string::npos) << r.out;
+    EXPECT_FALSE(fs::exists(out / ".axfold-running"));
+    for (const auto& e : fs::directory_iterator(out))
+        EXPECT_EQ(e.path().string().find(".tmp"), std::string::npos) << "temporary file left: " << e.path();
+    EXPECT_TRUE(fs::exists(out / "ranked_2.pdb"));
+
+    r = run(args);  // finished: results are kept unless --overwrite
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("already exists; pass --overwrite"), std::string::npos) << r.out;
+    std::ofstream(out / ".axfold-running") << getpid() << "\n";  // a live process writes there
+    r = run(args + " --overwrite");
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("another axfold predict (pid " + std::to_string(getpid()) + ")"), std::string::npos) << r.out;
 }

@@ -274,7 +274,7 @@ TEST(Npz, WriteReadRoundTripAllDtypes) {
     const test::TempDir dir;
     const std::string path = (dir / "round.npz").string();
     write_npz(path, in);
-    EXPECT_FALSE(fs::exists(path + ".tmp"));
+    EXPECT_FALSE(test::has_temporary(path));
     const auto out = read_npz(path);
     ASSERT_EQ(out.size(), in.size());
     for (const auto& [key, t] : in) {

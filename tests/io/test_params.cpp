@@ -127,7 +127,7 @@ TEST(ParamStore, SaveH5RoundTripMatchesGoldenLayout) {
     const test::TempDir dir;
     const std::string out = (dir / "out.h5").string();
     npz.save_h5(out);
-    EXPECT_FALSE(fs::exists(out + ".tmp"));
+    EXPECT_FALSE(test::has_temporary(out));
     EXPECT_TRUE(same_store(npz, ParamStore::load(out)));
 
     // Same dataset paths and npz_key attributes as the golden params.h5.
@@ -204,7 +204,7 @@ TEST(ParamStore, SaveH5RejectsCollidingKeys) {
     const test::TempDir dir;
     test::expect_error([&] { p.save_h5((dir / "c.h5").string()); }, {"a//b", "a/b", "c.h5"});
     EXPECT_FALSE(fs::exists((dir / "c.h5").string()));
-    EXPECT_FALSE(fs::exists((dir / "c.h5.tmp").string()));
+    EXPECT_FALSE(test::has_temporary((dir / "c.h5").string()));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -277,7 +277,7 @@ TEST(Hdf5File, WriterRoundTripsDtypesAndCompresses) {
         EXPECT_FALSE(fs::exists(path));  // only the temporary exists before commit
         w.commit();
     }
-    EXPECT_FALSE(fs::exists(path + ".tmp"));
+    EXPECT_FALSE(test::has_temporary(path));
     const io::Hdf5File f(path);
     EXPECT_TRUE(same_tensor(f.read("g/h/big"), big));
     EXPECT_TRUE(same_tensor(f.read("g/f64"), f64));
@@ -303,7 +303,7 @@ TEST(Hdf5File, UncommittedWriterLeavesNothing) {
         w.write("x", Tensor::full({3}, 1.5f));
     }
     EXPECT_FALSE(fs::exists(path));
-    EXPECT_FALSE(fs::exists(path + ".tmp"));
+    EXPECT_FALSE(test::has_temporary(path));
 }
 
 TEST(Hdf5File, RejectsNonHdf5) {
@@ -343,7 +343,7 @@ TEST(Hdf5Writer, AFullDiskIsAnErrorAndNoCrashAtExit) {
     ASSERT_TRUE(WIFEXITED(status)) << "the writer's process died of signal " << WTERMSIG(status);
     EXPECT_EQ(WEXITSTATUS(status), 3) << "expected an error naming " << path;
     EXPECT_FALSE(fs::exists(path));
-    EXPECT_FALSE(fs::exists(path + ".tmp"));
+    EXPECT_FALSE(test::has_temporary(path));
 }
 
 }  // namespace
