@@ -52,20 +52,10 @@ auto guarded(F&& fn) -> decltype(fn()) {
     }
 }
 
-// The transform settings of model_name: num_recycle + 1 iterations (< 0: AF2's 3 recycles, 20 for multimer).
-axfold::pipeline::TransformConfig config(const std::string& model_name, uint64_t seed, int num_recycle) {
-    axfold::pipeline::TransformConfig c = axfold::pipeline::TransformConfig::for_model(model_name);
-    c.num_iterations = (num_recycle >= 0                                      ? num_recycle
-                        : axfold::ModelPreset::from_name(model_name).multimer ? 20
-                                                                              : 3) +
-                       1;
-    c.seed = seed;
-    return c;
-}
-
 axfold::FeatureDict transform(const axfold::pipeline::RawFeatures& raw, const std::string& model_name, uint64_t seed,
                               int num_recycle) {
-    return axfold::pipeline::process_features(raw, config(model_name, seed, num_recycle));
+    return axfold::pipeline::process_features(
+        raw, axfold::pipeline::TransformConfig::for_model(model_name, seed, num_recycle));
 }
 
 // A host float32 tensor's values.
@@ -94,8 +84,9 @@ Features Features::load(const std::string& path, const std::string& model_name, 
         const bool processed = pl::detect_feature_file(path) == pl::FeatureFileKind::Processed;
         axfold::FeatureDict f = processed ? axfold::io::read_features_h5(path)
                                 : axfold::ModelPreset::from_name(model_name).multimer
-                                    ? pl::process_multimer_features(pl::read_merged_features_h5(path),
-                                                                    config(model_name, seed, num_recycle))
+                                    ? pl::process_multimer_features(
+                                          pl::read_merged_features_h5(path),
+                                          axfold::pipeline::TransformConfig::for_model(model_name, seed, num_recycle))
                                     : transform(pl::read_raw_features_h5(path), model_name, seed, num_recycle);
         return Features(std::make_unique<Impl>(Impl{std::move(f), path}));
     });
@@ -115,7 +106,9 @@ Features Features::from_fasta(const std::string& fasta_path, const std::vector<s
             const pl::ComplexFeatures c =
                 pl::complex_features(fasta_path, dir ? std::vector<std::string>{} : msa_paths, dir ? msa_paths[0] : "");
             return Features(std::make_unique<Impl>(
-                Impl{pl::process_multimer_features(c.merged, config(model_name, seed, num_recycle)), fasta_path}));
+                Impl{pl::process_multimer_features(
+                         c.merged, axfold::pipeline::TransformConfig::for_model(model_name, seed, num_recycle)),
+                     fasta_path}));
         }
         const std::vector<axfold::io::FastaRecord> recs = axfold::io::read_fasta(fasta_path);
         std::vector<axfold::io::Msa> msas;
@@ -134,7 +127,8 @@ axfold::FeatureDict from_feature_arrays(std::map<std::string, axfold::Tensor> ar
     namespace pl = axfold::pipeline;
     if (arrays.count("msa_feat")) return arrays;
     if (arrays.count("asym_id") && arrays.count("cluster_bias_mask"))
-        return pl::process_multimer_features(arrays, config(model_name, seed, num_recycle));
+        return pl::process_multimer_features(
+            arrays, axfold::pipeline::TransformConfig::for_model(model_name, seed, num_recycle));
     pl::RawFeatures raw{std::move(arrays), std::move(strings), "features"};
     return transform(raw, model_name, seed, num_recycle);
 }
@@ -166,7 +160,9 @@ Features Features::from_text(const std::string& fasta_text, const std::vector<st
             }
             const pl::ComplexFeatures c = pl::complex_features((dir / "query.fasta").string(), msas, "");
             return Features(std::make_unique<Impl>(
-                Impl{pl::process_multimer_features(c.merged, config(model_name, seed, num_recycle)), "fasta_text"}));
+                Impl{pl::process_multimer_features(
+                         c.merged, axfold::pipeline::TransformConfig::for_model(model_name, seed, num_recycle)),
+                     "fasta_text"}));
         }
         AXF_CHECK(recs.size() == 1 && recs[0].sequence.find(':') == std::string::npos,
                   "fasta_text: %zu records; %s is a monomer model (one sequence)", recs.size(), model_name.c_str());

@@ -56,9 +56,8 @@ struct InputOptions {
 
 // Raw features from --fasta/--msa (or a raw feature file); notes what it read (InputOptions::note).
 pipeline::RawFeatures build_raw_features(const InputOptions& in);
-// The transform settings of model_name with the overrides of `in`; iterations = num_recycle + 1 (when
-// num_recycle < 0, AF2's 3 recycles for monomers and 20 for AlphaFold-Multimer, whose early stop usually ends them
-// sooner).
+// The transform settings of model_name (TransformConfig::for_model, num_recycle < 0 its default) with the
+// overrides of `in`.
 pipeline::TransformConfig transform_config(const InputOptions& in, const std::string& model_name, int num_recycle);
 // Processed model features from any input: FASTA + alignments, raw features (transformed) or processed
 // features (read as they are).

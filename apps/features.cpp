@@ -82,11 +82,9 @@ ComplexInput build_complex_input(const InputOptions& in) {
 }
 
 pipeline::TransformConfig transform_config(const InputOptions& in, const std::string& model_name, int num_recycle) {
-    pipeline::TransformConfig c = pipeline::TransformConfig::for_model(model_name);
+    pipeline::TransformConfig c = pipeline::TransformConfig::for_model(model_name, in.seed, num_recycle);
     if (in.max_msa_clusters >= 0) c.max_msa_clusters = in.max_msa_clusters;
     if (in.max_extra_msa >= 0) c.max_extra_msa = in.max_extra_msa;
-    c.num_iterations = (num_recycle >= 0 ? num_recycle : ModelPreset::from_name(model_name).multimer ? 20 : 3) + 1;
-    c.seed = in.seed;
     c.pad_to_fixed_size = !in.no_msa_padding;
     return c;
 }

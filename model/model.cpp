@@ -361,14 +361,18 @@ io::ProteinStructure prediction_structure(const Prediction& p) {
     prot.atom_mask = p.structure_module.final_atom_mask;
     prot.chain_index = p.asym_id;  // complexes: a chain per asym_id (undefined for monomers)
     prot.entity_index = p.entity_id;
-    const Tensor plddt = p.heads.plddt.to(Device::CPU).contiguous(), mask = prot.atom_mask.to(Device::CPU).contiguous();
+    set_plddt_b_factors(prot, p.heads.plddt);
+    return prot;
+}
+
+void set_plddt_b_factors(io::ProteinStructure& prot, const Tensor& plddt_in) {
+    const Tensor plddt = host_cast(plddt_in, DType::F32), mask = host_cast(prot.atom_mask, DType::F32);
     const int64_t N = plddt.numel();
     AXF_CHECK(mask.dim() == 2 && mask.size(0) == N && mask.size(1) == 37, "prediction: atom mask %s for %lld residues",
               mask.desc().c_str(), (long long)N);
     prot.b_factors = Tensor::zeros({N, 37});
     for (int64_t i = 0; i < N; ++i)
         for (int64_t a = 0; a < 37; ++a) prot.b_factors.f32()[i * 37 + a] = plddt.f32()[i] * mask.f32()[i * 37 + a];
-    return prot;
 }
 
 double mean_plddt(const Prediction& p) {

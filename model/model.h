@@ -185,6 +185,8 @@ std::map<std::string, Tensor> prediction_output_tensors(const Prediction& p);
 // The predicted structure as the PDB and mmCIF writers take it: atom37 positions and mask, the residues, and
 // each residue's pLDDT as the B-factor of its atoms.
 io::ProteinStructure prediction_structure(const Prediction& p);
+// Sets prot.b_factors [N, 37] to each residue's pLDDT [N] on its present atoms (prot.atom_mask [N, 37]).
+void set_plddt_b_factors(io::ProteinStructure& prot, const Tensor& plddt);
 // The mean of the per-residue pLDDT (AlphaFold's ranking confidence of monomer models).
 double mean_plddt(const Prediction& p);
 

@@ -209,9 +209,11 @@ std::map<std::string, Tensor> make_atom14_masks(const Tensor& aatype) {
             {"residx_atom37_to_atom14", a37_to_14}};
 }
 
-TransformConfig TransformConfig::for_model(const std::string& model_name) {
+TransformConfig TransformConfig::for_model(const std::string& model_name, uint64_t seed, int num_recycle) {
     const ModelPreset p = ModelPreset::from_name(model_name);
     TransformConfig c;
+    c.num_iterations = (num_recycle >= 0 ? num_recycle : p.multimer ? 20 : 3) + 1;
+    c.seed = seed;
     c.max_msa_clusters = p.max_msa_clusters;
     c.max_extra_msa = p.max_extra_msa;
     c.use_templates = p.templates;

@@ -59,9 +59,11 @@ struct TransformConfig {
     bool keep_intermediates = false;  // also output extra_cluster_assignment [R, E] (-1 for padding rows)
     TemplateFeatureHook template_hook;
 
-    // AF2's settings for a monomer model name (model_1 .. model_5[_ptm]): max_extra_msa 5120 (1024 for
-    // model_2/5), max_msa_clusters 512 (508 for the template models 1 and 2), templates for models 1 and 2.
-    static TransformConfig for_model(const std::string& model_name);
+    // AF2's settings for a model name: max_extra_msa 5120 (1024 for model_2/5), max_msa_clusters 512 (508 for the
+    // template models 1 and 2), templates for models 1 and 2; AlphaFold-Multimer 508 / 2048 with templates. The
+    // iterations are num_recycle + 1; num_recycle < 0 takes AF2's default, 3 recycles (20 for AlphaFold-Multimer,
+    // whose early stop usually ends them sooner).
+    static TransformConfig for_model(const std::string& model_name, uint64_t seed = 0, int num_recycle = -1);
 };
 
 // Raw features in, processed features out (every input validate_features checks, plus msa_row_mask,

@@ -147,14 +147,11 @@ py::dict features_dict(const std::map<std::string, Tensor>& arrays,
 pipeline::TransformConfig transform_config(const std::string& model_name, uint64_t seed, py::object num_recycle,
                                            py::object max_msa_clusters = py::none(),
                                            py::object max_extra_msa = py::none()) {
-    pipeline::TransformConfig c = pipeline::TransformConfig::for_model(model_name);
+    const int nr = num_recycle.is_none() ? -1 : num_recycle.cast<int>();
+    AXF_CHECK(num_recycle.is_none() || nr >= 0, "num_recycle %d: expected >= 0", nr);
+    pipeline::TransformConfig c = pipeline::TransformConfig::for_model(model_name, seed, nr);
     if (!max_msa_clusters.is_none()) c.max_msa_clusters = max_msa_clusters.cast<int64_t>();
     if (!max_extra_msa.is_none()) c.max_extra_msa = max_extra_msa.cast<int64_t>();
-    const int nr =
-        num_recycle.is_none() ? (ModelPreset::from_name(model_name).multimer ? 20 : 3) : num_recycle.cast<int>();
-    AXF_CHECK(nr >= 0, "num_recycle %d: expected >= 0", nr);
-    c.num_iterations = nr + 1;
-    c.seed = seed;
     return c;
 }
 
@@ -317,10 +314,7 @@ io::ProteinStructure structure(const py::dict& result, py::object features) {
     AXF_CHECK(prot.atom_positions.numel() == n * 37 * 3 && prot.aatype.numel() == n,
               "to_pdb: %lld pLDDT values, positions %s, aatype %s", (long long)n,
               shape_str(prot.atom_positions.shape()).c_str(), shape_str(prot.aatype.shape()).c_str());
-    prot.b_factors = Tensor::zeros({n, 37});
-    for (int64_t i = 0; i < n; ++i)
-        for (int a = 0; a < 37; ++a)
-            prot.b_factors.f32()[i * 37 + a] = plddt.f32()[i] * prot.atom_mask.f32()[i * 37 + a];
+    set_plddt_b_factors(prot, plddt);
     return prot;
 }
 
