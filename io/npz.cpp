@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <set>
 #include <vector>
 
 namespace axfold::io {
@@ -266,9 +267,11 @@ std::vector<ZipEntry> read_central_directory(const InputFile& f, const CentralDi
     return entries;
 }
 
-// The uncompressed bytes of one entry, CRC-checked.
+// The uncompressed bytes of one entry, CRC-checked; with max_bytes below its size, only its first max_bytes (not
+// checked: the rest is not read).
 std::vector<unsigned char> read_entry(const InputFile& f, const ZipEntry& e, uint64_t data_limit,
-                                      const std::string& path) {
+                                      const std::string& path, uint64_t max_bytes = UINT64_MAX) {
+    const bool partial = max_bytes < e.uncomp_size;
     const std::string what = "entry '" + e.name + "'";
     AXF_CHECK(!(e.flags & 1), "'%s': %s is encrypted; encrypted zip archives are not supported", path.c_str(),
               what.c_str());
@@ -287,14 +290,14 @@ std::vector<unsigned char> read_entry(const InputFile& f, const ZipEntry& e, uin
         AXF_CHECK(e.comp_size == e.uncomp_size, "'%s' is corrupt: stored %s has compressed size %llu != size %llu",
                   path.c_str(), what.c_str(), static_cast<unsigned long long>(e.comp_size),
                   static_cast<unsigned long long>(e.uncomp_size));
-        out.resize(static_cast<size_t>(e.uncomp_size));
+        out.resize(static_cast<size_t>(std::min(e.uncomp_size, max_bytes)));
         f.read_at(data_offset, out.data(), out.size(), "the data of " + what);
     } else if (e.method == 8) {
         AXF_CHECK(e.uncomp_size <= e.comp_size * kMaxDeflateRatio + 1024,
                   "'%s' is corrupt: deflated %s claims %llu bytes from %llu compressed bytes", path.c_str(),
                   what.c_str(), static_cast<unsigned long long>(e.uncomp_size),
                   static_cast<unsigned long long>(e.comp_size));
-        out.resize(static_cast<size_t>(e.uncomp_size));
+        out.resize(static_cast<size_t>(std::min(e.uncomp_size, max_bytes)));
         z_stream zs{};
         AXF_CHECK(inflateInit2(&zs, -MAX_WBITS) == Z_OK, "zlib inflateInit2 failed while reading '%s'", path.c_str());
         struct InflateGuard {
@@ -305,7 +308,7 @@ std::vector<unsigned char> read_entry(const InputFile& f, const ZipEntry& e, uin
         uint64_t in_pos = 0;
         size_t out_pos = 0;
         int rc = Z_OK;
-        while (rc != Z_STREAM_END) {
+        while (rc != Z_STREAM_END && !(partial && out_pos == out.size())) {
             if (zs.avail_in == 0 && in_pos < e.comp_size) {
                 const size_t k = static_cast<size_t>(std::min<uint64_t>(in.size(), e.comp_size - in_pos));
                 f.read_at(data_offset + in_pos, in.data(), k, "the data of " + what);
@@ -331,12 +334,13 @@ std::vector<unsigned char> read_entry(const InputFile& f, const ZipEntry& e, uin
             AXF_CHECK(rc == Z_STREAM_END || zs.avail_in > 0 || in_pos < e.comp_size || produced > 0,
                       "'%s' is truncated or corrupt: the compressed data of %s ends early", path.c_str(), what.c_str());
         }
-        AXF_CHECK(out_pos == out.size(), "'%s' is corrupt: %s inflates to %zu bytes, its header says %llu",
+        AXF_CHECK(partial || out_pos == out.size(), "'%s' is corrupt: %s inflates to %zu bytes, its header says %llu",
                   path.c_str(), what.c_str(), out_pos, static_cast<unsigned long long>(e.uncomp_size));
     } else {
         AXF_FAIL("'%s': %s uses zip compression method %u; only stored (0) and deflate (8) are supported", path.c_str(),
                  what.c_str(), static_cast<unsigned>(e.method));
     }
+    if (partial) return out;
     const uint32_t crc = crc32_update(0, out.data(), out.size());
     AXF_CHECK(crc == e.crc, "'%s' is corrupt: CRC-32 mismatch in %s (stored %08x, computed %08x)", path.c_str(),
               what.c_str(), e.crc, crc);
@@ -534,9 +538,16 @@ private:
     bool committed_ = false;
 };
 
-}  // namespace
+// A .npy header: the array's dtype and shape, and where its data starts.
+struct NpyHeader {
+    DType dtype = DType::F32;
+    Shape shape;
+    size_t data_offset = 0;
+    uint64_t data_bytes = 0;  // what the shape and dtype need
+};
 
-Tensor parse_npy(const unsigned char* b, size_t size, const std::string& what) {
+// size: the bytes present (a whole .npy, or at least its header).
+NpyHeader parse_npy_header(const unsigned char* b, size_t size, const std::string& what) {
     AXF_CHECK(size >= 10 && std::memcmp(b, "\x93NUMPY", 6) == 0, "%s is not a .npy array (bad magic)", what.c_str());
     const int major = b[6], minor = b[7];
     size_t hstart = 0, hlen = 0;
@@ -593,30 +604,60 @@ Tensor parse_npy(const unsigned char* b, size_t size, const std::string& what) {
                   what.c_str(), shape_str(shape).c_str());
         numel *= static_cast<uint64_t>(d);
     }
-    const uint64_t want = numel * dtype_size(dtype);
-    const uint64_t have = size - hstart - hlen;
-    AXF_CHECK(have == want, "%s: .npy payload has %llu bytes, but shape %s of %s needs %llu", what.c_str(),
-              static_cast<unsigned long long>(have), shape_str(shape).c_str(), dtype_name(dtype),
-              static_cast<unsigned long long>(want));
-    Tensor t = Tensor::empty(shape, dtype);
-    if (want > 0) std::memcpy(t.raw(), b + hstart + hlen, static_cast<size_t>(want));
+    return {dtype, shape, hstart + hlen, numel * dtype_size(dtype)};
+}
+
+// Enough of an entry to hold any .npy header (format 1.0 headers are < 64 KiB; later ones are far smaller in practice).
+constexpr uint64_t kNpyHeaderBytes = 70000;
+
+}  // namespace
+
+Tensor parse_npy(const unsigned char* b, size_t size, const std::string& what) {
+    const NpyHeader h = parse_npy_header(b, size, what);
+    const uint64_t have = size - h.data_offset;
+    AXF_CHECK(have == h.data_bytes, "%s: .npy payload has %llu bytes, but shape %s of %s needs %llu", what.c_str(),
+              static_cast<unsigned long long>(have), shape_str(h.shape).c_str(), dtype_name(h.dtype),
+              static_cast<unsigned long long>(h.data_bytes));
+    Tensor t = Tensor::empty(h.shape, h.dtype);
+    if (h.data_bytes > 0) std::memcpy(t.raw(), b + h.data_offset, static_cast<size_t>(h.data_bytes));
     return t;
 }
 
-std::map<std::string, Tensor> read_npz(const std::string& path) {
-    InputFile f(path);
-    const CentralDirectory cd = find_central_directory(f, path);
-    const std::vector<ZipEntry> entries = read_central_directory(f, cd, path);
-    std::map<std::string, Tensor> out;
-    for (const ZipEntry& e : entries) {
+namespace {
+
+// Each array entry's key (its name without ".npy") and bytes: the whole entry, or its first max_bytes.
+template <class F>
+void for_each_npy(const std::string& path, uint64_t max_bytes, F&& f) {
+    InputFile file(path);
+    const CentralDirectory cd = find_central_directory(file, path);
+    std::set<std::string> seen;
+    for (const ZipEntry& e : read_central_directory(file, cd, path)) {
         if (!e.name.empty() && e.name.back() == '/') continue;  // directory entries
-        std::vector<unsigned char> bytes = read_entry(f, e, cd.offset, path);
         std::string key = e.name;
         if (key.size() >= 4 && key.compare(key.size() - 4, 4, ".npy") == 0) key.resize(key.size() - 4);
-        Tensor t = parse_npy(bytes.data(), bytes.size(), "'" + path + "' entry '" + e.name + "'");
-        AXF_CHECK(out.emplace(key, std::move(t)).second, "'%s' holds two entries named '%s'", path.c_str(),
-                  e.name.c_str());
+        AXF_CHECK(seen.insert(key).second, "'%s' holds two entries named '%s'", path.c_str(), e.name.c_str());
+        const std::vector<unsigned char> bytes = read_entry(file, e, cd.offset, path, max_bytes);
+        f(key, bytes, "'" + path + "' entry '" + e.name + "'");
     }
+}
+
+}  // namespace
+
+std::map<std::string, Tensor> read_npz(const std::string& path) {
+    std::map<std::string, Tensor> out;
+    for_each_npy(path, UINT64_MAX,
+                 [&](const std::string& key, const std::vector<unsigned char>& b, const std::string& what) {
+                     out[key] = parse_npy(b.data(), b.size(), what);
+                 });
+    return out;
+}
+
+std::map<std::string, Shape> read_npz_shapes(const std::string& path) {
+    std::map<std::string, Shape> out;
+    for_each_npy(path, kNpyHeaderBytes,
+                 [&](const std::string& key, const std::vector<unsigned char>& b, const std::string& what) {
+                     out[key] = parse_npy_header(b.data(), b.size(), what).shape;
+                 });
     return out;
 }
 

@@ -22,6 +22,9 @@ namespace axfold::io {
 // naming the file (and entry) for missing, empty, truncated, non-zip or corrupt files.
 std::map<std::string, Tensor> read_npz(const std::string& path);
 
+// The shape of every array, from the .npy headers alone (a few KiB of each entry are read or inflated).
+std::map<std::string, Shape> read_npz_shapes(const std::string& path);
+
 // Writes arrays as an uncompressed .npz (np.savez layout, .npy version 1.0 headers; ZIP64 records only
 // where sizes or offsets need them). Each key gets the ".npy" suffix. Tensors may live on any device
 // and have any strides. Written to path + ".tmp" first, then renamed over path.

@@ -17,7 +17,9 @@ namespace {
 
 constexpr char kNpzKeyAttr[] = "npz_key";
 
-Tensor to_f32_cpu(const Tensor& t) { return host_cast(t, DType::F32); }
+Tensor to_f32_cpu(const Tensor& t) {
+    return host_cast(t, DType::F32);
+}
 
 void check_finite(const Tensor& t, const std::string& key, const std::string& file) {
     const float* p = t.f32();
@@ -96,6 +98,20 @@ Format detect_format(const std::string& path) {
 
 }  // namespace
 
+std::map<std::string, Shape> read_param_shapes(const std::string& path) {
+    std::map<std::string, Shape> out;
+    if (detect_format(path) == Format::Npz) {
+        out = io::read_npz_shapes(path);
+    } else {
+        io::Hdf5File h5(path);
+        for (const std::string& ds : h5.list("/", true))
+            out[h5.has_attr(ds, kNpzKeyAttr) ? h5.read_string_attr(ds, kNpzKeyAttr) : h5_path_to_key(ds)] =
+                h5.shape(ds);
+    }
+    AXF_CHECK(!out.empty(), "parameter file '%s' holds no arrays", path.c_str());
+    return out;
+}
+
 ParamStore ParamStore::load(const std::string& path) {
     ParamStore store;
     store.path_ = path;
@@ -164,6 +180,12 @@ int64_t ParamStore::num_scalars() const {
     int64_t n = 0;
     for (const auto& [key, t] : params_) n += t.numel();
     return n;
+}
+
+std::map<std::string, Shape> ParamStore::shapes() const {
+    std::map<std::string, Shape> out;
+    for (const auto& [key, t] : params_) out.emplace_hint(out.end(), key, t.shape());
+    return out;
 }
 
 void ParamStore::insert(const std::string& key, Tensor t) {

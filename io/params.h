@@ -17,6 +17,10 @@
 
 namespace axfold {
 
+// Every array's shape, keyed as ParamStore keys them, read without the values (the .npy headers, the HDF5 dataspaces):
+// a model's configuration and memory plan before its parameters are loaded.
+std::map<std::string, Shape> read_param_shapes(const std::string& path);
+
 class ParamStore {
 public:
     // Throws naming the file when it is missing, not .npz/HDF5, corrupt, or holds non-finite values.
@@ -29,6 +33,7 @@ public:
     std::vector<std::string> keys() const;  // sorted
     size_t size() const { return params_.size(); }
     int64_t num_scalars() const;  // total elements over all arrays
+    std::map<std::string, Shape> shapes() const;
     const std::string& path() const { return path_; }
 
     // Adds or replaces key; t is converted to a float32 CPU tensor (tests, init-params).

@@ -5,6 +5,7 @@
 
 #include "io/params.h"
 #include "kernels/device.h"
+#include "model/model_params.h"
 
 namespace axfold {
 
@@ -219,33 +220,55 @@ Model Model::load(const std::string& params_path, const std::string& model_name,
     return from_store(store, model_name, structure_module_layers);
 }
 
+ModelConfig model_config(const std::map<std::string, Shape>& shapes, const std::string& model_name,
+                         int structure_module_layers, const std::string& file) {
+    ModelConfig c;
+    c.preset = ModelPreset::from_name(model_name);
+    AXF_CHECK(structure_module_layers >= 1, "structure module layers must be >= 1, got %d", structure_module_layers);
+    c.structure_module_layers = structure_module_layers;
+    auto has = [&](const std::string& key) { return shapes.count(kRoot + key) > 0; };
+    const bool multimer = has("/evoformer/~_relative_encoding/position_activations//weights");
+    AXF_CHECK(multimer == c.preset.multimer,
+              "%s: parameters of an %s model, but model '%s' is %s (give a %s model name)", file.c_str(),
+              multimer ? "AlphaFold-Multimer" : "AlphaFold2 monomer", model_name.c_str(),
+              c.preset.multimer ? "AlphaFold-Multimer's" : "a monomer model",
+              multimer ? "model_<n>_multimer_v3" : "monomer (model_<n> or model_<n>_ptm)");
+    const bool has_templates =
+        has("/evoformer/template_embedding/single_template_embedding/" +
+            std::string(multimer ? "template_pair_embedding_0//weights" : "embedding2d//weights"));
+    const bool has_pae = has("/predicted_aligned_error_head/logits//weights");
+    AXF_CHECK(has_pae == c.preset.ptm,
+              "%s: parameters %s a predicted-aligned-error head, but model '%s' %s (parameters of another model?)",
+              file.c_str(), has_pae ? "have" : "lack", model_name.c_str(),
+              c.preset.ptm ? "needs one" : "has none; use the _ptm model name");
+    AXF_CHECK(has_templates == c.preset.templates,
+              "%s: parameters %s template embedding, but model '%s' %s templates (parameters of another model?)",
+              file.c_str(), has_templates ? "have a" : "lack the", model_name.c_str(),
+              c.preset.templates ? "uses" : "does not use");
+    check_param_shapes(shapes, c.preset, file);
+    const ModelDims d = infer_model_dims(shapes, c.preset, file);
+    c.evoformer_blocks = d.evoformer_blocks;
+    c.extra_msa_blocks = d.extra_msa_blocks;
+    c.c_m = d.evoformer.c_m;
+    c.c_z = d.evoformer.c_z;
+    c.c_s = d.c_s;
+    c.c_e = d.extra_msa.c_m;
+    if (c.preset.templates) {
+        c.template_pair_blocks = d.template_pair_blocks;
+        c.c_t = d.c_t;
+    }
+    return c;
+}
+
 Model Model::from_store(std::shared_ptr<const ParamStore> params, const std::string& model_name,
                         int structure_module_layers) {
     Model m;
     m.params_ = std::move(params);
     const ParamStore& ps = *m.params_;
-    ModelConfig& c = m.config_;
-    c.preset = ModelPreset::from_name(model_name);
-    AXF_CHECK(structure_module_layers >= 1, "structure module layers must be >= 1, got %d", structure_module_layers);
-    c.structure_module_layers = structure_module_layers;
-    const bool multimer = ps.has(kRoot + "/evoformer/~_relative_encoding/position_activations//weights");
-    AXF_CHECK(multimer == c.preset.multimer,
-              "%s: parameters of an %s model, but model '%s' is %s (give a %s model name)", ps.path().c_str(),
-              multimer ? "AlphaFold-Multimer" : "AlphaFold2 monomer", model_name.c_str(),
-              c.preset.multimer ? "AlphaFold-Multimer's" : "a monomer model",
-              multimer ? "model_<n>_multimer_v3" : "monomer (model_<n> or model_<n>_ptm)");
-    const std::string template_probe = multimer ? "template_pair_embedding_0//weights" : "embedding2d//weights";
-    const bool has_templates =
-        ps.has(kRoot + "/evoformer/template_embedding/single_template_embedding/" + template_probe);
-    const bool has_pae = ps.has(kRoot + "/predicted_aligned_error_head/logits//weights");
-    AXF_CHECK(has_pae == c.preset.ptm,
-              "%s: parameters %s a predicted-aligned-error head, but model '%s' %s (parameters of another model?)",
-              ps.path().c_str(), has_pae ? "have" : "lack", model_name.c_str(),
-              c.preset.ptm ? "needs one" : "has none; use the _ptm model name");
-    AXF_CHECK(has_templates == c.preset.templates,
-              "%s: parameters %s template embedding, but model '%s' %s templates (parameters of another model?)",
-              ps.path().c_str(), has_templates ? "have a" : "lack the", model_name.c_str(),
-              c.preset.templates ? "uses" : "does not use");
+    m.config_ = model_config(ps.shapes(), model_name, structure_module_layers,
+                             ps.path().empty() ? "<in-memory parameters>" : ps.path());
+    const ModelConfig& c = m.config_;
+    const bool multimer = c.preset.multimer, has_templates = c.preset.templates, has_pae = c.preset.ptm;
     ParamLookup get = [&ps](const std::string& k) { return ps.get(k); };
     ModelWeights& w = m.weights_;
     const std::string evo = kRoot + "/evoformer";
@@ -261,23 +284,13 @@ Model Model::from_store(std::shared_ptr<const ParamStore> params, const std::str
         w.has_templates = true;
         if (multimer) {
             w.multimer_template_embedding = load_multimer_template_embedding(get, evo + "/template_embedding");
-            c.template_pair_blocks = static_cast<int64_t>(w.multimer_template_embedding.template_pair_stack.size());
-            c.c_t = w.multimer_template_embedding.c_t();
         } else {
             w.template_embedding = load_template_embedding(get, evo + "/template_embedding");
-            c.template_pair_blocks = static_cast<int64_t>(w.template_embedding.template_pair_stack.size());
-            c.c_t = w.template_embedding.c_t();
         }
         bind_params(w.template_angle_embedder, evo, get);
     }
     w.heads.has_pae = has_pae;
     bind_params(w.heads, kRoot, get);
-    c.evoformer_blocks = static_cast<int64_t>(w.evoformer.blocks.size());
-    c.extra_msa_blocks = static_cast<int64_t>(w.extra_msa_stack.blocks.size());
-    c.c_m = w.input_embedder.preprocess_msa.weights.size(1);
-    c.c_z = (multimer ? w.input_embedder.position_activations : w.input_embedder.pair_activiations).weights.size(1);
-    c.c_s = w.single_activations.single_activations.weights.size(1);
-    c.c_e = w.extra_msa_embedder.extra_msa_activations.weights.size(1);
     return m;
 }
 

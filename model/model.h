@@ -163,6 +163,12 @@ private:
     ModelWeights weights_;
 };
 
+// The configuration of `model_name` with the parameters whose shapes are given (read_param_shapes: no values need
+// be loaded): the preset checked against the arrays present (multimer, templates, PAE head) and every array's
+// shape against the widths read from the file (model_params.h); errors name `file`.
+ModelConfig model_config(const std::map<std::string, Shape>& shapes, const std::string& model_name,
+                         int structure_module_layers, const std::string& file);
+
 // Checks that `features` holds every model input with consistent shapes, dtypes and finite values;
 // throws naming the feature (and `source`, e.g. the file) with the expected and found shape.
 // Template models also read the processed template features (leading axes [R, T]): template_aatype

@@ -223,6 +223,94 @@ ParamShapes model_param_shapes(const ModelPreset& preset, const ModelDims& d) {
     return p;
 }
 
+ModelDims infer_model_dims(const std::map<std::string, Shape>& shapes, const ModelPreset& preset,
+                           const std::string& file) {
+    // The shape of `key`, which must have `rank` dimensions, each at least 1.
+    auto at = [&](const std::string& key, int rank) -> const Shape& {
+        auto it = shapes.find(key);
+        AXF_CHECK(it != shapes.end(), "%s: parameter '%s' is missing (%s needs it)", file.c_str(), key.c_str(),
+                  preset.name.c_str());
+        AXF_CHECK(static_cast<int>(it->second.size()) == rank,
+                  "%s: parameter '%s' has shape %s, expected %d dimensions", file.c_str(), key.c_str(),
+                  shape_str(it->second).c_str(), rank);
+        for (int64_t n : it->second)
+            AXF_CHECK(n >= 1, "%s: parameter '%s' has shape %s, expected no empty dimension", file.c_str(), key.c_str(),
+                      shape_str(it->second).c_str());
+        return it->second;
+    };
+    const bool fused = preset.multimer;  // AlphaFold-Multimer v3's triangle multiplications
+    auto tri_mul_dim = [&](const std::string& s) {
+        return fused ? at(s + "/triangle_multiplication_outgoing/projection//weights", 3)[2] / 2
+                     : at(s + "/triangle_multiplication_outgoing/left_projection//weights", 3)[2];
+    };
+    // One stack's widths; returns its layer count.
+    auto stack_dims = [&](const std::string& s, bool extra, EvoformerDims& e) {
+        const Shape& q = at(s + "/msa_row_attention_with_pair_bias/attention//query_w", 4);
+        e.c_m = q[1], e.msa_heads = q[2], e.msa_head_dim = q[3];
+        e.c_z = at(s + "/msa_row_attention_with_pair_bias//feat_2d_weights", 3)[1];
+        const Shape& t = at(s + "/triangle_attention_starting_node/attention//query_w", 4);
+        e.pair_heads = t[2], e.pair_head_dim = t[3];
+        e.tri_mul_dim = tri_mul_dim(s);
+        e.opm_dim = at(s + "/outer_product_mean/left_projection//weights", 3)[2];
+        e.transition_factor = at(s + "/msa_transition/transition1//weights", 3)[2] / e.c_m;
+        if (extra) {
+            const Shape& g = at(s + "/msa_column_global_attention/attention//query_w", 4);
+            e.global_heads = g[2], e.global_head_dim = g[3];
+        }
+        return q[0];
+    };
+    ModelDims d;
+    const std::string evo = kRoot + "/evoformer";
+    d.evoformer_blocks = stack_dims(evo + "/evoformer_iteration", false, d.evoformer);
+    d.extra_msa_blocks = stack_dims(evo + "/extra_msa_stack", true, d.extra_msa);
+    d.c_s = at(evo + "/single_activations//weights", 2)[1];
+    const std::string fi = kRoot + "/structure_module/fold_iteration", ipa = fi + "/invariant_point_attention";
+    d.ipa_heads = at(ipa + "//trainable_point_weights", 1)[0];
+    if (preset.multimer) {
+        d.ipa_c = at(ipa + "/q_scalar_projection//weights", 3)[2];
+        d.ipa_qk_points = at(ipa + "/q_point_projection/point_projection//weights", 3)[2] / 3;
+        d.ipa_v_points = at(ipa + "/v_point_projection/point_projection//weights", 3)[2] / 3;
+    } else {
+        d.ipa_c = at(ipa + "/q_scalar//weights", 2)[1] / d.ipa_heads;
+        d.ipa_qk_points = at(ipa + "/q_point_local//weights", 2)[1] / (3 * d.ipa_heads);
+        d.ipa_v_points = at(ipa + "/kv_point_local//weights", 2)[1] / (3 * d.ipa_heads) - d.ipa_qk_points;
+    }
+    d.angle_resnet_c = at(fi + "/rigid_sidechain/input_projection//weights", 2)[1];
+    d.lddt_c = at(kRoot + "/predicted_lddt_head/act_0//weights", 2)[1];
+    if (preset.templates) {
+        const std::string te = evo + "/template_embedding", st = te + "/single_template_embedding";
+        const std::string stack =
+            st + (preset.multimer ? "/template_embedding_iteration" : "/template_pair_stack/__layer_stack_no_state");
+        d.c_t = at(st + (preset.multimer ? "/template_pair_embedding_0//weights" : "/embedding2d//weights"), 2)[1];
+        const Shape& t = at(stack + "/triangle_attention_starting_node/attention//query_w", 4);
+        d.template_pair_blocks = t[0], d.template_pair_heads = t[2], d.template_pair_head_dim = t[3];
+        d.template_tri_mul_dim = tri_mul_dim(stack);
+        d.template_transition_factor = at(stack + "/pair_transition/transition1//weights", 3)[2] / d.c_t;
+        if (!preset.multimer) {
+            const Shape& p = at(te + "/attention//query_w", 3);
+            d.template_pointwise_heads = p[1], d.template_pointwise_head_dim = p[2];
+        }
+    }
+    return d;
+}
+
+void check_param_shapes(const std::map<std::string, Shape>& shapes, const ModelPreset& preset,
+                        const std::string& file) {
+    const ModelDims d = infer_model_dims(shapes, preset, file);
+    const std::string widths = strfmt(
+        "widths read from the file: c_m %lld, c_z %lld, c_s %lld, extra-MSA c_m %lld, %lld Evoformer and %lld "
+        "extra-MSA blocks",
+        (long long)d.evoformer.c_m, (long long)d.evoformer.c_z, (long long)d.c_s, (long long)d.extra_msa.c_m,
+        (long long)d.evoformer_blocks, (long long)d.extra_msa_blocks);
+    for (const auto& [key, want] : model_param_shapes(preset, d)) {
+        auto it = shapes.find(key);
+        AXF_CHECK(it != shapes.end(), "%s: parameter '%s' is missing (%s reads it, shape %s)", file.c_str(),
+                  key.c_str(), preset.name.c_str(), shape_str(want).c_str());
+        AXF_CHECK(it->second == want, "%s: parameter '%s' has shape %s, expected %s (%s)", file.c_str(), key.c_str(),
+                  shape_str(it->second).c_str(), shape_str(want).c_str(), widths.c_str());
+    }
+}
+
 std::map<std::string, Tensor> init_model_params(const ModelPreset& preset, const ModelDims& d, uint64_t seed) {
     std::map<std::string, Tensor> out;
     for (const auto& [key, shape] : model_param_shapes(preset, d)) {

@@ -2,6 +2,9 @@
 // DeepMind's keys, for given widths and block counts; `axfold init-params` fills them with random values.
 #pragma once
 
+#include <map>
+#include <string>
+
 #include "evoformer/param_shapes.h"
 #include "model/model.h"
 
@@ -23,6 +26,15 @@ struct ModelDims {
 
 // Full keys ("alphafold/alphafold_iteration/...//name") and shapes, stacked blocks with their leading axis.
 ParamShapes model_param_shapes(const ModelPreset& preset, const ModelDims& d);
+
+// The widths and layer counts of a parameter set, read from the shapes of one array per width (the attention
+// projections, the first linear of each MLP, the stacked layer axes). Throws naming `file` and the key when one of
+// those arrays is missing or has the wrong number of dimensions.
+ModelDims infer_model_dims(const std::map<std::string, Shape>& shapes, const ModelPreset& preset,
+                           const std::string& file);
+// Checks every array a preset's model reads against the shape its widths (infer_model_dims) imply; throws naming
+// the file, the key, the expected and the found shape. Arrays the model does not read are allowed.
+void check_param_shapes(const std::map<std::string, Shape>& shapes, const ModelPreset& preset, const std::string& file);
 
 // Random parameters for `preset` (init_param scaling; residual output layers scaled down so a deep
 // stack of random blocks keeps activations O(1)). Deterministic in `seed`.

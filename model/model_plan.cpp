@@ -168,7 +168,10 @@ ChunkPlan fit_whole_model(const ChunkPlan& plan, const std::vector<BlockSizes>& 
 ChunkPlan plan_prediction(const ModelConfig& cfg, int64_t n_res, int64_t n_cluster_rows, int64_t n_extra,
                           const std::string& max_memory, int64_t chunk_size, size_t* predicted_peak, DType act,
                           int kept_iterations, ModelMemoryPhases* phases) {
-    const auto [evo, extra] = trunk_blocks(cfg, n_res, n_cluster_rows, n_extra, num_threads(), act);
+    // Named copies, not a structured binding: clang 14 cannot capture those in the lambdas below.
+    const std::pair<BlockSizes, BlockSizes> blocks =
+        trunk_blocks(cfg, n_res, n_cluster_rows, n_extra, num_threads(), act);
+    const BlockSizes &evo = blocks.first, &extra = blocks.second;
     // The main MSA activations are allocated (float32) before the extra-MSA stack runs, so they are resident
     // during it as well (counted twice during the Evoformer phase: conservative).
     const size_t msa = static_cast<size_t>(evo.n_seq) * n_res * cfg.c_m * 4;
@@ -215,7 +218,8 @@ ChunkPlan plan_device_model(const ModelConfig& cfg, int64_t n_res, int64_t n_clu
     AXF_CHECK(offload == "auto" || offload == "on" || offload == "off", "--offload %s: expected auto, on or off",
               offload.c_str());
     // One thread (plan_blocks' 24 MiB per-thread BLAS term stays: conservative beside cuBLAS's own 32 MiB).
-    auto [evo, extra] = trunk_blocks(cfg, n_res, n_cluster_rows, n_extra, 1, act);
+    std::pair<BlockSizes, BlockSizes> blocks = trunk_blocks(cfg, n_res, n_cluster_rows, n_extra, 1, act);
+    BlockSizes &evo = blocks.first, &extra = blocks.second;
     for (BlockSizes* b : {&evo, &extra}) {
         b->cuda = true;
         b->bf16_gemm_copies = matmul_precision() == MatmulPrecision::Bf16;

@@ -16,7 +16,6 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
-#include <source_location>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -117,10 +116,9 @@ inline std::string seed_message(uint64_t seed) {
 // Neither copyable nor movable (the trace belongs to its scope).
 class SeededRng : public std::mt19937 {
 public:
-    explicit SeededRng(uint32_t seed, std::source_location where = std::source_location::current())
-        : std::mt19937(seed),
-          seed_(seed),
-          trace_(where.file_name(), static_cast<int>(where.line()), seed_message(seed)) {
+    // The caller's file and line by __builtin_FILE/LINE (GCC and clang): clang 14 lacks std::source_location.
+    explicit SeededRng(uint32_t seed, const char* file = __builtin_FILE(), int line = __builtin_LINE())
+        : std::mt19937(seed), seed_(seed), trace_(file, line, seed_message(seed)) {
         ::testing::Test::RecordProperty("seed", std::to_string(seed));
     }
     SeededRng(const SeededRng&) = delete;
@@ -132,8 +130,8 @@ private:
     ::testing::ScopedTrace trace_;
 };
 // The same, traced at the caller's line.
-inline SeededRng seeded_rng(uint32_t seed, std::source_location where = std::source_location::current()) {
-    return SeededRng(seed, where);
+inline SeededRng seeded_rng(uint32_t seed, const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+    return SeededRng(seed, file, line);
 }
 
 // Runs fn and expects an axfold::Error whose message contains every needle (the file, the dataset, the value).

@@ -94,6 +94,9 @@ TEST(ParamStore, NpzAndH5AgreeExactly) {
     EXPECT_EQ(h5.size(), 267u);
     EXPECT_TRUE(same_store(npz, h5));
     EXPECT_EQ(h5.get(kQueryW).shape(), (Shape{2, 32, 2, 8}));
+    // The shapes alone, without the values, for both formats.
+    EXPECT_EQ(read_param_shapes(kSmallNpz), npz.shapes());
+    EXPECT_EQ(read_param_shapes(kSmallH5), npz.shapes());
 }
 
 TEST(ParamStore, DetectsFormatByContentNotExtension) {
