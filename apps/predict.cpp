@@ -19,6 +19,8 @@
 #include "io/features.h"
 #include "io/hdf5_file.h"
 #include "io/json_writer.h"
+#include "io/msa.h"
+#include "io/params.h"
 #include "io/report.h"
 #include "io/structure_writer.h"
 #include "kernels/device.h"
@@ -151,6 +153,41 @@ std::vector<std::vector<uint8_t>> coverage_rows(bool processed_input, const pipe
     return out;
 }
 
+// The sizes a prediction of `in` will have, or lower bounds of them, read without building anything: a FASTA's
+// residues (a complex's chains summed; an A3M's query) with the MSA counted as one row, or a feature file's
+// dataspaces. The memory plan made from them comes before the features and parameters are read.
+struct InputSizes {
+    int64_t n_res = 0, n_msa = 1, n_extra = 1;
+};
+InputSizes input_sizes(const InputOptions& in, bool processed, const ModelPreset& preset) {
+    InputSizes z;
+    if (!in.fasta.empty()) {
+        const bool complex = preset.multimer && !io::has_colabfold_header(in.fasta);
+        for (const io::FastaRecord& r : io::read_fasta(in.fasta, preset.multimer)) {
+            z.n_res += static_cast<int64_t>(r.sequence.size());
+            if (!complex) break;
+        }
+        return z;
+    }
+    const io::Hdf5File f(in.features);
+    auto dim = [&](const char* name, int rank, int axis) -> int64_t {
+        if (!f.has_dataset(name)) return 0;
+        const Shape s = f.shape(name);
+        return static_cast<int>(s.size()) == rank ? s[axis] : 0;
+    };
+    if (processed) {  // [R, N], [R, S, N, 49], [R, E, N]
+        z.n_res = dim("aatype", 2, 1);
+        z.n_msa = std::max<int64_t>(1, dim("msa_feat", 4, 1));
+        z.n_extra = std::max<int64_t>(1, dim("extra_msa", 3, 1));
+    } else {  // msa [S, N]: AF2 samples min(S, clusters) cluster rows and up to max_extra_msa of the rest
+        const int64_t rows = dim("msa", 2, 0);
+        z.n_res = dim("msa", 2, 1);
+        z.n_msa = std::max<int64_t>(1, std::min(rows, preset.max_msa_clusters));
+        z.n_extra = std::max<int64_t>(1, std::min(rows - z.n_msa, preset.max_extra_msa));
+    }
+    return z;
+}
+
 }  // namespace
 
 size_t peak_rss_bytes() {
@@ -208,6 +245,15 @@ TargetOutcome predict_target(PredictJob& job, const PredictOptions& o, const Inp
     const bool processed_input = in_options.fasta.empty() && pipeline::detect_feature_file(in_options.features) ==
                                                                  pipeline::FeatureFileKind::Processed;
     const std::vector<Run> runs = job_runs(models, o, processed_input);
+    // The plan comes first: a prediction that cannot fit its memory (--max-memory, else the machine's), however
+    // chunked, is refused before the features are built or the parameters read (their shapes suffice).
+    const InputSizes sizes = input_sizes(in_options, processed_input, ModelPreset::from_name(models[0]));
+    if (sizes.n_res > 0)
+        for (size_t i = 0; i < models.size(); ++i)
+            check_fits(model_config(read_param_shapes(job.param_paths[i]), models[i], o.structure_module_layers,
+                                    job.param_paths[i]),
+                       sizes.n_res, sizes.n_msa, sizes.n_extra, o.run, job.target,
+                       in_options.fasta.empty() ? in_options.features : in_options.fasta);
     InputOptions in = in_options;
     in.note = [&](const std::string& line) { log.line("%s", line.c_str()); };
     const Device device = job.target.device;

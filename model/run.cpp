@@ -1,7 +1,10 @@
 // The run set-up shared by every front end (model/run.h).
 #include "model/run.h"
 
+#include <unistd.h>
+
 #include <cstdlib>
+#include <fstream>
 
 #include "kernels/device.h"
 #include "kernels/ops.h"
@@ -63,6 +66,41 @@ RunTarget configure_run(const RunSettings& s) {
     return t;
 }
 
+size_t host_budget(const RunSettings& s, std::string* what) {
+    if (!s.max_memory.empty()) {
+        if (what) *what = "--max-memory " + s.max_memory;
+        return parse_bytes(s.max_memory);
+    }
+    size_t bytes = static_cast<size_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    // A container's limit (cgroup v2, then v1): "max" or a huge number when there is none.
+    for (const char* limit : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+        std::ifstream f(limit);
+        unsigned long long v = 0;
+        if (f >> v && v > 0 && v < bytes) bytes = static_cast<size_t>(v);
+    }
+    if (what) *what = "this machine's memory (" + format_bytes(bytes) + ")";
+    return bytes;
+}
+
+void check_fits(const ModelConfig& cfg, int64_t n_res, int64_t n_msa, int64_t n_extra, const RunSettings& s,
+                const RunTarget& target, const std::string& source) {
+    std::string budget = s.max_memory, what;
+    try {
+        size_t peak = 0;
+        if (target.device == Device::CPU) {
+            budget = std::to_string(host_budget(s, &what));
+            plan_prediction(cfg, n_res, n_msa, n_extra, budget, s.chunk_size, &peak, target.activations, 0);
+        } else {
+            what = s.max_memory.empty() ? "the GPU's free memory" : "--max-memory " + s.max_memory;
+            plan_device_model(cfg, n_res, n_msa, n_extra, s.max_memory, s.chunk_size, &peak, target.activations, false,
+                              nullptr, s.offload);
+        }
+    } catch (const Error& e) {
+        AXF_FAIL("%s: %lld residues do not fit %s with %s, however chunked: %s", source.c_str(), (long long)n_res,
+                 what.c_str(), cfg.preset.name.c_str(), e.what());
+    }
+}
+
 RunPlan prepare_prediction(const Model& model, const FeatureDict& f, const std::string& source, const RunSettings& s,
                            const RunTarget& target, int num_recycle, bool keep_outputs, Context& ctx,
                            PredictOptions& po, int ranks) {
@@ -73,9 +111,9 @@ RunPlan prepare_prediction(const Model& model, const FeatureDict& f, const std::
     const int64_t n_res = f.at("aatype").size(1), n_msa = f.at("msa_feat").size(1), n_extra = f.at("extra_msa").size(1);
     const int iterations = num_recycle < 0 ? static_cast<int>(f.at("aatype").size(0)) : num_recycle + 1;
     RunPlan run;
-    if (target.device == Device::CPU) {
-        run.chunks = plan_prediction(cfg, n_res, n_msa, n_extra, s.max_memory, s.chunk_size, &run.predicted_peak,
-                                     target.activations, keep_outputs ? iterations : 0);
+    if (target.device == Device::CPU) {  // without --max-memory, within the machine's memory
+        run.chunks = plan_prediction(cfg, n_res, n_msa, n_extra, std::to_string(host_budget(s)), s.chunk_size,
+                                     &run.predicted_peak, target.activations, keep_outputs ? iterations : 0);
     } else {  // the GPU's budget; host memory is not planned
         run.chunks = plan_device_model(cfg, n_res, n_msa, n_extra, s.max_memory, s.chunk_size, &run.predicted_peak,
                                        target.activations, keep_outputs, nullptr, s.offload);

@@ -53,6 +53,16 @@ RunPlan prepare_prediction(const Model& model, const FeatureDict& features, cons
                            const RunSettings& settings, const RunTarget& target, int num_recycle, bool keep_outputs,
                            Context& ctx, PredictOptions& options, int ranks = 1);
 
+// The memory a CPU prediction may plan for: --max-memory, else this machine's (its physical memory, or the cgroup's
+// limit when lower); `what` gets "--max-memory 2G" or "this machine's memory (15.6G)" for messages.
+size_t host_budget(const RunSettings& settings, std::string* what = nullptr);
+
+// The plan before anything is read: whether a prediction of these sizes with this configuration can fit its budget
+// at all (the CPU's host_budget, a GPU's --max-memory or free memory). The sizes may be lower bounds (an MSA not yet
+// read counted as one row); throws naming `source`, the residues and the smallest budget that fits.
+void check_fits(const ModelConfig& cfg, int64_t n_res, int64_t n_msa, int64_t n_extra, const RunSettings& settings,
+                const RunTarget& target, const std::string& source);
+
 // The pieces of configure_run, for commands that need only one (plan, the block benchmark).
 // --device: Device::CUDA only when built with CUDA and a device is visible; throws saying which is missing.
 Device select_device(const std::string& name);
