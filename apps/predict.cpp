@@ -245,6 +245,12 @@ TargetOutcome predict_target(PredictJob& job, const PredictOptions& o, const Inp
     const bool processed_input = in_options.fasta.empty() && pipeline::detect_feature_file(in_options.features) ==
                                                                  pipeline::FeatureFileKind::Processed;
     const std::vector<Run> runs = job_runs(models, o, processed_input);
+    const std::string source = in_options.fasta.empty() ? in_options.features : in_options.fasta;
+    AXF_CHECK(processed_input || multimer == is_complex_input(in_options),
+              "%s is %s, but %s: AlphaFold-Multimer models take complexes (several FASTA records or A:B, "
+              "--msa-dir), monomer models one chain",
+              source.c_str(), multimer ? "one chain" : "a complex",
+              multimer ? "the models are AlphaFold-Multimer's" : "the models are monomer models");
     // The plan comes first: a prediction that cannot fit its memory (--max-memory, else the machine's), however
     // chunked, is refused before the features are built or the parameters read (their shapes suffice).
     const InputSizes sizes = input_sizes(in_options, processed_input, ModelPreset::from_name(models[0]));
@@ -253,7 +259,7 @@ TargetOutcome predict_target(PredictJob& job, const PredictOptions& o, const Inp
             check_fits(model_config(read_param_shapes(job.param_paths[i]), models[i], o.structure_module_layers,
                                     job.param_paths[i]),
                        sizes.n_res, sizes.n_msa, sizes.n_extra, o.run, job.target,
-                       in_options.fasta.empty() ? in_options.features : in_options.fasta);
+                       source);
     InputOptions in = in_options;
     in.note = [&](const std::string& line) { log.line("%s", line.c_str()); };
     const Device device = job.target.device;
@@ -288,7 +294,6 @@ TargetOutcome predict_target(PredictJob& job, const PredictOptions& o, const Inp
     // index + seed x number of predictions; the seed itself for one prediction).
     std::vector<std::pair<std::string, double>> stages;
     auto t0 = Clock::now();
-    const std::string source = in.fasta.empty() ? in.features : in.fasta;
     FeatureDict processed;
     pipeline::RawFeatures raw;
     ComplexInput complex;
@@ -310,11 +315,6 @@ TargetOutcome predict_target(PredictJob& job, const PredictOptions& o, const Inp
         }
         processed = io::read_features_h5(in.features);
     } else {
-        AXF_CHECK(multimer == is_complex_input(in),
-                  "%s is %s, but %s: AlphaFold-Multimer models take complexes (several FASTA records or A:B, "
-                  "--msa-dir), monomer models one chain",
-                  source.c_str(), multimer ? "one chain" : "a complex",
-                  multimer ? "the models are AlphaFold-Multimer's" : "the models are monomer models");
         if (multimer) {
             complex = build_complex_input(in);
         } else {
