@@ -258,8 +258,7 @@ TargetOutcome predict_target(PredictJob& job, const PredictOptions& o, const Inp
         for (size_t i = 0; i < models.size(); ++i)
             check_fits(model_config(read_param_shapes(job.param_paths[i]), models[i], o.structure_module_layers,
                                     job.param_paths[i]),
-                       sizes.n_res, sizes.n_msa, sizes.n_extra, o.run, job.target,
-                       source);
+                       sizes.n_res, sizes.n_msa, sizes.n_extra, o.run, job.target, source);
     InputOptions in = in_options;
     in.note = [&](const std::string& line) { log.line("%s", line.c_str()); };
     const Device device = job.target.device;
@@ -367,6 +366,7 @@ TargetOutcome predict_target(PredictJob& job, const PredictOptions& o, const Inp
 
         // The fastest chunk size whose predicted peak fits --max-memory (or --chunk-size); the features are
         // checked first, naming the file in every message.
+        io::check_pdb_residue_numbers(features.at("residue_index"), source + ": feature 'residue_index'");
         Context ctx(device);
         axfold::PredictOptions po;
         const RunPlan plan = prepare_prediction(model, features, source, o.run, job.target, o.num_recycle,

@@ -1,7 +1,9 @@
 // HDF5 reader/writer wrappers; every HDF5 call is checked and failures name the file and object.
 #include "io/hdf5_file.h"
 
+#include <fcntl.h>
 #include <hdf5.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,6 +11,11 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 
@@ -179,6 +186,172 @@ Id variable_string_type(const Id& ftype, const std::string& what) {
     return mem;
 }
 
+// --- Variable-length strings, read from the file's bytes --------------------------------------------------
+// libhdf5 1.10.8 trusts a file's global heap, where variable-length strings live: neither an object's size in
+// a heap collection nor the length and heap index stored with each string is checked, so one flipped bit
+// makes H5Dread copy past a buffer (tests/fuzz/regressions/features). A contiguous dataset of such strings
+// (h5py's layout) is therefore read here from the file (HDF5 format spec, "Global Heap" and
+// "Variable-length data"), every size and reference checked; other layouts and attributes go through the
+// library after every heap collection in the file has been checked the same way.
+
+struct FileLayout {
+    uint64_t base = 0;  // the base address (after any user block)
+    size_t sizeof_addr = 8, sizeof_size = 8;
+};
+
+FileLayout file_layout(hid_t file, const std::string& path) {
+    Id fcpl(H5Fget_create_plist(file));
+    size_t sa = 0, ss = 0;
+    hsize_t userblock = 0;
+    H5_CHECK(fcpl.valid() && H5Pget_sizes(fcpl.get(), &sa, &ss) >= 0 && H5Pget_userblock(fcpl.get(), &userblock) >= 0,
+             "'%s': cannot read the file's creation properties", path.c_str());
+    AXF_CHECK(sa >= 2 && sa <= 8 && ss >= 2 && ss <= 8, "'%s': unsupported address/length sizes %zu/%zu bytes",
+              path.c_str(), sa, ss);
+    return {userblock, sa, ss};
+}
+
+uint64_t decode_le(const unsigned char* p, size_t n) {
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; ++i) v |= static_cast<uint64_t>(p[i]) << (8 * i);
+    return v;
+}
+
+// The bytes [offset, offset + n) of a file, or an error naming what they were to hold.
+std::string file_bytes(std::FILE* f, uint64_t file_size, uint64_t offset, uint64_t n, const std::string& path,
+                       const char* what) {
+    AXF_CHECK(offset <= file_size && n <= file_size - offset,
+              "'%s' is corrupt: its %s (%llu bytes at offset %llu) lies beyond its end (%llu bytes)", path.c_str(),
+              what, (unsigned long long)n, (unsigned long long)offset, (unsigned long long)file_size);
+    std::string b(n, '\0');
+    AXF_CHECK(fseeko(f, static_cast<off_t>(offset), SEEK_SET) == 0 && std::fread(b.data(), 1, n, f) == n,
+              "cannot read %llu bytes at offset %llu of '%s': %s", (unsigned long long)n, (unsigned long long)offset,
+              path.c_str(), std::strerror(errno));
+    return b;
+}
+
+// The objects of the global heap collection whose bytes (signature on) are `c`: index -> (offset of the data in
+// c, size). Walks the collection as libhdf5 does (H5HG__cache_heap_deserialize) and refuses anything it would
+// read past the collection's end with.
+std::map<uint64_t, std::pair<uint64_t, uint64_t>> heap_objects(std::string_view c, const FileLayout& l, uint64_t addr,
+                                                               const std::string& path) {
+    auto align8 = [](uint64_t n) { return (n + 7) / 8 * 8; };
+    const uint64_t hdr = align8(8 + l.sizeof_size), objhdr = align8(8 + l.sizeof_size);
+    auto corrupt = [&](const char* why, uint64_t at) {
+        AXF_FAIL(
+            "'%s' is corrupt: the global heap collection at address %llu (where variable-length strings are "
+            "kept) %s at byte %llu of its %zu",
+            path.c_str(), (unsigned long long)addr, why, (unsigned long long)at, c.size());
+    };
+    const auto* b = reinterpret_cast<const unsigned char*>(c.data());
+    if (c.size() < hdr || std::memcmp(b, "GCOL", 4) != 0 || b[4] != 1) corrupt("has no GCOL version 1 header", 0);
+    std::map<uint64_t, std::pair<uint64_t, uint64_t>> objects;
+    uint64_t p = hdr;
+    while (p < c.size()) {
+        if (p + objhdr > c.size()) break;  // too small for an object: free space
+        const uint64_t idx = decode_le(b + p, 2), size = decode_le(b + p + 8, l.sizeof_size);
+        if (idx == 0) {  // the free space, its size counting its header
+            if (size < objhdr || size > c.size() - p) corrupt("has a free-space record of the wrong size", p);
+            p += size;
+            continue;
+        }
+        if (size > c.size() - p - objhdr) corrupt("has an object larger than the collection", p);
+        objects[idx] = {p + objhdr, size};
+        p += objhdr + align8(size);  // the padding of the last object may pass the end, as libhdf5 allows
+    }
+    return objects;
+}
+
+uint64_t file_size_of(const std::string& path) {
+    std::error_code ec;
+    const uint64_t n = std::filesystem::file_size(path, ec);
+    AXF_CHECK(!ec, "cannot stat '%s': %s", path.c_str(), ec.message().c_str());
+    return n;
+}
+
+struct FileCloser {
+    void operator()(std::FILE* f) const { std::fclose(f); }
+};
+using File = std::unique_ptr<std::FILE, FileCloser>;
+
+File open_bytes(const std::string& path) {
+    File f(std::fopen(path.c_str(), "rb"));
+    AXF_CHECK(f, "cannot open '%s': %s", path.c_str(), std::strerror(errno));
+    return f;
+}
+
+// Reads a global heap collection at `addr` (its size from its header), objects checked.
+std::pair<std::string, std::map<uint64_t, std::pair<uint64_t, uint64_t>>> read_heap_collection(
+    std::FILE* f, uint64_t file_size, const FileLayout& l, uint64_t addr, const std::string& path) {
+    const std::string head = file_bytes(f, file_size, l.base + addr, 8 + l.sizeof_size, path, "global heap header");
+    const uint64_t size = decode_le(reinterpret_cast<const unsigned char*>(head.data()) + 8, l.sizeof_size);
+    std::string c = file_bytes(f, file_size, l.base + addr, size, path, "global heap collection");
+    auto objects = heap_objects(c, l, addr, path);
+    return {std::move(c), std::move(objects)};
+}
+
+// Every global heap collection in the file checked (a scan for their signature, the file mapped, not copied),
+// before libhdf5 reads one.
+void check_heap_collections(hid_t file, const std::string& path) {
+    const FileLayout l = file_layout(file, path);
+    const uint64_t file_size = file_size_of(path);
+    if (file_size == 0) return;
+    const int fd = ::open(path.c_str(), O_RDONLY);
+    AXF_CHECK(fd >= 0, "cannot open '%s': %s", path.c_str(), std::strerror(errno));
+    void* map = ::mmap(nullptr, file_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    ::close(fd);
+    AXF_CHECK(map != MAP_FAILED, "cannot map '%s': %s", path.c_str(), std::strerror(errno));
+    const std::unique_ptr<void, std::function<void(void*)>> unmap(map, [&](void* m) { ::munmap(m, file_size); });
+    const std::string_view all(static_cast<const char*>(map), file_size);
+    static const char sig[] = {'G', 'C', 'O', 'L', 1, 0, 0, 0};
+    for (size_t at = all.find(std::string_view(sig, sizeof sig)); at != std::string_view::npos;
+         at = all.find(std::string_view(sig, sizeof sig), at + 1)) {
+        if (at < l.base) continue;
+        AXF_CHECK(at + 8 + l.sizeof_size <= all.size(),
+                  "'%s' is corrupt: it ends inside the header of a global heap collection (byte %zu)", path.c_str(),
+                  at);
+        const uint64_t size = decode_le(reinterpret_cast<const unsigned char*>(all.data()) + at + 8, l.sizeof_size);
+        AXF_CHECK(size <= all.size() - at,
+                  "'%s' is corrupt: the global heap collection at byte %zu claims %llu bytes, past the file's end",
+                  path.c_str(), at, (unsigned long long)size);
+        heap_objects(all.substr(at, size), l, at - l.base, path);
+    }
+}
+
+// A contiguous dataset of n variable-length strings, read from the file's bytes; nullopt for another layout.
+std::optional<std::vector<std::string>> read_contiguous_vlen_strings(hid_t file, hid_t ds, size_t n,
+                                                                     const std::string& path, const std::string& what) {
+    Id dcpl(H5Dget_create_plist(ds));
+    H5_CHECK(dcpl.valid(), "%s: cannot get its creation properties", what.c_str());
+    if (H5Pget_layout(dcpl.get()) != H5D_CONTIGUOUS) return std::nullopt;
+    const FileLayout l = file_layout(file, path);
+    std::vector<std::string> out(n);
+    const haddr_t offset = H5Dget_offset(ds);
+    H5Eclear2(H5E_DEFAULT);
+    if (offset == HADDR_UNDEF) return out;  // never written: every string empty
+    const uint64_t elem = 4 + l.sizeof_addr + 4, file_size = file_size_of(path);
+    File f = open_bytes(path);
+    const std::string raw = file_bytes(f.get(), file_size, l.base + offset, elem * n, path, "string references");
+    const auto* r = reinterpret_cast<const unsigned char*>(raw.data());
+    std::map<uint64_t, std::pair<std::string, std::map<uint64_t, std::pair<uint64_t, uint64_t>>>> heaps;
+    for (size_t i = 0; i < n; ++i) {
+        const unsigned char* e = r + i * elem;
+        const uint64_t len = decode_le(e, 4), addr = decode_le(e + 4, l.sizeof_addr),
+                       idx = decode_le(e + 4 + l.sizeof_addr, 4);
+        if (addr == 0 && len == 0) continue;  // an empty string
+        auto it = heaps.find(addr);
+        if (it == heaps.end()) it = heaps.emplace(addr, read_heap_collection(f.get(), file_size, l, addr, path)).first;
+        const auto obj = it->second.second.find(idx);
+        AXF_CHECK(obj != it->second.second.end() && obj->second.second == len,
+                  "%s is corrupt: string %zu refers to object %llu of %llu bytes in the global heap at address %llu, "
+                  "which %s",
+                  what.c_str(), i, (unsigned long long)idx, (unsigned long long)len, (unsigned long long)addr,
+                  obj == it->second.second.end()
+                      ? "does not hold it"
+                      : strfmt("holds %llu bytes", (unsigned long long)obj->second.second).c_str());
+        out[i] = it->second.first.substr(obj->second.first, len);
+    }
+    return out;
+}
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------
@@ -201,15 +374,22 @@ Hdf5File::~Hdf5File() {
     if (file_ >= 0) H5Fclose(file_);
 }
 
-Hdf5File::Hdf5File(Hdf5File&& o) noexcept : path_(std::move(o.path_)), file_(std::exchange(o.file_, -1)) {}
+Hdf5File::Hdf5File(Hdf5File&& o) noexcept
+    : path_(std::move(o.path_)), file_(std::exchange(o.file_, -1)), heaps_checked_(o.heaps_checked_) {}
 
 Hdf5File& Hdf5File::operator=(Hdf5File&& o) noexcept {
     if (this != &o) {
         if (file_ >= 0) H5Fclose(file_);
         path_ = std::move(o.path_);
         file_ = std::exchange(o.file_, -1);
+        heaps_checked_ = o.heaps_checked_;
     }
     return *this;
+}
+
+void Hdf5File::check_heap_collections_once() const {
+    if (!heaps_checked_) check_heap_collections(file_, path_);
+    heaps_checked_ = true;
 }
 
 bool Hdf5File::has(const std::string& path) const {
@@ -302,6 +482,8 @@ std::vector<std::string> Hdf5File::read_strings(const std::string& path) const {
     const htri_t is_var = H5Tis_variable_str(ftype.get());
     H5_CHECK(is_var >= 0, "%s: cannot inspect string type", what.c_str());
     if (is_var > 0) {
+        if (auto strings = read_contiguous_vlen_strings(file_, ds.get(), n, path_, what)) return std::move(*strings);
+        check_heap_collections_once();
         const Id mem = variable_string_type(ftype, what);
         std::vector<char*> ptrs(n, nullptr);
         H5_CHECK(H5Dread(ds.get(), mem.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()) >= 0, "failed to read %s",
@@ -355,8 +537,11 @@ std::vector<std::string> Hdf5File::list(const std::string& group, bool recursive
         }
         return 0;
     };
-    herr_t rc = recursive ? H5Lvisit(grp.get(), H5_INDEX_NAME, H5_ITER_INC, cb, &ctx)
-                          : H5Literate(grp.get(), H5_INDEX_NAME, H5_ITER_INC, nullptr, cb, &ctx);
+    // Native order, sorted here: in increasing order libhdf5 1.10 first copies a dense group's links into a table
+    // sized by the count its B-tree header claims, and frees every entry of it on any failure, filled or not; a
+    // corrupt file made that an invalid free (tests/fuzz/regressions/features). Native order walks the B-tree.
+    herr_t rc = recursive ? H5Lvisit(grp.get(), H5_INDEX_NAME, H5_ITER_NATIVE, cb, &ctx)
+                          : H5Literate(grp.get(), H5_INDEX_NAME, H5_ITER_NATIVE, nullptr, cb, &ctx);
     H5_CHECK(rc >= 0 && !ctx.failed, "failed to list datasets under '%s' in '%s'", group.c_str(), path_.c_str());
     std::sort(ctx.out.begin(), ctx.out.end());
     return std::move(ctx.out);
@@ -410,6 +595,7 @@ std::string Hdf5File::read_string_attr(const std::string& obj_path, const std::s
     const htri_t is_var = H5Tis_variable_str(ftype.get());
     H5_CHECK(is_var >= 0, "%s: cannot inspect string type", what.c_str());
     if (is_var > 0) {
+        check_heap_collections_once();
         const Id mem = variable_string_type(ftype, what);
         char* s = nullptr;
         H5_CHECK(H5Aread(attr.get(), mem.get(), &s) >= 0, "failed to read %s", what.c_str());

@@ -58,8 +58,12 @@ public:
     double read_double_attr(const std::string& obj_path, const std::string& name) const;
 
 private:
+    // Before libhdf5 reads a variable-length string: every global heap collection of the file checked.
+    void check_heap_collections_once() const;
+
     std::string path_;
     int64_t file_ = -1;  // hid_t; kept out of this header so users need no HDF5 include path
+    mutable bool heaps_checked_ = false;
 };
 
 // Creates an HDF5 file at path + ".tmp.<pid>"; commit() closes it and renames it to path. Destroying an

@@ -572,9 +572,16 @@ MmcifChain read_mmcif_chain(const std::string& path, const std::string& chain_id
         a.name = std::string(m.at(r, m.c_atom_));
         a.residue_name = std::string(m.at(r, m.c_comp_));
         a.seqres_index = idx;
-        a.x = number(r, m.c_x_, "Cartn_x");
-        a.y = number(r, m.c_y_, "Cartn_y");
-        a.z = number(r, m.c_z_, "Cartn_z");
+        // Coordinates in Angstrom: a structure spans at most a few thousand; 1e30 is a corrupt file, not an atom.
+        auto coordinate = [&](int col, const char* what) {
+            const double d = number(r, col, what);
+            AXF_CHECK(std::fabs(d) <= 1e6, "%s:%d: _atom_site.%s %g is not a coordinate (|x| <= 1e6 Angstrom)", p,
+                      b.line_of(site.at(r, col)), what, d);
+            return d;
+        };
+        a.x = coordinate(m.c_x_, "Cartn_x");
+        a.y = coordinate(m.c_y_, "Cartn_y");
+        a.z = coordinate(m.c_z_, "Cartn_z");
         if (m.c_occ_ >= 0 && !site.at(r, m.c_occ_).unset) a.occupancy = number(r, m.c_occ_, "occupancy");
         a.hetatm = m.c_group_ >= 0 && m.at(r, m.c_group_) == "HETATM";
         by_res[static_cast<size_t>(idx)].push_back(std::move(a));

@@ -242,6 +242,21 @@ void cif_rows(std::string& out, const std::string& category, const std::vector<c
 
 }  // namespace
 
+namespace {
+
+void check_resseq(int64_t resnum, const std::string& what) {
+    AXF_CHECK(resnum >= -999 && resnum <= 9999,
+              "%s: residue number %lld (residue_index %lld) does not fit PDB's 4-column resSeq field (-999..9999)",
+              what.c_str(), (long long)resnum, (long long)(resnum - 1));
+}
+
+}  // namespace
+
+void check_pdb_residue_numbers(const Tensor& residue_index, const std::string& source) {
+    const Tensor ri = host_cast(residue_index, DType::I64);
+    for (int64_t i = 0; i < ri.numel(); ++i) check_resseq(ri.data<int64_t>()[i] + 1, source);
+}
+
 std::string to_pdb(const ProteinStructure& p) {
     const HostStructure s = load(p);
     for (const std::string& id : s.chain_ids)
@@ -260,10 +275,7 @@ std::string to_pdb(const ProteinStructure& p) {
         if (i > 0 && s.chain[i] != s.chain[i - 1]) chain_end(out, serial++, i - 1);  // AF2: TER takes a serial
         const char chain = s.chain_ids[s.chain[i]][0];
         const int64_t resnum = s.residue_index[i] + 1;
-        AXF_CHECK(resnum >= -999 && resnum <= 9999,
-                  "cannot write PDB: residue number %lld (residue_index %lld) does not fit the 4-column resSeq "
-                  "field; write mmCIF instead",
-                  (long long)resnum, (long long)s.residue_index[i]);
+        check_resseq(resnum, "cannot write PDB");
         const char* resname = rc::kRestype3[s.aatype[i]];
         for (int a = 0; a < kA; ++a) {
             if (!s.present(i, a)) continue;

@@ -37,9 +37,13 @@ struct ProteinStructure {
     Tensor chain_index, entity_index;
 };
 
-// AF2 protein.to_pdb text, a TER record closing each chain. Requires a one-character chain id, residue numbers (residue_index + 1) in
+// AF2 protein.to_pdb text, a TER record closing each chain. Requires a one-character chain id, residue numbers
+// (residue_index + 1) in
 // [-999, 9999], coordinates in [-999.999, 9999.999], B-factors in [-99.99, 999.99], at most 99999 atoms.
 std::string to_pdb(const ProteinStructure& p);
+// Refuses residue numbers (residue_index + 1) outside PDB's 4-column resSeq (-999..9999), naming `source`; a
+// prediction checks this before it runs rather than when it writes.
+void check_pdb_residue_numbers(const Tensor& residue_index, const std::string& source);
 
 // PDBx/mmCIF with ModelCIF pLDDT. `name` becomes the data block and _entry.id (upper-cased like AF2;
 // characters other than printable non-space ASCII become '_'). Requires residue_index >= 0 and strictly

@@ -140,6 +140,17 @@ bool has_template_features(const FeatureDict& f, const std::string& source) {
     return present > 0;
 }
 
+// The values a model input may hold: masks 0..1, token ids their vocabulary, chain ids up to one per residue,
+// residue numbers exact in float32 (2^24), any other value (one-hot, profiles, deletion counts, coordinates in
+// Angstrom) under 1e6 in magnitude.
+std::pair<double, double> value_range(const std::string& name, int64_t n_res) {
+    if (name.find("mask") != std::string::npos) return {0, 1};
+    if (name == "extra_msa") return {0, 22};  // 20 amino acids, X, gap, the masked-MSA token
+    if (name == "asym_id" || name == "entity_id" || name == "sym_id") return {0, static_cast<double>(n_res)};
+    if (name == "residue_index") return {-16777216.0, 16777216.0};
+    return {-1e6, 1e6};
+}
+
 }  // namespace
 
 void validate_features(const FeatureDict& f, const ModelConfig& config, const std::string& source) {
@@ -179,10 +190,17 @@ void validate_features(const FeatureDict& f, const ModelConfig& config, const st
             AXF_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F64,
                       "%s: feature '%s' has dtype %s, expected float32", source.c_str(), s.name, dtype_name(t.dtype()));
         }
+        // Values: finite and within what the feature can hold (a corrupt file's 3e38 in a mask would otherwise
+        // surface as a degenerate rotation in the structure module).
+        const auto [lo, hi] = value_range(s.name, sizes['N']);
         Tensor c = to_f32(t);
-        for (int64_t i = 0; i < c.numel(); ++i)
-            AXF_CHECK(std::isfinite(c.f32()[i]), "%s: feature '%s' holds a non-finite value (%g) at flat index %lld",
-                      source.c_str(), s.name, c.f32()[i], (long long)i);
+        for (int64_t i = 0; i < c.numel(); ++i) {
+            const float v = c.f32()[i];
+            AXF_CHECK(std::isfinite(v), "%s: feature '%s' holds a non-finite value (%g) at flat index %lld",
+                      source.c_str(), s.name, v, (long long)i);
+            AXF_CHECK(v >= lo && v <= hi, "%s: feature '%s' holds %g at flat index %lld, expected %g..%g",
+                      source.c_str(), s.name, v, (long long)i, lo, hi);
+        }
     };
     const bool multimer = config.preset.multimer;
     for (const FeatureSpec& s : multimer ? multimer_model_inputs() : model_inputs()) check(s);

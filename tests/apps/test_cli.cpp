@@ -146,6 +146,45 @@ TEST(Cli, BadInputsAreClearErrors) {
     EXPECT_FALSE(fs::exists(out / "model_3_ptm_unrelaxed.pdb"));
 }
 
+// Values a feature cannot hold are refused before the model runs, naming the file and the feature: a mask of
+// 3e38 (before: 'quaternion 0 is zero or not finite' from the structure module) and a residue number past PDB's
+// resSeq (before: an error when writing the PDB, after the run).
+TEST(Cli, FeatureValuesOutOfRangeAreRefusedBeforeTheRun) {
+    const test::TempDir tmp;
+    auto features_with = [&](const std::string& name, const std::string& key, double value) {
+        const std::string path = (tmp / name).string();
+        io::Hdf5File f(kSmall + "/features.h5");
+        io::Hdf5Writer w(path);
+        for (const std::string& k : f.list("/", false)) {
+            Tensor t = f.read(k);
+            if (k == key) {
+                t = host_cast(t, DType::F64);
+                t.data<double>()[t.numel() - 1] = value;
+                t = host_cast(t, f.read(k).dtype());
+            }
+            w.write(k, t);
+        }
+        w.commit();
+        return path;
+    };
+    struct Case {
+        std::string key;
+        double value;
+        std::vector<std::string> needles;
+    };
+    for (const Case& c : {Case{"seq_mask", 3e38, {"seq_mask", "3e+38", "expected 0..1"}},
+                          Case{"residue_index", 2147483647.0, {"residue_index", "resSeq"}}}) {
+        const std::string path = features_with(c.key + ".h5", c.key, c.value);
+        RunResult r = run("predict --features " + path + " --params " + kSmall +
+                          "/params.npz --model-name model_3_ptm --structure-module-layers 2 --out-dir " +
+                          (tmp / "out").string() + " --overwrite");
+        EXPECT_NE(r.rc, 0);
+        EXPECT_NE(r.out.find(path), std::string::npos) << r.out;
+        for (const std::string& n : c.needles) EXPECT_NE(r.out.find(n), std::string::npos) << r.out;
+        EXPECT_EQ(r.out.find("recycle"), std::string::npos) << "the model ran: " << r.out;
+    }
+}
+
 // --precision bf16 runs (emulated on the CPU) and stays within a pLDDT point of fp32; --device names what is
 // missing when CUDA is not there, and unknown devices and precisions are rejected before any work.
 TEST(Cli, PrecisionAndDeviceOptions) {

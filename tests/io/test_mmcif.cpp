@@ -261,6 +261,9 @@ TEST(MmcifErrors, AbsentChainAndMalformedFiles) {
     const std::string bad_x =
         tmp_cif(dir, "badx", kHead + "ATOM 1 CA . GLY A 2 1 1 1 1 P 1\nATOM 2 C . GLY A 2 x1 1 1 1 P 1\n");
     test::expect_error([&] { read_mmcif_chain(bad_x, "P"); }, {bad_x + ":48:", "Cartn_x 'x1'"});
+    const std::string huge_z =
+        tmp_cif(dir, "hugez", kHead + "ATOM 1 CA . GLY A 2 1 1 1 1 P 1\nATOM 2 C . GLY A 2 1 1 1e30 1 P 1\n");
+    test::expect_error([&] { read_mmcif_chain(huge_z, "P"); }, {huge_z + ":48:", "Cartn_z 1e+30"});
     const std::string bad_seq = tmp_cif(dir, "badseq", kHead + "ATOM 1 CA . GLY A 4 1 1 1 1 P 1\n");
     test::expect_error([&] { read_mmcif_chain(bad_seq, "P"); }, {bad_seq + ":47:", "outside its SEQRES"});
     test::expect_error([] { read_mmcif_chain("/nonexistent/x.cif", "A"); }, {"/nonexistent/x.cif", "not found"});

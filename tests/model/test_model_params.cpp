@@ -67,7 +67,9 @@ TEST(ModelParams, WidthsAreReadBackForEveryPreset) {
         EXPECT_EQ(got.evoformer.transition_factor, 3);
         EXPECT_EQ(got.extra_msa.global_head_dim, 6);
         EXPECT_EQ(got.ipa_v_points, 5);
-        if (preset.templates) EXPECT_EQ(got.template_tri_mul_dim, 5);
+        if (preset.templates) {
+            EXPECT_EQ(got.template_tri_mul_dim, 5);
+        }
     }
 }
 
