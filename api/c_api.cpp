@@ -134,7 +134,11 @@ axf_status axf_features_from_arrays(const axf_array* arrays, size_t num_arrays, 
         if (missing(a.name, "axf_features_from_arrays", "an array's name") ||
             (a.ndim > 0 && missing(a.shape, "axf_features_from_arrays", "an array's shape")) || a.ndim < 0)
             return AXF_INVALID_ARGUMENT;
-        list.push_back({a.name, static_cast<int>(a.dtype), std::vector<int64_t>(a.shape, a.shape + a.ndim), a.data});
+        // A C caller may store any int in the enum; reading it as axf_dtype in C++ is undefined past its range.
+        int dtype = 0;
+        static_assert(sizeof dtype == sizeof a.dtype);
+        std::memcpy(&dtype, &a.dtype, sizeof dtype);
+        list.push_back({a.name, dtype, std::vector<int64_t>(a.shape, a.shape + a.ndim), a.data});
     }
     *features = nullptr;
     return guarded(

@@ -6,6 +6,7 @@
 # format (kept in build-sanitize/fuzz/<format>/corpus, so later runs go on from there). A finding (crash, sanitizer
 # report, leak, timeout, out of memory) stops that harness and is written to build-sanitize/fuzz/<format>/;
 # fix it, then copy the input to tests/fuzz/regressions/<format>/. Exits non-zero when anything was found.
+# AXFOLD_FUZZ_SEED fixes libFuzzer's random seed (CI sets 1, so a landing is not failed by chance; 0: random).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -51,7 +52,8 @@ for f in "${formats[@]}"; do
     fi
   fi
   echo "== fuzz $f: ${seconds} s"
-  if "$exe" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 -max_len=1048576 -print_final_stats=1 \
+  if "$exe" -max_total_time="$seconds" -seed="${AXFOLD_FUZZ_SEED:-0}" -timeout=20 -rss_limit_mb=4096 \
+       -max_len=1048576 -print_final_stats=1 \
        -artifact_prefix="$work/" "$work/corpus" > "$work/fuzz.log" 2>&1; then
     grep -E '^stat::number_of_executed_units|^stat::peak_rss_mb' "$work/fuzz.log" | tr '\n' ' '
     echo

@@ -17,8 +17,10 @@ cmake --build build-sanitize -j2
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_stack_use_after_return=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export LSAN_OPTIONS=suppressions=$root/tests/fuzz/lsan.supp
-# The golden sets run the full model at -O1 with every access checked: minutes each, and they test numbers, not
-# memory; the unit tests cover the same code on small inputs.
-exclude="golden"
+# Not here: the golden sets (the full model at -O1 with every access checked, minutes each; they test numbers, and
+# the unit tests cover the same code on small inputs); the central-difference check of the structure module with
+# dropout, whose float32 difference is within its 1% only at gcc's rounding (clang -O1 lands at 2%; scripts/test.sh
+# runs it); and the installed-package test, which builds a consumer with gcc against the sanitized library.
+exclude="golden|structure_module_with_dropout_matches_central_differences|CApi.installed_package"
 echo "== unit tests under ASan + UBSan"
 ctest --test-dir build-sanitize --output-on-failure -j2 -E "$exclude"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds axfold (Release, -j2) and runs the whole test suite.
 # When ../shared/golden exists, the golden tests also run on those sets (full AlphaFold2 widths).
-# The log ends with ctest's summary line.
+# Then the unit tests under ASan + UBSan and 20 s of fuzzing per input format (scripts/sanitize.sh, fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -17,3 +17,10 @@ if [ -d "$root/../shared/golden" ]; then
 fi
 echo "== full test suite"
 ctest --test-dir build --output-on-failure
+
+# Sanitizers and fuzzing (docs/RELIABILITY.md): the unit tests under ASan + UBSan (a clang build in build-sanitize),
+# then every input parser's fuzzer for 20 s from its seeds and regression inputs.
+echo "== unit tests under ASan + UBSan"
+bash scripts/sanitize.sh
+echo "== fuzzing, 20 s per input format"
+AXFOLD_FUZZ_SEED=1 bash scripts/fuzz.sh 20

@@ -748,6 +748,41 @@ TEST(Cli, AKilledPredictIsRerunWithoutOverwrite) {
     EXPECT_NE(r.out.find("another axfold predict (pid " + std::to_string(getpid()) + ")"), std::string::npos) << r.out;
 }
 
+// Training killed with SIGKILL part-way resumes from its last checkpoint to the same parameters, bit for bit, as a
+// run that was never interrupted (checkpoints are written under temporary names, so the kill leaves whole ones).
+TEST(Cli, AKilledTrainResumesBitExactly) {
+    const test::TempDir tmp;
+    const fs::path a = tmp / "whole", b = tmp / "killed";
+    const std::string common = "train --params " + kSmall + "/params.npz --model-name model_3_ptm --examples " +
+                               kSmall +
+                               "/loss_cases.h5 --structure-module-layers 2 --threads 1 --warmup-steps 0 "
+                               "--learning-rate 3e-4 --save-every 1 --steps 4 ";
+    RunResult r = run(common + "--out-dir " + a.string());
+    ASSERT_EQ(r.rc, 0) << r.out;
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c",
+              ("exec " + kBin + " " + common + "--out-dir " + b.string() + " > /dev/null 2>&1").c_str(),
+              static_cast<char*>(nullptr));
+        _exit(127);
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (!fs::exists(b / "checkpoint-000002") && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFSIGNALED(status)) << "the run finished before it was killed";
+    ASSERT_FALSE(fs::exists(b / "checkpoint-000004"));
+    r = run(common + "--resume " + (b / "checkpoint-000002").string() + " --out-dir " + b.string());
+    ASSERT_EQ(r.rc, 0) << r.out;
+    for (const char* f : {"params_model_3_ptm.npz", "params_model_3_ptm_ema.npz"})
+        EXPECT_EQ(test::read_text((a / "checkpoint-000004" / f).string()),
+                  test::read_text((b / "checkpoint-000004" / f).string()))
+            << f;
+}
+
 // The plan comes first: a protein that cannot fit is refused before its features are built or the parameters read,
 // with the budget that would fit; without --max-memory the machine's memory is the budget. (Its time and memory,
 // 0.3 s and 230 MB, are in docs/RELIABILITY.md.)
