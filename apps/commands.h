@@ -50,7 +50,8 @@ struct InputOptions {
     std::string features;           // raw (features.pkl layout) or processed HDF5, told apart by their keys
     uint64_t seed = 0;              // MSA sampling and masking
     int64_t max_msa_clusters = -1, max_extra_msa = -1;  // -1: the model preset's
-    bool no_msa_padding = false;                   // keep only real MSA rows (AF2 pads to the maxima with zero masks)
+    bool no_msa_padding = false;  // keep only real MSA rows (AF2 pads to the maxima with zero masks)
+    std::string max_memory;       // budget for reading alignments (predict's --max-memory); empty: the machine's
     std::function<void(const std::string&)> note;  // where notes on the input go (a target's log); empty: stderr
 };
 

@@ -4,11 +4,13 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 
 #include "apps/commands.h"
 #include "io/hdf5_file.h"
 #include "io/msa.h"
 #include "kernels/ops.h"
+#include "model/run.h"
 #include "pipeline/multimer_transforms.h"
 
 namespace axfold::apps {
@@ -33,6 +35,39 @@ void note(const InputOptions& in, const char* fmt, Args... args) {
 
 }  // namespace
 
+namespace {
+
+// Huge alignments are refused before they are read, like a protein too long for the model: their rows are counted
+// (count_msa_rows, nothing kept) and the memory reading them takes is estimated against the machine's: the parsed
+// rows (the aligned row, its deletion counts: 5 bytes a column, and ~64 bytes of bookkeeping), the raw features of
+// the rows kept after each file's depth limit (MSA and deletion matrix: 8 bytes a column), and the largest file's
+// text. The budget: --max-memory, else the machine's memory.
+void check_alignments_fit(const std::vector<std::string>& paths, int64_t n_res, const InputOptions& in) {
+    if (paths.empty()) return;
+    double parsed = 0, kept = 0, text = 0;
+    std::string rows;
+    for (const std::string& path : paths) {
+        const int64_t r = io::count_msa_rows(path), cap = io::default_max_hits(path);
+        parsed += static_cast<double>(r) * (5.0 * static_cast<double>(n_res) + 64);
+        kept += 8.0 * static_cast<double>(n_res) * static_cast<double>(cap > 0 ? std::min(r, cap) : r);
+        std::error_code ec;
+        text = std::max(text, static_cast<double>(std::filesystem::file_size(path, ec)));
+        rows += strfmt("%s%s: %lld rows", rows.empty() ? "" : ", ", path.c_str(), (long long)r);
+    }
+    std::string what;
+    RunSettings budget_settings;
+    budget_settings.max_memory = in.max_memory;
+    const size_t budget = host_budget(budget_settings, &what);
+    const double need = parsed + kept + text;
+    AXF_CHECK(need <= static_cast<double>(budget),
+              "the alignments of %s (%lld residues; %s) need about %s to read, more than %s; trim them (AlphaFold "
+              "keeps 10000 uniref90 and 501 mgnify hits) or use a machine with more memory",
+              in.fasta.c_str(), (long long)n_res, rows.c_str(), format_bytes(static_cast<size_t>(need)).c_str(),
+              what.c_str());
+}
+
+}  // namespace
+
 pipeline::RawFeatures build_raw_features(const InputOptions& in) {
     if (in.fasta.empty()) {
         AXF_CHECK(!in.features.empty(), "give --fasta (with optional --msa files) or --features");
@@ -44,6 +79,7 @@ pipeline::RawFeatures build_raw_features(const InputOptions& in) {
     AXF_CHECK(recs.size() == 1,
               "%s: %zu sequences (records at lines %d and %d ...); a monomer prediction takes exactly one",
               in.fasta.c_str(), recs.size(), recs[0].line, recs.size() > 1 ? recs[1].line : 0);
+    check_alignments_fit(in.msas, static_cast<int64_t>(recs[0].sequence.size()), in);
     std::vector<io::Msa> msas;
     for (const std::string& path : in.msas) {
         msas.push_back(io::read_msa(path));

@@ -87,7 +87,9 @@ int run_features(const std::vector<std::string>& args) {
         "model-name", po::value<std::string>(&o.model_name)->default_value("model_1_ptm"),
         "preset for --processed (MSA sizes, templates)")(
         "num-recycle", po::value<int>(&o.num_recycle)->default_value(3), "recycles for --processed (iterations - 1)")(
-        "threads", po::value<int>(&o.threads)->default_value(0), "CPU threads (0 = all)");
+        "threads", po::value<int>(&o.threads)->default_value(0), "CPU threads (0 = all)")(
+        "max-memory", po::value<std::string>(&o.in.max_memory),
+        "memory budget for reading the alignments, e.g. 8G (default: this machine's)");
     add_input_options(desc, o.in);
     po::variables_map vm;
     if (!parse(args, desc, vm)) return 0;

@@ -261,6 +261,7 @@ TargetOutcome predict_target(PredictJob& job, const PredictOptions& o, const Inp
                        sizes.n_res, sizes.n_msa, sizes.n_extra, o.run, job.target, source);
     InputOptions in = in_options;
     in.note = [&](const std::string& line) { log.line("%s", line.c_str()); };
+    in.max_memory = o.run.max_memory;
     const Device device = job.target.device;
     Comm& comm = *job.comm;
     namespace fs = std::filesystem;

@@ -428,6 +428,30 @@ Msa read_msa(const std::string& path) {
     return parse_a3m(text, path);
 }
 
+int64_t count_msa_rows(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    AXF_CHECK(in, "cannot open alignment '%s'", path.c_str());
+    const std::string l = lower(path);
+    bool stockholm = has_suffix(l, ".sto") || has_suffix(l, ".stockholm") || has_suffix(l, ".sth");
+    std::set<std::string> names;
+    int64_t records = 0;
+    bool first = true;
+    for (std::string line; std::getline(in, line);) {
+        if (first && line.find_first_not_of(" \t\r") != std::string::npos) {
+            stockholm = stockholm || line.compare(line.find_first_not_of(" \t\r"), 11, "# STOCKHOLM") == 0;
+            first = false;
+        }
+        if (!stockholm) {
+            records += !line.empty() && line[0] == '>';
+            continue;
+        }
+        if (line.rfind("//", 0) == 0) break;
+        if (line.empty() || line[0] == '#' || std::isspace(static_cast<unsigned char>(line[0]))) continue;
+        names.insert(line.substr(0, line.find_first_of(" \t")));
+    }
+    return stockholm ? static_cast<int64_t>(names.size()) : records;
+}
+
 int64_t default_max_hits(const std::string& path) {
     const std::string name = lower(std::filesystem::path(path).filename().string());
     if (name.find("uniref90") != std::string::npos) return 10000;

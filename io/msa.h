@@ -43,6 +43,9 @@ Msa parse_stockholm(const std::string& text, const std::string& source);
 // Reads an alignment file, choosing the format by extension (.a3m, .sto/.stockholm) or, failing that, by
 // content ("# STOCKHOLM" header).
 Msa read_msa(const std::string& path);
+// The rows of an alignment file, counted as read_msa would see them but without keeping them (A3M: its records;
+// Stockholm: the distinct names of its first alignment), to size the reading before it happens.
+int64_t count_msa_rows(const std::string& path);
 
 // AF2's default per-source depth limit (rows including the query) for a file name: uniref90 10000,
 // mgnify 501, uniprot 50000; 0 (unlimited) for everything else (BFD/UniRef30 A3M, ColabFold A3M).

@@ -783,6 +783,25 @@ TEST(Cli, AKilledTrainResumesBitExactly) {
             << f;
 }
 
+// Alignments too large for the memory are refused before they are read, from their row counts, naming each file's.
+TEST(Cli, HugeAlignmentsAreRefusedBeforeTheyAreRead) {
+    const test::TempDir tmp;
+    const std::string query = std::string(5000, 'A');
+    std::ofstream(tmp / "q.fasta") << ">q\n" << query << "\n";
+    {
+        std::ofstream a3m(tmp / "bfd_uniref_hits.a3m");
+        a3m << ">q\n" << query << "\n";
+        for (int i = 0; i < 200000; ++i) a3m << ">hit\nA\n";  // rows too short: only reading them would say so
+    }
+    const RunResult r = run("features --fasta " + (tmp / "q.fasta").string() + " --msa " +
+                            (tmp / "bfd_uniref_hits.a3m").string() + " --max-memory 2G -o " + (tmp / "f.h5").string());
+    EXPECT_NE(r.rc, 0);
+    for (const std::string& n : {(tmp / "bfd_uniref_hits.a3m").string() + ": 200001 rows", std::string("need about"),
+                                 std::string("--max-memory 2G")})
+        EXPECT_NE(r.out.find(n), std::string::npos) << r.out;
+    EXPECT_FALSE(fs::exists(tmp / "f.h5"));
+}
+
 // The plan comes first: a protein that cannot fit is refused before its features are built or the parameters read,
 // with the budget that would fit; without --max-memory the machine's memory is the budget. (Its time and memory,
 // 0.3 s and 230 MB, are in docs/RELIABILITY.md.)

@@ -104,6 +104,7 @@ TEST(RealAlignments, EveryFileParses) {
         if (e.path().filename() == "empty.a3m") continue;
         const Msa m = read_msa(p);
         EXPECT_GT(m.depth(), 0) << p;
+        EXPECT_EQ(count_msa_rows(p), m.depth()) << p;  // what the memory check counts before reading
         for (int64_t r = 0; r < m.depth(); ++r) {
             ASSERT_EQ(m.sequences[r].size(), m.sequences[0].size()) << p << " row " << r;
             ASSERT_EQ(m.deletion_matrix[r].size(), m.sequences[0].size()) << p << " row " << r;
