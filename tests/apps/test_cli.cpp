@@ -41,6 +41,30 @@ RunResult run(const std::string& args) {
     return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
 }
 
+// `axfold train` on the small golden set's parameters and training examples, with the settings the tests share.
+std::string train_small() {
+    return "train --params " + kSmall + "/params.npz --model-name model_3_ptm --examples " + kSmall +
+           "/loss_cases.h5 --structure-module-layers 2 --threads 1 --warmup-steps 0 --learning-rate 3e-4 ";
+}
+
+// Runs `axfold args` and kills it with SIGKILL as soon as `path` exists (within 120 s); its wait status.
+int kill_when_exists(const std::string& args, const fs::path& path) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", ("exec " + kBin + " " + args + " > /dev/null 2>&1").c_str(),
+              static_cast<char*>(nullptr));
+        _exit(127);
+    }
+    EXPECT_GE(pid, 0);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (!fs::exists(path) && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return status;
+}
+
 }  // namespace
 
 TEST(Cli, PredictWritesEveryOutputAndTheyParseBack) {
@@ -408,10 +432,7 @@ TEST(Cli, PlanWithBf16ActivationsHalvesTheTrunkActivations) {
 TEST(Cli, TrainResumesExactlyAndPredictReadsItsCheckpoint) {
     const test::TempDir tmp;
     const fs::path a = tmp / "train_a", b = tmp / "train_b";  // made by train
-    const std::string common = "train --params " + kSmall + "/params.npz --model-name model_3_ptm --examples " +
-                               kSmall +
-                               "/loss_cases.h5 --structure-module-layers 2 --threads 1 --warmup-steps 0 "
-                               "--learning-rate 3e-4 ";
+    const std::string common = train_small();
     RunResult r = run(common + "--steps 2 --out-dir " + a.string());
     ASSERT_EQ(r.rc, 0) << r.out;
     ASSERT_TRUE(fs::exists(a / "checkpoint-000002" / "params_model_3_ptm.npz")) << r.out;
@@ -714,19 +735,7 @@ TEST(Cli, AKilledPredictIsRerunWithoutOverwrite) {
                              "/params.npz --model-name model_3_ptm --structure-module-layers 2 --threads 1 "
                              "--num-recycle 1 --num-predictions-per-model 3 --out-dir " +
                              out.string();
-    const pid_t pid = fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-        execl("/bin/sh", "sh", "-c", ("exec " + kBin + " " + args + " > /dev/null 2>&1").c_str(),
-              static_cast<char*>(nullptr));
-        _exit(127);
-    }
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-    while (!fs::exists(out / "model_3_ptm_pred_0_unrelaxed.pdb") && std::chrono::steady_clock::now() < deadline)
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    kill(pid, SIGKILL);
-    int status = 0;
-    waitpid(pid, &status, 0);
+    kill_when_exists(args, out / "model_3_ptm_pred_0_unrelaxed.pdb");
     ASSERT_TRUE(fs::exists(out / ".axfold-running"));
     ASSERT_FALSE(fs::exists(out / "ranking_debug.json")) << "the run finished before it was killed";
     std::ofstream(out / "scores_model_3_ptm_pred_1.json.tmp.999999") << "left by the killed run";
@@ -753,26 +762,10 @@ TEST(Cli, AKilledPredictIsRerunWithoutOverwrite) {
 TEST(Cli, AKilledTrainResumesBitExactly) {
     const test::TempDir tmp;
     const fs::path a = tmp / "whole", b = tmp / "killed";
-    const std::string common = "train --params " + kSmall + "/params.npz --model-name model_3_ptm --examples " +
-                               kSmall +
-                               "/loss_cases.h5 --structure-module-layers 2 --threads 1 --warmup-steps 0 "
-                               "--learning-rate 3e-4 --save-every 1 --steps 4 ";
+    const std::string common = train_small() + "--save-every 1 --steps 4 ";
     RunResult r = run(common + "--out-dir " + a.string());
     ASSERT_EQ(r.rc, 0) << r.out;
-    const pid_t pid = fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-        execl("/bin/sh", "sh", "-c",
-              ("exec " + kBin + " " + common + "--out-dir " + b.string() + " > /dev/null 2>&1").c_str(),
-              static_cast<char*>(nullptr));
-        _exit(127);
-    }
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-    while (!fs::exists(b / "checkpoint-000002") && std::chrono::steady_clock::now() < deadline)
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    kill(pid, SIGKILL);
-    int status = 0;
-    waitpid(pid, &status, 0);
+    const int status = kill_when_exists(common + "--out-dir " + b.string(), b / "checkpoint-000002");
     ASSERT_TRUE(WIFSIGNALED(status)) << "the run finished before it was killed";
     ASSERT_FALSE(fs::exists(b / "checkpoint-000004"));
     r = run(common + "--resume " + (b / "checkpoint-000002").string() + " --out-dir " + b.string());
