@@ -42,17 +42,18 @@ namespace {
 // rows (the aligned row, its deletion counts: 5 bytes a column, and ~64 bytes of bookkeeping), the raw features of
 // the rows kept after each file's depth limit (MSA and deletion matrix: 8 bytes a column), and the largest file's
 // text. The budget: --max-memory, else the machine's memory.
-void check_alignments_fit(const std::vector<std::string>& paths, int64_t n_res, const InputOptions& in) {
-    if (paths.empty()) return;
+void check_alignments_fit(const std::vector<std::pair<std::string, int64_t>>& alignments, const InputOptions& in) {
+    if (alignments.empty()) return;
     double parsed = 0, kept = 0, text = 0;
     std::string rows;
-    for (const std::string& path : paths) {
+    for (const auto& [path, n_res] : alignments) {
         const int64_t r = io::count_msa_rows(path), cap = io::default_max_hits(path);
         parsed += static_cast<double>(r) * (5.0 * static_cast<double>(n_res) + 64);
         kept += 8.0 * static_cast<double>(n_res) * static_cast<double>(cap > 0 ? std::min(r, cap) : r);
         std::error_code ec;
         text = std::max(text, static_cast<double>(std::filesystem::file_size(path, ec)));
-        rows += strfmt("%s%s: %lld rows", rows.empty() ? "" : ", ", path.c_str(), (long long)r);
+        rows += strfmt("%s%s: %lld rows x %lld columns", rows.empty() ? "" : ", ", path.c_str(), (long long)r,
+                       (long long)n_res);
     }
     std::string what;
     RunSettings budget_settings;
@@ -60,10 +61,9 @@ void check_alignments_fit(const std::vector<std::string>& paths, int64_t n_res, 
     const size_t budget = host_budget(budget_settings, &what);
     const double need = parsed + kept + text;
     AXF_CHECK(need <= static_cast<double>(budget),
-              "the alignments of %s (%lld residues; %s) need about %s to read, more than %s; trim them (AlphaFold "
-              "keeps 10000 uniref90 and 501 mgnify hits) or use a machine with more memory",
-              in.fasta.c_str(), (long long)n_res, rows.c_str(), format_bytes(static_cast<size_t>(need)).c_str(),
-              what.c_str());
+              "the alignments of %s (%s) need about %s to read, more than %s; trim them (AlphaFold keeps 10000 "
+              "uniref90 and 501 mgnify hits) or use a machine with more memory",
+              in.fasta.c_str(), rows.c_str(), format_bytes(static_cast<size_t>(need)).c_str(), what.c_str());
 }
 
 }  // namespace
@@ -79,7 +79,10 @@ pipeline::RawFeatures build_raw_features(const InputOptions& in) {
     AXF_CHECK(recs.size() == 1,
               "%s: %zu sequences (records at lines %d and %d ...); a monomer prediction takes exactly one",
               in.fasta.c_str(), recs.size(), recs[0].line, recs.size() > 1 ? recs[1].line : 0);
-    check_alignments_fit(in.msas, static_cast<int64_t>(recs[0].sequence.size()), in);
+    std::vector<std::pair<std::string, int64_t>> alignments;
+    for (const std::string& path : in.msas)
+        alignments.emplace_back(path, static_cast<int64_t>(recs[0].sequence.size()));
+    check_alignments_fit(alignments, in);
     std::vector<io::Msa> msas;
     for (const std::string& path : in.msas) {
         msas.push_back(io::read_msa(path));
@@ -107,6 +110,22 @@ ComplexInput build_complex_input(const InputOptions& in) {
         return {{}, pipeline::read_merged_features_h5(in.features)};
     }
     AXF_CHECK(in.features.empty(), "give either --fasta or --features, not both");
+    if (!in.msa_dir.empty()) {  // each chain's alignments (msas/A, B, ... in FASTA order), sized before reading
+        std::vector<std::pair<std::string, int64_t>> alignments;
+        char id = 'A';
+        for (const io::FastaRecord& r : io::read_fasta(in.fasta)) {
+            for (size_t b = 0, e; b <= r.sequence.size(); b = e + 1, ++id) {  // ColabFold's A:B
+                e = std::min(r.sequence.find(':', b), r.sequence.size());
+                const std::string dir = (std::filesystem::path(in.msa_dir) / std::string(1, id)).string();
+                if (!std::filesystem::is_directory(dir)) continue;  // a homomer's copy: its first chain's
+                std::vector<std::string> files = pipeline::chain_alignment_files(dir);
+                if (std::filesystem::is_regular_file(dir + "/uniprot_hits.sto"))
+                    files.push_back(dir + "/uniprot_hits.sto");
+                for (const std::string& path : files) alignments.emplace_back(path, static_cast<int64_t>(e - b));
+            }
+        }
+        check_alignments_fit(alignments, in);
+    }
     pipeline::ComplexFeatures c = pipeline::complex_features(in.fasta, in.msas, in.msa_dir);
     std::string summary;
     for (const pipeline::ComplexChain& ch : c.chains)

@@ -793,6 +793,14 @@ TEST(Cli, HugeAlignmentsAreRefusedBeforeTheyAreRead) {
                                  std::string("--max-memory 2G")})
         EXPECT_NE(r.out.find(n), std::string::npos) << r.out;
     EXPECT_FALSE(fs::exists(tmp / "f.h5"));
+    // A complex's alignments (--msa-dir), every chain's files, against a budget they exceed.
+    const std::string data = std::string(AXFOLD_TEST_DATA_DIR) + "/golden/multimer_small/data";
+    const RunResult c = run("features --fasta " + data + "/chains.fasta --msa-dir " + data +
+                            "/alignments --max-memory 20000 -o " + (tmp / "f.h5").string());
+    EXPECT_NE(c.rc, 0);
+    for (const std::string& n : {std::string("alignments/A/uniref90_hits.sto: 151 rows x 9 columns"),
+                                 std::string("alignments/B/uniprot_hits.sto: 61 rows x 7 columns")})
+        EXPECT_NE(c.out.find(n), std::string::npos) << c.out;
 }
 
 // The plan comes first: a protein that cannot fit is refused before its features are built or the parameters read,
