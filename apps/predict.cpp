@@ -406,7 +406,7 @@ TargetOutcome predict_target(PredictJob& job, const PredictOptions& o, const Inp
         t0 = Clock::now();
         const ModelFiles mf = files_of(name);
         const HeadsOutputs& h = p.heads;
-        Result res{name, h.has_iptm ? h.weighted_ptm_score : mean_plddt(p), prediction_structure(p)};
+        Result res{name, h.has_iptm ? h.weighted_ptm_score : mean_plddt(p), prediction_structure(p), {}, {}, 0};
         io::write_pdb(mf.pdb, res.prot);
         io::write_mmcif(mf.cif, res.prot, name);
         io::write_file_atomic(mf.conf, io::confidence_json(h.plddt));

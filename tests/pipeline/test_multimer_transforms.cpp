@@ -88,7 +88,9 @@ TEST(MultimerTransforms, sampling_keeps_the_query_first_and_partitions_the_msa) 
                                    truth = host_int64(true_msa);
         const std::vector<double> bert = test::to_f64(p.at("bert_mask").select(0, r).contiguous());
         for (int64_t i = 0; i < S * N; ++i) {
-            if (bert[i] == 0) EXPECT_EQ(msa[i], truth[i]) << "unmasked position changed at " << i;
+            if (bert[i] == 0) {
+                EXPECT_EQ(msa[i], truth[i]) << "unmasked position changed at " << i;
+            }
             masked += bert[i] != 0;
         }
         maskable += S * N;
