@@ -322,7 +322,8 @@ std::optional<std::vector<std::string>> read_contiguous_vlen_strings(hid_t file,
                                                                      const std::string& path, const std::string& what) {
     Id dcpl(H5Dget_create_plist(ds));
     H5_CHECK(dcpl.valid(), "%s: cannot get its creation properties", what.c_str());
-    if (H5Pget_layout(dcpl.get()) != H5D_CONTIGUOUS) return std::nullopt;
+    // Contiguous in this file (external storage lies elsewhere: the library reads it, after the heap check).
+    if (H5Pget_layout(dcpl.get()) != H5D_CONTIGUOUS || H5Pget_external_count(dcpl.get()) != 0) return std::nullopt;
     const FileLayout l = file_layout(file, path);
     std::vector<std::string> out(n);
     const haddr_t offset = H5Dget_offset(ds);
@@ -330,7 +331,8 @@ std::optional<std::vector<std::string>> read_contiguous_vlen_strings(hid_t file,
     if (offset == HADDR_UNDEF) return out;  // never written: every string empty
     const uint64_t elem = 4 + l.sizeof_addr + 4, file_size = file_size_of(path);
     File f = open_bytes(path);
-    const std::string raw = file_bytes(f.get(), file_size, l.base + offset, elem * n, path, "string references");
+    // H5Dget_offset is from the start of the file; heap addresses are from the base address (after a user block).
+    const std::string raw = file_bytes(f.get(), file_size, offset, elem * n, path, "string references");
     const auto* r = reinterpret_cast<const unsigned char*>(raw.data());
     std::map<uint64_t, std::pair<std::string, std::map<uint64_t, std::pair<uint64_t, uint64_t>>>> heaps;
     for (size_t i = 0; i < n; ++i) {

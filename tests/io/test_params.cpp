@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -270,6 +271,12 @@ TEST(Hdf5File, VariableLengthStringsAsH5pyReadsThem) {
     EXPECT_EQ(names[0], "3u8v_A");
     EXPECT_EQ(names[2], "2crb_A");
     EXPECT_EQ(f.read_strings("template_sequence")[1].substr(0, 12), "------ISHHAK");
+    // After a user block (h5jam, hdf5-tools) heap addresses count from the base address, data offsets from byte 0.
+    const test::TempDir dir;
+    const std::string ub = (dir / "ub.txt").string(), jammed = (dir / "jammed.h5").string();
+    write_bytes(ub, std::string(700, 'x'));
+    ASSERT_EQ(std::system(("h5jam -i " + f.path() + " -u " + ub + " -o " + jammed + " > /dev/null").c_str()), 0);
+    EXPECT_EQ(io::Hdf5File(jammed).read_strings("template_domain_names"), names);
 }
 
 // The byte offset of the first global heap object's size field in an HDF5 file (after "GCOL", version, reserved,
