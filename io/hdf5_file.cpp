@@ -741,14 +741,15 @@ void Hdf5Writer::write_string_attr(const std::string& obj_path, const std::strin
     const htri_t exists = H5Aexists(obj.get(), name.c_str());
     H5_CHECK(exists >= 0, "cannot write %s", what.c_str());
     if (exists > 0) H5_CHECK(H5Adelete(obj.get(), name.c_str()) >= 0, "cannot replace %s", what.c_str());
+    // Fixed length, kept in the object header: reading it back needs no global heap (see read_strings).
     Id type(H5Tcopy(H5T_C_S1));
-    H5_CHECK(type.valid() && H5Tset_size(type.get(), H5T_VARIABLE) >= 0 && H5Tset_cset(type.get(), H5T_CSET_UTF8) >= 0,
+    H5_CHECK(type.valid() && H5Tset_size(type.get(), value.size() + 1) >= 0 &&
+                 H5Tset_strpad(type.get(), H5T_STR_NULLTERM) >= 0 && H5Tset_cset(type.get(), H5T_CSET_UTF8) >= 0,
              "cannot make the string type for %s", what.c_str());
     Id space(H5Screate(H5S_SCALAR));
     Id attr(H5Acreate2(obj.get(), name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT));
     H5_CHECK(attr.valid(), "cannot create %s", what.c_str());
-    const char* s = value.c_str();
-    H5_CHECK(H5Awrite(attr.get(), type.get(), &s) >= 0, "failed to write %s", what.c_str());
+    H5_CHECK(H5Awrite(attr.get(), type.get(), value.c_str()) >= 0, "failed to write %s", what.c_str());
 }
 
 void Hdf5Writer::commit() {

@@ -70,7 +70,9 @@ std::string key_to_h5_path(const std::string& key) {
     return p;
 }
 
-// Without an npz_key attribute, assume the last path segment was the parameter name.
+// Every AlphaFold2 key is "<module path>//<name>", so the dataset path gives it back exactly; the npz_key attribute
+// is written for other readers and not read here (a string attribute of an untrusted file is one thing libhdf5
+// 1.10 reads unchecked: docs/RELIABILITY.md).
 std::string h5_path_to_key(const std::string& path) {
     const size_t slash = path.rfind('/');
     if (slash == std::string::npos) return path;
@@ -108,9 +110,7 @@ std::map<std::string, Shape> read_param_shapes(const std::string& path) {
         out = io::read_npz_shapes(path);
     } else {
         io::Hdf5File h5(path);
-        for (const std::string& ds : h5.list("/", true))
-            out[h5.has_attr(ds, kNpzKeyAttr) ? h5.read_string_attr(ds, kNpzKeyAttr) : h5_path_to_key(ds)] =
-                h5.shape(ds);
+        for (const std::string& ds : h5.list("/", true)) out[h5_path_to_key(ds)] = h5.shape(ds);
     }
     AXF_CHECK(!out.empty(), "parameter file '%s' holds no arrays", path.c_str());
     return out;
@@ -128,8 +128,7 @@ ParamStore ParamStore::load(const std::string& path) {
     } else {
         io::Hdf5File h5(path);
         for (const std::string& ds : h5.list("/", true)) {
-            const std::string key =
-                h5.has_attr(ds, kNpzKeyAttr) ? h5.read_string_attr(ds, kNpzKeyAttr) : h5_path_to_key(ds);
+            const std::string key = h5_path_to_key(ds);
             Tensor f = h5.read_f32(ds);
             check_values(f, key, path);
             AXF_CHECK(store.params_.emplace(key, std::move(f)).second,

@@ -5,8 +5,9 @@
 //
 // Loads DeepMind's .npz (np.savez or np.savez_compressed) or axfold's params.h5 layout: one dataset per
 // key at the key's path with '//' written as '/', and a string attribute "npz_key" holding the exact key
-// (the layout of golden/small/params.h5). The format is detected from the file's magic bytes, not its
-// extension. Every array is converted to float32 on load and checked for NaN/Inf.
+// (the layout of golden/small/params.h5; the key is read back from the path). The format is detected from the
+// file's magic bytes, not its extension. Every array is converted to float32 on load and checked to be finite
+// and under 1e9 in magnitude.
 #pragma once
 
 #include <map>
