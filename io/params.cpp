@@ -21,7 +21,7 @@ Tensor to_f32_cpu(const Tensor& t) {
     return host_cast(t, DType::F32);
 }
 
-// Weights are finite and below 1e9 in magnitude (trained AlphaFold2 weights are within a few hundred; 3e38 from
+// Weights are finite and below 1e9 in magnitude (a bound meant to lie far above any trained weight; 3e38 from
 // a corrupt file would otherwise surface as a degenerate rotation deep in the structure module).
 void check_values(const Tensor& t, const std::string& key, const std::string& file) {
     constexpr float kMax = 1e9f;
