@@ -20,7 +20,6 @@ ctest --test-dir build --output-on-failure
 
 # Sanitizers and fuzzing (docs/RELIABILITY.md): the unit tests under ASan + UBSan (a clang build in build-sanitize),
 # then every input parser's fuzzer for 20 s from its seeds and regression inputs.
-echo "== unit tests under ASan + UBSan"
 bash scripts/sanitize.sh
 echo "== fuzzing, 20 s per input format"
 AXFOLD_FUZZ_SEED=1 bash scripts/fuzz.sh 20
