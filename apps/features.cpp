@@ -2,9 +2,11 @@
 // --processed, the model inputs after AF2's transforms); and the input path shared with `axfold predict`.
 #include "io/features.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <set>
 
 #include "apps/commands.h"
 #include "io/hdf5_file.h"
@@ -110,19 +112,19 @@ ComplexInput build_complex_input(const InputOptions& in) {
         return {{}, pipeline::read_merged_features_h5(in.features)};
     }
     AXF_CHECK(in.features.empty(), "give either --fasta or --features, not both");
-    if (!in.msa_dir.empty()) {  // each chain's alignments (msas/A, B, ... in FASTA order), sized before reading
+    if (!in.msa_dir.empty()) {  // each distinct chain's alignments (msas/<its first chain's id>), sized before reading
         std::vector<std::pair<std::string, int64_t>> alignments;
-        char id = 'A';
-        for (const io::FastaRecord& r : io::read_fasta(in.fasta)) {
-            for (size_t b = 0, e; b <= r.sequence.size(); b = e + 1, ++id) {  // ColabFold's A:B
-                e = std::min(r.sequence.find(':', b), r.sequence.size());
-                const std::string dir = (std::filesystem::path(in.msa_dir) / std::string(1, id)).string();
-                if (!std::filesystem::is_directory(dir)) continue;  // a homomer's copy: its first chain's
-                std::vector<std::string> files = pipeline::chain_alignment_files(dir);
-                if (std::filesystem::is_regular_file(dir + "/uniprot_hits.sto"))
-                    files.push_back(dir + "/uniprot_hits.sto");
-                for (const std::string& path : files) alignments.emplace_back(path, static_cast<int64_t>(e - b));
-            }
+        std::set<std::string> seen;
+        std::vector<pipeline::ComplexChain> chains = pipeline::complex_chains(io::read_fasta(in.fasta, true), in.fasta);
+        std::sort(chains.begin(), chains.end(),
+                  [](const auto& a, const auto& b) { return a.input_index < b.input_index; });
+        for (const pipeline::ComplexChain& ch : chains) {
+            const std::string dir = (std::filesystem::path(in.msa_dir) / ch.chain_id).string();
+            if (!seen.insert(ch.sequence).second || !std::filesystem::is_directory(dir)) continue;
+            std::vector<std::string> files = pipeline::chain_alignment_files(dir);
+            if (std::filesystem::is_regular_file(dir + "/uniprot_hits.sto")) files.push_back(dir + "/uniprot_hits.sto");
+            for (const std::string& path : files)
+                alignments.emplace_back(path, static_cast<int64_t>(ch.sequence.size()));
         }
         check_alignments_fit(alignments, in);
     }

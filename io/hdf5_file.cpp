@@ -11,7 +11,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -216,24 +215,49 @@ uint64_t decode_le(const unsigned char* p, size_t n) {
     return v;
 }
 
-// The bytes [offset, offset + n) of a file, or an error naming what they were to hold.
-std::string file_bytes(std::FILE* f, uint64_t file_size, uint64_t offset, uint64_t n, const std::string& path,
-                       const char* what) {
-    AXF_CHECK(offset <= file_size && n <= file_size - offset,
-              "'%s' is corrupt: its %s (%llu bytes at offset %llu) lies beyond its end (%llu bytes)", path.c_str(),
-              what, (unsigned long long)n, (unsigned long long)offset, (unsigned long long)file_size);
-    std::string b(n, '\0');
-    AXF_CHECK(fseeko(f, static_cast<off_t>(offset), SEEK_SET) == 0 && std::fread(b.data(), 1, n, f) == n,
-              "cannot read %llu bytes at offset %llu of '%s': %s", (unsigned long long)n, (unsigned long long)offset,
-              path.c_str(), std::strerror(errno));
-    return b;
-}
+// A file mapped read-only (nothing copied); at() hands out byte ranges, refusing one past the end.
+class MappedFile {
+public:
+    explicit MappedFile(const std::string& path) : path_(path) {
+        std::error_code ec;
+        size_ = std::filesystem::file_size(path, ec);
+        AXF_CHECK(!ec, "cannot stat '%s': %s", path.c_str(), ec.message().c_str());
+        if (size_ == 0) return;
+        const int fd = ::open(path.c_str(), O_RDONLY);
+        AXF_CHECK(fd >= 0, "cannot open '%s': %s", path.c_str(), std::strerror(errno));
+        data_ = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+        ::close(fd);
+        AXF_CHECK(data_ != MAP_FAILED, "cannot map '%s': %s", path.c_str(), std::strerror(errno));
+    }
+    ~MappedFile() {
+        if (size_ > 0) ::munmap(data_, size_);
+    }
+    MappedFile(const MappedFile&) = delete;
+    MappedFile& operator=(const MappedFile&) = delete;
 
-// The objects of the global heap collection whose bytes (signature on) are `c`: index -> (offset of the data in
-// c, size). Walks the collection as libhdf5 does (H5HG__cache_heap_deserialize) and refuses anything it would
-// read past the collection's end with.
-std::map<uint64_t, std::pair<uint64_t, uint64_t>> heap_objects(std::string_view c, const FileLayout& l, uint64_t addr,
-                                                               const std::string& path) {
+    std::string_view bytes() const { return {static_cast<const char*>(data_), size_}; }
+    // The bytes [offset, offset + n), or an error naming what they were to hold.
+    std::string_view at(uint64_t offset, uint64_t n, const char* what) const {
+        AXF_CHECK(offset <= size_ && n <= size_ - offset,
+                  "'%s' is corrupt: its %s (%llu bytes at offset %llu) lies beyond its end (%llu bytes)", path_.c_str(),
+                  what, (unsigned long long)n, (unsigned long long)offset, (unsigned long long)size_);
+        return bytes().substr(offset, n);
+    }
+
+private:
+    std::string path_;
+    uint64_t size_ = 0;
+    void* data_ = nullptr;
+};
+
+struct HeapObject {
+    uint64_t offset = 0, size = 0;  // the data's place in its collection's bytes
+};
+using HeapObjects = std::map<uint64_t, HeapObject>;  // by object index
+
+// The objects of the global heap collection whose bytes (signature on) are `c`. Walks the collection as libhdf5
+// does (H5HG__cache_heap_deserialize) and refuses anything it would read past the collection's end with.
+HeapObjects heap_objects(std::string_view c, const FileLayout& l, uint64_t addr, const std::string& path) {
     auto align8 = [](uint64_t n) { return (n + 7) / 8 * 8; };
     const uint64_t hdr = align8(8 + l.sizeof_size), objhdr = align8(8 + l.sizeof_size);
     auto corrupt = [&](const char* why, uint64_t at) {
@@ -244,10 +268,9 @@ std::map<uint64_t, std::pair<uint64_t, uint64_t>> heap_objects(std::string_view 
     };
     const auto* b = reinterpret_cast<const unsigned char*>(c.data());
     if (c.size() < hdr || std::memcmp(b, "GCOL", 4) != 0 || b[4] != 1) corrupt("has no GCOL version 1 header", 0);
-    std::map<uint64_t, std::pair<uint64_t, uint64_t>> objects;
+    HeapObjects objects;
     uint64_t p = hdr;
-    while (p < c.size()) {
-        if (p + objhdr > c.size()) break;  // too small for an object: free space
+    while (p + objhdr <= c.size()) {  // a remainder too small for an object is free space
         const uint64_t idx = decode_le(b + p, 2), size = decode_le(b + p + 8, l.sizeof_size);
         if (idx == 0) {  // the free space, its size counting its header
             if (size < objhdr || size > c.size() - p) corrupt("has a free-space record of the wrong size", p);
@@ -261,60 +284,20 @@ std::map<uint64_t, std::pair<uint64_t, uint64_t>> heap_objects(std::string_view 
     return objects;
 }
 
-uint64_t file_size_of(const std::string& path) {
-    std::error_code ec;
-    const uint64_t n = std::filesystem::file_size(path, ec);
-    AXF_CHECK(!ec, "cannot stat '%s': %s", path.c_str(), ec.message().c_str());
-    return n;
-}
-
-struct FileCloser {
-    void operator()(std::FILE* f) const { std::fclose(f); }
-};
-using File = std::unique_ptr<std::FILE, FileCloser>;
-
-File open_bytes(const std::string& path) {
-    File f(std::fopen(path.c_str(), "rb"));
-    AXF_CHECK(f, "cannot open '%s': %s", path.c_str(), std::strerror(errno));
-    return f;
-}
-
-// Reads a global heap collection at `addr` (its size from its header), objects checked.
-std::pair<std::string, std::map<uint64_t, std::pair<uint64_t, uint64_t>>> read_heap_collection(
-    std::FILE* f, uint64_t file_size, const FileLayout& l, uint64_t addr, const std::string& path) {
-    const std::string head = file_bytes(f, file_size, l.base + addr, 8 + l.sizeof_size, path, "global heap header");
+// The bytes of the global heap collection at address `addr` (its size from its header).
+std::string_view heap_collection(const MappedFile& file, const FileLayout& l, uint64_t addr) {
+    const std::string_view head = file.at(l.base + addr, 8 + l.sizeof_size, "global heap header");
     const uint64_t size = decode_le(reinterpret_cast<const unsigned char*>(head.data()) + 8, l.sizeof_size);
-    std::string c = file_bytes(f, file_size, l.base + addr, size, path, "global heap collection");
-    auto objects = heap_objects(c, l, addr, path);
-    return {std::move(c), std::move(objects)};
+    return file.at(l.base + addr, size, "global heap collection");
 }
 
-// Every global heap collection in the file checked (a scan for their signature, the file mapped, not copied),
-// before libhdf5 reads one.
+// Every global heap collection in the file (found by its signature) checked, before libhdf5 reads one.
 void check_heap_collections(hid_t file, const std::string& path) {
     const FileLayout l = file_layout(file, path);
-    const uint64_t file_size = file_size_of(path);
-    if (file_size == 0) return;
-    const int fd = ::open(path.c_str(), O_RDONLY);
-    AXF_CHECK(fd >= 0, "cannot open '%s': %s", path.c_str(), std::strerror(errno));
-    void* map = ::mmap(nullptr, file_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    ::close(fd);
-    AXF_CHECK(map != MAP_FAILED, "cannot map '%s': %s", path.c_str(), std::strerror(errno));
-    const std::unique_ptr<void, std::function<void(void*)>> unmap(map, [&](void* m) { ::munmap(m, file_size); });
-    const std::string_view all(static_cast<const char*>(map), file_size);
-    static const char sig[] = {'G', 'C', 'O', 'L', 1, 0, 0, 0};
-    for (size_t at = all.find(std::string_view(sig, sizeof sig)); at != std::string_view::npos;
-         at = all.find(std::string_view(sig, sizeof sig), at + 1)) {
-        if (at < l.base) continue;
-        AXF_CHECK(at + 8 + l.sizeof_size <= all.size(),
-                  "'%s' is corrupt: it ends inside the header of a global heap collection (byte %zu)", path.c_str(),
-                  at);
-        const uint64_t size = decode_le(reinterpret_cast<const unsigned char*>(all.data()) + at + 8, l.sizeof_size);
-        AXF_CHECK(size <= all.size() - at,
-                  "'%s' is corrupt: the global heap collection at byte %zu claims %llu bytes, past the file's end",
-                  path.c_str(), at, (unsigned long long)size);
-        heap_objects(all.substr(at, size), l, at - l.base, path);
-    }
+    const MappedFile mapped(path);
+    const std::string_view all = mapped.bytes(), sig("GCOL\x01\0\0\0", 8);
+    for (size_t at = all.find(sig); at != std::string_view::npos; at = all.find(sig, at + 1))
+        if (at >= l.base) heap_objects(heap_collection(mapped, l, at - l.base), l, at - l.base, path);
 }
 
 // A contiguous dataset of n variable-length strings, read from the file's bytes; nullopt for another layout.
@@ -329,28 +312,30 @@ std::optional<std::vector<std::string>> read_contiguous_vlen_strings(hid_t file,
     const haddr_t offset = H5Dget_offset(ds);
     H5Eclear2(H5E_DEFAULT);
     if (offset == HADDR_UNDEF) return out;  // never written: every string empty
-    const uint64_t elem = 4 + l.sizeof_addr + 4, file_size = file_size_of(path);
-    File f = open_bytes(path);
+    const MappedFile mapped(path);
+    const uint64_t elem = 4 + l.sizeof_addr + 4;
     // H5Dget_offset is from the start of the file; heap addresses are from the base address (after a user block).
-    const std::string raw = file_bytes(f.get(), file_size, offset, elem * n, path, "string references");
-    const auto* r = reinterpret_cast<const unsigned char*>(raw.data());
-    std::map<uint64_t, std::pair<std::string, std::map<uint64_t, std::pair<uint64_t, uint64_t>>>> heaps;
+    const auto* r = reinterpret_cast<const unsigned char*>(mapped.at(offset, elem * n, "string references").data());
+    std::map<uint64_t, std::pair<std::string_view, HeapObjects>> heaps;  // by address
     for (size_t i = 0; i < n; ++i) {
         const unsigned char* e = r + i * elem;
         const uint64_t len = decode_le(e, 4), addr = decode_le(e + 4, l.sizeof_addr),
                        idx = decode_le(e + 4 + l.sizeof_addr, 4);
         if (addr == 0 && len == 0) continue;  // an empty string
-        auto it = heaps.find(addr);
-        if (it == heaps.end()) it = heaps.emplace(addr, read_heap_collection(f.get(), file_size, l, addr, path)).first;
-        const auto obj = it->second.second.find(idx);
-        AXF_CHECK(obj != it->second.second.end() && obj->second.second == len,
+        auto heap = heaps.find(addr);
+        if (heap == heaps.end()) {
+            const std::string_view c = heap_collection(mapped, l, addr);
+            heap = heaps.emplace(addr, std::make_pair(c, heap_objects(c, l, addr, path))).first;
+        }
+        const auto& [bytes, objects] = heap->second;
+        const auto obj = objects.find(idx);
+        AXF_CHECK(obj != objects.end() && obj->second.size == len,
                   "%s is corrupt: string %zu refers to object %llu of %llu bytes in the global heap at address %llu, "
                   "which %s",
                   what.c_str(), i, (unsigned long long)idx, (unsigned long long)len, (unsigned long long)addr,
-                  obj == it->second.second.end()
-                      ? "does not hold it"
-                      : strfmt("holds %llu bytes", (unsigned long long)obj->second.second).c_str());
-        out[i] = it->second.first.substr(obj->second.first, len);
+                  obj == objects.end() ? "does not hold it"
+                                       : strfmt("holds %llu bytes", (unsigned long long)obj->second.size).c_str());
+        out[i] = std::string(bytes.substr(obj->second.offset, len));
     }
     return out;
 }

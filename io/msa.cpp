@@ -416,12 +416,20 @@ Msa parse_stockholm(const std::string& text, const std::string& source) {
     return msa;
 }
 
+namespace {
+
+// Whether an alignment's name says Stockholm (.sto, .stockholm, .sth); A3M when it says .a3m.
+bool stockholm_by_name(const std::string& path) {
+    const std::string l = lower(path);
+    return has_suffix(l, ".sto") || has_suffix(l, ".stockholm") || has_suffix(l, ".sth");
+}
+
+}  // namespace
+
 Msa read_msa(const std::string& path) {
     const std::string text = read_text(path, "alignment");
-    const std::string l = lower(path);
-    if (has_suffix(l, ".sto") || has_suffix(l, ".stockholm") || has_suffix(l, ".sth"))
-        return parse_stockholm(text, path);
-    if (has_suffix(l, ".a3m")) return parse_a3m(text, path);
+    if (stockholm_by_name(path)) return parse_stockholm(text, path);
+    if (has_suffix(lower(path), ".a3m")) return parse_a3m(text, path);
     size_t b = 0;
     while (b < text.size() && std::isspace(static_cast<unsigned char>(text[b]))) ++b;
     if (text.compare(b, 11, "# STOCKHOLM") == 0) return parse_stockholm(text, path);
@@ -431,8 +439,7 @@ Msa read_msa(const std::string& path) {
 int64_t count_msa_rows(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     AXF_CHECK(in, "cannot open alignment '%s'", path.c_str());
-    const std::string l = lower(path);
-    bool stockholm = has_suffix(l, ".sto") || has_suffix(l, ".stockholm") || has_suffix(l, ".sth");
+    bool stockholm = stockholm_by_name(path);
     std::set<std::string> names;
     int64_t records = 0;
     bool first = true;
