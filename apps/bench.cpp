@@ -435,4 +435,84 @@ int bench_kernels_main(const BenchKernelsOptions& o) {
     return 0;
 }
 
+int bench_gemm_main(const BenchGemmOptions& o) {
+    AXF_CHECK(o.reps > 0, "bench gemm: --reps must be positive");
+    set_num_threads(o.threads);
+    std::mt19937 rng(7);
+    // The Evoformer block's GEMMs at S = 128, R = 256 (AF2 widths), as the modules issue them, and a large
+    // square product: the best this machine's GEMM does, the ceiling every other figure is a fraction of.
+    struct Shape3 {
+        const char* name;
+        int64_t batch, m, n, k;
+        bool a_transposed, b_transposed;
+    };
+    const std::vector<Shape3> shapes = {
+        {"square_2048", 1, 2048, 2048, 2048, false, false},
+        {"msa_projection", 1, 32768, 256, 256, false, false},
+        {"msa_transition_in", 1, 32768, 1024, 256, false, false},
+        {"msa_transition_out", 1, 32768, 256, 1024, false, false},
+        {"pair_projection", 1, 65536, 128, 128, false, false},
+        {"pair_transition_in", 1, 65536, 512, 128, false, false},
+        {"pair_transition_out", 1, 65536, 128, 512, false, false},
+        {"outer_product", 1, 8192, 8192, 128, true, false},
+        {"outer_product_projection", 1, 65536, 128, 1024, false, false},
+        {"triangle_product", 128, 256, 256, 256, false, false},
+        {"attention_logits", 256, 256, 256, 32, false, true},
+        {"attention_values", 256, 256, 32, 256, false, false},
+    };
+    auto median_seconds = [&](const std::function<void()>& fn) {
+        fn();
+        std::vector<double> t;
+        for (int r = 0; r < o.reps; ++r) {
+            const auto t0 = std::chrono::steady_clock::now();
+            fn();
+            t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        }
+        std::sort(t.begin(), t.end());
+        return t[t.size() / 2];
+    };
+    struct Result {
+        const char* name;
+        double fp32, bf16;
+    };
+    std::vector<Result> results;
+    const MatmulPrecision before = matmul_precision();
+    for (const Shape3& s : shapes) {
+        const Tensor a = s.a_transposed ? random_tensor({s.batch, s.k, s.m}, rng, 1.f).transpose(1, 2)
+                                        : random_tensor({s.batch, s.m, s.k}, rng, 1.f);
+        const Tensor b = s.b_transposed ? random_tensor({s.batch, s.n, s.k}, rng, 1.f).transpose(1, 2)
+                                        : random_tensor({s.batch, s.k, s.n}, rng, 1.f);
+        Tensor c = Tensor::empty({s.batch, s.m, s.n});
+        const double flop = 2.0 * s.batch * s.m * s.n * s.k;
+        Result r{s.name, 0, 0};
+        for (MatmulPrecision p : {MatmulPrecision::Fp32, MatmulPrecision::Bf16}) {
+            set_matmul_precision(p);
+            const double gflops = flop / median_seconds([&] { matmul(a, b, c); }) / 1e9;
+            (p == MatmulPrecision::Fp32 ? r.fp32 : r.bf16) = gflops;
+        }
+        results.push_back(r);
+    }
+    set_matmul_precision(before);
+    const double ceiling = results[0].fp32;
+    if (o.json) {
+        std::printf("{\"benchmark\": \"gemm\", \"threads\": %d, \"bf16_gemm\": \"%s\"", num_threads(),
+                    cpu_bf16_gemm_backend());
+        for (const Result& r : results)
+            std::printf(", \"%s_fp32_gflops\": %.1f, \"%s_bf16_gflops\": %.1f", r.name, r.fp32, r.name, r.bf16);
+        std::printf("}\n");
+    } else {
+        std::printf("gemm on cpu, %d threads, bf16 GEMMs: %s (GFLOP/s; fraction of the fp32 square_2048 ceiling):\n",
+                    num_threads(), cpu_bf16_gemm_backend());
+        std::printf("  %-26s %17s %17s\n", "shape (batch x m x n x k)", "fp32", "bf16");
+        for (size_t i = 0; i < results.size(); ++i) {
+            const Shape3& s = shapes[i];
+            const Result& r = results[i];
+            std::printf("  %-26s %8.1f (%5.1f %%) %8.1f (%5.1f %%)   %lld x %lld x %lld x %lld\n", r.name, r.fp32,
+                        100 * r.fp32 / ceiling, r.bf16, 100 * r.bf16 / ceiling, (long long)s.batch, (long long)s.m,
+                        (long long)s.n, (long long)s.k);
+        }
+    }
+    return 0;
+}
+
 }  // namespace axfold::apps

@@ -42,6 +42,14 @@ struct BenchKernelsOptions {
 };
 int bench_kernels_main(const BenchKernelsOptions& o);
 
+// `axfold bench gemm`: fp32 and bf16 GEMM throughput at the Evoformer block's shapes, against a large square
+// GEMM (this machine's ceiling).
+struct BenchGemmOptions {
+    int reps = 5, threads = 0;
+    bool json = false;
+};
+int bench_gemm_main(const BenchGemmOptions& o);
+
 // Where the model inputs come from: a FASTA file with its alignments, or a raw or processed feature file.
 struct InputOptions {
     std::string fasta;              // one sequence; for a complex one record per chain, or ColabFold's A:B

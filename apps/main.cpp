@@ -173,6 +173,17 @@ int run_bench(const std::vector<std::string>& args) {
         if (!parse(std::vector<std::string>(args.begin() + 1, args.end()), desc, vm)) return 0;
         return bench_kernels_main(o);
     }
+    if (!args.empty() && args[0] == "gemm") {
+        BenchGemmOptions o;
+        po::options_description desc("axfold bench gemm options");
+        desc.add_options()("help,h", "show this help")("reps", po::value<int>(&o.reps)->default_value(5),
+                                                       "timed repetitions per shape (median reported)")(
+            "threads", po::value<int>(&o.threads)->default_value(0), "CPU threads (0 = all)")(
+            "json", po::bool_switch(&o.json), "print one JSON object");
+        po::variables_map vm;
+        if (!parse(std::vector<std::string>(args.begin() + 1, args.end()), desc, vm)) return 0;
+        return bench_gemm_main(o);
+    }
     if (!args.empty() && args[0] == "model") {
         BenchModelOptions o;
         po::options_description desc("axfold bench model options");
@@ -198,7 +209,7 @@ int run_bench(const std::vector<std::string>& args) {
         return bench_model_main(o);
     }
     if (args.empty() || args[0] != "evoformer") {
-        std::fprintf(stderr, "axfold bench: expected a benchmark name (evoformer, model or kernels)\n");
+        std::fprintf(stderr, "axfold bench: expected a benchmark name (evoformer, model, kernels or gemm)\n");
         return 2;
     }
     BenchEvoformerOptions o;

@@ -1,12 +1,10 @@
 // Op dispatch: shape and dtype checks at the boundary, then one branch on the output's device.
 #include "kernels/ops.h"
 
-#include <algorithm>
-
 #include <omp.h>
 
 #include <Eigen/Core>
-
+#include <algorithm>
 #include <atomic>
 #include <bit>
 #include <cstdint>
@@ -38,8 +36,8 @@ void check_same_device(const Tensor& a, const Tensor& b, const char* op) {
 }
 
 void check_last_contiguous(const Tensor& t, const char* op, const char* name) {
-    AXF_CHECK(t.dim() >= 1 && (t.stride(-1) == 1 || t.size(-1) == 1), "%s: %s %s needs a contiguous last dim", op,
-              name, t.desc().c_str());
+    AXF_CHECK(t.dim() >= 1 && (t.stride(-1) == 1 || t.size(-1) == 1), "%s: %s %s needs a contiguous last dim", op, name,
+              t.desc().c_str());
 }
 
 // Leading dims of x merged into one row dim of stride *row_stride when the strides allow it (no copy).
@@ -65,7 +63,9 @@ void set_num_threads(int threads) {
     Eigen::setNbThreads(threads);
 }
 
-int num_threads() { return omp_get_max_threads(); }
+int num_threads() {
+    return omp_get_max_threads();
+}
 
 namespace {
 std::atomic<MatmulPrecision> g_matmul_precision{MatmulPrecision::Fp32};
@@ -79,14 +79,21 @@ bool fused_attention_requested() {
     return on;
 }
 
-void set_matmul_precision(MatmulPrecision p) { g_matmul_precision.store(p); }
-MatmulPrecision matmul_precision() { return g_matmul_precision.load(); }
+void set_matmul_precision(MatmulPrecision p) {
+    g_matmul_precision.store(p);
+}
+MatmulPrecision matmul_precision() {
+    return g_matmul_precision.load();
+}
 
 const char* precision_name(MatmulPrecision p) {
     switch (p) {
-        case MatmulPrecision::Fp32: return "fp32";
-        case MatmulPrecision::Tf32: return "tf32";
-        case MatmulPrecision::Bf16: return "bf16";
+        case MatmulPrecision::Fp32:
+            return "fp32";
+        case MatmulPrecision::Tf32:
+            return "tf32";
+        case MatmulPrecision::Bf16:
+            return "bf16";
     }
     return "?";
 }
@@ -97,11 +104,18 @@ MatmulPrecision parse_precision(const std::string& name) {
     AXF_FAIL("precision '%s': expected fp32, tf32 or bf16", name.c_str());
 }
 
+const char* cpu_bf16_gemm_backend() {
+    return cpu::bf16_gemm_backend();
+}
+bool set_cpu_bf16_gemm_backend(const std::string& name) {
+    return cpu::set_bf16_gemm_backend(name);
+}
+
 float round_mantissa(float x, int mantissa_bits) {
     uint32_t u = std::bit_cast<uint32_t>(x);
     if ((u & 0x7f800000u) == 0x7f800000u) return x;  // inf and NaN unchanged
     const int drop = 23 - mantissa_bits;
-    if (drop <= 0) return x;  // float32 keeps 23 bits
+    if (drop <= 0) return x;                                             // float32 keeps 23 bits
     const uint32_t half = (1u << (drop - 1)) - 1u + ((u >> drop) & 1u);  // ties to even
     u = (u + half) & ~((1u << drop) - 1u);
     return std::bit_cast<float>(u);
@@ -255,11 +269,13 @@ void layer_norm_backward(const Tensor& x, const Tensor& scale, float eps, const 
         cpu::layer_norm_backward(x, scale, eps, dy, dx, dscale, doffset);
 }
 
-void sigmoid_mul_backward(const Tensor& x, const Tensor& gate, const Tensor& dy, const Tensor& dx, const Tensor& dgate) {
+void sigmoid_mul_backward(const Tensor& x, const Tensor& gate, const Tensor& dy, const Tensor& dx,
+                          const Tensor& dgate) {
     for (const Tensor* t : {&x, &gate, &dy, &dx, &dgate}) {
         check_f32(*t, "sigmoid_mul_backward", "operand");
         AXF_CHECK(t->is_contiguous(), "sigmoid_mul_backward: operand %s must be contiguous", t->desc().c_str());
-        AXF_CHECK(t->shape() == x.shape(), "sigmoid_mul_backward: x %s, operand %s", x.desc().c_str(), t->desc().c_str());
+        AXF_CHECK(t->shape() == x.shape(), "sigmoid_mul_backward: x %s, operand %s", x.desc().c_str(),
+                  t->desc().c_str());
         check_same_device(x, *t, "sigmoid_mul_backward");
     }
     if (x.numel() == 0) return;
@@ -295,8 +311,8 @@ void relu_backward(const Tensor& y, const Tensor& dy, const Tensor& dx) {
 void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Tensor& dx, bool accumulate_dx,
                      const Tensor& dw, const Tensor& dbias, Workspace& ws) {
     const int64_t c_in = x.size(-1), c_out = linear_out_features(x, w, "linear_backward");
-    AXF_CHECK(dy.numel() * c_in == x.numel() * c_out,
-              "linear_backward: x %s, w %s, dy %s", x.desc().c_str(), w.desc().c_str(), dy.desc().c_str());
+    AXF_CHECK(dy.numel() * c_in == x.numel() * c_out, "linear_backward: x %s, w %s, dy %s", x.desc().c_str(),
+              w.desc().c_str(), dy.desc().c_str());
     AXF_CHECK(x.is_contiguous() && dy.is_contiguous(), "linear_backward: x %s and dy %s must be contiguous",
               x.desc().c_str(), dy.desc().c_str());
     const int64_t rows = x.numel() / std::max<int64_t>(c_in, 1);
@@ -358,8 +374,8 @@ void softmax(const Tensor& x, float scale, const Tensor& mask, const Tensor& bia
         cpu::softmax(x, scale, mask, bias, inf);
 }
 
-void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias,
-               float scale, float inf, const Tensor& out, Workspace& ws) {
+void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias, float scale,
+               float inf, const Tensor& out, Workspace& ws) {
     check_f32(q, "attention", "q");
     check_f32(k, "attention", "k");
     check_f32(v, "attention", "v");
@@ -370,7 +386,8 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
     AXF_CHECK(k.shape() == v.shape() && k.size(0) == q.size(0) && k.size(2) == q.size(2) && k.size(3) == q.size(3),
               "attention: q %s, k %s, v %s disagree", shape_str(q.shape()).c_str(), shape_str(k.shape()).c_str(),
               shape_str(v.shape()).c_str());
-    for (const Tensor* t : {&q, &k, &v, static_cast<const Tensor*>(&out)}) check_last_contiguous(*t, "attention", "operand");
+    for (const Tensor* t : {&q, &k, &v, static_cast<const Tensor*>(&out)})
+        check_last_contiguous(*t, "attention", "operand");
     if (mask.defined()) {
         check_f32(mask, "attention", "mask");
         AXF_CHECK(mask.dim() == 2 && mask.size(0) == q.size(0) && mask.size(1) == k.size(1),
@@ -379,9 +396,10 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
     }
     if (bias.defined()) {
         check_f32(bias, "attention", "bias");
-        AXF_CHECK(bias.dim() == 3 && bias.size(0) == q.size(2) && bias.size(1) == q.size(1) && bias.size(2) == k.size(1),
-                  "attention: bias %s, expected [%lld, %lld, %lld]", bias.desc().c_str(), (long long)q.size(2),
-                  (long long)q.size(1), (long long)k.size(1));
+        AXF_CHECK(
+            bias.dim() == 3 && bias.size(0) == q.size(2) && bias.size(1) == q.size(1) && bias.size(2) == k.size(1),
+            "attention: bias %s, expected [%lld, %lld, %lld]", bias.desc().c_str(), (long long)q.size(2),
+            (long long)q.size(1), (long long)k.size(1));
     }
     for (const Tensor* t : {&q, &k, &v, &mask, &bias}) check_same_device(out, *t, "attention");
     if (out.numel() == 0) return;
@@ -399,7 +417,8 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
                   dq.shape() == q.shape() && dk.shape() == k.shape() && dv.shape() == v.shape(),
               "attention_backward: q %s, k %s, v %s, dout %s, dq %s, dk %s, dv %s", q.desc().c_str(), k.desc().c_str(),
               v.desc().c_str(), dout.desc().c_str(), dq.desc().c_str(), dk.desc().c_str(), dv.desc().c_str());
-    for (const Tensor* t : {&q, &k, &v, &dout, &dq, &dk, &dv}) check_last_contiguous(*t, "attention_backward", "operand");
+    for (const Tensor* t : {&q, &k, &v, &dout, &dq, &dk, &dv})
+        check_last_contiguous(*t, "attention_backward", "operand");
     AXF_CHECK(!dbias.defined() || (bias.defined() && dbias.is_contiguous() && dbias.shape() == Shape({H, Q, K})),
               "attention_backward: dbias %s needs a bias and shape [%lld, %lld, %lld]", dbias.desc().c_str(),
               (long long)H, (long long)Q, (long long)K);
@@ -462,8 +481,8 @@ void apply_frames(const Tensor& rot, const Tensor& trans, const Tensor& x, const
                   rot.size(-1) == 3 && trans.size(-1) == 3,
               "apply_frames: frames %s / %s must be contiguous [N, 3, 3] / [N, 3] for points %s", rot.desc().c_str(),
               trans.desc().c_str(), x.desc().c_str());
-    AXF_CHECK(x.dim() == 3 && x.size(2) == 3 && y.shape() == x.shape(), "apply_frames: points %s -> %s, expected [N, K, 3]",
-              x.desc().c_str(), y.desc().c_str());
+    AXF_CHECK(x.dim() == 3 && x.size(2) == 3 && y.shape() == x.shape(),
+              "apply_frames: points %s -> %s, expected [N, K, 3]", x.desc().c_str(), y.desc().c_str());
     if (norms.defined()) {
         check_f32(norms, "apply_frames", "norms");
         AXF_CHECK(norms.dim() == 2 && norms.size(0) == N && norms.size(1) == x.size(1),
@@ -559,10 +578,18 @@ void div_eps(const Tensor& x, const Tensor& y, float eps) {
     check_binary(x, y, "div_eps");
     run_binary(x, y, cpu::Binary::DivEps, cuda::Binary::DivEps, eps);
 }
-void scale(const Tensor& x, float s) { run_unary(x, "scale", cpu::Unary::Scale, cuda::Unary::Scale, s); }
-void fill(const Tensor& x, float value) { run_unary(x, "fill", cpu::Unary::Fill, cuda::Unary::Fill, value); }
-void sigmoid(const Tensor& x) { run_unary(x, "sigmoid", cpu::Unary::Sigmoid, cuda::Unary::Sigmoid, 0.f); }
-void relu(const Tensor& x) { run_unary(x, "relu", cpu::Unary::Relu, cuda::Unary::Relu, 0.f); }
+void scale(const Tensor& x, float s) {
+    run_unary(x, "scale", cpu::Unary::Scale, cuda::Unary::Scale, s);
+}
+void fill(const Tensor& x, float value) {
+    run_unary(x, "fill", cpu::Unary::Fill, cuda::Unary::Fill, value);
+}
+void sigmoid(const Tensor& x) {
+    run_unary(x, "sigmoid", cpu::Unary::Sigmoid, cuda::Unary::Sigmoid, 0.f);
+}
+void relu(const Tensor& x) {
+    run_unary(x, "relu", cpu::Unary::Relu, cuda::Unary::Relu, 0.f);
+}
 void copy(const Tensor& dst, const Tensor& src) {
     AXF_CHECK(dst.shape() == src.shape(), "copy: %s into %s", src.desc().c_str(), dst.desc().c_str());
     if (dst.dtype() == src.dtype()) {
@@ -592,8 +619,8 @@ void linear_update(const Tensor& x, const Tensor& w, const Tensor& bias, const T
         linear(x, w, bias, dst, accumulate ? 1.f : 0.f);
         return;
     }
-    AXF_CHECK(scratch.is_contiguous() && scratch.numel() == dst.numel(),
-              "linear_update: scratch %s for output %s", scratch.desc().c_str(), dst.desc().c_str());
+    AXF_CHECK(scratch.is_contiguous() && scratch.numel() == dst.numel(), "linear_update: scratch %s for output %s",
+              scratch.desc().c_str(), dst.desc().c_str());
     const Tensor s = scratch.view(dst.shape());
     linear(x, w, bias, s);
     write_update(dst, s, accumulate);

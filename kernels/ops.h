@@ -37,7 +37,14 @@ public:
 private:
     MatmulPrecision saved_;
 };
-const char* precision_name(MatmulPrecision p);       // "fp32", "tf32", "bf16"
+// Where CPU GEMMs run under MatmulPrecision::Bf16: "onednn" (bfloat16 dot products in oneDNN's AVX512_BF16 or
+// AMX kernels, fp32 accumulation; chosen when the CPU has them and axfold was built with libdnnl-dev) or
+// "emulated" (operands rounded to bfloat16, then an fp32 GEMM: the same arithmetic at fp32 speed).
+// AXFOLD_BF16_GEMM=emulated keeps the emulation. set_cpu_bf16_gemm_backend("emulated" | "onednn" | "" = the
+// detected one) switches it in a running process (tests, benchmarks); false where "onednn" cannot run.
+const char* cpu_bf16_gemm_backend();
+bool set_cpu_bf16_gemm_backend(const std::string& name);
+const char* precision_name(MatmulPrecision p);             // "fp32", "tf32", "bf16"
 MatmulPrecision parse_precision(const std::string& name);  // throws naming the accepted values
 // x rounded to nearest-even with `mantissa_bits` explicit mantissa bits (7: bfloat16, 10: TF32).
 float round_mantissa(float x, int mantissa_bits);
@@ -117,8 +124,8 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
 //   w = softmax_k(scale * q[b,q,h,:].k[b,k,h,:] + bias[h,q,k] + inf * (mask[b,k] - 1)).
 // q [B,Q,H,C], k and v [B,K,H,C], out [B,Q,H,C]: any batch/row strides, last dim contiguous.
 // mask [B,K] and bias [H,Q,K] are optional (undefined).
-void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias,
-               float scale, float inf, const Tensor& out, Workspace& ws);
+void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias, float scale,
+               float inf, const Tensor& out, Workspace& ws);
 
 // Structure-module, embedding and head ops: the model's former per-pair host loops, so that every pair-sized
 // computation runs on the model's device (only per-residue frame algebra stays on the host).
@@ -150,7 +157,7 @@ void scale(const Tensor& x, float s);                           // x *= s
 void fill(const Tensor& x, float value);                        // x = value (any device)
 void sigmoid(const Tensor& x);
 void relu(const Tensor& x);
-void sigmoid_mul(const Tensor& x, const Tensor& gate);  // x *= sigmoid(gate)
+void sigmoid_mul(const Tensor& x, const Tensor& gate);      // x *= sigmoid(gate)
 void div_eps(const Tensor& x, const Tensor& y, float eps);  // x /= (y + eps)
 // Copy with a change of strides (e.g. materialise a permuted view): dst and src same shape; same dtype, or
 // float32 <-> bfloat16 (rounded to nearest-even; widening is exact).

@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libeigen3-dev libhdf5-dev hdf5-tools libboost-program-options-dev
-          libopenmpi-dev openmpi-bin zlib1g-dev libgtest-dev libopenblas-openmp-dev
+          libopenmpi-dev openmpi-bin zlib1g-dev libgtest-dev libopenblas-openmp-dev libdnnl-dev
           python3-numpy python3-h5py python3-dev pybind11-dev
           clang libclang-rt-dev libomp-dev)  # the sanitizer and libFuzzer build (scripts/sanitize.sh, fuzz.sh)
 missing=()

@@ -8,10 +8,18 @@
 #ifdef AXFOLD_WITH_OPENBLAS
 #include <cblas.h>
 #endif
+#ifdef AXFOLD_WITH_ONEDNN
+#include <map>
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <tuple>
+#endif
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <vector>
 
 namespace axfold::cpu {
@@ -22,8 +30,10 @@ using Eigen::Dynamic;
 using Eigen::OuterStride;
 using RowMat = Eigen::Matrix<float, Dynamic, Dynamic, Eigen::RowMajor>;
 using ColMat = Eigen::Matrix<float, Dynamic, Dynamic, Eigen::ColMajor>;
-template <class M> using CMap = Eigen::Map<const M, 0, OuterStride<>>;
-template <class M> using MMap = Eigen::Map<M, 0, OuterStride<>>;
+template <class M>
+using CMap = Eigen::Map<const M, 0, OuterStride<>>;
+template <class M>
+using MMap = Eigen::Map<M, 0, OuterStride<>>;
 
 // Offsets of every element of a multi-index over `shape` with `strides` (leading dims only).
 void offsets_rec(const int64_t* shape, const int64_t* strides, int nd, int64_t base, std::vector<int64_t>& out) {
@@ -56,8 +66,8 @@ MatLayout layout_of(const Tensor& t) {
 }
 
 template <class MA, class MB>
-void gemm_one(const float* a, MatLayout la, const float* b, MatLayout lb, float* c, int64_t ldc, int64_t M,
-              int64_t N, int64_t K, float alpha, float beta) {
+void gemm_one(const float* a, MatLayout la, const float* b, MatLayout lb, float* c, int64_t ldc, int64_t M, int64_t N,
+              int64_t K, float alpha, float beta) {
     CMap<MA> A(a, M, K, OuterStride<>(la.ld));
     CMap<MB> B(b, K, N, OuterStride<>(lb.ld));
     MMap<RowMat> C(c, M, N, OuterStride<>(ldc));
@@ -72,8 +82,8 @@ void gemm_one(const float* a, MatLayout la, const float* b, MatLayout lb, float*
     }
 }
 
-void gemm_fp32(const float* a, MatLayout la, const float* b, MatLayout lb, float* c, int64_t ldc, int64_t M,
-               int64_t N, int64_t K, float alpha, float beta) {
+void gemm_fp32(const float* a, MatLayout la, const float* b, MatLayout lb, float* c, int64_t ldc, int64_t M, int64_t N,
+               int64_t K, float alpha, float beta) {
 #ifdef AXFOLD_WITH_OPENBLAS
     // OpenBLAS's working memory grows with the row count (~0.5 KB per row measured for K=256: +156 MB at
     // 524288 rows), so tall products run in blocks of rows; each block is still a large GEMM.
@@ -82,8 +92,8 @@ void gemm_fp32(const float* a, MatLayout la, const float* b, MatLayout lb, float
         const int64_t mb = std::min(kRowBlock, M - m0);
         const float* ab = a + (la.row_major ? m0 * la.ld : m0);
         cblas_sgemm(CblasRowMajor, la.row_major ? CblasNoTrans : CblasTrans, lb.row_major ? CblasNoTrans : CblasTrans,
-                    static_cast<int>(mb), static_cast<int>(N), static_cast<int>(K), alpha, ab,
-                    static_cast<int>(la.ld), b, static_cast<int>(lb.ld), beta, c + m0 * ldc, static_cast<int>(ldc));
+                    static_cast<int>(mb), static_cast<int>(N), static_cast<int>(K), alpha, ab, static_cast<int>(la.ld),
+                    b, static_cast<int>(lb.ld), beta, c + m0 * ldc, static_cast<int>(ldc));
     }
 #else
     if (la.row_major && lb.row_major)
@@ -97,18 +107,140 @@ void gemm_fp32(const float* a, MatLayout la, const float* b, MatLayout lb, float
 #endif
 }
 
+// round_mantissa(x, 23 - drop), inline and branch-free so that loops over it vectorise.
+inline float round_dropping(float x, int drop) {
+    const uint32_t u = __builtin_bit_cast(uint32_t, x);
+    const uint32_t r = (u + ((1u << (drop - 1)) - 1u) + ((u >> drop) & 1u)) & ~((1u << drop) - 1u);
+    return (u & 0x7f800000u) == 0x7f800000u ? x : __builtin_bit_cast(float, r);  // inf and NaN unchanged
+}
+
 // A rows x cols operand (row-major or column-major with leading dimension ld) copied densely, every
-// element rounded to `bits` mantissa bits; returns the copy's layout.
+// element rounded to `bits` mantissa bits; returns the copy's layout. Large operands use every thread
+// (outside a parallel region: the GEMM after it does too).
 MatLayout round_operand(const float* src, MatLayout l, int64_t rows, int64_t cols, int bits, std::vector<float>& dst) {
     const int64_t outer = l.row_major ? rows : cols, inner = l.row_major ? cols : rows;
+    const int drop = 23 - bits;
     dst.resize(static_cast<size_t>(outer * inner));
-    for (int64_t o = 0; o < outer; ++o)
-        for (int64_t i = 0; i < inner; ++i) dst[o * inner + i] = round_mantissa(src[o * l.ld + i], bits);
+    float* d = dst.data();
+#pragma omp parallel for schedule(static) if (outer * inner > 65536 && !omp_in_parallel())
+    for (int64_t o = 0; o < outer; ++o) {
+        const float* s = src + o * l.ld;
+        float* dr = d + o * inner;
+#pragma omp simd
+        for (int64_t i = 0; i < inner; ++i) dr[i] = round_dropping(s[i], drop);
+    }
     return {l.row_major, std::max<int64_t>(inner, 1)};
 }
 
-// One GEMM under the process's matmul precision: TF32 and BF16 emulate tensor-core arithmetic by rounding
-// both operands, then multiplying in fp32 (products of such numbers are exact in fp32, as on the GPU).
+// bfloat16 GEMMs (bf16 operands, fp32 products and sums) in oneDNN's kernels, where the CPU has bfloat16 dot
+// products: AVX512_BF16 (vdpbf16ps) or AMX. Each operand is converted once per call (rounded to nearest even,
+// as round_mantissa(x, 7) rounds it), A in blocks of rows; primitives are cached by shape and layout.
+#ifdef AXFOLD_WITH_ONEDNN
+namespace onednn {
+
+bool cpu_has_bf16_dot() {
+    const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+    const auto bf16 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_bf16);
+    return (isa & bf16) == bf16;  // oneDNN's ISA values are nested bit masks (AMX includes AVX512_BF16)
+}
+
+dnnl::engine& engine() {
+    static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+    return e;
+}
+
+// A dense rows x cols bfloat16 operand, row- or column-major.
+dnnl::memory::desc operand_desc(int64_t rows, int64_t cols, bool row_major) {
+    return {{rows, cols},
+            dnnl::memory::data_type::bf16,
+            row_major ? dnnl::memory::format_tag::ab : dnnl::memory::format_tag::ba};
+}
+
+using Key = std::tuple<int64_t, int64_t, int64_t, bool, bool, int64_t, float, float>;
+
+const dnnl::matmul& primitive(int64_t M, int64_t N, int64_t K, bool a_row_major, bool b_row_major, int64_t ldc,
+                              float alpha, float beta) {
+    static std::mutex mu;
+    static std::map<Key, dnnl::matmul> cache;
+    const Key key{M, N, K, a_row_major, b_row_major, ldc, alpha, beta};
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+    const dnnl::memory::desc c({M, N}, dnnl::memory::data_type::f32, dnnl::memory::dims{ldc, 1});
+    dnnl::primitive_attr attr;
+    if (alpha != 1.f) attr.set_output_scales(0, {alpha});
+    if (beta != 0.f) {
+        dnnl::post_ops po;
+        po.append_sum(beta);
+        attr.set_post_ops(po);
+    }
+    const dnnl::matmul::primitive_desc pd(
+        dnnl::matmul::desc(operand_desc(M, K, a_row_major), operand_desc(K, N, b_row_major), c), attr, engine());
+    return cache.emplace(key, dnnl::matmul(pd)).first->second;
+}
+
+// The rows x cols operand (layout l) converted densely to bfloat16 in the same layout.
+void to_bf16(const float* src, MatLayout l, int64_t rows, int64_t cols, std::vector<uint16_t>& dst) {
+    const int64_t outer = l.row_major ? rows : cols, inner = l.row_major ? cols : rows;
+    dst.resize(static_cast<size_t>(outer * inner));
+    uint16_t* d = dst.data();
+#pragma omp parallel for schedule(static) if (outer * inner > 65536 && !omp_in_parallel())
+    for (int64_t o = 0; o < outer; ++o) {
+        const float* s = src + o * l.ld;
+        uint16_t* dr = d + o * inner;
+#pragma omp simd
+        for (int64_t i = 0; i < inner; ++i)
+            dr[i] = static_cast<uint16_t>(__builtin_bit_cast(uint32_t, round_dropping(s[i], 16)) >> 16);
+    }
+}
+
+void gemm_bf16(const float* a, MatLayout la, const float* b, MatLayout lb, float* c, int64_t ldc, int64_t M, int64_t N,
+               int64_t K, float alpha, float beta) {
+    thread_local std::vector<uint16_t> ab, bb;
+    thread_local dnnl::stream stream(engine());
+    to_bf16(b, lb, K, N, bb);
+    dnnl::memory mb(operand_desc(K, N, lb.row_major), engine(), bb.data());
+    constexpr int64_t kRows = 4096;
+    for (int64_t m0 = 0; m0 < M; m0 += kRows) {
+        const int64_t mr = std::min(kRows, M - m0);
+        to_bf16(a + (la.row_major ? m0 * la.ld : m0), la, mr, K, ab);
+        const dnnl::matmul& p = primitive(mr, N, K, la.row_major, lb.row_major, ldc, alpha, beta);
+        dnnl::memory ma(operand_desc(mr, K, la.row_major), engine(), ab.data());
+        dnnl::memory mc({{mr, N}, dnnl::memory::data_type::f32, dnnl::memory::dims{ldc, 1}}, engine(), c + m0 * ldc);
+        p.execute(stream, {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}});
+    }
+    stream.wait();
+}
+
+}  // namespace onednn
+#endif
+
+// Where bf16 GEMMs run: decided once per process from the CPU (and AXFOLD_BF16_GEMM=emulated, which keeps
+// the emulation for comparisons), unless a test overrides it.
+enum class Bf16Gemm { Emulated, OneDnn };
+Bf16Gemm detect_bf16_gemm() {
+#ifdef AXFOLD_WITH_ONEDNN
+    const char* env = std::getenv("AXFOLD_BF16_GEMM");
+    if (env && std::string(env) == "emulated") return Bf16Gemm::Emulated;
+    try {
+        if (onednn::cpu_has_bf16_dot()) {
+            onednn::primitive(64, 64, 64, true, true, 64, 1.f, 0.f);  // the CPU's oneDNN builds bf16 matmuls
+            return Bf16Gemm::OneDnn;
+        }
+    } catch (const dnnl::error&) {
+    }
+#endif
+    return Bf16Gemm::Emulated;
+}
+int bf16_gemm_override = -1;  // -1: detect; else a Bf16Gemm
+Bf16Gemm bf16_gemm() {
+    static const Bf16Gemm detected = detect_bf16_gemm();
+    return bf16_gemm_override < 0 ? detected : static_cast<Bf16Gemm>(bf16_gemm_override);
+}
+
+// One GEMM under the process's matmul precision. BF16 runs natively where bf16_gemm() says so; otherwise
+// TF32 and BF16 emulate tensor-core arithmetic by rounding both operands, then multiplying in fp32
+// (products of such numbers are exact in fp32, as on the GPU).
 void gemm_dispatch(const float* a, MatLayout la, const float* b, MatLayout lb, float* c, int64_t ldc, int64_t M,
                    int64_t N, int64_t K, float alpha, float beta) {
     const MatmulPrecision p = matmul_precision();
@@ -116,6 +248,12 @@ void gemm_dispatch(const float* a, MatLayout la, const float* b, MatLayout lb, f
         gemm_fp32(a, la, b, lb, c, ldc, M, N, K, alpha, beta);
         return;
     }
+#ifdef AXFOLD_WITH_ONEDNN
+    if (p == MatmulPrecision::Bf16 && bf16_gemm() == Bf16Gemm::OneDnn) {
+        onednn::gemm_bf16(a, la, b, lb, c, ldc, M, N, K, alpha, beta);
+        return;
+    }
+#endif
     const int bits = p == MatmulPrecision::Bf16 ? 7 : 10;
     std::vector<float> ra, rb;
     const MatLayout lrb = round_operand(b, lb, K, N, bits, rb);
@@ -148,43 +286,88 @@ inline float fast_exp(float x) {
     return x < -87.3f ? 0.f : p * scale;
 }
 
-inline float fast_sigmoid(float x) { return 1.f / (1.f + fast_exp(-x)); }
+inline float fast_sigmoid(float x) {
+    return 1.f / (1.f + fast_exp(-x));
+}
 
-// Softmax of one row in place, with the optional mask/bias rows (strides ms, bs; 0 = broadcast).
-inline void softmax_row(float* __restrict x, int64_t n, float scale, const float* mask, int64_t ms, const float* bias,
-                        int64_t bs, float inf) {
+// The logits pass of a softmax row: x = scale * x + bias + inf * (mask - 1), in one pass where both rows
+// are contiguous (HB, HM: bias, mask present).
+template <bool HB, bool HM>
+inline void softmax_logits(float* __restrict x, int64_t n, float scale, const float* mask, const float* bias,
+                           float inf) {
 #pragma omp simd
-    for (int64_t k = 0; k < n; ++k) x[k] *= scale;
-    if (bias) {
-        if (bs == 1) {
-#pragma omp simd
-            for (int64_t k = 0; k < n; ++k) x[k] += bias[k];
-        } else {
-            for (int64_t k = 0; k < n; ++k) x[k] += bias[k * bs];
-        }
+    for (int64_t k = 0; k < n; ++k) {
+        float t = x[k] * scale;
+        if constexpr (HB) t += bias[k];
+        if constexpr (HM) t += inf * (mask[k] - 1.f);
+        x[k] = t;
     }
-    if (mask) {
-        if (ms == 1) {
-#pragma omp simd
-            for (int64_t k = 0; k < n; ++k) x[k] += inf * (mask[k] - 1.f);
-        } else {
-            for (int64_t k = 0; k < n; ++k) x[k] += inf * (mask[k * ms] - 1.f);
+}
+
+// A softmax row's numerators in place, exp(logit - max), with the optional mask/bias rows (strides ms, bs;
+// 0 = broadcast); returns their sum.
+inline float softmax_exp_row(float* __restrict x, int64_t n, float scale, const float* mask, int64_t ms,
+                             const float* bias, int64_t bs, float inf) {
+    const bool cb = !bias || bs == 1, cm = !mask || ms == 1;
+    if (cb && cm) {
+        if (bias && mask)
+            softmax_logits<true, true>(x, n, scale, mask, bias, inf);
+        else if (bias)
+            softmax_logits<true, false>(x, n, scale, mask, bias, inf);
+        else if (mask)
+            softmax_logits<false, true>(x, n, scale, mask, bias, inf);
+        else
+            softmax_logits<false, false>(x, n, scale, mask, bias, inf);
+    } else {
+        for (int64_t k = 0; k < n; ++k) {
+            float t = x[k] * scale;
+            if (bias) t += bias[k * bs];
+            if (mask) t += inf * (mask[k * ms] - 1.f);
+            x[k] = t;
         }
     }
     float mx = -std::numeric_limits<float>::infinity();
 #pragma omp simd reduction(max : mx)
     for (int64_t k = 0; k < n; ++k) mx = x[k] > mx ? x[k] : mx;
-#pragma omp simd
-    for (int64_t k = 0; k < n; ++k) x[k] = fast_exp(x[k] - mx);
     float sum = 0.f;
 #pragma omp simd reduction(+ : sum)
-    for (int64_t k = 0; k < n; ++k) sum += x[k];
-    const float inv = 1.f / sum;
+    for (int64_t k = 0; k < n; ++k) {
+        const float e = fast_exp(x[k] - mx);
+        x[k] = e;
+        sum += e;
+    }
+    return sum;
+}
+
+// Softmax of one row in place (see softmax_exp_row).
+inline void softmax_row(float* __restrict x, int64_t n, float scale, const float* mask, int64_t ms, const float* bias,
+                        int64_t bs, float inf) {
+    const float inv = 1.f / softmax_exp_row(x, n, scale, mask, ms, bias, bs, inf);
 #pragma omp simd
     for (int64_t k = 0; k < n; ++k) x[k] *= inv;
 }
 
 }  // namespace
+
+const char* bf16_gemm_backend() {
+    return bf16_gemm() == Bf16Gemm::OneDnn ? "onednn" : "emulated";
+}
+
+bool set_bf16_gemm_backend(const std::string& name) {
+    if (name.empty()) {
+        bf16_gemm_override = -1;
+        return true;
+    }
+    if (name == "emulated") {
+        bf16_gemm_override = static_cast<int>(Bf16Gemm::Emulated);
+        return true;
+    }
+    if (name == "onednn" && detect_bf16_gemm() == Bf16Gemm::OneDnn) {
+        bf16_gemm_override = static_cast<int>(Bf16Gemm::OneDnn);
+        return true;
+    }
+    return false;
+}
 
 std::vector<int64_t> row_offsets(const Tensor& t) {
     if (t.dim() == 0) return {0};
@@ -201,8 +384,7 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, floa
     auto batch_strides = [&](const Tensor& t) {
         Shape st(nd - 2, 0);
         int off = nd - t.dim();
-        for (int i = 0; i < t.dim() - 2; ++i)
-            st[off + i] = (t.size(i) == 1 && c.size(off + i) != 1) ? 0 : t.stride(i);
+        for (int i = 0; i < t.dim() - 2; ++i) st[off + i] = (t.size(i) == 1 && c.size(off + i) != 1) ? 0 : t.stride(i);
         return st;
     };
     Shape bshape(c.shape().begin(), c.shape().end() - 2);
@@ -226,8 +408,12 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, floa
 namespace {
 // Elements of x as float: float32 as is, bfloat16 widened. Stored activations may be either (the residual
 // streams under --precision bf16); everything computed from them is float32.
-inline float ld(const float* p, int64_t i) { return p[i]; }
-inline float ld(const bf16_t* p, int64_t i) { return bf16_to_float(p[i].bits); }
+inline float ld(const float* p, int64_t i) {
+    return p[i];
+}
+inline float ld(const bf16_t* p, int64_t i) {
+    return bf16_to_float(p[i].bits);
+}
 
 // Layer norm of a [M, C] view whose channels are the slow axis (memory [C][M], stride(0) == 1): the
 // reductions run across channels with the M axis vectorised.
@@ -326,22 +512,186 @@ void softmax(const Tensor& x, float scale, const Tensor& mask, const Tensor& bia
         softmax_row(px + ox[r], n, scale, pm ? pm + om[r] : nullptr, ms, pb ? pb + ob[r] : nullptr, bs, inf);
 }
 
-void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias,
-               float scale, float inf, const Tensor& out, Workspace& ws) {
+namespace {
+
+// The attention core of one (batch, head) pair, fused: q k^T for a few query rows at a time into a logits
+// block that stays in L1, the softmax there, then that block times v. Each (batch, head) first packs k
+// transposed ([C, Kp], zero-padded to whole vectors) and v ([K, C], contiguous), rounded to the matmul
+// precision's mantissa (so bf16/tf32 keep their emulated arithmetic class: rounded operands, fp32 products
+// and sums). Register-blocked with GCC vector types, so it compiles to AVX2 or AVX-512 as the build allows;
+// one small GEMM pair through the BLAS cost three times as much at AlphaFold's head widths (C = 8..64).
+using vf = float __attribute__((vector_size(32)));
+constexpr int64_t kLanes = 8;
+constexpr int64_t kQueryRows = 6;  // query rows per logits block: 12 accumulators
+
+inline vf load(const float* p) {
+    vf v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+inline void store(float* p, vf v) {
+    std::memcpy(p, &v, sizeof v);
+}
+
+struct AttentionHead {
+    const float* q;  // rows of C, stride qs
+    int64_t qs;
+    const float* kt;  // packed [C, Kp]
+    const float* v;   // packed [K, C]
+    float* out;       // rows of C, stride os
+    int64_t os;
+    int64_t Q, K, Kp, C;
+    int bits;
+};
+
+// logits[r, 0:Kp] = q[i0 + r, :] . kt[:, 0:Kp] for nr <= kQueryRows rows (qbuf: the rows packed, the
+// missing ones zero).
+void logits_block(const AttentionHead& a, int64_t i0, int64_t nr, float* qbuf, float* logits) {
+    for (int64_t r = 0; r < kQueryRows; ++r) {
+        const float* qr = a.q + (i0 + r) * a.qs;
+        for (int64_t c = 0; c < a.C; ++c)
+            qbuf[c * kQueryRows + r] = r >= nr ? 0.f : a.bits ? round_mantissa(qr[c], a.bits) : qr[c];
+    }
+    for (int64_t j = 0; j < a.Kp; j += 2 * kLanes) {
+        vf acc[kQueryRows][2] = {};
+        for (int64_t c = 0; c < a.C; ++c) {
+            const vf b0 = load(a.kt + c * a.Kp + j), b1 = load(a.kt + c * a.Kp + j + kLanes);
+            const float* qc = qbuf + c * kQueryRows;
+            for (int64_t r = 0; r < kQueryRows; ++r) {
+                const float x = qc[r];
+                acc[r][0] += x * b0;
+                acc[r][1] += x * b1;
+            }
+        }
+        for (int64_t r = 0; r < nr; ++r) {
+            store(logits + r * a.Kp + j, acc[r][0]);
+            store(logits + r * a.Kp + j + kLanes, acc[r][1]);
+        }
+    }
+}
+
+// out[i0 + r, :] = inv[r] * p[r, 0:K] v for nr rows, two rows at a time (NV vectors of C each).
+template <int NV>
+void values_block(const AttentionHead& a, int64_t i0, int64_t nr, const float* p, const float* inv) {
+    for (int64_t r = 0; r < nr; r += 2) {
+        const float* p0 = p + r * a.Kp;
+        const float* p1 = r + 1 < nr ? p0 + a.Kp : p0;
+        vf acc0[NV] = {}, acc1[NV] = {};
+        for (int64_t j = 0; j < a.K; ++j) {
+            const float x0 = p0[j], x1 = p1[j];
+            for (int u = 0; u < NV; ++u) {
+                const vf vv = load(a.v + j * a.C + u * kLanes);
+                acc0[u] += x0 * vv;
+                acc1[u] += x1 * vv;
+            }
+        }
+        for (int u = 0; u < NV; ++u) store(a.out + (i0 + r) * a.os + u * kLanes, inv[r] * acc0[u]);
+        if (r + 1 < nr)
+            for (int u = 0; u < NV; ++u) store(a.out + (i0 + r + 1) * a.os + u * kLanes, inv[r + 1] * acc1[u]);
+    }
+}
+
+}  // namespace
+
+void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias, float scale,
+               float inf, const Tensor& out, Workspace& ws) {
     const int64_t B = q.size(0), Q = q.size(1), H = q.size(2), C = q.size(3), K = k.size(1);
+    const MatmulPrecision prec = matmul_precision();
+    const int bits = prec == MatmulPrecision::Bf16 ? 7 : prec == MatmulPrecision::Tf32 ? 10 : 0;
     const int nt = omp_get_max_threads();
-    WorkspaceScope scope(ws);
-    Tensor logits_all = ws.alloc({nt, Q, K});
-    float* lbase = logits_all.f32();
-    const float *pq = q.f32(), *pk = k.f32(), *pv = v.f32();
-    float* po = out.f32();
     const float* pm = mask.defined() ? mask.f32() : nullptr;
     const float* pb = bias.defined() ? bias.f32() : nullptr;
     const int64_t mb = pm ? mask.stride(0) : 0, mk = pm ? mask.stride(1) : 0;
     const int64_t bh = pb ? bias.stride(0) : 0, bq = pb ? bias.stride(1) : 0, bk = pb ? bias.stride(2) : 0;
-    const int64_t total = B * H;
+    WorkspaceScope scope(ws);
+    if (C % kLanes == 0 && C <= 8 * kLanes) {
+        const int64_t Kp = (K + 2 * kLanes - 1) / (2 * kLanes) * (2 * kLanes);
+        const int64_t per_thread = C * Kp + K * C + kQueryRows * (C + Kp);
+        Tensor scratch = ws.alloc({nt, per_thread});
+        const int64_t ks = k.stride(1), vs = v.stride(1);
 #pragma omp parallel for schedule(dynamic)
-    for (int64_t t = 0; t < total; ++t) {
+        for (int64_t t = 0; t < B * H; ++t) {
+            const int64_t b = t / H, h = t % H;
+            float* kt = scratch.f32() + static_cast<int64_t>(omp_get_thread_num()) * per_thread;
+            float* vp = kt + C * Kp;
+            float* qbuf = vp + K * C;
+            float* logits = qbuf + kQueryRows * C;
+            const float* kb = k.f32() + b * k.stride(0) + h * k.stride(2);
+            const float* vb = v.f32() + b * v.stride(0) + h * v.stride(2);
+            for (int64_t j = 0; j < K; ++j) {
+                const float *kr = kb + j * ks, *vr = vb + j * vs;
+                for (int64_t c = 0; c < C; ++c) kt[c * Kp + j] = kr[c];
+                std::memcpy(vp + j * C, vr, sizeof(float) * C);
+            }
+            for (int64_t c = 0; c < C; ++c) std::fill(kt + c * Kp + K, kt + (c + 1) * Kp, 0.f);
+            if (bits) {
+                for (int64_t i = 0; i < C * Kp; ++i) kt[i] = round_mantissa(kt[i], bits);
+                for (int64_t i = 0; i < K * C; ++i) vp[i] = round_mantissa(vp[i], bits);
+            }
+            const AttentionHead a{q.f32() + b * q.stride(0) + h * q.stride(2),
+                                  q.stride(1),
+                                  kt,
+                                  vp,
+                                  out.f32() + b * out.stride(0) + h * out.stride(2),
+                                  out.stride(1),
+                                  Q,
+                                  K,
+                                  Kp,
+                                  C,
+                                  bits};
+            const float* mrow = pm ? pm + b * mb : nullptr;
+            for (int64_t i0 = 0; i0 < Q; i0 += kQueryRows) {
+                const int64_t nr = std::min(kQueryRows, Q - i0);
+                logits_block(a, i0, nr, qbuf, logits);
+                // Under fp32 the probabilities stay unnormalised and values_block scales each output row;
+                // under bf16/tf32 they are normalised and rounded, as the GEMM operands they are.
+                float inv[kQueryRows];
+                for (int64_t r = 0; r < nr; ++r) {
+                    float* row = logits + r * Kp;
+                    inv[r] = 1.f / softmax_exp_row(row, K, scale, mrow, mk, pb ? pb + h * bh + (i0 + r) * bq : nullptr,
+                                                   bk, inf);
+                    if (bits) {
+                        for (int64_t j = 0; j < K; ++j) row[j] = round_mantissa(row[j] * inv[r], bits);
+                        inv[r] = 1.f;
+                    }
+                }
+                switch (C / kLanes) {
+                    case 1:
+                        values_block<1>(a, i0, nr, logits, inv);
+                        break;
+                    case 2:
+                        values_block<2>(a, i0, nr, logits, inv);
+                        break;
+                    case 3:
+                        values_block<3>(a, i0, nr, logits, inv);
+                        break;
+                    case 4:
+                        values_block<4>(a, i0, nr, logits, inv);
+                        break;
+                    case 5:
+                        values_block<5>(a, i0, nr, logits, inv);
+                        break;
+                    case 6:
+                        values_block<6>(a, i0, nr, logits, inv);
+                        break;
+                    case 7:
+                        values_block<7>(a, i0, nr, logits, inv);
+                        break;
+                    default:
+                        values_block<8>(a, i0, nr, logits, inv);
+                        break;
+                }
+            }
+        }
+        return;
+    }
+    // Other head widths: a GEMM pair per (batch, head) through the BLAS.
+    Tensor logits_all = ws.alloc({nt, Q, K});
+    float* lbase = logits_all.f32();
+    const float *pq = q.f32(), *pk = k.f32(), *pv = v.f32();
+    float* po = out.f32();
+#pragma omp parallel for schedule(dynamic)
+    for (int64_t t = 0; t < B * H; ++t) {
         const int64_t b = t / H, h = t % H;
         float* L = lbase + static_cast<int64_t>(omp_get_thread_num()) * Q * K;
         const float* qb = pq + b * q.stride(0) + h * q.stride(2);
@@ -352,8 +702,8 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
         const float* mrow = pm ? pm + b * mb : nullptr;
         for (int64_t i = 0; i < Q; ++i)
             softmax_row(L + i * K, K, scale, mrow, mk, pb ? pb + h * bh + i * bq : nullptr, bk, inf);
-        gemm_dispatch(L, {true, K}, vb, {true, v.stride(1)}, po + b * out.stride(0) + h * out.stride(2),
-                      out.stride(1), Q, C, K, 1.f, 0.f);
+        gemm_dispatch(L, {true, K}, vb, {true, v.stride(1)}, po + b * out.stride(0) + h * out.stride(2), out.stride(1),
+                      Q, C, K, 1.f, 0.f);
     }
 }
 
@@ -417,7 +767,8 @@ void layer_norm_backward(const Tensor& x, const Tensor& scale, float eps, const 
         }
 }
 
-void sigmoid_mul_backward(const Tensor& x, const Tensor& gate, const Tensor& dy, const Tensor& dx, const Tensor& dgate) {
+void sigmoid_mul_backward(const Tensor& x, const Tensor& gate, const Tensor& dy, const Tensor& dx,
+                          const Tensor& dgate) {
     const int64_t n = x.numel();
     const float *px = x.f32(), *pg = gate.f32(), *pdy = dy.f32();
     float *pdx = dx.f32(), *pdg = dgate.f32();
@@ -450,7 +801,8 @@ void add_bias_rows(const Tensor& y, const Tensor& bias) {
 
 namespace {
 
-template <class F> void unary_loop(float* __restrict p, int64_t n, int64_t stride, F f) {
+template <class F>
+void unary_loop(float* __restrict p, int64_t n, int64_t stride, F f) {
     if (stride == 1) {
 #pragma omp simd
         for (int64_t i = 0; i < n; ++i) p[i] = f(p[i]);
@@ -459,7 +811,8 @@ template <class F> void unary_loop(float* __restrict p, int64_t n, int64_t strid
     }
 }
 
-template <class F> void binary_loop(float* __restrict x, const float* __restrict y, int64_t n, int64_t xs, int64_t ys, F f) {
+template <class F>
+void binary_loop(float* __restrict x, const float* __restrict y, int64_t n, int64_t xs, int64_t ys, F f) {
     if (xs == 1 && ys == 1) {
 #pragma omp simd
         for (int64_t i = 0; i < n; ++i) x[i] = f(x[i], y[i]);
@@ -472,7 +825,8 @@ template <class F> void binary_loop(float* __restrict x, const float* __restrict
     }
 }
 
-template <class F> void unary_apply(const Tensor& x, F f) {
+template <class F>
+void unary_apply(const Tensor& x, F f) {
     float* px = x.f32();
     if (x.is_contiguous()) {
         const int64_t n = x.numel(), block = 16384;
@@ -487,7 +841,8 @@ template <class F> void unary_apply(const Tensor& x, F f) {
     for (int64_t r = 0; r < rows; ++r) unary_loop(px + ox[r], C, cs, f);
 }
 
-template <class F> void binary_apply(const Tensor& x, const Tensor& y, F f) {
+template <class F>
+void binary_apply(const Tensor& x, const Tensor& y, F f) {
     float* px = x.f32();
     const float* py = y.f32();
     if (x.is_contiguous() && y.is_contiguous()) {
@@ -507,19 +862,35 @@ template <class F> void binary_apply(const Tensor& x, const Tensor& y, F f) {
 
 void unary(const Tensor& x, Unary op, float s) {
     switch (op) {
-        case Unary::Sigmoid: unary_apply(x, [](float e) { return fast_sigmoid(e); }); break;
-        case Unary::Relu: unary_apply(x, [](float e) { return e > 0.f ? e : 0.f; }); break;
-        case Unary::Scale: unary_apply(x, [s](float e) { return e * s; }); break;
-        case Unary::Fill: unary_apply(x, [s](float) { return s; }); break;
+        case Unary::Sigmoid:
+            unary_apply(x, [](float e) { return fast_sigmoid(e); });
+            break;
+        case Unary::Relu:
+            unary_apply(x, [](float e) { return e > 0.f ? e : 0.f; });
+            break;
+        case Unary::Scale:
+            unary_apply(x, [s](float e) { return e * s; });
+            break;
+        case Unary::Fill:
+            unary_apply(x, [s](float) { return s; });
+            break;
     }
 }
 
 void binary(const Tensor& x, const Tensor& y, Binary op, float alpha) {
     switch (op) {
-        case Binary::Add: binary_apply(x, y, [alpha](float a, float b) { return a + alpha * b; }); break;
-        case Binary::Mul: binary_apply(x, y, [](float a, float b) { return a * b; }); break;
-        case Binary::SigmoidMul: binary_apply(x, y, [](float a, float b) { return a * fast_sigmoid(b); }); break;
-        case Binary::DivEps: binary_apply(x, y, [alpha](float a, float b) { return a / (b + alpha); }); break;
+        case Binary::Add:
+            binary_apply(x, y, [alpha](float a, float b) { return a + alpha * b; });
+            break;
+        case Binary::Mul:
+            binary_apply(x, y, [](float a, float b) { return a * b; });
+            break;
+        case Binary::SigmoidMul:
+            binary_apply(x, y, [](float a, float b) { return a * fast_sigmoid(b); });
+            break;
+        case Binary::DivEps:
+            binary_apply(x, y, [alpha](float a, float b) { return a / (b + alpha); });
+            break;
     }
 }
 
@@ -601,7 +972,9 @@ void apply_frames(const Tensor& rot, const Tensor& trans, const Tensor& x, const
             }
             float* yi = py + n * y.stride(0) + k * y.stride(1);
             for (int d = 0; d < 3; ++d) yi[d * y.stride(2)] = v[d];
-            if (pn) pn[n * norms.stride(0) + k * norms.stride(1)] = std::sqrt(eps + v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
+            if (pn)
+                pn[n * norms.stride(0) + k * norms.stride(1)] =
+                    std::sqrt(eps + v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
         }
     }
 }

@@ -7,6 +7,8 @@
 namespace axfold::cpu {
 
 void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, float beta);
+const char* bf16_gemm_backend();
+bool set_bf16_gemm_backend(const std::string& name);
 void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, const Tensor& y);
 void softmax(const Tensor& x, float scale, const Tensor& mask, const Tensor& bias, float inf);
 void softmax_backward(const Tensor& y, const Tensor& dy, float scale, const Tensor& dx);
@@ -14,8 +16,8 @@ void sigmoid_mul_backward(const Tensor& x, const Tensor& gate, const Tensor& dy,
 void relu_backward(const Tensor& y, const Tensor& dy, const Tensor& dx);
 void layer_norm_backward(const Tensor& x, const Tensor& scale, float eps, const Tensor& dy, const Tensor& dx,
                          const Tensor& dscale, const Tensor& doffset);
-void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias,
-               float scale, float inf, const Tensor& out, Workspace& ws);
+void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias, float scale,
+               float inf, const Tensor& out, Workspace& ws);
 void add_bias_rows(const Tensor& y, const Tensor& bias);  // y[..., :] += bias
 enum class Unary { Sigmoid, Relu, Scale, Fill };
 void unary(const Tensor& x, Unary op, float s);

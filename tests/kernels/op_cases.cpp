@@ -486,6 +486,37 @@ void add_attention_cases(std::vector<OpCase>& t) {
                 },
         });
     }
+    // The CPU's fused kernel at its widest head (C = 64: eight vectors a row) with query and key counts that
+    // leave partial row blocks and padded key vectors, and a head width it leaves to the BLAS path (C = 12).
+    for (const int64_t C : {64, 12}) {
+        const int64_t B = 2, Q = 14, K = 37, H = 2;
+        t.push_back({
+            .name = C == 64 ? "attention_head_width_64" : "attention_head_width_12",
+            .seed = static_cast<uint32_t>(40 + C),
+            .draw =
+                [C](std::mt19937& rng) {
+                    Tensors in{{"q", randn({B, Q, H, C}, rng)},
+                               {"k", randn({B, K, H, C}, rng)},
+                               {"v", randn({B, K, H, C}, rng)}};
+                    Tensor mask = random_mask({B, K}, rng, 0.3f);
+                    for (int64_t b = 0; b < B; ++b) mask.at({b, 0}) = 1.f;
+                    return in.add("mask", mask).add("bias", randn({H, Q, K}, rng));
+                },
+            .run =
+                [C](const Tensors& in, Device d) {
+                    Context ctx(d);
+                    Tensor out = f32_on({B, Q, H, C}, d);
+                    attention(in["q"], in["k"], in["v"], in["mask"], in["bias"], 0.2f, 1e9f, out, ctx.ws);
+                    return Tensors{{"out", out}};
+                },
+            .reference =
+                [](const Tensors& in, const Tensors&) {
+                    return std::vector<Expected>{{"out",
+                                                  ref_attention(in["q"], in["k"], in["v"], in["mask"], in["bias"], 0.2),
+                                                  1e-5, 1e-4, "attention"}};
+                },
+        });
+    }
     // Attention in bf16: q, k, the probabilities and v enter their GEMMs rounded; and the result is not fp32's.
     {
         const int64_t B = 2, Q = 5, K = 7, H = 2, C = 16;

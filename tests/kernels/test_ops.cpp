@@ -88,6 +88,62 @@ TEST(Ops, Bf16RoundsToNearestEvenAndWidensExactly) {
     EXPECT_EQ(dtype_size(DType::BF16), 2u);
 }
 
+// --precision bf16 on the CPU: where this CPU has bfloat16 dot products (oneDNN's AVX512_BF16/AMX kernels), the
+// native GEMMs are the emulation's arithmetic (operands rounded to bfloat16, fp32 products and sums) up to fp32
+// summation order, over every layout, alpha/beta, batches and more rows than one conversion block.
+TEST(Ops, NativeBf16GemmMatchesTheEmulation) {
+    const std::string detected = cpu_bf16_gemm_backend();
+    ASSERT_TRUE(detected == "onednn" || detected == "emulated") << detected;
+    ASSERT_TRUE(set_cpu_bf16_gemm_backend("emulated"));
+    EXPECT_STREQ(cpu_bf16_gemm_backend(), "emulated");
+    ASSERT_TRUE(set_cpu_bf16_gemm_backend(""));
+    EXPECT_EQ(cpu_bf16_gemm_backend(), detected);
+    if (!set_cpu_bf16_gemm_backend("onednn"))
+        GTEST_SKIP() << "this CPU (or this build) has no native bfloat16 GEMM: --precision bf16 is emulated here";
+    ASSERT_TRUE(set_cpu_bf16_gemm_backend(""));
+    test::SeededRng rng(33);
+    test::PrecisionScope bf16(MatmulPrecision::Bf16);
+    struct Case {
+        int64_t batch, m, n, k;
+        bool at, bt;
+        float alpha, beta;
+    };
+    for (const Case& c : {Case{1, 4100, 40, 72, false, false, 1.f, 0.f}, Case{1, 33, 17, 300, true, false, 0.5f, 1.f},
+                          Case{3, 20, 24, 16, false, true, 1.f, 0.f}, Case{2, 9, 31, 5, true, true, 2.f, -0.5f}}) {
+        SCOPED_TRACE(testing::Message() << c.batch << "x" << c.m << "x" << c.n << "x" << c.k);
+        const Tensor a = c.at ? test::randn({c.batch, c.k, c.m}, rng, 1.f).transpose(1, 2)
+                              : test::randn({c.batch, c.m, c.k}, rng, 1.f);
+        const Tensor b = c.bt ? test::randn({c.batch, c.n, c.k}, rng, 1.f).transpose(1, 2)
+                              : test::randn({c.batch, c.k, c.n}, rng, 1.f);
+        const Tensor c0 = test::randn({c.batch, c.m, c.n}, rng, 1.f);
+        Tensor native = c0.clone(), emulated = c0.clone();
+        matmul(a, b, native, c.alpha, c.beta);
+        ASSERT_TRUE(set_cpu_bf16_gemm_backend("emulated"));
+        matmul(a, b, emulated, c.alpha, c.beta);
+        ASSERT_TRUE(set_cpu_bf16_gemm_backend(""));
+        double worst = 0;
+        for (int64_t i = 0; i < native.numel(); ++i) {
+            // fp32 summation-order noise: a few ulps of the sum of |products|.
+            const int64_t bi = i / (c.m * c.n), mi = i / c.n % c.m, ni = i % c.n;
+            double mag = std::fabs(c.beta * c0.f32()[i]);
+            for (int64_t k = 0; k < c.k; ++k) mag += std::fabs(c.alpha * a.at({bi, mi, k}) * b.at({bi, k, ni}));
+            worst = std::max(worst, std::fabs(native.f32()[i] - emulated.f32()[i]) / (mag * 1e-6 + 1e-30));
+        }
+        EXPECT_LE(worst, 1.0) << "native bf16 differs from the emulation beyond fp32 summation order";
+    }
+    // And bf16 is not fp32: the same product in fp32 differs by about bfloat16's rounding.
+    const Tensor a = test::randn({64, 64}, rng, 1.f), b = test::randn({64, 64}, rng, 1.f);
+    Tensor c16 = Tensor::empty({64, 64}), c32 = Tensor::empty({64, 64});
+    matmul(a, b, c16);
+    {
+        test::PrecisionScope fp32(MatmulPrecision::Fp32);
+        matmul(a, b, c32);
+    }
+    double diff = 0;
+    for (int64_t i = 0; i < c16.numel(); ++i) diff = std::max(diff, (double)std::fabs(c16.f32()[i] - c32.f32()[i]));
+    EXPECT_GT(diff, 1e-3);
+}
+
 // The CPU half of every case, those without a float64 reference included (the CUDA runner's cases aimed at kernel
 // paths): it runs, and every output is finite. A case broken on the CPU fails here, without a GPU.
 TEST(Ops, EveryOpCaseRunsOnTheCpu) {

@@ -69,8 +69,8 @@ TEST(Training, golden_loss_case_step) {
          gt.extra_msa_stack.blocks[0].msa_column_global_attention.attention.value_w, &trunk_terms},
         {"evoformer/evoformer_iteration/triangle_multiplication_outgoing/left_projection//weights", 0,
          gt.evoformer.blocks[0].triangle_multiplication_outgoing.left_projection.weights, &trunk_terms},
-        {"evoformer/evoformer_iteration/outer_product_mean//output_w", 0, gt.evoformer.blocks[0].outer_product_mean.output_w,
-         &trunk_terms},
+        {"evoformer/evoformer_iteration/outer_product_mean//output_w", 0,
+         gt.evoformer.blocks[0].outer_product_mean.output_w, &trunk_terms},
         {"evoformer/evoformer_iteration/triangle_attention_ending_node//feat_2d_weights", 0,
          gt.evoformer.blocks[0].triangle_attention_ending_node.feat_2d_weights, &trunk_terms},
         {"evoformer/single_activations//weights", -1, gt.single_activations.single_activations.weights, &trunk_terms},
@@ -90,11 +90,12 @@ TEST(Training, golden_loss_case_step) {
         double rms = 0, analytic = 0;
         for (double x : pv) rms += x * x;
         rms = std::sqrt(rms / static_cast<double>(pv.size()));
-        // The step, 1e-3 of the parameters' size: the forward runs in float32, whose rounding (which differs
-        // between CPUs' GEMM kernels) is noise in each loss, and the central difference's own error grows as the
-        // step squared. At 3e-4 the smallest probe (the extra-MSA row attention's query) was within 2.4 % on an
-        // AVX2 CPU, its noise over the 2 % bound; at 1e-3 every probe agrees within 1.3 % there.
-        const double eps = 1e-3 * std::max(rms, 1e-2);
+        // The step, 3e-3 of the parameters' size: the forward runs in float32, whose rounding (which differs
+        // between CPUs' GEMM and attention kernels) is noise in each loss, and the central difference's own error
+        // grows as the step squared. The smallest probe (the extra-MSA row attention's query) was within 2.4 %
+        // at 3e-4 and 0.7-2.1 % at 1e-3 (by the attention kernel's summation order: both as accurate against a
+        // float64 reference), its noise at the 2 % bound; at 3e-3 every probe agrees within 1.3 % on an AVX2 CPU.
+        const double eps = 3e-3 * std::max(rms, 1e-2);
         for (size_t i = 0; i < vv.size(); ++i) analytic += eps * vv[i] * gv[i];
         auto total_at = [&](double sign) {
             for (size_t i = 0; i < vv.size(); ++i) param.f32()[i] = static_cast<float>(pv[i] + sign * eps * vv[i]);
