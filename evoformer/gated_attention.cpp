@@ -7,20 +7,43 @@ namespace axfold {
 
 namespace {
 
-// One chunk's attention in the attending layout a [R0, R1, c_in] (a view): x = LN(a), q, k, v and the attention
-// output o [R0, R1, H, c] (before the gate), all from the workspace.
-struct AttentionChunk {
-    Tensor x, q, k, v, o;
+// The query, key and value weights (and the gate's, `with_gate`) side by side, [c_in, parts * H * c], with
+// the matching bias (zero but the gate's): one GEMM reads the normalised input once for all of them.
+struct Projections {
+    Tensor w, b;
+    int64_t parts;
 };
-AttentionChunk attend(const AttentionWeights& w, const LayerNormWeights& norm, const Tensor& a, const Tensor& m,
-                      const Tensor& bias, float inf, float eps, Workspace& ws) {
+Projections fused_projections(const AttentionWeights& w, bool with_gate, Workspace& ws) {
+    const int64_t Cin = w.query_w.size(0), HC = w.no_heads() * w.c_hidden();
+    Projections p{Tensor(), Tensor(), with_gate && w.gating ? 4 : 3};
+    p.w = ws.alloc({Cin, p.parts, HC});
+    const Tensor* parts[] = {&w.query_w, &w.key_w, &w.value_w, &w.gating_w};
+    for (int64_t i = 0; i < p.parts; ++i) copy(p.w.select(1, i), parts[i]->view({Cin, HC}));
+    if (p.parts == 4) {
+        p.b = ws.alloc({p.parts, HC});
+        fill(p.b.slice(0, 0, 3), 0.f);
+        copy(p.b.select(0, 3), w.gating_b.view({HC}));
+    }
+    return p;
+}
+
+// One chunk's attention in the attending layout a [R0, R1, c_in] (a view): x = LN(a), q, k, v (and g, the gate's
+// pre-activation, when p carries it) as [R0, R1, H, c] views of one projection, and the attention output o
+// [R0, R1, H, c] (before the gate), all from the workspace.
+struct AttentionChunk {
+    Tensor x, q, k, v, g, o;
+};
+AttentionChunk attend(const AttentionWeights& w, const Projections& p, const LayerNormWeights& norm, const Tensor& a,
+                      const Tensor& m, const Tensor& bias, float inf, float eps, Workspace& ws) {
     const int64_t R0 = a.size(0), R1 = a.size(1), H = w.no_heads(), C = w.c_hidden();
     AttentionChunk t;
     t.x = ws.alloc({R0, R1, a.size(2)});
     layer_norm(a, norm.scale, norm.offset, eps, t.x);
-    t.q = linear(t.x, w.query_w, Tensor(), ws).view({R0, R1, H, C});
-    t.k = linear(t.x, w.key_w, Tensor(), ws).view({R0, R1, H, C});
-    t.v = linear(t.x, w.value_w, Tensor(), ws).view({R0, R1, H, C});
+    const Tensor qkv = linear(t.x, p.w, p.b, ws).view({R0, R1, p.parts, H, C});
+    t.q = qkv.select(2, 0);
+    t.k = qkv.select(2, 1);
+    t.v = qkv.select(2, 2);
+    if (p.parts == 4) t.g = qkv.select(2, 3);
     t.o = ws.alloc({R0, R1, H, C});
     attention(t.q, t.k, t.v, m, bias, 1.f / std::sqrt(static_cast<float>(C)), inf, t.o, ws);
     return t;
@@ -42,6 +65,8 @@ void gated_self_attention(const AttentionWeights& w, const LayerNormWeights& nor
               "attention output %s for input %s", out.desc().c_str(), act.desc().c_str());
     const int bdim = along_axis0 ? 1 : 0;  // the batch axis in act's layout
     const int64_t nb = act.size(bdim), cs = chunk_rows(ctx, nb);
+    WorkspaceScope outer(ws);
+    const Projections p = fused_projections(w, true, ws);
     for (int64_t b0 = 0; b0 < nb; b0 += cs) {
         WorkspaceScope scope(ws);
         const int64_t b1 = std::min(nb, b0 + cs);
@@ -50,13 +75,10 @@ void gated_self_attention(const AttentionWeights& w, const LayerNormWeights& nor
         const Tensor a = along_axis0 ? act.slice(1, b0, b1).permute({1, 0, 2}) : act.slice(0, b0, b1);
         const int64_t R0 = a.size(0), R1 = a.size(1);
         const Tensor m = along_axis0 ? mask.slice(1, b0, b1).transpose(0, 1) : mask.slice(0, b0, b1);
-        const AttentionChunk t = attend(w, norm, a, m, bias, inf, eps, ws);
+        const AttentionChunk t = attend(w, p, norm, a, m, bias, inf, eps, ws);
         const Tensor& x = t.x;
         Tensor o3 = t.o.view({R0, R1, H * C});
-        if (w.gating) {
-            Tensor g = linear(x, w.gating_w, w.gating_b, ws);
-            sigmoid_mul(o3, g);
-        }
+        if (w.gating) sigmoid_mul(t.o, t.g);
         // The output projection goes through x (dead once q, k, v and the gate exist) where it cannot be
         // written straight into the output: bfloat16 activations, DAP's strided views, column attention.
         const Tensor dst = along_axis0 ? out.slice(1, b0, b1).permute({1, 0, 2}) : out.slice(0, b0, b1);
@@ -77,6 +99,8 @@ void gated_self_attention_backward(const AttentionWeights& w, const LayerNormWei
     const int bdim = along_axis0 ? 1 : 0;
     const int64_t nb = act.size(bdim), cs = chunk_rows(ctx, nb);
     const float scale = 1.f / std::sqrt(static_cast<float>(C));
+    WorkspaceScope outer(ws);
+    const Projections p = fused_projections(w, false, ws);
     auto attending = [&](const Tensor& t, int64_t b0, int64_t b1) {
         return along_axis0 ? t.slice(1, b0, b1).permute({1, 0, 2}) : t.slice(0, b0, b1);
     };
@@ -89,7 +113,7 @@ void gated_self_attention_backward(const AttentionWeights& w, const LayerNormWei
         copy(a, av);
         // The forward: x = LN(a); q, k, v; o = attention; og = o * sigmoid(g) (gated); out = og Wo + bo.
         const Tensor m = along_axis0 ? mask.slice(1, b0, b1).transpose(0, 1) : mask.slice(0, b0, b1);
-        const AttentionChunk t = attend(w, norm, a, m, bias, inf, eps, ws);
+        const AttentionChunk t = attend(w, p, norm, a, m, bias, inf, eps, ws);
         const Tensor &x = t.x, &q = t.q, &k = t.k, &v = t.v;
         const Tensor o3 = t.o.view({R0, R1, H * C});
         Tensor g, og = o3;

@@ -550,7 +550,7 @@ void logits_block(const AttentionHead& a, int64_t i0, int64_t nr, float* qbuf, f
     for (int64_t r = 0; r < kQueryRows; ++r) {
         const float* qr = a.q + (i0 + r) * a.qs;
         for (int64_t c = 0; c < a.C; ++c)
-            qbuf[c * kQueryRows + r] = r >= nr ? 0.f : a.bits ? round_mantissa(qr[c], a.bits) : qr[c];
+            qbuf[c * kQueryRows + r] = r >= nr ? 0.f : a.bits ? round_dropping(qr[c], 23 - a.bits) : qr[c];
     }
     for (int64_t j = 0; j < a.Kp; j += 2 * kLanes) {
         vf acc[kQueryRows][2] = {};
@@ -625,8 +625,10 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
             }
             for (int64_t c = 0; c < C; ++c) std::fill(kt + c * Kp + K, kt + (c + 1) * Kp, 0.f);
             if (bits) {
-                for (int64_t i = 0; i < C * Kp; ++i) kt[i] = round_mantissa(kt[i], bits);
-                for (int64_t i = 0; i < K * C; ++i) vp[i] = round_mantissa(vp[i], bits);
+#pragma omp simd
+                for (int64_t i = 0; i < C * Kp; ++i) kt[i] = round_dropping(kt[i], 23 - bits);
+#pragma omp simd
+                for (int64_t i = 0; i < K * C; ++i) vp[i] = round_dropping(vp[i], 23 - bits);
             }
             const AttentionHead a{q.f32() + b * q.stride(0) + h * q.stride(2),
                                   q.stride(1),
@@ -651,7 +653,8 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
                     inv[r] = 1.f / softmax_exp_row(row, K, scale, mrow, mk, pb ? pb + h * bh + (i0 + r) * bq : nullptr,
                                                    bk, inf);
                     if (bits) {
-                        for (int64_t j = 0; j < K; ++j) row[j] = round_mantissa(row[j] * inv[r], bits);
+#pragma omp simd
+                        for (int64_t j = 0; j < K; ++j) row[j] = round_dropping(row[j] * inv[r], 23 - bits);
                         inv[r] = 1.f;
                     }
                 }
