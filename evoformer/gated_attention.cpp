@@ -51,9 +51,9 @@ AttentionChunk attend(const AttentionWeights& w, const Projections& p, const Lay
 
 }  // namespace
 
-void gated_self_attention(const AttentionWeights& w, const LayerNormWeights& norm, const Tensor& act,
-                          bool along_axis0, const Tensor& mask, const Tensor& bias, float inf, float eps,
-                          const Tensor& out, bool accumulate, Context& ctx) {
+void gated_self_attention(const AttentionWeights& w, const LayerNormWeights& norm, const Tensor& act, bool along_axis0,
+                          const Tensor& mask, const Tensor& bias, float inf, float eps, const Tensor& out,
+                          bool accumulate, Context& ctx) {
     Workspace& ws = ctx.ws;
     const int64_t A0 = act.size(0), A1 = act.size(1), H = w.no_heads(), C = w.c_hidden();
     const int64_t Cout = w.output_b.size(0);
@@ -88,8 +88,9 @@ void gated_self_attention(const AttentionWeights& w, const LayerNormWeights& nor
 
 void gated_self_attention_backward(const AttentionWeights& w, const LayerNormWeights& norm, const Tensor& act,
                                    bool along_axis0, const Tensor& mask, const Tensor& bias, float inf, float eps,
-                                   const Tensor& dout, const Tensor& dact, bool accumulate_dact, AttentionWeights& grads,
-                                   LayerNormWeights& grads_norm, const Tensor& dbias, Context& ctx) {
+                                   const Tensor& dout, const Tensor& dact, bool accumulate_dact,
+                                   AttentionWeights& grads, LayerNormWeights& grads_norm, const Tensor& dbias,
+                                   Context& ctx) {
     Workspace& ws = ctx.ws;
     const int64_t H = w.no_heads(), C = w.c_hidden(), Cin = act.size(2), Cout = w.output_b.size(0);
     AXF_CHECK(act.dim() == 3 && Cin == w.query_w.size(0) && dact.shape() == act.shape() && dout.dim() == 3 &&

@@ -570,25 +570,28 @@ void logits_block(const AttentionHead& a, int64_t i0, int64_t nr, float* qbuf, f
     }
 }
 
-// out[i0 + r, :] = inv[r] * p[r, 0:K] v for nr rows, two rows at a time (NV vectors of C each).
-template <int NV>
-void values_block(const AttentionHead& a, int64_t i0, int64_t nr, const float* p, const float* inv) {
-    for (int64_t r = 0; r < nr; r += 2) {
-        const float* p0 = p + r * a.Kp;
-        const float* p1 = r + 1 < nr ? p0 + a.Kp : p0;
-        vf acc0[NV] = {}, acc1[NV] = {};
-        for (int64_t j = 0; j < a.K; ++j) {
-            const float x0 = p0[j], x1 = p1[j];
-            for (int u = 0; u < NV; ++u) {
-                const vf vv = load(a.v + j * a.C + u * kLanes);
-                acc0[u] += x0 * vv;
-                acc1[u] += x1 * vv;
-            }
+// out[i0 + r, u:u + W * kLanes] = inv[r] * p[r, 0:K] v[:, u:...] for the block's rows (all kQueryRows computed:
+// those past nr are zero logits, not stored): 6 x W accumulators.
+template <int W>
+void values_columns(const AttentionHead& a, int64_t i0, int64_t nr, const float* p, const float* inv, int64_t u) {
+    vf acc[kQueryRows][W] = {};
+    for (int64_t j = 0; j < a.K; ++j) {
+        vf vv[W];
+        for (int w = 0; w < W; ++w) vv[w] = load(a.v + j * a.C + u + w * kLanes);
+        for (int64_t r = 0; r < kQueryRows; ++r) {
+            const float x = p[r * a.Kp + j];
+            for (int w = 0; w < W; ++w) acc[r][w] += x * vv[w];
         }
-        for (int u = 0; u < NV; ++u) store(a.out + (i0 + r) * a.os + u * kLanes, inv[r] * acc0[u]);
-        if (r + 1 < nr)
-            for (int u = 0; u < NV; ++u) store(a.out + (i0 + r + 1) * a.os + u * kLanes, inv[r + 1] * acc1[u]);
     }
+    for (int64_t r = 0; r < nr; ++r)
+        for (int w = 0; w < W; ++w) store(a.out + (i0 + r) * a.os + u + w * kLanes, inv[r] * acc[r][w]);
+}
+
+// out[i0 + r, :] = inv[r] * p[r, 0:K] v for the block's nr rows, two vectors of C at a time.
+void values_block(const AttentionHead& a, int64_t i0, int64_t nr, const float* p, const float* inv) {
+    int64_t u = 0;
+    for (; u + 2 * kLanes <= a.C; u += 2 * kLanes) values_columns<2>(a, i0, nr, p, inv, u);
+    if (u < a.C) values_columns<1>(a, i0, nr, p, inv, u);
 }
 
 }  // namespace
@@ -658,32 +661,7 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
                         inv[r] = 1.f;
                     }
                 }
-                switch (C / kLanes) {
-                    case 1:
-                        values_block<1>(a, i0, nr, logits, inv);
-                        break;
-                    case 2:
-                        values_block<2>(a, i0, nr, logits, inv);
-                        break;
-                    case 3:
-                        values_block<3>(a, i0, nr, logits, inv);
-                        break;
-                    case 4:
-                        values_block<4>(a, i0, nr, logits, inv);
-                        break;
-                    case 5:
-                        values_block<5>(a, i0, nr, logits, inv);
-                        break;
-                    case 6:
-                        values_block<6>(a, i0, nr, logits, inv);
-                        break;
-                    case 7:
-                        values_block<7>(a, i0, nr, logits, inv);
-                        break;
-                    default:
-                        values_block<8>(a, i0, nr, logits, inv);
-                        break;
-                }
+                values_block(a, i0, nr, logits, inv);
             }
         }
         return;
