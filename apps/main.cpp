@@ -37,9 +37,9 @@ void add_run_options(po::options_description& desc, axfold::RunSettings& r, bool
         "memory budget, e.g. 24G: the planner picks the chunk size (with --device cuda, the GPU's)")(
         "device", po::value<std::string>(&r.device)->default_value("cpu"), "where the model runs: cpu or cuda")(
         "precision", po::value<std::string>(&r.precision)->default_value("fp32"),
-        "GEMM arithmetic: fp32, tf32 or bf16 (fp32 accumulation; emulated, slower, on the CPU)")(
-        "activations", po::value<std::string>(&r.activations),
-        "storage of the trunk's MSA and pair: fp32 or bf16 (default: bf16 with --precision bf16, else fp32)");
+        "GEMM arithmetic: fp32, tf32 or bf16 (fp32 accumulation; CPUs without bf16 dot products emulate bf16 at fp32 "
+        "speed)")("activations", po::value<std::string>(&r.activations),
+                  "storage of the trunk's MSA and pair: fp32 or bf16 (default: bf16 with --precision bf16, else fp32)");
     if (offload)
         desc.add_options()("offload", po::value<std::string>(&r.offload)->default_value("auto"),
                            "with --device cuda, park the MSA in host memory during the extra-MSA stack: auto (when the "

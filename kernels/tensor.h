@@ -25,13 +25,14 @@ enum class DType : uint8_t { F32, F64, I32, I64, U8, BF16 };
 struct bf16_t {
     uint16_t bits;
 };
-// Rounded to nearest-even (NaN stays a quiet NaN, infinities stay infinite).
+// Rounded to nearest-even (NaN stays a quiet NaN, infinities stay infinite). Branch-free, so that loops
+// over it vectorise.
 inline uint16_t bf16_from_float(float x) {
     uint32_t u;
     std::memcpy(&u, &x, sizeof u);
-    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu) != 0) return static_cast<uint16_t>((u >> 16) | 0x40u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return static_cast<uint16_t>(u >> 16);
+    const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    const uint32_t quiet_nan = (u >> 16) | 0x40u;
+    return static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
 }
 inline float bf16_to_float(uint16_t b) {
     const uint32_t u = static_cast<uint32_t>(b) << 16;
@@ -44,13 +45,32 @@ size_t dtype_size(DType t);
 const char* dtype_name(DType t);
 const char* device_name(Device d);
 
-template <class T> constexpr DType dtype_of();
-template <> constexpr DType dtype_of<float>() { return DType::F32; }
-template <> constexpr DType dtype_of<double>() { return DType::F64; }
-template <> constexpr DType dtype_of<int32_t>() { return DType::I32; }
-template <> constexpr DType dtype_of<int64_t>() { return DType::I64; }
-template <> constexpr DType dtype_of<uint8_t>() { return DType::U8; }
-template <> constexpr DType dtype_of<bf16_t>() { return DType::BF16; }
+template <class T>
+constexpr DType dtype_of();
+template <>
+constexpr DType dtype_of<float>() {
+    return DType::F32;
+}
+template <>
+constexpr DType dtype_of<double>() {
+    return DType::F64;
+}
+template <>
+constexpr DType dtype_of<int32_t>() {
+    return DType::I32;
+}
+template <>
+constexpr DType dtype_of<int64_t>() {
+    return DType::I64;
+}
+template <>
+constexpr DType dtype_of<uint8_t>() {
+    return DType::U8;
+}
+template <>
+constexpr DType dtype_of<bf16_t>() {
+    return DType::BF16;
+}
 
 using Shape = std::vector<int64_t>;
 std::string shape_str(const Shape& s);
@@ -95,15 +115,16 @@ public:
     std::string desc() const;  // "f32[2, 3] cpu"
 
     void* raw() const;  // pointer to element 0 of this view
-    template <class T> T* data() const {
-        AXF_CHECK(dtype_ == dtype_of<T>(), "tensor %s accessed as %s", desc().c_str(),
-                  dtype_name(dtype_of<T>()));
+    template <class T>
+    T* data() const {
+        AXF_CHECK(dtype_ == dtype_of<T>(), "tensor %s accessed as %s", desc().c_str(), dtype_name(dtype_of<T>()));
         return static_cast<T*>(raw());
     }
     float* f32() const { return data<float>(); }
 
     // Element access for tests and small host-side code (CPU only, any strides).
-    template <class T = float> T& at(std::initializer_list<int64_t> idx) const {
+    template <class T = float>
+    T& at(std::initializer_list<int64_t> idx) const {
         int64_t off = 0;
         int d = 0;
         for (int64_t i : idx) off += i * strides_[d++];
@@ -151,7 +172,11 @@ Tensor host_cast(const Tensor& t, DType dtype);
 // A new contiguous host tensor with t's values and dtype: a copy even when t is on the host already (results
 // that must outlive a workspace scope or a device).
 Tensor host_copy(const Tensor& t);
-inline Tensor to_int64(const Tensor& t) { return host_cast(t, DType::I64); }
-inline Tensor to_f32(const Tensor& t) { return host_cast(t, DType::F32); }
+inline Tensor to_int64(const Tensor& t) {
+    return host_cast(t, DType::I64);
+}
+inline Tensor to_f32(const Tensor& t) {
+    return host_cast(t, DType::F32);
+}
 
 }  // namespace axfold

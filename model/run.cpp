@@ -34,11 +34,11 @@ DType select_precision(const std::string& name, const std::string& activations, 
     const MatmulPrecision p = parse_precision(name);
     const DType act = activation_dtype(p, activations);
     set_matmul_precision(p);
-    if (note && p != MatmulPrecision::Fp32 && device == Device::CPU)
+    const bool native = p == MatmulPrecision::Bf16 && std::string(cpu_bf16_gemm_backend()) == "onednn";
+    if (note && p != MatmulPrecision::Fp32 && device == Device::CPU && !native)
         *note = strfmt(
-            "--precision %s GEMMs on the CPU are emulated (operands rounded, fp32 GEMMs): slower than fp32, "
-            "for checking what the GPU mode does to a prediction (for bfloat16 storage alone, half the "
-            "trunk's activation memory at fp32 speed: --precision fp32 --activations bf16)",
+            "--precision %s GEMMs on this CPU are emulated (operands rounded, fp32 GEMMs: fp32's speed; native "
+            "bf16 GEMMs need AVX512_BF16 or AMX and oneDNN): the same arithmetic as on CPUs and GPUs that have them",
             name.c_str());
     return act;
 }

@@ -12,7 +12,8 @@ mkdir -p "$(dirname "$exclude")"
 grep -qx '/.device/' "$exclude" 2>/dev/null || echo '/.device/' >>"$exclude"
 
 build_pkgs="libeigen3-dev libhdf5-dev libhdf5-103-1 libhdf5-hl-100 libhdf5-cpp-103-1 libhdf5-hl-cpp-100 libsz2 libaec0
-  libaec-dev libboost-program-options1.74-dev libboost-program-options1.74.0 libboost1.74-dev libgtest-dev zlib1g-dev"
+  libaec-dev libboost-program-options1.74-dev libboost-program-options1.74.0 libboost1.74-dev libgtest-dev zlib1g-dev
+  libdnnl-dev libdnnl2"
 # What libhdf5 and the OpenMP runtime link, beyond glibc (ldd of libhdf5.so on Debian 12).
 runtime_pkgs="libcurl4 libnghttp2-14 libidn2-0 librtmp1 libssh2-1 libpsl5 libssl3 libgssapi-krb5-2 libldap-2.5-0
   libzstd1 libbrotli1 libunistring2 libgnutls30 libhogweed6 libnettle8 libgmp10 libkrb5-3 libk5crypto3 libcom-err2

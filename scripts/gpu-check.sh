@@ -9,7 +9,7 @@
 #          a template model against the CPU.
 #   bench: kernel bandwidth against a device copy; Evoformer block fp32/TF32/bf16, fused and flash at R=256 and
 #          1024, and the host CPU for comparison; the full model at R=256 and R=1024 (fp32, bf16), and at R=512
-#          with 4 templates.
+#          with 4 templates. host_bf16 (issue #21): the native bf16 GEMM test and `bench gemm` on the host CPU.
 # BUDGET (seconds, default 540) bounds the whole run: a step that would pass it is skipped.
 # CONFIGURE_ONLY=1 stops after CMake (to check the dependency set-up on any machine).
 set -uo pipefail
@@ -55,7 +55,7 @@ if [ "$stage" != bench ] || [ ! -x "$build/apps/axfold" ]; then
     -DHDF5_C_COMPILER_EXECUTABLE=/nonexistent -DBoost_DIR="$lib/cmake/Boost-1.74.0" -DGTest_DIR="$lib/cmake/GTest" \
     -DZLIB_ROOT="$deps/usr" >"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; }
   [ "${CONFIGURE_ONLY:-0}" = 1 ] && { grep -E "^-- axfold" "$out/build.log"; exit 0; }
-  targets=(axfold test_kernels_gpu test_model_gpu)
+  targets=(axfold test_kernels test_kernels_gpu test_model_gpu)
   grep -q "NCCL ON" "$out/build.log" && targets+=(test_nccl_gpu)  # the one-rank NCCL tests, where NCCL is found
   cmake --build "$build" -j"$(nproc)" --target "${targets[@]}" >>"$out/build.log" 2>&1 || { grep -E "error|Error" "$out/build.log" | head -40; exit 1; }
   echo "build: $(( $(date +%s) - t0 )) s"
@@ -164,6 +164,14 @@ for r in ("cuda", "bf16"):
                       "predict_seconds": t, "cpu_predict_seconds": tc}))
 PY
 }
+host_bf16() {  # issue #21: native bf16 GEMMs (oneDNN on AVX512_BF16/AMX) on the host CPU, where it has them
+  grep -o -w -E 'avx512_bf16|amx_bf16' /proc/cpuinfo | sort -u | tr '\n' ' '; lscpu | grep -m1 'Model name'
+  step 60 host-bf16-gemm-test "$build/tests/kernels/test_kernels" --gtest_filter='Ops.NativeBf16*:*attention*'
+  step 90 host-gemm "$ax" bench gemm --threads 2
+  for p in fp32 bf16; do
+    step 60 host-evo256-2threads-$p "$ax" bench evoformer --n-seq 128 --n-res 256 --blocks 3 --threads 2 --precision $p
+  done
+}
 host() { step 90 evo256-host-cpu "$ax" bench evoformer --n-seq 128 --n-res 256 --blocks 2 --threads "$(nproc)" --json; }
 profile() {  # time per kernel of one Evoformer block (R=512; PROFILE_PRECISIONS, default fp32) under Nsight Compute
   local ncu; ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
@@ -175,9 +183,9 @@ profile() {  # time per kernel of one Evoformer block (R=512; PROFILE_PRECISIONS
 # A stage is test, bench, all, or a comma-separated list of the functions above (e.g. ops,memcheck,profile).
 case $stage in
   test) ops; nccl; golden; memcheck; racecheck; ctest_gpu ;;
-  bench) kernels; block256; block1024; flash; models; templates; host ;;
+  bench) host_bf16; kernels; block256; block1024; flash; models; templates; host ;;
   # the order of `all` puts what a fix would need first, and the longest benchmarks last
-  all) ops; nccl; golden_fp32; kernels; block256; golden_bf16; golden_fused; memcheck; block1024; flash; models; offload; templates; host ;;
+  all) ops; host_bf16; nccl; golden_fp32; kernels; block256; golden_bf16; golden_fused; memcheck; block1024; flash; models; offload; templates; host ;;
   *) for f in ${stage//,/ }; do
        declare -F "$f" >/dev/null || { echo "gpu-check: '$f': expected test, bench, all or a step function" >&2; exit 2; }
        "$f"

@@ -609,7 +609,7 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
     WorkspaceScope scope(ws);
     if (C % kLanes == 0 && C <= 8 * kLanes) {
         const int64_t Kp = (K + 2 * kLanes - 1) / (2 * kLanes) * (2 * kLanes);
-        const int64_t per_thread = C * Kp + K * C + kQueryRows * (C + Kp);
+        const int64_t per_thread = C * Kp + K * C + kQueryRows * (C + Kp) + K;
         Tensor scratch = ws.alloc({nt, per_thread});
         const int64_t ks = k.stride(1), vs = v.stride(1);
 #pragma omp parallel for schedule(dynamic)
@@ -619,6 +619,7 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
             float* vp = kt + C * Kp;
             float* qbuf = vp + K * C;
             float* logits = qbuf + kQueryRows * C;
+            float* mbuf = logits + kQueryRows * Kp;
             const float* kb = k.f32() + b * k.stride(0) + h * k.stride(2);
             const float* vb = v.f32() + b * v.stride(0) + h * v.stride(2);
             for (int64_t j = 0; j < K; ++j) {
@@ -644,7 +645,15 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
                                   Kp,
                                   C,
                                   bits};
+            // A strided mask row (attention along the pair's first axis) is packed once, so that every logits
+            // row takes the vectorised pass.
             const float* mrow = pm ? pm + b * mb : nullptr;
+            int64_t mstride = mk;
+            if (pm && mk != 1) {
+                for (int64_t j = 0; j < K; ++j) mbuf[j] = mrow[j * mk];
+                mrow = mbuf;
+                mstride = 1;
+            }
             for (int64_t i0 = 0; i0 < Q; i0 += kQueryRows) {
                 const int64_t nr = std::min(kQueryRows, Q - i0);
                 logits_block(a, i0, nr, qbuf, logits);
@@ -653,8 +662,8 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
                 float inv[kQueryRows];
                 for (int64_t r = 0; r < nr; ++r) {
                     float* row = logits + r * Kp;
-                    inv[r] = 1.f / softmax_exp_row(row, K, scale, mrow, mk, pb ? pb + h * bh + (i0 + r) * bq : nullptr,
-                                                   bk, inf);
+                    inv[r] = 1.f / softmax_exp_row(row, K, scale, mrow, mstride,
+                                                   pb ? pb + h * bh + (i0 + r) * bq : nullptr, bk, inf);
                     if (bits) {
 #pragma omp simd
                         for (int64_t j = 0; j < K; ++j) row[j] = round_dropping(row[j] * inv[r], 23 - bits);
@@ -885,9 +894,14 @@ void add_to_bf16(const Tensor& x, const Tensor& y, float alpha) {
     for (int64_t r = 0; r < rows; ++r) {
         bf16_t* xr = px + ox[r];
         const float* yr = py + oy[r];
-        for (int64_t c = 0; c < C; ++c) {
-            bf16_t& e = xr[c * xs];
-            e.bits = bf16_from_float(bf16_to_float(e.bits) + alpha * yr[c * ys]);
+        if (xs == 1 && ys == 1) {
+#pragma omp simd
+            for (int64_t c = 0; c < C; ++c) xr[c].bits = bf16_from_float(bf16_to_float(xr[c].bits) + alpha * yr[c]);
+        } else {
+            for (int64_t c = 0; c < C; ++c) {
+                bf16_t& e = xr[c * xs];
+                e.bits = bf16_from_float(bf16_to_float(e.bits) + alpha * yr[c * ys]);
+            }
         }
     }
 }
@@ -902,11 +916,21 @@ void convert(const Tensor& dst, const Tensor& src) {
         if (to_bf16) {
             bf16_t* d = dst.data<bf16_t>() + od[r];
             const float* s = src.f32() + os[r];
-            for (int64_t c = 0; c < C; ++c) d[c * ds].bits = bf16_from_float(s[c * ss]);
+            if (ds == 1 && ss == 1) {
+#pragma omp simd
+                for (int64_t c = 0; c < C; ++c) d[c].bits = bf16_from_float(s[c]);
+            } else {
+                for (int64_t c = 0; c < C; ++c) d[c * ds].bits = bf16_from_float(s[c * ss]);
+            }
         } else {
             float* d = dst.f32() + od[r];
             const bf16_t* s = src.data<bf16_t>() + os[r];
-            for (int64_t c = 0; c < C; ++c) d[c * ds] = bf16_to_float(s[c * ss].bits);
+            if (ds == 1 && ss == 1) {
+#pragma omp simd
+                for (int64_t c = 0; c < C; ++c) d[c] = bf16_to_float(s[c].bits);
+            } else {
+                for (int64_t c = 0; c < C; ++c) d[c * ds] = bf16_to_float(s[c * ss].bits);
+            }
         }
     }
 }
