@@ -1,32 +1,19 @@
-#!/ usr / bin / env python3
-""
-    "Communication volume and parallel efficiency of axfold's DAP Evoformer block (issue #6).
+#!/usr/bin/env python3
+"""Communication volume and parallel efficiency of axfold's DAP Evoformer block (issue #6).
 
-    Per block and
-    rank(fp32, P ranks, S MSA rows, R residues, both padded to multiples of P)
-    :
+Per block and rank (fp32, P ranks, S MSA rows, R residues, both padded to multiples of P):
 
-      all
-      -
-      to - all(2 of m, 4 of z),
-each rank sends(P - 1) / P of its shard : A(P) =
-    4 * (P - 1) / P ^ 2 * (2 * S * R * C_m + 4 * R ^ 2 * C_z) all -
-                          gathers(row - attention bias, OPM right projection,
-                                  2 triangle - multiplication right projections, 2 triangle - attention biases),
-                                          ring algorithm, each rank sends(P - 1) shards
-    : G(P) = 4 * (P - 1) / P *
-                 (R ^ 2 * H_msa + S * R * c_opm + 2 * R ^ 2 * c_tri + 2 * R ^ 2 * H_tri)
+  all-to-all (2 of m, 4 of z), each rank sends (P-1)/P of its shard:
+      A(P) = 4 * (P-1)/P^2 * (2*S*R*C_m + 4*R^2*C_z)
+  all-gathers (row-attention bias, OPM right projection, 2 triangle-multiplication right projections,
+  2 triangle-attention biases), ring algorithm, each rank sends (P-1) shards:
+      G(P) = 4 * (P-1)/P * (R^2*H_msa + S*R*c_opm + 2*R^2*c_tri + 2*R^2*H_tri)
 
-                     Overlap(as implemented in evoformer / evoformer_dap.cpp)
-    : the m cols->rows all
-             - to - all is hidden behind the pair stack;
-the OPM and triangle - multiplication gathers behind one projection each;
-the other collectives(m rows->cols, 4 z all - to - all, 3 bias gathers) are exposed.Compute time per block on one device
-    ,
-    T1,
-    comes from a measured throughput(`axfold bench evoformer-- json`
-                                     : gflop_per_s) and
-        the bench's FLOP count; T(P) = T1 / P + exposed(P); efficiency E = T1 / (P * T(P)).
+Overlap (as implemented in evoformer/evoformer_dap.cpp): the m cols->rows all-to-all is hidden behind the
+pair stack; the OPM and triangle-multiplication gathers behind one projection each; the other collectives
+(m rows->cols, 4 z all-to-all, 3 bias gathers) are exposed. Compute time per block on one device, T1, comes
+from a measured throughput (`axfold bench evoformer --json`: gflop_per_s) and the bench's FLOP count;
+T(P) = T1/P + exposed(P); efficiency E = T1 / (P * T(P)).
 
 Usage:
   scripts/dap_model.py                                 # tables for the stated links, CPU-measured throughput
@@ -38,8 +25,8 @@ import json
 
 C_M, C_Z, H_MSA, H_TRI, C_OPM, C_TRI = 256, 128, 8, 4, 32, 128
 
-#Stated links : (name, ranks, GPUs per node, intra - node GB / s per GPU per direction, inter - node GB / s per
-#GPU per direction, latency per collective step in seconds).
+# Stated links: (name, ranks, GPUs per node, intra-node GB/s per GPU per direction, inter-node GB/s per
+# GPU per direction, latency per collective step in seconds).
 LINKS = [
     ("8 GPUs, NVLink/NVSwitch (A100: 300 GB/s per GPU per direction)", 8, 8, 300.0, 300.0, 5e-6),
     ("64 GPUs, 8 nodes x 8, NVLink inside, InfiniBand HDR 200 Gb/s per GPU (25 GB/s)", 64, 8, 300.0, 25.0, 10e-6),
@@ -60,8 +47,10 @@ def volumes(s, r, p):
     a2a_m = 4 * (p - 1) / p ** 2 * s * r * C_M
     a2a_z = 4 * (p - 1) / p ** 2 * r * r * C_Z
     g = {
-    "row_bias" : 4 * (p - 1) / p *r *r *H_MSA, "opm" : 4 * (p - 1) / p *s *r *C_OPM,
-        "tri_mul" : 4 * (p - 1) / p *r *r *C_TRI, "tri_bias" : 4 * (p - 1) / p *r *r *H_TRI,
+        "row_bias": 4 * (p - 1) / p * r * r * H_MSA,
+        "opm": 4 * (p - 1) / p * s * r * C_OPM,
+        "tri_mul": 4 * (p - 1) / p * r * r * C_TRI,
+        "tri_bias": 4 * (p - 1) / p * r * r * H_TRI,
     }
     return a2a_m, a2a_z, g
 
@@ -71,7 +60,7 @@ def per_block(s, r, p, gflops, per_node, bw_in, bw_out, lat):
     t1 = flops(s, r) / (gflops * 1e9)
     if p == 1:
         return dict(bytes=0.0, t1=t1, tp=t1, exposed=0.0, eff=1.0)
-#Share of a rank's peers on other nodes, and the bandwidth a byte sees on average.
+    # Share of a rank's peers on other nodes, and the bandwidth a byte sees on average.
     off = max(0, p - per_node) / (p - 1)
 
     def xfer(nbytes, steps):
@@ -82,8 +71,7 @@ def per_block(s, r, p, gflops, per_node, bw_in, bw_out, lat):
         return (p - 1) * lat + nbytes / (bw * 1e9)
 
     t_a2a_m, t_a2a_z = xfer(a2a_m, p - 1), xfer(a2a_z, p - 1)
-    t_g = {
-k: ring(v) for k, v in g.items()}
+    t_g = {k: ring(v) for k, v in g.items()}
     tput = gflops * 1e9
     sp, rp = pad(s, p), pad(r, p)
     t_pair_stack = (1.25e6 * rp * rp + 1536 * rp ** 3) / p / tput

@@ -1,4 +1,4 @@
-#!/ usr / bin / python3
+#!/usr/bin/python3
 """Converts AlphaFold's raw feature dict (features.pkl: a Python pickle of numpy arrays) to the HDF5 layout
 axfold reads (`axfold predict --features OUT.h5`, `axfold features --features OUT.h5 --processed`).
 
@@ -67,10 +67,16 @@ def main(argv):
                     ds.attrs["pickle_dtype"] = kind
                 else:
                     opts = dict(compression="gzip", compression_opts=4, shuffle=True) if arr.size >= 1024 and arr.ndim else {}
-h.create_dataset(key, data = arr, **opts) os.replace(tmp, dst) except Exception as e : if os.path.exists(tmp)
-    : os.remove(tmp) sys.stderr
-          .write(f "features_pkl_to_h5: cannot write {dst}: {type(e).__name__}: {e}\n") return 1 print(
-              f "features_pkl_to_h5: {src} -> {dst} ({len(feats)} keys)") return 0
+                    h.create_dataset(key, data=arr, **opts)
+        os.replace(tmp, dst)
+    except Exception as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        sys.stderr.write(f"features_pkl_to_h5: cannot write {dst}: {type(e).__name__}: {e}\n")
+        return 1
+    print(f"features_pkl_to_h5: {src} -> {dst} ({len(feats)} keys)")
+    return 0
 
-      if __name__
-    == "__main__" : sys.exit(main(sys.argv))
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,4 +1,4 @@
-#!/ usr / bin / env python3
+#!/usr/bin/env python3
 """Feeds deterministic mutations of axfold's bundled inputs to the CLI and counts how each run ends.
 
     scripts/mutate-inputs.py [--axfold build/apps/axfold] [--cases 300] [--format FORMAT ...] [--jobs 2]
@@ -6,12 +6,11 @@
 For each format (fasta a3m stockholm mmcif npz features raw-features params-h5) it writes CASES mutations of a
 seed from tests/data (bit flips, overwritten bytes and fields, truncations, and for text also deleted, repeated
 and swapped lines) and runs the command a user would run on that file. A run may succeed (the mutation was
-harmless) or fail with an error that names the mutated file;
-a run killed by a signal(a crash), one that outlives-- timeout(a hang), one that prints a sanitizer report,
-    or an error that does not name the file are findings : they are listed, their inputs kept under-- out,
-    and the script exits 1. The same seed gives the same mutations,
-    so a finding is rerun by its case number.Run it on the release build and on build
-        - sanitize's axfold(scripts / sanitize.sh-- build - only) to count sanitizer reports; docs/RELIABILITY.md records the results.
+harmless) or fail with an error that names the mutated file; a run killed by a signal (a crash), one that
+outlives --timeout (a hang), one that prints a sanitizer report, or an error that does not name the file are
+findings: they are listed, their inputs kept under --out, and the script exits 1. The same seed gives the same
+mutations, so a finding is rerun by its case number. Run it on the release build and on build-sanitize's
+axfold (scripts/sanitize.sh --build-only) to count sanitizer reports; docs/RELIABILITY.md records the results.
 """
 import argparse
 import concurrent.futures
@@ -29,7 +28,7 @@ REAL = os.path.join(DATA, "realdata")
 PREDICT = ["--model-name", "model_3_ptm", "--structure-module-layers", "2", "--num-recycle", "0", "--threads", "1",
            "--quiet", "--overwrite"]
 
-#format->(seed file, text ?, command given the mutated file F and a scratch directory D)
+# format -> (seed file, text?, command given the mutated file F and a scratch directory D)
 FORMATS = {
     "fasta": (os.path.join(REAL, "P54025.fasta"), True, lambda f, d: ["features", "--fasta", f, "-o", d + "/o.h5"]),
     "a3m": (os.path.join(REAL, "alignments", "2q2k_A", "bfd_uniclust_hits.a3m"), True,

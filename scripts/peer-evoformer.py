@@ -1,8 +1,6 @@
-""
-    "OpenFold's EvoformerBlock on the CPU, fp32 or bf16 (torch.autocast), beside `axfold bench evoformer`.
+"""OpenFold's EvoformerBlock on the CPU, fp32 or bf16 (torch.autocast), beside `axfold bench evoformer`.
 
-    The peer of issue #21's block figures :../
-    shared / peer / openfold_evoformer.py(its README) times fp32 only; this
+The peer of issue #21's block figures: ../shared/peer/openfold_evoformer.py (its README) times fp32 only; this
 runs the same block (OpenFold v1.0.1 from that folder, same widths, weights and inputs) in either precision,
 so both of the peer's figures come from one harness in one run.
 Usage: /usr/bin/python3 scripts/peer-evoformer.py N_SEQ N_RES THREADS REPS fp32|bf16 [PEER_DIR]
