@@ -170,7 +170,49 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
         for (int r = 0; r < comm.size(); ++r) times[b] = std::max<double>(times[b], all.f32()[r * o.blocks + b]);
     if (comm.rank() != 0) return 0;
     std::fflush(stdout);
-    for (auto& [name, sec] : stages) std::fprintf(stderr, "  %-48s %.3f s/block\n", name.c_str(), sec / o.blocks);
+    const size_t rss = peak_rss_bytes();  // before the ceiling's GEMM below allocates
+    if (o.breakdown) {
+        // Each sub-module's GFLOP/s (its share of the block's count below) against this machine's GEMM
+        // ceiling: a 2048^3 GEMM at the run's precision, best of three, timed after the blocks.
+        const double s = static_cast<double>(S), r = static_cast<double>(R);
+        const std::map<std::string, double> module_flop = {
+            {"msa_after_row_attention", 655360 * s * r + 1024 * s * r * r + 2048 * r * r},
+            {"msa_after_column_attention", 655360 * s * r + 1024 * s * s * r},
+            {"msa_after_transition", 1048576 * s * r},
+            {"pair_after_outer_product_mean", 32768 * s * r + 2048 * s * r * r + 262144 * r * r},
+            {"pair_after_triangle_multiplication_outgoing", 196608 * r * r + 256 * r * r * r},
+            {"pair_after_triangle_multiplication_incoming", 196608 * r * r + 256 * r * r * r},
+            {"pair_after_triangle_attention_starting_node", 164864 * r * r + 512 * r * r * r},
+            {"pair_after_triangle_attention_ending_node", 164864 * r * r + 512 * r * r * r},
+            {"pair_after_transition", 262144 * r * r},
+        };
+        const Tensor ga = Tensor::full({2048, 2048}, 0.5f).to(device),
+                     gb = Tensor::full({2048, 2048}, 0.25f).to(device);
+        Tensor gc = Tensor::empty({2048, 2048}, DType::F32, device);
+        double best = 1e30;
+        for (int rep = 0; rep < 4; ++rep) {
+            const auto t0 = std::chrono::steady_clock::now();
+            matmul(ga, gb, gc);
+            if (device != Device::CPU) device_synchronize();
+            if (rep > 0)
+                best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        }
+        const double ceiling = 2.0 * 2048 * 2048 * 2048 / best / 1e9;
+        std::fprintf(stderr,
+                     "  sub-module                                       s/block   GFLOP/s  of the %s GEMM ceiling "
+                     "(%.1f GFLOP/s)\n",
+                     precision_name(matmul_precision()), ceiling);
+        for (auto& [name, sec] : stages) {
+            const auto f = module_flop.find(name);
+            const double per_block = sec / o.blocks;
+            if (f == module_flop.end() || per_block <= 0) {
+                std::fprintf(stderr, "  %-48s %.3f\n", name.c_str(), per_block);
+                continue;
+            }
+            const double g = f->second / per_block / 1e9;
+            std::fprintf(stderr, "  %-48s %.3f  %8.1f  %5.1f %%\n", name.c_str(), per_block, g, 100 * g / ceiling);
+        }
+    }
     std::sort(times.begin(), times.end());
     const double median = times[times.size() / 2];
     const double s = static_cast<double>(S), r = static_cast<double>(R);
@@ -179,7 +221,6 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
     const double flop = (o.backward ? 3 : 1) *
                         (2.39e6 * s * r + 3072 * s * r * r + 1024 * s * s * r + 1.25e6 * r * r + 1536 * r * r * r);
     const double gflops = flop / median / 1e9;
-    const size_t rss = peak_rss_bytes();
     const double nb = static_cast<double>(o.blocks);
     // Communication per block and rank: bytes this rank sent per collective kind; exposed = time the
     // block waited for collectives (mean over ranks), in flight = time they took start to completion.

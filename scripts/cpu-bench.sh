@@ -23,8 +23,8 @@ echo "== $(date -u +%FT%TZ), commit $(git -C "$root" rev-parse --short HEAD), $(
 echo "== CPU flags: $(grep -o -w -E 'avx2|avx512f|avx512_bf16|amx_bf16' /proc/cpuinfo | sort -u | tr '\n' ' ')"
 "$axfold" bench gemm --threads "$threads"
 "$axfold" bench kernels --threads "$threads"
-"$axfold" bench evoformer --threads "$threads" --blocks 3 --breakdown 2>&1 | tail -10
-"$axfold" bench evoformer --threads "$threads" --blocks 3 --breakdown --precision bf16 2>&1 | tail -10
+"$axfold" bench evoformer --threads "$threads" --blocks 3 --breakdown 2>&1 | tail -11
+"$axfold" bench evoformer --threads "$threads" --blocks 3 --breakdown --precision bf16 2>&1 | tail -11
 for r in $(seq "$rounds"); do
   echo "== round $r"
   "$axfold" bench evoformer --threads "$threads" --blocks 5 | tail -1
