@@ -17,7 +17,9 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -37,6 +39,20 @@ namespace axfold::apps {
 namespace {
 
 namespace fs = std::filesystem;
+
+// What an interrupted job left beside its summary: NAME.tmp.<pid> of a process that no longer runs (a SIGKILL
+// while the summary was being replaced). A live process's temporaries are another shard's, and stay.
+void remove_stale_temporaries(const fs::path& dir) {
+    for (const auto& e : fs::directory_iterator(dir)) {
+        const std::string name = e.path().filename().string();
+        const size_t at = name.rfind(".tmp.");
+        if (at == std::string::npos) continue;
+        const std::string pid = name.substr(at + 5);
+        if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+        if (::kill(static_cast<pid_t>(std::stol(pid)), 0) != 0 && errno == ESRCH) fs::remove(e.path());
+    }
+}
+
 using Clock = std::chrono::steady_clock;
 
 struct BatchTarget {
@@ -287,6 +303,7 @@ int predict_batch(const PredictOptions& o) {
         return 0;
     }
     fs::create_directories(o.out_dir);
+    if (root) remove_stale_temporaries(o.out_dir);
     const std::string summary_path =
         (fs::path(o.out_dir) / (shards == 1 ? "summary.tsv" : strfmt("summary.shard-%d-of-%d.tsv", shard, shards)))
             .string();

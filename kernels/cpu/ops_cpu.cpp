@@ -114,22 +114,28 @@ inline float round_dropping(float x, int drop) {
     return (u & 0x7f800000u) == 0x7f800000u ? x : __builtin_bit_cast(float, r);  // inf and NaN unchanged
 }
 
-// A rows x cols operand (row-major or column-major with leading dimension ld) copied densely, every
-// element rounded to `bits` mantissa bits; returns the copy's layout. Large operands use every thread
-// (outside a parallel region: the GEMM after it does too).
-MatLayout round_operand(const float* src, MatLayout l, int64_t rows, int64_t cols, int bits, std::vector<float>& dst) {
+// The rows x cols operand (row- or column-major, leading dimension ld) copied densely in the same layout, each
+// element through `convert`; returns the copy's layout. Large operands use every thread (outside a parallel
+// region: the GEMM after it does too).
+template <class T, class F>
+MatLayout dense_copy(const float* src, MatLayout l, int64_t rows, int64_t cols, std::vector<T>& dst, F convert) {
     const int64_t outer = l.row_major ? rows : cols, inner = l.row_major ? cols : rows;
-    const int drop = 23 - bits;
     dst.resize(static_cast<size_t>(outer * inner));
-    float* d = dst.data();
+    T* d = dst.data();
 #pragma omp parallel for schedule(static) if (outer * inner > 65536 && !omp_in_parallel())
     for (int64_t o = 0; o < outer; ++o) {
         const float* s = src + o * l.ld;
-        float* dr = d + o * inner;
+        T* dr = d + o * inner;
 #pragma omp simd
-        for (int64_t i = 0; i < inner; ++i) dr[i] = round_dropping(s[i], drop);
+        for (int64_t i = 0; i < inner; ++i) dr[i] = convert(s[i]);
     }
     return {l.row_major, std::max<int64_t>(inner, 1)};
+}
+
+// The operand with every element rounded to `bits` mantissa bits (the emulation of bf16/tf32 GEMMs).
+MatLayout round_operand(const float* src, MatLayout l, int64_t rows, int64_t cols, int bits, std::vector<float>& dst) {
+    const int drop = 23 - bits;
+    return dense_copy(src, l, rows, cols, dst, [drop](float x) { return round_dropping(x, drop); });
 }
 
 // bfloat16 GEMMs (bf16 operands, fp32 products and sums) in oneDNN's kernels, where the CPU has bfloat16 dot
@@ -179,31 +185,16 @@ const dnnl::matmul& primitive(int64_t M, int64_t N, int64_t K, bool a_row_major,
     return cache.emplace(key, dnnl::matmul(pd)).first->second;
 }
 
-// The rows x cols operand (layout l) converted densely to bfloat16 in the same layout.
-void to_bf16(const float* src, MatLayout l, int64_t rows, int64_t cols, std::vector<uint16_t>& dst) {
-    const int64_t outer = l.row_major ? rows : cols, inner = l.row_major ? cols : rows;
-    dst.resize(static_cast<size_t>(outer * inner));
-    uint16_t* d = dst.data();
-#pragma omp parallel for schedule(static) if (outer * inner > 65536 && !omp_in_parallel())
-    for (int64_t o = 0; o < outer; ++o) {
-        const float* s = src + o * l.ld;
-        uint16_t* dr = d + o * inner;
-#pragma omp simd
-        for (int64_t i = 0; i < inner; ++i)
-            dr[i] = static_cast<uint16_t>(__builtin_bit_cast(uint32_t, round_dropping(s[i], 16)) >> 16);
-    }
-}
-
 void gemm_bf16(const float* a, MatLayout la, const float* b, MatLayout lb, float* c, int64_t ldc, int64_t M, int64_t N,
                int64_t K, float alpha, float beta) {
     thread_local std::vector<uint16_t> ab, bb;
     thread_local dnnl::stream stream(engine());
-    to_bf16(b, lb, K, N, bb);
+    dense_copy(b, lb, K, N, bb, bf16_from_float);
     dnnl::memory mb(operand_desc(K, N, lb.row_major), engine(), bb.data());
     constexpr int64_t kRows = 4096;
     for (int64_t m0 = 0; m0 < M; m0 += kRows) {
         const int64_t mr = std::min(kRows, M - m0);
-        to_bf16(a + (la.row_major ? m0 * la.ld : m0), la, mr, K, ab);
+        dense_copy(a + (la.row_major ? m0 * la.ld : m0), la, mr, K, ab, bf16_from_float);
         const dnnl::matmul& p = primitive(mr, N, K, la.row_major, lb.row_major, ldc, alpha, beta);
         dnnl::memory ma(operand_desc(mr, K, la.row_major), engine(), ab.data());
         dnnl::memory mc({{mr, N}, dnnl::memory::data_type::f32, dnnl::memory::dims{ldc, 1}}, engine(), c + m0 * ldc);

@@ -448,6 +448,15 @@ void add_layer_norm_softmax_cases(std::vector<OpCase>& t) {
 // ---------------------------------------------------------------------------------------------------------------
 // The attention core.
 
+// q, k, v [B, Q|K, H, C], a mask [B, K] with keys masked at random (key 0 kept in every batch element) and a
+// bias [H, Q, K].
+Tensors draw_masked_attention(std::mt19937& rng, int64_t B, int64_t Q, int64_t K, int64_t H, int64_t C) {
+    Tensors in{{"q", randn({B, Q, H, C}, rng)}, {"k", randn({B, K, H, C}, rng)}, {"v", randn({B, K, H, C}, rng)}};
+    Tensor mask = random_mask({B, K}, rng, 0.3f);
+    for (int64_t b = 0; b < B; ++b) mask.at({b, 0}) = 1.f;
+    return in.add("mask", mask).add("bias", randn({H, Q, K}, rng));
+}
+
 void add_attention_cases(std::vector<OpCase>& t) {
     // Masked keys (every batch element keeps key 0) and a bias; transposed (column) views give the same answer as
     // materialised inputs.
@@ -458,15 +467,7 @@ void add_attention_cases(std::vector<OpCase>& t) {
         t.push_back({
             .name = "attention_mask_bias_strided",
             .seed = 6,
-            .draw =
-                [](std::mt19937& rng) {
-                    Tensors in{{"q", randn({B, Q, H, C}, rng)},
-                               {"k", randn({B, K, H, C}, rng)},
-                               {"v", randn({B, K, H, C}, rng)}};
-                    Tensor mask = random_mask({B, K}, rng, 0.3f);
-                    for (int64_t b = 0; b < B; ++b) mask.at({b, 0}) = 1.f;
-                    return in.add("mask", mask).add("bias", randn({H, Q, K}, rng));
-                },
+            .draw = [](std::mt19937& rng) { return draw_masked_attention(rng, B, Q, K, H, C); },
             .run =
                 [](const Tensors& in, Device d) {
                     Context ctx(d);
@@ -493,15 +494,7 @@ void add_attention_cases(std::vector<OpCase>& t) {
         t.push_back({
             .name = C == 64 ? "attention_head_width_64" : "attention_head_width_12",
             .seed = static_cast<uint32_t>(40 + C),
-            .draw =
-                [C](std::mt19937& rng) {
-                    Tensors in{{"q", randn({B, Q, H, C}, rng)},
-                               {"k", randn({B, K, H, C}, rng)},
-                               {"v", randn({B, K, H, C}, rng)}};
-                    Tensor mask = random_mask({B, K}, rng, 0.3f);
-                    for (int64_t b = 0; b < B; ++b) mask.at({b, 0}) = 1.f;
-                    return in.add("mask", mask).add("bias", randn({H, Q, K}, rng));
-                },
+            .draw = [C](std::mt19937& rng) { return draw_masked_attention(rng, B, Q, K, H, C); },
             .run =
                 [C](const Tensors& in, Device d) {
                     Context ctx(d);
