@@ -509,8 +509,9 @@ namespace {
 // block that stays in L1, the softmax there, then that block times v. Each (batch, head) first packs k
 // transposed ([C, Kp], zero-padded to whole vectors) and v ([K, C], contiguous), rounded to the matmul
 // precision's mantissa (so bf16/tf32 keep their emulated arithmetic class: rounded operands, fp32 products
-// and sums). Register-blocked with GCC vector types, so it compiles to AVX2 or AVX-512 as the build allows;
-// one small GEMM pair through the BLAS cost three times as much at AlphaFold's head widths (C = 8..64).
+// and sums). Register-blocked with GCC vector types, so it compiles to AVX2 or AVX-512 as the build allows.
+// It replaces a BLAS GEMM pair per (batch, head), whose packing and output zeroing weigh heavily at AlphaFold's
+// head widths (C = 8..64), and the logits' round trip through memory.
 using vf = float __attribute__((vector_size(32)));
 constexpr int64_t kLanes = 8;
 constexpr int64_t kQueryRows = 6;  // query rows per logits block: 12 accumulators
