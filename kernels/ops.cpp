@@ -6,7 +6,6 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <atomic>
-#include <bit>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -109,16 +108,6 @@ const char* cpu_bf16_gemm_backend() {
 }
 bool set_cpu_bf16_gemm_backend(const std::string& name) {
     return cpu::set_bf16_gemm_backend(name);
-}
-
-float round_mantissa(float x, int mantissa_bits) {
-    uint32_t u = std::bit_cast<uint32_t>(x);
-    if ((u & 0x7f800000u) == 0x7f800000u) return x;  // inf and NaN unchanged
-    const int drop = 23 - mantissa_bits;
-    if (drop <= 0) return x;                                             // float32 keeps 23 bits
-    const uint32_t half = (1u << (drop - 1)) - 1u + ((u >> drop) & 1u);  // ties to even
-    u = (u + half) & ~((1u << drop) - 1u);
-    return std::bit_cast<float>(u);
 }
 
 void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, float beta) {

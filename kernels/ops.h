@@ -7,6 +7,9 @@
 // dims may have any strides, including 0 for broadcast views made with Tensor::expand.
 #pragma once
 
+#include <cstdint>
+#include <cstring>
+
 #include "kernels/tensor.h"
 #include "kernels/workspace.h"
 
@@ -46,8 +49,19 @@ const char* cpu_bf16_gemm_backend();
 bool set_cpu_bf16_gemm_backend(const std::string& name);
 const char* precision_name(MatmulPrecision p);             // "fp32", "tf32", "bf16"
 MatmulPrecision parse_precision(const std::string& name);  // throws naming the accepted values
-// x rounded to nearest-even with `mantissa_bits` explicit mantissa bits (7: bfloat16, 10: TF32).
-float round_mantissa(float x, int mantissa_bits);
+// x rounded to nearest-even with `mantissa_bits` explicit mantissa bits (7: bfloat16, 10: TF32); infinities and
+// NaNs unchanged. Inline and branch-free, so that the CPU kernels' loops over it vectorise.
+inline float round_mantissa(float x, int mantissa_bits) {
+    const int drop = 23 - mantissa_bits;
+    if (drop <= 0) return x;  // float32 keeps 23 bits
+    uint32_t u;
+    std::memcpy(&u, &x, sizeof u);
+    const uint32_t half = (1u << (drop - 1)) - 1u + ((u >> drop) & 1u);  // ties to even
+    const uint32_t r = (u + half) & ~((1u << drop) - 1u);
+    float y;
+    std::memcpy(&y, &r, sizeof y);
+    return (u & 0x7f800000u) == 0x7f800000u ? x : y;
+}
 
 // Per-run state handed to every module: workspace arena and device.
 struct Context {

@@ -93,23 +93,17 @@ void gemm_fp32(const float* a, MatLayout la, const float* b, MatLayout lb, float
     // OpenMP OpenBLAS inside our parallel region: 5-20 % faster than OpenBLAS's own split at these shapes
     // (`axfold bench gemm`), each thread packing its own copy of the small operand.
     const int nt = omp_get_max_threads();
-    if (!omp_in_parallel() && nt > 1 && M >= 2048 * nt && N <= 1024) {
-        const int64_t per = (M + nt - 1) / nt;
+    const bool tall = M >= 2048 * nt && N <= 1024, wide = N >= 2048 * nt && M <= 1024;
+    if (!omp_in_parallel() && nt > 1 && (tall || wide)) {
+        const int64_t len = tall ? M : N, per = (len + nt - 1) / nt;
 #pragma omp parallel for schedule(static)
         for (int t = 0; t < nt; ++t) {
-            const int64_t m0 = t * per, mb = std::min(per, M - m0);
-            if (mb <= 0) continue;
-            gemm_fp32(a + (la.row_major ? m0 * la.ld : m0), la, b, lb, c + m0 * ldc, ldc, mb, N, K, alpha, beta);
-        }
-        return;
-    }
-    if (!omp_in_parallel() && nt > 1 && N >= 2048 * nt && M <= 1024) {
-        const int64_t per = (N + nt - 1) / nt;
-#pragma omp parallel for schedule(static)
-        for (int t = 0; t < nt; ++t) {
-            const int64_t n0 = t * per, nb = std::min(per, N - n0);
-            if (nb <= 0) continue;
-            gemm_fp32(a, la, b + (lb.row_major ? n0 : n0 * lb.ld), lb, c + n0, ldc, M, nb, K, alpha, beta);
+            const int64_t s0 = t * per, n = std::min(per, len - s0);
+            if (n <= 0) continue;
+            if (tall)
+                gemm_fp32(a + (la.row_major ? s0 * la.ld : s0), la, b, lb, c + s0 * ldc, ldc, n, N, K, alpha, beta);
+            else
+                gemm_fp32(a, la, b + (lb.row_major ? s0 : s0 * lb.ld), lb, c + s0, ldc, M, n, K, alpha, beta);
         }
         return;
     }
@@ -132,13 +126,6 @@ void gemm_fp32(const float* a, MatLayout la, const float* b, MatLayout lb, float
 #endif
 }
 
-// round_mantissa(x, 23 - drop), inline and branch-free so that loops over it vectorise.
-inline float round_dropping(float x, int drop) {
-    const uint32_t u = __builtin_bit_cast(uint32_t, x);
-    const uint32_t r = (u + ((1u << (drop - 1)) - 1u) + ((u >> drop) & 1u)) & ~((1u << drop) - 1u);
-    return (u & 0x7f800000u) == 0x7f800000u ? x : __builtin_bit_cast(float, r);  // inf and NaN unchanged
-}
-
 // The rows x cols operand (row- or column-major, leading dimension ld) copied densely in the same layout, each
 // element through `convert`; returns the copy's layout. Large operands use every thread (outside a parallel
 // region: the GEMM after it does too).
@@ -159,8 +146,7 @@ MatLayout dense_copy(const float* src, MatLayout l, int64_t rows, int64_t cols, 
 
 // The operand with every element rounded to `bits` mantissa bits (the emulation of bf16/tf32 GEMMs).
 MatLayout round_operand(const float* src, MatLayout l, int64_t rows, int64_t cols, int bits, std::vector<float>& dst) {
-    const int drop = 23 - bits;
-    return dense_copy(src, l, rows, cols, dst, [drop](float x) { return round_dropping(x, drop); });
+    return dense_copy(src, l, rows, cols, dst, [bits](float x) { return round_mantissa(x, bits); });
 }
 
 // bfloat16 GEMMs (bf16 operands, fp32 products and sums) in oneDNN's kernels, where the CPU has bfloat16 dot
@@ -574,7 +560,7 @@ void logits_block(const AttentionHead& a, int64_t i0, int64_t nr, float* qbuf, f
         const float* qr = a.q + (i0 + r) * a.qs;
         if (i0 + r + kQueryRows < a.Q) prefetch_row(qr + kQueryRows * a.qs, a.C);  // the next block's row
         for (int64_t c = 0; c < a.C; ++c)
-            qbuf[c * kQueryRows + r] = r >= nr ? 0.f : a.bits ? round_dropping(qr[c], 23 - a.bits) : qr[c];
+            qbuf[c * kQueryRows + r] = r >= nr ? 0.f : a.bits ? round_mantissa(qr[c], a.bits) : qr[c];
     }
     for (int64_t j = 0; j < a.Kp; j += 2 * kLanes) {
         vf acc[kQueryRows][2] = {};
@@ -658,9 +644,9 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
             for (int64_t c = 0; c < C; ++c) std::fill(kt + c * Kp + K, kt + (c + 1) * Kp, 0.f);
             if (bits) {
 #pragma omp simd
-                for (int64_t i = 0; i < C * Kp; ++i) kt[i] = round_dropping(kt[i], 23 - bits);
+                for (int64_t i = 0; i < C * Kp; ++i) kt[i] = round_mantissa(kt[i], bits);
 #pragma omp simd
-                for (int64_t i = 0; i < K * C; ++i) vp[i] = round_dropping(vp[i], 23 - bits);
+                for (int64_t i = 0; i < K * C; ++i) vp[i] = round_mantissa(vp[i], bits);
             }
             const AttentionHead a{q.f32() + b * q.stride(0) + h * q.stride(2),
                                   q.stride(1),
@@ -694,7 +680,7 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
                                                    pb ? pb + h * bh + (i0 + r) * bq : nullptr, bk, inf);
                     if (bits) {
 #pragma omp simd
-                        for (int64_t j = 0; j < K; ++j) row[j] = round_dropping(row[j] * inv[r], 23 - bits);
+                        for (int64_t j = 0; j < K; ++j) row[j] = round_mantissa(row[j] * inv[r], bits);
                         inv[r] = 1.f;
                     }
                 }
