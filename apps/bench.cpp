@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <random>
+#include <sstream>
 
 #include "apps/predict.h"
 #include "evoformer/evoformer_dap.h"
@@ -419,17 +420,20 @@ int bench_kernels_main(const BenchKernelsOptions& o) {
     Tensor bias = random_tensor({R, C}, rng, 1.f).to(device);
     Tensor mask = Tensor::full({1, C}, 1.f).to(device).expand({R, C});
     Tensor g = random_tensor({C}, rng, 1.f).to(device), b = random_tensor({C}, rng, 1.f).to(device);
-    Tensor dx = Tensor::empty({R, C}, DType::F32, device), dg = Tensor::zeros({C}, DType::F32, device);
+    Tensor dx = Tensor::empty({R, C}, DType::F32, device), dgate = Tensor::empty({R, C}, DType::F32, device);
+    Tensor dg = Tensor::zeros({C}, DType::F32, device);
     Tensor db = Tensor::zeros({C}, DType::F32, device);
     // On a GPU, a timed sample is `reps` launches back to back, one synchronisation, divided by reps (a lone
     // launch would time the launch and the synchronisation too); the median of 5 samples. On the CPU, the
-    // median of reps single calls.
-    auto median_seconds = [&](const std::function<void()>& fn) {
+    // median of reps single calls. `reset` (untimed) runs before each sample.
+    auto median_seconds = [&](const std::function<void()>& fn, const std::function<void()>& reset) {
         fn();  // warm-up (first touch, pool growth)
         if (device != Device::CPU) device_synchronize();
         const int samples = device == Device::CPU ? o.reps : 5, calls = device == Device::CPU ? 1 : o.reps;
         std::vector<double> t;
         for (int r = 0; r < samples; ++r) {
+            reset();
+            if (device != Device::CPU) device_synchronize();
             auto t0 = std::chrono::steady_clock::now();
             for (int c = 0; c < calls; ++c) fn();
             if (device != Device::CPU) device_synchronize();
@@ -439,27 +443,32 @@ int bench_kernels_main(const BenchKernelsOptions& o) {
         return t[t.size() / 2];
     };
     // Bytes each kernel must move at least (fp32 reads + writes of the [R, C] operands; broadcast
-    // parameters and masks are negligible).
+    // parameters and masks are negligible). In-place kernels get a fresh x before each sample: repeated
+    // gating would shrink it into float32's subnormal range, whose arithmetic is many times slower on CPUs.
     struct Row {
         const char* name;
         double bytes;
         std::function<void()> fn;
+        bool in_place;
     };
     const std::vector<Row> kernels = {
-        {"copy", 8 * n, [&] { copy(y, x); }},
-        {"softmax_mask_bias", 12 * n, [&] { softmax(x, 0.125f, mask, bias, 1e9f); }},
-        {"layer_norm", 8 * n, [&] { layer_norm(x, g, b, 1e-5f, y); }},
-        {"sigmoid_mul", 12 * n, [&] { sigmoid_mul(x, bias); }},
-        {"residual_add", 12 * n, [&] { add(x, y); }},
-        {"softmax_backward", 12 * n, [&] { softmax_backward(x, y, 0.125f, dx); }},
-        {"layer_norm_backward", 12 * n, [&] { layer_norm_backward(x, g, 1e-5f, y, dx, dg, db); }},
-        {"sigmoid_mul_backward", 20 * n, [&] { sigmoid_mul_backward(x, bias, y, dx, dx); }},
+        {"copy", 8 * n, [&] { copy(y, x); }, false},
+        {"softmax_mask_bias", 12 * n, [&] { softmax(x, 0.125f, mask, bias, 1e9f); }, true},
+        {"layer_norm", 8 * n, [&] { layer_norm(x, g, b, 1e-5f, y); }, false},
+        {"sigmoid_mul", 12 * n, [&] { sigmoid_mul(x, bias); }, true},
+        {"residual_add", 12 * n, [&] { add(x, y); }, true},
+        {"softmax_backward", 12 * n, [&] { softmax_backward(x, y, 0.125f, dx); }, false},
+        {"layer_norm_backward", 12 * n, [&] { layer_norm_backward(x, g, 1e-5f, y, dx, dg, db); }, false},
+        {"sigmoid_mul_backward", 20 * n, [&] { sigmoid_mul_backward(x, bias, y, dx, dgate); }, false},
     };
+    Tensor x0 = x.clone();
     std::vector<std::pair<const char*, double>> gbps;
     for (const Row& k : kernels) {
-        // Softmax and residual updates change x; keep it O(1) by refreshing it from y between kernels.
-        copy(x, y);
-        gbps.push_back({k.name, k.bytes / median_seconds(k.fn) / 1e9});
+        copy(x, x0);
+        const auto reset = [&] {
+            if (k.in_place) copy(x, x0);
+        };
+        gbps.push_back({k.name, k.bytes / median_seconds(k.fn, reset) / 1e9});
     }
     const double copy_gbps = gbps[0].second;
     if (o.json) {
@@ -482,12 +491,16 @@ int bench_gemm_main(const BenchGemmOptions& o) {
     std::mt19937 rng(7);
     // The Evoformer block's GEMMs at S = 128, R = 256 (AF2 widths), as the modules issue them, and a large
     // square product: the best this machine's GEMM does, the ceiling every other figure is a fraction of.
+    // The last row is the fused attention core (the attention op, softmax included) at the triangle
+    // attention's shape: batch = rows x heads (256 x 4), m = queries, n = keys, k = head width; its flops
+    // are the logits' and values' products.
     struct Shape3 {
         const char* name;
         int64_t batch, m, n, k;
         bool a_transposed, b_transposed;
+        bool attention_core = false;
     };
-    const std::vector<Shape3> shapes = {
+    std::vector<Shape3> shapes = {
         {"square_2048", 1, 2048, 2048, 2048, false, false},
         {"msa_projection", 1, 32768, 256, 256, false, false},
         {"msa_transition_in", 1, 32768, 1024, 256, false, false},
@@ -500,7 +513,19 @@ int bench_gemm_main(const BenchGemmOptions& o) {
         {"triangle_product", 128, 256, 256, 256, false, false},
         {"attention_logits", 256, 256, 256, 32, false, true},
         {"attention_values", 256, 256, 32, 256, false, false},
+        {"attention_core", 256 * 4, 256, 256, 32, false, false, true},
     };
+    if (!o.shapes.empty()) {
+        std::vector<Shape3> chosen = {shapes[0]};
+        std::istringstream list(o.shapes);
+        for (std::string name; std::getline(list, name, ',');) {
+            auto it = std::find_if(shapes.begin(), shapes.end(), [&](const Shape3& s) { return name == s.name; });
+            AXF_CHECK(it != shapes.end(), "bench gemm: --shapes names '%s', which is not one of its shapes",
+                      name.c_str());
+            if (it != shapes.begin()) chosen.push_back(*it);
+        }
+        shapes = chosen;
+    }
     auto median_seconds = [&](const std::function<void()>& fn) {
         fn();
         std::vector<double> t;
@@ -518,7 +543,23 @@ int bench_gemm_main(const BenchGemmOptions& o) {
     };
     std::vector<Result> results;
     const MatmulPrecision before = matmul_precision();
+    Workspace ws;
     for (const Shape3& s : shapes) {
+        if (s.attention_core) {
+            const int64_t B = s.batch / 4, H = 4;
+            const Tensor q = random_tensor({B, s.m, H, s.k}, rng, 1.f), k = random_tensor({B, s.n, H, s.k}, rng, 1.f);
+            const Tensor v = random_tensor({B, s.n, H, s.k}, rng, 1.f), bias = random_tensor({H, s.m, s.n}, rng, 1.f);
+            const Tensor mask = Tensor::full({B, s.n}, 1.f), out = Tensor::empty({B, s.m, H, s.k});
+            const double flop = 4.0 * s.batch * s.m * s.n * s.k;
+            Result r{s.name, 0, 0};
+            for (MatmulPrecision p : {MatmulPrecision::Fp32, MatmulPrecision::Bf16}) {
+                set_matmul_precision(p);
+                const double t = median_seconds([&] { attention(q, k, v, mask, bias, 0.125f, 1e9f, out, ws); });
+                (p == MatmulPrecision::Fp32 ? r.fp32 : r.bf16) = flop / t / 1e9;
+            }
+            results.push_back(r);
+            continue;
+        }
         const Tensor a = s.a_transposed ? random_tensor({s.batch, s.k, s.m}, rng, 1.f).transpose(1, 2)
                                         : random_tensor({s.batch, s.m, s.k}, rng, 1.f);
         const Tensor b = s.b_transposed ? random_tensor({s.batch, s.n, s.k}, rng, 1.f).transpose(1, 2)

@@ -47,6 +47,7 @@ int bench_kernels_main(const BenchKernelsOptions& o);
 struct BenchGemmOptions {
     int reps = 5, threads = 0;
     bool json = false;
+    std::string shapes;  // comma-separated shape names to time besides the square ceiling; empty: all
 };
 int bench_gemm_main(const BenchGemmOptions& o);
 

@@ -179,7 +179,9 @@ int run_bench(const std::vector<std::string>& args) {
         desc.add_options()("help,h", "show this help")("reps", po::value<int>(&o.reps)->default_value(5),
                                                        "timed repetitions per shape (median reported)")(
             "threads", po::value<int>(&o.threads)->default_value(0), "CPU threads (0 = all)")(
-            "json", po::bool_switch(&o.json), "print one JSON object");
+            "json", po::bool_switch(&o.json), "print one JSON object")(
+            "shapes", po::value<std::string>(&o.shapes),
+            "comma-separated shape names to time (the square_2048 ceiling always runs); default: all");
         po::variables_map vm;
         if (!parse(std::vector<std::string>(args.begin() + 1, args.end()), desc, vm)) return 0;
         return bench_gemm_main(o);

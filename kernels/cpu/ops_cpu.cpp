@@ -292,18 +292,95 @@ inline float fast_sigmoid(float x) {
     return 1.f / (1.f + fast_exp(-x));
 }
 
-// The logits pass of a softmax row: x = scale * x + bias + inf * (mask - 1), in one pass where both rows
-// are contiguous (HB, HM: bias, mask present).
+// Eight floats in GCC vector extensions: AVX2 or AVX-512 code, as the build allows. Hand-vectorised loops
+// use them where GCC's own vectoriser leaves throughput behind (it reloads fast_exp's constants every
+// iteration and keeps one iteration in flight).
+using vf = float __attribute__((vector_size(32)));
+using vi = int32_t __attribute__((vector_size(32)));
+constexpr int64_t kLanes = 8;
+
+inline vf load(const float* p) {
+    vf v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+inline void store(float* p, vf v) {
+    std::memcpy(p, &v, sizeof v);
+}
+// p[0:n] for n < kLanes, zeros after.
+inline vf load_partial(const float* p, int64_t n) {
+    float t[kLanes] = {};
+    for (int64_t i = 0; i < n; ++i) t[i] = p[i];
+    return load(t);
+}
+inline float hsum(vf v) {
+    float s = 0.f;
+    for (int64_t i = 0; i < kLanes; ++i) s += v[i];
+    return s;
+}
+inline float hmax(vf v) {
+    float m = v[0];
+    for (int64_t i = 1; i < kLanes; ++i) m = v[i] > m ? v[i] : m;
+    return m;
+}
+
+// fast_exp on eight lanes: the same arithmetic.
+inline vf fast_exp(vf x) {
+    const vf lo = vf{} - 87.3f, hi = vf{} + 88.7f, round = vf{} + 12582912.f;
+    const vf xl = x < lo ? lo : x;
+    const vf xc = xl > hi ? hi : xl;
+    const vf n = (xc * 1.44269504088896341f + round) - round;
+    const vf r = xc - n * 0.693359375f + n * 2.12194440e-4f;
+    const vf r2 = r * r;
+    vf p = vf{} + 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r2 + r + 1.f;
+    const vi bits = (__builtin_convertvector(n, vi) + 127) << 23;
+    vf scale;
+    std::memcpy(&scale, &bits, sizeof scale);
+    return x < lo ? vf{} : p * scale;
+}
+
+// x[k] = exp(x[k] - mx) over a row in place; returns the sum. Two vectors per iteration, so that two
+// exponentials' dependency chains overlap.
+inline float exp_sum_row(float* __restrict x, int64_t n, float mx) {
+    vf s0 = {}, s1 = {};
+    int64_t k = 0;
+    for (; k + 2 * kLanes <= n; k += 2 * kLanes) {
+        const vf e0 = fast_exp(load(x + k) - mx), e1 = fast_exp(load(x + k + kLanes) - mx);
+        store(x + k, e0);
+        store(x + k + kLanes, e1);
+        s0 += e0;
+        s1 += e1;
+    }
+    float sum = hsum(s0 + s1);
+    for (; k < n; ++k) {
+        const float e = fast_exp(x[k] - mx);
+        x[k] = e;
+        sum += e;
+    }
+    return sum;
+}
+
+// The logits pass of a softmax row, x = scale * x + bias + inf * (mask - 1), where both rows are contiguous
+// (HB, HM: bias, mask present); returns the row's maximum, found in the same pass.
 template <bool HB, bool HM>
-inline void softmax_logits(float* __restrict x, int64_t n, float scale, const float* mask, const float* bias,
-                           float inf) {
-#pragma omp simd
+inline float softmax_logits(float* __restrict x, int64_t n, float scale, const float* mask, const float* bias,
+                            float inf) {
+    float mx = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : mx)
     for (int64_t k = 0; k < n; ++k) {
         float t = x[k] * scale;
         if constexpr (HB) t += bias[k];
         if constexpr (HM) t += inf * (mask[k] - 1.f);
         x[k] = t;
+        mx = t > mx ? t : mx;
     }
+    return mx;
 }
 
 // A softmax row's numerators in place, exp(logit - max), with the optional mask/bias rows (strides ms, bs;
@@ -311,34 +388,26 @@ inline void softmax_logits(float* __restrict x, int64_t n, float scale, const fl
 inline float softmax_exp_row(float* __restrict x, int64_t n, float scale, const float* mask, int64_t ms,
                              const float* bias, int64_t bs, float inf) {
     const bool cb = !bias || bs == 1, cm = !mask || ms == 1;
+    float mx = -std::numeric_limits<float>::infinity();
     if (cb && cm) {
         if (bias && mask)
-            softmax_logits<true, true>(x, n, scale, mask, bias, inf);
+            mx = softmax_logits<true, true>(x, n, scale, mask, bias, inf);
         else if (bias)
-            softmax_logits<true, false>(x, n, scale, mask, bias, inf);
+            mx = softmax_logits<true, false>(x, n, scale, mask, bias, inf);
         else if (mask)
-            softmax_logits<false, true>(x, n, scale, mask, bias, inf);
+            mx = softmax_logits<false, true>(x, n, scale, mask, bias, inf);
         else
-            softmax_logits<false, false>(x, n, scale, mask, bias, inf);
+            mx = softmax_logits<false, false>(x, n, scale, mask, bias, inf);
     } else {
         for (int64_t k = 0; k < n; ++k) {
             float t = x[k] * scale;
             if (bias) t += bias[k * bs];
             if (mask) t += inf * (mask[k * ms] - 1.f);
             x[k] = t;
+            mx = t > mx ? t : mx;
         }
     }
-    float mx = -std::numeric_limits<float>::infinity();
-#pragma omp simd reduction(max : mx)
-    for (int64_t k = 0; k < n; ++k) mx = x[k] > mx ? x[k] : mx;
-    float sum = 0.f;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t k = 0; k < n; ++k) {
-        const float e = fast_exp(x[k] - mx);
-        x[k] = e;
-        sum += e;
-    }
-    return sum;
+    return exp_sum_row(x, n, mx);
 }
 
 // Softmax of one row in place (see softmax_exp_row).
@@ -520,21 +589,10 @@ namespace {
 // block that stays in L1, the softmax there, then that block times v. Each (batch, head) first packs k
 // transposed ([C, Kp], zero-padded to whole vectors) and v ([K, C], contiguous), rounded to the matmul
 // precision's mantissa (so bf16/tf32 keep their emulated arithmetic class: rounded operands, fp32 products
-// and sums). Register-blocked with GCC vector types, so it compiles to AVX2 or AVX-512 as the build allows.
+// and sums). Register-blocked with the vector types above.
 // It replaces a BLAS GEMM pair per (batch, head), whose packing and output zeroing weigh heavily at AlphaFold's
 // head widths (C = 8..64), and the logits' round trip through memory.
-using vf = float __attribute__((vector_size(32)));
-constexpr int64_t kLanes = 8;
 constexpr int64_t kQueryRows = 6;  // query rows per logits block: 12 accumulators
-
-inline vf load(const float* p) {
-    vf v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
-}
-inline void store(float* p, vf v) {
-    std::memcpy(p, &v, sizeof v);
-}
 // q, k and v rows are read with a large stride (all heads, and the fused projection's other parts, lie
 // between them) from memory the projection just wrote: their cache lines are requested ahead of use.
 constexpr int64_t kPrefetchRows = 8;
@@ -553,15 +611,20 @@ struct AttentionHead {
     int bits;
 };
 
-// logits[r, 0:Kp] = q[i0 + r, :] . kt[:, 0:Kp] for nr <= kQueryRows rows (qbuf: the rows packed, the
-// missing ones zero).
-void logits_block(const AttentionHead& a, int64_t i0, int64_t nr, float* qbuf, float* logits) {
+// The logits of nr <= kQueryRows query rows, with the softmax's additive terms, in one pass:
+// logits[r, 0:Kp] = scale * q[i0 + r, :] . kt[:, 0:Kp] + bias[r * bq + 0:K] + add[0:Kp], and mx[r] their
+// maximum. add holds the mask's term, and past K a large negative number that exp takes to 0; bias (optional)
+// has contiguous rows. qbuf: the rows packed, the missing ones zero.
+void logits_block(const AttentionHead& a, int64_t i0, int64_t nr, float scale, const float* bias, int64_t bq,
+                  const float* add, float* qbuf, float* logits, float* mx) {
     for (int64_t r = 0; r < kQueryRows; ++r) {
         const float* qr = a.q + (i0 + r) * a.qs;
         if (i0 + r + kQueryRows < a.Q) prefetch_row(qr + kQueryRows * a.qs, a.C);  // the next block's row
         for (int64_t c = 0; c < a.C; ++c)
             qbuf[c * kQueryRows + r] = r >= nr ? 0.f : a.bits ? round_mantissa(qr[c], a.bits) : qr[c];
     }
+    vf vmx[kQueryRows];
+    for (int64_t r = 0; r < kQueryRows; ++r) vmx[r] = vf{} - std::numeric_limits<float>::infinity();
     for (int64_t j = 0; j < a.Kp; j += 2 * kLanes) {
         vf acc[kQueryRows][2] = {};
         for (int64_t c = 0; c < a.C; ++c) {
@@ -573,11 +636,22 @@ void logits_block(const AttentionHead& a, int64_t i0, int64_t nr, float* qbuf, f
                 acc[r][1] += x * b1;
             }
         }
+        const vf add0 = load(add + j), add1 = load(add + j + kLanes);
         for (int64_t r = 0; r < nr; ++r) {
-            store(logits + r * a.Kp + j, acc[r][0]);
-            store(logits + r * a.Kp + j + kLanes, acc[r][1]);
+            vf t0 = acc[r][0] * scale + add0, t1 = acc[r][1] * scale + add1;
+            if (bias) {
+                const float* br = bias + r * bq;
+                t0 += j + kLanes <= a.K ? load(br + j) : load_partial(br + j, std::max<int64_t>(a.K - j, 0));
+                t1 += j + 2 * kLanes <= a.K ? load(br + j + kLanes)
+                                            : load_partial(br + j + kLanes, std::max<int64_t>(a.K - j - kLanes, 0));
+            }
+            store(logits + r * a.Kp + j, t0);
+            store(logits + r * a.Kp + j + kLanes, t1);
+            const vf m = t0 > t1 ? t0 : t1;
+            vmx[r] = m > vmx[r] ? m : vmx[r];
         }
     }
+    for (int64_t r = 0; r < nr; ++r) mx[r] = hmax(vmx[r]);
 }
 
 // out[i0 + r, u:u + W * kLanes] = inv[r] * p[r, 0:K] v[:, u:...] for the block's rows (all kQueryRows computed:
@@ -619,7 +693,7 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
     WorkspaceScope scope(ws);
     if (C % kLanes == 0 && C <= 8 * kLanes) {
         const int64_t Kp = (K + 2 * kLanes - 1) / (2 * kLanes) * (2 * kLanes);
-        const int64_t per_thread = C * Kp + K * C + kQueryRows * (C + Kp) + K;
+        const int64_t per_thread = C * Kp + K * C + kQueryRows * (C + 2 * Kp) + Kp;
         Tensor scratch = ws.alloc({nt, per_thread});
         const int64_t ks = k.stride(1), vs = v.stride(1);
 #pragma omp parallel for schedule(dynamic)
@@ -629,7 +703,8 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
             float* vp = kt + C * Kp;
             float* qbuf = vp + K * C;
             float* logits = qbuf + kQueryRows * C;
-            float* mbuf = logits + kQueryRows * Kp;
+            float* bbuf = logits + kQueryRows * Kp;
+            float* add = bbuf + kQueryRows * Kp;
             const float* kb = k.f32() + b * k.stride(0) + h * k.stride(2);
             const float* vb = v.f32() + b * v.stride(0) + h * v.stride(2);
             for (int64_t j = 0; j < K; ++j) {
@@ -659,25 +734,31 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
                                   Kp,
                                   C,
                                   bits};
-            // A strided mask row (attention along the pair's first axis) is packed once, so that every logits
-            // row takes the vectorised pass.
-            const float* mrow = pm ? pm + b * mb : nullptr;
-            int64_t mstride = mk;
-            if (pm && mk != 1) {
-                for (int64_t j = 0; j < K; ++j) mbuf[j] = mrow[j * mk];
-                mrow = mbuf;
-                mstride = 1;
-            }
+            // The mask's additive term once per (batch, head), any mask stride; the padding keys get -inf,
+            // so that their exp is 0 even in a fully masked row (whose logits sit near -inf).
+            for (int64_t j = 0; j < Kp; ++j)
+                add[j] = j >= K ? -std::numeric_limits<float>::infinity()
+                         : pm   ? inf * (pm[b * mb + j * mk] - 1.f)
+                                : 0.f;
             for (int64_t i0 = 0; i0 < Q; i0 += kQueryRows) {
                 const int64_t nr = std::min(kQueryRows, Q - i0);
-                logits_block(a, i0, nr, qbuf, logits);
+                // A bias with strided rows (the pair's transpose) is packed for the block's rows.
+                const float* brows = pb ? pb + h * bh + i0 * bq : nullptr;
+                int64_t brs = bq;
+                if (pb && bk != 1) {
+                    for (int64_t r = 0; r < nr; ++r)
+                        for (int64_t j = 0; j < K; ++j) bbuf[r * Kp + j] = brows[r * bq + j * bk];
+                    brows = bbuf;
+                    brs = Kp;
+                }
+                float mx[kQueryRows];
+                logits_block(a, i0, nr, scale, brows, brs, add, qbuf, logits, mx);
                 // Under fp32 the probabilities stay unnormalised and values_block scales each output row;
                 // under bf16/tf32 they are normalised and rounded, as the GEMM operands they are.
                 float inv[kQueryRows];
                 for (int64_t r = 0; r < nr; ++r) {
                     float* row = logits + r * Kp;
-                    inv[r] = 1.f / softmax_exp_row(row, K, scale, mrow, mstride,
-                                                   pb ? pb + h * bh + (i0 + r) * bq : nullptr, bk, inf);
+                    inv[r] = 1.f / exp_sum_row(row, Kp, mx[r]);
                     if (bits) {
 #pragma omp simd
                         for (int64_t j = 0; j < K; ++j) row[j] = round_mantissa(row[j] * inv[r], bits);
@@ -727,6 +808,37 @@ void softmax_backward(const Tensor& y, const Tensor& dy, float scale, const Tens
     }
 }
 
+namespace {
+// One row of the layer norm's backward: dx, and the row's terms of dscale (ds) and doffset (db), added in.
+// xhat, a C-float scratch row, keeps the normalised x between the reduction and the output pass (both in L1).
+inline void layer_norm_backward_row(const float* __restrict x, const float* __restrict g, const float* __restrict dy,
+                                    int64_t C, float eps, float* __restrict dx, float* __restrict ds,
+                                    float* __restrict db, float* __restrict xhat) {
+    const float rc = 1.f / static_cast<float>(C);
+    float mean = 0.f, var = 0.f;
+#pragma omp simd reduction(+ : mean)
+    for (int64_t c = 0; c < C; ++c) mean += x[c];
+    mean *= rc;
+#pragma omp simd reduction(+ : var)
+    for (int64_t c = 0; c < C; ++c) var += (x[c] - mean) * (x[c] - mean);
+    const float inv = 1.f / std::sqrt(var * rc + eps);
+    float sg = 0.f, sgx = 0.f;
+#pragma omp simd reduction(+ : sg, sgx)
+    for (int64_t c = 0; c < C; ++c) {
+        const float xh = (x[c] - mean) * inv, gc = dy[c] * g[c];
+        xhat[c] = xh;
+        sg += gc;
+        sgx += gc * xh;
+        ds[c] += dy[c] * xh;
+        db[c] += dy[c];
+    }
+    sg *= rc;
+    sgx *= rc;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) dx[c] = inv * (dy[c] * g[c] - sg - xhat[c] * sgx);
+}
+}  // namespace
+
 void layer_norm_backward(const Tensor& x, const Tensor& scale, float eps, const Tensor& dy, const Tensor& dx,
                          const Tensor& dscale, const Tensor& doffset) {
     const int64_t C = x.size(-1), rows = x.numel() / std::max<int64_t>(C, 1);
@@ -738,30 +850,10 @@ void layer_norm_backward(const Tensor& x, const Tensor& scale, float eps, const 
 #pragma omp parallel if (rows * C > 32768)
     {
         float* ds = part.data() + static_cast<size_t>(omp_get_thread_num()) * 2 * C;
-        float* db = ds + C;
         std::vector<float> xhat(static_cast<size_t>(C));
 #pragma omp for schedule(static)
-        for (int64_t r = 0; r < rows; ++r) {
-            const float *xr = px + r * C, *gr = pdy + r * C;
-            float* dr = pdx + r * C;
-            float mean = 0.f, var = 0.f;
-            for (int64_t c = 0; c < C; ++c) mean += xr[c];
-            mean /= static_cast<float>(C);
-            for (int64_t c = 0; c < C; ++c) var += (xr[c] - mean) * (xr[c] - mean);
-            const float inv = 1.f / std::sqrt(var / static_cast<float>(C) + eps);
-            float sg = 0.f, sgx = 0.f;
-            for (int64_t c = 0; c < C; ++c) {
-                xhat[c] = (xr[c] - mean) * inv;
-                const float gc = gr[c] * g[c];
-                sg += gc;
-                sgx += gc * xhat[c];
-                ds[c] += gr[c] * xhat[c];
-                db[c] += gr[c];
-            }
-            sg /= static_cast<float>(C);
-            sgx /= static_cast<float>(C);
-            for (int64_t c = 0; c < C; ++c) dr[c] = inv * (gr[c] * g[c] - sg - xhat[c] * sgx);
-        }
+        for (int64_t r = 0; r < rows; ++r)
+            layer_norm_backward_row(px + r * C, g, pdy + r * C, C, eps, pdx + r * C, ds, ds + C, xhat.data());
     }
     float *ps = dscale.f32(), *pb = doffset.f32();
     for (int t = 0; t < nt; ++t)
@@ -776,7 +868,7 @@ void sigmoid_mul_backward(const Tensor& x, const Tensor& gate, const Tensor& dy,
     const int64_t n = x.numel();
     const float *px = x.f32(), *pg = gate.f32(), *pdy = dy.f32();
     float *pdx = dx.f32(), *pdg = dgate.f32();
-#pragma omp parallel for simd schedule(static) if (n > 32768)
+#pragma omp parallel for simd schedule(static) if (parallel : n > 32768)
     for (int64_t i = 0; i < n; ++i) {
         const float s = fast_sigmoid(pg[i]), g = pdy[i];
         pdg[i] = g * px[i] * s * (1.f - s);
@@ -788,7 +880,7 @@ void relu_backward(const Tensor& y, const Tensor& dy, const Tensor& dx) {
     const int64_t n = y.numel();
     const float *py = y.f32(), *pdy = dy.f32();
     float* pdx = dx.f32();
-#pragma omp parallel for simd schedule(static) if (n > 32768)
+#pragma omp parallel for simd schedule(static) if (parallel : n > 32768)
     for (int64_t i = 0; i < n; ++i) pdx[i] = py[i] > 0.f ? pdy[i] : 0.f;
 }
 

@@ -510,6 +510,31 @@ void add_attention_cases(std::vector<OpCase>& t) {
                 },
         });
     }
+    // A mask and a bias whose key axis is strided (as views of transposed memory), with a key count that ends
+    // in a partial vector.
+    {
+        const int64_t B = 2, Q = 10, K = 37, H = 2, C = 16;
+        t.push_back({
+            .name = "attention_strided_mask_and_bias",
+            .seed = 47,
+            .draw = [](std::mt19937& rng) { return draw_masked_attention(rng, B, Q, K, H, C); },
+            .run =
+                [](const Tensors& in, Device d) {
+                    Context ctx(d);
+                    const Tensor mask = in["mask"].transpose(0, 1).contiguous().transpose(0, 1);
+                    const Tensor bias = in["bias"].permute({0, 2, 1}).contiguous().permute({0, 2, 1});
+                    Tensor out = f32_on({B, Q, H, C}, d);
+                    attention(in["q"], in["k"], in["v"], mask, bias, 0.25f, 1e9f, out, ctx.ws);
+                    return Tensors{{"out", out}};
+                },
+            .reference =
+                [](const Tensors& in, const Tensors&) {
+                    return std::vector<Expected>{
+                        {"out", ref_attention(in["q"], in["k"], in["v"], in["mask"], in["bias"], 0.25), 1e-5, 1e-4,
+                         "attention, strided mask and bias"}};
+                },
+        });
+    }
     // Attention in bf16: q, k, the probabilities and v enter their GEMMs rounded; and the result is not fp32's.
     {
         const int64_t B = 2, Q = 5, K = 7, H = 2, C = 16;
