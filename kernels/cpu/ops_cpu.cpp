@@ -440,9 +440,28 @@ bool set_bf16_gemm_backend(const std::string& name) {
     return false;
 }
 
-std::vector<int64_t> row_offsets(const Tensor& t) {
-    if (t.dim() == 0) return {0};
-    return batch_offsets(t.shape(), t.strides(), t.dim() - 1);
+RowOffsets::RowOffsets(const Tensor& t) {
+    rows_ = 1;
+    nd_ = 0;
+    for (int d = 0; d + 1 < t.dim(); ++d) {
+        const int64_t n = t.size(d), st = t.stride(d);
+        rows_ *= n;
+        if (n == 1) continue;
+        if (nd_ > 0 && stride_[nd_ - 1] == st * n) {  // merges into the dimension before it
+            shape_[nd_ - 1] *= n;
+            stride_[nd_ - 1] = st;
+            continue;
+        }
+        AXF_CHECK(nd_ < kMaxDims, "tensor %s has more than %d leading dimensions that do not merge", t.desc().c_str(),
+                  kMaxDims);
+        shape_[nd_] = n;
+        stride_[nd_++] = st;
+    }
+    if (nd_ == 0) {
+        shape_[0] = 1;
+        stride_[0] = 0;
+        nd_ = 1;
+    }
 }
 
 void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, float beta) {
@@ -527,7 +546,7 @@ template <class T>
 void layer_norm_rows(const T* px, const Tensor& x, const Tensor& scale, const Tensor& offset, float eps,
                      const Tensor& y) {
     const int64_t C = x.size(-1);
-    std::vector<int64_t> ox = row_offsets(x), oy = row_offsets(y);
+    const RowOffsets ox = row_offsets(x), oy = row_offsets(y);
     float* py = y.f32();
     const float* g = scale.f32();
     const float* bb = offset.f32();
@@ -570,9 +589,9 @@ void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, floa
 
 void softmax(const Tensor& x, float scale, const Tensor& mask, const Tensor& bias, float inf) {
     const int64_t n = x.size(-1);
-    std::vector<int64_t> ox = row_offsets(x);
-    std::vector<int64_t> om = mask.defined() ? row_offsets(mask) : std::vector<int64_t>();
-    std::vector<int64_t> ob = bias.defined() ? row_offsets(bias) : std::vector<int64_t>();
+    const RowOffsets ox = row_offsets(x);
+    const RowOffsets om = mask.defined() ? row_offsets(mask) : RowOffsets();
+    const RowOffsets ob = bias.defined() ? row_offsets(bias) : RowOffsets();
     const int64_t ms = mask.defined() ? mask.stride(-1) : 0, bs = bias.defined() ? bias.stride(-1) : 0;
     float* px = x.f32();
     const float* pm = mask.defined() ? mask.f32() : nullptr;
@@ -886,7 +905,7 @@ void relu_backward(const Tensor& y, const Tensor& dy, const Tensor& dx) {
 
 void add_bias_rows(const Tensor& y, const Tensor& bias) {
     const int64_t C = y.size(-1);
-    std::vector<int64_t> oy = row_offsets(y);
+    const RowOffsets oy = row_offsets(y);
     float* py = y.f32();
     const float* pb = bias.f32();
     const int64_t rows = static_cast<int64_t>(oy.size());
@@ -931,7 +950,7 @@ void unary_apply(const Tensor& x, F f) {
         return;
     }
     const int64_t C = x.size(-1), cs = x.stride(-1);
-    std::vector<int64_t> ox = row_offsets(x);
+    const RowOffsets ox = row_offsets(x);
     const int64_t rows = static_cast<int64_t>(ox.size());
 #pragma omp parallel for schedule(static) if (rows * C > 65536)
     for (int64_t r = 0; r < rows; ++r) unary_loop(px + ox[r], C, cs, f);
@@ -948,7 +967,7 @@ void binary_apply(const Tensor& x, const Tensor& y, F f) {
         return;
     }
     const int64_t C = x.size(-1), xs = x.stride(-1), ys = y.stride(-1);
-    std::vector<int64_t> ox = row_offsets(x), oy = row_offsets(y);
+    const RowOffsets ox = row_offsets(x), oy = row_offsets(y);
     const int64_t rows = static_cast<int64_t>(ox.size());
 #pragma omp parallel for schedule(static) if (rows * C > 65536)
     for (int64_t r = 0; r < rows; ++r) binary_loop(px + ox[r], py + oy[r], C, xs, ys, f);
@@ -994,7 +1013,7 @@ void add_to_bf16(const Tensor& x, const Tensor& y, float alpha) {
     bf16_t* px = x.data<bf16_t>();
     const float* py = y.f32();
     const int64_t C = x.size(-1), xs = x.stride(-1), ys = y.stride(-1);
-    std::vector<int64_t> ox = row_offsets(x), oy = row_offsets(y);
+    const RowOffsets ox = row_offsets(x), oy = row_offsets(y);
     const int64_t rows = static_cast<int64_t>(ox.size());
 #pragma omp parallel for schedule(static) if (rows * C > 65536)
     for (int64_t r = 0; r < rows; ++r) {
@@ -1014,7 +1033,7 @@ void add_to_bf16(const Tensor& x, const Tensor& y, float alpha) {
 
 void convert(const Tensor& dst, const Tensor& src) {
     const int64_t C = dst.size(-1), ds = dst.stride(-1), ss = src.stride(-1);
-    std::vector<int64_t> od = row_offsets(dst), os = row_offsets(src);
+    const RowOffsets od = row_offsets(dst), os = row_offsets(src);
     const int64_t rows = static_cast<int64_t>(od.size());
     const bool to_bf16 = dst.dtype() == DType::BF16;
 #pragma omp parallel for schedule(static) if (rows * C > 65536)

@@ -34,7 +34,31 @@ void apply_frames(const Tensor& rot, const Tensor& trans, const Tensor& x, const
 void weighted_sq_distances(const Tensor& a, const Tensor& c, const Tensor& weight, const Tensor& out);
 void add_transpose(const Tensor& x);
 
-// Offsets (in elements) of every last-dim row of a tensor, in row-major order of the leading dims.
-std::vector<int64_t> row_offsets(const Tensor& t);
+// Offsets (in elements) of a tensor's last-dim rows, in row-major order of the leading dims, computed per
+// row (a table of them cost a fresh allocation and a page fault per 512 rows at every call). Leading
+// dimensions that merge are merged first, so a contiguous tensor's offset is one multiply.
+class RowOffsets {
+public:
+    RowOffsets() = default;
+    explicit RowOffsets(const Tensor& t);
+    int64_t size() const { return rows_; }
+    int64_t operator[](int64_t r) const {
+        int64_t off = 0;
+        for (int d = nd_ - 1; d > 0; --d) {
+            const int64_t q = r / shape_[d];
+            off += (r - q * shape_[d]) * stride_[d];
+            r = q;
+        }
+        return off + r * stride_[0];
+    }
+
+private:
+    static constexpr int kMaxDims = 8;
+    int nd_ = 1;
+    int64_t rows_ = 0, shape_[kMaxDims] = {}, stride_[kMaxDims] = {};
+};
+inline RowOffsets row_offsets(const Tensor& t) {
+    return RowOffsets(t);
+}
 
 }  // namespace axfold::cpu
