@@ -191,21 +191,8 @@ void linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& 
         }
         return;
     }
-    if (bias.defined()) {
-        if (beta == 0.f) {
-            // y = bias, then accumulate the product: one pass over y instead of two.
-            float* py = y2.f32();
-            const float* pb = bias.f32();
-#pragma omp parallel for schedule(static) if (rows * c_out > 32768)
-            for (int64_t r = 0; r < rows; ++r)
-                for (int64_t c = 0; c < c_out; ++c) py[r * c_out + c] = pb[c];
-        } else {
-            cpu::add_bias_rows(y2, bias.view({c_out}));
-        }
-        cpu::matmul(x2, w2, y2, 1.f, 1.f);
-    } else {
-        cpu::matmul(x2, w2, y2, 1.f, beta);
-    }
+    // The bias is added block by block, while each block of rows is in cache.
+    cpu::matmul(x2, w2, y2, 1.f, beta, bias.defined() ? bias.contiguous().view({c_out}) : Tensor());
 }
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, Workspace& ws) {

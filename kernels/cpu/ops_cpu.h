@@ -6,7 +6,8 @@
 
 namespace axfold::cpu {
 
-void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, float beta);
+// c = alpha a b + beta c, plus bias (optional: [N] contiguous) added to every row of c.
+void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, float beta, const Tensor& bias = Tensor());
 const char* bf16_gemm_backend();
 bool set_bf16_gemm_backend(const std::string& name);
 void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, const Tensor& y);
@@ -18,7 +19,6 @@ void layer_norm_backward(const Tensor& x, const Tensor& scale, float eps, const 
                          const Tensor& dscale, const Tensor& doffset);
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias, float scale,
                float inf, const Tensor& out, Workspace& ws);
-void add_bias_rows(const Tensor& y, const Tensor& bias);  // y[..., :] += bias
 enum class Unary { Sigmoid, Relu, Scale, Fill };
 void unary(const Tensor& x, Unary op, float s);
 enum class Binary { Add, Mul, SigmoidMul, DivEps };

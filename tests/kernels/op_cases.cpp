@@ -10,6 +10,7 @@
 #include <cctype>
 #include <cmath>
 #include <set>
+#include <tuple>
 
 #include "kernels/error.h"
 #include "kernels/ops.h"
@@ -344,6 +345,42 @@ void add_linear_cases(std::vector<OpCase>& t) {
                 EXPECT_THROW(linear(in["x"], in["wrong"], Tensor(), ws), Error);
             },
     });
+    // Shapes the CPU splits across threads, the tall one into row blocks with the bias added block by block
+    // (5000 rows: the blocks end in a partial one), the wide one by columns; set and accumulated.
+    for (const auto& [rows, cin, cout] : {std::tuple<int64_t, int64_t, int64_t>{5000, 24, 40}, {16, 8, 4200}}) {
+        t.push_back({
+            .name = rows > cout ? "linear_tall_row_blocks_bias" : "linear_wide_column_split_bias",
+            .seed = rows > cout ? 11u : 12u,
+            .draw =
+                [=](std::mt19937& rng) {
+                    return Tensors{
+                        {"x", randn({rows, cin}, rng)}, {"w", randn({cin, cout}, rng)}, {"b", randn({cout}, rng)}};
+                },
+            .run =
+                [](const Tensors& in, Device d) {
+                    Context ctx(d);
+                    const Tensor y = linear(in["x"], in["w"], in["b"], ctx.ws).clone();
+                    const Tensor y2 = y.clone();
+                    linear(in["x"], in["w"], in["b"], y2, 1.f);
+                    return Tensors{{"y", y}, {"y2", y2}};
+                },
+            .reference =
+                [=](const Tensors& in, const Tensors&) {
+                    std::vector<double> r(rows * cout);
+                    for (int64_t i = 0; i < rows; ++i)
+                        for (int64_t o = 0; o < cout; ++o) {
+                            double acc = in["b"].f32()[o];
+                            for (int64_t c = 0; c < cin; ++c)
+                                acc += (double)in["x"].f32()[i * cin + c] * in["w"].f32()[c * cout + o];
+                            r[i * cout + o] = acc;
+                        }
+                    std::vector<Expected> e{{"y", r, 1e-4, 1e-4, "linear"}};
+                    for (auto& v : r) v *= 2;
+                    e.push_back({"y2", r, 2e-4, 1e-4, "linear accumulate"});
+                    return e;
+                },
+        });
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
