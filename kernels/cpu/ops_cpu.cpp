@@ -847,32 +847,32 @@ void softmax_backward(const Tensor& y, const Tensor& dy, float scale, const Tens
 
 namespace {
 // One row of the layer norm's backward: dx, and the row's terms of dscale (ds) and doffset (db), added in.
-// xhat, a C-float scratch row, keeps the normalised x between the reduction and the output pass (both in L1).
+// Two passes: the first gathers every row sum the gradient needs, over x shifted by its first element (so
+// the variance is not a difference of large squares), the second writes dx and ds.
 inline void layer_norm_backward_row(const float* __restrict x, const float* __restrict g, const float* __restrict dy,
                                     int64_t C, float eps, float* __restrict dx, float* __restrict ds,
-                                    float* __restrict db, float* __restrict xhat) {
-    const float rc = 1.f / static_cast<float>(C);
-    float mean = 0.f, var = 0.f;
-#pragma omp simd reduction(+ : mean)
-    for (int64_t c = 0; c < C; ++c) mean += x[c];
-    mean *= rc;
-#pragma omp simd reduction(+ : var)
-    for (int64_t c = 0; c < C; ++c) var += (x[c] - mean) * (x[c] - mean);
-    const float inv = 1.f / std::sqrt(var * rc + eps);
-    float sg = 0.f, sgx = 0.f;
-#pragma omp simd reduction(+ : sg, sgx)
+                                    float* __restrict db) {
+    const float rc = 1.f / static_cast<float>(C), x0 = x[0];
+    float s1 = 0.f, s2 = 0.f, sg = 0.f, sgx = 0.f;  // sums of d, d^2, dy g, dy g d, with d = x - x0
+#pragma omp simd reduction(+ : s1, s2, sg, sgx)
     for (int64_t c = 0; c < C; ++c) {
-        const float xh = (x[c] - mean) * inv, gc = dy[c] * g[c];
-        xhat[c] = xh;
+        const float d = x[c] - x0, gc = dy[c] * g[c];
+        s1 += d;
+        s2 += d * d;
         sg += gc;
-        sgx += gc * xh;
-        ds[c] += dy[c] * xh;
+        sgx += gc * d;
         db[c] += dy[c];
     }
-    sg *= rc;
-    sgx *= rc;
+    const float dmean = s1 * rc, var = s2 * rc - dmean * dmean;
+    const float inv = 1.f / std::sqrt((var > 0.f ? var : 0.f) + eps), mean = x0 + dmean;
+    // The mean of dy g xhat, from the sums: inv (sgx - dmean sg) / C.
+    const float mg = sg * rc, mgx = inv * (sgx - dmean * sg) * rc;
 #pragma omp simd
-    for (int64_t c = 0; c < C; ++c) dx[c] = inv * (dy[c] * g[c] - sg - xhat[c] * sgx);
+    for (int64_t c = 0; c < C; ++c) {
+        const float xh = (x[c] - mean) * inv;
+        ds[c] += dy[c] * xh;
+        dx[c] = inv * (dy[c] * g[c] - mg - xh * mgx);
+    }
 }
 }  // namespace
 
@@ -887,10 +887,9 @@ void layer_norm_backward(const Tensor& x, const Tensor& scale, float eps, const 
 #pragma omp parallel if (rows * C > 32768)
     {
         float* ds = part.data() + static_cast<size_t>(omp_get_thread_num()) * 2 * C;
-        std::vector<float> xhat(static_cast<size_t>(C));
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < rows; ++r)
-            layer_norm_backward_row(px + r * C, g, pdy + r * C, C, eps, pdx + r * C, ds, ds + C, xhat.data());
+            layer_norm_backward_row(px + r * C, g, pdy + r * C, C, eps, pdx + r * C, ds, ds + C);
     }
     float *ps = dscale.f32(), *pb = doffset.f32();
     for (int t = 0; t < nt; ++t)
