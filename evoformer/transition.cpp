@@ -18,8 +18,7 @@ void transition_forward(const TransitionWeights& w, const Tensor& act, const Ten
         WorkspaceScope scope(ctx.ws);
         const int64_t r1 = std::min(rows, r0 + cs);
         Tensor x = layer_norm(a2.slice(0, r0, r1), w.input_layer_norm.scale, w.input_layer_norm.offset, k.eps, ctx.ws);
-        Tensor h = linear(x, w.transition1.weights, w.transition1.bias, ctx.ws);
-        relu(h);
+        Tensor h = linear_relu(x, w.transition1.weights, w.transition1.bias, ctx.ws);
         // (bfloat16 activations go through x, which is dead once h exists)
         linear_update(h, w.transition2.weights, w.transition2.bias, o2.slice(0, r0, r1), accumulate, x);
     }
@@ -28,8 +27,8 @@ void transition_forward(const TransitionWeights& w, const Tensor& act, const Ten
 void transition_backward(const TransitionWeights& w, const Tensor& act, const Tensor& dupdate, const Tensor& dact,
                          bool accumulate_dact, TransitionWeights& grads, Context& ctx, const TrunkConstants& k) {
     const int64_t C = act.size(-1), rows = act.numel() / std::max<int64_t>(C, 1);
-    AXF_CHECK(act.is_contiguous() && dupdate.is_contiguous() && dact.is_contiguous() && dupdate.shape() == act.shape() &&
-                  dact.shape() == act.shape(),
+    AXF_CHECK(act.is_contiguous() && dupdate.is_contiguous() && dact.is_contiguous() &&
+                  dupdate.shape() == act.shape() && dact.shape() == act.shape(),
               "transition backward: act %s, dupdate %s and dact %s must be contiguous and of one shape",
               act.desc().c_str(), dupdate.desc().c_str(), dact.desc().c_str());
     const Tensor a2 = act.view({rows, C}), du2 = dupdate.view({rows, C}), da2 = dact.view({rows, C});
@@ -41,8 +40,7 @@ void transition_backward(const TransitionWeights& w, const Tensor& act, const Te
         const Tensor a = a2.slice(0, r0, r1), du = du2.slice(0, r0, r1), da = da2.slice(0, r0, r1);
         // Forward internals: x = LN(act), h = relu(x W1 + b1).
         Tensor x = layer_norm(a, w.input_layer_norm.scale, w.input_layer_norm.offset, k.eps, ctx.ws);
-        Tensor h = linear(x, w.transition1.weights, w.transition1.bias, ctx.ws);
-        relu(h);
+        Tensor h = linear_relu(x, w.transition1.weights, w.transition1.bias, ctx.ws);
         // u = h W2 + b2.
         Tensor dh = ctx.ws.alloc(h.shape());
         linear_backward(h, w.transition2.weights, du, dh, false, grads.transition2.weights, grads.transition2.bias,

@@ -148,7 +148,8 @@ int64_t linear_out_features(const Tensor& x, const Tensor& w, const char* op) {
 }
 }  // namespace
 
-void linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y, float beta) {
+namespace {
+void linear_impl(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y, float beta, bool relu) {
     check_f32(x, "linear", "x");
     check_f32(w, "linear", "w");
     check_f32(y, "linear", "y");
@@ -189,10 +190,24 @@ void linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& 
         } else {
             cuda::matmul(x2, w2, y2, 1.f, beta);
         }
+        if (relu) cuda::unary(y2, cuda::Unary::Relu, 0.f);
         return;
     }
-    // The bias is added block by block, while each block of rows is in cache.
-    cpu::matmul(x2, w2, y2, 1.f, beta, bias.defined() ? bias.contiguous().view({c_out}) : Tensor());
+    // The bias (and ReLU) are applied block by block, while each block of rows is in cache.
+    cpu::matmul(x2, w2, y2, 1.f, beta, bias.defined() ? bias.contiguous().view({c_out}) : Tensor(), relu);
+}
+}  // namespace
+
+void linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y, float beta) {
+    linear_impl(x, w, bias, y, beta, false);
+}
+
+Tensor linear_relu(const Tensor& x, const Tensor& w, const Tensor& bias, Workspace& ws) {
+    Shape s = x.shape();
+    s.back() = w.numel() / std::max<int64_t>(x.size(-1), 1);
+    Tensor y = ws.alloc(s);
+    linear_impl(x, w, bias, y, 0.f, true);
+    return y;
 }
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, Workspace& ws) {

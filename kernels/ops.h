@@ -88,6 +88,8 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha = 1.f
 void linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y, float beta = 0.f);
 // Same, allocating y [..., prod(w.shape[1:])] from the workspace.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, Workspace& ws);
+// relu(x @ w + bias), allocated likewise; on the CPU the ReLU runs on each block of rows while it is in cache.
+Tensor linear_relu(const Tensor& x, const Tensor& w, const Tensor& bias, Workspace& ws);
 
 // y = (x - mean) / sqrt(var + eps) * scale + offset over the last dim; y may alias x. x may be bfloat16
 // (a stored activation; y is float32 then).

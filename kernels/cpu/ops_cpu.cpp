@@ -82,24 +82,30 @@ void gemm_one(const float* a, MatLayout la, const float* b, MatLayout lb, float*
     }
 }
 
-// c[r, :] += bias for rows [0, M) (bias: N floats).
-void add_bias(float* c, int64_t ldc, int64_t M, int64_t N, const float* bias) {
+// c[r, :] = relu?(c[r, :] + bias) for rows [0, M): the epilogue a linear layer fuses into its GEMM.
+void apply_epilogue(float* c, int64_t ldc, int64_t M, int64_t N, const GemmEpilogue& e) {
     for (int64_t r = 0; r < M; ++r) {
         float* __restrict cr = c + r * ldc;
+        if (e.bias) {
 #pragma omp simd
-        for (int64_t n = 0; n < N; ++n) cr[n] += bias[n];
+            for (int64_t n = 0; n < N; ++n) cr[n] += e.bias[n];
+        }
+        if (e.relu) {
+#pragma omp simd
+            for (int64_t n = 0; n < N; ++n) cr[n] = cr[n] > 0.f ? cr[n] : 0.f;
+        }
     }
 }
 
-// c = alpha a b + beta c (+ bias, N floats added to every row, when given).
+// c = alpha a b + beta c, then the epilogue (bias, ReLU).
 void gemm_fp32(const float* a, MatLayout la, const float* b, MatLayout lb, float* c, int64_t ldc, int64_t M, int64_t N,
-               int64_t K, float alpha, float beta, const float* bias = nullptr) {
+               int64_t K, float alpha, float beta, const GemmEpilogue& ep = {}) {
 #ifdef AXFOLD_WITH_OPENBLAS
     // OpenBLAS's working memory grows with the row count (~0.5 KB per row measured for K=256: +156 MB at
-    // 524288 rows), so tall products run in blocks of rows; each block is still a large GEMM. With a bias the
-    // blocks are 512 rows, so that the bias is added while the block's output is still in cache (a separate
-    // pass over a linear layer's whole output cost 3 % of the Evoformer block).
-    const int64_t row_block = bias ? 512 : 16384;
+    // 524288 rows), so tall products run in blocks of rows; each block is still a large GEMM. With an epilogue
+    // the blocks are 512 rows, so that it runs while the block's output is still in cache (a separate pass over
+    // a linear layer's whole output cost 3 % of the Evoformer block).
+    const int64_t row_block = ep.any() ? 512 : 16384;
     // A tall or wide product (the block's projections: tens of thousands of rows, at most a thousand columns,
     // or the transpose) is split into one GEMM per thread over its long side, each run single-threaded by the
     // OpenMP OpenBLAS inside our parallel region: 5-20 % faster than OpenBLAS's own split at these shapes
@@ -113,11 +119,10 @@ void gemm_fp32(const float* a, MatLayout la, const float* b, MatLayout lb, float
             const int64_t s0 = t * per, n = std::min(per, len - s0);
             if (n <= 0) continue;
             if (tall)
-                gemm_fp32(a + (la.row_major ? s0 * la.ld : s0), la, b, lb, c + s0 * ldc, ldc, n, N, K, alpha, beta,
-                          bias);
+                gemm_fp32(a + (la.row_major ? s0 * la.ld : s0), la, b, lb, c + s0 * ldc, ldc, n, N, K, alpha, beta, ep);
             else
                 gemm_fp32(a, la, b + (lb.row_major ? s0 : s0 * lb.ld), lb, c + s0, ldc, M, n, K, alpha, beta,
-                          bias ? bias + s0 : nullptr);
+                          {ep.bias ? ep.bias + s0 : nullptr, ep.relu});
         }
         return;
     }
@@ -127,7 +132,7 @@ void gemm_fp32(const float* a, MatLayout la, const float* b, MatLayout lb, float
         cblas_sgemm(CblasRowMajor, la.row_major ? CblasNoTrans : CblasTrans, lb.row_major ? CblasNoTrans : CblasTrans,
                     static_cast<int>(mb), static_cast<int>(N), static_cast<int>(K), alpha, ab, static_cast<int>(la.ld),
                     b, static_cast<int>(lb.ld), beta, c + m0 * ldc, static_cast<int>(ldc));
-        if (bias) add_bias(c + m0 * ldc, ldc, mb, N, bias);
+        if (ep.any()) apply_epilogue(c + m0 * ldc, ldc, mb, N, ep);
     }
 #else
     if (la.row_major && lb.row_major)
@@ -138,7 +143,7 @@ void gemm_fp32(const float* a, MatLayout la, const float* b, MatLayout lb, float
         gemm_one<ColMat, RowMat>(a, la, b, lb, c, ldc, M, N, K, alpha, beta);
     else
         gemm_one<ColMat, ColMat>(a, la, b, lb, c, ldc, M, N, K, alpha, beta);
-    if (bias) add_bias(c, ldc, M, N, bias);
+    if (ep.any()) apply_epilogue(c, ldc, M, N, ep);
 #endif
 }
 
@@ -260,16 +265,16 @@ Bf16Gemm bf16_gemm() {
 // TF32 and BF16 emulate tensor-core arithmetic by rounding both operands, then multiplying in fp32
 // (products of such numbers are exact in fp32, as on the GPU).
 void gemm_dispatch(const float* a, MatLayout la, const float* b, MatLayout lb, float* c, int64_t ldc, int64_t M,
-                   int64_t N, int64_t K, float alpha, float beta, const float* bias = nullptr) {
+                   int64_t N, int64_t K, float alpha, float beta, const GemmEpilogue& ep = {}) {
     const MatmulPrecision p = matmul_precision();
     if (p == MatmulPrecision::Fp32 || M == 0 || N == 0 || K == 0) {
-        gemm_fp32(a, la, b, lb, c, ldc, M, N, K, alpha, beta, bias);
+        gemm_fp32(a, la, b, lb, c, ldc, M, N, K, alpha, beta, ep);
         return;
     }
 #ifdef AXFOLD_WITH_ONEDNN
     if (p == MatmulPrecision::Bf16 && bf16_gemm() == Bf16Gemm::OneDnn) {
         onednn::gemm_bf16(a, la, b, lb, c, ldc, M, N, K, alpha, beta);
-        if (bias) add_bias(c, ldc, M, N, bias);
+        if (ep.any()) apply_epilogue(c, ldc, M, N, ep);
         return;
     }
 #endif
@@ -281,7 +286,7 @@ void gemm_dispatch(const float* a, MatLayout la, const float* b, MatLayout lb, f
     for (int64_t m0 = 0; m0 < M; m0 += kRows) {
         const int64_t mb = std::min(kRows, M - m0);
         const MatLayout lra = round_operand(a + (la.row_major ? m0 * la.ld : m0), la, mb, K, bits, ra);
-        gemm_fp32(ra.data(), lra, rb.data(), lrb, c + m0 * ldc, ldc, mb, N, K, alpha, beta, bias);
+        gemm_fp32(ra.data(), lra, rb.data(), lrb, c + m0 * ldc, ldc, mb, N, K, alpha, beta, ep);
     }
 }
 
@@ -481,7 +486,7 @@ RowOffsets::RowOffsets(const Tensor& t) {
     }
 }
 
-void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, float beta, const Tensor& bias) {
+void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, float beta, const Tensor& bias, bool relu) {
     const int nd = c.dim();
     const int64_t M = c.size(-2), N = c.size(-1), K = a.size(-1);
     MatLayout la = layout_of(a), lb = layout_of(b);
@@ -501,15 +506,15 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, floa
     const float* pa = a.f32();
     const float* pb = b.f32();
     float* pc = c.f32();
-    const float* pbias = bias.defined() ? bias.f32() : nullptr;
+    const GemmEpilogue ep{bias.defined() ? bias.f32() : nullptr, relu};
     const int64_t nb = static_cast<int64_t>(oc.size());
     if (nb >= 2 && nb >= omp_get_max_threads()) {
 #pragma omp parallel for schedule(dynamic)
         for (int64_t i = 0; i < nb; ++i)
-            gemm_dispatch(pa + oa[i], la, pb + ob[i], lb, pc + oc[i], ldc, M, N, K, alpha, beta, pbias);
+            gemm_dispatch(pa + oa[i], la, pb + ob[i], lb, pc + oc[i], ldc, M, N, K, alpha, beta, ep);
     } else {
         for (int64_t i = 0; i < nb; ++i)
-            gemm_dispatch(pa + oa[i], la, pb + ob[i], lb, pc + oc[i], ldc, M, N, K, alpha, beta, pbias);
+            gemm_dispatch(pa + oa[i], la, pb + ob[i], lb, pc + oc[i], ldc, M, N, K, alpha, beta, ep);
     }
 }
 

@@ -6,8 +6,15 @@
 
 namespace axfold::cpu {
 
-// c = alpha a b + beta c, plus bias (optional: [N] contiguous) added to every row of c.
-void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, float beta, const Tensor& bias = Tensor());
+// What a GEMM does to each row of its output after the product: add bias (N floats), then ReLU.
+struct GemmEpilogue {
+    const float* bias = nullptr;
+    bool relu = false;
+    bool any() const { return bias || relu; }
+};
+// c = alpha a b + beta c, then bias (optional: [N] contiguous) added to every row of c and, with relu, ReLU.
+void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, float beta, const Tensor& bias = Tensor(),
+            bool relu = false);
 const char* bf16_gemm_backend();
 bool set_bf16_gemm_backend(const std::string& name);
 void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, const Tensor& y);

@@ -346,7 +346,7 @@ void add_linear_cases(std::vector<OpCase>& t) {
             },
     });
     // Shapes the CPU splits across threads, the tall one into row blocks with the bias added block by block
-    // (5000 rows: the blocks end in a partial one), the wide one by columns; set and accumulated.
+    // (5000 rows: the blocks end in a partial one), the wide one by columns; set, accumulated, and with ReLU.
     for (const auto& [rows, cin, cout] : {std::tuple<int64_t, int64_t, int64_t>{5000, 24, 40}, {16, 8, 4200}}) {
         t.push_back({
             .name = rows > cout ? "linear_tall_row_blocks_bias" : "linear_wide_column_split_bias",
@@ -362,7 +362,8 @@ void add_linear_cases(std::vector<OpCase>& t) {
                     const Tensor y = linear(in["x"], in["w"], in["b"], ctx.ws).clone();
                     const Tensor y2 = y.clone();
                     linear(in["x"], in["w"], in["b"], y2, 1.f);
-                    return Tensors{{"y", y}, {"y2", y2}};
+                    const Tensor yr = linear_relu(in["x"], in["w"], in["b"], ctx.ws).clone();
+                    return Tensors{{"y", y}, {"y2", y2}, {"relu", yr}};
                 },
             .reference =
                 [=](const Tensors& in, const Tensors&) {
@@ -374,7 +375,9 @@ void add_linear_cases(std::vector<OpCase>& t) {
                                 acc += (double)in["x"].f32()[i * cin + c] * in["w"].f32()[c * cout + o];
                             r[i * cout + o] = acc;
                         }
-                    std::vector<Expected> e{{"y", r, 1e-4, 1e-4, "linear"}};
+                    std::vector<double> rr(r.size());
+                    for (size_t i = 0; i < r.size(); ++i) rr[i] = std::max(r[i], 0.0);
+                    std::vector<Expected> e{{"y", r, 1e-4, 1e-4, "linear"}, {"relu", rr, 1e-4, 1e-4, "linear_relu"}};
                     for (auto& v : r) v *= 2;
                     e.push_back({"y2", r, 2e-4, 1e-4, "linear accumulate"});
                     return e;
