@@ -10,7 +10,6 @@
 #include <cctype>
 #include <cmath>
 #include <set>
-#include <tuple>
 
 #include "kernels/error.h"
 #include "kernels/ops.h"
@@ -347,7 +346,11 @@ void add_linear_cases(std::vector<OpCase>& t) {
     });
     // Shapes the CPU splits across threads, the tall one into row blocks with the bias added block by block
     // (5000 rows: the blocks end in a partial one), the wide one by columns; set, accumulated, and with ReLU.
-    for (const auto& [rows, cin, cout] : {std::tuple<int64_t, int64_t, int64_t>{5000, 24, 40}, {16, 8, 4200}}) {
+    struct Dims {
+        int64_t rows, cin, cout;
+    };
+    for (const Dims dims : {Dims{5000, 24, 40}, Dims{16, 8, 4200}}) {
+        const int64_t rows = dims.rows, cin = dims.cin, cout = dims.cout;  // (clang 14 cannot capture bindings)
         t.push_back({
             .name = rows > cout ? "linear_tall_row_blocks_bias" : "linear_wide_column_split_bias",
             .seed = rows > cout ? 11u : 12u,
