@@ -280,11 +280,22 @@ void gemm_dispatch(const float* a, MatLayout la, const float* b, MatLayout lb, f
 #endif
     const int bits = p == MatmulPrecision::Bf16 ? 7 : 10;
     std::vector<float> ra, rb;
+    // The long side's operand in blocks (of A's rows, or of B's columns for a wide product), so that its
+    // rounded copy stays small; a block of either layout starts at its first row or column.
+    constexpr int64_t kBlock = 4096;
+    if (N > M) {
+        const MatLayout lra = round_operand(a, la, M, K, bits, ra);
+        for (int64_t n0 = 0; n0 < N; n0 += kBlock) {
+            const int64_t nb = std::min(kBlock, N - n0);
+            const MatLayout lrb = round_operand(b + (lb.row_major ? n0 : n0 * lb.ld), lb, K, nb, bits, rb);
+            gemm_fp32(ra.data(), lra, rb.data(), lrb, c + n0, ldc, M, nb, K, alpha, beta,
+                      {ep.bias ? ep.bias + n0 : nullptr, ep.relu});
+        }
+        return;
+    }
     const MatLayout lrb = round_operand(b, lb, K, N, bits, rb);
-    // A in blocks of rows, so the rounded copy stays small (a row block of either layout starts at row m0).
-    constexpr int64_t kRows = 4096;
-    for (int64_t m0 = 0; m0 < M; m0 += kRows) {
-        const int64_t mb = std::min(kRows, M - m0);
+    for (int64_t m0 = 0; m0 < M; m0 += kBlock) {
+        const int64_t mb = std::min(kBlock, M - m0);
         const MatLayout lra = round_operand(a + (la.row_major ? m0 * la.ld : m0), la, mb, K, bits, ra);
         gemm_fp32(ra.data(), lra, rb.data(), lrb, c + m0 * ldc, ldc, mb, N, K, alpha, beta, ep);
     }
@@ -655,8 +666,8 @@ struct AttentionHead {
 
 // The logits of nr <= kQueryRows query rows, with the softmax's additive terms, in one pass:
 // logits[r, 0:Kp] = scale * q[i0 + r, :] . kt[:, 0:Kp] + bias[r * bq + 0:K] + add[0:Kp], and mx[r] their
-// maximum. add holds the mask's term, and past K a large negative number that exp takes to 0; bias (optional)
-// has contiguous rows. qbuf: the rows packed, the missing ones zero.
+// maximum. add holds the mask's term, and -inf past K (padding, which exp takes to 0); bias (optional) has
+// contiguous rows. qbuf: the rows packed, the missing ones zero.
 void logits_block(const AttentionHead& a, int64_t i0, int64_t nr, float scale, const float* bias, int64_t bq,
                   const float* add, float* qbuf, float* logits, float* mx) {
     for (int64_t r = 0; r < kQueryRows; ++r) {
@@ -777,7 +788,7 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
                                   C,
                                   bits};
             // The mask's additive term once per (batch, head), any mask stride; the padding keys get -inf,
-            // so that their exp is 0 even in a fully masked row (whose logits sit near -inf).
+            // so that their exp is 0 whatever the row's maximum (a fully masked row's is near -inf too).
             for (int64_t j = 0; j < Kp; ++j)
                 add[j] = j >= K ? -std::numeric_limits<float>::infinity()
                          : pm   ? inf * (pm[b * mb + j * mk] - 1.f)

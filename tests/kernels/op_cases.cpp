@@ -221,11 +221,14 @@ void add_matmul_cases(std::vector<OpCase>& t) {
         });
     }
     // TF32 and BF16 GEMMs: exactly the fp32-accumulated product of the rounded operands (what tensor cores
-    // compute), for every operand layout and tall row-blocked products; and measurably not the fp32 product.
+    // compute), for every operand layout, tall products (rounded in blocks of rows) and wide ones (blocks of
+    // columns, of a column-major B); and measurably not the fp32 product.
     {
         static const std::pair<MatmulPrecision, int> precisions[] = {{MatmulPrecision::Bf16, 7},
                                                                      {MatmulPrecision::Tf32, 10}};
-        static const auto dims = [](int l) { return std::array<int64_t, 4>{2, l == 3 ? 9000 : 17, 64, 19}; };
+        static const auto dims = [](int l) {
+            return std::array<int64_t, 4>{2, l == 3 ? 9000 : 17, 64, l == 2 ? 9000 : 19};
+        };
         static const auto va = [](int l, const Tensor& x) { return (l & 1) ? x.transpose(1, 2) : x; };
         static const auto vb = [](int l, const Tensor& x) { return (l & 2) ? x.transpose(1, 2) : x; };
         static const auto key = [](const char* prefix, MatmulPrecision p, int l) {
