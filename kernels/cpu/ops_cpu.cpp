@@ -301,22 +301,30 @@ void gemm_dispatch(const float* a, MatLayout la, const float* b, MatLayout lb, f
     }
 }
 
-// exp for float with ~2 ulp error (Cephes polynomial), written so that loops over it vectorise (no
-// floorf, no std::min/max references: either stops GCC's vectoriser); exact 0 below the float range,
-// which masked logits (-1e9) reach.
-inline float fast_exp(float x) {
-    const float xl = x < -87.3f ? -87.3f : x;
-    const float xc = xl > 88.7f ? 88.7f : xl;
-    const float n = (xc * 1.44269504088896341f + 12582912.f) - 12582912.f;  // round to nearest
-    const float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
-    const float r2 = r * r;
-    float p = 1.9875691500e-4f;
+// fast_exp's polynomial, for float and for eight lanes alike: x (already clamped to float's range) =
+// n ln2 + r, exp(r) by its Cephes polynomial; n is returned for the caller to put into an exponent.
+template <class V>
+inline V exp_polynomial(V x, V& n) {
+    const V round = V{} + 12582912.f;
+    n = (x * 1.44269504088896341f + round) - round;  // round to nearest
+    const V r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    const V r2 = r * r;
+    V p = V{} + 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
     p = p * r + 8.3334519073e-3f;
     p = p * r + 4.1665795894e-2f;
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
-    p = p * r2 + r + 1.f;
+    return p * r2 + r + 1.f;
+}
+
+// exp for float with ~2 ulp error, written so that loops over it vectorise (no floorf, no std::min/max
+// references: either stops GCC's vectoriser); exact 0 below the float range, which masked logits (-1e9) reach.
+inline float fast_exp(float x) {
+    const float xl = x < -87.3f ? -87.3f : x;
+    const float xc = xl > 88.7f ? 88.7f : xl;
+    float n;
+    const float p = exp_polynomial(xc, n);
     const float scale = __builtin_bit_cast(float, (static_cast<int32_t>(n) + 127) << 23);
     return x < -87.3f ? 0.f : p * scale;
 }
@@ -359,19 +367,11 @@ inline float hmax(vf v) {
 
 // fast_exp on eight lanes: the same arithmetic.
 inline vf fast_exp(vf x) {
-    const vf lo = vf{} - 87.3f, hi = vf{} + 88.7f, round = vf{} + 12582912.f;
+    const vf lo = vf{} - 87.3f, hi = vf{} + 88.7f;
     const vf xl = x < lo ? lo : x;
     const vf xc = xl > hi ? hi : xl;
-    const vf n = (xc * 1.44269504088896341f + round) - round;
-    const vf r = xc - n * 0.693359375f + n * 2.12194440e-4f;
-    const vf r2 = r * r;
-    vf p = vf{} + 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r2 + r + 1.f;
+    vf n;
+    const vf p = exp_polynomial(xc, n);
     const vi bits = (__builtin_convertvector(n, vi) + 127) << 23;
     vf scale;
     std::memcpy(&scale, &bits, sizeof scale);
