@@ -202,20 +202,23 @@ void linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& 
     linear_impl(x, w, bias, y, beta, false);
 }
 
-Tensor linear_relu(const Tensor& x, const Tensor& w, const Tensor& bias, Workspace& ws) {
+namespace {
+// A linear layer's output [..., prod(w.shape[1:])] from the workspace, computed (with ReLU or not).
+Tensor linear_alloc(const Tensor& x, const Tensor& w, const Tensor& bias, Workspace& ws, bool relu) {
     Shape s = x.shape();
     s.back() = w.numel() / std::max<int64_t>(x.size(-1), 1);
     Tensor y = ws.alloc(s);
-    linear_impl(x, w, bias, y, 0.f, true);
+    linear_impl(x, w, bias, y, 0.f, relu);
     return y;
+}
+}  // namespace
+
+Tensor linear_relu(const Tensor& x, const Tensor& w, const Tensor& bias, Workspace& ws) {
+    return linear_alloc(x, w, bias, ws, true);
 }
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, Workspace& ws) {
-    Shape s = x.shape();
-    s.back() = w.numel() / std::max<int64_t>(x.size(-1), 1);
-    Tensor y = ws.alloc(s);
-    linear(x, w, bias, y);
-    return y;
+    return linear_alloc(x, w, bias, ws, false);
 }
 
 void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, const Tensor& y) {

@@ -45,32 +45,15 @@ size_t dtype_size(DType t);
 const char* dtype_name(DType t);
 const char* device_name(Device d);
 
-template <class T>
-constexpr DType dtype_of();
-template <>
-constexpr DType dtype_of<float>() {
-    return DType::F32;
-}
-template <>
-constexpr DType dtype_of<double>() {
-    return DType::F64;
-}
-template <>
-constexpr DType dtype_of<int32_t>() {
-    return DType::I32;
-}
-template <>
-constexpr DType dtype_of<int64_t>() {
-    return DType::I64;
-}
-template <>
-constexpr DType dtype_of<uint8_t>() {
-    return DType::U8;
-}
-template <>
-constexpr DType dtype_of<bf16_t>() {
-    return DType::BF16;
-}
+// clang-format off
+template <class T> constexpr DType dtype_of();
+template <> constexpr DType dtype_of<float>() { return DType::F32; }
+template <> constexpr DType dtype_of<double>() { return DType::F64; }
+template <> constexpr DType dtype_of<int32_t>() { return DType::I32; }
+template <> constexpr DType dtype_of<int64_t>() { return DType::I64; }
+template <> constexpr DType dtype_of<uint8_t>() { return DType::U8; }
+template <> constexpr DType dtype_of<bf16_t>() { return DType::BF16; }
+// clang-format on
 
 using Shape = std::vector<int64_t>;
 std::string shape_str(const Shape& s);

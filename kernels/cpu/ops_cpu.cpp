@@ -122,7 +122,7 @@ void gemm_fp32(const float* a, MatLayout la, const float* b, MatLayout lb, float
                 gemm_fp32(a + (la.row_major ? s0 * la.ld : s0), la, b, lb, c + s0 * ldc, ldc, n, N, K, alpha, beta, ep);
             else
                 gemm_fp32(a, la, b + (lb.row_major ? s0 : s0 * lb.ld), lb, c + s0, ldc, M, n, K, alpha, beta,
-                          {ep.bias ? ep.bias + s0 : nullptr, ep.relu});
+                          ep.from_column(s0));
         }
         return;
     }
@@ -288,8 +288,7 @@ void gemm_dispatch(const float* a, MatLayout la, const float* b, MatLayout lb, f
         for (int64_t n0 = 0; n0 < N; n0 += kBlock) {
             const int64_t nb = std::min(kBlock, N - n0);
             const MatLayout lrb = round_operand(b + (lb.row_major ? n0 : n0 * lb.ld), lb, K, nb, bits, rb);
-            gemm_fp32(ra.data(), lra, rb.data(), lrb, c + n0, ldc, M, nb, K, alpha, beta,
-                      {ep.bias ? ep.bias + n0 : nullptr, ep.relu});
+            gemm_fp32(ra.data(), lra, rb.data(), lrb, c + n0, ldc, M, nb, K, alpha, beta, ep.from_column(n0));
         }
         return;
     }
@@ -584,7 +583,7 @@ void layer_norm_rows(const T* px, const Tensor& x, const Tensor& scale, const Te
     float* py = y.f32();
     const float* g = scale.f32();
     const float* bb = offset.f32();
-    const int64_t rows = static_cast<int64_t>(ox.size());
+    const int64_t rows = ox.size();
 #pragma omp parallel for schedule(static) if (rows * C > 32768)
     for (int64_t r = 0; r < rows; ++r) {
         const T* xr = px + ox[r];
@@ -630,7 +629,7 @@ void softmax(const Tensor& x, float scale, const Tensor& mask, const Tensor& bia
     float* px = x.f32();
     const float* pm = mask.defined() ? mask.f32() : nullptr;
     const float* pb = bias.defined() ? bias.f32() : nullptr;
-    const int64_t rows = static_cast<int64_t>(ox.size());
+    const int64_t rows = ox.size();
 #pragma omp parallel for schedule(static) if (rows * n > 32768)
     for (int64_t r = 0; r < rows; ++r)
         softmax_row(px + ox[r], n, scale, pm ? pm + om[r] : nullptr, ms, pb ? pb + ob[r] : nullptr, bs, inf);
@@ -973,7 +972,7 @@ void unary_apply(const Tensor& x, F f) {
     }
     const int64_t C = x.size(-1), cs = x.stride(-1);
     const RowOffsets ox = row_offsets(x);
-    const int64_t rows = static_cast<int64_t>(ox.size());
+    const int64_t rows = ox.size();
 #pragma omp parallel for schedule(static) if (rows * C > 65536)
     for (int64_t r = 0; r < rows; ++r) unary_loop(px + ox[r], C, cs, f);
 }
@@ -990,7 +989,7 @@ void binary_apply(const Tensor& x, const Tensor& y, F f) {
     }
     const int64_t C = x.size(-1), xs = x.stride(-1), ys = y.stride(-1);
     const RowOffsets ox = row_offsets(x), oy = row_offsets(y);
-    const int64_t rows = static_cast<int64_t>(ox.size());
+    const int64_t rows = ox.size();
 #pragma omp parallel for schedule(static) if (rows * C > 65536)
     for (int64_t r = 0; r < rows; ++r) binary_loop(px + ox[r], py + oy[r], C, xs, ys, f);
 }
@@ -1036,7 +1035,7 @@ void add_to_bf16(const Tensor& x, const Tensor& y, float alpha) {
     const float* py = y.f32();
     const int64_t C = x.size(-1), xs = x.stride(-1), ys = y.stride(-1);
     const RowOffsets ox = row_offsets(x), oy = row_offsets(y);
-    const int64_t rows = static_cast<int64_t>(ox.size());
+    const int64_t rows = ox.size();
 #pragma omp parallel for schedule(static) if (rows * C > 65536)
     for (int64_t r = 0; r < rows; ++r) {
         bf16_t* xr = px + ox[r];
@@ -1056,7 +1055,7 @@ void add_to_bf16(const Tensor& x, const Tensor& y, float alpha) {
 void convert(const Tensor& dst, const Tensor& src) {
     const int64_t C = dst.size(-1), ds = dst.stride(-1), ss = src.stride(-1);
     const RowOffsets od = row_offsets(dst), os = row_offsets(src);
-    const int64_t rows = static_cast<int64_t>(od.size());
+    const int64_t rows = od.size();
     const bool to_bf16 = dst.dtype() == DType::BF16;
 #pragma omp parallel for schedule(static) if (rows * C > 65536)
     for (int64_t r = 0; r < rows; ++r) {

@@ -11,6 +11,8 @@ struct GemmEpilogue {
     const float* bias = nullptr;
     bool relu = false;
     bool any() const { return bias || relu; }
+    // The same for the output's columns from n0 on (a column block of the product).
+    GemmEpilogue from_column(int64_t n0) const { return {bias ? bias + n0 : nullptr, relu}; }
 };
 // c = alpha a b + beta c, then bias (optional: [N] contiguous) added to every row of c and, with relu, ReLU.
 void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, float beta, const Tensor& bias = Tensor(),
