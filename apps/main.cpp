@@ -278,7 +278,8 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
         desc.add_options()("help,h", "show this help")("params", po::value<std::string>(&o.params)->required(),
                                                        "AlphaFold2 parameters to start from (.npz or .h5)")(
             "model-name", po::value<std::string>(&o.model_name)->default_value("model_3_ptm"),
-            "model_3, model_4 or model_5, optionally _ptm (template models cannot train yet)")(
+            "model_1 .. model_5, optionally _ptm (model_1 and model_2 train their template embedding on examples "
+            "with template features)")(
             "examples", po::value<std::vector<std::string>>(&o.examples)->multitoken()->required(),
             "training examples: HDF5 files with features/ and batch/ groups (docs/TRAINING.md)")(
             "out-dir", po::value<std::string>(&o.out_dir)->required(),
@@ -297,6 +298,8 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
             "a checkpoint directory to continue from (with the run's own settings)")(
             "overwrite", po::bool_switch(&o.overwrite), "replace another run's checkpoints and log in --out-dir")(
             "no-dropout", po::bool_switch(), "train without AF2's dropout")(
+            "save-gradients", po::bool_switch(&o.save_gradients),
+            "also write each update's gradient (replicas' mean, before clipping) as gradients-<update>.h5")(
             "validate", po::value<std::vector<std::string>>(&o.validate)->multitoken(),
             "validation examples (the training layout): the whole chain's lDDT-Ca of the moving average's "
             "prediction, in validation_log.jsonl")(

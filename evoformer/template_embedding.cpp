@@ -48,10 +48,10 @@ namespace {
 // One template's pair-feature inputs, checked and on the host, for building the features row block by row block.
 struct PairFeatSource {
     int64_t N = 0, B = 0, C = 0;
-    std::vector<int64_t> aa;       // [N]
-    std::vector<float> bb;         // [N] backbone mask: N, CA and C present
+    std::vector<int64_t> aa;          // [N]
+    std::vector<float> bb;            // [N] backbone mask: N, CA and C present
     std::vector<float> lower, upper;  // [B] squared-distance bin edges
-    Tensor pb, pbm;                // [N, 3], [N] (host float32)
+    Tensor pb, pbm;                   // [N, 3], [N] (host float32)
 };
 
 PairFeatSource pair_feat_source(const Tensor& template_aatype, const Tensor& template_all_atom_mask,
@@ -117,6 +117,28 @@ void write_pair_feat(const PairFeatSource& s, int64_t i0, int64_t i1, float* out
         }
 }
 
+// Template t's [N, N, 88] pair features a block of rows at a time: built on the host, sent to `device` when the
+// model runs on one, and handed to fn(feat [rows, N, 88], first row, end row).
+void for_each_pair_feat_block(const TemplatePairInputs& in, int64_t t, const TemplatePairFeatConfig& cfg, Device device,
+                              Context& ctx, const std::function<void(const Tensor&, int64_t, int64_t)>& fn) {
+    Workspace& ws = ctx.ws;
+    WorkspaceScope scope(ws);
+    const PairFeatSource src =
+        pair_feat_source(in.template_aatype.select(0, t), in.template_all_atom_mask.select(0, t),
+                         in.template_pseudo_beta.select(0, t), in.template_pseudo_beta_mask.select(0, t), cfg);
+    const int64_t N = src.N, C = src.C, rows = embed_block_rows(ctx.chunk_size, N, N * C);
+    const bool on_host = device == Device::CPU;
+    Tensor host_block = on_host ? ws.alloc({rows, N, C}) : Tensor::empty({rows, N, C});
+    Tensor dev_block = on_host ? host_block : ws.alloc({rows, N, C});
+    for (int64_t i0 = 0; i0 < N; i0 += rows) {
+        const int64_t nb = std::min(rows, N - i0);
+        write_pair_feat(src, i0, i0 + nb, host_block.f32(), nullptr, nullptr);
+        Tensor feat = dev_block.slice(0, 0, nb);
+        if (!on_host) feat.copy_from(host_block.slice(0, 0, nb));
+        fn(feat, i0, i0 + nb);
+    }
+}
+
 }  // namespace
 
 Tensor template_pair_feat(const Tensor& template_aatype, const Tensor& template_all_atom_mask,
@@ -156,8 +178,8 @@ void template_pair_stack_block_forward(const TemplatePairStackBlockWeights& w, T
 void template_pointwise_attention_forward(const AttentionWeights& w, const Tensor& pair, const Tensor& template_act,
                                           const Tensor& template_mask, Tensor& out, bool accumulate, Context& ctx,
                                           const TrunkConstants& k) {
-    AXF_CHECK(pair.dim() == 3 && pair.size(0) == pair.size(1), "template pointwise attention: pair %s must be [N, N, c_z]",
-              pair.desc().c_str());
+    AXF_CHECK(pair.dim() == 3 && pair.size(0) == pair.size(1),
+              "template pointwise attention: pair %s must be [N, N, c_z]", pair.desc().c_str());
     const int64_t N = pair.size(0), T = template_act.size(0), H = w.no_heads(), C = w.c_hidden();
     AXF_CHECK(template_act.dim() == 4 && template_act.size(1) == N && template_act.size(2) == N &&
                   template_act.size(3) == w.key_w.size(0),
@@ -226,28 +248,11 @@ void template_embedding_forward(const TemplateEmbeddingWeights& w, const Templat
     Workspace& ws = ctx.ws;
     WorkspaceScope scope(ws);
     Tensor act = ws.alloc({T, N, N, Ct});
-    // The [N, N, 88] features exist a block of rows at a time: built on the host, sent to the device when the
-    // model runs on one, and embedded into their rows of the template's activations.
-    const int64_t C = cfg.channels(), rows = embed_block_rows(ctx.chunk_size, N, N * C);
-    const bool on_host = pair.device() == Device::CPU;
     for (int64_t t = 0; t < T; ++t) {
         Tensor a = act.select(0, t);
-        {
-            WorkspaceScope feat_scope(ws);
-            const PairFeatSource src = pair_feat_source(in.template_aatype.select(0, t),
-                                                        in.template_all_atom_mask.select(0, t),
-                                                        in.template_pseudo_beta.select(0, t),
-                                                        in.template_pseudo_beta_mask.select(0, t), cfg);
-            Tensor host_block = on_host ? ws.alloc({rows, N, C}) : Tensor::empty({rows, N, C});
-            Tensor dev_block = on_host ? host_block : ws.alloc({rows, N, C});
-            for (int64_t i0 = 0; i0 < N; i0 += rows) {
-                const int64_t nb = std::min(rows, N - i0);
-                write_pair_feat(src, i0, i0 + nb, host_block.f32(), nullptr, nullptr);
-                Tensor feat = dev_block.slice(0, 0, nb);
-                if (!on_host) feat.copy_from(host_block.slice(0, 0, nb));
-                linear(feat, w.embedding2d.weights, w.embedding2d.bias, a.slice(0, i0, i0 + nb));
-            }
-        }
+        for_each_pair_feat_block(in, t, cfg, pair.device(), ctx, [&](const Tensor& feat, int64_t i0, int64_t i1) {
+            linear(feat, w.embedding2d.weights, w.embedding2d.bias, a.slice(0, i0, i1));
+        });
         if (observe) observe("template_pair_act_embedded", t, a);
         for (const auto& b : w.template_pair_stack) template_pair_stack_block_forward(b, a, pair_mask, ctx, k);
         layer_norm(a, w.output_layer_norm.scale, w.output_layer_norm.offset, k.eps, a);
@@ -255,6 +260,143 @@ void template_embedding_forward(const TemplateEmbeddingWeights& w, const Templat
     }
     // In place (out == pair) too: the pointwise attention forms each row block's queries before its update.
     template_pointwise_attention_forward(w.attention, pair, act, in.template_mask, out, accumulate, ctx, k);
+}
+
+void template_pair_stack_block_backward(const TemplatePairStackBlockWeights& w, const Tensor& act,
+                                        const Tensor& pair_mask, Tensor& dact, TemplatePairStackBlockWeights& grads,
+                                        Context& ctx, const TrunkConstants& k) {
+    AXF_CHECK(!w.multimer, "template pair stack backward: AlphaFold-Multimer's block is not supported");
+    AXF_CHECK(act.dtype() == DType::F32 && dact.shape() == act.shape() && dact.is_contiguous(),
+              "template pair stack backward: act %s (float32), dact %s (contiguous, its shape)", act.desc().c_str(),
+              dact.desc().c_str());
+    // The forward again, keeping the states between the residual updates: zs[i] is the input of step i
+    // (starting-node attention, ending-node attention, outgoing and incoming multiplications, transition).
+    std::vector<Tensor> zs{act};
+    Tensor a = act.clone();
+    template_pair_stack_block_forward(w, a, pair_mask, ctx, k,
+                                      [&](const char*, int64_t, const Tensor& t) { zs.push_back(t.clone()); });
+    AXF_CHECK(zs.size() == 5, "template pair stack backward: %zu states observed", zs.size());
+    // Each step x' = x + f(x): dx = dx' + J_f^T dx' (the update's cotangent is dx' itself, copied so that the
+    // step's backward may accumulate into dx).
+    Tensor du = Tensor::empty(act.shape());
+    copy(du, dact);
+    transition_backward(w.pair_transition, zs[4], du, dact, true, grads.pair_transition, ctx, k);
+    copy(du, dact);
+    triangle_multiplication_backward(w.triangle_multiplication_incoming, true, zs[3], pair_mask, du, dact, true,
+                                     grads.triangle_multiplication_incoming, ctx, k);
+    copy(du, dact);
+    triangle_multiplication_backward(w.triangle_multiplication_outgoing, false, zs[2], pair_mask, du, dact, true,
+                                     grads.triangle_multiplication_outgoing, ctx, k);
+    copy(du, dact);
+    triangle_attention_backward(w.triangle_attention_ending_node, true, zs[1], pair_mask, du, dact, true,
+                                grads.triangle_attention_ending_node, ctx, k);
+    copy(du, dact);
+    triangle_attention_backward(w.triangle_attention_starting_node, false, zs[0], pair_mask, du, dact, true,
+                                grads.triangle_attention_starting_node, ctx, k);
+}
+
+void template_pointwise_attention_backward(const AttentionWeights& w, const Tensor& pair, const Tensor& template_act,
+                                           const Tensor& template_mask, const Tensor& dout, const Tensor& dpair,
+                                           const Tensor& dtemplate_act, AttentionWeights& grads, Context& ctx,
+                                           const TrunkConstants& k) {
+    const int64_t N = pair.size(0), T = template_act.size(0), H = w.no_heads(), C = w.c_hidden();
+    const int64_t Ct = template_act.size(3), Cz = pair.size(2);
+    AXF_CHECK(dout.shape() == pair.shape() && dpair.shape() == pair.shape() && dpair.is_contiguous() &&
+                  dtemplate_act.shape() == template_act.shape() && dtemplate_act.is_contiguous() &&
+                  template_act.is_contiguous() && pair.is_contiguous(),
+              "template pointwise attention backward: pair %s, template_act %s, dout %s, dpair %s, dtemplate_act %s "
+              "(contiguous, the inputs' shapes)",
+              pair.desc().c_str(), template_act.desc().c_str(), dout.desc().c_str(), dpair.desc().c_str(),
+              dtemplate_act.desc().c_str());
+    const Tensor tm = host_f32(template_mask, "template_mask");
+    float sum = 0.f;
+    for (int64_t t = 0; t < T; ++t) sum += tm.f32()[t];
+    if (!(sum > 0.f)) return;  // the embedding was multiplied by 0
+    Workspace& ws = ctx.ws;
+    WorkspaceScope scope(ws);
+    const Tensor mask_t = template_mask.to(pair.device()).contiguous().view({1, T});
+    const float scale = 1.f / std::sqrt(static_cast<float>(C));
+    const int64_t rows = embed_block_rows(ctx.chunk_size, N, N * ((4 * T + 5) * H * C + 2 * Cz + 2 * Ct));
+    for (int64_t i0 = 0; i0 < N; i0 += rows) {
+        WorkspaceScope block(ws);
+        const int64_t nb = std::min(rows, N - i0), P = nb * N;
+        // The forward's q, k, v and attention output for this block of rows.
+        const Tensor x = pair.slice(0, i0, i0 + nb);
+        Tensor q = linear(x, w.query_w, Tensor(), ws).view({P, 1, H, C});
+        Tensor kk = ws.alloc({T, P, H * C}), v = ws.alloc({T, P, H * C});
+        for (int64_t t = 0; t < T; ++t) {
+            const Tensor a = template_act.select(0, t).slice(0, i0, i0 + nb);
+            linear(a, w.key_w, Tensor(), kk.select(0, t).view({nb, N, H * C}));
+            linear(a, w.value_w, Tensor(), v.select(0, t).view({nb, N, H * C}));
+        }
+        auto per_position = [&](const Tensor& t) { return t.view({T, P, H, C}).permute({1, 0, 2, 3}); };
+        const Tensor mask = mask_t.expand({P, T});
+        Tensor o = ws.alloc({P, 1, H, C});
+        attention(q, per_position(kk), per_position(v), mask, Tensor(), scale, k.inf, o, ws);
+        // out = o Wo + bo, then the attention, then the projections.
+        Tensor dy = ws.alloc({nb, N, Cz});
+        copy(dy, dout.slice(0, i0, i0 + nb));
+        Tensor dO = ws.alloc({P, 1, H, C});
+        linear_backward(o.view({nb, N, H * C}), w.output_w, dy, dO.view({nb, N, H * C}), false, grads.output_w,
+                        grads.output_b, ws);
+        Tensor dq = ws.alloc({P, 1, H, C}), dk = ws.alloc({T, P, H * C}), dv = ws.alloc({T, P, H * C});
+        attention_backward(q, per_position(kk), per_position(v), mask, Tensor(), scale, k.inf, dO, dq, per_position(dk),
+                           per_position(dv), Tensor(), ws);
+        linear_backward(x, w.query_w, dq.view({nb, N, H, C}), dpair.slice(0, i0, i0 + nb), true, grads.query_w,
+                        Tensor(), ws);
+        for (int64_t t = 0; t < T; ++t) {
+            const Tensor a = template_act.select(0, t).slice(0, i0, i0 + nb);
+            const Tensor da = dtemplate_act.select(0, t).slice(0, i0, i0 + nb);
+            linear_backward(a, w.key_w, dk.select(0, t).view({nb, N, H, C}), da, true, grads.key_w, Tensor(), ws);
+            linear_backward(a, w.value_w, dv.select(0, t).view({nb, N, H, C}), da, true, grads.value_w, Tensor(), ws);
+        }
+    }
+}
+
+void template_embedding_backward(const TemplateEmbeddingWeights& w, const TemplatePairInputs& in, const Tensor& pair,
+                                 const Tensor& pair_mask, const Tensor& dout, const Tensor& dpair,
+                                 TemplateEmbeddingWeights& grads, Context& ctx, const TrunkConstants& k,
+                                 const TemplatePairFeatConfig& cfg) {
+    const int64_t N = pair.size(0), T = in.template_aatype.size(0), Ct = w.c_t();
+    Workspace& ws = ctx.ws;
+    WorkspaceScope scope(ws);
+    // Template t's embedded features, and its stack's blocks applied to them, keeping each block's input.
+    auto stack = [&](int64_t t, Tensor a, std::vector<Tensor>* inputs) {
+        for_each_pair_feat_block(in, t, cfg, pair.device(), ctx, [&](const Tensor& feat, int64_t i0, int64_t i1) {
+            linear(feat, w.embedding2d.weights, w.embedding2d.bias, a.slice(0, i0, i1));
+        });
+        for (const auto& b : w.template_pair_stack) {
+            if (inputs) inputs->push_back(a.clone());
+            template_pair_stack_block_forward(b, a, pair_mask, ctx, k);
+        }
+    };
+    // The pointwise attention's inputs (the stacks' outputs after the layer norm) and its backward.
+    Tensor act = ws.alloc({T, N, N, Ct}), dact = ws.alloc({T, N, N, Ct});
+    for (int64_t t = 0; t < T; ++t) {
+        Tensor a = act.select(0, t);
+        stack(t, a, nullptr);
+        layer_norm(a, w.output_layer_norm.scale, w.output_layer_norm.offset, k.eps, a);
+    }
+    fill(dact, 0.f);
+    template_pointwise_attention_backward(w.attention, pair, act, in.template_mask, dout, dpair, dact, grads.attention,
+                                          ctx, k);
+    // Each template's stack again, backward: the layer norm, the blocks in reverse, the feature embedding.
+    for (int64_t t = 0; t < T; ++t) {
+        WorkspaceScope one(ws);
+        Tensor a = act.select(0, t);  // reused: its attention input is no longer needed
+        std::vector<Tensor> inputs;
+        stack(t, a, &inputs);
+        Tensor da = ws.alloc({N, N, Ct});
+        layer_norm_backward(a, w.output_layer_norm.scale, k.eps, dact.select(0, t), da, grads.output_layer_norm.scale,
+                            grads.output_layer_norm.offset);
+        for (size_t b = w.template_pair_stack.size(); b-- > 0;)
+            template_pair_stack_block_backward(w.template_pair_stack[b], inputs[b], pair_mask, da,
+                                               grads.template_pair_stack[b], ctx, k);
+        for_each_pair_feat_block(in, t, cfg, pair.device(), ctx, [&](const Tensor& feat, int64_t i0, int64_t i1) {
+            linear_backward(feat, w.embedding2d.weights, da.slice(0, i0, i1), Tensor(), false,
+                            grads.embedding2d.weights, grads.embedding2d.bias, ws);
+        });
+    }
 }
 
 Tensor template_angle_feat(const Tensor& template_aatype, const Tensor& sin_cos, const Tensor& alt_sin_cos,
@@ -275,8 +417,8 @@ Tensor template_angle_feat(const Tensor& template_aatype, const Tensor& sin_cos,
     Tensor feat = Tensor::zeros({T, N, C});
     float* o = feat.f32();
     for (int64_t r = 0; r < T * N; ++r) {
-        AXF_CHECK(aa[r] >= 0 && aa[r] < A, "template_aatype %lld at [%lld, %lld] is outside 0..%lld",
-                  (long long)aa[r], (long long)(r / N), (long long)(r % N), (long long)(A - 1));
+        AXF_CHECK(aa[r] >= 0 && aa[r] < A, "template_aatype %lld at [%lld, %lld] is outside 0..%lld", (long long)aa[r],
+                  (long long)(r / N), (long long)(r % N), (long long)(A - 1));
         float* f = o + r * C;
         f[aa[r]] = 1.f;
         for (int i = 0; i < 14; ++i) f[A + i] = s.f32()[r * 14 + i];
@@ -297,9 +439,24 @@ void template_angle_embedder_forward(const TemplateAngleEmbedderWeights& w, cons
     linear(h, w.template_projection.weights, w.template_projection.bias, act);
 }
 
+void template_angle_embedder_backward(const TemplateAngleEmbedderWeights& w, const Tensor& feat, const Tensor& dact,
+                                      TemplateAngleEmbedderWeights& grads, Context& ctx) {
+    Workspace& ws = ctx.ws;
+    WorkspaceScope scope(ws);
+    Tensor h = linear(feat, w.template_single_embedding.weights, w.template_single_embedding.bias, ws);
+    relu(h);
+    Tensor dy = ws.alloc(dact.shape()), dh = ws.alloc(h.shape());
+    copy(dy, dact);
+    linear_backward(h, w.template_projection.weights, dy, dh, false, grads.template_projection.weights,
+                    grads.template_projection.bias, ws);
+    relu_backward(h, dh, dh);
+    linear_backward(feat, w.template_single_embedding.weights, dh, Tensor(), false,
+                    grads.template_single_embedding.weights, grads.template_single_embedding.bias, ws);
+}
+
 Tensor template_msa_mask(const Tensor& torsion_mask) {
-    AXF_CHECK(torsion_mask.dim() == 3 && torsion_mask.size(2) == 7, "template_torsion_angles_mask %s, expected [T, N, 7]",
-              torsion_mask.desc().c_str());
+    AXF_CHECK(torsion_mask.dim() == 3 && torsion_mask.size(2) == 7,
+              "template_torsion_angles_mask %s, expected [T, N, 7]", torsion_mask.desc().c_str());
     return torsion_mask.select(2, 2).contiguous();
 }
 

@@ -137,6 +137,28 @@ void template_embedding_forward(const TemplateEmbeddingWeights& w, const Templat
                                 const TrunkConstants& k = {}, const TemplatePairFeatConfig& cfg = {},
                                 const TemplateObserver& observe = nullptr);
 
+// Backward twins (training; AF2 monomer templates). Each recomputes its forward and adds the parameter gradients
+// into grads (zeros_like_weights(w) to start).
+//
+// One template pair stack block: act is the block's input; dact = dL/d(the block's output) on entry, dL/d(act)
+// on exit (in place).
+void template_pair_stack_block_backward(const TemplatePairStackBlockWeights& w, const Tensor& act,
+                                        const Tensor& pair_mask, Tensor& dact, TemplatePairStackBlockWeights& grads,
+                                        Context& ctx, const TrunkConstants& k = {});
+// The pointwise attention: dout = dL/d(its output) [N, N, c_z]; adds dL/dpair (through the queries) into dpair
+// and dL/d(template_act) into dtemplate_act [T, N, N, c_t] (both contiguous float32).
+void template_pointwise_attention_backward(const AttentionWeights& w, const Tensor& pair, const Tensor& template_act,
+                                           const Tensor& template_mask, const Tensor& dout, const Tensor& dpair,
+                                           const Tensor& dtemplate_act, AttentionWeights& grads, Context& ctx,
+                                           const TrunkConstants& k = {});
+// The whole template pair embedding: dout = dL/d(the embedding added to the pair) [N, N, c_z]; adds dL/dpair
+// (the pointwise attention's queries) into dpair. The templates' activations after their stacks are recomputed
+// ([T, N, N, c_t]), then each template's stack again, one template at a time, keeping its blocks' inputs.
+void template_embedding_backward(const TemplateEmbeddingWeights& w, const TemplatePairInputs& in, const Tensor& pair,
+                                 const Tensor& pair_mask, const Tensor& dout, const Tensor& dpair,
+                                 TemplateEmbeddingWeights& grads, Context& ctx, const TrunkConstants& k = {},
+                                 const TemplatePairFeatConfig& cfg = {});
+
 // Template angle features [T, N, 57] = concat(one_hot(aatype, 22), sin_cos [14], alt_sin_cos [14], mask [7]).
 Tensor template_angle_feat(const Tensor& template_aatype,                       // [T, N] int
                            const Tensor& template_torsion_angles_sin_cos,      // [T, N, 7, 2]
@@ -147,6 +169,10 @@ Tensor template_angle_feat(const Tensor& template_aatype,                       
 // `act` (e.g. the template rows of the MSA activations).
 void template_angle_embedder_forward(const TemplateAngleEmbedderWeights& w, const Tensor& feat, Tensor& act,
                                      Context& ctx);
+
+// Its backward: dact = dL/d(act) [T, N, c_m]; the parameter gradients added into grads (the features carry none).
+void template_angle_embedder_backward(const TemplateAngleEmbedderWeights& w, const Tensor& feat, const Tensor& dact,
+                                      TemplateAngleEmbedderWeights& grads, Context& ctx);
 
 // MSA mask rows of the template rows: torsion mask of psi (index 2) -> [T, N].
 Tensor template_msa_mask(const Tensor& template_torsion_angles_mask /* [T, N, 7] */);

@@ -44,8 +44,9 @@ RawFeatures crop_raw_features(const RawFeatures& raw, int64_t begin, int64_t n) 
     out.source = raw.source;
     out.strings = raw.strings;
     for (const auto& [k, t] : raw.arrays) {
-        if (k == "msa" || k == "deletion_matrix_int")
-            out.arrays[k] = t.slice(1, begin, begin + n).contiguous();
+        if (k == "msa" || k == "deletion_matrix_int" ||
+            (k.rfind("template_", 0) == 0 && t.dim() >= 2 && t.size(1) == N))
+            out.arrays[k] = t.slice(1, begin, begin + n).contiguous();  // [rows or templates, N, ...]
         else if (t.dim() >= 1 && t.size(0) == N && k.rfind("template_", 0) != 0)
             out.arrays[k] = t.slice(0, begin, begin + n).contiguous();
         else

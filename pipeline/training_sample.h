@@ -21,8 +21,8 @@ struct TrainingSample {
 TrainingSample make_training_sample(const RawFeatures& raw, const ProcessedFeatures& ground_truth,
                                     const TransformConfig& config);
 
-// Residues [begin, begin + n): the MSA's columns and every per-residue array (residue_index keeps its numbers),
-// seq_length n.
+// Residues [begin, begin + n): the MSA's columns, the raw templates' residues (axis 1) and every per-residue
+// array (residue_index keeps its numbers), seq_length n.
 RawFeatures crop_raw_features(const RawFeatures& raw, int64_t begin, int64_t n);
 // The ground truth's residues [begin, begin + n): every tensor whose leading axis is the residues (of length
 // `num_res`); scalars (resolution, use_clamped_fape) unchanged.

@@ -72,6 +72,20 @@ std::vector<std::pair<std::string, std::string>> run_settings(const TrainerOptio
             {"structure_module_layers", std::to_string(o.structure_module_layers)}};
 }
 
+// The gradient an update applies (before clipping) and the replicas' mean losses: gradients-<update>.h5.
+void save_gradients(const std::string& out_dir, int64_t step, const ModelWeights& grads,
+                    const std::vector<std::string>& names, const Tensor& losses) {
+    io::Hdf5Writer w((fs::path(out_dir) / strfmt("gradients-%06lld.h5", (long long)step)).string());
+    ModelWeights g = grads;
+    g.visit([&](const std::string& n, Tensor& t) {
+        if (t.defined()) w.write("gradients/" + n, t);
+    });
+    w.write("loss/total", losses.slice(0, 0, 1));
+    for (size_t i = 0; i < names.size(); ++i)
+        w.write("loss/" + names[i], losses.slice(0, static_cast<int64_t>(i) + 1, static_cast<int64_t>(i) + 2));
+    w.commit();
+}
+
 // The trained parameters (AF2's .npz layout), their moving average and the optimizer's state with the run's
 // settings, written under a temporary name, flushed to disk and renamed as one directory: a checkpoint is
 // complete or absent, also after a crash of the machine.
@@ -181,8 +195,7 @@ TrainingState load_state(const TrainerOptions& o, const fs::path& resume, int64_
     AXF_CHECK(io::file_exists(params_path), "train: parameters %s not found", params_path.c_str());
     st.store = std::make_shared<ParamStore>(ParamStore::load(params_path));
     st.model = std::make_unique<Model>(Model::from_store(st.store, o.model_name, o.structure_module_layers));
-    AXF_CHECK(!st.model->config().preset.templates,
-              "train: %s uses templates, whose backward is not written yet; train model_3, model_4 or model_5",
+    AXF_CHECK(!st.model->config().preset.multimer, "train: %s is an AlphaFold-Multimer model, which does not train yet",
               o.model_name.c_str());
     st.params = st.model->weights();
     // The moving average: a second parameter store (the checkpoint's, when resuming; else a copy of the
@@ -391,6 +404,7 @@ std::string train(const TrainerOptions& o) {
         for (size_t i = 0; i < names.size(); ++i) losses.data<double>()[i + 1] = step.loss.terms.at(names[i]);
         groups.replicas->all_reduce_sum(losses)->wait();
         for (int64_t i = 0; i < losses.numel(); ++i) losses.data<double>()[i] /= R;
+        if (lead && o.save_gradients) save_gradients(o.out_dir, s, step.grads, names, losses);
         const AdamStats stats = adam.update(st.params, step.grads);
         if (st.ema_model) update_moving_average(st.ema, st.params, o.ema_decay);
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

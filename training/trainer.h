@@ -5,7 +5,10 @@
 //                         written under a temporary name, flushed to disk and renamed: complete or absent;
 //   training_log.jsonl    one line per update (the replicas' mean losses, learning rate, gradient norm,
 //                         seconds per stage, replica 0's example), appended and flushed;
-//   validation_log.jsonl  the moving average's lDDT-Ca on held-out examples.
+//   validation_log.jsonl  the moving average's lDDT-Ca on held-out examples;
+//   gradients-<update>.h5 with save_gradients: gradients/<name> (ModelWeights::visit's names), the gradient
+//                         the update applied before clipping, and loss/<term> (to compare runs, e.g. DAP
+//                         against one rank: docs/TRAINING.md).
 // A resumed run continues bit for bit and refuses other settings unless told; a fresh run refuses a directory
 // holding another run unless told to overwrite it.
 #pragma once
@@ -28,6 +31,7 @@ struct TrainerOptions {
     bool sample_recycles = false;         // 1..R iterations per update (R: the example's), as AF2 trains
     double ema_decay = 0.999;             // the parameters' moving average (params_<model>_ema.npz); 0 = none
     bool dropout = true;                  // AF2's training dropout (evoformer/dropout.h)
+    bool save_gradients = false;          // gradients-<update>.h5: the gradient Adam takes, before clipping
     std::vector<std::string> validate;    // validation examples: lDDT-Ca of the moving average's predictions
     int64_t validate_every = 0;           // every this many updates (and after the last); 0: after the last
     bool overwrite = false;               // replace another run's results in out_dir

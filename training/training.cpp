@@ -3,14 +3,16 @@
 #include <chrono>
 #include <cmath>
 
-#include "evoformer/embedders.h"
 #include "evoformer/dropout.h"
+#include "evoformer/embedders.h"
 #include "evoformer/evoformer_dap.h"
 #include "evoformer/evoformer_stack.h"
+#include "evoformer/template_embedding.h"
 #include "io/hdf5_file.h"
 #include "structure/all_atom.h"
 #include "structure/heads.h"
 #include "structure/structure_module.h"
+#include "structure/torsion_angles.h"
 
 namespace axfold {
 
@@ -25,6 +27,10 @@ ModelWeights zeros_like_model(const ModelWeights& w) {
     g.structure_module = zeros_like_weights(w.structure_module);
     g.heads = zeros_like_weights(w.heads);
     g.has_templates = w.has_templates;
+    if (w.has_templates && !w.multimer) {
+        g.template_embedding = zeros_like_weights(w.template_embedding);
+        g.template_angle_embedder = zeros_like_weights(w.template_angle_embedder);
+    }
     return g;
 }
 
@@ -112,7 +118,7 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
                            uint64_t dropout_seed) {
     const ModelWeights& w = model.weights();
     const ModelConfig& cfg = model.config();
-    AXF_CHECK(!w.has_templates, "training step: template models (model_1, model_2) are not supported yet");
+    AXF_CHECK(!w.multimer, "training step: AlphaFold-Multimer models do not train yet");
     AXF_CHECK(ctx.device == Device::CPU, "training step: runs on the host for now");
     validate_features(features, cfg, "training features");
     const int64_t R = features.at("aatype").size(0), N = features.at("aatype").size(1),
@@ -120,6 +126,11 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
     const int64_t Cm = cfg.c_m, Cz = cfg.c_z, Ce = cfg.c_e;
     const int64_t r = R - 1;  // the differentiated iteration
     auto feat = [&](const char* name) { return to_f32(features.at(name).select(0, r)).contiguous(); };
+    // Template models (model_1, model_2): the template embedding is added to the pair after the recycling
+    // embedder, and T template angle rows follow the S cluster rows of the MSA (AF2 Algorithms 2, 16, 17).
+    const bool templates =
+        w.has_templates && features.count("template_aatype") && features.at("template_aatype").size(1) > 0;
+    const int64_t T = templates ? features.at("template_aatype").size(1) : 0;
 
     // Seconds per stage (TrainingStep::timings).
     std::vector<std::pair<std::string, double>> timings;
@@ -160,15 +171,37 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
     // The last iteration, keeping each stage's inputs.
     const Tensor aatype = to_int64(features.at("aatype").select(0, r));
     const Tensor residue_index = to_int64(features.at("residue_index").select(0, r));
-    const Tensor seq_mask = feat("seq_mask"), msa_mask = feat("msa_mask"), extra_mask = feat("extra_msa_mask");
+    const Tensor seq_mask = feat("seq_mask"), extra_mask = feat("extra_msa_mask");
+    Tensor msa_mask = Tensor::empty({S + T, N});
+    msa_mask.slice(0, 0, S).copy_from(feat("msa_mask"));
     Tensor pair_mask = Tensor::empty({N, N});
     for (int64_t i = 0; i < N; ++i)
         for (int64_t j = 0; j < N; ++j) pair_mask.f32()[i * N + j] = seq_mask.f32()[i] * seq_mask.f32()[j];
     const Tensor target_feat = feat("target_feat"), msa_feat = feat("msa_feat");
-    Tensor msa = Tensor::empty({S, N, Cm}), pair = Tensor::empty({N, N, Cz});
-    input_embedder_forward(w.input_embedder, target_feat, residue_index, msa_feat, msa, pair, ctx);
+    Tensor msa = Tensor::empty({S + T, N, Cm}), pair = Tensor::empty({N, N, Cz});
+    Tensor clusters = msa.slice(0, 0, S);  // what the masked-MSA head reads
+    input_embedder_forward(w.input_embedder, target_feat, residue_index, msa_feat, clusters, pair, ctx);
     Tensor row0 = msa.select(0, 0);
     recycling_embedder_forward(w.recycling_embedder, prev_row, prev_pair, prev_pb, row0, pair, ctx);
+    TemplatePairInputs tin;
+    Tensor pair_t, angle_feat;  // the template embedding's query (the pair before it); the angle rows' features
+    if (templates) {
+        tin = {to_int64(features.at("template_aatype").select(0, r)), feat("template_all_atom_mask"),
+               feat("template_pseudo_beta"), feat("template_pseudo_beta_mask"), feat("template_mask")};
+        TorsionAngles ta;
+        if (features.count("template_torsion_angles_sin_cos"))
+            ta = {feat("template_torsion_angles_sin_cos"), feat("template_alt_torsion_angles_sin_cos"),
+                  feat("template_torsion_angles_mask")};
+        else
+            ta = atom37_to_torsion_angles(tin.template_aatype, feat("template_all_atom_positions"),
+                                          tin.template_all_atom_mask);
+        angle_feat = template_angle_feat(tin.template_aatype, ta.sin_cos, ta.alt_sin_cos, ta.mask);
+        Tensor rows = msa.slice(0, S, S + T);
+        template_angle_embedder_forward(w.template_angle_embedder, angle_feat, rows, ctx);
+        msa_mask.slice(0, S, S + T).copy_from(template_msa_mask(ta.mask));
+        pair_t = pair.clone();
+        template_embedding_forward(w.template_embedding, tin, pair_t, pair_mask, pair, true, ctx);
+    }
     const Tensor extra_msa = features.at("extra_msa").select(0, r), has_del = feat("extra_has_deletion"),
                  del_val = feat("extra_deletion_value");
     Tensor extra = Tensor::empty({E, N, Ce});
@@ -185,9 +218,10 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
     StructureModuleConfig sc;
     sc.num_layers = cfg.structure_module_layers;
     sc.dropout_key = derive_dropout_key(dropout_seed, 3);
-    const StructureModuleOutputs sm = structure_module_forward(w.structure_module, sc, single, pair, aatype, seq_mask, ctx);
+    const StructureModuleOutputs sm =
+        structure_module_forward(w.structure_module, sc, single, pair, aatype, seq_mask, ctx);
     mark("structure_module");
-    const HeadsOutputs h = heads_forward(w.heads, msa, pair, single, sm.act, ctx, true);
+    const HeadsOutputs h = heads_forward(w.heads, clusters, pair, single, sm.act, ctx, true);
     mark("heads");
 
     TrainingStep step;
@@ -218,9 +252,10 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
     hc.experimentally_resolved_logits = f32(d.at("experimentally_resolved_logits"));
     hc.predicted_lddt_logits = f32(d.at("lddt_logits"));
     if (h.has_pae) hc.predicted_aligned_error_logits = f32(d.at("tm_logits"));
-    Tensor dmsa = Tensor::empty(msa.shape()), dpair = Tensor::empty(pair.shape()), dsingle = Tensor::empty(single.shape()),
-           dsm_act = Tensor::empty(sm.act.shape());
-    heads_backward(w.heads, msa, pair, single, sm.act, hc, dmsa, dpair, dsingle, dsm_act, g.heads, ctx);
+    Tensor dmsa = Tensor::zeros(msa.shape()), dpair = Tensor::empty(pair.shape()),
+           dsingle = Tensor::empty(single.shape()), dsm_act = Tensor::empty(sm.act.shape());
+    Tensor dclusters = dmsa.slice(0, 0, S);
+    heads_backward(w.heads, clusters, pair, single, sm.act, hc, dclusters, dpair, dsingle, dsm_act, g.heads, ctx);
     mark("heads_backward");
     StructureModuleCotangents smc;
     smc.traj = f32(d.at("sm/frames"));
@@ -237,9 +272,9 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
     add(dpair, dz2);
     mark("structure_module_backward");
     Tensor drow = Tensor::empty({N, Cm});
-    linear_backward(msa.select(0, 0).contiguous(), w.single_activations.single_activations.weights, dsingle, drow, false,
-                    g.single_activations.single_activations.weights, g.single_activations.single_activations.bias,
-                    ctx.ws);
+    linear_backward(msa.select(0, 0).contiguous(), w.single_activations.single_activations.weights, dsingle, drow,
+                    false, g.single_activations.single_activations.weights,
+                    g.single_activations.single_activations.bias, ctx.ws);
     add(dmsa.select(0, 0), drow);
     std::vector<EvoformerBlockWeights> ge(g.evoformer.blocks.begin(), g.evoformer.blocks.end());
     stack_backward(w.evoformer, msa1, pair1, msa_mask, pair_mask, dmsa, dpair, ge, k_evo);
@@ -250,12 +285,20 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
     stack_backward(w.extra_msa_stack, extra0, pair0, extra_mask, pair_mask, dextra, dpair, gx, k_extra);
     g.extra_msa_stack.blocks = gx;
     mark("extra_msa_stack_backward");
+    if (templates) {
+        template_angle_embedder_backward(w.template_angle_embedder, angle_feat, dmsa.slice(0, S, S + T),
+                                         g.template_angle_embedder, ctx);
+        const Tensor dembedding = dpair.clone();  // pair += embedding: its cotangent is the pair's
+        template_embedding_backward(w.template_embedding, tin, pair_t, pair_mask, dembedding, dpair,
+                                    g.template_embedding, ctx);
+        mark("templates_backward");
+    }
     extra_msa_embedder_backward(w.extra_msa_embedder, extra_msa, has_del, del_val, dextra, Tensor(), Tensor(),
                                 g.extra_msa_embedder, ctx);
-    recycling_embedder_backward(w.recycling_embedder, prev_row, prev_pair, prev_pb, dmsa.select(0, 0).contiguous(), dpair,
-                                Tensor(), Tensor(), g.recycling_embedder, ctx);
-    input_embedder_backward(w.input_embedder, target_feat, residue_index, msa_feat, dmsa, dpair, Tensor(), Tensor(),
-                            g.input_embedder, ctx);
+    recycling_embedder_backward(w.recycling_embedder, prev_row, prev_pair, prev_pb, dmsa.select(0, 0).contiguous(),
+                                dpair, Tensor(), Tensor(), g.recycling_embedder, ctx);
+    input_embedder_backward(w.input_embedder, target_feat, residue_index, msa_feat, dclusters, dpair, Tensor(),
+                            Tensor(), g.input_embedder, ctx);
     mark("embedders_backward");
     step.timings = std::move(timings);
     return step;

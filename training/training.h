@@ -7,8 +7,11 @@
 // DAP: with a communicator of more than one rank, the extra-MSA and Evoformer stacks run forward and backward
 // distributed over its ranks (evoformer_dap.h); every rank ends with the same loss and gradients.
 //
-// LIMITATION: models without templates (model_3..5), the host; every module's backward outside the stacks holds
-// its internals for the whole crop.
+// Template models (model_1, model_2) train their template embedding and angle rows when the features hold
+// templates (AF2's template-stack dropout is not applied).
+//
+// LIMITATION: the host; AlphaFold-Multimer models; every module's backward outside the stacks holds its
+// internals for the whole crop.
 #pragma once
 
 #include <map>
@@ -16,19 +19,19 @@
 #include <string>
 #include <vector>
 
+#include "model/model.h"
 #include "parallel/comm.h"
 #include "training/losses.h"
-#include "model/model.h"
 
 namespace axfold {
 
 struct TrainingStep {
-    AlphaFoldLoss loss;                      // every term, the totals, d total / d output
-    ModelWeights grads;                      // d total / d parameter, the model's weights' layout
-    std::map<std::string, Tensor> outputs;   // the last iteration's outputs under the loss's names
-    // Seconds per stage, in order: recycling, embedders, extra_msa_stack, evoformer, structure_module, heads,
-    // loss, then the backward passes (heads, structure module with the single projection, evoformer, extra-MSA
-    // stack, embedders).
+    AlphaFoldLoss loss;                     // every term, the totals, d total / d output
+    ModelWeights grads;                     // d total / d parameter, the model's weights' layout
+    std::map<std::string, Tensor> outputs;  // the last iteration's outputs under the loss's names
+    // Seconds per stage, in order: recycling, embedders (with the templates), extra_msa_stack, evoformer,
+    // structure_module, heads, loss, then the backward passes (heads, structure module with the single
+    // projection, evoformer, extra-MSA stack, templates when the model has them, embedders).
     std::vector<std::pair<std::string, double>> timings;
 };
 

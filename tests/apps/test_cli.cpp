@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -437,8 +439,19 @@ TEST(Cli, TrainResumesExactlyAndPredictReadsItsCheckpoint) {
     ASSERT_EQ(r.rc, 0) << r.out;
     ASSERT_TRUE(fs::exists(a / "checkpoint-000002" / "params_model_3_ptm.npz")) << r.out;
     EXPECT_FALSE(fs::exists(a / "checkpoint-000001"));  // --save-every 0: the last update only
-    r = run(common + "--steps 1 --out-dir " + b.string());
+    r = run(common + "--steps 1 --save-gradients --out-dir " + b.string());
     ASSERT_EQ(r.rc, 0) << r.out;
+    {  // The update's gradient and losses, as its log line reports them.
+        const io::Hdf5File g((b / "gradients-000001.h5").string());
+        double sq = 0;
+        for (const std::string& k : g.list("gradients"))
+            for (double x : host_float64(g.read(k))) sq += x * x;
+        const std::string line = test::read_text((b / "training_log.jsonl").string());
+        auto logged = [&](const char* key) { return std::stod(line.substr(line.find(key) + std::strlen(key))); };
+        EXPECT_NEAR(std::sqrt(sq), logged("\"grad_norm\": "), 1e-9 * std::sqrt(sq));
+        EXPECT_NEAR(host_float64(g.read("loss/total"))[0], logged("\"loss\": "), 1e-9);
+        EXPECT_GT(g.list("gradients").size(), 200u);
+    }
     r = run(common + "--steps 2 --resume " + (b / "checkpoint-000001").string() + " --out-dir " + b.string());
     ASSERT_EQ(r.rc, 0) << r.out;
     EXPECT_EQ(test::read_text((a / "checkpoint-000002" / "params_model_3_ptm.npz").string()),

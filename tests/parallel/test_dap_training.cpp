@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <random>
 
 #include "golden_util.h"
 #include "io/params.h"
 #include "parallel/comm.h"
+#include "template_model_util.h"
 #include "training/optimizer.h"
 #include "training/training.h"
 
@@ -16,7 +18,6 @@ using namespace axfold;
 namespace {
 
 const std::string kSmall = std::string(AXFOLD_TEST_DATA_DIR) + "/golden/small";
-
 
 using test::max_abs;
 
@@ -75,6 +76,30 @@ TEST(DapTraining, StepMatchesOneRank) {
     EXPECT_NEAR(dap_d.loss.total, one_d.loss.total, 1e-5 * std::fabs(one_d.loss.total)) << "dropout" << on;
     EXPECT_GT(std::fabs(one_d.loss.total - one.loss.total), 1e-6 * std::fabs(one.loss.total)) << "dropout is off";
     expect_same_gradients(one_d.grads, dap_d.grads, " (dropout)" + on);
+}
+
+// A template model (model_1_ptm, tiny widths, random templates): the template embedding and the angle rows run
+// on every rank around the distributed stacks, and their gradients equal one rank's.
+TEST(DapTraining, TemplateModelStepMatchesOneRank) {
+    Comm& comm = world_comm();
+    std::mt19937 rng(21);
+    const io::Hdf5File cases(kSmall + "/loss_cases.h5");
+    const Model model = test::tiny_template_model(8);
+    const FeatureDict base = test::read_group(cases, "features"), batch = test::read_group(cases, "batch");
+    const FeatureDict features =
+        test::with_templates(base, test::random_raw_templates(3, base.at("aatype").size(1), rng));
+    Context c1, c2;
+    const TrainingStep one = training_step(model, features, batch, LossConfig{}, c1);
+    const TrainingStep dap = training_step(model, features, batch, LossConfig{}, c2, nullptr, &comm);
+    const std::string on = " (templates) on " + std::to_string(comm.size()) + " ranks";
+    EXPECT_NEAR(dap.loss.total, one.loss.total, 1e-5 * std::fabs(one.loss.total)) << on;
+    expect_same_gradients(one.grads, dap.grads, on);
+    int template_tensors = 0;
+    ModelWeights g = dap.grads;
+    g.visit([&](const std::string& n, Tensor& t) {
+        if (n.rfind("template_", 0) == 0 && test::max_abs(t) > 0) ++template_tensors;
+    });
+    EXPECT_GT(template_tensors, 40) << on;
 }
 
 // Data parallel x DAP: for every split of the ranks into DAP groups (1 x P, P x 1, and 2 x 2 on four ranks),

@@ -7,6 +7,7 @@
 
 #include "golden_util.h"
 #include "pipeline/template_features.h"
+#include "pipeline/training_sample.h"
 
 using namespace axfold;
 using namespace axfold::pipeline;
@@ -43,4 +44,26 @@ TEST(TemplateFeatures, golden_raw_to_processed_template_features_match) {
 TEST(TemplateFeatures, hhblits_to_af2_aatype) {
     EXPECT_EQ(hhblits_to_af2_aatype(1), 4);    // C
     EXPECT_EQ(hhblits_to_af2_aatype(21), 21);  // gap
+}
+
+// A training crop cuts the raw templates' residue axis with the MSA's columns, so that the cropped example's
+// template features are those of the whole example's residues [begin, begin + n).
+TEST(TemplateFeatures, training_crop_cuts_the_templates_residues) {
+    auto rng = test::seeded_rng(41);
+    const int64_t N = 12, begin = 3, n = 6;
+    RawFeatures raw;
+    raw.source = "random";
+    raw.arrays["aatype"] = Tensor::zeros({N, 21});
+    raw.arrays["msa"] = Tensor::zeros({2, N}, DType::I32);
+    raw.arrays["deletion_matrix_int"] = Tensor::zeros({2, N}, DType::I32);
+    raw.arrays["template_aatype"] = test::randn({2, N, 22}, rng);
+    raw.arrays["template_all_atom_positions"] = test::randn({2, N, 37, 3}, rng);
+    raw.arrays["template_sum_probs"] = test::randn({2, 1}, rng);
+    const RawFeatures c = pipeline::crop_raw_features(raw, begin, n);
+    EXPECT_EQ(c.at("msa").shape(), Shape({2, n}));
+    EXPECT_EQ(c.at("template_aatype").shape(), Shape({2, n, 22}));
+    EXPECT_EQ(c.at("template_sum_probs").shape(), Shape({2, 1}));
+    const Tensor& pos = c.at("template_all_atom_positions");
+    ASSERT_EQ(pos.shape(), Shape({2, n, 37, 3}));
+    EXPECT_EQ(pos.at({1, 2, 5, 1}), raw.arrays.at("template_all_atom_positions").at({1, begin + 2, 5, 1}));
 }
