@@ -15,7 +15,8 @@
 // apply_elementwise_dropout below (structure/structure_module.h).
 // DISCREPANCY: AF2 draws from JAX's PRNG, so the masks differ from AF2's (the distribution is the same); AF2
 // also drops out in the recycled (stop-gradient) iterations, which training_step runs without dropout.
-// LIMITATION: the template stack's dropout is not applied (template models do not train yet).
+// The template pair stack drops out as the Evoformer's pair stack does (AF2's template_pair_stack config: 0.25 on
+// the four triangle modules), a key per template and block (template_embedding.h).
 #pragma once
 
 #include <cstdint>

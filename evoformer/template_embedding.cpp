@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "evoformer/dropout.h"
 #include "evoformer/embedders.h"
 
 namespace axfold {
@@ -139,6 +140,13 @@ void for_each_pair_feat_block(const TemplatePairInputs& in, int64_t t, const Tem
     }
 }
 
+// The constants of template t's block b: with training dropout, a key of its own.
+TrunkConstants template_block_constants(const TrunkConstants& k, int64_t t, size_t b) {
+    TrunkConstants kb = k;
+    if (k.dropout_key) kb.dropout_key = derive_dropout_key(derive_dropout_key(k.dropout_key, t), b);
+    return kb;
+}
+
 }  // namespace
 
 Tensor template_pair_feat(const Tensor& template_aatype, const Tensor& template_all_atom_mask,
@@ -160,16 +168,37 @@ void template_pair_stack_block_forward(const TemplatePairStackBlockWeights& w, T
     auto note = [&](const char* name) {
         if (observe) observe(name, -1, act);
     };
+    // A residual update act += f(act), or with training dropout act += dropout(f(act)) (the update apart), as
+    // the Evoformer's pair stack drops out (evoformer/dropout.h).
+    auto residual = [&](DropoutSite site, auto&& update) {
+        if (k.dropout_key == 0) {
+            update(act, true);
+            return;
+        }
+        WorkspaceScope scope(ctx.ws);
+        Tensor u = ctx.ws.alloc(act.shape());
+        update(u, false);
+        apply_dropout(u, k.dropout_key, site);
+        add(act, u);
+    };
     auto attentions = [&] {
-        triangle_attention_forward(w.triangle_attention_starting_node, false, act, pair_mask, act, true, ctx, k);
+        residual(DropoutSite::TriangleAttentionStarting, [&](const Tensor& out, bool acc) {
+            triangle_attention_forward(w.triangle_attention_starting_node, false, act, pair_mask, out, acc, ctx, k);
+        });
         note("pair_after_triangle_attention_starting_node");
-        triangle_attention_forward(w.triangle_attention_ending_node, true, act, pair_mask, act, true, ctx, k);
+        residual(DropoutSite::TriangleAttentionEnding, [&](const Tensor& out, bool acc) {
+            triangle_attention_forward(w.triangle_attention_ending_node, true, act, pair_mask, out, acc, ctx, k);
+        });
         note("pair_after_triangle_attention_ending_node");
     };
     if (!w.multimer) attentions();
-    triangle_multiplication_forward(w.triangle_multiplication_outgoing, false, act, pair_mask, act, true, ctx, k);
+    residual(DropoutSite::TriangleMultiplicationOutgoing, [&](const Tensor& out, bool acc) {
+        triangle_multiplication_forward(w.triangle_multiplication_outgoing, false, act, pair_mask, out, acc, ctx, k);
+    });
     note("pair_after_triangle_multiplication_outgoing");
-    triangle_multiplication_forward(w.triangle_multiplication_incoming, true, act, pair_mask, act, true, ctx, k);
+    residual(DropoutSite::TriangleMultiplicationIncoming, [&](const Tensor& out, bool acc) {
+        triangle_multiplication_forward(w.triangle_multiplication_incoming, true, act, pair_mask, out, acc, ctx, k);
+    });
     note("pair_after_triangle_multiplication_incoming");
     if (w.multimer) attentions();
     transition_forward(w.pair_transition, act, act, true, ctx, k);
@@ -254,7 +283,9 @@ void template_embedding_forward(const TemplateEmbeddingWeights& w, const Templat
             linear(feat, w.embedding2d.weights, w.embedding2d.bias, a.slice(0, i0, i1));
         });
         if (observe) observe("template_pair_act_embedded", t, a);
-        for (const auto& b : w.template_pair_stack) template_pair_stack_block_forward(b, a, pair_mask, ctx, k);
+        for (size_t b = 0; b < w.template_pair_stack.size(); ++b)
+            template_pair_stack_block_forward(w.template_pair_stack[b], a, pair_mask, ctx,
+                                              template_block_constants(k, t, b));
         layer_norm(a, w.output_layer_norm.scale, w.output_layer_norm.offset, k.eps, a);
         if (observe) observe("template_pair_act_after_stack", t, a);
     }
@@ -278,20 +309,26 @@ void template_pair_stack_block_backward(const TemplatePairStackBlockWeights& w, 
     AXF_CHECK(zs.size() == 5, "template pair stack backward: %zu states observed", zs.size());
     // Each step x' = x + f(x): dx = dx' + J_f^T dx' (the update's cotangent is dx' itself, copied so that the
     // step's backward may accumulate into dx).
+    // With training dropout the update's cotangent passes the forward's mask.
     Tensor du = Tensor::empty(act.shape());
-    copy(du, dact);
-    transition_backward(w.pair_transition, zs[4], du, dact, true, grads.pair_transition, ctx, k);
-    copy(du, dact);
-    triangle_multiplication_backward(w.triangle_multiplication_incoming, true, zs[3], pair_mask, du, dact, true,
+    auto update_cotangent = [&](DropoutSite site) {
+        copy(du, dact);
+        apply_dropout(du, k.dropout_key, site);
+        return du;
+    };
+    transition_backward(w.pair_transition, zs[4], update_cotangent(DropoutSite::None), dact, true,
+                        grads.pair_transition, ctx, k);
+    triangle_multiplication_backward(w.triangle_multiplication_incoming, true, zs[3], pair_mask,
+                                     update_cotangent(DropoutSite::TriangleMultiplicationIncoming), dact, true,
                                      grads.triangle_multiplication_incoming, ctx, k);
-    copy(du, dact);
-    triangle_multiplication_backward(w.triangle_multiplication_outgoing, false, zs[2], pair_mask, du, dact, true,
+    triangle_multiplication_backward(w.triangle_multiplication_outgoing, false, zs[2], pair_mask,
+                                     update_cotangent(DropoutSite::TriangleMultiplicationOutgoing), dact, true,
                                      grads.triangle_multiplication_outgoing, ctx, k);
-    copy(du, dact);
-    triangle_attention_backward(w.triangle_attention_ending_node, true, zs[1], pair_mask, du, dact, true,
+    triangle_attention_backward(w.triangle_attention_ending_node, true, zs[1], pair_mask,
+                                update_cotangent(DropoutSite::TriangleAttentionEnding), dact, true,
                                 grads.triangle_attention_ending_node, ctx, k);
-    copy(du, dact);
-    triangle_attention_backward(w.triangle_attention_starting_node, false, zs[0], pair_mask, du, dact, true,
+    triangle_attention_backward(w.triangle_attention_starting_node, false, zs[0], pair_mask,
+                                update_cotangent(DropoutSite::TriangleAttentionStarting), dact, true,
                                 grads.triangle_attention_starting_node, ctx, k);
 }
 
@@ -365,9 +402,10 @@ void template_embedding_backward(const TemplateEmbeddingWeights& w, const Templa
         for_each_pair_feat_block(in, t, cfg, pair.device(), ctx, [&](const Tensor& feat, int64_t i0, int64_t i1) {
             linear(feat, w.embedding2d.weights, w.embedding2d.bias, a.slice(0, i0, i1));
         });
-        for (const auto& b : w.template_pair_stack) {
+        for (size_t b = 0; b < w.template_pair_stack.size(); ++b) {
             if (inputs) inputs->push_back(a.clone());
-            template_pair_stack_block_forward(b, a, pair_mask, ctx, k);
+            template_pair_stack_block_forward(w.template_pair_stack[b], a, pair_mask, ctx,
+                                              template_block_constants(k, t, b));
         }
     };
     // The pointwise attention's inputs (the stacks' outputs after the layer norm) and its backward.
@@ -391,7 +429,7 @@ void template_embedding_backward(const TemplateEmbeddingWeights& w, const Templa
                             grads.output_layer_norm.offset);
         for (size_t b = w.template_pair_stack.size(); b-- > 0;)
             template_pair_stack_block_backward(w.template_pair_stack[b], inputs[b], pair_mask, da,
-                                               grads.template_pair_stack[b], ctx, k);
+                                               grads.template_pair_stack[b], ctx, template_block_constants(k, t, b));
         for_each_pair_feat_block(in, t, cfg, pair.device(), ctx, [&](const Tensor& feat, int64_t i0, int64_t i1) {
             linear_backward(feat, w.embedding2d.weights, da.slice(0, i0, i1), Tensor(), false,
                             grads.embedding2d.weights, grads.embedding2d.bias, ws);

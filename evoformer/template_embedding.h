@@ -138,7 +138,8 @@ void template_embedding_forward(const TemplateEmbeddingWeights& w, const Templat
                                 const TemplateObserver& observe = nullptr);
 
 // Backward twins (training; AF2 monomer templates). Each recomputes its forward and adds the parameter gradients
-// into grads (zeros_like_weights(w) to start).
+// into grads (zeros_like_weights(w) to start). k.dropout_key (0: none): AF2's training dropout in the template
+// pair stacks (evoformer/dropout.h), a key per template and block drawn from it; the forward takes the same k.
 //
 // One template pair stack block: act is the block's input; dact = dL/d(the block's output) on entry, dL/d(act)
 // on exit (in place).

@@ -147,9 +147,10 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
     // on the gathered representations on every rank, which all end with the same loss and gradients.
     const bool dap = comm && comm->size() > 1;
     // Training dropout in the two stacks (evoformer/dropout.h), one key each.
-    TrunkConstants k_extra, k_evo;
+    TrunkConstants k_extra, k_evo, k_templates;
     k_extra.dropout_key = derive_dropout_key(dropout_seed, 1);
     k_evo.dropout_key = derive_dropout_key(dropout_seed, 2);
+    k_templates.dropout_key = derive_dropout_key(dropout_seed, 4);
     auto stack_forward = [&](const EvoformerStackWeights& st, Tensor& m, Tensor& z, const Tensor& mm, const Tensor& pm,
                              const TrunkConstants& k) {
         if (dap)
@@ -200,7 +201,7 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
         template_angle_embedder_forward(w.template_angle_embedder, angle_feat, rows, ctx);
         msa_mask.slice(0, S, S + T).copy_from(template_msa_mask(ta.mask));
         pair_t = pair.clone();
-        template_embedding_forward(w.template_embedding, tin, pair_t, pair_mask, pair, true, ctx);
+        template_embedding_forward(w.template_embedding, tin, pair_t, pair_mask, pair, true, ctx, k_templates);
     }
     const Tensor extra_msa = features.at("extra_msa").select(0, r), has_del = feat("extra_has_deletion"),
                  del_val = feat("extra_deletion_value");
@@ -290,7 +291,7 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
                                          g.template_angle_embedder, ctx);
         const Tensor dembedding = dpair.clone();  // pair += embedding: its cotangent is the pair's
         template_embedding_backward(w.template_embedding, tin, pair_t, pair_mask, dembedding, dpair,
-                                    g.template_embedding, ctx);
+                                    g.template_embedding, ctx, k_templates);
         mark("templates_backward");
     }
     extra_msa_embedder_backward(w.extra_msa_embedder, extra_msa, has_del, del_val, dextra, Tensor(), Tensor(),

@@ -8,7 +8,7 @@
 // distributed over its ranks (evoformer_dap.h); every rank ends with the same loss and gradients.
 //
 // Template models (model_1, model_2) train their template embedding and angle rows when the features hold
-// templates (AF2's template-stack dropout is not applied).
+// templates.
 //
 // LIMITATION: the host; AlphaFold-Multimer models; every module's backward outside the stacks holds its
 // internals for the whole crop.
@@ -45,8 +45,8 @@ RecycledInputs recycled_inputs(const Model& model, const FeatureDict& features, 
 // features: processed training features with a leading iteration axis (all of them run); batch: the last
 // iteration's ground truth (alphafold_loss's names, no iteration axis). recycled: the earlier iterations'
 // outputs when already known (else computed: recycled_inputs). comm: DAP over its ranks (nullptr: one rank).
-// dropout_seed: AF2's training dropout in the Evoformer and extra-MSA stacks and the structure module
-// (evoformer/dropout.h), drawn from this seed; 0: none. The recycled iterations run without dropout.
+// dropout_seed: AF2's training dropout in the Evoformer, extra-MSA and template pair stacks and the structure
+// module (evoformer/dropout.h), drawn from this seed; 0: none. The recycled iterations run without dropout.
 TrainingStep training_step(const Model& model, const FeatureDict& features, const FeatureDict& batch,
                            const LossConfig& config, Context& ctx, const RecycledInputs* recycled = nullptr,
                            Comm* comm = nullptr, uint64_t dropout_seed = 0);

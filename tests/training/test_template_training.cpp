@@ -110,9 +110,14 @@ Templates random_templates(int64_t T0, int64_t N, std::mt19937& rng) {
 }  // namespace
 
 // L = <template embedding(pair), c>: the pair stack blocks, the output layer norm, the pointwise attention and
-// the feature embedding, along every parameter tensor and along the pair (the attention's queries).
-TEST(TemplateBackward, EmbeddingPredictsCentralDifferences) {
+// the feature embedding, along every parameter tensor and along the pair (the attention's queries); without
+// and with AF2's training dropout in the pair stacks.
+class TemplateBackward : public ::testing::TestWithParam<uint64_t> {};
+
+TEST_P(TemplateBackward, EmbeddingPredictsCentralDifferences) {
     auto rng = test::seeded_rng(31);
+    TrunkConstants k;
+    k.dropout_key = GetParam();
     const Model model = test::tiny_template_model(5);
     const TemplateEmbeddingWeights w = generic(model.weights().template_embedding, rng);
     ASSERT_GE(w.template_pair_stack.size(), 1u);
@@ -123,14 +128,21 @@ TEST(TemplateBackward, EmbeddingPredictsCentralDifferences) {
     auto objective_at = [&](const TemplateEmbeddingWeights& ww, const Tensor& p) {
         Tensor out = Tensor::empty({N, N, Cz});
         Context ctx;
-        template_embedding_forward(ww, tp.pair, p, pair_mask, out, false, ctx);
+        template_embedding_forward(ww, tp.pair, p, pair_mask, out, false, ctx, k);
         return dot(out, c);
     };
+    if (k.dropout_key) {  // the masks are on
+        Tensor plain = Tensor::empty({N, N, Cz}), dropped = Tensor::empty({N, N, Cz});
+        Context cx;
+        template_embedding_forward(w, tp.pair, pair, pair_mask, plain, false, cx);
+        template_embedding_forward(w, tp.pair, pair, pair_mask, dropped, false, cx, k);
+        EXPECT_GT(test::rel_diff(dropped, plain), 1e-3);
+    }
     TemplateEmbeddingWeights grads = zeros_like_weights(w);
     Tensor dpair = test::randn({N, N, Cz}, rng);
     const Tensor dpair0 = dpair.clone();
     Context ctx;
-    template_embedding_backward(w, tp.pair, pair, pair_mask, c, dpair, grads, ctx);
+    template_embedding_backward(w, tp.pair, pair, pair_mask, c, dpair, grads, ctx, k);
     const double scale = std::sqrt(static_cast<double>(N * N * Cz));
     expect_directional_derivatives<TemplateEmbeddingWeights>(
         w, grads, [&](const TemplateEmbeddingWeights& ww) { return objective_at(ww, pair); }, scale, rng,
@@ -150,14 +162,17 @@ TEST(TemplateBackward, EmbeddingPredictsCentralDifferences) {
     none.template_mask = Tensor::zeros(tp.pair.template_mask.shape());
     TemplateEmbeddingWeights g0 = zeros_like_weights(w);
     Tensor d0 = Tensor::zeros(pair.shape());
-    template_embedding_backward(w, none, pair, pair_mask, c, d0, g0, ctx);
+    template_embedding_backward(w, none, pair, pair_mask, c, d0, g0, ctx, k);
     double sum = test::max_abs(d0);
     g0.visit([&](const std::string&, Tensor& t) { sum += test::max_abs(t); });
     EXPECT_EQ(sum, 0.0);
 }
 
+INSTANTIATE_TEST_SUITE_P(Dropout, TemplateBackward, ::testing::Values(uint64_t(0), uint64_t(0x5eed)),
+                         [](const auto& info) { return info.param ? "dropout" : "plain"; });
+
 // The template angle rows: L = <template_projection(relu(template_single_embedding(feat))), c>.
-TEST(TemplateBackward, AngleEmbedderPredictsCentralDifferences) {
+TEST(TemplateAngleBackward, AngleEmbedderPredictsCentralDifferences) {
     auto rng = test::seeded_rng(32);
     const Model model = test::tiny_template_model(6);
     const TemplateAngleEmbedderWeights w = generic(model.weights().template_angle_embedder, rng);
