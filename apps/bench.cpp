@@ -19,6 +19,10 @@
 #include "kernels/device.h"
 #include "kernels/ops.h"
 #include "model/model_params.h"
+#include "training/ground_truth.h"
+#include "training/optimizer.h"
+#include "training/training.h"
+#include "training/training_plan.h"
 
 namespace axfold::apps {
 
@@ -268,6 +272,63 @@ int bench_evoformer_main(const BenchEvoformerOptions& o) {
     return 0;
 }
 
+namespace {
+
+// `bench model --training`: one update as `axfold train` makes it (the last iteration's training_step, Adam, the
+// moving average) on a random ground truth: a random walk of 3.8 A steps with every atom near its residue's point,
+// random MSA targets with AF2's 15 % BERT mask. Peak RSS against plan --training.
+int bench_training(const Model& model, const FeatureDict& f, const BenchModelOptions& o) {
+    AXF_CHECK(o.run.device == "cpu" && o.run.precision == "fp32" && o.run_blocks < 0 && o.chains == 0,
+              "bench model --training: the host, float32, every block, monomers (the training step's limits)");
+    const int64_t R = f.at("aatype").size(0), N = o.n_res, S = o.n_seq;
+    std::mt19937 rng(5);
+    std::normal_distribution<float> step(0.f, 3.8f / std::sqrt(3.f)), jitter(0.f, 1.f);
+    std::uniform_real_distribution<float> u(0.f, 1.f);
+    const Tensor aatype = f.at("aatype").select(0, R - 1).contiguous();
+    Tensor pos = Tensor::empty({N, 37, 3});
+    float x[3] = {0.f, 0.f, 0.f};
+    for (int64_t i = 0; i < N; ++i) {
+        for (float& c : x) c += step(rng);
+        for (int64_t a = 0; a < 37; ++a)
+            for (int k = 0; k < 3; ++k) pos.f32()[(i * 37 + a) * 3 + k] = x[k] + jitter(rng);
+    }
+    FeatureDict batch = ground_truth_features(aatype, pos, Tensor::full({N, 37}, 1.f));
+    batch["aatype"] = aatype;
+    batch["residue_index"] = f.at("residue_index").select(0, R - 1).contiguous();
+    batch["seq_mask"] = Tensor::full({N}, 1.f);
+    Tensor true_msa = Tensor::empty({S, N}, DType::I64), bert = Tensor::empty({S, N});
+    for (int64_t e = 0; e < S * N; ++e) {
+        true_msa.data<int64_t>()[e] = static_cast<int64_t>(rng() % 21);
+        bert.f32()[e] = u(rng) < 0.15f ? 1.f : 0.f;
+    }
+    batch["true_msa"] = true_msa;
+    batch["bert_mask"] = bert;
+    batch["resolution"] = Tensor::full({}, 2.f);
+    batch["seq_length"] = to_int64(Tensor::full({}, static_cast<float>(N)));
+    batch["use_clamped_fape"] = Tensor::full({}, 1.f);
+    // The optimizer's state and the moving average exist through the update, as in `axfold train`.
+    ModelWeights params = model.weights(), ema = zeros_like_model(model.weights());
+    Adam adam(AdamConfig{}, params);
+    const TrainingMemoryPlan plan = plan_training(model.config(), N, S, o.n_extra, true);
+    Context ctx;
+    const auto t0 = std::chrono::steady_clock::now();
+    TrainingStep st = training_step(model, f, batch, LossConfig{}, ctx, nullptr, nullptr, 1);
+    const AdamStats stats = adam.update(params, st.grads);
+    update_moving_average(ema, params, 0.999);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const size_t rss = peak_rss_bytes();
+    std::printf("training update N=%lld S=%lld E=%lld blocks %lld+%lld threads=%d: %.2f s (", (long long)N,
+                (long long)S, (long long)o.n_extra, (long long)o.evoformer_blocks, (long long)o.extra_msa_blocks,
+                num_threads(), secs);
+    for (size_t i = 0; i < st.timings.size(); ++i)
+        std::printf("%s%s %.2f", i ? ", " : "", st.timings[i].first.c_str(), st.timings[i].second);
+    std::printf("), loss %.4g, |g| %.4g, peak RSS %.1f MiB (plan --training: %.1f MiB)\n", st.loss.total,
+                stats.grad_norm, rss / 1048576.0, plan.peak() / 1048576.0);
+    return 0;
+}
+
+}  // namespace
+
 int bench_model_main(const BenchModelOptions& o) {
     AXF_CHECK(o.n_res > 0 && o.n_seq > 0 && o.n_extra > 0, "bench model: sizes must be positive");
     const RunTarget target = configure_run(o.run);
@@ -369,6 +430,7 @@ int bench_model_main(const BenchModelOptions& o) {
         }
     }
 
+    if (o.training) return bench_training(model, f, o);
     Context ctx(device);
     axfold::PredictOptions po;  // as `axfold predict` without --save-outputs
     const RunPlan run = prepare_prediction(model, f, "bench model", o.run, target, o.num_recycle, false, ctx, po);

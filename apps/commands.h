@@ -133,6 +133,7 @@ struct BenchModelOptions {
     std::string model_name;  // a preset instead (a multimer one on 2 chains unless --chains is given)
     int run_blocks = -1;     // PredictOptions::run_blocks
     bool json = false;
+    bool training = false;   // one training update (training_step and Adam, random ground truth) instead
     RunSettings run;
 };
 int bench_model_main(const BenchModelOptions& o);
@@ -142,6 +143,8 @@ struct PlanOptions {
     bool save_outputs = false;  // plan for `predict --save-outputs` with 4 iterations (heads' tensors, pairs kept)
     std::string model_name = "model_3_ptm";  // model_1 and model_2 add the template embedding
     RunSettings run;                         // --device plans the GPU's share (no GPU needed with --max-memory)
+    bool training = false;                   // one training update (training/training_plan.h) instead
+    bool ema = true;                         // the training plan keeps the moving average
 };
 int plan_main(const PlanOptions& o);
 

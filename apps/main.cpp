@@ -25,6 +25,7 @@ const char* kUsage =
     "  training-example [options]        a training example from an mmCIF chain and its alignments\n"
     "  train [options]                   train the parameters (Adam; data parallel x DAP under mpirun)\n"
     "  plan --n-res R [options]          the memory plan (chunk size, predicted peak) for a protein\n"
+    "  plan --training --crop-size R     the memory plan of a training update\n"
     "Run 'axfold <command> --help' for a command's options.\n";
 
 // How the model runs (model/run.h), for the commands that run or plan it; --offload only where the whole model
@@ -204,6 +205,9 @@ int run_bench(const std::vector<std::string>& args) {
             "> 0: AlphaFold-Multimer (model_1_multimer_v3, 4 random templates) on this many chains splitting --n-res")(
             "run-blocks", po::value<int>(&o.run_blocks)->default_value(-1),
             "run only the first N blocks of each stack, all parameters loaded (peak memory as the full run)")(
+            "training", po::bool_switch(&o.training),
+            "time one training update instead (training_step on a random ground truth, Adam, the moving average; "
+            "CPU, float32) against plan --training")(
             "json", po::bool_switch(&o.json), "print one JSON object");
         add_run_options(desc, o.run, true);
         po::variables_map vm;
@@ -328,9 +332,15 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
     if (cmd == "plan") {
         PlanOptions o;
         po::options_description desc("axfold plan options");
-        desc.add_options()("help,h", "show this help")("n-res", po::value<int64_t>(&o.n_res)->required(), "residues")(
-            "n-seq", po::value<int64_t>(&o.n_seq)->default_value(512), "MSA cluster rows")(
-            "n-extra", po::value<int64_t>(&o.n_extra)->default_value(5120), "extra-MSA rows")(
+        desc.add_options()("help,h", "show this help")("n-res", po::value<int64_t>(&o.n_res), "residues")(
+            "crop-size", po::value<int64_t>(), "with --training: the crop's residues (the same as --n-res)")(
+            "n-seq", po::value<int64_t>(&o.n_seq)->default_value(512),
+            "MSA cluster rows (with --training: default 128, AF2's training)")(
+            "n-extra", po::value<int64_t>(&o.n_extra)->default_value(5120),
+            "extra-MSA rows (with --training: default 1024)")(
+            "training", po::bool_switch(&o.training),
+            "plan one training update (axfold train, one rank) instead of a prediction")(
+            "no-ema", po::bool_switch(), "with --training: without the parameters' moving average (--ema-decay 0)")(
             "model-name", po::value<std::string>(&o.model_name)->default_value("model_3_ptm"),
             "model_1 .. model_5, optionally _ptm (model_1 and model_2 plan their template embedding too)")(
             "save-outputs", po::bool_switch(&o.save_outputs),
@@ -339,6 +349,14 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
         add_run_options(desc, o.run, true);  // --device cuda plans the GPU's share (needs --max-memory without one)
         po::variables_map vm;
         if (!parse(args, desc, vm)) return 0;
+        AXF_CHECK(o.training || !vm.count("crop-size"), "plan: --crop-size goes with --training");
+        AXF_CHECK(vm.count("n-res") || vm.count("crop-size"), "plan: give --n-res (or, with --training, --crop-size)");
+        if (vm.count("crop-size")) o.n_res = vm["crop-size"].as<int64_t>();
+        if (o.training) {  // AF2's training sizes unless given
+            if (vm["n-seq"].defaulted()) o.n_seq = 128;
+            if (vm["n-extra"].defaulted()) o.n_extra = 1024;
+        }
+        o.ema = !vm["no-ema"].as<bool>();
         return plan_main(o);
     }
     std::fprintf(stderr, "axfold: unknown command '%s'\n%s", cmd.c_str(), kUsage);

@@ -6,13 +6,46 @@
 #include "kernels/ops.h"
 #include "model/model_plan.h"
 #include "model/run.h"
+#include "training/training_plan.h"
 
 namespace axfold::apps {
+
+namespace {
+
+// `plan --training`: one update's terms (training/training_plan.h). On the host it is what `axfold train` holds;
+// with --device cuda the same tensors on the GPU, a projection (the training step runs on the host so far).
+int plan_training_main(const PlanOptions& o) {
+    const RunSettings& r = o.run;
+    AXF_CHECK(r.precision == "fp32", "plan --training: training runs in float32 (--precision %s)", r.precision.c_str());
+    set_num_threads(r.threads);
+    ModelConfig cfg;
+    cfg.preset = ModelPreset::from_name(o.model_name);
+    AXF_CHECK(!cfg.preset.multimer, "plan --training: AlphaFold-Multimer models do not train yet");
+    const TrainingMemoryPlan p = plan_training(cfg, o.n_res, o.n_seq, o.n_extra, o.ema);
+    const bool cuda = r.device == "cuda";
+    std::printf("training plan for a crop of %lld residues, %lld MSA rows, %lld extra rows (%s, AF2 widths, float32, "
+                "one rank%s):\n",
+                (long long)o.n_res, (long long)o.n_seq, (long long)o.n_extra, cfg.preset.name.c_str(),
+                cuda ? "; on the GPU: a projection, training runs on the host so far" : "");
+    for (const auto& [name, bytes] : p.terms) std::printf("  %-42s %s\n", name.c_str(), format_bytes(bytes).c_str());
+    std::printf("  phase peaks: earlier iterations (a prediction, with the optimizer state) %s, last iteration's "
+                "backward %s\n",
+                format_bytes(p.recycling).c_str(), format_bytes(p.backward).c_str());
+    std::printf("  predicted %speak %s\n", cuda ? "device " : "", format_bytes(p.peak()).c_str());
+    if (!r.max_memory.empty())
+        AXF_CHECK(p.peak() <= parse_bytes(r.max_memory),
+                  "plan --training: %s predicted for a crop of %lld residues, more than --max-memory %s",
+                  format_bytes(p.peak()).c_str(), (long long)o.n_res, r.max_memory.c_str());
+    return 0;
+}
+
+}  // namespace
 
 int plan_main(const PlanOptions& o) {
     AXF_CHECK(o.n_res > 0 && o.n_seq > 0 && o.n_extra > 0, "plan: sizes must be positive");
     const RunSettings& r = o.run;
     AXF_CHECK(r.device == "cpu" || r.device == "cuda", "--device %s: expected cpu or cuda", r.device.c_str());
+    if (o.training) return plan_training_main(o);
     // Planned, not run: no device is needed, and the device plan counts bf16 GEMM operand copies.
     const DType act = select_precision(r.precision, r.activations, Device::CPU);
     if (r.device == "cuda") {  // the GPU's share of a --device cuda run (plan_device_model)

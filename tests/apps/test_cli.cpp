@@ -353,6 +353,34 @@ TEST(Cli, PlanForTheGpuModel) {
     EXPECT_NE(bad.out.find("expected auto, on or off"), std::string::npos) << bad.out;
 }
 
+// `plan --training`: one update's terms (training/training_plan.h; its measured agreement is in
+// docs/TRAINING.md). The checkpoints are exactly blocks x (S N c_m + N^2 c_z) floats: 48 x (128 x 256 x 256 +
+// 256^2 x 128) x 4 B = 3.0 GiB at crop 256; the moving average is one parameter set (0.35 GiB); a budget below
+// the peak is an error naming both.
+TEST(Cli, PlanForATrainingUpdate) {
+    auto value_after = [](const std::string& out, const std::string& label) {
+        const size_t at = out.find(label);
+        EXPECT_NE(at, std::string::npos) << out;
+        return at == std::string::npos ? 0.0 : std::stod(out.substr(at + label.size()));
+    };
+    const RunResult r = run("plan --training --crop-size 256 --device cuda");
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_NEAR(value_after(r.out, "Evoformer checkpoints (blocks x inputs)"), 3.0, 0.005) << r.out;
+    const double peak = value_after(r.out, "predicted device peak ");
+    EXPECT_GT(peak, 5.0) << r.out;
+    const RunResult bigger = run("plan --training --crop-size 384"), no_ema = run("plan --training --n-res 256 --no-ema");
+    ASSERT_EQ(bigger.rc, 0) << bigger.out;
+    ASSERT_EQ(no_ema.rc, 0) << no_ema.out;
+    EXPECT_GT(value_after(bigger.out, "predicted peak "), 1.4 * peak) << bigger.out;
+    EXPECT_NEAR(peak - value_after(no_ema.out, "predicted peak "), 0.35 * 1.05, 0.02) << no_ema.out;
+    const RunResult tight = run("plan --training --crop-size 256 --max-memory 4G");
+    EXPECT_NE(tight.rc, 0);
+    EXPECT_NE(tight.out.find("more than --max-memory 4G"), std::string::npos) << tight.out;
+    const RunResult loose = run("plan --crop-size 256");
+    EXPECT_NE(loose.rc, 0);
+    EXPECT_NE(loose.out.find("--crop-size goes with --training"), std::string::npos) << loose.out;
+}
+
 // `--precision bf16` stores the trunk's MSA and pair in bfloat16: at one chunk size the planned trunk peak
 // drops by exactly half the larger stack's activations (the extra-MSA stack here: 5120 x 3000 x 64 and
 // 3000 x 3000 x 128 elements, 2 bytes each saved = 3.977 GiB), on the GPU and on the CPU.

@@ -1,0 +1,81 @@
+#include "training/training_plan.h"
+
+#include <algorithm>
+
+#include "model/model_params.h"
+#include "model/model_plan.h"
+
+namespace axfold {
+
+size_t block_backward_bytes(int64_t n_seq, int64_t n_res, int64_t c_m, int64_t c_z, bool is_extra_msa) {
+    const size_t S = n_seq, N = n_res, f = 4;
+    const size_t m = S * N * c_m * f, z = N * N * c_z * f;
+    // attention_backward recomputes the probabilities and their gradient a block of batch elements at a time,
+    // at most 64 Mi floats each.
+    auto logits = [&](size_t elements) { return 2 * std::min(elements, size_t(64) << 20) * f; };
+    const size_t heads = 8, pair_heads = 4;
+    // A gated attention's backward holds about 17 activation-sized tensors (the input's copy, its norm, q, k, v,
+    // the output, the gate, their cotangents: evoformer/gated_attention.cpp) besides the logits.
+    const size_t row = 17 * m + logits(S * heads * N * N) + 2 * heads * N * N * f + 2 * z;
+    const size_t column = is_extra_msa ? 12 * m : 17 * m + logits(N * heads * S * S);  // global attention: no S^2
+    const size_t triangle_attention = 17 * z + logits(N * pair_heads * N * N) + 2 * pair_heads * N * N * f;
+    const size_t triangle_multiplication = 11 * z;  // N^2 (2 c_z + 9 c), c = c_z (triangle_multiplication.h)
+    const size_t outer_product_mean = 16 * z;       // [N, N, 32 x 32] and its cotangent
+    const size_t transition = 10 * std::max(m, z);  // the 4x hidden layer, its cotangent and the rest
+    const size_t module =
+        std::max({row, column, triangle_attention, triangle_multiplication, outer_product_mean, transition});
+    // The replay's states between sub-modules (3 MSA and 5 pair copies), its running copies and two cotangents.
+    return 5 * m + 7 * z + module;
+}
+
+TrainingMemoryPlan plan_training(const ModelConfig& cfg, int64_t n_res, int64_t n_seq, int64_t n_extra, bool ema) {
+    ModelDims dims;
+    dims.evoformer_blocks = cfg.evoformer_blocks;
+    dims.extra_msa_blocks = cfg.extra_msa_blocks;
+    size_t P = 0;
+    for (const auto& [key, shape] : model_param_shapes(cfg.preset, dims)) {
+        size_t n = 4;
+        for (int64_t d : shape) n *= static_cast<size_t>(d);
+        P += n;
+    }
+    const size_t N = n_res, E = n_extra, f = 4;
+    const size_t S = n_seq + (cfg.preset.templates ? kPlannedTemplates : 0);  // the template angle rows
+    const size_t m = S * N * cfg.c_m * f, z = N * N * cfg.c_z * f, x = E * N * cfg.c_e * f;
+    TrainingMemoryPlan p;
+    const size_t fixed = model_fixed_bytes(n_res, n_seq, n_extra, cfg.evoformer_blocks, cfg.extra_msa_blocks);
+    const size_t optimizer = (ema ? 3 : 2) * P;
+    // The earlier iterations: a prediction (unchunked, float32) beside Adam's moments and the moving average.
+    size_t prediction = 0;
+    plan_prediction(cfg, n_res, n_seq, n_extra, "", 0, &prediction);
+    p.recycling = prediction + optimizer;
+    // The last iteration's backward.
+    p.terms.push_back({"parameters, features, code", fixed});
+    p.terms.push_back({ema ? "Adam's moments, moving average" : "Adam's moments", optimizer});
+    p.terms.push_back({"gradient", P});
+    // Kept from the forward: the MSA, its copy before the Evoformer and its cotangent; the pair, its copies
+    // before each stack (and the templates' query) and cotangents; the extra MSA, its copy and cotangent.
+    p.terms.push_back({"last iteration's representations", 3 * m + (cfg.preset.templates ? 7 : 6) * z + 3 * x});
+    // The pair heads' logits, their float64 loss gradients and float32 cotangents (distogram; PAE with pTM),
+    // the masked-MSA logits alike.
+    const size_t pair_heads = cfg.preset.ptm ? 2 : 1;
+    p.terms.push_back({"heads' outputs, loss gradients", (pair_heads * N * N * 64 + S * N * 23) * 16});
+    // The stacks run backward one after the other: each keeps its blocks' inputs and one block's internals.
+    const size_t evoformer = cfg.evoformer_blocks * (m + z) + block_backward_bytes(S, N, cfg.c_m, cfg.c_z, false);
+    const size_t extra = cfg.extra_msa_blocks * (x + z) + block_backward_bytes(E, N, cfg.c_e, cfg.c_z, true);
+    if (evoformer >= extra) {
+        p.terms.push_back({"Evoformer checkpoints (blocks x inputs)", cfg.evoformer_blocks * (m + z)});
+        p.terms.push_back({"one Evoformer block's backward", evoformer - cfg.evoformer_blocks * (m + z)});
+    } else {
+        p.terms.push_back({"extra-MSA checkpoints (blocks x inputs)", cfg.extra_msa_blocks * (x + z)});
+        p.terms.push_back({"one extra-MSA block's backward", extra - cfg.extra_msa_blocks * (x + z)});
+    }
+    size_t counted = 0;
+    for (const auto& [name, bytes] : p.terms) counted += bytes;
+    // What the terms miss (the losses' float64 temporaries, the allocator's slack): measured at 1.4-3.9 % of the
+    // peak with `bench model --training` (docs/TRAINING.md), planned as 5 %.
+    p.terms.push_back({"temporaries and allocator slack (5 %)", counted / 20});
+    p.backward = counted + counted / 20;
+    return p;
+}
+
+}  // namespace axfold
