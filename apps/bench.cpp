@@ -309,20 +309,27 @@ int bench_training(const Model& model, const FeatureDict& f, const BenchModelOpt
     // The optimizer's state and the moving average exist through the update, as in `axfold train`.
     ModelWeights params = model.weights(), ema = zeros_like_model(model.weights());
     Adam adam(AdamConfig{}, params);
-    const TrainingMemoryPlan plan = plan_training(model.config(), N, S, o.n_extra, true);
+    // Under mpirun the ranks train the example together (DAP), as `axfold train --dap <ranks>`.
+    Comm& comm = world_comm();
+    const TrainingMemoryPlan plan = plan_training(model.config(), N, S, o.n_extra, true, comm.size());
     Context ctx;
     const auto t0 = std::chrono::steady_clock::now();
-    TrainingStep st = training_step(model, f, batch, LossConfig{}, ctx, nullptr, nullptr, 1);
+    TrainingStep st = training_step(model, f, batch, LossConfig{}, ctx, nullptr, &comm, 1);
     const AdamStats stats = adam.update(params, st.grads);
     update_moving_average(ema, params, 0.999);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const size_t rss = peak_rss_bytes();
-    std::printf("training update N=%lld S=%lld E=%lld blocks %lld+%lld threads=%d: %.2f s (", (long long)N,
+    Tensor mine = Tensor::empty({1}, DType::F64), all = Tensor::empty({comm.size()}, DType::F64);
+    mine.data<double>()[0] = static_cast<double>(peak_rss_bytes());
+    comm.all_gather(mine, all)->wait();
+    double rss = 0;  // the ranks' largest
+    for (int r = 0; r < comm.size(); ++r) rss = std::max(rss, all.data<double>()[r]);
+    if (comm.rank() != 0) return 0;
+    std::printf("training update N=%lld S=%lld E=%lld blocks %lld+%lld threads=%d ranks=%d: %.2f s (", (long long)N,
                 (long long)S, (long long)o.n_extra, (long long)o.evoformer_blocks, (long long)o.extra_msa_blocks,
-                num_threads(), secs);
+                num_threads(), comm.size(), secs);
     for (size_t i = 0; i < st.timings.size(); ++i)
         std::printf("%s%s %.2f", i ? ", " : "", st.timings[i].first.c_str(), st.timings[i].second);
-    std::printf("), loss %.4g, |g| %.4g, peak RSS %.1f MiB (plan --training: %.1f MiB)\n", st.loss.total,
+    std::printf("), loss %.4g, |g| %.4g, peak RSS %.1f MiB (plan --training: %.1f MiB; per rank)\n", st.loss.total,
                 stats.grad_norm, rss / 1048576.0, plan.peak() / 1048576.0);
     return 0;
 }

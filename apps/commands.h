@@ -145,6 +145,7 @@ struct PlanOptions {
     RunSettings run;                         // --device plans the GPU's share (no GPU needed with --max-memory)
     bool training = false;                   // one training update (training/training_plan.h) instead
     bool ema = true;                         // the training plan keeps the moving average
+    int dap = 1;                             // the training plan: ranks per example (one rank's share)
 };
 int plan_main(const PlanOptions& o);
 

@@ -341,6 +341,7 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
             "training", po::bool_switch(&o.training),
             "plan one training update (axfold train, one rank) instead of a prediction")(
             "no-ema", po::bool_switch(), "with --training: without the parameters' moving average (--ema-decay 0)")(
+            "dap", po::value<int>(&o.dap)->default_value(1), "with --training: ranks per example (one rank's share)")(
             "model-name", po::value<std::string>(&o.model_name)->default_value("model_3_ptm"),
             "model_1 .. model_5, optionally _ptm (model_1 and model_2 plan their template embedding too)")(
             "save-outputs", po::bool_switch(&o.save_outputs),

@@ -21,16 +21,19 @@ int plan_training_main(const PlanOptions& o) {
     ModelConfig cfg;
     cfg.preset = ModelPreset::from_name(o.model_name);
     AXF_CHECK(!cfg.preset.multimer, "plan --training: AlphaFold-Multimer models do not train yet");
-    const TrainingMemoryPlan p = plan_training(cfg, o.n_res, o.n_seq, o.n_extra, o.ema);
+    const TrainingMemoryPlan p = plan_training(cfg, o.n_res, o.n_seq, o.n_extra, o.ema, o.dap);
     const bool cuda = r.device == "cuda";
-    std::printf("training plan for a crop of %lld residues, %lld MSA rows, %lld extra rows (%s, AF2 widths, float32, "
-                "one rank%s):\n",
-                (long long)o.n_res, (long long)o.n_seq, (long long)o.n_extra, cfg.preset.name.c_str(),
-                cuda ? "; on the GPU: a projection, training runs on the host so far" : "");
+    std::printf(
+        "training plan for a crop of %lld residues, %lld MSA rows, %lld extra rows (%s, AF2 widths, float32, "
+        "%s%s):\n",
+        (long long)o.n_res, (long long)o.n_seq, (long long)o.n_extra, cfg.preset.name.c_str(),
+        o.dap > 1 ? strfmt("one rank of DAP %d", o.dap).c_str() : "one rank",
+        cuda ? "; on the GPU: a projection, training runs on the host so far" : "");
     for (const auto& [name, bytes] : p.terms) std::printf("  %-42s %s\n", name.c_str(), format_bytes(bytes).c_str());
-    std::printf("  phase peaks: earlier iterations (a prediction, with the optimizer state) %s, last iteration's "
-                "backward %s\n",
-                format_bytes(p.recycling).c_str(), format_bytes(p.backward).c_str());
+    std::printf(
+        "  phase peaks: earlier iterations (a prediction, with the optimizer state) %s, last iteration's "
+        "backward %s\n",
+        format_bytes(p.recycling).c_str(), format_bytes(p.backward).c_str());
     std::printf("  predicted %speak %s\n", cuda ? "device " : "", format_bytes(p.peak()).c_str());
     if (!r.max_memory.empty())
         AXF_CHECK(p.peak() <= parse_bytes(r.max_memory),

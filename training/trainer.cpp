@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "evoformer/memory_plan.h"
 #include "io/atomic_file.h"
 #include "io/json_writer.h"
 #include "io/params.h"
@@ -17,6 +18,7 @@
 #include "training/losses.h"
 #include "training/optimizer.h"
 #include "training/training.h"
+#include "training/training_plan.h"
 
 namespace axfold {
 
@@ -328,9 +330,17 @@ std::string train(const TrainerOptions& o) {
 
     // Every example is checked up front, so bad input ends the job before any compute; then each update reads
     // the one it takes (a rank does not hold every example).
+    // The largest update's memory plan (training/training_plan.h), for the log.
+    size_t planned = 0;
     for (const std::string& p : o.examples) {
-        validate_training_example(load_training_example(p), model.config());
+        const TrainingExample ex = load_training_example(p);
+        validate_training_example(ex, model.config());
         if (sampling(o)) pipeline::read_training_source(p);
+        int64_t n = ex.features.at("aatype").size(1);
+        if (o.crop_size > 0) n = std::min(n, o.crop_size);
+        planned = std::max(planned, plan_training(model.config(), n, ex.features.at("msa_feat").size(1),
+                                                  ex.features.at("extra_msa").size(1), o.ema_decay > 0, o.dap)
+                                        .peak());
     }
     for (const std::string& p : o.validate) validate_training_example(load_training_example(p), model.config());
     // Every check passed: the other run's (or the abandoned continuation's) files go.
@@ -344,10 +354,10 @@ std::string train(const TrainerOptions& o) {
     if (lead)
         std::fprintf(stderr,
                      "train: %s, %zu examples, %d ranks = %d replicas x DAP %d, updates %lld..%lld, lr %g "
-                     "(warm-up %lld), clip %g, %d threads\n",
+                     "(warm-up %lld), clip %g, %d threads; memory plan %s per rank (the largest example)\n",
                      o.model_name.c_str(), o.examples.size(), world.size(), groups.num_replicas, o.dap,
                      (long long)adam.step() + 1, (long long)o.steps, o.learning_rate, (long long)o.warmup_steps,
-                     o.clip_norm, num_threads());
+                     o.clip_norm, num_threads(), format_bytes(planned).c_str());
 
     // Validation: every --validate-every updates (and after the last), replica 0's group predicts each validation
     // example with the moving average's parameters (the trained ones without it) and rank 0 logs the whole

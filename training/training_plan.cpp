@@ -2,41 +2,52 @@
 
 #include <algorithm>
 
+#include "kernels/error.h"
 #include "model/model_params.h"
 #include "model/model_plan.h"
 
 namespace axfold {
 
-size_t block_backward_bytes(int64_t n_seq, int64_t n_res, int64_t c_m, int64_t c_z, bool is_extra_msa) {
-    const size_t S = n_seq, N = n_res, f = 4;
-    const size_t m = S * N * c_m * f, z = N * N * c_z * f;
+size_t block_backward_bytes(int64_t n_seq, int64_t n_res, int64_t c_m, int64_t c_z, bool is_extra_msa, int dap) {
+    const size_t S = n_seq, N = n_res, f = 4, P = static_cast<size_t>(std::max(dap, 1));
+    // A rank's shards: the MSA by rows or columns, the pair by rows (either way 1/P of the elements).
+    const size_t m = S * N * c_m * f / P, z = N * N * c_z * f / P;
+    const size_t zfull = N * N * c_z * f;
     // attention_backward recomputes the probabilities and their gradient a block of batch elements at a time,
     // at most 64 Mi floats each.
     auto logits = [&](size_t elements) { return 2 * std::min(elements, size_t(64) << 20) * f; };
     const size_t heads = 8, pair_heads = 4;
     // A gated attention's backward holds about 17 activation-sized tensors (the input's copy, its norm, q, k, v,
     // the output, the gate, their cotangents: evoformer/gated_attention.cpp) besides the logits.
-    const size_t row = 17 * m + logits(S * heads * N * N) + 2 * heads * N * N * f + 2 * z;
-    const size_t column = is_extra_msa ? 12 * m : 17 * m + logits(N * heads * S * S);  // global attention: no S^2
-    const size_t triangle_attention = 17 * z + logits(N * pair_heads * N * N) + 2 * pair_heads * N * N * f;
-    const size_t triangle_multiplication = 11 * z;  // N^2 (2 c_z + 9 c), c = c_z (triangle_multiplication.h)
+    const size_t row = 17 * m + logits(S * heads * N * N / P) + 2 * heads * N * N * f + 2 * z;
+    const size_t column = is_extra_msa ? 12 * m : 17 * m + logits(N * heads * S * S / P);  // global: no S^2
+    const size_t triangle_attention = 17 * z + logits(N * pair_heads * N * N / P) + 2 * pair_heads * N * N * f;
+    // N^2 (2 c_z + 9 c), c = c_z (triangle_multiplication.h); under DAP the right projection and its gradient
+    // whole.
+    const size_t triangle_multiplication = 11 * z + (P > 1 ? 2 * zfull : 0);
     const size_t outer_product_mean = 16 * z;       // [N, N, 32 x 32] and its cotangent
     const size_t transition = 10 * std::max(m, z);  // the 4x hidden layer, its cotangent and the rest
     const size_t module =
         std::max({row, column, triangle_attention, triangle_multiplication, outer_product_mean, transition});
-    // The replay's states between sub-modules (3 MSA and 5 pair copies), its running copies and two cotangents.
-    return 5 * m + 7 * z + module;
+    // The replay's states between sub-modules (3 MSA and 5 pair copies), its running copies and two cotangents;
+    // under DAP 4 MSA and 6 pair shards, and the cotangents in both layouts with an exchange buffer each
+    // (evoformer_dap_backward.cpp).
+    return (P > 1 ? 7 * m + 9 * z : 5 * m + 7 * z) + module;
 }
 
-TrainingMemoryPlan plan_training(const ModelConfig& cfg, int64_t n_res, int64_t n_seq, int64_t n_extra, bool ema) {
+TrainingMemoryPlan plan_training(const ModelConfig& cfg, int64_t n_res, int64_t n_seq, int64_t n_extra, bool ema,
+                                 int dap) {
+    AXF_CHECK(dap >= 1, "training plan: --dap %d, expected >= 1", dap);
     ModelDims dims;
     dims.evoformer_blocks = cfg.evoformer_blocks;
     dims.extra_msa_blocks = cfg.extra_msa_blocks;
-    size_t P = 0;
+    size_t P = 0, evo_params = 0, extra_params = 0;  // bytes: all, the Evoformer stack's, the extra-MSA stack's
     for (const auto& [key, shape] : model_param_shapes(cfg.preset, dims)) {
         size_t n = 4;
         for (int64_t d : shape) n *= static_cast<size_t>(d);
         P += n;
+        if (key.find("/evoformer_iteration/") != std::string::npos) evo_params += n;
+        if (key.find("/extra_msa_stack/") != std::string::npos) extra_params += n;
     }
     const size_t N = n_res, E = n_extra, f = 4;
     const size_t S = n_seq + (cfg.preset.templates ? kPlannedTemplates : 0);  // the template angle rows
@@ -59,22 +70,29 @@ TrainingMemoryPlan plan_training(const ModelConfig& cfg, int64_t n_res, int64_t 
     // the masked-MSA logits alike.
     const size_t pair_heads = cfg.preset.ptm ? 2 : 1;
     p.terms.push_back({"heads' outputs, loss gradients", (pair_heads * N * N * 64 + S * N * 23) * 16});
-    // The stacks run backward one after the other: each keeps its blocks' inputs and one block's internals.
-    const size_t evoformer = cfg.evoformer_blocks * (m + z) + block_backward_bytes(S, N, cfg.c_m, cfg.c_z, false);
-    const size_t extra = cfg.extra_msa_blocks * (x + z) + block_backward_bytes(E, N, cfg.c_e, cfg.c_z, true);
-    if (evoformer >= extra) {
-        p.terms.push_back({"Evoformer checkpoints (blocks x inputs)", cfg.evoformer_blocks * (m + z)});
-        p.terms.push_back({"one Evoformer block's backward", evoformer - cfg.evoformer_blocks * (m + z)});
+    // The stacks run backward one after the other: each keeps its blocks' inputs (a rank's shards under DAP)
+    // and one block's internals.
+    const size_t evo_kept = cfg.evoformer_blocks * (m + z) / dap, extra_kept = cfg.extra_msa_blocks * (x + z) / dap;
+    // Under DAP each block's packed parameter gradient stays in its all-reduce until the stack's end.
+    const size_t evo_block = block_backward_bytes(S, N, cfg.c_m, cfg.c_z, false, dap) + (dap > 1 ? evo_params : 0),
+                 extra_block = block_backward_bytes(E, N, cfg.c_e, cfg.c_z, true, dap) + (dap > 1 ? extra_params : 0);
+    if (evo_kept + evo_block >= extra_kept + extra_block) {
+        p.terms.push_back({"Evoformer checkpoints (blocks x inputs)", evo_kept});
+        p.terms.push_back({"one Evoformer block's backward", evo_block});
     } else {
-        p.terms.push_back({"extra-MSA checkpoints (blocks x inputs)", cfg.extra_msa_blocks * (x + z)});
-        p.terms.push_back({"one extra-MSA block's backward", extra - cfg.extra_msa_blocks * (x + z)});
+        p.terms.push_back({"extra-MSA checkpoints (blocks x inputs)", extra_kept});
+        p.terms.push_back({"one extra-MSA block's backward", extra_block});
     }
     size_t counted = 0;
     for (const auto& [name, bytes] : p.terms) counted += bytes;
-    // What the terms miss (the losses' float64 temporaries, the allocator's slack): measured at 1.4-3.9 % of the
-    // peak with `bench model --training` (docs/TRAINING.md), planned as 5 %.
-    p.terms.push_back({"temporaries and allocator slack (5 %)", counted / 20});
-    p.backward = counted + counted / 20;
+    // What the terms miss (the losses' float64 temporaries, the allocator's slack; under DAP also the modules'
+    // gathered tensors and the exchanges' buffers): measured with `bench model --training` (docs/TRAINING.md) at
+    // 1.4-3.9 % of the terms on one rank and 9.2-12.1 % under DAP 2, planned as 5 % and 12 %.
+    const size_t slack = counted * (dap > 1 ? 12 : 5) / 100;
+    p.terms.push_back(
+        {dap > 1 ? "temporaries, allocator slack, DAP buffers (12 %)" : "temporaries and allocator slack (5 %)",
+         slack});
+    p.backward = counted + slack;
     return p;
 }
 

@@ -1,4 +1,4 @@
-// Memory plan of one training update (`axfold train`, one replica, one rank: training_step with Adam and the
+// Memory plan of one training update (`axfold train`, one replica: training_step with Adam and the
 // parameters' moving average), for choosing a crop size: the earlier iterations run as a prediction
 // (model_plan.h), then the last iteration keeps what its backward needs, and the peak comes during the Evoformer
 // stack's backward, which keeps every block's input (activation checkpointing per block) and one block's
@@ -28,12 +28,16 @@ struct TrainingMemoryPlan {
 
 // One Evoformer (or extra-MSA) block's backward beyond its inputs: the forward replay's states between the
 // sub-modules, the cotangents and the largest sub-module's backward internals (unchunked float32), for S rows
-// of width c_m and N residues of pair width c_z.
-size_t block_backward_bytes(int64_t n_seq, int64_t n_res, int64_t c_m, int64_t c_z, bool is_extra_msa);
+// of width c_m and N residues of pair width c_z; under DAP over `dap` ranks, one rank's: the shards (1/P of the
+// rows) with the tensors every rank gathers whole (the pair biases and their gradients, the triangle
+// multiplications' right projections and theirs).
+size_t block_backward_bytes(int64_t n_seq, int64_t n_res, int64_t c_m, int64_t c_z, bool is_extra_msa, int dap = 1);
 
 // The plan for a crop of n_res residues, n_seq cluster rows (template rows added for template models),
-// n_extra extra rows. ema: `axfold train` keeps the moving average (--ema-decay > 0).
+// n_extra extra rows. ema: `axfold train` keeps the moving average (--ema-decay > 0). dap: ranks per example
+// (`axfold train --dap`), one rank's share: the stacks' checkpoints and block internals are sharded, the rest
+// of the model runs replicated.
 TrainingMemoryPlan plan_training(const ModelConfig& cfg, int64_t n_res, int64_t n_seq, int64_t n_extra,
-                                 bool ema = true);
+                                 bool ema = true, int dap = 1);
 
 }  // namespace axfold

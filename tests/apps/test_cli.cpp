@@ -355,8 +355,8 @@ TEST(Cli, PlanForTheGpuModel) {
 
 // `plan --training`: one update's terms (training/training_plan.h; its measured agreement is in
 // docs/TRAINING.md). The checkpoints are exactly blocks x (S N c_m + N^2 c_z) floats: 48 x (128 x 256 x 256 +
-// 256^2 x 128) x 4 B = 3.0 GiB at crop 256; the moving average is one parameter set (0.35 GiB); a budget below
-// the peak is an error naming both.
+// 256^2 x 128) x 4 B = 3.0 GiB at crop 256, half of it per rank under DAP 2; the moving average is one parameter
+// set (0.35 GiB); a budget below the peak is an error naming both.
 TEST(Cli, PlanForATrainingUpdate) {
     auto value_after = [](const std::string& out, const std::string& label) {
         const size_t at = out.find(label);
@@ -373,6 +373,11 @@ TEST(Cli, PlanForATrainingUpdate) {
     ASSERT_EQ(no_ema.rc, 0) << no_ema.out;
     EXPECT_GT(value_after(bigger.out, "predicted peak "), 1.4 * peak) << bigger.out;
     EXPECT_NEAR(peak - value_after(no_ema.out, "predicted peak "), 0.35 * 1.05, 0.02) << no_ema.out;
+    // DAP over 2 ranks: each keeps half of every block's input.
+    const RunResult dap = run("plan --training --crop-size 256 --dap 2");
+    ASSERT_EQ(dap.rc, 0) << dap.out;
+    EXPECT_NEAR(value_after(dap.out, "Evoformer checkpoints (blocks x inputs)"), 1.5, 0.005) << dap.out;
+    EXPECT_LT(value_after(dap.out, "predicted peak "), peak) << dap.out;
     const RunResult tight = run("plan --training --crop-size 256 --max-memory 4G");
     EXPECT_NE(tight.rc, 0);
     EXPECT_NE(tight.out.find("more than --max-memory 4G"), std::string::npos) << tight.out;
