@@ -21,6 +21,7 @@
 
 #include <cstdint>
 
+#include "kernels/ops.h"
 #include "kernels/tensor.h"
 
 namespace axfold {
@@ -46,5 +47,20 @@ void apply_dropout(const Tensor& u, uint64_t key, DropoutSite site, int64_t a_of
 // u (host float32, contiguous, any shape) *= Bernoulli(1 - rate) / (1 - rate), one draw per element from a hash
 // of (key, element index). No-op when key is 0.
 void apply_elementwise_dropout(const Tensor& u, uint64_t key, float rate);
+
+// A residual update x += f(x), or with training dropout (key != 0) x += dropout(f(x)) with the update formed apart
+// in ctx's workspace. update(out, accumulate) writes f(x) into out, or adds it when accumulating (out is x then).
+template <class F>
+void residual_update(const Tensor& x, uint64_t key, DropoutSite site, Context& ctx, F&& update) {
+    if (key == 0) {
+        update(x, true);
+        return;
+    }
+    WorkspaceScope scope(ctx.ws);
+    Tensor u = ctx.ws.alloc(x.shape());
+    update(u, false);
+    apply_dropout(u, key, site);
+    add(x, u);
+}
 
 }  // namespace axfold

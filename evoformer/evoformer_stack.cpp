@@ -1,8 +1,8 @@
 #include "evoformer/evoformer_stack.h"
 
-#include "evoformer/dropout.h"
-
 #include <string>
+
+#include "evoformer/dropout.h"
 
 namespace axfold {
 
@@ -34,17 +34,8 @@ void evoformer_block_forward(const EvoformerBlockWeights& w, Tensor& m, Tensor& 
     auto note = [&](const char* name, const Tensor& t) {
         if (observe) observe(name, t);
     };
-    // A residual update x += f(x), or with training dropout x += dropout(f(x)) (the update computed apart).
     auto residual = [&](Tensor& x, DropoutSite site, auto&& update) {
-        if (k.dropout_key == 0) {
-            update(x, true);
-            return;
-        }
-        WorkspaceScope scope(ctx.ws);
-        Tensor u = ctx.ws.alloc(x.shape());
-        update(u, false);
-        apply_dropout(u, k.dropout_key, site);
-        add(x, u);
+        residual_update(x, k.dropout_key, site, ctx, update);
     };
     auto outer_product_mean = [&] {
         outer_product_mean_forward(w.outer_product_mean, m, msa_mask, z, true, ctx, k);
@@ -86,10 +77,10 @@ void evoformer_block_backward(const EvoformerBlockWeights& w, const Tensor& m, c
                               const Tensor& pair_mask, Tensor& dm, Tensor& dz, EvoformerBlockWeights& grads,
                               Context& ctx, const TrunkConstants& k) {
     AXF_CHECK(!w.outer_product_mean_first, "evoformer block backward: AlphaFold-Multimer's block is not supported yet");
-    AXF_CHECK(m.dtype() == DType::F32 && z.dtype() == DType::F32 && dm.shape() == m.shape() && dz.shape() == z.shape() &&
-                  dm.is_contiguous() && dz.is_contiguous(),
-              "evoformer block backward: m %s, z %s (float32), dm %s, dz %s (contiguous, their shapes)", m.desc().c_str(),
-              z.desc().c_str(), dm.desc().c_str(), dz.desc().c_str());
+    AXF_CHECK(m.dtype() == DType::F32 && z.dtype() == DType::F32 && dm.shape() == m.shape() &&
+                  dz.shape() == z.shape() && dm.is_contiguous() && dz.is_contiguous(),
+              "evoformer block backward: m %s, z %s (float32), dm %s, dz %s (contiguous, their shapes)",
+              m.desc().c_str(), z.desc().c_str(), dm.desc().c_str(), dz.desc().c_str());
     // The forward again, keeping each sub-module's input (the states between the residual updates).
     std::vector<Tensor> ms, zs;  // ms[i]: the MSA before MSA step i; zs[i]: the pair before pair step i
     Tensor mc = m.clone(), zc = z.clone();
@@ -115,7 +106,9 @@ void evoformer_block_backward(const EvoformerBlockWeights& w, const Tensor& m, c
         apply_dropout(d, k.dropout_key, site);
         backward(d);
     };
-    pair_step([&](const Tensor& du) { transition_backward(w.pair_transition, zs[5], du, dz, true, grads.pair_transition, ctx, k); });
+    pair_step([&](const Tensor& du) {
+        transition_backward(w.pair_transition, zs[5], du, dz, true, grads.pair_transition, ctx, k);
+    });
     pair_step(
         [&](const Tensor& du) {
             triangle_attention_backward(w.triangle_attention_ending_node, true, zs[4], pair_mask, du, dz, true,
@@ -150,8 +143,8 @@ void evoformer_block_backward(const EvoformerBlockWeights& w, const Tensor& m, c
         msa_column_global_attention_backward(w.msa_column_global_attention, ms[1], msa_mask, dmu, dm, true,
                                              grads.msa_column_global_attention, ctx, k);
     else
-        msa_column_attention_backward(w.msa_column_attention, ms[1], msa_mask, dmu, dm, true, grads.msa_column_attention,
-                                      ctx, k);
+        msa_column_attention_backward(w.msa_column_attention, ms[1], msa_mask, dmu, dm, true,
+                                      grads.msa_column_attention, ctx, k);
     copy(dmu, dm);
     apply_dropout(dmu, k.dropout_key, DropoutSite::MsaRowAttention);
     msa_row_attention_backward(w.msa_row_attention_with_pair_bias, ms[0], zs[0], msa_mask, dmu, dm, true, dz, true,
@@ -159,8 +152,8 @@ void evoformer_block_backward(const EvoformerBlockWeights& w, const Tensor& m, c
 }
 
 void evoformer_stack_backward(const EvoformerStackWeights& w, const Tensor& m, const Tensor& z, const Tensor& msa_mask,
-                              const Tensor& pair_mask, Tensor& dm, Tensor& dz, std::vector<EvoformerBlockWeights>& grads,
-                              Context& ctx, const TrunkConstants& k) {
+                              const Tensor& pair_mask, Tensor& dm, Tensor& dz,
+                              std::vector<EvoformerBlockWeights>& grads, Context& ctx, const TrunkConstants& k) {
     AXF_CHECK(grads.size() == w.blocks.size(), "evoformer stack backward: %zu gradient blocks for %zu blocks",
               grads.size(), w.blocks.size());
     std::vector<Tensor> ms{m.clone()}, zs{z.clone()};  // each block's input

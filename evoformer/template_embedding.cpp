@@ -140,6 +140,30 @@ void for_each_pair_feat_block(const TemplatePairInputs& in, int64_t t, const Tem
     }
 }
 
+// The pointwise attention over pair rows [i0, i0 + nb) (P = nb N positions, each attending over the T templates):
+// the queries [P, 1, H, C], the keys and values [P, T, H, C] (views of [T, P, H C] buffers) and the output o
+// [P, 1, H, C], all in ws.
+struct PointwiseBlock {
+    Tensor q, k, v, o;
+};
+PointwiseBlock pointwise_attention_block(const AttentionWeights& w, const Tensor& pair, const Tensor& template_act,
+                                         const Tensor& mask_t, int64_t i0, int64_t nb, float inf, Workspace& ws) {
+    const int64_t N = pair.size(1), T = template_act.size(0), H = w.no_heads(), C = w.c_hidden(), P = nb * N;
+    PointwiseBlock b;
+    b.q = linear(pair.slice(0, i0, i0 + nb), w.query_w, Tensor(), ws).view({P, 1, H, C});
+    Tensor k = ws.alloc({T, P, H * C}), v = ws.alloc({T, P, H * C});
+    for (int64_t t = 0; t < T; ++t) {
+        const Tensor x = template_act.select(0, t).slice(0, i0, i0 + nb);  // [nb, N, c_t]
+        linear(x, w.key_w, Tensor(), k.select(0, t).view({nb, N, H * C}));
+        linear(x, w.value_w, Tensor(), v.select(0, t).view({nb, N, H * C}));
+    }
+    b.k = k.view({T, P, H, C}).permute({1, 0, 2, 3});
+    b.v = v.view({T, P, H, C}).permute({1, 0, 2, 3});
+    b.o = ws.alloc({P, 1, H, C});
+    attention(b.q, b.k, b.v, mask_t.expand({P, T}), Tensor(), 1.f / std::sqrt(static_cast<float>(C)), inf, b.o, ws);
+    return b;
+}
+
 // The constants of template t's block b: with training dropout, a key of its own.
 TrunkConstants template_block_constants(const TrunkConstants& k, int64_t t, size_t b) {
     TrunkConstants kb = k;
@@ -168,19 +192,8 @@ void template_pair_stack_block_forward(const TemplatePairStackBlockWeights& w, T
     auto note = [&](const char* name) {
         if (observe) observe(name, -1, act);
     };
-    // A residual update act += f(act), or with training dropout act += dropout(f(act)) (the update apart), as
-    // the Evoformer's pair stack drops out (evoformer/dropout.h).
-    auto residual = [&](DropoutSite site, auto&& update) {
-        if (k.dropout_key == 0) {
-            update(act, true);
-            return;
-        }
-        WorkspaceScope scope(ctx.ws);
-        Tensor u = ctx.ws.alloc(act.shape());
-        update(u, false);
-        apply_dropout(u, k.dropout_key, site);
-        add(act, u);
-    };
+    // Dropped out in training as the Evoformer's pair stack is (evoformer/dropout.h).
+    auto residual = [&](DropoutSite site, auto&& update) { residual_update(act, k.dropout_key, site, ctx, update); };
     auto attentions = [&] {
         residual(DropoutSite::TriangleAttentionStarting, [&](const Tensor& out, bool acc) {
             triangle_attention_forward(w.triangle_attention_starting_node, false, act, pair_mask, out, acc, ctx, k);
@@ -238,17 +251,8 @@ void template_pointwise_attention_forward(const AttentionWeights& w, const Tenso
     const int64_t rows = embed_block_rows(ctx.chunk_size, N, N * ((2 * T + 2) * H * C + Cz + Ct));
     for (int64_t i0 = 0; i0 < N; i0 += rows) {
         WorkspaceScope block(ws);
-        const int64_t nb = std::min(rows, N - i0), P = nb * N;
-        Tensor q = linear(pair.slice(0, i0, i0 + nb), w.query_w, Tensor(), ws).view({P, 1, H, C});
-        Tensor kk = ws.alloc({T, P, H * C}), v = ws.alloc({T, P, H * C});
-        for (int64_t t = 0; t < T; ++t) {
-            const Tensor x = template_act.select(0, t).slice(0, i0, i0 + nb);  // [nb, N, c_t]
-            linear(x, w.key_w, Tensor(), kk.select(0, t).view({nb, N, H * C}));
-            linear(x, w.value_w, Tensor(), v.select(0, t).view({nb, N, H * C}));
-        }
-        Tensor o = ws.alloc({P, 1, H, C});
-        attention(q, kk.view({T, P, H, C}).permute({1, 0, 2, 3}), v.view({T, P, H, C}).permute({1, 0, 2, 3}),
-                  mask_t.expand({P, T}), Tensor(), 1.f / std::sqrt(static_cast<float>(C)), k.inf, o, ws);
+        const int64_t nb = std::min(rows, N - i0);
+        const Tensor o = pointwise_attention_block(w, pair, template_act, mask_t, i0, nb, k.inf, ws).o;
         Tensor dst = out.slice(0, i0, i0 + nb);
         if (accumulate) {
             Tensor u = ws.alloc({nb, N, Cz});
@@ -307,9 +311,8 @@ void template_pair_stack_block_backward(const TemplatePairStackBlockWeights& w, 
     template_pair_stack_block_forward(w, a, pair_mask, ctx, k,
                                       [&](const char*, int64_t, const Tensor& t) { zs.push_back(t.clone()); });
     AXF_CHECK(zs.size() == 5, "template pair stack backward: %zu states observed", zs.size());
-    // Each step x' = x + f(x): dx = dx' + J_f^T dx' (the update's cotangent is dx' itself, copied so that the
-    // step's backward may accumulate into dx).
-    // With training dropout the update's cotangent passes the forward's mask.
+    // Each step x' = x + f(x): dx = dx' + J_f^T du with du = dx' (through the forward's dropout mask when training
+    // drops out), copied so that the step's backward may accumulate into dx.
     Tensor du = Tensor::empty(act.shape());
     auto update_cotangent = [&](DropoutSite site) {
         copy(du, dact);
@@ -357,27 +360,18 @@ void template_pointwise_attention_backward(const AttentionWeights& w, const Tens
     for (int64_t i0 = 0; i0 < N; i0 += rows) {
         WorkspaceScope block(ws);
         const int64_t nb = std::min(rows, N - i0), P = nb * N;
-        // The forward's q, k, v and attention output for this block of rows.
+        // The forward's q, k, v and attention output for this block of rows, then backward: out = o Wo + bo, the
+        // attention, the projections.
         const Tensor x = pair.slice(0, i0, i0 + nb);
-        Tensor q = linear(x, w.query_w, Tensor(), ws).view({P, 1, H, C});
-        Tensor kk = ws.alloc({T, P, H * C}), v = ws.alloc({T, P, H * C});
-        for (int64_t t = 0; t < T; ++t) {
-            const Tensor a = template_act.select(0, t).slice(0, i0, i0 + nb);
-            linear(a, w.key_w, Tensor(), kk.select(0, t).view({nb, N, H * C}));
-            linear(a, w.value_w, Tensor(), v.select(0, t).view({nb, N, H * C}));
-        }
+        const PointwiseBlock f = pointwise_attention_block(w, pair, template_act, mask_t, i0, nb, k.inf, ws);
         auto per_position = [&](const Tensor& t) { return t.view({T, P, H, C}).permute({1, 0, 2, 3}); };
-        const Tensor mask = mask_t.expand({P, T});
-        Tensor o = ws.alloc({P, 1, H, C});
-        attention(q, per_position(kk), per_position(v), mask, Tensor(), scale, k.inf, o, ws);
-        // out = o Wo + bo, then the attention, then the projections.
         Tensor dy = ws.alloc({nb, N, Cz});
         copy(dy, dout.slice(0, i0, i0 + nb));
         Tensor dO = ws.alloc({P, 1, H, C});
-        linear_backward(o.view({nb, N, H * C}), w.output_w, dy, dO.view({nb, N, H * C}), false, grads.output_w,
+        linear_backward(f.o.view({nb, N, H * C}), w.output_w, dy, dO.view({nb, N, H * C}), false, grads.output_w,
                         grads.output_b, ws);
         Tensor dq = ws.alloc({P, 1, H, C}), dk = ws.alloc({T, P, H * C}), dv = ws.alloc({T, P, H * C});
-        attention_backward(q, per_position(kk), per_position(v), mask, Tensor(), scale, k.inf, dO, dq, per_position(dk),
+        attention_backward(f.q, f.k, f.v, mask_t.expand({P, T}), Tensor(), scale, k.inf, dO, dq, per_position(dk),
                            per_position(dv), Tensor(), ws);
         linear_backward(x, w.query_w, dq.view({nb, N, H, C}), dpair.slice(0, i0, i0 + nb), true, grads.query_w,
                         Tensor(), ws);

@@ -49,7 +49,8 @@ void expect_directional_derivatives(const W& w, const W& grads, const std::funct
     const double noise = 2e-6 * objective_scale;
     int checked = 0;
     for (size_t p = 0; p < params.size(); ++p) {
-        const auto& [name, param] = params[p];
+        const std::string& name = params[p].first;  // (named: clang 14 cannot capture a structured binding)
+        const Tensor& param = params[p].second;
         const Tensor v = test::randn(param.shape(), rng);
         const std::vector<double> pv = host_float64(param);
         double rms = 0;
