@@ -12,12 +12,16 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <set>
 #include <sstream>
 #include <thread>
 
+#include "golden_util.h"
 #include "io/hdf5_file.h"
+#include "io/params.h"
 #include "kernels/device.h"
+#include "template_model_util.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -353,6 +357,45 @@ TEST(Cli, PlanForTheGpuModel) {
     EXPECT_NE(bad.out.find("expected auto, on or off"), std::string::npos) << bad.out;
 }
 
+// A template model trains from the command line: model_1_ptm at tiny widths with random parameters, on the golden
+// loss case with random templates added to its features; two updates move the template embedding's and the angle
+// rows' parameters as well as the trunk's, and the run resumes bit for bit.
+TEST(Cli, TrainsATemplateModel) {
+    const test::TempDir tmp;
+    std::mt19937 rng(9);
+    ParamStore store;
+    for (auto& [k, t] : init_model_params(ModelPreset::from_name("model_1_ptm"), test::tiny_template_model_dims(), 4))
+        store.insert(k, t);
+    const std::string params = (tmp / "params_model_1_ptm.npz").string(), example = (tmp / "ex.h5").string();
+    store.save_npz(params);
+    const io::Hdf5File cases(kSmall + "/loss_cases.h5");
+    const auto base = test::read_group(cases, "features");
+    const auto features = test::with_templates(base, test::random_raw_templates(3, base.at("aatype").size(1), rng));
+    {
+        io::Hdf5Writer w(example);
+        for (const auto& [k, t] : features) w.write("features/" + k, t);
+        for (const auto& [k, t] : test::read_group(cases, "batch")) w.write("batch/" + k, t);
+        w.commit();
+    }
+    const std::string common = "train --params " + params + " --model-name model_1_ptm --examples " + example +
+                               " --structure-module-layers 2 --threads 1 --warmup-steps 0 --learning-rate 1e-3 ";
+    RunResult r = run(common + "--steps 2 --out-dir " + (tmp / "a").string());
+    ASSERT_EQ(r.rc, 0) << r.out;
+    r = run(common + "--steps 1 --out-dir " + (tmp / "b").string());
+    ASSERT_EQ(r.rc, 0) << r.out;
+    r = run(common + "--steps 2 --resume " + (tmp / "b" / "checkpoint-000001").string() + " --out-dir " +
+            (tmp / "b").string());
+    ASSERT_EQ(r.rc, 0) << r.out;
+    const std::string trained = "checkpoint-000002/params_model_1_ptm.npz";
+    EXPECT_EQ(test::read_text((tmp / "a" / trained).string()), test::read_text((tmp / "b" / trained).string()));
+    const ParamStore after = ParamStore::load((tmp / "a" / trained).string());
+    const std::string evo = "alphafold/alphafold_iteration/evoformer/";
+    for (const std::string& key : {evo + "template_embedding/single_template_embedding/embedding2d//weights",
+                                   evo + "template_embedding/attention//query_w", evo + "template_projection//weights",
+                                   evo + "preprocess_msa//weights"})
+        EXPECT_GT(test::rel_diff(after.get(key), store.get(key)), 1e-6) << key;
+}
+
 // `plan --training`: one update's terms (training/training_plan.h; its measured agreement is in
 // docs/TRAINING.md). The checkpoints are exactly blocks x (S N c_m + N^2 c_z) floats: 48 x (128 x 256 x 256 +
 // 256^2 x 128) x 4 B = 3.0 GiB at crop 256, half of it per rank under DAP 2; the moving average is one parameter
@@ -368,7 +411,8 @@ TEST(Cli, PlanForATrainingUpdate) {
     EXPECT_NEAR(value_after(r.out, "Evoformer checkpoints (blocks x inputs)"), 3.0, 0.005) << r.out;
     const double peak = value_after(r.out, "predicted device peak ");
     EXPECT_GT(peak, 5.0) << r.out;
-    const RunResult bigger = run("plan --training --crop-size 384"), no_ema = run("plan --training --n-res 256 --no-ema");
+    const RunResult bigger = run("plan --training --crop-size 384"),
+                    no_ema = run("plan --training --n-res 256 --no-ema");
     ASSERT_EQ(bigger.rc, 0) << bigger.out;
     ASSERT_EQ(no_ema.rc, 0) << no_ema.out;
     EXPECT_GT(value_after(bigger.out, "predicted peak "), 1.4 * peak) << bigger.out;
