@@ -146,6 +146,7 @@ struct PlanOptions {
     bool training = false;                   // one training update (training/training_plan.h) instead
     bool ema = true;                         // the training plan keeps the moving average
     int dap = 1;                             // the training plan: ranks per example (one rank's share)
+    bool longest = false;                    // find the longest protein (crop) that fits --max-memory
 };
 int plan_main(const PlanOptions& o);
 

@@ -342,6 +342,8 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
             "plan one training update (axfold train, one rank) instead of a prediction")(
             "no-ema", po::bool_switch(), "with --training: without the parameters' moving average (--ema-decay 0)")(
             "dap", po::value<int>(&o.dap)->default_value(1), "with --training: ranks per example (one rank's share)")(
+            "longest", po::bool_switch(&o.longest),
+            "the longest protein (with --training: crop) that fits --max-memory, and its plan")(
             "model-name", po::value<std::string>(&o.model_name)->default_value("model_3_ptm"),
             "model_1 .. model_5, optionally _ptm (model_1 and model_2 plan their template embedding too)")(
             "save-outputs", po::bool_switch(&o.save_outputs),
@@ -351,7 +353,8 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
         po::variables_map vm;
         if (!parse(args, desc, vm)) return 0;
         AXF_CHECK(o.training || !vm.count("crop-size"), "plan: --crop-size goes with --training");
-        AXF_CHECK(vm.count("n-res") || vm.count("crop-size"), "plan: give --n-res (or, with --training, --crop-size)");
+        AXF_CHECK(vm.count("n-res") || vm.count("crop-size") || o.longest,
+                  "plan: give --n-res (or, with --training, --crop-size), or --longest");
         if (vm.count("crop-size")) o.n_res = vm["crop-size"].as<int64_t>();
         if (o.training) {  // AF2's training sizes unless given
             if (vm["n-seq"].defaulted()) o.n_seq = 128;

@@ -42,12 +42,47 @@ int plan_training_main(const PlanOptions& o) {
     return 0;
 }
 
+// Whether n residues fit --max-memory under o's settings (the plan of `plan` without its printout).
+bool fits(const PlanOptions& o, int64_t n) {
+    const RunSettings& r = o.run;
+    ModelConfig cfg;
+    cfg.preset = ModelPreset::from_name(o.model_name);
+    if (o.training) return plan_training(cfg, n, o.n_seq, o.n_extra, o.ema, o.dap).peak() <= parse_bytes(r.max_memory);
+    const DType act = select_precision(r.precision, r.activations, Device::CPU);
+    size_t peak = 0;
+    try {  // the planners throw when no chunk size fits the budget
+        if (r.device == "cuda")
+            plan_device_model(cfg, n, o.n_seq, o.n_extra, r.max_memory, r.chunk_size, &peak, act, o.save_outputs,
+                              nullptr, r.offload);
+        else
+            plan_prediction(cfg, n, o.n_seq, o.n_extra, r.max_memory, r.chunk_size, &peak, act, o.save_outputs ? 4 : 0);
+    } catch (const Error&) {
+        return false;
+    }
+    return true;
+}
+
 }  // namespace
 
-int plan_main(const PlanOptions& o) {
-    AXF_CHECK(o.n_res > 0 && o.n_seq > 0 && o.n_extra > 0, "plan: sizes must be positive");
+int plan_main(const PlanOptions& opts) {
+    PlanOptions o = opts;
     const RunSettings& r = o.run;
     AXF_CHECK(r.device == "cpu" || r.device == "cuda", "--device %s: expected cpu or cuda", r.device.c_str());
+    if (o.longest) {  // the longest protein (or crop) that fits, then its plan
+        AXF_CHECK(!r.max_memory.empty(), "plan --longest: give the budget with --max-memory");
+        set_num_threads(r.threads);
+        AXF_CHECK(fits(o, 1), "plan --longest: not even one residue fits --max-memory %s", r.max_memory.c_str());
+        int64_t lo = 1, hi = 2;  // fits(lo), and hi does not once found
+        while (hi <= (int64_t(1) << 20) && fits(o, hi)) lo = hi, hi *= 2;
+        while (hi - lo > 1) {
+            const int64_t mid = lo + (hi - lo) / 2;
+            (fits(o, mid) ? lo : hi) = mid;
+        }
+        std::printf("longest %s within %s: %lld residues\n", o.training ? "training crop" : "protein",
+                    r.max_memory.c_str(), (long long)lo);
+        o.n_res = lo;
+    }
+    AXF_CHECK(o.n_res > 0 && o.n_seq > 0 && o.n_extra > 0, "plan: sizes must be positive");
     if (o.training) return plan_training_main(o);
     // Planned, not run: no device is needed, and the device plan counts bf16 GEMM operand copies.
     const DType act = select_precision(r.precision, r.activations, Device::CPU);

@@ -430,6 +430,23 @@ TEST(Cli, PlanForATrainingUpdate) {
     EXPECT_NE(loose.out.find("--crop-size goes with --training"), std::string::npos) << loose.out;
 }
 
+// `plan --longest`: the longest protein (or training crop) whose plan fits the budget: one residue more does not.
+TEST(Cli, PlanFindsTheLongestThatFits) {
+    for (const char* settings :
+         {"--max-memory 22G --threads 1", "--device cuda --max-memory 40G", "--training --max-memory 8G"}) {
+        const RunResult r = run(std::string("plan --longest ") + settings);
+        ASSERT_EQ(r.rc, 0) << r.out;
+        const size_t at = r.out.find("residues");
+        ASSERT_NE(at, std::string::npos) << r.out;
+        const long n = std::stol(r.out.substr(r.out.rfind(' ', at - 2) + 1));
+        EXPECT_GT(n, 200) << r.out;
+        const std::string size = std::strstr(settings, "--training") ? " --crop-size " : " --n-res ";
+        EXPECT_EQ(run("plan" + size + std::to_string(n) + " " + settings).rc, 0) << settings;
+        EXPECT_NE(run("plan" + size + std::to_string(n + 1) + " " + settings).rc, 0) << settings;
+    }
+    EXPECT_NE(run("plan --longest").out.find("give the budget with --max-memory"), std::string::npos);
+}
+
 // `--precision bf16` stores the trunk's MSA and pair in bfloat16: at one chunk size the planned trunk peak
 // drops by exactly half the larger stack's activations (the extra-MSA stack here: 5120 x 3000 x 64 and
 // 3000 x 3000 x 128 elements, 2 bytes each saved = 3.977 GiB), on the GPU and on the CPU.
