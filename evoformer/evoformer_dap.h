@@ -128,10 +128,12 @@ void dap_evoformer_block_backward(const EvoformerBlockWeights& w, const DapActiv
 // every rank (the replicated structure module's and heads' gradient: each rank takes its block), and are
 // replaced by dL/d(its inputs) on every rank (all-gathered). grads (one per block, as evoformer_stack_backward)
 // receive the parameter gradients summed over ranks, the same on every rank. Memory per rank: the blocks'
-// input shards in one layout (1/P of what the single-rank stack keeps) and one block's internals.
+// input shards in one layout (1/P of what the single-rank stack keeps) and one block's internals. block_done(b)
+// (evoformer_stack.h), when given, is called once grads[b] holds the sum over ranks: block b's sum is waited for
+// after the next block's backward has started its own, so a caller's collective on it still overlaps the rest.
 void dap_evoformer_stack_backward(const EvoformerStackWeights& w, Comm& comm, const Tensor& m, const Tensor& z,
                                   const Tensor& msa_mask, const Tensor& pair_mask, Tensor& dm, Tensor& dz,
-                                  std::vector<EvoformerBlockWeights>& grads, Context& ctx,
-                                  const TrunkConstants& k = {});
+                                  std::vector<EvoformerBlockWeights>& grads, Context& ctx, const TrunkConstants& k = {},
+                                  const BlockGradientDone& block_done = nullptr);
 
 }  // namespace axfold

@@ -351,7 +351,8 @@ void dap_evoformer_block_backward(const EvoformerBlockWeights& w, const DapActiv
 
 void dap_evoformer_stack_backward(const EvoformerStackWeights& w, Comm& comm, const Tensor& m, const Tensor& z,
                                   const Tensor& msa_mask, const Tensor& pair_mask, Tensor& dm, Tensor& dz,
-                                  std::vector<EvoformerBlockWeights>& grads, Context& ctx, const TrunkConstants& k) {
+                                  std::vector<EvoformerBlockWeights>& grads, Context& ctx, const TrunkConstants& k,
+                                  const BlockGradientDone& block_done) {
     AXF_CHECK(grads.size() == w.blocks.size(), "DAP stack backward: %zu gradient blocks for %zu blocks", grads.size(),
               w.blocks.size());
     AXF_CHECK(dm.shape() == m.shape() && dz.shape() == z.shape() && m.dtype() == DType::F32 && z.dtype() == DType::F32,
@@ -372,18 +373,22 @@ void dap_evoformer_stack_backward(const EvoformerStackWeights& w, Comm& comm, co
     DapActivations g = dap_scatter(comm, dm, dz, msa_mask, pair_mask, ctx.device);
     std::vector<Tensor> sums(w.blocks.size());
     std::vector<std::unique_ptr<CommHandle>> summing(w.blocks.size());
+    // Block b's summed gradient, once its all-reduce is done.
+    auto summed = [&](size_t b) {
+        summing[b]->wait();
+        add_packed_grads(sums[b], grads[b]);
+        if (block_done) block_done(b);
+    };
     for (size_t b = w.blocks.size(); b-- > 0;) {
         EvoformerBlockWeights local = zeros_like_weights(w.blocks[b]);
         dap_evoformer_block_backward(w.blocks[b], inputs[b], g, local, ctx, block_constants(k, b));
         inputs[b] = DapActivations();
         sums[b] = pack_grads(local);
-        summing[b] = comm.all_reduce_sum(sums[b]);  // overlaps the next block's backward
+        summing[b] = comm.all_reduce_sum(sums[b]);   // overlaps the next block's backward
+        if (b + 1 < w.blocks.size()) summed(b + 1);  // started one block ago
     }
     dap_gather(g, dm, dz);
-    for (size_t b = 0; b < w.blocks.size(); ++b) {
-        summing[b]->wait();
-        add_packed_grads(sums[b], grads[b]);
-    }
+    summed(0);
 }
 
 }  // namespace axfold

@@ -153,7 +153,8 @@ void evoformer_block_backward(const EvoformerBlockWeights& w, const Tensor& m, c
 
 void evoformer_stack_backward(const EvoformerStackWeights& w, const Tensor& m, const Tensor& z, const Tensor& msa_mask,
                               const Tensor& pair_mask, Tensor& dm, Tensor& dz,
-                              std::vector<EvoformerBlockWeights>& grads, Context& ctx, const TrunkConstants& k) {
+                              std::vector<EvoformerBlockWeights>& grads, Context& ctx, const TrunkConstants& k,
+                              const BlockGradientDone& block_done) {
     AXF_CHECK(grads.size() == w.blocks.size(), "evoformer stack backward: %zu gradient blocks for %zu blocks",
               grads.size(), w.blocks.size());
     std::vector<Tensor> ms{m.clone()}, zs{z.clone()};  // each block's input
@@ -163,9 +164,11 @@ void evoformer_stack_backward(const EvoformerStackWeights& w, const Tensor& m, c
         ms.push_back(mb);
         zs.push_back(zb);
     }
-    for (size_t b = w.blocks.size(); b-- > 0;)
+    for (size_t b = w.blocks.size(); b-- > 0;) {
         evoformer_block_backward(w.blocks[b], ms[b], zs[b], msa_mask, pair_mask, dm, dz, grads[b], ctx,
                                  block_constants(k, b));
+        if (block_done) block_done(b);
+    }
 }
 
 TrunkConstants block_constants(const TrunkConstants& k, size_t block) {

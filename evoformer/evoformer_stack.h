@@ -77,10 +77,12 @@ void evoformer_block_backward(const EvoformerBlockWeights& w, const Tensor& m, c
 // The stack's backward: m and z are the stack's inputs, dm and dz hold dL/d(its outputs) and are replaced by
 // dL/d(its inputs); grads (one zeros_like_weights per block) accumulate. Each block's input is kept during a
 // forward replay (blocks x (S N C_m + N^2 C_z) floats; activation checkpointing per block), then the blocks'
-// backward runs in reverse.
+// backward runs in reverse. block_done(b), when given, is called as soon as grads[b] is final (last block
+// first), e.g. to start its data-parallel all-reduce while the earlier blocks' backward runs.
+using BlockGradientDone = std::function<void(size_t block)>;
 void evoformer_stack_backward(const EvoformerStackWeights& w, const Tensor& m, const Tensor& z, const Tensor& msa_mask,
                               const Tensor& pair_mask, Tensor& dm, Tensor& dz, std::vector<EvoformerBlockWeights>& grads,
-                              Context& ctx, const TrunkConstants& k = {});
+                              Context& ctx, const TrunkConstants& k = {}, const BlockGradientDone& block_done = nullptr);
 
 // Block `block`'s constants within a stack: its own dropout key (TrunkConstants::dropout_key; 0 stays 0).
 TrunkConstants block_constants(const TrunkConstants& k, size_t block);

@@ -67,8 +67,41 @@ template <class F> void packed_collective(ModelWeights& grads, const char* what,
 
 void average_over_replicas(ModelWeights& grads, Comm& comm) {
     if (comm.size() == 1) return;
-    packed_collective(grads, "average_over_replicas", 1.f / static_cast<float>(comm.size()),
-                      [&](const Tensor& flat) { comm.all_reduce_sum(flat)->wait(); });
+    ReplicaAverage average(comm);
+    average.start(grads);
+    average.finish();
+}
+
+void ReplicaAverage::start_tensors(const std::vector<Tensor>& tensors) {
+    Bucket b;
+    b.tensors = tensors;
+    int64_t n = 0;
+    for (const Tensor& t : tensors) {
+        check_host_f32(t, "a gradient", "replica average");
+        n += t.numel();
+    }
+    b.packed = Tensor::empty({n});
+    int64_t off = 0;
+    for (const Tensor& t : tensors) {
+        std::copy(t.f32(), t.f32() + t.numel(), b.packed.f32() + off);
+        off += t.numel();
+    }
+    b.summing = comm_.all_reduce_sum(b.packed);
+    buckets_.push_back(std::move(b));
+}
+
+void ReplicaAverage::finish() {
+    const float scale = 1.f / static_cast<float>(comm_.size());
+    for (Bucket& b : buckets_) {
+        b.summing->wait();
+        int64_t off = 0;
+        for (const Tensor& t : b.tensors) {
+            float* p = t.f32();
+            for (int64_t i = 0; i < t.numel(); ++i) p[i] = b.packed.f32()[off + i] * scale;
+            off += t.numel();
+        }
+    }
+    buckets_.clear();
 }
 
 void broadcast_gradients(ModelWeights& grads, Comm& comm, int root) {

@@ -14,12 +14,13 @@
 // together (with one example per update they agree).
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "io/hdf5_file.h"
-#include "parallel/comm.h"
 #include "model/model.h"
+#include "parallel/comm.h"
 
 namespace axfold {
 
@@ -42,6 +43,34 @@ double global_norm(const ModelWeights& grads);
 // in place; one all-reduce of every tensor packed together.
 void average_over_replicas(ModelWeights& grads, Comm& comm);
 
+// The same average started part by part as a backward pass finishes each part of the gradient (buckets, as
+// DDP makes them), so that the all-reduces overlap the rest of the backward: start() packs a part's tensors and
+// starts their sum over the ranks of `comm`; finish() waits for every part, unpacks the sums and divides them by
+// the rank count. The tensors must stay alive and untouched from their start() to finish().
+class ReplicaAverage {
+public:
+    explicit ReplicaAverage(Comm& comm) : comm_(comm) {}
+    void start_tensors(const std::vector<Tensor>& tensors);
+    template <class W>
+    void start(W& part) {
+        std::vector<Tensor> ts;
+        part.visit([&](const std::string&, Tensor& t) {
+            if (t.defined()) ts.push_back(t);
+        });
+        start_tensors(ts);
+    }
+    void finish();
+
+private:
+    struct Bucket {
+        std::vector<Tensor> tensors;
+        Tensor packed;
+        std::unique_ptr<CommHandle> summing;
+    };
+    Comm& comm_;
+    std::vector<Bucket> buckets_;
+};
+
 // The parameters' exponential moving average (AF2 evaluates its trained model with one of decay 0.999):
 // ema = decay * ema + (1 - decay) * params for every tensor, in place; started from the initial parameters
 // (no bias correction).
@@ -53,10 +82,10 @@ void update_moving_average(ModelWeights& ema, const ModelWeights& params, double
 void broadcast_gradients(ModelWeights& grads, Comm& comm, int root = 0);
 
 struct AdamStats {
-    int64_t step = 0;             // the update just applied (1-based)
-    double learning_rate = 0;     // lr(step)
-    double grad_norm = 0;         // before clipping
-    double clip_scale = 1;        // the factor the gradient was scaled by (1: not clipped)
+    int64_t step = 0;          // the update just applied (1-based)
+    double learning_rate = 0;  // lr(step)
+    double grad_norm = 0;      // before clipping
+    double clip_scale = 1;     // the factor the gradient was scaled by (1: not clipped)
 };
 
 class Adam {

@@ -400,11 +400,10 @@ std::string train(const TrainerOptions& o) {
             // Dropout masks: the same on every rank of a DAP group, different across replicas and updates.
             const uint64_t dropout_seed = o.dropout ? update_seed(o.seed ^ 0x5DEECE66Dull, s, groups.replica) | 1 : 0;
             step = training_step(model, u.ex.features, u.ex.batch, LossConfig{}, ctx, nullptr, groups.dap.get(),
-                                 dropout_seed);
+                                 dropout_seed, groups.replicas.get());  // the gradient averaged over replicas
         } catch (const Error& e) {
             throw Error(strfmt("update %lld, example %s: %s", (long long)s, path.c_str(), e.what()));
         }
-        average_over_replicas(step.grads, *groups.replicas);
         broadcast_gradients(step.grads, *groups.dap);  // one update on every rank of a DAP group
         // The losses averaged over replicas, for the log.
         std::vector<std::string> names;

@@ -13,6 +13,7 @@
 #include "structure/heads.h"
 #include "structure/structure_module.h"
 #include "structure/torsion_angles.h"
+#include "training/optimizer.h"
 
 namespace axfold {
 
@@ -115,7 +116,7 @@ RecycledInputs recycled_inputs(const Model& model, const FeatureDict& features, 
 
 TrainingStep training_step(const Model& model, const FeatureDict& features, const FeatureDict& batch,
                            const LossConfig& config, Context& ctx, const RecycledInputs* recycled, Comm* comm,
-                           uint64_t dropout_seed) {
+                           uint64_t dropout_seed, Comm* replicas) {
     const ModelWeights& w = model.weights();
     const ModelConfig& cfg = model.config();
     AXF_CHECK(!w.multimer, "training step: AlphaFold-Multimer models do not train yet");
@@ -158,13 +159,19 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
         else
             evoformer_stack_forward(st, m, z, mm, pm, ctx, k);
     };
+    // Data parallel: the gradient's average over the replicas, started part by part as the backward finishes
+    // each (the heads, structure module and single projection; each stack block; the embedders last).
+    std::unique_ptr<ReplicaAverage> average;
+    if (replicas && replicas->size() > 1) average = std::make_unique<ReplicaAverage>(*replicas);
     auto stack_backward = [&](const EvoformerStackWeights& st, const Tensor& m, const Tensor& z, const Tensor& mm,
                               const Tensor& pm, Tensor& dm, Tensor& dz, std::vector<EvoformerBlockWeights>& grads,
                               const TrunkConstants& k) {
+        BlockGradientDone done;
+        if (average) done = [&](size_t b) { average->start(grads[b]); };
         if (dap)
-            dap_evoformer_stack_backward(st, *comm, m, z, mm, pm, dm, dz, grads, ctx, k);
+            dap_evoformer_stack_backward(st, *comm, m, z, mm, pm, dm, dz, grads, ctx, k, done);
         else
-            evoformer_stack_backward(st, m, z, mm, pm, dm, dz, grads, ctx, k);
+            evoformer_stack_backward(st, m, z, mm, pm, dm, dz, grads, ctx, k, done);
     };
     const Tensor &prev_row = rec.msa_first_row, &prev_pair = rec.pair, &prev_pb = rec.pseudo_beta;
     WorkspaceScope scope(ctx.ws);  // (after prediction, which trims the arena between its phases)
@@ -277,6 +284,11 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
                     false, g.single_activations.single_activations.weights,
                     g.single_activations.single_activations.bias, ctx.ws);
     add(dmsa.select(0, 0), drow);
+    if (average) {
+        average->start(g.heads);
+        average->start(g.structure_module);
+        average->start(g.single_activations);
+    }
     std::vector<EvoformerBlockWeights> ge(g.evoformer.blocks.begin(), g.evoformer.blocks.end());
     stack_backward(w.evoformer, msa1, pair1, msa_mask, pair_mask, dmsa, dpair, ge, k_evo);
     g.evoformer.blocks = ge;
@@ -301,6 +313,17 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
     input_embedder_backward(w.input_embedder, target_feat, residue_index, msa_feat, dclusters, dpair, Tensor(),
                             Tensor(), g.input_embedder, ctx);
     mark("embedders_backward");
+    if (average) {
+        if (templates) {
+            average->start(g.template_embedding);
+            average->start(g.template_angle_embedder);
+        }
+        average->start(g.extra_msa_embedder);
+        average->start(g.recycling_embedder);
+        average->start(g.input_embedder);
+        average->finish();
+        mark("replica_average");  // what the last parts' all-reduces and the waits left exposed
+    }
     step.timings = std::move(timings);
     return step;
 }

@@ -31,7 +31,8 @@ struct TrainingStep {
     std::map<std::string, Tensor> outputs;  // the last iteration's outputs under the loss's names
     // Seconds per stage, in order: recycling, embedders (with the templates), extra_msa_stack, evoformer,
     // structure_module, heads, loss, then the backward passes (heads, structure module with the single
-    // projection, evoformer, extra-MSA stack, templates when the model has them, embedders).
+    // projection, evoformer, extra-MSA stack, templates when the model has them, embedders) and, with replicas,
+    // replica_average (the wait for the data-parallel average's last parts).
     std::vector<std::pair<std::string, double>> timings;
 };
 
@@ -46,10 +47,13 @@ RecycledInputs recycled_inputs(const Model& model, const FeatureDict& features, 
 // iteration's ground truth (alphafold_loss's names, no iteration axis). recycled: the earlier iterations'
 // outputs when already known (else computed: recycled_inputs). comm: DAP over its ranks (nullptr: one rank).
 // dropout_seed: AF2's training dropout in the Evoformer, extra-MSA and template pair stacks and the structure
-// module (evoformer/dropout.h), drawn from this seed; 0: none. The recycled iterations run without dropout.
+// module (evoformer/dropout.h), drawn from this seed; 0: none. replicas (data parallel; nullptr or one rank:
+// none): the gradient returned is the average over its ranks' steps (each on its own example), its all-reduces
+// started part by part as the backward finishes each part (ReplicaAverage, training/optimizer.h), so that they
+// overlap the rest of the backward; the losses stay this rank's. The recycled iterations run without dropout.
 TrainingStep training_step(const Model& model, const FeatureDict& features, const FeatureDict& batch,
                            const LossConfig& config, Context& ctx, const RecycledInputs* recycled = nullptr,
-                           Comm* comm = nullptr, uint64_t dropout_seed = 0);
+                           Comm* comm = nullptr, uint64_t dropout_seed = 0, Comm* replicas = nullptr);
 
 // A zero gradient of the model's weights' layout (the stacks' blocks included).
 ModelWeights zeros_like_model(const ModelWeights& w);

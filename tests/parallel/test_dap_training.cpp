@@ -189,6 +189,10 @@ TEST(DataParallelTimesDap, AveragedGradientEqualsTheMeanOfOneRankGradients) {
         average_over_replicas(mine.grads, *g.replicas);
         const std::string on = " (" + std::to_string(g.num_replicas) + " replicas x DAP " + std::to_string(dap) + ")";
         EXPECT_GT(expect_same_gradients(mean, mine.grads, on), 50);
+        // The same average started part by part inside the backward (training_step's replicas).
+        const TrainingStep bucketed = training_step(model, features, batch_of(g.replica), LossConfig{}, c2, nullptr,
+                                                    g.dap.get(), 0, g.replicas.get());
+        EXPECT_GT(expect_same_gradients(mean, bucketed.grads, " (bucketed)" + on), 50);
         // Not trivially equal: the replicas' examples give different gradients.
         if (g.num_replicas > 1) {
             const TrainingStep s0 = training_step(model, features, batch_of(0), LossConfig{}, c1);
