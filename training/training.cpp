@@ -314,7 +314,7 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
                             Tensor(), g.input_embedder, ctx);
     mark("embedders_backward");
     if (average) {
-        if (templates) {
+        if (w.has_templates) {  // by the model, not the example: every replica starts the same buckets
             average->start(g.template_embedding);
             average->start(g.template_angle_embedder);
         }

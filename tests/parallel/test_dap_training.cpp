@@ -201,3 +201,29 @@ TEST(DataParallelTimesDap, AveragedGradientEqualsTheMeanOfOneRankGradients) {
         }
     }
 }
+
+// A template model's replicas, one example with templates and one without: every replica averages the same parts
+// (the template gradient is zero without templates), and the average equals the mean of the one-rank gradients.
+TEST(DataParallelTimesDap, TemplateModelReplicasWithAndWithoutTemplates) {
+    Comm& world = world_comm();
+    if (world.size() < 2) GTEST_SKIP() << "needs two ranks";
+    std::mt19937 rng(22);
+    const io::Hdf5File cases(kSmall + "/loss_cases.h5");
+    const Model model = test::tiny_template_model(8);
+    const FeatureDict base = test::read_group(cases, "features"), batch = test::read_group(cases, "batch");
+    const FeatureDict with = test::with_templates(base, test::random_raw_templates(3, base.at("aatype").size(1), rng));
+    TrainingGroups g = split_training_groups(world, 1);
+    auto features_of = [&](int q) -> const FeatureDict& { return q % 2 ? base : with; };
+    Context c1, c2;
+    ModelWeights mean = zeros_like_model(model.weights());
+    for (int q = 0; q < g.num_replicas; ++q) {
+        ModelWeights sg = training_step(model, features_of(q), batch, LossConfig{}, c1).grads;
+        std::vector<Tensor> src, dst;
+        sg.visit([&](const std::string&, Tensor& t) { src.push_back(t); });
+        mean.visit([&](const std::string&, Tensor& t) { dst.push_back(t); });
+        for (size_t i = 0; i < src.size(); ++i) add(dst[i], src[i], 1.f / static_cast<float>(g.num_replicas));
+    }
+    const TrainingStep mine = training_step(model, features_of(g.replica), batch, LossConfig{}, c2, nullptr,
+                                            g.dap.get(), 0, g.replicas.get());
+    expect_same_gradients(mean, mine.grads, " (template model, " + std::to_string(g.num_replicas) + " replicas)");
+}
