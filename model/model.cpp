@@ -153,6 +153,20 @@ std::pair<double, double> value_range(const std::string& name, int64_t n_res) {
 
 }  // namespace
 
+TemplateIterationInputs template_iteration_inputs(const FeatureDict& f, int64_t r) {
+    auto feat = [&](const char* name) { return to_f32(f.at(name).select(0, r)).contiguous(); };
+    TemplateIterationInputs in;
+    in.pair = {to_int64(f.at("template_aatype").select(0, r)), feat("template_all_atom_mask"),
+               feat("template_pseudo_beta"), feat("template_pseudo_beta_mask"), feat("template_mask")};
+    if (f.count("template_torsion_angles_sin_cos"))
+        in.torsions = {feat("template_torsion_angles_sin_cos"), feat("template_alt_torsion_angles_sin_cos"),
+                       feat("template_torsion_angles_mask")};
+    else
+        in.torsions = atom37_to_torsion_angles(in.pair.template_aatype, feat("template_all_atom_positions"),
+                                               in.pair.template_all_atom_mask);
+    return in;
+}
+
 void validate_features(const FeatureDict& f, const ModelConfig& config, const std::string& source) {
     std::map<char, int64_t> sizes;
     std::map<char, std::string> first;

@@ -23,6 +23,7 @@
 #include "io/structure_writer.h"
 #include "structure/heads.h"
 #include "structure/structure_module.h"
+#include "structure/torsion_angles.h"
 
 namespace axfold {
 
@@ -179,6 +180,15 @@ ModelConfig model_config(const std::map<std::string, Shape>& shapes, const std::
 // except the three torsion features: without them the model computes them from the template atoms in
 // float64, as AF2 does inside its model (structure/torsion_angles.h).
 void validate_features(const FeatureDict& features, const ModelConfig& config, const std::string& source);
+
+// A monomer template model's template inputs of iteration r (host float32): the pair embedding's features and
+// the template torsions, the features' own or, without them, computed from the template atoms as AF2 does
+// inside its model (float64 here: structure/torsion_angles.h). Prediction and the training step read them.
+struct TemplateIterationInputs {
+    TemplatePairInputs pair;
+    TorsionAngles torsions;
+};
+TemplateIterationInputs template_iteration_inputs(const FeatureDict& features, int64_t r);
 
 }  // namespace axfold
 

@@ -12,19 +12,27 @@
 
 namespace axfold {
 
+ParamBytes model_param_bytes(const ModelPreset& preset, int64_t evoformer_blocks, int64_t extra_msa_blocks) {
+    ModelDims d;
+    d.evoformer_blocks = evoformer_blocks;
+    d.extra_msa_blocks = extra_msa_blocks;
+    ParamBytes b;
+    for (auto& [k, s] : model_param_shapes(preset, d)) {
+        const size_t bytes = shape_numel(s) * 4;
+        b.all += bytes;
+        if (k.find("/evoformer_iteration/") != std::string::npos) b.evoformer += bytes;
+        if (k.find("/extra_msa_stack/") != std::string::npos) b.extra_msa += bytes;
+    }
+    return b;
+}
+
 namespace {
 // fp32 bytes of the AF2 monomer parameters at these depths; with `stacks_only`, just the extra-MSA and
 // Evoformer stacks' (what --device cuda copies to the GPU).
 size_t param_bytes(int64_t evoformer_blocks, int64_t extra_msa_blocks, bool stacks_only = false) {
-    ModelDims d;
-    d.evoformer_blocks = evoformer_blocks;
-    d.extra_msa_blocks = extra_msa_blocks;
-    size_t bytes = 0;
-    for (auto& [k, s] : model_param_shapes(ModelPreset::from_name("model_3_ptm"), d))
-        if (!stacks_only || k.find("/evoformer_iteration/") != std::string::npos ||
-            k.find("/extra_msa_stack/") != std::string::npos)
-            bytes += shape_numel(s) * 4;
-    return bytes;
+    const ParamBytes b =
+        model_param_bytes(ModelPreset::from_name("model_3_ptm"), evoformer_blocks, extra_msa_blocks);
+    return stacks_only ? b.evoformer + b.extra_msa : b.all;
 }
 }  // namespace
 

@@ -15,6 +15,11 @@
 
 namespace axfold {
 
+// fp32 bytes of a preset's parameters at these depths: all of them, and the Evoformer and extra-MSA stacks' own.
+struct ParamBytes {
+    size_t all = 0, evoformer = 0, extra_msa = 0;
+};
+ParamBytes model_param_bytes(const ModelPreset& preset, int64_t evoformer_blocks, int64_t extra_msa_blocks);
 // Bytes a full-model run holds through every phase (parameters, features, masks, runtime): planner input.
 size_t model_fixed_bytes(int64_t n_res, int64_t n_seq, int64_t n_extra, int64_t evoformer_blocks,
                          int64_t extra_msa_blocks);

@@ -319,19 +319,11 @@ private:
     void embed_templates(int r) {
         if (multimer_) return embed_multimer_templates(r);
         Context& mc = place_.rest();
-        TemplatePairInputs in{to_int64(f_.at("template_aatype").select(0, r)), feat("template_all_atom_mask", r),
-                              feat("template_pseudo_beta", r), feat("template_pseudo_beta_mask", r),
-                              feat("template_mask", r)};
+        const TemplateIterationInputs ti = template_iteration_inputs(f_, r);
+        const TemplatePairInputs& in = ti.pair;
+        const TorsionAngles& ta = ti.torsions;
         // The angle rows first: they complete the MSA, whose copy out (offload) then overlaps the template pair
         // stacks. (AF2 appends them after the extra-MSA stack; they depend on neither.)
-        TorsionAngles ta;
-        if (f_.count("template_torsion_angles_sin_cos")) {
-            ta = {feat("template_torsion_angles_sin_cos", r), feat("template_alt_torsion_angles_sin_cos", r),
-                  feat("template_torsion_angles_mask", r)};
-        } else {  // AF2 computes them inside the model (float64 here: structure/torsion_angles.h)
-            ta = atom37_to_torsion_angles(in.template_aatype, feat("template_all_atom_positions", r),
-                                          in.template_all_atom_mask);
-        }
         const Tensor torsion_mask = ta.mask;
         Tensor angle_feat = template_angle_feat(in.template_aatype, ta.sin_cos, ta.alt_sin_cos, torsion_mask);
         template_rows_ = msa_.slice(0, S_, S_ + T_);

@@ -21,6 +21,31 @@ void check_host_f32(const Tensor& t, const std::string& name, const char* what) 
               "%s: %s is %s, expected a contiguous float32 host tensor", what, name.c_str(), t.desc().c_str());
 }
 
+// The tensors (host float32, contiguous) packed into one buffer for a collective, and back (times scale).
+Tensor pack(const std::vector<Tensor>& ts, const char* what) {
+    int64_t n = 0;
+    for (const Tensor& t : ts) {
+        check_host_f32(t, "a gradient", what);
+        n += t.numel();
+    }
+    Tensor flat = Tensor::empty({n});
+    int64_t off = 0;
+    for (const Tensor& t : ts) {
+        std::copy(t.f32(), t.f32() + t.numel(), flat.f32() + off);
+        off += t.numel();
+    }
+    return flat;
+}
+
+void unpack(const Tensor& flat, const std::vector<Tensor>& ts, float scale) {
+    int64_t off = 0;
+    for (const Tensor& t : ts) {
+        float* p = t.f32();
+        for (int64_t i = 0; i < t.numel(); ++i) p[i] = flat.f32()[off + i] * scale;
+        off += t.numel();
+    }
+}
+
 }  // namespace
 
 double scheduled_learning_rate(const AdamConfig& c, int64_t step) {
@@ -42,29 +67,6 @@ double global_norm(const ModelWeights& grads) {
     return std::sqrt(s);
 }
 
-// Every gradient packed into one buffer, `collective` run on it, and scale * the result unpacked.
-template <class F> void packed_collective(ModelWeights& grads, const char* what, float scale, F&& collective) {
-    const auto ts = tensors_of(grads);
-    int64_t n = 0;
-    for (const auto& [name, t] : ts) {
-        check_host_f32(t, name, what);
-        n += t.numel();
-    }
-    Tensor flat = Tensor::empty({n});
-    int64_t off = 0;
-    for (const auto& [name, t] : ts) {
-        std::copy(t.f32(), t.f32() + t.numel(), flat.f32() + off);
-        off += t.numel();
-    }
-    collective(flat);
-    off = 0;
-    for (const auto& [name, t] : ts) {
-        float* p = t.f32();
-        for (int64_t i = 0; i < t.numel(); ++i) p[i] = flat.f32()[off + i] * scale;
-        off += t.numel();
-    }
-}
-
 void average_over_replicas(ModelWeights& grads, Comm& comm) {
     if (comm.size() == 1) return;
     ReplicaAverage average(comm);
@@ -75,38 +77,26 @@ void average_over_replicas(ModelWeights& grads, Comm& comm) {
 void ReplicaAverage::start_tensors(const std::vector<Tensor>& tensors) {
     Bucket b;
     b.tensors = tensors;
-    int64_t n = 0;
-    for (const Tensor& t : tensors) {
-        check_host_f32(t, "a gradient", "replica average");
-        n += t.numel();
-    }
-    b.packed = Tensor::empty({n});
-    int64_t off = 0;
-    for (const Tensor& t : tensors) {
-        std::copy(t.f32(), t.f32() + t.numel(), b.packed.f32() + off);
-        off += t.numel();
-    }
+    b.packed = pack(tensors, "replica average");
     b.summing = comm_.all_reduce_sum(b.packed);
     buckets_.push_back(std::move(b));
 }
 
 void ReplicaAverage::finish() {
-    const float scale = 1.f / static_cast<float>(comm_.size());
     for (Bucket& b : buckets_) {
         b.summing->wait();
-        int64_t off = 0;
-        for (const Tensor& t : b.tensors) {
-            float* p = t.f32();
-            for (int64_t i = 0; i < t.numel(); ++i) p[i] = b.packed.f32()[off + i] * scale;
-            off += t.numel();
-        }
+        unpack(b.packed, b.tensors, 1.f / static_cast<float>(comm_.size()));
     }
     buckets_.clear();
 }
 
 void broadcast_gradients(ModelWeights& grads, Comm& comm, int root) {
     if (comm.size() == 1) return;
-    packed_collective(grads, "broadcast_gradients", 1.f, [&](const Tensor& flat) { comm.broadcast(flat, root)->wait(); });
+    std::vector<Tensor> ts;
+    for (const auto& [name, t] : tensors_of(grads)) ts.push_back(t);
+    const Tensor flat = pack(ts, "broadcast_gradients");
+    comm.broadcast(flat, root)->wait();
+    unpack(flat, ts, 1.f);
 }
 
 void update_moving_average(ModelWeights& ema, const ModelWeights& params, double decay) {

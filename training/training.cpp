@@ -12,7 +12,6 @@
 #include "structure/all_atom.h"
 #include "structure/heads.h"
 #include "structure/structure_module.h"
-#include "structure/torsion_angles.h"
 #include "training/optimizer.h"
 
 namespace axfold {
@@ -194,15 +193,9 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
     TemplatePairInputs tin;
     Tensor pair_t, angle_feat;  // the template embedding's query (the pair before it); the angle rows' features
     if (templates) {
-        tin = {to_int64(features.at("template_aatype").select(0, r)), feat("template_all_atom_mask"),
-               feat("template_pseudo_beta"), feat("template_pseudo_beta_mask"), feat("template_mask")};
-        TorsionAngles ta;
-        if (features.count("template_torsion_angles_sin_cos"))
-            ta = {feat("template_torsion_angles_sin_cos"), feat("template_alt_torsion_angles_sin_cos"),
-                  feat("template_torsion_angles_mask")};
-        else
-            ta = atom37_to_torsion_angles(tin.template_aatype, feat("template_all_atom_positions"),
-                                          tin.template_all_atom_mask);
+        const TemplateIterationInputs ti = template_iteration_inputs(features, r);
+        tin = ti.pair;
+        const TorsionAngles& ta = ti.torsions;
         angle_feat = template_angle_feat(tin.template_aatype, ta.sin_cos, ta.alt_sin_cos, ta.mask);
         Tensor rows = msa.slice(0, S, S + T);
         template_angle_embedder_forward(w.template_angle_embedder, angle_feat, rows, ctx);

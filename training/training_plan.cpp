@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include "kernels/error.h"
-#include "model/model_params.h"
 #include "model/model_plan.h"
 
 namespace axfold {
@@ -38,17 +37,8 @@ size_t block_backward_bytes(int64_t n_seq, int64_t n_res, int64_t c_m, int64_t c
 TrainingMemoryPlan plan_training(const ModelConfig& cfg, int64_t n_res, int64_t n_seq, int64_t n_extra, bool ema,
                                  int dap) {
     AXF_CHECK(dap >= 1, "training plan: --dap %d, expected >= 1", dap);
-    ModelDims dims;
-    dims.evoformer_blocks = cfg.evoformer_blocks;
-    dims.extra_msa_blocks = cfg.extra_msa_blocks;
-    size_t P = 0, evo_params = 0, extra_params = 0;  // bytes: all, the Evoformer stack's, the extra-MSA stack's
-    for (const auto& [key, shape] : model_param_shapes(cfg.preset, dims)) {
-        size_t n = 4;
-        for (int64_t d : shape) n *= static_cast<size_t>(d);
-        P += n;
-        if (key.find("/evoformer_iteration/") != std::string::npos) evo_params += n;
-        if (key.find("/extra_msa_stack/") != std::string::npos) extra_params += n;
-    }
+    const ParamBytes params = model_param_bytes(cfg.preset, cfg.evoformer_blocks, cfg.extra_msa_blocks);
+    const size_t P = params.all;
     const size_t N = n_res, E = n_extra, f = 4;
     const size_t S = n_seq + (cfg.preset.templates ? kPlannedTemplates : 0);  // the template angle rows
     const size_t m = S * N * cfg.c_m * f, z = N * N * cfg.c_z * f, x = E * N * cfg.c_e * f;
@@ -74,8 +64,10 @@ TrainingMemoryPlan plan_training(const ModelConfig& cfg, int64_t n_res, int64_t 
     // and one block's internals.
     const size_t evo_kept = cfg.evoformer_blocks * (m + z) / dap, extra_kept = cfg.extra_msa_blocks * (x + z) / dap;
     // Under DAP each block's packed parameter gradient stays in its all-reduce until the stack's end.
-    const size_t evo_block = block_backward_bytes(S, N, cfg.c_m, cfg.c_z, false, dap) + (dap > 1 ? evo_params : 0),
-                 extra_block = block_backward_bytes(E, N, cfg.c_e, cfg.c_z, true, dap) + (dap > 1 ? extra_params : 0);
+    const size_t evo_block =
+                     block_backward_bytes(S, N, cfg.c_m, cfg.c_z, false, dap) + (dap > 1 ? params.evoformer : 0),
+                 extra_block =
+                     block_backward_bytes(E, N, cfg.c_e, cfg.c_z, true, dap) + (dap > 1 ? params.extra_msa : 0);
     if (evo_kept + evo_block >= extra_kept + extra_block) {
         p.terms.push_back({"Evoformer checkpoints (blocks x inputs)", evo_kept});
         p.terms.push_back({"one Evoformer block's backward", evo_block});
