@@ -276,10 +276,12 @@ namespace {
 
 // `bench model --training`: one update as `axfold train` makes it (the last iteration's training_step, Adam, the
 // moving average) on a random ground truth: a random walk of 3.8 A steps with every atom near its residue's point,
-// random MSA targets with AF2's 15 % BERT mask. Peak RSS against plan --training.
-int bench_training(const Model& model, const FeatureDict& f, const BenchModelOptions& o) {
-    AXF_CHECK(o.run.device == "cpu" && o.run.precision == "fp32" && o.run_blocks < 0 && o.chains == 0,
-              "bench model --training: the host, float32, every block, monomers (the training step's limits)");
+// random MSA targets with AF2's 15 % BERT mask. Peak RSS against plan --training; on a GPU (the parameters, Adam's
+// state and the moving average there, as `axfold train --device cuda`) a first update warms up and the second is
+// timed, with the device's peak memory.
+int bench_training(const Model& model, const FeatureDict& f, const BenchModelOptions& o, Device device) {
+    AXF_CHECK(o.run_blocks < 0 && o.chains == 0,
+              "bench model --training: every block, monomers (the training step's limits)");
     const int64_t R = f.at("aatype").size(0), N = o.n_res, S = o.n_seq;
     std::mt19937 rng(5);
     std::normal_distribution<float> step(0.f, 3.8f / std::sqrt(3.f)), jitter(0.f, 1.f);
@@ -307,30 +309,39 @@ int bench_training(const Model& model, const FeatureDict& f, const BenchModelOpt
     batch["seq_length"] = to_int64(Tensor::full({}, static_cast<float>(N)));
     batch["use_clamped_fape"] = Tensor::full({}, 1.f);
     // The optimizer's state and the moving average exist through the update, as in `axfold train`.
-    ModelWeights params = model.weights(), ema = zeros_like_model(model.weights());
+    const Model trained = model.on(device);
+    ModelWeights params = trained.weights(), ema = zeros_like_model(params);
     Adam adam(AdamConfig{}, params);
     // Under mpirun the ranks train the example together (DAP), as `axfold train --dap <ranks>`.
     Comm& comm = world_comm();
     const TrainingMemoryPlan plan = plan_training(model.config(), N, S, o.n_extra, true, comm.size());
-    Context ctx;
-    const auto t0 = std::chrono::steady_clock::now();
-    TrainingStep st = training_step(model, f, batch, LossConfig{}, ctx, nullptr, &comm, 1);
-    const AdamStats stats = adam.update(params, st.grads);
-    update_moving_average(ema, params, 0.999);
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    Context ctx(device);
+    TrainingStep st;
+    AdamStats stats;
+    double secs = 0;
+    for (int update = 0; update < (device == Device::CPU ? 1 : 2); ++update) {
+        const auto t0 = std::chrono::steady_clock::now();
+        st = training_step(trained, f, batch, LossConfig{}, ctx, nullptr, &comm, 1);
+        stats = adam.update(params, st.grads);
+        update_moving_average(ema, params, 0.999);
+        device_synchronize();
+        secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
     Tensor mine = Tensor::empty({1}, DType::F64), all = Tensor::empty({comm.size()}, DType::F64);
     mine.data<double>()[0] = static_cast<double>(peak_rss_bytes());
     comm.all_gather(mine, all)->wait();
     double rss = 0;  // the ranks' largest
     for (int r = 0; r < comm.size(); ++r) rss = std::max(rss, all.data<double>()[r]);
     if (comm.rank() != 0) return 0;
-    std::printf("training update N=%lld S=%lld E=%lld blocks %lld+%lld threads=%d ranks=%d: %.2f s (", (long long)N,
-                (long long)S, (long long)o.n_extra, (long long)o.evoformer_blocks, (long long)o.extra_msa_blocks,
-                num_threads(), comm.size(), secs);
+    std::printf("training update N=%lld S=%lld E=%lld blocks %lld+%lld %s %s threads=%d ranks=%d: %.2f s (",
+                (long long)N, (long long)S, (long long)o.n_extra, (long long)o.evoformer_blocks,
+                (long long)o.extra_msa_blocks, device_name(device), precision_name(matmul_precision()), num_threads(),
+                comm.size(), secs);
     for (size_t i = 0; i < st.timings.size(); ++i)
         std::printf("%s%s %.2f", i ? ", " : "", st.timings[i].first.c_str(), st.timings[i].second);
-    std::printf("), loss %.4g, |g| %.4g, peak RSS %.1f MiB (plan --training: %.1f MiB; per rank)\n", st.loss.total,
-                stats.grad_norm, rss / 1048576.0, plan.peak() / 1048576.0);
+    std::printf("), loss %.4g, |g| %.4g, peak RSS %.1f MiB", st.loss.total, stats.grad_norm, rss / 1048576.0);
+    if (device != Device::CPU) std::printf(", peak device memory %.1f MiB", device_peak_bytes() / 1048576.0);
+    std::printf(" (plan --training: %.1f MiB; per rank)\n", plan.peak() / 1048576.0);
     return 0;
 }
 
@@ -437,7 +448,7 @@ int bench_model_main(const BenchModelOptions& o) {
         }
     }
 
-    if (o.training) return bench_training(model, f, o);
+    if (o.training) return bench_training(model, f, o, device);
     Context ctx(device);
     axfold::PredictOptions po;  // as `axfold predict` without --save-outputs
     const RunPlan run = prepare_prediction(model, f, "bench model", o.run, target, o.num_recycle, false, ctx, po);

@@ -13,10 +13,11 @@ namespace axfold::apps {
 namespace {
 
 // `plan --training`: one update's terms (training/training_plan.h). On the host it is what `axfold train` holds;
-// with --device cuda the same tensors on the GPU, a projection (the training step runs on the host so far).
+// with --device cuda the same tensors on the GPU (a projection: no GPU run has measured it yet). Training's
+// --precision changes the GEMMs' arithmetic, not what is stored (activations stay float32): one plan for all.
 int plan_training_main(const PlanOptions& o) {
     const RunSettings& r = o.run;
-    AXF_CHECK(r.precision == "fp32", "plan --training: training runs in float32 (--precision %s)", r.precision.c_str());
+    parse_precision(r.precision);  // checked
     set_num_threads(r.threads);
     ModelConfig cfg;
     cfg.preset = ModelPreset::from_name(o.model_name);
@@ -28,7 +29,7 @@ int plan_training_main(const PlanOptions& o) {
         "%s%s):\n",
         (long long)o.n_res, (long long)o.n_seq, (long long)o.n_extra, cfg.preset.name.c_str(),
         o.dap > 1 ? strfmt("one rank of DAP %d", o.dap).c_str() : "one rank",
-        cuda ? "; on the GPU: a projection, training runs on the host so far" : "");
+        cuda ? "; on the GPU: a projection, not yet measured there" : "");
     for (const auto& [name, bytes] : p.terms) std::printf("  %-42s %s\n", name.c_str(), format_bytes(bytes).c_str());
     std::printf(
         "  phase peaks: earlier iterations (a prediction, with the optimizer state) %s, last iteration's "

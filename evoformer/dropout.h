@@ -38,13 +38,13 @@ DropoutSpec dropout_spec(DropoutSite site);
 // A key for block `index` of a stack keyed `key` (and for a stack from a training step's seed).
 uint64_t derive_dropout_key(uint64_t key, uint64_t index);
 
-// u [A, B, C] (host float32, contiguous) *= the site's mask / (1 - rate), the mask indexed by (b + b_offset, c)
+// u [A, B, C] (float32, contiguous, any device) *= the site's mask / (1 - rate), the mask indexed by (b + b_offset, c)
 // (per row) or (a + a_offset, c) (per column): offsets place a DAP shard in the whole pair or MSA. No-op when
 // key is 0 or site None. C must not exceed 4096 (the hash's channel field).
 void apply_dropout(const Tensor& u, uint64_t key, DropoutSite site, int64_t a_offset = 0, int64_t b_offset = 0);
 
 // Element-wise dropout (no sharing; AF2's structure module, rate 0.1 after IPA and after the transition):
-// u (host float32, contiguous, any shape) *= Bernoulli(1 - rate) / (1 - rate), one draw per element from a hash
+// u (float32, contiguous, any shape and device) *= Bernoulli(1 - rate) / (1 - rate), one draw per element from a hash
 // of (key, element index). No-op when key is 0.
 void apply_elementwise_dropout(const Tensor& u, uint64_t key, float rate);
 

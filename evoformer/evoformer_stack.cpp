@@ -98,7 +98,7 @@ void evoformer_block_backward(const EvoformerBlockWeights& w, const Tensor& m, c
               ms.size(), zs.size());
     // Each residual step x' = x + f(x): dx = dx' + J_f^T dx' (d(update) is dx' itself, copied so the update's
     // backward may accumulate into dx).
-    Tensor d = Tensor::empty(z.shape());
+    Tensor d = Tensor::empty(z.shape(), DType::F32, z.device());
     // The update's cotangent is the output's, through the dropout mask when training drops (an empty site:
     // none).
     auto pair_step = [&](auto&& backward, DropoutSite site = DropoutSite::None) {
@@ -135,7 +135,7 @@ void evoformer_block_backward(const EvoformerBlockWeights& w, const Tensor& m, c
         DropoutSite::TriangleMultiplicationOutgoing);
     // z1 = z0 + OPM(m3): the pair's gradient passes on unchanged and reaches the MSA.
     outer_product_mean_backward(w.outer_product_mean, ms[3], msa_mask, dz, dm, true, grads.outer_product_mean, ctx, k);
-    Tensor dmu = Tensor::empty(m.shape());
+    Tensor dmu = Tensor::empty(m.shape(), DType::F32, m.device());
     copy(dmu, dm);
     transition_backward(w.msa_transition, ms[2], dmu, dm, true, grads.msa_transition, ctx, k);
     copy(dmu, dm);

@@ -313,7 +313,7 @@ void template_pair_stack_block_backward(const TemplatePairStackBlockWeights& w, 
     AXF_CHECK(zs.size() == 5, "template pair stack backward: %zu states observed", zs.size());
     // Each step x' = x + f(x): dx = dx' + J_f^T du with du = dx' (through the forward's dropout mask when training
     // drops out), copied so that the step's backward may accumulate into dx.
-    Tensor du = Tensor::empty(act.shape());
+    Tensor du = Tensor::empty(act.shape(), DType::F32, act.device());
     auto update_cotangent = [&](DropoutSite site) {
         copy(du, dact);
         apply_dropout(du, k.dropout_key, site);

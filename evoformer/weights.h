@@ -25,6 +25,16 @@ template <class F> auto scoped(const std::string& scope, F& f) {
     return [scope, &f](const std::string& rel, Tensor& t) { f(join_key(scope, rel), t); };
 }
 
+// The same weights with every tensor on `device`: copies of those elsewhere, the tensors themselves where they
+// already are.
+template <class W> W weights_on(const W& w, Device device) {
+    W c = w;
+    c.visit([device](const std::string&, Tensor& t) {
+        if (t.defined()) t = t.to(device);
+    });
+    return c;
+}
+
 // A weights struct of the same layout with every tensor zero, on the same devices: gradient accumulators.
 template <class W> W zeros_like_weights(const W& w) {
     W g = w;

@@ -55,4 +55,27 @@ private:
 // written, nor the destination read, until the returned event is ordered or waited for. Host to host: done at once.
 CopyEvent copy_async(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
 
+// Device emulation, for tests on machines without a GPU. While a DeviceEmulation lives, Device::CUDA tensors
+// (and workspaces) are allocated in host memory, transfers are host copies, and every op on them runs its CPU
+// kernel; host code outside the ops that reaches a device tensor's elements (Tensor::data) throws, naming the
+// tensor. A device code path that passes under emulation keeps to ops and explicit transfers, as it must on a
+// GPU; what emulation cannot show is the CUDA kernels themselves (the GPU checks compare those with the CPU
+// ops). Process-wide and not nested; device tensors made under it must be gone before it ends.
+class DeviceEmulation {
+public:
+    DeviceEmulation();
+    ~DeviceEmulation();
+    DeviceEmulation(const DeviceEmulation&) = delete;
+    DeviceEmulation& operator=(const DeviceEmulation&) = delete;
+};
+bool device_emulated();
+// An op's CPU kernel at work (kernels/ops.cpp): emulated device tensors may be touched while one lives.
+class KernelAccess {
+public:
+    KernelAccess();
+    ~KernelAccess();
+    KernelAccess(const KernelAccess&) = delete;
+    KernelAccess& operator=(const KernelAccess&) = delete;
+};
+
 }  // namespace axfold

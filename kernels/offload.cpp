@@ -16,6 +16,7 @@ void ParkedTensor::park(Tensor t) {
     tensor_ = std::move(t);
     device_ = tensor_.device();
     restored_ = false;
+    const KernelAccess kernel;
     copy_ = copy_async(host_.raw(), Device::CPU, tensor_.raw(), device_, bytes());
 }
 
@@ -36,6 +37,7 @@ Tensor ParkedTensor::restore() {
     AXF_CHECK(parked(), "offload: restore() of a tensor that was not parked");
     release();
     Tensor t = Tensor::empty(host_.shape(), host_.dtype(), device_);
+    const KernelAccess kernel;
     copy_ = copy_async(t.raw(), device_, host_.raw(), Device::CPU, bytes());
     copy_.order_default_stream();
     restored_ = true;

@@ -12,6 +12,7 @@
 
 #include "kernels/cpu/ops_cpu.h"
 #include "kernels/cuda/ops_cuda.h"
+#include "kernels/device.h"
 
 namespace axfold {
 
@@ -52,6 +53,12 @@ bool merged_row_stride(const Tensor& x, int64_t* row_stride) {
         prev = i;
     }
     return *row_stride >= x.size(-1);
+}
+
+// Whether an op on t's device runs the CUDA kernels: not under DeviceEmulation, whose device tensors take the
+// CPU kernels (each public op holds a KernelAccess while it runs: kernels/device.h).
+bool on_gpu(const Tensor& t) {
+    return t.device() == Device::CUDA && !device_emulated();
 }
 
 }  // namespace
@@ -111,6 +118,7 @@ bool set_cpu_bf16_gemm_backend(const std::string& name) {
 }
 
 void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, float beta) {
+    const KernelAccess kernel;
     check_f32(a, "matmul", "a");
     check_f32(b, "matmul", "b");
     check_f32(c, "matmul", "c");
@@ -128,7 +136,7 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& c, float alpha, floa
     check_same_device(c, a, "matmul");
     check_same_device(c, b, "matmul");
     if (c.numel() == 0) return;
-    if (c.device() == Device::CUDA)
+    if (on_gpu(c))
         cuda::matmul(a, b, c, alpha, beta);
     else
         cpu::matmul(a, b, c, alpha, beta);
@@ -176,7 +184,7 @@ void linear_impl(const Tensor& x, const Tensor& w, const Tensor& bias, const Ten
         x2 = x.contiguous().view({rows, c_in});
     Tensor y2 = y.view({rows, c_out});
     Tensor w2 = w.view({c_in, c_out});
-    if (y.device() == Device::CUDA) {
+    if (on_gpu(y)) {
         if (rows == 0) return;
         if (bias.defined()) {
             // y = bias (or y += bias), then accumulate the product, as on the CPU.
@@ -199,6 +207,7 @@ void linear_impl(const Tensor& x, const Tensor& w, const Tensor& bias, const Ten
 }  // namespace
 
 void linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y, float beta) {
+    const KernelAccess kernel;
     linear_impl(x, w, bias, y, beta, false);
 }
 
@@ -214,14 +223,17 @@ Tensor linear_alloc(const Tensor& x, const Tensor& w, const Tensor& bias, Worksp
 }  // namespace
 
 Tensor linear_relu(const Tensor& x, const Tensor& w, const Tensor& bias, Workspace& ws) {
+    const KernelAccess kernel;
     return linear_alloc(x, w, bias, ws, true);
 }
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, Workspace& ws) {
+    const KernelAccess kernel;
     return linear_alloc(x, w, bias, ws, false);
 }
 
 void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, const Tensor& y) {
+    const KernelAccess kernel;
     check_activation(x, "layer_norm", "x");
     check_f32(y, "layer_norm", "y");
     check_f32(scale, "layer_norm", "scale");
@@ -237,7 +249,7 @@ void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, floa
         check_last_contiguous(y, "layer_norm", "y");
     }
     check_same_device(y, x, "layer_norm");
-    if (y.device() == Device::CUDA)
+    if (on_gpu(y))
         cuda::layer_norm(x, scale, offset, eps, y);
     else
         cpu::layer_norm(x, scale, offset, eps, y);
@@ -245,6 +257,7 @@ void layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, floa
 
 void layer_norm_backward(const Tensor& x, const Tensor& scale, float eps, const Tensor& dy, const Tensor& dx,
                          const Tensor& dscale, const Tensor& doffset) {
+    const KernelAccess kernel;
     for (const Tensor* t : {&x, &scale, &dy, &dx, &dscale, &doffset}) {
         check_f32(*t, "layer_norm_backward", "operand");
         AXF_CHECK(t->is_contiguous(), "layer_norm_backward: operand %s must be contiguous", t->desc().c_str());
@@ -257,7 +270,7 @@ void layer_norm_backward(const Tensor& x, const Tensor& scale, float eps, const 
               "layer_norm_backward: %lld channels but scale %s, dscale %s, doffset %s", (long long)C,
               scale.desc().c_str(), dscale.desc().c_str(), doffset.desc().c_str());
     if (x.numel() == 0) return;
-    if (x.device() == Device::CUDA)
+    if (on_gpu(x))
         cuda::layer_norm_backward(x, scale, eps, dy, dx, dscale, doffset);
     else
         cpu::layer_norm_backward(x, scale, eps, dy, dx, dscale, doffset);
@@ -265,6 +278,7 @@ void layer_norm_backward(const Tensor& x, const Tensor& scale, float eps, const 
 
 void sigmoid_mul_backward(const Tensor& x, const Tensor& gate, const Tensor& dy, const Tensor& dx,
                           const Tensor& dgate) {
+    const KernelAccess kernel;
     for (const Tensor* t : {&x, &gate, &dy, &dx, &dgate}) {
         check_f32(*t, "sigmoid_mul_backward", "operand");
         AXF_CHECK(t->is_contiguous(), "sigmoid_mul_backward: operand %s must be contiguous", t->desc().c_str());
@@ -273,7 +287,7 @@ void sigmoid_mul_backward(const Tensor& x, const Tensor& gate, const Tensor& dy,
         check_same_device(x, *t, "sigmoid_mul_backward");
     }
     if (x.numel() == 0) return;
-    if (x.device() == Device::CUDA)
+    if (on_gpu(x))
         cuda::sigmoid_mul_backward(x, gate, dy, dx, dgate);
     else
         cpu::sigmoid_mul_backward(x, gate, dy, dx, dgate);
@@ -281,6 +295,7 @@ void sigmoid_mul_backward(const Tensor& x, const Tensor& gate, const Tensor& dy,
 
 void layer_norm_backward(const Tensor& x, const Tensor& scale, float eps, const Tensor& dy, const Tensor& dx,
                          bool accumulate_dx, const Tensor& dscale, const Tensor& doffset, Workspace& ws) {
+    const KernelAccess kernel;
     if (!accumulate_dx) return layer_norm_backward(x, scale, eps, dy, dx, dscale, doffset);
     WorkspaceScope scope(ws);
     Tensor d = ws.alloc(x.shape());
@@ -289,6 +304,7 @@ void layer_norm_backward(const Tensor& x, const Tensor& scale, float eps, const 
 }
 
 void relu_backward(const Tensor& y, const Tensor& dy, const Tensor& dx) {
+    const KernelAccess kernel;
     for (const Tensor* t : {&y, &dy, &dx}) {
         check_f32(*t, "relu_backward", "operand");
         AXF_CHECK(t->is_contiguous(), "relu_backward: operand %s must be contiguous", t->desc().c_str());
@@ -296,7 +312,7 @@ void relu_backward(const Tensor& y, const Tensor& dy, const Tensor& dx) {
         check_same_device(y, *t, "relu_backward");
     }
     if (y.numel() == 0) return;
-    if (y.device() == Device::CUDA)
+    if (on_gpu(y))
         cuda::relu_backward(y, dy, dx);
     else
         cpu::relu_backward(y, dy, dx);
@@ -304,6 +320,7 @@ void relu_backward(const Tensor& y, const Tensor& dy, const Tensor& dx) {
 
 void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Tensor& dx, bool accumulate_dx,
                      const Tensor& dw, const Tensor& dbias, Workspace& ws) {
+    const KernelAccess kernel;
     const int64_t c_in = x.size(-1), c_out = linear_out_features(x, w, "linear_backward");
     AXF_CHECK(dy.numel() * c_in == x.numel() * c_out, "linear_backward: x %s, w %s, dy %s", x.desc().c_str(),
               w.desc().c_str(), dy.desc().c_str());
@@ -332,6 +349,7 @@ void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const T
 }
 
 void softmax_backward(const Tensor& y, const Tensor& dy, float scale, const Tensor& dx) {
+    const KernelAccess kernel;
     for (const Tensor* t : {&y, &dy, &dx}) {
         check_f32(*t, "softmax_backward", "operand");
         AXF_CHECK(t->is_contiguous(), "softmax_backward: operand %s must be contiguous", t->desc().c_str());
@@ -339,19 +357,21 @@ void softmax_backward(const Tensor& y, const Tensor& dy, float scale, const Tens
         check_same_device(y, *t, "softmax_backward");
     }
     if (y.numel() == 0) return;
-    if (y.device() == Device::CUDA)
+    if (on_gpu(y))
         cuda::softmax_backward(y, dy, scale, dx);
     else
         cpu::softmax_backward(y, dy, scale, dx);
 }
 
 Tensor layer_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, float eps, Workspace& ws) {
+    const KernelAccess kernel;
     Tensor y = ws.alloc(x.shape());
     layer_norm(x, scale, offset, eps, y);
     return y;
 }
 
 void softmax(const Tensor& x, float scale, const Tensor& mask, const Tensor& bias, float inf) {
+    const KernelAccess kernel;
     check_f32(x, "softmax", "x");
     check_last_contiguous(x, "softmax", "x");
     for (const Tensor* t : {&mask, &bias}) {
@@ -362,7 +382,7 @@ void softmax(const Tensor& x, float scale, const Tensor& mask, const Tensor& bia
         check_same_device(x, *t, "softmax");
     }
     if (x.numel() == 0) return;
-    if (x.device() == Device::CUDA)
+    if (on_gpu(x))
         cuda::softmax(x, scale, mask, bias, inf);
     else
         cpu::softmax(x, scale, mask, bias, inf);
@@ -370,6 +390,7 @@ void softmax(const Tensor& x, float scale, const Tensor& mask, const Tensor& bia
 
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias, float scale,
                float inf, const Tensor& out, Workspace& ws) {
+    const KernelAccess kernel;
     check_f32(q, "attention", "q");
     check_f32(k, "attention", "k");
     check_f32(v, "attention", "v");
@@ -397,7 +418,7 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
     }
     for (const Tensor* t : {&q, &k, &v, &mask, &bias}) check_same_device(out, *t, "attention");
     if (out.numel() == 0) return;
-    if (out.device() == Device::CUDA)
+    if (on_gpu(out))
         cuda::attention(q, k, v, mask, bias, scale, inf, out, ws);
     else
         cpu::attention(q, k, v, mask, bias, scale, inf, out, ws);
@@ -406,6 +427,7 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& bias,
                         float scale, float inf, const Tensor& dout, const Tensor& dq, const Tensor& dk,
                         const Tensor& dv, const Tensor& dbias, Workspace& ws) {
+    const KernelAccess kernel;
     const int64_t B = q.size(0), Q = q.size(1), H = q.size(2), K = k.size(1);
     AXF_CHECK(q.dim() == 4 && k.dim() == 4 && v.shape() == k.shape() && dout.shape() == q.shape() &&
                   dq.shape() == q.shape() && dk.shape() == k.shape() && dv.shape() == v.shape(),
@@ -448,6 +470,7 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
 }
 
 void gather_rows(const Tensor& table, const Tensor& index, const Tensor& out, bool accumulate) {
+    const KernelAccess kernel;
     check_f32(table, "gather_rows", "table");
     check_f32(out, "gather_rows", "out");
     AXF_CHECK(index.defined() && index.dtype() == DType::I64 && index.dim() == 1 && index.is_contiguous(),
@@ -461,7 +484,7 @@ void gather_rows(const Tensor& table, const Tensor& index, const Tensor& out, bo
     check_same_device(out, table, "gather_rows");
     check_same_device(out, index, "gather_rows");
     if (out.numel() == 0) return;
-    if (out.device() == Device::CUDA)
+    if (on_gpu(out))
         cuda::gather_rows(table, index, out, accumulate);
     else
         cpu::gather_rows(table, index, out, accumulate);
@@ -469,6 +492,7 @@ void gather_rows(const Tensor& table, const Tensor& index, const Tensor& out, bo
 
 void apply_frames(const Tensor& rot, const Tensor& trans, const Tensor& x, const Tensor& y, bool inverse,
                   const Tensor& norms, float eps) {
+    const KernelAccess kernel;
     for (const Tensor* t : {&rot, &trans, &x, &y}) check_f32(*t, "apply_frames", "operand");
     const int64_t N = x.dim() == 3 ? x.size(0) : -1;
     AXF_CHECK(rot.is_contiguous() && trans.is_contiguous() && rot.numel() == N * 9 && trans.numel() == N * 3 &&
@@ -484,13 +508,14 @@ void apply_frames(const Tensor& rot, const Tensor& trans, const Tensor& x, const
     }
     for (const Tensor* t : {&rot, &trans, &x, &norms}) check_same_device(y, *t, "apply_frames");
     if (y.numel() == 0) return;
-    if (y.device() == Device::CUDA)
+    if (on_gpu(y))
         cuda::apply_frames(rot, trans, x, y, inverse, norms, eps);
     else
         cpu::apply_frames(rot, trans, x, y, inverse, norms, eps);
 }
 
 void weighted_sq_distances(const Tensor& a, const Tensor& c, const Tensor& weight, const Tensor& out) {
+    const KernelAccess kernel;
     for (const Tensor* t : {&a, &c, &weight, &out}) check_f32(*t, "weighted_sq_distances", "operand");
     AXF_CHECK(a.dim() == 3 && c.dim() == 3 && out.dim() == 3 && a.size(0) == c.size(0) && a.size(2) == c.size(2) &&
                   out.size(0) == a.size(0) && out.size(1) == a.size(1) && out.size(2) == c.size(1),
@@ -502,18 +527,19 @@ void weighted_sq_distances(const Tensor& a, const Tensor& c, const Tensor& weigh
     for (const Tensor* t : {&a, &c, &out}) check_last_contiguous(*t, "weighted_sq_distances", "operand");
     for (const Tensor* t : {&a, &c, &weight}) check_same_device(out, *t, "weighted_sq_distances");
     if (out.numel() == 0) return;
-    if (out.device() == Device::CUDA)
+    if (on_gpu(out))
         cuda::weighted_sq_distances(a, c, weight, out);
     else
         cpu::weighted_sq_distances(a, c, weight, out);
 }
 
 void add_transpose(const Tensor& x) {
+    const KernelAccess kernel;
     check_f32(x, "add_transpose", "x");
     AXF_CHECK(x.dim() == 3 && x.size(0) == x.size(1) && x.is_contiguous(),
               "add_transpose: %s must be a contiguous [N, N, C]", x.desc().c_str());
     if (x.numel() == 0) return;
-    if (x.device() == Device::CUDA)
+    if (on_gpu(x))
         cuda::add_transpose(x);
     else
         cpu::add_transpose(x);
@@ -529,7 +555,7 @@ void check_binary(const Tensor& x, const Tensor& y, const char* op) {
 }
 void run_binary(const Tensor& x, const Tensor& y, cpu::Binary cpu_op, cuda::Binary cuda_op, float a) {
     if (x.numel() == 0) return;
-    if (x.device() == Device::CUDA)
+    if (on_gpu(x))
         cuda::binary(x, y, cuda_op, a);
     else
         cpu::binary(x, y, cpu_op, a);
@@ -537,7 +563,7 @@ void run_binary(const Tensor& x, const Tensor& y, cpu::Binary cpu_op, cuda::Bina
 void run_unary(const Tensor& x, const char* op, cpu::Unary cpu_op, cuda::Unary cuda_op, float s) {
     check_f32(x, op, "x");
     if (x.numel() == 0) return;
-    if (x.device() == Device::CUDA)
+    if (on_gpu(x))
         cuda::unary(x, cuda_op, s);
     else
         cpu::unary(x, cpu_op, s);
@@ -545,13 +571,14 @@ void run_unary(const Tensor& x, const char* op, cpu::Unary cpu_op, cuda::Unary c
 }  // namespace
 
 void add(const Tensor& x, const Tensor& y, float alpha) {
+    const KernelAccess kernel;
     if (x.defined() && x.dtype() == DType::BF16) {  // a bfloat16 residual stream += a float32 update
         check_f32(y, "add", "y");
         AXF_CHECK(x.shape() == y.shape(), "add: shapes %s and %s differ (expand y first)", x.desc().c_str(),
                   y.desc().c_str());
         check_same_device(x, y, "add");
         if (x.numel() == 0) return;
-        if (x.device() == Device::CUDA)
+        if (on_gpu(x))
             cuda::add_to_bf16(x, y, alpha);
         else
             cpu::add_to_bf16(x, y, alpha);
@@ -561,30 +588,38 @@ void add(const Tensor& x, const Tensor& y, float alpha) {
     run_binary(x, y, cpu::Binary::Add, cuda::Binary::Add, alpha);
 }
 void mul(const Tensor& x, const Tensor& y) {
+    const KernelAccess kernel;
     check_binary(x, y, "mul");
     run_binary(x, y, cpu::Binary::Mul, cuda::Binary::Mul, 1.f);
 }
 void sigmoid_mul(const Tensor& x, const Tensor& gate) {
+    const KernelAccess kernel;
     check_binary(x, gate, "sigmoid_mul");
     run_binary(x, gate, cpu::Binary::SigmoidMul, cuda::Binary::SigmoidMul, 1.f);
 }
 void div_eps(const Tensor& x, const Tensor& y, float eps) {
+    const KernelAccess kernel;
     check_binary(x, y, "div_eps");
     run_binary(x, y, cpu::Binary::DivEps, cuda::Binary::DivEps, eps);
 }
 void scale(const Tensor& x, float s) {
+    const KernelAccess kernel;
     run_unary(x, "scale", cpu::Unary::Scale, cuda::Unary::Scale, s);
 }
 void fill(const Tensor& x, float value) {
+    const KernelAccess kernel;
     run_unary(x, "fill", cpu::Unary::Fill, cuda::Unary::Fill, value);
 }
 void sigmoid(const Tensor& x) {
+    const KernelAccess kernel;
     run_unary(x, "sigmoid", cpu::Unary::Sigmoid, cuda::Unary::Sigmoid, 0.f);
 }
 void relu(const Tensor& x) {
+    const KernelAccess kernel;
     run_unary(x, "relu", cpu::Unary::Relu, cuda::Unary::Relu, 0.f);
 }
 void copy(const Tensor& dst, const Tensor& src) {
+    const KernelAccess kernel;
     AXF_CHECK(dst.shape() == src.shape(), "copy: %s into %s", src.desc().c_str(), dst.desc().c_str());
     if (dst.dtype() == src.dtype()) {
         dst.copy_from(src);
@@ -594,7 +629,7 @@ void copy(const Tensor& dst, const Tensor& src) {
     check_activation(src, "copy", "source");
     check_same_device(dst, src, "copy");
     if (dst.numel() == 0) return;
-    if (dst.device() == Device::CUDA)
+    if (on_gpu(dst))
         cuda::convert(dst, src);
     else
         cpu::convert(dst, src);
@@ -625,6 +660,46 @@ Tensor to_dtype(const Tensor& x, DType dtype) {
     Tensor y = Tensor::empty(x.shape(), dtype, x.device());
     copy(y, x);
     return y;
+}
+
+namespace {
+void check_optimizer_operand(const Tensor& t, const Tensor& like, const char* op, const char* name) {
+    check_f32(t, op, name);
+    AXF_CHECK(t.is_contiguous() && t.shape() == like.shape(), "%s: %s %s must be contiguous, of shape %s", op, name,
+              t.desc().c_str(), shape_str(like.shape()).c_str());
+    check_same_device(like, t, op);
+}
+}  // namespace
+
+void adam_update(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, const AdamCoefficients& c) {
+    const KernelAccess kernel;
+    check_optimizer_operand(p, p, "adam_update", "the parameter");
+    check_optimizer_operand(g, p, "adam_update", "the gradient");
+    check_optimizer_operand(m, p, "adam_update", "the first moment");
+    check_optimizer_operand(v, p, "adam_update", "the second moment");
+    if (p.numel() == 0) return;
+    if (on_gpu(p))
+        cuda::adam_update(p, g, m, v, c);
+    else
+        cpu::adam_update(p, g, m, v, c);
+}
+
+void moving_average_update(const Tensor& ema, const Tensor& p, double decay) {
+    const KernelAccess kernel;
+    check_optimizer_operand(ema, ema, "moving_average_update", "the average");
+    check_optimizer_operand(p, ema, "moving_average_update", "the parameter");
+    if (ema.numel() == 0) return;
+    if (on_gpu(ema))
+        cuda::moving_average_update(ema, p, decay);
+    else
+        cpu::moving_average_update(ema, p, decay);
+}
+
+double sum_of_squares(const Tensor& x) {
+    const KernelAccess kernel;
+    check_optimizer_operand(x, x, "sum_of_squares", "x");
+    if (x.numel() == 0) return 0;
+    return on_gpu(x) ? cuda::sum_of_squares(x) : cpu::sum_of_squares(x);
 }
 
 }  // namespace axfold

@@ -189,4 +189,18 @@ void linear_update(const Tensor& x, const Tensor& w, const Tensor& bias, const T
 // x in `dtype` on x's device (x itself when it already is).
 Tensor to_dtype(const Tensor& x, DType dtype);
 
+// The optimizer's element-wise steps (training/optimizer.h), in float64 arithmetic on float32 storage, on the
+// tensors' device; every tensor contiguous float32, of one shape and device.
+// Adam (optax's, eps outside the root) with the gradient scaled by grad_scale (clipping):
+//   g' = grad_scale g, m = beta1 m + (1 - beta1) g', v = beta2 v + (1 - beta2) g'^2,
+//   p -= lr (m / bias1) / (sqrt(v / bias2) + eps), with bias1 = 1 - beta1^t and bias2 = 1 - beta2^t.
+struct AdamCoefficients {
+    double lr, beta1, beta2, eps, bias1, bias2, grad_scale;
+};
+void adam_update(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, const AdamCoefficients& c);
+// ema = decay ema + (1 - decay) p.
+void moving_average_update(const Tensor& ema, const Tensor& p, double decay);
+// sum x^2 over every element, accumulated in float64 in a fixed order (the same sum at every call).
+double sum_of_squares(const Tensor& x);
+
 }  // namespace axfold

@@ -1,6 +1,7 @@
 #include "kernels/tensor.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -63,11 +64,32 @@ Shape contiguous_strides(const Shape& shape) {
     return st;
 }
 
+namespace {
+std::atomic<bool> g_emulated{false};
+std::atomic<int> g_kernels{0};  // KernelAccess scopes alive (any thread: an op's OpenMP workers too)
+// Whether memory on `d` is host memory: the host's, or an emulated device's.
+bool host_memory(Device d) { return d == Device::CPU || g_emulated.load(std::memory_order_relaxed); }
+}  // namespace
+
+DeviceEmulation::DeviceEmulation() {
+    AXF_CHECK(!g_emulated.exchange(true), "device emulation is already on (it does not nest)");
+}
+DeviceEmulation::~DeviceEmulation() { g_emulated = false; }
+bool device_emulated() { return g_emulated.load(std::memory_order_relaxed); }
+KernelAccess::KernelAccess() { g_kernels.fetch_add(1, std::memory_order_relaxed); }
+KernelAccess::~KernelAccess() { g_kernels.fetch_sub(1, std::memory_order_relaxed); }
+
+void Tensor::check_host_access() const {
+    AXF_CHECK(!device_emulated() || g_kernels.load(std::memory_order_relaxed) > 0,
+              "host code reaches %s, a device tensor, outside an op (transfer it with to(Device::CPU), or use an op)",
+              desc().c_str());
+}
+
 Storage::~Storage() {
     if (!owned || !ptr) return;
     if (pinned)
         host_free_pinned(ptr, true);
-    else if (device == Device::CPU)
+    else if (device == Device::CPU || emulated)
         std::free(ptr);
     else
         device_free(ptr);
@@ -83,8 +105,9 @@ Tensor Tensor::allocate(const Shape& shape, DType dtype, Device device, bool pin
     if (alloc == 0) alloc = 64;
     if (pinned) {
         st->ptr = host_alloc_pinned(st->bytes, &st->pinned);  // unpinned: aligned host memory, freed as any host tensor's
-    } else if (device == Device::CPU) {
+    } else if (host_memory(device)) {
         st->ptr = std::aligned_alloc(64, alloc);
+        st->emulated = device != Device::CPU;
         AXF_CHECK(st->ptr, "out of host memory allocating %zu bytes for a tensor of shape %s", alloc,
                   shape_str(shape).c_str());
     } else {
@@ -104,7 +127,8 @@ Tensor Tensor::empty_pinned(const Shape& shape, DType dtype) { return allocate(s
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
     Tensor t = empty(shape, dtype, device);
-    if (device == Device::CPU)
+    const KernelAccess kernel;
+    if (host_memory(device))
         std::memset(t.raw(), 0, t.storage_->bytes);
     else
         device_memset(t.raw(), 0, t.storage_->bytes);
@@ -163,6 +187,7 @@ std::string Tensor::desc() const {
 
 void* Tensor::raw() const {
     AXF_CHECK(defined(), "access to an undefined tensor");
+    if (device_ != Device::CPU) check_host_access();
     return static_cast<char*>(storage_->ptr) + offset_ * static_cast<int64_t>(dtype_size(dtype_));
 }
 
@@ -297,7 +322,7 @@ Tensor Tensor::to(Device device) const {
     if (device == device_) return *this;
     Tensor src = contiguous();
     Tensor t = empty(shape_, dtype_, device);
-    device_copy(t.raw(), device, src.raw(), device_, static_cast<size_t>(numel()) * dtype_size(dtype_));
+    t.copy_from(src);
     return t;
 }
 
@@ -343,10 +368,11 @@ void copy_strided(T* dst, const T* src, const Shape& shape, const Shape& dst_st,
 }  // namespace
 
 void Tensor::copy_from(const Tensor& src) const {
+    const KernelAccess kernel;  // a transfer
     AXF_CHECK(src.shape_ == shape_ && src.dtype_ == dtype_, "copy_from: %s into %s", src.desc().c_str(),
               desc().c_str());
     if (numel() == 0) return;
-    if (device_ != Device::CPU || src.device_ != Device::CPU) {
+    if (!host_memory(device_) || !host_memory(src.device_)) {
         if (device_ == Device::CUDA && src.device_ == Device::CUDA) {
             cuda::copy(*this, src);  // any strides, on the device
             return;

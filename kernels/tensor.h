@@ -66,6 +66,7 @@ struct Storage {
     Device device = Device::CPU;
     bool owned = true;
     bool pinned = false;  // page-locked host memory (Tensor::empty_pinned)
+    bool emulated = false;  // device memory in host memory (DeviceEmulation, kernels/device.h)
     ~Storage();
 };
 
@@ -97,7 +98,9 @@ public:
     long storage_refs() const { return storage_.use_count(); }
     std::string desc() const;  // "f32[2, 3] cpu"
 
-    void* raw() const;  // pointer to element 0 of this view
+    // Pointer to element 0 of this view. Under DeviceEmulation (kernels/device.h) a device tensor's memory may be
+    // reached only by the kernels layer (ops, transfers, the workspace): host code asking for it throws.
+    void* raw() const;
     template <class T>
     T* data() const {
         AXF_CHECK(dtype_ == dtype_of<T>(), "tensor %s accessed as %s", desc().c_str(), dtype_name(dtype_of<T>()));
@@ -136,6 +139,7 @@ public:
 private:
     static Tensor allocate(const Shape& shape, DType dtype, Device device, bool pinned);
     int norm_dim(int d) const;
+    void check_host_access() const;
     std::shared_ptr<Storage> storage_;
     Shape shape_, strides_;
     int64_t offset_ = 0;  // in elements

@@ -33,6 +33,7 @@ Tensor Workspace::alloc(const Shape& shape, DType dtype) {
         if (chunks_.empty()) size = std::max(size, reserved_);  // first block after trim(): the reserved size
         chunks_.push_back({Tensor::empty({static_cast<int64_t>(size)}, DType::U8, device_), size});
     }
+    const KernelAccess kernel;
     char* base = static_cast<char*>(chunks_[current_].mem.raw());
     Tensor t = Tensor::borrow(base + offset_, shape, dtype, device_);
     offset_ += bytes;
@@ -44,7 +45,8 @@ Tensor Workspace::alloc(const Shape& shape, DType dtype) {
 Tensor Workspace::zeros(const Shape& shape) {
     Tensor t = alloc(shape);
     const size_t bytes = static_cast<size_t>(t.numel()) * sizeof(float);
-    if (device_ == Device::CPU)
+    const KernelAccess kernel;
+    if (device_ == Device::CPU || device_emulated())
         std::memset(t.raw(), 0, bytes);
     else
         device_memset(t.raw(), 0, bytes);

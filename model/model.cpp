@@ -292,6 +292,12 @@ ModelConfig model_config(const std::map<std::string, Shape>& shapes, const std::
     return c;
 }
 
+Model Model::on(Device device) const {
+    Model m = *this;
+    m.weights_ = weights_on(weights_, device);
+    return m;
+}
+
 Model Model::from_store(std::shared_ptr<const ParamStore> params, const std::string& model_name,
                         int structure_module_layers) {
     Model m;

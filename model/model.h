@@ -155,6 +155,9 @@ public:
 
     const ModelConfig& config() const { return config_; }
     const ModelWeights& weights() const { return weights_; }  // views of the parameter store's tensors
+    // The same model with its weights copied to `device` (the parameter store stays on the host): a training
+    // run's parameters on the GPU, updated there.
+    Model on(Device device) const;
     Prediction predict(const FeatureDict& features, const PredictOptions& options, Context& ctx) const;
     Prediction predict(const FeatureDict& features, const PredictOptions& options = {}) const;
 

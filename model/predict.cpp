@@ -19,17 +19,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Weights on `device`: the parameters themselves on the CPU; on a GPU, copies made once per prediction.
-template <class W>
-W weights_on(const W& w, Device device) {
-    W c = w;
-    if (device != Device::CPU)
-        c.visit([device](const std::string&, Tensor& t) {
-            if (t.defined()) t = t.to(device);
-        });
-    return c;
-}
-
 TemplateEmbeddingWeights template_weights_on(const TemplateEmbeddingWeights& w, Device device) {
     TemplateEmbeddingWeights c;
     c.embedding2d = weights_on(w.embedding2d, device);

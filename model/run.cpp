@@ -16,6 +16,12 @@ namespace axfold {
 Device select_device(const std::string& name) {
     if (name == "cpu") return Device::CPU;
     AXF_CHECK(name == "cuda", "--device %s: expected cpu or cuda", name.c_str());
+    // AXFOLD_EMULATE_DEVICE=1 without a GPU: the device code paths on the host (kernels/device.h), for tests.
+    const char* emulate = std::getenv("AXFOLD_EMULATE_DEVICE");
+    if (emulate && std::string(emulate) == "1" && !cuda_available()) {
+        static DeviceEmulation emulation;  // for the rest of the process
+        return Device::CUDA;
+    }
     AXF_CHECK(cuda_built(),
               "--device cuda: this axfold was built without CUDA (configure with -DAXFOLD_CUDA=ON "
               "where nvcc is installed)");
@@ -43,11 +49,9 @@ DType select_precision(const std::string& name, const std::string& activations, 
     return act;
 }
 
-std::unique_ptr<Comm> gpu_dap_comm(Comm& world) {
-    if (world.size() <= 1) return nullptr;
+int local_cuda_device(const Comm& world) {
     const int devices = cuda_device_count();
-    AXF_CHECK(devices > 0, "DAP with --device cuda: no CUDA device is visible on rank %d", world.rank());
-    // One GPU per rank: the node-local rank the launcher exports, modulo the visible devices.
+    AXF_CHECK(devices > 0, "--device cuda: no CUDA device is visible on rank %d", world.rank());
     int local = world.rank();
     for (const char* v : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID", "MV2_COMM_WORLD_LOCAL_RANK",
                           "PMI_LOCAL_RANK"})
@@ -55,7 +59,12 @@ std::unique_ptr<Comm> gpu_dap_comm(Comm& world) {
             local = std::atoi(e);
             break;
         }
-    return make_nccl_comm(world, local % devices);
+    return local % devices;
+}
+
+std::unique_ptr<Comm> gpu_dap_comm(Comm& world) {
+    if (world.size() <= 1) return nullptr;
+    return make_nccl_comm(world, local_cuda_device(world));
 }
 
 RunTarget configure_run(const RunSettings& s) {

@@ -65,6 +65,8 @@ void check_fits(const ModelConfig& cfg, int64_t n_res, int64_t n_msa, int64_t n_
 
 // The pieces of configure_run, for commands that need only one (plan, the block benchmark).
 // --device: Device::CUDA only when built with CUDA and a device is visible; throws saying which is missing.
+// Without a GPU, AXFOLD_EMULATE_DEVICE=1 emulates one (kernels/device.h: the device code paths on the host, for
+// tests), from this call to the end of the process.
 Device select_device(const std::string& name);
 // bfloat16 GEMMs also store the trunk's MSA and pair in bfloat16; fp32 and tf32 store float32. A non-empty
 // `activations` ("fp32" or "bf16") overrides that.
@@ -73,8 +75,10 @@ DType activation_dtype(MatmulPrecision precision, const std::string& activations
 // gets RunTarget::note.
 DType select_precision(const std::string& precision, const std::string& activations, Device device,
                        std::string* note = nullptr);
-// The communicator of DAP with the trunk on GPUs: NCCL bootstrapped from the MPI world, one GPU per rank (the
-// launcher's node-local rank modulo the visible devices); nullptr on one rank.
+// The communicator of DAP with the trunk on GPUs: NCCL bootstrapped from the MPI world, one GPU per rank
+// (local_cuda_device); nullptr on one rank.
 std::unique_ptr<Comm> gpu_dap_comm(Comm& world);
+// This rank's GPU: the launcher's node-local rank (Open MPI, Slurm, MPICH, MVAPICH, PMI) modulo the visible devices.
+int local_cuda_device(const Comm& world);
 
 }  // namespace axfold

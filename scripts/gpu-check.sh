@@ -10,6 +10,8 @@
 #   bench: kernel bandwidth against a device copy; Evoformer block fp32/TF32/bf16, fused and flash at R=256 and
 #          1024, and the host CPU for comparison; the full model at R=256 and R=1024 (fp32, bf16), and at R=512
 #          with 4 templates. host_bf16 (issue #21): the native bf16 GEMM test and `bench gemm` on the host CPU.
+#   training (issue #23, in test and all): the training step on the GPU against the host, 20 updates on both, and
+#          one update at AF2 widths timed (fp32, bf16). `bash scripts/gpu-check.sh ops,training` checks #23 alone.
 # BUDGET (seconds, default 540) bounds the whole run: a step that would pass it is skipped.
 # CONFIGURE_ONLY=1 stops after CMake (to check the dependency set-up on any machine).
 set -uo pipefail
@@ -55,7 +57,7 @@ if [ "$stage" != bench ] || [ ! -x "$build/apps/axfold" ]; then
     -DHDF5_C_COMPILER_EXECUTABLE=/nonexistent -DBoost_DIR="$lib/cmake/Boost-1.74.0" -DGTest_DIR="$lib/cmake/GTest" \
     -DZLIB_ROOT="$deps/usr" >"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; }
   [ "${CONFIGURE_ONLY:-0}" = 1 ] && { grep -E "^-- axfold" "$out/build.log"; exit 0; }
-  targets=(axfold test_kernels test_kernels_gpu test_model_gpu)
+  targets=(axfold test_kernels test_kernels_gpu test_model_gpu test_training_gpu)
   grep -q "NCCL ON" "$out/build.log" && targets+=(test_nccl_gpu)  # the one-rank NCCL tests, where NCCL is found
   cmake --build "$build" -j"$(nproc)" --target "${targets[@]}" >>"$out/build.log" 2>&1 || { grep -E "error|Error" "$out/build.log" | head -40; exit 1; }
   echo "build: $(( $(date +%s) - t0 )) s"
@@ -76,7 +78,7 @@ step() {  # $1: seconds the step may take, $2: log name, then the command
   timeout "$secs" "$@" >"$logs/$name.log" 2>&1
   local rc=$?
   echo "== $name: rc=$rc, $(( $(date +%s) - s0 )) s"
-  grep -E "tests passed|tests failed|FAILED|Failure|Expected|Which is|actual|max \|diff|bf16 vs fp32|PASSED|SKIPPED|error|Error|\{\"" \
+  grep -E "tests passed|tests failed|FAILED|Failure|Expected|Which is|actual|max \|diff|bf16 vs fp32|PASSED|SKIPPED|error|Error|training update|gradient arrays|cosine|\{\"" \
     "$logs/$name.log" | head -${LINES_PER_STEP:-25}
   pack
 }
@@ -142,14 +144,18 @@ templates() {  # model_1_ptm with 4 random templates: the template stage on the 
   step 150 model512-fp32-templates "$ax" bench model --n-res 512 --n-seq 128 --n-extra 1024 --templates 4 "${c[@]}"
 }
 bf16() { golden_bf16; block bf16 256; block bf16 1024; model bf16 256; model bf16 1024; }
+cpu_and_gpu() {  # $1 step name, $2 directory, then a command: on the CPU, on the GPU, on the GPU in bf16
+  local name=$1 d=$2; shift 2
+  step 120 $name-cpu "$@" --out-dir $d/cpu
+  step 60 $name-cuda "$@" --device cuda --out-dir $d/cuda
+  step 60 $name-cuda-bf16 "$@" --device cuda --precision bf16 --out-dir $d/bf16
+}
 cli() {  # the user's command on the bundled example (full depth, random weights): CPU against the GPU trunk
   local d=/tmp/axfold-cli f=data/example/features.h5
   rm -rf $d && mkdir -p $d
   step 60 cli-params "$ax" init-params --model-name model_3_ptm --out $d/params.npz --seed 1
   local run=("$ax" predict --features $f --params $d/params.npz --model-name model_3_ptm --save-outputs)
-  step 120 cli-cpu "${run[@]}" --out-dir $d/cpu
-  step 60 cli-cuda "${run[@]}" --device cuda --out-dir $d/cuda
-  step 60 cli-cuda-bf16 "${run[@]}" --device cuda --precision bf16 --out-dir $d/bf16
+  cpu_and_gpu cli $d "${run[@]}"
   step 20 cli-compare python3 - $d <<'PY'
 import json, sys
 d = sys.argv[1]
@@ -163,6 +169,29 @@ for r in ("cuda", "bf16"):
     print(json.dumps({"cli": r, "plddt_max_abs_diff_vs_cpu": max(abs(a - b) for a, b in zip(c, cpu)),
                       "predict_seconds": t, "cpu_predict_seconds": tc}))
 PY
+}
+training() {  # issue #23: the training step on the GPU against the host (fp32, dropout, a template model, bf16),
+  # 20 updates on the CPU and the GPU, and one update at AF2 widths (crop 256, S=128, 1024 extra rows, 48 blocks)
+  step 150 training-gpu "$build/tests/training/test_training_gpu"
+  local d=/tmp/axfold-train s=tests/data/golden/small
+  rm -rf $d
+  local run=("$ax" train --params $s/params.npz --model-name model_3_ptm --examples $s/loss_cases.h5
+             --structure-module-layers 2 --warmup-steps 0 --learning-rate 3e-4 --steps 20)
+  cpu_and_gpu train20 $d "${run[@]}"
+  step 20 train20-compare python3 - $d <<'PY'
+import json, sys
+d = sys.argv[1]
+def losses(r):
+    return [json.loads(line)["loss"] for line in open(f"{d}/{r}/training_log.jsonl")]
+cpu = losses("cpu")
+for r in ("cuda", "bf16"):
+    l = losses(r)
+    print(json.dumps({"train20": r, "first": l[0], "last": l[-1], "cpu_first": cpu[0], "cpu_last": cpu[-1],
+                      "max_rel_diff_vs_cpu": max(abs(a - b) / abs(b) for a, b in zip(l, cpu))}))
+PY
+  for p in fp32 bf16; do
+    step 150 train256-$p "$ax" bench model --training --precision $p --n-res 256 --n-seq 128 --n-extra 1024 "${c[@]}"
+  done
 }
 host_bf16() {  # issue #21: native bf16 GEMMs (oneDNN on AVX512_BF16/AMX) on the host CPU, where it has them
   grep -o -w -E 'avx512_bf16|amx_bf16' /proc/cpuinfo | sort -u | tr '\n' ' '; lscpu | grep -m1 'Model name'
@@ -182,10 +211,10 @@ profile() {  # time per kernel of one Evoformer block (R=512; PROFILE_PRECISIONS
 }
 # A stage is test, bench, all, or a comma-separated list of the functions above (e.g. ops,memcheck,profile).
 case $stage in
-  test) ops; nccl; golden; memcheck; racecheck; ctest_gpu ;;
+  test) ops; nccl; golden; training; memcheck; racecheck; ctest_gpu ;;
   bench) host_bf16; kernels; block256; block1024; flash; models; templates; host ;;
   # the order of `all` puts what a fix would need first, and the longest benchmarks last
-  all) ops; host_bf16; nccl; golden_fp32; kernels; block256; golden_bf16; golden_fused; memcheck; block1024; flash; models; offload; templates; host ;;
+  all) ops; training; host_bf16; nccl; golden_fp32; kernels; block256; golden_bf16; golden_fused; memcheck; block1024; flash; models; offload; templates; host ;;
   *) for f in ${stage//,/ }; do
        declare -F "$f" >/dev/null || { echo "gpu-check: '$f': expected test, bench, all or a step function" >&2; exit 2; }
        "$f"

@@ -22,10 +22,28 @@
 #include <system_error>
 #include <vector>
 
+#include "kernels/device.h"
 #include "kernels/ops.h"
 #include "kernels/tensor.h"
 
 namespace axfold::test {
+
+// Whether the device tests run: on a CUDA device, or without one under DeviceEmulation (kernels/device.h) when
+// AXFOLD_TEST_EMULATE_DEVICE=1 (the ctest runs labelled `emulated`): the device code paths' glue, checked on the
+// CPU. The emulation stays on for the rest of the process.
+inline bool device_or_emulation() {
+    if (cuda_available()) return true;
+    static const bool emulated = [] {
+        const char* e = std::getenv("AXFOLD_TEST_EMULATE_DEVICE");
+        if (!e || std::string(e) != "1") return false;
+        static DeviceEmulation emulation;
+        return true;
+    }();
+    return emulated;
+}
+#define AXF_SKIP_WITHOUT_DEVICE() \
+    if (!::axfold::test::device_or_emulation()) GTEST_SKIP() << "no CUDA device (AXFOLD_TEST_EMULATE_DEVICE=1 emulates one)"
+
 
 inline Tensor randn(const Shape& shape, std::mt19937& rng, float stddev = 1.f) {
     Tensor t = Tensor::empty(shape);

@@ -16,34 +16,40 @@ std::vector<std::pair<std::string, Tensor>> tensors_of(const ModelWeights& w) {
     return out;
 }
 
-void check_host_f32(const Tensor& t, const std::string& name, const char* what) {
-    AXF_CHECK(t.device() == Device::CPU && t.dtype() == DType::F32 && t.is_contiguous(),
-              "%s: %s is %s, expected a contiguous float32 host tensor", what, name.c_str(), t.desc().c_str());
+void check_f32(const Tensor& t, const std::string& name, const char* what) {
+    AXF_CHECK(t.dtype() == DType::F32 && t.is_contiguous(), "%s: %s is %s, expected a contiguous float32 tensor", what,
+              name.c_str(), t.desc().c_str());
 }
 
-// The tensors (host float32, contiguous) packed into one buffer for a collective, and back (times scale).
-Tensor pack(const std::vector<Tensor>& ts, const char* what) {
+// The tensors (float32, contiguous, on one device) packed into one buffer for a collective on `device`, and
+// back (times scale).
+Tensor pack(const std::vector<Tensor>& ts, Device device, const char* what) {
     int64_t n = 0;
     for (const Tensor& t : ts) {
-        check_host_f32(t, "a gradient", what);
+        check_f32(t, "a gradient", what);
         n += t.numel();
     }
-    Tensor flat = Tensor::empty({n});
+    Tensor flat = Tensor::empty({n}, DType::F32, device);
     int64_t off = 0;
     for (const Tensor& t : ts) {
-        std::copy(t.f32(), t.f32() + t.numel(), flat.f32() + off);
+        flat.slice(0, off, off + t.numel()).copy_from(t.view({t.numel()}));
         off += t.numel();
     }
     return flat;
 }
 
-void unpack(const Tensor& flat, const std::vector<Tensor>& ts, float scale) {
+void unpack(const Tensor& flat, const std::vector<Tensor>& ts, float s) {
     int64_t off = 0;
     for (const Tensor& t : ts) {
-        float* p = t.f32();
-        for (int64_t i = 0; i < t.numel(); ++i) p[i] = flat.f32()[off + i] * scale;
+        t.view({t.numel()}).copy_from(flat.slice(0, off, off + t.numel()));
+        if (s != 1.f) scale(t, s);
         off += t.numel();
     }
+}
+
+// Where a collective over `comm` reads its buffers: NCCL's on the tensors' device, the others' on the host.
+Device collective_device(const Comm& comm, const std::vector<Tensor>& ts) {
+    return comm.backend() == "nccl" && !ts.empty() ? ts.front().device() : Device::CPU;
 }
 
 }  // namespace
@@ -60,9 +66,8 @@ double scheduled_learning_rate(const AdamConfig& c, int64_t step) {
 double global_norm(const ModelWeights& grads) {
     double s = 0;
     for (const auto& [name, t] : tensors_of(grads)) {
-        check_host_f32(t, name, "global_norm");
-        const float* p = t.f32();
-        for (int64_t i = 0; i < t.numel(); ++i) s += static_cast<double>(p[i]) * p[i];
+        check_f32(t, name, "global_norm");
+        s += sum_of_squares(t);
     }
     return std::sqrt(s);
 }
@@ -77,7 +82,7 @@ void average_over_replicas(ModelWeights& grads, Comm& comm) {
 void ReplicaAverage::start_tensors(const std::vector<Tensor>& tensors) {
     Bucket b;
     b.tensors = tensors;
-    b.packed = pack(tensors, "replica average");
+    b.packed = pack(tensors, collective_device(comm_, tensors), "replica average");
     b.summing = comm_.all_reduce_sum(b.packed);
     buckets_.push_back(std::move(b));
 }
@@ -94,7 +99,7 @@ void broadcast_gradients(ModelWeights& grads, Comm& comm, int root) {
     if (comm.size() == 1) return;
     std::vector<Tensor> ts;
     for (const auto& [name, t] : tensors_of(grads)) ts.push_back(t);
-    const Tensor flat = pack(ts, "broadcast_gradients");
+    const Tensor flat = pack(ts, collective_device(comm, ts), "broadcast_gradients");
     comm.broadcast(flat, root)->wait();
     unpack(flat, ts, 1.f);
 }
@@ -107,21 +112,16 @@ void update_moving_average(ModelWeights& ema, const ModelWeights& params, double
         AXF_CHECK(es[i].first == ps[i].first && es[i].second.shape() == ps[i].second.shape(),
                   "moving average: tensor %zu is %s %s, the parameter %s %s", i, es[i].first.c_str(),
                   es[i].second.desc().c_str(), ps[i].first.c_str(), ps[i].second.desc().c_str());
-        check_host_f32(es[i].second, es[i].first, "moving average");
-        check_host_f32(ps[i].second, ps[i].first, "moving average");
-        float* e = es[i].second.f32();
-        const float* p = ps[i].second.f32();
-        for (int64_t k = 0; k < es[i].second.numel(); ++k)
-            e[k] = static_cast<float>(decay * e[k] + (1 - decay) * p[k]);
+        moving_average_update(es[i].second, ps[i].second, decay);
     }
 }
 
 Adam::Adam(const AdamConfig& config, const ModelWeights& params) : config_(config) {
     for (const auto& [name, t] : tensors_of(params)) {
-        check_host_f32(t, name, "Adam");
+        check_f32(t, name, "Adam");
         names_.push_back(name);
-        m_.push_back(Tensor::zeros(t.shape()));
-        v_.push_back(Tensor::zeros(t.shape()));
+        m_.push_back(Tensor::zeros(t.shape(), DType::F32, t.device()));
+        v_.push_back(Tensor::zeros(t.shape(), DType::F32, t.device()));
     }
 }
 
@@ -136,8 +136,6 @@ AdamStats Adam::update(ModelWeights& params, const ModelWeights& grads) {
                   "Adam: tensor %zu is %s %s (gradient %s %s), the optimizer holds %s %s", i, ps[i].first.c_str(),
                   ps[i].second.desc().c_str(), gs[i].first.c_str(), gs[i].second.desc().c_str(), names_[i].c_str(),
                   m_[i].desc().c_str());
-        check_host_f32(ps[i].second, ps[i].first, "Adam");
-        check_host_f32(gs[i].second, gs[i].first, "Adam");
     }
     AdamStats st;
     st.step = ++step_;
@@ -146,23 +144,10 @@ AdamStats Adam::update(ModelWeights& params, const ModelWeights& grads) {
     AXF_CHECK(std::isfinite(st.grad_norm), "Adam: the gradient is not finite (norm %g) at update %lld", st.grad_norm,
               (long long)step_);
     if (config_.clip_norm > 0 && st.grad_norm > config_.clip_norm) st.clip_scale = config_.clip_norm / st.grad_norm;
-    const double b1 = config_.beta1, b2 = config_.beta2;
-    const double c1 = 1 - std::pow(b1, static_cast<double>(step_)), c2 = 1 - std::pow(b2, static_cast<double>(step_));
-    const double lr = st.learning_rate, eps = config_.eps, scale = st.clip_scale;
-    for (size_t i = 0; i < names_.size(); ++i) {
-        float* p = ps[i].second.f32();
-        const float* g = gs[i].second.f32();
-        float *m = m_[i].f32(), *v = v_[i].f32();
-        const int64_t n = m_[i].numel();
-#pragma omp parallel for schedule(static) if (n > 65536)
-        for (int64_t e = 0; e < n; ++e) {
-            const double ge = scale * g[e];
-            const double me = b1 * m[e] + (1 - b1) * ge, ve = b2 * v[e] + (1 - b2) * ge * ge;
-            m[e] = static_cast<float>(me);
-            v[e] = static_cast<float>(ve);
-            p[e] = static_cast<float>(p[e] - lr * (me / c1) / (std::sqrt(ve / c2) + eps));
-        }
-    }
+    const double b1 = config_.beta1, b2 = config_.beta2, t = static_cast<double>(step_);
+    const AdamCoefficients c{st.learning_rate, b1, b2, config_.eps, 1 - std::pow(b1, t), 1 - std::pow(b2, t),
+                             st.clip_scale};
+    for (size_t i = 0; i < names_.size(); ++i) adam_update(ps[i].second, gs[i].second, m_[i], v_[i], c);
     return st;
 }
 
@@ -171,8 +156,8 @@ void Adam::save(io::Hdf5Writer& out, const std::string& group) const {
     s.data<int64_t>()[0] = step_;
     out.write(group + "/step", s);
     for (size_t i = 0; i < names_.size(); ++i) {
-        out.write(group + "/m/" + names_[i], m_[i]);
-        out.write(group + "/v/" + names_[i], v_[i]);
+        out.write(group + "/m/" + names_[i], m_[i].to(Device::CPU));
+        out.write(group + "/v/" + names_[i], v_[i].to(Device::CPU));
     }
 }
 
@@ -192,7 +177,7 @@ void Adam::load(const io::Hdf5File& in, const std::string& group) {
             Tensor t = in.read_f32(path);
             AXF_CHECK(t.shape() == m_[i].shape(), "%s: %s is %s, expected shape %s", in.path().c_str(), path.c_str(),
                       t.desc().c_str(), shape_str(m_[i].shape()).c_str());
-            (k == 0 ? m : v)[i] = t.contiguous();
+            (k == 0 ? m : v)[i] = t.contiguous().to(m_[i].device());
         }
     step_ = step;
     m_ = std::move(m);

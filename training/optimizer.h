@@ -1,6 +1,8 @@
 // The optimizer of training (AF2 supplement 1.11.3; OpenFold's AlphaFoldLRScheduler): Adam with a linear
 // warm-up, a step decay and gradient clipping by the global norm, over every parameter of a model; and the
-// data-parallel gradient average. Host tensors (float32), as training runs on the host (training/training.h).
+// data-parallel gradient average. Float32 tensors on any device (the optimizer's state lives beside the
+// parameters; the element-wise steps are kernels/ops.h's adam_update, moving_average_update, sum_of_squares). The
+// collectives pack on the device for NCCL and on the host for MPI.
 //
 // Schedule, as OpenFold's scheduler computes it: with d = s - 1 updates done before update s, lr(s) =
 // lr * d / warmup_steps while d <= warmup_steps (the first update moves nothing but Adam's moments, as optax's

@@ -14,6 +14,8 @@
 #include "io/atomic_file.h"
 #include "io/json_writer.h"
 #include "io/params.h"
+#include "kernels/device.h"
+#include "model/run.h"
 #include "pipeline/training_sample.h"
 #include "training/losses.h"
 #include "training/optimizer.h"
@@ -71,7 +73,8 @@ std::vector<std::pair<std::string, std::string>> run_settings(const TrainerOptio
             {"crop_size", std::to_string(o.crop_size)},
             {"sample_recycles", o.sample_recycles ? "1" : "0"},
             {"dropout", o.dropout ? "1" : "0"},
-            {"structure_module_layers", std::to_string(o.structure_module_layers)}};
+            {"structure_module_layers", std::to_string(o.structure_module_layers)},
+            {"precision", o.precision}};
 }
 
 // The gradient an update applies (before clipping) and the replicas' mean losses: gradients-<update>.h5.
@@ -80,7 +83,7 @@ void save_gradients(const std::string& out_dir, int64_t step, const ModelWeights
     io::Hdf5Writer w((fs::path(out_dir) / strfmt("gradients-%06lld.h5", (long long)step)).string());
     ModelWeights g = grads;
     g.visit([&](const std::string& n, Tensor& t) {
-        if (t.defined()) w.write("gradients/" + n, t);
+        if (t.defined()) w.write("gradients/" + n, t.to(Device::CPU));
     });
     w.write("loss/total", losses.slice(0, 0, 1));
     for (size_t i = 0; i < names.size(); ++i)
@@ -183,14 +186,37 @@ std::vector<fs::path> files_to_replace(const TrainerOptions& o, const fs::path& 
 }
 
 // The parameters being trained (the resumed checkpoint's, else --params), their moving average and Adam's state.
+// On a GPU the three live there (device_model, ema_device_model: copies of the host models' weights), and the
+// host stores, which checkpoints and validation read, are refreshed from them (sync_to_host).
 struct TrainingState {
     std::shared_ptr<ParamStore> store, ema_store;
-    std::unique_ptr<Model> model, ema_model;
-    ModelWeights params, ema;
+    std::unique_ptr<Model> model, ema_model, device_model, ema_device_model;
+    ModelWeights params, ema;  // what Adam and the moving average update: the device models' weights on a GPU
     std::unique_ptr<Adam> adam;
+    const Model& trained() const { return device_model ? *device_model : *model; }
 };
 
-TrainingState load_state(const TrainerOptions& o, const fs::path& resume, int64_t resumed_step, int ranks) {
+// dst's tensors (views of a host store) = src's (the same layout on a device).
+void copy_weights(const ModelWeights& dst, const ModelWeights& src) {
+    ModelWeights d = dst, s = src;
+    std::vector<Tensor> ds, ss;
+    d.visit([&](const std::string&, Tensor& t) {
+        if (t.defined()) ds.push_back(t);
+    });
+    s.visit([&](const std::string&, Tensor& t) {
+        if (t.defined()) ss.push_back(t);
+    });
+    AXF_CHECK(ds.size() == ss.size(), "train: %zu host tensors for %zu device tensors", ds.size(), ss.size());
+    for (size_t i = 0; i < ds.size(); ++i) ds[i].copy_from(ss[i]);
+}
+
+void sync_to_host(const TrainingState& st) {
+    if (st.device_model) copy_weights(st.model->weights(), st.params);
+    if (st.ema_device_model) copy_weights(st.ema_model->weights(), st.ema);
+}
+
+TrainingState load_state(const TrainerOptions& o, const fs::path& resume, int64_t resumed_step, int ranks,
+                         Device device) {
     TrainingState st;
     std::string params_path = o.params;
     if (!o.resume.empty()) params_path = (resume / ("params_" + o.model_name + ".npz")).string();
@@ -199,7 +225,8 @@ TrainingState load_state(const TrainerOptions& o, const fs::path& resume, int64_
     st.model = std::make_unique<Model>(Model::from_store(st.store, o.model_name, o.structure_module_layers));
     AXF_CHECK(!st.model->config().preset.multimer, "train: %s is an AlphaFold-Multimer model, which does not train yet",
               o.model_name.c_str());
-    st.params = st.model->weights();
+    if (device != Device::CPU) st.device_model = std::make_unique<Model>(st.model->on(device));
+    st.params = st.trained().weights();
     // The moving average: a second parameter store (the checkpoint's, when resuming; else a copy of the
     // starting parameters).
     if (o.ema_decay > 0) {
@@ -212,7 +239,8 @@ TrainingState load_state(const TrainerOptions& o, const fs::path& resume, int64_
         }
         st.ema_model =
             std::make_unique<Model>(Model::from_store(st.ema_store, o.model_name, o.structure_module_layers));
-        st.ema = st.ema_model->weights();
+        if (device != Device::CPU) st.ema_device_model = std::make_unique<Model>(st.ema_model->on(device));
+        st.ema = (st.ema_device_model ? *st.ema_device_model : *st.ema_model).weights();
     }
     AdamConfig ac;
     ac.learning_rate = o.learning_rate;
@@ -315,8 +343,24 @@ std::string train(const TrainerOptions& o) {
               "(>= 0)",
               o.learning_rate, (long long)o.warmup_steps, o.clip_norm, (long long)o.crop_size);
     AXF_CHECK(o.ema_decay >= 0 && o.ema_decay < 1, "train: --ema-decay %g, expected in [0, 1)", o.ema_decay);
+    const Device device = select_device(o.device);
+    const MatmulPrecisionScope precision(parse_precision(o.precision));
     TrainingGroups groups = split_training_groups(world, o.dap);
     const bool lead = world.rank() == 0;
+    // On GPUs, one NCCL communicator per DAP group and per replica group, bootstrapped over the group's MPI
+    // communicator, one GPU per rank (local_cuda_device, chosen here before anything is allocated): DAP's
+    // collectives, the gradient's average and broadcast run on the device. The MPI groups stay for the host's
+    // traffic (the logged losses).
+    std::unique_ptr<Comm> nccl_dap, nccl_replicas;
+    if (device == Device::CUDA && world.size() > 1 && !device_emulated()) {
+        AXF_CHECK(nccl_available(), "train --device cuda on %d ranks: this axfold was built without NCCL",
+                  world.size());
+        const int gpu = local_cuda_device(world);
+        if (groups.dap->size() > 1) nccl_dap = make_nccl_comm(*groups.dap, gpu);
+        if (groups.replicas->size() > 1) nccl_replicas = make_nccl_comm(*groups.replicas, gpu);
+    }
+    Comm& dap = nccl_dap ? *nccl_dap : *groups.dap;
+    Comm& replicas = nccl_replicas ? *nccl_replicas : *groups.replicas;
 
     fs::path resume = fs::path(o.resume).lexically_normal();
     if (!resume.empty() && !resume.has_filename()) resume = resume.parent_path();  // "checkpoint-000001/"
@@ -324,7 +368,7 @@ std::string train(const TrainerOptions& o) {
     AXF_CHECK(o.resume.empty() || resumed_step >= 0, "train: --resume %s is not a checkpoint-<update> directory",
               o.resume.c_str());
     const std::vector<fs::path> stale = lead ? files_to_replace(o, resume, resumed_step) : std::vector<fs::path>{};
-    TrainingState st = load_state(o, resume, resumed_step, world.size());
+    TrainingState st = load_state(o, resume, resumed_step, world.size(), device);
     const Model& model = *st.model;
     Adam& adam = *st.adam;
 
@@ -354,10 +398,12 @@ std::string train(const TrainerOptions& o) {
     if (lead)
         std::fprintf(stderr,
                      "train: %s, %zu examples, %d ranks = %d replicas x DAP %d, updates %lld..%lld, lr %g "
-                     "(warm-up %lld), clip %g, %d threads; memory plan %s per rank (the largest example)\n",
+                     "(warm-up %lld), clip %g, %s GEMMs on %s, %d threads; memory plan %s per rank (the largest "
+                     "example)\n",
                      o.model_name.c_str(), o.examples.size(), world.size(), groups.num_replicas, o.dap,
                      (long long)adam.step() + 1, (long long)o.steps, o.learning_rate, (long long)o.warmup_steps,
-                     o.clip_norm, num_threads(), format_bytes(planned).c_str());
+                     o.clip_norm, o.precision.c_str(), device_name(device), num_threads(),
+                     format_bytes(planned).c_str());
 
     // Validation: every --validate-every updates (and after the last), replica 0's group predicts each validation
     // example with the moving average's parameters (the trained ones without it) and rank 0 logs the whole
@@ -368,10 +414,10 @@ std::string train(const TrainerOptions& o) {
         for (const std::string& p : o.validate) {
             const TrainingExample v = load_training_example(p);
             axfold::PredictOptions po;
-            po.comm = groups.dap.get();
+            po.comm = &dap;
             po.keep_recycles = false;
             po.keep_pair_logits = false;
-            Context vctx;
+            Context vctx(device);
             const Prediction pred = evaluated.predict(v.features, po, vctx);
             const double lddt = lddt_ca_global(pred.structure_module.final_atom_positions,
                                                v.batch.at("all_atom_positions"), v.batch.at("all_atom_mask"));
@@ -385,7 +431,7 @@ std::string train(const TrainerOptions& o) {
         }
     };
 
-    Context ctx;
+    Context ctx(device);
     const int R = groups.num_replicas;
     for (int64_t s = adam.step() + 1; s <= o.steps; ++s) {
         const auto t0 = std::chrono::steady_clock::now();
@@ -399,12 +445,12 @@ std::string train(const TrainerOptions& o) {
             u = update_example(o, path, s, groups.replica);
             // Dropout masks: the same on every rank of a DAP group, different across replicas and updates.
             const uint64_t dropout_seed = o.dropout ? update_seed(o.seed ^ 0x5DEECE66Dull, s, groups.replica) | 1 : 0;
-            step = training_step(model, u.ex.features, u.ex.batch, LossConfig{}, ctx, nullptr, groups.dap.get(),
-                                 dropout_seed, groups.replicas.get());  // the gradient averaged over replicas
+            step = training_step(st.trained(), u.ex.features, u.ex.batch, LossConfig{}, ctx, nullptr, &dap,
+                                 dropout_seed, &replicas);  // the gradient averaged over replicas
         } catch (const Error& e) {
             throw Error(strfmt("update %lld, example %s: %s", (long long)s, path.c_str(), e.what()));
         }
-        broadcast_gradients(step.grads, *groups.dap);  // one update on every rank of a DAP group
+        broadcast_gradients(step.grads, dap);  // one update on every rank of a DAP group
         // The losses averaged over replicas, for the log.
         std::vector<std::string> names;
         for (const auto& [n, v] : step.loss.terms) names.push_back(n);
@@ -423,9 +469,12 @@ std::string train(const TrainerOptions& o) {
                          losses.data<double>()[0], stats.grad_norm, stats.clip_scale < 1 ? " (clipped)" : "",
                          stats.learning_rate, secs);
         }
-        if (lead && ((o.save_every > 0 && s % o.save_every == 0) || s == o.steps))
+        const bool checkpoint = (o.save_every > 0 && s % o.save_every == 0) || s == o.steps;
+        const bool validating = !o.validate.empty() && ((o.validate_every > 0 && s % o.validate_every == 0) || s == o.steps);
+        if (checkpoint || validating) sync_to_host(st);
+        if (lead && checkpoint)
             save_checkpoint(o.out_dir, o.model_name, *st.store, st.ema_store.get(), adam, o, world.size());
-        if (!o.validate.empty() && ((o.validate_every > 0 && s % o.validate_every == 0) || s == o.steps)) validate(s);
+        if (validating) validate(s);
     }
     if (log) std::fclose(log);
     if (vlog) std::fclose(vlog);

@@ -1,5 +1,6 @@
 // A training run (`axfold train`): Adam updates of AlphaFold2 parameters on training examples (training.h's
-// HDF5 layout), data parallel x DAP under an MPI launcher, and the run's directory:
+// HDF5 layout), data parallel x DAP under an MPI launcher, on the host or one GPU per rank, and the run's
+// directory:
 //   checkpoint-<update>/  params_<model>.npz (AF2's layout: what `axfold predict --params` reads), the moving
 //                         average params_<model>_ema.npz and optimizer.h5 (Adam's state and the run's settings),
 //                         written under a temporary name, flushed to disk and renamed: complete or absent;
@@ -37,6 +38,8 @@ struct TrainerOptions {
     bool overwrite = false;               // replace another run's results in out_dir
     bool allow_changed_settings = false;  // resume with settings other than the checkpoint's
     uint64_t seed = 0;                    // the updates' random streams
+    std::string device = "cpu";           // cuda: the training step, the parameters and Adam's state on the GPU
+    std::string precision = "fp32";       // GEMM arithmetic (kernels/ops.h MatmulPrecision): fp32, tf32 or bf16
 };
 
 // Trains to update o.steps on every rank of the MPI world; rank 0 writes the run's directory. Returns the last

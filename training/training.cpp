@@ -9,6 +9,7 @@
 #include "evoformer/evoformer_stack.h"
 #include "evoformer/template_embedding.h"
 #include "io/hdf5_file.h"
+#include "kernels/device.h"
 #include "structure/all_atom.h"
 #include "structure/heads.h"
 #include "structure/structure_module.h"
@@ -116,16 +117,21 @@ RecycledInputs recycled_inputs(const Model& model, const FeatureDict& features, 
 TrainingStep training_step(const Model& model, const FeatureDict& features, const FeatureDict& batch,
                            const LossConfig& config, Context& ctx, const RecycledInputs* recycled, Comm* comm,
                            uint64_t dropout_seed, Comm* replicas) {
-    const ModelWeights& w = model.weights();
     const ModelConfig& cfg = model.config();
+    // On a GPU the model runs there: its weights (copies, unless the caller's already live there), the
+    // representations, masks and features; what stays on the host is what prediction keeps there (residue types
+    // and indices, template inputs, the structure module's frame algebra) and the losses, on the last iteration's
+    // outputs (the heads' logits come down, their gradients go up).
+    const Device dev = ctx.device;
+    const ModelWeights w = weights_on(model.weights(), dev);
     AXF_CHECK(!w.multimer, "training step: AlphaFold-Multimer models do not train yet");
-    AXF_CHECK(ctx.device == Device::CPU, "training step: runs on the host for now");
     validate_features(features, cfg, "training features");
     const int64_t R = features.at("aatype").size(0), N = features.at("aatype").size(1),
                   S = features.at("msa_feat").size(1), E = features.at("extra_msa").size(1);
     const int64_t Cm = cfg.c_m, Cz = cfg.c_z, Ce = cfg.c_e;
     const int64_t r = R - 1;  // the differentiated iteration
     auto feat = [&](const char* name) { return to_f32(features.at(name).select(0, r)).contiguous(); };
+    auto on_dev = [&](const Tensor& t) { return t.to(dev); };
     // Template models (model_1, model_2): the template embedding is added to the pair after the recycling
     // embedder, and T template angle rows follow the S cluster rows of the MSA (AF2 Algorithms 2, 16, 17).
     const bool templates =
@@ -136,6 +142,7 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
     std::vector<std::pair<std::string, double>> timings;
     auto last = std::chrono::steady_clock::now();
     auto mark = [&](const char* stage) {
+        if (dev != Device::CPU) device_synchronize();  // the stage's kernels, not just their launches
         const auto now = std::chrono::steady_clock::now();
         timings.emplace_back(stage, std::chrono::duration<double>(now - last).count());
         last = now;
@@ -172,20 +179,21 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
         else
             evoformer_stack_backward(st, m, z, mm, pm, dm, dz, grads, ctx, k, done);
     };
-    const Tensor &prev_row = rec.msa_first_row, &prev_pair = rec.pair, &prev_pb = rec.pseudo_beta;
+    const Tensor prev_row = on_dev(rec.msa_first_row), prev_pair = on_dev(rec.pair), &prev_pb = rec.pseudo_beta;
     WorkspaceScope scope(ctx.ws);  // (after prediction, which trims the arena between its phases)
 
     // The last iteration, keeping each stage's inputs.
     const Tensor aatype = to_int64(features.at("aatype").select(0, r));
     const Tensor residue_index = to_int64(features.at("residue_index").select(0, r));
-    const Tensor seq_mask = feat("seq_mask"), extra_mask = feat("extra_msa_mask");
-    Tensor msa_mask = Tensor::empty({S + T, N});
+    const Tensor seq_mask = feat("seq_mask"), extra_mask = on_dev(feat("extra_msa_mask"));
+    Tensor msa_mask = Tensor::empty({S + T, N}, DType::F32, dev);
     msa_mask.slice(0, 0, S).copy_from(feat("msa_mask"));
-    Tensor pair_mask = Tensor::empty({N, N});
+    Tensor pair_mask_host = Tensor::empty({N, N});
     for (int64_t i = 0; i < N; ++i)
-        for (int64_t j = 0; j < N; ++j) pair_mask.f32()[i * N + j] = seq_mask.f32()[i] * seq_mask.f32()[j];
-    const Tensor target_feat = feat("target_feat"), msa_feat = feat("msa_feat");
-    Tensor msa = Tensor::empty({S + T, N, Cm}), pair = Tensor::empty({N, N, Cz});
+        for (int64_t j = 0; j < N; ++j) pair_mask_host.f32()[i * N + j] = seq_mask.f32()[i] * seq_mask.f32()[j];
+    const Tensor pair_mask = on_dev(pair_mask_host);
+    const Tensor target_feat = on_dev(feat("target_feat")), msa_feat = on_dev(feat("msa_feat"));
+    Tensor msa = Tensor::empty({S + T, N, Cm}, DType::F32, dev), pair = Tensor::empty({N, N, Cz}, DType::F32, dev);
     Tensor clusters = msa.slice(0, 0, S);  // what the masked-MSA head reads
     input_embedder_forward(w.input_embedder, target_feat, residue_index, msa_feat, clusters, pair, ctx);
     Tensor row0 = msa.select(0, 0);
@@ -196,7 +204,7 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
         const TemplateIterationInputs ti = template_iteration_inputs(features, r);
         tin = ti.pair;
         const TorsionAngles& ta = ti.torsions;
-        angle_feat = template_angle_feat(tin.template_aatype, ta.sin_cos, ta.alt_sin_cos, ta.mask);
+        angle_feat = on_dev(template_angle_feat(tin.template_aatype, ta.sin_cos, ta.alt_sin_cos, ta.mask));
         Tensor rows = msa.slice(0, S, S + T);
         template_angle_embedder_forward(w.template_angle_embedder, angle_feat, rows, ctx);
         msa_mask.slice(0, S, S + T).copy_from(template_msa_mask(ta.mask));
@@ -205,7 +213,7 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
     }
     const Tensor extra_msa = features.at("extra_msa").select(0, r), has_del = feat("extra_has_deletion"),
                  del_val = feat("extra_deletion_value");
-    Tensor extra = Tensor::empty({E, N, Ce});
+    Tensor extra = Tensor::empty({E, N, Ce}, DType::F32, dev);
     extra_msa_embedder_forward(w.extra_msa_embedder, extra_msa, has_del, del_val, extra, ctx);
     const Tensor extra0 = extra.clone(), pair0 = pair.clone();
     mark("embedders");
@@ -214,35 +222,38 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
     const Tensor msa1 = msa.clone(), pair1 = pair.clone();
     stack_forward(w.evoformer, msa, pair, msa_mask, pair_mask, k_evo);
     mark("evoformer");
-    Tensor single = linear(msa.select(0, 0), w.single_activations.single_activations.weights,
-                           w.single_activations.single_activations.bias, ctx.ws).clone();
+    Tensor single = Tensor::empty({N, cfg.c_s}, DType::F32, dev);
+    linear(msa.select(0, 0), w.single_activations.single_activations.weights,
+           w.single_activations.single_activations.bias, single);
     StructureModuleConfig sc;
     sc.num_layers = cfg.structure_module_layers;
     sc.dropout_key = derive_dropout_key(dropout_seed, 3);
     const StructureModuleOutputs sm =
         structure_module_forward(w.structure_module, sc, single, pair, aatype, seq_mask, ctx);
     mark("structure_module");
-    const HeadsOutputs h = heads_forward(w.heads, clusters, pair, single, sm.act, ctx, true);
+    const Tensor sm_act = on_dev(sm.act);  // (the structure module leaves its last activations on the host)
+    const HeadsOutputs h = heads_forward(w.heads, clusters, pair, single, sm_act, ctx, true);
     mark("heads");
 
     TrainingStep step;
     std::map<std::string, Tensor>& o = step.outputs;
-    o["distogram_logits"] = h.distogram_logits;
-    o["masked_msa_logits"] = h.masked_msa_logits;
-    o["experimentally_resolved_logits"] = h.experimentally_resolved_logits;
-    o["lddt_logits"] = h.predicted_lddt_logits;
-    if (h.has_pae) o["tm_logits"] = h.predicted_aligned_error_logits;
-    o["final_atom_positions"] = sm.final_atom_positions;
-    o["final_affine_tensor"] = sm.traj.select(0, sm.traj.size(0) - 1).contiguous();
-    o["sm/frames"] = sm.traj;
-    o["sm/sidechain_frames"] = sm.sidechain_frames;
-    o["sm/positions"] = sm.atom14_positions;
-    o["sm/angles"] = sm.angles_sin_cos;
-    o["sm/unnormalized_angles"] = sm.unnormalized_angles_sin_cos;
+    auto host = [](const Tensor& t) { return t.to(Device::CPU); };
+    o["distogram_logits"] = host(h.distogram_logits);
+    o["masked_msa_logits"] = host(h.masked_msa_logits);
+    o["experimentally_resolved_logits"] = host(h.experimentally_resolved_logits);
+    o["lddt_logits"] = host(h.predicted_lddt_logits);
+    if (h.has_pae) o["tm_logits"] = host(h.predicted_aligned_error_logits);
+    o["final_atom_positions"] = host(sm.final_atom_positions);
+    o["final_affine_tensor"] = host(sm.traj.select(0, sm.traj.size(0) - 1).contiguous());
+    o["sm/frames"] = host(sm.traj);
+    o["sm/sidechain_frames"] = host(sm.sidechain_frames);
+    o["sm/positions"] = host(sm.atom14_positions);
+    o["sm/angles"] = host(sm.angles_sin_cos);
+    o["sm/unnormalized_angles"] = host(sm.unnormalized_angles_sin_cos);
     step.loss = alphafold_loss(o, batch, config, true);
     mark("loss");
     const std::map<std::string, Tensor>& d = step.loss.gradients;
-    auto f32 = [](const Tensor& t) { return to_f32(t).contiguous(); };
+    auto f32 = [&](const Tensor& t) { return on_dev(to_f32(t).contiguous()); };
 
     // Backward: the heads, the structure module, the single projection, the stacks, the embedders.
     step.grads = zeros_like_model(w);
@@ -253,10 +264,11 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
     hc.experimentally_resolved_logits = f32(d.at("experimentally_resolved_logits"));
     hc.predicted_lddt_logits = f32(d.at("lddt_logits"));
     if (h.has_pae) hc.predicted_aligned_error_logits = f32(d.at("tm_logits"));
-    Tensor dmsa = Tensor::zeros(msa.shape()), dpair = Tensor::empty(pair.shape()),
-           dsingle = Tensor::empty(single.shape()), dsm_act = Tensor::empty(sm.act.shape());
+    Tensor dmsa = Tensor::zeros(msa.shape(), DType::F32, dev), dpair = Tensor::empty(pair.shape(), DType::F32, dev),
+           dsingle = Tensor::empty(single.shape(), DType::F32, dev),
+           dsm_act = Tensor::empty(sm.act.shape(), DType::F32, dev);
     Tensor dclusters = dmsa.slice(0, 0, S);
-    heads_backward(w.heads, clusters, pair, single, sm.act, hc, dclusters, dpair, dsingle, dsm_act, g.heads, ctx);
+    heads_backward(w.heads, clusters, pair, single, sm_act, hc, dclusters, dpair, dsingle, dsm_act, g.heads, ctx);
     mark("heads_backward");
     StructureModuleCotangents smc;
     smc.traj = f32(d.at("sm/frames"));
@@ -266,13 +278,13 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
     smc.unnormalized_angles_sin_cos = f32(d.at("sm/unnormalized_angles"));
     smc.act = dsm_act;
     // (final_atom_positions and final_affine_tensor carry no gradient: AF2's pLDDT and TM targets are detached)
-    Tensor ds2 = Tensor::empty(single.shape()), dz2 = Tensor::empty(pair.shape());
+    Tensor ds2 = Tensor::empty(single.shape(), DType::F32, dev), dz2 = Tensor::empty(pair.shape(), DType::F32, dev);
     structure_module_backward(w.structure_module, sc, single, pair, aatype, seq_mask, smc, ds2, dz2, g.structure_module,
                               ctx);
     add(dsingle, ds2);
     add(dpair, dz2);
     mark("structure_module_backward");
-    Tensor drow = Tensor::empty({N, Cm});
+    Tensor drow = Tensor::empty({N, Cm}, DType::F32, dev);
     linear_backward(msa.select(0, 0).contiguous(), w.single_activations.single_activations.weights, dsingle, drow,
                     false, g.single_activations.single_activations.weights,
                     g.single_activations.single_activations.bias, ctx.ws);
@@ -286,7 +298,7 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
     stack_backward(w.evoformer, msa1, pair1, msa_mask, pair_mask, dmsa, dpair, ge, k_evo);
     g.evoformer.blocks = ge;
     mark("evoformer_backward");
-    Tensor dextra = Tensor::zeros(extra0.shape());
+    Tensor dextra = Tensor::zeros(extra0.shape(), DType::F32, dev);
     std::vector<EvoformerBlockWeights> gx(g.extra_msa_stack.blocks.begin(), g.extra_msa_stack.blocks.end());
     stack_backward(w.extra_msa_stack, extra0, pair0, extra_mask, pair_mask, dextra, dpair, gx, k_extra);
     g.extra_msa_stack.blocks = gx;

@@ -10,8 +10,11 @@
 // Template models (model_1, model_2) train their template embedding and angle rows when the features hold
 // templates.
 //
-// LIMITATION: the host; AlphaFold-Multimer models; every module's backward outside the stacks holds its
-// internals for the whole crop.
+// Device: ctx.device; on a GPU the model runs there, the losses on the host (docs/TRAINING.md, "Training on a
+// GPU"), and TrainingStep::grads stays on the device.
+//
+// LIMITATION: AlphaFold-Multimer models; every module's backward outside the stacks holds its internals for the
+// whole crop.
 #pragma once
 
 #include <map>
@@ -28,7 +31,7 @@ namespace axfold {
 struct TrainingStep {
     AlphaFoldLoss loss;                     // every term, the totals, d total / d output
     ModelWeights grads;                     // d total / d parameter, the model's weights' layout
-    std::map<std::string, Tensor> outputs;  // the last iteration's outputs under the loss's names
+    std::map<std::string, Tensor> outputs;  // the last iteration's outputs under the loss's names (host)
     // Seconds per stage, in order: recycling, embedders (with the templates), extra_msa_stack, evoformer,
     // structure_module, heads, loss, then the backward passes (heads, structure module with the single
     // projection, evoformer, extra-MSA stack, templates when the model has them, embedders) and, with replicas,

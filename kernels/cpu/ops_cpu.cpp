@@ -1166,4 +1166,44 @@ void add_transpose(const Tensor& x) {
     }
 }
 
+void adam_update(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, const AdamCoefficients& c) {
+    float *pp = p.f32(), *mp = m.f32(), *vp = v.f32();
+    const float* gp = g.f32();
+    const int64_t n = p.numel();
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t e = 0; e < n; ++e) {
+        const double ge = c.grad_scale * gp[e];
+        const double me = c.beta1 * mp[e] + (1 - c.beta1) * ge, ve = c.beta2 * vp[e] + (1 - c.beta2) * ge * ge;
+        mp[e] = static_cast<float>(me);
+        vp[e] = static_cast<float>(ve);
+        pp[e] = static_cast<float>(pp[e] - c.lr * (me / c.bias1) / (std::sqrt(ve / c.bias2) + c.eps));
+    }
+}
+
+void moving_average_update(const Tensor& ema, const Tensor& p, double decay) {
+    float* e = ema.f32();
+    const float* pp = p.f32();
+    const int64_t n = ema.numel();
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t k = 0; k < n; ++k) e[k] = static_cast<float>(decay * e[k] + (1 - decay) * pp[k]);
+}
+
+double sum_of_squares(const Tensor& x) {
+    // Blocks of a fixed size summed in order, each block in order: the same sum for any thread count.
+    constexpr int64_t kBlock = 1 << 16;
+    const float* p = x.f32();
+    const int64_t n = x.numel(), blocks = (n + kBlock - 1) / kBlock;
+    std::vector<double> part(static_cast<size_t>(blocks));
+#pragma omp parallel for schedule(static) if (blocks > 1)
+    for (int64_t b = 0; b < blocks; ++b) {
+        double s = 0;
+        for (int64_t i = b * kBlock; i < std::min(n, (b + 1) * kBlock); ++i) s += static_cast<double>(p[i]) * p[i];
+        part[static_cast<size_t>(b)] = s;
+    }
+    double s = 0;
+    for (double v : part) s += v;
+    return s;
+}
+
 }  // namespace axfold::cpu
+

@@ -84,7 +84,9 @@ size_t device_peak_bytes() {
     return usage().peak;
 }
 
-void device_synchronize() { AXF_CUDA(cudaDeviceSynchronize()); }
+void device_synchronize() {
+    if (!device_emulated()) AXF_CUDA(cudaDeviceSynchronize());
+}
 
 void device_memory_info(size_t* free_bytes, size_t* total_bytes) { AXF_CUDA(cudaMemGetInfo(free_bytes, total_bytes)); }
 
@@ -189,7 +191,7 @@ void CopyEvent::wait() const {
 }
 
 CopyEvent copy_async(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {
-    if (dst_dev == Device::CPU && src_dev == Device::CPU) {
+    if ((dst_dev == Device::CPU && src_dev == Device::CPU) || device_emulated()) {
         if (bytes) std::memcpy(dst, src, bytes);
         return CopyEvent();
     }

@@ -52,5 +52,8 @@ void apply_frames(const Tensor& rot, const Tensor& trans, const Tensor& x, const
                   const Tensor& norms, float eps);
 void weighted_sq_distances(const Tensor& a, const Tensor& c, const Tensor& weight, const Tensor& out);
 void add_transpose(const Tensor& x);
+void adam_update(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, const AdamCoefficients& c);
+void moving_average_update(const Tensor& ema, const Tensor& p, double decay);
+double sum_of_squares(const Tensor& x);
 
 }  // namespace axfold::cuda

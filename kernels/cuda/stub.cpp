@@ -41,7 +41,7 @@ CopyEvent& CopyEvent::operator=(CopyEvent&& o) noexcept {
 void CopyEvent::order_default_stream() const {}
 void CopyEvent::wait() const {}
 CopyEvent copy_async(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {
-    if (dst_dev != Device::CPU || src_dev != Device::CPU) no_cuda();
+    if ((dst_dev != Device::CPU || src_dev != Device::CPU) && !device_emulated()) no_cuda();
     if (bytes) std::memcpy(dst, src, bytes);
     return CopyEvent();
 }
@@ -80,6 +80,9 @@ void apply_frames(const Tensor&, const Tensor&, const Tensor&, const Tensor&, bo
 }
 void weighted_sq_distances(const Tensor&, const Tensor&, const Tensor&, const Tensor&) { no_cuda(); }
 void add_transpose(const Tensor&) { no_cuda(); }
+void adam_update(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const AdamCoefficients&) { no_cuda(); }
+void moving_average_update(const Tensor&, const Tensor&, double) { no_cuda(); }
+double sum_of_squares(const Tensor&) { no_cuda(); }
 }  // namespace cuda
 
 }  // namespace axfold

@@ -669,6 +669,57 @@ void add_elementwise_cases(std::vector<OpCase>& t) {
     });
 }
 
+// The optimizer's steps (training/optimizer.h): Adam with a clipping scale, the moving average and the squared
+// norm, on more elements than one CPU block (65536) and than one CUDA grid pass.
+void add_optimizer_cases(std::vector<OpCase>& t) {
+    constexpr int64_t n = 300007;
+    static const AdamCoefficients c{1e-3, 0.9, 0.999, 1e-6, 1 - 0.9 * 0.9 * 0.9, 1 - 0.999 * 0.999 * 0.999, 0.5};
+    t.push_back({
+        .name = "optimizer_steps_float64",
+        .seed = 71,
+        .draw =
+            [](std::mt19937& rng) {
+                Tensor v = randn({n}, rng);
+                mul(v, v.clone());  // a second moment is >= 0
+                return Tensors{{"p", randn({n}, rng)}, {"g", randn({n}, rng)}, {"m", randn({n}, rng, 0.1f)}, {"v", v}};
+            },
+        .run =
+            [](const Tensors& in, Device) {
+                const Tensor ema = in["m"].clone();
+                moving_average_update(ema, in["p"], 0.999);
+                Tensor sum = Tensor::empty({1}, DType::F64);
+                sum.data<double>()[0] = sum_of_squares(in["g"]);
+                adam_update(in["p"], in["g"], in["m"], in["v"], c);
+                return Tensors{{"p", in["p"]}, {"m", in["m"]}, {"v", in["v"]}, {"ema", ema}, {"sum", sum}};
+            },
+        .reference =
+            [](const Tensors& in, const Tensors&) {
+                const std::vector<double> p = to_f64(in["p"]), g = to_f64(in["g"]), m = to_f64(in["m"]),
+                                          v = to_f64(in["v"]);
+                std::vector<double> rp(n), rm(n), rv(n), re(n), sum(1, 0.0);
+                for (int64_t i = 0; i < n; ++i) {
+                    const double ge = c.grad_scale * g[i];
+                    rm[i] = c.beta1 * m[i] + (1 - c.beta1) * ge;
+                    rv[i] = c.beta2 * v[i] + (1 - c.beta2) * ge * ge;
+                    rp[i] = p[i] - c.lr * (rm[i] / c.bias1) / (std::sqrt(rv[i] / c.bias2) + c.eps);
+                    re[i] = 0.999 * m[i] + 0.001 * p[i];
+                    sum[0] += g[i] * g[i];
+                }
+                return std::vector<Expected>{{"p", rp, 1e-7, 1e-6, "adam parameter"},
+                                             {"m", rm, 1e-8, 1e-6, "adam first moment"},
+                                             {"v", rv, 1e-8, 1e-6, "adam second moment"},
+                                             {"ema", re, 1e-8, 1e-6, "moving average"},
+                                             {"sum", sum, 0, 1e-12, "sum of squares"}};
+            },
+        .check =
+            [](const Tensors& in, const Tensors&) {
+                EXPECT_THROW(adam_update(in["p"], in["g"].slice(0, 0, 5), in["m"], in["v"], c), Error);
+                EXPECT_THROW(moving_average_update(in["p"], in["g"].view({n, 1}).expand({n, 2}), 0.9), Error);
+            },
+        .gpu_rtol = 1e-6,
+    });
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Backward passes (training), against float64 derivatives of the forward ops and, where cheap, central differences
 // of the float64 forward (so a wrong formula in both places would still be caught).
@@ -2020,8 +2071,11 @@ void add_fill_bf16_path_cases(std::vector<OpCase>& t) {
                     Tensors out;
                     for (int64_t C : Cs) {
                         const Tensor y = f32_on({7, C}, d);
-                        layer_norm(in["x" + str(C)].slice(1, 0, C), in["g" + str(C)], in["o" + str(C)], 1e-5f, y);
-                        out.add("C" + str(C), y);
+                        // (append, not "x" + str(C): GCC 12 warns falsely of an overlapping memcpy once inlined)
+                        const std::string c = str(C);
+                        layer_norm(in[std::string("x").append(c)].slice(1, 0, C), in[std::string("g").append(c)],
+                                   in[std::string("o").append(c)], 1e-5f, y);
+                        out.add(std::string("C").append(c), y);
                     }
                     const Tensor ycm = f32_on({40, 300}, d);
                     layer_norm(in["cm"].transpose(0, 1), in["g"], in["o"], 1e-5f, ycm.transpose(0, 1));
@@ -2175,6 +2229,7 @@ const std::vector<OpCase>& op_cases() {
         add_layer_norm_softmax_cases(t);
         add_attention_cases(t);
         add_elementwise_cases(t);
+        add_optimizer_cases(t);
         add_backward_cases(t);
         add_fill_bf16_cases(t);
         add_structure_cases(t);

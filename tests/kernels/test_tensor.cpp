@@ -106,3 +106,28 @@ TEST(Workspace, MarkReleaseReusesMemory) {
     EXPECT_NE(big.raw(), b.raw());
     EXPECT_GE(ws.high_water_bytes(), size_t(4) << 23);
 }
+
+// Device emulation (kernels/device.h): device tensors live in host memory and ops on them take the CPU kernels,
+// with the CPU's results to the bit; host code that reaches their elements throws, naming the tensor; transfers
+// and the workspace work as on a GPU.
+TEST(DeviceEmulation, OpsRunOnTheHostAndHostAccessIsRefused) {
+    if (cuda_available()) GTEST_SKIP() << "a real device is present";
+    std::mt19937 rng(3);
+    const Tensor x = test::randn({5, 4}, rng), w = test::randn({4, 3}, rng), b = test::randn({3}, rng);
+    Tensor want = Tensor::empty({5, 3});
+    linear(x, w, b, want);
+    relu(want);
+    DeviceEmulation emulation;
+    {
+        Workspace ws(Device::CUDA);
+        const Tensor y = linear_relu(x.to(Device::CUDA), w.to(Device::CUDA), b.to(Device::CUDA), ws);
+        EXPECT_EQ(y.device(), Device::CUDA);
+        test::expect_error([&] { (void)y.f32(); }, {"reaches float32[5, 3] cuda, a device tensor, outside an op"});
+        EXPECT_THROW((void)y.at({0, 0}), Error);
+        EXPECT_THROW((void)Tensor::zeros({2}, DType::F32, Device::CUDA).raw(), Error);
+        const Tensor back = y.to(Device::CPU);
+        for (int64_t i = 0; i < want.numel(); ++i) EXPECT_EQ(back.f32()[i], want.f32()[i]) << i;
+        EXPECT_EQ(test::to_f64(y.permute({1, 0}).contiguous()), test::to_f64(want.permute({1, 0})));
+    }
+    EXPECT_THROW(DeviceEmulation again, Error);  // does not nest
+}

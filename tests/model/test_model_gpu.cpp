@@ -12,7 +12,7 @@
 using namespace axfold;
 
 TEST(ModelGpu, golden_full_model_matches_on_cuda) {
-    if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+    AXF_SKIP_WITHOUT_DEVICE();
     const int ran = test::for_each_golden_model(
         [](const std::string& name, const io::Hdf5File& golden, const test::GoldenModel& g) {
             Context gpu(Device::CUDA);
@@ -23,7 +23,7 @@ TEST(ModelGpu, golden_full_model_matches_on_cuda) {
 }
 
 TEST(ModelGpu, golden_bf16_keeps_plddt_within_one_point_on_cuda) {
-    if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+    AXF_SKIP_WITHOUT_DEVICE();
     const int ran =
         test::for_each_golden_model([](const std::string& name, const io::Hdf5File&, const test::GoldenModel& g) {
             Context gpu(Device::CUDA);
@@ -46,7 +46,7 @@ TEST(ModelGpu, golden_bf16_keeps_plddt_within_one_point_on_cuda) {
 // Offload on the GPU: the MSA parked in pinned host memory during the extra-MSA stack (copies on the side stream)
 // gives the same prediction to the bit.
 TEST(ModelGpu, offload_msa_changes_nothing_on_cuda) {
-    if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+    AXF_SKIP_WITHOUT_DEVICE();
     const int ran =
         test::for_each_golden_model([](const std::string& name, const io::Hdf5File&, const test::GoldenModel& g) {
             Context c1(Device::CUDA), c2(Device::CUDA);
@@ -67,7 +67,7 @@ TEST(ModelGpu, offload_msa_changes_nothing_on_cuda) {
 // GPU against the CPU: the template pair features sent up a block of rows at a time, the pointwise attention
 // in row blocks into the pair, the angle rows; unchunked and with 5-row blocks, with the MSA parked.
 TEST(ModelGpu, template_model_matches_cpu_on_cuda) {
-    if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+    AXF_SKIP_WITHOUT_DEVICE();
     const std::string feat_path = std::string(AXFOLD_TEST_DATA_DIR) + "/golden/small/features.h5";
     if (!std::filesystem::exists(feat_path)) GTEST_SKIP() << feat_path << " missing";
     const FeatureDict base = io::read_features_h5(feat_path);
@@ -93,7 +93,7 @@ TEST(ModelGpu, template_model_matches_cpu_on_cuda) {
 // AlphaFold-Multimer on the GPU: every multimer golden set's outputs with the CPU golden test's tolerances (its
 // template embedding, fused triangle multiplications, multimer IPA and ipTM run on the device).
 TEST(ModelGpu, golden_multimer_matches_on_cuda) {
-    if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+    AXF_SKIP_WITHOUT_DEVICE();
     int ran = 0;
     for (const std::string& set : test::multimer_golden_sets("outputs.h5")) {
         const std::string name = std::filesystem::path(set).filename().string();
