@@ -324,7 +324,7 @@ int bench_training(const Model& model, const FeatureDict& f, const BenchModelOpt
         st = training_step(trained, f, batch, LossConfig{}, ctx, nullptr, &comm, 1);
         stats = adam.update(params, st.grads);
         update_moving_average(ema, params, 0.999);
-        device_synchronize();
+        if (device != Device::CPU) device_synchronize();
         secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
     Tensor mine = Tensor::empty({1}, DType::F64), all = Tensor::empty({comm.size()}, DType::F64);

@@ -55,10 +55,10 @@ void invariant_point_attention_forward(const InvariantPointAttentionWeights& w, 
 
 // The backward twin (training): for the update u = IPA(s, z, frames) and dupdate = dL/du [N, C_s], writes
 // ds [N, C_s] and dz [N, N, C_z] (assigned; dz may be undefined), drot [N, 3, 3] and dtrans [N, 3] (host, assigned;
-// may be null), and adds the parameter gradients into grads. The projections and GEMM-shaped gradients run in
-// ops on s's device; the attention itself is recomputed and differentiated on the host in float64 (O(H N^2 (c +
-// P + C_z)), a training crop's size). The raw pair only (no z_norm).
-// LIMITATION: no GPU path for the attention part yet (the host float64 loops run whatever the device).
+// may be null), and adds the parameter gradients into grads. The forward is recomputed unchunked (a training
+// crop's [H, N, N] weights) with the forward's own helpers, so its rounding is the forward's; everything O(H N^2)
+// runs in ops on s's device (the attention's GEMMs and softmax backward, the point term's sums as GEMMs), the
+// O(N H P) frame algebra of the points on the host in float64. The raw pair only (no z_norm).
 void invariant_point_attention_backward(const InvariantPointAttentionWeights& w, const Tensor& s, const Tensor& z,
                                         const Tensor& rot, const Tensor& trans, const Tensor& mask,
                                         const Tensor& dupdate, const Tensor& ds, const Tensor& dz, Tensor* drot,
