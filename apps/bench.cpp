@@ -279,7 +279,8 @@ namespace {
 // random MSA targets with AF2's 15 % BERT mask. Peak RSS against plan --training; on a GPU (the parameters, Adam's
 // state and the moving average there, as `axfold train --device cuda`) a first update warms up and the second is
 // timed, with the device's peak memory.
-int bench_training(const Model& model, const FeatureDict& f, const BenchModelOptions& o, Device device) {
+int bench_training(const Model& model, const FeatureDict& f, const BenchModelOptions& o, Device device,
+                   DType activations) {
     AXF_CHECK(o.run_blocks < 0 && o.chains == 0,
               "bench model --training: every block, monomers (the training step's limits)");
     const int64_t R = f.at("aatype").size(0), N = o.n_res, S = o.n_seq;
@@ -314,8 +315,9 @@ int bench_training(const Model& model, const FeatureDict& f, const BenchModelOpt
     Adam adam(AdamConfig{}, params);
     // Under mpirun the ranks train the example together (DAP), as `axfold train --dap <ranks>`.
     Comm& comm = world_comm();
-    const TrainingMemoryPlan plan = plan_training(model.config(), N, S, o.n_extra, true, comm.size());
+    const TrainingMemoryPlan plan = plan_training(model.config(), N, S, o.n_extra, true, comm.size(), activations);
     Context ctx(device);
+    ctx.activation_dtype = activations;
     TrainingStep st;
     AdamStats stats;
     double secs = 0;
@@ -448,7 +450,7 @@ int bench_model_main(const BenchModelOptions& o) {
         }
     }
 
-    if (o.training) return bench_training(model, f, o, device);
+    if (o.training) return bench_training(model, f, o, device, target.activations);
     Context ctx(device);
     axfold::PredictOptions po;  // as `axfold predict` without --save-outputs
     const RunPlan run = prepare_prediction(model, f, "bench model", o.run, target, o.num_recycle, false, ctx, po);

@@ -326,8 +326,8 @@ int run_command(const std::string& cmd, const std::vector<std::string>& args) {
             "device", po::value<std::string>(&o.device)->default_value("cpu"),
             "cpu or cuda (the training step, the parameters and Adam's state on the GPU)")(
             "precision", po::value<std::string>(&o.precision)->default_value("fp32"),
-            "GEMM arithmetic: fp32, tf32 or bf16 (mixed precision: bf16 operands, fp32 accumulation; the "
-            "activations, parameters, optimizer state and losses stay fp32)")(
+            "GEMM arithmetic: fp32, tf32 or bf16 (mixed precision: bf16 GEMM operands and stack checkpoints, fp32 "
+            "accumulation; the parameters, optimizer state and losses stay fp32)")(
             "threads", po::value<int>(&o.threads)->default_value(0), "CPU threads (0 = all)");
         po::variables_map vm;
         if (!parse(args, desc, vm)) return 0;

@@ -13,21 +13,22 @@ namespace axfold::apps {
 namespace {
 
 // `plan --training`: one update's terms (training/training_plan.h). On the host it is what `axfold train` holds;
-// with --device cuda the same tensors on the GPU (a projection: no GPU run has measured it yet). Training's
-// --precision changes the GEMMs' arithmetic, not what is stored (activations stay float32): one plan for all.
+// with --device cuda the same tensors on the GPU (a projection: no GPU run has measured it yet). --precision bf16
+// keeps one rank's stack checkpoints in bfloat16.
 int plan_training_main(const PlanOptions& o) {
     const RunSettings& r = o.run;
-    parse_precision(r.precision);  // checked
+    const DType act = activation_dtype(parse_precision(r.precision), r.activations);
     set_num_threads(r.threads);
     ModelConfig cfg;
     cfg.preset = ModelPreset::from_name(o.model_name);
     AXF_CHECK(!cfg.preset.multimer, "plan --training: AlphaFold-Multimer models do not train yet");
-    const TrainingMemoryPlan p = plan_training(cfg, o.n_res, o.n_seq, o.n_extra, o.ema, o.dap);
+    const TrainingMemoryPlan p = plan_training(cfg, o.n_res, o.n_seq, o.n_extra, o.ema, o.dap, act);
     const bool cuda = r.device == "cuda";
     std::printf(
-        "training plan for a crop of %lld residues, %lld MSA rows, %lld extra rows (%s, AF2 widths, float32, "
+        "training plan for a crop of %lld residues, %lld MSA rows, %lld extra rows (%s, AF2 widths, %s activations, "
         "%s%s):\n",
         (long long)o.n_res, (long long)o.n_seq, (long long)o.n_extra, cfg.preset.name.c_str(),
+        act == DType::BF16 ? "bfloat16 checkpoints, float32" : "float32",
         o.dap > 1 ? strfmt("one rank of DAP %d", o.dap).c_str() : "one rank",
         cuda ? "; on the GPU: a projection, not yet measured there" : "");
     for (const auto& [name, bytes] : p.terms) std::printf("  %-42s %s\n", name.c_str(), format_bytes(bytes).c_str());
@@ -48,7 +49,10 @@ bool fits(const PlanOptions& o, int64_t n) {
     const RunSettings& r = o.run;
     ModelConfig cfg;
     cfg.preset = ModelPreset::from_name(o.model_name);
-    if (o.training) return plan_training(cfg, n, o.n_seq, o.n_extra, o.ema, o.dap).peak() <= parse_bytes(r.max_memory);
+    if (o.training)
+        return plan_training(cfg, n, o.n_seq, o.n_extra, o.ema, o.dap,
+                             activation_dtype(parse_precision(r.precision), r.activations))
+                   .peak() <= parse_bytes(r.max_memory);
     const DType act = select_precision(r.precision, r.activations, Device::CPU);
     size_t peak = 0;
     try {  // the planners throw when no chunk size fits the budget

@@ -157,16 +157,23 @@ void evoformer_stack_backward(const EvoformerStackWeights& w, const Tensor& m, c
                               const BlockGradientDone& block_done) {
     AXF_CHECK(grads.size() == w.blocks.size(), "evoformer stack backward: %zu gradient blocks for %zu blocks",
               grads.size(), w.blocks.size());
-    std::vector<Tensor> ms{m.clone()}, zs{z.clone()};  // each block's input
-    for (size_t b = 0; b + 1 < w.blocks.size(); ++b) {
-        Tensor mb = ms.back().clone(), zb = zs.back().clone();
-        evoformer_block_forward(w.blocks[b], mb, zb, msa_mask, pair_mask, ctx, block_constants(k, b));
-        ms.push_back(mb);
-        zs.push_back(zb);
+    // Each block's input, from one replay of the forward (activation checkpointing per block). Under bfloat16
+    // activations (ctx.activation_dtype) they are kept rounded, half the memory, while the replay runs on in
+    // float32; each block's backward recomputes its internals from its rounded input, as bf16 training does.
+    const DType kept = ctx.activation_dtype;
+    std::vector<Tensor> ms, zs;
+    Tensor mb = m.clone(), zb = z.clone();
+    for (size_t b = 0; b < w.blocks.size(); ++b) {
+        if (b > 0) evoformer_block_forward(w.blocks[b - 1], mb, zb, msa_mask, pair_mask, ctx, block_constants(k, b - 1));
+        const bool last = b + 1 == w.blocks.size();
+        ms.push_back(kept != DType::F32 ? to_dtype(mb, kept) : last ? mb : mb.clone());
+        zs.push_back(kept != DType::F32 ? to_dtype(zb, kept) : last ? zb : zb.clone());
     }
+    mb = zb = Tensor();
     for (size_t b = w.blocks.size(); b-- > 0;) {
-        evoformer_block_backward(w.blocks[b], ms[b], zs[b], msa_mask, pair_mask, dm, dz, grads[b], ctx,
-                                 block_constants(k, b));
+        evoformer_block_backward(w.blocks[b], to_dtype(ms[b], DType::F32), to_dtype(zs[b], DType::F32), msa_mask,
+                                 pair_mask, dm, dz, grads[b], ctx, block_constants(k, b));
+        ms[b] = zs[b] = Tensor();
         if (block_done) block_done(b);
     }
 }

@@ -345,6 +345,7 @@ std::string train(const TrainerOptions& o) {
     AXF_CHECK(o.ema_decay >= 0 && o.ema_decay < 1, "train: --ema-decay %g, expected in [0, 1)", o.ema_decay);
     const Device device = select_device(o.device);
     const MatmulPrecisionScope precision(parse_precision(o.precision));
+    const DType ctx_activations = activation_dtype(matmul_precision());  // bf16: the stacks' checkpoints
     TrainingGroups groups = split_training_groups(world, o.dap);
     const bool lead = world.rank() == 0;
     // On GPUs, one NCCL communicator per DAP group and per replica group, bootstrapped over the group's MPI
@@ -383,7 +384,8 @@ std::string train(const TrainerOptions& o) {
         int64_t n = ex.features.at("aatype").size(1);
         if (o.crop_size > 0) n = std::min(n, o.crop_size);
         planned = std::max(planned, plan_training(model.config(), n, ex.features.at("msa_feat").size(1),
-                                                  ex.features.at("extra_msa").size(1), o.ema_decay > 0, o.dap)
+                                                  ex.features.at("extra_msa").size(1), o.ema_decay > 0, o.dap,
+                                                  ctx_activations)
                                         .peak());
     }
     for (const std::string& p : o.validate) validate_training_example(load_training_example(p), model.config());
@@ -432,6 +434,7 @@ std::string train(const TrainerOptions& o) {
     };
 
     Context ctx(device);
+    ctx.activation_dtype = ctx_activations;
     const int R = groups.num_replicas;
     for (int64_t s = adam.step() + 1; s <= o.steps; ++s) {
         const auto t0 = std::chrono::steady_clock::now();
@@ -470,7 +473,8 @@ std::string train(const TrainerOptions& o) {
                          stats.learning_rate, secs);
         }
         const bool checkpoint = (o.save_every > 0 && s % o.save_every == 0) || s == o.steps;
-        const bool validating = !o.validate.empty() && ((o.validate_every > 0 && s % o.validate_every == 0) || s == o.steps);
+        const bool validating =
+            !o.validate.empty() && ((o.validate_every > 0 && s % o.validate_every == 0) || s == o.steps);
         if (checkpoint || validating) sync_to_host(st);
         if (lead && checkpoint)
             save_checkpoint(o.out_dir, o.model_name, *st.store, st.ema_store.get(), adam, o, world.size());

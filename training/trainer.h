@@ -39,7 +39,7 @@ struct TrainerOptions {
     bool allow_changed_settings = false;  // resume with settings other than the checkpoint's
     uint64_t seed = 0;                    // the updates' random streams
     std::string device = "cpu";           // cuda: the training step, the parameters and Adam's state on the GPU
-    std::string precision = "fp32";       // GEMM arithmetic (kernels/ops.h MatmulPrecision): fp32, tf32 or bf16
+    std::string precision = "fp32";       // fp32, tf32 or bf16 GEMMs (bf16: also bf16 checkpoints)
 };
 
 // Trains to update o.steps on every rank of the MPI world; rank 0 writes the run's directory. Returns the last

@@ -179,7 +179,9 @@ TrainingStep training_step(const Model& model, const FeatureDict& features, cons
         else
             evoformer_stack_backward(st, m, z, mm, pm, dm, dz, grads, ctx, k, done);
     };
-    const Tensor prev_row = on_dev(rec.msa_first_row), prev_pair = on_dev(rec.pair), &prev_pb = rec.pseudo_beta;
+    // (float32: under bfloat16 activations the earlier iterations' prediction hands back a bfloat16 pair)
+    const Tensor prev_row = to_dtype(on_dev(rec.msa_first_row), DType::F32),
+                 prev_pair = to_dtype(on_dev(rec.pair), DType::F32), &prev_pb = rec.pseudo_beta;
     WorkspaceScope scope(ctx.ws);  // (after prediction, which trims the arena between its phases)
 
     // The last iteration, keeping each stage's inputs.
