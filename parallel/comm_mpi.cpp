@@ -10,6 +10,8 @@
 // thread that waits for the collective.
 #include "parallel/comm.h"
 
+#include "kernels/device.h"
+
 #ifdef AXFOLD_HAVE_MPI
 
 #include <mpi.h>
@@ -74,6 +76,16 @@ struct Op {
     Clock::time_point t_start;
     double seconds = 0;
 };
+
+// A buffer's address for MPI: host memory, or an emulated device's (kernels/device.h: under emulation MPI
+// stands in for NCCL). A GPU's memory is refused: DAP and the gradient's collectives on GPUs run over NCCL.
+void* mpi_buffer(const Tensor& t, const char* op) {
+    AXF_CHECK(t.device() == Device::CPU || device_emulated(),
+              "%s: %s is GPU memory, which the MPI communicator does not take (use the NCCL one)", op,
+              t.desc().c_str());
+    const KernelAccess transfer;
+    return t.raw();
+}
 
 class MpiComm;
 
@@ -141,8 +153,8 @@ public:
     std::unique_ptr<CommHandle> all_to_all(const Tensor& in, const Tensor& out) override {
         check_blocks("all_to_all", in, out, 1, 1);
         const int n = mpi_count(static_cast<int64_t>(in.numel() * dtype_size(in.dtype())) / size_, "all_to_all");
-        void* s = in.raw();
-        void* r = out.raw();
+        void* s = mpi_buffer(in, __func__);
+        void* r = mpi_buffer(out, __func__);
         MPI_Comm c = comm_;
         count(CollectiveKind::AllToAll, in.numel() * dtype_size(in.dtype()) * (size_ - 1) / size_);
         return submit("all_to_all", {in, out},
@@ -152,8 +164,8 @@ public:
     std::unique_ptr<CommHandle> all_gather(const Tensor& in, const Tensor& out) override {
         check_blocks("all_gather", in, out, 1, size_);
         const int n = mpi_count(static_cast<int64_t>(in.numel() * dtype_size(in.dtype())), "all_gather");
-        void* s = in.raw();
-        void* r = out.raw();
+        void* s = mpi_buffer(in, __func__);
+        void* r = mpi_buffer(out, __func__);
         MPI_Comm c = comm_;
         count(CollectiveKind::AllGather, in.numel() * dtype_size(in.dtype()) * (size_ - 1));
         return submit("all_gather", {in, out},
@@ -164,8 +176,8 @@ public:
         check_blocks("reduce_scatter_sum", out, in, 1, size_);
         MPI_Datatype t = reduce_type(in, "reduce_scatter_sum");
         const int n = mpi_count(out.numel(), "reduce_scatter_sum");
-        void* s = in.raw();
-        void* r = out.raw();
+        void* s = mpi_buffer(in, __func__);
+        void* r = mpi_buffer(out, __func__);
         MPI_Comm c = comm_;
         count(CollectiveKind::ReduceScatter, in.numel() * dtype_size(in.dtype()) * (size_ - 1) / size_);
         return submit("reduce_scatter_sum", {in, out},
@@ -173,11 +185,10 @@ public:
     }
 
     std::unique_ptr<CommHandle> all_reduce_sum(const Tensor& t) override {
-        AXF_CHECK(t.is_contiguous() && t.device() == Device::CPU, "all_reduce_sum: %s must be a contiguous CPU tensor",
-                  t.desc().c_str());
+        AXF_CHECK(t.is_contiguous(), "all_reduce_sum: %s must be contiguous", t.desc().c_str());
         MPI_Datatype dt = reduce_type(t, "all_reduce_sum");
         const int n = mpi_count(t.numel(), "all_reduce_sum");
-        void* p = t.raw();
+        void* p = mpi_buffer(t, "all_reduce_sum");
         MPI_Comm c = comm_;
         count(CollectiveKind::AllReduce, 2 * t.numel() * dtype_size(t.dtype()) * (size_ - 1) / size_);
         return submit("all_reduce_sum", {t},
@@ -185,11 +196,10 @@ public:
     }
 
     std::unique_ptr<CommHandle> broadcast(const Tensor& t, int root) override {
-        AXF_CHECK(t.is_contiguous() && t.device() == Device::CPU, "broadcast: %s must be a contiguous CPU tensor",
-                  t.desc().c_str());
+        AXF_CHECK(t.is_contiguous(), "broadcast: %s must be contiguous", t.desc().c_str());
         AXF_CHECK(root >= 0 && root < size_, "broadcast from rank %d of %d", root, size_);
         const int n = mpi_count(static_cast<int64_t>(t.numel() * dtype_size(t.dtype())), "broadcast");
-        void* p = t.raw();
+        void* p = mpi_buffer(t, "broadcast");
         MPI_Comm c = comm_;
         if (rank_ == root) count(CollectiveKind::Broadcast, t.numel() * dtype_size(t.dtype()));
         return submit("broadcast", {t}, [=](MPI_Request* q) { return MPI_Ibcast(p, n, MPI_BYTE, root, c, q); });
@@ -241,9 +251,9 @@ public:
 
 private:
     void check_blocks(const char* what, const Tensor& small, const Tensor& big, int64_t small_mult, int64_t big_mult) {
-        AXF_CHECK(small.is_contiguous() && big.is_contiguous() && small.device() == Device::CPU &&
-                      big.device() == Device::CPU && small.dtype() == big.dtype(),
-                  "%s: %s and %s must be contiguous CPU tensors of one dtype", what, small.desc().c_str(),
+        AXF_CHECK(small.is_contiguous() && big.is_contiguous() && small.device() == big.device() &&
+                      small.dtype() == big.dtype(),
+                  "%s: %s and %s must be contiguous tensors of one dtype and device", what, small.desc().c_str(),
                   big.desc().c_str());
         AXF_CHECK(small.dim() >= 1 && small.dim() == big.dim() && small.size(0) * big_mult == big.size(0) * small_mult &&
                       (small.size(0) * big_mult) % size_ == 0,

@@ -105,7 +105,7 @@ TEST(DapPredict, TwoAndThreeRanksWriteTheSameStructures) {
 // `axfold train` under mpiexec -n 2: DAP over both ranks (--dap 2, dropout on: the shards draw one rank's
 // masks), and two data-parallel replicas on the same example (--dap 1 --no-dropout; their average is that
 // example's gradient, a sum would double the logged norm), log the same losses and gradient norms as one rank,
-// and write one checkpoint.
+// and write one checkpoint; so does DAP with the model on an (emulated) device.
 TEST(DapTrain, TwoRanksTrainAsOne) {
     const test::TempDir root;
     auto train = [&](const fs::path& out, const std::string& extra) {
@@ -131,11 +131,16 @@ TEST(DapTrain, TwoRanksTrainAsOne) {
     ASSERT_EQ(one_nodrop.size(), 2u);
     EXPECT_NE(one_nodrop[1].first, one[1].first);  // dropout moves the loss
     ASSERT_EQ(one.size(), 2u);
-    for (const auto& [name, extra] : std::vector<std::pair<std::string, std::string>>{
-             {"dap2", "--dap 2 --examples " + ex}, {"dp2", "--dap 1 --no-dropout --examples " + ex + " " + ex}}) {
+    std::vector<std::pair<std::string, std::string>> runs = {
+        {"dap2", "--dap 2 --examples " + ex}, {"dp2", "--dap 1 --no-dropout --examples " + ex + " " + ex}};
+    // The same DAP run with the model on an emulated device (kernels/device.h; MPI stands in for NCCL there): the
+    // DAP stacks' device shards, the gradient's broadcast from device buffers.
+    if (!cuda_available()) runs.push_back({"dap2_device", "--dap 2 --device cuda --examples " + ex});
+    for (const auto& [name, extra] : runs) {
         const fs::path dir = root / name;
-        const std::string cmd =
-            std::string(AXFOLD_MPIEXEC) + " -n 2 --oversubscribe --allow-run-as-root " + AXFOLD_EXE + train(dir, extra);
+        const std::string cmd = std::string(name == "dap2_device" ? "AXFOLD_EMULATE_DEVICE=1 " : "") +
+                                AXFOLD_MPIEXEC + " -n 2 --oversubscribe --allow-run-as-root " + AXFOLD_EXE +
+                                train(dir, extra);
         ASSERT_EQ(run(cmd), 0) << (dir / "log.txt") << ":\n" << log_of(dir);
         const auto many = read_log(dir);
         const auto& ref = name == "dp2" ? one_nodrop : one;  // replicas draw different dropout masks
