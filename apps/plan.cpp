@@ -14,7 +14,7 @@ namespace {
 
 // `plan --training`: one update's terms (training/training_plan.h). On the host it is what `axfold train` holds;
 // with --device cuda the same tensors on the GPU (a projection: no GPU run has measured it yet). --precision bf16
-// keeps one rank's stack checkpoints in bfloat16.
+// keeps the stacks' checkpoints in bfloat16.
 int plan_training_main(const PlanOptions& o) {
     const RunSettings& r = o.run;
     const DType act = activation_dtype(parse_precision(r.precision), r.activations);

@@ -359,7 +359,14 @@ void dap_evoformer_stack_backward(const EvoformerStackWeights& w, Comm& comm, co
               "DAP stack backward: m %s, z %s (float32), dm %s, dz %s (their shapes)", m.desc().c_str(),
               z.desc().c_str(), dm.desc().c_str(), dz.desc().c_str());
     if (w.blocks.empty()) return;
-    // Each block's input shards, from one replay of the forward (activation checkpointing per block).
+    // Each block's input shards, from one replay of the forward (activation checkpointing per block), kept in
+    // ctx.activation_dtype (bfloat16 under bf16 training: half the memory; the replay runs on in float32 and each
+    // block's backward widens its own, as evoformer_stack_backward does).
+    auto keep = [&](DapActivations& a) {
+        dap_keep_current_layout(a);
+        for (Tensor* t : {&a.m_row, &a.m_col, &a.z_row, &a.z_col})
+            if (t->defined()) *t = to_dtype(*t, ctx.activation_dtype);
+    };
     std::vector<DapActivations> inputs;
     inputs.push_back(dap_scatter(comm, m, z, msa_mask, pair_mask, ctx.device));
     for (size_t b = 0; b + 1 < w.blocks.size(); ++b) {
@@ -367,9 +374,9 @@ void dap_evoformer_stack_backward(const EvoformerStackWeights& w, Comm& comm, co
         dap_evoformer_block_forward(w.blocks[b], a, ctx, block_constants(k, b));
         dap_m_to_rows(a);
         inputs.push_back(std::move(a));
-        dap_keep_current_layout(inputs[inputs.size() - 2]);
+        keep(inputs[inputs.size() - 2]);
     }
-    dap_keep_current_layout(inputs.back());
+    keep(inputs.back());
     DapActivations g = dap_scatter(comm, dm, dz, msa_mask, pair_mask, ctx.device);
     std::vector<Tensor> sums(w.blocks.size());
     std::vector<std::unique_ptr<CommHandle>> summing(w.blocks.size());
@@ -381,6 +388,8 @@ void dap_evoformer_stack_backward(const EvoformerStackWeights& w, Comm& comm, co
     };
     for (size_t b = w.blocks.size(); b-- > 0;) {
         EvoformerBlockWeights local = zeros_like_weights(w.blocks[b]);
+        for (Tensor* t : {&inputs[b].m_row, &inputs[b].m_col, &inputs[b].z_row, &inputs[b].z_col})
+            if (t->defined()) *t = to_dtype(*t, DType::F32);
         dap_evoformer_block_backward(w.blocks[b], inputs[b], g, local, ctx, block_constants(k, b));
         inputs[b] = DapActivations();
         sums[b] = pack_grads(local);

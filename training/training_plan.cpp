@@ -62,7 +62,7 @@ TrainingMemoryPlan plan_training(const ModelConfig& cfg, int64_t n_res, int64_t 
     p.terms.push_back({"heads' outputs, loss gradients", (pair_heads * N * N * 64 + S * N * 23) * 16});
     // The stacks run backward one after the other: each keeps its blocks' inputs (a rank's shards under DAP)
     // and one block's internals.
-    const size_t half = activations == DType::BF16 && dap == 1 ? 2 : 1;  // bfloat16 checkpoints
+    const size_t half = activations == DType::BF16 ? 2 : 1;  // bfloat16 checkpoints
     const std::string kept = half > 1 ? " checkpoints (blocks x inputs, bf16)" : " checkpoints (blocks x inputs)";
     const size_t evo_kept = cfg.evoformer_blocks * (m + z) / dap / half,
                  extra_kept = cfg.extra_msa_blocks * (x + z) / dap / half;
@@ -84,7 +84,7 @@ TrainingMemoryPlan plan_training(const ModelConfig& cfg, int64_t n_res, int64_t 
     // gathered tensors and the exchanges' buffers; with bfloat16 checkpoints the GEMMs' rounded operand copies):
     // measured with `bench model --training` (docs/TRAINING.md) at 1.4-3.9 % of the terms on one rank,
     // 9.2-12.1 % under DAP 2 and 9.2 % with bf16 on the CPU, planned as 5 %, 12 % and 10 %.
-    const size_t pct = dap > 1 ? 12 : half > 1 ? 10 : 5;
+    const size_t pct = std::max<size_t>(dap > 1 ? 12 : 5, half > 1 ? 10 : 0);
     const size_t slack = counted * pct / 100;
     p.terms.push_back({strfmt(dap > 1 ? "temporaries, allocator slack, DAP buffers (%zu %%)"
                                       : "temporaries and allocator slack (%zu %%)",

@@ -36,8 +36,8 @@ size_t block_backward_bytes(int64_t n_seq, int64_t n_res, int64_t c_m, int64_t c
 // The plan for a crop of n_res residues, n_seq cluster rows (template rows added for template models),
 // n_extra extra rows. ema: `axfold train` keeps the moving average (--ema-decay > 0). dap: ranks per example
 // (`axfold train --dap`), one rank's share: the stacks' checkpoints and block internals are sharded, the rest
-// of the model runs replicated. activations: bfloat16 (--precision bf16) keeps one rank's stack checkpoints in
-// half the bytes (evoformer_stack_backward; DAP keeps its shards in float32).
+// of the model runs replicated. activations: bfloat16 (--precision bf16) keeps the stacks' checkpoints in half
+// the bytes.
 TrainingMemoryPlan plan_training(const ModelConfig& cfg, int64_t n_res, int64_t n_seq, int64_t n_extra,
                                  bool ema = true, int dap = 1, DType activations = DType::F32);
 

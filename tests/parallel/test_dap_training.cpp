@@ -55,6 +55,8 @@ int expect_same_gradients(const ModelWeights& ref_w, const ModelWeights& ours_w,
 
 }  // namespace
 
+double max_relative_difference(const ModelWeights& ref_w, const ModelWeights& ours_w);
+
 TEST(DapTraining, StepMatchesOneRank) {
     Comm& comm = world_comm();
     const io::Hdf5File cases(kSmall + "/loss_cases.h5");
@@ -76,6 +78,14 @@ TEST(DapTraining, StepMatchesOneRank) {
     EXPECT_NEAR(dap_d.loss.total, one_d.loss.total, 1e-5 * std::fabs(one_d.loss.total)) << "dropout" << on;
     EXPECT_GT(std::fabs(one_d.loss.total - one.loss.total), 1e-6 * std::fabs(one.loss.total)) << "dropout is off";
     expect_same_gradients(one_d.grads, dap_d.grads, " (dropout)" + on);
+    // bfloat16 checkpoints (--precision bf16's): the shards rounded as one rank rounds the whole (the recycled
+    // iteration in float32 for both, so that only the checkpoints differ from the float32 step).
+    const RecycledInputs rec = recycled_inputs(model, features, c1);
+    c1.activation_dtype = c2.activation_dtype = DType::BF16;
+    TrainingStep one_b = training_step(model, features, batch, LossConfig{}, c1, &rec);
+    TrainingStep dap_b = training_step(model, features, batch, LossConfig{}, c2, &rec, &comm);
+    EXPECT_GT(max_relative_difference(one.grads, one_b.grads), 1e-4) << "bf16 checkpoints changed nothing";
+    expect_same_gradients(one_b.grads, dap_b.grads, " (bf16 checkpoints)" + on);
 }
 
 // The largest difference between two gradients over the model's tensors, each relative to its tensor's largest
