@@ -535,7 +535,9 @@ TEST(Cli, TrainsOnTheDeviceAsOnTheHost) {
     ASSERT_EQ(r.rc, 0) << r.out;
     r = run(common + "--steps 1 --device cuda --out-dir " + dev.string());
     EXPECT_NE(r.rc, 0);  // no GPU and no emulation
-    EXPECT_NE(r.out.find("--device cuda: no CUDA device is visible"), std::string::npos) << r.out;
+    EXPECT_TRUE(r.out.find("--device cuda: no CUDA device is visible") != std::string::npos ||
+                r.out.find("--device cuda: this axfold was built without CUDA") != std::string::npos)
+        << r.out;
     setenv("AXFOLD_EMULATE_DEVICE", "1", 1);
     r = run(common + "--steps 1 --device cuda --out-dir " + dev.string());
     ASSERT_EQ(r.rc, 0) << r.out;
