@@ -362,10 +362,14 @@ void dap_evoformer_stack_backward(const EvoformerStackWeights& w, Comm& comm, co
     // Each block's input shards, from one replay of the forward (activation checkpointing per block), kept in
     // ctx.activation_dtype (bfloat16 under bf16 training: half the memory; the replay runs on in float32 and each
     // block's backward widens its own, as evoformer_stack_backward does).
+    // The shards present, stored in `dtype`.
+    auto store_as = [](DapActivations& a, DType dtype) {
+        for (Tensor* t : {&a.m_row, &a.m_col, &a.z_row, &a.z_col})
+            if (t->defined()) *t = to_dtype(*t, dtype);
+    };
     auto keep = [&](DapActivations& a) {
         dap_keep_current_layout(a);
-        for (Tensor* t : {&a.m_row, &a.m_col, &a.z_row, &a.z_col})
-            if (t->defined()) *t = to_dtype(*t, ctx.activation_dtype);
+        store_as(a, ctx.activation_dtype);
     };
     std::vector<DapActivations> inputs;
     inputs.push_back(dap_scatter(comm, m, z, msa_mask, pair_mask, ctx.device));
@@ -388,8 +392,7 @@ void dap_evoformer_stack_backward(const EvoformerStackWeights& w, Comm& comm, co
     };
     for (size_t b = w.blocks.size(); b-- > 0;) {
         EvoformerBlockWeights local = zeros_like_weights(w.blocks[b]);
-        for (Tensor* t : {&inputs[b].m_row, &inputs[b].m_col, &inputs[b].z_row, &inputs[b].z_col})
-            if (t->defined()) *t = to_dtype(*t, DType::F32);
+        store_as(inputs[b], DType::F32);
         dap_evoformer_block_backward(w.blocks[b], inputs[b], g, local, ctx, block_constants(k, b));
         inputs[b] = DapActivations();
         sums[b] = pack_grads(local);

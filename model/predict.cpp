@@ -57,7 +57,7 @@ struct Placement {
         // cannot spare for the embedders or heads (on the CPU untouched pages cost nothing, and one arena serves
         // every phase).
         if (dev != Device::CPU) {
-            AXF_CHECK(dev == model_dev || comm->backend() == "nccl" || device_emulated(),  // (MPI stands in)
+            AXF_CHECK(dev == model_dev || comm->takes_device_buffers(),
                       "DAP with the trunk on %s needs the NCCL communicator, not %s (run DAP on the CPU, or build with "
                       "NCCL)",
                       device_name(dev), comm->backend().c_str());

@@ -49,6 +49,9 @@ public:
     virtual int rank() const = 0;
     virtual int size() const = 0;
     virtual std::string backend() const = 0;  // "single", "mpi", "nccl"
+    // Whether the collectives take GPU tensors: NCCL's; MPI's only under device emulation (kernels/device.h),
+    // where it stands in for NCCL; one rank's copies take any device.
+    virtual bool takes_device_buffers() const = 0;
 
     // in, out [P * a, ...]: block q of `in` goes to rank q; block q of `out` comes from rank q.
     virtual std::unique_ptr<CommHandle> all_to_all(const Tensor& in, const Tensor& out) = 0;

@@ -80,7 +80,7 @@ struct Op {
 // A buffer's address for MPI: host memory, or an emulated device's (kernels/device.h: under emulation MPI
 // stands in for NCCL). A GPU's memory is refused: DAP and the gradient's collectives on GPUs run over NCCL.
 void* mpi_buffer(const Tensor& t, const char* op) {
-    AXF_CHECK(t.device() == Device::CPU || device_emulated(),
+    AXF_CHECK(t.device() == Device::CPU || device_emulated(),  // (takes_device_buffers)
               "%s: %s is GPU memory, which the MPI communicator does not take (use the NCCL one)", op,
               t.desc().c_str());
     const KernelAccess transfer;
@@ -149,6 +149,7 @@ public:
     int rank() const override { return rank_; }
     int size() const override { return size_; }
     std::string backend() const override { return "mpi"; }
+    bool takes_device_buffers() const override { return device_emulated(); }
 
     std::unique_ptr<CommHandle> all_to_all(const Tensor& in, const Tensor& out) override {
         check_blocks("all_to_all", in, out, 1, 1);

@@ -91,6 +91,7 @@ public:
     int rank() const override { return rank_; }
     int size() const override { return size_; }
     std::string backend() const override { return "nccl"; }
+    bool takes_device_buffers() const override { return true; }
 
     std::unique_ptr<CommHandle> all_to_all(const Tensor& in, const Tensor& out) override {
         check(in, out, "all_to_all");

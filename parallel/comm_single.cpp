@@ -39,6 +39,7 @@ public:
     int rank() const override { return 0; }
     int size() const override { return 1; }
     std::string backend() const override { return "single"; }
+    bool takes_device_buffers() const override { return true; }
     std::unique_ptr<CommHandle> all_to_all(const Tensor& in, const Tensor& out) override {
         return copy_op("all_to_all", in, out);
     }

@@ -256,16 +256,18 @@ void invariant_point_attention_backward(const InvariantPointAttentionWeights& w,
     // The point term pw_h |qp_i - kp_j|^2: d qp_i = 2 pw_h (sum_j dl_ij qp_i - (dl kp)_i), d kp_j = 2 pw_h
     // (sum_i dl_ij kp_j - (dl^T qp)_j), d pw_h = sum_ij dl_ij |qp_i - kp_j|^2: the sums as GEMMs on the device,
     // the O(N H P) rest on the host.
-    const Tensor ones = Tensor::from_vector({N, 1}, std::vector<float>(N, 1.f)).to(dev);
-    Tensor dlkp = ws.alloc({H, N, P * 3}), dltqp = ws.alloc({H, N, P * 3}), rows = ws.alloc({H, N, 1}),
-           cols = ws.alloc({H, N, 1}), sqd = ws.alloc({H, N, N}), dpw_rows = ws.alloc({H, N, 1});
+    Tensor ones = ws.alloc({std::max(N, H)}), dlkp = ws.alloc({H, N, P * 3}), dltqp = ws.alloc({H, N, P * 3}),
+           rows = ws.alloc({H, N, 1}), cols = ws.alloc({H, N, 1}), sqd = ws.alloc({H, N, N}),
+           dpw_rows = ws.alloc({H, N, 1});
+    fill(ones, 1.f);
+    const Tensor ones_n = ones.slice(0, 0, N).view({N, 1}), ones_h = ones.slice(0, 0, H);
     matmul(dl, in.kp3, dlkp);
     matmul(dl.transpose(1, 2), in.qp3, dltqp);
-    matmul(dl, ones, rows);
-    matmul(dl.transpose(1, 2), ones, cols);
-    weighted_sq_distances(in.qp3, in.kp3, Tensor::from_vector({H}, std::vector<float>(H, 1.f)).to(dev), sqd);
+    matmul(dl, ones_n, rows);
+    matmul(dl.transpose(1, 2), ones_n, cols);
+    weighted_sq_distances(in.qp3, in.kp3, ones_h, sqd);
     mul(sqd, dl);
-    matmul(sqd, ones, dpw_rows);
+    matmul(sqd, ones_n, dpw_rows);
     const std::vector<double> qp = host_float64(in.qp), kvp = host_float64(in.kvp), hdlkp = host_float64(dlkp),
                               hdltqp = host_float64(dltqp), hrows = host_float64(rows), hcols = host_float64(cols),
                               hdvp = host_float64(dvp), hdpw = host_float64(dpw_rows);

@@ -4,9 +4,6 @@
 
 namespace axfold {
 
-namespace {
-
-// Every defined tensor of a weights struct, in visit order, with its name.
 std::vector<std::pair<std::string, Tensor>> tensors_of(const ModelWeights& w) {
     ModelWeights copy = w;  // shares the tensors' storage
     std::vector<std::pair<std::string, Tensor>> out;
@@ -15,6 +12,8 @@ std::vector<std::pair<std::string, Tensor>> tensors_of(const ModelWeights& w) {
     });
     return out;
 }
+
+namespace {
 
 void check_f32(const Tensor& t, const std::string& name, const char* what) {
     AXF_CHECK(t.dtype() == DType::F32 && t.is_contiguous(), "%s: %s is %s, expected a contiguous float32 tensor", what,
@@ -47,9 +46,9 @@ void unpack(const Tensor& flat, const std::vector<Tensor>& ts, float s) {
     }
 }
 
-// Where a collective over `comm` reads its buffers: NCCL's on the tensors' device, the others' on the host.
+// Where a collective over `comm` reads its buffers: on the tensors' device where it takes them (NCCL), else the host.
 Device collective_device(const Comm& comm, const std::vector<Tensor>& ts) {
-    return comm.backend() == "nccl" && !ts.empty() ? ts.front().device() : Device::CPU;
+    return comm.takes_device_buffers() && !ts.empty() ? ts.front().device() : Device::CPU;
 }
 
 }  // namespace

@@ -35,6 +35,9 @@ struct AdamConfig {
     double clip_norm = 0.1;  // <= 0: no clipping
 };
 
+// Every defined tensor of the weights, in visit order, with its name (handles sharing the weights' storage).
+std::vector<std::pair<std::string, Tensor>> tensors_of(const ModelWeights& w);
+
 // lr(step) above; step >= 1.
 double scheduled_learning_rate(const AdamConfig& config, int64_t step);
 

@@ -198,16 +198,9 @@ struct TrainingState {
 
 // dst's tensors (views of a host store) = src's (the same layout on a device).
 void copy_weights(const ModelWeights& dst, const ModelWeights& src) {
-    ModelWeights d = dst, s = src;
-    std::vector<Tensor> ds, ss;
-    d.visit([&](const std::string&, Tensor& t) {
-        if (t.defined()) ds.push_back(t);
-    });
-    s.visit([&](const std::string&, Tensor& t) {
-        if (t.defined()) ss.push_back(t);
-    });
+    const auto ds = tensors_of(dst), ss = tensors_of(src);
     AXF_CHECK(ds.size() == ss.size(), "train: %zu host tensors for %zu device tensors", ds.size(), ss.size());
-    for (size_t i = 0; i < ds.size(); ++i) ds[i].copy_from(ss[i]);
+    for (size_t i = 0; i < ds.size(); ++i) ds[i].second.copy_from(ss[i].second);
 }
 
 void sync_to_host(const TrainingState& st) {
